@@ -1,0 +1,315 @@
+"""Schemas of the rig and mission files: one validation layer for every YAML QIKI reads.
+
+All models forbid unknown keys, are strict about types (a string is never coerced into a
+number), refuse NaN and infinities, and carry units in field names (ARCHITECTURE.md 6,
+SAFETY.md K03/K04). A failing file is reported as one line, ``PATH: key.path: what``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from controller.errors import ConfigError
+from controller.paths import resolve_data_path
+from controller.yamlio import load_yaml, validate
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys, wrong types and NaN are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+PosFloat = Annotated[float, Field(gt=0.0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+
+
+# --------------------------------------------------------------------------- vehicle
+class VehicleCfg(Strict):
+    """Rigid-body parameters of the planar vehicle (air-bearing table, 3 DOF)."""
+
+    mass_kg: Annotated[float, Field(gt=0.0, le=1000.0)]
+    inertia_kgm2: Annotated[float, Field(gt=0.0, le=1000.0)]
+
+
+class ThrusterCfg(Strict):
+    """One solenoid thruster: where it sits and which way it pushes the body.
+
+    ``position_m`` and ``force_dir`` are in the body frame (x forward, y left, z up); 2
+    components for a planar rig, 3 for a 6-DOF one. ``force_dir`` is normalised at load.
+    """
+
+    name: str
+    position_m: list[float] = Field(min_length=2, max_length=3)
+    force_dir: list[float] = Field(min_length=2, max_length=3)
+    max_thrust_n: Annotated[float, Field(gt=0.0)]
+    valve: Annotated[int, Field(ge=0, le=7)] | None = None
+
+    @model_validator(mode="after")
+    def _dir_nonzero(self) -> "ThrusterCfg":
+        if len(self.position_m) != len(self.force_dir):
+            raise ValueError("position_m and force_dir must have the same length")
+        if math.hypot(*self.force_dir) < 1e-9:
+            raise ValueError("force_dir has zero length")
+        return self
+
+
+# --------------------------------------------------------------------------- buses
+class CanBusCfg(Strict):
+    """A CAN bus opened through python-can (``interface`` is any python-can name)."""
+
+    kind: Literal["can"]
+    interface: str
+    channel: str
+    bitrate_bps: Annotated[int, Field(gt=0, le=8_000_000)] = 500_000
+    dbc: list[str] = Field(min_length=1)
+    max_rx_frames_per_tick: Annotated[int, Field(gt=0, le=10_000)] = 256
+
+
+class SerialBusCfg(Strict):
+    """A serial link: ``pipe://NAME`` (in-process, lockstep) or any pyserial URL."""
+
+    kind: Literal["serial"]
+    url: str
+    baudrate: Annotated[int, Field(gt=0, le=20_000_000)] = 921_600
+    write_timeout_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.05
+
+
+class ModbusBusCfg(Strict):
+    """A Modbus link: ``memory://NAME``, ``tcp://127.0.0.1:PORT`` or ``rtu:///dev/tty...``."""
+
+    kind: Literal["modbus"]
+    url: str
+    timeout_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.1
+    baudrate: Annotated[int, Field(gt=0, le=20_000_000)] = 115_200
+
+
+BusCfg = Annotated[Union[CanBusCfg, SerialBusCfg, ModbusBusCfg], Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------- devices
+class ValveBoardDeviceCfg(Strict):
+    """The CAN valve board (``dbc/qiki.dbc``)."""
+
+    driver: Literal["valve_board"]
+    bus: str
+    node_id: Annotated[int, Field(ge=1, le=15)] = 1
+    n_valves: Annotated[int, Field(ge=1, le=8)] = 8
+    accepted_firmware: str = ">=1.0.0"
+    max_thrust_n: Annotated[float, Field(gt=0.0, le=20.0)] = 2.0
+    pwm_period_s: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
+    min_impulse_bit_s: Annotated[float, Field(ge=0.0, le=0.5)] = 0.004
+
+
+class McuDeviceCfg(Strict):
+    """The QIKI MCU board on a serial link (framed binary protocol)."""
+
+    driver: Literal["qiki_mcu"]
+    bus: str
+    accepted_firmware: str = ">=1.0.0"
+    heartbeat_period_s: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
+
+
+DeviceCfg = Annotated[Union[ValveBoardDeviceCfg, McuDeviceCfg], Field(discriminator="driver")]
+
+
+# --------------------------------------------------------------------------- emulation
+class FaultCfg(Strict):
+    """One scheduled fault in an emulated run.
+
+    ``fault`` names what happens at ``at_s`` (simulated seconds since start):
+    ``host_heartbeat_loss`` (heartbeats to the MCU are lost on the wire),
+    ``mcu_silent``, ``valve_board_silent``, ``estop_press``, ``estop_release``,
+    ``valve_stuck_closed`` (``valve`` index), ``valve_board_reboot``,
+    ``serial_garbage`` (``length`` random bytes into the MCU link).
+    """
+
+    at_s: NonNegFloat
+    fault: Literal[
+        "host_heartbeat_loss",
+        "mcu_silent",
+        "valve_board_silent",
+        "estop_press",
+        "estop_release",
+        "valve_stuck_closed",
+        "valve_board_reboot",
+        "serial_garbage",
+    ]
+    valve: Annotated[int, Field(ge=0, le=7)] | None = None
+    length: Annotated[int, Field(ge=1, le=100_000)] = 64
+
+
+class WorldCfg(Strict):
+    """The simulated world: start pose (x_m, y_m, yaw_rad in the world frame)."""
+
+    start_pose: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0], min_length=3, max_length=3)
+    physics_rate_hz: Annotated[float, Field(ge=1000.0, le=100_000.0)] = 1000.0
+    pose_noise_m: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0005
+    yaw_noise_rad: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0005
+    linear_drag_n_per_mps: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    valve_open_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] = 0.003
+    valve_close_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] = 0.002
+    rail_voltage_v: Annotated[float, Field(gt=0.0, le=40.0)] = 24.0
+
+
+class EmulationCfg(Strict):
+    """Who plays the far end of each bus on a virtual rig."""
+
+    world: WorldCfg = Field(default_factory=WorldCfg)
+    valve_board_firmware: str = "1.2.0"
+    mcu_firmware: str = "1.0.0"
+    command_timeout_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.2
+    heartbeat_timeout_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.2
+    faults: list[FaultCfg] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- controller
+class GainsCfg(Strict):
+    """PD gains of the pose controller (world frame), plus approach limits."""
+
+    kp_n_per_m: PosFloat = 1.6
+    kd_n_per_mps: PosFloat = 4.0
+    kp_nm_per_rad: PosFloat = 0.5
+    kd_nm_per_radps: PosFloat = 0.6
+    max_position_error_m: PosFloat = 0.25
+    max_yaw_error_rad: PosFloat = 0.5
+
+
+class AllocationCfg(Strict):
+    """Allocator choice: ``exact`` (weighted least squares, least thrust) or ``pinv_clip``."""
+
+    method: Literal["exact", "pinv_clip"] = "exact"
+    axis_weights: list[PosFloat] | None = None
+
+
+class OutputGuardCfg(Strict):
+    """Limits enforced by the output guard, the last word before the thruster bus."""
+
+    max_thrust_rate_n_per_s: PosFloat = 50.0
+    max_nonfinite_ticks: Annotated[int, Field(ge=1, le=1000)] = 3
+
+
+class SafetyCfg(Strict):
+    """Freshness and lag monitoring (SAFETY.md defaults)."""
+
+    stale_after_periods: Annotated[int, Field(ge=1, le=100)] = 3
+    max_overruns_per_s: Annotated[int, Field(ge=1, le=1000)] = 5
+
+
+class ControllerCfg(Strict):
+    """The control loop: rate, state machine file, allocation, gains and guards."""
+
+    rate_hz: Annotated[float, Field(ge=1.0, le=2000.0)] = 100.0
+    fsm: str = "fsm_configs/qiki_vehicle.yaml"
+    allocation: AllocationCfg = Field(default_factory=AllocationCfg)
+    gains: GainsCfg = Field(default_factory=GainsCfg)
+    output_guard: OutputGuardCfg = Field(default_factory=OutputGuardCfg)
+    safety: SafetyCfg = Field(default_factory=SafetyCfg)
+    post_timeout_s: Annotated[float, Field(gt=0.0, le=60.0)] = 5.0
+
+
+class RigCfg(Strict):
+    """A whole rig: vehicle, thrusters, buses, devices, optional emulation, controller."""
+
+    name: str
+    vehicle: VehicleCfg
+    thrusters: list[ThrusterCfg] = Field(min_length=1, max_length=16)
+    buses: dict[str, BusCfg]
+    devices: dict[str, DeviceCfg]
+    emulation: EmulationCfg | None = None
+    controller: ControllerCfg = Field(default_factory=ControllerCfg)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "RigCfg":
+        names = [t.name for t in self.thrusters]
+        if len(set(names)) != len(names):
+            raise ValueError("thruster names must be unique")
+        for dev_name, dev in self.devices.items():
+            if dev.bus not in self.buses:
+                raise ValueError(f"device {dev_name!r} names unknown bus {dev.bus!r}")
+        return self
+
+
+def _thruster_checks(rig: RigCfg, name: str) -> None:
+    boards = [d for d in rig.devices.values() if isinstance(d, ValveBoardDeviceCfg)]
+    if not boards:
+        raise ConfigError(name, "devices", "a rig needs one valve_board device")
+    board = boards[0]
+    dims = {len(t.position_m) for t in rig.thrusters}
+    if len(dims) != 1:
+        raise ConfigError(name, "thrusters", "mixed 2-D and 3-D thruster positions")
+    if len(rig.thrusters) > board.n_valves:
+        raise ConfigError(name, "thrusters", f"{len(rig.thrusters)} thrusters but the board has {board.n_valves} valves")
+    for i, t in enumerate(rig.thrusters):
+        if t.max_thrust_n > board.max_thrust_n:
+            raise ConfigError(
+                name,
+                f"thrusters[{i}].max_thrust_n",
+                f"{t.max_thrust_n} N is above the valve board maximum {board.max_thrust_n} N",
+            )
+        if t.valve is not None and t.valve >= board.n_valves:
+            raise ConfigError(name, f"thrusters[{i}].valve", f"valve {t.valve} does not exist on the board")
+
+
+def thruster_valves(rig: RigCfg) -> list[int]:
+    """Return the valve index of each thruster (explicit ``valve`` or its list position)."""
+    return [t.valve if t.valve is not None else i for i, t in enumerate(rig.thrusters)]
+
+
+def load_rig(path: str | Path) -> tuple[RigCfg, Path]:
+    """Load and validate a rig file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Rig YAML, as the user named it (looked up with :func:`resolve_data_path`).
+
+    Returns
+    -------
+    (RigCfg, Path)
+        The validated rig and the resolved file path (for resolving files it names).
+
+    Raises
+    ------
+    ConfigError
+        One line with file and key path (SAFETY.md K03, K04, K06).
+    """
+    name = str(path)
+    resolved = resolve_data_path(path)
+    rig = validate(RigCfg, load_yaml(resolved, name), name)
+    _thruster_checks(rig, name)
+    valves = thruster_valves(rig)
+    if len(set(valves)) != len(valves):
+        raise ConfigError(name, "thrusters", "two thrusters share one valve")
+    return rig, resolved
+
+
+# --------------------------------------------------------------------------- missions
+class WaypointCfg(Strict):
+    """A pose to reach (world frame) and how long to hold it once reached."""
+
+    x_m: Annotated[float, Field(ge=-100.0, le=100.0)]
+    y_m: Annotated[float, Field(ge=-100.0, le=100.0)]
+    yaw_deg: Annotated[float, Field(ge=-360.0, le=360.0)] = 0.0
+    hold_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
+
+
+class MissionCfg(Strict):
+    """A mission: waypoints flown in order, with reach tolerances and a time limit."""
+
+    name: str
+    waypoints: list[WaypointCfg] = Field(min_length=1, max_length=10_000)
+    reach_tolerance_m: Annotated[float, Field(gt=0.0, le=10.0)] = 0.03
+    reach_speed_mps: Annotated[float, Field(gt=0.0, le=10.0)] = 0.03
+    reach_yaw_tolerance_deg: Annotated[float, Field(gt=0.0, le=180.0)] = 5.0
+    timeout_s: Annotated[float, Field(gt=0.0, le=86_400.0)] = 300.0
+
+
+def load_mission(path: str | Path) -> MissionCfg:
+    """Load and validate a mission file (raises :class:`ConfigError`, one line)."""
+    name = str(path)
+    return validate(MissionCfg, load_yaml(resolve_data_path(path), name), name)

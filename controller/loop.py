@@ -1,0 +1,149 @@
+"""Fixed-rate loop: read -> update -> write, once per period, on an injected clock.
+
+Lockstep (``SimClock``): tick k runs at exactly ``k * period``; between ticks the caller's
+``advance(t0_s, t1_s)`` steps the simulated world and emulators, then the clock jumps to
+``t1_s``. Deterministic, as fast as the CPU allows.
+
+Real time (``MonotonicClock``): tick k is due at the absolute deadline ``t0 + k * period``
+(no drift from accumulated sleeps). The start error of each tick is recorded. A tick that
+ends after the next deadline is an *overrun*: it is counted, and the loop resumes at the
+next deadline still in the future (missed deadlines are skipped, never caught up in a
+burst, SAFETY.md T01). Overruns inside the last second are exposed for the ``system
+lagging`` check (T02).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from controller.clock import Clock, SimClock
+
+
+@dataclass
+class LoopStats:
+    """Counters and timing of a loop run (period errors in microseconds, real time only)."""
+
+    ticks: int = 0
+    overruns: int = 0
+    skipped_deadlines: int = 0
+    period_errors_us: list[float] = field(default_factory=list)
+    tick_durations_us: list[float] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    sim_time_s: float = 0.0
+
+    def summary(self, realtime: bool) -> dict:
+        """Return the ``loop`` block of ``summary.json``."""
+        out: dict = {"ticks": self.ticks, "overruns": self.overruns, "realtime": realtime}
+        if realtime:
+            out["skipped_deadlines"] = self.skipped_deadlines
+            out["period_error_us"] = percentiles(self.period_errors_us)
+            out["tick_duration_us"] = percentiles(self.tick_durations_us)
+        else:
+            out["sim_speed_factor"] = round(self.sim_time_s / self.wall_time_s, 1) if self.wall_time_s > 0 else None
+        out["wall_time_s"] = round(self.wall_time_s, 3)
+        return out
+
+
+def percentiles(values: list[float]) -> dict:
+    """Return ``{"p50", "p99", "max"}`` of ``values`` (nearest-rank), rounded to 0.1."""
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    s = sorted(values)
+
+    def rank(p: float) -> float:
+        return s[min(len(s) - 1, max(0, math.ceil(p * len(s)) - 1))]
+
+    return {"p50": round(rank(0.50), 1), "p99": round(rank(0.99), 1), "max": round(s[-1], 1)}
+
+
+class FixedRateLoop:
+    """Run ``tick(k, now_s, dt_s) -> bool`` at ``rate_hz`` until it returns False.
+
+    Parameters
+    ----------
+    clock : Clock
+        ``SimClock`` for lockstep, ``MonotonicClock`` for real time.
+    rate_hz : float
+        Tick rate (Hz), > 0.
+    advance : callable ``(t0_s, t1_s) -> None``, optional
+        Lockstep only: steps the simulated world from one tick to the next.
+    """
+
+    def __init__(self, clock: Clock, rate_hz: float, advance: Callable[[float, float], None] | None = None) -> None:
+        if not rate_hz > 0:
+            raise ValueError("rate_hz must be > 0")
+        self.clock = clock
+        self.period_s = 1.0 / rate_hz
+        self.period_ns = int(round(1e9 / rate_hz))
+        self.advance = advance
+        self.lockstep = isinstance(clock, SimClock)
+        self.stats = LoopStats()
+        self._recent_overruns: deque[float] = deque()
+
+    def overruns_last_second(self, now_s: float) -> int:
+        """Overruns whose tick started within the last second (T02 check)."""
+        q = self._recent_overruns
+        while q and q[0] < now_s - 1.0:
+            q.popleft()
+        return len(q)
+
+    def run(self, tick: Callable[[int, float, float], bool], max_ticks: int | None = None) -> LoopStats:
+        """Run until ``tick`` returns False or ``max_ticks`` ticks have run."""
+        wall0 = time.perf_counter()
+        try:
+            if self.lockstep:
+                self._run_lockstep(tick, max_ticks)
+            else:
+                self._run_realtime(tick, max_ticks)
+        finally:
+            self.stats.wall_time_s = time.perf_counter() - wall0
+        return self.stats
+
+    def _run_lockstep(self, tick, max_ticks) -> None:
+        clock: SimClock = self.clock  # type: ignore[assignment]
+        base_ns = clock.now_ns()
+        k = 0
+        while max_ticks is None or k < max_ticks:
+            t_ns = base_ns + k * self.period_ns
+            clock.sleep_until(t_ns * 1e-9)
+            now = t_ns * 1e-9
+            keep = tick(k, now, self.period_s)
+            self.stats.ticks += 1
+            self.stats.sim_time_s = (k + 1) * self.period_s
+            if not keep:
+                break
+            if self.advance is not None:
+                self.advance(now, (t_ns + self.period_ns) * 1e-9)
+            k += 1
+
+    def _run_realtime(self, tick, max_ticks) -> None:
+        clock = self.clock
+        t0 = clock.now_s()
+        k = 0
+        last_start = None
+        while max_ticks is None or self.stats.ticks < max_ticks:
+            deadline = t0 + k * self.period_s
+            clock.sleep_until(deadline)
+            start = clock.now_s()
+            self.stats.period_errors_us.append((start - deadline) * 1e6)
+            dt = self.period_s if last_start is None else start - last_start
+            last_start = start
+            keep = tick(self.stats.ticks, start, dt)
+            end = clock.now_s()
+            self.stats.tick_durations_us.append((end - start) * 1e6)
+            self.stats.ticks += 1
+            self.stats.sim_time_s = end - t0
+            if not keep:
+                break
+            k += 1
+            next_deadline = t0 + k * self.period_s
+            if end > next_deadline:
+                self.stats.overruns += 1
+                self._recent_overruns.append(start)
+                k_next = math.floor((end - t0) / self.period_s) + 1
+                self.stats.skipped_deadlines += k_next - k
+                k = k_next

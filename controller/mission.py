@@ -1,0 +1,99 @@
+"""Mission executor: flies waypoints in order, holds each, and keeps the score.
+
+Per-tick and pure (no I/O). A waypoint counts as *reached* when the position error is
+within ``reach_tolerance_m``, the speed below ``reach_speed_mps`` and the yaw error within
+``reach_yaw_tolerance_deg``; from then the hold timer runs for ``hold_s`` and the worst
+position error during the hold is recorded (``max_hold_error_m`` of the run summary).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from controller.config import MissionCfg
+from controller.control import wrap_angle_rad
+
+
+@dataclass(slots=True)
+class MissionProgress:
+    """What the executor reports after one tick."""
+
+    setpoint: tuple[float, float, float]
+    complete: bool
+    reached_now: bool
+
+
+class MissionExecutor:
+    """Sequence the waypoints of a :class:`MissionCfg`.
+
+    Parameters
+    ----------
+    mission : MissionCfg
+        Validated mission.
+    """
+
+    def __init__(self, mission: MissionCfg) -> None:
+        self.mission = mission
+        self.targets = [(w.x_m, w.y_m, math.radians(w.yaw_deg)) for w in mission.waypoints]
+        self.holds_s = [w.hold_s for w in mission.waypoints]
+        self.index = 0
+        self.reached_at_s: float | None = None
+        self.waypoints_reached = 0
+        self.max_hold_error_m = 0.0
+        self.started_at_s: float | None = None
+        self._yaw_tol = math.radians(mission.reach_yaw_tolerance_deg)
+
+    @property
+    def waypoints_total(self) -> int:
+        return len(self.targets)
+
+    @property
+    def complete(self) -> bool:
+        return self.index >= len(self.targets)
+
+    def start(self, now_s: float) -> None:
+        """Begin (or resume) the mission clock at ``now_s``."""
+        if self.started_at_s is None:
+            self.started_at_s = now_s
+
+    def timed_out(self, now_s: float) -> bool:
+        """True when the mission has run longer than its ``timeout_s``."""
+        return self.started_at_s is not None and now_s - self.started_at_s > self.mission.timeout_s
+
+    def update(self, now_s: float, pose: tuple[float, float, float], speed_mps: float) -> MissionProgress:
+        """Advance the sequence with the current pose (per tick).
+
+        Parameters
+        ----------
+        now_s : float
+            Time (s) on the run clock.
+        pose : (x_m, y_m, yaw_rad)
+            Current pose, world frame.
+        speed_mps : float
+            Current speed over ground (m/s).
+        """
+        if self.complete:
+            last = self.targets[-1]
+            return MissionProgress(last, True, False)
+        target = self.targets[self.index]
+        err = math.hypot(target[0] - pose[0], target[1] - pose[1])
+        reached_now = False
+        if self.reached_at_s is None:
+            yaw_err = abs(wrap_angle_rad(target[2] - pose[2]))
+            if (
+                err <= self.mission.reach_tolerance_m
+                and speed_mps <= self.mission.reach_speed_mps
+                and yaw_err <= self._yaw_tol
+            ):
+                self.reached_at_s = now_s
+                self.waypoints_reached += 1
+                reached_now = True
+        if self.reached_at_s is not None:
+            if self.holds_s[self.index] > 0.0:
+                self.max_hold_error_m = max(self.max_hold_error_m, err)
+            if now_s - self.reached_at_s >= self.holds_s[self.index]:
+                self.index += 1
+                self.reached_at_s = None
+        done = self.complete
+        return MissionProgress(self.targets[min(self.index, len(self.targets) - 1)], done, reached_now)

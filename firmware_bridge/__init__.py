@@ -1,0 +1,1 @@
+"""The device side of every wire: sans-IO protocol codecs and emulated firmware."""

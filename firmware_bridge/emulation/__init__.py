@@ -1,0 +1,1 @@
+"""Emulated device firmware and the simulated world, stepped by the caller's clock."""

@@ -1,0 +1,120 @@
+"""The simulated world of the virtual rig: a planar (3-DOF) rigid body pushed by valves.
+
+State, world frame (x east/forward at start, y left, z up; yaw about z, counter-clockwise):
+``x_m, y_m, yaw_rad`` and their rates ``vx_mps, vy_mps, yaw_rate_radps``. Forces come from
+thrusters fixed in the body frame, each delivering ``max_thrust_n`` while its valve is
+physically open. The valve board emulator says, per physics step, what fraction of the
+step each valve was open, so the impulse integrated here is exact for on/off valves even
+when a pulse is shorter than the step.
+
+Integration: semi-implicit (symplectic) Euler at ``physics_rate_hz`` (>= 1 kHz), with the
+constant-over-the-step force rotated at the step's starting yaw. At 1 kHz and yaw rates
+below 1 rad/s the rotation error per step is below 1e-3 rad of force direction.
+Reference: E. Hairer, C. Lubich, G. Wanner, *Geometric Numerical Integration*, 2006, I.1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class ThrusterGeometry:
+    """One thruster in the body frame: position (m), unit force direction, max thrust (N)."""
+
+    x_m: float
+    y_m: float
+    dir_x: float
+    dir_y: float
+    max_thrust_n: float
+
+
+class World:
+    """Planar rigid body with thrusters; stepped by the caller, never by itself.
+
+    Parameters
+    ----------
+    mass_kg : float
+        Vehicle mass (kg), > 0.
+    inertia_kgm2 : float
+        Moment of inertia about z (kg m^2), > 0.
+    thrusters : sequence of ThrusterGeometry
+        Thrusters in valve order (thruster i is driven by open fraction i).
+    start_pose : (3,) sequence of float
+        ``(x_m, y_m, yaw_rad)`` in the world frame.
+    linear_drag_n_per_mps : float, optional
+        Viscous drag of the air bearing (N per m/s), default 0.
+    """
+
+    __slots__ = (
+        "mass_kg", "inertia_kgm2", "thrusters", "x_m", "y_m", "yaw_rad", "vx_mps", "vy_mps",
+        "yaw_rate_radps", "ax_body_mps2", "ay_body_mps2", "time_s", "impulse_ns",
+        "_fx", "_fy", "_mz", "_drag",
+    )
+
+    def __init__(
+        self,
+        mass_kg: float,
+        inertia_kgm2: float,
+        thrusters: Sequence[ThrusterGeometry],
+        start_pose: Sequence[float] = (0.0, 0.0, 0.0),
+        linear_drag_n_per_mps: float = 0.0,
+    ) -> None:
+        if mass_kg <= 0 or inertia_kgm2 <= 0:
+            raise ValueError("mass_kg and inertia_kgm2 must be > 0")
+        self.mass_kg = float(mass_kg)
+        self.inertia_kgm2 = float(inertia_kgm2)
+        self.thrusters = tuple(thrusters)
+        self.x_m, self.y_m, self.yaw_rad = (float(v) for v in start_pose)
+        self.vx_mps = self.vy_mps = self.yaw_rate_radps = 0.0
+        self.ax_body_mps2 = self.ay_body_mps2 = 0.0
+        self.time_s = 0.0
+        #: Delivered impulse per thruster (N s) since start.
+        self.impulse_ns = [0.0] * len(self.thrusters)
+        # Body-frame force and torque per unit open fraction, precomputed once.
+        self._fx = [t.max_thrust_n * t.dir_x for t in self.thrusters]
+        self._fy = [t.max_thrust_n * t.dir_y for t in self.thrusters]
+        self._mz = [t.x_m * fy - t.y_m * fx for t, fx, fy in zip(self.thrusters, self._fx, self._fy)]
+        self._drag = float(linear_drag_n_per_mps)
+
+    def step(self, dt_s: float, open_fractions: Sequence[float]) -> None:
+        """Advance the body by ``dt_s`` seconds (per physics step, 1 kHz or finer).
+
+        Parameters
+        ----------
+        dt_s : float
+            Step length (s), > 0.
+        open_fractions : sequence of float, shape (N,)
+            Fraction of the step during which each valve was physically open, in [0, 1].
+        """
+        fxb = fyb = mz = 0.0
+        fx, fy, m = self._fx, self._fy, self._mz
+        imp = self.impulse_ns
+        for i, u in enumerate(open_fractions):
+            if u:
+                fxb += fx[i] * u
+                fyb += fy[i] * u
+                mz += m[i] * u
+                imp[i] += self.thrusters[i].max_thrust_n * u * dt_s
+        c = math.cos(self.yaw_rad)
+        s = math.sin(self.yaw_rad)
+        fxw = c * fxb - s * fyb - self._drag * self.vx_mps
+        fyw = s * fxb + c * fyb - self._drag * self.vy_mps
+        inv_m = 1.0 / self.mass_kg
+        self.vx_mps += fxw * inv_m * dt_s
+        self.vy_mps += fyw * inv_m * dt_s
+        self.yaw_rate_radps += mz / self.inertia_kgm2 * dt_s
+        self.x_m += self.vx_mps * dt_s
+        self.y_m += self.vy_mps * dt_s
+        self.yaw_rad = math.remainder(self.yaw_rad + self.yaw_rate_radps * dt_s, math.tau)
+        # What an IMU on the body feels (specific force, body frame).
+        self.ax_body_mps2 = (c * fxw + s * fyw) * inv_m
+        self.ay_body_mps2 = (-s * fxw + c * fyw) * inv_m
+        self.time_s += dt_s
+
+    @property
+    def pose(self) -> tuple[float, float, float]:
+        """``(x_m, y_m, yaw_rad)`` in the world frame."""
+        return (self.x_m, self.y_m, self.yaw_rad)

@@ -1,0 +1,22 @@
+"""Error tree of the hardware abstraction layer.
+
+Vendor exceptions (python-can, cantools, pyserial, pymodbus) are translated once at the
+backend boundary into these classes and chained with ``raise ... from``. An expected
+timeout is a return value, never an exception.
+"""
+
+
+class HalError(Exception):
+    """Base class of every error raised by :mod:`hal`."""
+
+
+class BusConfigError(HalError):
+    """A bus or database description is unusable (bad DBC, unknown interface, bad URL).
+
+    The message is one line and names the file (and signal/message) at fault, so that the
+    command line can print it as is and exit with status 2 (SAFETY.md K01/K02).
+    """
+
+
+class BusError(HalError):
+    """A bus failed at run time (adapter gone, send refused, port closed)."""
