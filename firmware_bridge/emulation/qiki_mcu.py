@@ -1,0 +1,347 @@
+"""Emulated QIKI MCU firmware: the far end of the MCU serial link on a virtual rig.
+
+It speaks :mod:`firmware_bridge.protocols.qiki_mcu` over any
+:class:`hal.serial.link.SerialLink` and models what the host's safety case relies on
+(ARCHITECTURE.md section 5, item 3; SAFETY.md T03, D08, D09, D12):
+
+* the valve-rail enable output is on only while the host requested it AND a host heartbeat
+  arrived within ``heartbeat_timeout_s``; a heartbeat timeout or an E-stop press clears the
+  request, so the rail stays off until the host asks again (never re-enabled by itself);
+* MCU_STATUS goes out at ``status_rate_hz`` and at once on any change of E-stop, rail,
+  watchdog state or fault flags, and in reply to every RAIL_REQUEST (the acknowledgement);
+* IMU and POSE stream at their rates from the simulated ``world``.
+
+Time comes only from the ``now_s`` passed to :meth:`McuEmulator.step` (lockstep SimClock or
+real-time MonotonicClock); the emulator never sleeps and starts no thread.
+"""
+
+from __future__ import annotations
+
+import random
+
+from firmware_bridge.protocols import qiki_mcu as proto
+from hal.errors import HalError
+from firmware_bridge.protocols.framing import FrameDecoder
+from firmware_bridge.protocols.qiki_mcu import (
+    FaultFlag,
+    Hello,
+    HelloRequest,
+    HostHeartbeat,
+    Imu,
+    McuStatus,
+    Pose,
+    RailRequest,
+    WatchdogState,
+)
+
+__all__ = ["McuEmulator"]
+
+_EPS_S = 1e-6  # tolerance on due times: SimClock ns -> float s rounding
+
+
+class _Schedule:
+    """Fixed-rate schedule anchored at a start time; skips missed slots (no bursts)."""
+
+    __slots__ = ("period_s", "t0_s", "k", "skipped")
+
+    def __init__(self, rate_hz: float) -> None:
+        self.period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
+        self.t0_s = 0.0
+        self.k = 0
+        self.skipped = 0
+
+    def start(self, t0_s: float) -> None:
+        self.t0_s = t0_s
+        self.k = 0
+
+    def due(self, now_s: float) -> bool:
+        if self.period_s <= 0.0:
+            return False
+        due_s = self.t0_s + self.k * self.period_s
+        if now_s + _EPS_S < due_s:
+            return False
+        # next slot strictly after now: late steps send once, never a burst
+        k_now = int((now_s + _EPS_S - self.t0_s) / self.period_s)
+        self.skipped += max(0, k_now - self.k)
+        self.k = k_now + 1
+        return True
+
+
+class McuEmulator:
+    """Emulated QIKI MCU board.
+
+    Parameters
+    ----------
+    link : SerialLink
+        The MCU's end of the serial link (PipeLink end, pty master FdLink, ...).
+    world : object
+        Duck-typed simulated world with float attributes ``x_m, y_m, yaw_rad, vx_mps,
+        vy_mps, yaw_rate_radps`` (world frame: m, rad, m/s, rad/s) and ``ax_body_mps2,
+        ay_body_mps2`` (body frame, m/s^2). Read at each IMU/POSE send.
+    firmware_version : tuple of int, optional
+        ``(major, minor, patch)`` reported in HELLO (default ``(1, 0, 0)``).
+    heartbeat_timeout_s : float, optional
+        Host-watchdog timeout in s (default 0.2, SAFETY.md "device-side command timeout").
+    imu_rate_hz, pose_rate_hz, status_rate_hz : float, optional
+        Stream rates in Hz (defaults 100, 100, 10); 0 disables a stream.
+    pose_noise_m : float, optional
+        Standard deviation of Gaussian noise on ``x_m`` and ``y_m`` in m (default 0).
+    yaw_noise_rad : float, optional
+        Standard deviation of Gaussian noise on ``yaw_rad`` in rad (default 0).
+    seed : int, optional
+        Seed of the private ``random.Random`` used for noise (deterministic runs).
+    board_serial : int, optional
+        u32 reported in HELLO.
+
+    Attributes
+    ----------
+    rail_enabled : bool
+        The valve-rail enable output as driven by the board.
+    watchdog_state : WatchdogState
+        HOST_TIMEOUT at boot until the first host heartbeat.
+    estop_pressed : bool
+        The E-stop input.
+    fault_flags : int
+        FaultFlag bits reported in MCU_STATUS (settable, e.g. to fail POST).
+    drop_host_heartbeats : bool
+        Fault knob: host heartbeats are lost on the wire (the watchdog will time out).
+    silent : bool
+        Fault knob: the MCU transmits nothing (its TX line is cut); it still listens.
+    last_host_heartbeat_rx_s : float or None
+        ``now_s`` of the step that received the last host heartbeat.
+    """
+
+    def __init__(
+        self,
+        link,
+        world,
+        *,
+        firmware_version: tuple[int, int, int] = (1, 0, 0),
+        heartbeat_timeout_s: float = 0.2,
+        imu_rate_hz: float = 100,
+        pose_rate_hz: float = 100,
+        status_rate_hz: float = 10,
+        pose_noise_m: float = 0.0,
+        yaw_noise_rad: float = 0.0,
+        seed: int = 0,
+        board_serial: int = 0x51494B31,
+    ) -> None:
+        if heartbeat_timeout_s <= 0:
+            raise ValueError(f"heartbeat_timeout_s must be > 0, got {heartbeat_timeout_s}")
+        if len(firmware_version) != 3:
+            raise ValueError(f"firmware_version must be (major, minor, patch), got {firmware_version}")
+        self.link = link
+        self.world = world
+        self.firmware_version = tuple(int(v) for v in firmware_version)
+        self.heartbeat_timeout_s = float(heartbeat_timeout_s)
+        self.pose_noise_m = float(pose_noise_m)
+        self.yaw_noise_rad = float(yaw_noise_rad)
+        self.board_serial = int(board_serial)
+        self._rng = random.Random(seed)
+        self._imu = _Schedule(imu_rate_hz)
+        self._pose = _Schedule(pose_rate_hz)
+        self._status = _Schedule(status_rate_hz)
+        self._decoder = FrameDecoder()
+        self._seq: dict[int, int] = {}
+        # board state
+        self.estop_pressed = False
+        self.rail_enabled = False
+        self.rail_requested = False
+        self.watchdog_state = WatchdogState.HOST_TIMEOUT
+        self.fault_flags = int(FaultFlag.NONE)
+        # fault knobs
+        self.drop_host_heartbeats = False
+        self.silent = False
+        # bookkeeping
+        self._booted = False
+        self._boot_s = 0.0
+        self._now_s = 0.0
+        self.last_host_heartbeat_rx_s: float | None = None  # on the step() clock, s
+        self._last_sent_status: tuple | None = None
+        self.last_host_heartbeat: HostHeartbeat | None = None
+        self.counters = {
+            "host_heartbeats": 0,
+            "heartbeats_dropped": 0,
+            "rail_requests": 0,
+            "rail_refused": 0,
+            "hello_requests": 0,
+            "invalid": 0,
+            "frames_tx": 0,
+            "link_errors": 0,
+        }
+
+    # ------------------------------------------------------------------ inputs (knobs)
+    def press_estop(self) -> None:
+        """Press the E-stop: the rail output drops at once, MCU_STATUS is sent at once."""
+        self.estop_pressed = True
+        self.rail_requested = False
+        self._update_outputs()
+        if self._booted:
+            self._send_status_if_changed()
+
+    def release_estop(self) -> None:
+        """Release the E-stop; the rail stays off until the host requests it again."""
+        self.estop_pressed = False
+        self._update_outputs()
+        if self._booted:
+            self._send_status_if_changed()
+
+    def reboot(self, now_s: float | None = None, *, by_watchdog: bool = False) -> None:
+        """Fault knob: the board resets (brown-out, or its own hardware watchdog).
+
+        ``now_s`` is accepted for symmetry with the other emulators and unused: the board
+        boots at its next :meth:`step`.
+
+        At the next :meth:`step` it boots again: uptime restarts at 0, sequence counters
+        restart, the rail request is forgotten (rail off), HELLO is sent. The watchdog state
+        reads RESET after a watchdog reset (until the next host heartbeat), else HOST_TIMEOUT.
+        """
+        self._booted = False
+        self._seq.clear()
+        self._decoder.reset()
+        self.rail_requested = False
+        self.rail_enabled = False
+        self.last_host_heartbeat_rx_s = None
+        self._last_sent_status = None
+        self.watchdog_state = WatchdogState.RESET if by_watchdog else WatchdogState.HOST_TIMEOUT
+
+    def inject_garbage(self, data: bytes) -> None:
+        """Fault knob: put raw ``data`` on the MCU's TX line (SAFETY.md D08, F05)."""
+        self._write(bytes(data))
+
+    @property
+    def decoder_stats(self) -> dict[str, int]:
+        """Framing counters of what the MCU received from the host."""
+        return self._decoder.stats.as_dict()
+
+    # ------------------------------------------------------------------ per tick
+    def step(self, now_s: float) -> None:
+        """Advance the firmware to ``now_s``: receive, run the watchdog, transmit what is due.
+
+        Parameters
+        ----------
+        now_s : float
+            Current time in s on the caller's clock (monotonic, never decreasing).
+
+        Notes
+        -----
+        Per-tick function, up to 1 kHz; costs one non-blocking read plus a few comparisons
+        when nothing is due. A link failure is counted and the step carries on.
+        """
+        self._now_s = now_s
+        if not self._booted:
+            self._booted = True
+            self._boot_s = now_s
+            for sched in (self._imu, self._pose, self._status):
+                sched.start(now_s)
+            self._send(self._hello())
+        self._receive(now_s)
+        self._update_watchdog_now(now_s)
+        self._update_outputs()
+        self._send_status_if_changed()
+        if self._status.due(now_s):
+            self._send(self._status_msg())
+        if self._imu.due(now_s):
+            w = self.world
+            self._send(Imu(self._t_ms(), float(w.yaw_rate_radps), float(w.ax_body_mps2), float(w.ay_body_mps2)))
+        if self._pose.due(now_s):
+            self._send(self._pose_msg())
+
+    # ------------------------------------------------------------------ internals
+    def _t_ms(self) -> int:
+        return int((self._now_s - self._boot_s) * 1000.0 + 1e-6) & 0xFFFFFFFF
+
+    def _hello(self) -> Hello:
+        major, minor, patch = self.firmware_version
+        return Hello(major, minor, patch, proto.PROTOCOL_VERSION, self.board_serial)
+
+    def _status_msg(self) -> McuStatus:
+        return McuStatus(
+            self._t_ms(), self.estop_pressed, self.rail_enabled, self.watchdog_state, self.fault_flags & 0xFF
+        )
+
+    def _pose_msg(self) -> Pose:
+        w = self.world
+        x, y, yaw = float(w.x_m), float(w.y_m), float(w.yaw_rad)
+        if self.pose_noise_m > 0.0:
+            x += self._rng.gauss(0.0, self.pose_noise_m)
+            y += self._rng.gauss(0.0, self.pose_noise_m)
+        if self.yaw_noise_rad > 0.0:
+            yaw += self._rng.gauss(0.0, self.yaw_noise_rad)
+        return Pose(self._t_ms(), x, y, yaw, float(w.vx_mps), float(w.vy_mps), float(w.yaw_rate_radps))
+
+    def _update_outputs(self) -> None:
+        self.rail_enabled = bool(
+            self.rail_requested and not self.estop_pressed and self.watchdog_state == WatchdogState.OK
+        )
+
+    def _status_key(self) -> tuple:
+        return (self.estop_pressed, self.rail_enabled, self.watchdog_state, self.fault_flags & 0xFF)
+
+    def _send_status_if_changed(self) -> None:
+        if self._status_key() != self._last_sent_status:
+            self._send(self._status_msg())
+
+    def _receive(self, now_s: float) -> None:
+        try:
+            data = self.link.read(4096)
+        except HalError:  # link failure: counted, the board keeps running
+            self.counters["link_errors"] += 1
+            return
+        if not data:
+            return
+        for frame in self._decoder.feed(data):
+            msg = proto.decode(frame)
+            if msg is None:
+                self.counters["invalid"] += 1
+            elif type(msg) is HostHeartbeat:
+                if self.drop_host_heartbeats:
+                    self.counters["heartbeats_dropped"] += 1
+                    continue
+                self.counters["host_heartbeats"] += 1
+                self.last_host_heartbeat = msg
+                self.last_host_heartbeat_rx_s = now_s
+                if self.watchdog_state != WatchdogState.OK:
+                    self.watchdog_state = WatchdogState.OK
+            elif type(msg) is RailRequest:
+                self.counters["rail_requests"] += 1
+                self._update_watchdog_now(now_s)
+                if msg.enable:
+                    if self.estop_pressed or self.watchdog_state != WatchdogState.OK:
+                        self.counters["rail_refused"] += 1
+                    else:
+                        self.rail_requested = True
+                else:
+                    self.rail_requested = False
+                self._update_outputs()
+                self._send(self._status_msg())  # acknowledgement, sent every time
+            elif type(msg) is HelloRequest:
+                self.counters["hello_requests"] += 1
+                self._send(self._hello())
+            else:
+                self.counters["invalid"] += 1  # an MCU->host message on the host's line
+
+    def _update_watchdog_now(self, now_s: float) -> None:
+        """Host watchdog: expired once ``heartbeat_timeout_s`` has elapsed since the last one."""
+        last = self.last_host_heartbeat_rx_s
+        if last is None or now_s - last >= self.heartbeat_timeout_s - _EPS_S:
+            if self.watchdog_state == WatchdogState.OK:
+                self.watchdog_state = WatchdogState.HOST_TIMEOUT
+                self.rail_requested = False  # the rail stays off until a new request
+
+    def _send(self, msg) -> None:
+        if type(msg) is McuStatus:
+            self._last_sent_status = (msg.estop_pressed, msg.rail_enabled, msg.watchdog_state, msg.fault_flags)
+        if self.silent:
+            return
+        msg_id = proto.MESSAGE_TYPES[type(msg)]
+        seq = self._seq.get(msg_id, 0)
+        self._seq[msg_id] = (seq + 1) & 0xFF
+        self.counters["frames_tx"] += 1
+        self._write(proto.encode(msg, seq))
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.link.write(data)
+        except HalError:  # link failure: counted, never fatal
+            self.counters["link_errors"] += 1

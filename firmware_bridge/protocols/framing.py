@@ -1,0 +1,436 @@
+"""Sans-IO byte framing for the QIKI serial links: COBS + CRC-16/CCITT-FALSE + 0x00.
+
+Every message on a QIKI UART (921600 baud, 8N1) travels as one frame::
+
+    wire frame:   +--------------------------------------+------+
+                  |  COBS( body || crc16_le )            | 0x00 |
+                  +--------------------------------------+------+
+                     n + 1 bytes, never contains 0x00       delimiter
+
+    body:         +--------+-------+---------------------------+
+                  | msg_id |  seq  |  payload (little-endian)  |
+                  |   u8   |  u8   |  0 .. MAX_PAYLOAD_LEN B   |
+                  +--------+-------+---------------------------+
+                   byte 0   byte 1   bytes 2 ..
+
+    crc16_le:     +---------+---------+
+                  | crc & ff| crc >> 8|   CRC-16/CCITT-FALSE over ``body``
+                  +---------+---------+
+
+Consistent Overhead Byte Stuffing (COBS) removes every 0x00 from the frame so that 0x00
+can serve as an unambiguous delimiter; a receiver that joins mid-stream, or that has seen
+garbage, resynchronises at the next 0x00 (S. Cheshire and M. Baker, "Consistent Overhead
+Byte Stuffing", IEEE/ACM Transactions on Networking 7(2), 1999). For a decoded frame of
+``n <= 254`` bytes the overhead is exactly one byte, so every QIKI frame (payload at most
+:data:`MAX_PAYLOAD_LEN`) costs ``payload + 5`` bytes on the wire plus the delimiter.
+
+CRC-16/CCITT-FALSE: polynomial 0x1021, initial value 0xFFFF, no reflection, no final XOR;
+check value 0x29B1 over ASCII ``"123456789"`` (catalogue of parametrised CRC algorithms,
+R. Williams' Rocksoft model; ITU-T V.41 polynomial). It is computed with the standard
+library's C implementation :func:`binascii.crc_hqx` (same polynomial and register
+convention), far cheaper per frame than a Python table loop; the tests hold it to an
+independent bit-by-bit implementation.
+
+Nothing here does I/O: :func:`encode_frame` returns bytes to write and
+:class:`FrameDecoder` is fed whatever bytes the port returned.
+"""
+
+from __future__ import annotations
+
+from binascii import crc_hqx
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+from firmware_bridge.errors import ProtocolError
+
+__all__ = [
+    "DELIMITER",
+    "MAX_PAYLOAD_LEN",
+    "MAX_WIRE_FRAME_LEN",
+    "DecoderStats",
+    "FrameDecoder",
+    "RawFrame",
+    "cobs_decode",
+    "cobs_encode",
+    "crc16_ccitt_false",
+    "decode_frame",
+    "encode_frame",
+]
+
+DELIMITER = b"\x00"
+#: Largest payload accepted by :func:`encode_frame`. Chosen so that the decoded frame
+#: (2 header + payload + 2 CRC = 252 B) fits one COBS block: one byte of overhead, and the
+#: encoded frame (253 B) fits the default ``FrameDecoder(max_frame_len=256)``.
+MAX_PAYLOAD_LEN = 248
+#: Length of the longest encoded frame :func:`encode_frame` produces, delimiter excluded.
+MAX_WIRE_FRAME_LEN = MAX_PAYLOAD_LEN + 5
+
+_HEADER_LEN = 2
+_CRC_LEN = 2
+_MIN_DECODED_LEN = _HEADER_LEN + _CRC_LEN
+
+
+class RawFrame(NamedTuple):
+    """One frame that passed COBS and CRC checks; the payload is not interpreted.
+
+    Attributes
+    ----------
+    msg_id : int
+        Message identifier, 0..255 (body byte 0).
+    seq : int
+        Sender's sequence counter, 0..255, wraps (body byte 1).
+    payload : bytes
+        Payload bytes, little-endian fields, ``0 .. MAX_PAYLOAD_LEN`` long.
+    """
+
+    msg_id: int
+    seq: int
+    payload: bytes
+
+
+def crc16_ccitt_false(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE of ``data``.
+
+    Parameters
+    ----------
+    data : bytes-like
+        Bytes to checksum.
+    crc : int, optional
+        Register start value; 0xFFFF (default) is the CCITT-FALSE initial value. Pass a
+        previous result to continue a running CRC over split data.
+
+    Returns
+    -------
+    int
+        16-bit CRC, 0..0xFFFF. ``crc16_ccitt_false(b"123456789") == 0x29B1``.
+
+    Notes
+    -----
+    Poly 0x1021, init 0xFFFF, refin/refout false, xorout 0 (Rocksoft parameter model).
+    """
+    return crc_hqx(data, crc)
+
+
+def cobs_encode(data: bytes) -> bytes:
+    """COBS-encode ``data`` (Cheshire & Baker 1999, section 3); no delimiter appended.
+
+    Parameters
+    ----------
+    data : bytes-like
+        Any bytes, zeros allowed.
+
+    Returns
+    -------
+    bytes
+        ``len(data) + 1 + len(data) // 254`` bytes at most, none of them 0x00. A trailing
+        run of exactly 254 non-zero bytes ends with its 0xFF block (no extra 0x01 group),
+        which is the canonical form of the paper.
+
+    Notes
+    -----
+    Each zero-delimited piece of the input becomes blocks ``code || up to 254 bytes``,
+    where ``code = len + 1`` and ``code == 0xFF`` means "254 bytes, no implied zero".
+    Splitting on zeros with :meth:`bytes.split` keeps the loop per block, not per byte.
+    """
+    out = bytearray()
+    pieces = bytes(data).split(b"\x00")
+    last = len(pieces) - 1
+    for index, piece in enumerate(pieces):
+        n = len(piece)
+        if n < 254:  # fast path: every piece of a QIKI frame
+            out.append(n + 1)
+            out += piece
+            continue
+        start = 0
+        while n - start >= 254:
+            out.append(0xFF)
+            out += piece[start : start + 254]
+            start += 254
+        rest = n - start
+        if rest == 0 and index == last:
+            break  # canonical: no empty group after a final 0xFF block
+        out.append(rest + 1)
+        out += piece[start:]
+    return bytes(out)
+
+
+def cobs_decode(encoded: bytes) -> bytes:
+    """Decode one COBS-encoded frame (delimiter already removed).
+
+    Parameters
+    ----------
+    encoded : bytes-like
+        The bytes between two delimiters.
+
+    Returns
+    -------
+    bytes
+        The original data.
+
+    Raises
+    ------
+    ProtocolError
+        If ``encoded`` contains 0x00 or a block's code points past the end.
+    """
+    enc = bytes(encoded)
+    n = len(enc)
+    if enc.find(0) >= 0:
+        raise ProtocolError("COBS: 0x00 inside an encoded frame")
+    out = bytearray()
+    i = 0
+    while i < n:
+        code = enc[i]
+        j = i + code
+        if j > n:
+            raise ProtocolError(f"COBS: block code {code} at offset {i} runs past end ({n} B)")
+        out += enc[i + 1 : j]
+        i = j
+        if code != 0xFF and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+def encode_frame(msg_id: int, seq: int, payload: bytes = b"") -> bytes:
+    """Build one wire frame: ``COBS(msg_id | seq | payload | crc16_le) || 0x00``.
+
+    Parameters
+    ----------
+    msg_id : int
+        Message identifier, 0..255.
+    seq : int
+        Sequence counter; taken modulo 256.
+    payload : bytes-like
+        Little-endian payload, at most :data:`MAX_PAYLOAD_LEN` bytes.
+
+    Returns
+    -------
+    bytes
+        ``len(payload) + 6`` bytes, the last one the 0x00 delimiter.
+
+    Raises
+    ------
+    ProtocolError
+        If ``msg_id`` is out of range or the payload is too long.
+
+    Notes
+    -----
+    Per-tick function (every outgoing message). Byte layout in the module docstring.
+    """
+    if not 0 <= msg_id <= 0xFF:
+        raise ProtocolError(f"msg_id {msg_id} out of range 0..255")
+    if len(payload) > MAX_PAYLOAD_LEN:
+        raise ProtocolError(f"payload of {len(payload)} B exceeds {MAX_PAYLOAD_LEN} B")
+    body = bytes((msg_id, seq & 0xFF)) + bytes(payload)
+    crc = crc_hqx(body, 0xFFFF)
+    decoded = body + bytes((crc & 0xFF, crc >> 8))
+    # Inline single-block COBS (decoded length <= 252 < 254): one code byte per zero.
+    out = bytearray()
+    for piece in decoded.split(b"\x00"):
+        out.append(len(piece) + 1)
+        out += piece
+    out.append(0)
+    return bytes(out)
+
+
+def decode_frame(encoded: bytes) -> RawFrame:
+    """Strict one-shot decode of one frame (delimiter optional at the end).
+
+    Parameters
+    ----------
+    encoded : bytes-like
+        One COBS-encoded frame, with or without its trailing 0x00.
+
+    Returns
+    -------
+    RawFrame
+
+    Raises
+    ------
+    ProtocolError
+        On a COBS error, a frame shorter than header + CRC, or a CRC mismatch.
+        (Use :class:`FrameDecoder` for stream input: it counts instead of raising.)
+    """
+    enc = bytes(encoded)
+    if enc.endswith(b"\x00"):
+        enc = enc[:-1]
+    decoded = cobs_decode(enc)
+    if len(decoded) < _MIN_DECODED_LEN:
+        raise ProtocolError(f"frame of {len(decoded)} B shorter than {_MIN_DECODED_LEN} B")
+    body = decoded[:-2]
+    crc_rx = decoded[-2] | (decoded[-1] << 8)
+    crc = crc_hqx(body, 0xFFFF)
+    if crc != crc_rx:
+        raise ProtocolError(f"CRC mismatch: computed 0x{crc:04X}, frame says 0x{crc_rx:04X}")
+    return RawFrame(body[0], body[1], body[2:])
+
+
+@dataclass(slots=True)
+class DecoderStats:
+    """Counters of a :class:`FrameDecoder`, monotonically increasing.
+
+    Attributes
+    ----------
+    frames_ok : int
+        Frames that passed COBS and CRC.
+    cobs_errors : int
+        Frames whose COBS structure was invalid (a code pointing past the delimiter).
+    crc_errors : int
+        Frames whose CRC did not match (SAFETY.md F01).
+    too_long : int
+        Delimiter-less runs longer than ``max_frame_len`` (each run counted once).
+    runts : int
+        Frames that decoded to fewer than 4 bytes (cannot hold header + CRC).
+    bytes_dropped : int
+        Wire bytes discarded for any of the reasons above (delimiters not counted).
+    """
+
+    frames_ok: int = 0
+    cobs_errors: int = 0
+    crc_errors: int = 0
+    too_long: int = 0
+    runts: int = 0
+    bytes_dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counters as a plain dict (for stats and the run record)."""
+        return asdict(self)
+
+
+class FrameDecoder:
+    """Incremental frame decoder: feed any chunks of the byte stream, get whole frames.
+
+    Parameters
+    ----------
+    max_frame_len : int, optional
+        Longest accepted encoded frame in bytes, delimiter excluded (default 256; QIKI
+        frames are at most :data:`MAX_WIRE_FRAME_LEN` = 253). Longer runs are dropped up to
+        the next 0x00 and counted in ``stats.too_long``; memory stays bounded by this.
+
+    Notes
+    -----
+    * Never raises on wire input: bad frames are counted in :attr:`stats` and dropped
+      (SAFETY.md D08, F01, F05). Resynchronisation is at the next 0x00 (COBS property).
+    * The stream start counts as a frame boundary: a receiver that opens a port mid-frame
+      loses (and counts) that first partial frame.
+    * Empty frames (consecutive 0x00, e.g. a sender flushing the line) are ignored silently.
+    * Per-tick: :meth:`feed` costs O(bytes fed) with C-level scans for delimiters.
+    """
+
+    __slots__ = ("max_frame_len", "stats", "_buf", "_discarding")
+
+    def __init__(self, max_frame_len: int = 256) -> None:
+        if max_frame_len < _MIN_DECODED_LEN + 1:
+            raise ValueError(f"max_frame_len must be >= {_MIN_DECODED_LEN + 1}")
+        self.max_frame_len = int(max_frame_len)
+        self.stats = DecoderStats()
+        self._buf = bytearray()
+        self._discarding = False
+
+    def reset(self) -> None:
+        """Forget any partial frame (after a port reopen); counters are kept."""
+        self._buf.clear()
+        self._discarding = False
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the current, not yet delimited frame held in the buffer."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[RawFrame]:
+        """Consume a chunk of the stream and return every complete, valid frame in it.
+
+        Parameters
+        ----------
+        data : bytes-like
+            Any number of bytes, any alignment with frame boundaries.
+
+        Returns
+        -------
+        list of RawFrame
+            Frames completed by this chunk, in wire order (possibly empty).
+
+        Notes
+        -----
+        Per-tick function; never raises for any input bytes.
+        """
+        frames: list[RawFrame] = []
+        data = bytes(data)
+        n = len(data)
+        start = 0
+        buf = self._buf
+        stats = self.stats
+        limit = self.max_frame_len
+        while start < n:
+            z = data.find(0, start)
+            if z < 0:
+                # No delimiter in the rest of the chunk: keep (bounded) or discard.
+                rest = n - start
+                if self._discarding:
+                    stats.bytes_dropped += rest
+                elif len(buf) + rest > limit:
+                    stats.too_long += 1
+                    stats.bytes_dropped += len(buf) + rest
+                    buf.clear()
+                    self._discarding = True
+                else:
+                    buf += data[start:]
+                break
+            if self._discarding:
+                stats.bytes_dropped += z - start
+                self._discarding = False
+                start = z + 1
+                continue
+            if buf:
+                if len(buf) + (z - start) > limit:
+                    stats.too_long += 1
+                    stats.bytes_dropped += len(buf) + (z - start)
+                    buf.clear()
+                    start = z + 1
+                    continue
+                buf += data[start:z]
+                enc = bytes(buf)
+                buf.clear()
+            else:
+                enc = data[start:z]
+                if len(enc) > limit:
+                    stats.too_long += 1
+                    stats.bytes_dropped += len(enc)
+                    start = z + 1
+                    continue
+            start = z + 1
+            if enc:
+                frame = self._decode_one(enc)
+                if frame is not None:
+                    frames.append(frame)
+        return frames
+
+    def _decode_one(self, enc: bytes) -> RawFrame | None:
+        """Decode one delimiter-free encoded frame, counting any failure."""
+        stats = self.stats
+        n = len(enc)
+        # COBS decode inline (enc has no 0x00: it was split on the delimiter).
+        out = bytearray()
+        i = 0
+        while i < n:
+            code = enc[i]
+            j = i + code
+            if j > n:
+                stats.cobs_errors += 1
+                stats.bytes_dropped += n
+                return None
+            out += enc[i + 1 : j]
+            i = j
+            if code != 0xFF and i < n:
+                out.append(0)
+        decoded = bytes(out)
+        if len(decoded) < _MIN_DECODED_LEN:
+            stats.runts += 1
+            stats.bytes_dropped += n
+            return None
+        body = decoded[:-2]
+        if crc_hqx(body, 0xFFFF) != (decoded[-2] | (decoded[-1] << 8)):
+            stats.crc_errors += 1
+            stats.bytes_dropped += n
+            return None
+        stats.frames_ok += 1
+        return RawFrame(body[0], body[1], body[2:])

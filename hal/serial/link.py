@@ -1,0 +1,509 @@
+"""The ``SerialLink`` port and its backends: pyserial, in-process pipes, raw file descriptors.
+
+A serial link moves bytes, nothing more: framing lives in
+:mod:`firmware_bridge.protocols.framing`. Every backend is non-blocking on read and bounded
+on write, so the control tick never waits on a port (ARCHITECTURE.md section 3):
+
+* :class:`PySerialLink` -- ``serial.serial_for_url``: ``/dev/tty*``, a pty slave path,
+  ``socket://host:port``, ``loop://``. The only place pyserial exceptions are seen; they
+  leave as :class:`hal.errors.BusError` / :class:`hal.errors.BusConfigError`.
+* :class:`PipeLink` -- an in-process byte pipe pair for lockstep runs (deterministic,
+  single thread, bounded buffers, fault knobs for unplug/replug).
+* :class:`FdLink` -- a non-blocking file descriptor (pty master, socket), used by emulators
+  in real-time runs; :func:`open_pty_pair` makes a raw-mode pty.
+
+Failure contract (SAFETY.md D12): when the device disappears, the first ``read``/``write``
+that notices raises :class:`~hal.errors.BusError` (one line naming the link, chained to the
+cause); the link is then closed (``is_open`` False) and later ``read`` returns ``b""`` and
+``write`` returns 0 without raising again. Whoever owns the link decides to ``reopen()``.
+Using a link after an explicit ``close()`` is a programming error and raises BusError.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tty
+from typing import Protocol, runtime_checkable
+
+from hal.errors import BusConfigError, BusError
+
+__all__ = [
+    "SerialLink",
+    "PySerialLink",
+    "PipeLink",
+    "FdLink",
+    "open_pty_pair",
+]
+
+
+@runtime_checkable
+class SerialLink(Protocol):
+    """Port: a full-duplex byte stream with non-blocking reads.
+
+    Attributes
+    ----------
+    name : str
+        Human name of the link (URL, path or pipe name), used in error messages.
+    is_open : bool
+        False after ``close()`` or after a failure was reported.
+    """
+
+    name: str
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def write(self, data: bytes) -> int:
+        """Queue ``data`` for transmission; return the number of bytes accepted.
+
+        Never blocks longer than the backend's finite write timeout. Bytes not accepted
+        are dropped and counted by the backend (a short count is not an exception).
+
+        Raises
+        ------
+        BusError
+            Once, when the device has disappeared; or if the link was closed by the user.
+        """
+        ...
+
+    def read(self, max_bytes: int = 4096) -> bytes:
+        """Return up to ``max_bytes`` bytes already received; ``b""`` when none (never waits).
+
+        Raises
+        ------
+        BusError
+            Once, when the device has disappeared; or if the link was closed by the user.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the port; idempotent."""
+        ...
+
+
+class _LinkState:
+    """Shared closed/failed bookkeeping of the backends."""
+
+    __slots__ = ()
+
+    def _check_usable(self) -> bool:
+        """Return True if I/O may proceed; False if failed (quiet); raise if user-closed."""
+        if self._user_closed:  # type: ignore[attr-defined]
+            raise BusError(f"serial link {self.name}: used after close()")  # type: ignore[attr-defined]
+        return not self._failed  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- pyserial
+
+
+class PySerialLink(_LinkState):
+    """SerialLink over :func:`serial.serial_for_url` (pyserial 3.5).
+
+    Parameters
+    ----------
+    url : str
+        Device path (``/dev/ttyAMA0``, ``/dev/ttyUSB0``, a pty slave ``/dev/pts/N``) or a
+        pyserial URL (``socket://127.0.0.1:7001``, ``loop://``).
+    baudrate : int
+        Line rate in bit/s (QIKI MCU: 921600). Ignored by ``socket://``.
+    write_timeout_s : float, optional
+        Longest a ``write`` may block when the OS buffer is full (default 0.05 s). A write
+        that times out returns 0 and is counted in ``write_timeouts``.
+
+    Raises
+    ------
+    BusConfigError
+        The URL or parameters are invalid (unknown scheme, bad baud rate).
+    BusError
+        The port cannot be opened (absent device, permission, connection refused).
+
+    Notes
+    -----
+    Opened with ``timeout=0`` so :meth:`read` returns what is buffered and never waits
+    (pyserial API docs, ``Serial.timeout``). ``socket://`` connects with pyserial's own
+    5 s connection timeout (so ``reopen()`` of a socket URL can block that long), and its
+    ``close()`` sleeps 0.3 s; a failure therefore drops the socket without calling it.
+    ``write_timeout`` also bounds socket sends.
+    """
+
+    def __init__(self, url: str, baudrate: int, *, write_timeout_s: float = 0.05) -> None:
+        if not (write_timeout_s > 0):
+            raise BusConfigError(f"serial link {url}: write_timeout_s must be > 0, got {write_timeout_s}")
+        self.name = str(url)
+        self.url = str(url)
+        self.baudrate = int(baudrate)
+        self.write_timeout_s = float(write_timeout_s)
+        self.bytes_rx = 0
+        self.bytes_tx = 0
+        self.write_timeouts = 0
+        self.failures = 0
+        self._user_closed = False
+        self._failed = False
+        self._ser = self._open()
+
+    def _open(self):
+        import serial  # vendor import kept at the backend boundary
+
+        try:
+            return serial.serial_for_url(
+                self.url, baudrate=self.baudrate, timeout=0, write_timeout=self.write_timeout_s
+            )
+        except ValueError as exc:
+            raise BusConfigError(f"serial link {self.url}: invalid settings: {_one_line(exc)}") from exc
+        except (serial.SerialException, OSError) as exc:
+            raise BusError(f"serial link {self.url}: cannot open: {_one_line(exc)}") from exc
+
+    @property
+    def is_open(self) -> bool:
+        return not self._user_closed and not self._failed and self._ser is not None
+
+    def _fail(self, what: str, exc: BaseException) -> BusError:
+        self._failed = True
+        self.failures += 1
+        ser, self._ser = self._ser, None
+        if ser is not None and not self.url.startswith("socket://"):
+            # pyserial's socket close() sleeps 0.3 s ("give the server some time"): never in
+            # the tick. Dropping the last reference closes the socket descriptor instead.
+            try:
+                ser.close()
+            except Exception:  # noqa: BLE001 - the port is already gone; closing is best effort
+                pass
+        return BusError(f"serial link {self.url}: {what} failed: {_one_line(exc)}")
+
+    def read(self, max_bytes: int = 4096) -> bytes:
+        """Non-blocking read of up to ``max_bytes`` bytes (see :class:`SerialLink`)."""
+        if not self._check_usable():
+            return b""
+        import serial
+
+        try:
+            data = self._ser.read(max_bytes)
+        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            raise self._fail("read", exc) from exc
+        self.bytes_rx += len(data)
+        return data
+
+    def write(self, data: bytes) -> int:
+        """Write ``data``, blocking at most ``write_timeout_s`` (see :class:`SerialLink`)."""
+        if not self._check_usable():
+            return 0
+        import serial
+
+        try:
+            n = self._ser.write(data)
+        except serial.SerialTimeoutException:
+            self.write_timeouts += 1  # expected timeout: a return value, not an exception
+            return 0
+        except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
+            raise self._fail("write", exc) from exc
+        n = len(data) if n is None else int(n)
+        self.bytes_tx += n
+        return n
+
+    def reopen(self) -> None:
+        """Close and open the port again (after a reported failure).
+
+        Raises
+        ------
+        BusError, BusConfigError
+            As for the constructor; the link stays failed.
+        """
+        if self._user_closed:
+            raise BusError(f"serial link {self.url}: reopen() after close()")
+        try:
+            if self._ser is not None:
+                self._ser.close()
+        except Exception:  # noqa: BLE001 - best effort on a dead port
+            pass
+        self._ser = None
+        self._failed = True
+        self._ser = self._open()
+        self._failed = False
+
+    def close(self) -> None:
+        """Close the port; idempotent."""
+        self._user_closed = True
+        if self._ser is not None:
+            try:
+                self._ser.close()
+            except Exception:  # noqa: BLE001 - closing a vanished device must not raise
+                pass
+
+    def __repr__(self) -> str:
+        return f"PySerialLink({self.url!r}, {self.baudrate})"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- pipes
+
+
+class PipeLink(_LinkState):
+    """One end of an in-process byte pipe; make ends with :meth:`pair`.
+
+    Deterministic and thread-free: ``write`` on one end appends to the other end's receive
+    buffer, ``read`` pops from this end's. For lockstep runs and tests.
+
+    Parameters
+    ----------
+    name : str
+        Link name (e.g. ``"mcu/host"``).
+    capacity_bytes : int, optional
+        Receive-buffer bound (default 65536). Bytes arriving at a full buffer are dropped
+        and counted in ``rx_overflow_bytes`` (a UART receiver overruns the same way).
+
+    Attributes
+    ----------
+    bytes_rx, bytes_tx, rx_overflow_bytes : int
+        Counters.
+    """
+
+    def __init__(self, name: str, capacity_bytes: int = 65536) -> None:
+        if capacity_bytes <= 0:
+            raise BusConfigError(f"pipe link {name}: capacity_bytes must be > 0")
+        self.name = str(name)
+        self.capacity_bytes = int(capacity_bytes)
+        self.bytes_rx = 0
+        self.bytes_tx = 0
+        self.rx_overflow_bytes = 0
+        self.failures = 0
+        self._rx = bytearray()
+        self._peer: PipeLink | None = None
+        self._user_closed = False
+        self._failed = False
+        self._present = True
+        self._pending_failure = False
+
+    @classmethod
+    def pair(cls, name: str, capacity_bytes: int = 65536) -> tuple["PipeLink", "PipeLink"]:
+        """Return two connected ends ``(a, b)``: bytes written to one are read from the other.
+
+        Parameters
+        ----------
+        name : str
+            Base name; the ends are called ``name + "/a"`` and ``name + "/b"``.
+        capacity_bytes : int, optional
+            Receive-buffer bound of each end.
+        """
+        a = cls(f"{name}/a", capacity_bytes)
+        b = cls(f"{name}/b", capacity_bytes)
+        a._peer, b._peer = b, a
+        return a, b
+
+    @property
+    def is_open(self) -> bool:
+        return not self._user_closed and not self._failed
+
+    def _raise_pending(self, what: str) -> None:
+        self._pending_failure = False
+        self._failed = True
+        self.failures += 1
+        self._rx.clear()
+        raise BusError(f"pipe link {self.name}: {what} failed: device unplugged")
+
+    def read(self, max_bytes: int = 4096) -> bytes:
+        """Pop up to ``max_bytes`` received bytes; ``b""`` when none."""
+        if not self._check_usable():
+            return b""
+        if self._pending_failure:
+            self._raise_pending("read")
+        rx = self._rx
+        if not rx:
+            return b""
+        data = bytes(rx[:max_bytes])
+        del rx[:max_bytes]
+        self.bytes_rx += len(data)
+        return data
+
+    def write(self, data: bytes) -> int:
+        """Append ``data`` to the peer's receive buffer; return the bytes accepted."""
+        if not self._check_usable():
+            return 0
+        if self._pending_failure:
+            self._raise_pending("write")
+        n = len(data)
+        self.bytes_tx += n
+        peer = self._peer
+        if peer is None or not peer.is_open or not peer._present:
+            return n  # the line is driven, nobody listens: bytes are lost on the wire
+        room = peer.capacity_bytes - len(peer._rx)
+        if n > room:
+            peer.rx_overflow_bytes += n - max(room, 0)
+            if room > 0:
+                peer._rx += data[:room]
+        else:
+            peer._rx += data
+        return n
+
+    def pending(self) -> int:
+        """Bytes waiting in this end's receive buffer."""
+        return len(self._rx)
+
+    # ---- fault knobs (tests, fault plans)
+    def simulate_unplug(self) -> None:
+        """The device behind this end disappears: the next read/write raises BusError once."""
+        self._present = False
+        if self.is_open:
+            self._pending_failure = True
+
+    def simulate_replug(self) -> None:
+        """The device is back: a following :meth:`reopen` succeeds."""
+        self._present = True
+
+    def reopen(self) -> None:
+        """Reopen after a failure.
+
+        Raises
+        ------
+        BusError
+            While the device is unplugged, or after ``close()``.
+        """
+        if self._user_closed:
+            raise BusError(f"pipe link {self.name}: reopen() after close()")
+        if not self._present:
+            raise BusError(f"pipe link {self.name}: cannot open: device unplugged")
+        self._failed = False
+        self._pending_failure = False
+        self._rx.clear()
+
+    def close(self) -> None:
+        """Close this end; idempotent. The peer's writes are then lost."""
+        self._user_closed = True
+        self._rx.clear()
+
+    def __repr__(self) -> str:
+        return f"PipeLink({self.name!r})"
+
+
+# --------------------------------------------------------------------------- fd / pty
+
+
+class FdLink(_LinkState):
+    """SerialLink over a non-blocking file descriptor (pty master, connected socket).
+
+    Parameters
+    ----------
+    fd : int
+        An open descriptor; the link owns it and closes it on :meth:`close`.
+    name : str, optional
+        Link name for messages (default ``"fd:<n>"``).
+    keep_open_fds : sequence of int, optional
+        Further descriptors owned by the link and closed with it (``open_pty_pair`` passes
+        the slave fd so that the pty never hangs up while the host side reopens).
+
+    Notes
+    -----
+    ``os.set_blocking(fd, False)``: a read with nothing pending returns ``b""``; a write
+    into a full kernel buffer writes what fits, the rest is dropped and counted in
+    ``tx_dropped_bytes`` (bounded: no user-space queue). ``os.read`` returning ``b""``
+    (end of file: the socket peer closed) is a failure, reported once.
+    """
+
+    def __init__(self, fd: int, *, name: str | None = None, keep_open_fds: tuple[int, ...] = ()) -> None:
+        self.fd = int(fd)
+        self.name = name or f"fd:{self.fd}"
+        self.bytes_rx = 0
+        self.bytes_tx = 0
+        self.tx_dropped_bytes = 0
+        self.failures = 0
+        self._extra_fds = tuple(keep_open_fds)
+        self._user_closed = False
+        self._failed = False
+        try:
+            os.set_blocking(self.fd, False)
+        except OSError as exc:
+            raise BusConfigError(f"fd link {self.name}: not a usable descriptor: {_one_line(exc)}") from exc
+
+    @property
+    def is_open(self) -> bool:
+        return not self._user_closed and not self._failed
+
+    def _fail(self, what: str, reason: str) -> BusError:
+        self._failed = True
+        self.failures += 1
+        return BusError(f"fd link {self.name}: {what} failed: {reason}")
+
+    def read(self, max_bytes: int = 4096) -> bytes:
+        """Non-blocking read of up to ``max_bytes`` bytes."""
+        if not self._check_usable():
+            return b""
+        try:
+            data = os.read(self.fd, max_bytes)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError as exc:
+            raise self._fail("read", _one_line(exc)) from exc
+        if not data:
+            raise self._fail("read", "end of file (peer closed)")
+        self.bytes_rx += len(data)
+        return data
+
+    def write(self, data: bytes) -> int:
+        """Non-blocking write; returns bytes accepted by the kernel (rest dropped, counted)."""
+        if not self._check_usable():
+            return 0
+        try:
+            n = os.write(self.fd, data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN:
+                n = 0
+            else:
+                raise self._fail("write", _one_line(exc)) from exc
+        self.bytes_tx += n
+        self.tx_dropped_bytes += len(data) - n
+        return n
+
+    def close(self) -> None:
+        """Close the descriptor(s); idempotent."""
+        if self._user_closed:
+            return
+        self._user_closed = True
+        for fd in (self.fd, *self._extra_fds):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"FdLink({self.name!r})"
+
+
+def open_pty_pair(name: str = "pty") -> tuple[FdLink, str]:
+    """Create a pseudo-terminal in raw mode for an emulator in a real-time run.
+
+    Parameters
+    ----------
+    name : str, optional
+        Prefix of the master link's name.
+
+    Returns
+    -------
+    master : FdLink
+        The emulator's end (non-blocking). It also holds the slave descriptor open, so the
+        host side may close and reopen the slave path without a hang-up.
+    slave_path : str
+        ``/dev/pts/N``, to open with :class:`PySerialLink` (any baud rate is accepted).
+
+    Raises
+    ------
+    BusConfigError
+        If the system cannot allocate a pty.
+
+    Notes
+    -----
+    ``tty.setraw`` on the slave clears ICANON, ECHO, ICRNL, OPOST etc. (POSIX termios), so
+    every byte, 0x00 and 0x0D included, passes untouched in both directions.
+    """
+    try:
+        master_fd, slave_fd = os.openpty()
+    except OSError as exc:
+        raise BusConfigError(f"pty {name}: cannot allocate: {_one_line(exc)}") from exc
+    tty.setraw(slave_fd)
+    slave_path = os.ttyname(slave_fd)
+    return FdLink(master_fd, name=f"{name}:{slave_path}", keep_open_fds=(slave_fd,)), slave_path

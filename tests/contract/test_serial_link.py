@@ -1,0 +1,226 @@
+"""Contract of the SerialLink port, run against every backend.
+
+Backends and their peers:
+  pipe    PipeLink.pair                       (lockstep, in-process)
+  pty     PySerialLink(slave path) <-> FdLink (open_pty_pair master, raw mode)
+  socket  PySerialLink("socket://127.0.0.1:<ephemeral>") <-> FdLink(accepted socket)
+
+Real ports deliver bytes asynchronously (the kernel moves pty data on a work queue), so the
+helpers below wait for *arrival* with a finite deadline; no test asserts a duration.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+from hal.errors import BusConfigError, BusError
+from hal.serial.link import FdLink, PipeLink, PySerialLink, SerialLink, open_pty_pair
+
+ARRIVAL_DEADLINE_S = 5.0  # generous bound on kernel delivery; never asserted as a speed
+
+
+def _read_exact(link, n: int, max_bytes: int = 4096) -> bytes:
+    got = bytearray()
+    deadline = time.monotonic() + ARRIVAL_DEADLINE_S
+    while len(got) < n and time.monotonic() < deadline:
+        chunk = link.read(min(max_bytes, n - len(got)))
+        if chunk:
+            got += chunk
+        else:
+            time.sleep(0.0005)  # waiting for the kernel to deliver, not timing anything
+    return bytes(got)
+
+
+def _write_all(link, data: bytes) -> None:
+    view = memoryview(data)
+    deadline = time.monotonic() + ARRIVAL_DEADLINE_S
+    while view and time.monotonic() < deadline:
+        n = link.write(bytes(view[:1024]))
+        view = view[n:]
+        if n == 0:
+            time.sleep(0.0005)
+    assert not view, "peer never accepted the data"
+
+
+def _make_pipe():
+    a, b = PipeLink.pair("contract")
+    return a, b, []
+
+
+def _make_pty():
+    master, slave_path = open_pty_pair("contract")
+    host = PySerialLink(slave_path, 921600)
+    return host, master, [master]
+
+
+def _make_socket():
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(ARRIVAL_DEADLINE_S)
+    try:
+        port = server.getsockname()[1]
+        host = PySerialLink(f"socket://127.0.0.1:{port}", 921600)
+        conn, _ = server.accept()
+    finally:
+        server.close()
+    conn.settimeout(0)
+    peer = FdLink(os.dup(conn.fileno()), name="socket-peer")
+    conn.close()
+    return host, peer, [peer]
+
+
+BACKENDS = {"pipe": _make_pipe, "pty": _make_pty, "socket": _make_socket}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def ends(request):
+    a, b, extra = BACKENDS[request.param]()
+    yield request.param, a, b
+    for link in (a, b, *extra):
+        link.close()
+
+
+def test_both_ends_satisfy_the_port(ends):
+    _, a, b = ends
+    for link in (a, b):
+        assert isinstance(link, SerialLink)
+        assert isinstance(link.name, str) and link.name
+        assert link.is_open
+
+
+def test_read_when_empty_returns_empty_bytes(ends):
+    _, a, b = ends
+    assert a.read() == b""
+    assert b.read(10) == b""
+
+
+@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+def test_every_byte_value_passes_untouched(ends, direction):
+    _, a, b = ends
+    src, dst = (a, b) if direction == "a->b" else (b, a)
+    data = bytes(range(256)) * 4  # 0x00, 0x0D, 0x11/0x13 (XON/XOFF), 0x03 ... all of them
+    _write_all(src, data)
+    assert _read_exact(dst, len(data)) == data
+    assert dst.read() == b""
+
+
+def test_read_respects_max_bytes(ends):
+    _, a, b = ends
+    _write_all(a, b"0123456789")
+    first = b""
+    deadline = time.monotonic() + ARRIVAL_DEADLINE_S
+    while not first and time.monotonic() < deadline:
+        first = b.read(3)
+    assert 1 <= len(first) <= 3
+    rest = _read_exact(b, 10 - len(first))
+    assert first + rest == b"0123456789"
+
+
+def test_write_returns_count(ends):
+    _, a, b = ends
+    assert a.write(b"hello") == 5
+    assert _read_exact(b, 5) == b"hello"
+
+
+def test_close_is_idempotent_and_later_use_raises(ends):
+    _, a, b = ends
+    a.close()
+    a.close()
+    assert not a.is_open
+    with pytest.raises(BusError, match="after close"):
+        a.read()
+    with pytest.raises(BusError):
+        a.write(b"x")
+
+
+def test_peer_disappearing_raises_once_then_quiet(ends):
+    kind, a, b = ends
+    if kind == "pipe":
+        a.simulate_unplug()
+    else:
+        b.close()  # pty master / socket peer goes away
+    # Writes to a vanished pty/socket may still be absorbed by the kernel once; reads see it.
+    with pytest.raises(BusError) as info:
+        deadline = time.monotonic() + ARRIVAL_DEADLINE_S
+        while time.monotonic() < deadline:
+            a.read()
+            time.sleep(0.0005)
+    assert "\n" not in str(info.value)
+    assert info.value.__cause__ is not None or kind == "pipe"
+    assert not a.is_open
+    assert a.read() == b""  # reported once; afterwards quiet
+    assert a.write(b"x") == 0
+
+
+# ------------------------------------------------------------------ backend specifics
+
+
+def test_pipe_overflow_is_bounded_and_counted():
+    a, b = PipeLink.pair("small", capacity_bytes=100)
+    assert a.write(b"x" * 150) == 150  # the line was driven; the receiver overran
+    assert b.pending() == 100
+    assert b.rx_overflow_bytes == 50
+    assert b.read(1000) == b"x" * 100
+
+
+def test_pipe_reopen_after_replug():
+    a, b = PipeLink.pair("plug")
+    a.simulate_unplug()
+    with pytest.raises(BusError):
+        a.write(b"x")
+    with pytest.raises(BusError):
+        a.reopen()
+    a.simulate_replug()
+    a.reopen()
+    assert a.is_open
+    b.write(b"ok")
+    assert a.read() == b"ok"
+
+
+def test_pipe_write_to_closed_peer_is_lost_not_raised():
+    a, b = PipeLink.pair("gone")
+    b.close()
+    assert a.write(b"abc") == 3
+
+
+def test_pyserial_bad_url_is_config_error():
+    with pytest.raises(BusConfigError, match="nosuch://x"):
+        PySerialLink("nosuch://x", 9600)
+
+
+def test_pyserial_absent_device_is_bus_error_naming_url():
+    with pytest.raises(BusError, match="/dev/qiki-no-such-tty") as info:
+        PySerialLink("/dev/qiki-no-such-tty", 921600)
+    assert "\n" not in str(info.value)
+    assert info.value.__cause__ is not None
+
+
+def test_pyserial_rejects_non_positive_write_timeout():
+    with pytest.raises(BusConfigError):
+        PySerialLink("loop://", 9600, write_timeout_s=0)
+
+
+def test_pyserial_reopen_on_pty():
+    master, slave_path = open_pty_pair("reopen")
+    try:
+        host = PySerialLink(slave_path, 921600)
+        host.reopen()
+        _write_all(master, b"again")
+        assert _read_exact(host, 5) == b"again"
+        host.close()
+        with pytest.raises(BusError):
+            host.reopen()
+    finally:
+        master.close()
+
+
+def test_open_pty_pair_names_the_slave():
+    master, slave_path = open_pty_pair("name")
+    try:
+        assert slave_path.startswith("/dev/")
+        assert slave_path in master.name
+    finally:
+        master.close()

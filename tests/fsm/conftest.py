@@ -1,0 +1,67 @@
+"""Shared fixtures of the FSM tests: the vehicle machine and scripted guard answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.fsm import FsmEngine, FsmModel, load_fsm
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VEHICLE_YAML = REPO_ROOT / "fsm_configs" / "qiki_vehicle.yaml"
+
+# Events that take the vehicle machine from boot to each state (all guards passing).
+PATH_TO = {
+    "boot": [],
+    "idle": ["post_passed"],
+    "armed": ["post_passed", "arm"],
+    "active": ["post_passed", "arm", "start_mission"],
+    "safe_mode": ["fault"],
+    "estop": ["estop"],
+}
+
+
+class Guards:
+    """Scripted guard answers: every guard passes unless told otherwise; calls are logged."""
+
+    def __init__(self, **answers: bool) -> None:
+        self.answers = dict(answers)
+        self.calls: list[str] = []
+
+    def __call__(self, name: str) -> tuple[bool, str]:
+        self.calls.append(name)
+        ok = self.answers.get(name, True)
+        return ok, "" if ok else f"{name} says no"
+
+
+@pytest.fixture(scope="session")
+def vehicle() -> FsmModel:
+    return load_fsm(VEHICLE_YAML, "fsm_configs/qiki_vehicle.yaml")
+
+
+def _engine_in(model: FsmModel, state: str, now_s: float = 0.0) -> FsmEngine:
+    """A fresh engine driven (one event per tick, at ``now_s``) into ``state``."""
+    engine = FsmEngine(model, now_s=now_s)
+    for event in PATH_TO[state]:
+        engine.step(now_s, [event], Guards())
+    assert engine.state == state
+    engine.ignored = 0
+    return engine
+
+
+@pytest.fixture(scope="session")
+def engine_in():
+    """``engine_in(model, state, now_s=0.0) -> FsmEngine`` already in ``state``."""
+    return _engine_in
+
+
+@pytest.fixture(scope="session")
+def make_guards():
+    """``make_guards(**answers) -> Guards``: all pass unless ``name=False``."""
+    return Guards
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
