@@ -1,0 +1,525 @@
+"""Multi-target tracker composed by role: predict, gate, associate, update, initiate,
+confirm (M-of-N), coast, delete.
+
+One call of :meth:`Tracker.step` is one radar scan (per scan, not per control tick):
+
+1. **predict** every track to the scan time with the constant-velocity Kalman model
+   (:mod:`controller.tracking.models`);
+2. **gate** every (track, detection) pair on the chi-square of its innovation
+   (:mod:`controller.tracking.gating`);
+3. **associate** by global nearest neighbour (:mod:`controller.tracking.association`);
+4. **update** the associated tracks (Kalman update, Joseph form);
+5. **coast** the others: a miss is counted (unless the caller says the scan did not
+   cover the track's position);
+6. **confirm** a tentative track once it has M hits in its last N scans (the "M-of-N"
+   logic of Blackman & Popoli, *Design and Analysis of Modern Tracking Systems*, 1999;
+   Bar-Shalom, Li, Kirubarajan 2001);
+7. **delete** a track after K consecutive misses, a tentative track as soon as it can no
+   longer reach M hits within its first N scans, and any track whose position
+   uncertainty grows past a bound;
+8. **initiate** a tentative track at every detection no track took and no confirmed
+   track gates (one-point initiation: position from the detection, zero velocity with a
+   wide prior).
+
+Tracks live in the world frame. Ids are stable and strictly increasing, never reused.
+
+Pure code: no I/O, no sleeping, no threads; deterministic for a given input sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from controller.tracking.association import gnn_associate
+from controller.tracking.gating import gate_threshold, mahalanobis_sq_matrix
+from controller.tracking.models import (
+    STATE_DIM,
+    ConstantVelocityModel,
+    Detection,
+    TrackingError,
+    covariance_from_polar,
+    kf_predict,
+    kf_update,
+)
+
+__all__ = ["TrackerConfig", "Track", "Tracker"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    """Tuning of the tracker (plain dataclass; the rig schema maps onto it).
+
+    Attributes
+    ----------
+    gate_probability : float
+        Chi-square gate probability ``P_G`` in (0, 1); 0.99 gives ``gamma = 9.21`` (2-D).
+    confirm_m : int
+        Hits needed in the last ``confirm_n`` scans to confirm a track (1 <= M <= N).
+    confirm_n : int
+        Confirmation window, scans.
+    delete_misses : int
+        Consecutive misses after which a track is deleted (it coasts until then), >= 1.
+    q_accel_mps2 : float
+        Acceleration noise level of the constant-velocity model, m/s^2 (spectral density
+        ``q_accel_mps2**2`` m^2/s^3, see :class:`ConstantVelocityModel`).
+    meas_std_m : float
+        1-sigma position accuracy per axis used when a detection carries no
+        range/azimuth accuracy, metres (> 0).
+    init_speed_std_mps : float
+        1-sigma prior on each velocity component of a new track, m/s (> 0).
+    max_position_std_m : float
+        Delete a track when the larger principal standard deviation of its position
+        exceeds this, metres (> 0).
+    min_meas_std_m : float
+        Floor on each principal standard deviation of a polar measurement covariance,
+        metres (> 0): keeps a near-zero-range point from producing a singular ``R``.
+    initiate_in_confirmed_gate : bool
+        Whether a detection left over inside a confirmed track's gate may start a new
+        track. Default False: such a detection is most likely a second return of the
+        same object (an extended target split in two, an object-id switch), and a
+        duplicate track would only compete with the established one.
+    """
+
+    gate_probability: float = 0.99
+    confirm_m: int = 3
+    confirm_n: int = 5
+    delete_misses: int = 5
+    q_accel_mps2: float = 0.5
+    meas_std_m: float = 0.3
+    init_speed_std_mps: float = 2.0
+    max_position_std_m: float = 5.0
+    min_meas_std_m: float = 0.05
+    initiate_in_confirmed_gate: bool = False
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.gate_probability < 1.0):
+            raise TrackingError(f"gate_probability must be in (0, 1), got {self.gate_probability!r}")
+        for name in ("confirm_m", "confirm_n", "delete_misses"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TrackingError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.confirm_m > self.confirm_n:
+            raise TrackingError(
+                f"confirm_m ({self.confirm_m}) must not exceed confirm_n ({self.confirm_n})"
+            )
+        if not (math.isfinite(self.q_accel_mps2) and self.q_accel_mps2 >= 0.0):
+            raise TrackingError(f"q_accel_mps2 must be finite and >= 0, got {self.q_accel_mps2!r}")
+        for name in ("meas_std_m", "init_speed_std_mps", "max_position_std_m", "min_meas_std_m"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0.0):
+                raise TrackingError(f"{name} must be finite and > 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Track:
+    """Immutable snapshot of one track after a scan.
+
+    Attributes
+    ----------
+    track_id : int
+        Stable id, strictly increasing in order of initiation, never reused.
+    state : numpy.ndarray, shape (4,), read-only
+        ``[x_m, y_m, vx_mps, vy_mps]`` in the world frame at ``time_s``.
+    covariance : numpy.ndarray, shape (4, 4), read-only
+        State covariance (m^2, m^2/s, m^2/s^2 blocks).
+    time_s : float
+        Scan time the state refers to, seconds (tracker clock).
+    born_s : float
+        Scan time of initiation, seconds.
+    last_update_s : float
+        Scan time of the last associated detection, seconds.
+    age_scans : int
+        Scans since initiation, including the initiating one.
+    hits : int
+        Detections associated over the track's life, including the initiating one.
+    misses : int
+        Consecutive scans without a detection (0 right after a hit).
+    confirmed : bool
+        True once M-of-N confirmation passed; stays True until deletion.
+    source_band : str
+        ``source`` of the last detection associated (``"lr"`` / ``"sr"`` after fusion).
+    """
+
+    track_id: int
+    state: np.ndarray
+    covariance: np.ndarray
+    time_s: float
+    born_s: float
+    last_update_s: float
+    age_scans: int
+    hits: int
+    misses: int
+    confirmed: bool
+    source_band: str
+
+    @property
+    def x_m(self) -> float:
+        """World-frame x position, metres."""
+        return float(self.state[0])
+
+    @property
+    def y_m(self) -> float:
+        """World-frame y position, metres."""
+        return float(self.state[1])
+
+    @property
+    def vx_mps(self) -> float:
+        """World-frame x velocity, m/s."""
+        return float(self.state[2])
+
+    @property
+    def vy_mps(self) -> float:
+        """World-frame y velocity, m/s."""
+        return float(self.state[3])
+
+    @property
+    def age_s(self) -> float:
+        """Time since initiation, seconds."""
+        return self.time_s - self.born_s
+
+    @property
+    def position_std_m(self) -> float:
+        """Larger principal 1-sigma of the position covariance, metres."""
+        return math.sqrt(_max_eig_2x2(self.covariance[0, 0], self.covariance[0, 1], self.covariance[1, 1]))
+
+
+def _max_eig_2x2(a: float, b: float, c: float) -> float:
+    """Largest eigenvalue of the symmetric matrix [[a, b], [b, c]]."""
+    half_tr = 0.5 * (a + c)
+    return half_tr + math.sqrt(max(0.0, 0.25 * (a - c) ** 2 + b * b))
+
+
+@dataclass(slots=True)
+class _TrackMeta:
+    track_id: int
+    born_s: float
+    last_update_s: float
+    source_band: str
+    window: deque = field(default_factory=deque)  # hit (True) / miss (False), last N scans
+    age_scans: int = 1
+    hits: int = 1
+    misses: int = 0
+    confirmed: bool = False
+
+
+class Tracker:
+    """Scan-by-scan multi-target tracker in the world frame.
+
+    Parameters
+    ----------
+    config : TrackerConfig, optional
+        Tuning; defaults as documented there.
+
+    Attributes
+    ----------
+    scans : int
+        Scans processed.
+    rejected_detections : int
+        Detections dropped for a non-finite position.
+    tracks_initiated, tracks_deleted, tracks_confirmed : int
+        Running counts over the tracker's life.
+
+    Notes
+    -----
+    Role functions are attributes and can be swapped for another of the same signature:
+    ``associate(d2 (T, D), gate, extra_cost (T, D)) -> [(track_index, detection_index)]``.
+    """
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config if config is not None else TrackerConfig()
+        self.model = ConstantVelocityModel(self.config.q_accel_mps2)
+        self.gate = gate_threshold(self.config.gate_probability, 2)
+        self.associate: Callable[..., list[tuple[int, int]]] = gnn_associate
+        self._x = np.zeros((0, STATE_DIM))
+        self._p = np.zeros((0, STATE_DIM, STATE_DIM))
+        self._meta: list[_TrackMeta] = []
+        self._time_s: float | None = None
+        self._next_id = 1
+        self._snapshot: list[Track] = []
+        self.scans = 0
+        self.rejected_detections = 0
+        self.tracks_initiated = 0
+        self.tracks_deleted = 0
+        self.tracks_confirmed = 0
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def tracks(self) -> list[Track]:
+        """Snapshots of every live track after the last scan, in id order."""
+        return list(self._snapshot)
+
+    def confirmed(self) -> list[Track]:
+        """Snapshots of the confirmed live tracks after the last scan, in id order."""
+        return [t for t in self._snapshot if t.confirmed]
+
+    @property
+    def time_s(self) -> float | None:
+        """Time of the last scan, seconds (None before the first)."""
+        return self._time_s
+
+    def reset(self) -> None:
+        """Drop every track (e.g. when the radar went stale, SAFETY.md B01).
+
+        Ids keep increasing across a reset, so an old id never names a new track.
+        """
+        self.tracks_deleted += len(self._meta)
+        self._x = np.zeros((0, STATE_DIM))
+        self._p = np.zeros((0, STATE_DIM, STATE_DIM))
+        self._meta = []
+        self._snapshot = []
+        self._time_s = None
+
+    # ------------------------------------------------------------------- roles
+    def measurement_covariances(self, detections: Sequence[Detection]) -> np.ndarray:
+        """Measurement covariance ``R`` of each detection, world frame.
+
+        Parameters
+        ----------
+        detections : sequence of Detection
+            World-frame detections.
+
+        Returns
+        -------
+        numpy.ndarray, shape (D, 2, 2)
+            Polar covariance (:func:`covariance_from_polar`, principal deviations floored
+            at ``min_meas_std_m``) when the detection carries range, azimuth and both
+            accuracies; otherwise ``meas_std_m**2 * I``.
+        """
+        cfg = self.config
+        r = np.zeros((len(detections), 2, 2))
+        iso = cfg.meas_std_m * cfg.meas_std_m
+        for j, det in enumerate(detections):
+            if (
+                det.range_m is not None
+                and det.azimuth_rad is not None
+                and det.range_std_m is not None
+                and det.azimuth_std_rad is not None
+                and math.isfinite(det.range_m)
+                and math.isfinite(det.azimuth_rad)
+                and math.isfinite(det.range_std_m)
+                and math.isfinite(det.azimuth_std_rad)
+            ):
+                range_std = max(abs(det.range_std_m), cfg.min_meas_std_m)
+                cross_std_rad = abs(det.azimuth_std_rad)
+                if abs(det.range_m) * cross_std_rad < cfg.min_meas_std_m:
+                    cross_std_rad = cfg.min_meas_std_m / max(abs(det.range_m), 1e-9)
+                r[j] = covariance_from_polar(abs(det.range_m), det.azimuth_rad, range_std, cross_std_rad)
+            else:
+                r[j, 0, 0] = iso
+                r[j, 1, 1] = iso
+        return r
+
+    def _associate(self, z: np.ndarray, r: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """Two-stage GNN: confirmed tracks choose first, tentative tracks take the rest.
+
+        The cost of a gated pair is ``d2 + ln det S``. Letting confirmed tracks choose
+        first (a common practice, e.g. Blackman & Popoli 1999 on track initiation) stops
+        a fresh tentative track, whose wide velocity prior makes every nearby detection
+        look likely, from stealing the detections of an established track.
+
+        Returns the pairs and, per detection, whether it lies in a confirmed track's gate.
+        """
+        d2, log_det = mahalanobis_sq_matrix(
+            self._x[:, :2], self._p[:, :2, :2], z, r, return_log_det=True
+        )
+        confirmed = np.fromiter((m.confirmed for m in self._meta), dtype=bool, count=len(self._meta))
+        in_confirmed_gate = (d2[confirmed] <= self.gate).any(axis=0)
+        if confirmed.all() or not confirmed.any():
+            return self.associate(d2, self.gate, log_det), in_confirmed_gate
+        conf_idx = np.flatnonzero(confirmed)
+        tent_idx = np.flatnonzero(~confirmed)
+        pairs = [(int(conf_idx[a]), b) for a, b in self.associate(d2[conf_idx], self.gate, log_det[conf_idx])]
+        taken = {b for _, b in pairs}
+        free = np.array([j for j in range(z.shape[0]) if j not in taken], dtype=np.intp)
+        if free.size:
+            sub = np.ix_(tent_idx, free)
+            pairs += [
+                (int(tent_idx[a]), int(free[b]))
+                for a, b in self.associate(d2[sub], self.gate, log_det[sub])
+            ]
+        return pairs, in_confirmed_gate
+
+    def _predict(self, dt_s: float) -> None:
+        if dt_s > 0.0 and self._meta:
+            f = self.model.transition_matrix(dt_s)
+            q = self.model.process_noise(dt_s)
+            self._x, self._p = kf_predict(self._x, self._p, f, q)
+
+    # -------------------------------------------------------------------- step
+    def step(
+        self,
+        now_s: float,
+        detections_world: Sequence[Detection],
+        *,
+        in_coverage: Callable[[float, float], bool] | None = None,
+    ) -> list[Track]:
+        """Process one radar scan (per scan).
+
+        Parameters
+        ----------
+        now_s : float
+            Scan time, seconds on the controller clock (monotonic; receipt time of the
+            completed cycle). Must not precede the previous scan.
+        detections_world : sequence of Detection
+            The scan's detections in the world frame (see :func:`body_to_world`,
+            :func:`select_by_band`). Non-finite ones are dropped and counted.
+        in_coverage : callable (x_m, y_m) -> bool, optional
+            Whether this scan's sensors cover a world-frame point. A track that gets no
+            detection is charged a miss only where it is covered (default: everywhere);
+            elsewhere it coasts without a miss. Use it when LR and SR scans arrive
+            separately: an SR scan says nothing about a target in the LR band.
+
+        Returns
+        -------
+        list of Track
+            Snapshots of every live track after the scan, in id order (also
+            :attr:`tracks`).
+
+        Raises
+        ------
+        TrackingError
+            If ``now_s`` is not finite or precedes the previous scan.
+        """
+        cfg = self.config
+        now_s = float(now_s)
+        if not math.isfinite(now_s):
+            raise TrackingError(f"scan time must be finite, got {now_s!r}")
+        if self._time_s is not None and now_s < self._time_s:
+            raise TrackingError(f"scan time {now_s!r} s precedes the previous scan {self._time_s!r} s")
+        dets = [d for d in detections_world if d.is_finite()]
+        self.rejected_detections += len(detections_world) - len(dets)
+        dt_s = 0.0 if self._time_s is None else now_s - self._time_s
+        self._time_s = now_s
+        self.scans += 1
+
+        # 1. predict
+        self._predict(dt_s)
+
+        # 2-3. gate and associate
+        n_tracks = len(self._meta)
+        z = np.array([(d.x_m, d.y_m) for d in dets], dtype=float).reshape(-1, 2)
+        r = self.measurement_covariances(dets)
+        in_confirmed_gate = np.zeros(len(dets), dtype=bool)
+        if n_tracks and dets:
+            pairs, in_confirmed_gate = self._associate(z, r)
+        else:
+            pairs = []
+
+        # 4. update
+        if pairs:
+            ti = np.fromiter((p[0] for p in pairs), dtype=np.intp, count=len(pairs))
+            dj = np.fromiter((p[1] for p in pairs), dtype=np.intp, count=len(pairs))
+            x_upd, p_upd = kf_update(self._x[ti], self._p[ti], z[dj], r[dj])
+            self._x[ti] = x_upd
+            self._p[ti] = p_upd
+        det_of_track = dict(pairs)
+
+        # 5-7. bookkeeping: hits / misses / confirm / delete
+        keep = np.ones(n_tracks, dtype=bool)
+        max_var = cfg.max_position_std_m * cfg.max_position_std_m
+        for i, meta in enumerate(self._meta):
+            meta.age_scans += 1
+            j = det_of_track.get(i)
+            if j is not None:
+                meta.hits += 1
+                meta.misses = 0
+                meta.last_update_s = now_s
+                meta.source_band = dets[j].source
+                meta.window.append(True)
+            elif in_coverage is None or in_coverage(float(self._x[i, 0]), float(self._x[i, 1])):
+                meta.misses += 1
+                meta.window.append(False)
+            self._confirm_or_condemn(meta, keep, i)
+            if meta.misses >= cfg.delete_misses:
+                keep[i] = False
+            elif keep[i]:
+                pc = self._p[i]
+                if _max_eig_2x2(pc[0, 0], pc[0, 1], pc[1, 1]) > max_var:
+                    keep[i] = False
+        if not keep.all():
+            self.tracks_deleted += int((~keep).sum())
+            self._x = self._x[keep]
+            self._p = self._p[keep]
+            self._meta = [m for m, k in zip(self._meta, keep) if k]
+
+        # 8. initiate
+        taken = set(det_of_track.values())
+        fresh = [
+            j
+            for j in range(len(dets))
+            if j not in taken and (cfg.initiate_in_confirmed_gate or not in_confirmed_gate[j])
+        ]
+        if fresh:
+            self._initiate(now_s, [dets[j] for j in fresh], z[fresh], r[fresh])
+
+        self._snapshot = self._make_snapshot(now_s)
+        return list(self._snapshot)
+
+    def _confirm_or_condemn(self, meta: _TrackMeta, keep: np.ndarray, i: int) -> None:
+        """M-of-N: confirm, or delete a tentative track that can no longer make it."""
+        if meta.confirmed:
+            return
+        m = self.config.confirm_m
+        n = self.config.confirm_n
+        hits_in_window = sum(meta.window)
+        if hits_in_window >= m:
+            meta.confirmed = True
+            self.tracks_confirmed += 1
+        elif hits_in_window + (n - len(meta.window)) < m:
+            keep[i] = False
+
+    def _initiate(self, now_s: float, dets: list[Detection], z: np.ndarray, r: np.ndarray) -> None:
+        cfg = self.config
+        k = len(dets)
+        x0 = np.zeros((k, STATE_DIM))
+        x0[:, :2] = z
+        p0 = np.zeros((k, STATE_DIM, STATE_DIM))
+        p0[:, :2, :2] = r
+        v_var = cfg.init_speed_std_mps * cfg.init_speed_std_mps
+        p0[:, 2, 2] = v_var
+        p0[:, 3, 3] = v_var
+        self._x = np.concatenate([self._x, x0])
+        self._p = np.concatenate([self._p, p0])
+        for det in dets:
+            meta = _TrackMeta(
+                track_id=self._next_id,
+                born_s=now_s,
+                last_update_s=now_s,
+                source_band=det.source,
+                window=deque([True], maxlen=cfg.confirm_n),
+            )
+            self._next_id += 1
+            self.tracks_initiated += 1
+            if cfg.confirm_m <= 1:
+                meta.confirmed = True
+                self.tracks_confirmed += 1
+            self._meta.append(meta)
+
+    def _make_snapshot(self, now_s: float) -> list[Track]:
+        out = []
+        xs = self._x.copy()
+        ps = self._p.copy()
+        xs.setflags(write=False)
+        ps.setflags(write=False)
+        for i, meta in enumerate(self._meta):
+            out.append(
+                Track(
+                    track_id=meta.track_id,
+                    state=xs[i],
+                    covariance=ps[i],
+                    time_s=now_s,
+                    born_s=meta.born_s,
+                    last_update_s=meta.last_update_s,
+                    age_scans=meta.age_scans,
+                    hits=meta.hits,
+                    misses=meta.misses,
+                    confirmed=meta.confirmed,
+                    source_band=meta.source_band,
+                )
+            )
+        return out

@@ -1,0 +1,441 @@
+"""Driver of the TI IWR6843 short-range radar on its data UART (a ``SerialLink``).
+
+Per tick the driver drains the link (bounded), feeds the sans-IO parser of
+:mod:`firmware_bridge.protocols.iwr6843`, turns every accepted frame into a
+:class:`RadarScan` of detections in the vehicle BODY frame, and keeps the radar's
+freshness (SAFETY.md B01: stale when no complete frame for ``stale_after_periods``
+frame periods).
+
+Frames
+------
+* SENSOR frame (TI, as on the wire): x to the right looking out of the antenna, y along
+  the boresight, z up (TI mmWave SDK convention; the output-format page gives no axes,
+  see :mod:`firmware_bridge.protocols.iwr6843`).
+* RADAR frame: the sensor frame turned to the house convention, x along the boresight,
+  y to the left: ``x_radar = y_sensor``, ``y_radar = -x_sensor``.
+* BODY frame (ARCHITECTURE.md section 6): x forward, y left, z up. The mount pose
+  ``(x_m, y_m, yaw_deg)`` places the radar frame in it, yaw counter-clockwise from body x
+  to the boresight: ``p_body = [x_m, y_m] + R(yaw) p_radar``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from firmware_bridge.protocols.iwr6843 import (
+    DEFAULT_MAX_FRAME_LEN,
+    FrameStatistics,
+    Iwr6843Parser,
+    RadarFrame,
+)
+from hal.errors import BusConfigError, HalError
+
+__all__ = ["Iwr6843Driver", "RadarScan", "SrDetection", "parse_mount", "sensor_to_body"]
+
+
+@dataclass(frozen=True, slots=True)
+class SrDetection:
+    """One IWR6843 point as a detection in the vehicle BODY frame.
+
+    Attributes
+    ----------
+    x_body_m, y_body_m, z_body_m : float
+        Position in the body frame (x forward, y left, z up), m. ``z_body_m`` is the
+        sensor's z unchanged (the mount height is not modelled).
+    range_m : float
+        Slant range from the radar, m (``|p_sensor|``).
+    azimuth_body_rad : float
+        Bearing of the line of sight, counter-clockwise from body x, rad in (-pi, pi]
+        (radar azimuth plus mount yaw; what the tracker's ``Detection.azimuth_rad`` wants).
+    azimuth_radar_rad : float
+        Bearing counter-clockwise from the boresight, rad.
+    doppler_mps : float
+        Radial velocity as reported, m/s, positive when the range grows.
+    snr_db, noise_db : float or None
+        Side info (TLV type 7) when present, dB.
+    frame_number : int
+        The radar frame it came from.
+    source : str
+        Sensor/range band name (``"sr"`` by default).
+    """
+
+    x_body_m: float
+    y_body_m: float
+    z_body_m: float
+    range_m: float
+    azimuth_body_rad: float
+    azimuth_radar_rad: float
+    doppler_mps: float
+    snr_db: float | None
+    noise_db: float | None
+    frame_number: int
+    source: str = "sr"
+
+
+@dataclass(frozen=True, slots=True)
+class RadarScan:
+    """The detections of one radar frame.
+
+    Attributes
+    ----------
+    frame_number : int
+        Header ``frameNumber``.
+    received_s : float
+        Time of the poll that completed the frame, s on the controller's monotonic clock.
+    time_cpu_cycles : int
+        Header ``timeCpuCycles`` (radar CPU time, u32, wraps).
+    detections : tuple of SrDetection
+        Body-frame detections, one per point, wire order.
+    stats : FrameStatistics or None
+        The radar's data-path statistics (TLV type 6) when sent.
+    """
+
+    frame_number: int
+    received_s: float
+    time_cpu_cycles: int
+    detections: tuple[SrDetection, ...]
+    stats: FrameStatistics | None
+
+
+def parse_mount(mount: Any) -> tuple[float, float, float]:
+    """Return a mount pose as ``(x_m, y_m, yaw_deg)``.
+
+    Parameters
+    ----------
+    mount : (x_m, y_m, yaw_deg), mapping with those keys (``yaw_deg`` optional), or an
+        object with those attributes (e.g. a rig model or ``ars408.MountPose``)
+        Radar pose in the body frame: m, m, deg CCW from body x to the boresight.
+
+    Returns
+    -------
+    (float, float, float)
+
+    Raises
+    ------
+    BusConfigError
+        If the shape is wrong or a value is not a finite number.
+    """
+    if isinstance(mount, Mapping):
+        try:
+            values = (mount["x_m"], mount["y_m"], mount.get("yaw_deg", 0.0))
+        except KeyError as exc:
+            raise BusConfigError(f"iwr6843 mount lacks {exc.args[0]!r} (need x_m, y_m, yaw_deg)") from exc
+    elif all(hasattr(mount, k) for k in ("x_m", "y_m", "yaw_deg")):
+        values = (mount.x_m, mount.y_m, mount.yaw_deg)
+    else:
+        try:
+            values = tuple(mount)
+        except TypeError as exc:
+            raise BusConfigError(f"iwr6843 mount must be (x_m, y_m, yaw_deg), got {mount!r}") from exc
+        if len(values) != 3:
+            raise BusConfigError(f"iwr6843 mount must be (x_m, y_m, yaw_deg), got {mount!r}")
+    try:
+        x_m, y_m, yaw_deg = (float(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise BusConfigError(f"iwr6843 mount values must be numbers, got {mount!r}") from exc
+    if not all(math.isfinite(v) for v in (x_m, y_m, yaw_deg)):
+        raise BusConfigError(f"iwr6843 mount values must be finite, got {mount!r}")
+    return x_m, y_m, yaw_deg
+
+
+def sensor_to_body(
+    x_sensor_m: float, y_sensor_m: float, mount: Any
+) -> tuple[float, float]:
+    """Map a point from the TI SENSOR frame to the vehicle BODY frame.
+
+    Parameters
+    ----------
+    x_sensor_m : float
+        TI x (to the right of the boresight), m.
+    y_sensor_m : float
+        TI y (along the boresight), m.
+    mount : (x_m, y_m, yaw_deg) or mapping or object with those fields
+        Radar pose in the body frame: position (m) and boresight yaw, CCW from body x (deg).
+
+    Returns
+    -------
+    (float, float)
+        ``(x_body_m, y_body_m)``: ``[x_m, y_m] + R(yaw) [y_sensor, -x_sensor]``.
+
+    Raises
+    ------
+    BusConfigError
+        If ``mount`` is malformed.
+    """
+    mx, my, yaw_deg = parse_mount(mount)
+    yaw = math.radians(yaw_deg)
+    c, s = math.cos(yaw), math.sin(yaw)
+    fwd, left = y_sensor_m, -x_sensor_m
+    return mx + c * fwd - s * left, my + s * fwd + c * left
+
+
+class Iwr6843Driver:
+    """IWR6843 driver on a ``SerialLink`` (hal/serial/link.py).
+
+    Parameters
+    ----------
+    link : SerialLink
+        The radar's data UART: ``read(max_bytes) -> bytes`` (non-blocking, ``b""`` when
+        empty). Optional ``is_open`` and ``reopen()`` are used to recover (SAFETY.md D12).
+    mount : (x_m, y_m, yaw_deg), mapping or object with those fields
+        Radar pose in the body frame (m, m, deg CCW from body x to the boresight).
+    frame_period_s : float
+        Configured frame period, s (``frameCfg`` periodicity: 100 ms in the reference
+        ``profile_3d_automated_doors_ISK.cfg``).
+    stale_after_periods : float
+        The radar is stale when no new frame arrived for more than this many periods
+        (SAFETY.md B01; default 3).
+    max_frame_len : int
+        Parser bound on ``totalPacketLen``, bytes.
+    max_read_bytes_per_poll : int
+        Ingress bound per poll, bytes (SAFETY.md B08); the rest waits in the link.
+    read_chunk_bytes : int
+        Size of each ``link.read`` request, bytes.
+    reopen_backoff_s : (float, float)
+        First and largest wait between reopen attempts after a link failure, s
+        (doubling in between).
+    source : str
+        Name put on detections (range band for fusion), default ``"sr"``.
+
+    Raises
+    ------
+    BusConfigError
+        On a malformed mount or a non-positive period/bound.
+
+    Notes
+    -----
+    Freshness counts only frames with a new ``frameNumber``: a radar that repeats its
+    last frame (frozen, SAFETY.md D01) goes stale. All times come from the caller's
+    monotonic clock (``now_s``), never the radar's CPU counter.
+    """
+
+    def __init__(
+        self,
+        link: Any,
+        *,
+        mount: Any = (0.0, 0.0, 0.0),
+        frame_period_s: float = 0.1,
+        stale_after_periods: float = 3,
+        max_frame_len: int = DEFAULT_MAX_FRAME_LEN,
+        max_read_bytes_per_poll: int = 65536,
+        read_chunk_bytes: int = 4096,
+        reopen_backoff_s: tuple[float, float] = (0.5, 5.0),
+        source: str = "sr",
+    ) -> None:
+        self._mount = parse_mount(mount)
+        if not (frame_period_s > 0 and math.isfinite(frame_period_s)):
+            raise BusConfigError(f"iwr6843 frame_period_s must be > 0, got {frame_period_s!r}")
+        if not stale_after_periods > 0:
+            raise BusConfigError(f"iwr6843 stale_after_periods must be > 0, got {stale_after_periods!r}")
+        if max_read_bytes_per_poll <= 0 or read_chunk_bytes <= 0:
+            raise BusConfigError("iwr6843 read bounds must be > 0")
+        self.link = link
+        self.frame_period_s = float(frame_period_s)
+        self.stale_after_periods = float(stale_after_periods)
+        self.stale_after_s = self.frame_period_s * self.stale_after_periods
+        self.max_read_bytes_per_poll = int(max_read_bytes_per_poll)
+        self.read_chunk_bytes = int(read_chunk_bytes)
+        self.source = source
+        self._backoff_first_s, self._backoff_max_s = (float(v) for v in reopen_backoff_s)
+        self._backoff_s = self._backoff_first_s
+        self._next_reopen_s: float | None = None
+        self._max_frame_len = int(max_frame_len)
+        self.parser = Iwr6843Parser(max_frame_len=self._max_frame_len)
+        yaw = math.radians(self._mount[2])
+        self._cos, self._sin, self._yaw_rad = math.cos(yaw), math.sin(yaw), yaw
+        self._first_poll_s: float | None = None
+        self._last_fresh_s: float | None = None
+        self._last_frame_number: int | None = None
+        self._was_stale = False
+        self.last_scan: RadarScan | None = None
+        #: Counters (see :meth:`stats`).
+        self.bytes_read = 0
+        self.scans = 0
+        self.detections = 0
+        self.frame_number_gaps = 0
+        self.frame_number_repeats = 0
+        self.read_budget_hits = 0
+        self.link_errors = 0
+        self.reopens = 0
+        self.stale_events = 0
+        self.last_link_error = ""
+
+    @property
+    def mount(self) -> tuple[float, float, float]:
+        """Mount pose ``(x_m, y_m, yaw_deg)`` in the body frame."""
+        return self._mount
+
+    # -- per tick --------------------------------------------------------------------
+
+    def poll(self, now_s: float) -> list[RadarScan]:
+        """Drain the link, parse, and return the scans completed since the last poll.
+
+        Per-tick; never blocks (the link read is non-blocking) and never raises on wire
+        content. A link failure (``HalError``) is counted, the parser is reset, and a
+        reopen is tried with backoff on later polls; meanwhile the radar goes stale.
+
+        Parameters
+        ----------
+        now_s : float
+            Controller time, s (monotonic clock).
+
+        Returns
+        -------
+        list of RadarScan
+            In stream order; usually zero or one per poll.
+        """
+        if self._first_poll_s is None:
+            self._first_poll_s = now_s
+        scans: list[RadarScan] = []
+        if not self._link_usable(now_s):
+            self._update_stale(now_s)
+            return scans
+        budget = self.max_read_bytes_per_poll
+        while budget > 0:
+            try:
+                data = self.link.read(min(self.read_chunk_bytes, budget))
+            except HalError as exc:
+                self._on_link_error(now_s, exc)
+                break
+            if not data:
+                break
+            budget -= len(data)
+            self.bytes_read += len(data)
+            for frame in self.parser.feed(data):
+                scan = self._on_frame(frame, now_s)
+                if scan is not None:
+                    scans.append(scan)
+        else:
+            self.read_budget_hits += 1
+        self._update_stale(now_s)
+        return scans
+
+    def is_stale(self, now_s: float) -> bool:
+        """Return True when no new frame arrived for more than ``stale_after_s``.
+
+        Before the first frame the age counts from the first :meth:`poll`; a driver that
+        was never polled is stale.
+
+        Parameters
+        ----------
+        now_s : float
+            Controller time, s.
+        """
+        ref = self._last_fresh_s if self._last_fresh_s is not None else self._first_poll_s
+        if ref is None:
+            return True
+        return now_s - ref > self.stale_after_s
+
+    def age_s(self, now_s: float) -> float | None:
+        """Seconds since the last new frame, or None before the first one."""
+        return None if self._last_fresh_s is None else now_s - self._last_fresh_s
+
+    def stats(self) -> dict:
+        """Return the driver's and the parser's counters as a JSON-ready dict."""
+        p = self.parser.stats()
+        return {
+            "bytes_read": self.bytes_read,
+            "frames": self.scans,
+            "detections": self.detections,
+            "rejects": p["rejects"],
+            "resyncs": p["resyncs"],
+            "garbage_bytes": p["garbage_bytes"],
+            "tlvs": p["tlvs"],
+            "frame_number_gaps": self.frame_number_gaps,
+            "frame_number_repeats": self.frame_number_repeats,
+            "read_budget_hits": self.read_budget_hits,
+            "link_errors": self.link_errors,
+            "reopens": self.reopens,
+            "stale_events": self.stale_events,
+            "last_frame_number": self._last_frame_number,
+        }
+
+    # -- internals -------------------------------------------------------------------
+
+    def _link_usable(self, now_s: float) -> bool:
+        is_open = getattr(self.link, "is_open", True)
+        if is_open:
+            return True
+        reopen = getattr(self.link, "reopen", None)
+        if reopen is None:
+            return False
+        if self._next_reopen_s is None:
+            self._next_reopen_s = now_s + self._backoff_s
+        if now_s < self._next_reopen_s:
+            return False
+        try:
+            reopen()
+        except HalError as exc:
+            self.last_link_error = str(exc)
+            self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
+            self._next_reopen_s = now_s + self._backoff_s
+            return False
+        self.reopens += 1
+        self._backoff_s = self._backoff_first_s
+        self._next_reopen_s = None
+        return True
+
+    def _on_link_error(self, now_s: float, exc: HalError) -> None:
+        self.link_errors += 1
+        self.last_link_error = str(exc)
+        # Bytes of a half-received packet are worthless after a reconnect.
+        old = self.parser
+        self.parser = Iwr6843Parser(max_frame_len=self._max_frame_len)
+        self.parser.rejects.update(old.rejects)
+        self.parser.resyncs = old.resyncs
+        self.parser.garbage_bytes = old.garbage_bytes
+        self.parser.tlv_counts.update(old.tlv_counts)
+        self._next_reopen_s = now_s + self._backoff_s
+
+    def _update_stale(self, now_s: float) -> None:
+        stale = self.is_stale(now_s)
+        if stale and not self._was_stale:
+            self.stale_events += 1
+        self._was_stale = stale
+
+    def _on_frame(self, frame: RadarFrame, now_s: float) -> RadarScan | None:
+        last = self._last_frame_number
+        if last is not None:
+            if frame.frame_number == last:
+                self.frame_number_repeats += 1
+                return None
+            step = (frame.frame_number - last) & 0xFFFFFFFF
+            if 1 < step < 0x80000000:
+                self.frame_number_gaps += step - 1
+        self._last_frame_number = frame.frame_number
+        self._last_fresh_s = now_s
+        mx, my, _ = self._mount
+        c, s, yaw = self._cos, self._sin, self._yaw_rad
+        hypot, atan2, remainder, tau = math.hypot, math.atan2, math.remainder, math.tau
+        dets = []
+        for p in frame.points:
+            fwd, left = p.y_m, -p.x_m
+            az = atan2(left, fwd)
+            dets.append(
+                SrDetection(
+                    x_body_m=mx + c * fwd - s * left,
+                    y_body_m=my + s * fwd + c * left,
+                    z_body_m=p.z_m,
+                    range_m=hypot(p.x_m, p.y_m, p.z_m),
+                    azimuth_body_rad=remainder(az + yaw, tau),
+                    azimuth_radar_rad=az,
+                    doppler_mps=p.doppler_mps,
+                    snr_db=p.snr_db,
+                    noise_db=p.noise_db,
+                    frame_number=frame.frame_number,
+                    source=self.source,
+                )
+            )
+        scan = RadarScan(
+            frame_number=frame.frame_number,
+            received_s=now_s,
+            time_cpu_cycles=frame.time_cpu_cycles,
+            detections=tuple(dets),
+            stats=frame.stats,
+        )
+        self.scans += 1
+        self.detections += len(dets)
+        self.last_scan = scan
+        return scan
