@@ -102,7 +102,10 @@ class ValveBoardDeviceCfg(Strict):
     accepted_firmware: str = ">=1.0.0"
     max_thrust_n: Annotated[float, Field(gt=0.0, le=20.0)] = 2.0
     pwm_period_s: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
-    min_impulse_bit_s: Annotated[float, Field(ge=0.0, le=0.5)] = 0.004
+    min_impulse_bit_s: Annotated[float, Field(gt=0.0, le=0.5)] = 0.004
+    #: Characterised valve delays (s); None on a virtual rig = take the emulated world's.
+    open_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] | None = None
+    close_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] | None = None
 
 
 class McuDeviceCfg(Strict):

@@ -1,0 +1,793 @@
+"""Exact, failure-aware thrust allocation for on/off (solenoid) thrusters.
+
+The problem solved on every control tick, for a demanded wrench ``tau`` (body frame) and
+the effectiveness matrix ``B`` (m x N, see :mod:`controller.allocation.effectiveness`)::
+
+    stage 1..G  (axis priority groups, highest first; one group of all axes by default)
+        minimise   || W_g (B_g u - tau_g) ||_2^2
+        subject to 0 <= u <= u_max,   B_h u = y_h*  for every earlier group h
+    final stage (secondary objective: least total thrust = least propellant)
+        minimise   sum(u)
+        subject to 0 <= u <= u_max,   B u = y*
+
+``W = diag(axis_weights)``. Because every weight is positive, the objective of each stage
+is strictly convex in the achieved wrench of its group, so the achieved wrench ``y*`` is
+unique and the answer is *exact* (no regularisation, no epsilon trade-off): the error is
+the true minimum, and the thrust is a least-total-thrust minimiser.
+
+How it is solved (our own solver; scipy is only the test oracle)
+----------------------------------------------------------------
+*Feasible demands* (``tau`` inside the attainable zonotope ``Z = {B u : 0 <= u <= u_max}``)
+make every stage error zero, so only the linear programme ``min sum(u), B u = tau`` remains.
+Its reduced costs do not depend on ``tau``: for every invertible basis (m columns of ``B``)
+the dual-feasible placement of the non-basic thrusters (at 0 when the reduced cost is
+positive, at ``u_max`` when negative; ties broken by a fixed generic cost perturbation, the
+lexicographic rule of Dantzig, Orden & Wolfe 1955) is fixed once per geometry. The primal
+feasible regions of these bases tile ``Z`` (the regular fine zonotopal tiling induced by
+the cost lifting; Billera & Sturmfels 1992, "Fiber polytopes"; Ziegler, "Lectures on
+Polytopes", 9.2), so the optimum is found by *point location*: one stacked matrix-vector
+product ``u_b = M_k tau - o_k`` for all cells and a bounds test. The cell of the last tick
+is tried first (warm start).
+
+*Infeasible demands* go through a primal active-set method for bound-constrained least
+squares with equality constraints (Stark & Parker 1995, "Bounded-variable least-squares";
+Nocedal & Wright 2006, section 16.5), one stage per priority group, warm-started from the
+best cell of the point location; the secondary objective is then the same point location at
+the achieved wrench ``y*`` (``y*`` lies in ``Z``). A general active-set LP stage is the
+fallback when no cell applies (rank-deficient geometry after failures).
+
+Failed thrusters: *stuck closed* are removed (``u_i = 0``); *stuck open* produce a known
+constant force ``f_i`` whose wrench ``b_i f_i`` is subtracted from the demand before the
+healthy thrusters are allocated. The cell table of a failure set is the sub-table of the
+full geometry's cells whose basis avoids the failed thrusters (reduced costs depend only on
+the basis), with offsets recomputed: no factorisation is repeated. It is cached per failure
+set.
+
+No I/O, no sleeping, no threads (ARCHITECTURE.md section 2, rule 1).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from controller.allocation.effectiveness import axis_names, check_positive_span
+
+__all__ = ["AllocationResult", "ExactAllocator", "solve_bounded_lsq"]
+
+#: Largest number of m-column bases tabulated per geometry (above: active-set path only).
+MAX_CELLS = 20000
+
+_ROW_RTOL = 1e-11
+
+try:  # numpy's LAPACK gesv gufunc without the Python wrapper (5x less overhead per call)
+    from numpy.linalg import _umath_linalg as _uml
+
+    _solve1 = _uml.solve1
+except (ImportError, AttributeError):  # pragma: no cover - fall back to the public API
+    _solve1 = None
+_BASIS_RCOND = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class AllocationResult:
+    """Outcome of one allocation.
+
+    Attributes
+    ----------
+    thrust_n : numpy.ndarray, shape (N,)
+        Thrust per thruster, N, in ``[0, u_max_n]``; a stuck-open thruster shows its known
+        constant force, a stuck-closed one 0.
+    achieved_wrench : numpy.ndarray, shape (m,)
+        ``B @ thrust_n``, body frame, [N, N, N m] (planar) or [N, N, N, N m, N m, N m].
+    unallocated_wrench : numpy.ndarray, shape (m,)
+        ``demand - achieved_wrench``, body frame, same units; zero for a feasible demand.
+    saturated : numpy.ndarray of bool, shape (N,)
+        True where a healthy thruster is at its maximum thrust.
+    weighted_error : float
+        ``|| diag(axis_weights) (achieved - demand) ||_2`` (same units as the weighted
+        wrench).
+    """
+
+    thrust_n: np.ndarray
+    achieved_wrench: np.ndarray
+    unallocated_wrench: np.ndarray
+    saturated: np.ndarray
+    weighted_error: float
+
+
+# --------------------------------------------------------------------------------------------
+# Active-set solver (the general path)
+# --------------------------------------------------------------------------------------------
+
+
+def _orth_rows(E: np.ndarray | None) -> np.ndarray | None:
+    """Orthonormal basis (as rows) of the row space of ``E``; None when empty."""
+    if E is None or E.size == 0:
+        return None
+    _, s, vt = np.linalg.svd(E, full_matrices=False)
+    if s.size == 0 or s[0] == 0.0:
+        return None
+    rank = int(np.count_nonzero(s > _ROW_RTOL * s[0]))
+    return vt[:rank]
+
+
+def _null_basis(M: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (columns) of the null space of ``M`` (q x f)."""
+    f = M.shape[1]
+    if M.shape[0] == 0:
+        return np.eye(f)
+    _, s, vt = np.linalg.svd(M, full_matrices=True)
+    rank = int(np.count_nonzero(s > _ROW_RTOL * max(1.0, s[0] if s.size else 1.0)))
+    return vt[rank:].T
+
+
+def solve_bounded_lsq(
+    A: np.ndarray | None,
+    b: np.ndarray | None,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    u0: np.ndarray,
+    *,
+    c: np.ndarray | None = None,
+    E: np.ndarray | None = None,
+    max_iter: int | None = None,
+) -> tuple[np.ndarray, bool, int]:
+    """Primal active-set solver for bounded least squares or a bounded LP.
+
+    Minimises ``0.5 * ||A u - b||^2`` (when ``A`` is given) or ``c @ u`` (when ``A`` is
+    None) subject to ``lo <= u <= hi`` and ``E u = E u0`` (the equality constraints keep the
+    value they have at the feasible start ``u0``).
+
+    Parameters
+    ----------
+    A : numpy.ndarray, shape (p, n), or None
+        Least-squares matrix (weighted effectiveness rows).
+    b : numpy.ndarray, shape (p,), or None
+        Least-squares target (weighted demand).
+    lo, hi : numpy.ndarray, shape (n,)
+        Bounds, ``lo <= hi``; ``hi`` may be ``inf`` (non-negative least squares).
+    u0 : numpy.ndarray, shape (n,)
+        Feasible start (inside the bounds; it defines the equality right-hand side).
+    c : numpy.ndarray, shape (n,), optional
+        Linear cost, used only when ``A`` is None (then the problem is a bounded LP).
+    E : numpy.ndarray, shape (q, n), optional
+        Equality rows (earlier priority stages).
+    max_iter : int, optional
+        Iteration cap, default ``20 n + 50``.
+
+    Returns
+    -------
+    u : numpy.ndarray, shape (n,)
+        The minimiser.
+    converged : bool
+        False when the iteration cap stopped the search (never seen in the tests).
+    iterations : int
+        Active-set iterations used.
+
+    Raises
+    ------
+    ValueError
+        When the LP is unbounded (``c`` pushes a variable towards an infinite bound).
+
+    Notes
+    -----
+    Null-space active-set method (Nocedal & Wright 2006, Algorithm 16.3) specialised to
+    simple bounds as in bounded-variable least squares (Stark & Parker 1995): step to the
+    minimiser of the current face (minimum-norm least squares, so a rank-deficient face is
+    handled), stop at the first blocking bound, otherwise release the bound whose
+    multiplier has the wrong sign. Optimality of the result follows from the KKT
+    conditions being met to the multiplier tolerance.
+    """
+    n = u0.shape[0]
+    u = np.clip(np.asarray(u0, dtype=float), lo, hi)
+    if max_iter is None:
+        max_iter = 20 * n + 50
+    Eo = _orth_rows(E)
+    span_u = float(np.max(np.where(np.isfinite(hi), hi - lo, 1.0))) if n else 1.0
+    bound_tol = 1e-14 * max(1.0, span_u)
+    # state: 0 free, -1 at lower, +1 at upper
+    state = np.zeros(n, dtype=np.int8)
+    state[u <= lo + bound_tol] = -1
+    state[(u >= hi - bound_tol) & (state == 0)] = 1
+    u[state == -1] = lo[state == -1]
+    u[state == 1] = hi[state == 1]
+    if Eo is not None:
+        # working-set constraints must be linearly independent: free bound variables until
+        # the free columns of the equality rows have full row rank
+        q = Eo.shape[0]
+        free = state == 0
+        rank = np.linalg.matrix_rank(Eo[:, free]) if free.any() else 0
+        for i in range(n):
+            if rank >= q:
+                break
+            if free[i] or lo[i] == hi[i]:
+                continue
+            free[i] = True
+            r2 = np.linalg.matrix_rank(Eo[:, free])
+            if r2 > rank:
+                rank = r2
+                state[i] = 0
+            else:
+                free[i] = False
+    if A is not None:
+        scale = float(np.linalg.norm(A)) * (float(np.linalg.norm(b)) + 1.0) + 1e-300
+    else:
+        scale = float(np.linalg.norm(c)) + 1e-300
+    g_tol = 1e-11 * scale
+    it = 0
+    while it < max_iter:
+        it += 1
+        F = np.flatnonzero(state == 0)
+        p = None
+        if F.size:
+            Z = _null_basis(Eo[:, F]) if Eo is not None else None
+            if A is not None:
+                r = A @ u - b
+                AF = A[:, F] if Z is None else A[:, F] @ Z
+                w = np.linalg.lstsq(AF, -r, rcond=None)[0]
+                if float(np.linalg.norm(AF @ w)) > 1e-13 * (float(np.linalg.norm(r)) + 1e-300):
+                    p = w if Z is None else Z @ w
+                cap = 1.0
+            else:
+                cF = c[F] if Z is None else Z @ (Z.T @ c[F])
+                if float(np.linalg.norm(cF)) > 1e-12 * scale:
+                    p = -cF
+                cap = math.inf
+        if p is not None:
+            uF = u[F]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(p < 0, (lo[F] - uF) / p, np.where(p > 0, (hi[F] - uF) / p, np.inf))
+            ratio = np.maximum(ratio, 0.0)
+            j = int(np.argmin(ratio))
+            alpha = float(ratio[j])
+            if alpha >= cap:
+                u[F] = uF + cap * p
+                continue
+            if not math.isfinite(alpha):
+                raise ValueError("unbounded linear programme: cost decreases without limit")
+            u[F] = uF + alpha * p
+            i = F[j]
+            if p[j] < 0:
+                u[i], state[i] = lo[i], -1
+            else:
+                u[i], state[i] = hi[i], 1
+            continue
+        # face stationary: multipliers of the bounds
+        g = A.T @ (A @ u - b) if A is not None else c.copy()
+        if Eo is not None and F.size:
+            nu = np.linalg.lstsq(Eo[:, F].T, -g[F], rcond=None)[0]
+            g = g + Eo.T @ nu
+        viol = np.where(state == -1, -g, np.where(state == 1, g, 0.0))
+        viol[lo == hi] = 0.0
+        k = int(np.argmax(viol))
+        if viol[k] <= g_tol:
+            return u, True, it
+        state[k] = 0
+    return u, False, it
+
+
+# --------------------------------------------------------------------------------------------
+# Cell table (the fast path)
+# --------------------------------------------------------------------------------------------
+
+
+class _CellTable:
+    """Every invertible basis of the full geometry with its dual-feasible bound pattern."""
+
+    __slots__ = ("idx", "minv", "upper", "volume_order")
+
+    def __init__(self, B: np.ndarray, cost: np.ndarray) -> None:
+        m, n = B.shape
+        self.idx = np.zeros((0, m), dtype=np.intp)
+        self.minv = np.zeros((0, m, m))
+        self.upper = np.zeros((0, n), dtype=bool)
+        self.volume_order = np.zeros(0, dtype=np.intp)
+        if n < m or math.comb(n, m) > MAX_CELLS:
+            return
+        idx = np.array(list(itertools.combinations(range(n), m)), dtype=np.intp)
+        Bk = B.T[idx].transpose(0, 2, 1)  # (K, m, m): columns = basis thrusters
+        s = np.linalg.svd(Bk, compute_uv=False)
+        keep = s[:, -1] > _BASIS_RCOND * np.maximum(s[:, 0], 1e-300)
+        idx, Bk = idx[keep], Bk[keep]
+        if idx.shape[0] == 0:
+            return
+        minv = np.linalg.inv(Bk)
+        # reduced costs d = c - B^T mu with mu = Bk^-T c_b; the same with a generic
+        # perturbation breaks ties (lexicographic rule)
+        mu = np.einsum("kji,kj->ki", minv, cost[idx])
+        d = cost[None, :] - mu @ B
+        pert = np.random.default_rng(0x51C1).uniform(1.0, 2.0, n)
+        mup = np.einsum("kji,kj->ki", minv, pert[idx])
+        dp = pert[None, :] - mup @ B
+        tie = np.abs(d) <= 1e-9 * max(1.0, float(np.abs(cost).max()))
+        upper = np.where(tie, dp < 0.0, d < 0.0)
+        rows = np.arange(idx.shape[0])[:, None]
+        upper[rows, idx] = False
+        self.idx, self.minv, self.upper = idx, minv, upper
+
+
+class _FacetTable:
+    """Every hyperplane spanned by m-1 columns of the full geometry (candidate facets)."""
+
+    __slots__ = ("idx", "normal", "pinv_w")
+
+    def __init__(self, B: np.ndarray, w: np.ndarray) -> None:
+        m, n = B.shape
+        self.idx = np.zeros((0, max(m - 1, 0)), dtype=np.intp)
+        self.normal = np.zeros((0, m))
+        self.pinv_w = np.zeros((0, max(m - 1, 0), m))
+        if m < 2 or n < m - 1 or math.comb(n, m - 1) > MAX_CELLS:
+            return
+        idx = np.array(list(itertools.combinations(range(n), m - 1)), dtype=np.intp)
+        As = B.T[idx].transpose(0, 2, 1)  # (F, m, m-1)
+        _, s, vt = np.linalg.svd(As.transpose(0, 2, 1), full_matrices=True)  # rows: m-1 x m
+        keep = s[:, -1] > _BASIS_RCOND * np.maximum(s[:, 0], 1e-300)
+        idx, As, normal = idx[keep], As[keep], vt[keep, -1, :]
+        idx = np.concatenate([idx, idx])
+        As = np.concatenate([As, As])
+        normal = np.concatenate([normal, -normal])
+        # weighted least-squares coordinates on the facet plane: t = (W A_S)^+ W (y - v)
+        WA = w[None, :, None] * As
+        pinv = np.linalg.pinv(WA) * w[None, None, :]
+        self.idx, self.normal, self.pinv_w = idx, normal, pinv
+
+
+class _Context:
+    """Everything the per-tick call needs for one failure set (built once, then cached)."""
+
+    __slots__ = (
+        "active", "act_idx", "B_act", "u_max_act", "open_thrust", "open_wrench", "has_open",
+        "chunks", "cells_hi", "cells_idx_act", "cells_up", "cells_minv", "cells_off", "n_cells",
+        "last_cell", "facet_N", "facet_h", "facet_idx_act", "facet_up", "facet_pinv",
+        "G", "A_all", "groups_A", "groups_rows", "prefix_E", "final_E", "g_scale",
+    )
+
+
+def _search_chunk(M: np.ndarray, O: np.ndarray, hi: np.ndarray, y: np.ndarray) -> tuple[int, float, np.ndarray]:
+    """Least-violated cell of a chunk; tables are axis-major (row j*K + k = cell k, row j)."""
+    allb = (M @ y - O).reshape(hi.shape)  # (m, K)
+    viol = np.maximum(-allb, allb - hi).max(axis=0)
+    k = int(viol.argmin())
+    return k, float(viol[k]), allb[:, k]
+
+
+class ExactAllocator:
+    """Exact weighted-least-squares, least-thrust allocator with priorities and failures.
+
+    Parameters
+    ----------
+    B : array_like, shape (m, N)
+        Effectiveness matrix, body frame (x forward, y left, z up); rows
+        [Fx, Fy, Mz] (m = 3) or [Fx, Fy, Fz, Mx, My, Mz] (m = 6); units N and N m per N.
+    u_max_n : array_like, shape (N,)
+        Maximum thrust per thruster, N, > 0.
+    axis_weights : array_like, shape (m,), optional
+        Positive per-axis weights ``w``; the error is ``||diag(w)(B u - tau)||``. Default 1.
+    axis_priorities : sequence of sequences of int, optional
+        Axis-index groups, highest priority first (e.g. ``[[2], [0, 1]]`` keeps the yaw
+        torque before the planar force). Axes not listed form a last group. Each group's
+        weighted error is minimised exactly before the next group is considered.
+    cost : array_like, shape (N,), optional
+        Secondary-objective weight per thruster (propellant per newton), default 1.
+
+    Raises
+    ------
+    ValueError
+        Shapes disagree, a limit or weight is not positive and finite, a priority names an
+        unknown axis or one axis twice.
+
+    Notes
+    -----
+    See the module docstring for the method and its sources. ``allocate`` is per-tick: it
+    uses only cached factorisations of the current failure set. ``stats`` counts the paths
+    taken (cell hits, warm hits, active-set iterations, non-converged solves).
+    """
+
+    def __init__(
+        self,
+        B: ArrayLike,
+        u_max_n: ArrayLike,
+        *,
+        axis_weights: ArrayLike | None = None,
+        axis_priorities: Sequence[Sequence[int]] | None = None,
+        cost: ArrayLike | None = None,
+    ) -> None:
+        self.B = np.array(B, dtype=float)
+        if self.B.ndim != 2 or self.B.shape[0] < 1 or self.B.shape[1] < 1:
+            raise ValueError(f"B must be a 2-D (m, N) matrix, got shape {self.B.shape}")
+        m, n = self.B.shape
+        if not np.all(np.isfinite(self.B)):
+            raise ValueError("B contains NaN or infinity")
+        self.u_max_n = np.array(u_max_n, dtype=float).reshape(-1)
+        if self.u_max_n.shape != (n,) or not np.all(np.isfinite(self.u_max_n)) or np.any(self.u_max_n <= 0):
+            raise ValueError(f"u_max_n must be {n} positive finite thrusts in N")
+        w = np.ones(m) if axis_weights is None else np.array(axis_weights, dtype=float).reshape(-1)
+        if w.shape != (m,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise ValueError(f"axis_weights must be {m} positive finite weights")
+        self.axis_weights = w
+        self.cost = np.ones(n) if cost is None else np.array(cost, dtype=float).reshape(-1)
+        if self.cost.shape != (n,) or not np.all(np.isfinite(self.cost)) or np.any(self.cost <= 0):
+            raise ValueError(f"cost must be {n} positive finite weights")
+        groups: list[list[int]] = []
+        seen: set[int] = set()
+        for grp in axis_priorities or ():
+            g = [int(a) for a in grp]
+            for a in g:
+                if not 0 <= a < m or a in seen:
+                    raise ValueError(f"axis_priorities: axis {a} unknown or repeated (m = {m})")
+                seen.add(a)
+            if g:
+                groups.append(g)
+        rest = [a for a in range(m) if a not in seen]
+        if rest:
+            groups.append(rest)
+        self.axis_priorities = tuple(tuple(g) for g in groups)
+        self._cells = _CellTable(self.B, self.cost)
+        self._facets = _FacetTable(self.B, w)
+        self._contexts: dict[tuple, _Context] = {}
+        self.stats = {"calls": 0, "cell_hits": 0, "warm_hits": 0, "active_set_calls": 0,
+                      "active_set_iterations": 0, "not_converged": 0, "lp_after_lsq": 0,
+                      "lp_fallbacks": 0}
+        self._ctx = self._context(frozenset(), ())
+
+    # ---------------------------------------------------------------- failure handling
+
+    def set_failures(self, stuck_closed: Iterable[int] = (), stuck_open_n: Mapping[int, float] | None = None) -> None:
+        """Declare failed thrusters (SAFETY.md D06); takes effect at the next ``allocate``.
+
+        Parameters
+        ----------
+        stuck_closed : iterable of int
+            Thruster indices (0-based) that produce no thrust; removed from allocation.
+        stuck_open_n : mapping int -> float
+            Thruster index -> known constant thrust in N (0 <= f <= u_max) of a valve stuck
+            open; its wrench is compensated by the healthy thrusters.
+
+        Raises
+        ------
+        ValueError
+            Unknown index, a thruster both closed and open, or a force outside
+            ``[0, u_max]``.
+
+        Notes
+        -----
+        The tables of a failure set are sub-tables of the full geometry's cached
+        factorisations (no factorisation is repeated), built once and cached; an empty
+        call restores all thrusters.
+        """
+        n = self.B.shape[1]
+        closed = frozenset(int(i) for i in stuck_closed)
+        opened = {int(i): float(f) for i, f in (stuck_open_n or {}).items()}
+        for i in closed | opened.keys():
+            if not 0 <= i < n:
+                raise ValueError(f"thruster index {i} out of range 0..{n - 1}")
+        if closed & opened.keys():
+            raise ValueError(f"thrusters {sorted(closed & opened.keys())} both stuck closed and stuck open")
+        for i, f in opened.items():
+            if not (math.isfinite(f) and 0.0 <= f <= self.u_max_n[i]):
+                raise ValueError(f"stuck-open force of thruster {i} must be in [0, {self.u_max_n[i]}] N, got {f}")
+        self._ctx = self._context(closed, tuple(sorted(opened.items())))
+
+    @property
+    def healthy(self) -> np.ndarray:
+        """Boolean mask (N,) of the thrusters the allocator may command."""
+        return self._ctx.active.copy()
+
+    def spans(self, axes: Sequence[int] | None = None) -> tuple[bool, str]:
+        """Positive-span check of the healthy thrusters (SAFETY.md K06, D06).
+
+        Parameters
+        ----------
+        axes : sequence of int, optional
+            Wrench axes needed by the controller; default all.
+
+        Returns
+        -------
+        (bool, str)
+            See :func:`controller.allocation.effectiveness.check_positive_span`.
+        """
+        return check_positive_span(self._ctx.B_act, axes)
+
+    def _context(self, closed: frozenset[int], opened: tuple[tuple[int, float], ...]) -> _Context:
+        key = (closed, opened)
+        ctx = self._contexts.get(key)
+        if ctx is not None:
+            return ctx
+        B = self.B
+        m, n = B.shape
+        failed = set(closed) | {i for i, _ in opened}
+        active = np.array([i not in failed for i in range(n)])
+        pos = np.cumsum(active) - 1  # full index -> position among healthy
+        ctx = _Context()
+        ctx.active = active
+        ctx.act_idx = np.flatnonzero(active)
+        ctx.B_act = B[:, active]
+        ctx.u_max_act = self.u_max_n[active].copy()
+        ctx.open_thrust = np.zeros(n)
+        for i, f in opened:
+            ctx.open_thrust[i] = f
+        ctx.open_wrench = B @ ctx.open_thrust
+        ctx.has_open = bool(opened)
+        u_eff = np.where(active, self.u_max_n, 0.0)
+        # ---- cells: bases avoiding failed thrusters, offsets for the healthy bounds
+        cells = self._cells
+        sel = np.all(active[cells.idx], axis=1) if cells.idx.shape[0] else np.zeros(0, bool)
+        idx, minv, up = cells.idx[sel], cells.minv[sel], cells.upper[sel]
+        K = idx.shape[0]
+        ctx.n_cells = K
+        ctx.last_cell = 0
+        ctx.chunks = []
+        if K:
+            up_u = np.where(up, u_eff[None, :], 0.0)  # (K, N) non-basic thrust at u_max
+            off = np.einsum("kij,kj->ki", minv, up_u @ B.T)
+            hi = self.u_max_n[idx]
+            vol = np.prod(hi, axis=1) / np.abs(np.linalg.det(minv))
+            order = np.argsort(-vol, kind="stable")  # big cells first: likelier hits
+            idx, minv, up_u, off, hi = idx[order], minv[order], up_u[order], off[order], hi[order]
+            ctx.cells_hi = hi
+            ctx.cells_idx_act = pos[idx]
+            ctx.cells_up = up_u[:, active]
+            ctx.cells_minv = minv
+            ctx.cells_off = off
+            cut = [0, max(1, K // 4), K] if K > 64 else [0, K]
+            for a, b in zip(cut[:-1], cut[1:]):
+                ctx.chunks.append((np.ascontiguousarray(minv[a:b].transpose(1, 0, 2).reshape(-1, m)),
+                                   np.ascontiguousarray(off[a:b].T.reshape(-1)),
+                                   np.ascontiguousarray(hi[a:b].T), a))
+        # ---- facets of the healthy zonotope (normals, support values, start points)
+        fac = self._facets
+        if fac.idx.shape[0] and K:
+            fsel = np.all(active[fac.idx], axis=1)
+            N_ = fac.normal[fsel]
+            s = N_ @ ctx.B_act  # (F, n_act)
+            fidx = fac.idx[fsel]
+            inplane = np.zeros_like(s, dtype=bool)
+            inplane[np.arange(s.shape[0])[:, None], pos[fidx]] = True
+            up_f = (s > 0) & ~inplane
+            h = np.where(up_f, s, 0.0) @ ctx.u_max_act
+            scale = np.linalg.norm(N_ / self.axis_weights[None, :], axis=1)
+            ctx.facet_N = np.ascontiguousarray(N_ / scale[:, None])
+            ctx.facet_h = h / scale
+            ctx.facet_idx_act = pos[fidx]
+            ctx.facet_up = np.where(up_f, ctx.u_max_act[None, :], 0.0)
+            ctx.facet_pinv = fac.pinv_w[fsel]
+        else:
+            ctx.facet_N = None
+        # ---- least-squares stage matrices on the healthy columns
+        w = self.axis_weights
+        A_all = w[:, None] * ctx.B_act
+        ctx.A_all = A_all
+        ctx.G = A_all.T @ A_all
+        ctx.g_scale = float(np.linalg.norm(ctx.G)) * float(ctx.u_max_act.max()) if ctx.u_max_act.size else 1.0
+        ctx.groups_A, ctx.groups_rows, ctx.prefix_E = [], [], []
+        prev: list[int] = []
+        for g in self.axis_priorities:
+            rows = list(g)
+            ctx.groups_rows.append(np.array(rows))
+            ctx.groups_A.append(w[rows, None] * ctx.B_act[rows])
+            ctx.prefix_E.append(ctx.B_act[prev] if prev else None)
+            prev = prev + rows
+        ctx.final_E = ctx.B_act
+        self._contexts[key] = ctx
+        return ctx
+
+    # ---------------------------------------------------------------- per tick
+
+    def allocate(self, wrench: ArrayLike) -> AllocationResult:
+        """Allocate a demanded wrench to thrusts (per-tick).
+
+        Parameters
+        ----------
+        wrench : array_like, shape (m,)
+            Demanded wrench, body frame, [Fx N, Fy N, Mz N m] or
+            [Fx, Fy, Fz N, Mx, My, Mz N m].
+
+        Returns
+        -------
+        AllocationResult
+            Thrusts minimising the (prioritised) weighted wrench error, and among those the
+            least total thrust; achieved and unallocated wrench; saturation flags.
+
+        Raises
+        ------
+        ValueError
+            Wrong shape or a non-finite demand.
+        """
+        tau = np.asarray(wrench, dtype=float)
+        m = self.B.shape[0]
+        if tau.shape != (m,) or not np.isfinite(tau).all():
+            raise ValueError(f"wrench must be {m} finite values ({', '.join(axis_names(m))})")
+        self.stats["calls"] += 1
+        ctx = self._ctx
+        tau_h = tau - ctx.open_wrench if ctx.has_open else tau
+        u_act, facet = self._lp_cells(ctx, tau_h, 1e-12, True)
+        if u_act is None:
+            u_act = self._solve_infeasible(ctx, tau_h, facet)
+        else:
+            self.stats["cell_hits"] += 1
+        if ctx.has_open:
+            u = ctx.open_thrust.copy()
+            u[ctx.act_idx] = u_act
+        elif u_act.shape[0] == ctx.open_thrust.shape[0]:
+            u = u_act
+        else:
+            u = np.zeros(ctx.open_thrust.shape[0])
+            u[ctx.act_idx] = u_act
+        achieved = self.B @ u
+        resid = achieved - tau
+        wr = self.axis_weights * resid
+        sat = np.zeros(u.shape[0], dtype=bool)
+        sat[ctx.act_idx] = u_act >= ctx.u_max_act * (1.0 - 1e-12)
+        return AllocationResult(u, achieved, -resid, sat, math.sqrt(float(wr @ wr)))
+
+    def _cell_solution(self, ctx: _Context, k: int, ub: np.ndarray) -> np.ndarray:
+        u = ctx.cells_up[k].copy()
+        hi = ctx.cells_hi[k]
+        u[ctx.cells_idx_act[k]] = np.minimum(np.maximum(ub, 0.0), hi)
+        return u
+
+    def _lp_cells(self, ctx: _Context, y: np.ndarray, rtol: float, facet_test: bool) -> tuple[np.ndarray | None, int]:
+        """Point location of ``y`` in the cell table: (least-thrust u or None, facet)."""
+        if ctx.n_cells == 0:
+            return None, -1
+        k = ctx.last_cell
+        hi = ctx.cells_hi[k]
+        tol = rtol * float(hi[0] if hi.shape[0] == 1 else hi.max())
+        ub = ctx.cells_minv[k] @ y - ctx.cells_off[k]
+        if np.maximum(-ub, ub - hi).max() <= tol:
+            self.stats["warm_hits"] += 1
+            return self._cell_solution(ctx, k, ub), -1
+        facet = -1
+        for c, (M, O, hi_c, start) in enumerate(ctx.chunks):
+            if c == 1 and facet_test and ctx.facet_N is not None:
+                d = ctx.facet_N @ y - ctx.facet_h
+                facet = int(d.argmax())
+                if d[facet] > rtol * ctx.g_scale:
+                    return None, facet  # outside the attainable set
+            k, v, ub = _search_chunk(M, O, hi_c, y)
+            if v <= tol:
+                k += start
+                ctx.last_cell = k
+                return self._cell_solution(ctx, k, ub), -1
+        if facet < 0 and facet_test and ctx.facet_N is not None:
+            facet = int((ctx.facet_N @ y - ctx.facet_h).argmax())
+        return None, facet
+
+    def _start_point(self, ctx: _Context, y: np.ndarray, facet: int) -> tuple[np.ndarray, np.ndarray]:
+        """Start of the active set: the most violated facet's vertex, facet thrusters free."""
+        n_act = ctx.act_idx.shape[0]
+        free = np.zeros(n_act, dtype=bool)
+        if facet < 0:
+            return np.zeros(n_act), free
+        u = ctx.facet_up[facet].copy()
+        S = ctx.facet_idx_act[facet]
+        t = ctx.facet_pinv[facet] @ (y - ctx.B_act @ u)
+        u[S] = np.minimum(np.maximum(t, 0.0), ctx.u_max_act[S])
+        free[S] = (u[S] > 0.0) & (u[S] < ctx.u_max_act[S])
+        return u, free
+
+    def _solve_infeasible(self, ctx: _Context, tau_h: np.ndarray, facet: int) -> np.ndarray:
+        """Demand outside the attainable set: staged least squares, then least thrust."""
+        self.stats["active_set_calls"] += 1
+        n_act = ctx.act_idx.shape[0]
+        lo = np.zeros(n_act)
+        hi = ctx.u_max_act
+        u, free = self._start_point(ctx, tau_h, facet)
+        w = self.axis_weights
+        if len(ctx.groups_A) == 1:
+            b = w * tau_h
+            u, free, ok, its = _bvls_gram(ctx.G, ctx.A_all.T @ b, hi, u, free, 1e-11 * (ctx.g_scale + float(np.abs(b).max())))
+            self.stats["active_set_iterations"] += its
+            if ok:
+                # minimisers differ only on zero-gradient thrusters: unique when their
+                # columns are independent (then no secondary stage is needed)
+                g = ctx.G @ u - ctx.A_all.T @ b
+                zero = free | (np.abs(g) <= 1e-9 * (ctx.g_scale + float(np.abs(b).max())))
+                if not (zero & ~free).any():
+                    return u  # free columns are independent (Lawson-Hanson invariant)
+                nz = int(zero.sum())
+                if nz <= ctx.B_act.shape[0] and np.linalg.matrix_rank(ctx.B_act[:, zero]) == nz:
+                    return u
+            else:
+                self.stats["not_converged"] += 1
+                u, ok, its = solve_bounded_lsq(ctx.A_all, b, lo, hi, u)
+                self.stats["active_set_iterations"] += its
+                if not ok:
+                    self.stats["not_converged"] += 1
+        else:
+            for A, rows, E in zip(ctx.groups_A, ctx.groups_rows, ctx.prefix_E):
+                u, ok, its = solve_bounded_lsq(A, w[rows] * tau_h[rows], lo, hi, u, E=E)
+                self.stats["active_set_iterations"] += its
+                if not ok:
+                    self.stats["not_converged"] += 1
+        self.stats["lp_after_lsq"] += 1
+        y = ctx.B_act @ u
+        u2, _ = self._lp_cells(ctx, y, 1e-9, False)
+        if u2 is not None:
+            return u2
+        self.stats["lp_fallbacks"] += 1
+        u, ok, its = solve_bounded_lsq(None, None, lo, hi, u, c=self.cost[ctx.act_idx], E=ctx.final_E)
+        self.stats["active_set_iterations"] += its
+        if not ok:
+            self.stats["not_converged"] += 1
+        return u
+
+
+def _solve_small(M: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
+    """Solve a small SPD system; None when singular (caller falls back)."""
+    if _solve1 is not None:
+        z = _solve1(M, rhs)
+    else:  # pragma: no cover - numpy without the private gufunc
+        try:
+            z = np.linalg.solve(M, rhs)
+        except np.linalg.LinAlgError:
+            return None
+    return z if np.isfinite(z).all() else None
+
+
+def _bvls_gram(
+    G: np.ndarray, h: np.ndarray, hi: np.ndarray, u: np.ndarray, free: np.ndarray, g_tol: float,
+    max_iter: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, bool, int]:
+    """Bounded least squares ``min 0.5 u'Gu - h'u, 0 <= u <= hi`` (Lawson-Hanson style).
+
+    ``G = A'A`` and ``h = A'b`` (normal equations of the weighted problem). ``u`` is a
+    feasible start whose ``free`` thrusters have linearly independent columns; every other
+    thruster sits on a bound. The free set stays column-independent (Lawson & Hanson 1974,
+    "Solving Least Squares Problems", ch. 23; Stark & Parker 1995 for two-sided bounds).
+    Returns ``(u, free, converged, iterations)``.
+    """
+    n = u.shape[0]
+    if max_iter is None:
+        max_iter = 10 * n + 30
+    u = u.copy()
+    free = free.copy()
+    it = 0
+    with np.errstate(all="ignore"):
+        while True:
+            while True:
+                it += 1
+                if it > max_iter:
+                    return u, free, False, it
+                F = np.flatnonzero(free)
+                nF = F.shape[0]
+                if nF == 0:
+                    break
+                rhs = h[F] - (G @ np.where(free, 0.0, u))[F]
+                if nF == 1:
+                    f0 = F[0]
+                    z = rhs / G[f0, f0]
+                else:
+                    z = _solve_small(G[np.ix_(F, F)], rhs)
+                    if z is None:
+                        return u, free, False, it
+                hF = hi[F]
+                below = z < 0.0
+                above = z > hF
+                if not (below.any() or above.any()):
+                    u[F] = z
+                    break
+                uF = u[F]
+                d = z - uF
+                ratio = np.where(below, -uF / d, np.where(above, (hF - uF) / d, np.inf))
+                alpha = max(0.0, float(ratio.min()))
+                uF = uF + alpha * d
+                hit = ratio <= alpha * (1 + 1e-12) + 1e-300
+                hit_lo = below & hit
+                hit_hi = above & hit
+                uF[hit_lo] = 0.0
+                uF[hit_hi] = hF[hit_hi]
+                u[F] = uF
+                free[F[hit_lo | hit_hi]] = False
+            g = G @ u - h
+            viol = np.where(free, 0.0, np.where(u <= 0.0, -g, g))
+            k = int(viol.argmax())
+            if viol[k] <= g_tol:
+                return u, free, True, it
+            free[k] = True

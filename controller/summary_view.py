@@ -1,0 +1,37 @@
+"""Human summary of a run, printed with rich at the end of ``qiki run``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def print_summary(summary: dict[str, Any], console) -> None:
+    """Print the human summary of ``summary.json`` on a rich console."""
+    from rich.table import Table
+
+    t = Table(title=f"QIKI run: {summary.get('rig')} / {summary.get('mission')}", show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    t.add_row("result", str(summary["result"]))
+    t.add_row("final state", str(summary["final_state"]))
+    t.add_row("waypoints", f"{summary['waypoints_reached']}/{summary['waypoints_total']}")
+    if summary.get("max_hold_error_m") is not None:
+        t.add_row("max hold error", f"{summary['max_hold_error_m'] * 100:.1f} cm")
+    t.add_row("run time", f"{summary['sim_time_s']:.2f} s")
+    loop = summary["loop"]
+    if loop.get("realtime"):
+        pe = loop.get("period_error_us", {})
+        t.add_row("loop", f"{loop['ticks']} ticks, {loop['overruns']} overruns, period error p50/p99/max {pe.get('p50')}/{pe.get('p99')}/{pe.get('max')} us")
+    else:
+        t.add_row("loop", f"{loop['ticks']} ticks, lockstep at {loop.get('sim_speed_factor')}x real time")
+    for name, post in summary.get("post", {}).items():
+        t.add_row(f"POST {name}", ("passed" if post["passed"] else "FAILED") + (f" ({post['reason']})" if post.get("reason") else ""))
+    for name, st in summary.get("buses", {}).items():
+        sent = st.get("frames_sent", st.get("frames_tx", "?"))
+        recv = st.get("frames_received", st.get("frames_ok", "?"))
+        rej = st.get("ingress_rejects", {})
+        t.add_row(f"bus {name}", f"sent {sent}, received {recv}, rejects {sum(rej.values()) if isinstance(rej, dict) else rej}")
+    for f in summary.get("faults", []):
+        t.add_row("fault", f)
+    t.add_row("run folder", summary.get("run_folder", ""))
+    console.print(t)

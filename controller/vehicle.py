@@ -1,0 +1,387 @@
+"""The vehicle: one control tick of read -> update -> write, wired to its collaborators.
+
+It receives every collaborator ready-made (drivers, ports, FSM engine, allocator, guard,
+mission, record): only :mod:`controller.rig` knows how they are built (ARCHITECTURE.md 2,
+rule 3). One tick (ARCHITECTURE.md 3):
+
+* **read**: drain the CAN port and the MCU link, decode, validate, update freshness;
+* **update**: the safety monitor and the operator script raise events; the FSM steps (the
+  engine orders the tick's events by priority: estop > fault > ... , SAFETY.md O04); the
+  transitions' actions run; in an ``allocate`` state the pose controller computes a
+  body-frame wrench and the allocator splits it into thrusts;
+* **write**: the output guard has the last word; duties are encoded and sent every tick
+  (zero is actively commanded, never implied); the host heartbeat goes to the MCU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from controller.control import PoseGains, pose_pd_wrench
+from controller.mission import MissionExecutor
+from controller.safety.output_guard import OutputGuard
+
+#: FSM states reported to the MCU in the host heartbeat.
+ARMING_STATES = frozenset({"armed", "active"})
+
+
+class Allocator(Protocol):
+    def allocate(self, wrench: Sequence[float]) -> Any: ...
+
+
+@dataclass
+class FaultBook:
+    """Active fault conditions (re-evaluated every tick) and the latched record."""
+
+    active: dict[str, str] = field(default_factory=dict)
+    latched: list[str] = field(default_factory=list)
+
+    def set(self, key: str, reason: str | None) -> bool:
+        """Set (reason) or clear (None) one condition; True if it newly became active."""
+        if reason is None:
+            self.active.pop(key, None)
+            return False
+        new = key not in self.active
+        self.active[key] = reason
+        return new
+
+
+@dataclass(frozen=True)
+class DeviceSlot:
+    """A device the vehicle talks to, as the rig built it."""
+
+    name: str
+    kind: str  # "valve_board" | "qiki_mcu"
+    driver: Any
+    accepted_firmware: str
+
+
+class Vehicle:
+    """The per-tick controller of one vehicle.
+
+    Parameters
+    ----------
+    fsm : FsmEngine
+        The state machine engine (``controller.fsm``).
+    can_ports : dict[str, CanPort]
+        CAN ports by bus name (polled in read, stats in the summary).
+    valve_board : DeviceSlot
+        The valve board (driver: ``hal.devices.valve_board.ValveBoardDriver``).
+    mcu : DeviceSlot
+        The MCU (driver: ``hal.devices.qiki_mcu.McuDriver``).
+    valve_port : CanPort
+        The CAN port the valve board hangs on.
+    allocator : Allocator
+        ``allocate(wrench (3,)) -> result`` with ``.thrust_n`` (N,).
+    thruster_valves : sequence of int, shape (N,)
+        Valve index of each thruster.
+    max_thrust_n : sequence of float, shape (N,)
+        Per-thruster maximum (N).
+    guard : OutputGuard
+    gains : PoseGains
+    mission : MissionExecutor or None
+    record : callable ``(tick, time_s, kind, **fields)``
+        Event sink (the run record).
+    stale_after_periods : int
+        Freshness rule for every stream (SAFETY.md: 3).
+    post_timeout_s : float
+        POST gives up (``post_failed``) after this long in ``boot``.
+    modulator : ValveCommander, optional
+        ``duty_pct(thrust_n (N,), tick_index) -> (N,)`` percent, and ``reset()``;
+        default: thrust / max, in percent, every tick.
+    overruns_last_second : callable ``(now_s) -> int``, optional
+        From the real-time loop (T02).
+    max_overruns_per_s : int
+    """
+
+    def __init__(
+        self,
+        *,
+        fsm,
+        can_ports: dict,
+        valve_board: DeviceSlot,
+        mcu: DeviceSlot,
+        valve_port,
+        allocator: Allocator,
+        thruster_valves: Sequence[int],
+        n_valves: int,
+        max_thrust_n: Sequence[float],
+        guard: OutputGuard,
+        gains: PoseGains,
+        mission: MissionExecutor | None,
+        record: Callable[..., None],
+        stale_after_periods: int = 3,
+        post_timeout_s: float = 5.0,
+        modulator=None,
+        overruns_last_second: Callable[[float], int] | None = None,
+        max_overruns_per_s: int = 5,
+    ) -> None:
+        self.fsm = fsm
+        self.can_ports = can_ports
+        self.vb = valve_board
+        self.mcu = mcu
+        self.valve_port = valve_port
+        self.allocator = allocator
+        self.thruster_valves = list(thruster_valves)
+        self.n_valves = n_valves
+        self.max_thrust_n = list(max_thrust_n)
+        self.guard = guard
+        self.gains = gains
+        self.mission = mission
+        self.record = record
+        self.stale_after_periods = stale_after_periods
+        self.post_timeout_s = post_timeout_s
+        self.modulator = modulator
+        self.overruns_last_second = overruns_last_second
+        self.max_overruns_per_s = max_overruns_per_s
+
+        self.faults = FaultBook()
+        self.tick_index = 0
+        self.now_s = 0.0
+        self.post_started_s: float | None = None
+        self.post_result: dict[str, dict[str, Any]] = {}
+        self.post_passed = False
+        self.rail_requested = False
+        self.rail_requested_at_s = 0.0
+        self.pending_events: list[str] = []
+        self.transitions: list[list[Any]] = []
+        self.last_thrust_n = [0.0] * len(self.max_thrust_n)
+        self.last_duty_pct = [0.0] * n_valves
+        self.commanded_impulse_ns = [0.0] * len(self.max_thrust_n)
+        self.first_fault: str | None = None
+        self.wrench_log_sq = [0.0, 0.0, 0.0]
+        self.unallocated_sq = 0.0
+        self.alloc_ticks = 0
+        self.saturated_ticks = 0
+        self._guard_faulted = False
+        self._was_allowed = False
+        self._actions = {
+            "run_post": self._act_run_post,
+            "enable_valve_rail": self._act_enable_rail,
+            "disable_valve_rail": self._act_disable_rail,
+            "latch_fault": self._act_latch_fault,
+            "clear_faults": self._act_clear_faults,
+            "start_mission_clock": self._act_start_mission,
+        }
+        for action in self.fsm.initial_actions:
+            self._run_action(action)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def state(self) -> str:
+        return self.fsm.state
+
+    def command(self, event: str) -> None:
+        """Queue an operator or mission event for the next update (O04 arbiter input)."""
+        self.pending_events.append(event)
+
+    def _log(self, kind: str, **fields: Any) -> None:
+        self.record(self.tick_index, self.now_s, kind, **fields)
+
+    # ------------------------------------------------------------------ actions
+    def _run_action(self, name: str) -> None:
+        self._actions[name]()
+
+    def _act_run_post(self) -> None:
+        self.post_started_s = self.now_s
+        self.post_passed = False
+        self.post_result = {}
+        self.mcu.driver.request_hello()
+
+    def _act_enable_rail(self) -> None:
+        self.rail_requested = True
+        self.rail_requested_at_s = self.now_s
+        self.mcu.driver.request_rail(True)
+
+    def _act_disable_rail(self) -> None:
+        self.rail_requested = False
+        self.mcu.driver.request_rail(False)
+
+    def _act_latch_fault(self) -> None:
+        for key, reason in self.faults.active.items():
+            if reason not in self.faults.latched:
+                self.faults.latched.append(reason)
+
+    def _act_clear_faults(self) -> None:
+        self.faults.latched.clear()
+
+    def _act_start_mission(self) -> None:
+        if self.mission is not None:
+            self.mission.start(self.now_s)
+
+    # ------------------------------------------------------------------ guards
+    def _guard(self, name: str) -> tuple[bool, str]:
+        if name == "arming_checks_pass":
+            if not self.post_passed:
+                return False, "POST has not passed"
+            if self.faults.active:
+                return False, "active fault: " + "; ".join(sorted(self.faults.active.values()))
+            if not self.mcu.driver.estop_released_confirmed(self.now_s):
+                return False, "E-stop is pressed or its state is unknown"
+            for port_name, port in self.can_ports.items():
+                if port.error_passive:
+                    return False, f"CAN bus {port_name} is error-passive"
+            return True, ""
+        if name == "faults_cleared":
+            if self.faults.active:
+                return False, "fault still active: " + "; ".join(sorted(self.faults.active.values()))
+            return True, ""
+        if name == "estop_released":
+            if not self.mcu.driver.estop_released_confirmed(self.now_s):
+                return False, "E-stop is still pressed (or no fresh MCU status says released)"
+            return True, ""
+        return False, f"unknown guard {name}"
+
+    # ------------------------------------------------------------------ the tick
+    def tick(self, k: int, now_s: float, dt_s: float) -> None:
+        """Run one control tick (per tick): read, update, write."""
+        self.tick_index = k
+        self.now_s = now_s
+        self.read(now_s)
+        self.update(now_s, dt_s)
+        self.write(now_s)
+
+    def read(self, now_s: float) -> None:
+        """Read phase: drain every bus and decode (per tick)."""
+        for port in self.can_ports.values():
+            port.poll(now_s)
+        self.mcu.driver.poll(now_s)
+
+    def _monitor(self, now_s: float) -> list[str]:
+        """Safety monitor (per tick): set/clear fault conditions, return events to raise."""
+        events: list[str] = []
+        vb = self.vb.driver
+        mcu = self.mcu.driver
+        state = self.fsm.state
+        booting = state == "boot"
+        f = self.faults
+
+        def cond(key: str, reason: str | None) -> None:
+            if f.set(key, reason):
+                self._log("fault", source=key, reason=reason)
+                if self.first_fault is None:
+                    self.first_fault = reason
+                events.append("fault")
+
+        if mcu.estop_pressed and state != "estop":
+            events.append("estop")
+        if not booting:
+            cond("mcu_status", None if mcu.status_fresh(now_s) else "MCU status stale")
+            cond("mcu_pose", None if mcu.pose_fresh(now_s) else "MCU pose stale")
+            cond("vb_status", None if vb.status_fresh(now_s) else "valve board status stale")
+            cond("vb_heartbeat", None if vb.heartbeat_fresh(now_s) else "valve board heartbeat lost")
+            cond("vb_reboot", "valve board rebooted" if vb.rebooted else None)
+            cond("mcu_reboot", "MCU rebooted" if mcu.stats().get("mcu_reboots", 0) else None)
+            st = vb.status
+            vfault = st.valve_fault_mask if st is not None else 0
+            cond("vb_valve_fault", f"valve fault mask 0x{int(vfault):02x}" if vfault else None)
+            if state in ARMING_STATES and self.rail_requested and now_s - self.rail_requested_at_s > 0.1:
+                status = mcu.status
+                rail_on = bool(status is not None and status.rail_enabled)
+                cond("rail", None if rail_on else "valve rail dropped by the MCU")
+        for name, port in self.can_ports.items():
+            if port.bus_off and f"{name}_busoff" not in f.active:
+                port.flush_tx()  # B04: no stale command may leave after recovery
+            cond(f"{name}_busoff", f"CAN bus {name} bus-off" if port.bus_off else None)
+            fails = port.consecutive_send_failures
+            cond(f"{name}_send", f"CAN bus {name}: {fails} consecutive send failures" if fails >= 3 else None)
+        if self.guard.fault_reason is not None and not self._guard_faulted:
+            self._guard_faulted = True
+            cond("output_guard", self.guard.fault_reason)
+        if self.overruns_last_second is not None:
+            n = self.overruns_last_second(now_s)
+            cond("lag", f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None)
+        return events
+
+    def _post(self, now_s: float) -> list[str]:
+        if self.fsm.state != "boot" or self.post_started_s is None or self.post_passed:
+            return []
+        report = {}
+        for slot in (self.vb, self.mcu):
+            ok, reason = slot.driver.post_report(now_s, slot.accepted_firmware)
+            report[slot.name] = {"passed": bool(ok), "reason": reason}
+        self.post_result = report
+        if all(r["passed"] for r in report.values()):
+            self.post_passed = True
+            self._log("post", passed=True, devices=report)
+            return ["post_passed"]
+        if now_s - self.post_started_s >= self.post_timeout_s:
+            self._log("post", passed=False, devices=report)
+            self.post_started_s = None
+            return ["post_failed"]
+        return []
+
+    def update(self, now_s: float, dt_s: float) -> None:
+        """Update phase: safety monitor, POST, FSM step, actions, control (per tick)."""
+        events = self._monitor(now_s)
+        events += self._post(now_s)
+        events += self.pending_events
+        self.pending_events = []
+        if events:
+            self._step_fsm(now_s, events)
+        else:
+            self._step_fsm(now_s, ())
+        self.demand_n = None
+        if self.fsm.outputs == "allocate":
+            self.demand_n = self._control(now_s)
+
+    def _step_fsm(self, now_s: float, events) -> None:
+        for tr in self.fsm.step(now_s, events, self._guard):
+            if getattr(tr, "refused", False):
+                self._log("refused", event=tr.event, state=tr.source, reason=tr.reason)
+                continue
+            self._log("transition", source=tr.source, event=tr.event, target=tr.target)
+            self.transitions.append([round(tr.time_s, 6), tr.source, tr.event, tr.target])
+            for a in tr.actions:
+                self._run_action(a)
+
+    def _control(self, now_s: float) -> list[float] | None:
+        pose_msg = self.mcu.driver.pose
+        if pose_msg is None or self.mission is None:
+            return None
+        pose = (pose_msg.x_m, pose_msg.y_m, pose_msg.yaw_rad)
+        vel = (pose_msg.vx_world_mps, pose_msg.vy_world_mps, pose_msg.yaw_rate_radps)
+        prog = self.mission.update(now_s, pose, math.hypot(vel[0], vel[1]))
+        if prog.reached_now:
+            self._log("waypoint_reached", index=self.mission.waypoints_reached - 1)
+        if prog.complete:
+            self.command("mission_complete")
+            return None
+        wrench = pose_pd_wrench(self.gains, pose, vel, prog.setpoint)
+        result = self.allocator.allocate(wrench)
+        thrust = [float(v) for v in result.thrust_n]
+        self.alloc_ticks += 1
+        un = getattr(result, "unallocated_wrench", None)
+        if un is not None:
+            self.unallocated_sq += float(sum(float(v) * float(v) for v in un))
+        sat = getattr(result, "saturated", None)
+        if sat is not None and any(bool(s) for s in sat):
+            self.saturated_ticks += 1
+        return thrust
+
+    def write(self, now_s: float) -> None:
+        """Write phase: output guard, duty encoding, send; host heartbeat (per tick)."""
+        allow = self.fsm.outputs == "allocate"
+        dt = 1e-3 if self.tick_index == 0 else now_s - getattr(self, "_last_write_s", now_s)
+        self._last_write_s = now_s
+        thrust = self.guard.apply(self.demand_n, allow, dt)
+        self.last_thrust_n = thrust
+        duty = [0.0] * self.n_valves
+        if allow and self.modulator is not None:
+            per_thruster = self.modulator.duty_pct(thrust, self.tick_index)
+        elif allow:
+            per_thruster = [100.0 * t / m for t, m in zip(thrust, self.max_thrust_n)]
+        else:
+            per_thruster = None
+            if self.modulator is not None and self._was_allowed:
+                self.modulator.reset()
+        self._was_allowed = allow
+        if per_thruster is not None:
+            for i, v in enumerate(self.thruster_valves):
+                duty[v] = per_thruster[i]
+        self.last_duty_pct = duty
+        frame = self.vb.driver.command_frame(duty)
+        self.valve_port.send(frame, now_s)
+        self.mcu.driver.service(now_s, self.fsm.state)

@@ -1,0 +1,625 @@
+"""Emulated power system: battery, PDU relays, and the two Modbus devices that report them.
+
+* :class:`BatteryModel` -- an 8S LiFePO4 pack: SoC falls with the current drawn
+  (coulomb counting), terminal voltage = open-circuit voltage(SoC) - I*R (sags under
+  load), temperature rises with I^2*R against a thermal resistance to ambient.
+* :class:`PowerWorld` -- the battery plus the loads and the PDU relays. The valve rail
+  relay really gates the valve board's supply: :attr:`PowerWorld.valve_rail_powered` is
+  what the valve-board emulator must check, and valve current flows only through a
+  closed relay.
+* :class:`JkBmsEmulator`, :class:`QikiPduEmulator` -- the devices' Modbus firmware,
+  driven by their profiles (the same :mod:`firmware_bridge.protocols.modbus_profile` the
+  host drivers use) and answering :class:`ModbusRequest` with :class:`ModbusReply`.
+  They serve :class:`hal.modbus.link.MemoryModbusLink` directly (lockstep) and the
+  pymodbus servers of :mod:`firmware_bridge.emulation.modbus_server` (real time).
+* :class:`FaultPlan` -- declarative faults in time windows: ``silent``, ``exception``,
+  ``slow``, ``wrong_unit``, ``corrupt`` (CRC noise) and ``alarm`` (alarm bits set).
+
+Time comes from a :class:`controller.clock.Clock` passed in; nothing here sleeps.
+Per-transaction work is bounded (one register bank refresh).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Mapping
+
+from firmware_bridge.protocols.modbus_profile import (
+    ILLEGAL_DATA_ADDRESS,
+    ILLEGAL_FUNCTION,
+    SERVER_DEVICE_FAILURE,
+    DeviceProfile,
+    ModbusReply,
+    ModbusRequest,
+    Quantity,
+    decode,
+    encode,
+)
+
+FaultKind = Literal["silent", "exception", "slow", "wrong_unit", "corrupt", "alarm"]
+
+
+# --------------------------------------------------------------------------- faults
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault of a plan.
+
+    Attributes
+    ----------
+    kind : {"silent", "exception", "slow", "wrong_unit", "corrupt", "alarm"}
+        ``silent``: no reply (device off the bus); ``exception``: Modbus exception
+        ``exception_code`` to every request; ``slow``: replies after ``delay_s``;
+        ``wrong_unit``: replies carry unit id ``unit_id + 1``; ``corrupt``: replies with
+        a broken CRC / malformed ADU; ``alarm``: device alarm bits ``alarm_bits`` set.
+    start_s : float
+        Start of the window on the device's clock (s).
+    end_s : float or None
+        End of the window (s, exclusive); None = until the end of the run.
+    every : int
+        Affect one request in ``every`` (1 = all; 3 = the 3rd, 6th...: intermittent noise).
+    exception_code : int
+        For ``exception`` (default 4, server device failure).
+    delay_s : float
+        For ``slow``.
+    alarm_bits : int
+        For ``alarm``: raw bits OR-ed into the device's alarm word.
+    """
+
+    kind: FaultKind
+    start_s: float = 0.0
+    end_s: float | None = None
+    every: int = 1
+    exception_code: int = SERVER_DEVICE_FAILURE
+    delay_s: float = 0.0
+    alarm_bits: int = 0
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError("Fault.every must be >= 1")
+        if self.end_s is not None and self.end_s < self.start_s:
+            raise ValueError("Fault.end_s must be >= start_s")
+        if self.delay_s < 0:
+            raise ValueError("Fault.delay_s must be >= 0")
+
+    def active(self, now_s: float) -> bool:
+        """True inside ``[start_s, end_s)``."""
+        return now_s >= self.start_s and (self.end_s is None or now_s < self.end_s)
+
+
+@dataclass
+class FaultPlan:
+    """Faults of one device; mutable so a test or the rig can add faults mid-run.
+
+    Parameters
+    ----------
+    faults : list of Fault
+        The plan.
+    """
+
+    faults: list[Fault] = field(default_factory=list)
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[Mapping[str, object]]) -> "FaultPlan":
+        """Build from plain dicts (a rig's ``emulation`` section): ``{kind: silent, start_s: 5}``."""
+        return cls([Fault(**dict(e)) for e in entries])  # type: ignore[arg-type]
+
+    def add(self, fault: Fault) -> None:
+        """Append a fault."""
+        self.faults.append(fault)
+
+    def clear(self) -> None:
+        """Remove every fault."""
+        self.faults.clear()
+
+    def active(self, now_s: float) -> list[Fault]:
+        """Faults whose window contains ``now_s``."""
+        return [f for f in self.faults if f.active(now_s)]
+
+    def alarm_bits(self, now_s: float) -> int:
+        """OR of the active ``alarm`` faults' bits."""
+        bits = 0
+        for f in self.active(now_s):
+            if f.kind == "alarm":
+                bits |= f.alarm_bits
+        return bits
+
+
+# --------------------------------------------------------------------------- physics
+
+# LiFePO4 open-circuit voltage per cell against SoC (typical curve, e.g. A123 ANR26650 /
+# generic LFP datasheets): flat plateau near 3.3 V, knees at both ends.
+_LFP_OCV: tuple[tuple[float, float], ...] = (
+    (0.00, 2.50), (0.05, 2.95), (0.10, 3.15), (0.20, 3.22), (0.40, 3.27),
+    (0.60, 3.30), (0.80, 3.33), (0.90, 3.36), (0.97, 3.42), (1.00, 3.55),
+)
+
+
+def lfp_ocv_per_cell_v(soc: float) -> float:
+    """Open-circuit voltage of one LiFePO4 cell (V) at state of charge ``soc`` (0..1).
+
+    Piecewise-linear interpolation of a typical LFP curve; clamps outside 0..1.
+    """
+    s = min(1.0, max(0.0, soc))
+    for (s0, v0), (s1, v1) in zip(_LFP_OCV, _LFP_OCV[1:]):
+        if s <= s1:
+            return v0 + (v1 - v0) * (s - s0) / (s1 - s0)
+    return _LFP_OCV[-1][1]
+
+
+@dataclass
+class BatteryModel:
+    """Equivalent-circuit battery: OCV(SoC) in series with a resistance, lumped thermal mass.
+
+    Parameters
+    ----------
+    cell_count : int
+        Cells in series (default 8: 8S LiFePO4, 25.6 V nominal).
+    capacity_ah : float
+        Rated capacity (Ah).
+    soc : float
+        Initial state of charge, 0..1.
+    internal_resistance_ohm : float
+        Pack series resistance (Ohm).
+    temperature_c : float
+        Initial pack temperature (degC).
+    ambient_c : float
+        Ambient temperature (degC).
+    thermal_mass_j_per_k : float
+        Heat capacity of the pack (J/K).
+    thermal_resistance_k_per_w : float
+        Pack-to-ambient thermal resistance (K/W).
+
+    Notes
+    -----
+    Per step: ``soc -= I dt / (3600 C)``; ``V = n OCV(soc) - I R``;
+    ``dT/dt = (I^2 R - (T - T_amb)/R_th) / C_th`` (forward Euler). Discharge current is
+    positive here; the JK BMS reports it negative (its current is positive charging).
+    """
+
+    cell_count: int = 8
+    capacity_ah: float = 5.0
+    soc: float = 0.9
+    internal_resistance_ohm: float = 0.08
+    temperature_c: float = 25.0
+    ambient_c: float = 25.0
+    thermal_mass_j_per_k: float = 600.0
+    thermal_resistance_k_per_w: float = 2.0
+    current_a: float = 0.0
+    energy_used_wh: float = 0.0
+    charge_used_ah: float = 0.0
+
+    @property
+    def open_circuit_voltage_v(self) -> float:
+        """Pack OCV (V)."""
+        return self.cell_count * lfp_ocv_per_cell_v(self.soc)
+
+    @property
+    def terminal_voltage_v(self) -> float:
+        """Pack voltage under the present load (V)."""
+        return max(0.0, self.open_circuit_voltage_v - self.current_a * self.internal_resistance_ohm)
+
+    def cell_voltages_v(self) -> list[float]:
+        """Per-cell terminal voltages (V), with a small fixed imbalance pattern (+-4 mV)."""
+        mean = self.terminal_voltage_v / self.cell_count
+        return [mean + ((i * 7) % 5 - 2) * 0.002 for i in range(self.cell_count)]
+
+    def step(self, dt_s: float, current_a: float) -> None:
+        """Advance by ``dt_s`` seconds drawing ``current_a`` amperes (discharge positive).
+
+        Per-tick function.
+        """
+        if dt_s <= 0:
+            return
+        self.current_a = float(current_a)
+        v = self.terminal_voltage_v
+        dq_ah = self.current_a * dt_s / 3600.0
+        self.soc = min(1.0, max(0.0, self.soc - dq_ah / self.capacity_ah))
+        self.charge_used_ah += dq_ah
+        self.energy_used_wh += v * self.current_a * dt_s / 3600.0
+        heat_w = self.current_a ** 2 * self.internal_resistance_ohm
+        cool_w = (self.temperature_c - self.ambient_c) / self.thermal_resistance_k_per_w
+        self.temperature_c += (heat_w - cool_w) * dt_s / self.thermal_mass_j_per_k
+
+
+RELAYS: tuple[str, ...] = ("valve_rail", "radar_power", "mcu_power")
+
+
+class PowerWorld:
+    """The battery, the PDU relays and the loads behind them.
+
+    Parameters
+    ----------
+    battery : BatteryModel, optional
+        The pack (default: :class:`BatteryModel` defaults).
+    base_load_a : float
+        Load always on the battery (the Pi, the PDU itself), A.
+    mcu_load_a, radar_load_a : float
+        Loads behind the MCU and radar relays, A.
+    valve_current_a : float
+        Current of one open solenoid valve, A (drawn only through a closed valve-rail
+        relay).
+
+    Notes
+    -----
+    Relays start as a powered-up PDU leaves them: MCU and radar on, valve rail OFF.
+    Thread-safe: the Modbus server thread sets relays while the world thread steps.
+    """
+
+    def __init__(
+        self,
+        battery: BatteryModel | None = None,
+        base_load_a: float = 0.8,
+        mcu_load_a: float = 0.3,
+        radar_load_a: float = 0.5,
+        valve_current_a: float = 0.6,
+    ) -> None:
+        self.battery = battery if battery is not None else BatteryModel()
+        self.base_load_a = base_load_a
+        self.mcu_load_a = mcu_load_a
+        self.radar_load_a = radar_load_a
+        self.valve_current_a = valve_current_a
+        self._relays = {"valve_rail": False, "radar_power": True, "mcu_power": True}
+        self.relay_operations = 0
+        self.valves_open = 0.0
+        self._lock = threading.Lock()
+
+    def relay(self, name: str) -> bool:
+        """State of relay ``name`` (``valve_rail``, ``radar_power``, ``mcu_power``)."""
+        return self._relays[name]
+
+    def set_relay(self, name: str, closed: bool) -> None:
+        """Close (True) or open a relay; counts state changes as relay operations."""
+        if name not in self._relays:
+            raise KeyError(f"no relay {name!r} (known: {', '.join(RELAYS)})")
+        with self._lock:
+            if self._relays[name] != bool(closed):
+                self.relay_operations += 1
+            self._relays[name] = bool(closed)
+
+    @property
+    def valve_rail_powered(self) -> bool:
+        """True when the valve board has supply (relay closed and battery above 0 V)."""
+        return self._relays["valve_rail"] and self.battery.terminal_voltage_v > 0.0
+
+    def rail_currents_a(self) -> dict[str, float]:
+        """Present current per relay rail (A)."""
+        return {
+            "valve_rail": self.valves_open * self.valve_current_a if self._relays["valve_rail"] else 0.0,
+            "radar_power": self.radar_load_a if self._relays["radar_power"] else 0.0,
+            "mcu_power": self.mcu_load_a if self._relays["mcu_power"] else 0.0,
+        }
+
+    def load_current_a(self) -> float:
+        """Total battery current (A, discharge positive)."""
+        return self.base_load_a + sum(self.rail_currents_a().values())
+
+    def step(self, dt_s: float, valves_open: float = 0.0) -> None:
+        """Advance the battery by ``dt_s`` s with ``valves_open`` valves open (0..8).
+
+        ``valves_open`` may be fractional (sum of PWM duty cycles). Per-tick function.
+        """
+        with self._lock:
+            self.valves_open = max(0.0, float(valves_open))
+            self.battery.step(dt_s, self.load_current_a())
+
+
+# --------------------------------------------------------------------------- devices
+
+
+class RegisterBank:
+    """A device's tables laid out by its profile.
+
+    Parameters
+    ----------
+    profile : DeviceProfile
+        Layout and addressing.
+    ranges : mapping of str to list of (int, int)
+        Valid address ranges per table, ``[start, end)`` in the profile's address units;
+        a read touching anything else is an illegal data address (exception 2). Default:
+        exactly the profile's registers/bits.
+    """
+
+    def __init__(self, profile: DeviceProfile, ranges: Mapping[str, list[tuple[int, int]]] | None = None) -> None:
+        self.profile = profile
+        self._cells: dict[tuple[str, int], int | bool] = {}
+        self._ranges: dict[str, list[tuple[int, int]]] = {t: list(r) for t, r in (ranges or {}).items()}
+        stride = profile.address_stride
+        for q in profile.quantities:
+            step = 1 if q.is_bit else stride
+            for k in range(q.registers):
+                self._cells[(q.table, q.address + k * step)] = False if q.is_bit else 0
+            if ranges is None:
+                self._ranges.setdefault(q.table, []).append((q.address, q.address + q.registers * step))
+
+    def _step(self, table: str) -> int:
+        return 1 if table in ("coil", "discrete") else self.profile.address_stride
+
+    def _valid(self, table: str, address: int) -> bool:
+        if table in ("holding", "input") and self.profile.address_stride == 2 and address % 2:
+            return False
+        return any(a <= address < b for a, b in self._ranges.get(table, []))
+
+    def read(self, table: str, address: int, count: int) -> list | None:
+        """Values of ``count`` registers/bits from ``address``, or None if any is illegal."""
+        step = self._step(table)
+        addrs = [address + i * step for i in range(count)]
+        if not all(self._valid(table, a) for a in addrs):
+            return None
+        bit = table in ("coil", "discrete")
+        return [self._cells.get((table, a), False if bit else 0) for a in addrs]
+
+    def set(self, name: str, value: object) -> None:
+        """Store a physical value into quantity ``name`` (profile encoding)."""
+        q = self.profile.quantity(name)
+        step = 1 if q.is_bit else self.profile.address_stride
+        current = self._cells.get((q.table, q.address), 0)
+        words = encode(q, value, current_word=int(current))  # type: ignore[arg-type]
+        for k, w in enumerate(words):
+            self._cells[(q.table, q.address + k * step)] = w
+
+    def get(self, name: str) -> object:
+        """Decode quantity ``name`` from the bank."""
+        q = self.profile.quantity(name)
+        step = 1 if q.is_bit else self.profile.address_stride
+        return decode(q, [self._cells[(q.table, q.address + k * step)] for k in range(q.registers)])  # type: ignore[arg-type]
+
+    def quantity_at(self, table: str, address: int) -> Quantity | None:
+        """The quantity starting at ``address`` of ``table`` (None if none)."""
+        for q in self.profile.quantities:
+            if q.table == table and q.address == address:
+                return q
+        return None
+
+
+class _Clockish:
+    def now_s(self) -> float:  # pragma: no cover - protocol only
+        ...
+
+
+class EmulatedModbusDevice:
+    """Base of the emulated devices: fault plan + register bank -> replies.
+
+    Parameters
+    ----------
+    profile : DeviceProfile
+        The device's map.
+    unit_id : int
+        Its Modbus unit id.
+    clock : Clock
+        Time source for fault windows.
+    fault_plan : FaultPlan, optional
+        Faults to apply (default: none).
+    ranges : mapping, optional
+        Valid address ranges (see :class:`RegisterBank`).
+
+    Attributes
+    ----------
+    requests_seen : int
+        Requests addressed to this device (also while silent).
+    """
+
+    def __init__(self, profile: DeviceProfile, unit_id: int, clock: _Clockish, fault_plan: FaultPlan | None = None,
+                 ranges: Mapping[str, list[tuple[int, int]]] | None = None) -> None:
+        self.profile = profile
+        self.unit_id = unit_id
+        self.clock = clock
+        self.fault_plan = fault_plan if fault_plan is not None else FaultPlan()
+        self.bank = RegisterBank(profile, ranges)
+        self.requests_seen = 0
+        self._lock = threading.Lock()
+
+    def refresh(self, now_s: float) -> None:
+        """Update the register bank from the world (subclasses)."""
+
+    def handle_write(self, q: Quantity, value: int | bool) -> int:
+        """Apply a write to a writable quantity; return 0 or a Modbus exception code."""
+        self.bank.set(q.name, value if q.is_bit else decode(q, [int(value)]))
+        return 0
+
+    def respond(self, request: ModbusRequest) -> ModbusReply:
+        """Answer one request, applying the active faults (see :class:`Fault`)."""
+        with self._lock:
+            now = self.clock.now_s()
+            self.requests_seen += 1
+            n = self.requests_seen
+            faults = [f for f in self.fault_plan.active(now) if (n % f.every) == 0 or f.every == 1]
+            kinds = {f.kind: f for f in faults}
+            if "silent" in kinds:
+                return ModbusReply("silent")
+            if "exception" in kinds:
+                return ModbusReply("exception", exception_code=kinds["exception"].exception_code)
+            delay = kinds["slow"].delay_s if "slow" in kinds else 0.0
+            self.refresh(now)
+            reply = self._serve(request)
+            if reply.kind != "values":
+                return reply
+            for kind in ("wrong_unit", "corrupt"):
+                if kind in kinds:
+                    return ModbusReply(kind, values=reply.values, delay_s=delay)  # type: ignore[arg-type]
+            return ModbusReply("values", values=reply.values, delay_s=delay)
+
+    def _serve(self, request: ModbusRequest) -> ModbusReply:
+        if request.function == "read":
+            values = self.bank.read(request.table, request.address, request.count)
+            if values is None:
+                return ModbusReply("exception", exception_code=ILLEGAL_DATA_ADDRESS)
+            return ModbusReply("values", values=tuple(values))
+        if request.table not in ("coil", "holding"):
+            return ModbusReply("exception", exception_code=ILLEGAL_FUNCTION)
+        q = self.bank.quantity_at(request.table, request.address)
+        if q is None or not q.writable:
+            return ModbusReply("exception", exception_code=ILLEGAL_DATA_ADDRESS)
+        code = self.handle_write(q, request.value)  # type: ignore[arg-type]
+        if code:
+            return ModbusReply("exception", exception_code=code)
+        return ModbusReply("values", values=(request.value,))
+
+
+#: JK BMS memory areas (byte addresses): settings 0x1000-0x111B, live data 0x1200-0x130F.
+JK_BMS_RANGES: dict[str, list[tuple[int, int]]] = {"holding": [(0x1000, 0x111C), (0x1200, 0x1310)]}
+
+
+class JkBmsEmulator(EmulatedModbusDevice):
+    """JK BMS firmware: reports the :class:`PowerWorld` battery through the JK register map.
+
+    Parameters
+    ----------
+    profile : DeviceProfile
+        The JK BMS profile (``rigs/profiles/jk_bms.yaml``).
+    world : PowerWorld
+        Source of the battery state.
+    clock : Clock
+        Time source (fault windows, run time).
+    unit_id : int, optional
+        Modbus unit id (default 1).
+    fault_plan : FaultPlan, optional
+        Faults; ``alarm`` faults OR their bits into the alarm word.
+    cell_undervoltage_protection_v, cell_overvoltage_protection_v : float
+        Settings reported in the settings block and used to raise the cell alarms.
+    discharge_overtemperature_protection_c : float
+        Setting above which ``discharge_overtemperature`` is raised.
+
+    Notes
+    -----
+    Alarm word bits follow the map (BIT4 cell OVP, BIT11 cell UVP, BIT15 discharge OTP,
+    BIT21 battery over-temperature alarm, raised 5 degC below the protection).
+    """
+
+    def __init__(self, profile: DeviceProfile, world: PowerWorld, clock: _Clockish, unit_id: int = 1,
+                 fault_plan: FaultPlan | None = None, cell_undervoltage_protection_v: float = 2.60,
+                 cell_overvoltage_protection_v: float = 3.65,
+                 discharge_overtemperature_protection_c: float = 60.0) -> None:
+        super().__init__(profile, unit_id, clock, fault_plan, JK_BMS_RANGES)
+        self.world = world
+        self.uv_v = cell_undervoltage_protection_v
+        self.ov_v = cell_overvoltage_protection_v
+        self.dot_c = discharge_overtemperature_protection_c
+        b = world.battery
+        names = set(profile.names)
+        static = {
+            "cell_undervoltage_protection_v": self.uv_v,
+            "cell_overvoltage_protection_v": self.ov_v,
+            "discharge_overtemperature_protection_c": self.dot_c,
+            "cell_count": b.cell_count,
+            "design_capacity_ah": b.capacity_ah,
+            "capacity_full_ah": b.capacity_ah,
+            "voltage_correction_factor": 1.0,
+            "soh_pct": 100,
+            "cells_present": (1 << b.cell_count) - 1,
+        }
+        for k, v in static.items():
+            if k in names:
+                self.bank.set(k, v)
+        self.refresh(clock.now_s())
+
+    def alarm_word(self, now_s: float) -> int:
+        """Alarm bits computed from the battery, OR the fault plan's ``alarm`` bits."""
+        b = self.world.battery
+        cells = b.cell_voltages_v()
+        bits = 0
+        if min(cells) < self.uv_v:
+            bits |= 1 << 11
+        if max(cells) > self.ov_v:
+            bits |= 1 << 4
+        if b.temperature_c >= self.dot_c:
+            bits |= 1 << 15
+        if b.temperature_c >= self.dot_c - 5.0:
+            bits |= 1 << 21
+        return bits | self.fault_plan.alarm_bits(now_s)
+
+    def refresh(self, now_s: float) -> None:
+        """Write the present battery state into the live-data block."""
+        b = self.world.battery
+        cells = b.cell_voltages_v()
+        names = set(self.profile.names)
+        values: dict[str, object] = {
+            "cell_voltage_average_v": sum(cells) / len(cells),
+            "cell_voltage_spread_v": max(cells) - min(cells),
+            "max_voltage_cell_index": cells.index(max(cells)),
+            "min_voltage_cell_index": cells.index(min(cells)),
+            "mos_temperature_c": b.temperature_c + 2.0,
+            "pack_voltage_v": b.terminal_voltage_v,
+            "pack_power_w": abs(b.terminal_voltage_v * b.current_a),
+            "pack_current_a": -b.current_a,
+            "battery_temperature_1_c": b.temperature_c,
+            "battery_temperature_2_c": b.temperature_c - 0.5,
+            "alarms": self.alarm_word(now_s),
+            "balance_current_a": 0.0,
+            "balance_state": 0,
+            "soc_pct": round(b.soc * 100.0),
+            "capacity_remaining_ah": b.soc * b.capacity_ah,
+            "cycle_count": 12,
+            "precharge_on": 0,
+            "run_time_s": int(max(0.0, now_s)),
+            "charge_on": 1,
+            "discharge_on": 1,
+        }
+        for i, v in enumerate(cells):
+            values[f"cell_{i:02d}_voltage_v"] = v
+        for k, v in values.items():
+            if k in names:
+                self.bank.set(k, v)
+
+
+_PDU_COILS = {"valve_rail_enabled": "valve_rail", "radar_power_enabled": "radar_power", "mcu_power_enabled": "mcu_power"}
+
+
+class QikiPduEmulator(EmulatedModbusDevice):
+    """QIKI PDU firmware: relay coils drive the :class:`PowerWorld` relays; rails reported.
+
+    Parameters
+    ----------
+    profile : DeviceProfile
+        The PDU profile (``rigs/profiles/qiki_pdu.yaml``).
+    world : PowerWorld
+        Relays and loads.
+    clock : Clock
+        Time source.
+    unit_id : int, optional
+        Modbus unit id (default 2).
+    fault_plan : FaultPlan, optional
+        Faults; ``alarm`` bits go into ``fault_flags``.
+    """
+
+    def __init__(self, profile: DeviceProfile, world: PowerWorld, clock: _Clockish, unit_id: int = 2,
+                 fault_plan: FaultPlan | None = None) -> None:
+        super().__init__(profile, unit_id, clock, fault_plan)
+        self.world = world
+        self.refresh(clock.now_s())
+
+    def handle_write(self, q: Quantity, value: int | bool) -> int:
+        """Coil writes switch the world's relay (absolute setpoint, idempotent)."""
+        relay = _PDU_COILS.get(q.name)
+        if relay is None:
+            return super().handle_write(q, value)
+        self.world.set_relay(relay, bool(value))
+        self.bank.set(q.name, bool(value))
+        return 0
+
+    def refresh(self, now_s: float) -> None:
+        """Report relay states and rail measurements."""
+        w = self.world
+        names = set(self.profile.names)
+        bus_v = w.battery.terminal_voltage_v
+        amps = w.rail_currents_a()
+        values: dict[str, object] = {
+            "bus_voltage_v": bus_v,
+            "valve_rail_voltage_v": bus_v - 0.05 if w.relay("valve_rail") else 0.0,
+            "valve_rail_current_a": amps["valve_rail"],
+            "radar_rail_voltage_v": bus_v - 0.05 if w.relay("radar_power") else 0.0,
+            "radar_rail_current_a": amps["radar_power"],
+            "mcu_rail_voltage_v": bus_v - 0.05 if w.relay("mcu_power") else 0.0,
+            "mcu_rail_current_a": amps["mcu_power"],
+            "board_temperature_c": 30.0,
+            "fault_flags": self.fault_plan.alarm_bits(now_s) & 0xFFFF,
+            "relay_operations": w.relay_operations,
+            "energy_used_wh": w.battery.energy_used_wh,
+        }
+        for coil, relay in _PDU_COILS.items():
+            values[coil] = w.relay(relay)
+        for k, v in values.items():
+            if k in names:
+                self.bank.set(k, v)

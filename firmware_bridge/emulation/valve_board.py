@@ -1,0 +1,414 @@
+"""Emulated valve board firmware, stepped by the caller's clock (never sleeps).
+
+Model
+-----
+* Commands: every ``VB_Command`` of this node is checked as the firmware would (DLC 8,
+  standard ID, E2E checksum, counter not repeated, raw duties <= 50); a bad frame is
+  ignored and counted in :attr:`ValveBoardEmulator.rx_rejects`. During BOOT commands are
+  ignored.
+* PWM: free running, period ``pwm_period_s`` from the board's reset time t_b. At every
+  period start t0 = t_b + k P the latest commanded duty d of each valve is latched and
+  the coil is energised over [t0, t0 + d P). The valve is *physically* open over
+  [t0 + open_delay_s, t0 + d P + close_delay_s) (nothing when d == 0). When the coil
+  stays energised across a period boundary (d = 100 % followed by d > 0), the valve does
+  not move: the open interval continues.
+* Cuts: the rail going unpowered (:attr:`rail_powered` False at a step), a command
+  timeout (no valid command for ``command_timeout_s``: cut at the deadline itself), a
+  reboot, or a valve marked stuck closed end every open interval at once.
+* Telemetry: ``VB_Status`` every 20 ms and ``VB_Heartbeat`` every 100 ms, on a schedule
+  from the reset time; a late step sends once and skips to the next future slot (no
+  bursts).
+
+:meth:`ValveBoardEmulator.open_fractions` integrates the open intervals exactly, so the
+world can integrate impulse at 1 kHz without sampling error.
+"""
+
+from __future__ import annotations
+
+import math
+
+import can
+
+from firmware_bridge.protocols import valve_board as vb
+
+__all__ = ["ValveBoardEmulator"]
+
+_HISTORY_S = 1.0  # open intervals kept this long after they end
+
+
+class ValveBoardEmulator:
+    """One emulated valve board on a CAN bus.
+
+    Parameters
+    ----------
+    bus : can.BusABC
+        The board's side of the bus (e.g. a python-can ``virtual`` bus).
+    codec : hal.can.codec.DbcCodec
+        Codec holding ``dbc/qiki.dbc``; the node offset ``node_id - 1`` is added.
+    node_id : int, optional
+        Node ID (default 1).
+    n_valves : int, optional
+        Valves fitted, 1..8 (default 8).
+    pwm_period_s : float, optional
+        PWM period P, s (default 0.05).
+    open_delay_s, close_delay_s : float, optional
+        Solenoid opening / closing delays after the coil switches, s (defaults 3 ms and
+        2 ms).
+    command_timeout_s : float, optional
+        Valves close when no valid command arrived for this long, s (default 0.2,
+        SAFETY.md defaults).
+    firmware_version : tuple of int, optional
+        Reported (major, minor, patch), default (1, 2, 0).
+    rail_voltage_v : float, optional
+        Rail voltage reported while powered, V (default 24.0).
+
+    Attributes
+    ----------
+    rail_powered : bool
+        Valve rail power line, set by the rig wiring before each step (default True).
+    stuck_closed : set of int
+        Valves (0-based) that never open; reported in ``VB_Sts_ValveFault``.
+    silent : bool
+        When True the board transmits nothing.
+    board_temp_c : float
+        Reported board temperature, degC (default 35).
+    over_temp : bool
+        Reported over-temperature flag.
+    rx_rejects : dict
+        Command frames ignored, by reason (``checksum``, ``counter``, ``dlc``, ``range``,
+        ``boot``).
+    """
+
+    def __init__(self, bus: can.BusABC, codec, *, node_id: int = 1, n_valves: int = 8,
+                 pwm_period_s: float = 0.05, open_delay_s: float = 0.003,
+                 close_delay_s: float = 0.002, command_timeout_s: float = 0.2,
+                 firmware_version: tuple[int, int, int] = (1, 2, 0),
+                 rail_voltage_v: float = 24.0) -> None:
+        if not 1 <= n_valves <= vb.MAX_VALVES:
+            raise ValueError(f"n_valves must be 1..8, got {n_valves}")
+        if pwm_period_s <= 0 or command_timeout_s <= 0:
+            raise ValueError("pwm_period_s and command_timeout_s must be > 0")
+        self._bus = bus
+        self._codec = codec.with_offset(codec.id_offset + int(node_id) - 1)
+        self.node_id = int(node_id)
+        self.n_valves = int(n_valves)
+        self.pwm_period_s = float(pwm_period_s)
+        self.open_delay_s = float(open_delay_s)
+        self.close_delay_s = float(close_delay_s)
+        self.command_timeout_s = float(command_timeout_s)
+        self.firmware_version = tuple(firmware_version)
+        self.rail_voltage_v = float(rail_voltage_v)
+        self._cmd_id = self._codec.frame_id(vb.COMMAND)
+        self._status_id = self._codec.frame_id(vb.STATUS)
+        self._heartbeat_id = self._codec.frame_id(vb.HEARTBEAT)
+
+        self.rail_powered = True
+        self.stuck_closed: set[int] = set()
+        self.silent = False
+        self.board_temp_c = 35.0
+        self.over_temp = False
+        self.rx_rejects: dict[str, int] = {}
+        self.commands_accepted = 0
+        self.tx_failures = 0
+        self.frames_sent = 0
+
+        self._boot_s: float | None = None
+        self._reset_state()
+
+    # ------------------------------------------------------------------ state
+    def _reset_state(self) -> None:
+        n = self.n_valves
+        self._duty_cmd = [0.0] * n            # latest commanded duty, fraction 0..1
+        self._last_cmd_counter: int | None = None
+        self._last_valid_cmd_s: float | None = None
+        self._timed_out = True                # no valid command yet
+        # Per valve: closed open intervals [start, end) plus the current one.
+        self._intervals: list[list[list[float]]] = [[] for _ in range(n)]
+        self._coil_off_s = [-math.inf] * n    # end of the coil's energised span
+        self._next_pwm_s = math.inf
+        self._next_status_s = math.inf
+        self._next_hb_s = math.inf
+        self._boot_end_s = math.inf
+        self._status_counter = 0
+        self._rail_was_powered = True
+        self._stuck_applied: frozenset[int] = frozenset()
+        self._next_due_s = -math.inf
+
+    def _power_up(self, now_s: float) -> None:
+        self._boot_s = now_s
+        self._boot_end_s = now_s + vb.BOOT_DURATION_S
+        self._next_pwm_s = now_s
+        self._next_status_s = now_s
+        self._next_hb_s = now_s
+        self._next_due_s = now_s
+
+    @property
+    def state(self) -> vb.BoardState:
+        """Board state (BOOT until 0.5 s after reset, then OPERATIONAL)."""
+        return vb.BoardState.BOOT if self._in_boot else vb.BoardState.OPERATIONAL
+
+    @property
+    def _in_boot(self) -> bool:
+        return self._boot_s is None or self._last_step_s < self._boot_end_s
+
+    @property
+    def cmd_timeout(self) -> bool:
+        """True while the board holds every valve closed for lack of valid commands."""
+        return self._timed_out
+
+    @property
+    def duty_commanded(self) -> tuple[float, ...]:
+        """Latest accepted duty per valve, fraction 0..1 (latched at period starts)."""
+        return tuple(self._duty_cmd)
+
+    def reboot(self, now_s: float) -> None:
+        """Reset the board at ``now_s``: valves close, uptime restarts, BOOT for 0.5 s.
+
+        Parameters
+        ----------
+        now_s : float
+            Emulation time of the reset, s.
+        """
+        self._cut_all(now_s)
+        intervals = self._intervals
+        self._reset_state()
+        self._intervals = intervals
+        self._power_up(now_s)
+        self._last_step_s = now_s
+
+    # ------------------------------------------------------------------ step
+    _last_step_s = -math.inf
+
+    def step(self, now_s: float) -> None:
+        """Advance the firmware to ``now_s``. Per-tick (may be called at 1 kHz).
+
+        Drains and checks commands, applies rail / timeout / stuck-valve cuts, latches
+        duties at PWM period starts and sends status and heartbeat when due.
+
+        Parameters
+        ----------
+        now_s : float
+            Emulation time, s (the caller's SimClock); must not go backwards.
+        """
+        if self._boot_s is None:
+            self._power_up(now_s)
+        self._last_step_s = now_s
+        # Command timeout first (a command seen now arrived after the deadline); the
+        # firmware's timer cuts the valves at the deadline itself.
+        if not self._timed_out:
+            deadline = self._last_valid_cmd_s + self.command_timeout_s
+            if now_s >= deadline:
+                self._timed_out = True
+                self._duty_cmd = [0.0] * self.n_valves
+                self._cut_all(deadline)
+        got_cmd = self._drain(now_s)
+        rail = self.rail_powered
+        if (not got_cmd and now_s < self._next_due_s and rail == self._rail_was_powered
+                and self.stuck_closed == self._stuck_applied):
+            return  # nothing due: the cheap path
+        if not rail and self._rail_was_powered:
+            self._cut_all(now_s)
+        self._rail_was_powered = rail
+        if self.stuck_closed != self._stuck_applied:
+            stuck = frozenset(self.stuck_closed)
+            for i in stuck - self._stuck_applied:
+                if 0 <= i < self.n_valves:
+                    self._cut(i, now_s)
+            self._stuck_applied = stuck
+        # PWM period starts (catch up exactly if steps are coarser than P).
+        while now_s >= self._next_pwm_s:
+            self._latch(self._next_pwm_s)
+            self._next_pwm_s += self.pwm_period_s
+        if not self.silent:
+            if now_s >= self._next_status_s:
+                self._send_status(now_s)
+            if now_s >= self._next_hb_s:
+                self._send_heartbeat(now_s)
+        self._next_status_s = self._advance_slot(self._next_status_s, vb.STATUS_PERIOD_S,
+                                                 now_s)
+        self._next_hb_s = self._advance_slot(self._next_hb_s, vb.HEARTBEAT_PERIOD_S, now_s)
+        due = min(self._next_pwm_s, self._next_status_s, self._next_hb_s)
+        if not self._timed_out:
+            due = min(due, self._last_valid_cmd_s + self.command_timeout_s)
+        self._next_due_s = due
+        self._prune(now_s)
+
+    @staticmethod
+    def _advance_slot(slot_s: float, period_s: float, now_s: float) -> float:
+        if now_s < slot_s:
+            return slot_s
+        k = math.floor((now_s - slot_s) / period_s) + 1
+        return slot_s + k * period_s
+
+    def _drain(self, now_s: float) -> bool:
+        got = False
+        bus = self._bus
+        while True:
+            try:
+                msg = bus.recv(timeout=0.0)
+            except can.CanError:
+                return got
+            if msg is None:
+                return got
+            if msg.arbitration_id != self._cmd_id or msg.is_extended_id \
+                    or msg.is_error_frame or msg.is_remote_frame:
+                continue
+            if self._accept_command(msg, now_s):
+                got = True
+
+    def _reject(self, reason: str) -> bool:
+        self.rx_rejects[reason] = self.rx_rejects.get(reason, 0) + 1
+        return False
+
+    def _accept_command(self, msg: can.Message, now_s: float) -> bool:
+        data = msg.data
+        if msg.dlc != 8 or len(data) != 8:
+            return self._reject("dlc")
+        if not vb.checksum_ok(msg.arbitration_id, data):
+            return self._reject("checksum")
+        word = int.from_bytes(bytes(data), "little")
+        counter = (word >> 48) & 0xF
+        if self._last_cmd_counter is not None and counter == self._last_cmd_counter:
+            return self._reject("counter")
+        raws = [(word >> (6 * i)) & 0x3F for i in range(vb.MAX_VALVES)]
+        if any(r > vb.DUTY_RAW_MAX for r in raws):
+            return self._reject("range")
+        if self._in_boot:
+            return self._reject("boot")
+        self._last_cmd_counter = counter
+        self._duty_cmd = [raws[i] * vb.DUTY_STEP_PCT / 100.0 for i in range(self.n_valves)]
+        self._last_valid_cmd_s = now_s
+        self._timed_out = False
+        self.commands_accepted += 1
+        return True
+
+    # ------------------------------------------------------------------ PWM model
+    def _latch(self, t0: float) -> None:
+        P = self.pwm_period_s
+        powered = self.rail_powered and not self._timed_out and not self._in_boot_at(t0)
+        for i in range(self.n_valves):
+            d = self._duty_cmd[i] if powered else 0.0
+            if d <= 0.0 or i in self.stuck_closed:
+                self._coil_off_s[i] = -math.inf
+                continue
+            coil_on, coil_off = t0, t0 + d * P
+            ivs = self._intervals[i]
+            if self._coil_off_s[i] >= coil_on and ivs and ivs[-1][1] >= coil_on:
+                ivs[-1][1] = coil_off + self.close_delay_s  # coil never switched off
+            else:
+                start, end = coil_on + self.open_delay_s, coil_off + self.close_delay_s
+                if end <= start:  # pulse shorter than the valve can follow
+                    self._coil_off_s[i] = coil_off
+                    continue
+                if ivs and ivs[-1][1] >= start:
+                    ivs[-1][1] = max(ivs[-1][1], end)
+                else:
+                    ivs.append([start, end])
+            self._coil_off_s[i] = coil_off
+
+    def _in_boot_at(self, t: float) -> bool:
+        return t < self._boot_end_s
+
+    def _cut(self, i: int, t: float) -> None:
+        ivs = self._intervals[i]
+        while ivs and ivs[-1][0] >= t:
+            ivs.pop()
+        if ivs and ivs[-1][1] > t:
+            ivs[-1][1] = t
+        self._coil_off_s[i] = -math.inf
+
+    def _cut_all(self, t: float) -> None:
+        for i in range(self.n_valves):
+            self._cut(i, t)
+
+    def _prune(self, now_s: float) -> None:
+        horizon = now_s - _HISTORY_S
+        for ivs in self._intervals:
+            while ivs and ivs[0][1] < horizon:
+                ivs.pop(0)
+
+    def valves_open(self, now_s: float) -> tuple[bool, ...]:
+        """Per valve (0-based), whether it is physically open at ``now_s``."""
+        out = []
+        for ivs in self._intervals:
+            is_open = False
+            for start, end in reversed(ivs):
+                if start <= now_s < end:
+                    is_open = True
+                    break
+                if end <= now_s:
+                    break
+            out.append(is_open)
+        return tuple(out)
+
+    def open_fractions(self, t0_s: float, t1_s: float) -> list[float]:
+        """Exact fraction of [t0_s, t1_s] each valve was physically open.
+
+        Parameters
+        ----------
+        t0_s, t1_s : float
+            Window, s, ``t1_s > t0_s``, within the last second of emulation (older
+            intervals are pruned) and not after the last :meth:`step` (later intervals
+            may still be cut).
+
+        Returns
+        -------
+        list of float
+            One value in [0, 1] per valve (0-based).
+        """
+        span = t1_s - t0_s
+        if span <= 0:
+            return [0.0] * self.n_valves
+        out = []
+        for ivs in self._intervals:
+            total = 0.0
+            for start, end in reversed(ivs):
+                if end <= t0_s:
+                    break
+                lo = start if start > t0_s else t0_s
+                hi = end if end < t1_s else t1_s
+                if hi > lo:
+                    total += hi - lo
+            out.append(min(1.0, total / span))
+        return out
+
+    # ------------------------------------------------------------------ telemetry
+    def _status_value(self, now_s: float) -> vb.ValveBoardStatus:
+        fault = 0
+        for i in self.stuck_closed:
+            if 0 <= i < self.n_valves:
+                fault |= 1 << i
+        return vb.ValveBoardStatus(
+            valve_open_mask=vb.tuple_to_mask(self.valves_open(now_s)),
+            valve_fault_mask=fault,
+            rail_voltage_v=self.rail_voltage_v if self.rail_powered else 0.0,
+            cmd_timeout=self._timed_out,
+            rail_off=not self.rail_powered,
+            over_temp=self.over_temp,
+            board_temp_c=self.board_temp_c,
+            n_valves=self.n_valves,
+        )
+
+    def _send(self, msg: can.Message) -> None:
+        try:
+            self._bus.send(msg, timeout=0.0)
+        except can.CanError:
+            self.tx_failures += 1
+            return
+        self.frames_sent += 1
+
+    def _send_status(self, now_s: float) -> None:
+        sig = vb.status_signals(self._status_value(now_s), self._status_counter)
+        msg = self._codec.encode(vb.STATUS, sig)
+        msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
+        msg.timestamp = now_s
+        self._status_counter = vb.next_counter(self._status_counter)
+        self._send(msg)
+
+    def _send_heartbeat(self, now_s: float) -> None:
+        hb = vb.ValveBoardHeartbeat(uptime_s=now_s - self._boot_s,
+                                    firmware_version=self.firmware_version,
+                                    state=self.state)
+        msg = self._codec.encode(vb.HEARTBEAT, vb.heartbeat_signals(hb))
+        msg.timestamp = now_s
+        self._send(msg)

@@ -1,0 +1,463 @@
+"""Valve board CAN protocol (sans-IO): layout, CRC-8 checksum, counters, typed values.
+
+Shared by the host driver (``hal/devices/valve_board.py``) and the emulated firmware
+(``firmware_bridge/emulation/valve_board.py``). The bit layout lives in ``dbc/qiki.dbc``
+(cantools does the packing); this module adds what a DBC cannot say: the end-to-end
+protection (checksum and alive counter), the duty quantisation, the board states, the
+firmware-version acceptance rule, and the typed values both sides exchange.
+
+Frames (node 1; node n adds n - 1 to every arbitration ID), classic CAN, standard 11-bit
+IDs, DLC 8, Intel (little-endian) signals; bit b of the frame is bit (b % 8) of byte b // 8::
+
+    VB_Command  0x101  host -> board, every 10 ms
+    byte:  |    0    |    1    |    2    |    3    |    4    |    5    |    6    |    7    |
+    bits:   7      0  15     8  23    16  31    24  39    32  47    40  55    48  63    56
+           [D2lo|D1 ][D3lo|D2hi][ D4 |D3hi][D6lo|D5 ][D7lo|D6hi][ D8 |D7hi][rsv |CNT][  CRC  ]
+      D1..D8  VB_Cmd_Duty1..8  6 bits each at bits 0,6,12,...,42; raw r -> duty 2*r %;
+              raw 0..50 valid (0..100 %), raw 51..63 invalid (the board drops the frame)
+      CNT     VB_Cmd_Counter   bits 48-51, 0..15, +1 per frame
+      rsv     bits 52-55, 0
+      CRC     VB_Cmd_Checksum  byte 7, see below
+
+    VB_Status  0x181  board -> host, every 20 ms
+    byte:  |    0    |    1    |    2    |        3          |    4    |  5  |    6    |  7  |
+           [ OPEN    ][ FAULT   ][ RAIL lo ][r|OT|RO|CT|RAIL hi][ TEMP    ][rsv][rsv |CNT][CRC ]
+      OPEN  VB_Sts_ValveOpen   byte 0, bit i = valve i+1 open
+      FAULT VB_Sts_ValveFault  byte 1, bit i = valve i+1 faulted
+      RAIL  VB_Sts_RailVoltage bits 16-27, 0.01 V/bit (0..40.95 V)
+      CT    VB_Sts_CmdTimeout  bit 28;  RO VB_Sts_RailOff bit 29;  OT VB_Sts_OverTemp bit 30
+      r     bit 31 reserved 0
+      TEMP  VB_Sts_BoardTemp   byte 4, 1 degC/bit, offset -40 degC
+      CNT   VB_Sts_Counter     bits 48-51;  CRC VB_Sts_Checksum byte 7
+
+    VB_Heartbeat  0x701  board -> host, every 100 ms (no counter, no checksum)
+    byte:  |  0  |  1  |  2  |  3  |    4    |    5    |    6    |    7    |
+           [ UPTIME (uint32 LE, 1 ms/bit) ][ FW MAJ  ][ FW MIN  ][ FW PAT  ][ STATE   ]
+      STATE 0 BOOT, 1 OPERATIONAL, 2 FAULT
+
+ID hazard (open): the heartbeat sits on CANopen's 0x700 + node, but an ARS408-21 radar with
+sensor ID 0 on the same bus sends 0x701 Cluster_1_General (DLC 8; also 0x700 VersionID,
+0x702 Cluster_2_Quality; +0x10 per sensor ID, Continental ``ARS408_id0.dbc``) when its
+output type is clusters. The heartbeat has no checksum, so such frames would be taken for
+heartbeats. QIKI runs the radar in object mode; 0x703..0x70F (nodes 1..13) are free if
+the ID has to move -- a one-line change in ``dbc/qiki.dbc``, nothing else hard-codes it.
+
+Checksum (E2E protection)
+-------------------------
+``CRC-8 SAE J1850`` (polynomial 0x1D, initial value 0xFF, final XOR 0xFF, no reflection;
+check value 0x4B over ASCII "123456789") computed over the *data ID* byte -- the low byte
+of the frame's arbitration ID, so a frame received on the wrong ID fails -- followed by
+bytes 0..6. This is the scheme of AUTOSAR E2E Profile 1 (AUTOSAR_PRS_E2EProtocol, Profile
+1: CRC-8-SAE J1850 with the Data ID included in the CRC, 4-bit alive counter); the CRC
+parameters are AUTOSAR_SWS_CRCLibrary section 7.2.1 "8-bit SAE J1850 CRC Calculation".
+
+Counter: 4 bits, 0..15 then back to 0; the receiver accepts +1, counts a repeat (same
+value) or a skip as a wrong counter (SAFETY.md F02).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from firmware_bridge.errors import ProtocolError
+
+__all__ = [
+    "BoardState", "COMMAND", "STATUS", "HEARTBEAT", "DUTY_SIGNALS", "COUNTER_SIGNALS",
+    "CHECKSUM_SIGNALS", "REQUIRED_SIGNALS", "COUNTER_MODULO", "DUTY_STEP_PCT",
+    "DUTY_RAW_MAX", "MAX_VALVES", "STATUS_PERIOD_S", "HEARTBEAT_PERIOD_S",
+    "COMMAND_PERIOD_S", "BOOT_DURATION_S",
+    "crc8_sae_j1850", "e2e_checksum", "seal", "checksum_ok", "next_counter",
+    "counter_delta", "duty_pct_to_raw", "raw_to_duty_pct", "mask_to_tuple",
+    "tuple_to_mask", "ValveBoardStatus", "ValveBoardHeartbeat", "parse_version",
+    "firmware_accepted", "status_from_signals", "heartbeat_from_signals",
+    "status_signals", "heartbeat_signals", "command_signals",
+]
+
+COMMAND = "VB_Command"
+STATUS = "VB_Status"
+HEARTBEAT = "VB_Heartbeat"
+
+MAX_VALVES = 8
+DUTY_SIGNALS = tuple(f"VB_Cmd_Duty{i}" for i in range(1, MAX_VALVES + 1))
+COUNTER_SIGNALS = {COMMAND: "VB_Cmd_Counter", STATUS: "VB_Sts_Counter"}
+CHECKSUM_SIGNALS = {COMMAND: "VB_Cmd_Checksum", STATUS: "VB_Sts_Checksum"}
+STATUS_SIGNAL_NAMES = ("VB_Sts_ValveOpen", "VB_Sts_ValveFault", "VB_Sts_RailVoltage",
+                       "VB_Sts_CmdTimeout", "VB_Sts_RailOff", "VB_Sts_OverTemp",
+                       "VB_Sts_BoardTemp", "VB_Sts_Counter", "VB_Sts_Checksum")
+HEARTBEAT_SIGNAL_NAMES = ("VB_HB_Uptime", "VB_HB_FwMajor", "VB_HB_FwMinor",
+                          "VB_HB_FwPatch", "VB_HB_State")
+#: What the DBC must define for the driver and the emulator (SAFETY.md K02).
+REQUIRED_SIGNALS = {
+    COMMAND: DUTY_SIGNALS + ("VB_Cmd_Counter", "VB_Cmd_Checksum"),
+    STATUS: STATUS_SIGNAL_NAMES,
+    HEARTBEAT: HEARTBEAT_SIGNAL_NAMES,
+}
+
+COUNTER_MODULO = 16
+DUTY_STEP_PCT = 2.0
+DUTY_RAW_MAX = 50           # 50 * 2 % = 100 %; raw 51..63 invalid
+COMMAND_PERIOD_S = 0.010    # the DBC's GenMsgCycleTime, repeated for the emulator's
+STATUS_PERIOD_S = 0.020     # schedule (the codec reads them from the DBC; tests check
+HEARTBEAT_PERIOD_S = 0.100  # that both agree)
+BOOT_DURATION_S = 0.5
+UPTIME_WRAP_S = (1 << 32) * 0.001
+
+
+class BoardState(enum.IntEnum):
+    """``VB_HB_State`` values (VAL_ table of ``dbc/qiki.dbc``)."""
+
+    BOOT = 0
+    OPERATIONAL = 1
+    FAULT = 2
+
+
+# ---------------------------------------------------------------------------- CRC-8
+def _make_table(poly: int) -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ poly) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+        table.append(crc)
+    return tuple(table)
+
+
+_J1850_TABLE = _make_table(0x1D)
+
+
+def crc8_sae_j1850(data: bytes | bytearray | Sequence[int], *, init: int = 0xFF,
+                   xorout: int = 0xFF) -> int:
+    """CRC-8 SAE J1850 of ``data``.
+
+    Parameters
+    ----------
+    data : bytes-like or sequence of int (0..255)
+        The bytes to protect.
+    init : int, optional
+        Initial register value (default 0xFF).
+    xorout : int, optional
+        Final XOR (default 0xFF).
+
+    Returns
+    -------
+    int
+        The CRC, 0..255. ``crc8_sae_j1850(b"123456789") == 0x4B``.
+
+    Notes
+    -----
+    Polynomial 0x1D (x^8 + x^4 + x^3 + x^2 + 1), MSB first, no reflection: SAE J1850,
+    AUTOSAR_SWS_CRCLibrary section 7.2.1. Table driven (one lookup per byte).
+    """
+    crc = init & 0xFF
+    table = _J1850_TABLE
+    for b in data:
+        crc = table[crc ^ b]
+    return crc ^ xorout
+
+
+def e2e_checksum(arbitration_id: int, data: bytes | bytearray) -> int:
+    """Expected ``*_Checksum`` value of a valve board frame.
+
+    Parameters
+    ----------
+    arbitration_id : int
+        The frame's arbitration ID on the wire; its low byte is the data ID.
+    data : bytes-like, length >= 7
+        Frame payload; bytes 0..6 are protected (byte 7 holds the checksum).
+
+    Returns
+    -------
+    int
+        CRC-8 SAE J1850 over ``[arbitration_id & 0xFF] + data[0:7]`` (AUTOSAR E2E
+        Profile 1 style, Data ID in the CRC).
+
+    Notes
+    -----
+    This is the ``checksum_fn`` the generic CAN ingress checker is given.
+    """
+    crc = 0xFF
+    table = _J1850_TABLE
+    crc = table[crc ^ (arbitration_id & 0xFF)]
+    for b in data[:7]:
+        crc = table[crc ^ b]
+    return crc ^ 0xFF
+
+
+def seal(arbitration_id: int, data: bytes | bytearray) -> bytes:
+    """Return ``data`` (8 bytes) with byte 7 replaced by its E2E checksum.
+
+    Raises
+    ------
+    ProtocolError
+        If ``data`` is not 8 bytes long.
+    """
+    if len(data) != 8:
+        raise ProtocolError(f"valve board frames are 8 bytes, got {len(data)}")
+    out = bytearray(data)
+    out[7] = e2e_checksum(arbitration_id, out)
+    return bytes(out)
+
+
+def checksum_ok(arbitration_id: int, data: bytes | bytearray) -> bool:
+    """True when an 8-byte frame's byte 7 matches :func:`e2e_checksum` (F01)."""
+    return len(data) == 8 and data[7] == e2e_checksum(arbitration_id, data)
+
+
+def next_counter(counter: int) -> int:
+    """Alive counter after ``counter`` (0..15 rolling)."""
+    return (counter + 1) % COUNTER_MODULO
+
+
+def counter_delta(previous: int, current: int) -> int:
+    """Steps from ``previous`` to ``current`` modulo 16 (1 = in sequence, 0 = repeat)."""
+    return (current - previous) % COUNTER_MODULO
+
+
+# ---------------------------------------------------------------------------- duty
+def duty_pct_to_raw(duty_pct: float) -> int:
+    """Quantise a commanded duty to the wire's 2 % step.
+
+    Parameters
+    ----------
+    duty_pct : float
+        Duty cycle in percent of the PWM period. Clamped to [0, 100]; NaN or infinite
+        values give 0 (fail safe: a bad number never opens a valve).
+
+    Returns
+    -------
+    int
+        Raw value 0..50 (round half up to the nearest 2 %).
+    """
+    if not isinstance(duty_pct, (int, float)) or not math.isfinite(duty_pct):
+        return 0
+    if duty_pct <= 0.0:
+        return 0
+    if duty_pct >= 100.0:
+        return DUTY_RAW_MAX
+    return min(DUTY_RAW_MAX, int(math.floor(duty_pct / DUTY_STEP_PCT + 0.5)))
+
+
+def raw_to_duty_pct(raw: int) -> float:
+    """Physical duty (%) of a raw 6-bit duty field (no validity check)."""
+    return raw * DUTY_STEP_PCT
+
+
+def mask_to_tuple(mask: int, n: int = MAX_VALVES) -> tuple[bool, ...]:
+    """Bit mask -> tuple of ``n`` booleans (bit i -> element i)."""
+    return tuple(bool((mask >> i) & 1) for i in range(n))
+
+
+def tuple_to_mask(flags: Sequence[bool]) -> int:
+    """Sequence of booleans -> bit mask (element i -> bit i)."""
+    mask = 0
+    for i, f in enumerate(flags):
+        if f:
+            mask |= 1 << i
+    return mask
+
+
+def command_signals(duty_raw: Sequence[int], counter: int) -> dict[str, int]:
+    """Physical signal dict of a ``VB_Command`` (checksum 0, to be sealed).
+
+    Parameters
+    ----------
+    duty_raw : sequence of int, length <= 8
+        Raw duties 0..50; missing valves are sent as 0.
+    counter : int
+        Alive counter 0..15.
+    """
+    sigs = {name: 0 for name in DUTY_SIGNALS}
+    for name, raw in zip(DUTY_SIGNALS, duty_raw):
+        sigs[name] = int(raw) * 2
+    sigs["VB_Cmd_Counter"] = counter % COUNTER_MODULO
+    sigs["VB_Cmd_Checksum"] = 0
+    return sigs
+
+
+# ---------------------------------------------------------------------------- values
+@dataclass(frozen=True)
+class ValveBoardStatus:
+    """Decoded ``VB_Status``.
+
+    Attributes
+    ----------
+    valve_open_mask : int
+        Bit i set: valve i (0-based) physically open when sampled.
+    valve_fault_mask : int
+        Bit i set: valve i faulted.
+    rail_voltage_v : float
+        Valve power rail voltage, V.
+    cmd_timeout : bool
+        No valid command within the board's command timeout; valves closed.
+    rail_off : bool
+        Valve rail not powered; valves closed.
+    over_temp : bool
+        Board over temperature.
+    board_temp_c : float
+        Board temperature, degC.
+    n_valves : int
+        Number of valves fitted (length of the tuples).
+    """
+
+    valve_open_mask: int
+    valve_fault_mask: int
+    rail_voltage_v: float
+    cmd_timeout: bool
+    rail_off: bool
+    over_temp: bool
+    board_temp_c: float
+    n_valves: int = MAX_VALVES
+
+    @property
+    def valve_open(self) -> tuple[bool, ...]:
+        """Per valve (0-based), physically open."""
+        return mask_to_tuple(self.valve_open_mask, self.n_valves)
+
+    @property
+    def valve_fault(self) -> tuple[bool, ...]:
+        """Per valve (0-based), faulted."""
+        return mask_to_tuple(self.valve_fault_mask, self.n_valves)
+
+
+@dataclass(frozen=True)
+class ValveBoardHeartbeat:
+    """Decoded ``VB_Heartbeat``.
+
+    Attributes
+    ----------
+    uptime_s : float
+        Seconds since the board's last reset (1 ms resolution, wraps at 2**32 ms).
+    firmware_version : tuple of int
+        (major, minor, patch).
+    state : BoardState
+        Board state.
+    """
+
+    uptime_s: float
+    firmware_version: tuple[int, int, int]
+    state: BoardState
+
+
+def status_from_signals(sig: dict, n_valves: int = MAX_VALVES) -> ValveBoardStatus:
+    """Build a :class:`ValveBoardStatus` from decoded ``VB_Status`` physical signals."""
+    return ValveBoardStatus(
+        valve_open_mask=int(sig["VB_Sts_ValveOpen"]),
+        valve_fault_mask=int(sig["VB_Sts_ValveFault"]),
+        rail_voltage_v=float(sig["VB_Sts_RailVoltage"]),
+        cmd_timeout=bool(sig["VB_Sts_CmdTimeout"]),
+        rail_off=bool(sig["VB_Sts_RailOff"]),
+        over_temp=bool(sig["VB_Sts_OverTemp"]),
+        board_temp_c=float(sig["VB_Sts_BoardTemp"]),
+        n_valves=n_valves,
+    )
+
+
+def heartbeat_from_signals(sig: dict) -> ValveBoardHeartbeat:
+    """Build a :class:`ValveBoardHeartbeat` from decoded ``VB_Heartbeat`` signals.
+
+    Raises
+    ------
+    ProtocolError
+        Unknown state value (the ingress range check rejects it first).
+    """
+    try:
+        state = BoardState(int(sig["VB_HB_State"]))
+    except ValueError as exc:
+        raise ProtocolError(f"unknown valve board state {sig['VB_HB_State']}") from exc
+    return ValveBoardHeartbeat(
+        uptime_s=float(sig["VB_HB_Uptime"]),
+        firmware_version=(int(sig["VB_HB_FwMajor"]), int(sig["VB_HB_FwMinor"]),
+                          int(sig["VB_HB_FwPatch"])),
+        state=state,
+    )
+
+
+def status_signals(status: ValveBoardStatus, counter: int) -> dict[str, float | int]:
+    """Physical signal dict of a ``VB_Status`` (checksum 0, to be sealed)."""
+    rail_raw = max(0, min(4095, int(round(status.rail_voltage_v * 100.0))))
+    temp = max(-40, min(215, int(round(status.board_temp_c))))
+    return {
+        "VB_Sts_ValveOpen": status.valve_open_mask & 0xFF,
+        "VB_Sts_ValveFault": status.valve_fault_mask & 0xFF,
+        "VB_Sts_RailVoltage": rail_raw * 0.01,
+        "VB_Sts_CmdTimeout": int(status.cmd_timeout),
+        "VB_Sts_RailOff": int(status.rail_off),
+        "VB_Sts_OverTemp": int(status.over_temp),
+        "VB_Sts_BoardTemp": temp,
+        "VB_Sts_Counter": counter % COUNTER_MODULO,
+        "VB_Sts_Checksum": 0,
+    }
+
+
+def heartbeat_signals(hb: ValveBoardHeartbeat) -> dict[str, float | int]:
+    """Physical signal dict of a ``VB_Heartbeat`` (uptime wraps at 2**32 ms)."""
+    uptime_ms = int(math.floor(hb.uptime_s * 1000.0 + 1e-6)) % (1 << 32)
+    major, minor, patch = hb.firmware_version
+    return {
+        "VB_HB_Uptime": uptime_ms * 0.001,
+        "VB_HB_FwMajor": major,
+        "VB_HB_FwMinor": minor,
+        "VB_HB_FwPatch": patch,
+        "VB_HB_State": int(hb.state),
+    }
+
+
+# ---------------------------------------------------------------------------- firmware
+_VERSION_RE = re.compile(r"^\s*(\d+)\.(\d+)\.(\d+)\s*$")
+_CLAUSE_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d+\.\d+\.\d+)\s*$")
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """Parse ``"MAJOR.MINOR.PATCH"``.
+
+    Raises
+    ------
+    ProtocolError
+        If ``text`` is not three dot-separated non-negative integers.
+    """
+    m = _VERSION_RE.match(text)
+    if m is None:
+        raise ProtocolError(f"bad firmware version {text!r} (want MAJOR.MINOR.PATCH)")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def firmware_accepted(version: tuple[int, int, int], spec: str) -> bool:
+    """Whether a firmware version satisfies an acceptance spec.
+
+    Parameters
+    ----------
+    version : tuple of int
+        (major, minor, patch) reported by the board.
+    spec : str
+        Comma-separated clauses ``OP MAJOR.MINOR.PATCH`` with OP in ``>= > <= < == !=``,
+        all of which must hold (``">=1.2.0,<2.0.0"``); a bare version means ``==``.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    ProtocolError
+        If ``spec`` is malformed (a configuration error, caught at load time).
+    """
+    clauses = [c for c in spec.split(",") if c.strip()]
+    if not clauses:
+        raise ProtocolError(f"empty firmware spec {spec!r}")
+    v = tuple(version)
+    for clause in clauses:
+        m = _CLAUSE_RE.match(clause)
+        if m is None:
+            ref = parse_version(clause)  # bare version, or raises
+            op = "=="
+        else:
+            op, ref = m.group(1), parse_version(m.group(2))
+        ok = {">=": v >= ref, ">": v > ref, "<=": v <= ref, "<": v < ref,
+              "==": v == ref, "!=": v != ref}[op]
+        if not ok:
+            return False
+    return True

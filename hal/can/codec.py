@@ -1,0 +1,378 @@
+"""DBC codec: CAN frames <-> physical signal values, over cantools.
+
+One :class:`DbcCodec` holds every message of every DBC file of one bus. It is the only
+place frames are built (so python-can's extended-ID default never leaks onto the wire) and
+the first decode step of every received frame.
+
+Rules it enforces (SAFETY.md):
+
+* K01 -- every file is loaded with cantools ``strict=True``; a missing, truncated or
+  overlapping file is a one-line :class:`~hal.errors.BusConfigError` naming the file.
+* K02 -- :meth:`DbcCodec.require` names the message or signal a driver needs and the DBC
+  lacks.
+* F03 -- :meth:`DbcCodec.decode` returns ``None`` (unknown) for a frame of a known ID whose
+  DLC or ID format does not match the DBC.
+
+Decoding cost
+-------------
+The ARS408 ingress path (decode + checks) must cost no more than 3x a bare cantools
+``Database.decode_message``. :meth:`DbcCodec.decode` therefore looks the message up in a
+dict keyed by arbitration ID, unpacks all signals with the message's precompiled bitstruct
+formats (one C call per byte order, what cantools itself does) and scales them in one
+pass; multiplexed messages fall back to cantools' ``decode_simple``. ``bench/`` measures
+it; ``tests/unit/test_can_codec.py`` checks it against cantools on every message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import can
+import cantools
+from cantools.database.can import Message as CantoolsMessage
+
+from hal.errors import BusConfigError, HalError
+
+__all__ = ["CanEncodeError", "Decoded", "DbcCodec"]
+
+
+class CanEncodeError(HalError, ValueError):
+    """A message cannot be encoded (unknown name, missing signal, value out of range)."""
+
+
+class Decoded:
+    """One decoded CAN frame.
+
+    Attributes
+    ----------
+    name : str
+        DBC message name.
+    frame_id : int
+        Arbitration ID as received (offset included).
+    signals : dict[str, float | int]
+        Physical values (scale and offset applied, enum values left as numbers, i.e.
+        cantools ``decode_choices=False``), in the DBC's units.
+    raw : dict[str, int]
+        Raw integer field values before scaling (float signals: the unpacked float).
+    """
+
+    __slots__ = ("name", "frame_id", "signals", "raw")
+
+    def __init__(self, name: str, frame_id: int, signals: dict[str, Any],
+                 raw: dict[str, Any]) -> None:
+        self.name = name
+        self.frame_id = frame_id
+        self.signals = signals
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"Decoded({self.name!r}, 0x{self.frame_id:X}, {self.signals!r})"
+
+
+class _Entry:
+    """Per-message precomputed decode plan (private)."""
+
+    __slots__ = ("message", "name", "length", "is_extended", "big", "little", "scaling",
+                 "fallback")
+
+    def __init__(self, message: CantoolsMessage) -> None:
+        self.message = message
+        self.name = message.name
+        self.length = message.length
+        self.is_extended = bool(message.is_extended_frame)
+        self.big = None
+        self.little = None
+        self.fallback = True
+        # (name, scale, offset) with scale == 1 and offset == 0 stored as None (identity).
+        self.scaling: list[tuple[str, Any, Any]] = []
+        for sig in message.signals:
+            scale, offset = sig.scale, sig.offset
+            if scale == 1 and offset == 0:
+                self.scaling.append((sig.name, None, None))
+            else:
+                self.scaling.append((sig.name, scale, offset))
+        codecs = getattr(message, "_codecs", None)
+        try:
+            if (codecs is not None and not codecs.get("multiplexers")
+                    and not message.is_container):
+                formats = codecs["formats"]
+                self.big = formats.big_endian
+                self.little = formats.little_endian
+                self.fallback = False
+        except (AttributeError, KeyError, TypeError):  # cantools internals changed
+            self.fallback = True
+
+
+_BO_RE = re.compile(r"^[ \t]*BO_[ \t]", re.MULTILINE)
+_SG_RE = re.compile(r"^[ \t]*SG_[ \t]", re.MULTILINE)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class DbcCodec:
+    """Every message of one CAN bus, from one or more DBC files.
+
+    Parameters
+    ----------
+    dbc_paths : sequence of str or Path
+        DBC files, each loaded with cantools ``strict=True`` (SAFETY.md K01). Relative
+        paths are used as given (resolve them with ``controller.paths.resolve_data_path``
+        first if they come from a config file).
+    id_offset : int, optional
+        Added to every DBC arbitration ID on encode and expected on decode (default 0).
+        A device family with a node ID (valve board node n: offset n - 1) gets its own
+        codec through :meth:`with_offset`.
+
+    Raises
+    ------
+    BusConfigError
+        One line ``<file>: <what is wrong>`` when a file is missing, unreadable, not a
+        valid DBC, has overlapping signals or signals beyond the DLC, holds no message, or
+        two files define the same arbitration ID.
+
+    Notes
+    -----
+    Source of the rules: Vector "DBC File Format Documentation" 1.0.5 (``BO_``, ``SG_``,
+    ``BA_ "GenMsgCycleTime"``); cantools' strict mode implements the overlap and length
+    checks.
+    """
+
+    def __init__(self, dbc_paths: Sequence[str | Path], *, id_offset: int = 0) -> None:
+        if isinstance(dbc_paths, (str, Path)):
+            dbc_paths = [dbc_paths]
+        self._paths = tuple(str(p) for p in dbc_paths)
+        self._id_offset = int(id_offset)
+        self._by_name: dict[str, CantoolsMessage] = {}
+        self._source: dict[str, str] = {}
+        base_ids: dict[tuple[int, bool], str] = {}
+        for path in self._paths:
+            db = self._load(path)
+            for msg in db.messages:
+                key = (msg.frame_id, bool(msg.is_extended_frame))
+                if key in base_ids:
+                    raise BusConfigError(
+                        f"{path}: message {msg.name} reuses arbitration ID 0x{msg.frame_id:X}"
+                        f" of {base_ids[key]} ({self._source[base_ids[key]]})")
+                if msg.name in self._by_name:
+                    raise BusConfigError(
+                        f"{path}: message name {msg.name} already defined in "
+                        f"{self._source[msg.name]}")
+                base_ids[key] = msg.name
+                self._by_name[msg.name] = msg
+                self._source[msg.name] = path
+        self._build_index()
+
+    @staticmethod
+    def _load(path: str) -> cantools.database.can.Database:
+        p = Path(path)
+        if not p.is_file():
+            raise BusConfigError(f"{path}: DBC file not found")
+        try:
+            db = cantools.database.load_file(str(p), database_format="dbc", strict=True)
+        except Exception as exc:  # cantools raises many types; translated once, here.
+            detail = _one_line(exc) or type(exc).__name__
+            raise BusConfigError(f"{path}: invalid DBC: {detail}") from exc
+        if not isinstance(db, cantools.database.can.Database):
+            raise BusConfigError(f"{path}: not a CAN database")
+        if not db.messages:
+            raise BusConfigError(f"{path}: DBC defines no message (empty or truncated file)")
+        # cantools' parser silently drops an incomplete trailing statement (a DBC cut
+        # inside an SG_ line loads with the signal missing): count the definitions in
+        # the text and compare with what was parsed.
+        try:
+            text = p.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise BusConfigError(f"{path}: unreadable: {_one_line(exc)}") from exc
+        n_bo = len(_BO_RE.findall(text))
+        n_sg = len(_SG_RE.findall(text))
+        parsed_bo = len(db.messages)
+        parsed_sg = sum(len(m.signals) for m in db.messages)
+        if (n_bo, n_sg) != (parsed_bo, parsed_sg):
+            raise BusConfigError(
+                f"{path}: truncated or malformed DBC: {n_bo} BO_ / {n_sg} SG_ definitions "
+                f"in the text, {parsed_bo} / {parsed_sg} parsed")
+        return db
+
+    def _build_index(self) -> None:
+        self._entries: dict[int, _Entry] = {}
+        for msg in self._by_name.values():
+            self._entries[msg.frame_id + self._id_offset] = _Entry(msg)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def id_offset(self) -> int:
+        """Offset added to every DBC arbitration ID (int)."""
+        return self._id_offset
+
+    @property
+    def dbc_paths(self) -> tuple[str, ...]:
+        """The DBC files this codec was loaded from, as given."""
+        return self._paths
+
+    @property
+    def message_names(self) -> tuple[str, ...]:
+        """Every message name, in load order."""
+        return tuple(self._by_name)
+
+    def with_offset(self, id_offset: int) -> DbcCodec:
+        """Return a codec over the same parsed DBCs with another ID offset.
+
+        Parameters
+        ----------
+        id_offset : int
+            Offset added to every DBC arbitration ID.
+
+        Returns
+        -------
+        DbcCodec
+            Shares the cantools messages (no file is read again).
+        """
+        other = object.__new__(DbcCodec)
+        other._paths = self._paths
+        other._id_offset = int(id_offset)
+        other._by_name = self._by_name
+        other._source = self._source
+        other._build_index()
+        return other
+
+    # ------------------------------------------------------------------ lookups
+    def message(self, name: str) -> CantoolsMessage:
+        """Return the cantools message called ``name``.
+
+        Raises
+        ------
+        BusConfigError
+            If no loaded DBC defines it (one line naming the files).
+        """
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise BusConfigError(
+                f"{', '.join(self._paths)}: no message {name!r}") from None
+
+    def frame_id(self, name: str) -> int:
+        """Return the arbitration ID of message ``name`` on the wire (offset included)."""
+        return self.message(name).frame_id + self._id_offset
+
+    def cycle_time_s(self, name: str) -> float | None:
+        """Return the message's ``GenMsgCycleTime`` in seconds, or None when absent/0."""
+        ms = self.message(name).cycle_time
+        if not ms:
+            return None
+        return ms / 1000.0
+
+    def require(self, spec: Mapping[str, Iterable[str]]) -> None:
+        """Check that the DBCs define every message and signal a driver needs (K02).
+
+        Parameters
+        ----------
+        spec : mapping of str to iterable of str
+            Message name -> signal names.
+
+        Raises
+        ------
+        BusConfigError
+            One line naming the first missing message or signal and the DBC files.
+        """
+        files = ", ".join(self._paths)
+        for msg_name, signal_names in spec.items():
+            msg = self._by_name.get(msg_name)
+            if msg is None:
+                raise BusConfigError(f"{files}: required message {msg_name!r} is missing")
+            have = {s.name for s in msg.signals}
+            for sig in signal_names:
+                if sig not in have:
+                    raise BusConfigError(
+                        f"{self._source[msg_name]}: message {msg_name!r} lacks required "
+                        f"signal {sig!r}")
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, message_name: str, signals: Mapping[str, float | int | str]
+               ) -> can.Message:
+        """Build a CAN frame from physical signal values.
+
+        Parameters
+        ----------
+        message_name : str
+            DBC message name.
+        signals : mapping of str to float, int or str
+            Every signal of the message in physical units (str: a VAL_ choice name).
+            Counters and checksums are ordinary signals here.
+
+        Returns
+        -------
+        can.Message
+            ``arbitration_id`` = DBC ID + ``id_offset``, ``is_extended_id`` and ``dlc``
+            from the DBC, classic CAN.
+
+        Raises
+        ------
+        CanEncodeError
+            Unknown message, missing or unknown signal, value outside the DBC range.
+        """
+        msg = self._by_name.get(message_name)
+        if msg is None:
+            raise CanEncodeError(f"unknown message {message_name!r}")
+        try:
+            data = msg.encode(dict(signals), scaling=True, padding=False, strict=True)
+        except Exception as exc:  # cantools EncodeError / KeyError / ValueError
+            raise CanEncodeError(f"{message_name}: {_one_line(exc)}") from exc
+        return can.Message(arbitration_id=msg.frame_id + self._id_offset,
+                           is_extended_id=bool(msg.is_extended_frame),
+                           is_fd=False, dlc=msg.length, data=data)
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, msg: can.Message) -> Decoded | None:
+        """Decode a received frame into physical values. Per-tick (called per frame).
+
+        Parameters
+        ----------
+        msg : can.Message
+            A received frame.
+
+        Returns
+        -------
+        Decoded or None
+            None when the ID is not in the DBCs, the ID format (standard/extended) or
+            the DLC differs from the DBC (F03), or the frame is an error/remote frame
+            (F04).
+        """
+        entry = self._entries.get(msg.arbitration_id)
+        if entry is None or msg.is_error_frame or msg.is_remote_frame:
+            return None
+        if msg.is_extended_id != entry.is_extended:
+            return None
+        return self.decode_entry(entry, msg.data, msg.arbitration_id)
+
+    def lookup(self, arbitration_id: int) -> _Entry | None:
+        """Return the private decode plan of ``arbitration_id`` (for ingress checks)."""
+        return self._entries.get(arbitration_id)
+
+    @staticmethod
+    def decode_entry(entry: _Entry, data: bytes | bytearray, frame_id: int
+                     ) -> Decoded | None:
+        """Decode ``data`` with a plan from :meth:`lookup` (None if the length differs)."""
+        if len(data) != entry.length:
+            return None
+        data = bytes(data)
+        if entry.fallback:
+            raw = entry.message.decode_simple(data, decode_choices=False, scaling=False,
+                                              allow_excess=False)
+        else:
+            raw = entry.big.unpack(data)
+            little = entry.little.unpack(data[::-1])
+            if little:
+                raw.update(little)
+        phys = {}
+        for name, scale, offset in entry.scaling:
+            value = raw.get(name)
+            if value is None:  # multiplexed signal not present in this frame
+                continue
+            phys[name] = value if scale is None else value * scale + offset
+        return Decoded(entry.name, frame_id, phys, raw)
+

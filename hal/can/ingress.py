@@ -1,0 +1,413 @@
+"""Per-message ingress checks on every received CAN frame.
+
+A received frame becomes data only after these checks, in this order (SAFETY.md):
+
+1. ``unknown_id`` -- the arbitration ID (or its standard/extended format) is not one the
+   checker was given; error and remote frames are counted as ``error_frame`` /
+   ``remote_frame`` and never decoded (F04).
+2. ``dlc`` -- wrong DLC for a known ID: treated as unknown, never decoded (F03).
+3. ``checksum`` -- the message's checksum signal differs from ``checksum_fn(id, data)``
+   (F01).
+4. ``counter`` -- alive counter repeat or skip raises a wrong-counter score (+1); an
+   in-sequence frame lowers it (-1). At ``counter_invalid_score`` (5) the stream turns
+   invalid and every frame is rejected until the score has decayed back to 0 (F02, D01).
+   A repeated counter is always rejected (it is old data); a skip is accepted (frames
+   were lost, the data is new) unless the stream is invalid. After the stream went
+   stale, the next frame resynchronises the counter without a penalty (AUTOSAR E2E
+   Profile 1 behaviour after a timeout).
+5. ``range`` / ``enum`` -- a physical value outside the DBC ``[min|max]``, or a raw value
+   of a signal with a VAL_ table that the table does not list (D03).
+
+Freshness (B01-B03) is judged from the receipt time of *accepted* frames on the caller's
+monotonic clock (``now_s``), never ``msg.timestamp``: a stream is stale once no frame was
+accepted for ``stale_after_periods`` x its period (DBC ``GenMsgCycleTime`` or
+``IngressSpec.period_s``). With ``IngressSpec.regular=True`` (one frame per period
+expected) the checker also watches the rhythm: a gap outside (1 +- 0.75) x period is
+*irregular* (+1 to a score, a regular gap -1); a score >= 3 raises
+:meth:`IngressChecker.timing_warning` (B02 "warning"), a score >= 6 makes the stream not
+fresh (B02 "safe if it persists"), and a stream that is new or went stale becomes fresh
+only after ``recover_frames`` (3) consecutive regular gaps, so one late frame or a burst
+never makes it fresh (B02).
+
+The checker is generic: the valve board protocol passes its CRC and counter/checksum
+signal names; the ARS408 driver uses it with DLC/range/freshness only. No I/O, no sleep.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import can
+
+from hal.can.codec import DbcCodec, Decoded
+from hal.errors import BusConfigError, HalError
+
+__all__ = ["IngressSpec", "StreamState", "IngressChecker", "REJECT_REASONS"]
+
+REJECT_REASONS = ("unknown_id", "error_frame", "remote_frame", "dlc", "checksum",
+                  "counter", "range", "enum")
+
+ChecksumFn = Callable[[int, bytes], int]
+
+
+@dataclass(frozen=True)
+class IngressSpec:
+    """What to check on one message.
+
+    Parameters
+    ----------
+    message : str
+        DBC message name.
+    counter_signal : str, optional
+        Alive counter signal name (None: no counter check).
+    counter_modulo : int, optional
+        Counter wraps to 0 at this value (default 16, a 4-bit counter).
+    checksum_signal : str, optional
+        Checksum signal name (None: no checksum check).
+    checksum_fn : callable ``(arbitration_id: int, data: bytes) -> int``, optional
+        Expected checksum of a frame; required with ``checksum_signal``.
+    period_s : float, optional
+        Expected period, s. Default: the DBC ``GenMsgCycleTime``; when neither exists the
+        stream's freshness is not tracked.
+    check_range : bool, optional
+        Check DBC min/max and VAL_ tables (default True).
+    regular : bool, optional
+        One frame per period is expected (default False): enables the rhythm checks
+        (timing warning, recovery after stale). Leave False for list messages sent many
+        times per cycle (ARS408 0x60B..0x60D).
+    """
+
+    message: str
+    counter_signal: str | None = None
+    counter_modulo: int = 16
+    checksum_signal: str | None = None
+    checksum_fn: ChecksumFn | None = None
+    period_s: float | None = None
+    check_range: bool = True
+    regular: bool = False
+
+
+class StreamState:
+    """Live state of one message stream (read it, do not write it).
+
+    Attributes
+    ----------
+    name : str
+        Message name.
+    period_s : float or None
+        Expected period, s.
+    last_rx_s : float or None
+        Receipt time (caller's clock) of the last accepted frame.
+    accepted : int
+        Frames accepted.
+    counter_score : int
+        Wrong-counter score (0 = healthy).
+    counter_invalid : bool
+        True from the score reaching the limit until it decays to 0.
+    irregular_score : int
+        Rhythm score (regular streams only).
+    recovering : bool
+        Regular stream that went stale and has not yet shown ``recover_frames`` good gaps.
+    """
+
+    __slots__ = ("name", "period_s", "stale_after_s", "last_rx_s", "accepted",
+                 "last_counter", "counter_score", "counter_invalid", "irregular_score",
+                 "recovering", "good_gaps", "last_seen_s")
+
+    def __init__(self, name: str, period_s: float | None, stale_after_s: float | None,
+                 regular: bool) -> None:
+        self.name = name
+        self.period_s = period_s
+        self.stale_after_s = stale_after_s
+        self.last_rx_s: float | None = None
+        self.accepted = 0
+        self.last_counter: int | None = None
+        self.counter_score = 0
+        self.counter_invalid = False
+        self.irregular_score = 0
+        self.recovering = regular  # a regular stream must first show good rhythm
+        self.good_gaps = 0
+        self.last_seen_s: float | None = None
+
+
+class _Plan:
+    __slots__ = ("spec", "entry", "frame_id", "stream", "bounds", "choices",
+                 "counter_signal", "checksum_signal", "checksum_fn", "modulo")
+
+
+class IngressChecker:
+    """Checks every received frame of a set of messages; counts rejects by reason.
+
+    Parameters
+    ----------
+    codec : DbcCodec
+        Codec of the bus (its ``id_offset`` gives the arbitration IDs).
+    specs : iterable of IngressSpec
+        One per message to accept.
+    stale_after_periods : float, optional
+        A stream is stale after this many periods without an accepted frame (default 3,
+        SAFETY.md defaults).
+    counter_invalid_score : int, optional
+        Wrong-counter score at which a stream turns invalid (default 5, SAFETY.md F02).
+    recover_frames : int, optional
+        Regular streams: consecutive regular gaps needed to become fresh again after
+        being stale (default 3).
+    timing_warning_score : int, optional
+        Regular streams: irregular-gap score that raises the timing warning (default 3);
+        at twice this score the stream counts as not fresh (B02 "persists").
+    rhythm_tolerance : float, optional
+        Regular streams: a gap between accepted frames is regular when it lies within
+        (1 +- rhythm_tolerance) x period (default 0.75: a 20 ms stream polled by a 10 ms
+        tick shows 10/20/30 ms gaps and stays regular; half rate, 40 ms, does not).
+
+    Raises
+    ------
+    BusConfigError
+        A spec names a message or signal the DBC lacks (K02), or has a checksum signal
+        without ``checksum_fn``.
+    """
+
+    def __init__(self, codec: DbcCodec, specs: Iterable[IngressSpec], *,
+                 stale_after_periods: float = 3.0, counter_invalid_score: int = 5,
+                 recover_frames: int = 3, timing_warning_score: int = 3,
+                 rhythm_tolerance: float = 0.75) -> None:
+        self._codec = codec
+        self._stale_after_periods = float(stale_after_periods)
+        self._invalid_score = int(counter_invalid_score)
+        self._recover_frames = int(recover_frames)
+        self._warn_score = int(timing_warning_score)
+        self._tolerance = float(rhythm_tolerance)
+        self._score_cap = 4 * self._warn_score
+        self._plans: dict[int, _Plan] = {}
+        self._streams: dict[str, StreamState] = {}
+        self._rejects: Counter[str] = Counter()
+        for spec in specs:
+            self._add(spec)
+
+    def _add(self, spec: IngressSpec) -> None:
+        codec = self._codec
+        needed = [s for s in (spec.counter_signal, spec.checksum_signal) if s]
+        codec.require({spec.message: needed})
+        if spec.checksum_signal and spec.checksum_fn is None:
+            raise BusConfigError(
+                f"{spec.message}: checksum_signal {spec.checksum_signal!r} needs checksum_fn")
+        frame_id = codec.frame_id(spec.message)
+        entry = codec.lookup(frame_id)
+        if entry is None:  # pragma: no cover - frame_id comes from the codec
+            raise BusConfigError(f"{spec.message}: not in the codec")
+        period_s = spec.period_s if spec.period_s is not None else codec.cycle_time_s(
+            spec.message)
+        stale_after_s = None if not period_s else period_s * self._stale_after_periods
+        plan = _Plan()
+        plan.spec = spec
+        plan.entry = entry
+        plan.frame_id = frame_id
+        plan.stream = StreamState(spec.message, period_s, stale_after_s, spec.regular)
+        plan.counter_signal = spec.counter_signal
+        plan.checksum_signal = spec.checksum_signal
+        plan.checksum_fn = spec.checksum_fn
+        plan.modulo = int(spec.counter_modulo)
+        plan.bounds = []
+        plan.choices = []
+        if spec.check_range:
+            for sig in entry.message.signals:
+                if sig.choices:
+                    plan.choices.append((sig.name, frozenset(int(k) for k in sig.choices)))
+                lo, hi = sig.minimum, sig.maximum
+                if lo is None and hi is None:
+                    continue
+                tol = abs(sig.scale) * 1e-6 + 1e-12
+                plan.bounds.append((sig.name,
+                                    None if lo is None else lo - tol,
+                                    None if hi is None else hi + tol))
+        self._plans[frame_id] = plan
+        self._streams[spec.message] = plan.stream
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def arbitration_ids(self) -> tuple[int, ...]:
+        """Arbitration IDs this checker accepts (register them with the port)."""
+        return tuple(self._plans)
+
+    @property
+    def rejects(self) -> dict[str, int]:
+        """Rejected frames by reason (a copy), e.g. ``{"checksum": 2}``."""
+        return dict(self._rejects)
+
+    def stream(self, name: str) -> StreamState:
+        """Return the live :class:`StreamState` of message ``name``.
+
+        Raises
+        ------
+        HalError
+            If the checker has no spec for ``name``.
+        """
+        try:
+            return self._streams[name]
+        except KeyError:
+            raise HalError(f"ingress checker has no message {name!r}") from None
+
+    def age_s(self, name: str, now_s: float) -> float | None:
+        """Seconds since the last accepted frame of ``name`` (None: never received)."""
+        st = self.stream(name)
+        return None if st.last_rx_s is None else now_s - st.last_rx_s
+
+    def is_fresh(self, name: str, now_s: float) -> bool:
+        """Whether stream ``name`` is fresh at ``now_s`` (caller's monotonic clock).
+
+        Fresh: an accepted frame within ``stale_after_periods`` x period, the counter not
+        invalid, and (regular streams) not still recovering from a stale episode.
+
+        Raises
+        ------
+        HalError
+            If the stream has no period (no DBC cycle time and no ``period_s``).
+        """
+        st = self.stream(name)
+        if st.stale_after_s is None:
+            raise HalError(f"message {name!r} has no cycle time: give IngressSpec.period_s")
+        if st.last_rx_s is None or st.counter_invalid or st.recovering:
+            return False
+        if st.irregular_score >= 2 * self._warn_score:
+            return False
+        if now_s - st.last_rx_s > st.stale_after_s:
+            return False
+        return True
+
+    def counter_valid(self, name: str) -> bool:
+        """False while the stream's wrong-counter score holds it invalid (F02)."""
+        return not self.stream(name).counter_invalid
+
+    def timing_warning(self, name: str) -> bool:
+        """True when a regular stream arrives at the wrong rhythm (half rate, bursts)."""
+        return self.stream(name).irregular_score >= self._warn_score
+
+    # ------------------------------------------------------------------ per frame
+    def check(self, msg: can.Message, now_s: float) -> Decoded | None:
+        """Check one received frame; return its decoded values if accepted. Per-frame.
+
+        Parameters
+        ----------
+        msg : can.Message
+            The received frame (``msg.timestamp`` is ignored, B03).
+        now_s : float
+            Receipt time on the caller's monotonic clock, s.
+
+        Returns
+        -------
+        Decoded or None
+            None when rejected (the reason is counted in :attr:`rejects`).
+
+        Notes
+        -----
+        Never raises for any frame content (F05).
+        """
+        if msg.is_error_frame:
+            self._rejects["error_frame"] += 1
+            return None
+        if msg.is_remote_frame:
+            self._rejects["remote_frame"] += 1
+            return None
+        plan = self._plans.get(msg.arbitration_id)
+        if plan is None or msg.is_extended_id != plan.entry.is_extended:
+            self._rejects["unknown_id"] += 1
+            return None
+        data = msg.data
+        if msg.dlc != plan.entry.length or len(data) != plan.entry.length:
+            self._rejects["dlc"] += 1
+            return None
+        try:
+            decoded = DbcCodec.decode_entry(plan.entry, data, msg.arbitration_id)
+        except Exception:  # noqa: BLE001 - F05: nothing escapes ingress
+            decoded = None
+        if decoded is None:
+            self._rejects["dlc"] += 1
+            return None
+        raw = decoded.raw
+        if plan.checksum_signal is not None:
+            if raw.get(plan.checksum_signal) != plan.checksum_fn(msg.arbitration_id,
+                                                                   bytes(data)):
+                self._rejects["checksum"] += 1
+                return None
+        st = plan.stream
+        if plan.counter_signal is not None:
+            if not self._counter_ok(plan, st, int(raw[plan.counter_signal]), now_s):
+                self._rejects["counter"] += 1
+                return None
+        if plan.bounds or plan.choices:
+            reason = self._range_reason(plan, decoded)
+            if reason is not None:
+                self._rejects[reason] += 1
+                return None
+        self._accept(plan, st, now_s)
+        return decoded
+
+    def _counter_ok(self, plan: _Plan, st: StreamState, counter: int, now_s: float) -> bool:
+        last = st.last_counter
+        # Resync only after a silence: time since the last authentic frame (accepted
+        # or not), so a frozen counter never resyncs itself (D01).
+        seen = st.last_seen_s
+        stale = (seen is not None and st.stale_after_s is not None
+                 and now_s - seen > st.stale_after_s)
+        st.last_seen_s = now_s
+        st.last_counter = counter
+        if last is None or (stale and not st.counter_invalid):
+            return not st.counter_invalid  # first frame / resync after timeout
+        delta = (counter - last) % plan.modulo
+        if delta == 1:
+            if st.counter_score > 0:
+                st.counter_score -= 1
+            if st.counter_invalid and st.counter_score == 0:
+                st.counter_invalid = False
+            return not st.counter_invalid
+        st.counter_score += 1
+        if st.counter_score >= self._invalid_score:
+            st.counter_invalid = True
+        if delta == 0:
+            return False  # repeat: old data
+        return not st.counter_invalid  # skip: frames lost, this one is new
+
+    @staticmethod
+    def _range_reason(plan: _Plan, decoded: Decoded) -> str | None:
+        phys = decoded.signals
+        for name, lo, hi in plan.bounds:
+            v = phys.get(name)
+            if v is None:
+                continue
+            if (lo is not None and v < lo) or (hi is not None and v > hi) or v != v:
+                return "range"
+        raw = decoded.raw
+        for name, allowed in plan.choices:
+            v = raw.get(name)
+            if v is not None and v not in allowed:
+                return "enum"
+        return None
+
+    def _accept(self, plan: _Plan, st: StreamState, now_s: float) -> None:
+        last = st.last_rx_s
+        st.accepted += 1
+        period = st.period_s
+        if plan.spec.regular and period:
+            if last is not None:
+                gap = now_s - last
+                if st.stale_after_s is not None and gap > st.stale_after_s:
+                    st.recovering = True
+                    st.good_gaps = 0
+                    st.irregular_score += 1
+                elif gap > period * (1.0 + self._tolerance):  # late: half rate, gaps
+                    st.good_gaps = 0
+                    st.irregular_score += 1
+                elif gap < period * (1.0 - self._tolerance):  # early: burst, buffering
+                    st.good_gaps = 0
+                    st.irregular_score += 1
+                else:
+                    st.good_gaps += 1
+                    if st.irregular_score > 0:
+                        st.irregular_score -= 1
+                if st.irregular_score > self._score_cap:
+                    st.irregular_score = self._score_cap
+            if st.recovering and st.good_gaps >= self._recover_frames:
+                st.recovering = False
+        st.last_rx_s = now_s

@@ -1,0 +1,506 @@
+"""Driver of the Continental ARS408-21 long-range radar on CAN.
+
+The host side of ``firmware_bridge/protocols/ars408.py``: it takes received frames,
+decodes them through the bus's :class:`~hal.can.codec.DbcCodec` (``dbc/ars408.dbc``),
+checks them, assembles object-list cycles, turns objects into body-frame detections and
+judges the radar's health; it builds the ego-motion frames the radar wants every cycle.
+
+Ingress path, per frame (:meth:`Ars408Driver.on_frame`)::
+
+    frame -> ID of this sensor? -> not error/remote -> DLC == DBC -> decode (codec)
+          -> range / enum checks (DBC min/max) -> ObjStatus/General/Quality/Extended
+          -> CycleAssembler -> ObjectCycle -> detections (body frame)
+                                -> RadarState -> RadarHealth
+
+Health, per tick (:meth:`Ars408Driver.poll`):
+
+* stale after ``stale_after_periods`` (3) object-list periods without a complete cycle,
+  counted from the start before the first cycle (SAFETY.md B01); once stale, fresh again
+  only after ``recover_cycles`` consecutive complete cycles (B02: one late cycle never
+  makes the radar fresh);
+* radar-reported errors (persistent, temporary, temperature, voltage, interference), a
+  reported sensor ID other than the configured one, output type not "objects", and no
+  RadarState for 3 of its periods are faults (D02);
+* out-of-range and unknown-enum values reject the frame and are counted (D03); a reject
+  in ``reject_streak_limit`` consecutive cycles is a fault (and the dropped cycles make
+  the radar stale anyway).
+
+The sensor ID selects the arbitration IDs: sensor ``n`` answers on DBC ID ``+ 0x10 * n``
+(ARS408-21 technical documentation). Configured with the wrong ID, the driver sees no
+frames of its own and reports the radar stale; it never raises on bus input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import can
+
+from firmware_bridge.errors import ProtocolError
+from firmware_bridge.protocols import ars408 as proto
+from firmware_bridge.protocols.ars408 import (
+    CycleAssembler,
+    Detection,
+    MountPose,
+    ObjectCycle,
+    RadarHealth,
+)
+from hal.can.codec import DbcCodec
+from hal.can.ingress import IngressChecker, IngressSpec
+from hal.errors import BusConfigError
+
+__all__ = [
+    "Ars408Config",
+    "Ars408Driver",
+    "Ars408Status",
+    "REJECT_UNKNOWN_ID",
+    "REJECT_ERROR_FRAME",
+    "REJECT_REMOTE_FRAME",
+    "REJECT_DLC",
+    "REJECT_OUT_OF_RANGE",
+    "REJECT_UNKNOWN_ENUM",
+]
+
+# Reject reasons of the ingress path (besides the assembler's, see the protocol module).
+REJECT_UNKNOWN_ID = "unknown_id"          # not a frame of this sensor (other ID / sensor ID)
+REJECT_ERROR_FRAME = "error_frame"        # error frame (F04)
+REJECT_REMOTE_FRAME = "remote_frame"      # remote frame on one of our IDs (F04)
+REJECT_DLC = "dlc"                        # DLC or ID format differs from the DBC (F03)
+REJECT_OUT_OF_RANGE = "range"             # physical value outside the DBC range (D03)
+REJECT_UNKNOWN_ENUM = "enum"              # enumerated value missing from the VAL_ table (D03)
+
+_KIND_STATUS, _KIND_GENERAL, _KIND_QUALITY, _KIND_EXTENDED, _KIND_STATE, _KIND_VERSION, \
+    _KIND_OTHER = range(7)
+
+_KINDS = {
+    proto.MSG_OBJ_STATUS: _KIND_STATUS,
+    proto.MSG_OBJ_GENERAL: _KIND_GENERAL,
+    proto.MSG_OBJ_QUALITY: _KIND_QUALITY,
+    proto.MSG_OBJ_EXTENDED: _KIND_EXTENDED,
+    proto.MSG_RADAR_STATE: _KIND_STATE,
+    proto.MSG_VERSION: _KIND_VERSION,
+    proto.MSG_OBJ_WARNING: _KIND_OTHER,
+}
+
+
+@dataclass(frozen=True)
+class Ars408Config:
+    """Configuration of one ARS408 on a CAN bus (from the rig's ``devices`` entry).
+
+    Attributes
+    ----------
+    sensor_id : int
+        Sensor ID 0..7 configured in the radar; selects the arbitration IDs (+0x10 * ID).
+    mount : MountPose
+        Radar pose in the vehicle body frame (x_m, y_m, yaw_deg).
+    expect_quality, expect_extended : bool
+        The radar is configured with SendQuality / SendExtInfo: those frames belong to a
+        complete cycle.
+    stale_after_periods : float
+        Object-list periods without a complete cycle before the radar is stale (B01: 3).
+    recover_cycles : int
+        Consecutive complete cycles needed to become fresh again after being stale.
+    state_stale_after_periods : float
+        RadarState periods without a RadarState before ``state_stale`` (3).
+    reject_streak_limit : int
+        Consecutive cycles with a rejected value before ``values_rejected`` (D03).
+    min_prob_of_exist : float
+        Detections below this probability-of-existence lower bound are dropped (0..1).
+    min_rcs_dbsm : float
+        Detections with a radar cross section below this are dropped, dBsm.
+    max_cycles_queued : int
+        Bound of the queue of undelivered cycles (B08: memory stays bounded).
+    name : str
+        Device name used as the detection source label.
+    """
+
+    sensor_id: int = 0
+    mount: MountPose = field(default_factory=MountPose)
+    expect_quality: bool = True
+    expect_extended: bool = True
+    stale_after_periods: float = 3.0
+    recover_cycles: int = 3
+    state_stale_after_periods: float = 3.0
+    reject_streak_limit: int = 3
+    min_prob_of_exist: float = 0.0
+    min_rcs_dbsm: float = -math.inf
+    max_cycles_queued: int = 16
+    name: str = "radar_lr"
+
+
+@dataclass(frozen=True)
+class Ars408Status:
+    """Health and counters of the radar at one tick.
+
+    Attributes
+    ----------
+    now_s : float
+        Tick time on the monotonic clock, s.
+    fresh : bool
+        A complete cycle arrived within the stale window and the radar is not recovering.
+    stale : bool
+        No complete cycle for ``stale_after_periods`` periods (B01).
+    faults : tuple of str
+        Reasons to go safe: ``stale``, ``state_stale``, ``values_rejected`` and the
+        radar-reported ones of :meth:`RadarHealth.faults`. Empty when healthy.
+    warnings : tuple of str
+        Not faults: ``motion_input_missing`` (radar reports no ego speed/yaw rate),
+        ``quality_config_mismatch`` (SendQuality/SendExtInfo differ from the config).
+    health : RadarHealth or None
+        Last RadarState interpretation, None before the first.
+    last_cycle_age_s : float or None
+        Time since the last complete cycle, s; None before the first.
+    frames, decoded : int
+        Frames offered to the driver; frames of this sensor that decoded and passed checks.
+    cycles_complete, cycles_dropped : int
+        Object-list cycles completed / dropped incomplete.
+    rejects : dict of str to int
+        Rejected frames by reason (driver and assembler reasons).
+    version : tuple of int or None
+        Firmware (major, minor, patch) from VersionId.
+    """
+
+    now_s: float
+    fresh: bool
+    stale: bool
+    faults: tuple[str, ...]
+    warnings: tuple[str, ...]
+    health: RadarHealth | None
+    last_cycle_age_s: float | None
+    frames: int
+    decoded: int
+    cycles_complete: int
+    cycles_dropped: int
+    rejects: dict[str, int]
+    version: tuple[int, int, int] | None
+
+    @property
+    def valid(self) -> bool:
+        """True when detections may be used: fresh and no fault (D02: tracks invalid)."""
+        return self.fresh and not self.faults
+
+
+class Ars408Driver:
+    """One ARS408-21 on a CAN bus: ingress, cycle assembly, health, ego-motion frames.
+
+    Parameters
+    ----------
+    codec : DbcCodec
+        The bus codec with ``dbc/ars408.dbc`` loaded, at the bus's own offset (normally 0);
+        the driver derives its sensor-ID offset from it with
+        :meth:`DbcCodec.with_offset`.
+    config : Ars408Config, optional
+        Sensor ID, mount pose and thresholds.
+    start_s : float, optional
+        Clock time at which the driver starts waiting for the radar, s (the stale window
+        of the first cycle counts from here).
+
+    Raises
+    ------
+    BusConfigError
+        If the DBC lacks a message or signal the driver needs (SAFETY.md K02) or the
+        sensor ID is not 0..7.
+
+    Notes
+    -----
+    No I/O and no threads: the caller delivers frames (``on_frame``, e.g. from
+    :class:`hal.can.port.CanPort` handlers or a replayed log) and sends what
+    :meth:`ego_motion_frames` returns.
+    """
+
+    def __init__(self, codec: DbcCodec, config: Ars408Config | None = None, *,
+                 start_s: float = 0.0) -> None:
+        self.config = cfg = config or Ars408Config()
+        try:
+            offset = proto.id_offset(cfg.sensor_id)
+        except ProtocolError as exc:
+            raise BusConfigError(f"ars408 {cfg.name}: {exc}") from exc
+        codec.require(proto.REQUIRED_SIGNALS)
+        self.codec = codec.with_offset(codec.id_offset + offset)
+        specs = []
+        self._kinds: dict[str, int] = {}
+        for name, kind in _KINDS.items():
+            try:
+                self.codec.message(name)
+            except BusConfigError:
+                continue  # optional message (warning, version) absent from this DBC
+            specs.append(IngressSpec(name, check_range=True))
+            self._kinds[name] = kind
+        # DLC, ID format, error/remote frames, DBC range and VAL_ tables (F03, F04, D03).
+        self.ingress = IngressChecker(self.codec, specs)
+        self._rx_ids = frozenset(self.ingress.arbitration_ids)
+        self.cycle_period_s = self.codec.cycle_time_s(proto.MSG_OBJ_STATUS) or proto.NOMINAL_CYCLE_S
+        self.state_period_s = self.codec.cycle_time_s(proto.MSG_RADAR_STATE) or 1.0
+        self.ego_period_s = self.codec.cycle_time_s(proto.MSG_SPEED) or self.cycle_period_s
+        self.stale_window_s = cfg.stale_after_periods * self.cycle_period_s
+        self.state_window_s = cfg.state_stale_after_periods * self.state_period_s
+        self.assembler = CycleAssembler(expect_quality=cfg.expect_quality,
+                                        expect_extended=cfg.expect_extended)
+        self._start_s = float(start_s)
+        self.frames = 0
+        self.decoded = 0
+        self._rejects: dict[str, int] = {}
+        self._cycles: deque[ObjectCycle] = deque(maxlen=max(1, cfg.max_cycles_queued))
+        self.last_cycle: ObjectCycle | None = None
+        self._last_cycle_s: float | None = None
+        self._good_run = 0
+        self._needed_run = 1
+        self._was_stale = False
+        self.health: RadarHealth | None = None
+        self._last_state_s: float | None = None
+        self.version: tuple[int, int, int] | None = None
+        self._value_reject_in_cycle = False
+        self._value_rejects_seen = 0
+        self._reject_streak = 0
+        self._next_ego_s: float | None = None
+        self._handlers: tuple[Callable, ...] = (
+            self.assembler.on_status, self.assembler.on_general,
+            self.assembler.on_quality, self.assembler.on_extended,
+        )
+
+    # ------------------------------------------------------------------ ids
+    @property
+    def rx_ids(self) -> tuple[int, ...]:
+        """Arbitration IDs this driver consumes (sensor offset applied)."""
+        return tuple(sorted(self._rx_ids))
+
+    @property
+    def tx_ids(self) -> tuple[int, ...]:
+        """Arbitration IDs this driver sends (SpeedInformation, YawRateInformation)."""
+        return (self.codec.frame_id(proto.MSG_SPEED), self.codec.frame_id(proto.MSG_YAW_RATE))
+
+    # ------------------------------------------------------------------ ingress
+    def _reject(self, reason: str) -> None:
+        self._rejects[reason] = self._rejects.get(reason, 0) + 1
+
+    def on_frame(self, msg: can.Message, now_s: float) -> ObjectCycle | None:
+        """Take one received frame. Per-frame; never raises on bus input.
+
+        Parameters
+        ----------
+        msg : can.Message
+            A received frame (any ID: frames of other IDs are counted as ``unknown_id``).
+        now_s : float
+            Receipt time on the monotonic clock, s (SAFETY.md B03: receipt time, not the
+            frame's own timestamp).
+
+        Returns
+        -------
+        ObjectCycle or None
+            The cycle this frame completed, if any (also queued for :meth:`take_cycles`).
+        """
+        self.frames += 1
+        if msg.arbitration_id not in self._rx_ids:
+            self._reject(REJECT_UNKNOWN_ID)
+            return None
+        dec = self.ingress.check(msg, now_s)
+        if dec is None:
+            rejects = self.ingress.rejects
+            n_value = rejects.get(REJECT_OUT_OF_RANGE, 0) + rejects.get(REJECT_UNKNOWN_ENUM, 0)
+            if n_value != self._value_rejects_seen:
+                self._value_rejects_seen = n_value
+                self._value_reject_in_cycle = True
+            return None
+        sig = dec.signals
+        self.decoded += 1
+        kind = self._kinds[dec.name]
+        if kind <= _KIND_EXTENDED:
+            if kind == _KIND_STATUS:
+                self._reject_streak = self._reject_streak + 1 if self._value_reject_in_cycle else 0
+                self._value_reject_in_cycle = False
+            cycle = self._handlers[kind](sig, now_s)
+            if cycle is not None:
+                self._cycle_done(cycle, now_s)
+            return cycle
+        if kind == _KIND_STATE:
+            self.health = proto.interpret_radar_state(sig)
+            self._last_state_s = now_s
+        elif kind == _KIND_VERSION:
+            self.version = (int(sig["major_release"]), int(sig["minor_release"]),
+                            int(sig["patch_level"]))
+        return None
+
+    def _cycle_done(self, cycle: ObjectCycle, now_s: float) -> None:
+        last = self._last_cycle_s
+        if last is not None and now_s - last <= self.stale_window_s:
+            self._good_run += 1
+        else:
+            self._good_run = 1
+        self._last_cycle_s = now_s
+        self.last_cycle = cycle
+        self._cycles.append(cycle)
+
+    def take_cycles(self) -> list[ObjectCycle]:
+        """Return and forget the complete cycles received since the last call (oldest
+        first; at most ``max_cycles_queued``, older ones are dropped)."""
+        out = list(self._cycles)
+        self._cycles.clear()
+        return out
+
+    def detections(self, cycle: ObjectCycle | None = None) -> list[Detection]:
+        """Body-frame detections of ``cycle`` (default: the last complete cycle).
+
+        Returns
+        -------
+        list of Detection
+            Through the configured mount pose; empty before the first cycle.
+        """
+        cycle = cycle if cycle is not None else self.last_cycle
+        if cycle is None:
+            return []
+        return proto.objects_to_detections(
+            cycle.objects, self.config.mount,
+            min_prob_of_exist=self.config.min_prob_of_exist,
+            min_rcs_dbsm=self.config.min_rcs_dbsm, source=self.config.name)
+
+    # ------------------------------------------------------------------ health
+    def poll(self, now_s: float) -> Ars408Status:
+        """Judge freshness and health at ``now_s``. Per-tick.
+
+        Parameters
+        ----------
+        now_s : float
+            Tick time on the monotonic clock, s.
+
+        Returns
+        -------
+        Ars408Status
+        """
+        cfg = self.config
+        ref = self._last_cycle_s if self._last_cycle_s is not None else self._start_s
+        stale = now_s - ref > self.stale_window_s
+        if stale:
+            self._was_stale = True
+            self._good_run = 0
+            self._needed_run = max(1, cfg.recover_cycles)
+        elif self._good_run >= self._needed_run:
+            self._was_stale = False
+        fresh = (not stale) and self._last_cycle_s is not None and not self._was_stale
+        faults: list[str] = []
+        warnings: list[str] = []
+        if stale:
+            faults.append("stale")
+        state_ref = self._last_state_s if self._last_state_s is not None else self._start_s
+        if now_s - state_ref > self.state_window_s:
+            faults.append("state_stale")
+        h = self.health
+        if h is not None:
+            faults.extend(h.faults(cfg.sensor_id))
+            if h.motion_rx_state != 0:
+                warnings.append("motion_input_missing")
+            if h.send_quality_cfg != cfg.expect_quality or h.send_ext_info_cfg != cfg.expect_extended:
+                warnings.append("quality_config_mismatch")
+        if self._reject_streak >= cfg.reject_streak_limit:
+            faults.append("values_rejected")
+        rejects = dict(self._rejects)
+        for k, v in self.ingress.rejects.items():
+            rejects[k] = rejects.get(k, 0) + v
+        for k, v in self.assembler.rejects.items():
+            rejects[k] = rejects.get(k, 0) + v
+        return Ars408Status(
+            now_s=now_s, fresh=fresh, stale=stale, faults=tuple(faults),
+            warnings=tuple(warnings), health=h,
+            last_cycle_age_s=None if self._last_cycle_s is None else now_s - self._last_cycle_s,
+            frames=self.frames, decoded=self.decoded,
+            cycles_complete=self.assembler.cycles_complete,
+            cycles_dropped=self.assembler.cycles_dropped, rejects=rejects,
+            version=self.version,
+        )
+
+    # ------------------------------------------------------------------ egress
+    def ego_motion_frames(self, now_s: float, speed_long_mps: float,
+                          yaw_rate_radps: float) -> list[can.Message]:
+        """SpeedInformation + YawRateInformation frames when due. Per-tick.
+
+        Due once per ``GenMsgCycleTime`` of ``ARS408_SpeedInformation`` (one object-list
+        period), on an absolute schedule without bursts after a late tick.
+
+        Parameters
+        ----------
+        now_s : float
+            Tick time, s.
+        speed_long_mps : float
+            Vehicle velocity along body x, m/s (negative reversing).
+        yaw_rate_radps : float
+            Vehicle yaw rate, CCW positive, rad/s.
+
+        Returns
+        -------
+        list of can.Message
+            ``[speed, yaw_rate]`` when due, else ``[]``. Non-finite inputs send standstill
+            and zero yaw rate rather than nothing (the radar then reports the truth as
+            best it can; the controller's own guards handle the NaN).
+        """
+        nxt = self._next_ego_s
+        if nxt is not None and now_s < nxt:
+            return []
+        if nxt is None or now_s - nxt > self.ego_period_s:
+            self._next_ego_s = now_s + self.ego_period_s
+        else:
+            self._next_ego_s = nxt + self.ego_period_s
+        try:
+            speed, yaw = proto.ego_motion_signals(speed_long_mps, yaw_rate_radps)
+        except ProtocolError:
+            speed, yaw = proto.ego_motion_signals(0.0, 0.0)
+        return [self.codec.encode(proto.MSG_SPEED, speed),
+                self.codec.encode(proto.MSG_YAW_RATE, yaw)]
+
+    def radar_cfg_frame(self, *, max_distance_m: float = 200.0, output_type: int = 1,
+                        send_quality: bool = True, send_ext_info: bool = True,
+                        sort_index: int = 1) -> can.Message:
+        """A RadarCfg (0x200) frame requesting object output with quality/extended info.
+
+        Parameters
+        ----------
+        max_distance_m : float
+            Far-scan maximum distance, m (the radar accepts 196..260 m standard range).
+        output_type : int
+            0 none, 1 objects, 2 clusters.
+        send_quality, send_ext_info : bool
+            Request ObjQuality / ObjExtended frames.
+        sort_index : int
+            0 none, 1 by range, 2 by RCS.
+
+        Returns
+        -------
+        can.Message
+            Only the named parameters are marked valid; NVM storing is not requested.
+        """
+        signals = {
+            "max_distance_valid": 1, "sensor_id_valid": 0, "radar_power_valid": 0,
+            "output_type_valid": 1, "send_quality_valid": 1, "send_ext_info_valid": 1,
+            "sort_index_valid": 1, "store_in_nvm_valid": 0,
+            "max_distance_m": max_distance_m, "sensor_id": self.config.sensor_id,
+            "output_type": output_type, "radar_power": 0, "ctrl_relay_valid": 0,
+            "ctrl_relay": 0, "send_quality": int(send_quality),
+            "send_ext_info": int(send_ext_info), "sort_index": sort_index,
+            "store_in_nvm": 0, "rcs_threshold_valid": 0, "rcs_threshold": 0,
+        }
+        return self.codec.encode(proto.MSG_RADAR_CFG, signals)
+
+
+def config_from_mapping(entry: Mapping[str, Any], *, name: str = "radar_lr") -> Ars408Config:
+    """Build an :class:`Ars408Config` from a rig ``devices`` entry (already validated).
+
+    Parameters
+    ----------
+    entry : mapping
+        ``{sensor_id: int, mount: {x_m, y_m, yaw_deg}, ...}``; keys other than the
+        :class:`Ars408Config` fields (``driver``, ``bus``) are ignored.
+    name : str
+        Device name.
+    """
+    mount = entry.get("mount") or {}
+    if not isinstance(mount, Mapping):
+        mount = {"x_m": getattr(mount, "x_m", 0.0), "y_m": getattr(mount, "y_m", 0.0),
+                 "yaw_deg": getattr(mount, "yaw_deg", 0.0)}
+    kw = {k: entry[k] for k in (
+        "sensor_id", "expect_quality", "expect_extended", "stale_after_periods",
+        "recover_cycles", "state_stale_after_periods", "reject_streak_limit",
+        "min_prob_of_exist", "min_rcs_dbsm", "max_cycles_queued") if k in entry}
+    return Ars408Config(mount=MountPose(float(mount.get("x_m", 0.0)), float(mount.get("y_m", 0.0)),
+                                        float(mount.get("yaw_deg", 0.0))), name=name, **kw)
+

@@ -1,0 +1,106 @@
+"""QIKI PDU driver: relay commands with read-back, rail state, POST.
+
+Relays are commanded through :meth:`ModbusPoller.submit_write` (never blocks the tick;
+the poller writes the coil once -- no retries -- and reads it back). Their state is read
+from the poller snapshot (profile ``rigs/profiles/qiki_pdu.yaml``).
+
+Relay names: ``valve_rail``, ``radar_power``, ``mcu_power``. ``arm`` closes the valve
+rail and must see the read-back before ``armed`` counts as reached; ``disarm``,
+``safe_mode`` and ``estop`` open it (ARCHITECTURE.md section 4).
+"""
+
+from __future__ import annotations
+
+from hal.devices.bms import PostReport
+from hal.modbus.poller import DeviceSnapshot, ModbusPoller, WriteTicket
+
+RELAY_QUANTITIES: dict[str, str] = {
+    "valve_rail": "valve_rail_enabled",
+    "radar_power": "radar_power_enabled",
+    "mcu_power": "mcu_power_enabled",
+}
+
+
+class Pdu:
+    """Front end of the PDU on a poller.
+
+    Parameters
+    ----------
+    poller : ModbusPoller
+        The poller the PDU is registered on.
+    device : str, optional
+        Its device name there (default ``pdu``).
+
+    Attributes
+    ----------
+    relay_operations : int
+        Relay commands submitted (for ``summary.json``).
+    """
+
+    def __init__(self, poller: ModbusPoller, device: str = "pdu") -> None:
+        self.poller = poller
+        self.device = device
+        self.relay_operations = 0
+        self.last_ticket: dict[str, WriteTicket] = {}
+
+    def request_relay(self, relay: str, closed: bool) -> WriteTicket:
+        """Command a relay closed (True) or open; returns at once with a ticket.
+
+        The ticket's ``done`` is set after the write and its read-back; ``ok`` tells
+        whether the relay is confirmed in the requested state. Per-tick safe.
+
+        Raises
+        ------
+        KeyError
+            Unknown relay name.
+        """
+        ticket = self.poller.submit_write(self.device, RELAY_QUANTITIES[relay], bool(closed))
+        self.relay_operations += 1
+        self.last_ticket[relay] = ticket
+        return ticket
+
+    def snapshot(self) -> DeviceSnapshot:
+        """Latest PDU snapshot. Per-tick function."""
+        return self.poller.snapshot(self.device)
+
+    def relay_state(self, relay: str, now_s: float | None = None) -> bool | None:
+        """Relay state from the latest fresh poll; None if unknown or stale. Per-tick function."""
+        snap = self.snapshot()
+        if not snap.values or (now_s is not None and not snap.is_fresh(now_s)):
+            return None
+        value = snap.values.get(RELAY_QUANTITIES[relay])
+        return None if value is None else bool(value)
+
+
+def pdu_post_report(snapshot: DeviceSnapshot, now_s: float | None = None) -> PostReport:
+    """POST of the PDU: present, no fault flag, MCU powered, valve rail open.
+
+    Parameters
+    ----------
+    snapshot : DeviceSnapshot
+        The PDU snapshot after at least one poll attempt.
+    now_s : float, optional
+        Present clock time for the freshness check.
+
+    Returns
+    -------
+    PostReport
+        ``ok`` and the reasons (SAFETY.md D07: the report names the board and the reason).
+    """
+    if not snapshot.values or snapshot.sample_time_s is None:
+        last = f" (last failure: {snapshot.last_failure.kind})" if snapshot.last_failure else ""
+        return PostReport("pdu", False, (f"PDU: no data{last}",))
+    if now_s is not None and not snapshot.is_fresh(now_s):
+        return PostReport("pdu", False, (f"PDU: data stale (last good poll {snapshot.age_s(now_s):.2f} s ago)",))
+    v = snapshot.values
+    reasons: list[str] = []
+    flags = v.get("fault_flags")
+    if isinstance(flags, dict) and flags.get("raw"):
+        names = [k for k, on in flags.items() if k != "raw" and on is True] or [f"raw {flags['raw']:#06x}"]
+        reasons.append(f"PDU fault flags: {', '.join(names)}")
+    if v.get("mcu_power_enabled") is False:
+        reasons.append("PDU: MCU relay open")
+    if v.get("valve_rail_enabled") is True:
+        reasons.append("PDU: valve rail closed at POST (must be open before arming)")
+    details = {k: v[k] for k in ("bus_voltage_v", "valve_rail_enabled") if k in v}
+    return PostReport("pdu", not reasons, tuple(reasons), details)

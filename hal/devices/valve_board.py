@@ -1,0 +1,256 @@
+"""Host driver of the thruster valve board (CAN, ``dbc/qiki.dbc``).
+
+Consumes ``VB_Status`` and ``VB_Heartbeat`` through the generic ingress checker (DLC,
+E2E checksum, alive counter, DBC range, freshness), produces ``VB_Command`` frames with
+counter and checksum filled. No I/O of its own: the loop registers
+:meth:`ValveBoardDriver.on_frame` with a :class:`~hal.can.port.CanPort` for every ID in
+:attr:`ValveBoardDriver.arbitration_ids` and sends what :meth:`command_frame` returns.
+
+Protocol: ``firmware_bridge/protocols/valve_board.py`` (byte layout, checksum rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import can
+
+from firmware_bridge.errors import ProtocolError
+from firmware_bridge.protocols import valve_board as vb
+from hal.can.codec import DbcCodec
+from hal.can.ingress import IngressChecker, IngressSpec
+from hal.errors import BusConfigError
+
+__all__ = ["ValveBoardDriver"]
+
+
+class ValveBoardDriver:
+    """Driver of one valve board node.
+
+    Parameters
+    ----------
+    codec : DbcCodec
+        Codec of the bus holding ``dbc/qiki.dbc``. The driver derives a node codec with
+        ID offset ``codec.id_offset + node_id - 1``.
+    node_id : int, optional
+        Board node ID, 1..13 (default 1: IDs 0x101, 0x181, 0x701).
+    n_valves : int, optional
+        Valves fitted, 1..8 (default 8).
+    stale_after_periods : float, optional
+        A stream is stale after this many missed periods (default 3, SAFETY.md).
+
+    Raises
+    ------
+    BusConfigError
+        If the DBC lacks a message or signal the driver needs (K02), or the arguments
+        are out of range.
+    """
+
+    def __init__(self, codec: DbcCodec, *, node_id: int = 1, n_valves: int = 8,
+                 stale_after_periods: float = 3.0) -> None:
+        if not 1 <= int(node_id) <= 13:
+            raise BusConfigError(f"valve board node_id must be 1..13, got {node_id}")
+        if not 1 <= int(n_valves) <= vb.MAX_VALVES:
+            raise BusConfigError(f"valve board n_valves must be 1..8, got {n_valves}")
+        codec.require(vb.REQUIRED_SIGNALS)
+        self.node_id = int(node_id)
+        self.n_valves = int(n_valves)
+        self._codec = codec.with_offset(codec.id_offset + self.node_id - 1)
+        self._checker = IngressChecker(
+            self._codec,
+            [IngressSpec(vb.STATUS, counter_signal=vb.COUNTER_SIGNALS[vb.STATUS],
+                         checksum_signal=vb.CHECKSUM_SIGNALS[vb.STATUS],
+                         checksum_fn=vb.e2e_checksum, regular=True),
+             IngressSpec(vb.HEARTBEAT, regular=True)],
+            stale_after_periods=stale_after_periods)
+        self._command_id = self._codec.frame_id(vb.COMMAND)
+        self._status_id = self._codec.frame_id(vb.STATUS)
+        self._heartbeat_id = self._codec.frame_id(vb.HEARTBEAT)
+        self._counter = 0
+        self.status: vb.ValveBoardStatus | None = None
+        self.heartbeat: vb.ValveBoardHeartbeat | None = None
+        self.status_rx_s: float | None = None
+        self.heartbeat_rx_s: float | None = None
+        self._rebooted = False
+        self.reboot_count = 0
+        self._seen_operational = False
+        self.commands_built = 0
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def arbitration_ids(self) -> tuple[int, ...]:
+        """IDs this driver consumes (``VB_Status``, ``VB_Heartbeat`` of its node)."""
+        return (self._status_id, self._heartbeat_id)
+
+    @property
+    def command_id(self) -> int:
+        """Arbitration ID of this node's ``VB_Command`` (for bus monitors, B09)."""
+        return self._command_id
+
+    @property
+    def codec(self) -> DbcCodec:
+        """The node codec (ID offset applied)."""
+        return self._codec
+
+    @property
+    def checker(self) -> IngressChecker:
+        """The ingress checker (streams, rejects)."""
+        return self._checker
+
+    @property
+    def ingress_rejects(self) -> dict[str, int]:
+        """Rejected frames by reason (``checksum``, ``counter``, ``dlc``, ``range``...)."""
+        return self._checker.rejects
+
+    # ------------------------------------------------------------------ receive
+    def on_frame(self, msg: can.Message, now_s: float) -> bool:
+        """Check, decode and apply one received frame. Per-frame (called from the poll).
+
+        Parameters
+        ----------
+        msg : can.Message
+            A frame with one of :attr:`arbitration_ids`.
+        now_s : float
+            Receipt time on the loop's monotonic clock, s.
+
+        Returns
+        -------
+        bool
+            True when the frame was accepted and applied.
+        """
+        decoded = self._checker.check(msg, now_s)
+        if decoded is None:
+            return False
+        if decoded.name == vb.STATUS:
+            self.status = vb.status_from_signals(decoded.signals, self.n_valves)
+            self.status_rx_s = now_s
+            return True
+        try:
+            hb = vb.heartbeat_from_signals(decoded.signals)
+        except ProtocolError:  # the range/enum check rejects these first
+            return False
+        self._track_reboot(hb)
+        self.heartbeat = hb
+        self.heartbeat_rx_s = now_s
+        return True
+
+    def _track_reboot(self, hb: vb.ValveBoardHeartbeat) -> None:
+        prev = self.heartbeat
+        rebooted = False
+        if prev is not None and hb.uptime_s < prev.uptime_s:
+            # A 32-bit millisecond uptime wraps after 49.7 days: not a reboot.
+            wrapped = prev.uptime_s > vb.UPTIME_WRAP_S - 60.0 and hb.uptime_s < 60.0
+            rebooted = not wrapped
+        if hb.state is vb.BoardState.BOOT and self._seen_operational:
+            rebooted = True
+        if rebooted:
+            self._rebooted = True
+            self.reboot_count += 1
+            self._seen_operational = False
+        if hb.state is vb.BoardState.OPERATIONAL:
+            self._seen_operational = True
+
+    @property
+    def rebooted(self) -> bool:
+        """Latched: the board reset since the last passing POST (D05).
+
+        Set when the heartbeat uptime goes backwards or the board reports BOOT after
+        OPERATIONAL. Cleared only by a passing :meth:`post_report`.
+        """
+        return self._rebooted
+
+    def status_fresh(self, now_s: float) -> bool:
+        """Whether ``VB_Status`` is fresh (accepted within 3 periods, counter valid)."""
+        return self._checker.is_fresh(vb.STATUS, now_s)
+
+    def heartbeat_fresh(self, now_s: float) -> bool:
+        """Whether ``VB_Heartbeat`` is fresh (accepted within 3 periods; D04)."""
+        return self._checker.is_fresh(vb.HEARTBEAT, now_s)
+
+    def _why_not_fresh(self, name: str, now_s: float) -> str:
+        st = self._checker.stream(name)
+        age = self._checker.age_s(name, now_s)
+        if st.counter_invalid:
+            return "invalid (wrong counters)"
+        if age is not None and st.stale_after_s is not None and age > st.stale_after_s:
+            return f"stale ({age * 1000:.0f} ms old)"
+        if self._checker.timing_warning(name) and not st.recovering:
+            return "irregular (half rate or bursts)"
+        return "not steady yet (needs regular periods)"
+
+    # ------------------------------------------------------------------ transmit
+    def command_frame(self, duty_pct: Sequence[float]) -> can.Message:
+        """Build the next ``VB_Command`` frame. Per-tick.
+
+        Parameters
+        ----------
+        duty_pct : sequence of float, length n_valves
+            Duty cycle per valve (0-based), % of the board's PWM period. Rounded to the
+            2 % wire step, clamped to [0, 100]; NaN/inf give 0 (fail safe).
+
+        Returns
+        -------
+        can.Message
+            Standard-ID frame with the alive counter (+1 per call) and the E2E checksum.
+
+        Raises
+        ------
+        ValueError
+            If ``len(duty_pct) != n_valves``.
+        """
+        if len(duty_pct) != self.n_valves:
+            raise ValueError(f"expected {self.n_valves} duties, got {len(duty_pct)}")
+        raw = [vb.duty_pct_to_raw(d) for d in duty_pct]
+        msg = self._codec.encode(vb.COMMAND, vb.command_signals(raw, self._counter))
+        msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
+        self._counter = vb.next_counter(self._counter)
+        self.commands_built += 1
+        return msg
+
+    # ------------------------------------------------------------------ POST
+    def post_report(self, now_s: float, accepted_firmware: str) -> tuple[bool, str]:
+        """Power-on self test of the board (SAFETY.md D07, D05).
+
+        Parameters
+        ----------
+        now_s : float
+            Loop time, s.
+        accepted_firmware : str
+            Firmware acceptance spec, e.g. ``">=1.2.0"`` or ``">=1.2.0,<2.0.0"``.
+
+        Returns
+        -------
+        (bool, str)
+            ``(True, "valve board node N: ok, firmware X.Y.Z")`` or ``(False, reason)``
+            naming the board and the first failed check: heartbeat absent/stale, status
+            absent/stale, state not OPERATIONAL, firmware rejected, valve fault,
+            over-temperature. A pass clears the :attr:`rebooted` latch.
+
+        Raises
+        ------
+        ProtocolError
+            If ``accepted_firmware`` is malformed.
+        """
+        who = f"valve board node {self.node_id}"
+        if self.heartbeat is None:
+            return False, f"{who}: absent (no heartbeat received)"
+        if not self.heartbeat_fresh(now_s):
+            return False, f"{who}: heartbeat {self._why_not_fresh(vb.HEARTBEAT, now_s)}"
+        if self.status is None:
+            return False, f"{who}: no status received"
+        if not self.status_fresh(now_s):
+            return False, f"{who}: status {self._why_not_fresh(vb.STATUS, now_s)}"
+        hb = self.heartbeat
+        version = ".".join(str(v) for v in hb.firmware_version)
+        if not vb.firmware_accepted(hb.firmware_version, accepted_firmware):
+            return False, f"{who}: firmware {version} not accepted ({accepted_firmware})"
+        if hb.state is not vb.BoardState.OPERATIONAL:
+            return False, f"{who}: state {hb.state.name}"
+        st = self.status
+        if st.valve_fault_mask & ((1 << self.n_valves) - 1):
+            bad = [i for i, f in enumerate(st.valve_fault) if f]
+            return False, f"{who}: valve fault on valves {bad} (0-based)"
+        if st.over_temp:
+            return False, f"{who}: over temperature ({st.board_temp_c:.0f} degC)"
+        self._rebooted = False
+        return True, f"{who}: ok, firmware {version}"

@@ -1,0 +1,564 @@
+"""The Modbus port: one small interface, three backends.
+
+:class:`ModbusLink` is what drivers, the poller and ``qiki modbus read`` talk to. Backends:
+
+* :class:`MemoryModbusLink` -- in-process, straight into emulated devices (anything with
+  ``respond(ModbusRequest) -> ModbusReply``), for lockstep runs: no threads, no sleeping,
+  bit-for-bit deterministic;
+* :class:`PymodbusTcpLink` -- Modbus TCP via pymodbus' synchronous client;
+* :class:`PymodbusRtuLink` -- Modbus RTU over a serial device or a pty via pymodbus.
+
+Rules (SAFETY.md D10/D11, ARCHITECTURE.md section 7):
+
+* Every call has a finite timeout and returns; an expected failure (timeout, exception
+  response, wrong unit id, CRC noise, refused connection) is a returned
+  :class:`ModbusFailure`, never an exception, and is counted in :meth:`stats`.
+* A reply is data only if it carries the addressed unit id, the expected function, a
+  valid CRC (RTU) and exactly the requested number of values. Anything else is counted by
+  kind and never returned as data.
+* No retries, on reads or writes: a write is an absolute idempotent setpoint that the
+  caller verifies by read-back; a failed read is simply tried again at the next poll.
+* pymodbus exceptions are translated here, once, into :class:`ModbusFailure` (expected
+  failures) or :class:`~hal.errors.BusConfigError` (unusable configuration).
+
+Thread safety: each backend serialises its transactions with a lock, so the poller worker
+and a command-line read may share a link.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Literal, Mapping, Protocol, Union, runtime_checkable
+
+from firmware_bridge.protocols.modbus_profile import (
+    BIT_TABLES,
+    MAX_READ_BITS,
+    MAX_READ_REGISTERS,
+    REGISTER_TABLES,
+    ModbusReply,
+    ModbusRequest,
+)
+from hal.errors import BusConfigError
+
+FailureKind = Literal["timeout", "exception", "wrong_unit", "corrupt", "transport", "closed"]
+
+
+@dataclass(frozen=True)
+class ModbusFailure:
+    """Why a Modbus transaction produced no data.
+
+    Falsy, so ``if not result`` reads naturally for writes; for reads test with
+    ``isinstance(result, ModbusFailure)``.
+
+    Attributes
+    ----------
+    kind : {"timeout", "exception", "wrong_unit", "corrupt", "transport", "closed"}
+        ``timeout``: no (complete) reply in time; ``exception``: the device answered with a
+        Modbus exception (``exception_code``, spec section 7); ``wrong_unit``: the reply
+        carried another unit id; ``corrupt``: bytes arrived but no valid reply (CRC
+        mismatch on RTU, malformed ADU on TCP, wrong value count); ``transport``: the
+        connection or port failed; ``closed``: the link was closed.
+    exception_code : int
+        Modbus exception code for ``exception`` (0 otherwise).
+    detail : str
+        One line for logs.
+    """
+
+    kind: FailureKind
+    exception_code: int = 0
+    detail: str = ""
+
+    def __bool__(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    """Transaction counters of one link (monotonic, since construction).
+
+    Attributes
+    ----------
+    requests : int
+        Transactions attempted.
+    ok : int
+        Transactions that returned data (or a confirmed write).
+    timeouts, exceptions, wrong_unit, corrupt, transport_errors, closed : int
+        Failures by :attr:`ModbusFailure.kind`.
+    exception_codes : dict of int to int
+        Exception responses by code.
+    """
+
+    requests: int = 0
+    ok: int = 0
+    timeouts: int = 0
+    exceptions: int = 0
+    wrong_unit: int = 0
+    corrupt: int = 0
+    transport_errors: int = 0
+    closed: int = 0
+    exception_codes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> int:
+        """All failed transactions."""
+        return self.requests - self.ok
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain dict (for ``summary.json``)."""
+        return {
+            "requests": self.requests, "ok": self.ok, "failures": self.failures,
+            "timeouts": self.timeouts, "exceptions": self.exceptions,
+            "wrong_unit": self.wrong_unit, "corrupt": self.corrupt,
+            "transport_errors": self.transport_errors, "closed": self.closed,
+            "exception_codes": {str(k): v for k, v in sorted(self.exception_codes.items())},
+        }
+
+
+ReadResult = Union[list, ModbusFailure]
+WriteResult = Union[Literal[True], ModbusFailure]
+
+
+@runtime_checkable
+class ModbusLink(Protocol):
+    """The Modbus port (client side).
+
+    Addresses are PDU addresses (0..65535, no 4xxxx offset). ``unit_id`` is 1..247.
+    """
+
+    def read_registers(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
+        """Read ``count`` registers from ``table`` (``holding``: function 3, ``input``: 4).
+
+        Returns a list of ``count`` ints (0..65535) or a :class:`ModbusFailure`.
+        """
+        ...
+
+    def read_bits(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
+        """Read ``count`` bits from ``table`` (``coil``: function 1, ``discrete``: 2).
+
+        Returns a list of ``count`` bools or a :class:`ModbusFailure`.
+        """
+        ...
+
+    def write_coil(self, address: int, value: bool, unit_id: int) -> WriteResult:
+        """Write one coil (function 5), once. Returns True or a :class:`ModbusFailure`."""
+        ...
+
+    def write_register(self, address: int, value: int, unit_id: int) -> WriteResult:
+        """Write one holding register (function 6), once. True or :class:`ModbusFailure`."""
+        ...
+
+    def stats(self) -> LinkStats:
+        """Return a copy of the counters."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection; later calls return ``ModbusFailure("closed")``."""
+        ...
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def _check_request(table: str, address: int, count: int, unit_id: int, bits: bool) -> None:
+    tables = BIT_TABLES if bits else REGISTER_TABLES
+    if table not in tables:
+        raise ValueError(f"table {table!r} not one of {tables}")
+    limit = MAX_READ_BITS if bits else MAX_READ_REGISTERS
+    if not 1 <= count <= limit:
+        raise ValueError(f"count {count} outside 1..{limit}")
+    if not 0 <= address or address + count - 1 > 0xFFFF:
+        raise ValueError(f"address range {address}+{count} outside 0..65535")
+    if not 1 <= unit_id <= 247:
+        raise ValueError(f"unit_id {unit_id} outside 1..247")
+
+
+class _Counters:
+    """Mutable counters behind :class:`LinkStats` (guarded by the link's lock)."""
+
+    def __init__(self) -> None:
+        self.stats = LinkStats()
+
+    def record(self, result: object) -> None:
+        s = self.stats
+        codes = dict(s.exception_codes)
+        upd: dict[str, int] = {"requests": s.requests + 1}
+        if isinstance(result, ModbusFailure):
+            attr = {
+                "timeout": "timeouts", "exception": "exceptions", "wrong_unit": "wrong_unit",
+                "corrupt": "corrupt", "transport": "transport_errors", "closed": "closed",
+            }[result.kind]
+            upd[attr] = getattr(s, attr) + 1
+            if result.kind == "exception":
+                codes[result.exception_code] = codes.get(result.exception_code, 0) + 1
+        else:
+            upd["ok"] = s.ok + 1
+        self.stats = replace(s, exception_codes=codes, **upd)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@runtime_checkable
+class ModbusResponder(Protocol):
+    """The device end of a :class:`MemoryModbusLink` (an emulated device)."""
+
+    def respond(self, request: ModbusRequest) -> ModbusReply:
+        """Answer one request (per transaction; pure with respect to the wire)."""
+        ...
+
+
+class MemoryModbusLink:
+    """In-process Modbus link for lockstep runs.
+
+    Each transaction calls the responder for ``unit_id`` synchronously and interprets its
+    :class:`ModbusReply` exactly as the wire backends would: ``silent`` and replies slower
+    than ``timeout_s`` are timeouts (no time passes: lockstep), ``wrong_unit``/``corrupt``
+    are counted and dropped. A unit with no responder is silent, as on a real bus.
+
+    Parameters
+    ----------
+    devices : mapping of int to ModbusResponder
+        Responders by unit id (1..247).
+    timeout_s : float, optional
+        Reply deadline (s) against which a reply's ``delay_s`` is judged (default 0.1).
+    """
+
+    def __init__(self, devices: Mapping[int, ModbusResponder], timeout_s: float = 0.1) -> None:
+        if not timeout_s > 0:
+            raise BusConfigError(f"memory Modbus link: timeout_s must be > 0 (got {timeout_s})")
+        self._devices = dict(devices)
+        self.timeout_s = float(timeout_s)
+        self._lock = threading.Lock()
+        self._counters = _Counters()
+        self._closed = False
+
+    def attach(self, unit_id: int, device: ModbusResponder) -> None:
+        """Connect (or replace) the responder for ``unit_id``."""
+        with self._lock:
+            self._devices[unit_id] = device
+
+    def _transact(self, request: ModbusRequest, expect_count: int) -> ReadResult:
+        with self._lock:
+            result = self._transact_locked(request, expect_count)
+            self._counters.record(result)
+            return result
+
+    def _transact_locked(self, request: ModbusRequest, expect_count: int) -> ReadResult:
+        if self._closed:
+            return ModbusFailure("closed", detail="link closed")
+        device = self._devices.get(request.unit_id)
+        if device is None:
+            return ModbusFailure("timeout", detail=f"unit {request.unit_id}: no reply")
+        reply = device.respond(request)
+        if reply.kind == "silent" or reply.delay_s > self.timeout_s:
+            return ModbusFailure("timeout", detail=f"unit {request.unit_id}: no reply within {self.timeout_s} s")
+        if reply.kind == "exception":
+            return ModbusFailure("exception", reply.exception_code, f"exception code {reply.exception_code}")
+        if reply.kind == "wrong_unit":
+            return ModbusFailure("wrong_unit", detail="reply from another unit id")
+        if reply.kind == "corrupt":
+            return ModbusFailure("corrupt", detail="reply failed its CRC")
+        values = list(reply.values)
+        if len(values) != expect_count:
+            return ModbusFailure("corrupt", detail=f"{len(values)} values, expected {expect_count}")
+        return values
+
+    def read_registers(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
+        """See :meth:`ModbusLink.read_registers`."""
+        _check_request(table, address, count, unit_id, bits=False)
+        res = self._transact(ModbusRequest(unit_id, "read", table, address, count), count)
+        return res if isinstance(res, ModbusFailure) else [int(v) & 0xFFFF for v in res]
+
+    def read_bits(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
+        """See :meth:`ModbusLink.read_bits`."""
+        _check_request(table, address, count, unit_id, bits=True)
+        res = self._transact(ModbusRequest(unit_id, "read", table, address, count), count)
+        return res if isinstance(res, ModbusFailure) else [bool(v) for v in res]
+
+    def write_coil(self, address: int, value: bool, unit_id: int) -> WriteResult:
+        """See :meth:`ModbusLink.write_coil`."""
+        _check_request("coil", address, 1, unit_id, bits=True)
+        res = self._transact(ModbusRequest(unit_id, "write", "coil", address, 1, bool(value)), 1)
+        return res if isinstance(res, ModbusFailure) else True
+
+    def write_register(self, address: int, value: int, unit_id: int) -> WriteResult:
+        """See :meth:`ModbusLink.write_register`."""
+        _check_request("holding", address, 1, unit_id, bits=False)
+        if not 0 <= int(value) <= 0xFFFF:
+            raise ValueError(f"register value {value} outside 0..65535")
+        res = self._transact(ModbusRequest(unit_id, "write", "holding", address, 1, int(value)), 1)
+        return res if isinstance(res, ModbusFailure) else True
+
+    def stats(self) -> LinkStats:
+        """See :meth:`ModbusLink.stats`."""
+        with self._lock:
+            return self._counters.stats
+
+    def close(self) -> None:
+        """See :meth:`ModbusLink.close`."""
+        with self._lock:
+            self._closed = True
+
+
+# --------------------------------------------------------------------------- pymodbus
+
+
+def crc16_modbus(data: bytes) -> int:
+    """CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF), as sent low byte first.
+
+    Source: Modbus over Serial Line Specification V1.02, section 6.2.2.
+    """
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def _rtu_frames_ok(buf: bytes) -> bool:
+    """True if ``buf`` starts with a CRC-valid RTU frame (unit, function, data, CRC)."""
+    for end in range(4, len(buf) + 1):
+        if crc16_modbus(buf[: end - 2]) == int.from_bytes(buf[end - 2 : end], "little"):
+            return True
+    return False
+
+
+class _PymodbusLink:
+    """Shared part of the pymodbus backends: translation of results and failures."""
+
+    _rtu = False
+
+    def __init__(self, client: object, timeout_s: float, name: str) -> None:
+        self._client = client
+        self.timeout_s = timeout_s
+        self.name = name
+        self._lock = threading.Lock()
+        self._counters = _Counters()
+        self._closed = False
+        self._rx: list[bytes] = []
+        self._unit_kw = _unit_keyword(type(client))
+
+    # pymodbus trace hook: sees every raw buffer; keeps what the current transaction got.
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        if not sending and data:
+            self._rx.append(bytes(data))
+        return data
+
+    def _classify_silence(self, unit_id: int, function_code: int) -> ModbusFailure:
+        """Name a transaction that ended without an accepted reply, from the raw bytes."""
+        if not self._rx:
+            return ModbusFailure("timeout", detail=f"{self.name}: no reply from unit {unit_id} within {self.timeout_s} s")
+        buf = max(self._rx, key=len)
+        if self._rtu:
+            units = {b[0] for b in self._rx if b}
+            crc_ok = _rtu_frames_ok(buf)
+            if crc_ok and unit_id not in units:
+                return ModbusFailure("wrong_unit", detail=f"{self.name}: reply from unit(s) {sorted(units)}, asked {unit_id}")
+            return ModbusFailure("corrupt", detail=f"{self.name}: {len(buf)} bytes, no CRC-valid reply from unit {unit_id}")
+        units = {b[6] for b in self._rx if len(b) >= 7}
+        if units and unit_id not in units:
+            return ModbusFailure("wrong_unit", detail=f"{self.name}: reply from unit(s) {sorted(units)}, asked {unit_id}")
+        return ModbusFailure("corrupt", detail=f"{self.name}: {len(buf)} bytes, no well-formed reply")
+
+    def _prepare(self) -> None:
+        self._rx = []
+
+    def _call(self, method: str, unit_id: int, function_code: int, expect_count: int | None, **kwargs: object) -> ReadResult:
+        from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+        if self._closed:
+            return ModbusFailure("closed", detail=f"{self.name}: link closed")
+        try:
+            if not self._client.connect():  # type: ignore[attr-defined]
+                return ModbusFailure("transport", detail=f"{self.name}: cannot connect")
+            self._prepare()
+            kwargs[self._unit_kw] = unit_id
+            rsp = getattr(self._client, method)(**kwargs)
+        except ConnectionException as exc:
+            return ModbusFailure("transport", detail=f"{self.name}: {exc}")
+        except ModbusIOException:
+            return self._classify_silence(unit_id, function_code)
+        except ModbusException as exc:
+            return ModbusFailure("corrupt", detail=f"{self.name}: {exc}")
+        except OSError as exc:
+            return ModbusFailure("transport", detail=f"{self.name}: {exc}")
+        if rsp is None:
+            return self._classify_silence(unit_id, function_code)
+        if getattr(rsp, "dev_id", unit_id) != unit_id:
+            return ModbusFailure("wrong_unit", detail=f"{self.name}: reply from unit {rsp.dev_id}")
+        if rsp.isError():
+            code = int(getattr(rsp, "exception_code", 0) or 0)
+            return ModbusFailure("exception", code, f"{self.name}: exception code {code}")
+        if (rsp.function_code & 0x7F) != function_code:
+            return ModbusFailure("corrupt", detail=f"{self.name}: reply function {rsp.function_code}")
+        if expect_count is None:
+            return True  # type: ignore[return-value]
+        if function_code in (1, 2):
+            values = [bool(b) for b in rsp.bits[:expect_count]]
+            # a bit reply is padded to whole bytes; fewer bits than asked is malformed
+            if len(rsp.bits) < expect_count or len(rsp.bits) > ((expect_count + 7) // 8) * 8:
+                return ModbusFailure("corrupt", detail=f"{self.name}: {len(rsp.bits)} bits, expected {expect_count}")
+            return values
+        regs = list(rsp.registers)
+        if len(regs) != expect_count:
+            return ModbusFailure("corrupt", detail=f"{self.name}: {len(regs)} registers, expected {expect_count}")
+        return [int(r) & 0xFFFF for r in regs]
+
+    def _transact(self, *args: object, **kwargs: object) -> ReadResult:
+        with self._lock:
+            result = self._call(*args, **kwargs)  # type: ignore[arg-type]
+            self._counters.record(result)
+            return result
+
+    def read_registers(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
+        """See :meth:`ModbusLink.read_registers`."""
+        _check_request(table, address, count, unit_id, bits=False)
+        method, fc = ("read_holding_registers", 3) if table == "holding" else ("read_input_registers", 4)
+        return self._transact(method, unit_id, fc, count, address=address, count=count)
+
+    def read_bits(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
+        """See :meth:`ModbusLink.read_bits`."""
+        _check_request(table, address, count, unit_id, bits=True)
+        method, fc = ("read_coils", 1) if table == "coil" else ("read_discrete_inputs", 2)
+        return self._transact(method, unit_id, fc, count, address=address, count=count)
+
+    def write_coil(self, address: int, value: bool, unit_id: int) -> WriteResult:
+        """See :meth:`ModbusLink.write_coil`."""
+        _check_request("coil", address, 1, unit_id, bits=True)
+        return self._transact("write_coil", unit_id, 5, None, address=address, value=bool(value))  # type: ignore[return-value]
+
+    def write_register(self, address: int, value: int, unit_id: int) -> WriteResult:
+        """See :meth:`ModbusLink.write_register`."""
+        _check_request("holding", address, 1, unit_id, bits=False)
+        if not 0 <= int(value) <= 0xFFFF:
+            raise ValueError(f"register value {value} outside 0..65535")
+        return self._transact("write_register", unit_id, 6, None, address=address, value=int(value))  # type: ignore[return-value]
+
+    def stats(self) -> LinkStats:
+        """See :meth:`ModbusLink.stats`."""
+        with self._lock:
+            return self._counters.stats
+
+    def close(self) -> None:
+        """See :meth:`ModbusLink.close`."""
+        with self._lock:
+            self._closed = True
+            try:
+                self._client.close()  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - closing must not raise
+                pass
+
+
+def _unit_keyword(client_cls: type) -> str:
+    """``device_id`` (pymodbus >= 3.10) or ``slave`` (3.9): the unit-id keyword."""
+    params = inspect.signature(client_cls.read_holding_registers).parameters
+    return "device_id" if "device_id" in params else "slave"
+
+
+def _quiet_pymodbus() -> None:
+    # pymodbus logs every dropped frame at ERROR; we count them instead.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+class PymodbusTcpLink(_PymodbusLink):
+    """Modbus TCP client link (pymodbus ``ModbusTcpClient``).
+
+    Parameters
+    ----------
+    host : str
+        Server address (the emulators bind 127.0.0.1 only).
+    port : int
+        TCP port (502 on real gateways; ephemeral for emulators).
+    timeout_s : float, optional
+        Connect and reply timeout per transaction (s, > 0; default 0.1, SAFETY.md).
+
+    Raises
+    ------
+    BusConfigError
+        Invalid parameters.
+
+    Notes
+    -----
+    TCP has no CRC; a reply whose MBAP header is malformed or truncated is ``corrupt``, one
+    with another unit id (MBAP byte 6) ``wrong_unit``; a stale reply with an old
+    transaction id is dropped by pymodbus and ends as a ``timeout``. Source: Modbus
+    Messaging on TCP/IP Implementation Guide V1.0b, section 3.1.3.
+    """
+
+    def __init__(self, host: str, port: int, timeout_s: float = 0.1) -> None:
+        from pymodbus.client import ModbusTcpClient
+
+        if not timeout_s > 0 or not 0 < int(port) < 65536:
+            raise BusConfigError(f"modbus tcp {host}:{port}: need 0 < port < 65536 and timeout_s > 0")
+        _quiet_pymodbus()
+        try:
+            client = ModbusTcpClient(
+                host, port=int(port), timeout=float(timeout_s), retries=0,
+                reconnect_delay=0.0, trace_packet=self._trace_packet,
+            )
+        except (TypeError, ValueError) as exc:
+            raise BusConfigError(f"modbus tcp {host}:{port}: {exc}") from exc
+        super().__init__(client, float(timeout_s), f"tcp://{host}:{port}")
+
+
+class PymodbusRtuLink(_PymodbusLink):
+    """Modbus RTU client link over a serial device or pty (pymodbus ``ModbusSerialClient``).
+
+    Parameters
+    ----------
+    port_path : str
+        Serial device (``/dev/ttyUSB0``, ``/dev/pts/N``).
+    baudrate : int, optional
+        Line rate in bit/s (JK BMS default 115200).
+    timeout_s : float, optional
+        Reply timeout per transaction (s, > 0; default 0.1).
+    parity : {"N", "E", "O"}, optional
+        Parity (8 data bits, 1 stop bit).
+
+    Raises
+    ------
+    BusConfigError
+        Invalid parameters.
+
+    Notes
+    -----
+    Before each request the input buffer is flushed, so a late reply to an earlier,
+    timed-out request is never taken as the answer to this one (RTU has no transaction
+    id). A CRC-valid frame from another unit counts as ``wrong_unit``; bytes without a
+    CRC-valid frame as ``corrupt`` (Modbus over Serial Line V1.02, section 2.5.1.2).
+    """
+
+    _rtu = True
+
+    def __init__(self, port_path: str, baudrate: int = 115200, timeout_s: float = 0.1, parity: str = "N") -> None:
+        from pymodbus.client import ModbusSerialClient
+
+        if not timeout_s > 0 or int(baudrate) <= 0 or parity not in ("N", "E", "O"):
+            raise BusConfigError(f"modbus rtu {port_path}: need baudrate > 0, timeout_s > 0, parity N/E/O")
+        _quiet_pymodbus()
+        try:
+            client = ModbusSerialClient(
+                port_path, baudrate=int(baudrate), parity=parity, bytesize=8, stopbits=1,
+                timeout=float(timeout_s), retries=0, reconnect_delay=0.0,
+                trace_packet=self._trace_packet,
+            )
+        except (TypeError, ValueError) as exc:
+            raise BusConfigError(f"modbus rtu {port_path}: {exc}") from exc
+        super().__init__(client, float(timeout_s), f"rtu:{port_path}")
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        sock = getattr(self._client, "socket", None)
+        if sock is not None:
+            try:
+                sock.reset_input_buffer()
+            except OSError:
+                pass
+
+
+LinkFactory = Callable[[], ModbusLink]

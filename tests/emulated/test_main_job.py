@@ -1,0 +1,139 @@
+"""The main job end to end on the virtual rig, in lockstep.
+
+Judged by issue 2: the square mission completes with max_hold_error_m < 0.05 and ends in
+idle; two runs with one seed give identical summaries (but wall-clock fields) and event
+logs; host heartbeat loss closes every valve within 200 ms of simulated time and the run
+ends in safe_mode; an E-stop from the MCU reaches estop within one tick.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controller.run import WALL_CLOCK_KEYS, RunOptions, run_main_job
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rig_with_faults(tmp_path: Path, faults: list[dict]) -> Path:
+    data = yaml.safe_load((ROOT / "rigs" / "virtual.yaml").read_text())
+    data["emulation"]["faults"] = faults
+    data["controller"]["fsm"] = str(ROOT / "fsm_configs" / "qiki_vehicle.yaml")
+    data["buses"]["can0"]["dbc"] = [str(ROOT / "dbc" / "qiki.dbc")]
+    p = tmp_path / "rig.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def strip_wall(summary: dict) -> dict:
+    s = copy.deepcopy(summary)
+    for key in WALL_CLOCK_KEYS:
+        parts = key.split(".")
+        d = s
+        for part in parts[:-1]:
+            d = d.get(part, {})
+        d.pop(parts[-1], None)
+    return s
+
+
+@pytest.fixture(scope="module")
+def nominal_runs(tmp_path_factory):
+    out = []
+    for i in range(2):
+        d = tmp_path_factory.mktemp(f"run{i}")
+        opts = RunOptions(rig=str(ROOT / "rigs/virtual.yaml"), mission=str(ROOT / "missions/square.yaml"),
+                          seed=7, runs_dir=str(d), progress=False)
+        out.append(run_main_job(opts))
+    return out
+
+
+def test_square_mission_completes_within_hold_tolerance(nominal_runs):
+    status, summary, folder = nominal_runs[0]
+    assert status == 0, summary["result"]
+    assert summary["result"] == "completed"
+    assert summary["final_state"] == "idle"
+    assert summary["waypoints_reached"] == summary["waypoints_total"] == 4
+    assert summary["max_hold_error_m"] < 0.05
+    events = [t[2] for t in summary["transitions"]]
+    assert events[:4] == ["post_passed", "arm", "start_mission", "mission_complete"]
+    assert events[-1] == "disarm"
+    assert all(p["passed"] for p in summary["post"].values())
+    assert summary["loop"]["overruns"] == 0
+    assert (folder / "events.jsonl").exists() and (folder / "can0.asc").exists()
+
+
+def test_lockstep_runs_are_deterministic(nominal_runs):
+    (_, s1, f1), (_, s2, f2) = nominal_runs
+    assert strip_wall(s1) == strip_wall(s2)
+    assert (f1 / "events.jsonl").read_text() == (f2 / "events.jsonl").read_text()
+
+
+def test_raw_can_log_reads_back(nominal_runs):
+    import can
+
+    _, summary, folder = nominal_runs[0]
+    frames = list(can.LogReader(str(folder / "can0.asc")))
+    ids = {m.arbitration_id for m in frames}
+    assert {0x101, 0x181, 0x701} <= ids
+    sent = summary["buses"]["can0"]["frames_sent"]
+    assert sum(1 for m in frames if m.arbitration_id == 0x101) == sent
+
+
+def test_host_heartbeat_loss_closes_valves_within_200ms_and_ends_safe(tmp_path):
+    from controller.config import load_mission, load_rig
+    from controller.loop import FixedRateLoop
+    from controller.record.run_record import RunRecord
+    from controller.rig import build_rig
+
+    t_kill = 15.0
+    rig_path = rig_with_faults(tmp_path, [{"at_s": t_kill, "fault": "host_heartbeat_loss"}])
+    rig, path = load_rig(rig_path)
+    record = RunRecord(tmp_path / "run")
+    built = build_rig(rig, path, mission=load_mission(ROOT / "missions/square.yaml"), record=record.event)
+    open_after_kill = []
+    built.sim.observers.append(lambda t, fr: open_after_kill.append(t) if t >= t_kill and any(fr) else None)
+    v = built.vehicle
+    script_cmds = {"idle": "arm", "armed": "start_mission"}
+    sent = set()
+
+    def tick(k, now, dt):
+        v.tick(k, now, dt)
+        cmd = script_cmds.get(v.state)
+        if cmd and cmd not in sent and v.post_passed:
+            v.command(cmd)
+            sent.add(cmd)
+        return now < t_kill + 1.0
+
+    loop = FixedRateLoop(built.clock, 100.0, advance=built.advance)
+    try:
+        loop.run(tick)
+    finally:
+        built.close()
+        record.close()
+    assert "start_mission" in sent
+    assert open_after_kill, "valves were never open after the kill: the test proves nothing"
+    assert max(open_after_kill) < t_kill + 0.2
+    assert v.state == "safe_mode"
+    assert v.first_fault is not None
+
+
+def test_estop_reaches_estop_within_one_tick(tmp_path):
+    t_press = 12.0
+    rig_path = rig_with_faults(tmp_path, [{"at_s": t_press, "fault": "estop_press"}])
+    opts = RunOptions(rig=str(rig_path), mission=str(ROOT / "missions/square.yaml"), runs_dir=str(tmp_path), progress=False)
+    status, summary, folder = run_main_job(opts)
+    assert status == 1
+    assert summary["final_state"] == "estop"
+    t_estop = [t for t in summary["transitions"] if t[3] == "estop"][0][0]
+    assert t_press <= t_estop <= t_press + 0.01 + 1e-9
+    # From the tick E-stop is seen, every command frame on the bus is zero.
+    import can
+
+    for m in can.LogReader(str(folder / "can0.asc")):
+        if m.arbitration_id == 0x101 and m.timestamp >= t_estop - 1e-9:
+            assert bytes(m.data[:6]) == b"\x00" * 6

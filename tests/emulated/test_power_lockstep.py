@@ -1,0 +1,241 @@
+"""Power devices over the memory backend in lockstep: poller, drivers, faults, world.
+
+SAFETY.md D10 (silent device -> stale after N polls), D11 (bad replies never reach the
+snapshot, counted), O01 (arming refused with the reason), relays gate the valve rail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.clock import SimClock
+from controller.modbus_read import format_readings, load_profile, read_quantities
+from firmware_bridge.emulation.power import BatteryModel, Fault, JkBmsEmulator, PowerWorld, QikiPduEmulator
+from hal.devices.bms import bms_arming_check, bms_mission_fault, bms_post_report, bms_reading
+from hal.devices.pdu import Pdu, pdu_post_report
+from hal.modbus.link import MemoryModbusLink
+from hal.modbus.poller import ModbusPoller, PolledDevice
+
+ROOT = Path(__file__).resolve().parents[2]
+TICK_S = 0.01
+
+
+class Bench:
+    def __init__(self, soc: float = 0.9) -> None:
+        self.clock = SimClock()
+        self.jk = load_profile(ROOT / "rigs/profiles/jk_bms.yaml")
+        self.pp = load_profile(ROOT / "rigs/profiles/qiki_pdu.yaml")
+        self.world = PowerWorld(BatteryModel(soc=soc))
+        self.bms = JkBmsEmulator(self.jk, self.world, self.clock, 1)
+        self.pdu_emu = QikiPduEmulator(self.pp, self.world, self.clock, 2)
+        self.link = MemoryModbusLink({1: self.bms, 2: self.pdu_emu}, timeout_s=0.1)
+        self.poller = ModbusPoller(
+            [PolledDevice("bms", self.link, self.jk, 1), PolledDevice("pdu", self.link, self.pp, 2)], self.clock
+        )
+        self.pdu = Pdu(self.poller)
+
+    def run(self, seconds: float, valves_open: float = 0.0) -> None:
+        for _ in range(round(seconds / TICK_S)):
+            self.clock.advance(TICK_S)
+            self.world.step(TICK_S, valves_open)
+            self.poller.step()
+
+    def bms_snap(self):
+        return self.poller.snapshot("bms")
+
+
+@pytest.fixture
+def bench():
+    return Bench()
+
+
+def test_first_poll_fills_snapshots(bench):
+    bench.poller.step()
+    r = bms_reading(bench.bms_snap())
+    assert r is not None and r.cell_count == 8 and r.soc_pct == 90.0
+    assert r.pack_voltage_v == pytest.approx(bench.world.battery.terminal_voltage_v, abs=0.002)
+    assert bench.bms_snap().is_fresh(bench.clock.now_s())
+    assert bms_post_report(bench.bms_snap(), 8, bench.clock.now_s()).ok
+    assert pdu_post_report(bench.poller.snapshot("pdu"), bench.clock.now_s()).ok
+
+
+def test_polls_follow_each_device_period(bench):
+    bench.poller.step()
+    bench.run(2.0)
+    # bms every 0.5 s, pdu every 0.1 s, over 2 s plus the first poll
+    assert bench.bms_snap().polls_ok == 5
+    assert bench.poller.snapshot("pdu").polls_ok == 21
+    assert bench.bms_snap().transactions == 5 * 2  # two read blocks per BMS poll
+
+
+def test_silent_bms_goes_stale_after_configured_polls(bench):
+    bench.poller.step()
+    bench.bms.fault_plan.add(Fault("silent", start_s=0.005))
+    period = bench.jk.poll_period_s
+    n = bench.jk.stale_after_polls
+    bench.run(period * (n - 1) + 0.01)
+    assert bench.bms_snap().consecutive_failures == n - 1
+    assert bench.bms_snap().is_fresh(bench.clock.now_s())
+    bench.run(period)
+    snap = bench.bms_snap()
+    assert snap.consecutive_failures == n and not snap.is_fresh(bench.clock.now_s())
+    assert snap.failures_by_kind["timeout"] == n
+    ok, reason = bms_arming_check(snap, 30.0, bench.clock.now_s())
+    assert not ok and "stale" in reason
+    assert "stale" in bms_mission_fault(snap, bench.clock.now_s(), 20.0, 55.0)
+    # the PDU on the same bus is unaffected
+    assert bench.poller.snapshot("pdu").is_fresh(bench.clock.now_s())
+
+
+@pytest.mark.parametrize(
+    "fault, kind",
+    [
+        (Fault("exception", exception_code=4), "exception"),
+        (Fault("wrong_unit"), "wrong_unit"),
+        (Fault("corrupt"), "corrupt"),
+        (Fault("corrupt", every=3), "corrupt"),
+    ],
+)
+def test_bad_replies_never_reach_the_snapshot(bench, fault, kind):
+    bench.poller.step()
+    good = dict(bench.bms_snap().values)
+    good_time = bench.bms_snap().sample_time_s
+    bench.bms.fault_plan.add(fault)
+    bench.world.battery.soc = 0.10  # the device now holds different data
+    bench.run(3.0)
+    snap = bench.bms_snap()
+    assert snap.failures_by_kind.get(kind, 0) > 0
+    if fault.every == 1:
+        assert dict(snap.values) == good and snap.sample_time_s == good_time
+    else:  # intermittent noise: good polls still get through, bad ones never
+        assert snap.values["soc_pct"] in (10.0, 90.0)
+        assert snap.polls_ok > 1 and snap.polls_failed > 0
+    assert bench.link.stats().failures == snap.failures
+
+
+def test_config_exception_fails_post_with_reason(bench):
+    bench.bms.fault_plan.add(Fault("exception", exception_code=2))
+    bench.poller.step()
+    report = bms_post_report(bench.bms_snap(), 8, bench.clock.now_s())
+    assert not report.ok
+    assert any("illegal data address" in r for r in report.reasons)
+
+
+def test_absent_bms_fails_post_naming_it(bench):
+    bench.link.attach(1, _Absent())
+    bench.poller.step()
+    report = bms_post_report(bench.bms_snap(), 8)
+    assert not report.ok and report.reasons[0].startswith("BMS: no data")
+
+
+class _Absent:
+    def respond(self, request):
+        from firmware_bridge.protocols.modbus_profile import ModbusReply
+
+        return ModbusReply("silent")
+
+
+def test_post_rejects_wrong_cell_count(bench):
+    bench.poller.step()
+    report = bms_post_report(bench.bms_snap(), 16, bench.clock.now_s())
+    assert not report.ok and "cell count 8, rig expects 16" in report.reasons[0]
+
+
+@pytest.mark.parametrize(
+    "soc, alarm_bits, min_soc, ok, reason",
+    [
+        (0.90, 0, 30.0, True, ""),
+        (0.25, 0, 30.0, False, "SoC 25 % below minimum 30 %"),
+        (0.90, 1 << 13, 30.0, False, "BMS alarm active: discharge_overcurrent"),
+        (0.90, 1 << 22, 30.0, False, "unnamed alarm bits"),
+        (0.25, 1 << 5, 30.0, False, "battery_overvoltage"),
+    ],
+)
+def test_arming_check(soc, alarm_bits, min_soc, ok, reason):
+    b = Bench(soc=soc)
+    if alarm_bits:
+        b.bms.fault_plan.add(Fault("alarm", alarm_bits=alarm_bits))
+    b.poller.step()
+    got_ok, got_reason = bms_arming_check(b.bms_snap(), min_soc, b.clock.now_s())
+    assert got_ok is ok and reason in got_reason
+
+
+def test_arming_refused_before_first_poll(bench):
+    ok, reason = bms_arming_check(bench.bms_snap(), 30.0, 0.0)
+    assert not ok and reason.startswith("BMS: no data")
+
+
+def test_low_soc_refusal_never_closes_the_relay():
+    b = Bench(soc=0.2)
+    b.poller.step()
+    ok, _ = bms_arming_check(b.bms_snap(), 30.0, b.clock.now_s())
+    if ok:  # what an arm guard would do; it must not get here
+        b.pdu.request_relay("valve_rail", True)
+    b.run(1.0)
+    assert b.world.relay("valve_rail") is False and b.world.relay_operations == 0
+
+
+def test_relay_write_is_verified_by_read_back_and_gates_the_valve_rail(bench):
+    bench.poller.step()
+    assert not bench.world.valve_rail_powered
+    ticket = bench.pdu.request_relay("valve_rail", True)
+    assert not ticket.done.is_set()  # queued: the tick does not wait for the bus
+    bench.poller.step()
+    assert ticket.done.is_set() and ticket.ok and ticket.readback is True
+    assert bench.world.valve_rail_powered
+    bench.run(0.2)
+    assert bench.pdu.relay_state("valve_rail", bench.clock.now_s()) is True
+    t2 = bench.pdu.request_relay("valve_rail", False)
+    bench.poller.step()
+    assert t2.ok and not bench.world.valve_rail_powered
+    assert bench.world.relay_operations == 2
+
+
+def test_relay_write_failure_is_reported_not_retried(bench):
+    bench.pdu_emu.fault_plan.add(Fault("exception", exception_code=4))
+    before = bench.pdu_emu.requests_seen
+    ticket = bench.pdu.request_relay("valve_rail", True)
+    bench.poller.step(bench.clock.now_s() - 1.0)  # commands only, no poll due
+    assert ticket.done.is_set() and not ticket.ok and "write failed" in ticket.reason
+    assert bench.pdu_emu.requests_seen == before + 1
+    assert bench.world.relay("valve_rail") is False
+
+
+def test_valve_use_drains_battery_and_sags_voltage(bench):
+    bench.poller.step()
+    bench.pdu.request_relay("valve_rail", True)
+    bench.run(0.1)
+    v_idle = bench.world.battery.terminal_voltage_v
+    soc0 = bench.world.battery.soc
+    bench.run(5.0, valves_open=4.0)
+    v_load = bench.world.battery.terminal_voltage_v
+    assert v_load < v_idle - 4 * 0.6 * 0.08 * 0.9  # I*R sag of 4 open valves
+    assert bench.world.battery.soc < soc0
+    assert bench.world.battery.temperature_c > 25.0
+    r = bms_reading(bench.bms_snap())
+    assert r.pack_current_a < -2.0  # JK convention: discharge negative
+    # with the rail open, valves draw nothing
+    bench.pdu.request_relay("valve_rail", False)
+    bench.run(0.1)
+    assert bench.world.rail_currents_a()["valve_rail"] == 0.0
+
+
+def test_over_temperature_raises_mission_fault(bench):
+    bench.world.battery.temperature_c = 57.0
+    bench.poller.step()
+    reason = bms_mission_fault(bench.bms_snap(), bench.clock.now_s(), 20.0, 55.0)
+    assert reason is not None and "battery_overtemperature" in reason
+
+
+def test_modbus_read_library(bench):
+    readings = read_quantities(bench.link, bench.jk, 1, ["soc_pct", "pack_voltage_v", "alarms"])
+    assert readings.ok and readings.values["soc_pct"] == 90.0
+    lines = format_readings(bench.jk, readings)
+    assert lines[0].startswith("pack_voltage_v = ") and lines[0].endswith(" V")
+    assert "soc_pct = 90 %" in lines
+    bench.bms.fault_plan.add(Fault("silent"))
+    failed = read_quantities(bench.link, bench.jk, 1, ["soc_pct"])
+    assert not failed.ok and failed.failures["soc_pct"].kind == "timeout"
+    assert "FAILED timeout" in format_readings(bench.jk, failed)[0]
