@@ -39,6 +39,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         summary_json=args.summary_json,
         runs_dir=args.runs_dir,
         progress=not args.no_progress,
+        lr_replay=args.lr_replay,
+        sr_replay=args.sr_replay,
     )
     status, summary, folder = run_main_job(opts, console=console)
     print_summary(summary, Console())
@@ -94,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--summary-json", default=None, metavar="PATH", help="also write summary.json here")
     r.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
     r.add_argument("--no-progress", action="store_true", help="no live progress line")
+    r.add_argument("--lr-replay", default=None, metavar="FILE", help="long-range radar replays this CAN log (candump, ASC, BLF, TRC)")
+    r.add_argument("--sr-replay", default=None, metavar="FILE", help="short-range radar replays this UART capture (.dat)")
     r.set_defaults(func=_cmd_run)
 
     rig = sub.add_parser("rig", help="rig files").add_subparsers(dest="rig_command", required=True)
@@ -109,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("file")
     fg.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     fg.set_defaults(func=_cmd_fsm_graph)
+    # Subcommands contributed by subsystems: each module has add_parser(subparsers).
+    import importlib
+
+    for module_name in ("controller.cli_radar", "controller.cli_modbus"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.add_parser(sub)
     return p
 
 

@@ -117,7 +117,57 @@ class McuDeviceCfg(Strict):
     heartbeat_period_s: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
 
 
-DeviceCfg = Annotated[Union[ValveBoardDeviceCfg, McuDeviceCfg], Field(discriminator="driver")]
+class MountCfg(Strict):
+    """Mount pose of a sensor in the body frame (x forward, y left; yaw about z, degrees)."""
+
+    x_m: Annotated[float, Field(ge=-10.0, le=10.0)] = 0.0
+    y_m: Annotated[float, Field(ge=-10.0, le=10.0)] = 0.0
+    yaw_deg: Annotated[float, Field(ge=-360.0, le=360.0)] = 0.0
+
+
+class Ars408DeviceCfg(Strict):
+    """Continental ARS408-21 long-range radar on a CAN bus (``dbc/ars408.dbc``)."""
+
+    driver: Literal["ars408"]
+    bus: str
+    sensor_id: Annotated[int, Field(ge=0, le=7)] = 0
+    mount: MountCfg = Field(default_factory=MountCfg)
+    min_prob_of_exist: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    min_rcs_dbsm: Annotated[float, Field(ge=-64.0, le=64.0)] = -64.0
+
+
+class Iwr6843DeviceCfg(Strict):
+    """TI IWR6843 short-range radar on a serial link (TI UART TLV output)."""
+
+    driver: Literal["iwr6843"]
+    bus: str
+    mount: MountCfg = Field(default_factory=MountCfg)
+    frame_period_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.1
+
+
+class BmsDeviceCfg(Strict):
+    """Battery management system on a Modbus bus, described by a device profile."""
+
+    driver: Literal["bms"]
+    bus: str
+    unit_id: Annotated[int, Field(ge=1, le=247)] = 1
+    profile: str = "rigs/profiles/jk_bms.yaml"
+    cell_count: Annotated[int, Field(ge=1, le=32)] = 8
+
+
+class PduDeviceCfg(Strict):
+    """Power distribution unit (relays) on a Modbus bus, described by a device profile."""
+
+    driver: Literal["pdu"]
+    bus: str
+    unit_id: Annotated[int, Field(ge=1, le=247)] = 2
+    profile: str = "rigs/profiles/qiki_pdu.yaml"
+
+
+DeviceCfg = Annotated[
+    Union[ValveBoardDeviceCfg, McuDeviceCfg, Ars408DeviceCfg, Iwr6843DeviceCfg, BmsDeviceCfg, PduDeviceCfg],
+    Field(discriminator="driver"),
+]
 
 
 # --------------------------------------------------------------------------- emulation
@@ -159,6 +209,35 @@ class WorldCfg(Strict):
     rail_voltage_v: Annotated[float, Field(gt=0.0, le=40.0)] = 24.0
 
 
+class ObstacleCfg(Strict):
+    """A radar target in the world frame (static unless a velocity is given)."""
+
+    x_m: Annotated[float, Field(ge=-1000.0, le=1000.0)]
+    y_m: Annotated[float, Field(ge=-1000.0, le=1000.0)]
+    vx_mps: Annotated[float, Field(ge=-100.0, le=100.0)] = 0.0
+    vy_mps: Annotated[float, Field(ge=-100.0, le=100.0)] = 0.0
+    rcs_dbsm: Annotated[float, Field(ge=-64.0, le=64.0)] = 10.0
+
+
+class BatteryEmuCfg(Strict):
+    """Emulated battery: start state of charge and temperature."""
+
+    start_soc_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 90.0
+    start_temperature_c: Annotated[float, Field(ge=-40.0, le=100.0)] = 25.0
+
+
+class PowerFaultCfg(Strict):
+    """A Modbus fault on one emulated power device (see ``firmware_bridge.emulation.power``)."""
+
+    device: str
+    kind: Literal["silent", "exception", "slow", "wrong_unit", "corrupt", "alarm"]
+    start_s: NonNegFloat = 0.0
+    end_s: NonNegFloat | None = None
+    exception_code: Annotated[int, Field(ge=1, le=255)] = 4
+    delay_s: NonNegFloat = 0.0
+    alarm_bits: Annotated[int, Field(ge=0)] = 0
+
+
 class EmulationCfg(Strict):
     """Who plays the far end of each bus on a virtual rig."""
 
@@ -168,6 +247,9 @@ class EmulationCfg(Strict):
     command_timeout_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.2
     heartbeat_timeout_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.2
     faults: list[FaultCfg] = Field(default_factory=list)
+    obstacles: list[ObstacleCfg] = Field(default_factory=list)
+    battery: BatteryEmuCfg = Field(default_factory=BatteryEmuCfg)
+    power_faults: list[PowerFaultCfg] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- controller
@@ -215,6 +297,27 @@ class ControllerCfg(Strict):
     post_timeout_s: Annotated[float, Field(gt=0.0, le=60.0)] = 5.0
 
 
+class RadarCfg(Strict):
+    """Radar fusion, tracking and the keep-out guard (issue 3)."""
+
+    sr_threshold_m: PosFloat = 4.0
+    keep_out_radius_m: PosFloat = 0.6
+    min_ttc_s: PosFloat = 2.0
+    confirm_m: Annotated[int, Field(ge=1, le=50)] = 3
+    confirm_n: Annotated[int, Field(ge=1, le=50)] = 5
+    delete_misses: Annotated[int, Field(ge=1, le=100)] = 5
+    meas_std_m: PosFloat = 0.3
+    q_accel_mps2: PosFloat = 0.5
+
+
+class PowerCfg(Strict):
+    """Arming and mission limits on the battery (issue 5, SAFETY.md O01)."""
+
+    min_soc_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 30.0
+    mission_min_soc_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 15.0
+    max_temperature_c: Annotated[float, Field(ge=-40.0, le=150.0)] = 55.0
+
+
 class RigCfg(Strict):
     """A whole rig: vehicle, thrusters, buses, devices, optional emulation, controller."""
 
@@ -225,6 +328,8 @@ class RigCfg(Strict):
     devices: dict[str, DeviceCfg]
     emulation: EmulationCfg | None = None
     controller: ControllerCfg = Field(default_factory=ControllerCfg)
+    radar: RadarCfg | None = None
+    power: PowerCfg | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "RigCfg":

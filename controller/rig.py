@@ -122,6 +122,7 @@ def build_rig(
     seed: int = 0,
     can_loggers: dict[str, Any] | None = None,
     loop_overruns=None,
+    options: dict[str, Any] | None = None,
 ) -> BuiltRig:
     """Build a rig ready to run.
 
@@ -143,6 +144,8 @@ def build_rig(
         Per CAN bus name, a callback ``(msg, now_s, is_rx)`` for the raw log.
     loop_overruns : callable, optional
         ``(now_s) -> int`` overruns in the last second, from the loop.
+    options : dict, optional
+        Run options for subsystems (``lr_replay``, ``sr_replay``: recording paths).
 
     Raises
     ------
@@ -175,6 +178,7 @@ def build_rig(
     ports: dict[str, Any] = {}
     emu_can: dict[str, Any] = {}
     can_buses = []
+    can_channels: dict[str, str] = {}
     serial_links: dict[str, Any] = {}
     emu_serial: dict[str, Any] = {}
     for bus_name, bus in rig.buses.items():
@@ -187,6 +191,7 @@ def build_rig(
             channel = bus.channel
             if emu is not None and bus.interface == "virtual":
                 channel = f"{bus.channel}-{run_tag}"
+            can_channels[bus_name] = channel
             host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps)
             closers.append(host_bus.shutdown)
             can_buses.append(host_bus)
@@ -289,6 +294,48 @@ def build_rig(
         if realtime:
             runner = RealtimeRunner(sim, clock)
 
+    # ---------------------------------------------------------------- subsystems
+    def open_emulator_can(bus_name: str):
+        b = rig.buses[bus_name]
+        nb = open_can_bus("virtual", can_channels[bus_name], b.bitrate_bps)
+        closers.append(nb.shutdown)
+        return nb
+
+    from controller.subsystems import SubsystemContext
+
+    ctx = SubsystemContext(
+        cfg=rig,
+        path=rig_path,
+        realtime=realtime,
+        clock=clock,
+        seed=seed,
+        record=record,
+        can_ports=ports,
+        can_dbc_paths={k: list(v) for k, v in codecs.items()},
+        can_channels=can_channels,
+        open_emulator_can=open_emulator_can,
+        serial_links=serial_links,
+        emulator_serial=emu_serial,
+        sim=sim,
+        world=world,
+        options=dict(options or {}),
+        closers=closers,
+    )
+    subsystems = []
+    for module_name in ("controller.subsystems.radar", "controller.subsystems.power"):
+        import importlib
+
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        sub = module.build(ctx)
+        if sub is not None:
+            subsystems.append(sub)
+            closers.append(sub.close)
+
     gains_cfg = rig.controller.gains
     gains = PoseGains(
         gains_cfg.kp_n_per_m,
@@ -327,6 +374,7 @@ def build_rig(
         stale_after_periods=stale_n,
         post_timeout_s=rig.controller.post_timeout_s,
         modulator=commander,
+        subsystems=subsystems,
         overruns_last_second=loop_overruns,
         max_overruns_per_s=rig.controller.safety.max_overruns_per_s,
     )

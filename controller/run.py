@@ -38,6 +38,8 @@ class RunOptions:
     summary_json: str | None = None
     runs_dir: str = "runs"
     progress: bool = True
+    lr_replay: str | None = None
+    sr_replay: str | None = None
 
 
 class OperatorScript:
@@ -127,6 +129,7 @@ def run_main_job(opts: RunOptions, console=None) -> tuple[int, dict[str, Any], P
             seed=opts.seed,
             can_loggers=loggers,
             loop_overruns=overruns,
+            options={"lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay},
         )
         vehicle = built.vehicle
         loop = FixedRateLoop(built.clock, rig_cfg.controller.rate_hz, advance=None if opts.realtime else built.advance)
@@ -223,6 +226,8 @@ def build_summary(opts: RunOptions, built, loop: FixedRateLoop, stats, result: s
         },
         "run_folder": str(folder),
     }
+    for sub in v.subsystems:
+        summary[sub.name] = sub.summary()
     if built.world is not None:
         summary["world"] = {
             "final_pose": [round(built.world.x_m, 6), round(built.world.y_m, 6), round(built.world.yaw_rad, 6)],

@@ -94,6 +94,8 @@ class Vehicle:
     overruns_last_second : callable ``(now_s) -> int``, optional
         From the real-time loop (T02).
     max_overruns_per_s : int
+    subsystems : sequence of Subsystem
+        Optional radars/power (``controller.subsystems``), called at fixed tick points.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class Vehicle:
         modulator=None,
         overruns_last_second: Callable[[float], int] | None = None,
         max_overruns_per_s: int = 5,
+        subsystems: Sequence[Any] = (),
     ) -> None:
         self.fsm = fsm
         self.can_ports = can_ports
@@ -136,6 +139,7 @@ class Vehicle:
         self.modulator = modulator
         self.overruns_last_second = overruns_last_second
         self.max_overruns_per_s = max_overruns_per_s
+        self.subsystems = list(subsystems)
 
         self.faults = FaultBook()
         self.tick_index = 0
@@ -183,6 +187,8 @@ class Vehicle:
     # ------------------------------------------------------------------ actions
     def _run_action(self, name: str) -> None:
         self._actions[name]()
+        for sub in self.subsystems:
+            sub.on_action(name, self.now_s, self)
 
     def _act_run_post(self) -> None:
         self.post_started_s = self.now_s
@@ -223,6 +229,10 @@ class Vehicle:
             for port_name, port in self.can_ports.items():
                 if port.error_passive:
                     return False, f"CAN bus {port_name} is error-passive"
+            for sub in self.subsystems:
+                ok, reason = sub.arming_check(self.now_s, self)
+                if not ok:
+                    return False, reason
             return True, ""
         if name == "faults_cleared":
             if self.faults.active:
@@ -248,6 +258,8 @@ class Vehicle:
         for port in self.can_ports.values():
             port.poll(now_s)
         self.mcu.driver.poll(now_s)
+        for sub in self.subsystems:
+            sub.read(now_s, self)
 
     def _monitor(self, now_s: float) -> list[str]:
         """Safety monitor (per tick): set/clear fault conditions, return events to raise."""
@@ -287,6 +299,9 @@ class Vehicle:
             cond(f"{name}_busoff", f"CAN bus {name} bus-off" if port.bus_off else None)
             fails = port.consecutive_send_failures
             cond(f"{name}_send", f"CAN bus {name}: {fails} consecutive send failures" if fails >= 3 else None)
+        for sub in self.subsystems:
+            for key, reason in sub.monitor(now_s, self):
+                cond(f"{sub.name}.{key}", reason)
         if self.guard.fault_reason is not None and not self._guard_faulted:
             self._guard_faulted = True
             cond("output_guard", self.guard.fault_reason)
@@ -302,8 +317,16 @@ class Vehicle:
         for slot in (self.vb, self.mcu):
             ok, reason = slot.driver.post_report(now_s, slot.accepted_firmware)
             report[slot.name] = {"passed": bool(ok), "reason": reason}
+        waiting = False
+        for sub in self.subsystems:
+            sub_report = sub.post_report(now_s)
+            if sub_report is None:
+                waiting = True
+                continue
+            for dev, (ok, reason) in sub_report.items():
+                report[dev] = {"passed": bool(ok), "reason": reason}
         self.post_result = report
-        if all(r["passed"] for r in report.values()):
+        if not waiting and all(r["passed"] for r in report.values()):
             self.post_passed = True
             self._log("post", passed=True, devices=report)
             return ["post_passed"]
@@ -385,3 +408,5 @@ class Vehicle:
         frame = self.vb.driver.command_frame(duty)
         self.valve_port.send(frame, now_s)
         self.mcu.driver.service(now_s, self.fsm.state)
+        for sub in self.subsystems:
+            sub.write(now_s, self)

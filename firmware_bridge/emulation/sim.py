@@ -72,6 +72,9 @@ class Simulation:
         #: Callables ``(t_s, open_fractions)`` told about every physics step (tests,
         #: independent monitors); empty in normal runs.
         self.observers: list[Callable[[float, Sequence[float]], None]] = []
+        #: Extra conditions for the valve rail to carry power (e.g. the PDU relay), each
+        #: a callable ``() -> bool``; the MCU's rail line is always one of them.
+        self.rail_gates: list[Callable[[], bool]] = []
 
     def _apply_fault(self, f: ScheduledFault, now_s: float) -> None:
         vb, mcu = self.valve_board, self.mcu
@@ -112,7 +115,13 @@ class Simulation:
                 self._apply_fault(faults[self._next_fault], t)
                 self._next_fault += 1
             mcu.step(t)
-            vb.rail_powered = mcu.rail_enabled
+            powered = mcu.rail_enabled
+            if powered:
+                for gate in self.rail_gates:
+                    if not gate():
+                        powered = False
+                        break
+            vb.rail_powered = powered
             vb.step(t)
             for e in self.extra:
                 e.step(t)
