@@ -159,6 +159,12 @@ def run_main_job(opts: RunOptions, console=None) -> tuple[int, dict[str, Any], P
                 return False
             if opts.duration_s is not None and now_s + loop.period_s > opts.duration_s + 1e-9:
                 result_holder["result"] = "duration elapsed"
+                # Leave the rig safe: disarm and wait (bounded) for idle before stopping.
+                if vehicle.state in ("armed", "active") and now_s < opts.duration_s + LINGER_S:
+                    if not result_holder.get("disarm_sent"):
+                        vehicle.command("disarm")
+                        result_holder["disarm_sent"] = "1"
+                    return True
                 return False
             return True
 
@@ -225,6 +231,16 @@ def build_summary(opts: RunOptions, built, loop: FixedRateLoop, stats, result: s
             "nonfinite": v.guard.nonfinite_total,
         },
         "run_folder": str(folder),
+    }
+    ticks_alloc = max(v.alloc_ticks, 1)
+    summary["allocation"] = {
+        "method": built.cfg.controller.allocation.method,
+        "ticks": v.alloc_ticks,
+        "saturation_fraction": round(v.saturated_ticks / ticks_alloc, 6),
+        "rms_unallocated_wrench": round(math.sqrt(v.unallocated_sq / ticks_alloc), 9),
+        "propellant_ns": round(float(sum(v.modulator.delivered_impulse_ns)), 6) if v.modulator is not None else None,
+        "commanded_impulse_ns": [round(float(x), 6) for x in v.modulator.commanded_impulse_ns] if v.modulator is not None else None,
+        "failures_handled": v.failures_handled,
     }
     for sub in v.subsystems:
         summary[sub.name] = sub.summary()

@@ -68,6 +68,9 @@ class ValveCommander:
         self.bias_steps = int(round((open_delay_s - close_delay_s) / (duty_step * pwm_period_s)))
         self._duty_pct = [0.0] * len(max_thrust_n)
         self.latches = 0
+        # Totals survive modulator resets (which forget the carried error only).
+        self._commanded_done = np.zeros(len(max_thrust_n))
+        self._delivered_done = np.zeros(len(max_thrust_n))
 
     def duty_pct(self, thrust_n: Sequence[float], tick_index: int) -> list[float]:
         """Return the duty (percent) per thruster to send this tick (per tick)."""
@@ -81,5 +84,17 @@ class ValveCommander:
 
     def reset(self) -> None:
         """Forget carried impulse (outputs forced to zero, e.g. on leaving ``active``)."""
+        self._commanded_done += self.modulator.commanded_impulse_ns
+        self._delivered_done += self.modulator.delivered_impulse_ns
         self.modulator.reset()
         self._duty_pct = [0.0] * len(self._duty_pct)
+
+    @property
+    def commanded_impulse_ns(self) -> np.ndarray:
+        """Impulse commanded by the allocator since start, per thruster (N s), shape (N,)."""
+        return self._commanded_done + self.modulator.commanded_impulse_ns
+
+    @property
+    def delivered_impulse_ns(self) -> np.ndarray:
+        """Impulse of the on-times sent (valve open time x thrust), per thruster (N s)."""
+        return self._delivered_done + self.modulator.delivered_impulse_ns

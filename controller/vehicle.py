@@ -161,6 +161,9 @@ class Vehicle:
         self.saturated_ticks = 0
         self._guard_faulted = False
         self._was_allowed = False
+        self.failed_thrusters: set[int] = set()
+        self.failures_handled: list[dict[str, Any]] = []
+        self._span_reason: str | None = None
         self._actions = {
             "run_post": self._act_run_post,
             "enable_valve_rail": self._act_enable_rail,
@@ -288,7 +291,7 @@ class Vehicle:
             cond("mcu_reboot", "MCU rebooted" if mcu.stats().get("mcu_reboots", 0) else None)
             st = vb.status
             vfault = st.valve_fault_mask if st is not None else 0
-            cond("vb_valve_fault", f"valve fault mask 0x{int(vfault):02x}" if vfault else None)
+            cond("thrusters", self._thruster_failures(int(vfault)))
             if state in ARMING_STATES and self.rail_requested and now_s - self.rail_requested_at_s > 0.1:
                 status = mcu.status
                 rail_on = bool(status is not None and status.rail_enabled)
@@ -309,6 +312,40 @@ class Vehicle:
             n = self.overruns_last_second(now_s)
             cond("lag", f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None)
         return events
+
+    def _thruster_failures(self, valve_fault_mask: int) -> str | None:
+        """Mark thrusters on faulted valves failed and re-plan (SAFETY.md D06).
+
+        Failures latch until the vehicle is back in ``idle``. The allocator drops failed
+        thrusters; if the rest no longer spans the wrench space, the reason is returned
+        (a fault condition); otherwise the run goes on with the re-planned allocation.
+        """
+        newly = [
+            i for i, v in enumerate(self.thruster_valves)
+            if valve_fault_mask >> v & 1 and i not in self.failed_thrusters
+        ]
+        if newly:
+            self.failed_thrusters.update(newly)
+            self.failures_handled.append({"time_s": round(self.now_s, 6), "thrusters": sorted(newly)})
+            self._log("thruster_failed", thrusters=sorted(newly), all_failed=sorted(self.failed_thrusters))
+            set_failures = getattr(self.allocator, "set_failures", None)
+            if set_failures is not None:
+                set_failures(stuck_closed=sorted(self.failed_thrusters))
+                ok, why = self.allocator.spans()
+                self._span_reason = None if ok else why
+            else:
+                self._span_reason = "allocator cannot re-plan around failed thrusters"
+        if self.failed_thrusters and self._span_reason is not None:
+            return f"failed thrusters {sorted(self.failed_thrusters)}: geometry no longer spans ({self._span_reason})"
+        return None
+
+    def _clear_thruster_failures(self) -> None:
+        if self.failed_thrusters:
+            self.failed_thrusters.clear()
+            self._span_reason = None
+            set_failures = getattr(self.allocator, "set_failures", None)
+            if set_failures is not None:
+                set_failures(stuck_closed=())
 
     def _post(self, now_s: float) -> list[str]:
         if self.fsm.state != "boot" or self.post_started_s is None or self.post_passed:
@@ -357,6 +394,8 @@ class Vehicle:
                 continue
             self._log("transition", source=tr.source, event=tr.event, target=tr.target)
             self.transitions.append([round(tr.time_s, 6), tr.source, tr.event, tr.target])
+            if tr.target == "idle":
+                self._clear_thruster_failures()
             for a in tr.actions:
                 self._run_action(a)
 

@@ -1,0 +1,123 @@
+"""The qiki command: bad files give one line naming file and key, exit status 2 (K01-K06)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from controller.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD_FSM = ROOT / "tests" / "fsm" / "bad"
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize(
+    "fixture,key",
+    [
+        ("duplicate_key.yaml", ""),
+        ("on_state_name.yaml", "states"),
+        ("unknown_key.yaml", ""),
+        ("unknown_guard.yaml", "guard"),
+        ("unreachable_state.yaml", ""),
+        ("estop_timeout.yaml", "timeouts"),
+        ("estop_system_event_exit.yaml", "transitions"),
+        ("after_s_nan.yaml", "after_s"),
+    ],
+)
+def test_fsm_check_refuses_bad_files(capsys, fixture, key):
+    path = BAD_FSM / fixture
+    status, out, err = run_cli(capsys, "fsm", "check", str(path))
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"{path}: ")
+    assert key in lines[0]
+    assert "Traceback" not in err
+
+
+def rig_variant(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load((ROOT / "rigs" / "virtual.yaml").read_text())
+    mutate(data)
+    p = tmp_path / "rig.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def test_rig_check_good_rig(capsys):
+    status, out, err = run_cli(capsys, "rig", "check", str(ROOT / "rigs" / "virtual.yaml"))
+    assert status == 0, err
+    assert "ok" in out
+
+
+def _no_plus_x(data):
+    data["thrusters"] = [t for t in data["thrusters"] if t["name"] not in ("t5", "t7")]
+
+
+def _nan_limit(data):
+    data["controller"]["output_guard"]["max_thrust_rate_n_per_s"] = float("nan")
+
+
+def _unknown_key(data):
+    data["devices"]["valves"]["colour"] = "red"
+
+
+@pytest.mark.parametrize(
+    "mutate,key,needle",
+    [
+        (_no_plus_x, "thrusters", "+Fx"),
+        (_nan_limit, "controller.output_guard.max_thrust_rate_n_per_s", ""),
+        (_unknown_key, "devices.valves", "unknown key"),
+    ],
+)
+def test_rig_check_and_run_refuse_bad_rigs(capsys, tmp_path, mutate, key, needle):
+    p = rig_variant(tmp_path, mutate)
+    for argv in (("rig", "check", str(p)), ("run", "--rig", str(p), "--runs-dir", str(tmp_path), "--no-progress")):
+        status, out, err = run_cli(capsys, *argv)
+        assert status == 2, (argv, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"{p}: "), err
+        assert key in lines[0] and needle in lines[0]
+
+
+def test_rig_naming_a_bad_fsm_is_refused(capsys, tmp_path):
+    p = rig_variant(tmp_path, lambda d: d["controller"].update(fsm=str(BAD_FSM / "unknown_guard.yaml")))
+    status, _, err = run_cli(capsys, "rig", "check", str(p))
+    assert status == 2
+    assert err.startswith(str(BAD_FSM / "unknown_guard.yaml"))
+
+
+def test_truncated_dbc_is_refused(capsys, tmp_path):
+    dbc = tmp_path / "cut.dbc"
+    text = (ROOT / "dbc" / "qiki.dbc").read_text()
+    dbc.write_text(text[: len(text) // 2])
+    p = rig_variant(tmp_path, lambda d: d["buses"]["can0"].update(dbc=[str(dbc)]))
+    status, _, err = run_cli(capsys, "rig", "check", str(p))
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1 and "cut.dbc" in err
+
+
+def test_fsm_graph_is_mermaid(capsys):
+    status, out, _ = run_cli(capsys, "fsm", "graph", str(ROOT / "fsm_configs" / "qiki_vehicle.yaml"))
+    assert status == 0
+    assert out.startswith("stateDiagram-v2")
+    for state in ("boot", "idle", "armed", "active", "safe_mode", "estop"):
+        assert state in out
+
+
+def test_console_entry_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nname: y\n")
+    r = subprocess.run([sys.executable, "-m", "controller.cli", "rig", "check", str(bad)],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"{bad}: name: duplicate key (lines 1 and 2)"
