@@ -137,3 +137,18 @@ def test_estop_reaches_estop_within_one_tick(tmp_path):
     for m in can.LogReader(str(folder / "can0.asc")):
         if m.arbitration_id == 0x101 and m.timestamp >= t_estop - 1e-9:
             assert bytes(m.data[:6]) == b"\x00" * 6
+
+
+def test_realtime_run_with_mcu_over_pty(tmp_path):
+    """Real time: MonotonicClock, emulators on their thread, MCU through a real pty."""
+    opts = RunOptions(rig=str(ROOT / "rigs/virtual.yaml"), mission=str(ROOT / "missions/square.yaml"),
+                      realtime=True, duration_s=3.0, runs_dir=str(tmp_path), progress=False)
+    status, summary, _ = run_main_job(opts)
+    assert summary["result"] == "duration elapsed"
+    assert summary["final_state"] == "idle"  # disarmed before stopping
+    assert all(p["passed"] for p in summary["post"].values())
+    assert [t[2] for t in summary["transitions"]][:3] == ["post_passed", "arm", "start_mission"]
+    loop = summary["loop"]
+    assert loop["realtime"] and loop["period_error_us"]["p50"] is not None
+    assert summary["buses"]["mcu"]["detail"]["bytes_rx"] > 0
+    assert status == 0
