@@ -93,6 +93,8 @@ class BuiltRig:
     closers: list[Any] = field(default_factory=list)
     world: Any = None
     emulators: dict[str, Any] = field(default_factory=dict)
+    #: python-can channel actually opened per CAN bus (unique per run on emulated rigs).
+    can_channels: dict[str, str] = field(default_factory=dict)
 
     def advance(self, t0_s: float, t1_s: float) -> None:
         """Lockstep hook: step the emulated world between ticks."""
@@ -378,6 +380,7 @@ def build_rig(
         overruns_last_second=loop_overruns,
         max_overruns_per_s=rig.controller.safety.max_overruns_per_s,
     )
+    port.register(vb_driver.command_id, vehicle.on_foreign_command)
     return BuiltRig(
         cfg=rig,
         path=rig_path,
@@ -391,4 +394,5 @@ def build_rig(
         closers=closers,
         world=world,
         emulators=emulators,
+        can_channels=can_channels,
     )

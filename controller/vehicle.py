@@ -161,6 +161,7 @@ class Vehicle:
         self.saturated_ticks = 0
         self._guard_faulted = False
         self._was_allowed = False
+        self.foreign_command_s: float | None = None
         self.failed_thrusters: set[int] = set()
         self.failures_handled: list[dict[str, Any]] = []
         self._span_reason: str | None = None
@@ -282,6 +283,13 @@ class Vehicle:
 
         if mcu.estop_pressed and state != "estop":
             events.append("estop")
+        if self.foreign_command_s is not None:
+            if f.set("b09", "another node sends our thruster command ID"):
+                self._log("fault", source="b09", reason=f.active["b09"])
+                if self.first_fault is None:
+                    self.first_fault = f.active["b09"]
+            if state != "estop":
+                events.append("estop")
         if not booting:
             cond("mcu_status", None if mcu.status_fresh(now_s) else "MCU status stale")
             cond("mcu_pose", None if mcu.pose_fresh(now_s) else "MCU pose stale")
@@ -312,6 +320,16 @@ class Vehicle:
             n = self.overruns_last_second(now_s)
             cond("lag", f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None)
         return events
+
+    def on_foreign_command(self, msg, now_s: float) -> bool:
+        """CAN handler for our own thruster command ID heard from the bus (SAFETY.md B09).
+
+        We never receive our own frames, so another node is sending our command: a
+        latched E-stop-class fault; all our TX to the valve board stops.
+        """
+        if self.foreign_command_s is None:
+            self.foreign_command_s = now_s
+        return False
 
     def _thruster_failures(self, valve_fault_mask: int) -> str | None:
         """Mark thrusters on faulted valves failed and re-plan (SAFETY.md D06).
@@ -444,8 +462,9 @@ class Vehicle:
             for i, v in enumerate(self.thruster_valves):
                 duty[v] = per_thruster[i]
         self.last_duty_pct = duty
-        frame = self.vb.driver.command_frame(duty)
-        self.valve_port.send(frame, now_s)
+        if self.foreign_command_s is None:  # B09: our TX to the board stops for good
+            frame = self.vb.driver.command_frame(duty)
+            self.valve_port.send(frame, now_s)
         self.mcu.driver.service(now_s, self.fsm.state)
         for sub in self.subsystems:
             sub.write(now_s, self)

@@ -152,3 +152,43 @@ def test_realtime_run_with_mcu_over_pty(tmp_path):
     assert loop["realtime"] and loop["period_error_us"]["p50"] is not None
     assert summary["buses"]["mcu"]["detail"]["bytes_rx"] > 0
     assert status == 0
+
+
+def test_foreign_node_sending_our_command_id_latches_estop_and_stops_tx(tmp_path):
+    """SAFETY.md B09: our thruster command ID heard from another node."""
+    import can
+
+    from controller.config import load_mission, load_rig
+    from controller.loop import FixedRateLoop
+    from controller.record.run_record import RunRecord
+    from controller.rig import build_rig
+
+    rig, path = load_rig(ROOT / "rigs/virtual.yaml")
+    record = RunRecord(tmp_path / "run")
+    built = build_rig(rig, path, mission=load_mission(ROOT / "missions/square.yaml"), record=record.event)
+    intruder = can.Bus(interface="virtual", channel=built.can_channels["can0"])
+    built.closers.append(intruder.shutdown)
+    v = built.vehicle
+    sent_after = []
+    port = built.can_ports["can0"]
+
+    def tick(k, now, dt):
+        if k == 300:
+            intruder.send(v.vb.driver.command_frame([50.0] * 8))
+        before = port.stats()["sent"]
+        v.tick(k, now, dt)
+        if k > 301:
+            sent_after.append(port.stats()["sent"] - before)
+        if v.state == "idle" and v.post_passed and k < 300:
+            v.command("arm")
+        return k < 400
+
+    loop = FixedRateLoop(built.clock, 100.0, advance=built.advance)
+    try:
+        loop.run(tick)
+    finally:
+        built.close()
+        record.close()
+    assert v.state == "estop"
+    assert "another node" in (v.first_fault or "")
+    assert sum(sent_after) == 0
