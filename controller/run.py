@@ -53,6 +53,7 @@ class OperatorScript:
         self.finished = False
         self.result: str | None = None
         self.safe_since_s: float | None = None
+        self.arm_sent_s: float | None = None
 
     def step(self, vehicle, now_s: float) -> None:
         """Look at the vehicle after a tick and queue the next operator command."""
@@ -68,6 +69,12 @@ class OperatorScript:
         if st == "idle" and vehicle.post_passed and not self.armed_once:
             vehicle.command("arm")
             self.armed_once = True
+            self.arm_sent_s = now_s
+        elif st == "idle" and self.armed_once and not self.disarm_sent:
+            # arm was refused (O01): report why and end the run instead of idling forever
+            if vehicle.last_refusal is not None and vehicle.last_refusal[0] == "arm":
+                self.result = f"arm refused: {vehicle.last_refusal[1]}"
+                self.finished = True
         elif st == "armed" and not self.started:
             vehicle.command("start_mission")
             self.started = True

@@ -162,6 +162,7 @@ class Vehicle:
         self._guard_faulted = False
         self._was_allowed = False
         self.foreign_command_s: float | None = None
+        self.last_refusal: tuple[str, str] | None = None
         self.failed_thrusters: set[int] = set()
         self.failures_handled: list[dict[str, Any]] = []
         self._span_reason: str | None = None
@@ -409,6 +410,7 @@ class Vehicle:
         for tr in self.fsm.step(now_s, events, self._guard):
             if getattr(tr, "refused", False):
                 self._log("refused", event=tr.event, state=tr.source, reason=tr.reason)
+                self.last_refusal = (tr.event, tr.reason)
                 continue
             self._log("transition", source=tr.source, event=tr.event, target=tr.target)
             self.transitions.append([round(tr.time_s, 6), tr.source, tr.event, tr.target])

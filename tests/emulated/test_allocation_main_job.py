@@ -14,12 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_with(tmp_path: Path, faults: list[dict], **controller_overrides):
     data = yaml.safe_load((ROOT / "rigs" / "virtual.yaml").read_text())
-    data["emulation"]["faults"] = faults
-    data["controller"]["fsm"] = str(ROOT / "fsm_configs" / "qiki_vehicle.yaml")
-    data["buses"]["can0"]["dbc"] = [str(ROOT / "dbc" / p) for p in ("qiki.dbc", "ars408.dbc")]
-    for dev in data["devices"].values():
-        if "profile" in dev:
-            dev["profile"] = str(ROOT / dev["profile"])
+    data["emulation"]["faults"] = faults  # data paths resolve against the checkout
     data["controller"].update(controller_overrides)
     rig = tmp_path / "rig.yaml"
     rig.write_text(yaml.safe_dump(data))
