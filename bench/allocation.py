@@ -4,7 +4,8 @@ Prints one JSON object. For each geometry size (3x8, 6x12, 6x16; random geometri
 with failed thrusters) the same random demands (inside the attainable set, scaled outside
 it, Gaussian) go to our ``ExactAllocator`` and to ``scipy.optimize.lsq_linear`` (method
 ``bvls``) in the same run; per-call time median and p99 (microseconds) and the median
-ratio are reported, split by feasible / infeasible demand. A smooth demand trajectory
+ratio are reported, split by feasible / infeasible demand, with the allocator's path counts
+(``paths``: cell hits, warm hits, facet hits, active-set calls). A smooth demand trajectory
 shows the warm start. The wrench error of ``PinvClipAllocator`` is compared with the exact
 allocator on the same demands. Speed is measured here, never asserted by the tests.
 
@@ -54,6 +55,7 @@ def bench_shape(m: int, n: int, n_geom: int, n_dem: int, seed: int) -> dict:
     err_exact, err_pinv, worst_rel = [], [], 0.0
     oracle_short = 0
     build_s = []
+    paths: dict[str, int] = {}
     for g in range(n_geom):
         B = rng.normal(size=(m, n))
         if m == 6:
@@ -87,6 +89,8 @@ def bench_shape(m: int, n: int, n_geom: int, n_dem: int, seed: int) -> dict:
                 worst_rel = max(worst_rel, abs(r.weighted_error - e_ref) / max(e_ref, floor / 1e-9))
             err_exact.append(r.weighted_error)
             err_pinv.append(pinv.allocate(tau).weighted_error)
+        for key, val in alloc.stats.items():
+            paths[key] = paths.get(key, 0) + val
     out = {}
     for k in ("all", "feasible", "infeasible"):
         o, f = _stats_us(ours[k]), _stats_us(ref[k])
@@ -111,6 +115,7 @@ def bench_shape(m: int, n: int, n_geom: int, n_dem: int, seed: int) -> dict:
             float(np.mean(e_p[e_x < 1e-9] > 1e-6)) if np.any(e_x < 1e-9) else 0.0, 4),
     }
     out["table_build_ms_median"] = round(float(np.median(build_s)) * 1e3, 2)
+    out["paths"] = paths  # cell_hits: feasible point location; facet_hits: closed-form projection
     return out
 
 

@@ -25,14 +25,24 @@ positive, at ``u_max`` when negative; ties broken by a fixed generic cost pertur
 lexicographic rule of Dantzig, Orden & Wolfe 1955) is fixed once per geometry. The primal
 feasible regions of these bases tile ``Z`` (the regular fine zonotopal tiling induced by
 the cost lifting; Billera & Sturmfels 1992, "Fiber polytopes"; Ziegler, "Lectures on
-Polytopes", 9.2), so the optimum is found by *point location*: one stacked matrix-vector
-product ``u_b = M_k tau - o_k`` for all cells and a bounds test. The cell of the last tick
-is tried first (warm start).
+Polytopes", 9.2), so the optimum is found by *point location*. By LP duality the primal
+value of cell ``k``'s basic solution is ``mu_k' tau - h_k`` (``mu_k`` its dual vertex), and
+a primal-feasible basis maximises it, so the candidate cell is the argmax of one
+``(K x m+1)`` matrix-vector product; its stacked affine map ``[u; u_max - u] = U_k tau - o_k``
+(all thrusters at once) is the certificate (every entry >= 0). Bases sharing a degenerate
+dual vertex (exact ties) are all tried. The cell of the last tick is tried first while the
+demand stays in it (warm start).
 
-*Infeasible demands* go through a primal active-set method for bound-constrained least
-squares with equality constraints (Stark & Parker 1995, "Bounded-variable least-squares";
-Nocedal & Wright 2006, section 16.5), one stage per priority group, warm-started from the
-best cell of the point location; the secondary objective is then the same point location at
+*Demands outside Z* whose weighted projection lies inside a facet ``f`` of Z are solved in
+closed form: ``tau = v_f + B_S t + s W^-2 n_f`` with ``0 <= t <= u_max`` and ``s >= 0`` is
+the KKT certificate; the facet is the most violated one (for a projection inside facet
+``f``, ``n_f`` is the unique maximiser of ``n' tau - support(n)``), and the inverse of
+``[B_S | W^-2 n_f]`` is tabulated per geometry.
+
+*Other infeasible demands* (projection on a lower-dimensional face) go through a primal
+active-set method for bound-constrained least squares with equality constraints (Stark &
+Parker 1995, "Bounded-variable least-squares"; Nocedal & Wright 2006, section 16.5), one
+stage per priority group, warm-started from the most violated facet's vertex; the secondary objective is then the same point location at
 the achieved wrench ``y*`` (``y*`` lies in ``Z``). A general active-set LP stage is the
 fallback when no cell applies (rank-deficient geometry after failures).
 
@@ -65,12 +75,6 @@ MAX_CELLS = 20000
 
 _ROW_RTOL = 1e-11
 
-try:  # numpy's LAPACK gesv gufunc without the Python wrapper (5x less overhead per call)
-    from numpy.linalg import _umath_linalg as _uml
-
-    _solve1 = _uml.solve1
-except (ImportError, AttributeError):  # pragma: no cover - fall back to the public API
-    _solve1 = None
 _BASIS_RCOND = 1e-9
 
 
@@ -313,15 +317,20 @@ class _CellTable:
 
 
 class _FacetTable:
-    """Every hyperplane spanned by m-1 columns of the full geometry (candidate facets)."""
+    """Every hyperplane spanned by m-1 columns of the full geometry (candidate facets).
 
-    __slots__ = ("idx", "normal", "pinv_w")
+    ``P[f]`` is the inverse of ``[B_S | W^-2 n_f]`` (m x m): the coordinates ``(t, s)`` of a
+    demand in the projection region of facet ``f`` (``tau = v_f + B_S t + s W^-2 n_f``).
+    """
+
+    __slots__ = ("idx", "normal", "pinv_w", "P")
 
     def __init__(self, B: np.ndarray, w: np.ndarray) -> None:
         m, n = B.shape
         self.idx = np.zeros((0, max(m - 1, 0)), dtype=np.intp)
         self.normal = np.zeros((0, m))
         self.pinv_w = np.zeros((0, max(m - 1, 0), m))
+        self.P = np.zeros((0, m, m))
         if m < 2 or n < m - 1 or math.comb(n, m - 1) > MAX_CELLS:
             return
         idx = np.array(list(itertools.combinations(range(n), m - 1)), dtype=np.intp)
@@ -335,6 +344,8 @@ class _FacetTable:
         # weighted least-squares coordinates on the facet plane: t = (W A_S)^+ W (y - v)
         WA = w[None, :, None] * As
         pinv = np.linalg.pinv(WA) * w[None, None, :]
+        # region coordinates: [B_S | W^-2 n] is invertible because n' W^-2 n > 0
+        self.P = np.linalg.inv(np.concatenate([As, (normal / (w * w)[None, :])[:, :, None]], axis=2))
         self.idx, self.normal, self.pinv_w = idx, normal, pinv
 
 
@@ -343,9 +354,11 @@ class _Context:
 
     __slots__ = (
         "active", "act_idx", "B_act", "u_max_act", "open_thrust", "open_wrench", "has_open",
-        "chunks", "cells_hi", "cells_idx_act", "cells_up", "cells_minv", "cells_off", "n_cells",
-        "last_cell", "facet_N", "facet_h", "facet_idx_act", "facet_up", "facet_pinv",
-        "G", "A_all", "groups_A", "groups_rows", "prefix_E", "final_E", "g_scale",
+        "full", "sat_thr", "chunks", "cells_hi", "cells_idx_act", "cells_up", "cells_minv",
+        "cells_off", "n_cells", "last_cell", "warm_ok", "dual_T", "cell_Ua", "tol_u",
+        "v_scale", "ya", "facet_N", "facet_h", "facet_idx_act", "facet_up", "facet_pinv",
+        "fac_T", "fac_Q", "fac_q", "fac_simple", "f_tol", "last_facet", "G", "A_all",
+        "groups_A", "groups_rows", "prefix_E", "final_E", "g_scale",
     )
 
 
@@ -386,7 +399,7 @@ class ExactAllocator:
     -----
     See the module docstring for the method and its sources. ``allocate`` is per-tick: it
     uses only cached factorisations of the current failure set. ``stats`` counts the paths
-    taken (cell hits, warm hits, active-set iterations, non-converged solves).
+    taken (cell hits, warm hits, facet hits, active-set iterations, non-converged solves).
     """
 
     def __init__(
@@ -411,6 +424,7 @@ class ExactAllocator:
         if w.shape != (m,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
             raise ValueError(f"axis_weights must be {m} positive finite weights")
         self.axis_weights = w
+        self._unit_weights = bool(np.all(w == 1.0))
         self.cost = np.ones(n) if cost is None else np.array(cost, dtype=float).reshape(-1)
         if self.cost.shape != (n,) or not np.all(np.isfinite(self.cost)) or np.any(self.cost <= 0):
             raise ValueError(f"cost must be {n} positive finite weights")
@@ -428,15 +442,14 @@ class ExactAllocator:
         if rest:
             groups.append(rest)
         self.axis_priorities = tuple(tuple(g) for g in groups)
+        self._shape = (m,)
         self._cells = _CellTable(self.B, self.cost)
         self._facets = _FacetTable(self.B, w)
         self._contexts: dict[tuple, _Context] = {}
-        self.stats = {"calls": 0, "cell_hits": 0, "warm_hits": 0, "active_set_calls": 0,
-                      "active_set_iterations": 0, "not_converged": 0, "lp_after_lsq": 0,
-                      "lp_fallbacks": 0}
+        self.stats = {"calls": 0, "cell_hits": 0, "warm_hits": 0, "facet_hits": 0,
+                      "active_set_calls": 0, "active_set_iterations": 0, "not_converged": 0,
+                      "lp_after_lsq": 0, "lp_fallbacks": 0}
         self._ctx = self._context(frozenset(), ())
-
-    # ---------------------------------------------------------------- failure handling
 
     def set_failures(self, stuck_closed: Iterable[int] = (), stuck_open_n: Mapping[int, float] | None = None) -> None:
         """Declare failed thrusters (SAFETY.md D06); takes effect at the next ``allocate``.
@@ -509,11 +522,18 @@ class ExactAllocator:
         ctx.act_idx = np.flatnonzero(active)
         ctx.B_act = B[:, active]
         ctx.u_max_act = self.u_max_n[active].copy()
+        n_act = ctx.u_max_act.shape[0]
         ctx.open_thrust = np.zeros(n)
         for i, f in opened:
             ctx.open_thrust[i] = f
         ctx.open_wrench = B @ ctx.open_thrust
         ctx.has_open = bool(opened)
+        ctx.full = n_act == n
+        # saturation flag threshold; a failed thruster is never reported saturated
+        ctx.sat_thr = np.where(active, self.u_max_n * (1.0 - 1e-12), np.inf)
+        ctx.tol_u = 1e-12 * float(ctx.u_max_act.max()) if n_act else 0.0
+        ctx.v_scale = float(self.cost[active] @ ctx.u_max_act)
+        ctx.ya = np.ones(m + 1)
         u_eff = np.where(active, self.u_max_n, 0.0)
         # ---- cells: bases avoiding failed thrusters, offsets for the healthy bounds
         cells = self._cells
@@ -522,6 +542,7 @@ class ExactAllocator:
         K = idx.shape[0]
         ctx.n_cells = K
         ctx.last_cell = 0
+        ctx.warm_ok = False
         ctx.chunks = []
         if K:
             up_u = np.where(up, u_eff[None, :], 0.0)  # (K, N) non-basic thrust at u_max
@@ -540,15 +561,33 @@ class ExactAllocator:
                 ctx.chunks.append((np.ascontiguousarray(minv[a:b].transpose(1, 0, 2).reshape(-1, m)),
                                    np.ascontiguousarray(off[a:b].T.reshape(-1)),
                                    np.ascontiguousarray(hi[a:b].T), a))
+            # dual vertices mu_k = B_k^-T c_k and the dual objective's constant: the primal
+            # value of cell k's basic solution is mu_k' y - h_k (see _locate)
+            cost = self.cost
+            mu = np.einsum("kji,kj->ki", minv, cost[idx])
+            h = np.einsum("ki,ki->k", mu, up_u @ B.T) - up_u @ cost
+            ctx.dual_T = np.ascontiguousarray(np.vstack([mu.T, -h[None, :]]))
+            # stacked affine map of every cell on the healthy thrusters:
+            # [u; u_max - u] = U_k y - o_k, stored augmented as [U_k | -o_k] @ [y; 1]
+            rows = np.arange(K)[:, None]
+            U = np.zeros((K, n_act, m))
+            U[rows, ctx.cells_idx_act, :] = minv
+            o = -ctx.cells_up.copy()
+            o[rows, ctx.cells_idx_act] = off
+            U2 = np.concatenate([U, -U], axis=1)
+            o2 = np.concatenate([o, -(o + ctx.u_max_act[None, :])], axis=1)
+            ctx.cell_Ua = np.ascontiguousarray(np.concatenate([U2, -o2[:, :, None]], axis=2))
         # ---- facets of the healthy zonotope (normals, support values, start points)
         fac = self._facets
+        ctx.fac_T = None
         if fac.idx.shape[0] and K:
             fsel = np.all(active[fac.idx], axis=1)
             N_ = fac.normal[fsel]
             s = N_ @ ctx.B_act  # (F, n_act)
             fidx = fac.idx[fsel]
+            F = fidx.shape[0]
             inplane = np.zeros_like(s, dtype=bool)
-            inplane[np.arange(s.shape[0])[:, None], pos[fidx]] = True
+            inplane[np.arange(F)[:, None], pos[fidx]] = True
             up_f = (s > 0) & ~inplane
             h = np.where(up_f, s, 0.0) @ ctx.u_max_act
             scale = np.linalg.norm(N_ / self.axis_weights[None, :], axis=1)
@@ -557,22 +596,36 @@ class ExactAllocator:
             ctx.facet_idx_act = pos[fidx]
             ctx.facet_up = np.where(up_f, ctx.u_max_act[None, :], 0.0)
             ctx.facet_pinv = fac.pinv_w[fsel]
+            ctx.fac_T = np.ascontiguousarray(np.vstack([ctx.facet_N.T, -ctx.facet_h[None, :]]))
+            # simple facet: no other healthy thruster in its plane (unique minimiser there)
+            col = np.linalg.norm(ctx.B_act, axis=0)
+            ctx.fac_simple = ~np.any((np.abs(s) <= 1e-9 * col[None, :]) & ~inplane, axis=1)
+            # projection-region coordinates [t; u_max_S - t; s] = Q_f y - q_f
+            P = fac.P[fsel]
+            Pt, Ps = P[:, : m - 1, :], P[:, m - 1 :, :]
+            Q = np.concatenate([Pt, -Pt, Ps], axis=1)
+            v = ctx.facet_up @ ctx.B_act.T  # (F, m) vertex of each facet pattern
+            q = np.einsum("fij,fj->fi", Q, v)
+            q[:, m - 1 : 2 * m - 2] -= ctx.u_max_act[ctx.facet_idx_act]
+            ctx.fac_Q, ctx.fac_q = np.ascontiguousarray(Q), np.ascontiguousarray(q)
         else:
             ctx.facet_N = None
+        ctx.last_facet = 0
         # ---- least-squares stage matrices on the healthy columns
         w = self.axis_weights
         A_all = w[:, None] * ctx.B_act
         ctx.A_all = A_all
         ctx.G = A_all.T @ A_all
         ctx.g_scale = float(np.linalg.norm(ctx.G)) * float(ctx.u_max_act.max()) if ctx.u_max_act.size else 1.0
+        ctx.f_tol = 1e-12 * ctx.g_scale
         ctx.groups_A, ctx.groups_rows, ctx.prefix_E = [], [], []
         prev: list[int] = []
         for g in self.axis_priorities:
-            rows = list(g)
-            ctx.groups_rows.append(np.array(rows))
-            ctx.groups_A.append(w[rows, None] * ctx.B_act[rows])
+            rows_g = list(g)
+            ctx.groups_rows.append(np.array(rows_g))
+            ctx.groups_A.append(w[rows_g, None] * ctx.B_act[rows_g])
             ctx.prefix_E.append(ctx.B_act[prev] if prev else None)
-            prev = prev + rows
+            prev = prev + rows_g
         ctx.final_E = ctx.B_act
         self._contexts[key] = ctx
         return ctx
@@ -598,66 +651,152 @@ class ExactAllocator:
         ------
         ValueError
             Wrong shape or a non-finite demand.
+
+        Notes
+        -----
+        Paths, cheapest first (each returns only with an optimality certificate, otherwise
+        the next one runs): the last tick's cell; the dual-vertex argmax over the cells
+        (feasible demand); the most violated facet's projection region (demand outside the
+        attainable set, projection inside a facet); the warm-started active set followed by
+        the least-thrust point location at the achieved wrench.
         """
         tau = np.asarray(wrench, dtype=float)
-        m = self.B.shape[0]
-        if tau.shape != (m,) or not np.isfinite(tau).all():
-            raise ValueError(f"wrench must be {m} finite values ({', '.join(axis_names(m))})")
-        self.stats["calls"] += 1
+        if tau.shape != self._shape or not all(map(math.isfinite, tau.tolist())):
+            raise ValueError(f"wrench must be {self._shape[0]} finite values ({', '.join(axis_names(self._shape[0]))})")
+        stats = self.stats
+        stats["calls"] += 1
         ctx = self._ctx
         tau_h = tau - ctx.open_wrench if ctx.has_open else tau
-        u_act, facet = self._lp_cells(ctx, tau_h, 1e-12, True)
+        u_act = self._locate(ctx, tau_h, ctx.tol_u, True)
         if u_act is None:
-            u_act = self._solve_infeasible(ctx, tau_h, facet)
+            u_act = self._outside(ctx, tau_h)
         else:
-            self.stats["cell_hits"] += 1
-        if ctx.has_open:
-            u = ctx.open_thrust.copy()
-            u[ctx.act_idx] = u_act
-        elif u_act.shape[0] == ctx.open_thrust.shape[0]:
+            stats["cell_hits"] += 1
+        if ctx.full:
             u = u_act
         else:
-            u = np.zeros(ctx.open_thrust.shape[0])
+            u = ctx.open_thrust.copy()
             u[ctx.act_idx] = u_act
         achieved = self.B @ u
-        resid = achieved - tau
-        wr = self.axis_weights * resid
-        sat = np.zeros(u.shape[0], dtype=bool)
-        sat[ctx.act_idx] = u_act >= ctx.u_max_act * (1.0 - 1e-12)
-        return AllocationResult(u, achieved, -resid, sat, math.sqrt(float(wr @ wr)))
+        unalloc = tau - achieved
+        if self._unit_weights:
+            err = math.sqrt(float(unalloc @ unalloc))
+        else:
+            wr = self.axis_weights * unalloc
+            err = math.sqrt(float(wr @ wr))
+        return AllocationResult(u, achieved, unalloc, u >= ctx.sat_thr, err)
+
+    def _locate(self, ctx: _Context, y: np.ndarray, tol: float, track: bool) -> np.ndarray | None:
+        """Least-thrust solution of ``B u = y`` by point location in the cell table, or None.
+
+        The optimal cell is the one whose dual vertex ``mu_k`` maximises the dual objective
+        ``y' mu_k - h_k`` (LP duality: for every basis the primal value of its basic solution
+        equals that dual value, and a primal-feasible basis is optimal). One matrix-vector
+        product over all cells finds it; exact ties (bases sharing a degenerate dual vertex)
+        are all tried. Returns the healthy thrusts (clipped into the bounds, violation at most
+        ``tol`` N) or None when no cell contains ``y`` (then ``y`` is outside the attainable
+        set, up to rounding).
+        """
+        if ctx.n_cells == 0:
+            return None
+        Ua = ctx.cell_Ua
+        ya = ctx.ya
+        ya[:-1] = y
+        if ctx.warm_ok:
+            k = ctx.last_cell
+            z = Ua[k] @ ya
+            if z.min() >= -tol:
+                self.stats["warm_hits"] += 1
+                return self._clip(ctx, z)
+            if track:
+                ctx.warm_ok = False
+        V = ya @ ctx.dual_T
+        k = int(V.argmax())
+        z = Ua[k] @ ya
+        if z.min() < -tol:
+            vk = float(V[k])
+            cand = np.flatnonzero(V >= vk - 1e-9 * (abs(vk) + ctx.v_scale))
+            if cand.shape[0] == 1 or cand.shape[0] > 64:
+                return None
+            Z = Ua[cand] @ ya
+            mins = Z.min(axis=1)
+            j = int(mins.argmax())
+            if mins[j] < -tol:
+                return None
+            k, z = int(cand[j]), Z[j]
+        if track:
+            ctx.warm_ok = k == ctx.last_cell
+            ctx.last_cell = k
+        return self._clip(ctx, z)
+
+    @staticmethod
+    def _clip(ctx: _Context, z: np.ndarray) -> np.ndarray:
+        """First half of a stacked ``[u; u_max - u]`` vector, clipped into the bounds."""
+        u = z[: ctx.u_max_act.shape[0]]
+        np.maximum(u, 0.0, out=u)
+        np.minimum(u, ctx.u_max_act, out=u)
+        return u
+
+    def _outside(self, ctx: _Context, tau_h: np.ndarray) -> np.ndarray:
+        """Demand outside the attainable set (or at its rim): facet region, else active set."""
+        facet = -1
+        if ctx.fac_T is not None:
+            ya = ctx.ya
+            ya[:-1] = tau_h
+            Vf = ya @ ctx.fac_T
+            f = int(Vf.argmax())
+            if Vf[f] > ctx.f_tol:
+                facet = f
+                if len(ctx.groups_A) == 1 and ctx.fac_simple[f]:
+                    u = self._facet_solution(ctx, f, tau_h)
+                    if u is not None:
+                        return u
+            else:
+                # inside every facet: a rounding edge of the point location
+                u = self._search_all(ctx, tau_h, 1e-12)
+                if u is not None:
+                    self.stats["cell_hits"] += 1
+                    return u
+        return self._solve_infeasible(ctx, tau_h, facet)
+
+    def _facet_solution(self, ctx: _Context, f: int, y: np.ndarray) -> np.ndarray | None:
+        """Thrusts when the weighted projection of ``y`` lies on facet ``f`` (else None).
+
+        With ``y = v_f + B_S t + s W^-2 n_f`` (``v_f`` the facet's vertex thrust pattern,
+        ``S`` its m-1 spanning thrusters, ``n_f`` its outward normal), ``0 <= t <= u_max_S``
+        and ``s >= 0`` are the KKT conditions of the weighted least-squares problem: the
+        residual ``s W^-2 n_f`` makes the gradient ``-s B' n_f`` push every other thruster
+        against the bound it sits on. On a facet with no other thruster in its plane
+        ("simple") the minimiser is unique, so it is also the least-thrust one.
+        """
+        c = ctx.fac_Q[f] @ y - ctx.fac_q[f]
+        if c.min() < -ctx.tol_u:
+            return None
+        self.stats["facet_hits"] += 1
+        m1 = c.shape[0] // 2
+        S = ctx.facet_idx_act[f]
+        u = ctx.facet_up[f].copy()
+        t = c[:m1]
+        np.maximum(t, 0.0, out=t)
+        np.minimum(t, ctx.u_max_act[S], out=t)
+        u[S] = t
+        return u
+
+    def _search_all(self, ctx: _Context, y: np.ndarray, rtol: float) -> np.ndarray | None:
+        """Least-violated cell over the whole table (robust point location, no tie logic)."""
+        if ctx.n_cells == 0:
+            return None
+        for M, O, hi_c, start in ctx.chunks:
+            k, v, ub = _search_chunk(M, O, hi_c, y)
+            if v <= rtol * float(hi_c[:, k].max()):
+                return self._cell_solution(ctx, k + start, ub)
+        return None
 
     def _cell_solution(self, ctx: _Context, k: int, ub: np.ndarray) -> np.ndarray:
         u = ctx.cells_up[k].copy()
         hi = ctx.cells_hi[k]
         u[ctx.cells_idx_act[k]] = np.minimum(np.maximum(ub, 0.0), hi)
         return u
-
-    def _lp_cells(self, ctx: _Context, y: np.ndarray, rtol: float, facet_test: bool) -> tuple[np.ndarray | None, int]:
-        """Point location of ``y`` in the cell table: (least-thrust u or None, facet)."""
-        if ctx.n_cells == 0:
-            return None, -1
-        k = ctx.last_cell
-        hi = ctx.cells_hi[k]
-        tol = rtol * float(hi[0] if hi.shape[0] == 1 else hi.max())
-        ub = ctx.cells_minv[k] @ y - ctx.cells_off[k]
-        if np.maximum(-ub, ub - hi).max() <= tol:
-            self.stats["warm_hits"] += 1
-            return self._cell_solution(ctx, k, ub), -1
-        facet = -1
-        for c, (M, O, hi_c, start) in enumerate(ctx.chunks):
-            if c == 1 and facet_test and ctx.facet_N is not None:
-                d = ctx.facet_N @ y - ctx.facet_h
-                facet = int(d.argmax())
-                if d[facet] > rtol * ctx.g_scale:
-                    return None, facet  # outside the attainable set
-            k, v, ub = _search_chunk(M, O, hi_c, y)
-            if v <= tol:
-                k += start
-                ctx.last_cell = k
-                return self._cell_solution(ctx, k, ub), -1
-        if facet < 0 and facet_test and ctx.facet_N is not None:
-            facet = int((ctx.facet_N @ y - ctx.facet_h).argmax())
-        return None, facet
 
     def _start_point(self, ctx: _Context, y: np.ndarray, facet: int) -> tuple[np.ndarray, np.ndarray]:
         """Start of the active set: the most violated facet's vertex, facet thrusters free."""
@@ -708,7 +847,9 @@ class ExactAllocator:
                     self.stats["not_converged"] += 1
         self.stats["lp_after_lsq"] += 1
         y = ctx.B_act @ u
-        u2, _ = self._lp_cells(ctx, y, 1e-9, False)
+        u2 = self._locate(ctx, y, 1e3 * ctx.tol_u, False)
+        if u2 is None:
+            u2 = self._search_all(ctx, y, 1e-9)
         if u2 is not None:
             return u2
         self.stats["lp_fallbacks"] += 1
@@ -720,14 +861,11 @@ class ExactAllocator:
 
 
 def _solve_small(M: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
-    """Solve a small SPD system; None when singular (caller falls back)."""
-    if _solve1 is not None:
-        z = _solve1(M, rhs)
-    else:  # pragma: no cover - numpy without the private gufunc
-        try:
-            z = np.linalg.solve(M, rhs)
-        except np.linalg.LinAlgError:
-            return None
+    """Solve a small SPD system (LAPACK gesv via numpy); None when singular."""
+    try:
+        z = np.linalg.solve(M, rhs)
+    except np.linalg.LinAlgError:
+        return None
     return z if np.isfinite(z).all() else None
 
 
@@ -749,45 +887,50 @@ def _bvls_gram(
     u = u.copy()
     free = free.copy()
     it = 0
-    with np.errstate(all="ignore"):
+    while True:
         while True:
-            while True:
-                it += 1
-                if it > max_iter:
+            it += 1
+            if it > max_iter:
+                return u, free, False, it
+            F = free.nonzero()[0]
+            nF = F.shape[0]
+            if nF == 0:
+                break
+            rhs = h[F] - (G @ np.where(free, 0.0, u))[F]
+            if nF == 1:
+                f0 = F[0]
+                if not G[f0, f0] > 0.0:
                     return u, free, False, it
-                F = np.flatnonzero(free)
-                nF = F.shape[0]
-                if nF == 0:
-                    break
-                rhs = h[F] - (G @ np.where(free, 0.0, u))[F]
-                if nF == 1:
-                    f0 = F[0]
-                    z = rhs / G[f0, f0]
-                else:
-                    z = _solve_small(G[np.ix_(F, F)], rhs)
-                    if z is None:
-                        return u, free, False, it
-                hF = hi[F]
-                below = z < 0.0
-                above = z > hF
-                if not (below.any() or above.any()):
-                    u[F] = z
-                    break
-                uF = u[F]
-                d = z - uF
-                ratio = np.where(below, -uF / d, np.where(above, (hF - uF) / d, np.inf))
-                alpha = max(0.0, float(ratio.min()))
-                uF = uF + alpha * d
-                hit = ratio <= alpha * (1 + 1e-12) + 1e-300
-                hit_lo = below & hit
-                hit_hi = above & hit
-                uF[hit_lo] = 0.0
-                uF[hit_hi] = hF[hit_hi]
-                u[F] = uF
-                free[F[hit_lo | hit_hi]] = False
-            g = G @ u - h
-            viol = np.where(free, 0.0, np.where(u <= 0.0, -g, g))
-            k = int(viol.argmax())
-            if viol[k] <= g_tol:
-                return u, free, True, it
-            free[k] = True
+                z = rhs / G[f0, f0]
+            else:
+                z = _solve_small(G[F[:, None], F], rhs)
+                if z is None:
+                    return u, free, False, it
+            hF = hi[F]
+            below = z < 0.0
+            above = z > hF
+            if not (below | above).any():
+                u[F] = z
+                break
+            uF = u[F]
+            dz = z - uF
+            # dz < 0 where below (z < 0 <= u), dz > 0 where above (z > hi >= u): the
+            # divisions never see a zero (no floating-point warnings to silence)
+            d = np.where(below | above, dz, 1.0)
+            ratio = np.where(below, -uF / d, np.where(above, (hF - uF) / d, np.inf))
+            alpha = max(0.0, float(ratio.min()))
+            uF = uF + alpha * dz
+            hit = ratio <= alpha * (1 + 1e-12) + 1e-300
+            hit_lo = below & hit
+            hit_hi = above & hit
+            uF[hit_lo] = 0.0
+            uF[hit_hi] = hF[hit_hi]
+            u[F] = uF
+            free[F[hit_lo | hit_hi]] = False
+        g = G @ u - h
+        viol = np.where(u <= 0.0, -g, g)
+        viol[free] = 0.0
+        k = int(viol.argmax())
+        if viol[k] <= g_tol:
+            return u, free, True, it
+        free[k] = True

@@ -294,3 +294,52 @@ def test_pinv_clip_never_beats_exact():
         assert np.all(rs.thrust_n >= 0) and np.all(rs.thrust_n <= 1.0)
         worse += rs.weighted_error > re.weighted_error + 1e-6
     assert worse > 100  # clipping the minimum-norm solution loses wrench
+
+
+@pytest.mark.parametrize(
+    "demand",
+    [  # axis-aligned and symmetric demands on the default rig: degenerate (tied) dual vertices
+        [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -2.0, 0.0],
+        [0.0, 0.0, 0.4], [0.0, 0.0, -0.8], [1.0, 1.0, 0.0], [2.0, 2.0, 0.0], [0.5, -0.5, 0.2],
+        [3.0, 0.0, 0.0], [0.0, 0.0, 2.0], [2.0, -2.0, 0.8], [1.0, 0.0, 0.4],
+    ],
+)
+def test_default_rig_degenerate_demands(demand):
+    B = effectiveness(RIG_POS, RIG_DIR)
+    tau = np.array(demand)
+    r = ExactAllocator(B, np.ones(8)).allocate(tau)
+    ref = lsq_linear(B, tau, bounds=(0, np.ones(8)), method="bvls", tol=1e-14)
+    e_ref = float(np.linalg.norm(B @ ref.x - tau))
+    assert r.weighted_error <= e_ref * (1 + REL) + 1e-12
+    assert np.all(r.thrust_n >= 0.0) and np.all(r.thrust_n <= 1.0)
+    lp = linprog(np.ones(8), A_eq=B, b_eq=r.achieved_wrench, bounds=[(0, 1)] * 8, method="highs")
+    assert lp.status == 0 and r.thrust_n.sum() <= lp.fun + 1e-9
+
+
+def test_fast_paths_are_taken_and_agree_with_the_active_set():
+    """Dual-vertex point location and the facet regions answer most calls; same answers."""
+    rng = np.random.default_rng(31)
+    B = rng.normal(size=(6, 12))
+    B[3:] *= 0.3
+    u_max = rng.uniform(0.5, 2.0, 12)
+    alloc = ExactAllocator(B, u_max)
+    inside = (rng.uniform(0, 1, (300, 12)) * u_max) @ B.T
+    demands = np.r_[inside, inside * 1.3, inside * 4.0]
+    for tau in demands:
+        r = alloc.allocate(tau)
+        ctx = alloc._ctx
+        # the general path alone (active set from zero, then least thrust) on the same demand
+        u_gen = alloc._solve_infeasible(ctx, tau, -1)
+        e_gen = float(np.linalg.norm(B @ u_gen - tau))
+        assert r.weighted_error <= e_gen * (1 + REL) + 1e-12 * (1 + float(np.linalg.norm(tau)))
+        assert r.thrust_n.sum() <= u_gen.sum() + 1e-9 * (1 + u_gen.sum()) or r.weighted_error < e_gen * (1 - 1e-6)
+    assert alloc.stats["cell_hits"] >= 300
+    assert alloc.stats["facet_hits"] > 0
+
+
+def test_no_private_numpy_routines():
+    from pathlib import Path
+
+    import controller.allocation.exact as exact
+
+    assert "_umath_linalg" not in Path(exact.__file__).read_text()
