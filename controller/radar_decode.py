@@ -82,6 +82,7 @@ def decode_can_log(
     tracker_config: Any = None,
     min_prob_of_exist: float = 0.0,
     min_rcs_dbsm: float = float("-inf"),
+    dyn_props: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Decode an ARS408 CAN log into a report.
 
@@ -106,6 +107,10 @@ def decode_can_log(
         Drop objects below this probability of existence before tracking (0..1).
     min_rcs_dbsm : float, optional
         Drop objects with a radar cross section below this before tracking, dBsm.
+    dyn_props : sequence of str, optional
+        Keep only objects whose dynamic property is one of these names
+        (:data:`firmware_bridge.protocols.ars408.DYN_PROP`, e.g. ``"stationary"``);
+        default keeps all.
 
     Returns
     -------
@@ -164,6 +169,8 @@ def decode_can_log(
             continue
         cycle_times.append(now)
         dets = driver.detections(cycle)
+        if dyn_props is not None:
+            dets = [d for d in dets if d.dyn_prop in dyn_props]
         detections_total += len(dets)
         if tracker is None:
             continue
@@ -206,6 +213,11 @@ def decode_can_log(
             "period_max_s": round(max(gaps), 6) if gaps else None,
         },
         "detections": detections_total,
+        "filter": {
+            "min_prob_of_exist": min_prob_of_exist,
+            "min_rcs_dbsm": None if min_rcs_dbsm == float("-inf") else min_rcs_dbsm,
+            "dyn_props": None if dyn_props is None else sorted(dyn_props),
+        },
         "radar": {
             "stale_at_end": status.stale,
             "stale_episodes": stale_episodes,

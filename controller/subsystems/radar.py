@@ -1,0 +1,761 @@
+"""The radar subsystem: ARS408 (long range, CAN) and IWR6843 (short range, UART) in the tick.
+
+Built by :func:`build` from the rig (``devices`` entries with ``driver: ars408`` /
+``driver: iwr6843`` and the ``radar`` block); joins the vehicle's tick through the
+:class:`controller.subsystems.Subsystem` seam (issue 3, points 5 and 6).
+
+Per tick (:meth:`RadarSubsystem.read`)::
+
+    ARS408 driver.poll -> take_cycles -> body-frame detections (mount pose)  --+
+    IWR6843 driver.poll -> scans      -> body-frame detections (mount pose)  --+
+        -> select_by_band (SR inside sr_threshold_m, LR beyond)
+        -> body_to_world (MCU pose) -> Tracker.step, once per completed scan
+
+and in :meth:`RadarSubsystem.write` the ARS408 ego speed / yaw-rate frames (0x300/0x301),
+due once per object-list period, from the MCU pose (the sensor expects them every cycle,
+ARS408-21 technical documentation, "Ego motion input").
+
+Safety (:meth:`RadarSubsystem.monitor`, outside ``boot``; SAFETY.md):
+
+* B01 -- a radar with no complete cycle / frame for 3 periods is stale -> ``fault``;
+* D02 -- radar-reported errors (persistent, temporary, temperature, voltage,
+  interference, wrong sensor ID, RadarState missing) -> ``fault``; arming refused;
+* D03 -- out-of-range / unknown-enum values in ``reject_streak_limit`` consecutive cycles
+  -> ``fault`` (single rejects are only counted);
+* keep-out -- a confirmed track inside ``radar.keep_out_radius_m`` of the vehicle or with
+  time to collision under ``radar.min_ttc_s`` (:func:`controller.tracking.assess_threats`)
+  -> ``fault``: the vehicle goes to ``safe_mode`` and the output guard zeroes thrust from
+  that very tick (the monitor runs before the FSM step and the write phase). Only tracks
+  the latest covering scan confirmed are assessed (no trip on a coasting extrapolation),
+  and a TTC breach needs a closing speed significant against the track's velocity
+  uncertainty (no trip on the noise velocity of a young track of a static object); see
+  :meth:`RadarSubsystem.threats`.
+
+Emulation (emulated rigs only, :attr:`SubsystemContext.sim` set): the emulators are
+appended to ``sim.extra`` behind a small gate that calls them only when they have
+something due, so the 1 kHz physics loop pays one comparison per step:
+
+* ARS408 synthetic (:class:`Ars408Emulator`): targets = ``emulation.obstacles`` (moving
+  with their ``vx_mps``/``vy_mps``), scene from the world pose composed with the mount;
+* ARS408 replay (``options["lr_replay"]``): :class:`Ars408ReplayEmulator` of the log onto
+  the rig's CAN channel. **The replay loops**: a recording (38 s) shorter than the
+  mission (76 s) would otherwise make the radar stale and fault the run for a reason that
+  is not a radar failure; the recording is of a stationary scene, so starting it again is
+  seamless (the object-list cycle period is kept across the seam). The summary reports
+  ``replay.passes`` so a looped replay is never mistaken for a longer recording.
+  Genuine silence (B01) is tested with the synthetic emulator's ``silent`` knob.
+* IWR6843 synthetic from the obstacles, or ``options["sr_replay"]`` replay of a ``.dat``
+  capture (looped for the same reason).
+
+No I/O of its own beyond the drivers' ports; never blocks; no threads (in real time the
+emulators run on the emulator thread through ``sim.extra``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+from controller.config import Ars408DeviceCfg, CanBusCfg, Iwr6843DeviceCfg, RadarCfg, SerialBusCfg
+from controller.errors import ConfigError
+from controller.radar_decode import tracking_detection
+from controller.tracking import (
+    BAND_LR,
+    BAND_SR,
+    Detection,
+    Tracker,
+    TrackerConfig,
+    TrackingError,
+    assess_threats,
+    body_to_world,
+    select_by_band,
+    world_to_body_point,
+)
+from hal.errors import HalError
+
+__all__ = ["RadarSubsystem", "build", "speed_long_mps", "tracker_config"]
+
+#: ARS408 status faults that are the radar's own report (SAFETY.md D02), as opposed to
+#: ``stale`` (B01) and ``values_rejected`` (D03), which have their own fault keys.
+_NOT_D02 = frozenset({"stale", "values_rejected"})
+
+
+class _TrackNow(NamedTuple):
+    """A confirmed track extrapolated to the tick time (what ``assess_threats`` reads)."""
+
+    track_id: int
+    confirmed: bool
+    x_m: float
+    y_m: float
+    vx_mps: float
+    vy_mps: float
+    pvv: Any  # 2x2 velocity covariance, (m/s)^2
+
+
+#: A TTC breach needs a closing speed this many standard deviations above zero.
+TTC_CLOSING_SIGMAS = 2.0
+
+
+def speed_long_mps(vx_world_mps: float, vy_world_mps: float, yaw_rad: float) -> float:
+    """Vehicle speed along its body x axis, m/s (what ARS408 SpeedInformation carries).
+
+    Parameters
+    ----------
+    vx_world_mps, vy_world_mps : float
+        Vehicle velocity in the world frame, m/s.
+    yaw_rad : float
+        Vehicle heading, world frame, CCW, rad.
+
+    Returns
+    -------
+    float
+        ``v . x_body`` (negative when reversing), m/s.
+    """
+    return vx_world_mps * math.cos(yaw_rad) + vy_world_mps * math.sin(yaw_rad)
+
+
+def tracker_config(radar_cfg: RadarCfg, *, source: str = "radar") -> TrackerConfig:
+    """Map the rig's ``radar`` block onto the tracker's tuning.
+
+    Parameters
+    ----------
+    radar_cfg : RadarCfg
+        ``confirm_m`` of the last ``confirm_n`` scans confirm a track (M-of-N),
+        ``delete_misses`` consecutive misses delete it, ``meas_std_m`` is the 1-sigma
+        position accuracy per axis, m.
+    source : str
+        File named in the error.
+
+    Raises
+    ------
+    ConfigError
+        When the combination is invalid (e.g. ``confirm_m > confirm_n``).
+    """
+    try:
+        return TrackerConfig(confirm_m=radar_cfg.confirm_m, confirm_n=radar_cfg.confirm_n,
+                             delete_misses=radar_cfg.delete_misses, meas_std_m=radar_cfg.meas_std_m)
+    except TrackingError as exc:
+        raise ConfigError(source, "radar", str(exc)) from exc
+
+
+# --------------------------------------------------------------------------- emulation
+class _Gate:
+    """Calls ``inner.step(t_s)`` only when ``next_due()`` says something is due.
+
+    Keeps the 1 kHz physics loop cheap: the emulators act every 72-100 ms, so stepping
+    them every millisecond would only burn time (and drain their bus queue for nothing).
+    ``before(t_s)`` runs right before each real step (scene update, replay looping).
+    """
+
+    def __init__(self, inner: Any, next_due: Callable[[], float | None],
+                 before: Callable[[float], None] | None = None) -> None:
+        self.inner = inner
+        self._next_due = next_due
+        self._before = before
+        self._due_s: float | None = -math.inf
+
+    def step(self, t_s: float) -> None:
+        due = self._due_s
+        if due is None or t_s < due:
+            return
+        if self._before is not None:
+            self._before(t_s)
+        self.inner.step(t_s)
+        self._due_s = self._next_due()
+
+
+def _next_slot(slot_s: float, period_s: float, now_s: float) -> float:
+    # Same rule as the ARS408 emulator's schedule: absolute slots, no catch-up burst.
+    nxt = slot_s + period_s
+    return nxt if nxt > now_s else now_s + period_s
+
+
+class _PeriodicSchedule:
+    """Due times ``start + k * period`` in integer nanoseconds, as the IWR6843 emulator
+    counts them (so the gate never calls it a hair early and misses a frame)."""
+
+    def __init__(self, start_s: float, period_s: float) -> None:
+        self._start_ns = int(round(start_s * 1e9))
+        self._period_ns = int(round(period_s * 1e9))
+        self._next_ns = self._start_ns
+
+    def before(self, t_s: float) -> None:
+        now_ns = int(round(t_s * 1e9))
+        while self._next_ns <= now_ns:
+            self._next_ns += self._period_ns
+
+    def next_due(self) -> float:
+        return self._next_ns * 1e-9
+
+
+class _Ars408SyntheticFeed:
+    """Feeds an :class:`Ars408Emulator` its scene and tells the gate when it is due."""
+
+    def __init__(self, emu: Any, world: Any, mount: Any, obstacles: list[Any], start_s: float) -> None:
+        from firmware_bridge.emulation.ars408 import RadarTarget
+
+        self.emu = emu
+        self.world = world
+        self.mount = mount
+        self.obstacles = list(obstacles)
+        self._target = RadarTarget
+        self._cycle_s = start_s
+        self._state_s = start_s
+
+    def before(self, t_s: float) -> None:
+        w, m = self.world, self.mount
+        c, s = math.cos(w.yaw_rad), math.sin(w.yaw_rad)
+        pose = (w.x_m + c * m.x_m - s * m.y_m, w.y_m + s * m.x_m + c * m.y_m,
+                w.yaw_rad + math.radians(m.yaw_deg))
+        # radar velocity = vehicle velocity + omega x r (mount lever arm), world frame
+        lx, ly = c * m.x_m - s * m.y_m, s * m.x_m + c * m.y_m
+        vel = (w.vx_mps - w.yaw_rate_radps * ly, w.vy_mps + w.yaw_rate_radps * lx)
+        targets = [self._target(o.x_m + o.vx_mps * t_s, o.y_m + o.vy_mps * t_s, o.vx_mps, o.vy_mps,
+                                o.rcs_dbsm, target_id=i) for i, o in enumerate(self.obstacles)]
+        self.emu.set_scene(pose, targets, vel)
+        if t_s >= self._cycle_s:
+            self._cycle_s = _next_slot(self._cycle_s, self.emu.cycle_s, t_s)
+        if t_s >= self._state_s:
+            self._state_s = _next_slot(self._state_s, self.emu.state_period_s, t_s)
+
+    def next_due(self) -> float:
+        return min(self._cycle_s, self._state_s)
+
+
+class _Ars408ReplayFeed:
+    """Loops an :class:`Ars408ReplayEmulator` and keeps its (never read) bus queue empty."""
+
+    def __init__(self, bus: Any, path: Path, start_s: float) -> None:
+        from firmware_bridge.emulation.ars408 import Ars408ReplayEmulator
+
+        self._cls = Ars408ReplayEmulator
+        self.bus = bus
+        self.path = path
+        self.passes = 1
+        self.frames_sent = 0
+        self.emu = Ars408ReplayEmulator(bus, path, start_s=start_s)
+        self._last_due_s = start_s
+        self._period_s = 0.072
+
+    def step(self, t_s: float) -> None:
+        for _ in range(1024):  # the emulator end never reads the bus: drop what queued up
+            if self.bus.recv(timeout=0.0) is None:
+                break
+        self.emu.step(t_s)
+        if self.emu.done:
+            # Start again one object-list period after the last frame: no stale gap.
+            self.frames_sent += self.emu.frames_sent
+            self.emu = self._cls(self.bus, self.path, start_s=t_s + self._period_s)
+            self.passes += 1
+
+    def next_due(self) -> float | None:
+        nxt = self.emu.next_due_s
+        return nxt if nxt is not None else -math.inf
+
+    @property
+    def total_frames_sent(self) -> int:
+        return self.frames_sent + self.emu.frames_sent
+
+
+# --------------------------------------------------------------------------- radars
+@dataclass
+class _Lr:
+    name: str
+    cfg: Ars408DeviceCfg
+    bus: str
+    driver: Any = None
+    port: Any = None
+    build_error: str | None = None
+    mode: str = "hardware"
+    feed: Any = None
+    status: Any = None
+    detections: int = 0
+    scans: int = 0
+
+
+@dataclass
+class _Sr:
+    name: str
+    cfg: Iwr6843DeviceCfg
+    bus: str
+    driver: Any = None
+    mode: str = "hardware"
+    emulator: Any = None
+    detections: int = 0
+    scans: int = 0
+    stale: bool = True
+
+
+@dataclass
+class _Breaches:
+    first_s: float | None = None
+    first_reason: str | None = None
+    ticks: int = 0
+
+
+class RadarSubsystem:
+    """The radars, the tracker and the radar guards of one vehicle (a ``Subsystem``).
+
+    Built by :func:`build`; every method but :meth:`summary`/:meth:`close` is per tick.
+
+    Parameters
+    ----------
+    radar_cfg : RadarCfg
+        The rig's ``radar`` block (band threshold, keep-out radius, TTC limit, tracker
+        confirmation and deletion, measurement standard deviation).
+    lr : _Lr or None
+        The long-range ARS408 (driver, CAN port, optional emulator feed).
+    sr : _Sr or None
+        The short-range IWR6843 (driver, optional emulator).
+    record : callable ``(tick, time_s, kind, **fields)``
+        Event sink.
+    """
+
+    name = "radar"
+
+    def __init__(self, radar_cfg: RadarCfg, lr: _Lr | None, sr: _Sr | None, record: Callable[..., None]) -> None:
+        self.cfg = radar_cfg
+        self.lr = lr
+        self.sr = sr
+        self.record = record
+        # One radar alone covers every range: the band split needs both.
+        if lr is not None and sr is not None:
+            self.sr_threshold_m = float(radar_cfg.sr_threshold_m)
+        elif lr is not None:
+            self.sr_threshold_m = 0.0
+        else:
+            self.sr_threshold_m = math.inf
+        self.tracker = Tracker(tracker_config(radar_cfg))
+        self.no_pose_scans = 0
+        self.breaches = _Breaches()
+        #: Closest approach over the run among the assessed tracks (summary).
+        self.closest: dict[str, Any] = {"range_m": math.inf, "range_track": None, "range_at_s": None,
+                                        "ttc_s": math.inf, "ttc_track": None, "ttc_at_s": None}
+        self._pose: tuple[float, float, float] | None = None
+        self._vel: tuple[float, float] = (0.0, 0.0)
+        self._yaw_rate_radps = 0.0
+        self._closed = False
+
+    # ------------------------------------------------------------------ read
+    def read(self, now_s: float, vehicle: Any) -> None:
+        """Read phase (per tick): radar health, completed scans -> fusion -> tracker."""
+        p = vehicle.mcu.driver.pose
+        if p is not None and all(math.isfinite(v) for v in (p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps)):
+            self._pose = (p.x_m, p.y_m, p.yaw_rad)
+            self._vel = (p.vx_world_mps, p.vy_world_mps)
+            self._yaw_rate_radps = p.yaw_rate_radps if math.isfinite(p.yaw_rate_radps) else 0.0
+        scans: list[tuple[str, list[Detection]]] = []
+        lr = self.lr
+        if lr is not None and lr.driver is not None:
+            lr.status = lr.driver.poll(now_s)
+            for cycle in lr.driver.take_cycles():
+                dets = [tracking_detection(d, source=BAND_LR) for d in lr.driver.detections(cycle)]
+                lr.detections += len(dets)
+                lr.scans += 1
+                scans.append((BAND_LR, dets))
+        sr = self.sr
+        if sr is not None and sr.driver is not None:
+            for scan in sr.driver.poll(now_s):
+                dets = [Detection(d.x_body_m, d.y_body_m, BAND_SR, range_m=d.range_m,
+                                  azimuth_rad=d.azimuth_body_rad) for d in scan.detections]
+                sr.detections += len(dets)
+                sr.scans += 1
+                scans.append((BAND_SR, dets))
+            sr.stale = sr.driver.is_stale(now_s)
+        if not scans:
+            return
+        if self._pose is None:
+            self.no_pose_scans += len(scans)
+            return
+        pose, thr = self._pose, self.sr_threshold_m
+        for band, dets in scans:
+            if band == BAND_LR:
+                body = select_by_band(dets, (), thr)
+            else:
+                body = select_by_band((), dets, thr)
+            self.tracker.step(now_s, body_to_world(body, pose), in_coverage=self._coverage(band, pose, thr))
+
+    @staticmethod
+    def _coverage(band: str, pose: tuple[float, float, float], thr: float) -> Callable[[float, float], bool]:
+        # An LR scan says nothing about the SR band and vice versa (no miss charged there).
+        def covered(x_m: float, y_m: float) -> bool:
+            bx, by = world_to_body_point(x_m, y_m, pose)
+            inside = math.hypot(bx, by) < thr
+            return inside if band == BAND_SR else not inside
+        return covered
+
+    # ------------------------------------------------------------------ health
+    def _lr_conditions(self) -> list[tuple[str, str | None]]:
+        lr = self.lr
+        if lr is None:
+            return []
+        n = lr.name
+        if lr.driver is None:
+            return [(f"{n}.error", f"{n}: {lr.build_error}")]
+        st = lr.status
+        if st is None:
+            return []
+        d02 = [f for f in st.faults if f not in _NOT_D02]
+        return [
+            (f"{n}.stale", f"{n} stale: no complete object-list cycle for "
+                           f"{lr.driver.config.stale_after_periods:g} periods" if st.stale else None),
+            (f"{n}.error", f"{n} reports {', '.join(d02)}" if d02 else None),
+            (f"{n}.values", f"{n}: out-of-range values in {lr.driver.config.reject_streak_limit} "
+                            "consecutive cycles" if "values_rejected" in st.faults else None),
+        ]
+
+    def _sr_conditions(self) -> list[tuple[str, str | None]]:
+        sr = self.sr
+        if sr is None or sr.driver is None:
+            return []
+        return [(f"{sr.name}.stale", f"{sr.name} stale: no new frame for "
+                 f"{sr.driver.stale_after_periods:g} periods" if sr.stale else None)]
+
+    def threats(self, now_s: float) -> list[Any]:
+        """Keep-out / TTC breaches of the confirmed tracks at ``now_s`` (per tick).
+
+        Assessed: confirmed tracks whose last covering scan detected them (``misses ==
+        0``); a TTC breach (outside the keep-out disc) further needs a closing speed
+        significant against the track's velocity uncertainty (:data:`TTC_CLOSING_SIGMAS`).
+        A coasting track is one the authoritative radar of its band just failed to see; its straight-line extrapolation is a guess, not evidence, and must not trip
+        the vehicle (a real obstacle that is missed for one scan is assessed again at the
+        next hit, one scan later). Tracks are extrapolated from their scan time to
+        ``now_s`` with their own velocity (constant-velocity model); the vehicle is taken
+        at its last MCU pose and velocity.
+
+        Returns
+        -------
+        list of controller.tracking.Threat
+            Breaches, most urgent first; empty without a pose.
+        """
+        if self._pose is None:
+            return []
+        now_tracks = []
+        for t in self.tracker.confirmed():
+            if t.misses:
+                continue
+            dt = max(0.0, now_s - t.time_s)
+            now_tracks.append(_TrackNow(t.track_id, True, t.x_m + t.vx_mps * dt, t.y_m + t.vy_mps * dt,
+                                        t.vx_mps, t.vy_mps, t.covariance[2:4, 2:4]))
+        if not now_tracks:
+            return []
+        assessed = assess_threats(now_tracks, self._pose, self._vel, self.cfg.keep_out_radius_m,
+                                  self.cfg.min_ttc_s, include_all=True)
+        by_id = {t.track_id: t for t in now_tracks}
+        assessed = [a for a in assessed if a.inside_keep_out or not a.ttc_breach
+                    or self._closing_significant(a, by_id[a.track_id])]
+        c = self.closest
+        for a in assessed:
+            if a.range_m < c["range_m"]:
+                c["range_m"], c["range_track"], c["range_at_s"] = a.range_m, a.track_id, now_s
+            if a.ttc_s < c["ttc_s"]:
+                c["ttc_s"], c["ttc_track"], c["ttc_at_s"] = a.ttc_s, a.track_id, now_s
+        return [a for a in assessed if a.is_breach]
+
+    def _closing_significant(self, threat: Any, trk: _TrackNow) -> bool:
+        """Is the track's closing speed more than ``TTC_CLOSING_SIGMAS`` standard
+        deviations of its velocity estimate along the line of sight?
+
+        A young track of a static object carries a velocity that is mostly noise (one-point
+        initiation with a wide prior, Bar-Shalom et al. 2001 section 3.4 on track
+        initiation); a TTC computed from it would trip on every static object near the
+        keep-out. ``sigma^2 = u^T P_v u`` with ``u`` the unit line of sight.
+        """
+        if self._pose is None or threat.range_m <= 0.0:
+            return True
+        ux = (trk.x_m - self._pose[0]) / threat.range_m
+        uy = (trk.y_m - self._pose[1]) / threat.range_m
+        p = trk.pvv
+        var = ux * ux * p[0, 0] + 2.0 * ux * uy * p[0, 1] + uy * uy * p[1, 1]
+        return threat.closing_speed_mps > TTC_CLOSING_SIGMAS * math.sqrt(max(var, 0.0))
+
+    def monitor(self, now_s: float, vehicle: Any) -> list[tuple[str, str | None]]:
+        """Fault conditions (per tick, outside ``boot``): B01 stale, D02, D03, keep-out/TTC."""
+        if vehicle.state == "boot":
+            return []
+        out = self._lr_conditions() + self._sr_conditions()
+        threats = self.threats(now_s)
+        reason = None
+        if threats:
+            t = threats[0]
+            reason = (f"radar track {t.track_id} at {t.range_m:.2f} m "
+                      + (f"inside keep-out {self.cfg.keep_out_radius_m:g} m" if t.inside_keep_out
+                         else f"closing, time to collision {t.ttc_s:.2f} s < {self.cfg.min_ttc_s:g} s"))
+            self.breaches.ticks += 1
+            if self.breaches.first_s is None:
+                self.breaches.first_s = now_s
+                self.breaches.first_reason = reason
+        out.append(("keep_out", reason))
+        return out
+
+    def arming_check(self, now_s: float, vehicle: Any) -> tuple[bool, str]:
+        """Refuse ``arm`` while a radar is stale or reports an error (SAFETY.md D02, O01)."""
+        for key, reason in self._lr_conditions() + self._sr_conditions():
+            if reason is not None:
+                return False, reason
+        if self.lr is not None and self.lr.driver is not None and self.lr.status is None:
+            return False, f"{self.lr.name}: no status yet"
+        return True, ""
+
+    def post_report(self, now_s: float) -> dict[str, tuple[bool, str]] | None:
+        """POST verdict per radar (boot only): present, fresh, state clean, version.
+
+        A radar not yet ready is reported ``(False, "waiting: ...")`` rather than None, so
+        that when POST times out (``post_timeout_s``) the report names the radar and the
+        reason (SAFETY.md D07).
+        """
+        out: dict[str, tuple[bool, str]] = {}
+        lr = self.lr
+        if lr is not None:
+            st = lr.status
+            if lr.driver is None:
+                out[lr.name] = (False, lr.build_error or "driver not built")
+            elif st is None or st.cycles_complete == 0:
+                out[lr.name] = (False, "waiting: no complete object-list cycle yet")
+            elif st.health is None:
+                out[lr.name] = (False, "waiting: no RadarState (0x201) yet")
+            elif st.faults:
+                out[lr.name] = (False, "radar reports " + ", ".join(st.faults))
+            elif not st.fresh:
+                out[lr.name] = (False, "waiting: object-list cycles not yet regular")
+            else:
+                version = ".".join(str(v) for v in st.version) if st.version else "not seen (0x700)"
+                warn = f"; warnings: {', '.join(st.warnings)}" if st.warnings else ""
+                out[lr.name] = (True, f"firmware {version}{warn}")
+        sr = self.sr
+        if sr is not None and sr.driver is not None:
+            if sr.scans == 0:
+                out[sr.name] = (False, "waiting: no frame yet")
+            elif sr.stale:
+                out[sr.name] = (False, "stale")
+            else:
+                out[sr.name] = (True, f"{sr.scans} frames")
+        return out
+
+    def on_action(self, action: str, now_s: float, vehicle: Any) -> None:
+        """Nothing to do on FSM actions (the radars stay powered in every state)."""
+
+    # ------------------------------------------------------------------ write
+    def write(self, now_s: float, vehicle: Any) -> None:
+        """Write phase (per tick): ARS408 ego speed and yaw rate when due (every cycle)."""
+        lr = self.lr
+        if lr is None or lr.driver is None or self._pose is None:
+            return
+        speed = speed_long_mps(self._vel[0], self._vel[1], self._pose[2])
+        for msg in lr.driver.ego_motion_frames(now_s, speed, self._yaw_rate_radps):
+            lr.port.send(msg, now_s)
+
+    # ------------------------------------------------------------------ report
+    def _track_rows(self, band: str, mount: Any) -> list[dict[str, Any]]:
+        rows = []
+        pose = self._pose
+        if pose is None:
+            return rows
+        myaw = math.radians(mount.yaw_deg)
+        cm, sm = math.cos(myaw), math.sin(myaw)
+        for t in self.tracker.confirmed():
+            if t.source_band != band:
+                continue
+            bx, by = world_to_body_point(t.x_m, t.y_m, pose)
+            dx, dy = bx - mount.x_m, by - mount.y_m
+            rows.append({
+                "id": t.track_id,
+                "x_m": round(cm * dx + sm * dy, 3),
+                "y_m": round(-sm * dx + cm * dy, 3),
+                "x_world_m": round(t.x_m, 3),
+                "y_world_m": round(t.y_m, 3),
+                "age_s": round(t.age_s, 3),
+                "hits": t.hits,
+            })
+        return rows
+
+    def summary(self) -> dict[str, Any]:
+        """Block ``radar`` of ``summary.json``: per radar frames, cycles, rejects,
+        detections and the confirmed tracks at the end (radar and world frame)."""
+        out: dict[str, Any] = {"sr_threshold_m": None if math.isinf(self.sr_threshold_m) else self.sr_threshold_m}
+        lr = self.lr
+        if lr is not None:
+            st = lr.status
+            block: dict[str, Any] = {"driver": "ars408", "mode": lr.mode}
+            if lr.driver is None:
+                block["error"] = lr.build_error
+            elif st is not None:
+                block.update({
+                    "frames": st.frames, "decoded": st.decoded, "cycles": st.cycles_complete,
+                    "cycles_dropped": st.cycles_dropped, "rejects": dict(sorted(st.rejects.items())),
+                    "detections": lr.detections, "stale_at_end": st.stale,
+                    "faults_at_end": list(st.faults), "warnings_at_end": list(st.warnings),
+                    "version": ".".join(str(v) for v in st.version) if st.version else None,
+                })
+            if isinstance(lr.feed, _Ars408ReplayFeed):
+                block["replay"] = {"file": str(lr.feed.path), "passes": lr.feed.passes,
+                                   "frames_sent": lr.feed.total_frames_sent}
+            block["tracks"] = self._track_rows(BAND_LR, lr.cfg.mount)
+            out[lr.name] = block
+        sr = self.sr
+        if sr is not None:
+            block = {"driver": "iwr6843", "mode": sr.mode}
+            if sr.driver is not None:
+                s = sr.driver.stats()
+                block.update({"frames": s["frames"], "cycles": s["frames"], "rejects": s["rejects"],
+                              "resyncs": s["resyncs"], "detections": sr.detections,
+                              "stale_at_end": sr.stale})
+            if sr.emulator is not None and sr.mode == "replay":
+                block["replay"] = {"frames_in_capture": sr.emulator.replay_frames,
+                                   "frames_sent": sr.emulator.frames_sent}
+            block["tracks"] = self._track_rows(BAND_SR, sr.cfg.mount)
+            out[sr.name] = block
+        tr = self.tracker
+        out["tracker"] = {"scans": tr.scans, "initiated": tr.tracks_initiated, "confirmed": tr.tracks_confirmed,
+                          "deleted": tr.tracks_deleted, "scans_without_pose": self.no_pose_scans}
+        out["keep_out"] = {"radius_m": self.cfg.keep_out_radius_m, "min_ttc_s": self.cfg.min_ttc_s,
+                           "first_breach_s": None if self.breaches.first_s is None else round(self.breaches.first_s, 6),
+                           "first_breach": self.breaches.first_reason, "breach_ticks": self.breaches.ticks,
+                           "closest": {k: (None if isinstance(v, float) and math.isinf(v) else
+                                           round(v, 3) if isinstance(v, float) else v)
+                                       for k, v in self.closest.items()}}
+        return out
+
+    def close(self) -> None:
+        """Nothing owned beyond what the rig closes (buses, links); safe twice."""
+        self._closed = True
+
+
+# --------------------------------------------------------------------------- build
+def _replay_path(value: Any, key: str) -> Path:
+    p = Path(str(value)).expanduser()
+    if not p.is_file():
+        raise ConfigError(str(value), key, "replay file not found")
+    return p
+
+
+def build(ctx: Any) -> RadarSubsystem | None:
+    """Build the radar subsystem of a rig, or None when the rig has no radar device.
+
+    Parameters
+    ----------
+    ctx : controller.subsystems.SubsystemContext
+        Validated rig, ports, links, simulation and run options (``lr_replay``,
+        ``sr_replay``: recording paths).
+
+    Returns
+    -------
+    RadarSubsystem or None
+
+    Raises
+    ------
+    ConfigError
+        More than one radar of a kind, a radar on a bus of the wrong kind, a replay
+        option on a rig that is not emulated, or a replay file that does not exist.
+        A CAN bus whose DBC lacks the ARS408 messages does not raise: POST fails naming
+        the missing message (SAFETY.md K02).
+    """
+    from hal.can.codec import DbcCodec
+    from hal.devices.ars408 import Ars408Driver, config_from_mapping
+    from hal.devices.iwr6843 import Iwr6843Driver
+
+    rig = ctx.cfg
+    name = str(ctx.path)
+    lrs = [(k, d) for k, d in rig.devices.items() if isinstance(d, Ars408DeviceCfg)]
+    srs = [(k, d) for k, d in rig.devices.items() if isinstance(d, Iwr6843DeviceCfg)]
+    if not lrs and not srs:
+        return None
+    if len(lrs) > 1 or len(srs) > 1:
+        raise ConfigError(name, "devices", "at most one ars408 and one iwr6843 radar are supported")
+    opts = ctx.options or {}
+    emulated = ctx.sim is not None
+    for opt in ("lr_replay", "sr_replay"):
+        if opts.get(opt) and not emulated:
+            raise ConfigError(name, "emulation", f"--{opt.replace('_', '-')} needs an emulated rig")
+    if opts.get("lr_replay") and not lrs:
+        raise ConfigError(name, "devices", "--lr-replay needs an ars408 device")
+    if opts.get("sr_replay") and not srs:
+        raise ConfigError(name, "devices", "--sr-replay needs an iwr6843 device")
+    radar_cfg = rig.radar if rig.radar is not None else RadarCfg()
+    tracker_config(radar_cfg, source=name)  # fail at build, one line, not mid-run
+    stale_n = rig.controller.safety.stale_after_periods
+    start_s = ctx.clock.now_s()
+    obstacles = list(rig.emulation.obstacles) if rig.emulation is not None else []
+
+    lr = None
+    if lrs:
+        dev_name, dev = lrs[0]
+        if not isinstance(rig.buses.get(dev.bus), CanBusCfg):
+            raise ConfigError(name, f"devices.{dev_name}.bus", "the ars408 needs a CAN bus")
+        lr = _Lr(dev_name, dev, dev.bus)
+        codec = DbcCodec(ctx.can_dbc_paths[dev.bus])
+        entry = dev.model_dump()
+        entry["stale_after_periods"] = stale_n
+        try:
+            lr.driver = Ars408Driver(codec, config_from_mapping(entry, name=dev_name), start_s=start_s)
+        except HalError as exc:  # K02: the DBC lacks what the driver needs -> POST fails
+            lr.build_error = str(exc)
+        if lr.driver is not None:
+            lr.port = ctx.can_ports[dev.bus]
+            for arb_id in lr.driver.rx_ids:
+                lr.port.register(arb_id, lr.driver.on_frame)
+            lr.port.add_checker_stats(lr.driver.ingress)
+            if emulated:
+                emu_bus = ctx.open_emulator_can(dev.bus)
+                if opts.get("lr_replay"):
+                    feed = _Ars408ReplayFeed(emu_bus, _replay_path(opts["lr_replay"], "--lr-replay"), start_s)
+                    lr.mode, lr.feed = "replay", feed
+                    ctx.sim.extra.append(_Gate(feed, feed.next_due))
+                else:
+                    from firmware_bridge.emulation.ars408 import Ars408Emulator
+
+                    emu = Ars408Emulator(emu_bus, codec, sensor_id=dev.sensor_id, start_s=start_s)
+                    feed = _Ars408SyntheticFeed(emu, ctx.world, dev.mount, obstacles, start_s)
+                    lr.mode, lr.feed = "synthetic", feed
+                    ctx.sim.extra.append(_Gate(emu, feed.next_due, feed.before))
+
+    sr = None
+    if srs:
+        dev_name, dev = srs[0]
+        if not isinstance(rig.buses.get(dev.bus), SerialBusCfg):
+            raise ConfigError(name, f"devices.{dev_name}.bus", "the iwr6843 needs a serial bus")
+        sr = _Sr(dev_name, dev, dev.bus)
+        mount = (dev.mount.x_m, dev.mount.y_m, dev.mount.yaw_deg)
+        sr.driver = Iwr6843Driver(ctx.serial_links[dev.bus], mount=mount, frame_period_s=dev.frame_period_s,
+                                  stale_after_periods=stale_n, source=BAND_SR)
+        if emulated:
+            from firmware_bridge.emulation.iwr6843 import Iwr6843Emulator, SensorTarget, world_to_sensor
+
+            link = ctx.emulator_serial[dev.bus]
+            if opts.get("sr_replay"):
+                path = _replay_path(opts["sr_replay"], "--sr-replay")
+                try:
+                    data = path.read_bytes()
+                except OSError as exc:
+                    raise ConfigError(str(path), "--sr-replay", f"cannot read capture: {exc.strerror or exc}") from exc
+                emu = Iwr6843Emulator(link, data, frame_period_s=dev.frame_period_s, seed=ctx.seed,
+                                      start_s=start_s, loop=True)
+                sr.mode = "replay"
+            else:
+                world = ctx.world
+
+                def targets(t_s: float, _obs=obstacles, _mount=mount, _world=world) -> list[Any]:
+                    pose = (_world.x_m, _world.y_m, _world.yaw_rad)
+                    out = []
+                    for o in _obs:
+                        ox, oy = o.x_m + o.vx_mps * t_s, o.y_m + o.vy_mps * t_s
+                        xs, ys = world_to_sensor(ox, oy, pose, _mount)
+                        rng = math.hypot(xs, ys)
+                        # range rate: relative velocity along the line of sight
+                        rvx, rvy = o.vx_mps - _world.vx_mps, o.vy_mps - _world.vy_mps
+                        dx, dy = ox - _world.x_m, oy - _world.y_m
+                        dist = math.hypot(dx, dy)
+                        rr = (rvx * dx + rvy * dy) / dist if dist > 0 else 0.0
+                        if rng > 0:
+                            out.append(SensorTarget(xs, ys, 0.0, rr))
+                    return out
+
+                emu = Iwr6843Emulator(link, targets, frame_period_s=dev.frame_period_s, seed=ctx.seed,
+                                      start_s=start_s)
+                sr.mode = "synthetic"
+            sr.emulator = emu
+            sched = _PeriodicSchedule(start_s, dev.frame_period_s)
+            ctx.sim.extra.append(_Gate(emu, sched.next_due, sched.before))
+    return RadarSubsystem(radar_cfg, lr, sr, ctx.record)
