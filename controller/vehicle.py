@@ -297,7 +297,7 @@ class Vehicle:
             cond("vb_status", None if vb.status_fresh(now_s) else "valve board status stale")
             cond("vb_heartbeat", None if vb.heartbeat_fresh(now_s) else "valve board heartbeat lost")
             cond("vb_reboot", "valve board rebooted" if vb.rebooted else None)
-            cond("mcu_reboot", "MCU rebooted" if mcu.stats().get("mcu_reboots", 0) else None)
+            cond("mcu_reboot", "MCU rebooted" if mcu.mcu_reboots else None)
             st = vb.status
             vfault = st.valve_fault_mask if st is not None else 0
             cond("thrusters", self._thruster_failures(int(vfault)))

@@ -397,6 +397,11 @@ class McuDriver:
         """
         return self.status is not None and self.status.estop_pressed
 
+    @property
+    def mcu_reboots(self) -> int:
+        """How many MCU reboots were detected (uptime going back, new HELLO); cheap, per tick."""
+        return self._counters["mcu_reboots"]
+
     def estop_released_confirmed(self, now_s: float) -> bool:
         """True only if a fresh MCU_STATUS says the E-stop is released (fail-safe guard).
 
