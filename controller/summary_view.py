@@ -31,6 +31,21 @@ def print_summary(summary: dict[str, Any], console) -> None:
         recv = st.get("frames_received", st.get("frames_ok", "?"))
         rej = st.get("ingress_rejects", {})
         t.add_row(f"bus {name}", f"sent {sent}, received {recv}, rejects {sum(rej.values()) if isinstance(rej, dict) else rej}")
+    al = summary.get("allocation")
+    if al:
+        t.add_row("allocation", f"{al['method']}: saturated {al['saturation_fraction'] * 100:.1f} % of ticks, "
+                                f"RMS unallocated {al['rms_unallocated_wrench']:.3g}, propellant {al['propellant_ns']} N s, "
+                                f"{len(al['failures_handled'])} failures handled")
+    pw = summary.get("power")
+    if pw:
+        t.add_row("power", f"SoC {pw.get('start_soc_pct')} -> {pw.get('end_soc_pct')} %, min {pw.get('min_pack_voltage_v')} V, "
+                           f"{pw.get('energy_used_wh')} Wh, relay ops {pw.get('relay_operations')}")
+    rd = summary.get("radar")
+    if rd:
+        for name, r in rd.get("radars", rd).items() if isinstance(rd.get("radars", rd), dict) else []:
+            if isinstance(r, dict) and "cycles" in r:
+                tracks = r.get("confirmed_tracks", r.get("tracks", []))
+                t.add_row(f"radar {name}", f"{r.get('cycles')} cycles, {len(tracks) if isinstance(tracks, list) else tracks} confirmed tracks")
     for f in summary.get("faults", []):
         t.add_row("fault", f)
     t.add_row("run folder", summary.get("run_folder", ""))
