@@ -114,14 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     fg.set_defaults(func=_cmd_fsm_graph)
     # Subcommands contributed by subsystems: each module has add_parser(subparsers).
-    import importlib
+    from controller.optional import import_optional
 
     for module_name in ("controller.cli_radar", "controller.cli_modbus"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+        module = import_optional(module_name)
+        if module is None:
             continue
         module.add_parser(sub)
     return p

@@ -32,6 +32,7 @@ from controller.config import (
 from controller.control import PoseGains
 from controller.errors import ConfigError
 from controller.mission import MissionExecutor
+from controller.optional import import_optional
 from controller.paths import resolve_data_path
 from controller.safety.output_guard import OutputGuard
 from controller.valve_command import ValveCommander
@@ -325,13 +326,8 @@ def build_rig(
     )
     subsystems = []
     for module_name in ("controller.subsystems.radar", "controller.subsystems.power"):
-        import importlib
-
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+        module = import_optional(module_name)
+        if module is None:
             continue
         sub = module.build(ctx)
         if sub is not None:
