@@ -11,11 +11,13 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from controller.errors import ConfigError
 from controller.paths import resolve_data_path
 from controller.yamlio import load_yaml, validate
+from firmware_bridge.errors import ProtocolError
+from firmware_bridge.protocols import firmware_version as fwv
 
 
 class Strict(BaseModel):
@@ -25,6 +27,15 @@ class Strict(BaseModel):
 
 
 PosFloat = Annotated[float, Field(gt=0.0)]
+
+
+def _checked(fn, text: str, **kw) -> str:
+    """Run a firmware-version parser at load time; its message becomes the field error."""
+    try:
+        fn(text, **kw)
+    except ProtocolError as exc:
+        raise ValueError(str(exc)) from None
+    return text
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 
 
@@ -103,6 +114,11 @@ class ValveBoardDeviceCfg(Strict):
     max_thrust_n: Annotated[float, Field(gt=0.0, le=20.0)] = 2.0
     pwm_period_s: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
     min_impulse_bit_s: Annotated[float, Field(gt=0.0, le=0.5)] = 0.004
+
+    @field_validator("accepted_firmware")
+    @classmethod
+    def _spec(cls, v: str) -> str:
+        return _checked(fwv.parse_spec, v, full=True)
     #: Characterised valve delays (s); None on a virtual rig = take the emulated world's.
     open_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] | None = None
     close_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] | None = None
@@ -115,6 +131,11 @@ class McuDeviceCfg(Strict):
     bus: str
     accepted_firmware: str = ">=1.0.0"
     heartbeat_period_s: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
+
+    @field_validator("accepted_firmware")
+    @classmethod
+    def _spec(cls, v: str) -> str:
+        return _checked(fwv.parse_spec, v, full=False)
 
 
 class MountCfg(Strict):
@@ -250,6 +271,11 @@ class EmulationCfg(Strict):
     obstacles: list[ObstacleCfg] = Field(default_factory=list)
     battery: BatteryEmuCfg = Field(default_factory=BatteryEmuCfg)
     power_faults: list[PowerFaultCfg] = Field(default_factory=list)
+
+    @field_validator("valve_board_firmware", "mcu_firmware")
+    @classmethod
+    def _version(cls, v: str) -> str:
+        return _checked(fwv.parse_version, v)
 
 
 # --------------------------------------------------------------------------- controller

@@ -33,18 +33,11 @@ from controller.control import PoseGains
 from controller.errors import ConfigError
 from controller.mission import MissionExecutor
 from controller.optional import import_optional
+from firmware_bridge.protocols.firmware_version import parse_version
 from controller.paths import resolve_data_path
 from controller.safety.output_guard import OutputGuard
 from controller.valve_command import ValveCommander
 from controller.vehicle import DeviceSlot, Vehicle
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    """Parse ``"1.2.0"`` into ``(1, 2, 0)`` (raises ValueError)."""
-    parts = [int(p) for p in text.strip().split(".")]
-    if len(parts) != 3 or any(p < 0 or p > 255 for p in parts):
-        raise ValueError(f"version {text!r} is not MAJOR.MINOR.PATCH (0..255 each)")
-    return parts[0], parts[1], parts[2]
 
 
 def build_allocator(rig: RigCfg, name: str):

@@ -105,6 +105,27 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _data_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Keep only the parts of a pydantic location that index the input data.
+
+    Discriminated unions put the tag (``valve_board``) into the location; the user's file
+    has no such key, so it is dropped by walking the data along the path.
+    """
+    out = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and 0 < i < len(loc) - 1:
+            continue  # a union tag: never the last part (a missing key is)
+        out.append(part)
+        if not isinstance(node, (dict, list)):
+            node = None
+    return tuple(out)
+
+
 def validate(model: type[M], data: Any, name: str, key_prefix: str = "") -> M:
     """Validate plain data against a pydantic model, turning the first error into one line.
 
@@ -117,9 +138,9 @@ def validate(model: type[M], data: Any, name: str, key_prefix: str = "") -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        loc = format_loc(tuple(err.get("loc", ())))
+        loc = format_loc(_data_loc(tuple(err.get("loc", ())), data))
         key = ".".join(p for p in (key_prefix, loc) if p)
-        msg = err.get("msg", "invalid")
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = "unknown key"
         elif "input" in err and err.get("type") not in ("missing",):

@@ -59,11 +59,11 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from firmware_bridge.errors import ProtocolError
+from firmware_bridge.protocols.firmware_version import firmware_accepted, parse_version
 
 __all__ = [
     "BoardState", "COMMAND", "STATUS", "HEARTBEAT", "DUTY_SIGNALS", "COUNTER_SIGNALS",
@@ -407,57 +407,4 @@ def heartbeat_signals(hb: ValveBoardHeartbeat) -> dict[str, float | int]:
 
 
 # ---------------------------------------------------------------------------- firmware
-_VERSION_RE = re.compile(r"^\s*(\d+)\.(\d+)\.(\d+)\s*$")
-_CLAUSE_RE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d+\.\d+\.\d+)\s*$")
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    """Parse ``"MAJOR.MINOR.PATCH"``.
-
-    Raises
-    ------
-    ProtocolError
-        If ``text`` is not three dot-separated non-negative integers.
-    """
-    m = _VERSION_RE.match(text)
-    if m is None:
-        raise ProtocolError(f"bad firmware version {text!r} (want MAJOR.MINOR.PATCH)")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3))
-
-
-def firmware_accepted(version: tuple[int, int, int], spec: str) -> bool:
-    """Whether a firmware version satisfies an acceptance spec.
-
-    Parameters
-    ----------
-    version : tuple of int
-        (major, minor, patch) reported by the board.
-    spec : str
-        Comma-separated clauses ``OP MAJOR.MINOR.PATCH`` with OP in ``>= > <= < == !=``,
-        all of which must hold (``">=1.2.0,<2.0.0"``); a bare version means ``==``.
-
-    Returns
-    -------
-    bool
-
-    Raises
-    ------
-    ProtocolError
-        If ``spec`` is malformed (a configuration error, caught at load time).
-    """
-    clauses = [c for c in spec.split(",") if c.strip()]
-    if not clauses:
-        raise ProtocolError(f"empty firmware spec {spec!r}")
-    v = tuple(version)
-    for clause in clauses:
-        m = _CLAUSE_RE.match(clause)
-        if m is None:
-            ref = parse_version(clause)  # bare version, or raises
-            op = "=="
-        else:
-            op, ref = m.group(1), parse_version(m.group(2))
-        ok = {">=": v >= ref, ">": v > ref, "<=": v <= ref, "<": v < ref,
-              "==": v == ref, "!=": v != ref}[op]
-        if not ok:
-            return False
-    return True
+# Versions are MAJOR.MINOR.PATCH in full on this board (VB_HB_Fw* signals): full=True.

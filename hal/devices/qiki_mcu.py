@@ -14,10 +14,10 @@ offers ``reopen()`` the driver retries with exponential backoff (SAFETY.md D12).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from firmware_bridge.errors import ProtocolError
+from firmware_bridge.protocols import firmware_version as fwv
 from firmware_bridge.protocols import qiki_mcu as proto
 from firmware_bridge.protocols.framing import FrameDecoder
 from firmware_bridge.protocols.qiki_mcu import (
@@ -37,25 +37,11 @@ from hal.errors import BusConfigError, BusError
 
 __all__ = ["McuDriver", "firmware_accepted", "parse_firmware_spec"]
 
-_CLAUSE = re.compile(r"^(>=|<=|==|!=|>|<)?\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
-_OPS = {
-    ">=": lambda a, b: a >= b,
-    "<=": lambda a, b: a <= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    ">": lambda a, b: a > b,
-    "<": lambda a, b: a < b,
-}
-
-
 def parse_firmware_spec(spec: str) -> list[tuple[str, tuple[int, int, int]]]:
     """Parse an accepted-firmware spec such as ``">=1.0.0"`` or ``">=1.2, <2"``.
 
-    Parameters
-    ----------
-    spec : str
-        Comma-separated clauses ``OP MAJOR[.MINOR[.PATCH]]`` with OP one of ``>= <= == !=
-        > <`` (no OP means ``==``); missing parts are 0.
+    Short versions are allowed (missing parts are 0); the grammar is
+    :mod:`firmware_bridge.protocols.firmware_version` with ``full=False``.
 
     Returns
     -------
@@ -67,19 +53,15 @@ def parse_firmware_spec(spec: str) -> list[tuple[str, tuple[int, int, int]]]:
     BusConfigError
         One line naming the spec, if it does not parse.
     """
-    clauses = []
-    for part in str(spec).split(","):
-        m = _CLAUSE.match(part.strip())
-        if m is None:
-            raise BusConfigError(f"accepted firmware spec {spec!r}: cannot parse clause {part.strip()!r}")
-        op = m.group(1) or "=="
-        clauses.append((op, tuple(int(g) if g is not None else 0 for g in m.group(2, 3, 4))))
-    return clauses
+    try:
+        return fwv.parse_spec(spec, full=False)
+    except ProtocolError as exc:
+        raise BusConfigError(f"accepted firmware {exc}") from exc
 
 
 def firmware_accepted(version: tuple[int, int, int], spec: str) -> bool:
     """Return True if ``version`` satisfies every clause of ``spec`` (see :func:`parse_firmware_spec`)."""
-    return all(_OPS[op](tuple(version), ref) for op, ref in parse_firmware_spec(spec))
+    return fwv.spec_holds(version, parse_firmware_spec(spec))
 
 
 def _host_state(code: Any) -> HostState:
@@ -464,7 +446,7 @@ class McuDriver:
                 f"{n}: protocol version {h.protocol_version}, host speaks {proto.PROTOCOL_VERSION}"
             )
         fw = "{}.{}.{}".format(*h.firmware_version)
-        if not all(_OPS[op](h.firmware_version, ref) for op, ref in spec):
+        if not fwv.spec_holds(h.firmware_version, spec):
             return False, f"{n}: firmware {fw} not accepted ({accepted_firmware})"
         if not self.status_fresh(now_s):
             return False, f"{n}: no fresh MCU_STATUS"

@@ -40,6 +40,8 @@ def test_default_rig_and_mission_load():
          "force_dir: [-1, 0], max_thrust_n: 3.0}\n  - {name: t2", "thrusters[0].max_thrust_n", "above the valve board maximum"),
         ("rate_hz: 100.0", "rate_hz: .inf", "controller.rate_hz", ""),
         ("bus: can0, node_id: 1", "bus: can9, node_id: 1", "", "unknown bus"),
+        ('accepted_firmware: ">=1.2.0"', 'accepted_firmware: ">=1.2"', "devices.valves.accepted_firmware", "cannot parse clause"),
+        ('mcu_firmware: "1.0.0"', 'mcu_firmware: "1.x"', "emulation.mcu_firmware", "bad firmware version"),
     ],
 )
 def test_bad_rig_fields_name_file_and_key(tmp_path, old, new, key, needle):
@@ -91,3 +93,10 @@ def test_mission_bad_waypoint(tmp_path):
     with pytest.raises(ConfigError) as ei:
         load_mission(p)
     assert ": waypoints[0].y_m: " in str(ei.value)
+
+
+def test_union_tag_is_not_in_the_key_path_and_missing_keys_are_named(tmp_path):
+    p = write(tmp_path, GOOD_RIG.replace("{driver: valve_board, bus: can0, node_id: 1,", "{driver: valve_board, node_id: 1,"))
+    with pytest.raises(ConfigError) as ei:
+        load_rig(p)
+    assert str(ei.value) == f"{p}: devices.valves.bus: Field required"
