@@ -351,8 +351,8 @@ def build_rig(
     vehicle = Vehicle(
         fsm=FsmEngine(fsm_model, now_s=0.0),
         can_ports=ports,
-        valve_board=DeviceSlot(vb_name, "valve_board", vb_driver, vb.accepted_firmware),
-        mcu=DeviceSlot(mcu_name, "qiki_mcu", mcu_driver, mcu_cfg.accepted_firmware),
+        valve_board=DeviceSlot(vb_name, vb_driver, vb.accepted_firmware),
+        mcu=DeviceSlot(mcu_name, mcu_driver, mcu_cfg.accepted_firmware),
         valve_port=port,
         allocator=allocator,
         thruster_valves=thruster_valves(rig),

@@ -40,12 +40,9 @@ def print_summary(summary: dict[str, Any], console) -> None:
     if pw:
         t.add_row("power", f"SoC {pw.get('start_soc_pct')} -> {pw.get('end_soc_pct')} %, min {pw.get('min_pack_voltage_v')} V, "
                            f"{pw.get('energy_used_wh')} Wh, relay ops {pw.get('relay_operations')}")
-    rd = summary.get("radar")
-    if rd:
-        for name, r in rd.get("radars", rd).items() if isinstance(rd.get("radars", rd), dict) else []:
-            if isinstance(r, dict) and "cycles" in r:
-                tracks = r.get("confirmed_tracks", r.get("tracks", []))
-                t.add_row(f"radar {name}", f"{r.get('cycles')} cycles, {len(tracks) if isinstance(tracks, list) else tracks} confirmed tracks")
+    for name, r in (summary.get("radar") or {}).items():
+        if isinstance(r, dict) and "cycles" in r:  # one block per radar device
+            t.add_row(f"radar {name}", f"{r['cycles']} cycles, {len(r.get('tracks', []))} confirmed tracks")
     for f in summary.get("faults", []):
         t.add_row("fault", f)
     t.add_row("run folder", summary.get("run_folder", ""))

@@ -53,7 +53,6 @@ class DeviceSlot:
     """A device the vehicle talks to, as the rig built it."""
 
     name: str
-    kind: str  # "valve_board" | "qiki_mcu"
     driver: Any
     accepted_firmware: str
 
@@ -151,11 +150,8 @@ class Vehicle:
         self.rail_requested_at_s = 0.0
         self.pending_events: list[str] = []
         self.transitions: list[list[Any]] = []
-        self.last_thrust_n = [0.0] * len(self.max_thrust_n)
-        self.last_duty_pct = [0.0] * n_valves
-        self.commanded_impulse_ns = [0.0] * len(self.max_thrust_n)
+        self.demand_n: list[float] | None = None
         self.first_fault: str | None = None
-        self.wrench_log_sq = [0.0, 0.0, 0.0]
         self.unallocated_sq = 0.0
         self.alloc_ticks = 0
         self.saturated_ticks = 0
@@ -256,7 +252,7 @@ class Vehicle:
         self.now_s = now_s
         self.read(now_s)
         self.update(now_s, dt_s)
-        self.write(now_s)
+        self.write(now_s, dt_s)
 
     def read(self, now_s: float) -> None:
         """Read phase: drain every bus and decode (per tick)."""
@@ -398,10 +394,7 @@ class Vehicle:
         events += self._post(now_s)
         events += self.pending_events
         self.pending_events = []
-        if events:
-            self._step_fsm(now_s, events)
-        else:
-            self._step_fsm(now_s, ())
+        self._step_fsm(now_s, events)
         self.demand_n = None
         if self.fsm.outputs == "allocate":
             self.demand_n = self._control(now_s)
@@ -443,13 +436,14 @@ class Vehicle:
             self.saturated_ticks += 1
         return thrust
 
-    def write(self, now_s: float) -> None:
-        """Write phase: output guard, duty encoding, send; host heartbeat (per tick)."""
+    def write(self, now_s: float, dt_s: float) -> None:
+        """Write phase: output guard, duty encoding, send; host heartbeat (per tick).
+
+        ``dt_s`` is the real time since the previous tick (from the loop), which the
+        output guard's rate limit uses (SAFETY.md T01).
+        """
         allow = self.fsm.outputs == "allocate"
-        dt = 1e-3 if self.tick_index == 0 else now_s - getattr(self, "_last_write_s", now_s)
-        self._last_write_s = now_s
-        thrust = self.guard.apply(self.demand_n, allow, dt)
-        self.last_thrust_n = thrust
+        thrust = self.guard.apply(self.demand_n, allow, dt_s)
         duty = [0.0] * self.n_valves
         if allow and self.modulator is not None:
             per_thruster = self.modulator.duty_pct(thrust, self.tick_index)
@@ -463,7 +457,6 @@ class Vehicle:
         if per_thruster is not None:
             for i, v in enumerate(self.thruster_valves):
                 duty[v] = per_thruster[i]
-        self.last_duty_pct = duty
         if self.foreign_command_s is None:  # B09: our TX to the board stops for good
             frame = self.vb.driver.command_frame(duty)
             self.valve_port.send(frame, now_s)
