@@ -46,10 +46,12 @@ class MissionExecutor:
 
     @property
     def waypoints_total(self) -> int:
+        """Number of waypoints in the mission."""
         return len(self.targets)
 
     @property
     def complete(self) -> bool:
+        """True once every waypoint was reached and held."""
         return self.index >= len(self.targets)
 
     def start(self, now_s: float) -> None:

@@ -28,7 +28,15 @@ ARMING_STATES = frozenset({"armed", "active"})
 
 
 class Allocator(Protocol):
-    def allocate(self, wrench: Sequence[float]) -> Any: ...
+    """What the vehicle needs of an allocator (``controller.allocation``)."""
+
+    def allocate(self, wrench: Sequence[float]) -> Any:
+        """Split a body-frame wrench (3,) [fx_n, fy_n, mz_nm] into thrusts; per tick.
+
+        Returns an object with ``thrust_n`` (N,) and, optionally,
+        ``unallocated_wrench`` (3,) and ``saturated`` (N,) bool.
+        """
+        ...
 
 
 @dataclass
@@ -176,6 +184,7 @@ class Vehicle:
     # ------------------------------------------------------------------ helpers
     @property
     def state(self) -> str:
+        """Current FSM state name."""
         return self.fsm.state
 
     def command(self, event: str) -> None:

@@ -150,6 +150,7 @@ class RealtimeRunner:
         self.error: BaseException | None = None
 
     def start(self) -> None:
+        """Start the emulator thread (daemon; :meth:`stop` joins it with a timeout)."""
         self._thread.start()
 
     def _run(self) -> None:
