@@ -148,6 +148,22 @@ def build_rig(
     ConfigError, HalError
         For anything in the rig that cannot be built (one line, exit status 2).
     """
+    clock = MonotonicClock() if realtime else SimClock()
+    closers: list[Any] = []
+    try:
+        return _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers)
+    except BaseException:
+        # Nothing half-built outlives a refused rig: close what was opened, newest first.
+        for close in reversed(closers):
+            try:
+                close()
+            except Exception:
+                pass
+        raise
+
+
+def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers) -> BuiltRig:
+    """Body of :func:`build_rig`; everything it opens is registered in ``closers``."""
     from firmware_bridge.emulation.qiki_mcu import McuEmulator
     from firmware_bridge.emulation.sim import RealtimeRunner, ScheduledFault, Simulation
     from firmware_bridge.emulation.valve_board import ValveBoardEmulator
@@ -162,8 +178,6 @@ def build_rig(
 
     name = str(rig_path)
     emu = rig.emulation
-    clock = MonotonicClock() if realtime else SimClock()
-    closers: list[Any] = []
     run_tag = uuid.uuid4().hex[:8]
 
     fsm_model = load_fsm(resolve_data_path(rig.controller.fsm, rig_path))

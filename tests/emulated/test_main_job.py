@@ -191,3 +191,32 @@ def test_foreign_node_sending_our_command_id_latches_estop_and_stops_tx(tmp_path
     assert v.state == "estop"
     assert "another node" in (v.first_fault or "")
     assert sum(sent_after) == 0
+
+
+def test_refused_rig_closes_what_it_opened(tmp_path, monkeypatch):
+    """A rig refused half-way (here by a subsystem) leaves no bus or link open."""
+    import controller.subsystems.power as power
+    from controller.config import load_rig
+    from controller.errors import ConfigError
+    from controller.rig import build_rig
+    from hal.serial.link import PipeLink
+
+    closed = []
+    real_pair = PipeLink.pair
+
+    def tracked_pair(*a, **kw):
+        ends = real_pair(*a, **kw)
+        for end in ends:
+            orig = end.close
+            end.close = lambda orig=orig: (closed.append(1), orig())[1]
+        return ends
+
+    def refuse(ctx):
+        raise ConfigError("rig.yaml", "power", "refused for the test")
+
+    monkeypatch.setattr(PipeLink, "pair", staticmethod(tracked_pair))
+    monkeypatch.setattr(power, "build", refuse)
+    rig, path = load_rig(ROOT / "rigs/virtual.yaml")
+    with pytest.raises(ConfigError):
+        build_rig(rig, path, mission=None, record=lambda *a, **k: None)
+    assert closed, "the host serial links opened before the refusal were not closed"
