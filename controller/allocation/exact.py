@@ -77,8 +77,14 @@ _ROW_RTOL = 1e-11
 
 _BASIS_RCOND = 1e-9
 
+#: Largest number of column subsets (size <= m) whose pseudo-inverses are tabulated.
+MAX_SUBSETS = 20000
 
-@dataclass(frozen=True, slots=True)
+#: Fractions of the (volume-sorted) cell table searched first by the point location.
+LOCATE_TIERS = (0.1, 0.4)
+
+
+@dataclass(slots=True)
 class AllocationResult:
     """Outcome of one allocation.
 
@@ -349,6 +355,34 @@ class _FacetTable:
         self.idx, self.normal, self.pinv_w = idx, normal, pinv
 
 
+def _subset_pinv_table(A: np.ndarray) -> dict[int, tuple[np.ndarray, list[int], np.ndarray]] | None:
+    """Pseudo-inverse of every column subset of ``A`` with full column rank (size <= m).
+
+    Keys are bit masks of the columns (bit ``i`` = column ``i``); values are the column
+    indices (array and list) and ``pinv(A[:, S])`` (``|S| x m``). These are the subspace
+    solves of the bounded least-squares iterations: a free set of the Lawson-Hanson method
+    always has linearly independent columns (Lawson & Hanson 1974, ch. 23), so it is a key
+    here, and the per-tick call only looks it up. None when the subsets are more than
+    :data:`MAX_SUBSETS` (then the iterations solve their normal equations).
+    """
+    m, n = A.shape
+    top = min(m, n)
+    if sum(math.comb(n, k) for k in range(1, top + 1)) > MAX_SUBSETS:
+        return None
+    table: dict[int, tuple[np.ndarray, list[int], np.ndarray]] = {}
+    for k in range(1, top + 1):
+        idx = np.array(list(itertools.combinations(range(n), k)), dtype=np.intp)
+        As = A.T[idx].transpose(0, 2, 1)  # (C, m, k)
+        u_, s, vt = np.linalg.svd(As, full_matrices=False)
+        keep = s[:, -1] > _BASIS_RCOND * np.maximum(s[:, 0], 1e-300)
+        # pinv = V diag(1/s) U' (C, k, m)
+        P = np.einsum("cji,cj,cmj->cim", vt[keep], 1.0 / s[keep], u_[keep])
+        for row, Pk in zip(idx[keep], P):
+            lst = row.tolist()
+            table[sum(1 << i for i in lst)] = (row, lst, np.ascontiguousarray(Pk))
+    return table
+
+
 class _Context:
     """Everything the per-tick call needs for one failure set (built once, then cached)."""
 
@@ -358,7 +392,8 @@ class _Context:
         "cells_off", "n_cells", "last_cell", "warm_ok", "dual_T", "cell_Ua", "tol_u",
         "v_scale", "ya", "facet_N", "facet_h", "facet_idx_act", "facet_up", "facet_pinv",
         "fac_T", "fac_Q", "fac_q", "fac_simple", "f_tol", "last_facet", "G", "A_all",
-        "groups_A", "groups_rows", "prefix_E", "final_E", "g_scale",
+        "groups_A", "groups_rows", "prefix_E", "final_E", "g_scale", "loc_tiers", "sub_pinv",
+        "A_all_T", "u_max_list", "facet_v", "facet_S", "facet_side", "inv_u_max_max", "tol_f", "tiers_partial", "fast",
     )
 
 
@@ -532,6 +567,8 @@ class ExactAllocator:
         # saturation flag threshold; a failed thruster is never reported saturated
         ctx.sat_thr = np.where(active, self.u_max_n * (1.0 - 1e-12), np.inf)
         ctx.tol_u = 1e-12 * float(ctx.u_max_act.max()) if n_act else 0.0
+        ctx.inv_u_max_max = 1.0 / float(ctx.u_max_act.max()) if n_act else 0.0
+        ctx.tol_f = 1e-12  # the same tolerance as a fraction of full thrust
         ctx.v_scale = float(self.cost[active] @ ctx.u_max_act)
         ctx.ya = np.ones(m + 1)
         u_eff = np.where(active, self.u_max_n, 0.0)
@@ -541,6 +578,8 @@ class ExactAllocator:
         idx, minv, up = cells.idx[sel], cells.minv[sel], cells.upper[sel]
         K = idx.shape[0]
         ctx.n_cells = K
+        ctx.loc_tiers = []
+        ctx.tiers_partial = False
         ctx.last_cell = 0
         ctx.warm_ok = False
         ctx.chunks = []
@@ -567,16 +606,24 @@ class ExactAllocator:
             mu = np.einsum("kji,kj->ki", minv, cost[idx])
             h = np.einsum("ki,ki->k", mu, up_u @ B.T) - up_u @ cost
             ctx.dual_T = np.ascontiguousarray(np.vstack([mu.T, -h[None, :]]))
-            # stacked affine map of every cell on the healthy thrusters:
-            # [u; u_max - u] = U_k y - o_k, stored augmented as [U_k | -o_k] @ [y; 1]
+            # point-location tiers: the biggest cells first (any cell whose certificate
+            # holds is optimal, so a hit in a tier needs no look at the rest)
+            # (a small table is one tier: all of it)
+            ctx.tiers_partial = K >= 200
+            ctx.loc_tiers = ([np.ascontiguousarray(ctx.dual_T[:, : int(K * f)]) for f in LOCATE_TIERS]
+                             if ctx.tiers_partial else [ctx.dual_T])
+            # affine map of every cell on the healthy thrusters, in fractions of full
+            # thrust: u / u_max = U_k y - o_k, stored augmented as [U_k | -o_k] @ [y; 1];
+            # the cell contains y when every fraction is in [0, 1]
             rows = np.arange(K)[:, None]
             U = np.zeros((K, n_act, m))
             U[rows, ctx.cells_idx_act, :] = minv
             o = -ctx.cells_up.copy()
             o[rows, ctx.cells_idx_act] = off
-            U2 = np.concatenate([U, -U], axis=1)
-            o2 = np.concatenate([o, -(o + ctx.u_max_act[None, :])], axis=1)
-            ctx.cell_Ua = np.ascontiguousarray(np.concatenate([U2, -o2[:, :, None]], axis=2))
+            inv_hi = 1.0 / ctx.u_max_act
+            ctx.cell_Ua = np.ascontiguousarray(
+                np.concatenate([U, -o[:, :, None]], axis=2) * inv_hi[None, :, None])
+            ctx.fast = (ctx.ya, ctx.cell_Ua, ctx.loc_tiers, ctx.u_max_act, -ctx.tol_f, 1.0 + ctx.tol_f)
         # ---- facets of the healthy zonotope (normals, support values, start points)
         fac = self._facets
         ctx.fac_T = None
@@ -605,6 +652,9 @@ class ExactAllocator:
             Pt, Ps = P[:, : m - 1, :], P[:, m - 1 :, :]
             Q = np.concatenate([Pt, -Pt, Ps], axis=1)
             v = ctx.facet_up @ ctx.B_act.T  # (F, m) vertex of each facet pattern
+            ctx.facet_v = v
+            ctx.facet_S = ctx.facet_idx_act.tolist()
+            ctx.facet_side = np.where(up_f, 1.0, -1.0)
             q = np.einsum("fij,fj->fi", Q, v)
             q[:, m - 1 : 2 * m - 2] -= ctx.u_max_act[ctx.facet_idx_act]
             ctx.fac_Q, ctx.fac_q = np.ascontiguousarray(Q), np.ascontiguousarray(q)
@@ -618,6 +668,9 @@ class ExactAllocator:
         ctx.G = A_all.T @ A_all
         ctx.g_scale = float(np.linalg.norm(ctx.G)) * float(ctx.u_max_act.max()) if ctx.u_max_act.size else 1.0
         ctx.f_tol = 1e-12 * ctx.g_scale
+        ctx.A_all_T = np.ascontiguousarray(A_all.T)
+        ctx.u_max_list = ctx.u_max_act.tolist()
+        ctx.sub_pinv = _subset_pinv_table(A_all)
         ctx.groups_A, ctx.groups_rows, ctx.prefix_E = [], [], []
         prev: list[int] = []
         for g in self.axis_priorities:
@@ -667,7 +720,36 @@ class ExactAllocator:
         stats["calls"] += 1
         ctx = self._ctx
         tau_h = tau - ctx.open_wrench if ctx.has_open else tau
-        u_act = self._locate(ctx, tau_h, ctx.tol_u, True)
+        # point location, fast part inlined (the per-tick path): last tick's cell, then the
+        # big cells first; a cell whose fractions are all in [0, 1] is optimal (_locate)
+        u_act = None
+        if ctx.n_cells:
+            ya, Ua, tiers, u_max, lo_f, hi_f = ctx.fast
+            ya[:-1] = tau_h
+            if ctx.warm_ok:
+                v = Ua[ctx.last_cell].dot(ya)
+                lo, hi = v[v.argmin()], v[v.argmax()]
+                if lo >= lo_f and hi <= hi_f:
+                    stats["warm_hits"] += 1
+                    if lo < 0.0 or hi > 1.0:
+                        np.clip(v, 0.0, 1.0, out=v)
+                    u_act = v * u_max
+                else:
+                    ctx.warm_ok = False
+            if u_act is None:
+                for T in tiers:
+                    k = ya.dot(T).argmax()
+                    v = Ua[k].dot(ya)
+                    lo, hi = v[v.argmin()], v[v.argmax()]
+                    if lo >= lo_f and hi <= hi_f:
+                        ctx.warm_ok = k == ctx.last_cell
+                        ctx.last_cell = k
+                        if lo < 0.0 or hi > 1.0:
+                            np.clip(v, 0.0, 1.0, out=v)
+                        u_act = v * u_max
+                        break
+                else:
+                    u_act = self._locate(ctx, tau_h, ctx.tol_u, True, ctx.tiers_partial)
         if u_act is None:
             u_act = self._outside(ctx, tau_h)
         else:
@@ -677,65 +759,63 @@ class ExactAllocator:
         else:
             u = ctx.open_thrust.copy()
             u[ctx.act_idx] = u_act
-        achieved = self.B @ u
+        achieved = self.B.dot(u)
         unalloc = tau - achieved
-        if self._unit_weights:
-            err = math.sqrt(float(unalloc @ unalloc))
-        else:
-            wr = self.axis_weights * unalloc
-            err = math.sqrt(float(wr @ wr))
+        err = math.hypot(*(unalloc if self._unit_weights else self.axis_weights * unalloc).tolist())
         return AllocationResult(u, achieved, unalloc, u >= ctx.sat_thr, err)
 
-    def _locate(self, ctx: _Context, y: np.ndarray, tol: float, track: bool) -> np.ndarray | None:
+    def _locate(self, ctx: _Context, y: np.ndarray, tol: float, track: bool, screen: bool = False) -> np.ndarray | None:
         """Least-thrust solution of ``B u = y`` by point location in the cell table, or None.
 
         The optimal cell is the one whose dual vertex ``mu_k`` maximises the dual objective
         ``y' mu_k - h_k`` (LP duality: for every basis the primal value of its basic solution
-        equals that dual value, and a primal-feasible basis is optimal). One matrix-vector
-        product over all cells finds it; exact ties (bases sharing a degenerate dual vertex)
-        are all tried. Returns the healthy thrusts (clipped into the bounds, violation at most
-        ``tol`` N) or None when no cell contains ``y`` (then ``y`` is outside the attainable
-        set, up to rounding).
+        equals that dual value, and a primal-feasible basis is optimal, so any cell whose
+        certificate holds is optimal). One matrix-vector product over the whole table finds
+        it; exact ties (bases sharing a degenerate dual vertex) are all tried. Returns the
+        healthy thrusts (clipped into the bounds, violation at most ``tol`` N) or None when
+        no cell contains ``y`` (then ``y`` is outside the attainable set, up to rounding).
+        With ``screen``, a demand that violates a facet of the attainable set is reported
+        None at once (the caller's outside path repeats that test). ``track`` records the
+        cell for the next tick's warm start. ``allocate`` tries the last tick's cell and the
+        volume-sorted prefixes of the table (``loc_tiers``) before calling this.
         """
         if ctx.n_cells == 0:
             return None
         Ua = ctx.cell_Ua
         ya = ctx.ya
         ya[:-1] = y
-        if ctx.warm_ok:
-            k = ctx.last_cell
-            z = Ua[k] @ ya
-            if z.min() >= -tol:
-                self.stats["warm_hits"] += 1
-                return self._clip(ctx, z)
-            if track:
-                ctx.warm_ok = False
-        V = ya @ ctx.dual_T
+        tol_f = tol * ctx.inv_u_max_max  # N -> fraction of full thrust
+        if screen and ctx.fac_T is not None and float(ya.dot(ctx.fac_T).max()) > ctx.f_tol:
+            return None
+        V = ya.dot(ctx.dual_T)
         k = int(V.argmax())
-        z = Ua[k] @ ya
-        if z.min() < -tol:
+        v = Ua[k].dot(ya)
+        if not (v[v.argmin()] >= -tol_f and v[v.argmax()] <= 1.0 + tol_f):
             vk = float(V[k])
             cand = np.flatnonzero(V >= vk - 1e-9 * (abs(vk) + ctx.v_scale))
             if cand.shape[0] == 1 or cand.shape[0] > 64:
                 return None
-            Z = Ua[cand] @ ya
-            mins = Z.min(axis=1)
-            j = int(mins.argmax())
-            if mins[j] < -tol:
+            Z = Ua[cand].dot(ya)
+            viol = np.maximum(-Z.min(axis=1), Z.max(axis=1) - 1.0)
+            j = int(viol.argmin())
+            if viol[j] > tol_f:
                 return None
-            k, z = int(cand[j]), Z[j]
+            k, v = int(cand[j]), Z[j]
         if track:
             ctx.warm_ok = k == ctx.last_cell
             ctx.last_cell = k
-        return self._clip(ctx, z)
+        return self._thrust(ctx, v)
 
     @staticmethod
-    def _clip(ctx: _Context, z: np.ndarray) -> np.ndarray:
-        """First half of a stacked ``[u; u_max - u]`` vector, clipped into the bounds."""
-        u = z[: ctx.u_max_act.shape[0]]
-        np.maximum(u, 0.0, out=u)
-        np.minimum(u, ctx.u_max_act, out=u)
-        return u
+    def _thrust(ctx: _Context, v: np.ndarray) -> np.ndarray:
+        """Thrusts (N) from fractions of full thrust, clipped into [0, u_max].
+
+        A fraction in [0, 1] times ``u_max`` stays in ``[0, u_max]`` under IEEE rounding, so
+        only a rounding-level violation (within the caller's tolerance) needs the clip.
+        """
+        if v[v.argmin()] < 0.0 or v[v.argmax()] > 1.0:
+            np.clip(v, 0.0, 1.0, out=v)
+        return v * ctx.u_max_act
 
     def _outside(self, ctx: _Context, tau_h: np.ndarray) -> np.ndarray:
         """Demand outside the attainable set (or at its rim): facet region, else active set."""
@@ -743,7 +823,7 @@ class ExactAllocator:
         if ctx.fac_T is not None:
             ya = ctx.ya
             ya[:-1] = tau_h
-            Vf = ya @ ctx.fac_T
+            Vf = ya.dot(ctx.fac_T)
             f = int(Vf.argmax())
             if Vf[f] > ctx.f_tol:
                 facet = f
@@ -806,7 +886,7 @@ class ExactAllocator:
             return np.zeros(n_act), free
         u = ctx.facet_up[facet].copy()
         S = ctx.facet_idx_act[facet]
-        t = ctx.facet_pinv[facet] @ (y - ctx.B_act @ u)
+        t = ctx.facet_pinv[facet].dot(y - ctx.B_act.dot(u))
         u[S] = np.minimum(np.maximum(t, 0.0), ctx.u_max_act[S])
         free[S] = (u[S] > 0.0) & (u[S] < ctx.u_max_act[S])
         return u, free
@@ -817,16 +897,56 @@ class ExactAllocator:
         n_act = ctx.act_idx.shape[0]
         lo = np.zeros(n_act)
         hi = ctx.u_max_act
-        u, free = self._start_point(ctx, tau_h, facet)
         w = self.axis_weights
-        if len(ctx.groups_A) == 1:
+        if len(ctx.groups_A) == 1 and ctx.sub_pinv is not None:
             b = w * tau_h
-            u, free, ok, its = _bvls_gram(ctx.G, ctx.A_all.T @ b, hi, u, free, 1e-11 * (ctx.g_scale + float(np.abs(b).max())))
+            g_tol = 1e-11 * (ctx.g_scale + float(np.abs(b).max()))
+            if facet >= 0:
+                # start: the facet's vertex, its spanning thrusters at their plane coordinates
+                ul = ctx.facet_up[facet].tolist()
+                side = ctx.facet_side[facet].copy()
+                t = ctx.facet_pinv[facet].dot(tau_h - ctx.facet_v[facet]).tolist()
+                mask = 0
+                for j, i in enumerate(ctx.facet_S[facet]):
+                    tj = t[j]
+                    if tj <= 0.0:
+                        ul[i] = 0.0
+                        side[i] = -1.0
+                    elif tj >= ctx.u_max_list[i]:
+                        ul[i] = ctx.u_max_list[i]
+                        side[i] = 1.0
+                    else:
+                        ul[i] = tj
+                        side[i] = 0.0
+                        mask |= 1 << i
+            else:
+                ul, side, mask = [0.0] * n_act, np.full(n_act, -1.0), 0
+            u, side, g, ok, its = _bvls_table(ctx.A_all, ctx.A_all_T, b, ctx.u_max_list, ul, side, mask, g_tol,
+                                              ctx.sub_pinv, 10 * n_act + 30)
+            self.stats["active_set_iterations"] += its
+            if ok:
+                # minimisers differ only on zero-gradient thrusters: unique when those on a
+                # bound, with the free ones, have independent columns (a key of the table)
+                zero = (np.abs(g) <= 1e-9 * (ctx.g_scale + float(np.abs(b).max()))) | (side == 0.0)
+                if not (zero & (side != 0.0)).any():
+                    return u  # free columns are independent (Lawson-Hanson invariant)
+                if sum(1 << i for i in np.flatnonzero(zero).tolist()) in ctx.sub_pinv:
+                    return u
+            else:
+                self.stats["not_converged"] += 1
+                u, ok, its = solve_bounded_lsq(ctx.A_all, b, lo, hi, u)
+                self.stats["active_set_iterations"] += its
+                if not ok:
+                    self.stats["not_converged"] += 1
+        elif len(ctx.groups_A) == 1:
+            u, free = self._start_point(ctx, tau_h, facet)
+            b = w * tau_h
+            u, free, ok, its = _bvls_gram(ctx.G, ctx.A_all_T.dot(b), hi, u, free, 1e-11 * (ctx.g_scale + float(np.abs(b).max())))
             self.stats["active_set_iterations"] += its
             if ok:
                 # minimisers differ only on zero-gradient thrusters: unique when their
                 # columns are independent (then no secondary stage is needed)
-                g = ctx.G @ u - ctx.A_all.T @ b
+                g = ctx.G @ u - ctx.A_all_T.dot(b)
                 zero = free | (np.abs(g) <= 1e-9 * (ctx.g_scale + float(np.abs(b).max())))
                 if not (zero & ~free).any():
                     return u  # free columns are independent (Lawson-Hanson invariant)
@@ -840,13 +960,14 @@ class ExactAllocator:
                 if not ok:
                     self.stats["not_converged"] += 1
         else:
+            u, _ = self._start_point(ctx, tau_h, facet)
             for A, rows, E in zip(ctx.groups_A, ctx.groups_rows, ctx.prefix_E):
                 u, ok, its = solve_bounded_lsq(A, w[rows] * tau_h[rows], lo, hi, u, E=E)
                 self.stats["active_set_iterations"] += its
                 if not ok:
                     self.stats["not_converged"] += 1
         self.stats["lp_after_lsq"] += 1
-        y = ctx.B_act @ u
+        y = ctx.B_act.dot(u)
         u2 = self._locate(ctx, y, 1e3 * ctx.tol_u, False)
         if u2 is None:
             u2 = self._search_all(ctx, y, 1e-9)
@@ -858,6 +979,97 @@ class ExactAllocator:
         if not ok:
             self.stats["not_converged"] += 1
         return u
+
+
+def _bvls_table(
+    A: np.ndarray, AT: np.ndarray, b: np.ndarray, hi: list[float], u: list[float], side: np.ndarray, mask: int,
+    g_tol: float, table: dict[int, tuple[np.ndarray, list[int], np.ndarray]], max_iter: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, int]:
+    """Bounded least squares ``min ||A u - b||, 0 <= u <= hi`` with tabulated subspace solves.
+
+    The Lawson-Hanson iteration of :func:`_bvls_gram` (two-sided bounds as in Stark &
+    Parker 1995), with each subspace minimiser ``pinv(A_F) (b - A u_fixed)`` looked up by
+    the free set's bit mask (:func:`_subset_pinv_table`) instead of solved; the small
+    per-thruster bookkeeping runs on Python floats (at most m free thrusters), the
+    products with ``A`` on numpy.
+
+    Parameters
+    ----------
+    A, AT : numpy.ndarray, shapes (m, n) and (n, m)
+        Weighted effectiveness ``W B`` and its transpose (contiguous).
+    b : numpy.ndarray, shape (m,)
+        Weighted demand ``W tau``.
+    hi : list of float, length n
+        Upper bounds (N).
+    u : list of float, length n
+        Feasible start, modified in place.
+    side : numpy.ndarray, shape (n,)
+        -1 at the lower bound, +1 at the upper bound, 0 free; modified in place.
+    mask : int
+        Bit mask of the free thrusters (independent columns).
+    g_tol : float
+        Multiplier tolerance of the optimality test.
+    table : dict
+        :func:`_subset_pinv_table` of ``A``.
+    max_iter : int
+        Iteration cap.
+
+    Returns
+    -------
+    (u, side, g, converged, iterations)
+        Thrusts (array), bound state, gradient ``A'(A u - b)`` at ``u`` (when converged),
+        whether the KKT test passed, iterations. Not converged also when a free set is
+        missing from the table (dependent columns through rounding).
+    """
+    it = 0
+    while True:
+        while mask:
+            it += 1
+            ent = table.get(mask)
+            if ent is None or it > max_iter:
+                return np.array(u), side, side, False, it
+            F, Fl, P = ent
+            ufix = np.array(u)
+            ufix[F] = 0.0
+            z = P.dot(b - A.dot(ufix)).tolist()
+            alpha = 1.0
+            for j, i in enumerate(Fl):
+                zj = z[j]
+                if zj < 0.0:
+                    a_ = u[i] / (u[i] - zj)
+                elif zj > hi[i]:
+                    a_ = (hi[i] - u[i]) / (zj - u[i])
+                else:
+                    continue
+                if a_ < alpha:
+                    alpha = a_
+            if alpha >= 1.0:
+                for j, i in enumerate(Fl):
+                    u[i] = z[j]
+                break
+            # step to the first bound: every thruster reaching its bound leaves the free set
+            thr = alpha * (1.0 + 1e-12) + 1e-300
+            for j, i in enumerate(Fl):
+                zj, ui = z[j], u[i]
+                if zj < 0.0 and ui / (ui - zj) <= thr:
+                    u[i] = 0.0
+                    side[i] = -1.0
+                    mask &= ~(1 << i)
+                elif zj > hi[i] and (hi[i] - ui) / (zj - ui) <= thr:
+                    u[i] = hi[i]
+                    side[i] = 1.0
+                    mask &= ~(1 << i)
+                else:
+                    u[i] = ui + alpha * (zj - ui)
+        un = np.array(u)
+        # bound multipliers: a thruster on a bound whose gradient points inwards is freed
+        g = AT.dot(A.dot(un) - b)
+        viol = g * side
+        k = int(viol.argmax())
+        if viol[k] <= g_tol or it > max_iter:
+            return un, side, g, bool(viol[k] <= g_tol), it
+        mask |= 1 << k
+        side[k] = 0.0
 
 
 def _solve_small(M: np.ndarray, rhs: np.ndarray) -> np.ndarray | None:
