@@ -77,11 +77,15 @@ _ROW_RTOL = 1e-11
 
 _BASIS_RCOND = 1e-9
 
+_isfinite = math.isfinite
+
 #: Largest number of column subsets (size <= m) whose pseudo-inverses are tabulated.
 MAX_SUBSETS = 20000
 
-#: Fractions of the (volume-sorted) cell table searched first by the point location.
-LOCATE_TIERS = (0.1, 0.4)
+#: Point location searches the volume-sorted cell table in prefixes: the first holds
+#: ``max(LOCATE_TIER_MIN, K // 10)`` cells, the second ``max(4 * LOCATE_TIER_MIN, 2K // 5)``
+#: (a matrix-vector product over a few hundred cells costs little more than over a few).
+LOCATE_TIER_MIN = 192
 
 
 @dataclass(slots=True)
@@ -580,6 +584,7 @@ class ExactAllocator:
         ctx.n_cells = K
         ctx.loc_tiers = []
         ctx.tiers_partial = False
+        ctx.fast = None
         ctx.last_cell = 0
         ctx.warm_ok = False
         ctx.chunks = []
@@ -609,9 +614,9 @@ class ExactAllocator:
             # point-location tiers: the biggest cells first (any cell whose certificate
             # holds is optimal, so a hit in a tier needs no look at the rest)
             # (a small table is one tier: all of it)
-            ctx.tiers_partial = K >= 200
-            ctx.loc_tiers = ([np.ascontiguousarray(ctx.dual_T[:, : int(K * f)]) for f in LOCATE_TIERS]
-                             if ctx.tiers_partial else [ctx.dual_T])
+            sizes = [c for c in (max(LOCATE_TIER_MIN, K // 10), max(4 * LOCATE_TIER_MIN, (2 * K) // 5)) if c < K]
+            ctx.tiers_partial = bool(sizes)
+            ctx.loc_tiers = [np.ascontiguousarray(ctx.dual_T[:, :c]) for c in sizes] or [ctx.dual_T]
             # affine map of every cell on the healthy thrusters, in fractions of full
             # thrust: u / u_max = U_k y - o_k, stored augmented as [U_k | -o_k] @ [y; 1];
             # the cell contains y when every fraction is in [0, 1]
@@ -623,7 +628,8 @@ class ExactAllocator:
             inv_hi = 1.0 / ctx.u_max_act
             ctx.cell_Ua = np.ascontiguousarray(
                 np.concatenate([U, -o[:, :, None]], axis=2) * inv_hi[None, :, None])
-            ctx.fast = (ctx.ya, ctx.cell_Ua, ctx.loc_tiers, ctx.u_max_act, -ctx.tol_f, 1.0 + ctx.tol_f)
+            if ctx.full:
+                ctx.fast = (ctx.ya, ctx.cell_Ua, ctx.loc_tiers, ctx.u_max_act, -ctx.tol_f, 1.0 + ctx.tol_f)
         # ---- facets of the healthy zonotope (normals, support values, start points)
         fac = self._facets
         ctx.fac_T = None
@@ -714,29 +720,27 @@ class ExactAllocator:
         the least-thrust point location at the achieved wrench.
         """
         tau = np.asarray(wrench, dtype=float)
-        if tau.shape != self._shape or not all(map(math.isfinite, tau.tolist())):
-            raise ValueError(f"wrench must be {self._shape[0]} finite values ({', '.join(axis_names(self._shape[0]))})")
+        if tau.shape != self._shape or not all(map(_isfinite, tau.tolist())):
+            self._bad_wrench()
+        ctx = self._ctx
         stats = self.stats
         stats["calls"] += 1
-        ctx = self._ctx
-        tau_h = tau - ctx.open_wrench if ctx.has_open else tau
-        # point location, fast part inlined (the per-tick path): last tick's cell, then the
-        # big cells first; a cell whose fractions are all in [0, 1] is optimal (_locate)
-        u_act = None
-        if ctx.n_cells:
-            ya, Ua, tiers, u_max, lo_f, hi_f = ctx.fast
-            ya[:-1] = tau_h
+        fast = ctx.fast
+        if fast is not None:
+            # the per-tick path, inlined: point location by the last tick's cell, then the
+            # big cells first; a cell whose fractions are all in [0, 1] is optimal (_locate)
+            ya, Ua, tiers, u_max, lo_f, hi_f = fast
+            ya[:-1] = tau
+            v = None
             if ctx.warm_ok:
                 v = Ua[ctx.last_cell].dot(ya)
                 lo, hi = v[v.argmin()], v[v.argmax()]
                 if lo >= lo_f and hi <= hi_f:
                     stats["warm_hits"] += 1
-                    if lo < 0.0 or hi > 1.0:
-                        np.clip(v, 0.0, 1.0, out=v)
-                    u_act = v * u_max
                 else:
                     ctx.warm_ok = False
-            if u_act is None:
+                    v = None
+            if v is None:
                 for T in tiers:
                     k = ya.dot(T).argmax()
                     v = Ua[k].dot(ya)
@@ -744,12 +748,21 @@ class ExactAllocator:
                     if lo >= lo_f and hi <= hi_f:
                         ctx.warm_ok = k == ctx.last_cell
                         ctx.last_cell = k
-                        if lo < 0.0 or hi > 1.0:
-                            np.clip(v, 0.0, 1.0, out=v)
-                        u_act = v * u_max
                         break
                 else:
-                    u_act = self._locate(ctx, tau_h, ctx.tol_u, True, ctx.tiers_partial)
+                    v = None
+            if v is not None:
+                stats["cell_hits"] += 1
+                if lo < 0.0 or hi > 1.0:
+                    np.clip(v, 0.0, 1.0, out=v)
+                u = v * u_max
+                achieved = self.B.dot(u)
+                unalloc = tau - achieved
+                err = math.hypot(*(unalloc if self._unit_weights else self.axis_weights * unalloc).tolist())
+                return AllocationResult(u, achieved, unalloc, u >= ctx.sat_thr, err)
+        # failed thrusters, or the big cells missed: the whole table, then the outside paths
+        tau_h = tau - ctx.open_wrench if ctx.has_open else tau
+        u_act = self._locate(ctx, tau_h, ctx.tol_u, True, ctx.tiers_partial, tiers=fast is None)
         if u_act is None:
             u_act = self._outside(ctx, tau_h)
         else:
@@ -764,7 +777,12 @@ class ExactAllocator:
         err = math.hypot(*(unalloc if self._unit_weights else self.axis_weights * unalloc).tolist())
         return AllocationResult(u, achieved, unalloc, u >= ctx.sat_thr, err)
 
-    def _locate(self, ctx: _Context, y: np.ndarray, tol: float, track: bool, screen: bool = False) -> np.ndarray | None:
+    def _bad_wrench(self) -> None:
+        m = self._shape[0]
+        raise ValueError(f"wrench must be {m} finite values ({', '.join(axis_names(m))})")
+
+    def _locate(self, ctx: _Context, y: np.ndarray, tol: float, track: bool, screen: bool = False,
+                tiers: bool = False) -> np.ndarray | None:
         """Least-thrust solution of ``B u = y`` by point location in the cell table, or None.
 
         The optimal cell is the one whose dual vertex ``mu_k`` maximises the dual objective
@@ -776,8 +794,9 @@ class ExactAllocator:
         no cell contains ``y`` (then ``y`` is outside the attainable set, up to rounding).
         With ``screen``, a demand that violates a facet of the attainable set is reported
         None at once (the caller's outside path repeats that test). ``track`` records the
-        cell for the next tick's warm start. ``allocate`` tries the last tick's cell and the
-        volume-sorted prefixes of the table (``loc_tiers``) before calling this.
+        cell for the next tick's warm start. With ``tiers``, the volume-sorted prefixes of
+        the table (``loc_tiers``) are tried first (``allocate`` inlines that for a healthy
+        geometry).
         """
         if ctx.n_cells == 0:
             return None
@@ -785,6 +804,21 @@ class ExactAllocator:
         ya = ctx.ya
         ya[:-1] = y
         tol_f = tol * ctx.inv_u_max_max  # N -> fraction of full thrust
+        if tiers:
+            if track and ctx.warm_ok:
+                v = Ua[ctx.last_cell].dot(ya)
+                if v[v.argmin()] >= -tol_f and v[v.argmax()] <= 1.0 + tol_f:
+                    self.stats["warm_hits"] += 1
+                    return self._thrust(ctx, v)
+                ctx.warm_ok = False
+            for T in ctx.loc_tiers:
+                k = ya.dot(T).argmax()
+                v = Ua[k].dot(ya)
+                if v[v.argmin()] >= -tol_f and v[v.argmax()] <= 1.0 + tol_f:
+                    if track:
+                        ctx.warm_ok = k == ctx.last_cell
+                        ctx.last_cell = k
+                    return self._thrust(ctx, v)
         if screen and ctx.fac_T is not None and float(ya.dot(ctx.fac_T).max()) > ctx.f_tol:
             return None
         V = ya.dot(ctx.dual_T)

@@ -343,3 +343,47 @@ def test_no_private_numpy_routines():
     import controller.allocation.exact as exact
 
     assert "_umath_linalg" not in Path(exact.__file__).read_text()
+
+
+def test_warm_start_hits_with_a_failed_thruster():
+    B = effectiveness(RIG_POS, RIG_DIR)
+    alloc = ExactAllocator(B, np.ones(8))
+    alloc.set_failures(stuck_closed=[2])
+    for t in np.linspace(0, 1, 200):
+        alloc.allocate([0.3 * np.cos(t), 0.3 * np.sin(t), 0.02])
+    assert alloc.stats["warm_hits"] > 150
+
+
+def test_subset_table_matches_pinv_and_skips_dependent_columns():
+    from controller.allocation.exact import _subset_pinv_table
+
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(3, 6))
+    A[:, 5] = 2.0 * A[:, 4]  # columns 4 and 5 parallel: no pair {4, 5}
+    table = _subset_pinv_table(A)
+    assert (1 << 4) | (1 << 5) not in table
+    for mask, (idx, lst, P) in table.items():
+        assert mask == sum(1 << i for i in lst) and len(lst) <= 3
+        np.testing.assert_allclose(P, np.linalg.pinv(A[:, idx]), atol=1e-12)
+    # every independent subset of size <= 3 is there: 6 + 15 - 1 + (20 - 4) = 36
+    assert len(table) == 36
+
+
+def test_untabulated_active_set_matches_oracle(monkeypatch):
+    """Above MAX_SUBSETS the active set solves its normal equations: same answers."""
+    import controller.allocation.exact as exact
+
+    monkeypatch.setattr(exact, "MAX_SUBSETS", 0)
+    rng = np.random.default_rng(17)
+    B = rng.normal(size=(6, 12))
+    B[3:] *= 0.3
+    u_max = rng.uniform(0.5, 2.0, 12)
+    alloc = ExactAllocator(B, u_max)
+    assert alloc._ctx.sub_pinv is None
+    inside = (rng.uniform(0, 1, (150, 12)) * u_max) @ B.T
+    for tau in np.r_[inside * 1.5, inside * 3.0]:
+        r = alloc.allocate(tau)
+        ref = lsq_linear(B, tau, bounds=(0, u_max), method="bvls", tol=1e-14)
+        e_ref = float(np.linalg.norm(B @ ref.x - tau))
+        assert r.weighted_error <= e_ref * (1 + REL) + 1e-12 * (1 + float(np.linalg.norm(tau)))
+    assert alloc.stats["active_set_calls"] > 100 and alloc.stats["not_converged"] == 0
