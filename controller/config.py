@@ -291,10 +291,18 @@ class GainsCfg(Strict):
 
 
 class AllocationCfg(Strict):
-    """Allocator choice: ``exact`` (weighted least squares, least thrust) or ``pinv_clip``."""
+    """Allocator choice: ``exact`` (weighted least squares, least thrust) or ``pinv_clip``.
+
+    ``axis_weights`` weight the wrench error per axis (Fx, Fy, Mz on the planar rig).
+    ``axis_priorities`` (``exact`` only) lists groups of axis names, highest first, e.g.
+    ``[[Mz], [Fx, Fy]]`` keeps the yaw torque before the planar force when a demand cannot
+    be met; axes not named form a last group. Names are checked against the geometry when
+    the rig is built.
+    """
 
     method: Literal["exact", "pinv_clip"] = "exact"
     axis_weights: list[PosFloat] | None = None
+    axis_priorities: list[list[str]] | None = None
 
 
 class OutputGuardCfg(Strict):

@@ -47,9 +47,15 @@ def build_allocator(rig: RigCfg, name: str):
     ------
     ConfigError
         When the thruster geometry does not positively span the planar wrench space
-        (SAFETY.md K06).
+        (SAFETY.md K06), or the axis weights or priorities do not fit it.
     """
-    from controller.allocation import ExactAllocator, PinvClipAllocator, check_positive_span, effectiveness
+    from controller.allocation import (
+        ExactAllocator,
+        PinvClipAllocator,
+        axis_names,
+        check_positive_span,
+        effectiveness,
+    )
 
     positions = [t.position_m for t in rig.thrusters]
     dirs = [t.force_dir for t in rig.thrusters]
@@ -66,6 +72,24 @@ def build_allocator(rig: RigCfg, name: str):
         if len(alloc_cfg.axis_weights) != B.shape[0]:
             raise ConfigError(name, "controller.allocation.axis_weights", f"needs {B.shape[0]} weights")
         kwargs["axis_weights"] = alloc_cfg.axis_weights
+    if alloc_cfg.axis_priorities is not None:
+        key = "controller.allocation.axis_priorities"
+        if alloc_cfg.method != "exact":
+            raise ConfigError(name, key, "axis priorities need method: exact")
+        names = [a.lower() for a in axis_names(B.shape[0])]
+        groups: list[list[int]] = []
+        seen: set[str] = set()
+        for gi, group in enumerate(alloc_cfg.axis_priorities):
+            idx = []
+            for a in group:
+                if a.lower() not in names:
+                    raise ConfigError(name, f"{key}.{gi}", f"unknown axis {a!r} (axes: {', '.join(axis_names(B.shape[0]))})")
+                if a.lower() in seen:
+                    raise ConfigError(name, f"{key}.{gi}", f"axis {a!r} named twice")
+                seen.add(a.lower())
+                idx.append(names.index(a.lower()))
+            groups.append(idx)
+        kwargs["axis_priorities"] = groups
     if alloc_cfg.method == "exact":
         return ExactAllocator(B, u_max, **kwargs)
     return PinvClipAllocator(B, u_max, **kwargs)

@@ -71,9 +71,24 @@ def _unknown_key(data):
     data["devices"]["valves"]["colour"] = "red"
 
 
+def _unknown_axis(data):
+    data["controller"]["allocation"]["axis_priorities"] = [["Mz"], ["Fz"]]
+
+
+def _axis_twice(data):
+    data["controller"]["allocation"]["axis_priorities"] = [["Mz"], ["Fx", "mz"]]
+
+
+def _priorities_pinv(data):
+    data["controller"]["allocation"] = {"method": "pinv_clip", "axis_priorities": [["Mz"]]}
+
+
 @pytest.mark.parametrize(
     "mutate,key,needle",
     [
+        (_unknown_axis, "controller.allocation.axis_priorities.1", "unknown axis 'Fz'"),
+        (_axis_twice, "controller.allocation.axis_priorities.1", "named twice"),
+        (_priorities_pinv, "controller.allocation.axis_priorities", "method: exact"),
         (_no_plus_x, "thrusters", "+Fx"),
         (_nan_limit, "controller.output_guard.max_thrust_rate_n_per_s", ""),
         (_unknown_key, "devices.valves", "unknown key"),
@@ -121,3 +136,18 @@ def test_console_entry_exits_2_without_traceback(tmp_path):
                        capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2
     assert r.stderr.strip() == f"{bad}: name: duplicate key (lines 1 and 2)"
+
+
+def test_rig_axis_priorities_reach_the_allocator(tmp_path):
+    from controller.config import load_rig
+    from controller.rig import build_allocator
+
+    def prio(data):
+        data["controller"]["allocation"]["axis_priorities"] = [["mz"], ["Fx", "Fy"]]
+
+    p = rig_variant(tmp_path, prio)
+    alloc = build_allocator(load_rig(p)[0], str(p))
+    assert alloc.axis_priorities == ((2,), (0, 1))
+    # a demand beyond reach: the yaw torque is met in full, the force gives way
+    r = alloc.allocate([5.0, 0.0, 0.6])
+    assert abs(r.unallocated_wrench[2]) < 1e-9 and abs(r.unallocated_wrench[0]) > 1.0
