@@ -152,6 +152,11 @@ def main() -> None:
         "6x16": bench_shape(6, 16, 4, per, 3),
         "trajectory_default_rig_3x8": bench_trajectory(500 if quick else 2000),
     }
+    # the targets: >= 10x lsq_linear at the median, p99 < 100 us for 6x12
+    result["targets_6x12"] = {
+        "speedup_median_at_least_10": result["6x12"]["all"]["speedup_median"] >= 10.0,
+        "p99_under_100_us": result["6x12"]["all"]["exact"]["p99_us"] < 100.0,
+    }
     print(json.dumps(result, indent=1))
 
 

@@ -753,7 +753,7 @@ class ExactAllocator:
                     v = None
             if v is not None:
                 stats["cell_hits"] += 1
-                if lo < 0.0 or hi > 1.0:
+                if not (lo >= 0.0 and hi <= 1.0):  # rounding-level excess only
                     np.clip(v, 0.0, 1.0, out=v)
                 u = v * u_max
                 achieved = self.B.dot(u)
