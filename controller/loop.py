@@ -25,13 +25,18 @@ from controller.clock import Clock, SimClock
 
 @dataclass
 class LoopStats:
-    """Counters and timing of a loop run (period errors in microseconds, real time only)."""
+    """Counters and timing of a loop run.
+
+    Real time only: per executed tick, ``period_errors_us`` (start minus deadline, us),
+    ``tick_durations_us`` and ``tick_starts_s`` (start since the loop began, s).
+    """
 
     ticks: int = 0
     overruns: int = 0
     skipped_deadlines: int = 0
     period_errors_us: list[float] = field(default_factory=list)
     tick_durations_us: list[float] = field(default_factory=list)
+    tick_starts_s: list[float] = field(default_factory=list)
     wall_time_s: float = 0.0
     sim_time_s: float = 0.0
 
@@ -130,6 +135,7 @@ class FixedRateLoop:
             clock.sleep_until(deadline)
             start = clock.now_s()
             self.stats.period_errors_us.append((start - deadline) * 1e6)
+            self.stats.tick_starts_s.append(start - t0)
             dt = self.period_s if last_start is None else start - last_start
             last_start = start
             keep = tick(self.stats.ticks, start, dt)

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from controller.config import load_mission, load_rig
 from controller.loop import FixedRateLoop
@@ -40,6 +40,9 @@ class RunOptions:
     progress: bool = True
     lr_replay: str | None = None
     sr_replay: str | None = None
+    #: Called with the loop's :class:`~controller.loop.LoopStats` (every tick's period error
+    #: and duration) when the loop ends; for benches, not the CLI.
+    on_loop_stats: Callable[[Any], None] | None = None
 
 
 class OperatorScript:
@@ -183,6 +186,8 @@ def run_main_job(opts: RunOptions, console=None) -> tuple[int, dict[str, Any], P
             if live is not None:
                 live.stop()
             built.close()
+        if opts.on_loop_stats is not None:
+            opts.on_loop_stats(stats)
         result = script.result if script.finished else result_holder.get("result", script.result or "stopped")
         summary = build_summary(opts, built, loop, stats, result, folder)
         record.write_summary(summary)

@@ -531,12 +531,15 @@ class PymodbusRtuLink(_PymodbusLink):
     timed-out request is never taken as the answer to this one (RTU has no transaction
     id). A CRC-valid frame from another unit counts as ``wrong_unit``; bytes without a
     CRC-valid frame as ``corrupt`` (Modbus over Serial Line V1.02, section 2.5.1.2).
+
+    The reply is awaited in ``select`` on the port (see :func:`_blocking_serial_client`),
+    not by polling, so a silent device costs the process nothing until its timeout.
     """
 
     _rtu = True
 
     def __init__(self, port_path: str, baudrate: int = 115200, timeout_s: float = 0.1, parity: str = "N") -> None:
-        from pymodbus.client import ModbusSerialClient
+        ModbusSerialClient = _blocking_serial_client()
 
         if not timeout_s > 0 or int(baudrate) <= 0 or parity not in ("N", "E", "O"):
             raise BusConfigError(f"modbus rtu {port_path}: need baudrate > 0, timeout_s > 0, parity N/E/O")
@@ -559,6 +562,58 @@ class PymodbusRtuLink(_PymodbusLink):
                 sock.reset_input_buffer()
             except OSError:
                 pass
+
+
+_BLOCKING_SERIAL_CLIENT: type | None = None
+
+
+def _blocking_serial_client() -> type:
+    """pymodbus ``ModbusSerialClient`` whose receive blocks in ``select`` until bytes arrive.
+
+    pymodbus 3.x waits for an RTU reply by polling the port's ``in_waiting`` every
+    ``max(4 characters, 1 ms)`` and sleeping in between: a thousand wake-ups per second,
+    each taking the GIL, for the whole timeout when a device is silent. In a process
+    whose control loop shares that GIL this shows as tick jitter (measured by
+    ``bench/power_tick.py``). Here ``send`` sets the transaction deadline and ``recv``
+    returns whatever bytes are waiting, or blocks in ``select`` (GIL released) until some
+    arrive or the deadline passes (then ``b""``, which pymodbus reports as no response).
+    pymodbus's transaction loop keeps calling ``recv`` and feeds its RTU framer until a
+    whole frame is there, so a frame split across reads is still assembled.
+    """
+    global _BLOCKING_SERIAL_CLIENT
+    if _BLOCKING_SERIAL_CLIENT is not None:
+        return _BLOCKING_SERIAL_CLIENT
+    import select
+    import time
+
+    from pymodbus.client import ModbusSerialClient
+    from pymodbus.exceptions import ConnectionException
+
+    class BlockingSerialClient(ModbusSerialClient):  # type: ignore[misc]
+        _deadline = 0.0
+
+        def send(self, request: bytes, addr: tuple | None = None) -> int:
+            self._deadline = time.monotonic() + float(self.comm_params.timeout_connect or 0.0)
+            return super().send(request, addr)
+
+        def recv(self, size: int | None) -> bytes:
+            port = self.socket
+            if not port:
+                raise ConnectionException(str(self))
+            try:
+                while True:
+                    waiting = port.in_waiting
+                    if waiting:
+                        return port.read(waiting if size is None else min(waiting, size))
+                    remaining = self._deadline - time.monotonic()
+                    if remaining <= 0.0 or not select.select([port.fileno()], [], [], remaining)[0]:
+                        return b""
+            except OSError:
+                self.close()
+                raise ConnectionException(str(self)) from None
+
+    _BLOCKING_SERIAL_CLIENT = BlockingSerialClient
+    return BlockingSerialClient
 
 
 LinkFactory = Callable[[], ModbusLink]
