@@ -12,6 +12,10 @@ pty (``rigs/virtual_rtu.yaml``), twice per transport and for the same run length
   after a safe state is lifted for the bench), so both runs measure the same number of
   ticks.
 
+By default neither run arms (``RunOptions.arm=False``): the healthy run stays idle and the
+silent one goes idle -> safe_mode, two states with the same tick work, so the only
+difference between the runs is the BMS. ``--fly`` flies the square mission instead.
+
 The runs alternate (healthy, silent, healthy, ...) and every tick's period error (tick
 start minus its deadline) is pooled per case, so one noisy run cannot decide the figure.
 Prints one JSON object: per transport the per-run digests (ticks, overruns, final state,
@@ -59,12 +63,12 @@ def _write_rig(folder: Path, src: str, faults: list[dict], radars: bool = True) 
     return path
 
 
-def _one_run(folder: Path, rig: Path, duration_s: float, window_from_s: float) -> tuple[dict, list[float], list[float]]:
+def _one_run(folder: Path, rig: Path, duration_s: float, window_from_s: float, fly: bool) -> tuple[dict, list[float], list[float]]:
     """One real-time run; returns its digest, every tick's period error (us) and those of
     the ticks that started at or after ``window_from_s``."""
     captured: dict = {}
     opts = RunOptions(rig=str(rig), mission=str(ROOT / "missions/square.yaml"), realtime=True,
-                      duration_s=duration_s, runs_dir=str(folder / "runs"), progress=False,
+                      duration_s=duration_s, runs_dir=str(folder / "runs"), progress=False, arm=fly,
                       on_loop_stats=lambda st: captured.setdefault("stats", st))
     status, s, _ = run_main_job(opts)
     loop = s["loop"]
@@ -101,13 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--silent-at", type=float, default=2.0, metavar="S", help="BMS goes silent at S s (default 2)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="pairs of runs per transport, interleaved (default 3; the medians are compared)")
+    ap.add_argument("--fly", action="store_true",
+                    help="fly the square mission (the healthy run is then active while the silent one sits in "
+                         "safe_mode: different tick work); default: both runs stay unarmed (idle vs safe_mode)")
     ap.add_argument("--no-radars", dest="radars", action="store_false",
                     help="leave the emulated radars out (their frame bursts are the loudest other thread)")
     args = ap.parse_args(argv)
 
     run_mod.LINGER_S = float("inf")  # keep ticking in safe_mode: same run length for both cases
     transports = ["tcp", "rtu"] if args.transport == "both" else [args.transport]
-    out: dict = {"duration_s": args.duration, "silent_at_s": args.silent_at, "radars": args.radars,
+    out: dict = {"duration_s": args.duration, "silent_at_s": args.silent_at, "radars": args.radars, "fly": args.fly,
                  "rate_hz": None, "results": {}}
     with tempfile.TemporaryDirectory(prefix="qiki-bench-power-") as tmp:
         folder = Path(tmp)
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             window_from = args.silent_at + 1.0  # BMS silent and its polls timing out
             for _ in range(args.repeat):  # interleaved, so slow drifts of the machine hit both
                 for case, rig in (("healthy", healthy_rig), ("silent_bms", silent_rig)):
-                    digest, errs, win = _one_run(folder, rig, args.duration, window_from)
+                    digest, errs, win = _one_run(folder, rig, args.duration, window_from, args.fly)
                     runs[case].append(digest)
                     pooled[case] += errs
                     windowed[case] += win

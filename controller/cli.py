@@ -41,6 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         lr_replay=args.lr_replay,
         sr_replay=args.sr_replay,
+        arm=not args.no_arm,
     )
     status, summary, folder = run_main_job(opts, console=console)
     print_summary(summary, Console())
@@ -96,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--summary-json", default=None, metavar="PATH", help="also write summary.json here")
     r.add_argument("--runs-dir", default="runs", help="where run folders go (default: runs/)")
     r.add_argument("--no-progress", action="store_true", help="no live progress line")
+    r.add_argument("--no-arm", action="store_true",
+                   help="never arm: boot, POST and stay idle watching the buses (needs --duration)")
     r.add_argument("--lr-replay", default=None, metavar="FILE", help="long-range radar replays this CAN log (candump, ASC, BLF, TRC)")
     r.add_argument("--sr-replay", default=None, metavar="FILE", help="short-range radar replays this UART capture (.dat)")
     r.set_defaults(func=_cmd_run)

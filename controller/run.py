@@ -10,6 +10,7 @@ recorded zero output), or when ``duration_s`` of run time has passed.
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import math
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from controller.config import load_mission, load_rig
+from controller.errors import ConfigError
 from controller.loop import FixedRateLoop
 from controller.record.run_record import RunRecord, write_json_atomic
 from controller.rig import build_rig
@@ -40,6 +42,9 @@ class RunOptions:
     progress: bool = True
     lr_replay: str | None = None
     sr_replay: str | None = None
+    #: False: no operator script; the stack boots, passes POST and stays idle (monitors its
+    #: buses) until ``duration_s``, which is then required.
+    arm: bool = True
     #: Called with the loop's :class:`~controller.loop.LoopStats` (every tick's period error
     #: and duration) when the loop ends; for benches, not the CLI.
     on_loop_stats: Callable[[Any], None] | None = None
@@ -115,6 +120,8 @@ def run_main_job(opts: RunOptions, console=None) -> tuple[int, dict[str, Any], P
     ConfigError, HalError
         For bad input (the CLI prints one line and exits 2).
     """
+    if not opts.arm and opts.duration_s is None:
+        raise ConfigError("qiki run", "--no-arm", "needs --duration (an idle run has no other end)")
     rig_cfg, rig_path = load_rig(opts.rig)
     mission_cfg = load_mission(opts.mission) if opts.mission else None
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
@@ -157,7 +164,8 @@ def run_main_job(opts: RunOptions, console=None) -> tuple[int, dict[str, Any], P
 
         def tick(k: int, now_s: float, dt_s: float) -> bool:
             vehicle.tick(k, now_s, dt_s)
-            script.step(vehicle, now_s)
+            if opts.arm:
+                script.step(vehicle, now_s)
             if live is not None:
                 wall = time.perf_counter()
                 if wall - last_draw[0] > 0.25:
@@ -180,9 +188,16 @@ def run_main_job(opts: RunOptions, console=None) -> tuple[int, dict[str, Any], P
 
         if built.runner is not None:
             built.runner.start()
+        if opts.realtime:
+            # everything built so far lives for the whole run: keep it out of the cyclic
+            # garbage collector, so a full collection does not stall a tick (CPython gc)
+            gc.collect()
+            gc.freeze()
         try:
             stats = loop.run(tick)
         finally:
+            if opts.realtime:
+                gc.unfreeze()
             if live is not None:
                 live.stop()
             built.close()

@@ -28,10 +28,12 @@ the cost lifting; Billera & Sturmfels 1992, "Fiber polytopes"; Ziegler, "Lecture
 Polytopes", 9.2), so the optimum is found by *point location*. By LP duality the primal
 value of cell ``k``'s basic solution is ``mu_k' tau - h_k`` (``mu_k`` its dual vertex), and
 a primal-feasible basis maximises it, so the candidate cell is the argmax of one
-``(K x m+1)`` matrix-vector product; its stacked affine map ``[u; u_max - u] = U_k tau - o_k``
-(all thrusters at once) is the certificate (every entry >= 0). Bases sharing a degenerate
-dual vertex (exact ties) are all tried. The cell of the last tick is tried first while the
-demand stays in it (warm start).
+``(K x m+1)`` matrix-vector product; its affine map ``u / u_max = U_k tau - o_k`` (all
+thrusters at once, as fractions of full thrust) is the certificate (every entry in
+``[0, 1]``). Since any cell whose certificate holds is optimal, the table is sorted by cell
+volume and searched in prefixes (a few hundred cells first), and the whole table only when
+those miss. Bases sharing a degenerate dual vertex (exact ties) are all tried. The cell of
+the last tick is tried first while the demand stays in it (warm start).
 
 *Demands outside Z* whose weighted projection lies inside a facet ``f`` of Z are solved in
 closed form: ``tau = v_f + B_S t + s W^-2 n_f`` with ``0 <= t <= u_max`` and ``s >= 0`` is
@@ -40,11 +42,16 @@ the KKT certificate; the facet is the most violated one (for a projection inside
 ``[B_S | W^-2 n_f]`` is tabulated per geometry.
 
 *Other infeasible demands* (projection on a lower-dimensional face) go through a primal
-active-set method for bound-constrained least squares with equality constraints (Stark &
-Parker 1995, "Bounded-variable least-squares"; Nocedal & Wright 2006, section 16.5), one
-stage per priority group, warm-started from the most violated facet's vertex; the secondary objective is then the same point location at
-the achieved wrench ``y*`` (``y*`` lies in ``Z``). A general active-set LP stage is the
-fallback when no cell applies (rank-deficient geometry after failures).
+active-set method for bound-constrained least squares (Lawson & Hanson 1974, ch. 23; Stark
+& Parker 1995, "Bounded-variable least-squares"), warm-started from the most violated
+facet's vertex with the facet's thrusters at their plane coordinates. Its free set always
+has independent columns, so every subspace solve is a look-up of the free set's
+pseudo-inverse, tabulated per failure set for all column subsets of size <= m. With axis
+priorities, one stage per priority group keeps the earlier groups' wrench as equality
+constraints (Nocedal & Wright 2006, section 16.5). The secondary objective is then the same
+point location at the achieved wrench ``y*`` (``y*`` lies in ``Z``) when the least-squares
+minimiser is not unique. A general active-set LP stage is the fallback when no cell
+applies (rank-deficient geometry after failures).
 
 Failed thrusters: *stuck closed* are removed (``u_i = 0``); *stuck open* produce a known
 constant force ``f_i`` whose wrench ``b_i f_i`` is subtracted from the demand before the

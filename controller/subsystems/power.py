@@ -314,8 +314,11 @@ class PowerSubsystem:
         closers: list[Callable[[], None]] | None = None,
         emulated: EmulatedPower | None = None,
         stepper: PowerWorldStepper | None = None,
+        control_period_s: float | None = None,
     ) -> None:
         self.limits = limits
+        self.control_period_s = control_period_s
+        self._grid_aligned = False
         self.bms = bms
         self.pdu = pdu
         self.pollers = pollers
@@ -387,6 +390,11 @@ class PowerSubsystem:
         if not self.realtime:
             for poller in self.pollers.values():
                 poller.step(now_s)
+        elif not self._grid_aligned and self.control_period_s:
+            # first tick: move the worker's polls between the ticks (see align_to_grid)
+            for poller in self.pollers.values():
+                poller.align_to_grid(now_s, self.control_period_s)
+            self._grid_aligned = True
         snap = self._bms_snap()
         if snap is not None:
             self._take_bms_sample(snap)
@@ -755,7 +763,7 @@ def build(ctx: Any) -> PowerSubsystem | None:
     sub = PowerSubsystem(
         limits=rig.power or PowerCfg(), bms=bms, pdu=pdu, pollers=pollers, links=links,
         realtime=threaded, record=ctx.record, transport=transport, closers=closers,
-        emulated=emulated, stepper=stepper,
+        emulated=emulated, stepper=stepper, control_period_s=1.0 / rig.controller.rate_hz,
     )
     ctx.record(-1, 0.0, "power_buses", buses={b: {"url": rig.buses[b].url, "transport": transport[b]} for b in bus_names})
     if threaded:

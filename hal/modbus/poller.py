@@ -21,6 +21,7 @@ and CRC noise never reach the snapshot); they are counted per device and per kin
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -205,6 +206,7 @@ class ModbusPoller:
         self.worker_errors = 0
         self.last_worker_error = ""
         self.heartbeat_s: float | None = None
+        self._grid_ns: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ tick side
 
@@ -243,6 +245,39 @@ class ModbusPoller:
         self._commands.append(ticket)
         self._wake.set()
         return ticket
+
+    def align_to_grid(self, origin_s: float, period_s: float) -> None:
+        """Start every later poll half a control period after a tick deadline.
+
+        The worker's Python work (transactions, decoding, publishing) needs the GIL; if it
+        starts when a tick is due, the tick waits for it. Poll periods are whole numbers of
+        control periods, so once the polls sit between the ticks they stay there.
+
+        Parameters
+        ----------
+        origin_s : float
+            A tick deadline (clock seconds), e.g. the first tick's start.
+        period_s : float
+            Control period (s), > 0.
+
+        Raises
+        ------
+        ValueError
+            ``period_s`` not positive and finite.
+        """
+        if not (period_s > 0 and math.isfinite(period_s) and math.isfinite(origin_s)):
+            raise ValueError(f"period_s must be positive and finite, got {period_s}")
+        self._grid_ns = (int(round(origin_s * 1e9)), int(round(period_s * 1e9)))
+        for st in self._states.values():
+            st.next_due_ns = self._on_grid(st.next_due_ns)
+
+    def _on_grid(self, t_ns: int) -> int:
+        """The first mid-period instant of the control grid at or after ``t_ns``."""
+        if self._grid_ns is None:
+            return t_ns
+        origin, period = self._grid_ns
+        mid = origin + period // 2
+        return mid + -(-(t_ns - mid) // period) * period
 
     # ------------------------------------------------------------------ bus side
 
@@ -333,6 +368,7 @@ class ModbusPoller:
                     st.next_due_ns += st.period_ns
                     if st.next_due_ns <= self.clock.now_ns():  # behind: skip, never burst
                         st.next_due_ns = self.clock.now_ns() + st.period_ns
+                    st.next_due_ns = self._on_grid(st.next_due_ns)
             return min(st.next_due_ns for st in self._states.values()) * 1e-9
 
     def step(self, now_s: float | None = None) -> None:

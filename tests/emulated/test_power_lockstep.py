@@ -239,3 +239,30 @@ def test_modbus_read_library(bench):
     failed = read_quantities(bench.link, bench.jk, 1, ["soc_pct"])
     assert not failed.ok and failed.failures["soc_pct"].kind == "timeout"
     assert "FAILED timeout" in format_readings(bench.jk, failed)[0]
+
+
+def test_polls_aligned_between_control_ticks(bench):
+    """align_to_grid: every poll starts half a control period after a tick deadline."""
+    bench.clock.advance(0.0123)  # the worker started at an arbitrary phase
+    bench.poller.align_to_grid(0.0123 + 0.002, TICK_S)  # first tick deadline 2 ms later
+    bench.poller.step()  # polls already due run at once
+    starts: list[float] = []
+    for name in ("read_registers", "read_bits"):
+        def spy(*args, _read=getattr(bench.link, name), **kwargs):
+            starts.append(bench.clock.now_s())
+            return _read(*args, **kwargs)
+
+        setattr(bench.link, name, spy)
+    for _ in range(3000):  # 3 s on a 1 ms grid of "now" values, as a worker would wake
+        bench.clock.advance(0.001)
+        bench.poller.step()
+    assert len(starts) > 30
+    for t in starts:  # mid-way between deadlines 0.0143 + k * 0.01
+        phase = (t - 0.0143) % TICK_S
+        assert abs(phase - TICK_S / 2) < 1.5e-3, t
+    assert bench.bms_snap().polls_ok >= 5 and bench.poller.snapshot("pdu").polls_ok >= 29
+
+
+def test_align_to_grid_refuses_a_bad_period(bench):
+    with pytest.raises(ValueError):
+        bench.poller.align_to_grid(0.0, 0.0)
