@@ -64,22 +64,43 @@ class ValveCommander:
         if self.ticks_per_period < 1 or abs(ratio - self.ticks_per_period) > 1e-9:
             raise ValueError(f"pwm_period_s {pwm_period_s} is not a whole number of ticks of {tick_period_s} s")
         self.modulator = PwmModulator(len(max_thrust_n), pwm_period_s, min_impulse_bit_s, list(max_thrust_n), duty_step=duty_step)
-        self.duty_step = duty_step
+        #: pulse lengthening, whole duty steps: ``(open_delay_s - close_delay_s) / (duty_step T)``
         self.bias_steps = int(round((open_delay_s - close_delay_s) / (duty_step * pwm_period_s)))
         self._duty_pct = [0.0] * len(max_thrust_n)
-        self.latches = 0
         # Totals survive modulator resets (which forget the carried error only).
         self._commanded_done = np.zeros(len(max_thrust_n))
         self._delivered_done = np.zeros(len(max_thrust_n))
 
     def duty_pct(self, thrust_n: Sequence[float], tick_index: int) -> list[float]:
-        """Return the duty (percent) per thruster to send this tick (per tick)."""
+        """Duty per thruster to send this tick (per tick).
+
+        Parameters
+        ----------
+        thrust_n : sequence of float, shape (N,)
+            Allocated thrust per thruster (N); used only on a period-start tick.
+        tick_index : int
+            Control tick counter; ``tick_index % ticks_per_period == 0`` starts a period.
+
+        Returns
+        -------
+        list of float, length N
+            Duty in percent (0..100, whole board steps), latched at the period start and
+            repeated until the next; non-zero pulses lengthened by ``bias_steps``. The
+            same list object is returned until the next latch (do not modify it).
+
+        Raises
+        ------
+        ValueError
+            On a period start: wrong shape or a non-finite thrust
+            (:meth:`PwmModulator.latch`).
+        """
         if tick_index % self.ticks_per_period == 0:
-            steps = np.rint(self.modulator.latch(thrust_n) / self.duty_step).astype(int)
+            mod = self.modulator
+            mod.latch(thrust_n)
+            steps = mod.duty_steps
             if self.bias_steps:
-                steps = np.where(steps > 0, np.clip(steps + self.bias_steps, 0, int(round(1 / self.duty_step))), 0)
-            self._duty_pct = [float(s) * self.duty_step * 100.0 for s in steps]
-            self.latches += 1
+                steps = np.where(steps > 0, np.clip(steps + self.bias_steps, 0, mod.full_steps), 0)
+            self._duty_pct = [float(s) * mod.duty_step * 100.0 for s in steps]
         return self._duty_pct
 
     def reset(self) -> None:

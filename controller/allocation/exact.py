@@ -301,14 +301,13 @@ def solve_bounded_lsq(
 class _CellTable:
     """Every invertible basis of the full geometry with its dual-feasible bound pattern."""
 
-    __slots__ = ("idx", "minv", "upper", "volume_order")
+    __slots__ = ("idx", "minv", "upper")
 
     def __init__(self, B: np.ndarray, cost: np.ndarray) -> None:
         m, n = B.shape
         self.idx = np.zeros((0, m), dtype=np.intp)
         self.minv = np.zeros((0, m, m))
         self.upper = np.zeros((0, n), dtype=bool)
-        self.volume_order = np.zeros(0, dtype=np.intp)
         if n < m or math.comb(n, m) > MAX_CELLS:
             return
         idx = np.array(list(itertools.combinations(range(n), m)), dtype=np.intp)
@@ -394,17 +393,80 @@ def _subset_pinv_table(A: np.ndarray) -> dict[int, tuple[np.ndarray, list[int], 
     return table
 
 
+def _positive_finite(values: ArrayLike | None, size: int, name: str, what: str) -> np.ndarray:
+    """``values`` as a float vector of ``size`` positive finite entries (None: all ones).
+
+    Raises
+    ------
+    ValueError
+        Wrong size, or an entry not positive and finite (the message names ``name``).
+    """
+    v = np.ones(size) if values is None else np.array(values, dtype=float).reshape(-1)
+    if v.shape != (size,) or not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError(f"{name} must be {size} positive finite {what}")
+    return v
+
+
+def _checked_geometry(
+    B: ArrayLike, u_max_n: ArrayLike, axis_weights: ArrayLike | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated float copies of an allocator's ``B`` (m, N), ``u_max_n`` (N,; N) and
+    ``axis_weights`` (m,; default 1), shared by every allocator's constructor.
+
+    Raises
+    ------
+    ValueError
+        ``B`` not a finite 2-D matrix with at least one row and column; a limit or weight
+        of the wrong size or not positive and finite.
+    """
+    Bm = np.array(B, dtype=float)
+    if Bm.ndim != 2 or Bm.shape[0] < 1 or Bm.shape[1] < 1:
+        raise ValueError(f"B must be a 2-D (m, N) matrix, got shape {Bm.shape}")
+    if not np.all(np.isfinite(Bm)):
+        raise ValueError("B contains NaN or infinity")
+    m, n = Bm.shape
+    if u_max_n is None:  # required: _positive_finite would read None as all ones
+        raise ValueError(f"u_max_n must be {n} positive finite thrusts in N")
+    u_max = _positive_finite(u_max_n, n, "u_max_n", "thrusts in N")
+    w = _positive_finite(axis_weights, m, "axis_weights", "weights")
+    return Bm, u_max, w
+
+
+def _checked_failures(
+    u_max_n: np.ndarray, stuck_closed: Iterable[int], stuck_open_n: Mapping[int, float] | None,
+) -> tuple[frozenset[int], tuple[tuple[int, float], ...]]:
+    """Validated failure set ``(closed, sorted((index, force N), ...))``, the cache key of
+    every allocator's ``set_failures`` (contract: :meth:`ExactAllocator.set_failures`).
+
+    Raises
+    ------
+    ValueError
+        Unknown index, a thruster both closed and open, or a force outside ``[0, u_max]``.
+    """
+    n = u_max_n.shape[0]
+    closed = frozenset(int(i) for i in stuck_closed)
+    opened = {int(i): float(f) for i, f in (stuck_open_n or {}).items()}
+    for i in closed | opened.keys():
+        if not 0 <= i < n:
+            raise ValueError(f"thruster index {i} out of range 0..{n - 1}")
+    if closed & opened.keys():
+        raise ValueError(f"thrusters {sorted(closed & opened.keys())} both stuck closed and stuck open")
+    for i, f in opened.items():
+        if not (math.isfinite(f) and 0.0 <= f <= u_max_n[i]):
+            raise ValueError(f"stuck-open force of thruster {i} must be in [0, {u_max_n[i]}] N, got {f}")
+    return closed, tuple(sorted(opened.items()))
+
+
 class _Context:
     """Everything the per-tick call needs for one failure set (built once, then cached)."""
 
     __slots__ = (
         "active", "act_idx", "B_act", "u_max_act", "open_thrust", "open_wrench", "has_open",
-        "full", "sat_thr", "chunks", "cells_hi", "cells_idx_act", "cells_up", "cells_minv",
-        "cells_off", "n_cells", "last_cell", "warm_ok", "dual_T", "cell_Ua", "tol_u",
-        "v_scale", "ya", "facet_N", "facet_h", "facet_idx_act", "facet_up", "facet_pinv",
-        "fac_T", "fac_Q", "fac_q", "fac_simple", "f_tol", "last_facet", "G", "A_all",
-        "groups_A", "groups_rows", "prefix_E", "final_E", "g_scale", "loc_tiers", "sub_pinv",
-        "A_all_T", "u_max_list", "facet_v", "facet_S", "facet_side", "inv_u_max_max", "tol_f", "tiers_partial", "fast",
+        "full", "sat_thr", "chunks", "cells_hi", "cells_idx_act", "cells_up", "n_cells",
+        "last_cell", "warm_ok", "dual_T", "cell_Ua", "tol_u", "v_scale", "ya", "facet_idx_act",
+        "facet_up", "facet_pinv", "fac_T", "fac_Q", "fac_q", "fac_simple", "f_tol", "G", "A_all",
+        "groups_A", "groups_rows", "prefix_E", "g_scale", "loc_tiers", "sub_pinv", "A_all_T",
+        "u_max_list", "facet_v", "facet_S", "facet_side", "inv_u_max_max", "tiers_partial", "fast",
     )
 
 
@@ -457,23 +519,11 @@ class ExactAllocator:
         axis_priorities: Sequence[Sequence[int]] | None = None,
         cost: ArrayLike | None = None,
     ) -> None:
-        self.B = np.array(B, dtype=float)
-        if self.B.ndim != 2 or self.B.shape[0] < 1 or self.B.shape[1] < 1:
-            raise ValueError(f"B must be a 2-D (m, N) matrix, got shape {self.B.shape}")
+        self.B, self.u_max_n, w = _checked_geometry(B, u_max_n, axis_weights)
         m, n = self.B.shape
-        if not np.all(np.isfinite(self.B)):
-            raise ValueError("B contains NaN or infinity")
-        self.u_max_n = np.array(u_max_n, dtype=float).reshape(-1)
-        if self.u_max_n.shape != (n,) or not np.all(np.isfinite(self.u_max_n)) or np.any(self.u_max_n <= 0):
-            raise ValueError(f"u_max_n must be {n} positive finite thrusts in N")
-        w = np.ones(m) if axis_weights is None else np.array(axis_weights, dtype=float).reshape(-1)
-        if w.shape != (m,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
-            raise ValueError(f"axis_weights must be {m} positive finite weights")
         self.axis_weights = w
         self._unit_weights = bool(np.all(w == 1.0))
-        self.cost = np.ones(n) if cost is None else np.array(cost, dtype=float).reshape(-1)
-        if self.cost.shape != (n,) or not np.all(np.isfinite(self.cost)) or np.any(self.cost <= 0):
-            raise ValueError(f"cost must be {n} positive finite weights")
+        self.cost = _positive_finite(cost, n, "cost", "weights")
         groups: list[list[int]] = []
         seen: set[int] = set()
         for grp in axis_priorities or ():
@@ -520,18 +570,7 @@ class ExactAllocator:
         factorisations (no factorisation is repeated), built once and cached; an empty
         call restores all thrusters.
         """
-        n = self.B.shape[1]
-        closed = frozenset(int(i) for i in stuck_closed)
-        opened = {int(i): float(f) for i, f in (stuck_open_n or {}).items()}
-        for i in closed | opened.keys():
-            if not 0 <= i < n:
-                raise ValueError(f"thruster index {i} out of range 0..{n - 1}")
-        if closed & opened.keys():
-            raise ValueError(f"thrusters {sorted(closed & opened.keys())} both stuck closed and stuck open")
-        for i, f in opened.items():
-            if not (math.isfinite(f) and 0.0 <= f <= self.u_max_n[i]):
-                raise ValueError(f"stuck-open force of thruster {i} must be in [0, {self.u_max_n[i]}] N, got {f}")
-        self._ctx = self._context(closed, tuple(sorted(opened.items())))
+        self._ctx = self._context(*_checked_failures(self.u_max_n, stuck_closed, stuck_open_n))
 
     @property
     def healthy(self) -> np.ndarray:
@@ -550,6 +589,11 @@ class ExactAllocator:
         -------
         (bool, str)
             See :func:`controller.allocation.effectiveness.check_positive_span`.
+
+        Raises
+        ------
+        ValueError
+            An axis index out of range.
         """
         return check_positive_span(self._ctx.B_act, axes)
 
@@ -579,7 +623,6 @@ class ExactAllocator:
         ctx.sat_thr = np.where(active, self.u_max_n * (1.0 - 1e-12), np.inf)
         ctx.tol_u = 1e-12 * float(ctx.u_max_act.max()) if n_act else 0.0
         ctx.inv_u_max_max = 1.0 / float(ctx.u_max_act.max()) if n_act else 0.0
-        ctx.tol_f = 1e-12  # the same tolerance as a fraction of full thrust
         ctx.v_scale = float(self.cost[active] @ ctx.u_max_act)
         ctx.ya = np.ones(m + 1)
         u_eff = np.where(active, self.u_max_n, 0.0)
@@ -605,8 +648,6 @@ class ExactAllocator:
             ctx.cells_hi = hi
             ctx.cells_idx_act = pos[idx]
             ctx.cells_up = up_u[:, active]
-            ctx.cells_minv = minv
-            ctx.cells_off = off
             cut = [0, max(1, K // 4), K] if K > 64 else [0, K]
             for a, b in zip(cut[:-1], cut[1:]):
                 ctx.chunks.append((np.ascontiguousarray(minv[a:b].transpose(1, 0, 2).reshape(-1, m)),
@@ -636,7 +677,8 @@ class ExactAllocator:
             ctx.cell_Ua = np.ascontiguousarray(
                 np.concatenate([U, -o[:, :, None]], axis=2) * inv_hi[None, :, None])
             if ctx.full:
-                ctx.fast = (ctx.ya, ctx.cell_Ua, ctx.loc_tiers, ctx.u_max_act, -ctx.tol_f, 1.0 + ctx.tol_f)
+                tol_f = 1e-12  # ctx.tol_u as a fraction of full thrust
+                ctx.fast = (ctx.ya, ctx.cell_Ua, ctx.loc_tiers, ctx.u_max_act, -tol_f, 1.0 + tol_f)
         # ---- facets of the healthy zonotope (normals, support values, start points)
         fac = self._facets
         ctx.fac_T = None
@@ -651,12 +693,11 @@ class ExactAllocator:
             up_f = (s > 0) & ~inplane
             h = np.where(up_f, s, 0.0) @ ctx.u_max_act
             scale = np.linalg.norm(N_ / self.axis_weights[None, :], axis=1)
-            ctx.facet_N = np.ascontiguousarray(N_ / scale[:, None])
-            ctx.facet_h = h / scale
             ctx.facet_idx_act = pos[fidx]
             ctx.facet_up = np.where(up_f, ctx.u_max_act[None, :], 0.0)
             ctx.facet_pinv = fac.pinv_w[fsel]
-            ctx.fac_T = np.ascontiguousarray(np.vstack([ctx.facet_N.T, -ctx.facet_h[None, :]]))
+            # scaled normals and support values, augmented: facet f violated when > 0
+            ctx.fac_T = np.ascontiguousarray(np.vstack([(N_ / scale[:, None]).T, -(h / scale)[None, :]]))
             # simple facet: no other healthy thruster in its plane (unique minimiser there)
             col = np.linalg.norm(ctx.B_act, axis=0)
             ctx.fac_simple = ~np.any((np.abs(s) <= 1e-9 * col[None, :]) & ~inplane, axis=1)
@@ -671,9 +712,6 @@ class ExactAllocator:
             q = np.einsum("fij,fj->fi", Q, v)
             q[:, m - 1 : 2 * m - 2] -= ctx.u_max_act[ctx.facet_idx_act]
             ctx.fac_Q, ctx.fac_q = np.ascontiguousarray(Q), np.ascontiguousarray(q)
-        else:
-            ctx.facet_N = None
-        ctx.last_facet = 0
         # ---- least-squares stage matrices on the healthy columns
         w = self.axis_weights
         A_all = w[:, None] * ctx.B_act
@@ -692,7 +730,6 @@ class ExactAllocator:
             ctx.groups_A.append(w[rows_g, None] * ctx.B_act[rows_g])
             ctx.prefix_E.append(ctx.B_act[prev] if prev else None)
             prev = prev + rows_g
-        ctx.final_E = ctx.B_act
         self._contexts[key] = ctx
         return ctx
 
@@ -735,7 +772,8 @@ class ExactAllocator:
         fast = ctx.fast
         if fast is not None:
             # the per-tick path, inlined: point location by the last tick's cell, then the
-            # big cells first; a cell whose fractions are all in [0, 1] is optimal (_locate)
+            # big cells first; a cell whose fractions are all in [0, 1] is optimal (_locate),
+            # its thrusts as in _thrust (the bounds' test reuses lo, hi)
             ya, Ua, tiers, u_max, lo_f, hi_f = fast
             ya[:-1] = tau
             v = None
@@ -919,18 +957,53 @@ class ExactAllocator:
         u[ctx.cells_idx_act[k]] = np.minimum(np.maximum(ub, 0.0), hi)
         return u
 
-    def _start_point(self, ctx: _Context, y: np.ndarray, facet: int) -> tuple[np.ndarray, np.ndarray]:
-        """Start of the active set: the most violated facet's vertex, facet thrusters free."""
+    @staticmethod
+    def _start_point(ctx: _Context, y: np.ndarray, facet: int) -> tuple[list[float], np.ndarray, int]:
+        """Start of the active set: the most violated facet's vertex, facet thrusters free.
+
+        The facet's spanning thrusters sit at their plane coordinates of ``y`` (clipped into
+        their bounds), the others at the facet's vertex pattern. Returns ``(u, side, mask)``:
+        thrusts (list, N), bound state (-1 lower, +1 upper, 0 free) and the bit mask of the
+        free thrusters (independent columns). Without a facet (``facet < 0``) all at 0.
+        Python floats: at most m - 1 thrusters are placed (cheaper than numpy calls).
+        """
         n_act = ctx.act_idx.shape[0]
-        free = np.zeros(n_act, dtype=bool)
         if facet < 0:
-            return np.zeros(n_act), free
-        u = ctx.facet_up[facet].copy()
-        S = ctx.facet_idx_act[facet]
-        t = ctx.facet_pinv[facet].dot(y - ctx.B_act.dot(u))
-        u[S] = np.minimum(np.maximum(t, 0.0), ctx.u_max_act[S])
-        free[S] = (u[S] > 0.0) & (u[S] < ctx.u_max_act[S])
-        return u, free
+            return [0.0] * n_act, np.full(n_act, -1.0), 0
+        ul = ctx.facet_up[facet].tolist()
+        side = ctx.facet_side[facet].copy()
+        t = ctx.facet_pinv[facet].dot(y - ctx.facet_v[facet]).tolist()
+        mask = 0
+        for j, i in enumerate(ctx.facet_S[facet]):
+            tj = t[j]
+            if tj <= 0.0:
+                ul[i] = 0.0
+                side[i] = -1.0
+            elif tj >= ctx.u_max_list[i]:
+                ul[i] = ctx.u_max_list[i]
+                side[i] = 1.0
+            else:
+                ul[i] = tj
+                side[i] = 0.0
+                mask |= 1 << i
+        return ul, side, mask
+
+    @staticmethod
+    def _lsq_unique(ctx: _Context, g: np.ndarray, free: np.ndarray, g_zero: float) -> bool:
+        """Is the bounded least-squares minimiser with gradient ``g`` and free set ``free`` unique?
+
+        Minimisers differ only on zero-gradient thrusters (``|g| <= g_zero``): unique when
+        those, with the free ones, have independent columns (then no least-thrust stage is
+        needed). The free columns alone are independent (Lawson-Hanson invariant); otherwise
+        the set is looked up in the subset table, or its rank computed when untabulated.
+        """
+        zero = free | (np.abs(g) <= g_zero)
+        if not (zero & ~free).any():
+            return True
+        if ctx.sub_pinv is not None:
+            return sum(1 << i for i in np.flatnonzero(zero).tolist()) in ctx.sub_pinv
+        nz = int(zero.sum())
+        return nz <= ctx.B_act.shape[0] and int(np.linalg.matrix_rank(ctx.B_act[:, zero])) == nz
 
     def _solve_infeasible(self, ctx: _Context, tau_h: np.ndarray, facet: int) -> np.ndarray:
         """Demand outside the attainable set: staged least squares, then least thrust."""
@@ -939,60 +1012,21 @@ class ExactAllocator:
         lo = np.zeros(n_act)
         hi = ctx.u_max_act
         w = self.axis_weights
-        if len(ctx.groups_A) == 1 and ctx.sub_pinv is not None:
+        ul, side, mask = self._start_point(ctx, tau_h, facet)
+        if len(ctx.groups_A) == 1:
             b = w * tau_h
-            g_tol = 1e-11 * (ctx.g_scale + float(np.abs(b).max()))
-            if facet >= 0:
-                # start: the facet's vertex, its spanning thrusters at their plane coordinates
-                ul = ctx.facet_up[facet].tolist()
-                side = ctx.facet_side[facet].copy()
-                t = ctx.facet_pinv[facet].dot(tau_h - ctx.facet_v[facet]).tolist()
-                mask = 0
-                for j, i in enumerate(ctx.facet_S[facet]):
-                    tj = t[j]
-                    if tj <= 0.0:
-                        ul[i] = 0.0
-                        side[i] = -1.0
-                    elif tj >= ctx.u_max_list[i]:
-                        ul[i] = ctx.u_max_list[i]
-                        side[i] = 1.0
-                    else:
-                        ul[i] = tj
-                        side[i] = 0.0
-                        mask |= 1 << i
+            b_scale = ctx.g_scale + float(np.abs(b).max())
+            if ctx.sub_pinv is not None:
+                u, side, g, ok, its = _bvls_table(ctx.A_all, ctx.A_all_T, b, ctx.u_max_list, ul, side, mask,
+                                                  1e-11 * b_scale, ctx.sub_pinv, 10 * n_act + 30)
+                free = side == 0.0
             else:
-                ul, side, mask = [0.0] * n_act, np.full(n_act, -1.0), 0
-            u, side, g, ok, its = _bvls_table(ctx.A_all, ctx.A_all_T, b, ctx.u_max_list, ul, side, mask, g_tol,
-                                              ctx.sub_pinv, 10 * n_act + 30)
+                h = ctx.A_all_T.dot(b)
+                u, free, ok, its = _bvls_gram(ctx.G, h, hi, np.array(ul), side == 0.0, 1e-11 * b_scale)
+                g = ctx.G @ u - h
             self.stats["active_set_iterations"] += its
             if ok:
-                # minimisers differ only on zero-gradient thrusters: unique when those on a
-                # bound, with the free ones, have independent columns (a key of the table)
-                zero = (np.abs(g) <= 1e-9 * (ctx.g_scale + float(np.abs(b).max()))) | (side == 0.0)
-                if not (zero & (side != 0.0)).any():
-                    return u  # free columns are independent (Lawson-Hanson invariant)
-                if sum(1 << i for i in np.flatnonzero(zero).tolist()) in ctx.sub_pinv:
-                    return u
-            else:
-                self.stats["not_converged"] += 1
-                u, ok, its = solve_bounded_lsq(ctx.A_all, b, lo, hi, u)
-                self.stats["active_set_iterations"] += its
-                if not ok:
-                    self.stats["not_converged"] += 1
-        elif len(ctx.groups_A) == 1:
-            u, free = self._start_point(ctx, tau_h, facet)
-            b = w * tau_h
-            u, free, ok, its = _bvls_gram(ctx.G, ctx.A_all_T.dot(b), hi, u, free, 1e-11 * (ctx.g_scale + float(np.abs(b).max())))
-            self.stats["active_set_iterations"] += its
-            if ok:
-                # minimisers differ only on zero-gradient thrusters: unique when their
-                # columns are independent (then no secondary stage is needed)
-                g = ctx.G @ u - ctx.A_all_T.dot(b)
-                zero = free | (np.abs(g) <= 1e-9 * (ctx.g_scale + float(np.abs(b).max())))
-                if not (zero & ~free).any():
-                    return u  # free columns are independent (Lawson-Hanson invariant)
-                nz = int(zero.sum())
-                if nz <= ctx.B_act.shape[0] and np.linalg.matrix_rank(ctx.B_act[:, zero]) == nz:
+                if self._lsq_unique(ctx, g, free, 1e-9 * b_scale):
                     return u
             else:
                 self.stats["not_converged"] += 1
@@ -1001,7 +1035,7 @@ class ExactAllocator:
                 if not ok:
                     self.stats["not_converged"] += 1
         else:
-            u, _ = self._start_point(ctx, tau_h, facet)
+            u = np.array(ul)
             for A, rows, E in zip(ctx.groups_A, ctx.groups_rows, ctx.prefix_E):
                 u, ok, its = solve_bounded_lsq(A, w[rows] * tau_h[rows], lo, hi, u, E=E)
                 self.stats["active_set_iterations"] += its
@@ -1015,7 +1049,7 @@ class ExactAllocator:
         if u2 is not None:
             return u2
         self.stats["lp_fallbacks"] += 1
-        u, ok, its = solve_bounded_lsq(None, None, lo, hi, u, c=self.cost[ctx.act_idx], E=ctx.final_E)
+        u, ok, its = solve_bounded_lsq(None, None, lo, hi, u, c=self.cost[ctx.act_idx], E=ctx.B_act)
         self.stats["active_set_iterations"] += its
         if not ok:
             self.stats["not_converged"] += 1

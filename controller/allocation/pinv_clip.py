@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from controller.allocation.effectiveness import axis_names, check_positive_span
-from controller.allocation.exact import AllocationResult
+from controller.allocation.exact import AllocationResult, _checked_failures, _checked_geometry
 
 __all__ = ["PinvClipAllocator"]
 
@@ -54,57 +54,88 @@ class PinvClipAllocator:
         axis_weights: ArrayLike | None = None,
         axis_priorities: Sequence[Sequence[int]] | None = None,
     ) -> None:
-        self.B = np.array(B, dtype=float)
-        if self.B.ndim != 2 or not np.all(np.isfinite(self.B)):
-            raise ValueError("B must be a finite 2-D (m, N) matrix")
-        m, n = self.B.shape
-        self.u_max_n = np.array(u_max_n, dtype=float).reshape(-1)
-        if self.u_max_n.shape != (n,) or not np.all(np.isfinite(self.u_max_n)) or np.any(self.u_max_n <= 0):
-            raise ValueError(f"u_max_n must be {n} positive finite thrusts in N")
-        w = np.ones(m) if axis_weights is None else np.array(axis_weights, dtype=float).reshape(-1)
-        if w.shape != (m,) or not np.all(np.isfinite(w)) or np.any(w <= 0):
-            raise ValueError(f"axis_weights must be {m} positive finite weights")
-        self.axis_weights = w
+        self.B, self.u_max_n, self.axis_weights = _checked_geometry(B, u_max_n, axis_weights)
         self.axis_priorities = axis_priorities
-        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.set_failures()
 
     def set_failures(self, stuck_closed: Iterable[int] = (), stuck_open_n: Mapping[int, float] | None = None) -> None:
-        """Declare failed thrusters; same contract as :meth:`ExactAllocator.set_failures`."""
-        n = self.B.shape[1]
-        closed = frozenset(int(i) for i in stuck_closed)
-        opened = {int(i): float(f) for i, f in (stuck_open_n or {}).items()}
-        for i in closed | opened.keys():
-            if not 0 <= i < n:
-                raise ValueError(f"thruster index {i} out of range 0..{n - 1}")
-        if closed & opened.keys():
-            raise ValueError("a thruster cannot be both stuck closed and stuck open")
-        for i, f in opened.items():
-            if not (math.isfinite(f) and 0.0 <= f <= self.u_max_n[i]):
-                raise ValueError(f"stuck-open force of thruster {i} must be in [0, {self.u_max_n[i]}] N")
-        key = (closed, tuple(sorted(opened.items())))
+        """Declare failed thrusters (SAFETY.md D06); takes effect at the next ``allocate``.
+
+        Parameters
+        ----------
+        stuck_closed : iterable of int
+            Thruster indices (0-based) that produce no thrust.
+        stuck_open_n : mapping int -> float
+            Thruster index -> known constant thrust in N (0 <= f <= u_max), subtracted
+            from the demand as its wrench.
+
+        Raises
+        ------
+        ValueError
+            Unknown index, a thruster both closed and open, or a force outside
+            ``[0, u_max]`` (same contract as :meth:`ExactAllocator.set_failures`).
+        """
+        key = _checked_failures(self.u_max_n, stuck_closed, stuck_open_n)
         if key not in self._cache:
-            active = np.array([i not in closed and i not in opened for i in range(n)])
+            closed, opened = key
+            n = self.B.shape[1]
             open_thrust = np.zeros(n)
-            for i, f in opened.items():
+            for i, f in opened:
                 open_thrust[i] = f
+            failed = closed | {i for i, _ in opened}
+            active = np.array([i not in failed for i in range(n)])
             pinv = np.linalg.pinv(self.axis_weights[:, None] * self.B[:, active]) * self.axis_weights[None, :]
-            self._cache[key] = (active, open_thrust, pinv)
-        self._active, self._open_thrust, self._pinv = self._cache[key]
+            self._cache[key] = (active, open_thrust, self.B @ open_thrust, self.u_max_n[active], pinv)
+        self._active, self._open_thrust, self._open_wrench, self._u_max_act, self._pinv = self._cache[key]
 
     def spans(self, axes: Sequence[int] | None = None) -> tuple[bool, str]:
-        """Positive-span check of the healthy thrusters (see ``check_positive_span``)."""
+        """Positive-span check of the healthy thrusters (SAFETY.md K06, D06).
+
+        Parameters
+        ----------
+        axes : sequence of int, optional
+            Wrench axes needed by the controller; default all.
+
+        Returns
+        -------
+        (bool, str)
+            See :func:`controller.allocation.effectiveness.check_positive_span`.
+
+        Raises
+        ------
+        ValueError
+            An axis index out of range.
+        """
         return check_positive_span(self.B[:, self._active], axes)
 
     def allocate(self, wrench: ArrayLike) -> AllocationResult:
-        """Allocate a demanded wrench (per-tick); see :meth:`ExactAllocator.allocate`."""
+        """Allocate a demanded wrench to thrusts (per-tick).
+
+        Parameters
+        ----------
+        wrench : array_like, shape (m,)
+            Demanded wrench, body frame, [Fx N, Fy N, Mz N m] or
+            [Fx, Fy, Fz N, Mx, My, Mz N m].
+
+        Returns
+        -------
+        AllocationResult
+            Clipped weighted minimum-norm thrusts (N, shape (N,)); achieved and unallocated
+            wrench; saturation flags. Not optimal in general (see the module docstring).
+
+        Raises
+        ------
+        ValueError
+            Wrong shape or a non-finite demand.
+        """
         tau = np.asarray(wrench, dtype=float)
         m = self.B.shape[0]
         if tau.shape != (m,) or not np.isfinite(tau).all():
             raise ValueError(f"wrench must be {m} finite values ({', '.join(axis_names(m))})")
         u = self._open_thrust.copy()
-        umax = self.u_max_n[self._active]
-        u_act = np.minimum(np.maximum(self._pinv @ (tau - self.B @ self._open_thrust), 0.0), umax)
+        umax = self._u_max_act
+        u_act = np.minimum(np.maximum(self._pinv @ (tau - self._open_wrench), 0.0), umax)
         u[self._active] = u_act
         achieved = self.B @ u
         resid = achieved - tau

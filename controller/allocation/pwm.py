@@ -161,6 +161,11 @@ class PwmModulator:
         -------
         numpy.ndarray, shape (N,)
             Duty fraction per valve, see :meth:`latch`.
+
+        Raises
+        ------
+        ValueError
+            On a period start: wrong shape or a non-finite thrust (see :meth:`latch`).
         """
         if period_start:
             return self.latch(thrust_n)

@@ -256,11 +256,41 @@ def test_bad_construction_raises(kwargs):
         ExactAllocator(effectiveness(RIG_POS, RIG_DIR), **args)
 
 
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"u_max_n": np.zeros(8)}, "u_max_n"),
+        ({"u_max_n": np.ones(7)}, "u_max_n"),
+        ({"u_max_n": None}, "u_max_n"),
+        ({"axis_weights": [1, 1, 0]}, "axis_weights"),
+        ({"axis_weights": [1, 1]}, "axis_weights"),
+        ({"B": np.zeros((0, 8))}, "B must be"),
+        ({"B": np.full((3, 8), np.nan)}, "NaN"),
+    ],
+)
+@pytest.mark.parametrize("cls", [ExactAllocator, PinvClipAllocator])
+def test_bad_construction_raises_for_both_allocators(cls, kwargs, needle):
+    args = {"B": effectiveness(RIG_POS, RIG_DIR), "u_max_n": np.ones(8)} | kwargs
+    with pytest.raises(ValueError, match=needle):
+        cls(args.pop("B"), **args)
+
+
 @pytest.mark.parametrize("closed, opened", [([9], {}), ([1], {1: 0.5}), ([], {2: 1.5}), ([], {2: -0.1})])
-def test_bad_failures_raise(closed, opened):
-    alloc = ExactAllocator(effectiveness(RIG_POS, RIG_DIR), np.ones(8))
+@pytest.mark.parametrize("cls", [ExactAllocator, PinvClipAllocator])
+def test_bad_failures_raise(cls, closed, opened):
+    alloc = cls(effectiveness(RIG_POS, RIG_DIR), np.ones(8))
     with pytest.raises(ValueError):
         alloc.set_failures(closed, opened)
+
+
+@pytest.mark.parametrize("cls", [ExactAllocator, PinvClipAllocator])
+def test_stuck_open_at_zero_force_is_still_out_of_allocation(cls):
+    """A valve stuck open with a known force of 0 N is failed, not healthy."""
+    alloc = cls(effectiveness(RIG_POS, RIG_DIR), np.ones(8))
+    alloc.set_failures(stuck_open_n={4: 0.0})  # t5 pushes +x
+    r = alloc.allocate([0.8, 0.0, 0.0])
+    assert r.thrust_n[4] == 0.0 and not r.saturated[4]
+    assert r.thrust_n[6] > 0.0  # t7 takes over
 
 
 def test_general_active_set_matches_oracle():

@@ -97,3 +97,32 @@ def test_bad_parameters_raise(kw):
 def test_bad_thrust_raises(bad):
     with pytest.raises(ValueError):
         _mod().latch(bad)
+
+
+def test_valve_commander_latches_per_period_lengthens_pulses_and_keeps_totals():
+    from controller.valve_command import ValveCommander
+
+    # 50 ms period, 10 ms ticks (5 per period); 1 ms duty step; valve opens 3 ms late and
+    # closes 1 ms late: every non-zero pulse is lengthened by 2 steps (4 %)
+    vc = ValveCommander(list(FMAX), PERIOD_S, 0.01, MIB_S, open_delay_s=0.003, close_delay_s=0.001)
+    assert vc.ticks_per_period == 5 and vc.bias_steps == 2
+    thrust = FMAX * 0.5
+    thrust[1] = 0.0
+    d0 = vc.duty_pct(thrust, 0)
+    assert d0[1] == 0.0  # an idle valve gets no bias pulse
+    assert d0[0] == pytest.approx(54.0)  # 25 steps + 2
+    for k in range(1, 5):  # mid-period: the latched duty repeats whatever the thrust
+        assert vc.duty_pct(FMAX, k) == d0
+    assert vc.duty_pct(FMAX, 5)[0] == pytest.approx(100.0)  # clipped to the full period
+    commanded = vc.commanded_impulse_ns.copy()
+    np.testing.assert_allclose(commanded, (thrust + FMAX) * PERIOD_S)
+    vc.reset()
+    assert vc.duty_pct(FMAX, 7) == [0.0] * 8  # outputs forced off until the next latch
+    np.testing.assert_allclose(vc.commanded_impulse_ns, commanded)  # totals survive reset
+
+
+def test_valve_commander_rejects_a_period_that_is_not_whole_ticks():
+    from controller.valve_command import ValveCommander
+
+    with pytest.raises(ValueError, match="whole number of ticks"):
+        ValveCommander(list(FMAX), PERIOD_S, 0.03, MIB_S)
