@@ -19,9 +19,28 @@ from typing import Any, Callable, Sequence
 from firmware_bridge.emulation.world import World
 
 
+#: Fault names :class:`Simulation` applies (``controller.config.FaultCfg.fault`` lists the same).
+FAULT_NAMES = frozenset({
+    "host_heartbeat_loss", "mcu_silent", "valve_board_silent", "estop_press", "estop_release",
+    "valve_stuck_closed", "valve_board_reboot", "serial_garbage",
+})
+
+
 @dataclass(frozen=True)
 class ScheduledFault:
-    """A fault plan entry: at ``at_s`` apply ``fault`` (see ``controller.config.FaultCfg``)."""
+    """A fault plan entry: at ``at_s`` apply ``fault`` (see ``controller.config.FaultCfg``).
+
+    Attributes
+    ----------
+    at_s : float
+        Simulated time of the fault, s.
+    fault : str
+        One of :data:`FAULT_NAMES`.
+    valve : int or None
+        Valve index, 0-based (``valve_stuck_closed``; None means 0).
+    length : int
+        Random bytes put on the MCU's TX line (``serial_garbage``).
+    """
 
     at_s: float
     fault: str
@@ -45,6 +64,15 @@ class Simulation:
         Seed of the fault plan's random bytes.
     on_fault : callable ``(time_s, fault) -> None``, optional
         Told when a planned fault is applied (for the event log).
+    extra : sequence of object, optional
+        Further emulators with ``step(t_s)``, stepped after the valve board at every
+        physics step (kept in :attr:`extra`; subsystems append to it).
+
+    Raises
+    ------
+    ValueError
+        If a fault of the plan is not one of :data:`FAULT_NAMES` (a typo would otherwise
+        make a fault test pass without any fault).
     """
 
     def __init__(
@@ -58,13 +86,17 @@ class Simulation:
         on_fault: Callable[[float, ScheduledFault], None] | None = None,
         extra: Sequence[Any] = (),
     ) -> None:
+        faults = sorted(faults, key=lambda f: f.at_s)
+        unknown = sorted({f.fault for f in faults} - FAULT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown fault(s) {unknown}; known: {sorted(FAULT_NAMES)}")
         self.world = world
         self.valve_board = valve_board
         self.mcu = mcu
         self.extra = list(extra)
         self.dt_ns = int(round(1e9 / physics_rate_hz))
         self.dt_s = self.dt_ns * 1e-9
-        self.faults = sorted(faults, key=lambda f: f.at_s)
+        self.faults = faults
         self._next_fault = 0
         self._rng = random.Random(seed)
         self.on_fault = on_fault

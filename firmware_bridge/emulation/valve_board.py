@@ -266,11 +266,12 @@ class ValveBoardEmulator:
             return self._reject("dlc")
         if not vb.checksum_ok(msg.arbitration_id, data):
             return self._reject("checksum")
-        word = int.from_bytes(bytes(data), "little")
-        counter = (word >> 48) & 0xF
+        # Unpacked by the DBC (dbc/qiki.dbc is the only statement of the bit layout).
+        raw = self._codec.decode(msg).raw
+        counter = raw[vb.COUNTER_SIGNALS[vb.COMMAND]]
         if self._last_cmd_counter is not None and counter == self._last_cmd_counter:
             return self._reject("counter")
-        raws = [(word >> (6 * i)) & 0x3F for i in range(vb.MAX_VALVES)]
+        raws = [raw[name] for name in vb.DUTY_SIGNALS]
         if any(r > vb.DUTY_RAW_MAX for r in raws):
             return self._reject("range")
         if self._in_boot:

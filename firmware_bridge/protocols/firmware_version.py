@@ -61,6 +61,18 @@ def parse_version(text: str, *, full: bool = True) -> Version:
 def parse_spec(spec: str, *, full: bool = True) -> list[tuple[str, Version]]:
     """Parse an acceptance spec into ``(op, version)`` clauses (all must hold).
 
+    Parameters
+    ----------
+    spec : str
+        Comma-separated clauses ``OP VERSION`` (grammar in the module docstring).
+    full : bool
+        Require three-part versions in every clause.
+
+    Returns
+    -------
+    list of (str, (int, int, int))
+        ``(op, (major, minor, patch))`` per clause, op one of ``>= > <= < == !=``.
+
     Raises
     ------
     ProtocolError
@@ -79,13 +91,38 @@ def parse_spec(spec: str, *, full: bool = True) -> list[tuple[str, Version]]:
 
 
 def spec_holds(version: Version, clauses: list[tuple[str, Version]]) -> bool:
-    """True when ``version`` satisfies every parsed clause."""
+    """True when ``version`` satisfies every parsed clause.
+
+    Parameters
+    ----------
+    version : (int, int, int)
+        ``(major, minor, patch)``, compared numerically (SemVer 2.0.0 section 11).
+    clauses : list of (str, (int, int, int))
+        From :func:`parse_spec`.
+
+    Returns
+    -------
+    bool
+    """
     v = tuple(version)
     return all(_OPS[op](v, ref) for op, ref in clauses)
 
 
 def firmware_accepted(version: Version, spec: str, *, full: bool = True) -> bool:
     """Whether ``version`` (major, minor, patch) satisfies ``spec``.
+
+    Parameters
+    ----------
+    version : (int, int, int)
+        ``(major, minor, patch)``.
+    spec : str
+        Acceptance spec, e.g. ``">=1.2.0,<2.0.0"`` (see :func:`parse_spec`).
+    full : bool
+        Require three-part versions in the spec.
+
+    Returns
+    -------
+    bool
 
     Raises
     ------

@@ -173,21 +173,37 @@ def cobs_decode(encoded: bytes) -> bytes:
         If ``encoded`` contains 0x00 or a block's code points past the end.
     """
     enc = bytes(encoded)
-    n = len(enc)
     if enc.find(0) >= 0:
         raise ProtocolError("COBS: 0x00 inside an encoded frame")
+    out = _cobs_unstuff(enc)
+    if out is None:
+        raise ProtocolError(f"COBS: a block code runs past the end of the {len(enc)} B frame")
+    return out
+
+
+def _cobs_unstuff(enc: bytes) -> bytes | None:
+    """COBS-decode ``enc`` (known to hold no 0x00); None if a block code runs past the end."""
+    n = len(enc)
     out = bytearray()
     i = 0
     while i < n:
         code = enc[i]
         j = i + code
         if j > n:
-            raise ProtocolError(f"COBS: block code {code} at offset {i} runs past end ({n} B)")
+            return None
         out += enc[i + 1 : j]
         i = j
         if code != 0xFF and i < n:
             out.append(0)
     return bytes(out)
+
+
+def _checked_frame(decoded: bytes) -> RawFrame | None:
+    """Split a decoded frame of >= 4 bytes into header and payload; None on a CRC mismatch."""
+    body = decoded[:-2]
+    if crc_hqx(body, 0xFFFF) != (decoded[-2] | (decoded[-1] << 8)):
+        return None
+    return RawFrame(body[0], body[1], body[2:])
 
 
 def encode_frame(msg_id: int, seq: int, payload: bytes = b"") -> bytes:
@@ -222,14 +238,7 @@ def encode_frame(msg_id: int, seq: int, payload: bytes = b"") -> bytes:
         raise ProtocolError(f"payload of {len(payload)} B exceeds {MAX_PAYLOAD_LEN} B")
     body = bytes((msg_id, seq & 0xFF)) + bytes(payload)
     crc = crc_hqx(body, 0xFFFF)
-    decoded = body + bytes((crc & 0xFF, crc >> 8))
-    # Inline single-block COBS (decoded length <= 252 < 254): one code byte per zero.
-    out = bytearray()
-    for piece in decoded.split(b"\x00"):
-        out.append(len(piece) + 1)
-        out += piece
-    out.append(0)
-    return bytes(out)
+    return cobs_encode(body + bytes((crc & 0xFF, crc >> 8))) + DELIMITER
 
 
 def decode_frame(encoded: bytes) -> RawFrame:
@@ -256,12 +265,11 @@ def decode_frame(encoded: bytes) -> RawFrame:
     decoded = cobs_decode(enc)
     if len(decoded) < _MIN_DECODED_LEN:
         raise ProtocolError(f"frame of {len(decoded)} B shorter than {_MIN_DECODED_LEN} B")
-    body = decoded[:-2]
-    crc_rx = decoded[-2] | (decoded[-1] << 8)
-    crc = crc_hqx(body, 0xFFFF)
-    if crc != crc_rx:
+    frame = _checked_frame(decoded)
+    if frame is None:
+        crc, crc_rx = crc_hqx(decoded[:-2], 0xFFFF), decoded[-2] | (decoded[-1] << 8)
         raise ProtocolError(f"CRC mismatch: computed 0x{crc:04X}, frame says 0x{crc_rx:04X}")
-    return RawFrame(body[0], body[1], body[2:])
+    return frame
 
 
 @dataclass(slots=True)
@@ -407,30 +415,19 @@ class FrameDecoder:
     def _decode_one(self, enc: bytes) -> RawFrame | None:
         """Decode one delimiter-free encoded frame, counting any failure."""
         stats = self.stats
-        n = len(enc)
-        # COBS decode inline (enc has no 0x00: it was split on the delimiter).
-        out = bytearray()
-        i = 0
-        while i < n:
-            code = enc[i]
-            j = i + code
-            if j > n:
-                stats.cobs_errors += 1
-                stats.bytes_dropped += n
-                return None
-            out += enc[i + 1 : j]
-            i = j
-            if code != 0xFF and i < n:
-                out.append(0)
-        decoded = bytes(out)
+        decoded = _cobs_unstuff(enc)  # enc holds no 0x00: it was split on the delimiter
+        if decoded is None:
+            stats.cobs_errors += 1
+            stats.bytes_dropped += len(enc)
+            return None
         if len(decoded) < _MIN_DECODED_LEN:
             stats.runts += 1
-            stats.bytes_dropped += n
+            stats.bytes_dropped += len(enc)
             return None
-        body = decoded[:-2]
-        if crc_hqx(body, 0xFFFF) != (decoded[-2] | (decoded[-1] << 8)):
+        frame = _checked_frame(decoded)
+        if frame is None:
             stats.crc_errors += 1
-            stats.bytes_dropped += n
+            stats.bytes_dropped += len(enc)
             return None
         stats.frames_ok += 1
-        return RawFrame(body[0], body[1], body[2:])
+        return frame

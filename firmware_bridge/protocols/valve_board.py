@@ -179,16 +179,23 @@ def e2e_checksum(arbitration_id: int, data: bytes | bytearray) -> int:
     -----
     This is the ``checksum_fn`` the generic CAN ingress checker is given.
     """
-    crc = 0xFF
-    table = _J1850_TABLE
-    crc = table[crc ^ (arbitration_id & 0xFF)]
-    for b in data[:7]:
-        crc = table[crc ^ b]
-    return crc ^ 0xFF
+    return crc8_sae_j1850(bytes((arbitration_id & 0xFF,)) + bytes(data[:7]))
 
 
 def seal(arbitration_id: int, data: bytes | bytearray) -> bytes:
     """Return ``data`` (8 bytes) with byte 7 replaced by its E2E checksum.
+
+    Parameters
+    ----------
+    arbitration_id : int
+        The arbitration ID the frame is sent on (its low byte is the data ID).
+    data : bytes-like, length 8
+        Frame payload; byte 7 is overwritten.
+
+    Returns
+    -------
+    bytes
+        8 bytes, byte 7 = :func:`e2e_checksum` of the rest.
 
     Raises
     ------
@@ -260,19 +267,25 @@ def tuple_to_mask(flags: Sequence[bool]) -> int:
     return mask
 
 
-def command_signals(duty_raw: Sequence[int], counter: int) -> dict[str, int]:
+def command_signals(duty_raw: Sequence[int], counter: int) -> dict[str, float]:
     """Physical signal dict of a ``VB_Command`` (checksum 0, to be sealed).
 
     Parameters
     ----------
     duty_raw : sequence of int, length <= 8
-        Raw duties 0..50; missing valves are sent as 0.
+        Raw duties 0..50 (2 %/bit); missing valves are sent as 0.
     counter : int
-        Alive counter 0..15.
+        Alive counter; taken modulo 16.
+
+    Returns
+    -------
+    dict of str to float
+        ``VB_Cmd_Duty1..8`` in % and ``VB_Cmd_Counter``, ``VB_Cmd_Checksum`` (0), for
+        ``DbcCodec.encode`` followed by :func:`seal`.
     """
-    sigs = {name: 0 for name in DUTY_SIGNALS}
+    sigs: dict[str, float] = {name: 0 for name in DUTY_SIGNALS}
     for name, raw in zip(DUTY_SIGNALS, duty_raw):
-        sigs[name] = int(raw) * 2
+        sigs[name] = raw_to_duty_pct(int(raw))
     sigs["VB_Cmd_Counter"] = counter % COUNTER_MODULO
     sigs["VB_Cmd_Checksum"] = 0
     return sigs
@@ -343,7 +356,24 @@ class ValveBoardHeartbeat:
 
 
 def status_from_signals(sig: dict, n_valves: int = MAX_VALVES) -> ValveBoardStatus:
-    """Build a :class:`ValveBoardStatus` from decoded ``VB_Status`` physical signals."""
+    """Build a :class:`ValveBoardStatus` from decoded ``VB_Status`` physical signals.
+
+    Parameters
+    ----------
+    sig : dict of str to float
+        ``Decoded.signals`` of a ``VB_Status`` frame (DBC units: V, degC).
+    n_valves : int, optional
+        Valves fitted, 1..8 (length of the per-valve tuples).
+
+    Returns
+    -------
+    ValveBoardStatus
+
+    Raises
+    ------
+    KeyError
+        If a ``VB_Sts_*`` signal of :data:`REQUIRED_SIGNALS` is missing.
+    """
     return ValveBoardStatus(
         valve_open_mask=int(sig["VB_Sts_ValveOpen"]),
         valve_fault_mask=int(sig["VB_Sts_ValveFault"]),
@@ -359,10 +389,21 @@ def status_from_signals(sig: dict, n_valves: int = MAX_VALVES) -> ValveBoardStat
 def heartbeat_from_signals(sig: dict) -> ValveBoardHeartbeat:
     """Build a :class:`ValveBoardHeartbeat` from decoded ``VB_Heartbeat`` signals.
 
+    Parameters
+    ----------
+    sig : dict of str to float
+        ``Decoded.signals`` of a ``VB_Heartbeat`` frame (uptime in s).
+
+    Returns
+    -------
+    ValveBoardHeartbeat
+
     Raises
     ------
     ProtocolError
         Unknown state value (the ingress range check rejects it first).
+    KeyError
+        If a ``VB_HB_*`` signal is missing.
     """
     try:
         state = BoardState(int(sig["VB_HB_State"]))
@@ -377,7 +418,22 @@ def heartbeat_from_signals(sig: dict) -> ValveBoardHeartbeat:
 
 
 def status_signals(status: ValveBoardStatus, counter: int) -> dict[str, float | int]:
-    """Physical signal dict of a ``VB_Status`` (checksum 0, to be sealed)."""
+    """Physical signal dict of a ``VB_Status`` (checksum 0, to be sealed).
+
+    Parameters
+    ----------
+    status : ValveBoardStatus
+        Values to send; the rail voltage is rounded to 0.01 V and clamped to
+        0..40.95 V, the board temperature rounded to 1 degC and clamped to -40..215 degC
+        (the DBC field ranges).
+    counter : int
+        Alive counter; taken modulo 16.
+
+    Returns
+    -------
+    dict of str to float or int
+        Every ``VB_Sts_*`` signal in DBC units, for ``DbcCodec.encode`` then :func:`seal`.
+    """
     rail_raw = max(0, min(4095, int(round(status.rail_voltage_v * 100.0))))
     temp = max(-40, min(215, int(round(status.board_temp_c))))
     return {
@@ -394,7 +450,18 @@ def status_signals(status: ValveBoardStatus, counter: int) -> dict[str, float | 
 
 
 def heartbeat_signals(hb: ValveBoardHeartbeat) -> dict[str, float | int]:
-    """Physical signal dict of a ``VB_Heartbeat`` (uptime wraps at 2**32 ms)."""
+    """Physical signal dict of a ``VB_Heartbeat``.
+
+    Parameters
+    ----------
+    hb : ValveBoardHeartbeat
+        Values to send; the uptime is floored to 1 ms and wraps at 2**32 ms.
+
+    Returns
+    -------
+    dict of str to float or int
+        Every ``VB_HB_*`` signal in DBC units (uptime in s), for ``DbcCodec.encode``.
+    """
     uptime_ms = int(math.floor(hb.uptime_s * 1000.0 + 1e-6)) % (1 << 32)
     major, minor, patch = hb.firmware_version
     return {

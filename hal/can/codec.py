@@ -356,7 +356,24 @@ class DbcCodec:
     @staticmethod
     def decode_entry(entry: _Entry, data: bytes | bytearray, frame_id: int
                      ) -> Decoded | None:
-        """Decode ``data`` with a plan from :meth:`lookup` (None if the length differs)."""
+        """Decode ``data`` with a plan from :meth:`lookup`. Per-frame.
+
+        Parameters
+        ----------
+        entry : _Entry
+            Decode plan of the frame's arbitration ID (from :meth:`lookup`).
+        data : bytes-like
+            Frame payload.
+        frame_id : int
+            Arbitration ID as received, stored in the result.
+
+        Returns
+        -------
+        Decoded or None
+            Physical values (DBC units) and raw fields; None if ``len(data)`` differs
+            from the DBC length (F03). ID format, error and remote frames are not
+            checked here (:meth:`decode` and the ingress checker do).
+        """
         if len(data) != entry.length:
             return None
         data = bytes(data)

@@ -396,10 +396,9 @@ class IngressChecker:
                     st.recovering = True
                     st.good_gaps = 0
                     st.irregular_score += 1
-                elif gap > period * (1.0 + self._tolerance):  # late: half rate, gaps
-                    st.good_gaps = 0
-                    st.irregular_score += 1
-                elif gap < period * (1.0 - self._tolerance):  # early: burst, buffering
+                elif not (period * (1.0 - self._tolerance) <= gap
+                          <= period * (1.0 + self._tolerance)):
+                    # late (half rate, gaps) or early (burst, buffering)
                     st.good_gaps = 0
                     st.irregular_score += 1
                 else:

@@ -60,7 +60,24 @@ def parse_firmware_spec(spec: str) -> list[tuple[str, tuple[int, int, int]]]:
 
 
 def firmware_accepted(version: tuple[int, int, int], spec: str) -> bool:
-    """Return True if ``version`` satisfies every clause of ``spec`` (see :func:`parse_firmware_spec`)."""
+    """Return True if ``version`` satisfies every clause of ``spec``.
+
+    Parameters
+    ----------
+    version : tuple of int
+        ``(major, minor, patch)`` as reported in HELLO.
+    spec : str
+        Accepted-firmware spec (grammar of :func:`parse_firmware_spec`).
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    BusConfigError
+        If ``spec`` does not parse.
+    """
     return fwv.spec_holds(version, parse_firmware_spec(spec))
 
 
@@ -381,7 +398,7 @@ class McuDriver:
 
     @property
     def mcu_reboots(self) -> int:
-        """How many MCU reboots were detected (uptime going back, new HELLO); cheap, per tick."""
+        """How many MCU reboots were detected (MCU_STATUS uptime going back); cheap, per tick."""
         return self._counters["mcu_reboots"]
 
     def estop_released_confirmed(self, now_s: float) -> bool:

@@ -69,12 +69,9 @@ class ValveBoardDriver:
         self._counter = 0
         self.status: vb.ValveBoardStatus | None = None
         self.heartbeat: vb.ValveBoardHeartbeat | None = None
-        self.status_rx_s: float | None = None
-        self.heartbeat_rx_s: float | None = None
         self._rebooted = False
         self.reboot_count = 0
         self._seen_operational = False
-        self.commands_built = 0
 
     # ------------------------------------------------------------------ identity
     @property
@@ -102,6 +99,16 @@ class ValveBoardDriver:
         """Rejected frames by reason (``checksum``, ``counter``, ``dlc``, ``range``...)."""
         return self._checker.rejects
 
+    @property
+    def status_rx_s(self) -> float | None:
+        """Receipt time of the last accepted ``VB_Status``, s on the loop clock (None: never)."""
+        return self._checker.stream(vb.STATUS).last_rx_s
+
+    @property
+    def heartbeat_rx_s(self) -> float | None:
+        """Receipt time of the last accepted ``VB_Heartbeat``, s on the loop clock (None: never)."""
+        return self._checker.stream(vb.HEARTBEAT).last_rx_s
+
     # ------------------------------------------------------------------ receive
     def on_frame(self, msg: can.Message, now_s: float) -> bool:
         """Check, decode and apply one received frame. Per-frame (called from the poll).
@@ -123,7 +130,6 @@ class ValveBoardDriver:
             return False
         if decoded.name == vb.STATUS:
             self.status = vb.status_from_signals(decoded.signals, self.n_valves)
-            self.status_rx_s = now_s
             return True
         try:
             hb = vb.heartbeat_from_signals(decoded.signals)
@@ -131,7 +137,6 @@ class ValveBoardDriver:
             return False
         self._track_reboot(hb)
         self.heartbeat = hb
-        self.heartbeat_rx_s = now_s
         return True
 
     def _track_reboot(self, hb: vb.ValveBoardHeartbeat) -> None:
@@ -204,7 +209,6 @@ class ValveBoardDriver:
         msg = self._codec.encode(vb.COMMAND, vb.command_signals(raw, self._counter))
         msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
         self._counter = vb.next_counter(self._counter)
-        self.commands_built += 1
         return msg
 
     # ------------------------------------------------------------------ POST

@@ -320,7 +320,6 @@ def test_emulator_rates_without_bursts():
     world = make_world()
     host, mcu = PipeLink.pair("rates")
     emu = McuEmulator(mcu, world, status_rate_hz=10, imu_rate_hz=100, pose_rate_hz=50)
-    drv = McuDriver(host)
     clock = SimClock()
     for _ in range(1000):  # 1 s at 1 kHz
         emu.step(clock.now_s())
@@ -331,18 +330,26 @@ def test_emulator_rates_without_bursts():
     assert ids.count(0x20) == 100 and ids.count(0x21) == 50
     assert 10 <= ids.count(0x11) <= 11  # periodic plus the boot-time status
     # Stepped late (20 Hz), a 100 Hz stream sends one message per step, never a burst.
-    emu2 = McuEmulator(PipeLink.pair("slow")[1], world)
+    host2, mcu2 = PipeLink.pair("slow")
+    emu2 = McuEmulator(mcu2, world)
+    imu_per_step = []
     for k in range(20):
         emu2.step(k * 0.05)
-    assert emu2._imu.skipped > 0
-    del drv
+        frames = FrameDecoder().feed(host2.read(1 << 20))
+        imu_per_step.append(sum(f.msg_id == 0x20 for f in frames))
+    assert imu_per_step == [1] * 20
+    assert emu2._imu.skipped == 19 * 4  # 4 of every 5 slots skipped after the first step
 
 
 def test_driver_stats_has_the_documented_keys(rig):
     rig.tick(2)
     keys = set(rig.drv.stats())
-    assert {"frames_ok", "crc_errors", "cobs_errors", "bytes_dropped", "unknown", "seq_gaps",
-            "bytes_rx", "bytes_tx"} <= keys
+    assert keys == {
+        "frames_ok", "crc_errors", "cobs_errors", "too_long", "runts", "bytes_dropped",
+        "unknown", "invalid", "seq_gaps", "seq_gaps_by_id", "seq_anomalies",
+        "bytes_rx", "bytes_tx", "frames_tx", "tx_short", "heartbeats_tx",
+        "bus_errors", "reopen_attempts", "reopens", "link_up", "mcu_reboots",
+    }  # exactly the McuDriver.stats docstring
 
 
 def test_unknown_ids_are_counted(rig):

@@ -139,13 +139,13 @@ def test_encode_frame_rejects(msg_id, payload):
 @pytest.mark.parametrize(
     "wire, why",
     [
-        (b"\x03\x01\x02", "runt"),
-        (cobs_encode(b"\x01\x02\x03\x04\x05"), "crc"),
-        (b"\x09\x01", "cobs"),
+        (b"\x03\x01\x02", "shorter than"),
+        (cobs_encode(b"\x01\x02\x03\x04\x05"), "CRC mismatch"),
+        (b"\x09\x01", "COBS"),
     ],
 )
 def test_decode_frame_strict_raises(wire, why):
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError, match=why):  # and for the right reason
         decode_frame(wire)
 
 

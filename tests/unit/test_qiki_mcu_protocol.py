@@ -129,7 +129,9 @@ def test_stream_of_messages_through_decoder():
 def test_property_decode_never_raises(msg_id, seq, payload):
     msg = p.decode(RawFrame(msg_id, seq, payload))
     if msg is not None:
-        assert decode_frame(p.encode(msg, seq)).payload == payload or msg_id in (0x20, 0x21)
+        # Finite f32 values survive unpack/pack bit for bit: every accepted payload
+        # re-encodes to the same bytes.
+        assert decode_frame(p.encode(msg, seq)).payload == payload
 
 
 @settings(max_examples=100, deadline=None)
