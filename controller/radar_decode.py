@@ -38,7 +38,7 @@ __all__ = ["DEFAULT_DBC", "decode_can_log", "tracking_detection", "format_report
 DEFAULT_DBC = "dbc/ars408.dbc"
 
 
-def tracking_detection(det: ArsDetection, *, source: str = "lr"):
+def tracking_detection(det: ArsDetection, *, source: str = "lr") -> TrackingDetection:
     """Convert an ARS408 body-frame detection to the tracker's :class:`Detection`.
 
     Parameters
@@ -55,7 +55,7 @@ def tracking_detection(det: ArsDetection, *, source: str = "lr"):
         ARS408 reports Cartesian sigmas), so the tracker uses its isotropic ``meas_std_m``.
     """
     return TrackingDetection(x_m=det.x_body_m, y_m=det.y_body_m, source=source, range_m=det.range_m,
-                     object_id=det.obj_id, rcs_dbsm=det.rcs_dbsm)
+                             object_id=det.obj_id, rcs_dbsm=det.rcs_dbsm)
 
 
 @dataclass
@@ -64,11 +64,10 @@ class _TrackStats:
     first_confirmed_s: float
     last_confirmed_s: float
     n: int = 0
-    sum_x: float = 0.0
-    sum_y: float = 0.0
-    last_x: float = 0.0
-    last_y: float = 0.0
-    object_ids: dict | None = None
+    sum_x_m: float = 0.0
+    sum_y_m: float = 0.0
+    last_x_m: float = 0.0
+    last_y_m: float = 0.0
 
 
 def decode_can_log(
@@ -180,12 +179,12 @@ def decode_can_log(
                 continue
             s = stats.get(trk.track_id)
             if s is None:
-                s = stats[trk.track_id] = _TrackStats(trk.track_id, now, now, object_ids={})
+                s = stats[trk.track_id] = _TrackStats(trk.track_id, now, now)
             s.last_confirmed_s = now
             s.n += 1
-            s.sum_x += trk.x_m
-            s.sum_y += trk.y_m
-            s.last_x, s.last_y = trk.x_m, trk.y_m
+            s.sum_x_m += trk.x_m
+            s.sum_y_m += trk.y_m
+            s.last_x_m, s.last_y_m = trk.x_m, trk.y_m
 
     if driver is None:  # empty log
         driver = Ars408Driver(codec, cfg, start_s=0.0)
@@ -245,10 +244,10 @@ def decode_can_log(
         for s in stats.values():
             rows.append({
                 "id": s.track_id,
-                "mean_x_m": round(s.sum_x / s.n, 3),
-                "mean_y_m": round(s.sum_y / s.n, 3),
-                "last_x_m": round(s.last_x, 3),
-                "last_y_m": round(s.last_y, 3),
+                "mean_x_m": round(s.sum_x_m / s.n, 3),
+                "mean_y_m": round(s.sum_y_m / s.n, 3),
+                "last_x_m": round(s.last_x_m, 3),
+                "last_y_m": round(s.last_y_m, 3),
                 "confirmed_from_s": round(s.first_confirmed_s, 3),
                 "confirmed_to_s": round(s.last_confirmed_s, 3),
                 "confirmed_s": round(s.last_confirmed_s - s.first_confirmed_s, 3),

@@ -134,9 +134,10 @@ def _track(frames, frame_period_s: float, mount: Any, tracker_config: Any) -> tu
     from controller.tracking.models import Detection
     from controller.tracking.tracker import Tracker
 
-    from hal.devices.iwr6843 import parse_mount
+    from hal.devices.iwr6843 import frame_to_detections, parse_mount
 
-    mx, my, yaw_deg = parse_mount(mount)
+    mount_pose = parse_mount(mount)
+    mx, my, yaw_deg = mount_pose
     yaw = math.radians(yaw_deg)
     c, s = math.cos(yaw), math.sin(yaw)
     tracker = Tracker(tracker_config) if tracker_config is not None else Tracker()
@@ -145,19 +146,8 @@ def _track(frames, frame_period_s: float, mount: Any, tracker_config: Any) -> tu
     last_tracks = []
     for f in frames:
         now_s = ((f.frame_number - first) & 0xFFFFFFFF) * frame_period_s
-        dets = []
-        for p in f.points:
-            fwd, left = p.y_m, -p.x_m
-            az = math.atan2(left, fwd)
-            dets.append(
-                Detection(
-                    x_m=mx + c * fwd - s * left,
-                    y_m=my + s * fwd + c * left,
-                    source="sr",
-                    range_m=math.hypot(p.x_m, p.y_m, p.z_m),
-                    azimuth_rad=math.remainder(az + yaw, math.tau),
-                )
-            )
+        dets = [Detection(d.x_body_m, d.y_body_m, "sr", range_m=d.range_m, azimuth_rad=d.azimuth_body_rad)
+                for d in frame_to_detections(f, mount_pose)]
         last_tracks = tracker.step(now_s, dets)
         for t in last_tracks:
             if t.confirmed:

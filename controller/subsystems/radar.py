@@ -128,6 +128,10 @@ def tracker_config(radar_cfg: RadarCfg, *, source: str = "radar") -> TrackerConf
     source : str
         File named in the error.
 
+    Returns
+    -------
+    TrackerConfig
+
     Raises
     ------
     ConfigError
@@ -146,7 +150,7 @@ class _Gate:
 
     Keeps the 1 kHz physics loop cheap: the emulators act every 72-100 ms, so stepping
     them every millisecond would only burn time (and drain their bus queue for nothing).
-    ``before(t_s)`` runs right before each real step (scene update, replay looping).
+    ``before(t_s)`` runs right before each real step (the synthetic radar's scene update).
     """
 
     def __init__(self, inner: Any, next_due: Callable[[], float | None],
@@ -166,34 +170,10 @@ class _Gate:
         self._due_s = self._next_due()
 
 
-def _next_slot(slot_s: float, period_s: float, now_s: float) -> float:
-    # Same rule as the ARS408 emulator's schedule: absolute slots, no catch-up burst.
-    nxt = slot_s + period_s
-    return nxt if nxt > now_s else now_s + period_s
-
-
-class _PeriodicSchedule:
-    """Due times ``start + k * period`` in integer nanoseconds, as the IWR6843 emulator
-    counts them (so the gate never calls it a hair early and misses a frame)."""
-
-    def __init__(self, start_s: float, period_s: float) -> None:
-        self._start_ns = int(round(start_s * 1e9))
-        self._period_ns = int(round(period_s * 1e9))
-        self._next_ns = self._start_ns
-
-    def before(self, t_s: float) -> None:
-        now_ns = int(round(t_s * 1e9))
-        while self._next_ns <= now_ns:
-            self._next_ns += self._period_ns
-
-    def next_due(self) -> float:
-        return self._next_ns * 1e-9
-
-
 class _Ars408SyntheticFeed:
-    """Feeds an :class:`Ars408Emulator` its scene and tells the gate when it is due."""
+    """Feeds an :class:`Ars408Emulator` its scene; the gate asks the emulator when it is due."""
 
-    def __init__(self, emu: Any, world: Any, mount: Any, obstacles: list[Any], start_s: float) -> None:
+    def __init__(self, emu: Any, world: Any, mount: Any, obstacles: list[Any]) -> None:
         from firmware_bridge.emulation.ars408 import RadarTarget
 
         self.emu = emu
@@ -201,8 +181,6 @@ class _Ars408SyntheticFeed:
         self.mount = mount
         self.obstacles = list(obstacles)
         self._target = RadarTarget
-        self._cycle_s = start_s
-        self._state_s = start_s
 
     def before(self, t_s: float) -> None:
         w, m = self.world, self.mount
@@ -215,13 +193,9 @@ class _Ars408SyntheticFeed:
         targets = [self._target(o.x_m + o.vx_mps * t_s, o.y_m + o.vy_mps * t_s, o.vx_mps, o.vy_mps,
                                 o.rcs_dbsm, target_id=i) for i, o in enumerate(self.obstacles)]
         self.emu.set_scene(pose, targets, vel)
-        if t_s >= self._cycle_s:
-            self._cycle_s = _next_slot(self._cycle_s, self.emu.cycle_s, t_s)
-        if t_s >= self._state_s:
-            self._state_s = _next_slot(self._state_s, self.emu.state_period_s, t_s)
 
     def next_due(self) -> float:
-        return min(self._cycle_s, self._state_s)
+        return self.emu.next_due_s
 
 
 class _Ars408ReplayFeed:
@@ -707,7 +681,7 @@ def build(ctx: Any) -> RadarSubsystem | None:
                     from firmware_bridge.emulation.ars408 import Ars408Emulator
 
                     emu = Ars408Emulator(emu_bus, codec, sensor_id=dev.sensor_id, start_s=start_s)
-                    feed = _Ars408SyntheticFeed(emu, ctx.world, dev.mount, obstacles, start_s)
+                    feed = _Ars408SyntheticFeed(emu, ctx.world, dev.mount, obstacles)
                     lr.mode, lr.feed = "synthetic", feed
                     ctx.sim.extra.append(_Gate(emu, feed.next_due, feed.before))
 
@@ -756,6 +730,5 @@ def build(ctx: Any) -> RadarSubsystem | None:
                                       start_s=start_s)
                 sr.mode = "synthetic"
             sr.emulator = emu
-            sched = _PeriodicSchedule(start_s, dev.frame_period_s)
-            ctx.sim.extra.append(_Gate(emu, sched.next_due, sched.before))
+            ctx.sim.extra.append(_Gate(emu, lambda _emu=emu: _emu.next_due_s))
     return RadarSubsystem(radar_cfg, lr, sr, ctx.record)

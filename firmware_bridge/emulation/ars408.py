@@ -137,6 +137,8 @@ class Ars408Emulator:
         # host inputs
         self._speed_rx_s: float | None = None
         self._yaw_rx_s: float | None = None
+        self._speed_signals: dict = {"speed_direction": proto.SPEED_STANDSTILL, "speed_mps": 0.0}
+        self._yaw_signals: dict = {"yaw_rate_dps": 0.0}
         self.ego_speed_mps = 0.0
         self.ego_yaw_rate_radps = 0.0
         self._speed_id = self.codec.frame_id(proto.MSG_SPEED)
@@ -215,7 +217,7 @@ class Ars408Emulator:
 
     # ------------------------------------------------------------------ stepping
     def _drain_host(self, now_s: float) -> None:
-        speed = yaw = None
+        received = False
         for _ in range(64):  # bounded per step (B08)
             msg = self.bus.recv(timeout=0.0)
             if msg is None:
@@ -223,20 +225,42 @@ class Ars408Emulator:
             if msg.is_error_frame or msg.is_remote_frame:
                 continue
             if msg.arbitration_id == self._speed_id:
-                speed = self.codec.decode(msg)
-                if speed is not None:
+                dec = self.codec.decode(msg)
+                if dec is not None:
                     self._speed_rx_s = now_s
-                    sp = speed.signals
-                    self.ego_speed_mps = -sp["speed_mps"] if sp["speed_direction"] == 2 else (
-                        sp["speed_mps"])
+                    self._speed_signals = dec.signals
+                    received = True
             elif msg.arbitration_id == self._yaw_id:
-                yaw = self.codec.decode(msg)
-                if yaw is not None:
+                dec = self.codec.decode(msg)
+                if dec is not None:
                     self._yaw_rx_s = now_s
-                    self.ego_yaw_rate_radps = math.radians(yaw.signals["yaw_rate_dps"])
+                    self._yaw_signals = dec.signals
+                    received = True
+        if received:
+            self.ego_speed_mps, self.ego_yaw_rate_radps = proto.ego_motion_from_signals(
+                self._speed_signals, self._yaw_signals)
+
+    @property
+    def next_due_s(self) -> float:
+        """Caller-clock time at which :meth:`step` next sends something (the earlier of
+        the next object-list cycle and the next RadarState/VersionId), s."""
+        return min(self._next_cycle_s, self._next_state_s)
 
     def motion_rx_state(self, now_s: float) -> int:
-        """0 ok, 1 speed missing, 2 yaw rate missing, 3 both (missing: none for 1 s)."""
+        """Return the ``motion_rx_state`` the radar reports at ``now_s``.
+
+        Parameters
+        ----------
+        now_s : float
+            Caller-clock time, s.
+
+        Returns
+        -------
+        int
+            0 ok, 1 speed missing, 2 yaw rate missing, 3 both (missing: none received
+            for one RadarState period, 1 s; ARS408-21 technical documentation,
+            RadarState ``MotionRxState``).
+        """
         limit = self.state_period_s
         speed_missing = self._speed_rx_s is None or now_s - self._speed_rx_s > limit
         yaw_missing = self._yaw_rx_s is None or now_s - self._yaw_rx_s > limit

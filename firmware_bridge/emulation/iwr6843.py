@@ -212,6 +212,12 @@ class Iwr6843Emulator:
         """Replay mode: number of per-frame chunks in the capture (0 in synthetic mode)."""
         return 0 if self._chunks is None else len(self._chunks)
 
+    @property
+    def next_due_s(self) -> float | None:
+        """Time at which the next packet is due, s (None before the first :meth:`step`
+        when no ``start_s`` was given); :meth:`step` at a time ``>=`` this writes it."""
+        return None if self._next_due_ns is None else self._next_due_ns * 1e-9
+
     def inject_bytes(self, data: bytes) -> None:
         """Fault knob: write raw bytes (garbage, a truncated packet) on the link now."""
         self._write(bytes(data))

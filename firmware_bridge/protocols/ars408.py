@@ -168,6 +168,11 @@ def rms_code(sigma: float, full_scale: float) -> int:
         Standard deviation in the signal's unit (m, m/s, m/s^2 or deg), >= 0.
     full_scale : float
         Upper bound of code 30 in the same unit.
+
+    Returns
+    -------
+    int
+        Raw code 0..31.
     """
     if math.isnan(sigma):
         return 31
@@ -642,6 +647,12 @@ def interpret_radar_state(signals: Mapping[str, float]) -> RadarHealth:
     Returns
     -------
     RadarHealth
+
+    Raises
+    ------
+    KeyError
+        If a signal of :data:`REQUIRED_SIGNALS` for ``RadarState`` is missing (the
+        configuration signals default to objects, quality and extended info on).
     """
     return RadarHealth(
         bool(signals["persistent_error"]),
@@ -659,7 +670,18 @@ def interpret_radar_state(signals: Mapping[str, float]) -> RadarHealth:
 
 
 def radar_state_signals(health: RadarHealth) -> dict[str, float]:
-    """Return the ``ARS408_RadarState`` signals encoding ``health`` (emulator side)."""
+    """Return the ``ARS408_RadarState`` signals encoding ``health`` (emulator side).
+
+    Parameters
+    ----------
+    health : RadarHealth
+        What the emulated radar reports.
+
+    Returns
+    -------
+    dict
+        Physical signals for the codec; inverse of :func:`interpret_radar_state`.
+    """
     return {
         "nvm_write_status": 0, "nvm_read_status": 1,
         "max_distance_cfg_m": health.max_distance_cfg_m,
@@ -734,6 +756,13 @@ def ego_motion_from_signals(
 ) -> tuple[float, float]:
     """Inverse of :func:`ego_motion_signals` (emulator side).
 
+    Parameters
+    ----------
+    speed : mapping
+        Decoded ``SpeedInformation`` signals (``speed_direction``, ``speed_mps``).
+    yaw_rate : mapping
+        Decoded ``YawRateInformation`` signals (``yaw_rate_dps``).
+
     Returns
     -------
     (float, float)
@@ -759,6 +788,11 @@ def status_signals(nof_objects: int, meas_counter: int, interface_version: int =
         Measurement counter, wrapped to 16 bits here.
     interface_version : int, optional
         Object list interface version, 0..15 (firmware 4.30 sends 1).
+
+    Returns
+    -------
+    dict
+        Physical signals for the codec.
     """
     return {"nof_objects": int(nof_objects), "meas_counter": int(meas_counter) & 0xFFFF,
             "interface_version": int(interface_version)}

@@ -56,6 +56,7 @@ __all__ = [
     "Ars408Config",
     "Ars408Driver",
     "Ars408Status",
+    "config_from_mapping",
     "REJECT_UNKNOWN_ID",
     "REJECT_ERROR_FRAME",
     "REJECT_REMOTE_FRAME",
@@ -343,6 +344,11 @@ class Ars408Driver:
     def detections(self, cycle: ObjectCycle | None = None) -> list[Detection]:
         """Body-frame detections of ``cycle`` (default: the last complete cycle).
 
+        Parameters
+        ----------
+        cycle : ObjectCycle, optional
+            A cycle from :meth:`on_frame` or :meth:`take_cycles`.
+
         Returns
         -------
         list of Detection
@@ -492,6 +498,11 @@ def config_from_mapping(entry: Mapping[str, Any], *, name: str = "radar_lr") -> 
         :class:`Ars408Config` fields (``driver``, ``bus``) are ignored.
     name : str
         Device name.
+
+    Returns
+    -------
+    Ars408Config
+        Missing keys take the :class:`Ars408Config` defaults.
     """
     mount = entry.get("mount") or {}
     if not isinstance(mount, Mapping):

@@ -32,7 +32,7 @@ from firmware_bridge.protocols.iwr6843 import (
 )
 from hal.errors import BusConfigError, HalError
 
-__all__ = ["Iwr6843Driver", "RadarScan", "SrDetection", "parse_mount", "sensor_to_body"]
+__all__ = ["Iwr6843Driver", "RadarScan", "SrDetection", "frame_to_detections", "parse_mount", "sensor_to_body"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +171,56 @@ def sensor_to_body(
     return mx + c * fwd - s * left, my + s * fwd + c * left
 
 
+def frame_to_detections(
+    frame: RadarFrame, mount: tuple[float, float, float], *, source: str = "sr"
+) -> tuple[SrDetection, ...]:
+    """Turn the points of one frame into BODY-frame detections through the mount pose.
+
+    Per frame; the same maths as :func:`sensor_to_body` (``p_body = [x_m, y_m] +
+    R(yaw) [y_sensor, -x_sensor]``), with the mount parsed once.
+
+    Parameters
+    ----------
+    frame : RadarFrame
+        A decoded packet; its points are in the TI SENSOR frame, m and m/s.
+    mount : (x_m, y_m, yaw_deg)
+        Radar pose in the body frame, as returned by :func:`parse_mount` (m, m, deg CCW
+        from body x to the boresight).
+    source : str
+        Name put on every detection.
+
+    Returns
+    -------
+    tuple of SrDetection
+        One per point, wire order.
+    """
+    mx, my, yaw_deg = mount
+    yaw = math.radians(yaw_deg)
+    c, s = math.cos(yaw), math.sin(yaw)
+    hypot, atan2, remainder, tau = math.hypot, math.atan2, math.remainder, math.tau
+    number = frame.frame_number
+    dets = []
+    for p in frame.points:
+        fwd, left = p.y_m, -p.x_m
+        az = atan2(left, fwd)
+        dets.append(
+            SrDetection(
+                x_body_m=mx + c * fwd - s * left,
+                y_body_m=my + s * fwd + c * left,
+                z_body_m=p.z_m,
+                range_m=hypot(p.x_m, p.y_m, p.z_m),
+                azimuth_body_rad=remainder(az + yaw, tau),
+                azimuth_radar_rad=az,
+                doppler_mps=p.doppler_mps,
+                snr_db=p.snr_db,
+                noise_db=p.noise_db,
+                frame_number=number,
+                source=source,
+            )
+        )
+    return tuple(dets)
+
+
 class Iwr6843Driver:
     """IWR6843 driver on a ``SerialLink`` (hal/serial/link.py).
 
@@ -243,8 +293,6 @@ class Iwr6843Driver:
         self._next_reopen_s: float | None = None
         self._max_frame_len = int(max_frame_len)
         self.parser = Iwr6843Parser(max_frame_len=self._max_frame_len)
-        yaw = math.radians(self._mount[2])
-        self._cos, self._sin, self._yaw_rad = math.cos(yaw), math.sin(yaw), yaw
         self._first_poll_s: float | None = None
         self._last_fresh_s: float | None = None
         self._last_frame_number: int | None = None
@@ -406,33 +454,12 @@ class Iwr6843Driver:
                 self.frame_number_gaps += step - 1
         self._last_frame_number = frame.frame_number
         self._last_fresh_s = now_s
-        mx, my, _ = self._mount
-        c, s, yaw = self._cos, self._sin, self._yaw_rad
-        hypot, atan2, remainder, tau = math.hypot, math.atan2, math.remainder, math.tau
-        dets = []
-        for p in frame.points:
-            fwd, left = p.y_m, -p.x_m
-            az = atan2(left, fwd)
-            dets.append(
-                SrDetection(
-                    x_body_m=mx + c * fwd - s * left,
-                    y_body_m=my + s * fwd + c * left,
-                    z_body_m=p.z_m,
-                    range_m=hypot(p.x_m, p.y_m, p.z_m),
-                    azimuth_body_rad=remainder(az + yaw, tau),
-                    azimuth_radar_rad=az,
-                    doppler_mps=p.doppler_mps,
-                    snr_db=p.snr_db,
-                    noise_db=p.noise_db,
-                    frame_number=frame.frame_number,
-                    source=self.source,
-                )
-            )
+        dets = frame_to_detections(frame, self._mount, source=self.source)
         scan = RadarScan(
             frame_number=frame.frame_number,
             received_s=now_s,
             time_cpu_cycles=frame.time_cpu_cycles,
-            detections=tuple(dets),
+            detections=dets,
             stats=frame.stats,
         )
         self.scans += 1

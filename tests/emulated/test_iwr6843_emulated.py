@@ -59,7 +59,8 @@ def test_synthetic_target_lands_at_mount_transformed_position(mount, expected_bo
     for d in dets:
         assert d.range_m == pytest.approx(5.0, abs=0.3)
         assert d.snr_db is not None and d.source == "sr"
-        assert math.isfinite(d.azimuth_body_rad)
+        # target on the boresight: body bearing = mount yaw (1 deg azimuth noise)
+        assert abs(math.remainder(d.azimuth_body_rad - math.radians(mount[2]), math.tau)) < math.radians(5.0)
 
 
 def test_target_to_the_right_has_negative_body_y():

@@ -191,7 +191,9 @@ def test_decode_report_tracks():
     for t in r["tracks"]:
         # Radar frame: x along the boresight, inside the 11.11 m CFAR field of view.
         assert 0 < t["x_m"] < 11.2
-        assert t["confirmed_scans"] >= 1
+        assert t["hits"] >= 3  # M-of-N: 3 hits (default confirm_m) before confirmation
+        # confirmed from first to last confirmed scan, one scan per 100 ms frame, no gaps
+        assert t["confirmed_s"] == pytest.approx((t["confirmed_scans"] - 1) * 0.1, abs=1e-3)
     assert r["confirmed_at_end"] == sum(t["confirmed_at_end"] for t in r["tracks"])
 
 
