@@ -63,7 +63,7 @@ def read_device(rig_path: str, device: str, quantities: list[str] | None = None,
     from controller.clock import MonotonicClock
     from controller.config import load_rig
     from controller.modbus_read import load_profile, read_quantities
-    from controller.subsystems.power import EMULATED_RTU_URL, build_emulated_power, open_real_link
+    from controller.subsystems.power import EMULATED_RTU_URL, build_emulated_power, open_emulated_link, open_real_link
 
     rig, path = load_rig(rig_path)
     devices = _modbus_devices(rig)
@@ -92,22 +92,10 @@ def read_device(rig_path: str, device: str, quantities: list[str] | None = None,
         else:
             profiles = {n: load_profile(d.profile, path) for n, d in devices.items()}
             emulated = build_emulated_power(rig, rig_path, profiles, MonotonicClock())
-            responders = emulated.responders.get(dev.bus, {})
-            if bus.url == EMULATED_RTU_URL:
-                from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
-                from hal.modbus.link import PymodbusRtuLink
-
-                server = ModbusEmulatorServer(responders, "rtu", baudrate=bus.baudrate).start()
-                closers.append(server.stop)
-                link = PymodbusRtuLink(server.client_path, bus.baudrate, timeout)
-                closers.append(link.close)
-            elif bus.url.startswith("memory://"):
-                from hal.modbus.link import MemoryModbusLink
-
-                link = MemoryModbusLink(responders, timeout)
-            else:
-                raise ConfigError(rig_path, f"buses.{dev.bus}.url",
-                                  f"on an emulated rig a modbus url is memory://NAME or {EMULATED_RTU_URL}")
+            # memory:// in-process; rtu://emulated over a pty, so real RTU frames are read
+            link, _, opened = open_emulated_link(bus, emulated.responders.get(dev.bus, {}), rig_path, dev.bus,
+                                                 over_wire=bus.url == EMULATED_RTU_URL, timeout_s=timeout)
+            closers += opened
         readings = read_quantities(link, profile, dev.unit_id, names)
     finally:
         for c in reversed(closers):

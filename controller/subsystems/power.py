@@ -59,8 +59,8 @@ from urllib.parse import parse_qs, urlsplit
 from controller.config import BmsDeviceCfg, ModbusBusCfg, PduDeviceCfg, PowerCfg, RigCfg
 from controller.errors import ConfigError
 from controller.modbus_read import load_profile, open_link
-from hal.devices.bms import bms_arming_check, bms_mission_fault, bms_post_report, bms_reading
-from hal.devices.pdu import Pdu, pdu_post_report
+from hal.devices.bms import bms_arming_check, bms_freshness_reason, bms_mission_fault, bms_post_report, bms_reading
+from hal.devices.pdu import Pdu, pdu_health, pdu_post_report
 from hal.modbus.poller import DeviceSnapshot, ModbusPoller, PolledDevice
 
 #: The url of a Modbus bus played by emulators over a pty in real time (memory in lockstep).
@@ -266,6 +266,64 @@ def open_real_link(bus: ModbusBusCfg, name: str, bus_name: str):
     return open_link(url, bus.timeout_s)
 
 
+def open_emulated_link(bus: ModbusBusCfg, responders: dict[int, Any], name: str, bus_name: str, *,
+                       over_wire: bool, timeout_s: float | None = None) -> tuple[Any, str, list[Callable[[], None]]]:
+    """Open the link of an emulated rig's Modbus bus to its emulated devices.
+
+    Parameters
+    ----------
+    bus : ModbusBusCfg
+        The bus: ``memory://NAME`` or :data:`EMULATED_RTU_URL`.
+    responders : dict of int to ModbusResponder
+        The bus's emulated devices by unit id (:attr:`EmulatedPower.responders`).
+    name, bus_name : str
+        Rig file and bus name (for errors).
+    over_wire : bool
+        False: the in-memory link (lockstep). True: a pymodbus server on its own thread
+        and a client -- Modbus TCP on 127.0.0.1 for ``memory://``, RTU over a pty pair
+        for :data:`EMULATED_RTU_URL`.
+    timeout_s : float, optional
+        Reply timeout per transaction (s); default the bus's ``timeout_s``.
+
+    Returns
+    -------
+    link : ModbusLink
+    transport : {"memory", "tcp", "rtu"}
+    closers : list of callables
+        To call in reverse order when done (the link, then the server); empty for memory.
+
+    Raises
+    ------
+    ConfigError
+        Another url on an emulated rig.
+    BusConfigError, ProtocolError
+        The server or the client cannot be opened (nothing is left running).
+    """
+    is_rtu = bus.url == EMULATED_RTU_URL
+    if not (is_rtu or urlsplit(bus.url).scheme == "memory"):
+        raise ConfigError(name, f"buses.{bus_name}.url",
+                          f"on an emulated rig a modbus url is memory://NAME or {EMULATED_RTU_URL}")
+    timeout = bus.timeout_s if timeout_s is None else timeout_s
+    if not over_wire:
+        from hal.modbus.link import MemoryModbusLink
+
+        return MemoryModbusLink(responders, timeout), "memory", []
+    from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
+    from hal.modbus.link import PymodbusRtuLink, PymodbusTcpLink
+
+    transport = "rtu" if is_rtu else "tcp"
+    server = ModbusEmulatorServer(responders, transport, baudrate=bus.baudrate).start()
+    try:
+        if is_rtu:
+            link = PymodbusRtuLink(server.client_path, bus.baudrate, timeout)
+        else:
+            link = PymodbusTcpLink(server.host, server.port, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return link, transport, [server.stop, link.close]
+
+
 # --------------------------------------------------------------------------- subsystem
 
 
@@ -384,7 +442,10 @@ class PowerSubsystem:
     def read(self, now_s: float, vehicle: Any) -> None:
         """Read phase (per tick): lockstep polls due now; take any new BMS sample.
 
-        Real time: only snapshots are read (never blocks).
+        Real time: only snapshots are read (never blocks). The first tick's time is the
+        origin of the control grid (the loop's deadlines are ``t0 + k * period``), so it is
+        there, once, that the workers' polls are moved between the ticks
+        (:meth:`ModbusPoller.align_to_grid`; the pollers start before the loop does).
         """
         self._tick = getattr(vehicle, "tick_index", self._tick)
         if not self.realtime:
@@ -450,17 +511,7 @@ class PowerSubsystem:
 
     def _pdu_health(self, now_s: float) -> str | None:
         assert self.pdu is not None
-        snap = self.pdu[1].snapshot()
-        if not snap.is_fresh(now_s):
-            if snap.sample_time_s is None:
-                last = f" (last failure: {snap.last_failure.kind})" if snap.last_failure else ""
-                return f"PDU: no data{last}"
-            return f"PDU: data stale (last good poll {snap.age_s(now_s):.2f} s ago)"
-        flags = snap.values.get("fault_flags")
-        if isinstance(flags, dict) and flags.get("raw"):
-            names = [k for k, on in flags.items() if k != "raw" and on is True] or [f"raw {flags['raw']:#06x}"]
-            return f"PDU fault flags: {', '.join(names)}"
-        return None
+        return pdu_health(self.pdu[1].snapshot(), now_s)
 
     def on_action(self, action: str, now_s: float, vehicle: Any) -> None:
         """``enable_valve_rail`` closes the valve-rail relay, ``disable_valve_rail`` opens it.
@@ -520,7 +571,7 @@ class PowerSubsystem:
         snap = self._bms_snap()
         if snap is not None:
             if not snap.is_fresh(now_s):
-                why = bms_mission_fault(snap, now_s, 0.0, math.inf)  # the staleness reason (D10)
+                why = bms_freshness_reason(snap, now_s) or None  # D10
             elif state in ARMING_STATES:
                 # the value checks depend on the snapshot only: judged once per new poll
                 if snap is not self._judged_snap:
@@ -705,29 +756,9 @@ def build(ctx: Any) -> PowerSubsystem | None:
                 transport[bus_name] = urlsplit(bus.url).scheme
                 closers.append(links[bus_name].close)
                 continue
-            is_rtu = bus.url == EMULATED_RTU_URL
-            if not (is_rtu or urlsplit(bus.url).scheme == "memory"):
-                raise ConfigError(name, f"buses.{bus_name}.url",
-                                  f"on an emulated rig a modbus url is memory://NAME or {EMULATED_RTU_URL}")
-            responders = emulated.responders.get(bus_name, {})
-            if not ctx.realtime:
-                from hal.modbus.link import MemoryModbusLink
-
-                links[bus_name] = MemoryModbusLink(responders, bus.timeout_s)
-                transport[bus_name] = "memory"
-                continue
-            from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
-            from hal.modbus.link import PymodbusRtuLink, PymodbusTcpLink
-
-            server = ModbusEmulatorServer(responders, "rtu" if is_rtu else "tcp", baudrate=bus.baudrate).start()
-            closers.append(server.stop)
-            if is_rtu:
-                link = PymodbusRtuLink(server.client_path, bus.baudrate, bus.timeout_s)
-            else:
-                link = PymodbusTcpLink(server.host, server.port, bus.timeout_s)
-            closers.append(link.close)
-            links[bus_name] = link
-            transport[bus_name] = "rtu" if is_rtu else "tcp"
+            links[bus_name], transport[bus_name], opened = open_emulated_link(
+                bus, emulated.responders.get(bus_name, {}), name, bus_name, over_wire=ctx.realtime)
+            closers += opened
     except BaseException:
         for c in reversed(closers):
             try:

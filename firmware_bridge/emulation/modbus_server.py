@@ -27,30 +27,12 @@ import select
 import threading
 import tty
 from collections import deque
-from typing import Literal, Mapping, Protocol
+from typing import Literal, Mapping
 
 from firmware_bridge.errors import ProtocolError
-from firmware_bridge.protocols.modbus_profile import ModbusReply, ModbusRequest
+from firmware_bridge.protocols.modbus_profile import ModbusReply, ModbusRequest, ModbusResponder, crc16_modbus
 
 _FC_TABLE = {1: "coil", 2: "discrete", 3: "holding", 4: "input", 5: "coil", 6: "holding", 15: "coil", 16: "holding"}
-
-
-class Responder(Protocol):
-    """An emulated device."""
-
-    def respond(self, request: ModbusRequest) -> ModbusReply:
-        """Answer one request."""
-        ...
-
-
-def _crc16(data: bytes) -> int:
-    # CRC-16/MODBUS (Modbus over Serial Line V1.02, 6.2.2); kept local: emulation side.
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 class PtyPair:
@@ -133,7 +115,6 @@ def _make_context(owner: "ModbusEmulatorServer") -> object:
             if dev is None:
                 raise NoSuchIdException(f"no device {request.unit_id}")
             reply = dev.respond(request)
-            owner.requests += 1
             if reply.kind == "silent":
                 raise NoSuchIdException(f"device {request.unit_id} silent")
             if reply.delay_s > 0:
@@ -173,7 +154,7 @@ class ModbusEmulatorServer:
 
     Parameters
     ----------
-    devices : mapping of int to Responder
+    devices : mapping of int to ModbusResponder
         Emulated devices by unit id.
     transport : {"tcp", "rtu"}
         Modbus TCP or RTU.
@@ -192,13 +173,16 @@ class ModbusEmulatorServer:
         Bound TCP port (after :meth:`start`).
     client_path : str
         RTU: the tty the client must open (after :meth:`start`).
-    requests : int
-        Requests routed to a device.
+
+    Raises
+    ------
+    ProtocolError
+        ``transport`` neither ``tcp`` nor ``rtu``.
     """
 
     host = "127.0.0.1"
 
-    def __init__(self, devices: Mapping[int, Responder], transport: Literal["tcp", "rtu"] = "tcp", port: int = 0,
+    def __init__(self, devices: Mapping[int, ModbusResponder], transport: Literal["tcp", "rtu"] = "tcp", port: int = 0,
                  baudrate: int = 115200, serial_path: str | None = None) -> None:
         if transport not in ("tcp", "rtu"):
             raise ProtocolError(f"transport must be tcp or rtu, not {transport!r}")
@@ -208,7 +192,6 @@ class ModbusEmulatorServer:
         self.baudrate = int(baudrate)
         self._serial_path = serial_path
         self.client_path = ""
-        self.requests = 0
         self._mangle: deque[tuple[str, int]] = deque()
         self._pty: PtyPair | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -226,7 +209,7 @@ class ModbusEmulatorServer:
         if self.transport == "rtu":
             if kind == "wrong_unit":
                 buf[0] = unit % 247 + 1
-                crc = _crc16(bytes(buf[:-2]))
+                crc = crc16_modbus(bytes(buf[:-2]))
                 buf[-2:] = crc.to_bytes(2, "little")
             else:
                 buf[-2] ^= 0xFF

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping
+from typing import Iterable, Literal, Mapping, Protocol
 
 from firmware_bridge.protocols.modbus_profile import (
     ILLEGAL_DATA_ADDRESS,
@@ -352,7 +352,15 @@ class RegisterBank:
         return [self._cells.get((table, a), False if bit else 0) for a in addrs]
 
     def set(self, name: str, value: object) -> None:
-        """Store a physical value into quantity ``name`` (profile encoding)."""
+        """Store a physical value (in the quantity's unit) into quantity ``name``.
+
+        Raises
+        ------
+        KeyError
+            No quantity ``name`` in the profile.
+        ProtocolError
+            Value out of the quantity's range (see :func:`modbus_profile.encode`).
+        """
         q = self.profile.quantity(name)
         step = 1 if q.is_bit else self.profile.address_stride
         current = self._cells.get((q.table, q.address), 0)
@@ -361,7 +369,13 @@ class RegisterBank:
             self._cells[(q.table, q.address + k * step)] = w
 
     def get(self, name: str) -> object:
-        """Decode quantity ``name`` from the bank."""
+        """Decode quantity ``name`` from the bank (physical value, see :func:`modbus_profile.decode`).
+
+        Raises
+        ------
+        KeyError
+            No quantity ``name`` in the profile.
+        """
         q = self.profile.quantity(name)
         step = 1 if q.is_bit else self.profile.address_stride
         return decode(q, [self._cells[(q.table, q.address + k * step)] for k in range(q.registers)])  # type: ignore[arg-type]
@@ -374,7 +388,9 @@ class RegisterBank:
         return None
 
 
-class _Clockish:
+class _Clockish(Protocol):
+    """The part of ``controller.clock.Clock`` the emulators use (no import of controller)."""
+
     def now_s(self) -> float:  # pragma: no cover - protocol only
         ...
 
@@ -408,6 +424,7 @@ class EmulatedModbusDevice:
         self.clock = clock
         self.fault_plan = fault_plan if fault_plan is not None else FaultPlan()
         self.bank = RegisterBank(profile, ranges)
+        self._names = frozenset(profile.names)
         self.requests_seen = 0
         self._lock = threading.Lock()
 
@@ -498,7 +515,6 @@ class JkBmsEmulator(EmulatedModbusDevice):
         self.ov_v = cell_overvoltage_protection_v
         self.dot_c = discharge_overtemperature_protection_c
         b = world.battery
-        names = set(profile.names)
         static = {
             "cell_undervoltage_protection_v": self.uv_v,
             "cell_overvoltage_protection_v": self.ov_v,
@@ -511,7 +527,7 @@ class JkBmsEmulator(EmulatedModbusDevice):
             "cells_present": (1 << b.cell_count) - 1,
         }
         for k, v in static.items():
-            if k in names:
+            if k in self._names:
                 self.bank.set(k, v)
         self.refresh(clock.now_s())
 
@@ -534,7 +550,6 @@ class JkBmsEmulator(EmulatedModbusDevice):
         """Write the present battery state into the live-data block."""
         b = self.world.battery
         cells = b.cell_voltages_v()
-        names = set(self.profile.names)
         values: dict[str, object] = {
             "cell_voltage_average_v": sum(cells) / len(cells),
             "cell_voltage_spread_v": max(cells) - min(cells),
@@ -560,7 +575,7 @@ class JkBmsEmulator(EmulatedModbusDevice):
         for i, v in enumerate(cells):
             values[f"cell_{i:02d}_voltage_v"] = v
         for k, v in values.items():
-            if k in names:
+            if k in self._names:
                 self.bank.set(k, v)
 
 
@@ -602,7 +617,6 @@ class QikiPduEmulator(EmulatedModbusDevice):
     def refresh(self, now_s: float) -> None:
         """Report relay states and rail measurements."""
         w = self.world
-        names = set(self.profile.names)
         bus_v = w.battery.terminal_voltage_v
         amps = w.rail_currents_a()
         values: dict[str, object] = {
@@ -621,5 +635,5 @@ class QikiPduEmulator(EmulatedModbusDevice):
         for coil, relay in _PDU_COILS.items():
             values[coil] = w.relay(relay)
         for k, v in values.items():
-            if k in names:
+            if k in self._names:
                 self.bank.set(k, v)

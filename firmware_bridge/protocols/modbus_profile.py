@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal, Protocol, Union, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -597,3 +597,43 @@ ILLEGAL_DATA_ADDRESS = 2
 ILLEGAL_DATA_VALUE = 3
 SERVER_DEVICE_FAILURE = 4
 SERVER_DEVICE_BUSY = 6
+
+
+@runtime_checkable
+class ModbusResponder(Protocol):
+    """The device end of a Modbus transaction: an emulated device.
+
+    Served in-process by :class:`hal.modbus.link.MemoryModbusLink` and over the wire by
+    :class:`firmware_bridge.emulation.modbus_server.ModbusEmulatorServer`.
+    """
+
+    def respond(self, request: ModbusRequest) -> ModbusReply:
+        """Answer one request (per transaction; pure with respect to the wire)."""
+        ...
+
+
+# --------------------------------------------------------------------------- RTU framing
+
+
+def crc16_modbus(data: bytes) -> int:
+    """CRC-16/MODBUS of an RTU frame's bytes (without the CRC field).
+
+    Polynomial 0xA001 (0x8005 reflected), initial value 0xFFFF; the frame carries it low
+    byte first. Source: Modbus over Serial Line Specification V1.02, section 6.2.2.
+
+    Parameters
+    ----------
+    data : bytes
+        Unit id, function code and data of the frame.
+
+    Returns
+    -------
+    int
+        The CRC, 0..0xFFFF (``crc16_modbus(b"123456789") == 0x4B37``).
+    """
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc

@@ -102,7 +102,22 @@ def bms_reading(snapshot: DeviceSnapshot) -> BmsReading | None:
     )
 
 
-def _freshness_reason(snapshot: DeviceSnapshot, now_s: float | None) -> str:
+def bms_freshness_reason(snapshot: DeviceSnapshot, now_s: float | None) -> str:
+    """Why the BMS data may not be used (SAFETY.md D10), or "" if it may. Per-tick function.
+
+    Parameters
+    ----------
+    snapshot : DeviceSnapshot
+        The BMS snapshot.
+    now_s : float or None
+        Present clock time (s); None judges only the failed-poll count, not the age.
+
+    Returns
+    -------
+    str
+        ``BMS: no data ...`` (no good poll yet), ``BMS: data stale (N failed polls)`` or
+        ``BMS: data stale (last good poll X s ago)``; "" when fresh.
+    """
     if not snapshot.values or snapshot.sample_time_s is None:
         last = f" (last failure: {snapshot.last_failure.kind})" if snapshot.last_failure else ""
         return f"BMS: no data{last}"
@@ -134,7 +149,7 @@ def bms_arming_check(snapshot: DeviceSnapshot, min_soc_pct: float, now_s: float 
         Why not, one line (empty when ok): stale/missing data, active alarms by name,
         or ``SoC 12 % below minimum 30 %``.
     """
-    why = _freshness_reason(snapshot, now_s)
+    why = bms_freshness_reason(snapshot, now_s)
     if why:
         return False, why
     r = bms_reading(snapshot)
@@ -192,7 +207,7 @@ def bms_post_report(snapshot: DeviceSnapshot, expected_cell_count: int, now_s: f
             f"BMS: exception {lf.exception_code} ({CONFIG_EXCEPTION_CODES[lf.exception_code]}): "
             "the profile does not match the device"
         )
-    why = _freshness_reason(snapshot, now_s)
+    why = bms_freshness_reason(snapshot, now_s)
     if why:
         reasons.append(why)
         return PostReport("bms", False, tuple(reasons))
@@ -235,7 +250,7 @@ def bms_mission_fault(snapshot: DeviceSnapshot, now_s: float, min_soc_pct: float
     str or None
         The reason (stale data, alarm, low SoC, over-temperature), or None if healthy.
     """
-    why = _freshness_reason(snapshot, now_s)
+    why = bms_freshness_reason(snapshot, now_s)
     if why:
         return why
     r = bms_reading(snapshot)

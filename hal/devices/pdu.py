@@ -11,6 +11,8 @@ rail and must see the read-back before ``armed`` counts as reached; ``disarm``,
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from hal.devices.bms import PostReport
 from hal.modbus.poller import DeviceSnapshot, ModbusPoller, WriteTicket
 
@@ -41,7 +43,6 @@ class Pdu:
         self.poller = poller
         self.device = device
         self.relay_operations = 0
-        self.last_ticket: dict[str, WriteTicket] = {}
 
     def request_relay(self, relay: str, closed: bool) -> WriteTicket:
         """Command a relay closed (True) or open; returns at once with a ticket.
@@ -56,7 +57,6 @@ class Pdu:
         """
         ticket = self.poller.submit_write(self.device, RELAY_QUANTITIES[relay], bool(closed))
         self.relay_operations += 1
-        self.last_ticket[relay] = ticket
         return ticket
 
     def snapshot(self) -> DeviceSnapshot:
@@ -64,12 +64,61 @@ class Pdu:
         return self.poller.snapshot(self.device)
 
     def relay_state(self, relay: str, now_s: float | None = None) -> bool | None:
-        """Relay state from the latest fresh poll; None if unknown or stale. Per-tick function."""
+        """Relay state from the latest fresh poll; None if unknown or stale. Per-tick function.
+
+        Parameters
+        ----------
+        relay : str
+            ``valve_rail``, ``radar_power`` or ``mcu_power``.
+        now_s : float, optional
+            Present clock time (s); when given, stale data gives None.
+
+        Raises
+        ------
+        KeyError
+            Unknown relay name.
+        """
         snap = self.snapshot()
         if not snap.values or (now_s is not None and not snap.is_fresh(now_s)):
             return None
         value = snap.values.get(RELAY_QUANTITIES[relay])
         return None if value is None else bool(value)
+
+
+def _freshness_reason(snapshot: DeviceSnapshot, now_s: float | None) -> str:
+    if not snapshot.values or snapshot.sample_time_s is None:
+        last = f" (last failure: {snapshot.last_failure.kind})" if snapshot.last_failure else ""
+        return f"PDU: no data{last}"
+    if now_s is not None and not snapshot.is_fresh(now_s):
+        return f"PDU: data stale (last good poll {snapshot.age_s(now_s):.2f} s ago)"
+    return ""
+
+
+def _fault_flags_reason(values: Mapping[str, object]) -> str:
+    flags = values.get("fault_flags")
+    if isinstance(flags, dict) and flags.get("raw"):
+        names = [k for k, on in flags.items() if k != "raw" and on is True] or [f"raw {flags['raw']:#06x}"]
+        return f"PDU fault flags: {', '.join(names)}"
+    return ""
+
+
+def pdu_health(snapshot: DeviceSnapshot, now_s: float) -> str | None:
+    """Why the PDU is not healthy (stale or missing data, a fault flag), or None. Per-tick function.
+
+    Parameters
+    ----------
+    snapshot : DeviceSnapshot
+        The PDU snapshot (profile ``qiki_pdu``).
+    now_s : float
+        Present clock time (s), for the freshness check (SAFETY.md D10).
+
+    Returns
+    -------
+    str or None
+        ``PDU: no data ...``, ``PDU: data stale (last good poll X s ago)`` or
+        ``PDU fault flags: <names>``; None when fresh and no flag is set.
+    """
+    return _freshness_reason(snapshot, now_s) or _fault_flags_reason(snapshot.values) or None
 
 
 def pdu_post_report(snapshot: DeviceSnapshot, now_s: float | None = None) -> PostReport:
@@ -87,17 +136,14 @@ def pdu_post_report(snapshot: DeviceSnapshot, now_s: float | None = None) -> Pos
     PostReport
         ``ok`` and the reasons (SAFETY.md D07: the report names the board and the reason).
     """
-    if not snapshot.values or snapshot.sample_time_s is None:
-        last = f" (last failure: {snapshot.last_failure.kind})" if snapshot.last_failure else ""
-        return PostReport("pdu", False, (f"PDU: no data{last}",))
-    if now_s is not None and not snapshot.is_fresh(now_s):
-        return PostReport("pdu", False, (f"PDU: data stale (last good poll {snapshot.age_s(now_s):.2f} s ago)",))
+    why = _freshness_reason(snapshot, now_s)
+    if why:
+        return PostReport("pdu", False, (why,))
     v = snapshot.values
     reasons: list[str] = []
-    flags = v.get("fault_flags")
-    if isinstance(flags, dict) and flags.get("raw"):
-        names = [k for k, on in flags.items() if k != "raw" and on is True] or [f"raw {flags['raw']:#06x}"]
-        reasons.append(f"PDU fault flags: {', '.join(names)}")
+    flags = _fault_flags_reason(v)
+    if flags:
+        reasons.append(flags)
     if v.get("mcu_power_enabled") is False:
         reasons.append("PDU: MCU relay open")
     if v.get("valve_rail_enabled") is True:

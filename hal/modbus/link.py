@@ -27,20 +27,23 @@ and a command-line read may share a link.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import select
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Literal, Mapping, Protocol, Union, runtime_checkable
+from typing import Literal, Mapping, Protocol, Union, runtime_checkable
 
 from firmware_bridge.protocols.modbus_profile import (
     BIT_TABLES,
     MAX_READ_BITS,
     MAX_READ_REGISTERS,
     REGISTER_TABLES,
-    ModbusReply,
     ModbusRequest,
+    ModbusResponder,
+    crc16_modbus,
 )
 from hal.errors import BusConfigError
 
@@ -133,6 +136,13 @@ class ModbusLink(Protocol):
         """Read ``count`` registers from ``table`` (``holding``: function 3, ``input``: 4).
 
         Returns a list of ``count`` ints (0..65535) or a :class:`ModbusFailure`.
+
+        Raises
+        ------
+        ValueError
+            Before any traffic: ``table`` not a register table, ``count`` outside 1..125
+            (Modbus Application Protocol V1.1b3, 6.3/6.4), range past 65535, ``unit_id``
+            outside 1..247.
         """
         ...
 
@@ -140,15 +150,32 @@ class ModbusLink(Protocol):
         """Read ``count`` bits from ``table`` (``coil``: function 1, ``discrete``: 2).
 
         Returns a list of ``count`` bools or a :class:`ModbusFailure`.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`read_registers`, with bit tables and ``count`` 1..2000 (6.1/6.2).
         """
         ...
 
     def write_coil(self, address: int, value: bool, unit_id: int) -> WriteResult:
-        """Write one coil (function 5), once. Returns True or a :class:`ModbusFailure`."""
+        """Write one coil (function 5), once. Returns True or a :class:`ModbusFailure`.
+
+        Raises
+        ------
+        ValueError
+            ``address`` outside 0..65535 or ``unit_id`` outside 1..247.
+        """
         ...
 
     def write_register(self, address: int, value: int, unit_id: int) -> WriteResult:
-        """Write one holding register (function 6), once. True or :class:`ModbusFailure`."""
+        """Write one holding register (function 6), once. True or :class:`ModbusFailure`.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`write_coil`, or ``value`` outside 0..65535.
+        """
         ...
 
     def stats(self) -> LinkStats:
@@ -176,42 +203,95 @@ def _check_request(table: str, address: int, count: int, unit_id: int, bits: boo
         raise ValueError(f"unit_id {unit_id} outside 1..247")
 
 
-class _Counters:
-    """Mutable counters behind :class:`LinkStats` (guarded by the link's lock)."""
+_FAILURE_COUNTER = {
+    "timeout": "timeouts", "exception": "exceptions", "wrong_unit": "wrong_unit",
+    "corrupt": "corrupt", "transport": "transport_errors", "closed": "closed",
+}
+
+
+class _LinkBase:
+    """What every backend shares: request checks, one lock, the counters, ``close``.
+
+    A backend implements :meth:`_exchange` (one transaction, called under the lock, never
+    after :meth:`close`) and, if it holds a connection, :meth:`_release`.
+    """
+
+    name = "modbus"
 
     def __init__(self) -> None:
-        self.stats = LinkStats()
+        self._lock = threading.Lock()
+        self._stats = LinkStats()
+        self._closed = False
 
-    def record(self, result: object) -> None:
-        s = self.stats
-        codes = dict(s.exception_codes)
-        upd: dict[str, int] = {"requests": s.requests + 1}
+    def _exchange(self, request: ModbusRequest) -> ReadResult | WriteResult:
+        """One transaction: values (reads), True (writes) or a :class:`ModbusFailure`."""
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Free the backend's connection (called once, under the lock, by :meth:`close`)."""
+
+    def _transact(self, request: ModbusRequest) -> ReadResult | WriteResult:
+        with self._lock:
+            if self._closed:
+                result: ReadResult | WriteResult = ModbusFailure("closed", detail=f"{self.name}: link closed")
+            else:
+                result = self._exchange(request)
+            self._record(result)
+            return result
+
+    def _record(self, result: object) -> None:
+        s = self._stats
+        upd: dict[str, object] = {"requests": s.requests + 1}
         if isinstance(result, ModbusFailure):
-            attr = {
-                "timeout": "timeouts", "exception": "exceptions", "wrong_unit": "wrong_unit",
-                "corrupt": "corrupt", "transport": "transport_errors", "closed": "closed",
-            }[result.kind]
+            attr = _FAILURE_COUNTER[result.kind]
             upd[attr] = getattr(s, attr) + 1
             if result.kind == "exception":
+                codes = dict(s.exception_codes)
                 codes[result.exception_code] = codes.get(result.exception_code, 0) + 1
+                upd["exception_codes"] = codes
         else:
             upd["ok"] = s.ok + 1
-        self.stats = replace(s, exception_codes=codes, **upd)
+        self._stats = replace(s, **upd)  # type: ignore[arg-type]
+
+    def read_registers(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
+        """See :meth:`ModbusLink.read_registers`."""
+        _check_request(table, address, count, unit_id, bits=False)
+        return self._transact(ModbusRequest(unit_id, "read", table, address, count))  # type: ignore[return-value]
+
+    def read_bits(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
+        """See :meth:`ModbusLink.read_bits`."""
+        _check_request(table, address, count, unit_id, bits=True)
+        return self._transact(ModbusRequest(unit_id, "read", table, address, count))  # type: ignore[return-value]
+
+    def write_coil(self, address: int, value: bool, unit_id: int) -> WriteResult:
+        """See :meth:`ModbusLink.write_coil`."""
+        _check_request("coil", address, 1, unit_id, bits=True)
+        return self._transact(ModbusRequest(unit_id, "write", "coil", address, 1, bool(value)))  # type: ignore[return-value]
+
+    def write_register(self, address: int, value: int, unit_id: int) -> WriteResult:
+        """See :meth:`ModbusLink.write_register`."""
+        _check_request("holding", address, 1, unit_id, bits=False)
+        if not 0 <= int(value) <= 0xFFFF:
+            raise ValueError(f"register value {value} outside 0..65535")
+        return self._transact(ModbusRequest(unit_id, "write", "holding", address, 1, int(value)))  # type: ignore[return-value]
+
+    def stats(self) -> LinkStats:
+        """See :meth:`ModbusLink.stats`."""
+        with self._lock:
+            return self._stats
+
+    def close(self) -> None:
+        """See :meth:`ModbusLink.close`."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._release()
 
 
 # --------------------------------------------------------------------------- memory
 
 
-@runtime_checkable
-class ModbusResponder(Protocol):
-    """The device end of a :class:`MemoryModbusLink` (an emulated device)."""
-
-    def respond(self, request: ModbusRequest) -> ModbusReply:
-        """Answer one request (per transaction; pure with respect to the wire)."""
-        ...
-
-
-class MemoryModbusLink:
+class MemoryModbusLink(_LinkBase):
     """In-process Modbus link for lockstep runs.
 
     Each transaction calls the responder for ``unit_id`` synchronously and interprets its
@@ -225,31 +305,28 @@ class MemoryModbusLink:
         Responders by unit id (1..247).
     timeout_s : float, optional
         Reply deadline (s) against which a reply's ``delay_s`` is judged (default 0.1).
+
+    Raises
+    ------
+    BusConfigError
+        ``timeout_s`` not positive.
     """
+
+    name = "memory"
 
     def __init__(self, devices: Mapping[int, ModbusResponder], timeout_s: float = 0.1) -> None:
         if not timeout_s > 0:
             raise BusConfigError(f"memory Modbus link: timeout_s must be > 0 (got {timeout_s})")
+        super().__init__()
         self._devices = dict(devices)
         self.timeout_s = float(timeout_s)
-        self._lock = threading.Lock()
-        self._counters = _Counters()
-        self._closed = False
 
     def attach(self, unit_id: int, device: ModbusResponder) -> None:
         """Connect (or replace) the responder for ``unit_id``."""
         with self._lock:
             self._devices[unit_id] = device
 
-    def _transact(self, request: ModbusRequest, expect_count: int) -> ReadResult:
-        with self._lock:
-            result = self._transact_locked(request, expect_count)
-            self._counters.record(result)
-            return result
-
-    def _transact_locked(self, request: ModbusRequest, expect_count: int) -> ReadResult:
-        if self._closed:
-            return ModbusFailure("closed", detail="link closed")
+    def _exchange(self, request: ModbusRequest) -> ReadResult | WriteResult:
         device = self._devices.get(request.unit_id)
         if device is None:
             return ModbusFailure("timeout", detail=f"unit {request.unit_id}: no reply")
@@ -262,62 +339,16 @@ class MemoryModbusLink:
             return ModbusFailure("wrong_unit", detail="reply from another unit id")
         if reply.kind == "corrupt":
             return ModbusFailure("corrupt", detail="reply failed its CRC")
-        values = list(reply.values)
-        if len(values) != expect_count:
-            return ModbusFailure("corrupt", detail=f"{len(values)} values, expected {expect_count}")
-        return values
-
-    def read_registers(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
-        """See :meth:`ModbusLink.read_registers`."""
-        _check_request(table, address, count, unit_id, bits=False)
-        res = self._transact(ModbusRequest(unit_id, "read", table, address, count), count)
-        return res if isinstance(res, ModbusFailure) else [int(v) & 0xFFFF for v in res]
-
-    def read_bits(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
-        """See :meth:`ModbusLink.read_bits`."""
-        _check_request(table, address, count, unit_id, bits=True)
-        res = self._transact(ModbusRequest(unit_id, "read", table, address, count), count)
-        return res if isinstance(res, ModbusFailure) else [bool(v) for v in res]
-
-    def write_coil(self, address: int, value: bool, unit_id: int) -> WriteResult:
-        """See :meth:`ModbusLink.write_coil`."""
-        _check_request("coil", address, 1, unit_id, bits=True)
-        res = self._transact(ModbusRequest(unit_id, "write", "coil", address, 1, bool(value)), 1)
-        return res if isinstance(res, ModbusFailure) else True
-
-    def write_register(self, address: int, value: int, unit_id: int) -> WriteResult:
-        """See :meth:`ModbusLink.write_register`."""
-        _check_request("holding", address, 1, unit_id, bits=False)
-        if not 0 <= int(value) <= 0xFFFF:
-            raise ValueError(f"register value {value} outside 0..65535")
-        res = self._transact(ModbusRequest(unit_id, "write", "holding", address, 1, int(value)), 1)
-        return res if isinstance(res, ModbusFailure) else True
-
-    def stats(self) -> LinkStats:
-        """See :meth:`ModbusLink.stats`."""
-        with self._lock:
-            return self._counters.stats
-
-    def close(self) -> None:
-        """See :meth:`ModbusLink.close`."""
-        with self._lock:
-            self._closed = True
+        if len(reply.values) != request.count:
+            return ModbusFailure("corrupt", detail=f"{len(reply.values)} values, expected {request.count}")
+        if request.function == "write":
+            return True
+        if request.table in BIT_TABLES:
+            return [bool(v) for v in reply.values]
+        return [int(v) & 0xFFFF for v in reply.values]
 
 
 # --------------------------------------------------------------------------- pymodbus
-
-
-def crc16_modbus(data: bytes) -> int:
-    """CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF), as sent low byte first.
-
-    Source: Modbus over Serial Line Specification V1.02, section 6.2.2.
-    """
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 def _rtu_frames_ok(buf: bytes) -> bool:
@@ -328,18 +359,27 @@ def _rtu_frames_ok(buf: bytes) -> bool:
     return False
 
 
-class _PymodbusLink:
+#: pymodbus client method and function code of each request (Modbus spec V1.1b3 section 6).
+_PYMODBUS_CALLS: dict[tuple[str, str], tuple[str, int]] = {
+    ("read", "coil"): ("read_coils", 1),
+    ("read", "discrete"): ("read_discrete_inputs", 2),
+    ("read", "holding"): ("read_holding_registers", 3),
+    ("read", "input"): ("read_input_registers", 4),
+    ("write", "coil"): ("write_coil", 5),
+    ("write", "holding"): ("write_register", 6),
+}
+
+
+class _PymodbusLink(_LinkBase):
     """Shared part of the pymodbus backends: translation of results and failures."""
 
     _rtu = False
 
     def __init__(self, client: object, timeout_s: float, name: str) -> None:
+        super().__init__()
         self._client = client
         self.timeout_s = timeout_s
         self.name = name
-        self._lock = threading.Lock()
-        self._counters = _Counters()
-        self._closed = False
         self._rx: list[bytes] = []
         self._unit_kw = _unit_keyword(type(client))
 
@@ -349,7 +389,7 @@ class _PymodbusLink:
             self._rx.append(bytes(data))
         return data
 
-    def _classify_silence(self, unit_id: int, function_code: int) -> ModbusFailure:
+    def _classify_silence(self, unit_id: int) -> ModbusFailure:
         """Name a transaction that ended without an accepted reply, from the raw bytes."""
         if not self._rx:
             return ModbusFailure("timeout", detail=f"{self.name}: no reply from unit {unit_id} within {self.timeout_s} s")
@@ -368,27 +408,31 @@ class _PymodbusLink:
     def _prepare(self) -> None:
         self._rx = []
 
-    def _call(self, method: str, unit_id: int, function_code: int, expect_count: int | None, **kwargs: object) -> ReadResult:
+    def _exchange(self, request: ModbusRequest) -> ReadResult | WriteResult:
         from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-        if self._closed:
-            return ModbusFailure("closed", detail=f"{self.name}: link closed")
+        unit_id = request.unit_id
+        method, function_code = _PYMODBUS_CALLS[(request.function, request.table)]
+        kwargs: dict[str, object] = {"address": request.address, self._unit_kw: unit_id}
+        if request.function == "read":
+            kwargs["count"] = request.count
+        else:
+            kwargs["value"] = request.value
         try:
             if not self._client.connect():  # type: ignore[attr-defined]
                 return ModbusFailure("transport", detail=f"{self.name}: cannot connect")
             self._prepare()
-            kwargs[self._unit_kw] = unit_id
             rsp = getattr(self._client, method)(**kwargs)
         except ConnectionException as exc:
             return ModbusFailure("transport", detail=f"{self.name}: {exc}")
         except ModbusIOException:
-            return self._classify_silence(unit_id, function_code)
+            return self._classify_silence(unit_id)
         except ModbusException as exc:
             return ModbusFailure("corrupt", detail=f"{self.name}: {exc}")
         except OSError as exc:
             return ModbusFailure("transport", detail=f"{self.name}: {exc}")
         if rsp is None:
-            return self._classify_silence(unit_id, function_code)
+            return self._classify_silence(unit_id)
         if getattr(rsp, "dev_id", unit_id) != unit_id:
             return ModbusFailure("wrong_unit", detail=f"{self.name}: reply from unit {rsp.dev_id}")
         if rsp.isError():
@@ -396,62 +440,24 @@ class _PymodbusLink:
             return ModbusFailure("exception", code, f"{self.name}: exception code {code}")
         if (rsp.function_code & 0x7F) != function_code:
             return ModbusFailure("corrupt", detail=f"{self.name}: reply function {rsp.function_code}")
-        if expect_count is None:
-            return True  # type: ignore[return-value]
+        if request.function == "write":
+            return True
+        n = request.count
         if function_code in (1, 2):
-            values = [bool(b) for b in rsp.bits[:expect_count]]
             # a bit reply is padded to whole bytes; fewer bits than asked is malformed
-            if len(rsp.bits) < expect_count or len(rsp.bits) > ((expect_count + 7) // 8) * 8:
-                return ModbusFailure("corrupt", detail=f"{self.name}: {len(rsp.bits)} bits, expected {expect_count}")
-            return values
+            if len(rsp.bits) < n or len(rsp.bits) > ((n + 7) // 8) * 8:
+                return ModbusFailure("corrupt", detail=f"{self.name}: {len(rsp.bits)} bits, expected {n}")
+            return [bool(b) for b in rsp.bits[:n]]
         regs = list(rsp.registers)
-        if len(regs) != expect_count:
-            return ModbusFailure("corrupt", detail=f"{self.name}: {len(regs)} registers, expected {expect_count}")
+        if len(regs) != n:
+            return ModbusFailure("corrupt", detail=f"{self.name}: {len(regs)} registers, expected {n}")
         return [int(r) & 0xFFFF for r in regs]
 
-    def _transact(self, *args: object, **kwargs: object) -> ReadResult:
-        with self._lock:
-            result = self._call(*args, **kwargs)  # type: ignore[arg-type]
-            self._counters.record(result)
-            return result
-
-    def read_registers(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
-        """See :meth:`ModbusLink.read_registers`."""
-        _check_request(table, address, count, unit_id, bits=False)
-        method, fc = ("read_holding_registers", 3) if table == "holding" else ("read_input_registers", 4)
-        return self._transact(method, unit_id, fc, count, address=address, count=count)
-
-    def read_bits(self, table: str, address: int, count: int, unit_id: int) -> ReadResult:
-        """See :meth:`ModbusLink.read_bits`."""
-        _check_request(table, address, count, unit_id, bits=True)
-        method, fc = ("read_coils", 1) if table == "coil" else ("read_discrete_inputs", 2)
-        return self._transact(method, unit_id, fc, count, address=address, count=count)
-
-    def write_coil(self, address: int, value: bool, unit_id: int) -> WriteResult:
-        """See :meth:`ModbusLink.write_coil`."""
-        _check_request("coil", address, 1, unit_id, bits=True)
-        return self._transact("write_coil", unit_id, 5, None, address=address, value=bool(value))  # type: ignore[return-value]
-
-    def write_register(self, address: int, value: int, unit_id: int) -> WriteResult:
-        """See :meth:`ModbusLink.write_register`."""
-        _check_request("holding", address, 1, unit_id, bits=False)
-        if not 0 <= int(value) <= 0xFFFF:
-            raise ValueError(f"register value {value} outside 0..65535")
-        return self._transact("write_register", unit_id, 6, None, address=address, value=int(value))  # type: ignore[return-value]
-
-    def stats(self) -> LinkStats:
-        """See :meth:`ModbusLink.stats`."""
-        with self._lock:
-            return self._counters.stats
-
-    def close(self) -> None:
-        """See :meth:`ModbusLink.close`."""
-        with self._lock:
-            self._closed = True
-            try:
-                self._client.close()  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - closing must not raise
-                pass
+    def _release(self) -> None:
+        try:
+            self._client.close()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - closing must not raise
+            pass
 
 
 def _unit_keyword(client_cls: type) -> str:
@@ -564,9 +570,7 @@ class PymodbusRtuLink(_PymodbusLink):
                 pass
 
 
-_BLOCKING_SERIAL_CLIENT: type | None = None
-
-
+@functools.cache
 def _blocking_serial_client() -> type:
     """pymodbus ``ModbusSerialClient`` whose receive blocks in ``select`` until bytes arrive.
 
@@ -580,12 +584,6 @@ def _blocking_serial_client() -> type:
     pymodbus's transaction loop keeps calling ``recv`` and feeds its RTU framer until a
     whole frame is there, so a frame split across reads is still assembled.
     """
-    global _BLOCKING_SERIAL_CLIENT
-    if _BLOCKING_SERIAL_CLIENT is not None:
-        return _BLOCKING_SERIAL_CLIENT
-    import select
-    import time
-
     from pymodbus.client import ModbusSerialClient
     from pymodbus.exceptions import ConnectionException
 
@@ -612,8 +610,4 @@ def _blocking_serial_client() -> type:
                 self.close()
                 raise ConnectionException(str(self)) from None
 
-    _BLOCKING_SERIAL_CLIENT = BlockingSerialClient
     return BlockingSerialClient
-
-
-LinkFactory = Callable[[], ModbusLink]

@@ -145,7 +145,8 @@ class WriteTicket:
     readback : value or None
         Value read back after the write.
     failure : ModbusFailure or None
-        Why it failed (``kind`` ``"mismatch"`` is reported as ``corrupt`` with detail).
+        The failed transaction (write or read-back); None when both were answered, also
+        when the read-back differs from ``value`` (then only ``reason`` says so).
     reason : str
         One line for the operator ("" when ok).
     """
@@ -205,7 +206,6 @@ class ModbusPoller:
         self._thread: threading.Thread | None = None
         self.worker_errors = 0
         self.last_worker_error = ""
-        self.heartbeat_s: float | None = None
         self._grid_ns: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ tick side
@@ -252,6 +252,11 @@ class ModbusPoller:
         The worker's Python work (transactions, decoding, publishing) needs the GIL; if it
         starts when a tick is due, the tick waits for it. Poll periods are whole numbers of
         control periods, so once the polls sit between the ticks they stay there.
+
+        Called from the tick thread while the worker runs, without the bus lock (which a
+        transaction may hold for a whole timeout): the grid is set before any due time is
+        moved, and the worker passes every due time it writes through :meth:`_on_grid`, so
+        whichever thread writes last leaves it on the grid.
 
         Parameters
         ----------
@@ -381,17 +386,10 @@ class ModbusPoller:
         """
         self._run_once(self.clock.now_ns() if now_s is None else int(round(now_s * 1e9)))
 
-    def poll_now(self, device: str) -> DeviceSnapshot:
-        """Poll one device at once, synchronously (POST, CLI); returns its new snapshot."""
-        with self._io_lock:
-            self._poll(self._states[device])
-        return self._states[device].snapshot
-
     # ------------------------------------------------------------------ real time
 
     def _worker(self) -> None:
         while not self._stop.is_set():
-            self.heartbeat_s = self.clock.now_s()
             try:
                 next_due = self._run_once(self.clock.now_ns())
             except Exception as exc:  # noqa: BLE001 - counted, never dies silently

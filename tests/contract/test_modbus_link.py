@@ -8,7 +8,6 @@ CRC / truncated ADU, no reply). SAFETY.md D10/D11.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -48,7 +47,6 @@ def rig(request):
             link = PymodbusTcpLink(server.host, server.port, TIMEOUT_S)
         else:
             link = PymodbusRtuLink(server.client_path, 115200, TIMEOUT_S)
-    threads_before = {t for t in threading.enumerate()}
     try:
         yield Rig(link, bms, pdu, world)
     finally:
@@ -56,7 +54,6 @@ def rig(request):
         if server is not None:
             server.stop()
             assert not server.alive, "server thread still running after stop()"
-        del threads_before
 
 
 def test_is_a_modbus_link(rig):

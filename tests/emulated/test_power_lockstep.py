@@ -171,6 +171,7 @@ def test_low_soc_refusal_never_closes_the_relay():
     b = Bench(soc=0.2)
     b.poller.step()
     ok, _ = bms_arming_check(b.bms_snap(), 30.0, b.clock.now_s())
+    assert not ok
     if ok:  # what an arm guard would do; it must not get here
         b.pdu.request_relay("valve_rail", True)
     b.run(1.0)
@@ -241,26 +242,69 @@ def test_modbus_read_library(bench):
     assert "FAILED timeout" in format_readings(bench.jk, failed)[0]
 
 
+def _spy_read_starts_ns(bench) -> list[int]:
+    """Record the clock (ns) at the start of every read on the bench's link."""
+    starts: list[int] = []
+    for name in ("read_registers", "read_bits"):
+        def spy(*args, _read=getattr(bench.link, name), **kwargs):
+            starts.append(bench.clock.now_ns())
+            return _read(*args, **kwargs)
+
+        setattr(bench.link, name, spy)
+    return starts
+
+
+def _worker_wakes(bench, seconds: float) -> None:
+    """Step the poller on a 1 ms grid of "now" values, as a real-time worker would wake."""
+    for _ in range(round(seconds / 0.001)):
+        bench.clock.advance(0.001)
+        bench.poller.step()
+
+
+TICK_NS = round(TICK_S * 1e9)
+
+
 def test_polls_aligned_between_control_ticks(bench):
     """align_to_grid: every poll starts half a control period after a tick deadline."""
     bench.clock.advance(0.0123)  # the worker started at an arbitrary phase
     bench.poller.align_to_grid(0.0123 + 0.002, TICK_S)  # first tick deadline 2 ms later
     bench.poller.step()  # polls already due run at once
-    starts: list[float] = []
-    for name in ("read_registers", "read_bits"):
-        def spy(*args, _read=getattr(bench.link, name), **kwargs):
-            starts.append(bench.clock.now_s())
-            return _read(*args, **kwargs)
+    starts = _spy_read_starts_ns(bench)
+    _worker_wakes(bench, 3.0)
+    # every read exactly mid-way between deadlines 0.0143 + k * 0.01 (integer ns clock)
+    assert {(t - 14_300_000) % TICK_NS for t in starts} == {TICK_NS // 2}
+    # no poll lost or added: 1 at once + 3 s / 0.5 s (BMS) and 3 s / 0.1 s (PDU), 2 reads each
+    assert bench.bms_snap().polls_ok == 1 + 6 and bench.poller.snapshot("pdu").polls_ok == 1 + 30
+    assert len(starts) == 2 * 6 + 2 * 30
+    # a worker that falls behind (one wake-up 253 ms late) skips the missed polls and comes
+    # back onto the grid: its catch-up poll is late, every later one is mid-way again
+    bench.clock.advance(0.253)
+    bench.poller.step()
+    starts.clear()
+    _worker_wakes(bench, 1.0)
+    assert len(starts) >= 2 * 9 and {(t - 14_300_000) % TICK_NS for t in starts} == {TICK_NS // 2}
 
-        setattr(bench.link, name, spy)
-    for _ in range(3000):  # 3 s on a 1 ms grid of "now" values, as a worker would wake
-        bench.clock.advance(0.001)
-        bench.poller.step()
-    assert len(starts) > 30
-    for t in starts:  # mid-way between deadlines 0.0143 + k * 0.01
-        phase = (t - 0.0143) % TICK_S
-        assert abs(phase - TICK_S / 2) < 1.5e-3, t
-    assert bench.bms_snap().polls_ok >= 5 and bench.poller.snapshot("pdu").polls_ok >= 29
+
+def test_realtime_subsystem_aligns_polls_to_its_first_tick(bench):
+    """PowerSubsystem.read in real time: never touches the bus; puts the polls on the grid
+    of the first tick's time, once (a later, jittered tick does not move it)."""
+    from types import SimpleNamespace
+
+    from controller.config import PowerCfg
+    from controller.subsystems.power import PowerSubsystem
+
+    sub = PowerSubsystem(limits=PowerCfg(), bms=("bms", bench.poller, 8), pdu=("pdu", bench.pdu),
+                         pollers={"power": bench.poller}, links={"power": bench.link}, realtime=True,
+                         record=lambda *a, **k: None, transport={"power": "memory"}, control_period_s=TICK_S)
+    bench.clock.advance(0.0123)  # the worker has been running since build
+    sub.read(0.0143, SimpleNamespace(tick_index=0))
+    sub.read(0.0251, SimpleNamespace(tick_index=1))  # second tick, 0.8 ms late
+    assert bench.link.stats().requests == 0  # the tick only reads snapshots
+    bench.poller.step()  # the polls due since build run at once
+    starts = _spy_read_starts_ns(bench)
+    _worker_wakes(bench, 1.0)
+    assert len(starts) == 2 * 2 + 2 * 10
+    assert {(t - 14_300_000) % TICK_NS for t in starts} == {TICK_NS // 2}
 
 
 def test_align_to_grid_refuses_a_bad_period(bench):

@@ -89,11 +89,21 @@ def test_silent_bms_goes_stale_and_tick_side_never_waits(live):
 
 def test_tick_side_calls_do_not_take_the_bus_lock(live):
     clock, world, bms, pdu, poller, link = live
+    got: dict = {}
+
+    def tick_side():
+        got["snap"] = poller.snapshot("bms")
+        got["ticket"] = Pdu(poller).request_relay("valve_rail", True)
+
     # simulate a worker stuck inside a bus transaction: the tick side must still return
+    # (from another thread, so a tick side that took the lock fails here instead of hanging)
     with poller._io_lock:
-        snap = poller.snapshot("bms")
-        ticket = Pdu(poller).request_relay("valve_rail", True)
-        assert snap.device == "bms" and not ticket.done.is_set()
+        tick = threading.Thread(target=tick_side, name="test-tick-side")
+        tick.start()
+        tick.join(5.0)
+        assert not tick.is_alive(), "tick-side calls blocked on the bus lock"
+        ticket = got["ticket"]
+        assert got["snap"].device == "bms" and not ticket.done.is_set()
     assert ticket.done.wait(5.0) and ticket.ok
     assert world.valve_rail_powered
 

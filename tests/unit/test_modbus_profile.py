@@ -14,6 +14,7 @@ from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.modbus_profile import (
     DeviceProfile,
     Quantity,
+    crc16_modbus,
     decode,
     decode_block,
     decode_raw,
@@ -58,6 +59,13 @@ def test_encode_inverts_decode(fields, words, expected):
     quantity = q(**fields)
     current = words[0] if fields.get("data_type") == "u8" else 0
     assert encode(quantity, expected, current_word=current) == words
+
+
+def test_crc16_modbus_check_values():
+    # CRC-16/MODBUS check value of "123456789", and a textbook frame: unit 1 reads one
+    # holding register at 0 -> 01 03 00 00 00 01 84 0A (CRC low byte first, V1.02 6.2.2)
+    assert crc16_modbus(b"123456789") == 0x4B37
+    assert crc16_modbus(bytes.fromhex("010300000001")).to_bytes(2, "little") == bytes.fromhex("840A")
 
 
 def test_u8_encode_keeps_other_byte():
