@@ -134,8 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except _user_errors() as exc:
-        msg = exc.one_line() if hasattr(exc, "one_line") else str(exc)
-        print(" ".join(msg.split()), file=sys.stderr)
+        # str(ConfigError) is already its one_line(); other errors are squeezed to one line
+        print(" ".join(str(exc).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

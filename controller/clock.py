@@ -50,9 +50,11 @@ class SimClock:
         self._ns = int(round(start_s * 1e9))
 
     def now_ns(self) -> int:
+        """Return the simulated time in integer nanoseconds."""
         return self._ns
 
     def now_s(self) -> float:
+        """Return the simulated time in seconds."""
         return self._ns * 1e-9
 
     def advance(self, dt_s: float) -> None:
@@ -67,12 +69,6 @@ class SimClock:
         if dt_ns < 0:
             raise ValueError(f"SimClock cannot go backwards (dt_s={dt_s})")
         self._ns += dt_ns
-
-    def advance_ns(self, dt_ns: int) -> None:
-        """Advance by an integer number of nanoseconds (``dt_ns >= 0``)."""
-        if dt_ns < 0:
-            raise ValueError(f"SimClock cannot go backwards (dt_ns={dt_ns})")
-        self._ns += int(dt_ns)
 
     def sleep_until(self, deadline_s: float) -> None:
         """Jump to ``deadline_s`` if it lies ahead; never sleeps."""
@@ -90,13 +86,19 @@ class MonotonicClock:
         self._t0_ns = time.monotonic_ns()
 
     def now_ns(self) -> int:
+        """Return integer nanoseconds since construction."""
         return time.monotonic_ns() - self._t0_ns
 
     def now_s(self) -> float:
+        """Return seconds since construction."""
         return (time.monotonic_ns() - self._t0_ns) * 1e-9
 
     def sleep_until(self, deadline_s: float) -> None:
-        """Sleep until the absolute deadline (no-op if it has passed)."""
+        """Sleep until ``deadline_s`` (s since construction); no-op if it has passed.
+
+        One ``time.sleep``: it wakes late by the OS scheduler's latency, which the
+        real-time loop records as the tick's period error.
+        """
         remaining = deadline_s - self.now_s()
         if remaining > 0:
             time.sleep(remaining)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from controller.errors import ConfigError
 from controller.paths import resolve_data_path
-from controller.yamlio import load_yaml, validate
+from controller.yamlio import load_model
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols import firmware_version as fwv
 
@@ -27,6 +27,7 @@ class Strict(BaseModel):
 
 
 PosFloat = Annotated[float, Field(gt=0.0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
 
 
 def _checked(fn, text: str, **kw) -> str:
@@ -36,7 +37,6 @@ def _checked(fn, text: str, **kw) -> str:
     except ProtocolError as exc:
         raise ValueError(str(exc)) from None
     return text
-NonNegFloat = Annotated[float, Field(ge=0.0)]
 
 
 # --------------------------------------------------------------------------- vehicle
@@ -51,7 +51,9 @@ class ThrusterCfg(Strict):
     """One solenoid thruster: where it sits and which way it pushes the body.
 
     ``position_m`` and ``force_dir`` are in the body frame (x forward, y left, z up); 2
-    components for a planar rig, 3 for a 6-DOF one. ``force_dir`` is normalised at load.
+    components for a planar rig, 3 for a 6-DOF one. ``force_dir`` may have any non-zero
+    length: it is stored as written and normalised where it is used
+    (:func:`controller.allocation.effectiveness`, the emulated world's geometry).
     """
 
     name: str
@@ -114,14 +116,14 @@ class ValveBoardDeviceCfg(Strict):
     max_thrust_n: Annotated[float, Field(gt=0.0, le=20.0)] = 2.0
     pwm_period_s: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
     min_impulse_bit_s: Annotated[float, Field(gt=0.0, le=0.5)] = 0.004
+    #: Characterised valve delays (s); None on a virtual rig = take the emulated world's.
+    open_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] | None = None
+    close_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] | None = None
 
     @field_validator("accepted_firmware")
     @classmethod
     def _spec(cls, v: str) -> str:
         return _checked(fwv.parse_spec, v, full=True)
-    #: Characterised valve delays (s); None on a virtual rig = take the emulated world's.
-    open_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] | None = None
-    close_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] | None = None
 
 
 class McuDeviceCfg(Strict):
@@ -398,7 +400,18 @@ def _thruster_checks(rig: RigCfg, name: str) -> None:
 
 
 def thruster_valves(rig: RigCfg) -> list[int]:
-    """Return the valve index of each thruster (explicit ``valve`` or its list position)."""
+    """Return the valve index of each thruster.
+
+    Parameters
+    ----------
+    rig : RigCfg
+        A validated rig.
+
+    Returns
+    -------
+    list of int, shape (N,)
+        Per thruster, in file order: its explicit ``valve``, else its list position.
+    """
     return [t.valve if t.valve is not None else i for i, t in enumerate(rig.thrusters)]
 
 
@@ -422,7 +435,7 @@ def load_rig(path: str | Path) -> tuple[RigCfg, Path]:
     """
     name = str(path)
     resolved = resolve_data_path(path)
-    rig = validate(RigCfg, load_yaml(resolved, name), name)
+    rig = load_model(RigCfg, resolved, name)
     _thruster_checks(rig, name)
     valves = thruster_valves(rig)
     if len(set(valves)) != len(valves):
@@ -453,5 +466,4 @@ class MissionCfg(Strict):
 
 def load_mission(path: str | Path) -> MissionCfg:
     """Load and validate a mission file (raises :class:`ConfigError`, one line)."""
-    name = str(path)
-    return validate(MissionCfg, load_yaml(resolve_data_path(path), name), name)
+    return load_model(MissionCfg, resolve_data_path(path), str(path))

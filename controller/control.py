@@ -2,7 +2,7 @@
 
 Per-tick and pure. The position error is clipped to ``max_position_error_m`` so that a far
 waypoint gives a bounded approach speed (the PD then behaves as a speed-limited P-PD
-cascade); yaw error is wrapped to (-pi, pi] and clipped likewise.
+cascade); yaw error is wrapped to [-pi, pi] and clipped likewise.
 Reference: K. J. Astrom, R. M. Murray, *Feedback Systems*, 2nd ed., 2021, sec. 11.3 (PD
 control of a double integrator).
 """
@@ -26,7 +26,7 @@ class PoseGains:
 
 
 def wrap_angle_rad(a: float) -> float:
-    """Wrap an angle to [-pi, pi] (radians)."""
+    """Wrap an angle ``a`` (rad) to [-pi, pi] (rad), by ``math.remainder(a, 2 pi)``."""
     return math.remainder(a, math.tau)
 
 

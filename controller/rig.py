@@ -14,6 +14,7 @@ On a rig without an ``emulation`` block nothing is emulated: the buses are real.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +34,28 @@ from controller.control import PoseGains
 from controller.errors import ConfigError
 from controller.mission import MissionExecutor
 from controller.optional import import_optional
-from firmware_bridge.protocols.firmware_version import parse_version
 from controller.paths import resolve_data_path
 from controller.safety.output_guard import OutputGuard
 from controller.valve_command import ValveCommander
 from controller.vehicle import DeviceSlot, Vehicle
+from firmware_bridge.protocols.firmware_version import parse_version
 
 
 def build_allocator(rig: RigCfg, name: str):
     """Build the allocator chosen by ``controller.allocation.method``.
+
+    Parameters
+    ----------
+    rig : RigCfg
+        A validated rig (planar thruster positions).
+    name : str
+        The rig file as the user named it, for error messages.
+
+    Returns
+    -------
+    ExactAllocator or PinvClipAllocator
+        Over the effectiveness matrix ``B`` (3, N) of the thrusters
+        (:func:`controller.allocation.effectiveness`), limits ``[0, max_thrust_n]`` (N).
 
     Raises
     ------
@@ -105,12 +119,10 @@ class BuiltRig:
     realtime: bool
     vehicle: Vehicle
     can_ports: dict[str, Any]
-    can_buses: list[Any] = field(default_factory=list)
     sim: Any = None
     runner: Any = None
     closers: list[Any] = field(default_factory=list)
     world: Any = None
-    emulators: dict[str, Any] = field(default_factory=dict)
     #: python-can channel actually opened per CAN bus (unique per run on emulated rigs).
     can_channels: dict[str, str] = field(default_factory=dict)
 
@@ -211,7 +223,6 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
     codecs: dict[str, Any] = {}
     ports: dict[str, Any] = {}
     emu_can: dict[str, Any] = {}
-    can_buses = []
     can_channels: dict[str, str] = {}
     serial_links: dict[str, Any] = {}
     emu_serial: dict[str, Any] = {}
@@ -228,7 +239,6 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
             can_channels[bus_name] = channel
             host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps)
             closers.append(host_bus.shutdown)
-            can_buses.append(host_bus)
             logger = (can_loggers or {}).get(bus_name)
             ports[bus_name] = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick, on_frame_logged=logger)
             if emu is not None:
@@ -280,13 +290,10 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
     )
 
     # ---------------------------------------------------------------- emulation
+    valves = thruster_valves(rig)
     sim = runner = world = None
-    emulators: dict[str, Any] = {}
     if emu is not None:
-        valves = thruster_valves(rig)
         geom_by_valve = {v: t for v, t in zip(valves, rig.thrusters)}
-        import math
-
         geoms = []
         for v in range(vb.n_valves):
             t = geom_by_valve.get(v)
@@ -318,7 +325,6 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
             yaw_noise_rad=w.yaw_noise_rad,
             seed=seed,
         )
-        emulators = {vb_name: vb_emu, mcu_name: mcu_emu}
         plan = [ScheduledFault(f.at_s, f.fault, f.valve, f.length) for f in emu.faults]
 
         def on_fault(t: float, f: ScheduledFault) -> None:
@@ -365,15 +371,7 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
             subsystems.append(sub)
             closers.append(sub.close)
 
-    gains_cfg = rig.controller.gains
-    gains = PoseGains(
-        gains_cfg.kp_n_per_m,
-        gains_cfg.kd_n_per_mps,
-        gains_cfg.kp_nm_per_rad,
-        gains_cfg.kd_nm_per_radps,
-        gains_cfg.max_position_error_m,
-        gains_cfg.max_yaw_error_rad,
-    )
+    gains = PoseGains(**rig.controller.gains.model_dump())  # same field names and units
     max_thrust = [t.max_thrust_n for t in rig.thrusters]
     og = rig.controller.output_guard
     guard = OutputGuard(max_thrust, og.max_thrust_rate_n_per_s, og.max_nonfinite_ticks)
@@ -393,14 +391,13 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
         mcu=DeviceSlot(mcu_name, mcu_driver, mcu_cfg.accepted_firmware),
         valve_port=port,
         allocator=allocator,
-        thruster_valves=thruster_valves(rig),
+        thruster_valves=valves,
         n_valves=vb.n_valves,
         max_thrust_n=max_thrust,
         guard=guard,
         gains=gains,
         mission=MissionExecutor(mission) if mission is not None else None,
         record=record,
-        stale_after_periods=stale_n,
         post_timeout_s=rig.controller.post_timeout_s,
         modulator=commander,
         subsystems=subsystems,
@@ -415,11 +412,9 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
         realtime=realtime,
         vehicle=vehicle,
         can_ports=ports,
-        can_buses=can_buses,
         sim=sim,
         runner=runner,
         closers=closers,
         world=world,
-        emulators=emulators,
         can_channels=can_channels,
     )

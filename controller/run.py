@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from controller.config import load_mission, load_rig
 from controller.errors import ConfigError
-from controller.loop import FixedRateLoop
+from controller.loop import FixedRateLoop, LoopStats
 from controller.record.run_record import RunRecord, write_json_atomic
 from controller.rig import build_rig
 
@@ -46,8 +46,9 @@ class RunOptions:
     #: buses) until ``duration_s``, which is then required.
     arm: bool = True
     #: Called with the loop's :class:`~controller.loop.LoopStats` (every tick's period error
-    #: and duration) when the loop ends; for benches, not the CLI.
-    on_loop_stats: Callable[[Any], None] | None = None
+    #: and duration) when the loop ends normally (not when a tick raised); for benches, not
+    #: the CLI.
+    on_loop_stats: Callable[[LoopStats], None] | None = None
 
 
 class OperatorScript:
@@ -64,7 +65,15 @@ class OperatorScript:
         self.arm_sent_s: float | None = None
 
     def step(self, vehicle, now_s: float) -> None:
-        """Look at the vehicle after a tick and queue the next operator command."""
+        """Look at the vehicle after a tick and queue the next operator command (per tick).
+
+        Parameters
+        ----------
+        vehicle : Vehicle
+            The vehicle, after its tick.
+        now_s : float
+            The tick's time on the run clock (s).
+        """
         st = vehicle.state
         if st in SAFE_STATES:
             if self.safe_since_s is None:
@@ -169,8 +178,6 @@ def run_main_job(opts: RunOptions, console=None) -> tuple[int, dict[str, Any], P
             if live is not None:
                 wall = time.perf_counter()
                 if wall - last_draw[0] > 0.25:
-                    from rich.text import Text
-
                     live.update(Text(_progress(vehicle, now_s)))
                     last_draw[0] = wall
             if script.finished:
@@ -204,7 +211,7 @@ def run_main_job(opts: RunOptions, console=None) -> tuple[int, dict[str, Any], P
         if opts.on_loop_stats is not None:
             opts.on_loop_stats(stats)
         result = script.result if script.finished else result_holder.get("result", script.result or "stopped")
-        summary = build_summary(opts, built, loop, stats, result, folder)
+        summary = build_summary(opts, built, stats, result, folder)
         record.write_summary(summary)
         if opts.summary_json:
             write_json_atomic(Path(opts.summary_json), summary)
@@ -216,8 +223,22 @@ def run_main_job(opts: RunOptions, console=None) -> tuple[int, dict[str, Any], P
         record.close()
 
 
-def build_summary(opts: RunOptions, built, loop: FixedRateLoop, stats, result: str, folder: Path) -> dict[str, Any]:
-    """Assemble ``summary.json`` (see the README for every field)."""
+def build_summary(opts: RunOptions, built, stats, result: str, folder: Path) -> dict[str, Any]:
+    """Assemble ``summary.json`` (see the README for every field).
+
+    Parameters
+    ----------
+    opts : RunOptions
+        The run's options.
+    built : BuiltRig
+        The rig after the run (closed; its counters are read).
+    stats : LoopStats
+        The loop's statistics.
+    result : str
+        How the run ended (``completed``, ``duration elapsed``, ``safe_mode: ...``).
+    folder : Path
+        The run folder.
+    """
     v = built.vehicle
     m = v.mission
     buses: dict[str, Any] = {}
@@ -243,7 +264,7 @@ def build_summary(opts: RunOptions, built, loop: FixedRateLoop, stats, result: s
         "mission": m.mission.name if m is not None else None,
         "seed": opts.seed,
         "realtime": opts.realtime,
-        "sim_time_s": round(stats.ticks * loop.period_s, 6) if not opts.realtime else round(stats.sim_time_s, 3),
+        "sim_time_s": round(stats.sim_time_s, 3 if opts.realtime else 6),
         "waypoints_reached": m.waypoints_reached if m is not None else 0,
         "waypoints_total": m.waypoints_total if m is not None else 0,
         "max_hold_error_m": round(m.max_hold_error_m, 6) if m is not None else None,

@@ -84,6 +84,8 @@ class Vehicle:
         ``allocate(wrench (3,)) -> result`` with ``.thrust_n`` (N,).
     thruster_valves : sequence of int, shape (N,)
         Valve index of each thruster.
+    n_valves : int
+        Valves on the board; the command frame carries one duty per valve.
     max_thrust_n : sequence of float, shape (N,)
         Per-thruster maximum (N).
     guard : OutputGuard
@@ -91,8 +93,6 @@ class Vehicle:
     mission : MissionExecutor or None
     record : callable ``(tick, time_s, kind, **fields)``
         Event sink (the run record).
-    stale_after_periods : int
-        Freshness rule for every stream (SAFETY.md: 3).
     post_timeout_s : float
         POST gives up (``post_failed``) after this long in ``boot``.
     modulator : ValveCommander, optional
@@ -121,7 +121,6 @@ class Vehicle:
         gains: PoseGains,
         mission: MissionExecutor | None,
         record: Callable[..., None],
-        stale_after_periods: int = 3,
         post_timeout_s: float = 5.0,
         modulator=None,
         overruns_last_second: Callable[[float], int] | None = None,
@@ -141,12 +140,13 @@ class Vehicle:
         self.gains = gains
         self.mission = mission
         self.record = record
-        self.stale_after_periods = stale_after_periods
         self.post_timeout_s = post_timeout_s
         self.modulator = modulator
         self.overruns_last_second = overruns_last_second
         self.max_overruns_per_s = max_overruns_per_s
         self.subsystems = list(subsystems)
+        #: per CAN bus: (name, port, bus-off fault key, send-failure fault key)
+        self._port_faults = [(n, p, f"{n}_busoff", f"{n}_send") for n, p in can_ports.items()]
 
         self.faults = FaultBook()
         self.tick_index = 0
@@ -194,6 +194,18 @@ class Vehicle:
     def _log(self, kind: str, **fields: Any) -> None:
         self.record(self.tick_index, self.now_s, kind, **fields)
 
+    def _condition(self, key: str, reason: str | None) -> bool:
+        """Set (reason) or clear (None) a fault condition; log it and keep the first fault.
+
+        Returns True when the condition newly became active.
+        """
+        if not self.faults.set(key, reason):
+            return False
+        self._log("fault", source=key, reason=reason)
+        if self.first_fault is None:
+            self.first_fault = reason
+        return True
+
     # ------------------------------------------------------------------ actions
     def _run_action(self, name: str) -> None:
         self._actions[name]()
@@ -216,7 +228,7 @@ class Vehicle:
         self.mcu.driver.request_rail(False)
 
     def _act_latch_fault(self) -> None:
-        for key, reason in self.faults.active.items():
+        for reason in self.faults.active.values():
             if reason not in self.faults.latched:
                 self.faults.latched.append(reason)
 
@@ -256,7 +268,17 @@ class Vehicle:
 
     # ------------------------------------------------------------------ the tick
     def tick(self, k: int, now_s: float, dt_s: float) -> None:
-        """Run one control tick (per tick): read, update, write."""
+        """Run one control tick (per tick): read, update, write.
+
+        Parameters
+        ----------
+        k : int
+            Tick index (from the loop), written into every event of the tick.
+        now_s : float
+            The tick's time on the run clock (s).
+        dt_s : float
+            Time since the previous tick (s); the output guard's rate limit uses it.
+        """
         self.tick_index = k
         self.now_s = now_s
         self.read(now_s)
@@ -264,7 +286,7 @@ class Vehicle:
         self.write(now_s, dt_s)
 
     def read(self, now_s: float) -> None:
-        """Read phase: drain every bus and decode (per tick)."""
+        """Read phase (per tick): drain every bus and decode; ``now_s`` is the tick time (s)."""
         for port in self.can_ports.values():
             port.poll(now_s)
         self.mcu.driver.poll(now_s)
@@ -278,22 +300,15 @@ class Vehicle:
         mcu = self.mcu.driver
         state = self.fsm.state
         booting = state == "boot"
-        f = self.faults
 
         def cond(key: str, reason: str | None) -> None:
-            if f.set(key, reason):
-                self._log("fault", source=key, reason=reason)
-                if self.first_fault is None:
-                    self.first_fault = reason
+            if self._condition(key, reason):
                 events.append("fault")
 
         if mcu.estop_pressed and state != "estop":
             events.append("estop")
         if self.foreign_command_s is not None:
-            if f.set("b09", "another node sends our thruster command ID"):
-                self._log("fault", source="b09", reason=f.active["b09"])
-                if self.first_fault is None:
-                    self.first_fault = f.active["b09"]
+            self._condition("b09", "another node sends our thruster command ID")  # raises estop, not fault
             if state != "estop":
                 events.append("estop")
         if not booting:
@@ -310,12 +325,12 @@ class Vehicle:
                 status = mcu.status
                 rail_on = bool(status is not None and status.rail_enabled)
                 cond("rail", None if rail_on else "valve rail dropped by the MCU")
-        for name, port in self.can_ports.items():
-            if port.bus_off and f"{name}_busoff" not in f.active:
+        for name, port, busoff_key, send_key in self._port_faults:
+            if port.bus_off and busoff_key not in self.faults.active:
                 port.flush_tx()  # B04: no stale command may leave after recovery
-            cond(f"{name}_busoff", f"CAN bus {name} bus-off" if port.bus_off else None)
+            cond(busoff_key, f"CAN bus {name} bus-off" if port.bus_off else None)
             fails = port.consecutive_send_failures
-            cond(f"{name}_send", f"CAN bus {name}: {fails} consecutive send failures" if fails >= 3 else None)
+            cond(send_key, f"CAN bus {name}: {fails} consecutive send failures" if fails >= 3 else None)
         for sub in self.subsystems:
             for key, reason in sub.monitor(now_s, self):
                 cond(f"{sub.name}.{key}", reason)
@@ -327,15 +342,21 @@ class Vehicle:
             cond("lag", f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None)
         return events
 
-    def on_foreign_command(self, msg, now_s: float) -> bool:
+    def on_foreign_command(self, msg, now_s: float) -> None:
         """CAN handler for our own thruster command ID heard from the bus (SAFETY.md B09).
 
         We never receive our own frames, so another node is sending our command: a
         latched E-stop-class fault; all our TX to the valve board stops.
+
+        Parameters
+        ----------
+        msg : can.Message
+            The frame heard (not decoded).
+        now_s : float
+            Time it was polled (s).
         """
         if self.foreign_command_s is None:
             self.foreign_command_s = now_s
-        return False
 
     def _thruster_failures(self, valve_fault_mask: int) -> str | None:
         """Mark thrusters on faulted valves failed and re-plan (SAFETY.md D06).
@@ -398,7 +419,10 @@ class Vehicle:
         return []
 
     def update(self, now_s: float, dt_s: float) -> None:
-        """Update phase: safety monitor, POST, FSM step, actions, control (per tick)."""
+        """Update phase (per tick): safety monitor, POST, FSM step, actions, control.
+
+        ``now_s`` is the tick time (s); ``dt_s`` (s) is not used by this phase.
+        """
         events = self._monitor(now_s)
         events += self._post(now_s)
         events += self.pending_events
@@ -410,7 +434,7 @@ class Vehicle:
 
     def _step_fsm(self, now_s: float, events) -> None:
         for tr in self.fsm.step(now_s, events, self._guard):
-            if getattr(tr, "refused", False):
+            if tr.refused:
                 self._log("refused", event=tr.event, state=tr.source, reason=tr.reason)
                 self.last_refusal = (tr.event, tr.reason)
                 continue

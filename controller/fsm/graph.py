@@ -10,7 +10,7 @@ node ids in both languages.
 
 from __future__ import annotations
 
-from controller.fsm.model import FsmModel
+from controller.fsm.model import FsmModel, StateSpec
 
 __all__ = ["to_dot", "to_mermaid"]
 
@@ -31,6 +31,11 @@ def _edges(model: FsmModel) -> list[tuple[str, str, str, bool]]:
             label = f"{_edge_label(to.event, rule.guard)} (after {to.after_s:g} s)"
             out.append((to.state, rule.target, label, True))
     return out
+
+
+def _action_lists(spec: StateSpec) -> list[tuple[str, str]]:
+    """``[("enter", "a, b"), ("exit", "c")]``, leaving out an empty list."""
+    return [(word, ", ".join(names)) for word, names in (("enter", spec.enter), ("exit", spec.exit)) if names]
 
 
 def _marks(model: FsmModel, state: str) -> str:
@@ -57,13 +62,7 @@ def to_mermaid(model: FsmModel) -> str:
     lines = ["stateDiagram-v2", f"    %% {model.name}"]
     for s, spec in model.states.items():
         lines.append(f'    state "{s}{_marks(model, s)}" as {s}')
-        acts = []
-        if spec.enter:
-            acts.append("enter " + ", ".join(spec.enter))
-        if spec.exit:
-            acts.append("exit " + ", ".join(spec.exit))
-        for a in acts:
-            lines.append(f"    {s} : {a}")
+        lines += [f"    {s} : {word} {names}" for word, names in _action_lists(spec)]
     lines.append(f"    [*] --> {model.initial}")
     for src, dst, label, _ in _edges(model):
         lines.append(f"    {src} --> {dst}: {label}")
@@ -97,11 +96,7 @@ def to_dot(model: FsmModel) -> str:
              '    edge [fontname="Helvetica", fontsize=10];',
              '    "__start" [shape=point, label=""];']
     for s, spec in model.states.items():
-        label = s + _marks(model, s)
-        if spec.enter:
-            label += "\\nenter: " + ", ".join(spec.enter)
-        if spec.exit:
-            label += "\\nexit: " + ", ".join(spec.exit)
+        label = s + _marks(model, s) + "".join(f"\\n{word}: {names}" for word, names in _action_lists(spec))
         attrs = [f'label="{label}"']
         if spec.latched:
             attrs += ["peripheries=2", "color=red"]

@@ -84,8 +84,6 @@ def load_fsm(path: str | Path, display_name: str | None = None) -> FsmModel:
     name = display_name or str(path)
     try:
         data = load_yaml(path, name)
-    except FsmDefinitionError:
-        raise
     except ConfigError as exc:
         raise FsmDefinitionError(exc.path, exc.key, exc.message) from exc
     return parse_fsm(data, name)
@@ -113,9 +111,8 @@ def parse_fsm(data: Any, name: str = "<fsm>") -> FsmModel:
     """
     try:
         model = validate(FsmModel, data, name)
-    except ConfigError as exc:
-        message = exc.message.removeprefix("Value error, ")
-        raise FsmDefinitionError(exc.path, exc.key, message) from exc
+    except ConfigError as exc:  # validate() already dropped pydantic's "Value error, "
+        raise FsmDefinitionError(exc.path, exc.key, exc.message) from exc
     check_fsm(model, name, data)
     return model
 
@@ -146,6 +143,9 @@ class _Checker:
         self.m = model
         self.name = name
         self.raw = raw
+        #: ``(state, event) -> rules`` (``*`` expanded) and ``id(rule) -> transitions index``
+        self.table = model.rule_table()
+        self.index = {id(t): i for i, t in enumerate(model.transitions)}
 
     def fail(self, key: str, message: str) -> None:
         raise FsmDefinitionError(self.name, key, message)
@@ -201,8 +201,8 @@ class _Checker:
     # 4. determinism ---------------------------------------------------------------
     def determinism(self) -> None:
         m = self.m
-        index = {id(t): i for i, t in enumerate(m.transitions)}
-        for (state, event), rules in m.rule_table().items():
+        index = self.index
+        for (state, event), rules in self.table.items():
             for b in range(1, len(rules)):
                 for a in range(b):
                     if set(rules[a].guard) <= set(rules[b].guard):
@@ -213,7 +213,6 @@ class _Checker:
                             f"fires whenever this one's guards hold, so this one is never taken "
                             f"(give them distinguishing guards or merge them)",
                         )
-        table = m.rule_table()
         for i, to in enumerate(m.timeouts):
             if EVENTS[to.event].kind is not EventKind.SYSTEM:
                 self.fail(
@@ -221,7 +220,7 @@ class _Checker:
                     f"timeout raises operator event {to.event!r}; timeouts may raise only system events "
                     f"(known: {_known(e for e, s in EVENTS.items() if s.kind is EventKind.SYSTEM)})",
                 )
-            if (to.state, to.event) not in table:
+            if (to.state, to.event) not in self.table:
                 self.fail(
                     f"timeouts[{i}].event",
                     f"no transition on {to.event!r} from state {to.state!r}: the timeout would do nothing",
@@ -257,9 +256,7 @@ class _Checker:
     def _one_step_handler(self, event: str, states: Iterable[str], target_ok: Callable[[str], bool],
                           wanted: str) -> None:
         """Every state in ``states`` must take ``event`` unguarded into a state ``target_ok`` accepts."""
-        m = self.m
-        table = m.rule_table()
-        index = {id(t): i for i, t in enumerate(m.transitions)}
+        table, index = self.table, self.index
         for s in states:
             rules = table.get((s, event), ())
             for r in rules:

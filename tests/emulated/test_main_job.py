@@ -28,6 +28,29 @@ def rig_with_faults(tmp_path: Path, faults: list[dict]) -> Path:
     return p
 
 
+def build_square(tmp_path: Path, rig_path: Path):
+    """Build ``rig_path`` in lockstep with the square mission; events go to ``tmp_path/run``."""
+    from controller.config import load_mission, load_rig
+    from controller.record.run_record import RunRecord
+    from controller.rig import build_rig
+
+    rig, path = load_rig(rig_path)
+    record = RunRecord(tmp_path / "run")
+    built = build_rig(rig, path, mission=load_mission(ROOT / "missions/square.yaml"), record=record.event)
+    return built, record
+
+
+def fly(built, record, tick) -> None:
+    """Run ``tick`` at 100 Hz in lockstep until it returns False, then close everything."""
+    from controller.loop import FixedRateLoop
+
+    try:
+        FixedRateLoop(built.clock, 100.0, advance=built.advance).run(tick)
+    finally:
+        built.close()
+        record.close()
+
+
 def strip_wall(summary: dict) -> dict:
     s = copy.deepcopy(summary)
     for key in WALL_CLOCK_KEYS:
@@ -84,21 +107,13 @@ def test_raw_can_log_reads_back(nominal_runs):
 
 
 def test_host_heartbeat_loss_closes_valves_within_200ms_and_ends_safe(tmp_path):
-    from controller.config import load_mission, load_rig
-    from controller.loop import FixedRateLoop
-    from controller.record.run_record import RunRecord
-    from controller.rig import build_rig
+    from controller.run import OperatorScript
 
     t_kill = 15.0
-    rig_path = rig_with_faults(tmp_path, [{"at_s": t_kill, "fault": "host_heartbeat_loss"}])
-    rig, path = load_rig(rig_path)
-    record = RunRecord(tmp_path / "run")
-    built = build_rig(rig, path, mission=load_mission(ROOT / "missions/square.yaml"), record=record.event)
+    built, record = build_square(tmp_path, rig_with_faults(tmp_path, [{"at_s": t_kill, "fault": "host_heartbeat_loss"}]))
     open_after_kill = []
     built.sim.observers.append(lambda t, fr: open_after_kill.append(t) if t >= t_kill and any(fr) else None)
     v = built.vehicle
-    from controller.run import OperatorScript
-
     script = OperatorScript()
 
     def tick(k, now, dt):
@@ -106,12 +121,7 @@ def test_host_heartbeat_loss_closes_valves_within_200ms_and_ends_safe(tmp_path):
         script.step(v, now)
         return now < t_kill + 1.0 and not script.finished
 
-    loop = FixedRateLoop(built.clock, 100.0, advance=built.advance)
-    try:
-        loop.run(tick)
-    finally:
-        built.close()
-        record.close()
+    fly(built, record, tick)
     assert script.started, script.result
     assert open_after_kill, "valves were never open after the kill: the test proves nothing"
     assert max(open_after_kill) < t_kill + 0.2
@@ -151,18 +161,26 @@ def test_realtime_run_with_mcu_over_pty(tmp_path):
     assert status == 0
 
 
+def test_no_arm_run_boots_and_stays_idle_until_the_duration(tmp_path):
+    """``qiki run --no-arm``: POST passes, nothing is armed, the run ends at ``duration_s``."""
+    opts = RunOptions(rig=str(ROOT / "rigs/virtual.yaml"), mission=str(ROOT / "missions/square.yaml"),
+                      arm=False, duration_s=2.0, runs_dir=str(tmp_path), progress=False)
+    status, summary, folder = run_main_job(opts)
+    assert status == 0
+    assert summary["result"] == "duration elapsed"
+    assert summary["final_state"] == "idle"
+    assert [t[1:] for t in summary["transitions"]] == [["boot", "post_passed", "idle"]]
+    # ticks at 0.00 .. 2.00 s inclusive; sim time counts whole periods
+    assert summary["loop"]["ticks"] == 201 and summary["sim_time_s"] == 2.01
+    assert summary["waypoints_reached"] == 0
+    assert summary["output_guard"] == {"clamped": 0, "rate_limited": 0, "nonfinite": 0}
+
+
 def test_foreign_node_sending_our_command_id_latches_estop_and_stops_tx(tmp_path):
     """SAFETY.md B09: our thruster command ID heard from another node."""
     import can
 
-    from controller.config import load_mission, load_rig
-    from controller.loop import FixedRateLoop
-    from controller.record.run_record import RunRecord
-    from controller.rig import build_rig
-
-    rig, path = load_rig(ROOT / "rigs/virtual.yaml")
-    record = RunRecord(tmp_path / "run")
-    built = build_rig(rig, path, mission=load_mission(ROOT / "missions/square.yaml"), record=record.event)
+    built, record = build_square(tmp_path, ROOT / "rigs/virtual.yaml")
     intruder = can.Bus(interface="virtual", channel=built.can_channels["can0"])
     monitor = can.Bus(interface="virtual", channel=built.can_channels["can0"])
     built.closers += [intruder.shutdown, monitor.shutdown]
@@ -182,12 +200,7 @@ def test_foreign_node_sending_our_command_id_latches_estop_and_stops_tx(tmp_path
             v.command("arm")
         return k < 400
 
-    loop = FixedRateLoop(built.clock, 100.0, advance=built.advance)
-    try:
-        loop.run(tick)
-    finally:
-        built.close()
-        record.close()
+    fly(built, record, tick)
     assert v.state == "estop"
     assert "another node" in (v.first_fault or "")
     assert sum(sent_after) == 0

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
 
 from controller.fsm import FsmEngine, load_fsm, to_dot, to_mermaid
 
@@ -39,5 +40,6 @@ def test_vehicle_shape(vehicle) -> None:
 def test_model_is_a_frozen_hashable_value(vehicle) -> None:
     again = load_fsm(REPO_ROOT / "fsm_configs" / "qiki_vehicle.yaml")
     assert again == vehicle and hash(again) == hash(vehicle)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         vehicle.initial = "armed"  # type: ignore[misc]
+    assert vehicle.initial == "boot"

@@ -24,14 +24,14 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     "fixture,key",
     [
-        ("duplicate_key.yaml", ""),
-        ("on_state_name.yaml", "states"),
-        ("unknown_key.yaml", ""),
-        ("unknown_guard.yaml", "guard"),
-        ("unreachable_state.yaml", ""),
-        ("estop_timeout.yaml", "timeouts"),
-        ("estop_system_event_exit.yaml", "transitions"),
-        ("after_s_nan.yaml", "after_s"),
+        ("duplicate_key.yaml", "states.idle"),
+        ("on_state_name.yaml", "states.on"),
+        ("unknown_key.yaml", "transitions[2].guards"),
+        ("unknown_guard.yaml", "transitions[2].guard"),
+        ("unreachable_state.yaml", "states.parked"),
+        ("estop_timeout.yaml", "timeouts[1].state"),
+        ("estop_system_event_exit.yaml", "transitions[6].event"),
+        ("after_s_nan.yaml", "timeouts[0].after_s"),
     ],
 )
 def test_fsm_check_refuses_bad_files(capsys, fixture, key):
@@ -40,9 +40,16 @@ def test_fsm_check_refuses_bad_files(capsys, fixture, key):
     assert status == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith(f"{path}: ")
-    assert key in lines[0]
+    assert lines[0].startswith(f"{path}: {key}: ")
     assert "Traceback" not in err
+    assert out == ""
+
+
+def test_run_no_arm_needs_a_duration(capsys, tmp_path):
+    status, out, err = run_cli(capsys, "run", "--no-arm", "--no-progress", "--runs-dir", str(tmp_path))
+    assert status == 2
+    assert err.strip() == "qiki run: --no-arm: needs --duration (an idle run has no other end)"
+    assert list(tmp_path.iterdir()) == []  # refused before a run folder was made
 
 
 def rig_variant(tmp_path: Path, mutate) -> Path:
@@ -54,9 +61,10 @@ def rig_variant(tmp_path: Path, mutate) -> Path:
 
 
 def test_rig_check_good_rig(capsys):
-    status, out, err = run_cli(capsys, "rig", "check", str(ROOT / "rigs" / "virtual.yaml"))
+    path = ROOT / "rigs" / "virtual.yaml"
+    status, out, err = run_cli(capsys, "rig", "check", str(path))
     assert status == 0, err
-    assert "ok" in out
+    assert out.startswith(f"{path}: ok (8 thrusters, ")
 
 
 def _no_plus_x(data):

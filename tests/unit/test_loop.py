@@ -15,6 +15,9 @@ def test_lockstep_ticks_at_exact_times_and_advances_between():
     assert advanced == [(0.0, 0.01), (0.01, 0.02), (0.02, 0.03), (0.03, 0.04)]
     assert loop.stats.ticks == 5
     assert clock.now_ns() == 40_000_000
+    assert loop.stats.sim_time_s == 5 * loop.period_s
+    # per-tick timing is recorded in real time only
+    assert loop.stats.period_errors_us == loop.stats.tick_starts_s == loop.stats.tick_durations_us == []
 
 
 class FakeClock:
@@ -48,6 +51,10 @@ def test_realtime_overrun_is_counted_and_not_caught_up():
     assert starts == [0.0, 0.01, 0.02, 0.05, 0.06, 0.07]
     assert loop.stats.overruns == 1
     assert loop.stats.skipped_deadlines == 2
+    # every tick started on its deadline; tick 2 ran 25 ms, the others 1 ms
+    assert loop.stats.period_errors_us == [0.0] * 6
+    assert [round(t, 6) for t in loop.stats.tick_starts_s] == starts
+    assert [round(d) for d in loop.stats.tick_durations_us] == [1000, 1000, 25000, 1000, 1000, 1000]
     assert loop.overruns_last_second(0.07) == 1
     assert loop.overruns_last_second(1.5) == 0
 
