@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Sequence
 
+from hal.errors import one_line
+
 EXIT_BAD_INPUT = 2
 
 
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except _user_errors() as exc:
         # str(ConfigError) is already its one_line(); other errors are squeezed to one line
-        print(" ".join(str(exc).split()), file=sys.stderr)
+        print(one_line(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -6,6 +6,25 @@ timeout is a return value, never an exception.
 """
 
 
+def one_line(exc: object) -> str:
+    """A vendor message folded onto one line for an error of ours (K01/K02: one-line errors).
+
+    Parameters
+    ----------
+    exc : object
+        An exception or any text; an exception with an empty message gives its type name.
+
+    Returns
+    -------
+    str
+        Runs of white space (new lines included) folded to single spaces.
+    """
+    text = " ".join(str(exc).split())
+    if not text and isinstance(exc, BaseException):
+        return type(exc).__name__
+    return text
+
+
 class HalError(Exception):
     """Base class of every error raised by :mod:`hal`."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import can
 
-from hal.errors import BusConfigError
+from hal.errors import BusConfigError, one_line
 
 __all__ = ["open_can_bus"]
 
@@ -54,6 +54,6 @@ def open_can_bus(interface: str, channel: str, bitrate_bps: int, *,
         return can.Bus(interface=interface, channel=channel, bitrate=bitrate_bps,
                        receive_own_messages=receive_own_messages, **kwargs)
     except Exception as exc:  # CanError, ImportError, OSError, ValueError, ...
-        detail = " ".join(str(exc).split()) or type(exc).__name__
+        detail = one_line(exc)
         raise BusConfigError(
             f"CAN interface {interface!r} channel {channel!r}: {detail}") from exc

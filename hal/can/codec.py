@@ -34,7 +34,7 @@ import can
 import cantools
 from cantools.database.can import Message as CantoolsMessage
 
-from hal.errors import BusConfigError, HalError
+from hal.errors import BusConfigError, HalError, one_line
 
 __all__ = ["CanEncodeError", "Decoded", "DbcCodec"]
 
@@ -110,9 +110,6 @@ _BO_RE = re.compile(r"^[ \t]*BO_[ \t]", re.MULTILINE)
 _SG_RE = re.compile(r"^[ \t]*SG_[ \t]", re.MULTILINE)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
 
 class DbcCodec:
     """Every message of one CAN bus, from one or more DBC files.
@@ -175,7 +172,7 @@ class DbcCodec:
         try:
             db = cantools.database.load_file(str(p), database_format="dbc", strict=True)
         except Exception as exc:  # cantools raises many types; translated once, here.
-            detail = _one_line(exc) or type(exc).__name__
+            detail = one_line(exc)
             raise BusConfigError(f"{path}: invalid DBC: {detail}") from exc
         if not isinstance(db, cantools.database.can.Database):
             raise BusConfigError(f"{path}: not a CAN database")
@@ -187,7 +184,7 @@ class DbcCodec:
         try:
             text = p.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
-            raise BusConfigError(f"{path}: unreadable: {_one_line(exc)}") from exc
+            raise BusConfigError(f"{path}: unreadable: {one_line(exc)}") from exc
         n_bo = len(_BO_RE.findall(text))
         n_sg = len(_SG_RE.findall(text))
         parsed_bo = len(db.messages)
@@ -321,7 +318,7 @@ class DbcCodec:
         try:
             data = msg.encode(dict(signals), scaling=True, padding=False, strict=True)
         except Exception as exc:  # cantools EncodeError / KeyError / ValueError
-            raise CanEncodeError(f"{message_name}: {_one_line(exc)}") from exc
+            raise CanEncodeError(f"{message_name}: {one_line(exc)}") from exc
         return can.Message(arbitration_id=msg.frame_id + self._id_offset,
                            is_extended_id=bool(msg.is_extended_frame),
                            is_fd=False, dlc=msg.length, data=data)

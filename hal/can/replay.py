@@ -20,13 +20,10 @@ from typing import Iterator
 
 import can
 
-from hal.errors import BusConfigError
+from hal.errors import BusConfigError, one_line
 
 __all__ = ["iter_can_log", "read_can_log", "LogReplay"]
 
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def iter_can_log(path: str | Path, *, channel: str | int | None = None) -> Iterator[can.Message]:
@@ -59,7 +56,7 @@ def iter_can_log(path: str | Path, *, channel: str | int | None = None) -> Itera
     try:
         reader = can.LogReader(str(p))
     except Exception as exc:  # ValueError (unknown suffix), OSError, format errors
-        raise BusConfigError(f"{path}: cannot read CAN log: {_one_line(exc)}") from exc
+        raise BusConfigError(f"{path}: cannot read CAN log: {one_line(exc)}") from exc
     try:
         it = iter(reader)
         while True:
@@ -68,7 +65,7 @@ def iter_can_log(path: str | Path, *, channel: str | int | None = None) -> Itera
             except StopIteration:
                 return
             except Exception as exc:  # parser errors of any reader
-                raise BusConfigError(f"{path}: malformed CAN log: {_one_line(exc)}") from exc
+                raise BusConfigError(f"{path}: malformed CAN log: {one_line(exc)}") from exc
             if channel is None or msg.channel == channel:
                 yield msg
     finally:

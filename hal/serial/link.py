@@ -26,7 +26,7 @@ import os
 import tty
 from typing import Protocol, runtime_checkable
 
-from hal.errors import BusConfigError, BusError
+from hal.errors import BusConfigError, BusError, one_line
 
 __all__ = [
     "SerialLink",
@@ -150,9 +150,9 @@ class PySerialLink(_LinkState):
                 self.url, baudrate=self.baudrate, timeout=0, write_timeout=self.write_timeout_s
             )
         except ValueError as exc:
-            raise BusConfigError(f"serial link {self.url}: invalid settings: {_one_line(exc)}") from exc
+            raise BusConfigError(f"serial link {self.url}: invalid settings: {one_line(exc)}") from exc
         except (serial.SerialException, OSError) as exc:
-            raise BusError(f"serial link {self.url}: cannot open: {_one_line(exc)}") from exc
+            raise BusError(f"serial link {self.url}: cannot open: {one_line(exc)}") from exc
 
     @property
     def is_open(self) -> bool:
@@ -169,7 +169,7 @@ class PySerialLink(_LinkState):
                 ser.close()
             except Exception:  # noqa: BLE001 - the port is already gone; closing is best effort
                 pass
-        return BusError(f"serial link {self.url}: {what} failed: {_one_line(exc)}")
+        return BusError(f"serial link {self.url}: {what} failed: {one_line(exc)}")
 
     def read(self, max_bytes: int = 4096) -> bytes:
         """Non-blocking read of up to ``max_bytes`` bytes (see :class:`SerialLink`)."""
@@ -233,10 +233,6 @@ class PySerialLink(_LinkState):
     def __repr__(self) -> str:
         return f"PySerialLink({self.url!r}, {self.baudrate})"
 
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 # --------------------------------------------------------------------------- pipes
@@ -416,7 +412,7 @@ class FdLink(_LinkState):
         try:
             os.set_blocking(self.fd, False)
         except OSError as exc:
-            raise BusConfigError(f"fd link {self.name}: not a usable descriptor: {_one_line(exc)}") from exc
+            raise BusConfigError(f"fd link {self.name}: not a usable descriptor: {one_line(exc)}") from exc
 
     @property
     def is_open(self) -> bool:
@@ -436,7 +432,7 @@ class FdLink(_LinkState):
         except (BlockingIOError, InterruptedError):
             return b""
         except OSError as exc:
-            raise self._fail("read", _one_line(exc)) from exc
+            raise self._fail("read", one_line(exc)) from exc
         if not data:
             raise self._fail("read", "end of file (peer closed)")
         self.bytes_rx += len(data)
@@ -454,7 +450,7 @@ class FdLink(_LinkState):
             if exc.errno == errno.EAGAIN:
                 n = 0
             else:
-                raise self._fail("write", _one_line(exc)) from exc
+                raise self._fail("write", one_line(exc)) from exc
         self.bytes_tx += n
         self.tx_dropped_bytes += len(data) - n
         return n
@@ -503,7 +499,7 @@ def open_pty_pair(name: str = "pty") -> tuple[FdLink, str]:
     try:
         master_fd, slave_fd = os.openpty()
     except OSError as exc:
-        raise BusConfigError(f"pty {name}: cannot allocate: {_one_line(exc)}") from exc
+        raise BusConfigError(f"pty {name}: cannot allocate: {one_line(exc)}") from exc
     tty.setraw(slave_fd)
     slave_path = os.ttyname(slave_fd)
     return FdLink(master_fd, name=f"{name}:{slave_path}", keep_open_fds=(slave_fd,)), slave_path

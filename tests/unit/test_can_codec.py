@@ -216,3 +216,11 @@ def test_open_can_bus_virtual_and_errors():
     assert ei.value.__cause__ is not None
     with pytest.raises(BusConfigError):
         open_can_bus("virtual", "x", 0)
+
+
+def test_one_line_folds_vendor_messages():
+    from hal.errors import one_line
+
+    assert one_line(ValueError("bad\n  signal\tX")) == "bad signal X"
+    assert one_line(OSError()) == "OSError"  # an empty message still says something
+    assert one_line("") == ""
