@@ -28,7 +28,6 @@ and a command-line read may share a link.
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import select
 import threading
@@ -381,7 +380,6 @@ class _PymodbusLink(_LinkBase):
         self.timeout_s = timeout_s
         self.name = name
         self._rx: list[bytes] = []
-        self._unit_kw = _unit_keyword(type(client))
 
     # pymodbus trace hook: sees every raw buffer; keeps what the current transaction got.
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
@@ -413,7 +411,7 @@ class _PymodbusLink(_LinkBase):
 
         unit_id = request.unit_id
         method, function_code = _PYMODBUS_CALLS[(request.function, request.table)]
-        kwargs: dict[str, object] = {"address": request.address, self._unit_kw: unit_id}
+        kwargs: dict[str, object] = {"address": request.address, "device_id": unit_id}
         if request.function == "read":
             kwargs["count"] = request.count
         else:
@@ -458,12 +456,6 @@ class _PymodbusLink(_LinkBase):
             self._client.close()  # type: ignore[attr-defined]
         except Exception:  # noqa: BLE001 - closing must not raise
             pass
-
-
-def _unit_keyword(client_cls: type) -> str:
-    """``device_id`` (pymodbus >= 3.10) or ``slave`` (3.9): the unit-id keyword."""
-    params = inspect.signature(client_cls.read_holding_registers).parameters
-    return "device_id" if "device_id" in params else "slave"
 
 
 def _quiet_pymodbus() -> None:

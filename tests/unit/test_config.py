@@ -100,3 +100,13 @@ def test_union_tag_is_not_in_the_key_path_and_missing_keys_are_named(tmp_path):
     with pytest.raises(ConfigError) as ei:
         load_rig(p)
     assert str(ei.value) == f"{p}: devices.valves.bus: Field required"
+
+
+def test_fault_plan_names_match_the_simulation():
+    """The rig schema's fault names and the ones the simulation applies are one list."""
+    from typing import get_args
+
+    from controller.config import FaultCfg
+    from firmware_bridge.emulation.sim import FAULT_NAMES
+
+    assert set(get_args(FaultCfg.model_fields["fault"].annotation)) == set(FAULT_NAMES)
