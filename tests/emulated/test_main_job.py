@@ -88,6 +88,23 @@ def test_square_mission_completes_within_hold_tolerance(nominal_runs):
     assert (folder / "events.jsonl").exists() and (folder / "can0.asc").exists()
 
 
+def test_summary_view_shows_the_run(nominal_runs):
+    """The table `qiki run` prints reads the summary's real keys (bus counts, allocation)."""
+    import io
+
+    from rich.console import Console
+
+    from controller.summary_view import print_summary
+
+    _, summary, _ = nominal_runs[0]
+    buf = io.StringIO()
+    print_summary(summary, Console(file=buf, width=200))
+    text = buf.getvalue()
+    can0 = summary["buses"]["can0"]
+    assert f"sent {can0['frames_sent']}, received {can0['frames_received']}, rejects 0" in text
+    assert "completed" in text and "exact" in text
+
+
 def test_lockstep_runs_are_deterministic(nominal_runs):
     (_, s1, f1), (_, s2, f2) = nominal_runs
     assert strip_wall(s1) == strip_wall(s2)
