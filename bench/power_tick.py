@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -45,6 +44,7 @@ if str(ROOT) not in sys.path:
 import yaml  # noqa: E402
 
 import controller.run as run_mod  # noqa: E402
+from controller.loop import percentiles  # noqa: E402
 from controller.run import RunOptions, run_main_job  # noqa: E402
 
 RIGS = {"tcp": "virtual.yaml", "rtu": "virtual_rtu.yaml"}
@@ -88,14 +88,7 @@ def _one_run(folder: Path, rig: Path, duration_s: float, window_from_s: float, f
 
 def _pooled(values: list[float]) -> dict:
     """Nearest-rank percentiles (us) of pooled period errors."""
-    if not values:
-        return {"n": 0}
-    v = sorted(values)
-
-    def rank(p: float) -> float:
-        return round(v[min(len(v) - 1, max(0, math.ceil(p * len(v)) - 1))], 1)
-
-    return {"n": len(v), "p50": rank(0.5), "p90": rank(0.9), "p99": rank(0.99), "p999": rank(0.999), "max": round(v[-1], 1)}
+    return {"n": len(values), **percentiles(values, (0.5, 0.9, 0.99, 0.999))}
 
 
 def main(argv: list[str] | None = None) -> int:

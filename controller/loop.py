@@ -67,28 +67,33 @@ class LoopStats:
         return out
 
 
-def percentiles(values: Sequence[float]) -> dict:
-    """Return the p50, p99 and maximum of ``values`` (nearest-rank method).
+def percentiles(values: Sequence[float], levels: Sequence[float] = (0.50, 0.99)) -> dict:
+    """Return quantiles and the maximum of ``values`` (nearest-rank method).
 
     Parameters
     ----------
     values : sequence of float
         Samples, any unit; the results have the same unit.
+    levels : sequence of float, optional
+        Quantile levels in (0, 1], default p50 and p99; key ``p`` + level in percent
+        (``0.999`` -> ``"p99.9"``).
 
     Returns
     -------
     dict
-        ``{"p50", "p99", "max"}`` rounded to 0.1; all None when ``values`` is empty.
-        Nearest rank: the p-quantile is the ``ceil(p * n)``-th smallest value.
+        ``{"p50", "p99", "max"}`` (for the default levels) rounded to 0.1; all None when
+        ``values`` is empty. Nearest rank: the p-quantile is the ``ceil(p * n)``-th
+        smallest value (Hyndman & Fan 1996, definition 1).
     """
+    keys = [f"p{level * 100:g}" for level in levels]
     if not values:
-        return {"p50": None, "p99": None, "max": None}
+        return {**dict.fromkeys(keys), "max": None}
     s = sorted(values)
 
     def rank(p: float) -> float:
         return s[min(len(s) - 1, max(0, math.ceil(p * len(s)) - 1))]
 
-    return {"p50": round(rank(0.50), 1), "p99": round(rank(0.99), 1), "max": round(s[-1], 1)}
+    return {**{k: round(rank(p), 1) for k, p in zip(keys, levels)}, "max": round(s[-1], 1)}
 
 
 class FixedRateLoop:

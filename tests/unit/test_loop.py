@@ -63,3 +63,6 @@ def test_percentiles_nearest_rank():
     vals = list(range(1, 101))
     assert percentiles(vals) == {"p50": 50, "p99": 99, "max": 100}
     assert percentiles([]) == {"p50": None, "p99": None, "max": None}
+    # other levels: p99.9 of 1..1000 is the 999th value
+    assert percentiles(list(range(1, 1001)), (0.9, 0.999)) == {"p90": 900, "p99.9": 999, "max": 1000}
+    assert percentiles([], (0.9,)) == {"p90": None, "max": None}
