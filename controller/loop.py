@@ -23,26 +23,94 @@ from typing import Callable, Sequence
 from controller.clock import Clock, SimClock
 
 
+class LatencyHistogram:
+    """Constant-memory histogram of latencies in 1 us bins, for percentiles of long runs.
+
+    Parameters
+    ----------
+    max_us : int, optional
+        Upper end of the binned range (us, default 50 000: five periods at 100 Hz).
+        Larger samples are counted in one overflow bin; their maximum is kept.
+
+    Notes
+    -----
+    Memory is ``max_us + 1`` counters whatever the run length (about 400 kB by default),
+    where a list of samples grows by about 32 bytes per tick. A percentile is the upper
+    edge of the bin that holds the nearest-rank sample (so it is at most 1 us above the
+    exact nearest-rank value), never above the largest sample; samples below 0 count in
+    the first bin.
+    """
+
+    __slots__ = ("_bins", "_max_us", "count", "max_value", "overflow")
+
+    def __init__(self, max_us: int = 50_000) -> None:
+        self._max_us = int(max_us)
+        self._bins = [0] * (self._max_us + 1)
+        self.count = 0
+        self.overflow = 0
+        self.max_value: float | None = None
+
+    def record(self, value_us: float) -> None:
+        """Count one sample (us)."""
+        self.count += 1
+        if self.max_value is None or value_us > self.max_value:
+            self.max_value = value_us
+        i = int(value_us)
+        if i > self._max_us:
+            self.overflow += 1
+        else:
+            self._bins[i if i > 0 else 0] += 1
+
+    def percentiles(self, levels: Sequence[float] = (0.50, 0.99)) -> dict:
+        """Return the same keys as :func:`percentiles` (nearest rank, 1 us resolution)."""
+        keys = [f"p{level * 100:g}" for level in levels]
+        if not self.count:
+            return {**dict.fromkeys(keys), "max": None}
+        top = self.max_value
+        assert top is not None
+        out = {}
+        for key, p in sorted(zip(keys, levels), key=lambda kp: kp[1]):
+            rank = min(self.count, max(1, math.ceil(p * self.count)))
+            seen = 0
+            value = top
+            for i, n in enumerate(self._bins):
+                seen += n
+                if seen >= rank:
+                    value = min(float(i + 1), top)
+                    break
+            out[key] = round(value, 1)
+        return {**{k: out[k] for k in keys}, "max": round(top, 1)}
+
+
 @dataclass
 class LoopStats:
     """Counters and timing of a loop run.
 
-    Real time only: per executed tick, ``period_errors_us`` (start minus deadline, us),
-    ``tick_durations_us`` and ``tick_starts_s`` (start since the loop began, s).
+    Real time only: every tick's period error (start minus deadline, us) and duration
+    (us) go into constant-memory histograms (:class:`LatencyHistogram`), which
+    ``summary.json`` reads. With ``keep_ticks`` (benches) the per-tick samples are also
+    kept: ``period_errors_us``, ``tick_durations_us`` and ``tick_starts_s`` (start since
+    the loop began, s), and ``origin_s``, the clock's time when the loop began (tick 0's
+    deadline, s), so tick k started at ``origin_s + tick_starts_s[k]`` on the run clock
+    (the clock that fault plans and the summary's transitions use).
 
     Notes
     -----
-    The three per-tick lists grow for the whole run (about 100 bytes per tick as Python
-    floats: ~35 MB per hour at 100 Hz). Fine for benches and runs of hours; a run meant to
-    last days needs a bounded store (a histogram or a ring buffer) instead.
+    The per-tick lists grow for the whole run (about 100 bytes per tick as Python floats:
+    ~35 MB per hour at 100 Hz), so only benches ask for them; a main job of days holds
+    the two histograms only.
     """
 
+    keep_ticks: bool = False
     ticks: int = 0
     overruns: int = 0
     skipped_deadlines: int = 0
     period_errors_us: list[float] = field(default_factory=list)
     tick_durations_us: list[float] = field(default_factory=list)
     tick_starts_s: list[float] = field(default_factory=list)
+    origin_s: float = 0.0
+    period_error_hist: LatencyHistogram = field(default_factory=LatencyHistogram)
+    tick_duration_hist: LatencyHistogram = field(default_factory=LatencyHistogram)
     wall_time_s: float = 0.0
     sim_time_s: float = 0.0
 
@@ -53,14 +121,14 @@ class LoopStats:
         ----------
         realtime : bool
             True for a real-time run: adds ``skipped_deadlines``, ``period_error_us`` and
-            ``tick_duration_us`` (:func:`percentiles`, us); False adds
+            ``tick_duration_us`` (:meth:`LatencyHistogram.percentiles`, us); False adds
             ``sim_speed_factor`` (simulated s per wall s).
         """
         out: dict = {"ticks": self.ticks, "overruns": self.overruns, "realtime": realtime}
         if realtime:
             out["skipped_deadlines"] = self.skipped_deadlines
-            out["period_error_us"] = percentiles(self.period_errors_us)
-            out["tick_duration_us"] = percentiles(self.tick_durations_us)
+            out["period_error_us"] = self.period_error_hist.percentiles()
+            out["tick_duration_us"] = self.tick_duration_hist.percentiles()
         else:
             out["sim_speed_factor"] = round(self.sim_time_s / self.wall_time_s, 1) if self.wall_time_s > 0 else None
         out["wall_time_s"] = round(self.wall_time_s, 3)
@@ -107,9 +175,13 @@ class FixedRateLoop:
         Tick rate (Hz), > 0.
     advance : callable ``(t0_s, t1_s) -> None``, optional
         Lockstep only: steps the simulated world from one tick to the next.
+    keep_ticks : bool, optional
+        Real time: also keep every tick's samples in :attr:`stats` (benches; memory
+        grows with the run, see :class:`LoopStats`).
     """
 
-    def __init__(self, clock: Clock, rate_hz: float, advance: Callable[[float, float], None] | None = None) -> None:
+    def __init__(self, clock: Clock, rate_hz: float, advance: Callable[[float, float], None] | None = None,
+                 keep_ticks: bool = False) -> None:
         if not rate_hz > 0:
             raise ValueError("rate_hz must be > 0")
         self.clock = clock
@@ -117,7 +189,7 @@ class FixedRateLoop:
         self.period_ns = int(round(1e9 / rate_hz))
         self.advance = advance
         self.lockstep = isinstance(clock, SimClock)
-        self.stats = LoopStats()
+        self.stats = LoopStats(keep_ticks=keep_ticks)
         self._recent_overruns: deque[float] = deque()
 
     def overruns_last_second(self, now_s: float) -> int:
@@ -182,19 +254,28 @@ class FixedRateLoop:
     def _run_realtime(self, tick, max_ticks) -> None:
         clock = self.clock
         t0 = clock.now_s()
+        self.stats.origin_s = t0
+        keep_ticks = self.stats.keep_ticks
+        period_hist, duration_hist = self.stats.period_error_hist, self.stats.tick_duration_hist
         k = 0
         last_start = None
         while max_ticks is None or self.stats.ticks < max_ticks:
             deadline = t0 + k * self.period_s
             clock.sleep_until(deadline)
             start = clock.now_s()
-            self.stats.period_errors_us.append((start - deadline) * 1e6)
-            self.stats.tick_starts_s.append(start - t0)
+            error_us = (start - deadline) * 1e6
+            period_hist.record(error_us)
+            if keep_ticks:
+                self.stats.period_errors_us.append(error_us)
+                self.stats.tick_starts_s.append(start - t0)
             dt = self.period_s if last_start is None else start - last_start
             last_start = start
             keep = tick(self.stats.ticks, start, dt)
             end = clock.now_s()
-            self.stats.tick_durations_us.append((end - start) * 1e6)
+            duration_us = (end - start) * 1e6
+            duration_hist.record(duration_us)
+            if keep_ticks:
+                self.stats.tick_durations_us.append(duration_us)
             self.stats.ticks += 1
             self.stats.sim_time_s = end - t0
             if not keep:

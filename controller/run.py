@@ -45,9 +45,9 @@ class RunOptions:
     #: False: no operator script; the stack boots, passes POST and stays idle (monitors its
     #: buses) until ``duration_s``, which is then required.
     arm: bool = True
-    #: Called with the loop's :class:`~controller.loop.LoopStats` (every tick's period error
-    #: and duration) when the loop ends normally (not when a tick raised); for benches, not
-    #: the CLI.
+    #: Called with the loop's :class:`~controller.loop.LoopStats` when the loop ends normally
+    #: (not when a tick raised); for benches, not the CLI. Setting it makes the loop keep
+    #: every tick's period error, duration and start (memory grows with the run).
     on_loop_stats: Callable[[LoopStats], None] | None = None
 
 
@@ -158,7 +158,8 @@ def run_main_job(opts: RunOptions, console=None) -> tuple[int, dict[str, Any], P
             options={"lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay},
         )
         vehicle = built.vehicle
-        loop = FixedRateLoop(built.clock, rig_cfg.controller.rate_hz, advance=None if opts.realtime else built.advance)
+        loop = FixedRateLoop(built.clock, rig_cfg.controller.rate_hz, advance=None if opts.realtime else built.advance,
+                             keep_ticks=opts.on_loop_stats is not None)
         loop_ref["loop"] = loop
         script = OperatorScript()
         result_holder: dict[str, str] = {}
