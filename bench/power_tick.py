@@ -3,29 +3,38 @@
 SAFETY.md D10 says a silent Modbus device must never block the tick. This runs the real
 main job (:func:`controller.run.run_main_job`, ``realtime=True``) on the virtual rig with
 the power bus over Modbus TCP on 127.0.0.1 (``rigs/virtual.yaml``) and/or Modbus RTU over a
-pty (``rigs/virtual_rtu.yaml``), twice per transport and for the same run length:
+pty (``rigs/virtual_rtu.yaml``) and compares the period error (tick start minus its
+deadline) of ticks while the BMS answers with ticks while it is silent. Neither case
+arms (``RunOptions.arm=False``) unless ``--fly`` is given. Two designs:
 
-* ``healthy`` -- no power fault;
-* ``silent_bms`` -- the BMS stops answering at ``--silent-at`` seconds; the poller worker
-  then spends a full link timeout on every BMS poll, the battery data goes stale and the
-  vehicle goes to ``safe_mode``. The run keeps ticking to the end (the main job's linger
-  after a safe state is lifted for the bench), so both runs measure the same number of
-  ticks.
+``--design windows`` (default): paired, inside each run
+    The BMS goes silent at ``--silent-at`` for ``--first-silent`` seconds: the battery
+    data goes stale and the vehicle goes to ``safe_mode`` (latched, D10). From then on
+    the fault plan switches the BMS healthy and silent in turn every ``--window`` seconds
+    (healthy, silent, healthy, ...). From the first healthy window after ``safe_mode``
+    every tick is counted for the condition of the window it started in. Both conditions
+    share the process, the vehicle state and the machine's drifts (other load on a shared
+    host), so what differs between them is the BMS alone: a silent window's polls each
+    wait out the link timeout, a healthy window's are answered. The p99 ratio's 95 %
+    confidence interval comes from a bootstrap over (healthy, silent) window pairs (whole
+    windows are resampled, so the ticks' correlation inside a window is kept).
 
-By default neither run arms (``RunOptions.arm=False``): the healthy run stays idle and the
-silent one goes idle -> safe_mode, two states with the same tick work, so the only
-difference between the runs is the BMS. ``--fly`` flies the square mission instead.
+``--design runs``: separate runs, interleaved
+    A healthy run and a run whose BMS goes silent at ``--silent-at`` and stays silent,
+    alternating ``--repeat`` times; every tick of each case is pooled. The unarmed
+    healthy run stays ``idle`` while the silent one goes ``idle -> safe_mode``. Run-to-run
+    changes of the machine are not paired out, so this design needs many repeats.
 
-The runs alternate (healthy, silent, healthy, ...) and every tick's period error (tick
-start minus its deadline) is pooled per case, so one noisy run cannot decide the figure.
 Prints one JSON object: per transport the per-run digests (ticks, overruns, final state,
-first fault, BMS failures), pooled percentiles of the period error over all ticks and over
-the ticks after the BMS went silent (``--silent-at`` + 1 s on), and ``p99_ratio`` = silent
-p99 / healthy p99 (target: within 10 %, i.e. <= 1.10). Rigs are written to a temporary
-folder; nothing is left behind.
+first fault, BMS failures by kind), pooled nearest-rank percentiles (us) per condition,
+``p99_ratio`` = silent p99 / healthy p99 (target: within 10 %, i.e. <= 1.10) and, for the
+window design, ``p99_ratio_ci95``. Rigs are written to a temporary folder; nothing is left
+behind.
 
-Usage: ``python bench/power_tick.py [--duration S] [--transport tcp|rtu|both]
-[--silent-at S] [--repeat N]`` (default: 10 s, both, 2 s, 3 pairs: about two minutes).
+Usage: ``python bench/power_tick.py [--design windows|runs] [--duration S] [--window S]
+[--first-silent S] [--transport tcp|rtu|both] [--silent-at S] [--repeat N] [--fly]
+[--no-radars]`` (defaults: windows, 60 s runs, 1 s windows, both transports, 2 runs
+each: about 4 minutes).
 Never part of the test run.
 """
 
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -41,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 import controller.run as run_mod  # noqa: E402
@@ -48,6 +59,8 @@ from controller.loop import percentiles  # noqa: E402
 from controller.run import RunOptions, run_main_job  # noqa: E402
 
 RIGS = {"tcp": "virtual.yaml", "rtu": "virtual_rtu.yaml"}
+LEVELS = (0.5, 0.9, 0.99, 0.999)
+BOOTSTRAP_RESAMPLES = 2000
 
 
 def _write_rig(folder: Path, src: str, faults: list[dict], radars: bool = True) -> Path:
@@ -63,17 +76,38 @@ def _write_rig(folder: Path, src: str, faults: list[dict], radars: bool = True) 
     return path
 
 
-def _one_run(folder: Path, rig: Path, duration_s: float, window_from_s: float, fly: bool) -> tuple[dict, list[float], list[float]]:
-    """One real-time run; returns its digest, every tick's period error (us) and those of
-    the ticks that started at or after ``window_from_s``."""
+def silent_windows(silent_at_s: float, first_silent_s: float, window_s: float, duration_s: float) -> list[dict]:
+    """BMS fault plan of the window design.
+
+    Silent in ``[a, a + F)`` (long enough for the data to go stale: safe_mode), then from
+    ``o = a + F`` healthy and silent windows of ``W`` in turn: silent in
+    ``[o + (2k+1)W, o + (2k+2)W)``, k = 0, 1, ... up to ``duration_s``.
+
+    Returns
+    -------
+    list of dict
+        ``emulation.power_faults`` entries (times on the run clock, s).
+    """
+    out = [{"device": "bms", "kind": "silent", "start_s": silent_at_s, "end_s": silent_at_s + first_silent_s}]
+    origin = silent_at_s + first_silent_s
+    k = 0
+    while origin + (2 * k + 1) * window_s < duration_s:
+        start = origin + (2 * k + 1) * window_s
+        out.append({"device": "bms", "kind": "silent", "start_s": start, "end_s": start + window_s})
+        k += 1
+    return out
+
+
+def _one_run(folder: Path, rig: Path, duration_s: float, fly: bool) -> tuple[dict, list[float], list[float]]:
+    """One real-time run: its digest, every tick's period error (us) and every tick's start
+    on the run clock (s, the clock of the fault plan and of the transitions)."""
     captured: dict = {}
     opts = RunOptions(rig=str(rig), mission=str(ROOT / "missions/square.yaml"), realtime=True,
                       duration_s=duration_s, runs_dir=str(folder / "runs"), progress=False, arm=fly,
                       on_loop_stats=lambda st: captured.setdefault("stats", st))
-    status, s, _ = run_main_job(opts)
+    _, s, _ = run_main_job(opts)
     loop = s["loop"]
     st = captured["stats"]
-    window = [e for e, t in zip(st.period_errors_us, st.tick_starts_s) if t >= window_from_s]
     safe_t = next((t[0] for t in s["transitions"] if t[3] == "safe_mode"), None)
     digest = {
         "ticks": loop["ticks"], "overruns": loop["overruns"],
@@ -83,65 +117,159 @@ def _one_run(folder: Path, rig: Path, duration_s: float, window_from_s: float, f
         "bms_failures_by_kind": s["power"]["devices"]["bms"]["failures_by_kind"],
         "transport": s["power"]["buses"]["power"]["transport"],
     }
-    return digest, list(st.period_errors_us), window
+    starts = [st.origin_s + t for t in st.tick_starts_s]
+    return digest, list(st.period_errors_us), starts
 
 
-def _pooled(values: list[float]) -> dict:
+def _pooled(values) -> dict:
     """Nearest-rank percentiles (us) of pooled period errors."""
-    return {"n": len(values), **percentiles(values, (0.5, 0.9, 0.99, 0.999))}
+    return {"n": len(values), **percentiles(list(values), LEVELS)}
+
+
+def _nearest_rank(sorted_values: np.ndarray, p: float) -> float:
+    n = len(sorted_values)
+    return float(sorted_values[min(n - 1, max(0, math.ceil(p * n) - 1))])
+
+
+def split_by_window(errors_us: list[float], starts_s: list[float], origin_s: float, window_s: float,
+                    count_from_s: float) -> dict[int, list[float]]:
+    """Group ticks by window index ``j = floor((t - origin_s) / window_s)`` (even: BMS
+    healthy, odd: silent; see :func:`silent_windows`), keeping ticks that started at or
+    after ``max(origin_s, count_from_s)``."""
+    groups: dict[int, list[float]] = {}
+    start = max(origin_s, count_from_s)
+    for e, t in zip(errors_us, starts_s):
+        if t >= start:
+            groups.setdefault(int((t - origin_s) // window_s), []).append(e)
+    return groups
+
+
+def paired_ratio(pairs: list[tuple[list[float], list[float]]], seed: int = 0) -> dict:
+    """Silent/healthy p99 ratio over window pairs, with a bootstrap 95 % interval.
+
+    Parameters
+    ----------
+    pairs : list of (silent ticks, healthy ticks)
+        Period errors (us) of adjacent silent and healthy windows.
+    seed : int
+        Seed of the resampling.
+
+    Returns
+    -------
+    dict
+        ``p99_ratio`` (pooled), ``p99_ratio_ci95`` (2.5 and 97.5 % of the ratio over
+        :data:`BOOTSTRAP_RESAMPLES` resamples of whole pairs; Efron & Tibshirani 1993,
+        percentile interval, resampling blocks as in Kunsch 1989), ``p50_ratio``.
+    """
+    silent = np.sort(np.concatenate([np.asarray(s, float) for s, _ in pairs]))
+    healthy = np.sort(np.concatenate([np.asarray(h, float) for _, h in pairs]))
+    out = {
+        "pairs": len(pairs),
+        "p99_ratio": round(_nearest_rank(silent, 0.99) / _nearest_rank(healthy, 0.99), 3),
+        "p50_ratio": round(_nearest_rank(silent, 0.5) / _nearest_rank(healthy, 0.5), 3),
+    }
+    rng = np.random.default_rng(seed)
+    s_arr = [np.asarray(s, float) for s, _ in pairs]
+    h_arr = [np.asarray(h, float) for _, h in pairs]
+    ratios = np.empty(BOOTSTRAP_RESAMPLES)
+    for b in range(BOOTSTRAP_RESAMPLES):
+        idx = rng.integers(0, len(pairs), len(pairs))
+        s = np.sort(np.concatenate([s_arr[i] for i in idx]))
+        h = np.sort(np.concatenate([h_arr[i] for i in idx]))
+        ratios[b] = _nearest_rank(s, 0.99) / _nearest_rank(h, 0.99)
+    out["p99_ratio_ci95"] = [round(float(np.quantile(ratios, 0.025)), 3), round(float(np.quantile(ratios, 0.975)), 3)]
+    return out
+
+
+def _windows_design(folder: Path, tr: str, args) -> dict:
+    faults = silent_windows(args.silent_at, args.first_silent, args.window, args.duration)
+    rig = _write_rig(folder, RIGS[tr], faults, args.radars)
+    origin = args.silent_at + args.first_silent
+    runs, pairs = [], []
+    pooled: dict[str, list[float]] = {"healthy": [], "silent_bms": []}
+    for _ in range(args.repeat):
+        digest, errs, starts = _one_run(folder, rig, args.duration, args.fly)
+        safe_t = digest["safe_mode_at_s"]
+        if safe_t is None:
+            raise SystemExit(f"power_tick: {tr}: the vehicle never reached safe_mode; lengthen --first-silent")
+        # pairs start at a healthy window after safe_mode: both conditions in the same (latched) state
+        count_from = origin + 2 * args.window * max(0, math.ceil((safe_t - origin) / (2 * args.window) - 1e-9))
+        groups = split_by_window(errs, starts, origin, args.window, count_from)
+        run_pairs = []
+        for j in sorted(groups):
+            whole = origin + (j + 2) * args.window <= args.duration + 1e-9  # the run ends at --duration
+            if j % 2 == 0 and j + 1 in groups and whole:
+                run_pairs.append((groups[j + 1], groups[j]))  # (silent, healthy)
+        if not run_pairs:
+            raise SystemExit(f"power_tick: {tr}: no whole window pair after safe_mode; use a longer --duration")
+        digest["counted_from_s"] = round(count_from, 3)
+        digest["window_pairs"] = len(run_pairs)
+        digest["p99_ratio"] = paired_ratio(run_pairs)["p99_ratio"]
+        runs.append(digest)
+        pairs += run_pairs
+        for s, h in run_pairs:
+            pooled["silent_bms"] += s
+            pooled["healthy"] += h
+    return {
+        "runs": runs,
+        "pooled_period_error_us": {k: _pooled(v) for k, v in pooled.items()},
+        **paired_ratio(pairs),
+        "per_run_p99_ratio": [r["p99_ratio"] for r in runs],
+    }
+
+
+def _runs_design(folder: Path, tr: str, args) -> dict:
+    healthy_rig = _write_rig(folder, RIGS[tr], [], args.radars)
+    silent_rig = _write_rig(folder, RIGS[tr], [{"device": "bms", "kind": "silent", "start_s": args.silent_at}], args.radars)
+    runs: dict[str, list[dict]] = {"healthy": [], "silent_bms": []}
+    pooled: dict[str, list[float]] = {"healthy": [], "silent_bms": []}
+    for _ in range(args.repeat):  # interleaved, so slow drifts of the machine hit both
+        for case, rig in (("healthy", healthy_rig), ("silent_bms", silent_rig)):
+            digest, errs, _ = _one_run(folder, rig, args.duration, args.fly)
+            runs[case].append(digest)
+            pooled[case] += errs
+    stats = {k: _pooled(v) for k, v in pooled.items()}
+    return {
+        "runs": runs,
+        "pooled_period_error_us": stats,
+        "p99_ratio": round(stats["silent_bms"]["p99"] / stats["healthy"]["p99"], 3),
+        "p50_ratio": round(stats["silent_bms"]["p50"] / stats["healthy"]["p50"], 3),
+        "per_run_p99_us": {k: [r["period_error_us"]["p99"] for r in v] for k, v in runs.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=float, default=10.0, metavar="S", help="run length (s), default 10")
+    ap.add_argument("--design", choices=("windows", "runs"), default="windows")
+    ap.add_argument("--duration", type=float, default=60.0, metavar="S", help="run length (s), default 60")
+    ap.add_argument("--window", type=float, default=1.0, metavar="S",
+                    help="windows design: length of each healthy and silent window after the first silence (s), "
+                         "default 1 (two BMS polls)")
     ap.add_argument("--transport", choices=("tcp", "rtu", "both"), default="both")
-    ap.add_argument("--silent-at", type=float, default=2.0, metavar="S", help="BMS goes silent at S s (default 2)")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="pairs of runs per transport, interleaved (default 3; the medians are compared)")
+    ap.add_argument("--silent-at", type=float, default=2.0, metavar="S", help="BMS first goes silent at S s (default 2)")
+    ap.add_argument("--first-silent", type=float, default=3.0, metavar="S",
+                    help="windows design: the first silence lasts S s, long enough for safe_mode (default 3)")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="runs per transport (windows) or pairs of runs (runs design); default 2")
     ap.add_argument("--fly", action="store_true",
-                    help="fly the square mission (the healthy run is then active while the silent one sits in "
-                         "safe_mode: different tick work); default: both runs stay unarmed (idle vs safe_mode)")
+                    help="arm and fly the square mission (runs design: the healthy run is then active while the "
+                         "silent one sits in safe_mode, different tick work)")
     ap.add_argument("--no-radars", dest="radars", action="store_false",
                     help="leave the emulated radars out (their frame bursts are the loudest other thread)")
     args = ap.parse_args(argv)
+    if args.design == "windows" and args.window * 2 > args.duration - args.silent_at - args.first_silent:
+        ap.error("--duration must hold at least one silent and one healthy window after --silent-at")
 
-    run_mod.LINGER_S = float("inf")  # keep ticking in safe_mode: same run length for both cases
+    run_mod.LINGER_S = float("inf")  # keep ticking in safe_mode: every run lasts --duration
     transports = ["tcp", "rtu"] if args.transport == "both" else [args.transport]
-    out: dict = {"duration_s": args.duration, "silent_at_s": args.silent_at, "radars": args.radars, "fly": args.fly,
-                 "rate_hz": None, "results": {}}
+    rate_hz = yaml.safe_load((ROOT / "rigs" / "virtual.yaml").read_text())["controller"]["rate_hz"]
+    out: dict = {"design": args.design, "duration_s": args.duration, "silent_at_s": args.silent_at,
+                 "window_s": args.window if args.design == "windows" else None, "repeat": args.repeat,
+                 "radars": args.radars, "fly": args.fly, "rate_hz": rate_hz, "results": {}}
     with tempfile.TemporaryDirectory(prefix="qiki-bench-power-") as tmp:
-        folder = Path(tmp)
         for tr in transports:
-            healthy_rig = _write_rig(folder, RIGS[tr], [], args.radars)
-            silent_rig = _write_rig(folder, RIGS[tr], [{"device": "bms", "kind": "silent", "start_s": args.silent_at}],
-                                    args.radars)
-            runs: dict[str, list[dict]] = {"healthy": [], "silent_bms": []}
-            pooled: dict[str, list[float]] = {"healthy": [], "silent_bms": []}
-            windowed: dict[str, list[float]] = {"healthy": [], "silent_bms": []}
-            window_from = args.silent_at + 1.0  # BMS silent and its polls timing out
-            for _ in range(args.repeat):  # interleaved, so slow drifts of the machine hit both
-                for case, rig in (("healthy", healthy_rig), ("silent_bms", silent_rig)):
-                    digest, errs, win = _one_run(folder, rig, args.duration, window_from, args.fly)
-                    runs[case].append(digest)
-                    pooled[case] += errs
-                    windowed[case] += win
-            all_ticks = {k: _pooled(v) for k, v in pooled.items()}
-            after = {k: _pooled(v) for k, v in windowed.items()}
-
-            def ratio(d: dict, key: str) -> float | None:
-                h, q = d["healthy"].get(key), d["silent_bms"].get(key)
-                return round(q / h, 3) if h else None
-
-            out["results"][tr] = {
-                "runs": runs,
-                "pooled_period_error_us": all_ticks,
-                "pooled_period_error_us_after_silence": {"from_s": window_from, **after},
-                "p99_ratio": ratio(all_ticks, "p99"),
-                "p99_ratio_after_silence": ratio(after, "p99"),
-                "p50_ratio": ratio(all_ticks, "p50"),
-                "per_run_p99_us": {k: [r["period_error_us"]["p99"] for r in v] for k, v in runs.items()},
-            }
-    out["rate_hz"] = yaml.safe_load((ROOT / "rigs" / "virtual.yaml").read_text())["controller"]["rate_hz"]
+            design = _windows_design if args.design == "windows" else _runs_design
+            out["results"][tr] = design(Path(tmp), tr, args)
     print(json.dumps(out, indent=2))
     return 0
 
