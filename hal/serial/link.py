@@ -108,8 +108,12 @@ class PySerialLink(_LinkState):
     baudrate : int
         Line rate in bit/s (QIKI MCU: 921600). Ignored by ``socket://``.
     write_timeout_s : float, optional
-        Longest a ``write`` may block when the OS buffer is full (default 0.05 s). A write
-        that times out returns 0 and is counted in ``write_timeouts``.
+        Only for ports without a file descriptor (``loop://`` and other pyserial URL
+        handlers): longest a ``write`` may block (default 0.05 s); a write that times out
+        returns 0 and is counted in ``write_timeouts``. Ports with a descriptor (ttys,
+        ptys, ``socket://``) never block: see Notes.
+    tx_buffer_bytes : int, optional
+        Bound of the transmit queue (default 4096 bytes): what the OS did not take yet.
 
     Raises
     ------
@@ -124,35 +128,82 @@ class PySerialLink(_LinkState):
     (pyserial API docs, ``Serial.timeout``). ``socket://`` connects with pyserial's own
     5 s connection timeout (so ``reopen()`` of a socket URL can block that long), and its
     ``close()`` sleeps 0.3 s; a failure therefore drops the socket without calling it.
-    ``write_timeout`` also bounds socket sends.
+
+    Writes never wait on a port with a descriptor: the bytes go to the non-blocking
+    descriptor (``os.write``; pyserial opens ttys with ``O_NONBLOCK`` and makes its
+    sockets non-blocking), and what the OS buffer does not take is queued, in order, and
+    sent by later ``write`` and ``read`` calls. A frame already started is always
+    finished (a half-sent frame would corrupt the next one on the wire); a new write that
+    finds the queue too full for it is refused whole: it returns 0 and is counted in
+    ``tx_overflows`` and ``tx_dropped_bytes``. pyserial's own non-blocking write
+    (``write_timeout=0``) cannot be used instead: it retries ``EAGAIN`` in a busy loop
+    until the OS buffer drains (pyserial 3.5, ``serialposix.Serial.write``).
     """
 
-    def __init__(self, url: str, baudrate: int, *, write_timeout_s: float = 0.05) -> None:
+    def __init__(self, url: str, baudrate: int, *, write_timeout_s: float = 0.05, tx_buffer_bytes: int = 4096) -> None:
         if not (write_timeout_s > 0):
             raise BusConfigError(f"serial link {url}: write_timeout_s must be > 0, got {write_timeout_s}")
+        if int(tx_buffer_bytes) < 1:
+            raise BusConfigError(f"serial link {url}: tx_buffer_bytes must be >= 1, got {tx_buffer_bytes}")
         self.name = str(url)
         self.url = str(url)
         self.baudrate = int(baudrate)
         self.write_timeout_s = float(write_timeout_s)
+        self.tx_buffer_bytes = int(tx_buffer_bytes)
         self.bytes_rx = 0
         self.bytes_tx = 0
         self.write_timeouts = 0
+        self.tx_overflows = 0
+        self.tx_dropped_bytes = 0
         self.failures = 0
         self._user_closed = False
         self._failed = False
+        self._tx_queue = bytearray()
+        self._fd: int | None = None
         self._ser = self._open()
 
     def _open(self):
         import serial  # vendor import kept at the backend boundary
 
         try:
-            return serial.serial_for_url(
+            ser = serial.serial_for_url(
                 self.url, baudrate=self.baudrate, timeout=0, write_timeout=self.write_timeout_s
             )
         except ValueError as exc:
             raise BusConfigError(f"serial link {self.url}: invalid settings: {one_line(exc)}") from exc
         except (serial.SerialException, OSError) as exc:
             raise BusError(f"serial link {self.url}: cannot open: {one_line(exc)}") from exc
+        self._fd = _nonblocking_fd(ser)
+        self._tx_queue.clear()
+        return ser
+
+    @property
+    def tx_queued_bytes(self) -> int:
+        """Bytes accepted by :meth:`write` that the OS has not taken yet."""
+        return len(self._tx_queue)
+
+    def _send(self, data) -> int:
+        """Hand ``data`` to the port without waiting; return the bytes the OS took."""
+        if self._fd is None:
+            import serial
+
+            try:
+                n = self._ser.write(data)
+            except serial.SerialTimeoutException:
+                self.write_timeouts += 1  # expected timeout: a return value, not an exception
+                return 0
+            return len(data) if n is None else int(n)
+        try:
+            return os.write(self._fd, data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def _drain(self) -> None:
+        q = self._tx_queue
+        if q:
+            n = self._send(q)
+            del q[:n]
+            self.bytes_tx += n
 
     @property
     def is_open(self) -> bool:
@@ -178,6 +229,7 @@ class PySerialLink(_LinkState):
         import serial
 
         try:
+            self._drain()
             data = self._ser.read(max_bytes)
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             raise self._fail("read", exc) from exc
@@ -185,21 +237,39 @@ class PySerialLink(_LinkState):
         return data
 
     def write(self, data: bytes) -> int:
-        """Write ``data``, blocking at most ``write_timeout_s`` (see :class:`SerialLink`)."""
+        """Send or queue ``data`` without waiting (see the class Notes and :class:`SerialLink`).
+
+        Returns
+        -------
+        int
+            ``len(data)`` when the bytes were sent or queued; 0 when the queue had no room
+            for them (nothing of ``data`` is sent then).
+        """
         if not self._check_usable():
             return 0
         import serial
 
+        q = self._tx_queue
         try:
-            n = self._ser.write(data)
-        except serial.SerialTimeoutException:
-            self.write_timeouts += 1  # expected timeout: a return value, not an exception
-            return 0
+            self._drain()
+            if q:  # the OS buffer is still full: keep order behind the queue, or refuse
+                if len(q) + len(data) > self.tx_buffer_bytes:
+                    self.tx_overflows += 1
+                    self.tx_dropped_bytes += len(data)
+                    return 0
+                q += data
+                return len(data)
+            n = self._send(data)
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             raise self._fail("write", exc) from exc
-        n = len(data) if n is None else int(n)
         self.bytes_tx += n
-        return n
+        if n < len(data):
+            if n == 0 and len(data) > self.tx_buffer_bytes:
+                self.tx_overflows += 1
+                self.tx_dropped_bytes += len(data)
+                return 0
+            q += memoryview(data)[n:]  # a started write is always finished
+        return len(data)
 
     def reopen(self) -> None:
         """Close and open the port again (after a reported failure).
@@ -233,6 +303,18 @@ class PySerialLink(_LinkState):
     def __repr__(self) -> str:
         return f"PySerialLink({self.url!r}, {self.baudrate})"
 
+
+
+def _nonblocking_fd(ser) -> int | None:
+    """The port's descriptor if it is non-blocking (ttys, ptys, sockets), else None."""
+    import fcntl
+
+    try:
+        fd = ser.fileno()
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except Exception:  # noqa: BLE001 - loop:// and other handlers have no descriptor
+        return None
+    return fd if flags & os.O_NONBLOCK else None
 
 
 # --------------------------------------------------------------------------- pipes

@@ -51,18 +51,18 @@ def _make_pipe():
     return a, b, []
 
 
-def _make_pty():
+def _make_pty(**link_kw):
     master, slave_path = open_pty_pair("contract")
-    host = PySerialLink(slave_path, 921600)
+    host = PySerialLink(slave_path, 921600, **link_kw)
     return host, master, [master]
 
 
-def _make_socket():
+def _make_socket(**link_kw):
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(ARRIVAL_DEADLINE_S)
     try:
         port = server.getsockname()[1]
-        host = PySerialLink(f"socket://127.0.0.1:{port}", 921600)
+        host = PySerialLink(f"socket://127.0.0.1:{port}", 921600, **link_kw)
         conn, _ = server.accept()
     finally:
         server.close()
@@ -224,3 +224,40 @@ def test_open_pty_pair_names_the_slave():
         assert slave_path in master.name
     finally:
         master.close()
+
+
+
+@pytest.mark.parametrize("make", [_make_pty, _make_socket], ids=["pty", "socket"])
+def test_pyserial_write_never_waits_on_a_full_port_and_keeps_order(make):
+    # The peer reads nothing, so the OS buffer fills. With a 60 s write timeout, a write
+    # that waited for room would hang past the test timeout; instead every write returns
+    # at once: queued (len) while the bounded queue has room, refused whole (0) after.
+    host, peer, extra = make(write_timeout_s=60.0, tx_buffer_bytes=3000)
+    try:
+        accepted = bytearray()
+        refused = 0
+        chunk_no = 0
+        while refused < 3 and chunk_no < 100_000:
+            chunk = bytes([chunk_no % 251]) * 1000
+            n = host.write(chunk)
+            assert n in (0, len(chunk))
+            if n:
+                accepted += chunk
+            else:
+                refused += 1
+            chunk_no += 1
+        assert refused == 3
+        assert host.tx_overflows == 3 and host.tx_dropped_bytes == 3000
+        assert 0 < host.tx_queued_bytes <= 3000
+        # the peer drains; reads on the host flush its queue: every accepted byte arrives, in order
+        got = bytearray()
+        deadline = time.monotonic() + ARRIVAL_DEADLINE_S
+        while len(got) < len(accepted) and time.monotonic() < deadline:
+            got += peer.read(65536)
+            host.read(1)
+        assert bytes(got) == bytes(accepted)
+        assert host.tx_queued_bytes == 0
+        assert host.bytes_tx == len(accepted)
+    finally:
+        for link in (host, peer, *extra):
+            link.close()
