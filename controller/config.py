@@ -89,6 +89,9 @@ class SerialBusCfg(Strict):
     kind: Literal["serial"]
     url: str
     baudrate: Annotated[int, Field(gt=0, le=20_000_000)] = 921_600
+    #: Only for pyserial URL handlers without a file descriptor (``loop://``): longest a
+    #: write may block. ttys, ptys and ``socket://`` never block on write (bounded queue,
+    #: see ``hal.serial.link.PySerialLink``).
     write_timeout_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.05
 
 
