@@ -54,10 +54,11 @@ def _cmd_rig_check(args: argparse.Namespace) -> int:
     from controller.config import load_rig
     from controller.fsm import load_fsm
     from controller.paths import resolve_data_path
-    from controller.rig import build_allocator
+    from controller.rig import build_allocator, build_valve_commander
 
     rig, path = load_rig(args.file)
     build_allocator(rig, args.file)
+    build_valve_commander(rig, args.file)
     load_fsm(resolve_data_path(rig.controller.fsm, path))
     for bus_name, bus in rig.buses.items():
         if bus.kind == "can":

@@ -109,6 +109,45 @@ def build_allocator(rig: RigCfg, name: str):
     return PinvClipAllocator(B, u_max, **kwargs)
 
 
+def build_valve_commander(rig: RigCfg, name: str) -> ValveCommander:
+    """Build the valve board's duty source from the rig (PWM period, delays, impulse bit).
+
+    Parameters
+    ----------
+    rig : RigCfg
+        A validated rig with one valve board.
+    name : str
+        The rig file as the user named it, for error messages.
+
+    Returns
+    -------
+    ValveCommander
+        Valve delays from the valve board's ``open_delay_s``/``close_delay_s``, else the
+        emulated world's, else 0.
+
+    Raises
+    ------
+    ConfigError
+        ``devices.<valve board>``: the PWM period is not a whole number of control ticks,
+        the duty step is too coarse for the minimum impulse bit, or the valve closes a
+        whole period later than it opens.
+    """
+    vb_name, vb = next((k, d) for k, d in rig.devices.items() if isinstance(d, ValveBoardDeviceCfg))
+    emu = rig.emulation
+    w_delays = (emu.world.valve_open_delay_s, emu.world.valve_close_delay_s) if emu is not None else (0.0, 0.0)
+    try:
+        return ValveCommander(
+            [t.max_thrust_n for t in rig.thrusters],
+            vb.pwm_period_s,
+            1.0 / rig.controller.rate_hz,
+            vb.min_impulse_bit_s,
+            open_delay_s=vb.open_delay_s if vb.open_delay_s is not None else w_delays[0],
+            close_delay_s=vb.close_delay_s if vb.close_delay_s is not None else w_delays[1],
+        )
+    except ValueError as exc:  # period vs tick rate, delays, minimum impulse bit vs duty step
+        raise ConfigError(name, f"devices.{vb_name}", str(exc)) from exc
+
+
 @dataclass
 class BuiltRig:
     """Everything a run needs, built from one rig file."""
@@ -375,15 +414,7 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
     max_thrust = [t.max_thrust_n for t in rig.thrusters]
     og = rig.controller.output_guard
     guard = OutputGuard(max_thrust, og.max_thrust_rate_n_per_s, og.max_nonfinite_ticks)
-    w_delays = (emu.world.valve_open_delay_s, emu.world.valve_close_delay_s) if emu is not None else (0.0, 0.0)
-    commander = ValveCommander(
-        max_thrust,
-        vb.pwm_period_s,
-        1.0 / rig.controller.rate_hz,
-        vb.min_impulse_bit_s,
-        open_delay_s=vb.open_delay_s if vb.open_delay_s is not None else w_delays[0],
-        close_delay_s=vb.close_delay_s if vb.close_delay_s is not None else w_delays[1],
-    )
+    commander = build_valve_commander(rig, name)
     vehicle = Vehicle(
         fsm=FsmEngine(fsm_model, now_s=0.0),
         can_ports=ports,

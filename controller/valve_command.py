@@ -37,7 +37,8 @@ class ValveCommander:
     tick_period_s : float
         Control tick (s).
     min_impulse_bit_s : float
-        Minimum valve on-time (s).
+        Minimum valve on-time (s). Raised to the shortest physical pulse, ``(1 - bias)``
+        duty steps, when the valve closes later than it opens (see :attr:`min_on_time_s`).
     open_delay_s, close_delay_s : float
         Valve opening and closing delays (s).
     duty_step : float
@@ -46,7 +47,8 @@ class ValveCommander:
     Raises
     ------
     ValueError
-        If the PWM period is not a whole number of ticks.
+        If the PWM period is not a whole number of ticks, or the close delay exceeds the
+        open delay by a whole PWM period (no pulse shorter than the period exists).
     """
 
     def __init__(
@@ -63,9 +65,21 @@ class ValveCommander:
         self.ticks_per_period = int(round(ratio))
         if self.ticks_per_period < 1 or abs(ratio - self.ticks_per_period) > 1e-9:
             raise ValueError(f"pwm_period_s {pwm_period_s} is not a whole number of ticks of {tick_period_s} s")
-        self.modulator = PwmModulator(len(max_thrust_n), pwm_period_s, min_impulse_bit_s, list(max_thrust_n), duty_step=duty_step)
+        step_s = duty_step * pwm_period_s
         #: pulse lengthening, whole duty steps: ``(open_delay_s - close_delay_s) / (duty_step T)``
-        self.bias_steps = int(round((open_delay_s - close_delay_s) / (duty_step * pwm_period_s)))
+        self.bias_steps = int(round((open_delay_s - close_delay_s) / step_s))
+        # A valve that closes later than it opens (bias < 0) stays open 1 - bias steps for
+        # the shortest command it can be sent (1 step): no shorter pulse exists physically,
+        # so that is the modulator's minimum on-time (else a short pulse would be cut to
+        # no command at all while its impulse was counted as delivered).
+        shortest_physical_s = (1 - self.bias_steps) * step_s if self.bias_steps < 0 else 0.0
+        if shortest_physical_s > pwm_period_s + 1e-12:
+            raise ValueError(
+                f"valve close delay exceeds the open delay by {close_delay_s - open_delay_s:.6g} s: "
+                f"no pulse shorter than the {pwm_period_s} s PWM period exists"
+            )
+        self.min_on_time_s = max(float(min_impulse_bit_s), shortest_physical_s)
+        self.modulator = PwmModulator(len(max_thrust_n), pwm_period_s, self.min_on_time_s, list(max_thrust_n), duty_step=duty_step)
         self._duty_pct = [0.0] * len(max_thrust_n)
         # Totals survive modulator resets (which forget the carried error only).
         self._commanded_done = np.zeros(len(max_thrust_n))

@@ -91,9 +91,19 @@ def _priorities_pinv(data):
     data["controller"]["allocation"] = {"method": "pinv_clip", "axis_priorities": [["Mz"]]}
 
 
+def _pwm_not_whole_ticks(data):
+    data["devices"]["valves"]["pwm_period_s"] = 0.015
+
+
+def _valve_closes_a_period_late(data):
+    data["devices"]["valves"].update(open_delay_s=0.0, close_delay_s=0.06)
+
+
 @pytest.mark.parametrize(
     "mutate,key,needle",
     [
+        (_pwm_not_whole_ticks, "devices.valves", "not a whole number of ticks"),
+        (_valve_closes_a_period_late, "devices.valves", "close delay exceeds"),
         (_unknown_axis, "controller.allocation.axis_priorities.1", "unknown axis 'Fz'"),
         (_axis_twice, "controller.allocation.axis_priorities.1", "named twice"),
         (_priorities_pinv, "controller.allocation.axis_priorities", "method: exact"),

@@ -121,6 +121,35 @@ def test_valve_commander_latches_per_period_lengthens_pulses_and_keeps_totals():
     np.testing.assert_allclose(vc.commanded_impulse_ns, commanded)  # totals survive reset
 
 
+def test_valve_commander_slow_closing_valve_never_loses_a_counted_pulse():
+    from controller.valve_command import ValveCommander
+
+    # the valve closes 6 ms after the falling edge but opens 1 ms after the rising one:
+    # open time = command + 5 ms (bias -5 steps). A 4 ms pulse (the minimum impulse bit)
+    # cannot exist: the shortest command, 1 step, gives 6 ms. Every impulse the modulator
+    # counts as delivered must be what the valve really delivers.
+    vc = ValveCommander(list(FMAX), PERIOD_S, 0.01, MIB_S, open_delay_s=0.001, close_delay_s=0.006)
+    assert vc.bias_steps == -5 and vc.min_on_time_s == pytest.approx(0.006)
+    rng = np.random.default_rng(3)
+    physical_ns = np.zeros(8)
+    step_s = PERIOD_S * 0.02
+    for period in range(400):
+        thrust = rng.uniform(0.0, 0.2, 8) * FMAX  # small demands: short pulses
+        duty = np.array(vc.duty_pct(thrust, period * vc.ticks_per_period))
+        sent_steps = np.rint(duty / 2.0)
+        physical_ns += np.where(sent_steps > 0, (sent_steps + 5) * step_s, 0.0) * FMAX
+    np.testing.assert_allclose(vc.delivered_impulse_ns, physical_ns, rtol=1e-12)
+    # and the carried error keeps delivered within one pulse of commanded per valve
+    assert np.all(np.abs(vc.delivered_impulse_ns - vc.commanded_impulse_ns) <= FMAX * PERIOD_S)
+
+
+def test_valve_commander_refuses_a_close_delay_longer_than_a_period():
+    from controller.valve_command import ValveCommander
+
+    with pytest.raises(ValueError, match="close delay exceeds"):
+        ValveCommander(list(FMAX), PERIOD_S, 0.01, MIB_S, open_delay_s=0.0, close_delay_s=0.06)
+
+
 def test_valve_commander_rejects_a_period_that_is_not_whole_ticks():
     from controller.valve_command import ValveCommander
 
