@@ -12,7 +12,9 @@ arms (``RunOptions.arm=False``) unless ``--fly`` is given. Two designs:
     data goes stale and the vehicle goes to ``safe_mode`` (latched, D10). From then on
     the fault plan switches the BMS healthy and silent in turn every ``--window`` seconds
     (healthy, silent, healthy, ...). From the first healthy window after ``safe_mode``
-    every tick is counted for the condition of the window it started in. Both conditions
+    every tick is counted for the condition of the window it started in, except in the
+    first ``timeout_s`` of the power bus of each window (a poll sent just before the
+    switch is still waiting out its timeout there). Both conditions
     share the process, the vehicle state and the machine's drifts (other load on a shared
     host), so what differs between them is the BMS alone: a silent window's polls each
     wait out the link timeout, a healthy window's are answered. The p99 ratio's 95 %
@@ -132,19 +134,23 @@ def _nearest_rank(sorted_values: np.ndarray, p: float) -> float:
 
 
 def split_by_window(errors_us: list[float], starts_s: list[float], origin_s: float, window_s: float,
-                    count_from_s: float) -> dict[int, list[float]]:
+                    count_from_s: float, guard_s: float = 0.0) -> dict[int, list[float]]:
     """Group ticks by window index ``j = floor((t - origin_s) / window_s)`` (even: BMS
     healthy, odd: silent; see :func:`silent_windows`), keeping ticks that started at or
-    after ``max(origin_s, count_from_s)``."""
+    after ``max(origin_s, count_from_s)`` and not in the first ``guard_s`` of a window (a
+    poll sent just before a switch is still waiting out its timeout there)."""
     groups: dict[int, list[float]] = {}
     start = max(origin_s, count_from_s)
     for e, t in zip(errors_us, starts_s):
         if t >= start:
-            groups.setdefault(int((t - origin_s) // window_s), []).append(e)
+            j, into = divmod(t - origin_s, window_s)
+            if into >= guard_s:
+                groups.setdefault(int(j), []).append(e)
     return groups
 
 
-def paired_ratio(pairs: list[tuple[list[float], list[float]]], seed: int = 0) -> dict:
+def paired_ratio(pairs: list[tuple[list[float], list[float]]], seed: int = 0,
+                 resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
     """Silent/healthy p99 ratio over window pairs, with a bootstrap 95 % interval.
 
     Parameters
@@ -153,13 +159,16 @@ def paired_ratio(pairs: list[tuple[list[float], list[float]]], seed: int = 0) ->
         Period errors (us) of adjacent silent and healthy windows.
     seed : int
         Seed of the resampling.
+    resamples : int
+        Bootstrap resamples (0: the ratios only, no interval).
 
     Returns
     -------
     dict
         ``p99_ratio`` (pooled), ``p99_ratio_ci95`` (2.5 and 97.5 % of the ratio over
         :data:`BOOTSTRAP_RESAMPLES` resamples of whole pairs; Efron & Tibshirani 1993,
-        percentile interval, resampling blocks as in Kunsch 1989), ``p50_ratio``.
+        percentile interval, resampling blocks as in Kunsch 1989; absent when
+        ``resamples`` is 0), ``p50_ratio``.
     """
     silent = np.sort(np.concatenate([np.asarray(s, float) for s, _ in pairs]))
     healthy = np.sort(np.concatenate([np.asarray(h, float) for _, h in pairs]))
@@ -168,11 +177,13 @@ def paired_ratio(pairs: list[tuple[list[float], list[float]]], seed: int = 0) ->
         "p99_ratio": round(_nearest_rank(silent, 0.99) / _nearest_rank(healthy, 0.99), 3),
         "p50_ratio": round(_nearest_rank(silent, 0.5) / _nearest_rank(healthy, 0.5), 3),
     }
+    if resamples <= 0:
+        return out
     rng = np.random.default_rng(seed)
     s_arr = [np.asarray(s, float) for s, _ in pairs]
     h_arr = [np.asarray(h, float) for _, h in pairs]
-    ratios = np.empty(BOOTSTRAP_RESAMPLES)
-    for b in range(BOOTSTRAP_RESAMPLES):
+    ratios = np.empty(resamples)
+    for b in range(resamples):
         idx = rng.integers(0, len(pairs), len(pairs))
         s = np.sort(np.concatenate([s_arr[i] for i in idx]))
         h = np.sort(np.concatenate([h_arr[i] for i in idx]))
@@ -185,6 +196,8 @@ def _windows_design(folder: Path, tr: str, args) -> dict:
     faults = silent_windows(args.silent_at, args.first_silent, args.window, args.duration)
     rig = _write_rig(folder, RIGS[tr], faults, args.radars)
     origin = args.silent_at + args.first_silent
+    # a BMS poll sent just before a switch waits out the bus timeout into the next window
+    guard = float(yaml.safe_load(rig.read_text())["buses"]["power"]["timeout_s"])
     runs, pairs = [], []
     pooled: dict[str, list[float]] = {"healthy": [], "silent_bms": []}
     for _ in range(args.repeat):
@@ -194,7 +207,7 @@ def _windows_design(folder: Path, tr: str, args) -> dict:
             raise SystemExit(f"power_tick: {tr}: the vehicle never reached safe_mode; lengthen --first-silent")
         # pairs start at a healthy window after safe_mode: both conditions in the same (latched) state
         count_from = origin + 2 * args.window * max(0, math.ceil((safe_t - origin) / (2 * args.window) - 1e-9))
-        groups = split_by_window(errs, starts, origin, args.window, count_from)
+        groups = split_by_window(errs, starts, origin, args.window, count_from, guard)
         run_pairs = []
         for j in sorted(groups):
             whole = origin + (j + 2) * args.window <= args.duration + 1e-9  # the run ends at --duration
@@ -204,13 +217,14 @@ def _windows_design(folder: Path, tr: str, args) -> dict:
             raise SystemExit(f"power_tick: {tr}: no whole window pair after safe_mode; use a longer --duration")
         digest["counted_from_s"] = round(count_from, 3)
         digest["window_pairs"] = len(run_pairs)
-        digest["p99_ratio"] = paired_ratio(run_pairs)["p99_ratio"]
+        digest["p99_ratio"] = paired_ratio(run_pairs, resamples=0)["p99_ratio"]
         runs.append(digest)
         pairs += run_pairs
         for s, h in run_pairs:
             pooled["silent_bms"] += s
             pooled["healthy"] += h
     return {
+        "guard_s": guard,
         "runs": runs,
         "pooled_period_error_us": {k: _pooled(v) for k, v in pooled.items()},
         **paired_ratio(pairs),

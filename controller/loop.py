@@ -38,7 +38,8 @@ class LatencyHistogram:
     where a list of samples grows by about 32 bytes per tick. A percentile is the upper
     edge of the bin that holds the nearest-rank sample (so it is at most 1 us above the
     exact nearest-rank value), never above the largest sample; samples below 0 count in
-    the first bin.
+    the first bin. A rank that falls among the overflow samples is reported as the
+    largest sample (an upper bound, since their individual values are not kept).
     """
 
     __slots__ = ("_bins", "_max_us", "count", "max_value", "overflow")

@@ -110,8 +110,9 @@ class PySerialLink(_LinkState):
     write_timeout_s : float, optional
         Only for ports without a file descriptor (``loop://`` and other pyserial URL
         handlers): longest a ``write`` may block (default 0.05 s); a write that times out
-        returns 0 and is counted in ``write_timeouts``. Ports with a descriptor (ttys,
-        ptys, ``socket://``) never block: see Notes.
+        returns 0 (bytes of it may have gone out) and is counted in ``write_timeouts``;
+        nothing is queued. Ports with a descriptor (ttys, ptys, ``socket://``) never
+        block: see Notes.
     tx_buffer_bytes : int, optional
         Bound of the transmit queue (default 4096 bytes): what the OS did not take yet.
 
@@ -135,7 +136,9 @@ class PySerialLink(_LinkState):
     sent by later ``write`` and ``read`` calls. A frame already started is always
     finished (a half-sent frame would corrupt the next one on the wire); a new write that
     finds the queue too full for it is refused whole: it returns 0 and is counted in
-    ``tx_overflows`` and ``tx_dropped_bytes``. pyserial's own non-blocking write
+    ``tx_overflows`` and ``tx_dropped_bytes``. Bytes still queued when the link fails,
+    is reopened or is closed are counted in ``tx_dropped_bytes`` too (a frame cut there
+    is rejected by the receiver's CRC). pyserial's own non-blocking write
     (``write_timeout=0``) cannot be used instead: it retries ``EAGAIN`` in a busy loop
     until the OS buffer drains (pyserial 3.5, ``serialposix.Serial.write``).
     """
@@ -174,7 +177,7 @@ class PySerialLink(_LinkState):
         except (serial.SerialException, OSError) as exc:
             raise BusError(f"serial link {self.url}: cannot open: {one_line(exc)}") from exc
         self._fd = _nonblocking_fd(ser)
-        self._tx_queue.clear()
+        self._discard_queue()  # bytes queued for a port that was replaced
         return ser
 
     @property
@@ -183,7 +186,8 @@ class PySerialLink(_LinkState):
         return len(self._tx_queue)
 
     def _send(self, data) -> int:
-        """Hand ``data`` to the port without waiting; return the bytes the OS took."""
+        """Hand ``data`` to the port (a descriptor: without waiting; else pyserial's write,
+        bounded by ``write_timeout_s``); return the bytes taken."""
         if self._fd is None:
             import serial
 
@@ -209,9 +213,15 @@ class PySerialLink(_LinkState):
     def is_open(self) -> bool:
         return not self._user_closed and not self._failed and self._ser is not None
 
+    def _discard_queue(self) -> None:
+        """Count queued bytes that will never be sent (the port is closed or replaced)."""
+        self.tx_dropped_bytes += len(self._tx_queue)
+        self._tx_queue.clear()
+
     def _fail(self, what: str, exc: BaseException) -> BusError:
         self._failed = True
         self.failures += 1
+        self._discard_queue()
         ser, self._ser = self._ser, None
         if ser is not None and not self.url.startswith("socket://"):
             # pyserial's socket close() sleeps 0.3 s ("give the server some time"): never in
@@ -229,7 +239,8 @@ class PySerialLink(_LinkState):
         import serial
 
         try:
-            self._drain()
+            if self._tx_queue:
+                self._drain()
             data = self._ser.read(max_bytes)
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             raise self._fail("read", exc) from exc
@@ -249,8 +260,14 @@ class PySerialLink(_LinkState):
             return 0
         import serial
 
+        if not isinstance(data, (bytes, bytearray)):
+            data = bytes(data)  # a memoryview of another format or layout: count bytes
         q = self._tx_queue
         try:
+            if self._fd is None:  # no descriptor: pyserial's bounded blocking write, no queue
+                n = self._send(data)
+                self.bytes_tx += n
+                return n
             self._drain()
             if q:  # the OS buffer is still full: keep order behind the queue, or refuse
                 if len(q) + len(data) > self.tx_buffer_bytes:
@@ -292,7 +309,14 @@ class PySerialLink(_LinkState):
         self._failed = False
 
     def close(self) -> None:
-        """Close the port; idempotent."""
+        """Close the port; idempotent. Queued bytes get one last non-blocking try; what
+        the OS does not take then is counted in ``tx_dropped_bytes``."""
+        if self._tx_queue and not self._user_closed and not self._failed:
+            try:
+                self._drain()
+            except Exception:  # noqa: BLE001 - closing must not raise
+                pass
+        self._discard_queue()
         self._user_closed = True
         if self._ser is not None:
             try:

@@ -261,3 +261,42 @@ def test_pyserial_write_never_waits_on_a_full_port_and_keeps_order(make):
     finally:
         for link in (host, peer, *extra):
             link.close()
+
+
+def _fill_until_queued(host) -> int:
+    """Write 1000-byte chunks into a port nobody reads until one is refused; return the
+    bytes accepted."""
+    accepted = 0
+    for _ in range(100_000):
+        n = host.write(b"q" * 1000)
+        if not n:
+            return accepted
+        accepted += n
+    raise AssertionError("the port never filled")
+
+
+def test_pyserial_queued_bytes_lost_to_a_reopen_or_close_are_counted():
+    master, slave_path = open_pty_pair("discard")
+    host = PySerialLink(slave_path, 921600, tx_buffer_bytes=3000)
+    try:
+        _fill_until_queued(host)
+        queued, dropped = host.tx_queued_bytes, host.tx_dropped_bytes
+        assert queued > 0 and dropped == 1000  # the refused chunk
+        host.reopen()  # bytes queued for the old port will never be sent
+        assert host.tx_queued_bytes == 0
+        assert host.tx_dropped_bytes == dropped + queued
+    finally:
+        host.close()
+        master.close()
+
+
+def test_pyserial_without_a_descriptor_writes_through_and_queues_nothing():
+    host = PySerialLink("loop://", 9600)
+    try:
+        assert host.write(b"abc") == 3
+        assert host.tx_queued_bytes == 0
+        assert _read_exact(host, 3) == b"abc"
+        assert host.write(memoryview(b"\x01\x02\x03\x04").cast("H")) == 4  # counted in bytes
+        assert _read_exact(host, 4) == b"\x01\x02\x03\x04"
+    finally:
+        host.close()

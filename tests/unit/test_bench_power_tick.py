@@ -45,6 +45,8 @@ def test_split_by_window_attributes_ticks_by_start_time(bench):
     # window j = floor((t - 5) / 1): 5-6 is j=0 (healthy), 6-7 j=1 (silent) ...; before 5 s: none
     assert groups == {0: [2.0, 3.0], 1: [4.0, 5.0], 2: [6.0], 4: [7.0]}
     assert bench.split_by_window(errors, starts, 5.0, 1.0, count_from_s=7.0) == {2: [6.0], 4: [7.0]}
+    # a guard drops the first 0.1 s of each window: 5.0, 6.0, 7.0 go; 5.99, 6.5, 9.99 stay
+    assert bench.split_by_window(errors, starts, 5.0, 1.0, count_from_s=0.0, guard_s=0.1) == {0: [3.0], 1: [5.0], 4: [7.0]}
 
 
 def test_paired_ratio_is_pooled_p99_ratio_with_an_interval_around_it(bench):
@@ -57,6 +59,7 @@ def test_paired_ratio_is_pooled_p99_ratio_with_an_interval_around_it(bench):
     assert out["pairs"] == 10
     assert out["p99_ratio"] == pytest.approx(1.2, abs=1e-3)
     assert out["p50_ratio"] == pytest.approx(1.2, abs=1e-3)
+    assert "p99_ratio_ci95" not in bench.paired_ratio(pairs, resamples=0)
     lo, hi = out["p99_ratio_ci95"]
     assert lo == pytest.approx(1.2, abs=1e-3) and hi == pytest.approx(1.2, abs=1e-3)
 
