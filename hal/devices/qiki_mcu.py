@@ -486,10 +486,16 @@ class McuDriver:
             ``unknown`` (unknown id), ``invalid`` (known id, bad payload), ``seq_gaps``
             (frames missed, total) and ``seq_gaps_by_id``, ``seq_anomalies`` (repeats,
             restarts), ``bytes_rx, bytes_tx, frames_tx, tx_short, heartbeats_tx``,
-            ``bus_errors, reopen_attempts, reopens, link_up``, ``mcu_reboots``.
+            ``bus_errors, reopen_attempts, reopens, link_up``, ``mcu_reboots``; and from
+            links that queue their writes (:class:`hal.serial.link.PySerialLink`)
+            ``tx_overflows`` (frames refused, queue full) and ``tx_dropped_bytes``.
         """
         out: dict[str, Any] = self._decoder.stats.as_dict()
         out.update(self._counters)
+        for key in ("tx_overflows", "tx_dropped_bytes"):
+            value = getattr(self.link, key, None)
+            if value is not None:
+                out[key] = value
         out["seq_gaps_by_id"] = dict(self._seq_gaps_by_id)
         out["link_up"] = self.link_up
         return out
