@@ -21,7 +21,6 @@ Using a link after an explicit ``close()`` is a programming error and raises Bus
 
 from __future__ import annotations
 
-import errno
 import os
 import tty
 from typing import Protocol, runtime_checkable
@@ -197,10 +196,7 @@ class PySerialLink(_LinkState):
                 self.write_timeouts += 1  # expected timeout: a return value, not an exception
                 return 0
             return len(data) if n is None else int(n)
-        try:
-            return os.write(self._fd, data)
-        except (BlockingIOError, InterruptedError):
-            return 0
+        return _write_nonblocking(self._fd, data)
 
     def _drain(self) -> None:
         q = self._tx_queue
@@ -269,19 +265,12 @@ class PySerialLink(_LinkState):
                 self.bytes_tx += n
                 return n
             self._drain()
-            if q:  # the OS buffer is still full: keep order behind the queue, or refuse
-                if len(q) + len(data) > self.tx_buffer_bytes:
-                    self.tx_overflows += 1
-                    self.tx_dropped_bytes += len(data)
-                    return 0
-                q += data
-                return len(data)
-            n = self._send(data)
+            n = 0 if q else self._send(data)  # behind a queue: keep the order
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             raise self._fail("write", exc) from exc
         self.bytes_tx += n
         if n < len(data):
-            if n == 0 and len(data) > self.tx_buffer_bytes:
+            if n == 0 and len(q) + len(data) > self.tx_buffer_bytes:  # nothing started: refuse whole
                 self.tx_overflows += 1
                 self.tx_dropped_bytes += len(data)
                 return 0
@@ -327,6 +316,21 @@ class PySerialLink(_LinkState):
     def __repr__(self) -> str:
         return f"PySerialLink({self.url!r}, {self.baudrate})"
 
+
+
+def _write_nonblocking(fd: int, data) -> int:
+    """``os.write`` on a non-blocking descriptor: the bytes the OS took, 0 when its buffer
+    is full (``EAGAIN``) or the call was interrupted.
+
+    Raises
+    ------
+    OSError
+        Any other failure (the device or peer is gone).
+    """
+    try:
+        return os.write(fd, data)
+    except (BlockingIOError, InterruptedError):  # BlockingIOError is EAGAIN / EWOULDBLOCK
+        return 0
 
 
 def _nonblocking_fd(ser) -> int | None:
@@ -549,14 +553,9 @@ class FdLink(_LinkState):
         if not self._check_usable():
             return 0
         try:
-            n = os.write(self.fd, data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
+            n = _write_nonblocking(self.fd, data)
         except OSError as exc:
-            if exc.errno == errno.EAGAIN:
-                n = 0
-            else:
-                raise self._fail("write", one_line(exc)) from exc
+            raise self._fail("write", one_line(exc)) from exc
         self.bytes_tx += n
         self.tx_dropped_bytes += len(data) - n
         return n
