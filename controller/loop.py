@@ -63,24 +63,30 @@ class LatencyHistogram:
             self._bins[i if i > 0 else 0] += 1
 
     def percentiles(self, levels: Sequence[float] = (0.50, 0.99)) -> dict:
-        """Return the same keys as :func:`percentiles` (nearest rank, 1 us resolution)."""
-        keys = [f"p{level * 100:g}" for level in levels]
+        """Return the same keys as :func:`percentiles` (nearest rank, 1 us resolution, us).
+
+        Parameters
+        ----------
+        levels : sequence of float, optional
+            Quantile levels in (0, 1].
+        """
+        keys = _level_keys(levels)
         if not self.count:
             return {**dict.fromkeys(keys), "max": None}
         top = self.max_value
         assert top is not None
-        out = {}
-        for key, p in sorted(zip(keys, levels), key=lambda kp: kp[1]):
-            rank = min(self.count, max(1, math.ceil(p * self.count)))
-            seen = 0
-            value = top
-            for i, n in enumerate(self._bins):
-                seen += n
-                if seen >= rank:
-                    value = min(float(i + 1), top)
-                    break
-            out[key] = round(value, 1)
-        return {**{k: out[k] for k in keys}, "max": round(top, 1)}
+        # one pass over the bins, levels in rising rank order
+        wanted = sorted((min(self.count, max(1, math.ceil(p * self.count))), k) for k, p in zip(keys, levels))
+        out = dict.fromkeys(keys, round(top, 1))  # ranks in the overflow bin: the maximum
+        seen, w = 0, 0
+        for i, n in enumerate(self._bins):
+            seen += n
+            while w < len(wanted) and seen >= wanted[w][0]:
+                out[wanted[w][1]] = round(min(float(i + 1), top), 1)
+                w += 1
+            if w == len(wanted):
+                break
+        return {**out, "max": round(top, 1)}
 
 
 @dataclass
@@ -136,6 +142,11 @@ class LoopStats:
         return out
 
 
+def _level_keys(levels: Sequence[float]) -> list[str]:
+    """Summary keys of quantile levels: ``0.5 -> "p50"``, ``0.999 -> "p99.9"``."""
+    return [f"p{level * 100:g}" for level in levels]
+
+
 def percentiles(values: Sequence[float], levels: Sequence[float] = (0.50, 0.99)) -> dict:
     """Return quantiles and the maximum of ``values`` (nearest-rank method).
 
@@ -154,7 +165,7 @@ def percentiles(values: Sequence[float], levels: Sequence[float] = (0.50, 0.99))
         ``values`` is empty. Nearest rank: the p-quantile is the ``ceil(p * n)``-th
         smallest value (Hyndman & Fan 1996, definition 1).
     """
-    keys = [f"p{level * 100:g}" for level in levels]
+    keys = _level_keys(levels)
     if not values:
         return {**dict.fromkeys(keys), "max": None}
     s = sorted(values)
