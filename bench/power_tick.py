@@ -128,11 +128,6 @@ def _pooled(values) -> dict:
     return {"n": len(values), **percentiles(list(values), LEVELS)}
 
 
-def _nearest_rank(sorted_values: np.ndarray, p: float) -> float:
-    n = len(sorted_values)
-    return float(sorted_values[min(n - 1, max(0, math.ceil(p * n) - 1))])
-
-
 def split_by_window(errors_us: list[float], starts_s: list[float], origin_s: float, window_s: float,
                     count_from_s: float, guard_s: float = 0.0) -> dict[int, list[float]]:
     """Group ticks by window index ``j = floor((t - origin_s) / window_s)`` (even: BMS
@@ -170,24 +165,24 @@ def paired_ratio(pairs: list[tuple[list[float], list[float]]], seed: int = 0,
         percentile interval, resampling blocks as in Kunsch 1989; absent when
         ``resamples`` is 0), ``p50_ratio``.
     """
-    silent = np.sort(np.concatenate([np.asarray(s, float) for s, _ in pairs]))
-    healthy = np.sort(np.concatenate([np.asarray(h, float) for _, h in pairs]))
+    s_arr = [np.asarray(s, float) for s, _ in pairs]
+    h_arr = [np.asarray(h, float) for _, h in pairs]
+
+    def q(arrays: list[np.ndarray], p: float) -> float:  # nearest rank (Hyndman & Fan 1996, def. 1)
+        return float(np.quantile(np.concatenate(arrays), p, method="inverted_cdf"))
+
     out = {
         "pairs": len(pairs),
-        "p99_ratio": round(_nearest_rank(silent, 0.99) / _nearest_rank(healthy, 0.99), 3),
-        "p50_ratio": round(_nearest_rank(silent, 0.5) / _nearest_rank(healthy, 0.5), 3),
+        "p99_ratio": round(q(s_arr, 0.99) / q(h_arr, 0.99), 3),
+        "p50_ratio": round(q(s_arr, 0.5) / q(h_arr, 0.5), 3),
     }
     if resamples <= 0:
         return out
     rng = np.random.default_rng(seed)
-    s_arr = [np.asarray(s, float) for s, _ in pairs]
-    h_arr = [np.asarray(h, float) for _, h in pairs]
     ratios = np.empty(resamples)
     for b in range(resamples):
         idx = rng.integers(0, len(pairs), len(pairs))
-        s = np.sort(np.concatenate([s_arr[i] for i in idx]))
-        h = np.sort(np.concatenate([h_arr[i] for i in idx]))
-        ratios[b] = _nearest_rank(s, 0.99) / _nearest_rank(h, 0.99)
+        ratios[b] = q([s_arr[i] for i in idx], 0.99) / q([h_arr[i] for i in idx], 0.99)
     out["p99_ratio_ci95"] = [round(float(np.quantile(ratios, 0.025)), 3), round(float(np.quantile(ratios, 0.975)), 3)]
     return out
 
