@@ -1,33 +1,56 @@
 """The ``qiki`` command.
 
-Bad input (a rig, mission, FSM or DBC file that fails its checks) prints ONE line,
-``PATH: key.path: what is wrong``, on stderr and exits with status 2; never a traceback
-(SAFETY.md K01-K06).
+Bad input (a rig, mission, FSM or DBC file, or an option, that fails its checks) prints
+ONE line, ``PATH: key.path: what is wrong``, on stderr and exits with status 2; a port or
+adapter that cannot be opened prints one line and exits 3; never a traceback (SAFETY.md
+K01-K06). Every exit status is listed in :mod:`controller.exit_codes` and ``qiki --help``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
+import traceback
 from typing import Sequence
 
+from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, HELP_TEXT
 from hal.errors import one_line
 
-EXIT_BAD_INPUT = 2
+#: Exit status of a bug (an exception no check foresaw), sysexits.h EX_SOFTWARE.
+EXIT_INTERNAL_ERROR = 70
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from controller.errors import ControllerError
     from firmware_bridge.errors import ProtocolError
     from hal.errors import BusConfigError
+    from hal.fileio import FileRefusedError
 
-    return (ControllerError, BusConfigError, ProtocolError)
+    return (ControllerError, BusConfigError, ProtocolError, FileRefusedError)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("qiki")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (a bare checkout)
+        return "unknown"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from controller.stop import StopRequest
+
+    # handlers first, before the slow imports: a SIGTERM from here on is a safe stop
+    with StopRequest() as stop:
+        return _run_with(args, stop)
+
+
+def _run_with(args: argparse.Namespace, stop) -> int:
     from rich.console import Console
 
+    from controller.exit_codes import SIGNAL_EXIT
     from controller.run import RunOptions, run_main_job
     from controller.summary_view import print_summary
 
@@ -45,7 +68,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sr_replay=args.sr_replay,
         arm=not args.no_arm,
     )
-    status, summary, folder = run_main_job(opts, console=console)
+    try:
+        status, summary, folder = run_main_job(opts, console=console, stop=stop)
+    except BaseException:
+        if stop.requested:  # asked to stop before a run folder existed: nothing was commanded
+            print(f"interrupted ({stop.name}) before the run started", file=sys.stderr)
+            return SIGNAL_EXIT.get(stop.signum or 0, 130)
+        raise
     print_summary(summary, Console())
     return status
 
@@ -88,10 +117,16 @@ def _cmd_fsm_graph(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``qiki``."""
-    p = argparse.ArgumentParser(prog="qiki", description="QIKI hardware-in-the-loop controller stack")
+    p = argparse.ArgumentParser(prog="qiki", description="QIKI hardware-in-the-loop controller stack",
+                                epilog=HELP_TEXT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"qiki {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="run the main job: boot, POST, arm, fly the mission, disarm")
+    r = sub.add_parser("run", help="run the main job: boot, POST, arm, fly the mission, disarm",
+                       description="Run the main job: boot, POST, arm, fly the mission, disarm. SIGINT, "
+                                   "SIGTERM and SIGHUP stop it safely (zero commands, disarm, valve rail "
+                                   "open, logs closed, summary written); a second signal forces the exit.",
+                       epilog=HELP_TEXT, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--rig", default="rigs/virtual.yaml", help="rig YAML (default: rigs/virtual.yaml)")
     r.add_argument("--mission", default="missions/square.yaml", help="mission YAML (default: missions/square.yaml)")
     r.add_argument("--realtime", action="store_true", help="run against the monotonic clock (emulators on a thread, MCU over a pty)")
@@ -134,15 +169,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qiki`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from hal.errors import DeviceUnavailableError
+
     try:
         return int(args.func(args) or 0)
     except _user_errors() as exc:
         # str(ConfigError) is already its one_line(); other errors are squeezed to one line
         print(one_line(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except DeviceUnavailableError as exc:
+        print(one_line(exc), file=sys.stderr)
+        return EXIT_HARDWARE_UNAVAILABLE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RecursionError:
+        print("qiki: input nested too deeply (recursion limit)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback only on request
+        if os.environ.get("QIKI_TRACEBACK"):
+            traceback.print_exc()
+        print(f"qiki: internal error: {type(exc).__name__}: {one_line(exc)} (QIKI_TRACEBACK=1 shows the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

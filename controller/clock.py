@@ -78,26 +78,54 @@ class SimClock:
 
 
 class MonotonicClock:
-    """Real time from ``time.monotonic_ns``, zero at construction."""
+    """Real time from ``time.monotonic_ns``.
 
-    __slots__ = ("_t0_ns",)
+    Parameters
+    ----------
+    frozen : bool, optional
+        False (default): zero at construction. True: the clock reads 0 until
+        :meth:`start` is called, then runs from 0. The composition root builds a rig on a
+        frozen clock, so that everything built (poller schedules, emulator start times,
+        the FSM's entry into ``boot``, the POST timeout) sees time 0, and the run clock
+        starts with the first tick however long the build took (a loaded machine once
+        took 3.09 s to reach tick 0, past ``post_timeout_s``).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_t0_ns", "_frozen")
+
+    def __init__(self, frozen: bool = False) -> None:
         self._t0_ns = time.monotonic_ns()
+        self._frozen = bool(frozen)
+
+    @property
+    def started(self) -> bool:
+        """True once the clock runs (always for a clock built with ``frozen=False``)."""
+        return not self._frozen
+
+    def start(self) -> None:
+        """Start a frozen clock at 0 now; no-op on a running clock (idempotent)."""
+        if self._frozen:
+            self._t0_ns = time.monotonic_ns()
+            self._frozen = False
 
     def now_ns(self) -> int:
-        """Return integer nanoseconds since construction."""
+        """Return integer nanoseconds since the clock started (0 while frozen)."""
+        if self._frozen:
+            return 0
         return time.monotonic_ns() - self._t0_ns
 
     def now_s(self) -> float:
-        """Return seconds since construction."""
+        """Return seconds since the clock started (0.0 while frozen)."""
+        if self._frozen:
+            return 0.0
         return (time.monotonic_ns() - self._t0_ns) * 1e-9
 
     def sleep_until(self, deadline_s: float) -> None:
-        """Sleep until ``deadline_s`` (s since construction); no-op if it has passed.
+        """Sleep until ``deadline_s`` (s on this clock); no-op if it has passed.
 
         One ``time.sleep``: it wakes late by the OS scheduler's latency, which the
-        real-time loop records as the tick's period error.
+        real-time loop records as the tick's period error. On a frozen clock it sleeps
+        ``deadline_s`` of real time (the clock does not move meanwhile).
         """
         remaining = deadline_s - self.now_s()
         if remaining > 0:

@@ -265,6 +265,9 @@ class FixedRateLoop:
 
     def _run_realtime(self, tick, max_ticks) -> None:
         clock = self.clock
+        start = getattr(clock, "start", None)
+        if start is not None:
+            start()  # a frozen MonotonicClock runs from the first tick (ARCHITECTURE.md 3)
         t0 = clock.now_s()
         self.stats.origin_s = t0
         keep_ticks = self.stats.keep_ticks

@@ -223,7 +223,7 @@ def build_rig(
     ConfigError, HalError
         For anything in the rig that cannot be built (one line, exit status 2).
     """
-    clock = MonotonicClock() if realtime else SimClock()
+    clock = MonotonicClock(frozen=True) if realtime else SimClock()
     closers: list[Any] = []
     try:
         return _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers)

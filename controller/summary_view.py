@@ -14,10 +14,19 @@ def print_summary(summary: dict[str, Any], console) -> None:
     t.add_column("value")
     t.add_row("result", str(summary["result"]))
     t.add_row("final state", str(summary["final_state"]))
+    if "waypoints_reached" not in summary:  # a run stopped before its first tick
+        t.add_row("run folder", summary.get("run_folder", ""))
+        console.print(t)
+        return
     t.add_row("waypoints", f"{summary['waypoints_reached']}/{summary['waypoints_total']}")
     if summary.get("max_hold_error_m") is not None:
         t.add_row("max hold error", f"{summary['max_hold_error_m'] * 100:.1f} cm")
     t.add_row("run time", f"{summary['sim_time_s']:.2f} s")
+    sd = summary.get("shutdown")
+    if sd:
+        t.add_row("safe stop", f"{sd['zero_command_ticks']} zero commands, disarmed {sd['disarmed']}, "
+                               f"rail off confirmed {sd['rail_open_confirmed']}, relay open confirmed "
+                               f"{sd['relay_open_confirmed']}" + (" (forced)" if sd.get("forced") else ""))
     loop = summary["loop"]
     if loop.get("realtime"):
         pe = loop.get("period_error_us", {})

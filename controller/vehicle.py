@@ -11,20 +11,83 @@ rule 3). One tick (ARCHITECTURE.md 3):
   body-frame wrench and the allocator splits it into thrusts;
 * **write**: the output guard has the last word; duties are encoded and sent every tick
   (zero is actively commanded, never implied); the host heartbeat goes to the MCU.
+
+Two things stop the outputs for good, whatever the state machine says:
+
+* an **exception inside a tick** (the exception barrier): it is a fault, not a crash.
+  The tick's remaining phases are skipped, a zero command is sent, the FSM takes the
+  ``fault`` event (``safe_mode``) with the exception's one-line text as the reason, and
+  the traceback goes to the run record (an ``exception`` event). Later ticks run as
+  usual but their outputs stay zero;
+* a **shutdown** (:meth:`Vehicle.begin_shutdown`, from SIGINT/SIGTERM/SIGHUP): zero is
+  commanded every tick from then on, an armed vehicle is disarmed through the state
+  machine (``disarm`` -> ``idle``, whose entry opens the valve rail), and
+  :meth:`Vehicle.shutdown_status` says when the stop is complete.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from controller.control import PoseGains, pose_pd_wrench
 from controller.mission import MissionExecutor
 from controller.safety.output_guard import OutputGuard
+from hal.errors import one_line
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 #: FSM states reported to the MCU in the host heartbeat.
 ARMING_STATES = frozenset({"armed", "active"})
+#: Zero commands a shutdown sends, at least, before the stop may complete (ISSUE 10: >= 3).
+SHUTDOWN_ZERO_TICKS = 3
+
+
+@dataclass
+class ShutdownStatus:
+    """Where a shutdown stands (:meth:`Vehicle.shutdown_status`).
+
+    Attributes
+    ----------
+    reason : str
+        Why (``interrupted (SIGTERM)``).
+    started_s : float
+        Run time the shutdown began (s).
+    zero_ticks : int
+        Ticks since then that sent an all-zero valve command.
+    disarmed : bool
+        The FSM state is not ``armed``/``active``.
+    rail_open_confirmed : bool
+        A fresh MCU status received after the shutdown began says the valve rail is off.
+    relay_open_confirmed : bool or None
+        The PDU's read-back confirmed the valve-rail relay open (None: no PDU on the rig).
+    complete : bool
+        All of the above hold (the run may stop now).
+    """
+
+    reason: str
+    started_s: float
+    zero_ticks: int
+    disarmed: bool
+    rail_open_confirmed: bool
+    relay_open_confirmed: bool | None
+    complete: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``shutdown`` block of ``summary.json``."""
+        return {
+            "reason": self.reason,
+            "started_s": round(self.started_s, 6),
+            "zero_command_ticks": self.zero_ticks,
+            "disarmed": self.disarmed,
+            "rail_open_confirmed": self.rail_open_confirmed,
+            "relay_open_confirmed": self.relay_open_confirmed,
+            "complete": self.complete,
+        }
 
 
 class Allocator(Protocol):
@@ -170,6 +233,15 @@ class Vehicle:
         self.failed_thrusters: set[int] = set()
         self.failures_handled: list[dict[str, Any]] = []
         self._span_reason: str | None = None
+        #: Set for good by the exception barrier or a shutdown: outputs are zero from then on.
+        self.output_inhibit: str | None = None
+        #: The first exception caught by the barrier, one line (``safe_mode`` reason).
+        self.exception_reason: str | None = None
+        self.exceptions_caught = 0
+        self.shutdown_reason: str | None = None
+        self.shutdown_started_s = 0.0
+        self.shutdown_zero_ticks = 0
+        self._last_frame_zero = False
         self._actions = {
             "run_post": self._act_run_post,
             "enable_valve_rail": self._act_enable_rail,
@@ -268,7 +340,7 @@ class Vehicle:
 
     # ------------------------------------------------------------------ the tick
     def tick(self, k: int, now_s: float, dt_s: float) -> None:
-        """Run one control tick (per tick): read, update, write.
+        """Run one control tick (per tick): read, update, write, behind the exception barrier.
 
         Parameters
         ----------
@@ -278,12 +350,110 @@ class Vehicle:
             The tick's time on the run clock (s).
         dt_s : float
             Time since the previous tick (s); the output guard's rate limit uses it.
+
+        Notes
+        -----
+        An ``Exception`` raised by any phase does not leave this method: see
+        :meth:`_on_exception` (ISSUE 10 part 2; SAFETY.md: anything that can stop the
+        process leaves the valves commanded to zero). ``BaseException`` that is not an
+        ``Exception`` (a forced stop, ``KeyboardInterrupt``) passes through.
         """
         self.tick_index = k
         self.now_s = now_s
-        self.read(now_s)
-        self.update(now_s, dt_s)
-        self.write(now_s, dt_s)
+        self._last_frame_zero = False
+        try:
+            self.read(now_s)
+            self.update(now_s, dt_s)
+            self.write(now_s, dt_s)
+        except Exception as exc:  # noqa: BLE001 - the barrier: every fault lands in safe_mode
+            self._on_exception(exc, now_s)
+        if self.shutdown_reason is not None and self._last_frame_zero:
+            self.shutdown_zero_ticks += 1
+
+    def _on_exception(self, exc: Exception, now_s: float) -> None:
+        """The exception barrier: zero outputs, ``safe_mode``, traceback to the record."""
+        self.exceptions_caught += 1
+        reason = f"exception in tick: {type(exc).__name__}: {one_line(exc)}"
+        first = self.exception_reason is None
+        if first:
+            self.exception_reason = reason
+            self.output_inhibit = reason
+            self._log("exception", reason=reason, traceback=traceback.format_exc())
+            logger.error("%s (tick %d); outputs zero from now on", reason, self.tick_index)
+        try:
+            self._condition("tick_exception", self.exception_reason)
+            if self.fsm.state not in ("safe_mode", "estop"):
+                self._step_fsm(now_s, ["fault"])
+        except Exception as exc2:  # noqa: BLE001 - the FSM itself failed: outputs stay zero
+            if first:
+                self._log("exception", reason=f"FSM step after the exception failed: {one_line(exc2)}")
+        self.send_zero(now_s)
+        try:
+            self.mcu.driver.service(now_s, self.fsm.state)
+        except Exception:  # noqa: BLE001 - the MCU drops the rail when heartbeats stop
+            pass
+
+    def send_zero(self, now_s: float) -> bool:
+        """Send one all-zero valve command now, best effort (barrier, forced stop).
+
+        Returns
+        -------
+        bool
+            True when the frame was handed to the CAN port.
+        """
+        if self.foreign_command_s is not None:  # B09: our TX to the board stopped for good
+            return False
+        try:
+            frame = self.vb.driver.command_frame([0.0] * self.n_valves)
+            self.valve_port.send(frame, now_s)
+        except Exception as exc:  # noqa: BLE001 - nothing more can be done from here
+            logger.error("zero valve command could not be sent: %s", one_line(exc))
+            return False
+        self._last_frame_zero = True
+        return True
+
+    # ------------------------------------------------------------------ shutdown
+    def begin_shutdown(self, reason: str, now_s: float) -> None:
+        """Start a safe stop (signals): zero outputs from now on, disarm if armed.
+
+        Parameters
+        ----------
+        reason : str
+            ``interrupted (SIGTERM)``...; recorded as a ``shutdown`` event.
+        now_s : float
+            Run time (s).
+        """
+        if self.shutdown_reason is not None:
+            return
+        self.shutdown_reason = reason
+        self.shutdown_started_s = now_s
+        self.output_inhibit = self.output_inhibit or reason
+        self._log("shutdown", reason=reason)
+        if self.fsm.state in ARMING_STATES:
+            self.command("disarm")
+
+    def shutdown_status(self, now_s: float) -> ShutdownStatus:
+        """Where the shutdown stands (per tick, after :meth:`tick`).
+
+        The valve rail counts as confirmed off when an MCU status received after the
+        shutdown began says ``rail_enabled`` is false; the PDU relay (when the rig has a
+        power subsystem with a PDU) when its read-back confirmed the relay open.
+        """
+        mcu = self.mcu.driver
+        st = mcu.status
+        rx_s = getattr(mcu, "status_rx_s", None)
+        rail_ok = bool(st is not None and rx_s is not None and rx_s >= self.shutdown_started_s and not st.rail_enabled)
+        relay: bool | None = None
+        for sub in self.subsystems:
+            confirm = getattr(sub, "valve_rail_open_confirmed", None)
+            if confirm is not None:
+                v = confirm()
+                if v is not None:
+                    relay = bool(v) if relay is None else (relay and bool(v))
+        disarmed = self.fsm.state not in ARMING_STATES
+        complete = (self.shutdown_zero_ticks >= SHUTDOWN_ZERO_TICKS and disarmed and rail_ok and relay is not False)
+        return ShutdownStatus(self.shutdown_reason or "", self.shutdown_started_s, self.shutdown_zero_ticks,
+                              disarmed, rail_ok, relay, complete)
 
     def read(self, now_s: float) -> None:
         """Read phase (per tick): drain every bus and decode; ``now_s`` is the tick time (s)."""
@@ -475,8 +645,8 @@ class Vehicle:
         ``dt_s`` is the real time since the previous tick (from the loop), which the
         output guard's rate limit uses (SAFETY.md T01).
         """
-        allow = self.fsm.outputs == "allocate"
-        thrust = self.guard.apply(self.demand_n, allow, dt_s)
+        allow = self.fsm.outputs == "allocate" and self.output_inhibit is None
+        thrust = self.guard.apply(self.demand_n if allow else None, allow, dt_s)
         duty = [0.0] * self.n_valves
         if allow and self.modulator is not None:
             per_thruster = self.modulator.duty_pct(thrust, self.tick_index)
@@ -493,6 +663,7 @@ class Vehicle:
         if self.foreign_command_s is None:  # B09: our TX to the board stops for good
             frame = self.vb.driver.command_frame(duty)
             self.valve_port.send(frame, now_s)
+            self._last_frame_zero = not any(duty)
         self.mcu.driver.service(now_s, self.fsm.state)
         for sub in self.subsystems:
             sub.write(now_s, self)

@@ -39,3 +39,12 @@ class BusConfigError(HalError):
 
 class BusError(HalError):
     """A bus failed at run time (adapter gone, send refused, port closed)."""
+
+
+class DeviceUnavailableError(BusError):
+    """A port or adapter that the rig names cannot be opened: missing, busy, or permission
+    denied (the CLI prints one line and exits with its "hardware unavailable" status).
+
+    The message is one line naming the device and the OS reason, e.g.
+    ``serial link /dev/ttyUSB0: cannot open: [Errno 2] No such file or directory``.
+    """

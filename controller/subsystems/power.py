@@ -530,6 +530,23 @@ class PowerSubsystem:
         self._rail_confirm_reported = False
         self._log(now_s, "relay_command", device=self.pdu[0], relay="valve_rail", closed=closed)
 
+    def valve_rail_open_confirmed(self) -> bool | None:
+        """Has the PDU confirmed the valve-rail relay open? (safe stop, per tick)
+
+        Returns
+        -------
+        bool or None
+            None without a PDU; True when the last relay command was "open" and its
+            read-back confirmed it, or no command was ever sent and the last fresh PDU
+            sample reads the relay open; False otherwise.
+        """
+        if self.pdu is None:
+            return None
+        t = self._rail_ticket
+        if t is None:
+            return self.pdu[1].snapshot().values.get("valve_rail_enabled") in (False, 0)
+        return (not self.rail_closed_requested) and t.done.is_set() and bool(t.ok)
+
     def _relay_condition(self, now_s: float, state: str) -> str | None:
         t = self._rail_ticket
         if t is None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import can
 
-from hal.errors import BusConfigError, one_line
+from hal.errors import BusConfigError, DeviceUnavailableError, one_line
 
 __all__ = ["open_can_bus"]
 
@@ -43,8 +43,11 @@ def open_can_bus(interface: str, channel: str, bitrate_bps: int, *,
     ------
     BusConfigError
         One line ``CAN interface '<interface>' channel '<channel>': <reason>`` when the
-        interface is unknown, the driver or adapter is missing, or the channel cannot be
-        opened (python-can errors translated here, chained with ``from``).
+        interface name is unknown to python-can or its settings are refused.
+    DeviceUnavailableError
+        One line ``CAN interface ... : cannot open: <reason>`` when the adapter, its
+        driver library or the channel cannot be opened (unplugged, busy, permission
+        denied). python-can errors are translated here, chained with ``from``.
     """
     if not isinstance(bitrate_bps, int) or isinstance(bitrate_bps, bool) or bitrate_bps <= 0:
         raise BusConfigError(
@@ -53,7 +56,11 @@ def open_can_bus(interface: str, channel: str, bitrate_bps: int, *,
     try:
         return can.Bus(interface=interface, channel=channel, bitrate=bitrate_bps,
                        receive_own_messages=receive_own_messages, **kwargs)
-    except Exception as exc:  # CanError, ImportError, OSError, ValueError, ...
-        detail = one_line(exc)
+    except (can.CanInterfaceNotImplementedError, ValueError, TypeError) as exc:
+        # an interface name python-can does not know, or settings it refuses: bad input
         raise BusConfigError(
-            f"CAN interface {interface!r} channel {channel!r}: {detail}") from exc
+            f"CAN interface {interface!r} channel {channel!r}: {one_line(exc)}") from exc
+    except Exception as exc:  # CanInitializationError, OSError, ImportError of a vendor lib...
+        # the adapter or its driver is not there (unplugged, busy, permission denied)
+        raise DeviceUnavailableError(
+            f"CAN interface {interface!r} channel {channel!r}: cannot open: {one_line(exc)}") from exc

@@ -25,7 +25,7 @@ import os
 import tty
 from typing import Protocol, runtime_checkable
 
-from hal.errors import BusConfigError, BusError, one_line
+from hal.errors import BusConfigError, BusError, DeviceUnavailableError, one_line
 
 __all__ = [
     "SerialLink",
@@ -174,7 +174,7 @@ class PySerialLink(_LinkState):
         except ValueError as exc:
             raise BusConfigError(f"serial link {self.url}: invalid settings: {one_line(exc)}") from exc
         except (serial.SerialException, OSError) as exc:
-            raise BusError(f"serial link {self.url}: cannot open: {one_line(exc)}") from exc
+            raise DeviceUnavailableError(f"serial link {self.url}: cannot open: {one_line(exc)}") from exc
         self._fd = _nonblocking_fd(ser)
         self._discard_queue()  # bytes queued for a port that was replaced
         return ser

@@ -86,7 +86,8 @@ def test_lr_replay_summary_shows_the_recordings_objects(replay_run):
 
 
 def test_lr_replay_bad_file_is_a_one_line_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="replay file not found"):
+    # refused with the options, before any run folder exists (ISSUE 10 part 4)
+    with pytest.raises(ConfigError, match="--lr-replay: .*missing.log: file not found"):
         run(tmp_path, lr_replay=str(tmp_path / "missing.log"))
 
 
@@ -122,7 +123,9 @@ def test_obstacle_off_the_path_does_not_trip(tmp_path):
     # 3 m to the side of the square, seen by nobody's keep-out: the mission completes
     rig = rig_file(tmp_path, obstacles=[{"x_m": 2.0, "y_m": -2.5}])
     status, summary, _ = run(tmp_path, rig, duration_s=20.0)
-    assert status == 0, summary["result"]
+    # 20 s of a 76 s mission: not tripped, and truthfully incomplete (ISSUE 10 part 3)
+    assert status == 1 and summary["result"].startswith("duration elapsed: mission incomplete"), summary["result"]
+    assert summary["final_state"] == "idle" and summary["faults"] == []
     assert summary["radar"]["keep_out"]["breach_ticks"] == 0
 
 
