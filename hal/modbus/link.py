@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import select
 import threading
 import time
@@ -44,7 +45,7 @@ from firmware_bridge.protocols.modbus_profile import (
     ModbusResponder,
     crc16_modbus,
 )
-from hal.errors import BusConfigError
+from hal.errors import BusConfigError, DeviceUnavailableError
 
 FailureKind = Literal["timeout", "exception", "wrong_unit", "corrupt", "transport", "closed"]
 
@@ -541,6 +542,14 @@ class PymodbusRtuLink(_PymodbusLink):
 
         if not timeout_s > 0 or int(baudrate) <= 0 or parity not in ("N", "E", "O"):
             raise BusConfigError(f"modbus rtu {port_path}: need baudrate > 0, timeout_s > 0, parity N/E/O")
+        # The port must exist and be ours to open now: a missing RS-485 adapter is a
+        # hardware fault at start, not a stream of transport failures later (ISSUE 10).
+        try:
+            fd = os.open(port_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            os.close(fd)
+        except OSError as exc:
+            raise DeviceUnavailableError(
+                f"modbus rtu {port_path}: cannot open: [Errno {exc.errno}] {exc.strerror}") from exc
         _quiet_pymodbus()
         try:
             client = ModbusSerialClient(
