@@ -213,3 +213,18 @@ def test_port_counts_own_tx_ids_apart():
     finally:
         bus.shutdown()
         other.shutdown()
+
+
+def test_wire_layout_is_our_dbc():
+    """WIRE_LAYOUT (used to recognise vendor DBCs) and dbc/ars408.dbc describe one layout."""
+    import cantools
+
+    db = cantools.database.load_file(str(ROOT / "dbc" / "ars408.dbc"), strict=True)
+    assert {m.name for m in db.messages} == {m.name for m in proto.WIRE_LAYOUT}
+    for layout in proto.WIRE_LAYOUT:
+        m = db.get_message_by_name(layout.name)
+        assert (m.frame_id, m.length) == (layout.base_id, layout.dlc)
+        assert m.cycle_time == layout.cycle_time_ms
+        got = {(s.name, s.start, s.length, s.scale, s.offset, s.byte_order, s.is_signed) for s in m.signals}
+        want = {(s.name, s.start_bit, s.length_bits, s.scale, s.offset, "big_endian", False) for s in layout.signals}
+        assert got == want, layout.name
