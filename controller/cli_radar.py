@@ -21,8 +21,21 @@ which is what the recording's notes describe. The filter is printed with every r
 choice for surveying static scenes: the main job (``qiki run``) does NOT filter on
 motion, because a moving obstacle is exactly what its keep-out guard must see.
 
-Exit status: 0 report printed; 2 bad input (unreadable file or DBC, bad sensor ID,
-options of the other format): one line on stderr via :func:`controller.cli.main`.
+Channels (``--channel``): compared in one normalised form whatever type python-can's
+reader gives (candump: ``can1``; ASC and BLF: ``0`` for the file's channel 1, python-can
+counts from 0; TRC: the file's bus number; see :func:`hal.can.replay.channel_key`).
+
+DBCs (``--dbc``): ``dbc/ars408.dbc`` by default; a vendor ARS408 database (Continental's
+``ARS408_id<k>.dbc``, or any DBC of the ARS408 wire layout) is mapped onto the driver's
+names by layout; without ``--sensor-id`` the sensor ID is the one the DBC's IDs belong to.
+
+Exit status: 0 report printed and healthy; 1 report printed but NOT healthy (the
+``problems`` of the report: a ``--channel`` that matches no frame -- the report lists the
+channels present --, no frame or no complete cycle of this sensor, radar faults at the
+end of the log; for ``--format iwr6843``: no valid frame, e.g. every packet from an
+unsupported SDK or platform); 2 bad input (unreadable file or DBC, DBC lacking a message
+the driver needs, bad sensor ID, options of the other format): one line on stderr via
+:func:`controller.cli.main`.
 """
 
 from __future__ import annotations
@@ -79,19 +92,22 @@ def decode(args: argparse.Namespace) -> dict[str, Any]:
         flt["min_rcs_dbsm"] = args.min_rcs_dbsm
     if args.dyn_prop:
         flt["dyn_props"] = tuple(args.dyn_prop) if "any" not in args.dyn_prop else None
-    sensor_id = 0 if args.sensor_id is None else args.sensor_id
+    sensor_id = args.sensor_id  # None: the DBC's own sensor ID (0 for base-ID DBCs)
     return decode_can_log(args.file, dbc=args.dbc, sensor_id=sensor_id, channel=args.channel, **flt)
 
 
 def _format_iwr6843(r: dict[str, Any]) -> str:
-    lines = [
+    lines = ["NOT HEALTHY: " + "; ".join(r["problems"])] if r.get("problems") else []
+    lines += [
         f"{r['file']}: {r['bytes']} bytes, {r['frames']} frames "
         f"(numbers {r['frame_numbers'][0]}..{r['frame_numbers'][1]}, {r['frame_number_gaps']} missing)"
         if r["frame_numbers"] else f"{r['file']}: {r['bytes']} bytes, 0 frames",
         f"rejected: {sum(r['rejected'].values())}"
         + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(r['rejected'].items()))})" if r["rejected"] else "")
         + f", resyncs {r['resyncs']}, garbage {r['garbage_bytes']} bytes, trailing {r['trailing_bytes']} bytes",
-        f"SDK {r['sdk_version']}, platform {r['platform']}; TLVs "
+        (f"SDK {r['sdk_version']}, platform {r['platform']} ({r.get('platform_name')})" if r["frames"] else
+         "headers seen: " + (", ".join(f"{k}: {v}" for k, v in r.get("headers", {}).items()) or "none"))
+        + "; TLVs "
         + ", ".join(f"{k}: {v}" for k, v in r["tlvs"].items()),
         f"points: {r['points']} in {r['frames_with_points']} frames ({r['frames_without_points']} frames empty)",
         f"confirmed tracks: {len(r['tracks'])} ({r['confirmed_at_end']} at end)",
@@ -121,12 +137,13 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, sort_keys=True))
     elif report.get("format") == "iwr6843":
         print(_format_iwr6843(report))
+        return 0 if report.get("healthy", True) else 1
     else:
         from controller.radar_decode import format_report
 
         print(format_report(report))
         print(_format_filter(report.get("filter")))
-    return 0
+    return 0 if report.get("healthy", True) else 1
 
 
 def _probability(text: str) -> float:
@@ -168,8 +185,12 @@ def add_parser(subparsers: Any) -> None:
     d.add_argument("--dbc", action="append", default=None, metavar="PATH",
                    help="DBC file (repeatable; default dbc/ars408.dbc)")
     d.add_argument("--sensor-id", type=_sensor_id, default=None, metavar="N",
-                   help="ARS408 sensor ID 0..7: frame IDs + 0x10 * N (default 0)")
-    d.add_argument("--channel", default=None, help="only frames recorded on this channel (default all)")
+                   help="ARS408 sensor ID 0..7: frame IDs + 0x10 * N (default: the DBC's own, "
+                        "0 for a base-ID DBC such as dbc/ars408.dbc or ARS408_id0.dbc)")
+    d.add_argument("--channel", default=None,
+                   help="only frames recorded on this channel (default all): 'can1' for candump, "
+                        "'0' for the first channel of an ASC/BLF file (python-can counts from 0), "
+                        "the bus number for TRC; a channel that matches nothing is reported and exits 1")
     d.add_argument("--min-prob-of-exist", type=_probability, default=None, metavar="P",
                    help="track only objects whose probability of existence is >= P "
                         "(default 0.999: the radar's top class, raw 7)")

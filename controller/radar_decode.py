@@ -4,9 +4,18 @@ The library behind the command (the CLI wiring is in :mod:`controller.cli`): it 
 recorded CAN log through exactly the driver's ingress path (codec, ingress checks, cycle
 assembly, radar-state interpretation) and the tracker, and returns a JSON-ready report:
 
-* ``frames``, ``decoded``, ``rejected`` (by reason) -- every frame of the log is offered to
-  the driver; frames of other IDs (another sensor ID, other devices) count as
+* ``frames``, ``decoded``, ``rejected`` (by reason) -- every frame of the log (of the
+  selected channel) is offered to the driver; error and remote frames count as
+  ``error_frame`` / ``remote_frame``, QIKI's own ego-motion frames (0x300/0x301 + offset)
+  as ``own_tx_id``, frames of other IDs (another sensor ID, other devices) as
   ``unknown_id``;
+* ``channels`` -- the channels present in the log with their frame counts, in python-can's
+  form (:func:`hal.can.replay.channel_key`: ``"can1"`` for candump, ``"0"`` for the first
+  channel of an ASC/BLF file), the channel asked for and the frames kept;
+* ``healthy`` and ``problems`` -- the verdict: frames kept, a complete object-list cycle
+  decoded, the radar neither stale nor faulty at the end of the log. A channel filter that
+  keeps no frame, a log with no frame of this sensor, or a radar that reports faults is
+  not healthy, and the command exits 1;
 * ``cycles`` -- complete and dropped object-list cycles, and their period statistics;
 * ``radar`` -- the last RadarState (errors, sensor ID, motion input), firmware version,
   and whether the radar was stale at the end of the log / ever went stale;
@@ -29,8 +38,8 @@ from controller.tracking.models import Detection as TrackingDetection
 from firmware_bridge.protocols.ars408 import Detection as ArsDetection
 from firmware_bridge.protocols.ars408 import MountPose
 from hal.can.codec import DbcCodec
-from hal.can.replay import iter_can_log
-from hal.devices.ars408 import Ars408Config, Ars408Driver
+from hal.can.replay import channel_key, channel_matches, iter_can_log
+from hal.devices.ars408 import Ars408Config, Ars408Driver, dbc_sensor_id
 
 __all__ = ["DEFAULT_DBC", "decode_can_log", "tracking_detection", "format_report"]
 
@@ -74,9 +83,9 @@ def decode_can_log(
     path: str | Path,
     *,
     dbc: Sequence[str | Path] | str | Path | None = None,
-    sensor_id: int = 0,
+    sensor_id: int | None = 0,
     mount: MountPose | None = None,
-    channel: str | None = None,
+    channel: str | int | None = None,
     track: bool = True,
     tracker_config: Any = None,
     min_prob_of_exist: float = 0.0,
@@ -91,13 +100,18 @@ def decode_can_log(
         Any python-can log (candump ``.log``, ``.asc``, ``.blf``, ``.trc``...).
     dbc : path or sequence of paths, optional
         DBC file(s); default ``dbc/ars408.dbc`` (found by :func:`resolve_data_path`).
-    sensor_id : int, optional
-        Sensor ID the radar is expected to use (IDs + 0x10 * ID). Default 0.
+    sensor_id : int or None, optional
+        Sensor ID the radar is expected to use (IDs + 0x10 * ID). Default 0. None: the
+        sensor ID of the DBC's own IDs (0 for a base-ID DBC, ``k`` for a vendor
+        ``ARS408_id<k>.dbc``).
     mount : MountPose, optional
         Radar mount pose for body-frame detections; default identity (report positions
         in the radar frame).
-    channel : str, optional
-        Only frames recorded on this channel; default all.
+    channel : str or int, optional
+        Only frames recorded on this channel, compared in the normalised form of
+        :func:`hal.can.replay.channel_key` whatever type the log reader gives (``0`` or
+        ``"0"`` for the first channel of an ASC/BLF file, ``"can1"`` for candump); default
+        all.
     track : bool, optional
         Run the tracker over the complete cycles (default True).
     tracker_config : controller.tracking.TrackerConfig, optional
@@ -130,10 +144,28 @@ def decode_can_log(
     else:
         dbc_paths = [resolve_data_path(p) for p in dbc]
     codec = DbcCodec([str(p) for p in dbc_paths])
+    sensor_from_dbc = sensor_id is None
+    if sensor_from_dbc:
+        sensor_id = dbc_sensor_id(codec)
     cfg = Ars408Config(sensor_id=sensor_id, mount=mount or MountPose(),
                        min_prob_of_exist=min_prob_of_exist, min_rcs_dbsm=min_rcs_dbsm,
                        name="ars408")
-    frames = iter_can_log(path, channel=channel)
+    Ars408Driver(codec, cfg)  # refuse a DBC lacking what the driver needs before reading
+    channels_present: dict[str, int] = {}
+    frames_read = 0
+
+    def kept_frames():
+        nonlocal frames_read
+        for m in iter_can_log(path):
+            frames_read += 1
+            key = channel_key(m.channel)
+            key = "none" if key is None else key
+            if key in channels_present or len(channels_present) < 64:
+                channels_present[key] = channels_present.get(key, 0) + 1
+            if channel_matches(m.channel, channel):
+                yield m
+
+    frames = kept_frames()
 
     tracker = None
     if track:
@@ -195,11 +227,42 @@ def decode_can_log(
     gaps = [b - a for a, b in zip(cycle_times, cycle_times[1:])]
     h = status.health
     live = {t.track_id for t in tracker.confirmed()} if tracker is not None else set()
+    problems: list[str] = []
+    kept = status.frames
+    if channel is not None and kept == 0:
+        present = ", ".join(f"{k} ({v} frames)" for k, v in channels_present.items()) or "none"
+        problems.append(f"channel {channel_key(channel)!r} matches no frame of {frames_read}; "
+                        f"channels present: {present}")
+    elif frames_read == 0:
+        problems.append("the log holds no frame")
+    elif status.decoded == 0:
+        problems.append(f"no frame of ARS408 sensor ID {sensor_id} "
+                        f"(ObjStatus at 0x{driver.codec.frame_id('ARS408_ObjStatus'):03X})")
+    elif status.cycles_complete == 0:
+        problems.append("no complete object-list cycle")
+    if status.cycles_complete == 0 and "stale" not in status.faults:
+        faults_at_end = ["stale", *status.faults]
+        stale_at_end = True
+    else:
+        faults_at_end = list(status.faults)
+        stale_at_end = status.stale
+    if faults_at_end and not problems:
+        problems.append("radar faults at the end of the log: " + ", ".join(faults_at_end))
     report: dict[str, Any] = {
         "file": str(path),
         "format": "can",
         "dbc": [str(p) for p in dbc_paths],
+        "dbc_notes": list(codec.vendor_notes),
         "sensor_id": sensor_id,
+        "sensor_id_from": "dbc" if sensor_from_dbc else "option",
+        "healthy": not problems,
+        "problems": problems,
+        "channels": {
+            "wanted": channel_key(channel),
+            "present": dict(channels_present),
+            "frames_read": frames_read,
+            "frames_kept": kept,
+        },
         "duration_s": round(end_s, 6),
         "frames": status.frames,
         "decoded": status.decoded,
@@ -218,9 +281,9 @@ def decode_can_log(
             "dyn_props": None if dyn_props is None else sorted(dyn_props),
         },
         "radar": {
-            "stale_at_end": status.stale,
+            "stale_at_end": stale_at_end,
             "stale_episodes": stale_episodes,
-            "faults_at_end": list(status.faults),
+            "faults_at_end": faults_at_end,
             "warnings_at_end": list(status.warnings),
             "version": ".".join(str(v) for v in status.version) if status.version else None,
             "state": None if h is None else {
@@ -274,7 +337,14 @@ def format_report(report: dict[str, Any]) -> str:
     """
     cyc = report["cycles"]
     radar = report["radar"]
-    lines = [
+    ch = report.get("channels") or {}
+    lines = []
+    if report.get("problems"):
+        lines.append("NOT HEALTHY: " + "; ".join(report["problems"]))
+    if ch.get("wanted") is not None:
+        lines.append(f"channel {ch['wanted']!r}: {ch['frames_kept']} of {ch['frames_read']} frames kept "
+                     f"(present: {', '.join(f'{k}: {v}' for k, v in ch['present'].items()) or 'none'})")
+    lines += [
         f"{report['file']}: {report['frames']} frames, {report['decoded']} decoded, "
         f"{sum(report['rejected'].values())} rejected"
         + (f" ({', '.join(f'{k}: {v}' for k, v in report['rejected'].items())})"
@@ -283,10 +353,14 @@ def format_report(report: dict[str, Any]) -> str:
         + (f", period {cyc['period_mean_s'] * 1e3:.1f} ms "
            f"({cyc['period_min_s'] * 1e3:.1f}..{cyc['period_max_s'] * 1e3:.1f})"
            if cyc["period_mean_s"] is not None else ""),
-        f"radar: sensor_id {report['sensor_id']}, firmware {radar['version'] or '?'}, "
+        f"radar: sensor_id {report['sensor_id']}"
+        + (" (from the DBC)" if report.get("sensor_id_from") == "dbc" and report["sensor_id"] else "")
+        + f", firmware {radar['version'] or '?'}, "
         f"{'STALE' if radar['stale_at_end'] else 'fresh'} at end, "
         f"faults {radar['faults_at_end'] or 'none'}, warnings {radar['warnings_at_end'] or 'none'}",
     ]
+    for note in report.get("dbc_notes") or ():
+        lines.append("dbc: " + note)
     tracks = report.get("tracks")
     if tracks is not None:
         lines.append(f"confirmed tracks: {len(tracks)}")

@@ -18,6 +18,7 @@ from firmware_bridge.protocols.iwr6843 import (
     Iwr6843Parser,
     TlvType,
     format_version,
+    platform_name,
 )
 
 __all__ = ["decode_iwr6843_file"]
@@ -66,7 +67,11 @@ def decode_iwr6843_file(
         (every track ever confirmed: ``id``, mean ``x_m``/``y_m`` over its confirmed
         scans in the radar frame, ``x_world_m``/``y_world_m`` likewise in the world frame,
         ``confirmed_scans``, ``confirmed_s``, ``hits``, ``confirmed_at_end``) and
-        ``confirmed_at_end`` (count).
+        ``confirmed_at_end`` (count), ``headers`` (every readable frame header, accepted
+        or not, by ``"SDK <major>.<minor> / <platform>"``), ``unsupported`` (packets
+        refused for their SDK or platform, same keys), ``healthy`` (at least one valid
+        frame) and ``problems`` (e.g. ``"receiving packets, all rejected: unsupported SDK
+        2.1 / xWR14xx"``).
 
     Raises
     ------
@@ -113,6 +118,9 @@ def decode_iwr6843_file(
         "frame_number_gaps": gaps,
         "sdk_version": format_version(frames[0].header.version) if frames else None,
         "platform": hex(frames[0].header.platform) if frames else None,
+        "platform_name": platform_name(frames[0].header.platform) if frames else None,
+        "headers": stats["headers"],
+        "unsupported": stats["unsupported"],
         "tlvs": {tlv_names.get(t, f"type_{t}"): n for t, n in stats["tlvs"].items()},
         "rejected": rejected,
         "resyncs": stats["resyncs"],
@@ -124,6 +132,17 @@ def decode_iwr6843_file(
         "tracks": [],
         "confirmed_at_end": 0,
     }
+    problems = []
+    if not frames:
+        why = parser.rejection_text()
+        if why is not None:
+            problems.append(f"receiving packets, all rejected: {why}")
+        elif stats["bytes_in"]:
+            problems.append("no packet start (magic word) with a complete packet in the capture")
+        else:
+            problems.append("the capture is empty")
+    report["healthy"] = not problems
+    report["problems"] = problems
     if track and frames:
         report["tracks"], report["confirmed_at_end"] = _track(frames, frame_period_s, mount, tracker_config)
     return report

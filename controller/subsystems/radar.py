@@ -38,14 +38,18 @@ something due, so the 1 kHz physics loop pays one comparison per step:
 * ARS408 synthetic (:class:`Ars408Emulator`): targets = ``emulation.obstacles`` (moving
   with their ``vx_mps``/``vy_mps``), scene from the world pose composed with the mount;
 * ARS408 replay (``options["lr_replay"]``): :class:`Ars408ReplayEmulator` of the log onto
-  the rig's CAN channel. **The replay loops**: a recording (38 s) shorter than the
+  the rig's CAN channel, data frames on the radar's own IDs only (a whole-bus recording's
+  valve commands, ego-motion, error and remote frames are skipped and counted); a log
+  with no such frame is refused at build (one line, exit 2). **The replay loops**: a recording (38 s) shorter than the
   mission (76 s) would otherwise make the radar stale and fault the run for a reason that
   is not a radar failure; the recording is of a stationary scene, so starting it again is
   seamless (the object-list cycle period is kept across the seam). The summary reports
   ``replay.passes`` so a looped replay is never mistaken for a longer recording.
   Genuine silence (B01) is tested with the synthetic emulator's ``silent`` knob.
 * IWR6843 synthetic from the obstacles, or ``options["sr_replay"]`` replay of a ``.dat``
-  capture (looped for the same reason).
+  capture (looped for the same reason); a capture with no valid packet (e.g. every packet
+  from another SDK or platform) is refused at build in one line, exit 2, instead of being
+  sent whole every frame period.
 
 No I/O of its own beyond the drivers' ports; never blocks; no threads (in real time the
 emulators run on the emulator thread through ``sim.extra``).
@@ -199,19 +203,39 @@ class _Ars408SyntheticFeed:
 
 
 class _Ars408ReplayFeed:
-    """Loops an :class:`Ars408ReplayEmulator` and keeps its (never read) bus queue empty."""
+    """Loops an :class:`Ars408ReplayEmulator` and keeps its (never read) bus queue empty.
 
-    def __init__(self, bus: Any, path: Path, start_s: float) -> None:
+    Only data frames on the radar's own IDs (``rx_ids``: RadarState, the object list,
+    VersionId of the configured sensor ID) are injected: a recording of a whole bus -- a
+    QIKI run's own CAN log with its valve commands and heartbeats, 0x300/0x301 ego-motion
+    frames, error or remote frames, other nodes -- must never put those frames on the
+    rig's bus (recorded valve commands would trip the foreign-command E-stop, B09).
+    """
+
+    def __init__(self, bus: Any, path: Path, start_s: float, rx_ids: frozenset[int] = frozenset()) -> None:
         from firmware_bridge.emulation.ars408 import Ars408ReplayEmulator
 
         self._cls = Ars408ReplayEmulator
         self.bus = bus
         self.path = path
+        self.rx_ids = frozenset(rx_ids)
         self.passes = 1
         self.frames_sent = 0
-        self.emu = Ars408ReplayEmulator(bus, path, start_s=start_s)
+        self.frames_skipped = 0
+        self.emu = Ars408ReplayEmulator(bus, self._frames(), start_s=start_s)
         self._last_due_s = start_s
         self._period_s = 0.072
+
+    def _frames(self):
+        from hal.can.replay import iter_can_log
+
+        ids = self.rx_ids
+        for m in iter_can_log(self.path):
+            if (m.is_error_frame or m.is_remote_frame or m.is_extended_id
+                    or (ids and m.arbitration_id not in ids)):
+                self.frames_skipped += 1
+                continue
+            yield m
 
     def step(self, t_s: float) -> None:
         for _ in range(1024):  # the emulator end never reads the bus: drop what queued up
@@ -221,7 +245,7 @@ class _Ars408ReplayFeed:
         if self.emu.done:
             # Start again one object-list period after the last frame: no stale gap.
             self.frames_sent += self.emu.frames_sent
-            self.emu = self._cls(self.bus, self.path, start_s=t_s + self._period_s)
+            self.emu = self._cls(self.bus, self._frames(), start_s=t_s + self._period_s)
             self.passes += 1
 
     def next_due(self) -> float | None:
@@ -231,6 +255,39 @@ class _Ars408ReplayFeed:
     @property
     def total_frames_sent(self) -> int:
         return self.frames_sent + self.emu.frames_sent
+
+
+def _check_lr_replay(path: Path, rx_ids: frozenset[int], sensor_id: int) -> None:
+    """Refuse (one line) a CAN log that holds no data frame on the radar's IDs."""
+    from hal.can.replay import iter_can_log
+    from hal.errors import BusConfigError
+
+    total = 0
+    try:
+        for m in iter_can_log(path):
+            total += 1
+            if (not (m.is_error_frame or m.is_remote_frame or m.is_extended_id)
+                    and m.arbitration_id in rx_ids):
+                return
+    except BusConfigError as exc:
+        raise ConfigError(str(path), "--lr-replay", str(exc).removeprefix(f"{path}: ")) from exc
+    ids = ", ".join(f"0x{i:03X}" for i in sorted(rx_ids))
+    raise ConfigError(str(path), "--lr-replay",
+                      f"no frame of the ARS408 with sensor ID {sensor_id} ({ids}) among {total} frames: "
+                      f"nothing to replay")
+
+
+def _check_sr_replay(path: Path, data: bytes) -> None:
+    """Refuse (one line) a UART capture in which no packet is valid."""
+    from firmware_bridge.protocols.iwr6843 import Iwr6843Parser
+
+    parser = Iwr6843Parser()
+    if parser.feed(data):
+        return
+    why = parser.rejection_text()
+    detail = (f"every packet rejected: {why}" if why is not None
+              else f"no IWR6843 packet start (magic word) with a complete packet in {len(data)} bytes")
+    raise ConfigError(str(path), "--sr-replay", f"no valid IWR6843 packet in the capture ({detail}): nothing to replay")
 
 
 # --------------------------------------------------------------------------- radars
@@ -501,7 +558,8 @@ class RadarSubsystem:
         sr = self.sr
         if sr is not None and sr.driver is not None:
             if sr.scans == 0:
-                out[sr.name] = (False, "waiting: no frame yet")
+                # Name what arrives: packets of another SDK / platform are not "no frame".
+                out[sr.name] = (False, "waiting: " + sr.driver.waiting_text())
             elif sr.stale:
                 out[sr.name] = (False, "stale")
             else:
@@ -565,7 +623,8 @@ class RadarSubsystem:
                 })
             if isinstance(lr.feed, _Ars408ReplayFeed):
                 block["replay"] = {"file": str(lr.feed.path), "passes": lr.feed.passes,
-                                   "frames_sent": lr.feed.total_frames_sent}
+                                   "frames_sent": lr.feed.total_frames_sent,
+                                   "frames_skipped_not_radar": lr.feed.frames_skipped}
             block["tracks"] = self._track_rows(BAND_LR, lr.cfg.mount)
             out[lr.name] = block
         sr = self.sr
@@ -671,10 +730,16 @@ def build(ctx: Any) -> RadarSubsystem | None:
             for arb_id in lr.driver.rx_ids:
                 lr.port.register(arb_id, lr.driver.on_frame)
             lr.port.add_checker_stats(lr.driver.ingress)
+            declare = getattr(lr.port, "declare_tx_ids", None)
+            if declare is not None:  # 0x300/0x301 heard on the bus count as own_tx_id
+                declare(lr.driver.tx_ids)
             if emulated:
                 emu_bus = ctx.open_emulator_can(dev.bus)
                 if opts.get("lr_replay"):
-                    feed = _Ars408ReplayFeed(emu_bus, _replay_path(opts["lr_replay"], "--lr-replay"), start_s)
+                    path = _replay_path(opts["lr_replay"], "--lr-replay")
+                    rx_ids = frozenset(lr.driver.rx_ids)
+                    _check_lr_replay(path, rx_ids, dev.sensor_id)
+                    feed = _Ars408ReplayFeed(emu_bus, path, start_s, rx_ids)
                     lr.mode, lr.feed = "replay", feed
                     ctx.sim.extra.append(_Gate(feed, feed.next_due))
                 else:
@@ -704,6 +769,7 @@ def build(ctx: Any) -> RadarSubsystem | None:
                     data = path.read_bytes()
                 except OSError as exc:
                     raise ConfigError(str(path), "--sr-replay", f"cannot read capture: {exc.strerror or exc}") from exc
+                _check_sr_replay(path, data)
                 emu = Iwr6843Emulator(link, data, frame_period_s=dev.frame_period_s, seed=ctx.seed,
                                       start_s=start_s, loop=True)
                 sr.mode = "replay"

@@ -115,6 +115,222 @@ def id_offset(sensor_id: int) -> int:
     return SENSOR_ID_STEP * sensor_id
 
 
+# --------------------------------------------------------------------------- wire layout
+
+
+@dataclass(frozen=True, slots=True)
+class SignalLayout:
+    """Where one signal sits in its frame (Motorola byte order, unsigned raw value).
+
+    Attributes
+    ----------
+    name : str
+        The driver's signal name (``dbc/ars408.dbc``).
+    start_bit : int
+        DBC start bit (the MSB, in the DBC's sawtooth numbering for Motorola signals).
+    length_bits : int
+        Field width, bits.
+    scale, offset : float
+        ``physical = raw * scale + offset``.
+    vendor_name : str
+        Continental's name of the same signal (``ARS408_id0.dbc``), for error messages.
+    """
+
+    name: str
+    start_bit: int
+    length_bits: int
+    scale: float
+    offset: float
+    vendor_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLayout:
+    """One ARS408 message the driver knows: base ID, DLC, cycle and its signals.
+
+    Attributes
+    ----------
+    name : str
+        The driver's message name (``MSG_*``).
+    base_id : int
+        Arbitration ID for sensor ID 0 (sensor ``n``: ``base_id + 0x10 * n``).
+    dlc : int
+        Data length, bytes.
+    cycle_time_ms : int or None
+        Nominal transmit period, ms (ARS408-21 technical documentation; the real
+        recording: object list ~72 ms, RadarState and VersionId 1 s); None for RadarCfg,
+        sent on request only.
+    vendor_name : str
+        Continental's message name (``ARS408_id0.dbc``).
+    signals : tuple of SignalLayout
+    """
+
+    name: str
+    base_id: int
+    dlc: int
+    cycle_time_ms: int | None
+    vendor_name: str
+    signals: tuple[SignalLayout, ...]
+
+
+def _sl(*rows: tuple) -> tuple[SignalLayout, ...]:
+    return tuple(SignalLayout(*r) for r in rows)
+
+
+#: The ARS408 wire layout the driver decodes, one entry per message (ARS408-21
+#: technical documentation, message tables; identical to ``dbc/ars408.dbc``, which a
+#: unit test checks). Every signal is Motorola, unsigned. Used to recognise a vendor
+#: database by layout whatever its names (:func:`hal.can.codec.DbcCodec` maps such a
+#: database onto these names).
+WIRE_LAYOUT: tuple[MessageLayout, ...] = (
+    MessageLayout("ARS408_RadarCfg", 0x200, 8, None, "RadarConfiguration", _sl(
+        ("max_distance_valid", 0, 1, 1, 0, "RadarCfg_MaxDistance_valid"),
+        ("sensor_id_valid", 1, 1, 1, 0, "RadarCfg_SensorID_valid"),
+        ("radar_power_valid", 2, 1, 1, 0, "RadarCfg_RadarPower_valid"),
+        ("output_type_valid", 3, 1, 1, 0, "RadarCfg_OutputType_valid"),
+        ("send_quality_valid", 4, 1, 1, 0, "RadarCfg_SendQuality_valid"),
+        ("send_ext_info_valid", 5, 1, 1, 0, "RadarCfg_SendExtInfo_valid"),
+        ("sort_index_valid", 6, 1, 1, 0, "RadarCfg_SortIndex_valid"),
+        ("store_in_nvm_valid", 7, 1, 1, 0, "RadarCfg_StoreInNVM_valid"),
+        ("max_distance_m", 15, 10, 2, 0, "RadarCfg_MaxDistance"),
+        ("sensor_id", 34, 3, 1, 0, "RadarCfg_SensorID"),
+        ("output_type", 36, 2, 1, 0, "RadarCfg_OutputType"),
+        ("radar_power", 39, 3, 1, 0, "RadarCfg_RadarPower"),
+        ("ctrl_relay_valid", 40, 1, 1, 0, "RadarCfg_CtrlRelay_valid"),
+        ("ctrl_relay", 41, 1, 1, 0, "RadarCfg_CtrlRelay"),
+        ("send_quality", 42, 1, 1, 0, "RadarCfg_SendQuality"),
+        ("send_ext_info", 43, 1, 1, 0, "RadarCfg_SendExtInfo"),
+        ("sort_index", 46, 3, 1, 0, "RadarCfg_SortIndex"),
+        ("store_in_nvm", 47, 1, 1, 0, "RadarCfg_StoreInNVM"),
+        ("rcs_threshold_valid", 48, 1, 1, 0, "RadarCfg_RCS_Threshold_Valid"),
+        ("rcs_threshold", 51, 3, 1, 0, "RadarCfg_RCS_Threshold"),
+    )),
+    MessageLayout("ARS408_RadarState", 0x201, 8, 1000, "RadarState", _sl(
+        ("nvm_write_status", 7, 1, 1, 0, "RadarState_NVMwriteStatus"),
+        ("nvm_read_status", 6, 1, 1, 0, "RadarState_NVMReadStatus"),
+        ("max_distance_cfg_m", 15, 10, 2, 0, "RadarState_MaxDistanceCfg"),
+        ("persistent_error", 21, 1, 1, 0, "RadarState_Persistent_Error"),
+        ("interference", 20, 1, 1, 0, "RadarState_Interference"),
+        ("temperature_error", 19, 1, 1, 0, "RadarState_Temperature_Error"),
+        ("temporary_error", 18, 1, 1, 0, "RadarState_Temporary_Error"),
+        ("voltage_error", 17, 1, 1, 0, "RadarState_Voltage_Error"),
+        ("radar_power_cfg", 25, 3, 1, 0, "RadarState_RadarPowerCfg"),
+        ("sort_index", 38, 3, 1, 0, "RadarState_SortIndex"),
+        ("sensor_id", 34, 3, 1, 0, "RadarState_SensorID"),
+        ("motion_rx_state", 47, 2, 1, 0, "RadarState_MotionRxState"),
+        ("send_ext_info_cfg", 45, 1, 1, 0, "RadarState_SendExtInfoCfg"),
+        ("send_quality_cfg", 44, 1, 1, 0, "RadarState_SendQualityCfg"),
+        ("output_type_cfg", 43, 2, 1, 0, "RadarState_OutputTypeCfg"),
+        ("ctrl_relay_cfg", 41, 1, 1, 0, "RadarState_CtrlRelayCfg"),
+        ("rcs_threshold", 60, 3, 1, 0, "RadarState_RCS_Threshold"),
+    )),
+    MessageLayout("ARS408_SpeedInformation", 0x300, 2, 72, "SpeedInformation", _sl(
+        ("speed_direction", 7, 2, 1, 0, "RadarDevice_SpeedDirection"),
+        ("speed_mps", 4, 13, 0.02, 0, "RadarDevice_Speed"),
+    )),
+    MessageLayout("ARS408_YawRateInformation", 0x301, 2, 72, "YawRateInformation", _sl(
+        ("yaw_rate_dps", 7, 16, 0.01, -327.68, "RadarDevice_YawRate"),
+    )),
+    MessageLayout("ARS408_ObjStatus", 0x60A, 4, 72, "Obj_0_Status", _sl(
+        ("nof_objects", 7, 8, 1, 0, "Obj_NofObjects"),
+        ("meas_counter", 15, 16, 1, 0, "Obj_MeasCounter"),
+        ("interface_version", 31, 4, 1, 0, "Obj_InterfaceVersion"),
+    )),
+    MessageLayout("ARS408_ObjGeneral", 0x60B, 8, 72, "Obj_1_General", _sl(
+        ("obj_id", 7, 8, 1, 0, "Obj_ID"),
+        ("dist_long_m", 15, 13, 0.2, -500, "Obj_DistLong"),
+        ("dist_lat_m", 18, 11, 0.2, -204.6, "Obj_DistLat"),
+        ("vrel_long_mps", 39, 10, 0.25, -128, "Obj_VrelLong"),
+        ("vrel_lat_mps", 45, 9, 0.25, -64, "Obj_VrelLat"),
+        ("dyn_prop", 50, 3, 1, 0, "Obj_DynProp"),
+        ("rcs_dbsm", 63, 8, 0.5, -64, "Obj_RCS"),
+    )),
+    MessageLayout("ARS408_ObjQuality", 0x60C, 7, 72, "Obj_2_Quality", _sl(
+        ("obj_id", 7, 8, 1, 0, "Obj_ID"),
+        ("dist_long_rms_code", 15, 5, 1, 0, "Obj_DistLong_rms"),
+        ("dist_lat_rms_code", 10, 5, 1, 0, "Obj_DistLat_rms"),
+        ("vrel_long_rms_code", 21, 5, 1, 0, "Obj_VrelLong_rms"),
+        ("vrel_lat_rms_code", 16, 5, 1, 0, "Obj_VrelLat_rms"),
+        ("arel_long_rms_code", 27, 5, 1, 0, "Obj_ArelLong_rms"),
+        ("arel_lat_rms_code", 38, 5, 1, 0, "Obj_ArelLat_rms"),
+        ("orientation_rms_code", 33, 5, 1, 0, "Obj_Orientation_rms"),
+        ("meas_state", 52, 3, 1, 0, "Obj_MeasState"),
+        ("prob_of_exist", 55, 3, 1, 0, "Obj_ProbOfExist"),
+    )),
+    MessageLayout("ARS408_ObjExtended", 0x60D, 8, 72, "Obj_3_Extended", _sl(
+        ("obj_id", 7, 8, 1, 0, "Obj_ID"),
+        ("arel_long_mps2", 15, 11, 0.01, -10, "Obj_ArelLong"),
+        ("arel_lat_mps2", 20, 9, 0.01, -2.5, "Obj_ArelLat"),
+        ("obj_class", 26, 3, 1, 0, "Obj_Class"),
+        ("orientation_deg", 39, 10, 0.4, -180, "Obj_OrientationAngle"),
+        ("length_m", 55, 8, 0.2, 0, "Obj_Length"),
+        ("width_m", 63, 8, 0.2, 0, "Obj_Width"),
+    )),
+    MessageLayout("ARS408_ObjWarning", 0x60E, 4, 72, "Obj_4_Warning", _sl(
+        ("obj_id", 7, 8, 1, 0, "Obj_ID"),
+        ("coll_det_region_bitfield", 15, 8, 1, 0, "Obj_CollDetRegionBitfield"),
+    )),
+    MessageLayout("ARS408_VersionId", 0x700, 4, 1000, "VersionID", _sl(
+        ("major_release", 7, 8, 1, 0, "Version_MajorRelease"),
+        ("minor_release", 15, 8, 1, 0, "Version_MinorRelease"),
+        ("patch_level", 23, 8, 1, 0, "Version_PatchLevel"),
+        ("extended_range", 25, 1, 1, 0, "Version_ExtendedRange"),
+        ("country_code", 24, 1, 1, 0, "Version_CountryCode"),
+    )),
+)
+
+#: Layout by the driver's message name.
+WIRE_LAYOUT_BY_NAME: Mapping[str, MessageLayout] = {m.name: m for m in WIRE_LAYOUT}
+
+#: Sensor-ID-0 arbitration IDs of every ARS408-21 message, used or not by the driver
+#: (data README of the real recording: 0x200 config, 0x201 state, 0x202-0x204 filters,
+#: 0x300/0x301 ego motion, 0x400-0x408 collision detection, 0x600/0x701/0x702 clusters,
+#: 0x60A-0x60E object list, 0x700 version).
+FAMILY_BASE_IDS: frozenset[int] = frozenset(
+    [0x200, 0x201, 0x202, 0x203, 0x204, 0x300, 0x301, 0x600, 0x700, 0x701, 0x702]
+    + list(range(0x400, 0x409)) + list(range(0x60A, 0x60F)))
+
+
+def dbc_sensor_id(frame_ids: Mapping[str, int]) -> int:
+    """Return the sensor ID a database's ARS408 arbitration IDs belong to.
+
+    Vendor databases come per sensor ID (``ARS408_id0.dbc`` .. ``ARS408_id7.dbc``, every
+    ID ``+ 0x10 * n``) or with the base IDs (= sensor ID 0).
+
+    Parameters
+    ----------
+    frame_ids : mapping of str to int
+        Driver message name (:data:`WIRE_LAYOUT` names) -> arbitration ID in the DBC,
+        for the messages the DBC defines.
+
+    Returns
+    -------
+    int
+        ``n`` in 0..7 such that every given ID is its base ID ``+ 0x10 * n``.
+
+    Raises
+    ------
+    ProtocolError
+        When an ID is not a base ID plus a multiple of 0x10 up to 0x70, or two messages
+        imply different sensor IDs (one line naming both).
+    """
+    seen: dict[int, str] = {}
+    for name, frame_id in frame_ids.items():
+        layout = WIRE_LAYOUT_BY_NAME.get(name)
+        if layout is None:
+            continue
+        delta = int(frame_id) - layout.base_id
+        if delta < 0 or delta % SENSOR_ID_STEP or delta // SENSOR_ID_STEP > MAX_SENSOR_ID:
+            raise ProtocolError(
+                f"{name} at 0x{frame_id:03X} is not an ARS408 ID (0x{layout.base_id:03X} "
+                f"+ 0x10 x sensor ID 0..{MAX_SENSOR_ID})")
+        seen.setdefault(delta // SENSOR_ID_STEP, name)
+    if len(seen) > 1:
+        (a, na), (b, nb) = sorted(seen.items())[:2]
+        raise ProtocolError(f"the DBC mixes sensor IDs: {na} is at sensor ID {a}'s ID, {nb} at sensor ID {b}'s")
+    return next(iter(seen), 0)
+
+
 # --------------------------------------------------------------------------- enums
 
 DYN_PROP = ("moving", "stationary", "oncoming", "stationary_candidate", "unknown",
@@ -858,7 +1074,8 @@ def object_signals(obj: RadarObject) -> tuple[dict[str, float], dict[str, float]
 __all__ = [
     "MSG_RADAR_CFG", "MSG_RADAR_STATE", "MSG_SPEED", "MSG_YAW_RATE", "MSG_OBJ_STATUS",
     "MSG_OBJ_GENERAL", "MSG_OBJ_QUALITY", "MSG_OBJ_EXTENDED", "MSG_OBJ_WARNING", "MSG_VERSION",
-    "REQUIRED_SIGNALS", "SENSOR_ID_STEP", "MAX_SENSOR_ID", "NOMINAL_CYCLE_S", "id_offset",
+    "REQUIRED_SIGNALS", "SignalLayout", "MessageLayout", "WIRE_LAYOUT", "WIRE_LAYOUT_BY_NAME",
+    "FAMILY_BASE_IDS", "dbc_sensor_id", "SENSOR_ID_STEP", "MAX_SENSOR_ID", "NOMINAL_CYCLE_S", "id_offset",
     "DYN_PROP", "OBJ_CLASS", "MEAS_STATE", "MOTION_RX_STATE", "PROB_OF_EXIST_MIN",
     "SPEED_STANDSTILL", "SPEED_FORWARD", "SPEED_BACKWARD", "rms_sigma", "rms_code",
     "RadarObject", "ObjectCycle", "CycleAssembler", "REJECT_ORPHAN", "REJECT_EXCESS",

@@ -85,6 +85,11 @@ __all__ = [
     "encode_packet",
     "split_stream",
     "format_version",
+    "platform_name",
+    "header_label",
+    "SUPPORTED_SDK_MAJOR",
+    "SUPPORTED_PLATFORMS",
+    "PLATFORM_NAMES",
 ]
 
 #: Magic word 0x0102, 0x0304, 0x0506, 0x0708 as little-endian u16 words ("Frame Header").
@@ -99,6 +104,24 @@ PACKET_ALIGN_BYTES = 32
 PLATFORM_IWR6843 = 0xA6843
 #: ``version`` of the SDK 3.3.0.2 firmware that made the real capture.
 SDK_VERSION_3_3 = 0x03030002
+#: SDK major version whose UART output this module decodes: the mmWave SDK 3.x frame header
+#: (40 bytes, with ``subFrameNumber``) and point cloud (type 1: 16-byte float x, y, z,
+#: doppler; type 7: side info). SDK 1.x/2.x differ: the xWR14xx header has no
+#: ``subFrameNumber`` (36 bytes) and type 1 starts with a 4-byte descriptor followed by
+#: 12-byte Q-format points; decoding them with SDK 3 rules yields garbage or
+#: ``point_count_mismatch``, so they are refused by name instead.
+SUPPORTED_SDK_MAJOR = 3
+#: ``platform`` values -> family names (mmWave SDK ``MMWAVE_DEMO`` platform words).
+PLATFORM_NAMES = {
+    0xA1443: "xWR14xx",
+    0xA1642: "xWR16xx",
+    0xA1843: "xWR18xx",
+    0xA6443: "xWR64xx",
+    0xA6843: "xWR68xx",
+}
+#: Platforms whose SDK 3.x out-of-box demo writes the format decoded here (the mmWave SDK
+#: 3.x supports xWR16xx, xWR18xx, xWR64xx and xWR68xx; xWR14xx stopped at SDK 2.x).
+SUPPORTED_PLATFORMS = frozenset({0xA1642, 0xA1843, 0xA6443, 0xA6843})
 #: Default bound on a packet: all TLVs of a 256-bin x 32-Doppler configuration fit.
 DEFAULT_MAX_FRAME_LEN = 65536
 
@@ -147,6 +170,10 @@ class RejectReason:
     POINT_COUNT_MISMATCH = "point_count_mismatch"
     #: A point coordinate or Doppler is NaN or infinite.
     NON_FINITE_POINT = "non_finite_point"
+    #: A readable header from an SDK other than 3.x (:data:`SUPPORTED_SDK_MAJOR`).
+    UNSUPPORTED_SDK = "unsupported_sdk"
+    #: A readable SDK 3.x header from a platform not in :data:`SUPPORTED_PLATFORMS`.
+    UNSUPPORTED_PLATFORM = "unsupported_platform"
 
     ALL = (
         BAD_PACKET_LEN,
@@ -157,6 +184,8 @@ class RejectReason:
         DUPLICATE_TLV,
         POINT_COUNT_MISMATCH,
         NON_FINITE_POINT,
+        UNSUPPORTED_SDK,
+        UNSUPPORTED_PLATFORM,
     )
 
 
@@ -176,6 +205,48 @@ def format_version(version: int) -> str:
     """
     v = int(version) & _U32_MAX
     return f"{v >> 24}.{(v >> 16) & 0xFF}.{(v >> 8) & 0xFF}.{v & 0xFF}"
+
+
+def platform_name(platform: int) -> str:
+    """Return the device family of a header ``platform`` word.
+
+    Parameters
+    ----------
+    platform : int
+        The header's ``platform`` field (u32), e.g. 0xA6843.
+
+    Returns
+    -------
+    str
+        ``"xWR68xx"`` etc. (:data:`PLATFORM_NAMES`), else ``"platform 0x..."``.
+    """
+    name = PLATFORM_NAMES.get(int(platform))
+    return name if name is not None else f"platform 0x{int(platform) & _U32_MAX:X}"
+
+
+def header_label(version: int, platform: int) -> str:
+    """Return ``"SDK <major>.<minor> / <platform>"`` for a header, e.g. ``"SDK 2.1 / xWR14xx"``.
+
+    Parameters
+    ----------
+    version, platform : int
+        The header's ``version`` and ``platform`` words.
+
+    Returns
+    -------
+    str
+    """
+    v = int(version) & _U32_MAX
+    return f"SDK {v >> 24}.{(v >> 16) & 0xFF} / {platform_name(platform)}"
+
+
+def _check_sdk(version: int, platform: int) -> str | None:
+    """Reject reason for a header of an SDK or platform this module does not decode."""
+    if (int(version) & _U32_MAX) >> 24 != SUPPORTED_SDK_MAJOR:
+        return RejectReason.UNSUPPORTED_SDK
+    if int(platform) not in SUPPORTED_PLATFORMS:
+        return RejectReason.UNSUPPORTED_PLATFORM
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,6 +575,9 @@ def decode_packet(
         With one of the :class:`RejectReason` names, or a length/magic complaint.
     """
     header = decode_header(packet)
+    reason = _check_sdk(header.version, header.platform)
+    if reason is not None:
+        raise ProtocolError(f"{reason}: {header_label(header.version, header.platform)}")
     reason = _check_header(header, max_frame_len, packet_align_bytes)
     if reason is None and len(packet) != header.total_packet_len:
         raise ProtocolError(
@@ -585,6 +659,11 @@ class Iwr6843Parser:
         self.tlv_counts: Counter[int] = Counter()
         #: Points in accepted packets.
         self.points = 0
+        #: Readable headers (magic word + 40 bytes) by :func:`header_label`, accepted or
+        #: not (at most 16 labels).
+        self.headers: Counter[str] = Counter()
+        #: Packets refused for their SDK or platform, by :func:`header_label`.
+        self.unsupported: Counter[str] = Counter()
 
     @property
     def buffered_bytes(self) -> int:
@@ -609,7 +688,30 @@ class Iwr6843Parser:
             "garbage_bytes": self.garbage_bytes,
             "buffered_bytes": len(self._buf),
             "tlvs": {int(k): v for k, v in sorted(self.tlv_counts.items())},
+            "headers": dict(self.headers),
+            "unsupported": dict(self.unsupported),
         }
+
+    def rejection_text(self) -> str | None:
+        """One phrase for why packets were rejected, or None when none was.
+
+        Returns
+        -------
+        str or None
+            ``"unsupported SDK 2.1 / xWR14xx"`` when every rejected packet came from an
+            unsupported SDK or platform (the most frequent label first), else the reasons
+            with counts, e.g. ``"point_count_mismatch x12, tlv_overrun x1"``.
+        """
+        total = sum(self.rejects.values())
+        if not total:
+            return None
+        n_unsupported = sum(self.unsupported.values())
+        if n_unsupported == total:
+            return "unsupported " + ", ".join(k for k, _ in self.unsupported.most_common())
+        parts = [f"{k} x{v}" for k, v in self.rejects.most_common()]
+        if self.unsupported:
+            parts.append("from " + ", ".join(k for k, _ in self.unsupported.most_common()))
+        return ", ".join(parts)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[RadarFrame]:
         """Take the next bytes of the stream; return the frames they complete.
@@ -636,6 +738,14 @@ class Iwr6843Parser:
         return out
 
     # -- internals -------------------------------------------------------------------
+
+    def _count_header(self, header: FrameHeader, *, unsupported: bool = False) -> None:
+        """Count a decided candidate's header label (bounded to 16 labels)."""
+        label = header_label(header.version, header.platform)
+        if unsupported:
+            self.unsupported[label] += 1
+        if label in self.headers or len(self.headers) < 16:
+            self.headers[label] += 1
 
     def _skip(self, n: int) -> None:
         """Count ``n`` bytes as garbage (part of one run until a magic word is found)."""
@@ -670,7 +780,9 @@ class Iwr6843Parser:
                 self._need = FRAME_HEADER_LEN
                 break
             header = FrameHeader(*_HEADER.unpack_from(buf, start)[1:])
-            reason = _check_header(header, self.max_frame_len, align)
+            reason = sdk_reason = _check_sdk(header.version, header.platform)
+            if reason is None:
+                reason = _check_header(header, self.max_frame_len, align)
             tlvs: list[tuple[int, int, int]] = []
             if reason is None:
                 reason, tlvs, need = _walk_tlvs(buf, start, n - start, header, align)
@@ -683,6 +795,7 @@ class Iwr6843Parser:
                     reason = result
             if reason is not None:
                 self.rejects[reason] += 1
+                self._count_header(header, unsupported=sdk_reason is not None)
                 # Resume the search inside the rejected candidate: a truncated packet
                 # may hide whole good packets behind its (bogus) length.
                 self._in_garbage = False
@@ -694,6 +807,7 @@ class Iwr6843Parser:
             if self._spans is not None:
                 self._spans.append((self._buf_offset + start, self._buf_offset + start + total))
             self.frames += 1
+            self._count_header(header)
             self.points += len(result.points)
             for t, _, _ in tlvs:
                 self.tlv_counts[t] += 1

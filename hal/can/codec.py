@@ -13,6 +13,26 @@ Rules it enforces (SAFETY.md):
 * F03 -- :meth:`DbcCodec.decode` returns ``None`` (unknown) for a frame of a known ID whose
   DLC or ID format does not match the DBC.
 
+Third-party databases
+---------------------
+* Vector CANdb++ exports hold signals that belong to no message in a placeholder message
+  ``BO_ 3221225472 VECTOR__INDEPENDENT_SIG_MSG: 0 Vector__XXX``; cantools drops it (and its
+  signals) on purpose. The truncation check counts the ``BO_``/``SG_`` definitions of the
+  text without that placeholder, so such files load.
+* A vendor ARS408 database (Continental's ``ARS408_id0.dbc`` .. ``ARS408_id7.dbc``, or any
+  database of the same wire layout under other names) is recognised by its arbitration
+  IDs and signal layouts (:data:`firmware_bridge.protocols.ars408.WIRE_LAYOUT`): each
+  message of the layout found at ``base ID + 0x10 * n`` is renamed to the driver's name
+  (``Obj_1_General`` -> ``ARS408_ObjGeneral``) with the signals whose start bit, length,
+  byte order, sign, scale and offset match renamed to the driver's signal names
+  (``Obj_DistLong`` -> ``dist_long_m``); signals of no known layout are left out, so is
+  every other ARS408 message (clusters, collision detection, filters: the driver does not
+  use them, and cluster 0x701 would otherwise collide with the valve board's heartbeat);
+  the mapped messages take the protocol's cycle times (Continental's file gives RadarState
+  50 ms, firmware 4.30 sends it once a second). The sensor ID stays in the IDs:
+  :class:`hal.devices.ars408.Ars408Driver` reads it back. What was mapped is in
+  :attr:`DbcCodec.vendor_notes`.
+
 Decoding cost
 -------------
 The ARS408 ingress path (decode + checks) must cost no more than 3x a bare cantools
@@ -25,6 +45,8 @@ it; ``tests/unit/test_can_codec.py`` checks it against cantools on every message
 
 from __future__ import annotations
 
+import copy
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -36,7 +58,13 @@ from cantools.database.can import Message as CantoolsMessage
 
 from hal.errors import BusConfigError, HalError, one_line
 
-__all__ = ["CanEncodeError", "Decoded", "DbcCodec"]
+__all__ = ["CanEncodeError", "Decoded", "DbcCodec", "VECTOR_PLACEHOLDER"]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+#: Name of the Vector CANdb++ placeholder message for unassigned signals (cantools drops it).
+VECTOR_PLACEHOLDER = "VECTOR__INDEPENDENT_SIG_MSG"
 
 
 class CanEncodeError(HalError, ValueError):
@@ -106,8 +134,120 @@ class _Entry:
             self.fallback = True
 
 
-_BO_RE = re.compile(r"^[ \t]*BO_[ \t]", re.MULTILINE)
-_SG_RE = re.compile(r"^[ \t]*SG_[ \t]", re.MULTILINE)
+_BO_LINE = re.compile(r"[ \t]*BO_[ \t]+\S+[ \t]+([A-Za-z0-9_]+)")
+_SG_LINE = re.compile(r"[ \t]*SG_[ \t]")
+_BO_START = re.compile(r"[ \t]*BO_[ \t]")
+
+
+def count_definitions(text: str) -> tuple[int, int]:
+    """Count the message and signal definitions of a DBC text as cantools parses them.
+
+    ``BO_`` lines and the ``SG_`` lines that follow each are counted, except the Vector
+    CANdb++ placeholder message :data:`VECTOR_PLACEHOLDER` and its signals, which
+    cantools drops on purpose.
+
+    Parameters
+    ----------
+    text : str
+        The whole DBC file.
+
+    Returns
+    -------
+    (int, int)
+        ``(messages, signals)``.
+    """
+    n_bo = n_sg = 0
+    in_placeholder = False
+    for line in text.splitlines():
+        if _BO_START.match(line):
+            m = _BO_LINE.match(line)
+            in_placeholder = m is not None and m.group(1) == VECTOR_PLACEHOLDER
+            if not in_placeholder:
+                n_bo += 1
+        elif _SG_LINE.match(line):
+            if not in_placeholder:
+                n_sg += 1
+    return n_bo, n_sg
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)), abs(float(b)))
+
+
+def _layout_matches(sig: Any, layout: Any) -> bool:
+    return (sig.byte_order == "big_endian" and not sig.is_signed
+            and sig.start == layout.start_bit and sig.length == layout.length_bits
+            and not getattr(sig, "is_float", False) and sig.multiplexer_ids is None
+            and _same(sig.scale, layout.scale) and _same(sig.offset, layout.offset))
+
+
+def _map_ars408(messages: list[CantoolsMessage], path: str
+                ) -> tuple[list[CantoolsMessage], str | None]:
+    """Rename a vendor ARS408 database's messages onto the driver's (see module notes).
+
+    Returns the messages to keep and a one-line note, or the messages unchanged and None
+    when the file is not an ARS408 database by layout or already uses the driver's names.
+    """
+    from firmware_bridge.protocols import ars408 as proto
+
+    names = {m.name for m in messages}
+    if any(layout.name in names for layout in proto.WIRE_LAYOUT):
+        return messages, None  # the driver's own names: nothing to map
+    by_id = {m.frame_id: m for m in messages if not m.is_extended_frame}
+    status = proto.WIRE_LAYOUT_BY_NAME[proto.MSG_OBJ_STATUS]
+    general = proto.WIRE_LAYOUT_BY_NAME[proto.MSG_OBJ_GENERAL]
+
+    def looks_like(layout: Any, msg: CantoolsMessage | None) -> bool:
+        if msg is None or msg.length != layout.dlc:
+            return False
+        hits = sum(1 for lay in layout.signals for sig in msg.signals if _layout_matches(sig, lay))
+        return hits * 2 >= len(layout.signals)
+
+    sensors = [n for n in range(proto.MAX_SENSOR_ID + 1)
+               if looks_like(status, by_id.get(status.base_id + proto.SENSOR_ID_STEP * n))
+               and looks_like(general, by_id.get(general.base_id + proto.SENSOR_ID_STEP * n))]
+    if len(sensors) != 1:
+        if len(sensors) > 1:
+            logger.warning("%s: ARS408 object lists of several sensor IDs %s: names left as they are",
+                           path, sensors)
+        return messages, None
+    n = sensors[0]
+    step = proto.SENSOR_ID_STEP * n
+    mapped: dict[int, CantoolsMessage] = {}
+    renamed = []
+    for layout in proto.WIRE_LAYOUT:
+        vm = by_id.get(layout.base_id + step)
+        if vm is None or vm.length != layout.dlc or not looks_like(layout, vm):
+            continue
+        sigs = []
+        for lay in layout.signals:
+            for sig in vm.signals:
+                if _layout_matches(sig, lay):
+                    new = copy.copy(sig)
+                    new.name = lay.name
+                    sigs.append(new)
+                    break
+        mapped[vm.frame_id] = CantoolsMessage(
+            frame_id=vm.frame_id, name=layout.name, length=vm.length, signals=sigs,
+            comment=vm.comment, senders=list(vm.senders or []), cycle_time=layout.cycle_time_ms,
+            is_extended_frame=False, strict=True)
+        renamed.append(f"{vm.name}->{layout.name}")
+    family = {b + step for b in proto.FAMILY_BASE_IDS}
+    kept: list[CantoolsMessage] = []
+    left_out = []
+    for m in messages:
+        if m.frame_id in mapped and not m.is_extended_frame:
+            kept.append(mapped[m.frame_id])
+        elif m.frame_id in family and not m.is_extended_frame:
+            left_out.append(f"0x{m.frame_id:03X} {m.name}")
+        else:
+            kept.append(m)
+    note = (f"{path}: vendor ARS408 database for sensor ID {n}: {len(mapped)} messages mapped "
+            f"onto the driver's names by layout ({', '.join(renamed)})"
+            + (f"; {len(left_out)} ARS408 messages the driver does not use left out "
+               f"({', '.join(left_out)})" if left_out else ""))
+    logger.info("%s", note)
+    return kept, note
 
 
 
@@ -146,10 +286,14 @@ class DbcCodec:
         self._id_offset = int(id_offset)
         self._by_name: dict[str, CantoolsMessage] = {}
         self._source: dict[str, str] = {}
+        notes: list[str] = []
         base_ids: dict[tuple[int, bool], str] = {}
         for path in self._paths:
             db = self._load(path)
-            for msg in db.messages:
+            messages, note = _map_ars408(list(db.messages), path)
+            if note:
+                notes.append(note)
+            for msg in messages:
                 key = (msg.frame_id, bool(msg.is_extended_frame))
                 if key in base_ids:
                     raise BusConfigError(
@@ -162,6 +306,7 @@ class DbcCodec:
                 base_ids[key] = msg.name
                 self._by_name[msg.name] = msg
                 self._source[msg.name] = path
+        self.vendor_notes: tuple[str, ...] = tuple(notes)
         self._build_index()
 
     @staticmethod
@@ -180,13 +325,13 @@ class DbcCodec:
             raise BusConfigError(f"{path}: DBC defines no message (empty or truncated file)")
         # cantools' parser silently drops an incomplete trailing statement (a DBC cut
         # inside an SG_ line loads with the signal missing): count the definitions in
-        # the text and compare with what was parsed.
+        # the text and compare with what was parsed (without Vector's placeholder
+        # message, which cantools drops on purpose).
         try:
             text = p.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise BusConfigError(f"{path}: unreadable: {one_line(exc)}") from exc
-        n_bo = len(_BO_RE.findall(text))
-        n_sg = len(_SG_RE.findall(text))
+        n_bo, n_sg = count_definitions(text)
         parsed_bo = len(db.messages)
         parsed_sg = sum(len(m.signals) for m in db.messages)
         if (n_bo, n_sg) != (parsed_bo, parsed_sg):
@@ -234,6 +379,7 @@ class DbcCodec:
         other._id_offset = int(id_offset)
         other._by_name = self._by_name
         other._source = self._source
+        other.vendor_notes = self.vendor_notes
         other._build_index()
         return other
 

@@ -8,7 +8,12 @@ for sending or configuration) and gives the control loop what a tick needs:
   arbitration ID; beyond the bound, up to ``max_drop_frames_per_tick`` more are read and
   discarded, counted as ``dropped`` (SAFETY.md B08: ingress work per tick is bounded).
 * Error frames and remote frames are never dispatched as data (F04); error frames feed
-  the bus health (SocketCAN error-class bits, ``linux/can/error.h``).
+  the bus health (SocketCAN error-class bits, ``linux/can/error.h``). Each has its own
+  counter (``error_frames``, ``remote_frames``), never ``unknown_id``.
+* A received data frame with no handler whose ID this port transmits (every ID passed to
+  :meth:`CanPort.send`, or declared with :meth:`CanPort.declare_tx_ids`, e.g. the ARS408
+  ego speed / yaw rate 0x300/0x301) is counted as ``own_tx_id``: another node, or a
+  replayed recording, is sending one of our IDs. Other IDs are ``unknown_id``.
 * :meth:`CanPort.send` never blocks the tick: ``bus.send(msg, timeout=0)``; a refused frame
   is counted (``send_failures``, ``consecutive_send_failures``, B06) and returns False.
 * :attr:`CanPort.state` merges python-can's ``bus.state`` (where the interface reports it)
@@ -89,6 +94,7 @@ class CanPort:
         self.last_send_error: BaseException | None = None
         self.last_rx_error: BaseException | None = None
         self._rx_checkers: list[Any] = []
+        self._own_tx: set[tuple[int, bool]] = set()
 
     # ------------------------------------------------------------------ wiring
     @property
@@ -118,6 +124,19 @@ class CanPort:
         if key in self._handlers:
             raise ValueError(f"arbitration ID 0x{arbitration_id:X} already has a handler")
         self._handlers[key] = handler
+
+    def declare_tx_ids(self, arbitration_ids: Any, *, is_extended_id: bool = False) -> None:
+        """Declare IDs this port transmits before the first send (see ``own_tx_id``).
+
+        Parameters
+        ----------
+        arbitration_ids : iterable of int
+            11-bit (or 29-bit with ``is_extended_id``) arbitration IDs.
+        is_extended_id : bool, optional
+            ID format (default standard 11-bit).
+        """
+        for arb in arbitration_ids:
+            self._own_tx.add((int(arb), bool(is_extended_id)))
 
     def add_checker_stats(self, checker: Any) -> None:
         """Merge ``checker.rejects`` (e.g. an IngressChecker) into :meth:`stats`."""
@@ -158,8 +177,12 @@ class CanPort:
             if msg.is_remote_frame:
                 counts["remote_frames"] += 1
                 continue
-            handler = handlers.get((msg.arbitration_id, msg.is_extended_id))
+            key = (msg.arbitration_id, msg.is_extended_id)
+            handler = handlers.get(key)
             if handler is None:
+                if key in self._own_tx:
+                    counts["own_tx_id"] += 1
+                    continue
                 counts["unknown_id"] += 1
                 if len(self._unknown_ids) < 64 or msg.arbitration_id in self._unknown_ids:
                     self._unknown_ids[msg.arbitration_id] += 1
@@ -221,6 +244,8 @@ class CanPort:
             return False
         self._counts["sent"] += 1
         self._consecutive_send_failures = 0
+        if len(self._own_tx) < 256:
+            self._own_tx.add((msg.arbitration_id, bool(msg.is_extended_id)))
         if self._log is not None:
             self._log(msg, now_s, False)
         return True
@@ -304,14 +329,15 @@ class CanPort:
         -------
         dict
             ``sent``, ``send_failures``, ``consecutive_send_failures``, ``received``,
-            ``dropped``, ``unknown_id``, ``error_frames``, ``remote_frames``,
-            ``handler_errors``, ``rx_failures``, ``bus_off``, ``error_passive``,
+            ``dropped``, ``unknown_id``, ``own_tx_id`` (received data frames on an
+            ID this port transmits and no handler takes), ``error_frames``,
+            ``remote_frames``, ``handler_errors``, ``rx_failures``, ``bus_off``, ``error_passive``,
             ``tx_flushes`` (ints), ``state`` (str), ``unknown_ids`` (dict ID -> count,
             first 64 IDs) and ``rejects`` (dict reason -> count merged from the checkers
             given to :meth:`add_checker_stats`).
         """
         out: dict[str, Any] = {k: 0 for k in (
-            "sent", "send_failures", "received", "dropped", "unknown_id", "error_frames",
+            "sent", "send_failures", "received", "dropped", "unknown_id", "own_tx_id", "error_frames",
             "remote_frames", "handler_errors", "rx_failures", "bus_off", "error_passive",
             "tx_flushes")}
         out.update(self._counts)

@@ -15,6 +15,7 @@ adds what QIKI needs around it:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -22,7 +23,74 @@ import can
 
 from hal.errors import BusConfigError, one_line
 
-__all__ = ["iter_can_log", "read_can_log", "LogReplay"]
+__all__ = ["channel_key", "channel_matches", "iter_can_log", "read_can_log", "LogReplay"]
+
+
+def channel_key(channel: str | int | None) -> str | None:
+    """Return the comparable form of a recorded or requested CAN channel.
+
+    python-can's readers do not agree on the type of ``Message.channel`` (python-can
+    4.6, checked on files written by its own writers and on real candump logs):
+
+    =============  ==========================================  ======================
+    format         channel in the file                          ``msg.channel``
+    =============  ==========================================  ======================
+    candump .log   interface name (``can1``)                    ``"can1"`` (str)
+    Vector .asc    1-based number (``1`` = CAN 1)               file number - 1 (int)
+    Vector .blf    1-based number                               file number - 1 (int)
+    PEAK .trc      1-based bus (v1.3 / v2.x column ``B``)       file number (int), 1
+                                                                when the file has none
+    python-can     not recorded                                  ``None``
+    .csv
+    =============  ==========================================  ======================
+
+    QIKI compares channels in one normalised form: the decimal string of an integer
+    channel, the stripped string otherwise, so ``--channel 0`` (a str from the command
+    line) matches the int ``0`` an ASC or BLF reader gives for the file's channel 1, and
+    ``--channel can1`` matches a candump frame. The numbering is python-can's, as the
+    table says; :func:`controller.radar_decode.decode_can_log` lists the channels present
+    in that form so a filter that matches nothing can be corrected.
+
+    Parameters
+    ----------
+    channel : str, int or None
+        A ``Message.channel`` as a reader produced it, or a requested channel.
+
+    Returns
+    -------
+    str or None
+        ``None`` for ``None`` (no channel recorded); else the normalised string.
+    """
+    if channel is None:
+        return None
+    if isinstance(channel, bool):  # never a channel; keep it distinct from 0/1
+        return str(channel)
+    if isinstance(channel, int):
+        return str(channel)
+    text = str(channel).strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        return str(int(text))  # "00" / "+1" -> "0" / "1"
+    return text
+
+
+def channel_matches(msg_channel: str | int | None, wanted: str | int | None) -> bool:
+    """True when a recorded channel equals a requested one (see :func:`channel_key`).
+
+    Parameters
+    ----------
+    msg_channel : str, int or None
+        ``Message.channel`` as the reader gave it.
+    wanted : str, int or None
+        The requested channel; ``None`` matches every frame.
+
+    Returns
+    -------
+    bool
+    """
+    if wanted is None:
+        return True
+    key = channel_key(msg_channel)
+    return key is not None and key == channel_key(wanted)
 
 
 
@@ -35,7 +103,9 @@ def iter_can_log(path: str | Path, *, channel: str | int | None = None) -> Itera
         Log file; the format comes from the suffix (``.log``, ``.asc``, ``.blf``, ``.trc``,
         ``.csv``, ``.db``, optionally ``.gz``).
     channel : str or int, optional
-        Keep only frames recorded on this channel (e.g. ``"can1"``); None keeps all.
+        Keep only frames recorded on this channel (e.g. ``"can1"`` for candump, ``0`` or
+        ``"0"`` for the first channel of an ASC/BLF file); compared in the normalised
+        form of :func:`channel_key`, whatever type the reader produced. None keeps all.
 
     Yields
     ------
@@ -66,7 +136,7 @@ def iter_can_log(path: str | Path, *, channel: str | int | None = None) -> Itera
                 return
             except Exception as exc:  # parser errors of any reader
                 raise BusConfigError(f"{path}: malformed CAN log: {one_line(exc)}") from exc
-            if channel is None or msg.channel == channel:
+            if channel is None or channel_matches(msg.channel, channel):
                 yield msg
     finally:
         stop = getattr(reader, "stop", None)

@@ -25,9 +25,22 @@ Health, per tick (:meth:`Ars408Driver.poll`):
   in ``reject_streak_limit`` consecutive cycles is a fault (and the dropped cycles make
   the radar stale anyway).
 
-The sensor ID selects the arbitration IDs: sensor ``n`` answers on DBC ID ``+ 0x10 * n``
-(ARS408-21 technical documentation). Configured with the wrong ID, the driver sees no
-frames of its own and reports the radar stale; it never raises on bus input.
+The sensor ID selects the arbitration IDs: sensor ``n`` answers on base ID ``+ 0x10 * n``
+(ARS408-21 technical documentation). A DBC with the base IDs (``dbc/ars408.dbc``,
+Continental's ``ARS408_id0.dbc``) serves every sensor ID: the driver adds the offset. A
+vendor DBC made for sensor ``k`` (``ARS408_id1.dbc``: every ID ``+ 0x10``) already carries
+its offset and serves sensor ``k`` only; another configured sensor ID is refused in one
+line (:func:`dbc_sensor_id`). Configured with the wrong ID, the driver sees no frames of
+its own and reports the radar stale; it never raises on bus input.
+
+Vendor databases are mapped onto the driver's message and signal names by layout when
+the codec loads them (:mod:`hal.can.codec`); a DBC that has neither the driver's names
+nor the ARS408 layout fails with one line naming the missing message or signal and the
+layout looked for (:func:`require_ars408`).
+
+Counters of frames that are not this sensor's data: ``error_frame`` and ``remote_frame``
+(any ID, F04), ``own_tx_id`` (SpeedInformation / YawRateInformation, which QIKI sends
+itself, heard on a recorded bus or from another node) and ``unknown_id`` (everything else).
 """
 
 from __future__ import annotations
@@ -58,6 +71,9 @@ __all__ = [
     "Ars408Status",
     "config_from_mapping",
     "REJECT_UNKNOWN_ID",
+    "REJECT_OWN_TX_ID",
+    "dbc_sensor_id",
+    "require_ars408",
     "REJECT_ERROR_FRAME",
     "REJECT_REMOTE_FRAME",
     "REJECT_DLC",
@@ -67,6 +83,7 @@ __all__ = [
 
 # Reject reasons of the ingress path (besides the assembler's, see the protocol module).
 REJECT_UNKNOWN_ID = "unknown_id"          # not a frame of this sensor (other ID / sensor ID)
+REJECT_OWN_TX_ID = "own_tx_id"            # 0x300/0x301 (+ offset): the IDs QIKI sends itself
 REJECT_ERROR_FRAME = "error_frame"        # error frame (F04)
 REJECT_REMOTE_FRAME = "remote_frame"      # remote frame on one of our IDs (F04)
 REJECT_DLC = "dlc"                        # DLC or ID format differs from the DBC (F03)
@@ -85,6 +102,84 @@ _KINDS = {
     proto.MSG_VERSION: _KIND_VERSION,
     proto.MSG_OBJ_WARNING: _KIND_OTHER,
 }
+
+
+def _describe_layout(layout: proto.MessageLayout, offset: int) -> str:
+    return f"0x{layout.base_id + offset:03X}, {layout.dlc} bytes, vendor name {layout.vendor_name!r}"
+
+
+def require_ars408(codec: DbcCodec) -> None:
+    """Check that a codec holds every ARS408 message and signal the driver needs (K02).
+
+    Parameters
+    ----------
+    codec : DbcCodec
+        Codec of the radar's bus (vendor databases already mapped by layout).
+
+    Raises
+    ------
+    BusConfigError
+        One line naming the DBC files, the missing message (the driver's name, the ID
+        looked for and Continental's name) or the missing signal (with its start bit,
+        length, scale and offset), e.g. ``x.dbc: no ARS408 RadarState message: neither
+        'ARS408_RadarState' nor a message with the ARS408 layout at 0x201, 8 bytes,
+        vendor name 'RadarState'``.
+    """
+    files = ", ".join(codec.dbc_paths)
+    try:
+        offset = proto.SENSOR_ID_STEP * dbc_sensor_id(codec)
+    except BusConfigError:
+        offset = 0
+    for msg_name, signal_names in proto.REQUIRED_SIGNALS.items():
+        layout = proto.WIRE_LAYOUT_BY_NAME[msg_name]
+        short = msg_name.split("_", 1)[1]
+        try:
+            msg = codec.message(msg_name)
+        except BusConfigError:
+            raise BusConfigError(
+                f"{files}: no ARS408 {short} message: neither {msg_name!r} nor a message with "
+                f"the ARS408 layout at {_describe_layout(layout, offset)}") from None
+        have = {sig.name for sig in msg.signals}
+        for sig_name in signal_names:
+            if sig_name in have:
+                continue
+            sl = next(x for x in layout.signals if x.name == sig_name)
+            raise BusConfigError(
+                f"{files}: ARS408 {short} (0x{msg.frame_id:03X}) lacks signal {sig_name!r}: no "
+                f"signal of that name nor of its layout (start bit {sl.start_bit}, "
+                f"{sl.length_bits} bits, Motorola, unsigned, scale {sl.scale:g}, offset "
+                f"{sl.offset:g}; vendor name {sl.vendor_name!r})")
+
+
+def dbc_sensor_id(codec: DbcCodec) -> int:
+    """Return the sensor ID whose arbitration IDs the codec's ARS408 messages carry.
+
+    Parameters
+    ----------
+    codec : DbcCodec
+        A codec with ARS408 messages under the driver's names.
+
+    Returns
+    -------
+    int
+        0 for a base-ID database (``dbc/ars408.dbc``, ``ARS408_id0.dbc``), ``k`` for a
+        vendor database made for sensor ``k`` (IDs ``+ 0x10 * k``).
+
+    Raises
+    ------
+    BusConfigError
+        When the IDs are no ARS408 IDs or imply different sensor IDs (one line).
+    """
+    ids = {}
+    for layout in proto.WIRE_LAYOUT:
+        try:
+            ids[layout.name] = codec.message(layout.name).frame_id
+        except BusConfigError:
+            continue
+    try:
+        return proto.dbc_sensor_id(ids)
+    except ProtocolError as exc:
+        raise BusConfigError(f"{', '.join(codec.dbc_paths)}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -202,8 +297,8 @@ class Ars408Driver:
     Raises
     ------
     BusConfigError
-        If the DBC lacks a message or signal the driver needs (SAFETY.md K02) or the
-        sensor ID is not 0..7.
+        If the DBC lacks a message or signal the driver needs (SAFETY.md K02), the
+        sensor ID is not 0..7, or the DBC was made for another sensor ID.
 
     Notes
     -----
@@ -219,7 +314,18 @@ class Ars408Driver:
             offset = proto.id_offset(cfg.sensor_id)
         except ProtocolError as exc:
             raise BusConfigError(f"ars408 {cfg.name}: {exc}") from exc
-        codec.require(proto.REQUIRED_SIGNALS)
+        require_ars408(codec)
+        dbc_id = dbc_sensor_id(codec)
+        if dbc_id:
+            if dbc_id != cfg.sensor_id:
+                raise BusConfigError(
+                    f"{', '.join(codec.dbc_paths)}: the DBC's ARS408 IDs are sensor ID {dbc_id}'s "
+                    f"(ObjStatus at 0x{codec.message(proto.MSG_OBJ_STATUS).frame_id:03X}) but "
+                    f"device {cfg.name!r} is configured as sensor ID {cfg.sensor_id}: use that "
+                    f"sensor's DBC or one with the base IDs")
+            offset = 0  # the DBC's IDs already carry the sensor's offset
+        #: Sensor ID the DBC's own IDs belong to (0: base IDs, offset added here).
+        self.dbc_sensor_id = dbc_id
         self.codec = codec.with_offset(codec.id_offset + offset)
         specs = []
         self._kinds: dict[str, int] = {}
@@ -233,6 +339,7 @@ class Ars408Driver:
         # DLC, ID format, error/remote frames, DBC range and VAL_ tables (F03, F04, D03).
         self.ingress = IngressChecker(self.codec, specs)
         self._rx_ids = frozenset(self.ingress.arbitration_ids)
+        self._own_tx_ids = frozenset(self.tx_ids)
         self.cycle_period_s = self.codec.cycle_time_s(proto.MSG_OBJ_STATUS) or proto.NOMINAL_CYCLE_S
         self.state_period_s = self.codec.cycle_time_s(proto.MSG_RADAR_STATE) or 1.0
         self.ego_period_s = self.codec.cycle_time_s(proto.MSG_SPEED) or self.cycle_period_s
@@ -283,7 +390,9 @@ class Ars408Driver:
         Parameters
         ----------
         msg : can.Message
-            A received frame (any ID: frames of other IDs are counted as ``unknown_id``).
+            A received frame (any ID). Error and remote frames are counted as
+            ``error_frame`` / ``remote_frame``, frames on the IDs QIKI sends to the radar
+            (0x300/0x301 + offset) as ``own_tx_id``, other IDs as ``unknown_id``.
         now_s : float
             Receipt time on the monotonic clock, s (SAFETY.md B03: receipt time, not the
             frame's own timestamp).
@@ -294,8 +403,15 @@ class Ars408Driver:
             The cycle this frame completed, if any (also queued for :meth:`take_cycles`).
         """
         self.frames += 1
-        if msg.arbitration_id not in self._rx_ids:
-            self._reject(REJECT_UNKNOWN_ID)
+        if msg.arbitration_id not in self._rx_ids or msg.is_error_frame or msg.is_remote_frame:
+            if msg.is_error_frame:
+                self._reject(REJECT_ERROR_FRAME)
+            elif msg.is_remote_frame:
+                self._reject(REJECT_REMOTE_FRAME)
+            elif msg.arbitration_id in self._own_tx_ids and not msg.is_extended_id:
+                self._reject(REJECT_OWN_TX_ID)
+            else:
+                self._reject(REJECT_UNKNOWN_ID)
             return None
         dec = self.ingress.check(msg, now_s)
         if dec is None:

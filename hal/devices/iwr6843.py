@@ -398,7 +398,28 @@ class Iwr6843Driver:
             "reopens": self.reopens,
             "stale_events": self.stale_events,
             "last_frame_number": self._last_frame_number,
+            "headers": p["headers"],
+            "unsupported": p["unsupported"],
         }
+
+    def waiting_text(self) -> str:
+        """Why no frame was accepted yet, for POST (boot only).
+
+        Returns
+        -------
+        str
+            ``"receiving packets, all rejected: unsupported SDK 2.1 / xWR14xx"`` when
+            packets arrived and every one was refused (the reasons named by
+            :meth:`Iwr6843Parser.rejection_text`), ``"receiving bytes, no packet start
+            (magic word) found"`` when only garbage arrived, ``"no frame yet"`` when
+            nothing arrived.
+        """
+        why = self.parser.rejection_text()
+        if why is not None:
+            return f"receiving packets, all rejected: {why}"
+        if self.bytes_read:
+            return f"receiving bytes ({self.bytes_read}), no valid packet yet"
+        return "no frame yet"
 
     # -- internals -------------------------------------------------------------------
 
@@ -435,6 +456,8 @@ class Iwr6843Driver:
         self.parser.resyncs = old.resyncs
         self.parser.garbage_bytes = old.garbage_bytes
         self.parser.tlv_counts.update(old.tlv_counts)
+        self.parser.headers.update(old.headers)
+        self.parser.unsupported.update(old.unsupported)
         self._next_reopen_s = now_s + self._backoff_s
 
     def _update_stale(self, now_s: float) -> None:

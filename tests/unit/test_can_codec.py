@@ -189,15 +189,19 @@ def test_decode_matches_cantools_on_real_ars408_recording():
     log = REAL_CAN / "candump-2026-06-24_154259.log"
     if not dbc.is_file() or not log.is_file():
         pytest.skip(f"real ARS408 recording absent from {REAL_CAN}")
-    codec = DbcCodec([dbc])
+    from firmware_bridge.protocols.ars408 import WIRE_LAYOUT
+
+    codec = DbcCodec([dbc])  # the vendor names are mapped onto the driver's by layout
     db = cantools.database.load_file(str(dbc), strict=True)
+    by_id = {m.base_id: m for m in WIRE_LAYOUT}
     n = 0
     with can.LogReader(str(log)) as reader:
         for i, msg in enumerate(reader):
             if i % 7:  # a sample keeps the test fast; bench/ covers all frames
                 continue
             ref = db.decode_message(msg.arbitration_id, msg.data, decode_choices=False)
-            assert codec.decode(msg).signals == ref
+            layout = by_id[msg.arbitration_id]
+            assert codec.decode(msg).signals == {s.name: ref[s.vendor_name] for s in layout.signals}
             n += 1
     assert n > 1000
 

@@ -27,8 +27,8 @@ needs_lr = pytest.mark.skipif(not LR_LOG.is_file(), reason=f"real ARS408 recordi
 needs_sr = pytest.mark.skipif(not SR_DAT.is_file(), reason=f"real IWR6843 capture not found at {SR_DAT}")
 
 
-def decode_json(capsys, *args: str) -> dict:
-    assert main(["radar", "decode", *args, "--json"]) == 0
+def decode_json(capsys, *args: str, status: int = 0) -> dict:
+    assert main(["radar", "decode", *args, "--json"]) == status
     return json.loads(capsys.readouterr().out)
 
 
@@ -94,7 +94,8 @@ def test_text_report_names_the_filter(capsys):
 
 @needs_lr
 def test_wrong_sensor_id_reports_stale_not_crash(capsys):
-    r = decode_json(capsys, str(LR_LOG), "--sensor-id", "1")
+    r = decode_json(capsys, str(LR_LOG), "--sensor-id", "1", status=1)  # decoded, not healthy
+    assert not r["healthy"] and "no frame of ARS408 sensor ID 1" in r["problems"][0]
     assert r["decoded"] == 0 and r["rejected"] == {"unknown_id": 9579}
     assert r["cycles"]["complete"] == 0
     assert r["radar"]["stale_at_end"] and "stale" in r["radar"]["faults_at_end"]
@@ -139,5 +140,5 @@ def test_bad_options_are_rejected_by_the_parser(args):
 def test_garbage_iwr6843_bytes_report_not_raise(tmp_path, capsys):
     p = tmp_path / "noise.dat"
     p.write_bytes(bytes(range(256)) * 8)
-    r = decode_json(capsys, str(p), "--format", "iwr6843")
-    assert r["frames"] == 0 and r["garbage_bytes"] > 0
+    r = decode_json(capsys, str(p), "--format", "iwr6843", status=1)
+    assert r["frames"] == 0 and r["garbage_bytes"] > 0 and not r["healthy"]
