@@ -183,6 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`qiki radar decode ... | head`): not an error
+        # of ours; silence the interpreter's own flush at exit and end like SIGPIPE would
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
     except RecursionError:
         print("qiki: input nested too deeply (recursion limit)", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -14,6 +14,7 @@
 129    interrupted by SIGHUP (after a safe stop)
 130    interrupted by SIGINT (after a safe stop, or forced by a second SIGINT)
 143    interrupted by SIGTERM (after a safe stop)
+141    the reader of the output went away (a closed pipe, as ``| head``)
 =====  ==========================================================================
 """
 

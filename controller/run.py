@@ -470,7 +470,7 @@ def build_summary(opts: RunOptions, built, stats, result: str, folder: Path) -> 
     for name, port in built.can_ports.items():
         st = port.stats()
         rejects = dict(st.pop("rejects", {}))
-        for key in ("unknown_id", "dropped", "error_frames", "remote_frames"):
+        for key in ("unknown_id", "own_tx_id", "dropped", "error_frames", "remote_frames"):
             if st.get(key):
                 rejects[key] = rejects.get(key, 0) + st[key]
         buses[name] = {"kind": "can", "frames_sent": st["sent"], "frames_received": st["received"],

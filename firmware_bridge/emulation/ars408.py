@@ -31,7 +31,7 @@ import can
 
 from firmware_bridge.protocols import ars408 as proto
 from firmware_bridge.protocols.ars408 import RadarHealth, RadarObject
-from hal.can.replay import LogReplay, iter_can_log
+from hal.can.replay import LogReplay, channel_matches, iter_can_log
 
 __all__ = ["RadarTarget", "Ars408Emulator", "Ars408ReplayEmulator"]
 
@@ -362,7 +362,7 @@ class Ars408ReplayEmulator:
         if isinstance(frames, (str, Path)):
             frames = iter_can_log(frames, channel=source_channel)
         elif source_channel is not None:
-            frames = (m for m in frames if m.channel == source_channel)
+            frames = (m for m in frames if channel_matches(m.channel, source_channel))
         self.bus = bus
         self._replay = LogReplay(frames, start_s=start_s, speed=speed)
         self.max_frames_per_step = max_frames_per_step
