@@ -80,21 +80,14 @@ def _run_with(args: argparse.Namespace, stop) -> int:
 
 
 def _cmd_rig_check(args: argparse.Namespace) -> int:
+    # The same load_rig + check_rig as `qiki run` (build_rig calls check_rig first), so a
+    # rig run refuses is refused here with the same line; no port is opened.
     from controller.config import load_rig
-    from controller.fsm import load_fsm
-    from controller.paths import resolve_data_path
-    from controller.rig import build_allocator, build_valve_commander
+    from controller.rig import check_rig
 
     rig, path = load_rig(args.file)
-    build_allocator(rig, args.file)
-    build_valve_commander(rig, args.file)
-    load_fsm(resolve_data_path(rig.controller.fsm, path))
-    for bus_name, bus in rig.buses.items():
-        if bus.kind == "can":
-            from hal.can.codec import DbcCodec
-
-            DbcCodec([resolve_data_path(p, path) for p in bus.dbc])
-    print(f"{args.file}: ok ({len(rig.thrusters)} thrusters, {len(rig.buses)} buses, {len(rig.devices)} devices)")
+    checked = check_rig(rig, path)
+    print(f"{args.file}: ok ({checked.describe()})")
     return 0
 
 

@@ -3,6 +3,35 @@
 All models forbid unknown keys, are strict about types (a string is never coerced into a
 number), refuse NaN and infinities, and carry units in field names (ARCHITECTURE.md 6,
 SAFETY.md K03/K04). A failing file is reported as one line, ``PATH: key.path: what``.
+
+Safety budgets (SAFETY.md) are bounded here, so that no file can stretch a detection time
+beyond what SAFETY.md promises (issue 10, part 6). The bounds, and where they come from:
+
+==========================================  =========================  ==========================
+what                                        bound                      source
+==========================================  =========================  ==========================
+``controller.safety.stale_after_periods``   2 .. 5                     B01-B03: stale after 3
+                                                                       missed periods; 2 is the
+                                                                       least that survives the
+                                                                       ingress rhythm tolerance
+                                                                       (a gap up to 1.75 periods
+                                                                       is regular)
+period of every watched stream (DBC         <= 1 s                     :data:`MAX_WATCHED_PERIOD_S`
+``GenMsgCycleTime``, IWR6843 frame period,
+Modbus profile poll period)
+device-side timeouts (valve board command   <= 0.2 s                   T03: device-side timeouts
+timeout, MCU host watchdog), emulated or                               zero the valves within
+real                                                                   200 ms
+MCU heartbeat period                        <= watchdog / 2, counted   "heartbeat period <=
+                                            in whole control ticks     watchdog / 2" (issue 10)
+valve command period (one control tick)     <= command timeout / 2     same rule, D04/T03
+``controller.safety.max_overruns_per_s``    1 .. 10, and below the     T02: safe after > 5
+                                            tick rate                  overruns in 1 s
+``output_guard.max_nonfinite_ticks``        1 .. 10                    O03: repeated -> safe
+==========================================  =========================  ==========================
+
+Every list and mapping has a maximum length, so that a file cannot make the loader or the
+controller do unbounded work (issue 10, part 7; SAFETY.md F05 "bounded memory").
 """
 
 from __future__ import annotations
@@ -28,6 +57,32 @@ class Strict(BaseModel):
 
 PosFloat = Annotated[float, Field(gt=0.0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
+
+#: Longest period (s) of any stream whose freshness the controller watches (DBC
+#: ``GenMsgCycleTime`` of a watched message, IWR6843 frame period, Modbus poll period).
+#: With :data:`MAX_STALE_AFTER_PERIODS` it bounds every detection time to 5 s. The slowest
+#: stream QIKI-1 watches is the ARS408 RadarState at 1 s (ARS408-21 technical
+#: documentation); everything safety-critical is 10-100x faster.
+MAX_WATCHED_PERIOD_S = 1.0
+#: ``controller.safety.stale_after_periods`` bounds (SAFETY.md: stale after 3 periods).
+MIN_STALE_AFTER_PERIODS = 2
+MAX_STALE_AFTER_PERIODS = 5
+#: Longest device-side timeout (s): SAFETY.md T03, "device-side timeouts zero the valves
+#: within 200 ms; the MCU drops the valve rail". Applies to the valve board's command
+#: timeout and the MCU's host-watchdog timeout, real or emulated.
+MAX_DEVICE_TIMEOUT_S = 0.2
+#: Valve-board node IDs the driver accepts (``hal.devices.valve_board.NODE_ID_MAX``): node
+#: n adds n - 1 to every ID of ``dbc/qiki.dbc``; 0x703..0x70F are the free heartbeat IDs.
+VALVE_BOARD_NODE_ID_MAX = 13
+
+#: List and mapping length bounds (issue 10, part 7).
+MAX_THRUSTERS = 16
+MAX_BUSES = 16
+MAX_DEVICES = 32
+MAX_DBC_FILES = 8
+MAX_FAULTS = 1000
+MAX_OBSTACLES = 256
+MAX_WAYPOINTS = 10_000
 
 
 def _checked(fn, text: str, **kw) -> str:
@@ -79,7 +134,7 @@ class CanBusCfg(Strict):
     interface: str
     channel: str
     bitrate_bps: Annotated[int, Field(gt=0, le=8_000_000)] = 500_000
-    dbc: list[str] = Field(min_length=1)
+    dbc: list[str] = Field(min_length=1, max_length=MAX_DBC_FILES)
     max_rx_frames_per_tick: Annotated[int, Field(gt=0, le=10_000)] = 256
 
 
@@ -113,7 +168,8 @@ class ValveBoardDeviceCfg(Strict):
 
     driver: Literal["valve_board"]
     bus: str
-    node_id: Annotated[int, Field(ge=1, le=15)] = 1
+    #: 1..13, as the driver accepts (``hal.devices.valve_board.NODE_ID_MAX``).
+    node_id: Annotated[int, Field(ge=1, le=VALVE_BOARD_NODE_ID_MAX)] = 1
     n_valves: Annotated[int, Field(ge=1, le=8)] = 8
     accepted_firmware: str = ">=1.0.0"
     max_thrust_n: Annotated[float, Field(gt=0.0, le=20.0)] = 2.0
@@ -122,6 +178,10 @@ class ValveBoardDeviceCfg(Strict):
     #: Characterised valve delays (s); None on a virtual rig = take the emulated world's.
     open_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] | None = None
     close_delay_s: Annotated[float, Field(ge=0.0, le=0.1)] | None = None
+    #: The board firmware's command timeout (s): with no valid ``VB_Command`` for this long
+    #: every valve closes (``dbc/qiki.dbc`` VB_Sts_CmdTimeout: 200 ms). At most 0.2 s
+    #: (SAFETY.md T03); the control tick (one command per tick) must be at most half of it.
+    command_timeout_s: Annotated[float, Field(gt=0.0, le=MAX_DEVICE_TIMEOUT_S)] = 0.2
 
     @field_validator("accepted_firmware")
     @classmethod
@@ -135,7 +195,13 @@ class McuDeviceCfg(Strict):
     driver: Literal["qiki_mcu"]
     bus: str
     accepted_firmware: str = ">=1.0.0"
+    #: HOST_HEARTBEAT period (s); sent in the write phase, so the gap between heartbeats
+    #: is this rounded up to whole control ticks, and that must be at most half the MCU's
+    #: watchdog (checked by :func:`load_rig`).
     heartbeat_period_s: Annotated[float, Field(gt=0.0, le=1.0)] = 0.05
+    #: The MCU firmware's host-watchdog timeout (s): with no HOST_HEARTBEAT for this long
+    #: the MCU drops the valve rail. At most 0.2 s (SAFETY.md T03).
+    watchdog_timeout_s: Annotated[float, Field(gt=0.0, le=MAX_DEVICE_TIMEOUT_S)] = 0.2
 
     @field_validator("accepted_firmware")
     @classmethod
@@ -168,7 +234,8 @@ class Iwr6843DeviceCfg(Strict):
     driver: Literal["iwr6843"]
     bus: str
     mount: MountCfg = Field(default_factory=MountCfg)
-    frame_period_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.1
+    #: Radar frame period (s), a watched stream: at most :data:`MAX_WATCHED_PERIOD_S`.
+    frame_period_s: Annotated[float, Field(gt=0.0, le=MAX_WATCHED_PERIOD_S)] = 0.1
 
 
 class BmsDeviceCfg(Strict):
@@ -270,12 +337,14 @@ class EmulationCfg(Strict):
     world: WorldCfg = Field(default_factory=WorldCfg)
     valve_board_firmware: str = "1.2.0"
     mcu_firmware: str = "1.0.0"
-    command_timeout_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.2
-    heartbeat_timeout_s: Annotated[float, Field(gt=0.0, le=5.0)] = 0.2
-    faults: list[FaultCfg] = Field(default_factory=list)
-    obstacles: list[ObstacleCfg] = Field(default_factory=list)
+    #: Emulated valve board's command timeout and MCU's host-watchdog timeout (s); at most
+    #: 0.2 s like the real boards' (SAFETY.md T03).
+    command_timeout_s: Annotated[float, Field(gt=0.0, le=MAX_DEVICE_TIMEOUT_S)] = 0.2
+    heartbeat_timeout_s: Annotated[float, Field(gt=0.0, le=MAX_DEVICE_TIMEOUT_S)] = 0.2
+    faults: list[FaultCfg] = Field(default_factory=list, max_length=MAX_FAULTS)
+    obstacles: list[ObstacleCfg] = Field(default_factory=list, max_length=MAX_OBSTACLES)
     battery: BatteryEmuCfg = Field(default_factory=BatteryEmuCfg)
-    power_faults: list[PowerFaultCfg] = Field(default_factory=list)
+    power_faults: list[PowerFaultCfg] = Field(default_factory=list, max_length=MAX_FAULTS)
 
     @field_validator("valve_board_firmware", "mcu_firmware")
     @classmethod
@@ -306,22 +375,29 @@ class AllocationCfg(Strict):
     """
 
     method: Literal["exact", "pinv_clip"] = "exact"
-    axis_weights: list[PosFloat] | None = None
-    axis_priorities: list[list[str]] | None = None
+    axis_weights: list[PosFloat] | None = Field(default=None, max_length=6)
+    axis_priorities: list[Annotated[list[str], Field(max_length=6)]] | None = Field(default=None, max_length=6)
 
 
 class OutputGuardCfg(Strict):
     """Limits enforced by the output guard, the last word before the thruster bus."""
 
     max_thrust_rate_n_per_s: PosFloat = 50.0
-    max_nonfinite_ticks: Annotated[int, Field(ge=1, le=1000)] = 3
+    #: Consecutive non-finite setpoints before ``fault`` (SAFETY.md O03 "repeated -> safe").
+    max_nonfinite_ticks: Annotated[int, Field(ge=1, le=10)] = 3
 
 
 class SafetyCfg(Strict):
-    """Freshness and lag monitoring (SAFETY.md defaults)."""
+    """Freshness and lag monitoring (SAFETY.md defaults).
 
-    stale_after_periods: Annotated[int, Field(ge=1, le=100)] = 3
-    max_overruns_per_s: Annotated[int, Field(ge=1, le=1000)] = 5
+    ``stale_after_periods``: a watched stream is stale after this many missed periods,
+    2..5 (SAFETY.md B01-B03: 3). ``max_overruns_per_s``: more overruns than this in one
+    second is "system lagging" -> safe, 1..10 (SAFETY.md T02: 5), and below the tick rate
+    (checked by :func:`load_rig`).
+    """
+
+    stale_after_periods: Annotated[int, Field(ge=MIN_STALE_AFTER_PERIODS, le=MAX_STALE_AFTER_PERIODS)] = 3
+    max_overruns_per_s: Annotated[int, Field(ge=1, le=10)] = 5
 
 
 class ControllerCfg(Strict):
@@ -362,9 +438,9 @@ class RigCfg(Strict):
 
     name: str
     vehicle: VehicleCfg
-    thrusters: list[ThrusterCfg] = Field(min_length=1, max_length=16)
-    buses: dict[str, BusCfg]
-    devices: dict[str, DeviceCfg]
+    thrusters: list[ThrusterCfg] = Field(min_length=1, max_length=MAX_THRUSTERS)
+    buses: dict[str, BusCfg] = Field(max_length=MAX_BUSES)
+    devices: dict[str, DeviceCfg] = Field(max_length=MAX_DEVICES)
     emulation: EmulationCfg | None = None
     controller: ControllerCfg = Field(default_factory=ControllerCfg)
     radar: RadarCfg | None = None
@@ -402,6 +478,57 @@ def _thruster_checks(rig: RigCfg, name: str) -> None:
             raise ConfigError(name, f"thrusters[{i}].valve", f"valve {t.valve} does not exist on the board")
 
 
+def _ticks_s(period_s: float, tick_s: float) -> float:
+    """``period_s`` rounded up to whole control ticks (s): when a per-tick sender acts."""
+    return max(1, math.ceil(period_s / tick_s - 1e-9)) * tick_s
+
+
+def _budget_checks(rig: RigCfg, name: str) -> None:
+    """Cross-field safety budgets (module docstring table); one :class:`ConfigError` each.
+
+    * MCU: the gap between host heartbeats -- ``heartbeat_period_s`` rounded up to whole
+      control ticks, since heartbeats leave in the write phase -- is at most half of every
+      watchdog that applies: the device's ``watchdog_timeout_s`` and, on an emulated rig,
+      ``emulation.heartbeat_timeout_s`` (issue 10: "heartbeat period <= watchdog / 2";
+      one lost heartbeat must not drop the valve rail).
+    * Valve board: one ``VB_Command`` per control tick; the tick is at most half of the
+      board's ``command_timeout_s`` and of ``emulation.command_timeout_s`` (same rule).
+    * ``controller.safety.max_overruns_per_s`` is below the tick rate, else the lag
+      monitor (SAFETY.md T02) can never trip.
+    """
+    rate_hz = rig.controller.rate_hz
+    tick_s = 1.0 / rate_hz
+    emu = rig.emulation
+    for dev_name, dev in rig.devices.items():
+        if isinstance(dev, McuDeviceCfg):
+            gap_s = _ticks_s(dev.heartbeat_period_s, tick_s)
+            watchdogs = [(f"devices.{dev_name}.watchdog_timeout_s", dev.watchdog_timeout_s)]
+            if emu is not None:
+                watchdogs.append(("emulation.heartbeat_timeout_s", emu.heartbeat_timeout_s))
+            for wd_key, wd_s in watchdogs:
+                if gap_s > wd_s / 2 + 1e-9:
+                    raise ConfigError(
+                        name, f"devices.{dev_name}.heartbeat_period_s",
+                        f"heartbeats {gap_s * 1000:.0f} ms apart (at {rate_hz:g} Hz ticks) exceed half the "
+                        f"MCU watchdog {wd_key} = {wd_s:g} s (heartbeat period <= watchdog / 2)")
+        elif isinstance(dev, ValveBoardDeviceCfg):
+            timeouts = [(f"devices.{dev_name}.command_timeout_s", dev.command_timeout_s)]
+            if emu is not None:
+                timeouts.append(("emulation.command_timeout_s", emu.command_timeout_s))
+            for t_key, t_s in timeouts:
+                if tick_s > t_s / 2 + 1e-9:
+                    raise ConfigError(
+                        name, "controller.rate_hz",
+                        f"one valve command per tick, {tick_s * 1000:.0f} ms apart, exceeds half the valve board "
+                        f"command timeout {t_key} = {t_s:g} s (command period <= timeout / 2)")
+    n_over = rig.controller.safety.max_overruns_per_s
+    if n_over >= rate_hz:
+        raise ConfigError(
+            name, "controller.safety.max_overruns_per_s",
+            f"{n_over} overruns in 1 s cannot happen at {rate_hz:g} Hz: the lag monitor would never trip "
+            "(SAFETY.md T02)")
+
+
 def thruster_valves(rig: RigCfg) -> list[int]:
     """Return the valve index of each thruster.
 
@@ -434,7 +561,8 @@ def load_rig(path: str | Path) -> tuple[RigCfg, Path]:
     Raises
     ------
     ConfigError
-        One line with file and key path (SAFETY.md K03, K04, K06).
+        One line with file and key path (SAFETY.md K03, K04, K06), including the
+        cross-field safety budgets of :func:`_budget_checks`.
     """
     name = str(path)
     resolved = resolve_data_path(path)
@@ -443,6 +571,7 @@ def load_rig(path: str | Path) -> tuple[RigCfg, Path]:
     valves = thruster_valves(rig)
     if len(set(valves)) != len(valves):
         raise ConfigError(name, "thrusters", "two thrusters share one valve")
+    _budget_checks(rig, name)
     return rig, resolved
 
 
@@ -460,7 +589,7 @@ class MissionCfg(Strict):
     """A mission: waypoints flown in order, with reach tolerances and a time limit."""
 
     name: str
-    waypoints: list[WaypointCfg] = Field(min_length=1, max_length=10_000)
+    waypoints: list[WaypointCfg] = Field(min_length=1, max_length=MAX_WAYPOINTS)
     reach_tolerance_m: Annotated[float, Field(gt=0.0, le=10.0)] = 0.03
     reach_speed_mps: Annotated[float, Field(gt=0.0, le=10.0)] = 0.03
     reach_yaw_tolerance_deg: Annotated[float, Field(gt=0.0, le=180.0)] = 5.0

@@ -6,6 +6,11 @@ and the command exits with status 2 (SAFETY.md K03-K06).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hal.errors import DeviceUnavailableError
+
 
 class ControllerError(Exception):
     """Base class of every error raised by :mod:`controller`."""
@@ -40,3 +45,24 @@ class ConfigError(ControllerError):
 
 class FsmDefinitionError(ConfigError):
     """A state-machine YAML file fails a load-time check (SAFETY.md K05)."""
+
+
+@contextmanager
+def opening(path: str, key: str) -> Iterator[None]:
+    """Name the rig key of a port that cannot be opened (ISSUE 10 part 4).
+
+    A :class:`hal.errors.DeviceUnavailableError` raised inside the block is raised again
+    as ``PATH: key: <device and OS reason>`` (same class, chained), so the CLI's one line
+    names the rig file, the key, the device and the reason.
+
+    Parameters
+    ----------
+    path : str
+        The rig file as the user named it.
+    key : str
+        Key path of the bus in the rig (``buses.mcu``).
+    """
+    try:
+        yield
+    except DeviceUnavailableError as exc:
+        raise DeviceUnavailableError(f"{path}: {key}: {exc}") from exc

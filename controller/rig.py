@@ -10,18 +10,25 @@ to build (ARCHITECTURE.md 3):
   thread; the MCU is reached through a real pty opened by pyserial.
 
 On a rig without an ``emulation`` block nothing is emulated: the buses are real.
+
+Every check of a rig lives in :func:`check_rig`, which opens no port: ``qiki rig check``
+calls it, and :func:`build_rig` calls it first and builds from what it computed, so the
+two refuse the same rigs with the same line (issue 10, part 5; ``docs/rig-check.md``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.clock import MonotonicClock, SimClock
 from controller.config import (
+    MAX_WATCHED_PERIOD_S,
     CanBusCfg,
     McuDeviceCfg,
     MissionCfg,
@@ -31,14 +38,23 @@ from controller.config import (
     thruster_valves,
 )
 from controller.control import PoseGains
-from controller.errors import ConfigError
+from controller.errors import ConfigError, opening
 from controller.mission import MissionExecutor
 from controller.optional import import_optional
 from controller.paths import resolve_data_path
 from controller.safety.output_guard import OutputGuard
 from controller.valve_command import ValveCommander
-from controller.vehicle import DeviceSlot, Vehicle
+from controller.vehicle import Allocator, DeviceSlot, Vehicle
 from firmware_bridge.protocols.firmware_version import parse_version
+
+if TYPE_CHECKING:
+    from controller.fsm.model import FsmModel
+    from firmware_bridge.protocols.modbus_profile import DeviceProfile
+    from hal.can.codec import DbcCodec
+    from hal.devices.valve_board import ValveBoardDriver
+
+_log = logging.getLogger(__name__)
+_log.addHandler(logging.NullHandler())
 
 
 def build_allocator(rig: RigCfg, name: str):
@@ -148,6 +164,326 @@ def build_valve_commander(rig: RigCfg, name: str) -> ValveCommander:
         raise ConfigError(name, f"devices.{vb_name}", str(exc)) from exc
 
 
+@dataclass(frozen=True)
+class CheckedCanBus:
+    """The DBCs of one CAN bus, loaded and checked (:func:`check_rig`).
+
+    Attributes
+    ----------
+    dbc_paths : tuple of Path
+        The bus's DBC files, resolved against the rig file.
+    codec : DbcCodec
+        Every message of those files (ID offset 0); drivers derive node codecs from it.
+    sources : dict of str to str
+        DBC file defining each message, by message name (for one-line errors).
+    """
+
+    dbc_paths: tuple[Path, ...]
+    codec: DbcCodec
+    sources: dict[str, str]
+
+
+@dataclass
+class CheckedRig:
+    """Everything :func:`check_rig` verified and computed; :func:`build_rig` builds from it.
+
+    Attributes
+    ----------
+    cfg : RigCfg
+        The validated rig.
+    path : Path
+        The rig file (data paths resolve against it); ``str(path)`` names it in errors.
+    fsm : FsmModel
+        The vehicle state machine, loaded and checked (SAFETY.md K05).
+    allocator : Allocator
+        Over the thruster geometry (K06).
+    commander : ValveCommander
+        The valve board's duty source (PWM period vs tick, delays, impulse bit).
+    can : dict of str to CheckedCanBus
+        Per CAN bus, its DBCs.
+    valve_board_name, mcu_name : str
+        Device names of the one valve board and the one MCU.
+    valve_board_driver : ValveBoardDriver
+        Built on the bus codec: the DBC holds what it needs (K02), its watched messages
+        have sane cycle times, its node ID is accepted.
+    profiles : dict of str to DeviceProfile
+        The profile of each power device (BMS, PDU), by device name.
+
+    Notes
+    -----
+    Stateful parts (allocator, commander, driver) are fresh: one ``CheckedRig`` feeds one
+    build.
+    """
+
+    cfg: RigCfg
+    path: Path
+    fsm: FsmModel
+    allocator: Allocator
+    commander: ValveCommander
+    can: dict[str, CheckedCanBus]
+    valve_board_name: str
+    mcu_name: str
+    valve_board_driver: ValveBoardDriver
+    profiles: dict[str, DeviceProfile]
+
+    @property
+    def valve_board(self) -> ValveBoardDeviceCfg:
+        """The valve board's device entry."""
+        dev = self.cfg.devices[self.valve_board_name]
+        assert isinstance(dev, ValveBoardDeviceCfg)
+        return dev
+
+    @property
+    def mcu(self) -> McuDeviceCfg:
+        """The MCU's device entry."""
+        dev = self.cfg.devices[self.mcu_name]
+        assert isinstance(dev, McuDeviceCfg)
+        return dev
+
+    def describe(self) -> str:
+        """``"8 thrusters, 4 buses, 6 devices"`` (the ``qiki rig check`` ok line)."""
+        rig = self.cfg
+        return f"{len(rig.thrusters)} thrusters, {len(rig.buses)} buses, {len(rig.devices)} devices"
+
+
+def _check_dbc_signals(path: str, codec: DbcCodec) -> None:
+    """Refuse DBC signals no value can pass through: scale 0, non-finite scale or offset.
+
+    A scale of 0 makes every encode divide by zero (``VB_Command`` mid-run, issue 10) and
+    every decode return the offset whatever the wire says.
+
+    Raises
+    ------
+    ConfigError
+        ``<dbc file>: <message>.<signal>: ...``, the first bad signal.
+    """
+    for msg_name in codec.message_names:
+        for sig in codec.message(msg_name).signals:
+            scale, offset = float(sig.scale), float(sig.offset)
+            if scale == 0.0 or not math.isfinite(scale):
+                raise ConfigError(path, f"{msg_name}.{sig.name}",
+                                  f"signal scale is {sig.scale}: no physical value can be encoded or decoded")
+            if not math.isfinite(offset):
+                raise ConfigError(path, f"{msg_name}.{sig.name}", f"signal offset is {sig.offset}")
+
+
+def _check_can_bus(rig: RigCfg, name: str, rig_path: Path, bus_name: str, bus: CanBusCfg) -> CheckedCanBus:
+    """Interface and DBCs of one CAN bus, without opening it.
+
+    Raises
+    ------
+    ConfigError
+        An emulated rig's bus is not ``virtual``; a real rig's interface is not a
+        python-can interface; a DBC file is missing; a signal has scale 0
+        (:func:`_check_dbc_signals`).
+    BusConfigError
+        A DBC that cantools refuses, truncated, or two files sharing an ID or a message
+        name (one line naming the file, SAFETY.md K01).
+    """
+    import can
+
+    from hal.can.codec import DbcCodec
+
+    if rig.emulation is not None:
+        if bus.interface != "virtual":
+            raise ConfigError(name, f"buses.{bus_name}.interface", "an emulated rig needs the 'virtual' CAN interface")
+    elif bus.interface not in can.interfaces.VALID_INTERFACES:
+        raise ConfigError(name, f"buses.{bus_name}.interface",
+                          f"{bus.interface!r} is not a python-can interface "
+                          f"(known: {', '.join(sorted(can.interfaces.VALID_INTERFACES))})")
+    dbc_paths = tuple(resolve_data_path(p, rig_path) for p in bus.dbc)
+    for given, resolved in zip(bus.dbc, dbc_paths):
+        if not resolved.exists():
+            raise ConfigError(name, f"buses.{bus_name}.dbc", f"DBC file {given!r} not found")
+    sources: dict[str, str] = {}
+    for path in dbc_paths:
+        one = DbcCodec([path])
+        _check_dbc_signals(str(path), one)
+        for msg_name in one.message_names:
+            sources.setdefault(msg_name, str(path))
+    return CheckedCanBus(dbc_paths, DbcCodec(list(dbc_paths)), sources)
+
+
+def _check_watched_period(bus: CheckedCanBus, message: str, period_s: float | None, who: str,
+                          tick_s: float | None) -> None:
+    """A stream a driver judges stale has a usable period (SAFETY.md B01-B03).
+
+    Parameters
+    ----------
+    bus : CheckedCanBus
+        The bus carrying the message (names the DBC file in errors).
+    message : str
+        DBC message name.
+    period_s : float or None
+        The period the driver expects (s): the DBC ``GenMsgCycleTime``; None when the DBC
+        gives none (absent or 0).
+    who : str
+        The driver, for the message.
+    tick_s : float or None
+        Control tick (s) for streams expected once per period (the driver's rhythm check
+        needs at most one frame per tick); None for list streams.
+
+    Raises
+    ------
+    ConfigError
+        ``<dbc file>: <message>: ...`` when the period is missing, above
+        :data:`~controller.config.MAX_WATCHED_PERIOD_S` (stale detection would take more
+        than 5 periods x 1 s), or shorter than the tick.
+    """
+    where = bus.sources.get(message, ", ".join(str(p) for p in bus.dbc_paths))
+    if period_s is None or not period_s > 0.0:
+        raise ConfigError(where, message, f"GenMsgCycleTime is 0 or missing: the {who} watches this message's "
+                          "freshness and needs its period (SAFETY.md B01)")
+    if period_s > MAX_WATCHED_PERIOD_S + 1e-9:
+        raise ConfigError(where, message, f"GenMsgCycleTime {period_s * 1000:g} ms is above "
+                          f"{MAX_WATCHED_PERIOD_S * 1000:g} ms: the {who} would detect its loss too late")
+    if tick_s is not None and period_s < tick_s - 1e-9:
+        raise ConfigError(where, message, f"GenMsgCycleTime {period_s * 1000:g} ms is shorter than the "
+                          f"{tick_s * 1000:g} ms control tick: the {who} cannot judge its rhythm")
+
+
+def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | None = None) -> CheckedRig:
+    """Check everything :func:`build_rig` needs, without opening a port.
+
+    The one implementation of the rig checks: ``qiki rig check`` prints its verdict and
+    :func:`build_rig` calls it first, so a rig ``qiki run`` refuses is refused by ``qiki
+    rig check`` with the same line (issue 10, part 5). What it verifies, in order (see
+    ``docs/rig-check.md``):
+
+    1. the state machine file loads and passes its checks (SAFETY.md K05);
+    2. the thruster geometry spans the wrench space; allocation weights/priorities fit
+       (K06); the valve commander accepts the PWM period, tick and delays;
+    3. one valve board on a CAN bus, one MCU on a serial bus;
+    4. every CAN bus: interface (``virtual`` on emulated rigs, a python-can name
+       otherwise), every DBC exists and loads strictly (K01), no signal of scale 0;
+       every serial bus: ``pipe://`` only on emulated rigs;
+    5. the valve board driver accepts the DBC (K02: ``VB_Command``, ``VB_Status``,
+       ``VB_Heartbeat`` and their signals; 0-100 % duty encodable) and its node ID; the
+       messages it watches have a ``GenMsgCycleTime`` > 0, at most 1 s and not shorter
+       than the tick;
+    6. the radars (:func:`controller.subsystems.radar.check`): count, bus kinds, replay
+       options, tracker settings; the ARS408's watched periods at most 1 s; no CAN ID
+       received by two drivers;
+    7. the power devices (:func:`controller.subsystems.power.check`): count, bus kinds,
+       device profiles load and are bounded, hold what the drivers need, power faults
+       name power devices, Modbus urls fit the rig;
+    8. a serial bus carries one device.
+
+    The budgets that need no file but the rig (stale periods, heartbeat vs watchdog,
+    command period vs command timeout) are checked when the rig loads
+    (:func:`controller.config.load_rig`).
+
+    Parameters
+    ----------
+    cfg : RigCfg
+        A rig from :func:`controller.config.load_rig`.
+    rig_path : Path
+        The rig file; relative data paths resolve against it and ``str(rig_path)`` names
+        it in errors.
+    options : mapping, optional
+        Run options that change what is built (``lr_replay``, ``sr_replay``).
+
+    Returns
+    -------
+    CheckedRig
+
+    Raises
+    ------
+    ConfigError, BusConfigError, ProtocolError
+        One line naming the file (rig, FSM, DBC or profile) and the key, message or
+        signal at fault; the CLI exits with status 2.
+    """
+    from controller.fsm import load_fsm
+    from controller.subsystems import power as power_sub
+    from controller.subsystems import radar as radar_sub
+    from hal.devices.valve_board import ValveBoardDriver
+
+    rig = cfg
+    name = str(rig_path)
+    fsm_model = load_fsm(resolve_data_path(rig.controller.fsm, rig_path))
+    allocator = build_allocator(rig, name)
+    commander = build_valve_commander(rig, name)
+
+    # ---------------------------------------------------------------- devices vs buses
+    boards = [k for k, d in rig.devices.items() if isinstance(d, ValveBoardDeviceCfg)]
+    mcus = [k for k, d in rig.devices.items() if isinstance(d, McuDeviceCfg)]
+    if not boards:
+        raise ConfigError(name, "devices", "a rig needs one valve_board device")
+    if len(boards) > 1:
+        raise ConfigError(name, "devices", f"a rig needs exactly one valve_board device (got {', '.join(boards)})")
+    if not mcus:
+        raise ConfigError(name, "devices", "a rig needs one qiki_mcu device")
+    if len(mcus) > 1:
+        raise ConfigError(name, "devices", f"a rig needs exactly one qiki_mcu device (got {', '.join(mcus)})")
+    vb_name, mcu_name = boards[0], mcus[0]
+    vb = rig.devices[vb_name]
+    mcu = rig.devices[mcu_name]
+    assert isinstance(vb, ValveBoardDeviceCfg) and isinstance(mcu, McuDeviceCfg)
+    if not isinstance(rig.buses[vb.bus], CanBusCfg):
+        raise ConfigError(name, f"devices.{vb_name}.bus", "the valve board needs a CAN bus")
+    if not isinstance(rig.buses[mcu.bus], SerialBusCfg):
+        raise ConfigError(name, f"devices.{mcu_name}.bus", "the MCU needs a serial bus")
+
+    # ---------------------------------------------------------------- buses
+    can_buses: dict[str, CheckedCanBus] = {}
+    for bus_name, bus in rig.buses.items():
+        if isinstance(bus, CanBusCfg):
+            can_buses[bus_name] = _check_can_bus(rig, name, rig_path, bus_name, bus)
+        elif isinstance(bus, SerialBusCfg):
+            if rig.emulation is None and bus.url.startswith("pipe://"):
+                raise ConfigError(name, f"buses.{bus_name}.url", "pipe:// links exist only on emulated rigs")
+
+    # ---------------------------------------------------------------- valve board
+    tick_s = 1.0 / rig.controller.rate_hz
+    vb_bus = can_buses[vb.bus]
+    vb_driver = ValveBoardDriver(vb_bus.codec, node_id=vb.node_id, n_valves=vb.n_valves,
+                                 stale_after_periods=rig.controller.safety.stale_after_periods)
+    for message, period_s in vb_driver.watched_periods_s.items():
+        _check_watched_period(vb_bus, message, period_s, "valve board driver", tick_s)
+
+    # ---------------------------------------------------------------- radars
+    radar = radar_sub.check(rig, name, {k: b.codec for k, b in can_buses.items()}, options)
+    for bus_name, periods in radar.watched_periods_s.items():
+        for message, period_s in periods.items():
+            _check_watched_period(can_buses[bus_name], message, period_s, "ARS408 driver", None)
+    vb_ids = {vb_driver.command_id: f"{vb_name} (VB_Command)"}
+    vb_ids.update({i: vb_name for i in vb_driver.arbitration_ids})
+    for bus_name, rx_ids in radar.can_rx_ids.items():
+        if bus_name != vb.bus:
+            continue
+        for arb_id in rx_ids:
+            if arb_id in vb_ids:
+                raise ConfigError(name, f"buses.{bus_name}",
+                                  f"arbitration ID 0x{arb_id:X} is used by both {vb_ids[arb_id]} and the ars408 radar")
+
+    # ---------------------------------------------------------------- power
+    profiles = power_sub.check(rig, name, rig_path)
+
+    # ---------------------------------------------------------------- sharing (after the kinds)
+    serial_owner: dict[str, str] = {}
+    for dev_name, dev in rig.devices.items():
+        if isinstance(rig.buses[dev.bus], SerialBusCfg):
+            if dev.bus in serial_owner:
+                raise ConfigError(name, f"devices.{dev_name}.bus",
+                                  f"serial bus {dev.bus!r} already carries device {serial_owner[dev.bus]!r} "
+                                  "(one device per serial link)")
+            serial_owner[dev.bus] = dev_name
+
+    _log.debug("%s: rig checked (%d CAN buses, %d profiles)", name, len(can_buses), len(profiles))
+    return CheckedRig(
+        cfg=rig,
+        path=rig_path,
+        fsm=fsm_model,
+        allocator=allocator,
+        commander=commander,
+        can=can_buses,
+        valve_board_name=vb_name,
+        mcu_name=mcu_name,
+        valve_board_driver=vb_driver,
+        profiles=profiles,
+    )
+
+
 @dataclass
 class BuiltRig:
     """Everything a run needs, built from one rig file."""
@@ -194,6 +530,7 @@ def build_rig(
     can_loggers: dict[str, Any] | None = None,
     loop_overruns=None,
     options: dict[str, Any] | None = None,
+    checked: CheckedRig | None = None,
 ) -> BuiltRig:
     """Build a rig ready to run.
 
@@ -221,12 +558,16 @@ def build_rig(
     Raises
     ------
     ConfigError, HalError
-        For anything in the rig that cannot be built (one line, exit status 2).
+        For anything in the rig that cannot be built (one line, exit status 2): first
+        everything :func:`check_rig` refuses, then what only opening a port can tell.
     """
+    if checked is None:
+        checked = check_rig(rig, rig_path, options=options)
+    # frozen until the loop starts: the build's duration never eats the POST budget
     clock = MonotonicClock(frozen=True) if realtime else SimClock()
     closers: list[Any] = []
     try:
-        return _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers)
+        return _build(checked, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers)
     except BaseException:
         # Nothing half-built outlives a refused rig: close what was opened, newest first.
         for close in reversed(closers):
@@ -237,29 +578,29 @@ def build_rig(
         raise
 
 
-def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers) -> BuiltRig:
-    """Body of :func:`build_rig`; everything it opens is registered in ``closers``."""
+def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock,
+           closers) -> BuiltRig:
+    """Body of :func:`build_rig` from a checked rig; everything it opens is in ``closers``."""
     from firmware_bridge.emulation.qiki_mcu import McuEmulator
     from firmware_bridge.emulation.sim import RealtimeRunner, ScheduledFault, Simulation
     from firmware_bridge.emulation.valve_board import ValveBoardEmulator
     from firmware_bridge.emulation.world import ThrusterGeometry, World
     from hal.can.bus import open_can_bus
-    from hal.can.codec import DbcCodec
     from hal.can.port import CanPort
     from hal.devices.qiki_mcu import McuDriver
-    from hal.devices.valve_board import ValveBoardDriver
     from hal.serial.link import PipeLink, PySerialLink, open_pty_pair
-    from controller.fsm import FsmEngine, load_fsm
+    from controller.fsm import FsmEngine
 
+    rig = checked.cfg
+    rig_path = checked.path
     name = str(rig_path)
     emu = rig.emulation
     run_tag = uuid.uuid4().hex[:8]
 
-    fsm_model = load_fsm(resolve_data_path(rig.controller.fsm, rig_path))
-    allocator = build_allocator(rig, name)
+    fsm_model = checked.fsm
+    allocator = checked.allocator
 
     # ---------------------------------------------------------------- buses
-    codecs: dict[str, Any] = {}
     ports: dict[str, Any] = {}
     emu_can: dict[str, Any] = {}
     can_channels: dict[str, str] = {}
@@ -267,22 +608,16 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
     emu_serial: dict[str, Any] = {}
     for bus_name, bus in rig.buses.items():
         if isinstance(bus, CanBusCfg):
-            dbc_paths = [resolve_data_path(p, rig_path) for p in bus.dbc]
-            for given, resolved in zip(bus.dbc, dbc_paths):
-                if not resolved.exists():
-                    raise ConfigError(name, f"buses.{bus_name}.dbc", f"DBC file {given!r} not found")
-            codecs[bus_name] = dbc_paths
             channel = bus.channel
             if emu is not None and bus.interface == "virtual":
                 channel = f"{bus.channel}-{run_tag}"
             can_channels[bus_name] = channel
-            host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps)
+            with opening(name, f"buses.{bus_name}"):
+                host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps)
             closers.append(host_bus.shutdown)
             logger = (can_loggers or {}).get(bus_name)
             ports[bus_name] = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick, on_frame_logged=logger)
-            if emu is not None:
-                if bus.interface != "virtual":
-                    raise ConfigError(name, f"buses.{bus_name}.interface", "an emulated rig needs the 'virtual' CAN interface")
+            if emu is not None:  # check_rig: the interface is 'virtual'
                 dev_bus = open_can_bus("virtual", channel, bus.bitrate_bps)
                 closers.append(dev_bus.shutdown)
                 emu_can[bus_name] = dev_bus
@@ -296,28 +631,18 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
                 else:
                     host_link, dev_link = PipeLink.pair(bus_name)
                     emu_serial[bus_name] = dev_link
-            else:
-                if bus.url.startswith("pipe://"):
-                    raise ConfigError(name, f"buses.{bus_name}.url", "pipe:// links exist only on emulated rigs")
-                host_link = PySerialLink(bus.url, bus.baudrate, write_timeout_s=bus.write_timeout_s)
+            else:  # check_rig: not pipe://
+                with opening(name, f"buses.{bus_name}"):
+                    host_link = PySerialLink(bus.url, bus.baudrate, write_timeout_s=bus.write_timeout_s)
             closers.append(host_link.close)
             serial_links[bus_name] = host_link
         # Modbus buses are built by the power integration (issue 5); nothing to open yet.
 
     # ---------------------------------------------------------------- devices
-    vb_cfg = next((k, d) for k, d in rig.devices.items() if isinstance(d, ValveBoardDeviceCfg))
-    mcu_item = next(((k, d) for k, d in rig.devices.items() if isinstance(d, McuDeviceCfg)), None)
-    if mcu_item is None:
-        raise ConfigError(name, "devices", "a rig needs one qiki_mcu device")
-    vb_name, vb = vb_cfg
-    mcu_name, mcu_cfg = mcu_item
-    if not isinstance(rig.buses[vb.bus], CanBusCfg):
-        raise ConfigError(name, f"devices.{vb_name}.bus", "the valve board needs a CAN bus")
-    if not isinstance(rig.buses[mcu_cfg.bus], SerialBusCfg):
-        raise ConfigError(name, f"devices.{mcu_name}.bus", "the MCU needs a serial bus")
+    vb_name, vb = checked.valve_board_name, checked.valve_board
+    mcu_name, mcu_cfg = checked.mcu_name, checked.mcu
     stale_n = rig.controller.safety.stale_after_periods
-    vb_codec = DbcCodec(codecs[vb.bus], id_offset=vb.node_id - 1)
-    vb_driver = ValveBoardDriver(vb_codec, node_id=vb.node_id, n_valves=vb.n_valves, stale_after_periods=stale_n)
+    vb_driver = checked.valve_board_driver  # derives its node codec (offset node_id - 1)
     port = ports[vb.bus]
     for arb_id in vb_driver.arbitration_ids:
         port.register(arb_id, vb_driver.on_frame)
@@ -345,7 +670,7 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
         world = World(rig.vehicle.mass_kg, rig.vehicle.inertia_kgm2, geoms, w.start_pose, w.linear_drag_n_per_mps)
         vb_emu = ValveBoardEmulator(
             emu_can[vb.bus],
-            DbcCodec(codecs[vb.bus], id_offset=vb.node_id - 1),
+            checked.can[vb.bus].codec,  # the emulator adds the node offset itself
             node_id=vb.node_id,
             n_valves=vb.n_valves,
             pwm_period_s=vb.pwm_period_s,
@@ -390,7 +715,7 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
         seed=seed,
         record=record,
         can_ports=ports,
-        can_dbc_paths={k: list(v) for k, v in codecs.items()},
+        can_dbc_paths={k: list(v.dbc_paths) for k, v in checked.can.items()},
         can_channels=can_channels,
         open_emulator_can=open_emulator_can,
         serial_links=serial_links,
@@ -414,7 +739,7 @@ def _build(rig, rig_path, mission, record, realtime, seed, can_loggers, loop_ove
     max_thrust = [t.max_thrust_n for t in rig.thrusters]
     og = rig.controller.output_guard
     guard = OutputGuard(max_thrust, og.max_thrust_rate_n_per_s, og.max_nonfinite_ticks)
-    commander = build_valve_commander(rig, name)
+    commander = checked.commander
     vehicle = Vehicle(
         fsm=FsmEngine(fsm_model, now_s=0.0),
         can_ports=ports,

@@ -29,7 +29,7 @@ from controller.errors import ConfigError
 from controller.exit_codes import EXIT_OK, EXIT_STOPPED, SIGNAL_EXIT
 from controller.loop import FixedRateLoop, LoopStats
 from controller.record.run_record import RunRecord, write_json_atomic
-from controller.rig import BuiltRig, build_rig
+from controller.rig import BuiltRig, build_rig, check_rig
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
 
@@ -270,6 +270,8 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
     check_options(opts)
     rig_cfg, rig_path = load_rig(opts.rig)
     mission_cfg = load_mission(opts.mission) if opts.mission else None
+    replay = {"lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay}
+    checked = check_rig(rig_cfg, rig_path, options=replay)  # the same check as `qiki rig check`
     folder = prepare_run_folder(opts.runs_dir)
     record = RunRecord(folder)
     can_names = [n for n, b in rig_cfg.buses.items() if b.kind == "can"]
@@ -295,7 +297,8 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                     seed=opts.seed,
                     can_loggers=loggers,
                     loop_overruns=overruns,
-                    options={"lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay},
+                    options=replay,
+                    checked=checked,
                 )
                 stop_req.abort_enabled = False
             except StopBeforeStart as exc:

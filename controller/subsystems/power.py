@@ -53,12 +53,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from controller.config import BmsDeviceCfg, ModbusBusCfg, PduDeviceCfg, PowerCfg, RigCfg
-from controller.errors import ConfigError
+from controller.errors import ConfigError, opening
 from controller.modbus_read import load_profile, open_link
+from firmware_bridge.protocols.modbus_profile import DeviceProfile
 from hal.devices.bms import bms_arming_check, bms_freshness_reason, bms_mission_fault, bms_post_report, bms_reading
 from hal.devices.pdu import Pdu, pdu_health, pdu_post_report
 from hal.modbus.poller import DeviceSnapshot, ModbusPoller, PolledDevice
@@ -718,6 +720,98 @@ def _check_profile(profile: Any, required: tuple[str, ...], name: str, key: str)
         raise ConfigError(name, key, f"profile {profile.name!r} lacks {', '.join(missing)} (the driver needs them)")
 
 
+def _check_url(bus: ModbusBusCfg, emulated: bool, name: str, bus_name: str) -> None:
+    """The url of a Modbus bus fits the rig (what the link openers refuse, without opening).
+
+    Emulated rig: ``memory://NAME`` or :data:`EMULATED_RTU_URL` (:func:`open_emulated_link`).
+    Real rig: ``tcp://HOST:PORT`` or ``rtu://PATH[?baudrate=N&parity=P]``
+    (:func:`open_real_link`, :func:`controller.modbus_read.open_link`).
+    """
+    key = f"buses.{bus_name}.url"
+    parts = urlsplit(bus.url)
+    if emulated:
+        if not (bus.url == EMULATED_RTU_URL or parts.scheme == "memory"):
+            raise ConfigError(name, key, f"on an emulated rig a modbus url is memory://NAME or {EMULATED_RTU_URL}")
+        return
+    if parts.scheme == "memory" or bus.url == EMULATED_RTU_URL:
+        raise ConfigError(name, key, f"{bus.url!r} exists only on emulated rigs")
+    if parts.scheme == "tcp":
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None:
+            raise ConfigError(name, key, f"{bus.url!r}: expected tcp://HOST:PORT")
+    elif parts.scheme == "rtu":
+        if not (parts.path or parts.netloc):
+            raise ConfigError(name, key, f"{bus.url!r}: expected rtu:///dev/ttyX?baudrate=N")
+        baud = parse_qs(parts.query).get("baudrate", ["115200"])[0]
+        if not baud.isdigit() or int(baud) <= 0:
+            raise ConfigError(name, key, f"{bus.url!r}: baudrate {baud!r} is not a positive integer")
+    else:
+        raise ConfigError(name, key, f"{bus.url!r}: scheme must be tcp or rtu")
+
+
+def check(rig: RigCfg, name: str, rig_path: Path) -> dict[str, DeviceProfile]:
+    """Every build-time check of the power devices, without opening a link.
+
+    Called by :func:`controller.rig.check_rig` (``qiki rig check`` and ``qiki run``) and
+    by :func:`build`, so both refuse the same rigs with the same line.
+
+    Parameters
+    ----------
+    rig : RigCfg
+        A validated rig.
+    name : str
+        The rig file, for errors.
+    rig_path : Path
+        The rig file (profile paths are resolved against it).
+
+    Returns
+    -------
+    dict of str to DeviceProfile
+        The validated profile of each BMS and PDU, by device name (empty without them).
+
+    Raises
+    ------
+    ConfigError
+        More than one BMS or PDU; a power device not on a ``kind: modbus`` bus; a
+        profile that fails validation (its own file and key, bounds of
+        :class:`~firmware_bridge.protocols.modbus_profile.DeviceProfile`) or lacks a
+        quantity the driver needs (:data:`BMS_REQUIRED`, :data:`PDU_REQUIRED`); an
+        ``emulation.power_faults`` entry naming another device; a bus url that does not
+        fit the rig (:func:`_check_url`).
+    """
+    bms_items = [(n, d) for n, d in rig.devices.items() if isinstance(d, BmsDeviceCfg)]
+    pdu_items = [(n, d) for n, d in rig.devices.items() if isinstance(d, PduDeviceCfg)]
+    if not bms_items and not pdu_items:
+        return {}
+    for kind, items in (("bms", bms_items), ("pdu", pdu_items)):
+        if len(items) > 1:
+            raise ConfigError(name, "devices", f"at most one {kind} device (got {', '.join(n for n, _ in items)})")
+    profiles: dict[str, DeviceProfile] = {}
+    for dev_name, dev in bms_items + pdu_items:
+        if not isinstance(rig.buses[dev.bus], ModbusBusCfg):
+            raise ConfigError(name, f"devices.{dev_name}.bus", f"bus {dev.bus!r} is not a modbus bus")
+        profiles[dev_name] = p = load_profile(dev.profile, rig_path)
+        if isinstance(dev, BmsDeviceCfg):
+            req = BMS_REQUIRED + tuple(f"cell_{i:02d}_voltage_v" for i in range(min(dev.cell_count, 16)))
+            _check_profile(p, req, name, f"devices.{dev_name}.profile")
+        else:
+            _check_profile(p, PDU_REQUIRED, name, f"devices.{dev_name}.profile")
+    emu = rig.emulation
+    if emu is not None:
+        for i, f in enumerate(emu.power_faults):
+            if not isinstance(rig.devices.get(f.device), (BmsDeviceCfg, PduDeviceCfg)):
+                raise ConfigError(name, f"emulation.power_faults[{i}].device",
+                                  f"{f.device!r} is not a bms or pdu device of this rig")
+    for bus_name in sorted({d.bus for _, d in bms_items + pdu_items}):
+        bus = rig.buses[bus_name]
+        assert isinstance(bus, ModbusBusCfg)
+        _check_url(bus, emu is not None, name, bus_name)
+    return profiles
+
+
 def build(ctx: Any) -> PowerSubsystem | None:
     """Build the power subsystem of a rig, or None when it has no BMS and no PDU.
 
@@ -733,9 +827,8 @@ def build(ctx: Any) -> PowerSubsystem | None:
     Raises
     ------
     ConfigError
-        More than one BMS or PDU; a power device not on a ``kind: modbus`` bus; a profile
-        that fails validation or lacks what the driver needs; a url that does not fit the
-        rig (see the module doc); a power fault naming another device.
+        Whatever :func:`check` refuses (run first, so the line is the one ``qiki rig
+        check`` prints).
     BusConfigError, ProtocolError
         A link or emulator server that cannot be opened (one line, exit status 2).
     """
@@ -745,19 +838,7 @@ def build(ctx: Any) -> PowerSubsystem | None:
     pdu_items = [(n, d) for n, d in rig.devices.items() if isinstance(d, PduDeviceCfg)]
     if not bms_items and not pdu_items:
         return None
-    for kind, items in (("bms", bms_items), ("pdu", pdu_items)):
-        if len(items) > 1:
-            raise ConfigError(name, "devices", f"at most one {kind} device (got {', '.join(n for n, _ in items)})")
-    profiles: dict[str, Any] = {}
-    for dev_name, dev in bms_items + pdu_items:
-        if not isinstance(rig.buses[dev.bus], ModbusBusCfg):
-            raise ConfigError(name, f"devices.{dev_name}.bus", f"bus {dev.bus!r} is not a modbus bus")
-        profiles[dev_name] = p = load_profile(dev.profile, ctx.path)
-        if isinstance(dev, BmsDeviceCfg):
-            req = BMS_REQUIRED + tuple(f"cell_{i:02d}_voltage_v" for i in range(min(dev.cell_count, 16)))
-            _check_profile(p, req, name, f"devices.{dev_name}.profile")
-        else:
-            _check_profile(p, PDU_REQUIRED, name, f"devices.{dev_name}.profile")
+    profiles: dict[str, Any] = dict(check(rig, name, ctx.path))  # the checks of `qiki rig check`
 
     closers: list[Callable[[], None]] = []
     emulated = build_emulated_power(rig, name, profiles, ctx.clock) if rig.emulation is not None else None
@@ -769,7 +850,8 @@ def build(ctx: Any) -> PowerSubsystem | None:
             bus = rig.buses[bus_name]
             assert isinstance(bus, ModbusBusCfg)
             if emulated is None:
-                links[bus_name] = open_real_link(bus, name, bus_name)
+                with opening(name, f"buses.{bus_name}"):
+                    links[bus_name] = open_real_link(bus, name, bus_name)
                 transport[bus_name] = urlsplit(bus.url).scheme
                 closers.append(links[bus_name].close)
                 continue

@@ -60,9 +60,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
-from controller.config import Ars408DeviceCfg, CanBusCfg, Iwr6843DeviceCfg, RadarCfg, SerialBusCfg
+from controller.config import Ars408DeviceCfg, CanBusCfg, Iwr6843DeviceCfg, RadarCfg, RigCfg, SerialBusCfg
 from controller.errors import ConfigError
 from controller.radar_decode import tracking_detection
 from controller.tracking import (
@@ -79,7 +79,10 @@ from controller.tracking import (
 )
 from hal.errors import HalError
 
-__all__ = ["RadarSubsystem", "build", "speed_long_mps", "tracker_config"]
+if TYPE_CHECKING:
+    from hal.can.codec import DbcCodec
+
+__all__ = ["RadarCheck", "RadarSubsystem", "build", "check", "speed_long_mps", "tracker_config"]
 
 #: ARS408 status faults that are the radar's own report (SAFETY.md D02), as opposed to
 #: ``stale`` (B01) and ``values_rejected`` (D03), which have their own fault keys.
@@ -662,6 +665,102 @@ def _replay_path(value: Any, key: str) -> Path:
     if not p.is_file():
         raise ConfigError(str(value), key, "replay file not found")
     return p
+
+
+class RadarCheck(NamedTuple):
+    """What :func:`check` learnt from the radar drivers, for the rig-wide checks.
+
+    Attributes
+    ----------
+    can_rx_ids : dict of str to tuple of int
+        Per CAN bus, the arbitration IDs the ARS408 driver receives (no two drivers may
+        share one, ``CanPort.register``).
+    watched_periods_s : dict of str to dict of str to float
+        Per CAN bus, the period (s) the ARS408 driver expects of each stream it judges
+        stale (object list, RadarState), by DBC message name.
+    """
+
+    can_rx_ids: dict[str, tuple[int, ...]]
+    watched_periods_s: dict[str, dict[str, float]]
+
+
+def check(rig: RigCfg, name: str, can_codecs: Mapping[str, DbcCodec],
+          options: Mapping[str, object] | None = None) -> RadarCheck:
+    """Every build-time check of the radars, without opening a port.
+
+    Called by :func:`controller.rig.check_rig` (``qiki rig check`` and ``qiki run``)
+    before anything is built; :func:`build` keeps its own copies of these checks.
+
+    Parameters
+    ----------
+    rig : RigCfg
+        A validated rig.
+    name : str
+        The rig file, for errors.
+    can_codecs : mapping of str to DbcCodec
+        The loaded codec of each CAN bus (ID offset 0).
+    options : mapping, optional
+        Run options (``lr_replay``, ``sr_replay``: recording paths).
+
+    Returns
+    -------
+    RadarCheck
+
+    Raises
+    ------
+    ConfigError
+        More than one radar of a kind, a radar on a bus of the wrong kind, a replay
+        option on a rig that is not emulated or without the radar, a replay file that
+        does not exist, an invalid tracker configuration. A DBC that lacks the ARS408
+        messages is not refused: POST fails naming the missing message (SAFETY.md K02).
+    """
+    from hal.devices.ars408 import Ars408Driver, config_from_mapping
+
+    lrs = [(k, d) for k, d in rig.devices.items() if isinstance(d, Ars408DeviceCfg)]
+    srs = [(k, d) for k, d in rig.devices.items() if isinstance(d, Iwr6843DeviceCfg)]
+    out = RadarCheck({}, {})
+    opts = options or {}
+    if not lrs and not srs:
+        for opt in ("lr_replay", "sr_replay"):
+            if opts.get(opt):
+                raise ConfigError(name, "devices", f"--{opt.replace('_', '-')} needs an "
+                                  f"{'ars408' if opt == 'lr_replay' else 'iwr6843'} device")
+        return out
+    if len(lrs) > 1 or len(srs) > 1:
+        raise ConfigError(name, "devices", "at most one ars408 and one iwr6843 radar are supported")
+    emulated = rig.emulation is not None
+    for opt in ("lr_replay", "sr_replay"):
+        if opts.get(opt) and not emulated:
+            raise ConfigError(name, "emulation", f"--{opt.replace('_', '-')} needs an emulated rig")
+    if opts.get("lr_replay") and not lrs:
+        raise ConfigError(name, "devices", "--lr-replay needs an ars408 device")
+    if opts.get("sr_replay") and not srs:
+        raise ConfigError(name, "devices", "--sr-replay needs an iwr6843 device")
+    for opt, flag in (("lr_replay", "--lr-replay"), ("sr_replay", "--sr-replay")):
+        if opts.get(opt):
+            _replay_path(str(opts[opt]), flag)
+    tracker_config(rig.radar if rig.radar is not None else RadarCfg(), source=name)
+    if lrs:
+        dev_name, dev = lrs[0]
+        if not isinstance(rig.buses.get(dev.bus), CanBusCfg):
+            raise ConfigError(name, f"devices.{dev_name}.bus", "the ars408 needs a CAN bus")
+        entry = dev.model_dump()
+        entry["stale_after_periods"] = rig.controller.safety.stale_after_periods
+        try:
+            driver = Ars408Driver(can_codecs[dev.bus], config_from_mapping(entry, name=dev_name))
+        except HalError:
+            driver = None  # K02: POST names what the DBC lacks (see build)
+        if driver is not None:
+            from firmware_bridge.protocols import ars408 as proto
+
+            out.can_rx_ids[dev.bus] = tuple(driver.rx_ids)
+            out.watched_periods_s[dev.bus] = {proto.MSG_OBJ_STATUS: driver.cycle_period_s,
+                                              proto.MSG_RADAR_STATE: driver.state_period_s}
+    if srs:
+        dev_name, dev = srs[0]
+        if not isinstance(rig.buses.get(dev.bus), SerialBusCfg):
+            raise ConfigError(name, f"devices.{dev_name}.bus", "the iwr6843 needs a serial bus")
+    return out
 
 
 def build(ctx: Any) -> RadarSubsystem | None:

@@ -65,6 +65,18 @@ BIT_TABLES: tuple[str, ...] = ("coil", "discrete")
 MAX_READ_REGISTERS = 125
 #: Largest bit read in one request (Modbus spec 6.1/6.2: 2000 bits).
 MAX_READ_BITS = 2000
+#: Last wire address of any table (16-bit PDU address field, Modbus spec 4.4).
+MAX_ADDRESS = 0xFFFF
+#: Longest poll period (s): a profile's device is a watched stream, like a DBC message
+#: (``controller.config.MAX_WATCHED_PERIOD_S``, 1 s).
+MAX_POLL_PERIOD_S = 1.0
+#: ``stale_after_polls`` bounds: SAFETY.md D10 "value stale after N polls", with N within
+#: the 2..5 periods every watched stream gets (``controller.config``; SAFETY.md B01: 3).
+MIN_STALE_AFTER_POLLS = 2
+MAX_STALE_AFTER_POLLS = 5
+#: Most quantities in one profile, and named bits in one bitfield.
+MAX_QUANTITIES = 1000
+MAX_BITS = 32
 
 _REGISTERS_PER_TYPE: dict[str, int] = {
     "u8": 1, "u16": 1, "i16": 1, "u32": 2, "i32": 2, "f32": 2,
@@ -111,12 +123,12 @@ class Quantity(_Strict):
 
     name: str = Field(min_length=1, pattern=r"^[a-z][a-z0-9_]*$")
     table: Table
-    address: int = Field(ge=0, le=0xFFFF)
+    address: int = Field(ge=0, le=MAX_ADDRESS)
     data_type: DataType = "u16"
     word_order: WordOrder = "big"
     byte: Literal["hi", "lo"] | None = None
     width_bits: Literal[16, 32] = 16
-    bits: dict[str, int] = Field(default_factory=dict)
+    bits: dict[str, int] = Field(default_factory=dict, max_length=MAX_BITS)
     scale: float = 1.0
     unit: str = ""
     writable: bool = False
@@ -169,31 +181,34 @@ class DeviceProfile(_Strict):
         How addresses count: ``register`` (next register = address + 1, standard) or
         ``byte`` (next register = address + 2, JK BMS).
     poll_period_s : float
-        Period at which the poller reads every quantity (> 0).
+        Period at which the poller reads every quantity, 0 < period <= 1 s
+        (:data:`MAX_POLL_PERIOD_S`).
     poll_deadline_s : float
         Budget for one whole poll of the device (all its reads), 0 < deadline <= period.
     stale_after_polls : int
-        The device's data is stale when no complete poll succeeded for this many periods
-        (SAFETY.md D10, default 3).
+        The device's data is stale when no complete poll succeeded for this many periods,
+        2..5 (SAFETY.md D10, default 3): detection within 5 s at the longest.
     max_gap_registers : int
         Unmapped registers a single read may span to merge two quantities (0 = only
         adjacent quantities share a read). Only for devices whose map is contiguous.
     max_read_registers : int
         Largest register count per read request (<= 125).
     quantities : list of Quantity
-        Unique names; on register tables no two quantities overlap unless both are
-        ``u8`` halves of the same register.
+        Unique names, at most :data:`MAX_QUANTITIES`; every register (or bit) of a
+        quantity lies within 0..65535 (``address`` + span - 1, the span counted in address
+        units of the profile's ``addressing``); on register tables no two quantities
+        overlap unless both are ``u8`` halves of the same register.
     """
 
     name: str = Field(min_length=1)
     description: str = ""
     addressing: Literal["register", "byte"] = "register"
-    poll_period_s: float = Field(gt=0.0, le=3600.0)
+    poll_period_s: float = Field(gt=0.0, le=MAX_POLL_PERIOD_S)
     poll_deadline_s: float = Field(gt=0.0, le=60.0)
-    stale_after_polls: int = Field(default=3, ge=1, le=1000)
+    stale_after_polls: int = Field(default=3, ge=MIN_STALE_AFTER_POLLS, le=MAX_STALE_AFTER_POLLS)
     max_gap_registers: int = Field(default=0, ge=0, le=MAX_READ_REGISTERS)
     max_read_registers: int = Field(default=MAX_READ_REGISTERS, ge=1, le=MAX_READ_REGISTERS)
-    quantities: list[Quantity] = Field(min_length=1)
+    quantities: list[Quantity] = Field(min_length=1, max_length=MAX_QUANTITIES)
 
     @model_validator(mode="after")
     def _check(self) -> "DeviceProfile":
@@ -211,6 +226,13 @@ class DeviceProfile(_Strict):
                     f"quantities[{i}].address: odd address {q.address:#06x} with byte addressing"
                 )
         stride = self.address_stride
+        for i, q in enumerate(self.quantities):
+            last = q.address + (q.registers - 1) * (1 if q.is_bit else stride)
+            if last > MAX_ADDRESS:
+                raise ValueError(
+                    f"quantities[{i}].address: {q.name!r} spans {q.registers} register(s) from "
+                    f"{q.address:#06x} to {last:#x}, past the last address {MAX_ADDRESS:#06x}"
+                )
         cells: dict[tuple[str, int], tuple[int, str | None]] = {}
         for i, q in enumerate(self.quantities):
             for k in range(q.registers):

@@ -17,11 +17,20 @@ import can
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols import valve_board as vb
-from hal.can.codec import DbcCodec
+from hal.can.codec import CanEncodeError, DbcCodec
 from hal.can.ingress import IngressChecker, IngressSpec
 from hal.errors import BusConfigError
 
-__all__ = ["ValveBoardDriver"]
+__all__ = ["NODE_ID_MAX", "WATCHED_MESSAGES", "ValveBoardDriver"]
+
+#: Highest node ID: node n adds n - 1 to every ID of ``dbc/qiki.dbc``, and the heartbeat
+#: IDs 0x701..0x70D of nodes 1..13 stay below 0x70E/0x70F, kept free for moving the
+#: heartbeat (see ``firmware_bridge/protocols/valve_board.py``, "ID hazard").
+NODE_ID_MAX = 13
+
+#: Messages whose freshness the driver watches (one frame per DBC ``GenMsgCycleTime``
+#: expected; SAFETY.md D04 heartbeat lost, B01 stale status).
+WATCHED_MESSAGES = (vb.STATUS, vb.HEARTBEAT)
 
 
 class ValveBoardDriver:
@@ -33,7 +42,7 @@ class ValveBoardDriver:
         Codec of the bus holding ``dbc/qiki.dbc``. The driver derives a node codec with
         ID offset ``codec.id_offset + node_id - 1``.
     node_id : int, optional
-        Board node ID, 1..13 (default 1: IDs 0x101, 0x181, 0x701).
+        Board node ID, 1..:data:`NODE_ID_MAX` (default 1: IDs 0x101, 0x181, 0x701).
     n_valves : int, optional
         Valves fitted, 1..8 (default 8).
     stale_after_periods : float, optional
@@ -42,14 +51,16 @@ class ValveBoardDriver:
     Raises
     ------
     BusConfigError
-        If the DBC lacks a message or signal the driver needs (K02), or the arguments
-        are out of range.
+        If the DBC lacks a message or signal the driver needs (K02), cannot encode the
+        extreme commands (0 % and 100 % duty, counters 0 and 15: a signal range or scale
+        that would make :meth:`command_frame` fail mid-run), or the arguments are out of
+        range.
     """
 
     def __init__(self, codec: DbcCodec, *, node_id: int = 1, n_valves: int = 8,
                  stale_after_periods: float = 3.0) -> None:
-        if not 1 <= int(node_id) <= 13:
-            raise BusConfigError(f"valve board node_id must be 1..13, got {node_id}")
+        if not 1 <= int(node_id) <= NODE_ID_MAX:
+            raise BusConfigError(f"valve board node_id must be 1..{NODE_ID_MAX}, got {node_id}")
         if not 1 <= int(n_valves) <= vb.MAX_VALVES:
             raise BusConfigError(f"valve board n_valves must be 1..8, got {n_valves}")
         codec.require(vb.REQUIRED_SIGNALS)
@@ -63,6 +74,13 @@ class ValveBoardDriver:
                          checksum_fn=vb.e2e_checksum, regular=True),
              IngressSpec(vb.HEARTBEAT, regular=True)],
             stale_after_periods=stale_after_periods)
+        for duty_raw, counter in ((0, 0), (vb.DUTY_RAW_MAX, vb.COUNTER_MODULO - 1)):
+            try:
+                self._codec.encode(vb.COMMAND, vb.command_signals([duty_raw] * vb.MAX_VALVES, counter))
+            except CanEncodeError as exc:
+                raise BusConfigError(
+                    f"{', '.join(codec.dbc_paths)}: {vb.COMMAND} cannot carry "
+                    f"{vb.raw_to_duty_pct(duty_raw):g} % duty: {exc}") from exc
         self._command_id = self._codec.frame_id(vb.COMMAND)
         self._status_id = self._codec.frame_id(vb.STATUS)
         self._heartbeat_id = self._codec.frame_id(vb.HEARTBEAT)
@@ -78,6 +96,15 @@ class ValveBoardDriver:
     def arbitration_ids(self) -> tuple[int, ...]:
         """IDs this driver consumes (``VB_Status``, ``VB_Heartbeat`` of its node)."""
         return (self._status_id, self._heartbeat_id)
+
+    @property
+    def watched_periods_s(self) -> dict[str, float | None]:
+        """Expected period (s) of each watched message, from the DBC ``GenMsgCycleTime``.
+
+        None when the DBC gives no cycle time (absent or 0): freshness cannot be judged
+        and the rig must be refused before it runs (``controller.rig.check_rig``).
+        """
+        return {name: self._checker.stream(name).period_s for name in WATCHED_MESSAGES}
 
     @property
     def command_id(self) -> int:

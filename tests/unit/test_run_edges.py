@@ -73,6 +73,8 @@ def test_missing_serial_device_is_exit_3_one_line(tmp_path, capsys):
     data = yaml.safe_load(rig)
     data.pop("emulation")
     data["buses"]["mcu"]["url"] = "/dev/ttyQIKI-missing"
+    data["buses"]["sr"]["url"] = "/dev/null"  # opens (not a tty: never reached, the MCU comes first)
+    data["buses"]["power"]["url"] = "tcp://127.0.0.1:1"
     p = tmp_path / "real.yaml"
     # the rig's data paths resolve against the checkout
     p.write_text(yaml.safe_dump(data))
@@ -80,7 +82,9 @@ def test_missing_serial_device_is_exit_3_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     assert code == 3, err
-    assert "/dev/ttyQIKI-missing" in err and "No such file or directory" in err
+    assert err.startswith(f"{p}: buses.mcu: serial link /dev/ttyQIKI-missing: cannot open: ")
+    assert "No such file or directory" in err
+    assert main(["rig", "check", str(p)]) == 0  # the check opens no port: the rig itself is fine
 
 
 # ----------------------------------------------------------------------------- stop requests
