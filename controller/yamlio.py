@@ -71,6 +71,9 @@ _STR_TAG = _YAML + "str"
 _INT_TAG = _YAML + "int"
 _FLOAT_TAG = _YAML + "float"
 _MERGE_TAG = _YAML + "merge"
+#: libyaml's own nesting cap (levels, libyaml >= 0.2.5); its scanner reads a flow
+#: collection ahead and may meet it before the builder meets ``YamlLimits.max_depth``.
+_LIBYAML_MAX_DEPTH = 1000
 #: Longest key or value text quoted in a message (characters).
 _SHOWN_CHARS = 60
 
@@ -80,7 +83,7 @@ class YamlLimits:
     """Bounds on one YAML data file; the loader's generic backstop (schemas bound more).
 
     The defaults are far above any QIKI file (the JK BMS profile, the largest shipped, has
-    ~1,300 nodes and depth 4; the largest mission the schema accepts, 10,000 waypoints, has
+    ~740 nodes and depth 4; the largest mission the schema accepts, 10,000 waypoints, has
     ~90,000 nodes and depth 3) and far below what costs a second to read.
 
     Attributes
@@ -137,7 +140,7 @@ def _tag_name(tag: str) -> str:
 #: The pure-Python parser (the fallback; the tests run every rule through both parsers).
 _PURE_LOADER: type[yaml.SafeLoader] = yaml.SafeLoader
 #: libyaml's parser when PyYAML was built with it (several times faster), else the fallback.
-_StrictLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 #: Plain data only: the tags a scalar, a list or a mapping may carry (implicitly or
 #: explicitly: ``!!str 0x12`` is fine). ``!!binary``, ``!!set``, ``!!omap``, ``!!python/*``
@@ -271,8 +274,7 @@ class _Builder:
         if not explicit:
             tag = loader.resolve(ScalarNode, event.value, event.implicit)
         if tag == _MERGE_TAG:
-            top = self.stack[-1] if self.stack else None
-            path = self._path(child=False) if top is not None and isinstance(top.data, dict) else None
+            path = self._path(child=False) if self._at_key() else None
             raise self._refuse(f"YAML merge keys ('<<') are not allowed (line {line})", path)
         if tag not in _SCALAR_TAGS:
             if explicit:
@@ -398,13 +400,14 @@ def load_yaml(path: str | Path, display_name: str | None = None, limits: YamlLim
         raise ConfigError(name, "", f"not valid YAML at line {line}: a byte-order mark (U+FEFF) inside the file")
     loader: yaml.SafeLoader | None = None
     try:
-        loader = _StrictLoader(text)
+        loader = _LOADER(text)
         found, document = _Builder(loader, name, limits).build()
     except yaml.YAMLError as exc:
         if "maximum nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own cap, met first
             mark = getattr(exc, "problem_mark", None)  # when its scanner reads ahead of our builder
             where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise ConfigError(name, "", f"nesting deeper than {limits.max_depth} levels{where}") from None
+            depth = min(limits.max_depth, _LIBYAML_MAX_DEPTH)
+            raise ConfigError(name, "", f"nesting deeper than {depth} levels{where}") from None
         raise _yaml_error_line(name, text, exc) from None
     except RecursionError:  # defensive: the builder is iterative and depth is capped
         raise ConfigError(name, "", "nesting too deep to read") from None
