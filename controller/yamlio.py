@@ -124,6 +124,13 @@ def _key_name(key: str) -> str:
     return _short(key)
 
 
+def _display(name: str) -> str:
+    """A file name as messages show it: as written, or its ``repr`` when it holds a line
+    break, a NUL or another unprintable character (a rig may name any string as a
+    profile path; the error must still be one line)."""
+    return name if name.isprintable() else repr(name)
+
+
 def _child(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
@@ -389,7 +396,7 @@ def load_yaml(path: str | Path, display_name: str | None = None, limits: YamlLim
         the key path; SAFETY.md K03). Never ``RecursionError``, ``ValueError`` or a
         PyYAML exception.
     """
-    name = display_name or str(path)
+    name = _display(display_name or str(path))
     try:
         text = read_regular_text(path, limits.max_file_bytes, name)
     except FileRefusedError as exc:
@@ -478,6 +485,12 @@ def validate(model: type[M], data: Any, name: str, key_prefix: str = "") -> M:
 
 
 def load_model(model: type[M], path: str | Path, display_name: str | None = None) -> M:
-    """Load a YAML file strictly and validate it against ``model``."""
-    name = display_name or str(path)
+    """Load a YAML file strictly (:func:`load_yaml`) and validate it against ``model``.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`load_yaml`, or the first schema error with its key path (:func:`validate`).
+    """
+    name = _display(display_name or str(path))
     return validate(model, load_yaml(path, name), name)

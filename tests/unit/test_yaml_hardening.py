@@ -353,3 +353,15 @@ def test_mutated_rig_loads_or_gives_one_line(tmp_path, parser, seed):
         p = tmp_path / f"m{i}.yaml"
         p.write_text(text, encoding="utf-8")
         _check_outcome(p)
+
+
+@pytest.mark.parametrize(("name", "shown", "reason"), [
+    ("a\0b.yaml", "'a\\x00b.yaml'", "cannot open file: the name holds a NUL byte"),
+    ("a\nb.yaml", "'a\\nb.yaml'", "file not found"),
+    ("x" * 5000, "x" * 5000, "cannot open file: File name too long"),
+])
+def test_file_names_the_os_cannot_take(tmp_path, monkeypatch, name, shown, reason):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_yaml(name)
+    assert str(info.value) == f"{shown}: {reason}"
