@@ -155,7 +155,6 @@ _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALAR_TAGS = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
 _SEQ_TAG = _YAML + "seq"
 _MAP_TAG = _YAML + "map"
-_NULL_TAG = _YAML + "null"
 
 Data = Any  # a YAML document as plain Python data: dict, list, str, int, float, bool, None
 
@@ -221,8 +220,8 @@ class _Builder:
         loader.get_event()  # DocumentStartEvent
         if loader.check_event(ScalarEvent):  # a document of one scalar: "---" alone is empty
             event = loader.peek_event()
-            if event.value == "" and event.tag is None and event.anchor is None:
-                return False, None
+            if event.value == "" and event.implicit[0] and event.tag is None and event.anchor is None:
+                return False, None  # plain and empty: '' (quoted) is a document, an empty string
         document = self._build_document()
         loader.get_event()  # DocumentEndEvent
         if loader.check_event(DocumentStartEvent):
@@ -260,7 +259,7 @@ class _Builder:
                 raise self._refuse(f"not valid YAML at line {line}: unexpected {type(event).__name__}")
             if not stack:
                 return value
-            self._add(stack[-1], value, event, line)
+            self._add(stack[-1], value, line)
 
     def _count(self, line: int) -> None:
         self.n_nodes += 1
@@ -305,7 +304,7 @@ class _Builder:
         top = self.stack[-1] if self.stack else None
         return top is not None and isinstance(top.data, dict) and top.pending_key is None
 
-    def _add(self, parent: _Open, value: Data, event: Event, line: int) -> None:
+    def _add(self, parent: _Open, value: Data, line: int) -> None:
         """Put a finished value into its list or mapping; the key checks happen here (K03)."""
         limits = self.limits
         if isinstance(parent.data, list):
@@ -318,7 +317,8 @@ class _Builder:
             parent.pending_key = None
             return
         key = value
-        assert isinstance(key, _Key)  # collections as keys were refused at their start
+        if not isinstance(key, _Key):  # pragma: no cover - collections as keys are refused at their start
+            raise self._refuse(f"mapping key at line {line} is not a plain name", self._path(child=False))
         if key.tag != _STR_TAG:
             raise self._refuse(
                 f"key {_short(key.text)} is read by YAML as {key.tag.rsplit(':', 1)[-1]}, not a name (quote it)",
@@ -339,7 +339,6 @@ class _Key:
 
     text: str
     tag: str
-
 
 
 def _yaml_error_line(name: str, text: str, exc: yaml.YAMLError) -> ConfigError:

@@ -365,3 +365,9 @@ def test_file_names_the_os_cannot_take(tmp_path, monkeypatch, name, shown, reaso
     with pytest.raises(ConfigError) as info:
         load_yaml(name)
     assert str(info.value) == f"{shown}: {reason}"
+
+
+def test_a_quoted_empty_document_is_a_string_not_an_empty_file(tmp_path, parser):
+    p = tmp_path / "q.yaml"
+    p.write_text("''\n")
+    assert load_yaml(p) == ""
