@@ -78,8 +78,9 @@ def read_regular_file(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES, displ
     Raises
     ------
     FileRefusedError
-        Missing, permission denied, a directory/FIFO/device/socket, or larger than
-        ``max_bytes``; the message is one line naming the file and the reason.
+        Missing, permission denied, a name the OS cannot take (too long, a NUL byte), a
+        directory/FIFO/device/socket, or larger than ``max_bytes``; the message is one
+        line naming the file and the reason.
     """
     name = display_name or str(path)
     try:
@@ -92,6 +93,8 @@ def read_regular_file(path: str | Path, max_bytes: int = MAX_CONFIG_BYTES, displ
         raise FileRefusedError(name, "cannot read file: permission denied") from None
     except OSError as exc:
         raise FileRefusedError(name, f"cannot open file: {exc.strerror or exc}") from None
+    except ValueError:  # os.open refuses a name holding a NUL byte (a YAML "\0" escape)
+        raise FileRefusedError(name, "cannot open file: the name holds a NUL byte") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
