@@ -293,7 +293,7 @@ def _check_can_bus(rig: RigCfg, name: str, rig_path: Path, bus_name: str, bus: C
                           f"(known: {', '.join(sorted(can.interfaces.VALID_INTERFACES))})")
     dbc_paths = tuple(resolve_data_path(p, rig_path) for p in bus.dbc)
     for given, resolved in zip(bus.dbc, dbc_paths):
-        if not resolved.exists():
+        if not resolved.exists() and not resolved.is_symlink():
             raise ConfigError(name, f"buses.{bus_name}.dbc", f"DBC file {given!r} not found")
     sources: dict[str, str] = {}
     for path in dbc_paths:

@@ -57,11 +57,15 @@ import cantools
 from cantools.database.can import Message as CantoolsMessage
 
 from hal.errors import BusConfigError, HalError, one_line
+from hal.fileio import FileRefusedError, read_regular_file
 
 __all__ = ["CanEncodeError", "Decoded", "DbcCodec", "VECTOR_PLACEHOLDER"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
+
+#: Largest DBC accepted (bytes): real vehicle databases run to a few MB.
+MAX_DBC_BYTES = 16 << 20
 
 #: Name of the Vector CANdb++ placeholder message for unassigned signals (cantools drops it).
 VECTOR_PLACEHOLDER = "VECTOR__INDEPENDENT_SIG_MSG"
@@ -312,8 +316,12 @@ class DbcCodec:
     @staticmethod
     def _load(path: str) -> cantools.database.can.Database:
         p = Path(path)
-        if not p.is_file():
-            raise BusConfigError(f"{path}: DBC file not found")
+        try:
+            # a regular file of sane size, checked without blocking (a FIFO or /dev/zero
+            # named as a DBC is refused at once, ISSUE 10 part 7)
+            raw = read_regular_file(p, MAX_DBC_BYTES, str(path))
+        except FileRefusedError as exc:
+            raise BusConfigError(f"{path}: DBC {exc.reason}") from exc
         try:
             db = cantools.database.load_file(str(p), database_format="dbc", strict=True)
         except Exception as exc:  # cantools raises many types; translated once, here.
@@ -327,10 +335,7 @@ class DbcCodec:
         # inside an SG_ line loads with the signal missing): count the definitions in
         # the text and compare with what was parsed (without Vector's placeholder
         # message, which cantools drops on purpose).
-        try:
-            text = p.read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise BusConfigError(f"{path}: unreadable: {one_line(exc)}") from exc
+        text = raw.decode("utf-8", errors="replace")
         n_bo, n_sg = count_definitions(text)
         parsed_bo = len(db.messages)
         parsed_sg = sum(len(m.signals) for m in db.messages)
