@@ -400,6 +400,31 @@ class SafetyCfg(Strict):
     max_overruns_per_s: Annotated[int, Field(ge=1, le=10)] = 5
 
 
+class RealtimeKnobsCfg(Strict):
+    """Real-time knobs of the controller process, applied at the start of a real-time run.
+
+    Nothing is asked by default. ``sched_fifo_priority`` asks for SCHED_FIFO at that
+    priority (1..99, sched(7)); ``cpu_affinity`` pins the control thread to these CPU ids
+    (1..64 distinct ids >= 0; whether they exist is checked on the machine, at start);
+    ``mlockall`` locks current and future pages (mlockall(2)); ``gc_freeze`` runs a full
+    collection then moves every object to the permanent generation (``gc.freeze``). A
+    knob the OS refuses is reported in ``summary.json`` and the run goes on
+    (controller/rt_knobs.py, docs/realtime.md).
+    """
+
+    sched_fifo_priority: Annotated[int, Field(ge=1, le=99)] | None = None
+    cpu_affinity: list[Annotated[int, Field(ge=0, le=4095)]] | None = Field(default=None, min_length=1, max_length=64)
+    mlockall: bool = False
+    gc_freeze: bool = False
+
+    @field_validator("cpu_affinity")
+    @classmethod
+    def _distinct_cpus(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("CPU ids must be distinct")
+        return v
+
+
 class ControllerCfg(Strict):
     """The control loop: rate, state machine file, allocation, gains and guards."""
 
@@ -410,6 +435,7 @@ class ControllerCfg(Strict):
     output_guard: OutputGuardCfg = Field(default_factory=OutputGuardCfg)
     safety: SafetyCfg = Field(default_factory=SafetyCfg)
     post_timeout_s: Annotated[float, Field(gt=0.0, le=60.0)] = 5.0
+    realtime: RealtimeKnobsCfg = Field(default_factory=RealtimeKnobsCfg)
 
 
 class RadarCfg(Strict):

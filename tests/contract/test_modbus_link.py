@@ -29,7 +29,8 @@ class Rig:
         self.link, self.bms, self.pdu, self.world = link, bms, pdu, world
 
 
-@pytest.fixture(params=["memory", "tcp", "rtu"])
+@pytest.fixture(params=["memory", pytest.param("tcp", marks=pytest.mark.realtime),
+                        pytest.param("rtu", marks=pytest.mark.realtime)])
 def rig(request):
     jk = load_model(DeviceProfile, ROOT / "rigs/profiles/jk_bms.yaml")
     pp = load_model(DeviceProfile, ROOT / "rigs/profiles/qiki_pdu.yaml")

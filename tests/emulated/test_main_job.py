@@ -163,6 +163,7 @@ def test_estop_reaches_estop_within_one_tick(tmp_path):
             assert bytes(m.data[:6]) == b"\x00" * 6
 
 
+@pytest.mark.realtime
 def test_realtime_run_with_mcu_over_pty(tmp_path):
     """Real time: MonotonicClock, emulators on their thread, MCU through a real pty."""
     opts = RunOptions(rig=str(ROOT / "rigs/virtual.yaml"), mission=str(ROOT / "missions/square.yaml"),

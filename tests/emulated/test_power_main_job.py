@@ -304,6 +304,7 @@ def test_rig_without_power_devices_builds_no_power_subsystem(tmp_path):
 # --------------------------------------------------------------------------- real time
 
 
+@pytest.mark.realtime
 @pytest.mark.parametrize("src, transport", [("virtual.yaml", "tcp"), ("virtual_rtu.yaml", "rtu")])
 def test_realtime_mission_then_silent_bms_goes_safe(tmp_path, src, transport):
     """Short real-time run: POST, arm (relay closed over the wire), then D10. No timing asserted."""

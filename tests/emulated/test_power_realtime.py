@@ -21,6 +21,8 @@ from hal.devices.pdu import Pdu
 from hal.modbus.link import PymodbusRtuLink, PymodbusTcpLink
 from hal.modbus.poller import ModbusPoller, PolledDevice
 
+pytestmark = pytest.mark.realtime
+
 ROOT = Path(__file__).resolve().parents[2]
 LINK_TIMEOUT_S = 0.03
 

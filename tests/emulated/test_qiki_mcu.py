@@ -381,6 +381,7 @@ def test_mcu_reboot_is_detected_and_rail_stays_off(rig):
     assert not rig.emu.rail_enabled  # never re-enabled without a new request
 
 
+@pytest.mark.realtime
 def test_real_time_path_over_pty():
     """Driver on PySerialLink(pty slave), emulator on the FdLink master, MonotonicClock.
 

@@ -48,7 +48,7 @@ def test_reads_every_quantity_of_the_emulated_pdu(capsys):
     assert got["bus_voltage_v"].endswith(" V") and 25.0 < float(got["bus_voltage_v"].split()[0]) < 28.0
 
 
-@pytest.mark.parametrize("src", ["virtual.yaml", "virtual_rtu.yaml"])
+@pytest.mark.parametrize("src", ["virtual.yaml", pytest.param("virtual_rtu.yaml", marks=pytest.mark.realtime)])
 def test_reads_named_bms_quantities_from_the_emulated_battery(tmp_path, capsys, src):
     def edit(d):
         d["emulation"]["battery"] = {"start_soc_pct": 42.0, "start_temperature_c": 31.0}
@@ -76,6 +76,7 @@ def test_failed_read_names_the_failure_and_exits_1(tmp_path, capsys, fault, expe
     assert got["soc_pct"].startswith(expect)
 
 
+@pytest.mark.realtime
 def test_rtu_emulated_corrupt_frames_are_failures_not_values(tmp_path, capsys):
     def edit(d):
         d["emulation"]["power_faults"] = [{"device": "bms", "kind": "corrupt"}]
@@ -117,6 +118,7 @@ def _real_rig(tmp_path: Path, url: str) -> str:
     return write_rig(tmp_path, edit)
 
 
+@pytest.mark.realtime
 def test_real_rig_opens_its_url(tmp_path, capsys, tcp_server):
     rig = _real_rig(tmp_path, f"tcp://127.0.0.1:{tcp_server.port}")
     assert main(["modbus", "read", "--rig", rig, "bms", "soc_pct", "cell_count"]) == 0
