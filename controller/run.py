@@ -30,6 +30,7 @@ from controller.exit_codes import EXIT_OK, EXIT_STOPPED, SIGNAL_EXIT
 from controller.loop import FixedRateLoop, LoopStats
 from controller.record.run_record import RunRecord, write_json_atomic
 from controller.rig import BuiltRig, build_rig, check_rig
+from controller.rt_knobs import RealtimeKnobsReport, apply_realtime_knobs, skipped_report
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
 
@@ -273,6 +274,9 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
     replay = {"lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay}
     checked = check_rig(rig_cfg, rig_path, options=replay)  # the same check as `qiki rig check`
     folder = prepare_run_folder(opts.runs_dir)
+    # before the build: threads started by the build inherit the scheduling policy
+    knobs_cfg = rig_cfg.controller.realtime
+    knobs = apply_realtime_knobs(knobs_cfg) if opts.realtime else skipped_report(knobs_cfg, "lockstep run")
     record = RunRecord(folder)
     can_names = [n for n, b in rig_cfg.buses.items() if b.kind == "can"]
     loop_ref: dict[str, FixedRateLoop] = {}
@@ -309,21 +313,23 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                 summary: dict[str, Any] = {
                     "result": f"interrupted ({name}) before the first tick", "final_state": None,
                     "rig": rig_cfg.name, "seed": opts.seed, "realtime": opts.realtime,
-                    "exit_status": status, "run_folder": str(folder),
+                    "exit_status": status, "run_folder": str(folder), "realtime_knobs": knobs.as_dict(),
                 }
                 record.write_summary(summary)
                 if opts.summary_json:
                     write_json_atomic(Path(opts.summary_json), summary)
                 return status, summary, folder
-            return _fly(opts, built, record, folder, stop_req, loop_ref, console)
+            return _fly(opts, built, record, folder, stop_req, loop_ref, console, knobs)
     finally:
         if built is not None:
             built.close()
         record.close()
+        knobs.restore()
 
 
 def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, stop_req: StopRequest,
-         loop_ref: dict[str, FixedRateLoop], console: Console | None) -> tuple[int, dict[str, Any], Path]:
+         loop_ref: dict[str, FixedRateLoop], console: Console | None,
+         knobs: RealtimeKnobsReport) -> tuple[int, dict[str, Any], Path]:
     """The loop of :func:`run_main_job`, its safe stop and its verdict."""
     vehicle = built.vehicle
     loop = FixedRateLoop(built.clock, built.cfg.controller.rate_hz, advance=None if opts.realtime else built.advance,
@@ -413,6 +419,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         if forced is not None:
             summary["shutdown"]["forced"] = True
     summary["exceptions"] = {"count": vehicle.exceptions_caught, "first": vehicle.exception_reason}
+    summary["realtime_knobs"] = knobs.as_dict()
     summary["exit_status"] = status
     record.write_summary(summary)
     if opts.summary_json:

@@ -17,6 +17,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Repeated objects are written out in full: the loader refuses YAML aliases."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
 from controller.cli import main
 from controller.config import load_rig
 from controller.errors import ConfigError
@@ -80,7 +87,7 @@ class Rig:
         return p
 
     def write(self) -> Path:
-        self.path.write_text(yaml.safe_dump(self.data, sort_keys=False))
+        self.path.write_text(yaml.dump(Dumper=_NoAliasDumper, data=self.data, sort_keys=False))
         return self.path
 
 
@@ -227,12 +234,12 @@ def _sr_frame_period_10s(r: Rig):
 
 
 def _faults_1001(r: Rig):
-    r.data["emulation"]["faults"] = [{"at_s": 1.0, "fault": "estop_press"}] * 1001
+    r.data["emulation"]["faults"] = [{"at_s": 1.0, "fault": "estop_press"} for _ in range(1001)]  # distinct: no YAML aliases
     return lambda rig: f"{rig}: emulation.faults: List should have at most 1000 items after validation, not 1001"
 
 
 def _obstacles_257(r: Rig):
-    r.data["emulation"]["obstacles"] = [{"x_m": 5.0, "y_m": 5.0}] * 257
+    r.data["emulation"]["obstacles"] = [{"x_m": 5.0, "y_m": 5.0} for _ in range(257)]
     return lambda rig: f"{rig}: emulation.obstacles: List should have at most 256 items after validation, not 257"
 
 
