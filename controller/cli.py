@@ -9,6 +9,7 @@ K01-K06). Every exit status is listed in :mod:`controller.exit_codes` and ``qiki
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qiki", description="QIKI hardware-in-the-loop controller stack",
                                 epilog=HELP_TEXT, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"qiki {_version()}")
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
+                   help="log messages of this level and above on stderr (default: warning)")
+    p.add_argument("--debug", action="store_true", help="same as --log-level debug")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the main job: boot, POST, arm, fly the mission, disarm",
@@ -158,10 +162,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def configure_logging(level_name: str) -> None:
+    """The CLI's logging: one stderr handler on the root logger (library code only logs).
+
+    Third-party libraries that log their own parse warnings at WARNING (cantools, when a
+    DBC redefines a frame ID; pymodbus, per dropped frame) are shown from ERROR on
+    unless debugging: QIKI reports those conditions itself, in one line.
+    """
+    level = getattr(logging, level_name.upper())
+    root = logging.getLogger()
+    if not any(getattr(h, "_qiki", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("qiki: %(levelname)s: %(name)s: %(message)s"))
+        handler._qiki = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name in ("cantools", "pymodbus", "can"):
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else max(level, logging.ERROR))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qiki`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging("debug" if args.debug else args.log_level)
     from hal.errors import DeviceUnavailableError
 
     try:

@@ -6,22 +6,31 @@ timeout is a return value, never an exception.
 """
 
 
-def one_line(exc: object) -> str:
+def one_line(exc: object, max_chars: int | None = 400) -> str:
     """A vendor message folded onto one line for an error of ours (K01/K02: one-line errors).
 
     Parameters
     ----------
     exc : object
         An exception or any text; an exception with an empty message gives its type name.
+    max_chars : int or None, optional
+        Longest result (default 400 characters); a longer text is cut and ends in
+        ``...``. None: no limit.
 
     Returns
     -------
     str
-        Runs of white space (new lines included) folded to single spaces.
+        Runs of white space (new lines included) folded to single spaces; other control
+        characters and unprintable code points (a vendor parser quoting binary garbage)
+        shown as ``\\xNN``/``\\uNNNN`` escapes, so the line is safe on any terminal.
     """
     text = " ".join(str(exc).split())
     if not text and isinstance(exc, BaseException):
         return type(exc).__name__
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    if max_chars is not None and len(text) > max_chars:
+        text = text[: max(0, max_chars - 3)] + "..."
     return text
 
 

@@ -331,6 +331,13 @@ class DbcCodec:
             raise BusConfigError(f"{path}: not a CAN database")
         if not db.messages:
             raise BusConfigError(f"{path}: DBC defines no message (empty or truncated file)")
+        for m in db.messages:
+            # ISO 11898-1: a classic CAN frame carries at most 8 data bytes, CAN FD 64
+            limit = 64 if m.is_fd else 8
+            if not 0 <= m.length <= limit:
+                raise BusConfigError(
+                    f"{path}: message {m.name} (0x{m.frame_id:X}): length {m.length} bytes is outside "
+                    f"0..{limit} ({'CAN FD' if m.is_fd else 'classic CAN'})")
         # cantools' parser silently drops an incomplete trailing statement (a DBC cut
         # inside an SG_ line loads with the signal missing): count the definitions in
         # the text and compare with what was parsed (without Vector's placeholder
