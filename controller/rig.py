@@ -44,7 +44,9 @@ from controller.optional import import_optional
 from controller.paths import resolve_data_path
 from controller.safety.output_guard import OutputGuard
 from controller.valve_command import ValveCommander
-from controller.vehicle import Allocator, DeviceSlot, Vehicle
+from controller.components.mcu import McuComponent
+from controller.components.valves import ValveBoardComponent
+from controller.vehicle import Allocator, PoseControl, Vehicle
 from firmware_bridge.protocols.firmware_version import parse_version
 
 if TYPE_CHECKING:
@@ -739,28 +741,22 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     max_thrust = [t.max_thrust_n for t in rig.thrusters]
     og = rig.controller.output_guard
     guard = OutputGuard(max_thrust, og.max_thrust_rate_n_per_s, og.max_nonfinite_ticks)
-    commander = checked.commander
+    valve_board = ValveBoardComponent(vb_name, vb_driver, port, vb.accepted_firmware, valves, vb.n_valves,
+                                      max_thrust, modulator=checked.commander)
+    port.register(vb_driver.command_id, valve_board.on_foreign_command)
     vehicle = Vehicle(
         fsm=FsmEngine(fsm_model, now_s=0.0),
         can_ports=ports,
-        valve_board=DeviceSlot(vb_name, vb_driver, vb.accepted_firmware),
-        mcu=DeviceSlot(mcu_name, mcu_driver, mcu_cfg.accepted_firmware),
-        valve_port=port,
-        allocator=allocator,
-        thruster_valves=valves,
-        n_valves=vb.n_valves,
-        max_thrust_n=max_thrust,
+        valves=valve_board,
+        mcu=McuComponent(mcu_name, mcu_driver, mcu_cfg.accepted_firmware),
+        components=subsystems,
+        control=PoseControl(allocator, gains, MissionExecutor(mission) if mission is not None else None),
         guard=guard,
-        gains=gains,
-        mission=MissionExecutor(mission) if mission is not None else None,
         record=record,
         post_timeout_s=rig.controller.post_timeout_s,
-        modulator=commander,
-        subsystems=subsystems,
         overruns_last_second=loop_overruns,
         max_overruns_per_s=rig.controller.safety.max_overruns_per_s,
     )
-    port.register(vb_driver.command_id, vehicle.on_foreign_command)
     return BuiltRig(
         cfg=rig,
         path=rig_path,

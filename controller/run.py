@@ -358,7 +358,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
             try:
                 script.step(vehicle, now_s)
             except Exception as exc:  # noqa: BLE001 - the operator script is inside the barrier too
-                vehicle._on_exception(exc, now_s)
+                vehicle.on_exception(exc, now_s)
         if live is not None:
             wall = time.perf_counter()
             if wall - last_draw[0] > 0.25:
@@ -515,15 +515,17 @@ def build_summary(opts: RunOptions, built, stats, result: str, folder: Path) -> 
         },
         "run_folder": str(folder),
     }
-    ticks_alloc = max(v.alloc_ticks, 1)
+    c = v.control
+    modulator = v.valves.modulator
+    ticks_alloc = max(c.alloc_ticks, 1)
     summary["allocation"] = {
         "method": built.cfg.controller.allocation.method,
-        "ticks": v.alloc_ticks,
-        "saturation_fraction": round(v.saturated_ticks / ticks_alloc, 6),
-        "rms_unallocated_wrench": round(math.sqrt(v.unallocated_sq / ticks_alloc), 9),
-        "propellant_ns": round(float(sum(v.modulator.delivered_impulse_ns)), 6) if v.modulator is not None else None,
-        "commanded_impulse_ns": [round(float(x), 6) for x in v.modulator.commanded_impulse_ns] if v.modulator is not None else None,
-        "failures_handled": v.failures_handled,
+        "ticks": c.alloc_ticks,
+        "saturation_fraction": round(c.saturated_ticks / ticks_alloc, 6),
+        "rms_unallocated_wrench": round(math.sqrt(c.unallocated_sq / ticks_alloc), 9),
+        "propellant_ns": round(float(sum(modulator.delivered_impulse_ns)), 6) if modulator is not None else None,
+        "commanded_impulse_ns": [round(float(x), 6) for x in modulator.commanded_impulse_ns] if modulator is not None else None,
+        "failures_handled": c.failures_handled,
     }
     for sub in v.subsystems:
         summary[sub.name] = sub.summary()

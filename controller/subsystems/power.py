@@ -52,6 +52,7 @@ the valve board's supply.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -59,6 +60,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from controller.config import BmsDeviceCfg, ModbusBusCfg, PduDeviceCfg, PowerCfg, RigCfg
 from controller.errors import ConfigError, opening
+from controller.vehicle.seam import ActionHandler, Condition, DevicePost, TickView
 from controller.modbus_read import load_profile, open_link
 from firmware_bridge.protocols.modbus_profile import DeviceProfile
 from hal.devices.bms import bms_arming_check, bms_freshness_reason, bms_mission_fault, bms_post_report, bms_reading
@@ -441,7 +443,7 @@ class PowerSubsystem:
             self.min_pack_voltage_v = r.pack_voltage_v
 
     # ------------------------------------------------------------------ Subsystem
-    def read(self, now_s: float, vehicle: Any) -> None:
+    def read(self, view: TickView) -> None:
         """Read phase (per tick): lockstep polls due now; take any new BMS sample.
 
         Real time: only snapshots are read (never blocks). The first tick's time is the
@@ -449,7 +451,8 @@ class PowerSubsystem:
         there, once, that the workers' polls are moved between the ticks
         (:meth:`ModbusPoller.align_to_grid`; the pollers start before the loop does).
         """
-        self._tick = getattr(vehicle, "tick_index", self._tick)
+        now_s = view.now_s
+        self._tick = view.tick
         if not self.realtime:
             for poller in self.pollers.values():
                 poller.step(now_s)
@@ -470,6 +473,15 @@ class PowerSubsystem:
                     if self._pdu_energy_first_wh is None:
                         self._pdu_energy_first_wh = e
                     self._pdu_energy_last_wh = e
+
+    def events(self, view: TickView) -> Sequence[str]:
+        """No events of its own."""
+        return ()
+
+    def post(self, view: TickView) -> Mapping[str, DevicePost] | None:
+        """POST verdict per device (see :meth:`post_report`); None while waiting."""
+        rep = self.post_report(view.now_s)
+        return None if rep is None else {dev: DevicePost(bool(ok), why) for dev, (ok, why) in rep.items()}
 
     def post_report(self, now_s: float) -> dict[str, tuple[bool, str]] | None:
         """POST verdict of the BMS and the PDU; None until each had one poll attempt."""
@@ -494,8 +506,12 @@ class PowerSubsystem:
             out[name] = (rep.ok, ok_text or "; ".join(rep.reasons))
         return out
 
-    def arming_check(self, now_s: float, vehicle: Any) -> tuple[bool, str]:
-        """May the vehicle arm? Battery and PDU side of SAFETY.md O01 (see module doc)."""
+    def arming_check(self, view: TickView) -> str | None:
+        """Why the vehicle may not arm (battery and PDU side of SAFETY.md O01), or None."""
+        ok, reason = self._arming(view.now_s)
+        return None if ok else reason
+
+    def _arming(self, now_s: float) -> tuple[bool, str]:
         snap = self._bms_snap()
         if snap is not None:
             ok, reason = bms_arming_check(snap, self.limits.min_soc_pct, now_s)
@@ -515,16 +531,20 @@ class PowerSubsystem:
         assert self.pdu is not None
         return pdu_health(self.pdu[1].snapshot(), now_s)
 
-    def on_action(self, action: str, now_s: float, vehicle: Any) -> None:
-        """``enable_valve_rail`` closes the valve-rail relay, ``disable_valve_rail`` opens it.
+    def action_handlers(self) -> Mapping[str, ActionHandler]:
+        """With a PDU: ``enable_valve_rail`` closes the valve-rail relay,
+        ``disable_valve_rail`` opens it."""
+        if self.pdu is None:
+            return {}
+        return {"enable_valve_rail": lambda view: self._relay_action(view, True),
+                "disable_valve_rail": lambda view: self._relay_action(view, False)}
 
-        Both queue one absolute coil write with read-back (never blocks, never retried);
-        :meth:`monitor` judges the read-back.
-        """
-        if self.pdu is None or action not in ("enable_valve_rail", "disable_valve_rail"):
-            return
-        self._tick = getattr(vehicle, "tick_index", self._tick)
-        closed = action == "enable_valve_rail"
+    def _relay_action(self, view: TickView, closed: bool) -> None:
+        """Queue one absolute coil write with read-back (never blocks, never retried);
+        :meth:`conditions` judges the read-back."""
+        assert self.pdu is not None
+        now_s = view.now_s
+        self._tick = view.tick
         self.rail_closed_requested = closed
         self._rail_ticket = self.pdu[1].request_relay("valve_rail", closed)
         self._rail_requested_at_s = now_s
@@ -581,9 +601,12 @@ class PowerSubsystem:
                 return f"PDU: valve-rail relay reads {'closed' if actual else 'open'}, commanded {want}"
         return None
 
-    def monitor(self, now_s: float, vehicle: Any) -> list[tuple[str, str | None]]:
-        """Fault conditions (per tick): battery (D10, low SoC, over-temperature), relay, PDU."""
-        state = vehicle.state
+    def conditions(self, view: TickView) -> Sequence[Condition]:
+        """Fault conditions (per tick), keys ``power.<key>``: battery (D10, low SoC,
+        over-temperature), relay, PDU."""
+        return [Condition(f"{self.name}.{key}", why) for key, why in self._monitor(view.now_s, view.state)]
+
+    def _monitor(self, now_s: float, state: str) -> list[tuple[str, str | None]]:
         if state == "boot":
             return []
         out: list[tuple[str, str | None]] = []
@@ -606,8 +629,8 @@ class PowerSubsystem:
             out.append(("valve_rail_relay", self._relay_condition(now_s, state)))
         return out
 
-    def write(self, now_s: float, vehicle: Any) -> None:
-        """Write phase (per tick): nothing; relay writes are queued by :meth:`on_action`."""
+    def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
+        """Write phase (per tick): nothing; relay writes are queued by the rail actions."""
 
     def summary(self) -> dict[str, Any]:
         """The ``power`` block of ``summary.json``.

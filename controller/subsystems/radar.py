@@ -58,12 +58,14 @@ emulators run on the emulator thread through ``sim.extra``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 from controller.config import Ars408DeviceCfg, CanBusCfg, Iwr6843DeviceCfg, RadarCfg, RigCfg, SerialBusCfg
 from controller.errors import ConfigError
+from controller.vehicle.seam import ActionHandler, Condition, DevicePost, TickView
 from controller.radar_decode import tracking_detection
 from controller.tracking import (
     BAND_LR,
@@ -373,9 +375,10 @@ class RadarSubsystem:
         self._closed = False
 
     # ------------------------------------------------------------------ read
-    def read(self, now_s: float, vehicle: Any) -> None:
+    def read(self, view: TickView) -> None:
         """Read phase (per tick): radar health, completed scans -> fusion -> tracker."""
-        p = vehicle.mcu.driver.pose
+        now_s = view.now_s
+        p = view.pose
         if p is not None and all(math.isfinite(v) for v in (p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps)):
             self._pose = (p.x_m, p.y_m, p.yaw_rad)
             self._vel = (p.vx_world_mps, p.vy_world_mps)
@@ -505,10 +508,18 @@ class RadarSubsystem:
         var = ux * ux * p[0, 0] + 2.0 * ux * uy * p[0, 1] + uy * uy * p[1, 1]
         return threat.closing_speed_mps > TTC_CLOSING_SIGMAS * math.sqrt(max(var, 0.0))
 
-    def monitor(self, now_s: float, vehicle: Any) -> list[tuple[str, str | None]]:
-        """Fault conditions (per tick, outside ``boot``): B01 stale, D02, D03, keep-out/TTC."""
-        if vehicle.state == "boot":
+    def events(self, view: TickView) -> Sequence[str]:
+        """No events of its own."""
+        return ()
+
+    def conditions(self, view: TickView) -> Sequence[Condition]:
+        """Fault conditions (per tick, outside ``boot``): B01 stale, D02, D03, keep-out/TTC.
+
+        Keys are ``radar.<key>``. Counts breach ticks for the summary.
+        """
+        if view.state == "boot":
             return []
+        now_s = view.now_s
         out = self._lr_conditions() + self._sr_conditions()
         threats = self.threats(now_s)
         reason = None
@@ -522,18 +533,26 @@ class RadarSubsystem:
                 self.breaches.first_s = now_s
                 self.breaches.first_reason = reason
         out.append(("keep_out", reason))
-        return out
+        return [Condition(f"{self.name}.{key}", why) for key, why in out]
 
-    def arming_check(self, now_s: float, vehicle: Any) -> tuple[bool, str]:
+    def arming_check(self, view: TickView) -> str | None:
         """Refuse ``arm`` while a radar is stale or reports an error (SAFETY.md D02, O01)."""
         for key, reason in self._lr_conditions() + self._sr_conditions():
             if reason is not None:
-                return False, reason
+                return reason
         if self.lr is not None and self.lr.driver is not None and self.lr.status is None:
-            return False, f"{self.lr.name}: no status yet"
-        return True, ""
+            return f"{self.lr.name}: no status yet"
+        return None
 
-    def post_report(self, now_s: float) -> dict[str, tuple[bool, str]] | None:
+    def action_handlers(self) -> Mapping[str, ActionHandler]:
+        """No part in FSM actions (the radars stay powered in every state)."""
+        return {}
+
+    def post(self, view: TickView) -> Mapping[str, DevicePost] | None:
+        """POST verdict per radar (see :meth:`post_report`)."""
+        return {dev: DevicePost(bool(ok), why) for dev, (ok, why) in self.post_report(view.now_s).items()}
+
+    def post_report(self, now_s: float) -> dict[str, tuple[bool, str]]:
         """POST verdict per radar (boot only): present, fresh, state clean, version.
 
         A radar not yet ready is reported ``(False, "waiting: ...")`` rather than None, so
@@ -569,12 +588,10 @@ class RadarSubsystem:
                 out[sr.name] = (True, f"{sr.scans} frames")
         return out
 
-    def on_action(self, action: str, now_s: float, vehicle: Any) -> None:
-        """Nothing to do on FSM actions (the radars stay powered in every state)."""
-
     # ------------------------------------------------------------------ write
-    def write(self, now_s: float, vehicle: Any) -> None:
+    def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
         """Write phase (per tick): ARS408 ego speed and yaw rate when due (every cycle)."""
+        now_s = view.now_s
         lr = self.lr
         if lr is None or lr.driver is None or self._pose is None:
             return

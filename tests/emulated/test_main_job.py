@@ -212,7 +212,7 @@ def test_foreign_node_sending_our_command_id_latches_estop_and_stops_tx(tmp_path
 
     def tick(k, now, dt):
         if k == 300:
-            intruder.send(v.vb.driver.command_frame([50.0] * 8))
+            intruder.send(v.valves.driver.command_frame([50.0] * 8))
         v.tick(k, now, dt)
         ours = 0
         while (m := monitor.recv(timeout=0)) is not None:

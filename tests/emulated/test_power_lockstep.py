@@ -288,7 +288,7 @@ def test_polls_aligned_between_control_ticks(bench):
 def test_realtime_subsystem_aligns_polls_to_its_first_tick(bench):
     """PowerSubsystem.read in real time: never touches the bus; puts the polls on the grid
     of the first tick's time, once (a later, jittered tick does not move it)."""
-    from types import SimpleNamespace
+    from controller.vehicle import TickView
 
     from controller.config import PowerCfg
     from controller.subsystems.power import PowerSubsystem
@@ -297,8 +297,8 @@ def test_realtime_subsystem_aligns_polls_to_its_first_tick(bench):
                          pollers={"power": bench.poller}, links={"power": bench.link}, realtime=True,
                          record=lambda *a, **k: None, transport={"power": "memory"}, control_period_s=TICK_S)
     bench.clock.advance(0.0123)  # the worker has been running since build
-    sub.read(0.0143, SimpleNamespace(tick_index=0))
-    sub.read(0.0251, SimpleNamespace(tick_index=1))  # second tick, 0.8 ms late
+    sub.read(TickView(0, 0.0143, "boot", "zero", None))
+    sub.read(TickView(1, 0.0251, "boot", "zero", None))  # second tick, 0.8 ms late
     assert bench.link.stats().requests == 0  # the tick only reads snapshots
     bench.poller.step()  # the polls due since build run at once
     starts = _spy_read_starts_ns(bench)

@@ -510,8 +510,8 @@ def test_build_rig_runs_check_rig_once_and_builds_from_it(tmp_path, monkeypatch)
     try:
         assert len(calls) == 1
         checked = calls[0]
-        assert built.vehicle.vb.driver is checked.valve_board_driver
-        assert built.vehicle.allocator is checked.allocator
+        assert built.vehicle.valves.driver is checked.valve_board_driver
+        assert built.vehicle.control.allocator is checked.allocator
     finally:
         built.close()
 

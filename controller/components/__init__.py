@@ -1,0 +1,8 @@
+"""Runtime logic per device, behind the component seam (:mod:`controller.vehicle.seam`).
+
+One module per device family: :mod:`.valves` (the thruster valve board, the vehicle's
+actuator), :mod:`.mcu` (the MCU board: pose estimate, E-stop input, valve-rail line,
+host heartbeat). The radars and power live in :mod:`controller.subsystems` (same
+protocol). Components hold drivers, never build them and never import emulators: the
+composition root (:mod:`controller.rig`) wires them.
+"""

@@ -1,0 +1,130 @@
+"""The MCU board as a component: pose estimate, E-stop input, valve-rail line, heartbeat.
+
+The MCU is the vehicle's state estimator (its pose feeds the pose controller and the
+radar tracker through :class:`~controller.vehicle.seam.TickView`) and holds the E-stop
+input and the valve-rail enable line. The host heartbeat goes out in the write phase of
+every tick, from the first (the MCU drops the rail when it stops, SAFETY.md T03).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from controller.vehicle.seam import (
+    ARMING_STATES,
+    ActionHandler,
+    ComponentBase,
+    Condition,
+    DevicePost,
+    PoseEstimate,
+    TickView,
+)
+
+if TYPE_CHECKING:
+    from hal.devices.qiki_mcu import McuDriver
+
+#: Time (s) the MCU gets to confirm the valve rail on before a "rail dropped" fault.
+RAIL_CONFIRM_S = 0.1
+
+
+class McuComponent(ComponentBase):
+    """Runtime logic of the MCU board.
+
+    Parameters
+    ----------
+    name : str
+        Device name in the rig (POST key).
+    driver : McuDriver
+        Driver on the MCU's serial link.
+    accepted_firmware : str
+        Accepted firmware spec (POST, SAFETY.md D07).
+    """
+
+    def __init__(self, name: str, driver: McuDriver, accepted_firmware: str) -> None:
+        self.name = name
+        self.driver = driver
+        self.accepted_firmware = accepted_firmware
+        self.rail_requested = False
+        self.rail_requested_at_s = 0.0
+
+    @property
+    def pose(self) -> PoseEstimate | None:
+        """The latest pose message as a :class:`PoseEstimate` (None before the first)."""
+        p = self.driver.pose
+        if p is None:
+            return None
+        return PoseEstimate(p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps, p.yaw_rate_radps)
+
+    def estop_released(self, now_s: float) -> bool:
+        """True when a fresh MCU status says the E-stop input is released (D09)."""
+        return bool(self.driver.estop_released_confirmed(now_s))
+
+    # ------------------------------------------------------------------ the seam
+    def read(self, view: TickView) -> None:
+        """Drain the serial link, decode, stamp receipt times."""
+        self.driver.poll(view.now_s)
+
+    def post(self, view: TickView) -> Mapping[str, DevicePost]:
+        """POST of the MCU: HELLO (firmware, protocol), fresh status (D05, D07)."""
+        ok, reason = self.driver.post_report(view.now_s, self.accepted_firmware)
+        return {self.name: DevicePost(bool(ok), reason)}
+
+    def events(self, view: TickView) -> Sequence[str]:
+        """``estop`` while the E-stop input reads pressed (D09)."""
+        return ("estop",) if self.driver.estop_pressed and view.state != "estop" else ()
+
+    def conditions(self, view: TickView) -> Sequence[Condition]:
+        """Outside ``boot``: status and pose freshness (B01-B03), a reboot (D08), and in an
+        arming state the valve rail confirmed on once requested."""
+        if view.state == "boot":
+            return ()
+        d = self.driver
+        now_s = view.now_s
+        out = [
+            Condition("mcu_status", None if d.status_fresh(now_s) else "MCU status stale"),
+            Condition("mcu_pose", None if d.pose_fresh(now_s) else "MCU pose stale"),
+            Condition("mcu_reboot", "MCU rebooted" if d.mcu_reboots else None),
+        ]
+        if view.state in ARMING_STATES and self.rail_requested and now_s - self.rail_requested_at_s > RAIL_CONFIRM_S:
+            status = d.status
+            rail_on = bool(status is not None and status.rail_enabled)
+            out.append(Condition("rail", None if rail_on else "valve rail dropped by the MCU"))
+        return out
+
+    def arming_check(self, view: TickView) -> str | None:
+        """Refuse arming unless a fresh status says the E-stop is released (O01, D09)."""
+        return None if self.estop_released(view.now_s) else "E-stop is pressed or its state is unknown"
+
+    def action_handlers(self) -> Mapping[str, ActionHandler]:
+        """``run_post`` asks for HELLO; the rail actions drive the enable line."""
+        return {"run_post": self._run_post, "enable_valve_rail": self._enable_rail,
+                "disable_valve_rail": self._disable_rail}
+
+    def _run_post(self, view: TickView) -> None:
+        self.driver.request_hello()
+
+    def _enable_rail(self, view: TickView) -> None:
+        self.rail_requested = True
+        self.rail_requested_at_s = view.now_s
+        self.driver.request_rail(True)
+
+    def _disable_rail(self, view: TickView) -> None:
+        self.rail_requested = False
+        self.driver.request_rail(False)
+
+    def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
+        """Host heartbeat with the FSM state (the MCU's watchdog, T03)."""
+        self.driver.service(view.now_s, view.state)
+
+    def rail_off_confirmed_since(self, since_s: float) -> bool:
+        """True when a status received at or after ``since_s`` (s) says the rail is off."""
+        st = self.driver.status
+        rx_s = getattr(self.driver, "status_rx_s", None)
+        return bool(st is not None and rx_s is not None and rx_s >= since_s and not st.rail_enabled)
+
+
+def finite_pose(p: PoseEstimate | None) -> bool:
+    """True when ``p`` exists and its position, heading and velocity are finite."""
+    return p is not None and all(math.isfinite(v) for v in (p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps))

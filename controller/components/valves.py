@@ -1,0 +1,153 @@
+"""The thruster valve board as a component: POST, its freshness conditions, the command.
+
+Every tick the board gets one ``VB_Command`` frame with a duty per valve: zero is
+commanded actively, never implied (SAFETY.md T03: the board closes every valve when
+commands stop). Thrust per thruster becomes a duty through the valve commander (PWM
+period, minimum impulse bit, valve delays) or, without one, ``thrust / max`` in percent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import can
+
+from controller.vehicle.seam import ComponentBase, Condition, DevicePost, TickView
+from hal.errors import one_line
+
+if TYPE_CHECKING:
+    from controller.valve_command import ValveCommander
+    from hal.can.port import CanPort
+    from hal.devices.valve_board import ValveBoardDriver
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+
+class ValveBoardComponent(ComponentBase):
+    """Runtime logic of the valve board.
+
+    Parameters
+    ----------
+    name : str
+        Device name in the rig (POST key).
+    driver : ValveBoardDriver
+        Driver on the board's CAN bus.
+    port : CanPort
+        The CAN port the board hangs on (commands are sent through it).
+    accepted_firmware : str
+        Accepted firmware spec (POST, SAFETY.md D07).
+    thruster_valves : sequence of int, shape (N,)
+        Valve index of each thruster.
+    n_valves : int
+        Valves on the board; the command frame carries one duty per valve.
+    max_thrust_n : sequence of float, shape (N,)
+        Per-thruster maximum (N), for the duty without a valve commander.
+    modulator : ValveCommander, optional
+        ``duty_pct(thrust_n (N,), tick) -> (N,)`` percent, and ``reset()``.
+    """
+
+    def __init__(self, name: str, driver: ValveBoardDriver, port: CanPort, accepted_firmware: str,
+                 thruster_valves: Sequence[int], n_valves: int, max_thrust_n: Sequence[float],
+                 modulator: ValveCommander | None = None) -> None:
+        self.name = name
+        self.driver = driver
+        self.port = port
+        self.accepted_firmware = accepted_firmware
+        self.thruster_valves = list(thruster_valves)
+        self.n_valves = n_valves
+        self.max_thrust_n = list(max_thrust_n)
+        self.modulator = modulator
+        #: Run time our own command ID was first heard from the bus (SAFETY.md B09).
+        self.foreign_command_s: float | None = None
+        #: True when this tick's frame (if any) commanded every valve to zero.
+        self.last_frame_zero = False
+        self._was_allowed = False
+
+    # ------------------------------------------------------------------ bus handler
+    def on_foreign_command(self, msg: can.Message, now_s: float) -> None:
+        """CAN handler for our own command ID heard from the bus (SAFETY.md B09).
+
+        We never receive our own frames, so another node sends our command: a latched
+        E-stop-class condition; our TX to the board stops for good.
+
+        Parameters
+        ----------
+        msg : can.Message
+            The frame heard (not decoded).
+        now_s : float
+            Time it was polled (s).
+        """
+        if self.foreign_command_s is None:
+            self.foreign_command_s = now_s
+
+    @property
+    def valve_fault_mask(self) -> int:
+        """The board's latest per-valve fault bits (0 before the first status)."""
+        st = self.driver.status
+        return int(st.valve_fault_mask) if st is not None else 0
+
+    # ------------------------------------------------------------------ the seam
+    def post(self, view: TickView) -> Mapping[str, DevicePost]:
+        """POST of the board: heartbeat, status, firmware (SAFETY.md D05, D07)."""
+        ok, reason = self.driver.post_report(view.now_s, self.accepted_firmware)
+        return {self.name: DevicePost(bool(ok), reason)}
+
+    def conditions(self, view: TickView) -> Sequence[Condition]:
+        """B09 (another node sends our command: E-stop), then outside ``boot`` the board's
+        status and heartbeat freshness (B01-B03) and a reboot (D08)."""
+        out = []
+        if self.foreign_command_s is not None:
+            out.append(Condition("b09", "another node sends our thruster command ID", event=None))
+        if view.state != "boot":
+            d = self.driver
+            now_s = view.now_s
+            out.append(Condition("vb_status", None if d.status_fresh(now_s) else "valve board status stale"))
+            out.append(Condition("vb_heartbeat", None if d.heartbeat_fresh(now_s) else "valve board heartbeat lost"))
+            out.append(Condition("vb_reboot", "valve board rebooted" if d.rebooted else None))
+        return out
+
+    def events(self, view: TickView) -> Sequence[str]:
+        """``estop`` while another node sends our command ID (B09)."""
+        return ("estop",) if self.foreign_command_s is not None and view.state != "estop" else ()
+
+    def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
+        """Send this tick's command: duties from ``thrust_n`` in ``allocate``, else zero."""
+        allow = view.outputs == "allocate"
+        duty = [0.0] * self.n_valves
+        per_thruster: list[float] | None
+        if allow and self.modulator is not None:
+            per_thruster = self.modulator.duty_pct(thrust_n, view.tick)
+        elif allow:
+            per_thruster = [100.0 * t / m for t, m in zip(thrust_n, self.max_thrust_n)]
+        else:
+            per_thruster = None
+            if self.modulator is not None and self._was_allowed:
+                self.modulator.reset()
+        self._was_allowed = allow
+        if per_thruster is not None:
+            for i, v in enumerate(self.thruster_valves):
+                duty[v] = per_thruster[i]
+        if self.foreign_command_s is None:  # B09: our TX to the board stops for good
+            self.port.send(self.driver.command_frame(duty), view.now_s)
+            self.last_frame_zero = not any(duty)
+
+    def send_zero(self, now_s: float) -> bool:
+        """Send one all-zero command now, best effort (exception barrier, forced stop).
+
+        Returns
+        -------
+        bool
+            True when the frame was handed to the CAN port.
+        """
+        if self.foreign_command_s is not None:
+            return False
+        try:
+            self.port.send(self.driver.command_frame([0.0] * self.n_valves), now_s)
+        except Exception as exc:  # noqa: BLE001 - nothing more can be done from here
+            logger.error("zero valve command could not be sent: %s", one_line(exc))
+            return False
+        self.last_frame_zero = True
+        return True

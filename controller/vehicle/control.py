@@ -1,0 +1,121 @@
+"""Pose control and thrust allocation of the vehicle, with their statistics (per tick).
+
+In a state whose outputs are ``allocate`` the mission gives a setpoint, the PD law
+(:func:`controller.control.pose_pd_wrench`) a body-frame wrench, and the allocator splits
+it into thrusts. Failed thrusters (a valve the board reports faulted, SAFETY.md D06) are
+dropped from the allocation until the vehicle is back in ``idle``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from controller.control import PoseGains, pose_pd_wrench
+from controller.mission import MissionExecutor
+from controller.vehicle.seam import TickView
+
+
+class AllocationResult(Protocol):
+    """What an allocator returns: thrusts (N,) in N; optional diagnostics."""
+
+    thrust_n: Sequence[float]
+
+
+class Allocator(Protocol):
+    """What the vehicle needs of an allocator (:mod:`controller.allocation`)."""
+
+    def allocate(self, wrench: Sequence[float]) -> AllocationResult:
+        """Split a body-frame wrench (3,) ``[fx_n, fy_n, mz_nm]`` into thrusts; per tick."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ControlStep:
+    """One tick of control: the thrust demand (None: none) and what happened."""
+
+    demand_n: list[float] | None
+    waypoint_reached: int | None = None
+    mission_complete: bool = False
+
+
+class PoseControl:
+    """Mission, pose PD and allocation, with the allocation statistics of the run.
+
+    Parameters
+    ----------
+    allocator : Allocator
+        Over the thruster geometry.
+    gains : PoseGains
+        PD gains and error clips.
+    mission : MissionExecutor or None
+        The mission to fly (None: no demand).
+    """
+
+    def __init__(self, allocator: Allocator, gains: PoseGains, mission: MissionExecutor | None) -> None:
+        self.allocator = allocator
+        self.gains = gains
+        self.mission = mission
+        self.alloc_ticks = 0
+        self.saturated_ticks = 0
+        self.unallocated_sq = 0.0
+        self.failed_thrusters: set[int] = set()
+        self.failures_handled: list[dict[str, object]] = []
+        self._span_reason: str | None = None
+
+    def step(self, view: TickView) -> ControlStep:
+        """Per tick, in ``allocate``: the thrust demand (N,) in N, or None without a pose."""
+        p = view.pose
+        if p is None or self.mission is None:
+            return ControlStep(None)
+        pose = (p.x_m, p.y_m, p.yaw_rad)
+        vel = (p.vx_world_mps, p.vy_world_mps, p.yaw_rate_radps)
+        prog = self.mission.update(view.now_s, pose, math.hypot(vel[0], vel[1]))
+        reached = self.mission.waypoints_reached - 1 if prog.reached_now else None
+        if prog.complete:
+            return ControlStep(None, reached, mission_complete=True)
+        result = self.allocator.allocate(pose_pd_wrench(self.gains, pose, vel, prog.setpoint))
+        thrust = [float(v) for v in result.thrust_n]
+        self.alloc_ticks += 1
+        un = getattr(result, "unallocated_wrench", None)
+        if un is not None:
+            self.unallocated_sq += float(sum(float(v) * float(v) for v in un))
+        sat = getattr(result, "saturated", None)
+        if sat is not None and any(bool(s) for s in sat):
+            self.saturated_ticks += 1
+        return ControlStep(thrust, reached)
+
+    def thruster_failures(self, now_s: float, valve_fault_mask: int, thruster_valves: Sequence[int],
+                          log: Callable[..., None]) -> str | None:
+        """Mark thrusters on faulted valves failed and re-plan (SAFETY.md D06).
+
+        Returns the fault reason when the remaining thrusters no longer span the wrench
+        space; None while the re-planned allocation can go on.
+        """
+        newly = [i for i, v in enumerate(thruster_valves)
+                 if valve_fault_mask >> v & 1 and i not in self.failed_thrusters]
+        if newly:
+            self.failed_thrusters.update(newly)
+            self.failures_handled.append({"time_s": round(now_s, 6), "thrusters": sorted(newly)})
+            log("thruster_failed", thrusters=sorted(newly), all_failed=sorted(self.failed_thrusters))
+            set_failures = getattr(self.allocator, "set_failures", None)
+            if set_failures is not None:
+                set_failures(stuck_closed=sorted(self.failed_thrusters))
+                ok, why = self.allocator.spans()  # type: ignore[attr-defined]
+                self._span_reason = None if ok else why
+            else:
+                self._span_reason = "allocator cannot re-plan around failed thrusters"
+        if self.failed_thrusters and self._span_reason is not None:
+            return f"failed thrusters {sorted(self.failed_thrusters)}: geometry no longer spans ({self._span_reason})"
+        return None
+
+    def clear_failures(self) -> None:
+        """Back in ``idle``: every thruster is planned again."""
+        if self.failed_thrusters:
+            self.failed_thrusters.clear()
+            self._span_reason = None
+            set_failures = getattr(self.allocator, "set_failures", None)
+            if set_failures is not None:
+                set_failures(stuck_closed=())

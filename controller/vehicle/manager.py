@@ -1,0 +1,241 @@
+"""The vehicle: the manager of its components, one tick read -> update -> write.
+
+* **read**: drain every CAN port (handlers decode), then each component reads (the MCU
+  first: its pose estimate is in the :class:`TickView` the others get);
+* **update**: components' events and conditions (the fault book), POST, the operator's
+  queued commands; the FSM steps (its engine orders the tick's events, SAFETY.md O04) and
+  the transitions' actions run; in an ``allocate`` state :class:`PoseControl` gives the
+  thrust demand;
+* **write**: the output guard has the last word, then each component writes (the valve
+  board's command every tick, zero actively; the MCU heartbeat).
+
+Behind it (:mod:`.safety`): the exception barrier and the safe stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from controller.safety.output_guard import OutputGuard
+from controller.vehicle.bindings import ACTION_IMPLS, GUARD_IMPLS, check_bindings
+from controller.vehicle.control import PoseControl
+from controller.vehicle.faults import FaultBook
+from controller.vehicle.safety import SafeStop
+from controller.vehicle.seam import ActionHandler, Component, Condition, TickView
+
+if TYPE_CHECKING:
+    from controller.components.mcu import McuComponent
+    from controller.components.valves import ValveBoardComponent
+    from controller.fsm import FsmEngine
+    from controller.mission import MissionExecutor
+    from hal.can.port import CanPort
+
+RecordFn = Callable[..., None]
+"""Event sink ``(tick, time_s, kind, **fields)`` (the run record)."""
+
+
+class Vehicle(SafeStop):
+    """The per-tick manager of one vehicle's components.
+
+    Parameters
+    ----------
+    fsm : FsmEngine
+        The state machine engine.
+    can_ports : mapping of str to CanPort
+        CAN ports by bus name (drained in read; bus-off and send failures are faults).
+    valves : ValveBoardComponent
+        The actuator: gets the guarded thrust every tick.
+    mcu : McuComponent
+        The state estimator (pose), E-stop input and valve-rail line.
+    components : sequence of Component
+        The others (radars, power), called after the valve board and the MCU.
+    control : PoseControl
+        Mission, pose PD and allocation.
+    guard : OutputGuard
+        The only path to the thrusters (ARCHITECTURE.md 5.1).
+    record : RecordFn
+        Event sink.
+    post_timeout_s : float
+        POST gives up (``post_failed``) after this long in ``boot`` (s).
+    overruns_last_second : callable ``(now_s) -> int``, optional
+        From the real-time loop (SAFETY.md T02).
+    max_overruns_per_s : int
+        More overruns than this in one second is the ``system lagging`` fault.
+    """
+
+    def __init__(self, *, fsm: FsmEngine, can_ports: Mapping[str, CanPort], valves: ValveBoardComponent,
+                 mcu: McuComponent, components: Sequence[Component], control: PoseControl, guard: OutputGuard,
+                 record: RecordFn, post_timeout_s: float = 5.0,
+                 overruns_last_second: Callable[[float], int] | None = None, max_overruns_per_s: int = 5) -> None:
+        super().__init__()
+        self.fsm, self.can_ports, self.valves, self.mcu = fsm, dict(can_ports), valves, mcu
+        self.components: list[Component] = [valves, mcu, *components]
+        self.control, self.guard, self.record = control, guard, record
+        self.post_timeout_s = post_timeout_s
+        self.overruns_last_second, self.max_overruns_per_s = overruns_last_second, max_overruns_per_s
+        self._handlers: dict[str, list[ActionHandler]] = {}
+        for c in self.components:
+            for name, fn in c.action_handlers().items():
+                self._handlers.setdefault(name, []).append(fn)
+        check_bindings(self._handlers)  # an unimplemented registry name fails here, at build
+        self.faults = FaultBook()
+        self.tick_index, self.now_s = 0, 0.0
+        self.post_started_s: float | None = None
+        self.post_result: dict[str, dict[str, Any]] = {}
+        self.post_passed = False
+        self.pending_events: list[str] = []
+        self.transitions: list[list[Any]] = []
+        self.demand_n: list[float] | None = None
+        self.first_fault: str | None = None
+        self.last_refusal: tuple[str, str] | None = None
+        self._guard_faulted = False
+        view = self.view()
+        for a in self.fsm.initial_actions:
+            self._run_action(a, view)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def state(self) -> str:
+        """Current FSM state name."""
+        return self.fsm.state
+
+    @property
+    def mission(self) -> MissionExecutor | None:
+        """The mission being flown (None: none loaded)."""
+        return self.control.mission
+
+    @property
+    def subsystems(self) -> list[Component]:
+        """The components after the valve board and the MCU (radars, power)."""
+        return self.components[2:]
+
+    def view(self) -> TickView:
+        """The frozen view of this tick that components get."""
+        return TickView(self.tick_index, self.now_s, self.fsm.state, self.fsm.outputs, self.mcu.pose)
+
+    def command(self, event: str) -> None:
+        """Queue an operator or mission event for the next update (the O04 arbiter's input)."""
+        self.pending_events.append(event)
+
+    def _log(self, kind: str, **fields: Any) -> None:
+        self.record(self.tick_index, self.now_s, kind, **fields)
+
+    def _condition(self, key: str, reason: str | None) -> bool:
+        """Set or clear one fault condition; log it and keep the first fault. True if new."""
+        if not self.faults.set(key, reason):
+            return False
+        self._log("fault", source=key, reason=reason)
+        if self.first_fault is None:
+            self.first_fault = reason
+        return True
+
+    def _run_action(self, name: str, view: TickView) -> None:
+        own = ACTION_IMPLS.get(name)
+        if own is not None:
+            own(self, view)
+        for fn in self._handlers.get(name, ()):
+            fn(view)
+
+    # ------------------------------------------------------------------ the tick
+    def read(self, now_s: float) -> None:
+        """Read phase (per tick): drain the CAN ports, then every component reads."""
+        for port in self.can_ports.values():
+            port.poll(now_s)
+        self.mcu.read(self.view())
+        view = self.view()
+        for c in self.components:
+            if c is not self.mcu:
+                c.read(view)
+
+    def _monitor(self, view: TickView) -> list[str]:
+        """Safety monitor (per tick): update the fault book, return the events to raise."""
+        events: list[str] = []
+        conds: list[Condition] = []
+        for c in self.components:
+            events.extend(c.events(view))
+            conds.extend(c.conditions(view))
+        if view.state != "boot":
+            conds.append(Condition("thrusters", self.control.thruster_failures(
+                view.now_s, self.valves.valve_fault_mask, self.valves.thruster_valves, self._log)))
+        for name, port in self.can_ports.items():
+            if port.bus_off and f"{name}_busoff" not in self.faults.active:
+                port.flush_tx()  # B04: no stale command may leave after recovery
+            conds.append(Condition(f"{name}_busoff", f"CAN bus {name} bus-off" if port.bus_off else None))
+            n = port.consecutive_send_failures
+            conds.append(Condition(f"{name}_send", f"CAN bus {name}: {n} consecutive send failures" if n >= 3 else None))
+        if self.guard.fault_reason is not None and not self._guard_faulted:
+            self._guard_faulted = True
+            conds.append(Condition("output_guard", self.guard.fault_reason))
+        if self.overruns_last_second is not None:
+            n = self.overruns_last_second(view.now_s)
+            conds.append(Condition("lag", f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None))
+        for cond in conds:
+            if self._condition(cond.key, cond.reason) and cond.event is not None:
+                events.append(cond.event)
+        return events
+
+    def _post(self, view: TickView) -> list[str]:
+        if view.state != "boot" or self.post_started_s is None or self.post_passed:
+            return []
+        report: dict[str, dict[str, Any]] = {}
+        waiting = False
+        for c in self.components:
+            r = c.post(view)
+            if r is None:
+                waiting = True
+                continue
+            report.update({dev: p.as_dict() for dev, p in r.items()})
+        self.post_result = report
+        if not waiting and all(r["passed"] for r in report.values()):
+            self.post_passed = True
+            self._log("post", passed=True, devices=report)
+            return ["post_passed"]
+        if view.now_s - self.post_started_s >= self.post_timeout_s:
+            self._log("post", passed=False, devices=report)
+            self.post_started_s = None
+            return ["post_failed"]
+        return []
+
+    def update(self, now_s: float, dt_s: float) -> None:
+        """Update phase (per tick): monitor, POST, FSM step and actions, control."""
+        view = self.view()
+        events = self._monitor(view) + self._post(view) + self.pending_events
+        self.pending_events = []
+        self._step_fsm(now_s, events)
+        self.demand_n = None
+        if self.fsm.outputs == "allocate":
+            step = self.control.step(self.view())
+            if step.waypoint_reached is not None:
+                self._log("waypoint_reached", index=step.waypoint_reached)
+            if step.mission_complete:
+                self.command("mission_complete")
+            self.demand_n = step.demand_n
+
+    def _step_fsm(self, now_s: float, events: Sequence[str]) -> None:
+        view = self.view()
+
+        def evaluate(name: str) -> tuple[bool, str]:
+            return GUARD_IMPLS[name](self, view)
+
+        for tr in self.fsm.step(now_s, events, evaluate):
+            if tr.refused:
+                self._log("refused", event=tr.event, state=tr.source, reason=tr.reason)
+                self.last_refusal = (tr.event, tr.reason)
+                continue
+            self._log("transition", source=tr.source, event=tr.event, target=tr.target)
+            self.transitions.append([round(tr.time_s, 6), tr.source, tr.event, tr.target])
+            if tr.target == "idle":
+                self.control.clear_failures()
+            after = self.view()
+            for a in tr.actions:
+                self._run_action(a, after)
+
+    def write(self, now_s: float, dt_s: float) -> None:
+        """Write phase (per tick): the output guard, then every component writes."""
+        allow = self.fsm.outputs == "allocate" and self.output_inhibit is None
+        thrust = self.guard.apply(self.demand_n if allow else None, allow, dt_s)
+        v = self.view()
+        view = TickView(v.tick, v.now_s, v.state, v.outputs if allow else "zero", v.pose)
+        for c in self.components:
+            c.write(view, thrust)

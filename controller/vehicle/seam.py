@@ -1,0 +1,184 @@
+"""The component seam: what every device's runtime logic offers the vehicle, and what it sees.
+
+Every board on the rig (valve board, MCU, radars, BMS, PDU, and whatever comes next) joins
+the tick through one typed protocol, :class:`Component` -- the shape of ros2_control's
+hardware components under its controller manager: the manager
+(:class:`controller.vehicle.Vehicle`) calls ``read`` on every component, then updates
+(safety conditions, POST, the state machine, control), then calls ``write`` on every
+component. A component never sees the vehicle: it gets a frozen :class:`TickView` with
+what it may know about the tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+#: FSM states in which the valve rail is (or is being) enabled.
+ARMING_STATES = frozenset({"armed", "active"})
+
+
+@dataclass(frozen=True, slots=True)
+class PoseEstimate:
+    """The vehicle's pose and velocity estimate (world frame), as the MCU reports it.
+
+    Attributes
+    ----------
+    x_m, y_m : float
+        Position in the world frame (m).
+    yaw_rad : float
+        Heading, counter-clockwise from the world x axis (rad).
+    vx_world_mps, vy_world_mps : float
+        Velocity in the world frame (m/s).
+    yaw_rate_radps : float
+        Yaw rate (rad/s).
+    """
+
+    x_m: float
+    y_m: float
+    yaw_rad: float
+    vx_world_mps: float
+    vy_world_mps: float
+    yaw_rate_radps: float
+
+
+@dataclass(frozen=True, slots=True)
+class TickView:
+    """What a component may know about the tick it runs in (read-only, per tick).
+
+    Attributes
+    ----------
+    tick : int
+        Tick index from 0.
+    now_s : float
+        The tick's time on the run clock (s).
+    state : str
+        FSM state at the time of the call (before the update in ``read``, after it in
+        ``write``).
+    outputs : str
+        The state's outputs mode: ``"zero"`` or ``"allocate"``.
+    pose : PoseEstimate or None
+        The latest pose estimate (None before the first one).
+    """
+
+    tick: int
+    now_s: float
+    state: str
+    outputs: str
+    pose: PoseEstimate | None
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePost:
+    """One device's power-on self test verdict (SAFETY.md D05/D07)."""
+
+    passed: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        """The device's entry in ``summary.json`` -> ``post``."""
+        return {"passed": self.passed, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """One fault condition, re-evaluated every tick.
+
+    Attributes
+    ----------
+    key : str
+        Stable key (``vb_status``, ``radar.lr_stale``); the fault book's key.
+    reason : str or None
+        Why it holds (one line), or None when it does not hold (clears it).
+    event : str or None
+        Event raised when the condition newly becomes active (``"fault"`` by default;
+        None: recorded, no event).
+    """
+
+    key: str
+    reason: str | None
+    event: str | None = "fault"
+
+
+#: An FSM action's implementation in a component, called with the tick's view.
+ActionHandler = Callable[[TickView], None]
+
+
+@runtime_checkable
+class Component(Protocol):
+    """The runtime logic of one device (or one device family) on the vehicle.
+
+    Methods are per tick unless noted and never block: a slow bus is read from a snapshot
+    a worker keeps. Implementations live in :mod:`controller.components`; the composition
+    root (:mod:`controller.rig`) builds them.
+    """
+
+    #: Name of the component; its block in ``summary.json`` when it writes one.
+    name: str
+
+    def read(self, view: TickView) -> None:
+        """Read phase, after the buses were drained: take new data, update freshness."""
+
+    def post(self, view: TickView) -> Mapping[str, DevicePost] | None:
+        """POST verdict per device (boot only), or None while still waiting for data."""
+
+    def conditions(self, view: TickView) -> Sequence[Condition]:
+        """Fault conditions of this tick (an empty sequence when there are none)."""
+
+    def events(self, view: TickView) -> Sequence[str]:
+        """Events to raise this tick regardless of conditions (the E-stop input)."""
+
+    def arming_check(self, view: TickView) -> str | None:
+        """Why the vehicle may not arm now (SAFETY.md O01), or None."""
+
+    def action_handlers(self) -> Mapping[str, ActionHandler]:
+        """This component's part of FSM actions, by registered action name (once)."""
+
+    def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
+        """Write phase: ``thrust_n`` (N,) is what the output guard let through (N)."""
+
+    def summary(self) -> Mapping[str, object]:
+        """The component's block of ``summary.json`` (once, at the end; {} for none)."""
+
+    def close(self) -> None:
+        """Stop threads, close links (once, at the end of a run; safe twice)."""
+
+
+class ComponentBase:
+    """Do-nothing defaults of :class:`Component`, for components that need few hooks."""
+
+    name = "component"
+
+    def read(self, view: TickView) -> None:
+        """Nothing to read."""
+
+    def post(self, view: TickView) -> Mapping[str, DevicePost] | None:
+        """No device to test."""
+        return {}
+
+    def conditions(self, view: TickView) -> Sequence[Condition]:
+        """No conditions."""
+        return ()
+
+    def events(self, view: TickView) -> Sequence[str]:
+        """No events."""
+        return ()
+
+    def arming_check(self, view: TickView) -> str | None:
+        """Never refuses arming."""
+        return None
+
+    def action_handlers(self) -> Mapping[str, ActionHandler]:
+        """Takes part in no action."""
+        return {}
+
+    def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
+        """Nothing to write."""
+
+    def summary(self) -> Mapping[str, object]:
+        """No summary block."""
+        return {}
+
+    def close(self) -> None:
+        """Nothing to close."""
