@@ -57,13 +57,13 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from controller.config import BmsDeviceCfg, ModbusBusCfg, PduDeviceCfg, PowerCfg, RigCfg
+from controller.config import BmsDeviceCfg, ModbusBusCfg, PduDeviceCfg, PowerCfg, RigCfg, load_profile
 from controller.errors import ConfigError, opening
-from controller.modbus_read import load_profile, open_link
 from firmware_bridge.protocols.modbus_profile import DeviceProfile
 from hal.devices.bms import bms_arming_check, bms_freshness_reason, bms_mission_fault, bms_post_report, bms_reading
 from hal.devices.pdu import Pdu, pdu_health, pdu_post_report
 from hal.modbus.poller import DeviceSnapshot, ModbusPoller, PolledDevice
+from hal.modbus.url import open_link
 
 #: The url of a Modbus bus played by emulators over a pty in real time (memory in lockstep).
 EMULATED_RTU_URL = "rtu://emulated"
