@@ -6,6 +6,9 @@ Two implementations of one protocol:
   lockstep loop. Bit-for-bit deterministic, never sleeps.
 * :class:`MonotonicClock` -- ``time.monotonic_ns`` since construction. All ages in the
   stack are measured on it, so a step of the wall clock changes nothing (SAFETY.md B10).
+
+Both also satisfy :class:`hal.clock.Clock` (``now_s``, ``now_ns``), structurally: hal takes
+a clock without importing the controller.
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ from controller.paths import resolve_data_path
 from controller.yamlio import load_model
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols import firmware_version as fwv
+from firmware_bridge.protocols.modbus_profile import DeviceProfile
 
 
 class Strict(BaseModel):
@@ -625,3 +626,26 @@ class MissionCfg(Strict):
 def load_mission(path: str | Path) -> MissionCfg:
     """Load and validate a mission file (raises :class:`ConfigError`, one line)."""
     return load_model(MissionCfg, resolve_data_path(path), str(path))
+
+
+# --------------------------------------------------------------------------- device profiles
+def load_profile(path: str | Path, relative_to: str | Path | None = None) -> DeviceProfile:
+    """Load and validate a Modbus device profile YAML (strict; unknown keys rejected).
+
+    Parameters
+    ----------
+    path : str or Path
+        Profile file, as written by the user or the rig (``rigs/profiles/jk_bms.yaml``).
+    relative_to : str or Path, optional
+        The rig file naming it (see :func:`controller.paths.resolve_data_path`).
+
+    Returns
+    -------
+    DeviceProfile
+
+    Raises
+    ------
+    ConfigError
+        One line with file and key path (SAFETY.md K03/K04).
+    """
+    return load_model(DeviceProfile, resolve_data_path(path, relative_to), str(path))

@@ -1,4 +1,4 @@
-"""Optional modules: subsystems and CLI verbs that a build may or may not carry."""
+"""Optional modules: subsystems that a build may or may not carry."""
 
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ from typing import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from controller.allocation.lsq import solve_bounded_lsq
+
 __all__ = ["effectiveness", "check_positive_span", "axis_names"]
 
 _PLANAR_AXES = ("Fx", "Fy", "Mz")
@@ -122,8 +124,6 @@ def check_positive_span(B: ArrayLike, axes: Sequence[int] | None = None) -> tupl
     exactly with non-negative least squares (our active-set solver, no upper bound): the
     direction is in the cone iff the residual is zero (relative 1e-9).
     """
-    from controller.allocation.exact import solve_bounded_lsq  # local: exact imports us
-
     Bm = np.asarray(B, dtype=float)
     if Bm.ndim != 2 or not np.all(np.isfinite(Bm)):
         raise ValueError("B must be a finite 2-D (m, N) matrix")

@@ -1,4 +1,4 @@
-"""Runtime logic per device, behind the component seam (:mod:`controller.vehicle.seam`).
+"""Runtime logic per device, behind the component seam (:mod:`controller.components.seam`).
 
 One module per device family: :mod:`.valves` (the thruster valve board, the vehicle's
 actuator), :mod:`.mcu` (the MCU board: pose estimate, E-stop input, valve-rail line,

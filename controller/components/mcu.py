@@ -1,7 +1,7 @@
 """The MCU board as a component: pose estimate, E-stop input, valve-rail line, heartbeat.
 
 The MCU is the vehicle's state estimator (its pose feeds the pose controller and the
-radar tracker through :class:`~controller.vehicle.seam.TickView`) and holds the E-stop
+radar tracker through :class:`~controller.components.seam.TickView`) and holds the E-stop
 input and the valve-rail enable line. The host heartbeat goes out in the write phase of
 every tick, from the first (the MCU drops the rail when it stops, SAFETY.md T03).
 """
@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from controller.vehicle.seam import (
+from controller.components.seam import (
     ARMING_STATES,
     ActionHandler,
     ComponentBase,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import can
 
-from controller.vehicle.seam import ComponentBase, Condition, DevicePost, TickView
+from controller.components.seam import ComponentBase, Condition, DevicePost, TickView
 from hal.errors import one_line
 
 if TYPE_CHECKING:

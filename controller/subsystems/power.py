@@ -58,14 +58,14 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from controller.config import BmsDeviceCfg, ModbusBusCfg, PduDeviceCfg, PowerCfg, RigCfg
+from controller.config import BmsDeviceCfg, ModbusBusCfg, PduDeviceCfg, PowerCfg, RigCfg, load_profile
 from controller.errors import ConfigError, opening
-from controller.vehicle.seam import ActionHandler, Condition, DevicePost, TickView
-from controller.modbus_read import load_profile, open_link
+from controller.components.seam import ActionHandler, Condition, DevicePost, TickView
 from firmware_bridge.protocols.modbus_profile import DeviceProfile
 from hal.devices.bms import bms_arming_check, bms_freshness_reason, bms_mission_fault, bms_post_report, bms_reading
 from hal.devices.pdu import Pdu, pdu_health, pdu_post_report
 from hal.modbus.poller import DeviceSnapshot, ModbusPoller, PolledDevice
+from hal.modbus.url import open_link
 
 #: The url of a Modbus bus played by emulators over a pty in real time (memory in lockstep).
 EMULATED_RTU_URL = "rtu://emulated"
@@ -748,7 +748,7 @@ def _check_url(bus: ModbusBusCfg, emulated: bool, name: str, bus_name: str) -> N
 
     Emulated rig: ``memory://NAME`` or :data:`EMULATED_RTU_URL` (:func:`open_emulated_link`).
     Real rig: ``tcp://HOST:PORT`` or ``rtu://PATH[?baudrate=N&parity=P]``
-    (:func:`open_real_link`, :func:`controller.modbus_read.open_link`).
+    (:func:`open_real_link`, :func:`hal.modbus.url.open_link`).
     """
     key = f"buses.{bus_name}.url"
     parts = urlsplit(bus.url)

@@ -65,8 +65,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 from controller.config import Ars408DeviceCfg, CanBusCfg, Iwr6843DeviceCfg, RadarCfg, RigCfg, SerialBusCfg
 from controller.errors import ConfigError
-from controller.vehicle.seam import ActionHandler, Condition, DevicePost, TickView
-from controller.radar_decode import tracking_detection
+from controller.components.seam import ActionHandler, Condition, DevicePost, TickView
 from controller.tracking import (
     BAND_LR,
     BAND_SR,
@@ -79,6 +78,7 @@ from controller.tracking import (
     select_by_band,
     world_to_body_point,
 )
+from controller.tracking.detections import tracking_detection
 from hal.errors import HalError
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from controller.vehicle.control import Allocator, PoseControl
 from controller.vehicle.faults import FaultBook
 from controller.vehicle.manager import RecordFn, Vehicle
 from controller.vehicle.safety import SHUTDOWN_ZERO_TICKS, ShutdownStatus
-from controller.vehicle.seam import (
+from controller.components.seam import (
     ARMING_STATES,
     Component,
     ComponentBase,

@@ -19,7 +19,7 @@ from controller.fsm import registry
 
 if TYPE_CHECKING:
     from controller.vehicle.manager import Vehicle
-    from controller.vehicle.seam import TickView
+    from controller.components.seam import TickView
 
 GuardImpl = Callable[["Vehicle", "TickView"], "tuple[bool, str]"]
 ActionImpl = Callable[["Vehicle", "TickView"], None]

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from controller.control import PoseGains, pose_pd_wrench
 from controller.mission import MissionExecutor
-from controller.vehicle.seam import TickView
+from controller.components.seam import TickView
 
 
 class AllocationResult(Protocol):

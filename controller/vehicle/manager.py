@@ -22,11 +22,11 @@ from controller.vehicle.bindings import ACTION_IMPLS, GUARD_IMPLS, check_binding
 from controller.vehicle.control import PoseControl
 from controller.vehicle.faults import FaultBook
 from controller.vehicle.safety import SafeStop
-from controller.vehicle.seam import ActionHandler, Component, Condition, TickView
+from controller.components.mcu import McuComponent
+from controller.components.seam import ActionHandler, Component, Condition, TickView
+from controller.components.valves import ValveBoardComponent
 
 if TYPE_CHECKING:
-    from controller.components.mcu import McuComponent
-    from controller.components.valves import ValveBoardComponent
     from controller.fsm import FsmEngine
     from controller.mission import MissionExecutor
     from hal.can.port import CanPort

@@ -3,7 +3,7 @@
 Guards answer ``(ok, reason)``; the arming check is the vehicle's own conditions (POST,
 active faults, CAN error-passive) and the union of its components' checks, each with its
 reason (SAFETY.md O01). Actions here are the vehicle's part; components add theirs
-through :meth:`~controller.vehicle.seam.Component.action_handlers`.
+through :meth:`~controller.components.seam.Component.action_handlers`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from controller.vehicle.bindings import action, guard
 
 if TYPE_CHECKING:
     from controller.vehicle.manager import Vehicle
-    from controller.vehicle.seam import TickView
+    from controller.components.seam import TickView
 
 
 # ---------------------------------------------------------------------- guards

@@ -18,7 +18,7 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from controller.vehicle.seam import ARMING_STATES
+from controller.components.seam import ARMING_STATES
 from hal.errors import one_line
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ poller (``hal/modbus/poller.py``) and the emulators (``firmware_bridge/emulation
 that both ends of the wire read the same map.
 
 A *profile* (YAML under ``rigs/profiles/``, loaded by
-:func:`controller.modbus_read.load_profile`) names each *quantity*: table, address,
+:func:`controller.config.load_profile`) names each *quantity*: table, address,
 data type, word order, scale and unit. This module holds the schema (pydantic v2,
 ``extra="forbid"``, strict) and the register codec.
 

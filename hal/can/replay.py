@@ -48,7 +48,7 @@ def channel_key(channel: str | int | None) -> str | None:
     channel, the stripped string otherwise, so ``--channel 0`` (a str from the command
     line) matches the int ``0`` an ASC or BLF reader gives for the file's channel 1, and
     ``--channel can1`` matches a candump frame. The numbering is python-can's, as the
-    table says; :func:`controller.radar_decode.decode_can_log` lists the channels present
+    table says; :func:`controller.tools.radar_decode.decode_can_log` lists the channels present
     in that form so a filter that matches nothing can be corrected.
 
     Parameters

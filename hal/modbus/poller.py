@@ -28,9 +28,9 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Mapping, Sequence
 
-from controller.clock import Clock
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.modbus_profile import DeviceProfile, Value, decode, decode_block, encode, plan_reads
+from hal.clock import Clock
 from hal.modbus.link import ModbusFailure, ModbusLink
 
 
@@ -182,7 +182,7 @@ class ModbusPoller:
     ----------
     devices : sequence of PolledDevice
         Devices, unique names.
-    clock : Clock
+    clock : hal.clock.Clock
         Time source: a SimClock in lockstep (with :meth:`step`), MonotonicClock in real
         time (with :meth:`start`).
 

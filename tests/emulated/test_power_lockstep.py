@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from controller.clock import SimClock
-from controller.modbus_read import format_readings, load_profile, read_quantities
+from controller.config import load_profile
+from controller.tools.modbus_read import format_readings, read_quantities
 from firmware_bridge.emulation.power import BatteryModel, Fault, JkBmsEmulator, PowerWorld, QikiPduEmulator
 from hal.devices.bms import bms_arming_check, bms_mission_fault, bms_post_report, bms_reading
 from hal.devices.pdu import Pdu, pdu_post_report

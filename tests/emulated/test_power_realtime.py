@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from controller.clock import MonotonicClock
-from controller.modbus_read import load_profile
+from controller.config import load_profile
 from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
 from firmware_bridge.emulation.power import Fault, JkBmsEmulator, PowerWorld, QikiPduEmulator
 from hal.devices.bms import bms_arming_check, bms_reading

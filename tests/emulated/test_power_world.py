@@ -82,7 +82,7 @@ def test_fault_rejects_bad_parameters(kw):
 
 
 def test_fault_window_follows_the_device_clock():
-    from controller.modbus_read import load_profile
+    from controller.config import load_profile
     from firmware_bridge.emulation.power import JkBmsEmulator
     from firmware_bridge.protocols.modbus_profile import ModbusRequest
     from pathlib import Path

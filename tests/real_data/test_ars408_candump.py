@@ -14,7 +14,7 @@ import cantools
 import pytest
 
 from controller.clock import SimClock
-from controller.radar_decode import decode_can_log
+from controller.tools.radar_decode import decode_can_log
 from firmware_bridge.emulation.ars408 import Ars408ReplayEmulator
 from firmware_bridge.protocols import ars408 as P
 from hal.can.codec import DbcCodec

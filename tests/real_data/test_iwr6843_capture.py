@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.radar_decode_iwr6843 import decode_iwr6843_file
+from controller.tools.radar_decode_iwr6843 import decode_iwr6843_file
 from firmware_bridge.emulation.iwr6843 import CPU_CLOCK_HZ, Iwr6843Emulator
 from firmware_bridge.protocols.iwr6843 import (
     FRAME_HEADER_LEN,

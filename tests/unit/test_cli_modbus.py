@@ -96,7 +96,7 @@ def test_json_output(capsys):
 @pytest.fixture
 def tcp_server():
     from controller.clock import MonotonicClock
-    from controller.modbus_read import load_profile
+    from controller.config import load_profile
     from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
     from firmware_bridge.emulation.power import BatteryModel, JkBmsEmulator, PowerWorld
 

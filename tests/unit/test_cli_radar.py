@@ -43,7 +43,7 @@ def near_noted(track: dict, radius_m: float = 0.5) -> bool:
 def default_report():
     from argparse import Namespace
 
-    from controller.cli_radar import decode
+    from controller.cli.radar import decode
 
     if not LR_LOG.is_file():
         pytest.skip(f"real ARS408 recording not found at {LR_LOG}")

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from controller.errors import ConfigError
-from controller.radar_decode_iwr6843 import decode_iwr6843_file
+from controller.tools.radar_decode_iwr6843 import decode_iwr6843_file
 from firmware_bridge.protocols.iwr6843 import RadarPoint, encode_packet
 from hal.devices.iwr6843 import Iwr6843Driver, parse_mount, sensor_to_body
 from hal.errors import BusConfigError

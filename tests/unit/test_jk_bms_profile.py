@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.modbus_read import load_profile
+from controller.config import load_profile
 from firmware_bridge.protocols.modbus_profile import decode_block, plan_reads
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -38,7 +38,8 @@ def test_wheel_carries_every_data_folder(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for rel in ("rigs/virtual.yaml", "missions/square.yaml", "fsm_configs/qiki_vehicle.yaml", "dbc/qiki.dbc"):
         assert any(n.endswith(f".data/data/share/qiki/{rel}") for n in names), rel
-    assert any(n == "controller/cli.py" for n in names)
+    for module in ("controller/cli/__init__.py", "controller/cli/__main__.py", "controller/tools/radar_decode.py"):
+        assert module in names, module
     entry = [n for n in names if n.endswith("entry_points.txt")]
     assert entry and "qiki = controller.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
 

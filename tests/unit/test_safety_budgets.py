@@ -244,7 +244,7 @@ def test_profile_lists_are_bounded():
 
 
 def test_shipped_profiles_are_within_the_bounds():
-    from controller.modbus_read import load_profile
+    from controller.config import load_profile
 
     for p in sorted((ROOT / "rigs" / "profiles").glob("*.yaml")):
         prof = load_profile(p)

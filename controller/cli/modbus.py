@@ -50,7 +50,7 @@ def read_device(rig_path: str, device: str, quantities: list[str] | None = None,
     Returns
     -------
     (profile, readings, names)
-        The device's :class:`DeviceProfile`, the :class:`controller.modbus_read.Readings`
+        The device's :class:`DeviceProfile`, the :class:`controller.tools.modbus_read.Readings`
         and the names asked for (None: all).
 
     Raises
@@ -61,8 +61,8 @@ def read_device(rig_path: str, device: str, quantities: list[str] | None = None,
         The link or the emulator server cannot be opened.
     """
     from controller.clock import MonotonicClock
-    from controller.config import load_rig
-    from controller.modbus_read import load_profile, read_quantities
+    from controller.config import load_profile, load_rig
+    from controller.tools.modbus_read import read_quantities
     from controller.subsystems.power import EMULATED_RTU_URL, build_emulated_power, open_emulated_link, open_real_link
 
     rig, path = load_rig(rig_path)
@@ -107,7 +107,7 @@ def read_device(rig_path: str, device: str, quantities: list[str] | None = None,
 
 
 def _cmd_modbus_read(args: argparse.Namespace) -> int:
-    from controller.modbus_read import format_readings
+    from controller.tools.modbus_read import format_readings
 
     profile, readings, names = read_device(args.rig, args.device, args.quantity, args.timeout)
     if args.json:

@@ -1,4 +1,6 @@
-"""The ``qiki`` command.
+"""The ``qiki`` command: its parser, the verbs ``run``, ``rig check``, ``fsm check|graph``, and
+:func:`main`. The device verbs live beside it (:mod:`controller.cli.radar`,
+:mod:`controller.cli.modbus`); the libraries behind them in :mod:`controller.tools`.
 
 Bad input (a rig, mission, FSM or DBC file, or an option, that fails its checks) prints
 ONE line, ``PATH: key.path: what is wrong``, on stderr and exits with status 2; a port or
@@ -15,6 +17,7 @@ import sys
 import traceback
 from typing import Sequence
 
+from controller.cli import modbus, radar
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, HELP_TEXT
 from hal.errors import one_line
 
@@ -151,14 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("file")
     fg.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     fg.set_defaults(func=_cmd_fsm_graph)
-    # Subcommands contributed by subsystems: each module has add_parser(subparsers).
-    from controller.optional import import_optional
-
-    for module_name in ("controller.cli_radar", "controller.cli_modbus"):
-        module = import_optional(module_name)
-        if module is None:
-            continue
-        module.add_parser(sub)
+    # The device verbs, each module with its add_parser(subparsers).
+    radar.add_parser(sub)
+    modbus.add_parser(sub)
     return p
 
 
@@ -216,6 +214,3 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_INTERNAL_ERROR
 
-
-if __name__ == "__main__":
-    sys.exit(main())

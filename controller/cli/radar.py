@@ -2,10 +2,10 @@
 
 * ``--format ars408`` (default): a CAN log python-can reads (candump ``.log``, ``.asc``,
   ``.blf``, ``.trc``) through the ARS408 driver's own ingress path and the tracker
-  (:func:`controller.radar_decode.decode_can_log`): frames, decoded, rejected by reason,
+  (:func:`controller.tools.radar_decode.decode_can_log`): frames, decoded, rejected by reason,
   complete cycles, radar state, and the confirmed tracks with their mean positions.
 * ``--format iwr6843``: a raw TI IWR6843 UART capture (``.dat``) through the sans-IO
-  parser and the tracker (:func:`controller.radar_decode_iwr6843.decode_iwr6843_file`).
+  parser and the tracker (:func:`controller.tools.radar_decode_iwr6843.decode_iwr6843_file`).
 
 Object filter of the ARS408 report (what is tracked; frames, decoding and cycles are
 always counted in full). Defaults: probability of existence in the top class (raw 7,
@@ -78,10 +78,10 @@ def decode(args: argparse.Namespace) -> dict[str, Any]:
         for opt, value in (("--dbc", args.dbc), ("--sensor-id", args.sensor_id), ("--channel", args.channel)):
             if value is not None:
                 raise ConfigError(args.file, opt, "applies to --format ars408 only")
-        from controller.radar_decode_iwr6843 import decode_iwr6843_file
+        from controller.tools.radar_decode_iwr6843 import decode_iwr6843_file
 
         return decode_iwr6843_file(args.file)
-    from controller.radar_decode import decode_can_log
+    from controller.tools.radar_decode import decode_can_log
 
     flt = dict(DEFAULT_FILTER)
     if args.all_objects:
@@ -139,7 +139,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         print(_format_iwr6843(report))
         return 0 if report.get("healthy", True) else 1
     else:
-        from controller.radar_decode import format_report
+        from controller.tools.radar_decode import format_report
 
         print(format_report(report))
         print(_format_filter(report.get("filter")))

@@ -1,6 +1,6 @@
 """``qiki radar decode FILE`` for CAN logs: what an ARS408 recording holds.
 
-The library behind the command (the CLI wiring is in :mod:`controller.cli`): it runs a
+The library behind the command (the CLI wiring is in :mod:`controller.cli.radar`): it runs a
 recorded CAN log through exactly the driver's ingress path (codec, ingress checks, cycle
 assembly, radar-state interpretation) and the tracker, and returns a JSON-ready report:
 
@@ -34,37 +34,16 @@ from typing import Any, Sequence
 
 from controller.paths import resolve_data_path
 from controller.tracking import Tracker
-from controller.tracking.models import Detection as TrackingDetection
-from firmware_bridge.protocols.ars408 import Detection as ArsDetection
+from controller.tracking.detections import tracking_detection
 from firmware_bridge.protocols.ars408 import MountPose
 from hal.can.codec import DbcCodec
 from hal.can.replay import channel_key, channel_matches, iter_can_log
 from hal.devices.ars408 import Ars408Config, Ars408Driver, dbc_sensor_id
 
-__all__ = ["DEFAULT_DBC", "decode_can_log", "tracking_detection", "format_report"]
+__all__ = ["DEFAULT_DBC", "decode_can_log", "format_report"]
 
 #: DBC used when the caller names none.
 DEFAULT_DBC = "dbc/ars408.dbc"
-
-
-def tracking_detection(det: ArsDetection, *, source: str = "lr") -> TrackingDetection:
-    """Convert an ARS408 body-frame detection to the tracker's :class:`Detection`.
-
-    Parameters
-    ----------
-    det : firmware_bridge.protocols.ars408.Detection
-        Body-frame detection from :meth:`hal.devices.ars408.Ars408Driver.detections`.
-    source : str, optional
-        Band / source tag for the tracker (``"lr"`` for the long-range radar).
-
-    Returns
-    -------
-    controller.tracking.models.Detection
-        Same position (body frame), range, object ID and RCS; no polar accuracies (the
-        ARS408 reports Cartesian sigmas), so the tracker uses its isotropic ``meas_std_m``.
-    """
-    return TrackingDetection(x_m=det.x_body_m, y_m=det.y_body_m, source=source, range_m=det.range_m,
-                             object_id=det.obj_id, rcs_dbsm=det.rcs_dbsm)
 
 
 @dataclass
