@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -22,6 +24,7 @@ from firmware_bridge.protocols.frames import (
     wrap_angle,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 SQ2 = math.sqrt(2.0)
 
 coord = st.floats(min_value=-100.0, max_value=100.0, allow_nan=False)
@@ -210,3 +213,48 @@ def test_mount_from_config_rejects(raw):
     with pytest.raises(FrameError) as info:
         Mount.from_config(raw)
     assert isinstance(info.value, ProtocolError) and isinstance(info.value, ValueError)
+
+
+def _radians_calls(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            if name == "radians":
+                out.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    return out
+
+
+def test_mount_degrees_are_converted_only_in_mount_from_degrees():
+    # Every other radians() in the radar / tracking / emulation code converts something
+    # that is not a mount (a field of view, a noise level, a wire unit): listed here, so a
+    # new hand-written mount conversion fails this test.
+    allowed = {
+        "firmware_bridge/protocols/frames.py": ["math.radians(yaw)"],
+        "firmware_bridge/protocols/ars408.py": ["math.radians(float(yaw_rate['yaw_rate_dps']))"],
+        "firmware_bridge/emulation/ars408.py": ["math.radians(fov_half_deg)"],
+        "firmware_bridge/emulation/iwr6843.py": ["math.radians(fov_azimuth_deg)", "math.radians(azimuth_std_deg)"],
+    }
+    files = [
+        ROOT / "firmware_bridge" / "protocols" / "frames.py",
+        ROOT / "firmware_bridge" / "protocols" / "ars408.py",
+        ROOT / "firmware_bridge" / "protocols" / "iwr6843.py",
+        ROOT / "firmware_bridge" / "emulation" / "ars408.py",
+        ROOT / "firmware_bridge" / "emulation" / "iwr6843.py",
+        ROOT / "firmware_bridge" / "emulation" / "world.py",
+        ROOT / "hal" / "devices" / "ars408.py",
+        ROOT / "hal" / "devices" / "iwr6843.py",
+        ROOT / "controller" / "radar_decode.py",
+        ROOT / "controller" / "radar_decode_iwr6843.py",
+        ROOT / "controller" / "control.py",
+        *sorted((ROOT / "controller" / "tracking").glob("*.py")),
+        *sorted((ROOT / "controller" / "subsystems").glob("*.py")),
+    ]
+    found = {}
+    for f in files:
+        calls = [c.split(": ", 1)[1] for c in _radians_calls(f)]
+        if calls:
+            found[str(f.relative_to(ROOT))] = calls
+    assert found == allowed
