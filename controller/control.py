@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from firmware_bridge.protocols.frames import Pose2D, rotate_inverse, wrap_angle
+
 
 @dataclass(frozen=True, slots=True)
 class PoseGains:
@@ -23,11 +25,6 @@ class PoseGains:
     kd_nm_per_radps: float
     max_position_error_m: float
     max_yaw_error_rad: float
-
-
-def wrap_angle_rad(a: float) -> float:
-    """Wrap an angle ``a`` (rad) to [-pi, pi] (rad), by ``math.remainder(a, 2 pi)``."""
-    return math.remainder(a, math.tau)
 
 
 def pose_pd_wrench(
@@ -60,11 +57,10 @@ def pose_pd_wrench(
     if dist > lim:
         ex *= lim / dist
         ey *= lim / dist
-    eyaw = wrap_angle_rad(target[2] - pose[2])
+    eyaw = wrap_angle(target[2] - pose[2])
     eyaw = max(-gains.max_yaw_error_rad, min(gains.max_yaw_error_rad, eyaw))
     fxw = gains.kp_n_per_m * ex - gains.kd_n_per_mps * velocity_world[0]
     fyw = gains.kp_n_per_m * ey - gains.kd_n_per_mps * velocity_world[1]
     mz = gains.kp_nm_per_rad * eyaw - gains.kd_nm_per_radps * velocity_world[2]
-    c = math.cos(pose[2])
-    s = math.sin(pose[2])
-    return (c * fxw + s * fyw, -s * fxw + c * fyw, mz)
+    fx_body, fy_body = rotate_inverse(Pose2D(pose[0], pose[1], pose[2]), (fxw, fyw))
+    return (fx_body, fy_body, mz)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from controller.config import MissionCfg
-from controller.control import wrap_angle_rad
+from firmware_bridge.protocols.frames import wrap_angle
 
 
 @dataclass(slots=True)
@@ -82,7 +82,7 @@ class MissionExecutor:
         err = math.hypot(target[0] - pose[0], target[1] - pose[1])
         reached_now = False
         if self.reached_at_s is None:
-            yaw_err = abs(wrap_angle_rad(target[2] - pose[2]))
+            yaw_err = abs(wrap_angle(target[2] - pose[2]))
             if (
                 err <= self.mission.reach_tolerance_m
                 and speed_mps <= self.mission.reach_speed_mps

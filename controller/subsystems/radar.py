@@ -79,6 +79,7 @@ from controller.tracking import (
     world_to_body_point,
 )
 from controller.tracking.detections import tracking_detection
+from firmware_bridge.protocols.frames import Mount, Pose2D, apply_inverse, compose, rotate, rotate_inverse
 from hal.errors import HalError
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def speed_long_mps(vx_world_mps: float, vy_world_mps: float, yaw_rad: float) -> 
     float
         ``v . x_body`` (negative when reversing), m/s.
     """
-    return vx_world_mps * math.cos(yaw_rad) + vy_world_mps * math.sin(yaw_rad)
+    return rotate_inverse(Pose2D(0.0, 0.0, yaw_rad), (vx_world_mps, vy_world_mps))[0]
 
 
 def tracker_config(radar_cfg: RadarCfg, *, source: str = "radar") -> TrackerConfig:
@@ -187,17 +188,16 @@ class _Ars408SyntheticFeed:
 
         self.emu = emu
         self.world = world
-        self.mount = mount
+        self.mount = Mount.from_config(mount)
         self.obstacles = list(obstacles)
         self._target = RadarTarget
 
     def before(self, t_s: float) -> None:
         w, m = self.world, self.mount
-        c, s = math.cos(w.yaw_rad), math.sin(w.yaw_rad)
-        pose = (w.x_m + c * m.x_m - s * m.y_m, w.y_m + s * m.x_m + c * m.y_m,
-                w.yaw_rad + math.radians(m.yaw_deg))
+        body = Pose2D(w.x_m, w.y_m, w.yaw_rad)
+        pose = compose(body, m)
         # radar velocity = vehicle velocity + omega x r (mount lever arm), world frame
-        lx, ly = c * m.x_m - s * m.y_m, s * m.x_m + c * m.y_m
+        lx, ly = rotate(body, (m.x_m, m.y_m))
         vel = (w.vx_mps - w.yaw_rate_radps * ly, w.vy_mps + w.yaw_rate_radps * lx)
         targets = [self._target(o.x_m + o.vx_mps * t_s, o.y_m + o.vy_mps * t_s, o.vx_mps, o.vy_mps,
                                 o.rcs_dbsm, target_id=i) for i, o in enumerate(self.obstacles)]
@@ -605,17 +605,15 @@ class RadarSubsystem:
         pose = self._pose
         if pose is None:
             return rows
-        myaw = math.radians(mount.yaw_deg)
-        cm, sm = math.cos(myaw), math.sin(myaw)
+        radar = Mount.from_config(mount)
         for t in self.tracker.confirmed():
             if t.source_band != band:
                 continue
-            bx, by = world_to_body_point(t.x_m, t.y_m, pose)
-            dx, dy = bx - mount.x_m, by - mount.y_m
+            rx, ry = apply_inverse(radar, world_to_body_point(t.x_m, t.y_m, pose))
             rows.append({
                 "id": t.track_id,
-                "x_m": round(cm * dx + sm * dy, 3),
-                "y_m": round(-sm * dx + cm * dy, 3),
+                "x_m": round(rx, 3),
+                "y_m": round(ry, 3),
                 "x_world_m": round(t.x_m, 3),
                 "y_world_m": round(t.y_m, 3),
                 "age_s": round(t.age_s, 3),
@@ -858,7 +856,7 @@ def build(ctx: Any) -> RadarSubsystem | None:
     if srs:
         dev_name, dev = srs[0]
         sr = _Sr(dev_name, dev, dev.bus)
-        mount = (dev.mount.x_m, dev.mount.y_m, dev.mount.yaw_deg)
+        mount = Mount.from_config(dev.mount)
         sr.driver = Iwr6843Driver(ctx.serial_links[dev.bus], mount=mount, frame_period_s=dev.frame_period_s,
                                   stale_after_periods=stale_n, source=BAND_SR)
         if emulated:
@@ -879,7 +877,7 @@ def build(ctx: Any) -> RadarSubsystem | None:
                 world = ctx.world
 
                 def targets(t_s: float, _obs=obstacles, _mount=mount, _world=world) -> list[Any]:
-                    pose = (_world.x_m, _world.y_m, _world.yaw_rad)
+                    pose = Pose2D(_world.x_m, _world.y_m, _world.yaw_rad)
                     out = []
                     for o in _obs:
                         ox, oy = o.x_m + o.vx_mps * t_s, o.y_m + o.vy_mps * t_s

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 from controller.paths import resolve_data_path
 from controller.tracking import Tracker
 from controller.tracking.detections import tracking_detection
-from firmware_bridge.protocols.ars408 import MountPose
+from firmware_bridge.protocols.frames import Mount
 from hal.can.codec import DbcCodec
 from hal.can.replay import channel_key, channel_matches, iter_can_log
 from hal.devices.ars408 import Ars408Config, Ars408Driver, dbc_sensor_id
@@ -63,7 +63,7 @@ def decode_can_log(
     *,
     dbc: Sequence[str | Path] | str | Path | None = None,
     sensor_id: int | None = 0,
-    mount: MountPose | None = None,
+    mount: Mount | None = None,
     channel: str | int | None = None,
     track: bool = True,
     tracker_config: Any = None,
@@ -83,8 +83,9 @@ def decode_can_log(
         Sensor ID the radar is expected to use (IDs + 0x10 * ID). Default 0. None: the
         sensor ID of the DBC's own IDs (0 for a base-ID DBC, ``k`` for a vendor
         ``ARS408_id<k>.dbc``).
-    mount : MountPose, optional
-        Radar mount pose for body-frame detections; default identity (report positions
+    mount : Mount, optional
+        Radar mount pose for body-frame detections (:meth:`Mount.from_degrees` from
+        configuration units); default identity (report positions
         in the radar frame).
     channel : str or int, optional
         Only frames recorded on this channel, compared in the normalised form of
@@ -126,7 +127,7 @@ def decode_can_log(
     sensor_from_dbc = sensor_id is None
     if sensor_from_dbc:
         sensor_id = dbc_sensor_id(codec)
-    cfg = Ars408Config(sensor_id=sensor_id, mount=mount or MountPose(),
+    cfg = Ars408Config(sensor_id=sensor_id, mount=mount or Mount(),
                        min_prob_of_exist=min_prob_of_exist, min_rcs_dbsm=min_rcs_dbsm,
                        name="ars408")
     Ars408Driver(codec, cfg)  # refuse a DBC lacking what the driver needs before reading

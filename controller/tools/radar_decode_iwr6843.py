@@ -7,11 +7,11 @@ the mount pose, run the tracker on them, and return a JSON-ready report.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from controller.errors import ConfigError
+from firmware_bridge.protocols.frames import apply_inverse
 from firmware_bridge.protocols.iwr6843 import (
     DEFAULT_MAX_FRAME_LEN,
     MAGIC_WORD,
@@ -47,7 +47,8 @@ def decode_iwr6843_file(
     frame_period_s : float
         Frame period, s (``frameCfg`` periodicity; 100 ms in the reference config). Scan
         times for the tracker are ``(frameNumber - first) * frame_period_s``.
-    mount : (x_m, y_m, yaw_deg)
+    mount : Mount, (x_m, y_m, yaw_deg), mapping or object (see
+        :func:`hal.devices.iwr6843.parse_mount`)
         Radar pose in the body frame; the default puts the radar frame on the body frame
         (x along the boresight, y left), and the vehicle sits at the world origin, so
         track positions are in the radar frame.
@@ -156,9 +157,6 @@ def _track(frames, frame_period_s: float, mount: Any, tracker_config: Any) -> tu
     from hal.devices.iwr6843 import frame_to_detections, parse_mount
 
     mount_pose = parse_mount(mount)
-    mx, my, yaw_deg = mount_pose
-    yaw = math.radians(yaw_deg)
-    c, s = math.cos(yaw), math.sin(yaw)
     tracker = Tracker(tracker_config) if tracker_config is not None else Tracker()
     first = frames[0].frame_number
     sums: dict[int, list[float]] = {}
@@ -182,7 +180,7 @@ def _track(frames, frame_period_s: float, mount: Any, tracker_config: Any) -> tu
         # World frame = body frame here (vehicle at the origin, zero yaw); radar frame is
         # the body frame moved by the mount.
         wx, wy = sx / n, sy / n
-        rx, ry = c * (wx - mx) + s * (wy - my), -s * (wx - mx) + c * (wy - my)
+        rx, ry = apply_inverse(mount_pose, (wx, wy))
         out.append(
             {
                 "id": tid,

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from controller.errors import ControllerError
+from firmware_bridge.protocols.frames import Pose2D, apply, apply_inverse
 
 __all__ = [
     "TrackingError",
@@ -56,25 +57,6 @@ class TrackingError(ControllerError):
     a model parameter out of range, arrays of the wrong shape)."""
 
 
-class Pose2D(NamedTuple):
-    """Planar pose of the vehicle in the world frame.
-
-    A named tuple, so a plain ``(x_m, y_m, yaw_rad)`` tuple (as the world emulator
-    returns) is interchangeable with it.
-
-    Attributes
-    ----------
-    x_m, y_m : float
-        Position of the body origin in the world frame, metres.
-    yaw_rad : float
-        Heading of the body x axis from the world x axis, counter-clockwise, radians.
-    """
-
-    x_m: float
-    y_m: float
-    yaw_rad: float
-
-
 def as_pose(pose: Any) -> Pose2D:
     """Return ``pose`` as a :class:`Pose2D`.
 
@@ -86,6 +68,7 @@ def as_pose(pose: Any) -> Pose2D:
     Returns
     -------
     Pose2D
+        :class:`firmware_bridge.protocols.frames.Pose2D` (re-exported here).
 
     Raises
     ------
@@ -162,9 +145,9 @@ class Detection:
 def body_to_world(detections: Sequence[Detection], pose: Any) -> list[Detection]:
     """Transform detections from the vehicle body frame to the world frame.
 
-    ``p_world = [x, y] + R(yaw) p_body`` with ``R(yaw) = [[cos, -sin], [sin, cos]]``;
-    ``azimuth_rad`` (a bearing in the detection's frame) gains ``yaw``; every other
-    field is copied.
+    ``p_world = [x, y] + R(yaw) p_body`` with ``R(yaw) = [[cos, -sin], [sin, cos]]``
+    (:func:`firmware_bridge.protocols.frames.apply`); ``azimuth_rad`` (a bearing in the
+    detection's frame) gains ``yaw``; every other field is copied.
 
     Parameters
     ----------
@@ -183,17 +166,17 @@ def body_to_world(detections: Sequence[Detection], pose: Any) -> list[Detection]
     TrackingError
         If the pose is malformed or not finite.
     """
-    x0, y0, yaw = as_pose(pose)
-    c = math.cos(yaw)
-    s = math.sin(yaw)
+    world = as_pose(pose)
+    yaw = world.yaw_rad
     out = []
     for det in detections:
         az = det.azimuth_rad
+        x_m, y_m = apply(world, (det.x_m, det.y_m))
         out.append(
             replace(
                 det,
-                x_m=x0 + c * det.x_m - s * det.y_m,
-                y_m=y0 + s * det.x_m + c * det.y_m,
+                x_m=x_m,
+                y_m=y_m,
                 azimuth_rad=None if az is None else math.remainder(az + yaw, math.tau),
             )
         )
@@ -213,14 +196,10 @@ def world_to_body_point(x_m: float, y_m: float, pose: Any) -> tuple[float, float
     Returns
     -------
     (float, float)
-        ``(x_m, y_m)`` in the body frame, metres: ``R(yaw)^T (p - [x, y])``.
+        ``(x_m, y_m)`` in the body frame, metres: ``R(yaw)^T (p - [x, y])``
+        (:func:`firmware_bridge.protocols.frames.apply_inverse`).
     """
-    x0, y0, yaw = as_pose(pose)
-    c = math.cos(yaw)
-    s = math.sin(yaw)
-    dx = x_m - x0
-    dy = y_m - y0
-    return (c * dx + s * dy, -s * dx + c * dy)
+    return apply_inverse(as_pose(pose), (x_m, y_m))
 
 
 def covariance_from_polar(

@@ -31,6 +31,7 @@ import can
 
 from firmware_bridge.protocols import ars408 as proto
 from firmware_bridge.protocols.ars408 import RadarHealth, RadarObject
+from firmware_bridge.protocols.frames import Pose2D, apply_inverse, rotate_inverse
 from hal.can.replay import LogReplay, channel_matches, iter_can_log
 
 __all__ = ["RadarTarget", "Ars408Emulator", "Ars408ReplayEmulator"]
@@ -131,7 +132,7 @@ class Ars408Emulator:
         self.frames_sent = 0
         self.send_failures = 0
         # scene
-        self._pose = (0.0, 0.0, 0.0)
+        self._pose = Pose2D()
         self._vel = (0.0, 0.0)
         self._targets: tuple[RadarTarget, ...] = ()
         # host inputs
@@ -156,22 +157,22 @@ class Ars408Emulator:
                             temperature_error=False, voltage_error=False, interference=False)
 
     # ------------------------------------------------------------------ scene
-    def set_scene(self, radar_pose_world: Sequence[float], targets: Iterable[RadarTarget],
+    def set_scene(self, radar_pose_world: Pose2D | Sequence[float], targets: Iterable[RadarTarget],
                   radar_velocity_world_mps: Sequence[float] = (0.0, 0.0)) -> None:
         """Set what the radar sees from the next cycle on.
 
         Parameters
         ----------
-        radar_pose_world : (3,) sequence of float
+        radar_pose_world : Pose2D or (3,) sequence of float
             ``(x_m, y_m, yaw_rad)`` of the radar in the world frame (vehicle pose composed
-            with the mount pose).
+            with the mount, :func:`firmware_bridge.protocols.frames.compose`).
         targets : iterable of RadarTarget
             World-frame targets.
         radar_velocity_world_mps : (2,) sequence of float, optional
             Radar velocity in the world frame, m/s (for relative velocities).
         """
         x, y, yaw = (float(v) for v in radar_pose_world)
-        self._pose = (x, y, yaw)
+        self._pose = Pose2D(x, y, yaw)
         self._targets = tuple(targets)
         self._vel = (float(radar_velocity_world_mps[0]), float(radar_velocity_world_mps[1]))
 
@@ -192,18 +193,15 @@ class Ars408Emulator:
     def objects(self) -> list[RadarObject]:
         """The objects the radar reports now: targets in range and field of view, in the
         radar frame (x forward, y left)."""
-        x0, y0, yaw = self._pose
-        c, s = math.cos(yaw), math.sin(yaw)
+        pose = self._pose
         vx0, vy0 = self._vel
         out: list[RadarObject] = []
         for i, t in enumerate(self._targets):
-            dx, dy = t.x_m - x0, t.y_m - y0
-            xr, yr = c * dx + s * dy, -s * dx + c * dy
+            xr, yr = apply_inverse(pose, (t.x_m, t.y_m))
             rng = math.hypot(xr, yr)
             if rng > self.max_range_m or abs(math.atan2(yr, xr)) > self.fov_half_rad:
                 continue
-            dvx, dvy = t.vx_mps - vx0, t.vy_mps - vy0
-            vxr, vyr = c * dvx + s * dvy, -s * dvx + c * dvy
+            vxr, vyr = rotate_inverse(pose, (t.vx_mps - vx0, t.vy_mps - vy0))
             moving = math.hypot(t.vx_mps, t.vy_mps) > 0.1
             oid = (t.target_id if t.target_id is not None else i) & 0xFF
             out.append(RadarObject(

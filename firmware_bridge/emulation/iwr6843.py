@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from firmware_bridge.protocols.frames import Mount, Pose2D, apply_inverse
 from firmware_bridge.protocols.iwr6843 import (
     FrameStatistics,
     RadarPoint,
     encode_packet,
+    radar_to_sensor,
     split_stream,
 )
 
@@ -64,8 +66,8 @@ class SensorTarget:
 def world_to_sensor(
     x_world_m: float,
     y_world_m: float,
-    vehicle_pose: Sequence[float],
-    mount: Sequence[float],
+    vehicle_pose: Pose2D,
+    mount: Mount,
 ) -> tuple[float, float]:
     """Express a world-frame point in the TI SENSOR frame of a mounted radar.
 
@@ -73,26 +75,21 @@ def world_to_sensor(
     ----------
     x_world_m, y_world_m : float
         Point in the world frame, m.
-    vehicle_pose : (x_m, y_m, yaw_rad)
-        Vehicle pose in the world frame (m, m, rad CCW).
-    mount : (x_m, y_m, yaw_deg)
-        Radar pose in the body frame (m, m, deg CCW from body x to the boresight).
+    vehicle_pose : Pose2D
+        Vehicle (body) pose in the world frame.
+    mount : Mount
+        Radar pose in the body frame.
 
     Returns
     -------
     (float, float)
         ``(x_sensor_m, y_sensor_m)``: x to the right of the boresight, y along it.
-        Inverse of :func:`hal.devices.iwr6843.sensor_to_body` composed with the pose.
+        Inverse of :func:`hal.devices.iwr6843.sensor_to_body` composed with the pose:
+        world -> body -> radar (:func:`~firmware_bridge.protocols.frames.apply_inverse`)
+        -> TI axes (:func:`~firmware_bridge.protocols.iwr6843.radar_to_sensor`).
     """
-    vx, vy, vyaw = (float(v) for v in vehicle_pose)
-    mx, my, myaw_deg = (float(v) for v in mount)
-    c, s = math.cos(vyaw), math.sin(vyaw)
-    dx, dy = x_world_m - vx, y_world_m - vy
-    bx, by = c * dx + s * dy - mx, -s * dx + c * dy - my
-    m = math.radians(myaw_deg)
-    cm, sm = math.cos(m), math.sin(m)
-    fwd, left = cm * bx + sm * by, -sm * bx + cm * by
-    return -left, fwd
+    body = apply_inverse(vehicle_pose, (x_world_m, y_world_m))
+    return radar_to_sensor(*apply_inverse(mount, body))
 
 
 class Iwr6843Emulator:

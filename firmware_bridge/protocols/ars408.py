@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from firmware_bridge.errors import ProtocolError
+from firmware_bridge.protocols.frames import Mount, apply, rotate
 
 # --------------------------------------------------------------------------- names / IDs
 
@@ -638,23 +639,6 @@ class CycleAssembler:
 
 
 @dataclass(frozen=True, slots=True)
-class MountPose:
-    """Pose of the radar in the vehicle body frame (x forward, y left, yaw CCW).
-
-    Attributes
-    ----------
-    x_m, y_m : float
-        Position of the radar's reference point in the body frame, m.
-    yaw_deg : float
-        Boresight direction relative to body x, counter-clockwise positive, deg.
-    """
-
-    x_m: float = 0.0
-    y_m: float = 0.0
-    yaw_deg: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class Detection:
     """One radar object as a detection in the vehicle body frame.
 
@@ -702,7 +686,7 @@ class Detection:
 
 def objects_to_detections(
     objects: Iterable[RadarObject],
-    mount: MountPose,
+    mount: Mount,
     *,
     min_prob_of_exist: float = 0.0,
     min_rcs_dbsm: float = -math.inf,
@@ -710,13 +694,14 @@ def objects_to_detections(
 ) -> list[Detection]:
     """Convert radar-frame objects to body-frame detections through the mount pose.
 
-    ``p_body = t_mount + R(yaw_mount) @ p_radar``; velocities are rotated only.
+    ``p_body = t_mount + R(yaw_mount) @ p_radar`` (:func:`frames.apply`); velocities are
+    rotated only (:func:`frames.rotate`).
 
     Parameters
     ----------
     objects : iterable of RadarObject
-        Objects of one complete cycle, radar frame.
-    mount : MountPose
+        Objects of one complete cycle, radar frame (x along the boresight, y left).
+    mount : Mount
         Radar pose in the body frame (rig ``devices.<radar>.mount``).
     min_prob_of_exist : float, optional
         Drop objects whose probability-of-existence lower bound is below this (0..1);
@@ -732,9 +717,6 @@ def objects_to_detections(
     list of Detection
         Body-frame detections, in object order.
     """
-    yaw = math.radians(mount.yaw_deg)
-    c, s = math.cos(yaw), math.sin(yaw)
-    tx, ty = mount.x_m, mount.y_m
     out: list[Detection] = []
     for o in objects:
         if o.prob_of_exist is not None and o.prob_of_exist < min_prob_of_exist:
@@ -742,13 +724,14 @@ def objects_to_detections(
         if o.rcs_dbsm < min_rcs_dbsm:
             continue
         xr, yr = o.dist_long_m, o.dist_lat_m
-        vx, vy = o.vrel_long_mps, o.vrel_lat_mps
+        x_body_m, y_body_m = apply(mount, (xr, yr))
+        vx_body_mps, vy_body_mps = rotate(mount, (o.vrel_long_mps, o.vrel_lat_mps))
         out.append(Detection(
             o.obj_id,
-            tx + c * xr - s * yr,
-            ty + s * xr + c * yr,
-            c * vx - s * vy,
-            s * vx + c * vy,
+            x_body_m,
+            y_body_m,
+            vx_body_mps,
+            vy_body_mps,
             math.hypot(xr, yr),
             math.atan2(yr, xr),
             o.rcs_dbsm,
@@ -760,27 +743,6 @@ def objects_to_detections(
             source,
         ))
     return out
-
-
-def body_to_radar(x_body_m: float, y_body_m: float, mount: MountPose) -> tuple[float, float]:
-    """Inverse of the mount transform: a body-frame point in the radar frame.
-
-    Parameters
-    ----------
-    x_body_m, y_body_m : float
-        Point in the vehicle body frame, m.
-    mount : MountPose
-        Radar pose in the body frame.
-
-    Returns
-    -------
-    (float, float)
-        ``(x_radar_m, y_radar_m)``.
-    """
-    yaw = math.radians(mount.yaw_deg)
-    c, s = math.cos(yaw), math.sin(yaw)
-    dx, dy = x_body_m - mount.x_m, y_body_m - mount.y_m
-    return c * dx + s * dy, -s * dx + c * dy
 
 
 # --------------------------------------------------------------------------- radar state
@@ -1079,8 +1041,8 @@ __all__ = [
     "DYN_PROP", "OBJ_CLASS", "MEAS_STATE", "MOTION_RX_STATE", "PROB_OF_EXIST_MIN",
     "SPEED_STANDSTILL", "SPEED_FORWARD", "SPEED_BACKWARD", "rms_sigma", "rms_code",
     "RadarObject", "ObjectCycle", "CycleAssembler", "REJECT_ORPHAN", "REJECT_EXCESS",
-    "REJECT_UNMATCHED", "REJECT_DUPLICATE", "REJECT_ORDER", "MountPose", "Detection", "objects_to_detections",
-    "body_to_radar", "RadarHealth", "interpret_radar_state", "radar_state_signals",
+    "REJECT_UNMATCHED", "REJECT_DUPLICATE", "REJECT_ORDER", "Detection", "objects_to_detections",
+    "RadarHealth", "interpret_radar_state", "radar_state_signals",
     "SPEED_MAX_MPS", "YAW_RATE_MIN_DPS", "YAW_RATE_MAX_DPS", "ego_motion_signals",
     "ego_motion_from_signals", "status_signals", "object_signals",
 ]

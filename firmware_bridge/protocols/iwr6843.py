@@ -84,6 +84,8 @@ __all__ = [
     "decode_packet",
     "encode_packet",
     "split_stream",
+    "sensor_to_radar",
+    "radar_to_sensor",
     "format_version",
     "platform_name",
     "header_label",
@@ -247,6 +249,42 @@ def _check_sdk(version: int, platform: int) -> str | None:
     if int(platform) not in SUPPORTED_PLATFORMS:
         return RejectReason.UNSUPPORTED_PLATFORM
     return None
+
+
+def sensor_to_radar(x_sensor_m: float, y_sensor_m: float) -> tuple[float, float]:
+    """Turn a point from TI's SENSOR axes to the house RADAR axes.
+
+    TI's sensor frame has x to the right looking out of the antenna and y along the
+    boresight (module docstring, "Point axes"); the radar frame of
+    :mod:`firmware_bridge.protocols.frames` has x along the boresight and y to the left.
+
+    Parameters
+    ----------
+    x_sensor_m, y_sensor_m : float
+        Point in the sensor frame, m (or a velocity, m/s).
+
+    Returns
+    -------
+    (float, float)
+        ``(x_radar, y_radar) = (y_sensor, -x_sensor)``; exact (no rounding).
+    """
+    return y_sensor_m, -x_sensor_m
+
+
+def radar_to_sensor(x_radar_m: float, y_radar_m: float) -> tuple[float, float]:
+    """Inverse of :func:`sensor_to_radar`: ``(x_sensor, y_sensor) = (-y_radar, x_radar)``.
+
+    Parameters
+    ----------
+    x_radar_m, y_radar_m : float
+        Point in the radar frame (x boresight, y left), m.
+
+    Returns
+    -------
+    (float, float)
+        ``(x_sensor_m, y_sensor_m)``, TI axes (x right, y boresight); exact.
+    """
+    return -y_radar_m, x_radar_m
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,10 +57,10 @@ from firmware_bridge.protocols import ars408 as proto
 from firmware_bridge.protocols.ars408 import (
     CycleAssembler,
     Detection,
-    MountPose,
     ObjectCycle,
     RadarHealth,
 )
+from firmware_bridge.protocols.frames import FrameError, Mount
 from hal.can.codec import DbcCodec
 from hal.can.ingress import IngressChecker, IngressSpec
 from hal.errors import BusConfigError
@@ -190,8 +190,8 @@ class Ars408Config:
     ----------
     sensor_id : int
         Sensor ID 0..7 configured in the radar; selects the arbitration IDs (+0x10 * ID).
-    mount : MountPose
-        Radar pose in the vehicle body frame (x_m, y_m, yaw_deg).
+    mount : Mount
+        Radar pose in the vehicle body frame (m, m, rad CCW from body x to the boresight).
     expect_quality, expect_extended : bool
         The radar is configured with SendQuality / SendExtInfo: those frames belong to a
         complete cycle.
@@ -214,7 +214,7 @@ class Ars408Config:
     """
 
     sensor_id: int = 0
-    mount: MountPose = field(default_factory=MountPose)
+    mount: Mount = field(default_factory=Mount)
     expect_quality: bool = True
     expect_extended: bool = True
     stale_after_periods: float = 3.0
@@ -618,16 +618,21 @@ def config_from_mapping(entry: Mapping[str, Any], *, name: str = "radar_lr") -> 
     Returns
     -------
     Ars408Config
-        Missing keys take the :class:`Ars408Config` defaults.
+        Missing keys take the :class:`Ars408Config` defaults (no ``mount``: the identity).
+
+    Raises
+    ------
+    BusConfigError
+        If ``mount`` is malformed (see :meth:`Mount.from_config`).
     """
-    mount = entry.get("mount") or {}
-    if not isinstance(mount, Mapping):
-        mount = {"x_m": getattr(mount, "x_m", 0.0), "y_m": getattr(mount, "y_m", 0.0),
-                 "yaw_deg": getattr(mount, "yaw_deg", 0.0)}
+    raw_mount = entry.get("mount")
+    try:
+        mount = Mount.from_config(raw_mount) if raw_mount else Mount()
+    except FrameError as exc:
+        raise BusConfigError(f"ars408 {name}: {exc}") from exc
     kw = {k: entry[k] for k in (
         "sensor_id", "expect_quality", "expect_extended", "stale_after_periods",
         "recover_cycles", "state_stale_after_periods", "reject_streak_limit",
         "min_prob_of_exist", "min_rcs_dbsm", "max_cycles_queued") if k in entry}
-    return Ars408Config(mount=MountPose(float(mount.get("x_m", 0.0)), float(mount.get("y_m", 0.0)),
-                                        float(mount.get("yaw_deg", 0.0))), name=name, **kw)
+    return Ars408Config(mount=mount, name=name, **kw)
 

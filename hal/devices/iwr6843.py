@@ -13,22 +13,25 @@ Frames
   see :mod:`firmware_bridge.protocols.iwr6843`).
 * RADAR frame: the sensor frame turned to the house convention, x along the boresight,
   y to the left: ``x_radar = y_sensor``, ``y_radar = -x_sensor``.
-* BODY frame (ARCHITECTURE.md section 6): x forward, y left, z up. The mount pose
-  ``(x_m, y_m, yaw_deg)`` places the radar frame in it, yaw counter-clockwise from body x
-  to the boresight: ``p_body = [x_m, y_m] + R(yaw) p_radar``.
+* BODY frame (ARCHITECTURE.md section 6): x forward, y left, z up. The mount
+  (:class:`firmware_bridge.protocols.frames.Mount`, ``{x_m, y_m, yaw_deg}`` in the rig)
+  places the radar frame in it, yaw counter-clockwise from body x to the boresight:
+  ``p_body = [x_m, y_m] + R(yaw) p_radar`` (:func:`firmware_bridge.protocols.frames.apply`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
+from firmware_bridge.protocols.frames import FrameError, Mount, apply
 from firmware_bridge.protocols.iwr6843 import (
     DEFAULT_MAX_FRAME_LEN,
     FrameStatistics,
     Iwr6843Parser,
     RadarFrame,
+    sensor_to_radar,
 )
 from hal.errors import BusConfigError, HalError
 
@@ -99,45 +102,28 @@ class RadarScan:
     stats: FrameStatistics | None
 
 
-def parse_mount(mount: Any) -> tuple[float, float, float]:
-    """Return a mount pose as ``(x_m, y_m, yaw_deg)``.
+def parse_mount(mount: Any) -> Mount:
+    """Return a configured mount as a :class:`Mount` (degrees converted there, once).
 
     Parameters
     ----------
-    mount : (x_m, y_m, yaw_deg), mapping with those keys (``yaw_deg`` optional), or an
-        object with those attributes (e.g. a rig model or ``ars408.MountPose``)
+    mount : Mount, (x_m, y_m, yaw_deg), mapping with those keys (``yaw_deg`` optional), or
+        an object with those attributes (e.g. a rig ``MountCfg``)
         Radar pose in the body frame: m, m, deg CCW from body x to the boresight.
 
     Returns
     -------
-    (float, float, float)
+    Mount
 
     Raises
     ------
     BusConfigError
         If the shape is wrong or a value is not a finite number.
     """
-    if isinstance(mount, Mapping):
-        try:
-            values = (mount["x_m"], mount["y_m"], mount.get("yaw_deg", 0.0))
-        except KeyError as exc:
-            raise BusConfigError(f"iwr6843 mount lacks {exc.args[0]!r} (need x_m, y_m, yaw_deg)") from exc
-    elif all(hasattr(mount, k) for k in ("x_m", "y_m", "yaw_deg")):
-        values = (mount.x_m, mount.y_m, mount.yaw_deg)
-    else:
-        try:
-            values = tuple(mount)
-        except TypeError as exc:
-            raise BusConfigError(f"iwr6843 mount must be (x_m, y_m, yaw_deg), got {mount!r}") from exc
-        if len(values) != 3:
-            raise BusConfigError(f"iwr6843 mount must be (x_m, y_m, yaw_deg), got {mount!r}")
     try:
-        x_m, y_m, yaw_deg = (float(v) for v in values)
-    except (TypeError, ValueError) as exc:
-        raise BusConfigError(f"iwr6843 mount values must be numbers, got {mount!r}") from exc
-    if not all(math.isfinite(v) for v in (x_m, y_m, yaw_deg)):
-        raise BusConfigError(f"iwr6843 mount values must be finite, got {mount!r}")
-    return x_m, y_m, yaw_deg
+        return Mount.from_config(mount)
+    except FrameError as exc:
+        raise BusConfigError(f"iwr6843 {exc}") from exc
 
 
 def sensor_to_body(
@@ -151,8 +137,8 @@ def sensor_to_body(
         TI x (to the right of the boresight), m.
     y_sensor_m : float
         TI y (along the boresight), m.
-    mount : (x_m, y_m, yaw_deg) or mapping or object with those fields
-        Radar pose in the body frame: position (m) and boresight yaw, CCW from body x (deg).
+    mount : Mount or any shape :func:`parse_mount` takes
+        Radar pose in the body frame.
 
     Returns
     -------
@@ -164,28 +150,23 @@ def sensor_to_body(
     BusConfigError
         If ``mount`` is malformed.
     """
-    mx, my, yaw_deg = parse_mount(mount)
-    yaw = math.radians(yaw_deg)
-    c, s = math.cos(yaw), math.sin(yaw)
-    fwd, left = y_sensor_m, -x_sensor_m
-    return mx + c * fwd - s * left, my + s * fwd + c * left
+    return apply(parse_mount(mount), sensor_to_radar(x_sensor_m, y_sensor_m))
 
 
 def frame_to_detections(
-    frame: RadarFrame, mount: tuple[float, float, float], *, source: str = "sr"
+    frame: RadarFrame, mount: Mount, *, source: str = "sr"
 ) -> tuple[SrDetection, ...]:
     """Turn the points of one frame into BODY-frame detections through the mount pose.
 
     Per frame; the same maths as :func:`sensor_to_body` (``p_body = [x_m, y_m] +
-    R(yaw) [y_sensor, -x_sensor]``), with the mount parsed once.
+    R(yaw) [y_sensor, -x_sensor]``).
 
     Parameters
     ----------
     frame : RadarFrame
         A decoded packet; its points are in the TI SENSOR frame, m and m/s.
-    mount : (x_m, y_m, yaw_deg)
-        Radar pose in the body frame, as returned by :func:`parse_mount` (m, m, deg CCW
-        from body x to the boresight).
+    mount : Mount
+        Radar pose in the body frame (see :func:`parse_mount`).
     source : str
         Name put on every detection.
 
@@ -194,19 +175,18 @@ def frame_to_detections(
     tuple of SrDetection
         One per point, wire order.
     """
-    mx, my, yaw_deg = mount
-    yaw = math.radians(yaw_deg)
-    c, s = math.cos(yaw), math.sin(yaw)
+    yaw = mount.yaw_rad
     hypot, atan2, remainder, tau = math.hypot, math.atan2, math.remainder, math.tau
     number = frame.frame_number
     dets = []
     for p in frame.points:
-        fwd, left = p.y_m, -p.x_m
+        fwd, left = sensor_to_radar(p.x_m, p.y_m)
         az = atan2(left, fwd)
+        x_body_m, y_body_m = apply(mount, (fwd, left))
         dets.append(
             SrDetection(
-                x_body_m=mx + c * fwd - s * left,
-                y_body_m=my + s * fwd + c * left,
+                x_body_m=x_body_m,
+                y_body_m=y_body_m,
                 z_body_m=p.z_m,
                 range_m=hypot(p.x_m, p.y_m, p.z_m),
                 azimuth_body_rad=remainder(az + yaw, tau),
@@ -229,8 +209,9 @@ class Iwr6843Driver:
     link : SerialLink
         The radar's data UART: ``read(max_bytes) -> bytes`` (non-blocking, ``b""`` when
         empty). Optional ``is_open`` and ``reopen()`` are used to recover (SAFETY.md D12).
-    mount : (x_m, y_m, yaw_deg), mapping or object with those fields
-        Radar pose in the body frame (m, m, deg CCW from body x to the boresight).
+    mount : Mount or any shape :func:`parse_mount` takes
+        Radar pose in the body frame (a rig ``MountCfg``: m, m, deg CCW from body x to the
+        boresight).
     frame_period_s : float
         Configured frame period, s (``frameCfg`` periodicity: 100 ms in the reference
         ``profile_3d_automated_doors_ISK.cfg``).
@@ -311,8 +292,8 @@ class Iwr6843Driver:
         self.last_link_error = ""
 
     @property
-    def mount(self) -> tuple[float, float, float]:
-        """Mount pose ``(x_m, y_m, yaw_deg)`` in the body frame."""
+    def mount(self) -> Mount:
+        """Radar pose in the body frame."""
         return self._mount
 
     # -- per tick --------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from controller.clock import SimClock
 from firmware_bridge.emulation.ars408 import Ars408Emulator, RadarTarget
-from firmware_bridge.protocols.ars408 import MountPose
+from firmware_bridge.protocols.frames import Mount, Pose2D, compose
 from hal.can.codec import DbcCodec
 from hal.can.port import CanPort
 from hal.devices.ars408 import Ars408Config, Ars408Driver
@@ -23,7 +23,7 @@ TICK_S = 0.01
 class Rig:
     """Emulator and driver on one unique virtual channel; the driver behind a CanPort."""
 
-    def __init__(self, *, sensor_id=0, emu_sensor_id=None, mount=MountPose(0.2, 0.0, 0.0),
+    def __init__(self, *, sensor_id=0, emu_sensor_id=None, mount=Mount.from_degrees(0.2, 0.0, 0.0),
                  targets=(), vehicle_pose=(0.0, 0.0, 0.0)):
         channel = f"ars408-{uuid.uuid4().hex}"
         self.radar_bus = can.Bus(interface="virtual", channel=channel)
@@ -33,11 +33,7 @@ class Rig:
         self.emu = Ars408Emulator(self.radar_bus, codec,
                                   sensor_id=sensor_id if emu_sensor_id is None else emu_sensor_id,
                                   start_s=0.02)
-        x, y, yaw = vehicle_pose
-        c, s = math.cos(yaw), math.sin(yaw)
-        radar_pose = (x + c * mount.x_m - s * mount.y_m, y + s * mount.x_m + c * mount.y_m,
-                      yaw + math.radians(mount.yaw_deg))
-        self.emu.set_scene(radar_pose, targets)
+        self.emu.set_scene(compose(Pose2D(*vehicle_pose), mount), targets)
         self.drv = Ars408Driver(codec, Ars408Config(sensor_id=sensor_id, mount=mount),
                                 start_s=0.0)
         self.port = CanPort(self.host_bus)
@@ -89,9 +85,9 @@ TARGETS = (RadarTarget(10.0, 0.0, rcs_dbsm=20.0, obj_class=1),
 
 
 @pytest.mark.parametrize("vehicle_pose,mount", [
-    ((0.0, 0.0, 0.0), MountPose(0.2, 0.0, 0.0)),
-    ((1.0, -2.0, 0.3), MountPose(0.2, 0.1, 10.0)),
-    ((-3.0, 4.0, math.pi / 2), MountPose(0.0, 0.0, -20.0)),
+    ((0.0, 0.0, 0.0), Mount.from_degrees(0.2, 0.0, 0.0)),
+    ((1.0, -2.0, 0.3), Mount.from_degrees(0.2, 0.1, 10.0)),
+    ((-3.0, 4.0, math.pi / 2), Mount.from_degrees(0.0, 0.0, -20.0)),
 ])
 def test_synthetic_round_trip_body_frame(make_rig, vehicle_pose, mount):
     # TARGETS are given in the body frame here; the emulator gets them in the world frame

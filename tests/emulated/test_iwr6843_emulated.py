@@ -8,6 +8,7 @@ import pytest
 
 from controller.clock import SimClock
 from firmware_bridge.emulation.iwr6843 import Iwr6843Emulator, SensorTarget, world_to_sensor
+from firmware_bridge.protocols.frames import Mount, Pose2D
 from firmware_bridge.protocols.iwr6843 import RadarPoint, encode_packet
 from hal.devices.iwr6843 import Iwr6843Driver, sensor_to_body
 from hal.serial.link import PipeLink
@@ -213,8 +214,9 @@ def test_world_to_sensor_inverts_sensor_to_body():
     pose = (1.0, -2.0, math.radians(30.0))
     mount = (0.2, 0.1, 45.0)
     for wx, wy in [(5.0, 1.0), (-3.0, 4.0), (1.5, -2.5)]:
-        xs, ys = world_to_sensor(wx, wy, pose, mount)
+        xs, ys = world_to_sensor(wx, wy, Pose2D(*pose), Mount.from_degrees(*mount))
         bx, by = sensor_to_body(xs, ys, mount)
+        # independent of frames.apply: the rotation written out by hand
         c, s = math.cos(pose[2]), math.sin(pose[2])
         assert pose[0] + c * bx - s * by == pytest.approx(wx)
         assert pose[1] + s * bx + c * by == pytest.approx(wy)

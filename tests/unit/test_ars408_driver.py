@@ -9,6 +9,7 @@ import can
 import pytest
 
 from firmware_bridge.protocols import ars408 as P
+from firmware_bridge.protocols.frames import Mount
 from hal.can.codec import DbcCodec
 from hal.can.replay import LogReplay, read_can_log
 from hal.devices.ars408 import Ars408Config, Ars408Driver
@@ -44,7 +45,7 @@ def _state_frame(codec, **change):
 
 
 def test_cycle_through_driver_gives_body_detections(codec):
-    drv = Ars408Driver(codec, Ars408Config(mount=P.MountPose(0.2, 0.0, 90.0)))
+    drv = Ars408Driver(codec, Ars408Config(mount=Mount.from_degrees(0.2, 0.0, 90.0)))
     done = [drv.on_frame(m, 0.01) for m in _cycle_frames(codec, [1, 2])]
     cycle = done[-1]
     assert cycle is not None and all(c is None for c in done[:-1])

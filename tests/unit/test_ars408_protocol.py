@@ -8,6 +8,7 @@ import pytest
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols import ars408 as P
+from firmware_bridge.protocols.frames import Mount, apply_inverse
 
 
 def _status(n, counter=0):
@@ -113,7 +114,7 @@ MOUNT_CASES = [
 @pytest.mark.parametrize("mount,radar_xy,body_xy", MOUNT_CASES)
 def test_objects_to_detections_mount_transform(mount, radar_xy, body_xy):
     obj = P.RadarObject(1, radar_xy[0], radar_xy[1], 1.0, 0.0, 3.0, 0)
-    m = P.MountPose(*mount)
+    m = Mount.from_degrees(*mount)
     (det,) = P.objects_to_detections([obj], m)
     assert det.x_body_m == pytest.approx(body_xy[0], abs=1e-9)
     assert det.y_body_m == pytest.approx(body_xy[1], abs=1e-9)
@@ -121,14 +122,14 @@ def test_objects_to_detections_mount_transform(mount, radar_xy, body_xy):
     # velocity rotated, not translated
     assert math.hypot(det.vx_body_mps, det.vy_body_mps) == pytest.approx(1.0)
     # inverse transform returns the radar-frame point
-    assert P.body_to_radar(det.x_body_m, det.y_body_m, m) == pytest.approx(radar_xy, abs=1e-9)
+    assert apply_inverse(m, (det.x_body_m, det.y_body_m)) == pytest.approx(radar_xy, abs=1e-9)
 
 
 def test_detection_filters():
     objs = [P.RadarObject(1, 5, 0, 0, 0, -10.0, 1, prob_of_exist=0.999),
             P.RadarObject(2, 5, 0, 0, 0, 10.0, 1, prob_of_exist=0.25),
             P.RadarObject(3, 5, 0, 0, 0, 10.0, 1)]  # no quality info: kept
-    dets = P.objects_to_detections(objs, P.MountPose(), min_prob_of_exist=0.5, min_rcs_dbsm=0.0)
+    dets = P.objects_to_detections(objs, Mount(), min_prob_of_exist=0.5, min_rcs_dbsm=0.0)
     assert [d.obj_id for d in dets] == [3]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from controller.errors import ConfigError
 from controller.tools.radar_decode_iwr6843 import decode_iwr6843_file
+from firmware_bridge.protocols.frames import Mount
 from firmware_bridge.protocols.iwr6843 import RadarPoint, encode_packet
 from hal.devices.iwr6843 import Iwr6843Driver, parse_mount, sensor_to_body
 from hal.errors import BusConfigError
@@ -56,7 +57,8 @@ def test_sensor_to_body(sensor_xy, mount, body_xy):
     [(1.0, 2.0, 3.0), {"x_m": 1.0, "y_m": 2.0, "yaw_deg": 3.0}, type("M", (), {"x_m": 1.0, "y_m": 2.0, "yaw_deg": 3.0})()],
 )
 def test_parse_mount_accepts_tuple_mapping_object(mount):
-    assert parse_mount(mount) == (1.0, 2.0, 3.0)
+    assert parse_mount(mount) == Mount.from_degrees(1.0, 2.0, 3.0)
+    assert parse_mount(mount).yaw_rad == math.radians(3.0)
 
 
 @pytest.mark.parametrize("mount", [(1.0, 2.0), {"x_m": 1.0}, (1.0, float("nan"), 0.0), ("a", 0, 0), 5])
