@@ -1,4 +1,5 @@
-"""Suite-wide pytest set-up: the ``--rt-knobs`` option of the real-time step.
+"""Suite-wide pytest set-up: the ``--rt-knobs`` option of the real-time step, the ``hil``
+marker's skip, and the fixtures several test folders share.
 
 ``make test`` runs the tests marked ``realtime`` (ARCHITECTURE.md 8) in a serial step of
 their own, ``pytest -m realtime --rt-knobs``: once collection is done, the pytest process
@@ -6,15 +7,34 @@ gets the same knobs a rig can ask for (controller/rt_knobs.py): SCHED_FIFO at
 ``--rt-fifo-priority`` (default 50), a GC freeze, and ``mlockall`` with ``--rt-mlockall``.
 The emulator, bus and worker threads the tests start inherit the scheduler. A refused knob
 is shown in the report header and the tests still run; the knobs are undone at the end.
+
+Tests marked ``hil`` (ARCHITECTURE.md 8) run only against real hardware: they are skipped
+unless ``QIKI_HIL_RIG=rigs/<name>.yaml`` is set (the ``hil_rig`` fixture gives that path).
+
+Shared fixtures: ``repo_root``, ``shared_data`` (``../shared/data/real``, skipped with the
+reason when absent), ``rig_data``/``virtual_rig_data`` (a rig file parsed into a fresh
+dict), ``write_rig`` (a dict written as YAML without aliases, which the loader refuses),
+``rig_with_faults`` (the virtual rig with an emulation fault plan) and ``fly`` (build a rig
+in lockstep with the square mission, run it at 100 Hz with the operator script, close it).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
+HIL_ENV = "QIKI_HIL_RIG"
 
 _REPORT_KEY = pytest.StashKey[object]()
 
@@ -63,3 +83,169 @@ def _one_line(d: dict) -> str:
     eff = d["effective"]
     parts.append(f"now {eff['policy']} {eff['priority']} on CPUs {eff['cpus']}")
     return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- hil marker
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get(HIL_ENV):
+        return
+    skip = pytest.mark.skip(reason=f"hardware-in-the-loop test: set {HIL_ENV}=rigs/<name>.yaml to run it")
+    for item in items:
+        if "hil" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def hil_rig(repo_root: Path) -> Path:
+    """The rig file named by ``QIKI_HIL_RIG`` (relative to the checkout unless absolute)."""
+    name = os.environ.get(HIL_ENV)
+    if not name:
+        pytest.skip(f"{HIL_ENV} not set")
+    return repo_root / name
+
+
+# --------------------------------------------------------------------------- paths and rigs
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The checkout's root (the folder holding ``controller/``, ``rigs/``, ``tests/``)."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data/real`` beside the checkout; the test is skipped when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real recordings not found at {SHARED_DATA} (../shared/data/real beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def rig_data(repo_root: Path) -> Callable[[str], dict]:
+    """``rig_data(name="virtual.yaml") -> dict``: ``rigs/<name>`` parsed afresh on every call."""
+
+    def load(name: str = "virtual.yaml") -> dict:
+        return yaml.safe_load((repo_root / "rigs" / name).read_text())
+
+    return load
+
+
+@pytest.fixture
+def virtual_rig_data(rig_data: Callable[[str], dict]) -> dict:
+    """``rigs/virtual.yaml`` as a dict of its own for this test (edit it freely)."""
+    return rig_data("virtual.yaml")
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Repeated objects are written out in full: the loader refuses YAML aliases."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
+@pytest.fixture
+def write_rig(tmp_path: Path) -> Callable[..., Path]:
+    """``write_rig(data, name="rig.yaml") -> Path``: ``data`` dumped as YAML (no aliases, keys
+    sorted as ``yaml.safe_dump`` sorts them) to ``tmp_path / name``, folders created.
+
+    A rig written anywhere under ``tmp_path`` still finds ``dbc/``, ``fsm_configs/`` and the
+    profiles of the checkout (``controller/paths.py``).
+    """
+
+    def write(data: dict, name: str = "rig.yaml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.dump(data, Dumper=_NoAliasDumper))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def rig_with_faults(virtual_rig_data: dict, write_rig: Callable[..., Path]) -> Callable[[list[dict]], Path]:
+    """``rig_with_faults(faults) -> Path``: the virtual rig with ``emulation.faults = faults``."""
+
+    def make(faults: list[dict]) -> Path:
+        virtual_rig_data["emulation"]["faults"] = faults
+        return write_rig(virtual_rig_data)
+
+    return make
+
+
+# --------------------------------------------------------------------------- lockstep flights
+
+
+@dataclass
+class Flight:
+    """What ``fly`` built and ran; every bus and link is closed when ``fly`` returns."""
+
+    built: Any
+    script: Any  # controller.run.OperatorScript, or None when the test plays the operator
+    state: dict = field(default_factory=dict)  # for the hooks' own notes
+
+    @property
+    def vehicle(self) -> Any:
+        return self.built.vehicle
+
+
+@pytest.fixture
+def fly(tmp_path: Path, repo_root: Path) -> Callable[..., Flight]:
+    """``fly(rig_path, until_s=None, *, ...) -> Flight``: the main job in lockstep, by hand.
+
+    Loads ``rig_path``, builds it with ``mission`` (default ``missions/square.yaml``) and
+    ``seed``; events go to ``record`` (default a run record in ``tmp_path / "run"``). Then
+    ``setup(flight)`` once, and at 100 Hz on the rig's clock, each tick::
+
+        before(flight, k, now)          # optional, before the vehicle's tick
+        vehicle.tick(k, now, dt)
+        script.step(vehicle, now)       # with operator=True (controller.run.OperatorScript)
+        go = after(flight, k, now)      # optional; returning False ends the run
+
+    The run also ends once ``now >= until_s`` or the operator script is finished. The rig
+    (and the run record) are closed however the loop ends.
+    """
+    from controller.config import load_mission, load_rig
+    from controller.loop import FixedRateLoop
+    from controller.record.run_record import RunRecord
+    from controller.rig import build_rig
+    from controller.run import OperatorScript
+
+    def run(rig_path: Path, until_s: float | None = None, *, seed: int = 0,
+            mission: Path | None = repo_root / "missions" / "square.yaml", operator: bool = True,
+            record: Callable[..., None] | None = None,
+            setup: Callable[[Flight], None] | None = None,
+            before: Callable[[Flight, int, float], None] | None = None,
+            after: Callable[[Flight, int, float], bool | None] | None = None) -> Flight:
+        rig, path = load_rig(rig_path)
+        run_record = RunRecord(tmp_path / "run") if record is None else None
+        built = build_rig(rig, path, mission=load_mission(mission) if mission is not None else None,
+                          record=run_record.event if run_record is not None else record, seed=seed)
+        flight = Flight(built, OperatorScript() if operator else None)
+        v = built.vehicle
+        script = flight.script
+
+        def tick(k: int, now: float, dt: float) -> bool:
+            if before is not None:
+                before(flight, k, now)
+            v.tick(k, now, dt)
+            if script is not None:
+                script.step(v, now)
+            go = after(flight, k, now) if after is not None else None
+            if go is False or (until_s is not None and now >= until_s):
+                return False
+            return not (script is not None and script.finished)
+
+        try:
+            if setup is not None:
+                setup(flight)
+            FixedRateLoop(built.clock, 100.0, advance=built.advance).run(tick)
+        finally:
+            built.close()
+            if run_record is not None:
+                run_record.close()
+        return flight
+
+    return run

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 
 from controller.run import RunOptions, run_main_job
 
-ROOT = Path(__file__).resolve().parents[2]
+
+@pytest.fixture
+def run_with(tmp_path, repo_root, rig_with_faults):
+    """``run_with(faults)``: the square mission on the virtual rig with that fault plan."""
+
+    def run(faults: list[dict]):
+        rig = rig_with_faults(faults)  # data paths resolve against the checkout
+        opts = RunOptions(rig=str(rig), mission=str(repo_root / "missions" / "square.yaml"), runs_dir=str(tmp_path),
+                          progress=False)
+        return run_main_job(opts)
+
+    return run
 
 
-def run_with(tmp_path: Path, faults: list[dict], **controller_overrides):
-    data = yaml.safe_load((ROOT / "rigs" / "virtual.yaml").read_text())
-    data["emulation"]["faults"] = faults  # data paths resolve against the checkout
-    data["controller"].update(controller_overrides)
-    rig = tmp_path / "rig.yaml"
-    rig.write_text(yaml.safe_dump(data))
-    opts = RunOptions(rig=str(rig), mission=str(ROOT / "missions" / "square.yaml"), runs_dir=str(tmp_path), progress=False)
-    return run_main_job(opts)
-
-
-def test_one_valve_stuck_closed_mission_still_completes(tmp_path):
-    status, summary, _ = run_with(tmp_path, [{"at_s": 10.0, "fault": "valve_stuck_closed", "valve": 0}])
+@pytest.mark.slow
+def test_one_valve_stuck_closed_mission_still_completes(run_with):
+    status, summary, _ = run_with([{"at_s": 10.0, "fault": "valve_stuck_closed", "valve": 0}])
     assert summary["result"] == "completed", summary["result"]
     assert status == 0
     assert summary["max_hold_error_m"] < 0.05
@@ -33,12 +32,12 @@ def test_one_valve_stuck_closed_mission_still_completes(tmp_path):
     assert summary["world"]["impulse_ns"][0] < summary["allocation"]["commanded_impulse_ns"][0] + 1e-9
 
 
-def test_second_valve_breaking_the_span_goes_safe(tmp_path):
+def test_second_valve_breaking_the_span_goes_safe(run_with):
     faults = [
         {"at_s": 10.0, "fault": "valve_stuck_closed", "valve": 0},
         {"at_s": 14.0, "fault": "valve_stuck_closed", "valve": 2},  # t1 and t3: no -Fx left
     ]
-    status, summary, folder = run_with(tmp_path, faults)
+    status, summary, folder = run_with(faults)
     assert status == 1
     assert summary["final_state"] == "safe_mode"
     assert any("no longer spans" in f for f in summary["faults"])
@@ -51,10 +50,11 @@ def test_second_valve_breaking_the_span_goes_safe(tmp_path):
             assert bytes(m.data[:6]) == b"\x00" * 6
 
 
-def test_delivered_impulse_tracks_commanded_within_one_minimum_impulse_bit(tmp_path):
-    status, summary, _ = run_with(tmp_path, [])
+@pytest.mark.slow
+def test_delivered_impulse_tracks_commanded_within_one_minimum_impulse_bit(run_with, rig_data):
+    status, summary, _ = run_with([])
     assert status == 0 and summary["sim_time_s"] >= 60.0
-    rig = yaml.safe_load((ROOT / "rigs" / "virtual.yaml").read_text())
+    rig = rig_data("virtual.yaml")
     bit_ns = [rig["devices"]["valves"]["min_impulse_bit_s"] * t["max_thrust_n"] for t in rig["thrusters"]]
     commanded = summary["allocation"]["commanded_impulse_ns"]
     delivered = summary["world"]["impulse_ns"]  # what the emulated valves really gave the body

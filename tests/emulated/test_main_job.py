@@ -10,45 +10,10 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
-import yaml
 
 from controller.run import WALL_CLOCK_KEYS, RunOptions, run_main_job
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def rig_with_faults(tmp_path: Path, faults: list[dict]) -> Path:
-    data = yaml.safe_load((ROOT / "rigs" / "virtual.yaml").read_text())
-    data["emulation"]["faults"] = faults  # data paths resolve against the checkout
-    p = tmp_path / "rig.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
-
-
-def build_square(tmp_path: Path, rig_path: Path):
-    """Build ``rig_path`` in lockstep with the square mission; events go to ``tmp_path/run``."""
-    from controller.config import load_mission, load_rig
-    from controller.record.run_record import RunRecord
-    from controller.rig import build_rig
-
-    rig, path = load_rig(rig_path)
-    record = RunRecord(tmp_path / "run")
-    built = build_rig(rig, path, mission=load_mission(ROOT / "missions/square.yaml"), record=record.event)
-    return built, record
-
-
-def fly(built, record, tick) -> None:
-    """Run ``tick`` at 100 Hz in lockstep until it returns False, then close everything."""
-    from controller.loop import FixedRateLoop
-
-    try:
-        FixedRateLoop(built.clock, 100.0, advance=built.advance).run(tick)
-    finally:
-        built.close()
-        record.close()
 
 
 def strip_wall(summary: dict) -> dict:
@@ -63,16 +28,17 @@ def strip_wall(summary: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def nominal_runs(tmp_path_factory):
+def nominal_runs(tmp_path_factory, repo_root):
     out = []
     for i in range(2):
         d = tmp_path_factory.mktemp(f"run{i}")
-        opts = RunOptions(rig=str(ROOT / "rigs/virtual.yaml"), mission=str(ROOT / "missions/square.yaml"),
+        opts = RunOptions(rig=str(repo_root / "rigs/virtual.yaml"), mission=str(repo_root / "missions/square.yaml"),
                           seed=7, runs_dir=str(d), progress=False)
         out.append(run_main_job(opts))
     return out
 
 
+@pytest.mark.slow
 def test_square_mission_completes_within_hold_tolerance(nominal_runs):
     status, summary, folder = nominal_runs[0]
     assert status == 0, summary["result"]
@@ -88,6 +54,7 @@ def test_square_mission_completes_within_hold_tolerance(nominal_runs):
     assert (folder / "events.jsonl").exists() and (folder / "can0.asc").exists()
 
 
+@pytest.mark.slow
 def test_summary_view_shows_the_run(nominal_runs):
     """The table `qiki run` prints reads the summary's real keys (bus counts, allocation)."""
     import io
@@ -105,12 +72,14 @@ def test_summary_view_shows_the_run(nominal_runs):
     assert "completed" in text and "exact" in text
 
 
+@pytest.mark.slow
 def test_lockstep_runs_are_deterministic(nominal_runs):
     (_, s1, f1), (_, s2, f2) = nominal_runs
     assert strip_wall(s1) == strip_wall(s2)
     assert (f1 / "events.jsonl").read_text() == (f2 / "events.jsonl").read_text()
 
 
+@pytest.mark.slow
 def test_raw_can_log_reads_back(nominal_runs):
     import can
 
@@ -123,22 +92,15 @@ def test_raw_can_log_reads_back(nominal_runs):
     assert sum(1 for m in frames if m.arbitration_id == 0x101) == summary["loop"]["ticks"]
 
 
-def test_host_heartbeat_loss_closes_valves_within_200ms_and_ends_safe(tmp_path):
-    from controller.run import OperatorScript
-
+def test_host_heartbeat_loss_closes_valves_within_200ms_and_ends_safe(rig_with_faults, fly):
     t_kill = 15.0
-    built, record = build_square(tmp_path, rig_with_faults(tmp_path, [{"at_s": t_kill, "fault": "host_heartbeat_loss"}]))
     open_after_kill = []
-    built.sim.observers.append(lambda t, fr: open_after_kill.append(t) if t >= t_kill and any(fr) else None)
-    v = built.vehicle
-    script = OperatorScript()
 
-    def tick(k, now, dt):
-        v.tick(k, now, dt)
-        script.step(v, now)
-        return now < t_kill + 1.0 and not script.finished
+    def watch_valves(flight):
+        flight.built.sim.observers.append(lambda t, fr: open_after_kill.append(t) if t >= t_kill and any(fr) else None)
 
-    fly(built, record, tick)
+    flight = fly(rig_with_faults([{"at_s": t_kill, "fault": "host_heartbeat_loss"}]), t_kill + 1.0, setup=watch_valves)
+    v, script = flight.vehicle, flight.script
     assert script.started, script.result
     assert open_after_kill, "valves were never open after the kill: the test proves nothing"
     assert max(open_after_kill) < t_kill + 0.2
@@ -146,10 +108,10 @@ def test_host_heartbeat_loss_closes_valves_within_200ms_and_ends_safe(tmp_path):
     assert v.first_fault is not None
 
 
-def test_estop_reaches_estop_within_one_tick(tmp_path):
+def test_estop_reaches_estop_within_one_tick(tmp_path, rig_with_faults, repo_root):
     t_press = 12.0
-    rig_path = rig_with_faults(tmp_path, [{"at_s": t_press, "fault": "estop_press"}])
-    opts = RunOptions(rig=str(rig_path), mission=str(ROOT / "missions/square.yaml"), runs_dir=str(tmp_path), progress=False)
+    rig_path = rig_with_faults([{"at_s": t_press, "fault": "estop_press"}])
+    opts = RunOptions(rig=str(rig_path), mission=str(repo_root / "missions/square.yaml"), runs_dir=str(tmp_path), progress=False)
     status, summary, folder = run_main_job(opts)
     assert status == 1
     assert summary["final_state"] == "estop"
@@ -164,9 +126,9 @@ def test_estop_reaches_estop_within_one_tick(tmp_path):
 
 
 @pytest.mark.realtime
-def test_realtime_run_with_mcu_over_pty(tmp_path):
+def test_realtime_run_with_mcu_over_pty(tmp_path, repo_root):
     """Real time: MonotonicClock, emulators on their thread, MCU through a real pty."""
-    opts = RunOptions(rig=str(ROOT / "rigs/virtual.yaml"), mission=str(ROOT / "missions/square.yaml"),
+    opts = RunOptions(rig=str(repo_root / "rigs/virtual.yaml"), mission=str(repo_root / "missions/square.yaml"),
                       realtime=True, duration_s=3.0, runs_dir=str(tmp_path), progress=False)
     status, summary, _ = run_main_job(opts)
     # 3 s cannot fly the square: a truthful run says so and exits 1 (ISSUE 10 part 3)
@@ -184,9 +146,9 @@ def test_realtime_run_with_mcu_over_pty(tmp_path):
     assert status == 1
 
 
-def test_no_arm_run_boots_and_stays_idle_until_the_duration(tmp_path):
+def test_no_arm_run_boots_and_stays_idle_until_the_duration(tmp_path, repo_root):
     """``qiki run --no-arm``: POST passes, nothing is armed, the run ends at ``duration_s``."""
-    opts = RunOptions(rig=str(ROOT / "rigs/virtual.yaml"), mission=str(ROOT / "missions/square.yaml"),
+    opts = RunOptions(rig=str(repo_root / "rigs/virtual.yaml"), mission=str(repo_root / "missions/square.yaml"),
                       arm=False, duration_s=2.0, runs_dir=str(tmp_path), progress=False)
     status, summary, folder = run_main_job(opts)
     assert status == 0
@@ -199,23 +161,27 @@ def test_no_arm_run_boots_and_stays_idle_until_the_duration(tmp_path):
     assert summary["output_guard"] == {"clamped": 0, "rate_limited": 0, "nonfinite": 0}
 
 
-def test_foreign_node_sending_our_command_id_latches_estop_and_stops_tx(tmp_path):
+def test_foreign_node_sending_our_command_id_latches_estop_and_stops_tx(fly, repo_root):
     """SAFETY.md B09: our thruster command ID heard from another node."""
     import can
 
-    built, record = build_square(tmp_path, ROOT / "rigs/virtual.yaml")
-    intruder = can.Bus(interface="virtual", channel=built.can_channels["can0"])
-    monitor = can.Bus(interface="virtual", channel=built.can_channels["can0"])
-    built.closers += [intruder.shutdown, monitor.shutdown]
-    v = built.vehicle
+    nodes = {}
     sent_after = []
 
-    def tick(k, now, dt):
+    def plug_in(flight):
+        built = flight.built
+        nodes["intruder"] = can.Bus(interface="virtual", channel=built.can_channels["can0"])
+        nodes["monitor"] = can.Bus(interface="virtual", channel=built.can_channels["can0"])
+        built.closers += [nodes["intruder"].shutdown, nodes["monitor"].shutdown]
+
+    def before(flight, k, now):
         if k == 300:
-            intruder.send(v.valves.driver.command_frame([50.0] * 8))
-        v.tick(k, now, dt)
+            nodes["intruder"].send(flight.vehicle.valves.driver.command_frame([50.0] * 8))
+
+    def after(flight, k, now):
+        v = flight.vehicle
         ours = 0
-        while (m := monitor.recv(timeout=0)) is not None:
+        while (m := nodes["monitor"].recv(timeout=0)) is not None:
             ours += m.arbitration_id == 0x101
         if k > 301:
             sent_after.append(ours)
@@ -223,13 +189,13 @@ def test_foreign_node_sending_our_command_id_latches_estop_and_stops_tx(tmp_path
             v.command("arm")
         return k < 400
 
-    fly(built, record, tick)
+    v = fly(repo_root / "rigs/virtual.yaml", operator=False, setup=plug_in, before=before, after=after).vehicle
     assert v.state == "estop"
     assert "another node" in (v.first_fault or "")
     assert sum(sent_after) == 0
 
 
-def test_refused_rig_closes_what_it_opened(tmp_path, monkeypatch):
+def test_refused_rig_closes_what_it_opened(tmp_path, monkeypatch, repo_root):
     """A rig refused half-way (here by a subsystem) leaves no bus or link open."""
     import controller.subsystems.power as power
     from controller.config import load_rig
@@ -252,7 +218,7 @@ def test_refused_rig_closes_what_it_opened(tmp_path, monkeypatch):
 
     monkeypatch.setattr(PipeLink, "pair", staticmethod(tracked_pair))
     monkeypatch.setattr(power, "build", refuse)
-    rig, path = load_rig(ROOT / "rigs/virtual.yaml")
+    rig, path = load_rig(repo_root / "rigs/virtual.yaml")
     with pytest.raises(ConfigError):
         build_rig(rig, path, mission=None, record=lambda *a, **k: None)
     assert closed, "the host serial links opened before the refusal were not closed"

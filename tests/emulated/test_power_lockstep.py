@@ -19,15 +19,14 @@ from hal.devices.pdu import Pdu, pdu_post_report
 from hal.modbus.link import MemoryModbusLink
 from hal.modbus.poller import ModbusPoller, PolledDevice
 
-ROOT = Path(__file__).resolve().parents[2]
 TICK_S = 0.01
 
 
 class Bench:
-    def __init__(self, soc: float = 0.9) -> None:
+    def __init__(self, profiles: Path, soc: float = 0.9) -> None:
         self.clock = SimClock()
-        self.jk = load_profile(ROOT / "rigs/profiles/jk_bms.yaml")
-        self.pp = load_profile(ROOT / "rigs/profiles/qiki_pdu.yaml")
+        self.jk = load_profile(profiles / "jk_bms.yaml")
+        self.pp = load_profile(profiles / "qiki_pdu.yaml")
         self.world = PowerWorld(BatteryModel(soc=soc))
         self.bms = JkBmsEmulator(self.jk, self.world, self.clock, 1)
         self.pdu_emu = QikiPduEmulator(self.pp, self.world, self.clock, 2)
@@ -48,8 +47,14 @@ class Bench:
 
 
 @pytest.fixture
-def bench():
-    return Bench()
+def make_bench(repo_root):
+    """``make_bench(soc=0.9) -> Bench`` with the shipped BMS and PDU profiles."""
+    return lambda soc=0.9: Bench(repo_root / "rigs" / "profiles", soc=soc)
+
+
+@pytest.fixture
+def bench(make_bench):
+    return make_bench()
 
 
 def test_first_poll_fills_snapshots(bench):
@@ -154,8 +159,8 @@ def test_post_rejects_wrong_cell_count(bench):
         (0.25, 1 << 5, 30.0, False, "battery_overvoltage"),
     ],
 )
-def test_arming_check(soc, alarm_bits, min_soc, ok, reason):
-    b = Bench(soc=soc)
+def test_arming_check(soc, alarm_bits, min_soc, ok, reason, make_bench):
+    b = make_bench(soc=soc)
     if alarm_bits:
         b.bms.fault_plan.add(Fault("alarm", alarm_bits=alarm_bits))
     b.poller.step()
@@ -168,8 +173,8 @@ def test_arming_refused_before_first_poll(bench):
     assert not ok and reason.startswith("BMS: no data")
 
 
-def test_low_soc_refusal_never_closes_the_relay():
-    b = Bench(soc=0.2)
+def test_low_soc_refusal_never_closes_the_relay(make_bench):
+    b = make_bench(soc=0.2)
     b.poller.step()
     ok, _ = bms_arming_check(b.bms_snap(), 30.0, b.clock.now_s())
     assert not ok

@@ -22,25 +22,28 @@ import yaml
 from controller.errors import ConfigError
 from controller.run import RunOptions, run_main_job
 
-ROOT = Path(__file__).resolve().parents[2]
 JK_STALE_AFTER_S = 3 * 0.5  # jk_bms.yaml: stale_after_polls x poll_period_s
 
 
-def make_rig(tmp_path: Path, src: str = "virtual.yaml", **changes) -> Path:
-    """Write a variant of a rig into tmp_path/rigs (data paths resolve to the checkout)."""
-    data = yaml.safe_load((ROOT / "rigs" / src).read_text())
-    for key, value in changes.items():
-        if key == "power":
-            data["power"].update(value)
-        elif key == "devices":
-            data["devices"].update(value)
-        else:
-            data["emulation"][key] = value
-    folder = tmp_path / "rigs"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"rig{len(list(folder.iterdir()))}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+@pytest.fixture
+def make_rig(tmp_path, rig_data, write_rig):
+    """``make_rig(src="virtual.yaml", **changes) -> Path``: a variant of a rig written into
+    tmp_path/rigs (data paths resolve to the checkout)."""
+
+    def make(src: str = "virtual.yaml", **changes) -> Path:
+        data = rig_data(src)
+        for key, value in changes.items():
+            if key == "power":
+                data["power"].update(value)
+            elif key == "devices":
+                data["devices"].update(value)
+            else:
+                data["emulation"][key] = value
+        folder = tmp_path / "rigs"
+        n = len(list(folder.iterdir())) if folder.is_dir() else 0
+        return write_rig(data, f"rigs/rig{n}.yaml")
+
+    return make
 
 
 def short_mission(tmp_path: Path) -> Path:
@@ -68,8 +71,8 @@ def first_transition_to(summary: dict, target: str) -> float | None:
 # --------------------------------------------------------------------------- lockstep
 
 
-def test_mission_completes_with_power_devices_and_summary_block(tmp_path):
-    status, s, events = run(tmp_path, ROOT / "rigs/virtual.yaml")
+def test_mission_completes_with_power_devices_and_summary_block(tmp_path, repo_root):
+    status, s, events = run(tmp_path, repo_root / "rigs/virtual.yaml")
     assert status == 0 and s["result"] == "completed", s["result"]
     assert s["post"]["bms"]["passed"] and s["post"]["pdu"]["passed"]
     p = s["power"]
@@ -94,14 +97,14 @@ def test_mission_completes_with_power_devices_and_summary_block(tmp_path):
     assert emu["energy_used_wh"] > base_wh * 1.02
 
 
-def test_lockstep_rtu_rig_uses_the_memory_link(tmp_path):
-    status, s, _ = run(tmp_path, ROOT / "rigs/virtual_rtu.yaml")
+def test_lockstep_rtu_rig_uses_the_memory_link(tmp_path, repo_root):
+    status, s, _ = run(tmp_path, repo_root / "rigs/virtual_rtu.yaml")
     assert status == 0, s["result"]
     assert s["power"]["buses"]["power"]["transport"] == "memory"
 
 
-def test_arming_below_min_soc_is_refused_and_relay_never_closes(tmp_path):
-    rig = make_rig(tmp_path, battery={"start_soc_pct": 20.0, "start_temperature_c": 25.0})
+def test_arming_below_min_soc_is_refused_and_relay_never_closes(tmp_path, make_rig):
+    rig = make_rig(battery={"start_soc_pct": 20.0, "start_temperature_c": 25.0})
     status, s, events = run(tmp_path, rig, duration_s=3.0)
     assert s["final_state"] == "idle"
     refused = [e for e in events if e["kind"] == "refused" and e["event"] == "arm"]
@@ -115,24 +118,24 @@ def test_arming_below_min_soc_is_refused_and_relay_never_closes(tmp_path):
     ([{"device": "bms", "kind": "alarm", "start_s": 0.0, "alarm_bits": 1 << 15}], "BMS alarm active"),
     ([{"device": "pdu", "kind": "alarm", "start_s": 0.0, "alarm_bits": 1}], "PDU fault flags"),
 ])
-def test_alarm_at_boot_fails_post_naming_it(tmp_path, faults, reason):
-    status, s, _ = run(tmp_path, make_rig(tmp_path, power_faults=faults))
+def test_alarm_at_boot_fails_post_naming_it(tmp_path, faults, reason, make_rig):
+    status, s, _ = run(tmp_path, make_rig(power_faults=faults))
     assert status == 1 and s["final_state"] == "safe_mode"
     dev = faults[0]["device"]
     assert not s["post"][dev]["passed"] and reason in s["post"][dev]["reason"]
     assert s["power"]["emulated"]["valve_rail_closures"] == 0
 
 
-def test_post_fails_on_wrong_cell_count(tmp_path):
-    rig = make_rig(tmp_path, devices={"bms": {"driver": "bms", "bus": "power", "unit_id": 1, "cell_count": 16}})
+def test_post_fails_on_wrong_cell_count(tmp_path, make_rig):
+    rig = make_rig(devices={"bms": {"driver": "bms", "bus": "power", "unit_id": 1, "cell_count": 16}})
     status, s, _ = run(tmp_path, rig)
     assert s["final_state"] == "safe_mode"
     assert "cell count 8, rig expects 16" in s["post"]["bms"]["reason"]
 
 
-def test_silent_bms_goes_stale_after_configured_polls_and_vehicle_goes_safe(tmp_path):
+def test_silent_bms_goes_stale_after_configured_polls_and_vehicle_goes_safe(tmp_path, make_rig):
     t_silent = 3.0
-    rig = make_rig(tmp_path, power_faults=[{"device": "bms", "kind": "silent", "start_s": t_silent}])
+    rig = make_rig(power_faults=[{"device": "bms", "kind": "silent", "start_s": t_silent}])
     status, s, events = run(tmp_path, rig)
     assert status == 1 and s["final_state"] == "safe_mode"
     assert s["faults"][0].startswith("BMS: data stale")
@@ -152,9 +155,9 @@ def test_silent_bms_goes_stale_after_configured_polls_and_vehicle_goes_safe(tmp_
     ({"kind": "wrong_unit"}, "wrong_unit", "wrong_unit"),
     ({"kind": "corrupt"}, "corrupt", "corrupt"),
 ])
-def test_bad_bms_replies_are_counted_and_never_used(tmp_path, fault, kind, counter):
+def test_bad_bms_replies_are_counted_and_never_used(tmp_path, fault, kind, counter, make_rig):
     # window covers the polls at 2.0 s and 2.5 s: two failures, below the stale limit (3)
-    rig = make_rig(tmp_path, power_faults=[{"device": "bms", "start_s": 2.0, "end_s": 2.9, **fault}])
+    rig = make_rig(power_faults=[{"device": "bms", "start_s": 2.0, "end_s": 2.9, **fault}])
     status, s, _ = run(tmp_path, rig, duration_s=5.0)
     assert s["faults"] == [] and s["final_state"] not in ("safe_mode", "estop"), s["result"]
     assert first_transition_to(s, "active") < 2.0
@@ -166,25 +169,19 @@ def test_bad_bms_replies_are_counted_and_never_used(tmp_path, fault, kind, count
     assert 25.0 < s["power"]["min_pack_voltage_v"] < 27.5
 
 
-def _fly_and_poke(tmp_path, rig_path: Path, at_s: float | None, poke, until_s: float, when=None):
+def _fly_and_poke(fly, rig_path: Path, at_s: float | None, poke, until_s: float, when=None):
     """Lockstep main job with the same operator script; ``poke(built, power)`` once, after
     the first tick at or after ``at_s`` (or the first where ``when(vehicle)`` holds)."""
-    from controller.config import load_mission, load_rig
-    from controller.loop import FixedRateLoop
-    from controller.record.run_record import RunRecord
-    from controller.rig import build_rig
-
-    rig, path = load_rig(rig_path)
     events: list[dict] = []
-    built = build_rig(rig, path, mission=load_mission(ROOT / "missions/square.yaml"),
-                      record=lambda tick, t, kind, **f: events.append({"kind": kind, "time_s": t, **f}))
-    v = built.vehicle
-    power = next(sub for sub in v.subsystems if sub.name == "power")
+    found = {}
     sent: set[str] = set()
     done = {"poked": False}
 
-    def tick(k, now, dt):
-        v.tick(k, now, dt)
+    def find_power(flight):
+        found["power"] = next(sub for sub in flight.vehicle.subsystems if sub.name == "power")
+
+    def operate(flight, k, now):
+        v = flight.vehicle
         cmd = {"idle": "arm", "armed": "start_mission"}.get(v.state)
         if cmd and cmd not in sent and v.post_passed:
             v.command(cmd)
@@ -192,24 +189,21 @@ def _fly_and_poke(tmp_path, rig_path: Path, at_s: float | None, poke, until_s: f
         due = when(v) if when is not None else now >= at_s
         if due and not done["poked"]:
             done["poked"] = True
-            poke(built, power)
+            poke(flight.built, found["power"])
         return now < until_s and v.state not in ("safe_mode", "estop")
 
-    loop = FixedRateLoop(built.clock, 100.0, advance=built.advance)
-    try:
-        loop.run(tick)
-        return v, power, events, built
-    finally:
-        built.close()
+    flight = fly(rig_path, operator=False, setup=find_power, after=operate,
+                 record=lambda tick, t, kind, **f: events.append({"kind": kind, "time_s": t, **f}))
+    return flight.vehicle, found["power"], events, flight.built
 
 
 @pytest.mark.parametrize("poke, reason", [
     (lambda b, p: setattr(p.emulated.world.battery, "soc", 0.10), "BMS: low battery, SoC 10 % below 15 %"),
     (lambda b, p: setattr(p.emulated.world.battery, "temperature_c", 45.0), "BMS: over-temperature 47.0 degC above 40.0 degC"),
 ])
-def test_low_battery_or_over_temperature_in_mission_raises_fault(tmp_path, poke, reason):
-    rig = make_rig(tmp_path, power={"max_temperature_c": 40.0})
-    v, power, events, _ = _fly_and_poke(tmp_path, rig, 5.0, poke, until_s=8.0)
+def test_low_battery_or_over_temperature_in_mission_raises_fault(poke, reason, make_rig, fly):
+    rig = make_rig(power={"max_temperature_c": 40.0})
+    v, power, events, _ = _fly_and_poke(fly, rig, 5.0, poke, until_s=8.0)
     assert v.state == "safe_mode"
     assert v.first_fault == reason
     fault = [e for e in events if e["kind"] == "fault"][0]
@@ -217,7 +211,7 @@ def test_low_battery_or_over_temperature_in_mission_raises_fault(tmp_path, poke,
     assert power.emulated.world.relay("valve_rail") is False
 
 
-def test_relay_gates_the_valve_supply_and_a_dropped_relay_is_a_fault(tmp_path):
+def test_relay_gates_the_valve_supply_and_a_dropped_relay_is_a_fault(fly, repo_root):
     seen = {}
 
     def drop(built, power):
@@ -229,7 +223,7 @@ def test_relay_gates_the_valve_supply_and_a_dropped_relay_is_a_fault(tmp_path):
         seen["powered_after"] = sim.valve_board.rail_powered
         seen["mcu_rail_line"] = sim.mcu.rail_enabled
 
-    v, power, events, built = _fly_and_poke(tmp_path, ROOT / "rigs/virtual.yaml", 5.0, drop, until_s=7.0)
+    v, power, events, built = _fly_and_poke(fly, repo_root / "rigs/virtual.yaml", 5.0, drop, until_s=7.0)
     assert seen["powered_before"] is True
     # the MCU still drives its rail line: only the PDU relay cut the valve board's supply
     assert seen["mcu_rail_line"] is True and seen["powered_after"] is False
@@ -240,7 +234,7 @@ def test_relay_gates_the_valve_supply_and_a_dropped_relay_is_a_fault(tmp_path):
     assert built.sim.valve_board.rail_powered is False
 
 
-def test_relay_write_without_read_back_is_a_fault_within_the_bound(tmp_path):
+def test_relay_write_without_read_back_is_a_fault_within_the_bound(fly, repo_root):
     from firmware_bridge.emulation.power import Fault
     from controller.subsystems.power import RELAY_CONFIRM_TIMEOUT_S
 
@@ -249,7 +243,7 @@ def test_relay_write_without_read_back_is_a_fault_within_the_bound(tmp_path):
         silence.t = built.vehicle.now_s
         power.emulated.emulators["pdu"].fault_plan.add(Fault("silent"))
 
-    v, power, events, _ = _fly_and_poke(tmp_path, ROOT / "rigs/virtual.yaml", None, silence, until_s=5.0,
+    v, power, events, _ = _fly_and_poke(fly, repo_root / "rigs/virtual.yaml", None, silence, until_s=5.0,
                                         when=lambda v: v.state == "armed")
     assert v.state == "safe_mode"
     fault = [e for e in events if e["kind"] == "fault"][0]
@@ -266,32 +260,28 @@ def test_relay_write_without_read_back_is_a_fault_within_the_bound(tmp_path):
     (lambda d: d["devices"]["bms"].update(bus="mcu"), "devices.bms.bus"),
     (lambda d: d["devices"]["pdu"].update(profile="rigs/profiles/jk_bms.yaml"), "devices.pdu.profile"),
 ])
-def test_bad_power_config_is_one_line_config_error(tmp_path, edit, key):
+def test_bad_power_config_is_one_line_config_error(virtual_rig_data, write_rig, edit, key):
     from controller.config import load_rig
     from controller.rig import build_rig
 
-    data = yaml.safe_load((ROOT / "rigs/virtual.yaml").read_text())
+    data = virtual_rig_data
     edit(data)
-    (tmp_path / "rigs").mkdir()
-    p = tmp_path / "rigs" / "bad.yaml"
-    p.write_text(yaml.safe_dump(data))
+    p = write_rig(data, "rigs/bad.yaml")
     rig, path = load_rig(p)
     with pytest.raises(ConfigError) as info:
         build_rig(rig, path, mission=None, record=lambda *a, **k: None).close()
     assert key in str(info.value) and "\n" not in str(info.value)
 
 
-def test_rig_without_power_devices_builds_no_power_subsystem(tmp_path):
+def test_rig_without_power_devices_builds_no_power_subsystem(virtual_rig_data, write_rig):
     from controller.config import load_rig
     from controller.rig import build_rig
     from controller.subsystems import power
 
-    data = yaml.safe_load((ROOT / "rigs/virtual.yaml").read_text())
+    data = virtual_rig_data
     for k in ("bms", "pdu"):
         data["devices"].pop(k)
-    (tmp_path / "rigs").mkdir()
-    p = tmp_path / "rigs" / "np.yaml"
-    p.write_text(yaml.safe_dump(data))
+    p = write_rig(data, "rigs/np.yaml")
     rig, path = load_rig(p)
     built = build_rig(rig, path, mission=None, record=lambda *a, **k: None)
     try:
@@ -306,10 +296,10 @@ def test_rig_without_power_devices_builds_no_power_subsystem(tmp_path):
 
 @pytest.mark.realtime
 @pytest.mark.parametrize("src, transport", [("virtual.yaml", "tcp"), ("virtual_rtu.yaml", "rtu")])
-def test_realtime_mission_then_silent_bms_goes_safe(tmp_path, src, transport):
+def test_realtime_mission_then_silent_bms_goes_safe(tmp_path, src, transport, make_rig):
     """Short real-time run: POST, arm (relay closed over the wire), then D10. No timing asserted."""
     t_silent = 1.2
-    rig = make_rig(tmp_path, src, power_faults=[{"device": "bms", "kind": "silent", "start_s": t_silent}])
+    rig = make_rig(src, power_faults=[{"device": "bms", "kind": "silent", "start_s": t_silent}])
     status, s, events = run(tmp_path, rig, realtime=True, duration_s=5.0)
     p = s["power"]
     assert p["buses"]["power"]["transport"] == transport

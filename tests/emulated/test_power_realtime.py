@@ -8,7 +8,6 @@ wait (bounded) for outcomes, and every thread is stopped and joined in teardown.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +22,6 @@ from hal.modbus.poller import ModbusPoller, PolledDevice
 
 pytestmark = pytest.mark.realtime
 
-ROOT = Path(__file__).resolve().parents[2]
 LINK_TIMEOUT_S = 0.03
 
 
@@ -38,11 +36,11 @@ def wait_for(predicate, timeout_s: float = 5.0) -> bool:
 
 
 @pytest.fixture(params=["tcp", "rtu"])
-def live(request):
+def live(request, repo_root):
     clock = MonotonicClock()
-    jk = load_profile(ROOT / "rigs/profiles/jk_bms.yaml").model_copy(
+    jk = load_profile(repo_root / "rigs/profiles/jk_bms.yaml").model_copy(
         update={"poll_period_s": 0.05, "poll_deadline_s": 0.05})
-    pp = load_profile(ROOT / "rigs/profiles/qiki_pdu.yaml").model_copy(
+    pp = load_profile(repo_root / "rigs/profiles/qiki_pdu.yaml").model_copy(
         update={"poll_period_s": 0.05, "poll_deadline_s": 0.05})
     world = PowerWorld()
     bms = JkBmsEmulator(jk, world, clock, 1)

@@ -18,42 +18,46 @@ import yaml
 from controller.errors import ConfigError
 from controller.run import RunOptions, run_main_job
 
-ROOT = Path(__file__).resolve().parents[2]
-REAL = ROOT.parent / "shared" / "data" / "real"
-LR_LOG = REAL / "can" / "ars408" / "candump-2026-06-24_154259.log"
-MISSION = ROOT / "missions" / "square.yaml"
+LR_LOG = Path("can") / "ars408" / "candump-2026-06-24_154259.log"  # in ../shared/data/real
+MISSION = Path("missions") / "square.yaml"
 #: The recording's stable objects (RECORDING_NOTES.md), radar frame, m.
 NOTED = {56: (5.6, 0.6), 32: (11.4, 0.2), 0: (17.6, -0.4)}
 
 
-def rig_file(tmp_path: Path, **emulation) -> Path:
-    """virtual.yaml with ``emulation`` keys replaced, written into ``tmp_path``."""
-    data = yaml.safe_load((ROOT / "rigs" / "virtual.yaml").read_text())
-    data["emulation"].update(emulation)
-    data["controller"]["fsm"] = str(ROOT / "fsm_configs" / "qiki_vehicle.yaml")
-    data["buses"]["can0"]["dbc"] = [str(ROOT / "dbc" / "qiki.dbc"), str(ROOT / "dbc" / "ars408.dbc")]
-    for dev in data["devices"].values():
-        if "profile" in dev:
-            dev["profile"] = str(ROOT / dev["profile"])
-    p = tmp_path / "rig.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+@pytest.fixture
+def rig_file(repo_root, virtual_rig_data, write_rig):
+    """``rig_file(**emulation) -> Path``: virtual.yaml with ``emulation`` keys replaced,
+    its data paths absolute, written into ``tmp_path``."""
+
+    def make(**emulation) -> Path:
+        data = virtual_rig_data
+        data["emulation"].update(emulation)
+        data["controller"]["fsm"] = str(repo_root / "fsm_configs" / "qiki_vehicle.yaml")
+        data["buses"]["can0"]["dbc"] = [str(repo_root / "dbc" / "qiki.dbc"), str(repo_root / "dbc" / "ars408.dbc")]
+        for dev in data["devices"].values():
+            if "profile" in dev:
+                dev["profile"] = str(repo_root / dev["profile"])
+        return write_rig(data)
+
+    return make
 
 
-def run(tmp_path: Path, rig: Path | None = None, **kw):
-    opts = RunOptions(rig=str(rig or ROOT / "rigs" / "virtual.yaml"), mission=str(MISSION),
+def run(tmp_path: Path, repo_root: Path, rig: Path | None = None, **kw):
+    opts = RunOptions(rig=str(rig or repo_root / "rigs" / "virtual.yaml"), mission=str(repo_root / MISSION),
                       runs_dir=str(tmp_path / "runs"), progress=False, **kw)
     return run_main_job(opts)
 
 
 # ------------------------------------------------------------------ real recording
 @pytest.fixture(scope="module")
-def replay_run(tmp_path_factory):
-    if not LR_LOG.is_file():
-        pytest.skip(f"real ARS408 recording not found at {LR_LOG} (../shared/data/real beside the repo)")
-    return run(tmp_path_factory.mktemp("replay"), lr_replay=str(LR_LOG))
+def replay_run(tmp_path_factory, repo_root, shared_data):
+    log = shared_data / LR_LOG
+    if not log.is_file():
+        pytest.skip(f"real ARS408 recording not found at {log} (../shared/data/real beside the repo)")
+    return run(tmp_path_factory.mktemp("replay"), repo_root, lr_replay=str(log))
 
 
+@pytest.mark.slow
 def test_lr_replay_run_completes_without_a_trip(replay_run):
     status, summary, _ = replay_run
     assert status == 0, summary["result"]
@@ -69,6 +73,7 @@ def test_lr_replay_run_completes_without_a_trip(replay_run):
     assert summary["post"]["radar_lr"]["passed"] and "4.30.2" in summary["post"]["radar_lr"]["reason"]
 
 
+@pytest.mark.slow
 def test_lr_replay_summary_shows_the_recordings_objects(replay_run):
     _, summary, _ = replay_run
     tracks = summary["radar"]["radar_lr"]["tracks"]
@@ -85,16 +90,16 @@ def test_lr_replay_summary_shows_the_recordings_objects(replay_run):
         assert abs(t["y_world_m"] - (t["y_m"] + pose[1])) < 0.05
 
 
-def test_lr_replay_bad_file_is_a_one_line_config_error(tmp_path):
+def test_lr_replay_bad_file_is_a_one_line_config_error(tmp_path, repo_root):
     # refused with the options, before any run folder exists (ISSUE 10 part 4)
     with pytest.raises(ConfigError, match="--lr-replay: .*missing.log: file not found"):
-        run(tmp_path, lr_replay=str(tmp_path / "missing.log"))
+        run(tmp_path, repo_root, lr_replay=str(tmp_path / "missing.log"))
 
 
 # ------------------------------------------------------------------ keep-out
-def test_obstacle_in_path_ends_safe_with_zero_thrust_from_the_breach_tick(tmp_path):
-    rig = rig_file(tmp_path, obstacles=[{"x_m": 1.0, "y_m": 0.0}])
-    status, summary, folder = run(tmp_path, rig)
+def test_obstacle_in_path_ends_safe_with_zero_thrust_from_the_breach_tick(tmp_path, repo_root, rig_file):
+    rig = rig_file(obstacles=[{"x_m": 1.0, "y_m": 0.0}])
+    status, summary, folder = run(tmp_path, repo_root, rig)
     assert status == 1
     assert summary["final_state"] == "safe_mode"
     assert summary["faults"][0].startswith("radar track")
@@ -119,10 +124,10 @@ def test_obstacle_in_path_ends_safe_with_zero_thrust_from_the_breach_tick(tmp_pa
     assert any(abs(t["x_world_m"] - 1.0) < 0.3 and abs(t["y_world_m"]) < 0.3 for t in sr_tracks)
 
 
-def test_obstacle_off_the_path_does_not_trip(tmp_path):
+def test_obstacle_off_the_path_does_not_trip(tmp_path, repo_root, rig_file):
     # 3 m to the side of the square, seen by nobody's keep-out: the mission completes
-    rig = rig_file(tmp_path, obstacles=[{"x_m": 2.0, "y_m": -2.5}])
-    status, summary, _ = run(tmp_path, rig, duration_s=20.0)
+    rig = rig_file(obstacles=[{"x_m": 2.0, "y_m": -2.5}])
+    status, summary, _ = run(tmp_path, repo_root, rig, duration_s=20.0)
     # 20 s of a 76 s mission: not tripped, and truthfully incomplete (ISSUE 10 part 3)
     assert status == 1 and summary["result"].startswith("duration elapsed: mission incomplete"), summary["result"]
     assert summary["final_state"] == "idle" and summary["faults"] == []
@@ -130,37 +135,23 @@ def test_obstacle_off_the_path_does_not_trip(tmp_path):
 
 
 # ------------------------------------------------------------------ radar health
-def _lockstep(tmp_path: Path, until_s: float, at_s: float, inject):
+def _lockstep(fly, rig_file, until_s: float, at_s: float, inject):
     """Fly the mission on a built rig; call ``inject(radar_subsystem)`` at ``at_s``."""
-    from controller.config import load_mission, load_rig
-    from controller.loop import FixedRateLoop
-    from controller.record.run_record import RunRecord
-    from controller.rig import build_rig
-    from controller.run import OperatorScript
-
     # one harmless target far ahead, so the object list carries objects (D03 case)
-    rig, path = load_rig(rig_file(tmp_path, obstacles=[{"x_m": 8.0, "y_m": 0.5}]))
-    record = RunRecord(tmp_path / "run")
-    built = build_rig(rig, path, mission=load_mission(MISSION), record=record.event)
-    v = built.vehicle
-    radar = next(s for s in v.subsystems if s.name == "radar")
-    script = OperatorScript()
+    rig = rig_file(obstacles=[{"x_m": 8.0, "y_m": 0.5}])
+    found = {}
     done = []
 
-    def tick(k, now, dt):
-        if now >= at_s and not done:
-            inject(radar)
-            done.append(now)
-        v.tick(k, now, dt)
-        script.step(v, now)
-        return now < until_s and not script.finished
+    def find_radar(flight):
+        found["radar"] = next(s for s in flight.vehicle.subsystems if s.name == "radar")
 
-    try:
-        FixedRateLoop(built.clock, 100.0, advance=built.advance).run(tick)
-    finally:
-        built.close()
-        record.close()
-    return v, radar
+    def before(flight, k, now):
+        if now >= at_s and not done:
+            inject(found["radar"])
+            done.append(now)
+
+    flight = fly(rig, until_s, setup=find_radar, before=before)
+    return flight.vehicle, found["radar"]
 
 
 def _lr_silent(radar):
@@ -193,9 +184,9 @@ HEALTH_CASES = [
 
 
 @pytest.mark.parametrize("inject, text, earliest_s, latest_s", HEALTH_CASES, ids=[c[0].__name__.strip("_") for c in HEALTH_CASES])
-def test_radar_health_faults_in_flight_and_refuse_arming(tmp_path, inject, text, earliest_s, latest_s):
+def test_radar_health_faults_in_flight_and_refuse_arming(fly, rig_file, inject, text, earliest_s, latest_s):
     t_inject = 10.0
-    v, radar = _lockstep(tmp_path, 11.5, t_inject, inject)
+    v, radar = _lockstep(fly, rig_file, 11.5, t_inject, inject)
     assert v.state == "safe_mode"
     active = list(v.faults.active.values())
     assert any(text in r for r in active), active
@@ -208,14 +199,13 @@ def test_radar_health_faults_in_flight_and_refuse_arming(tmp_path, inject, text,
 
 
 # ------------------------------------------------------------------ no radar
-def test_rig_without_radars_builds_no_radar_subsystem(tmp_path):
+def test_rig_without_radars_builds_no_radar_subsystem(rig_file, write_rig):
     from controller.config import load_rig
     from controller.rig import build_rig
 
-    data = yaml.safe_load(rig_file(tmp_path).read_text())
+    data = yaml.safe_load(rig_file().read_text())
     del data["devices"]["radar_lr"], data["devices"]["radar_sr"]
-    p = tmp_path / "noradar.yaml"
-    p.write_text(yaml.safe_dump(data))
+    p = write_rig(data, "noradar.yaml")
     rig, path = load_rig(p)
     built = build_rig(rig, path, mission=None, record=lambda *a, **k: None)
     try:

@@ -17,7 +17,6 @@ import yaml
 from controller.run import RunOptions, run_main_job
 from controller.stop import StopRequest
 
-ROOT = Path(__file__).resolve().parents[2]
 VB_COMMAND_ID = 0x101
 
 
@@ -47,17 +46,23 @@ def _events(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
 
 
-def _opts(tmp_path: Path, **kw) -> RunOptions:
-    base = dict(rig=str(ROOT / "rigs/virtual.yaml"), mission=str(ROOT / "missions/square.yaml"),
-                runs_dir=str(tmp_path / "runs"), progress=False)
-    base.update(kw)
-    return RunOptions(**base)
+@pytest.fixture
+def run_opts(tmp_path: Path, repo_root: Path):
+    """``run_opts(**kw) -> RunOptions``: the square mission on the virtual rig, runs in tmp_path."""
+
+    def make(**kw) -> RunOptions:
+        base = dict(rig=str(repo_root / "rigs/virtual.yaml"), mission=str(repo_root / "missions/square.yaml"),
+                    runs_dir=str(tmp_path / "runs"), progress=False)
+        base.update(kw)
+        return RunOptions(**base)
+
+    return make
 
 
 @pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
-def test_stop_during_thrust_zeroes_valves_disarms_and_opens_the_rail(tmp_path, signum, status):
+def test_stop_during_thrust_zeroes_valves_disarms_and_opens_the_rail(run_opts, signum, status):
     stop_tick = 1500  # 15 s: flying the first leg, valves pulsing
-    code, summary, folder = run_main_job(_opts(tmp_path), stop=StopAtTick(stop_tick, signum))
+    code, summary, folder = run_main_job(run_opts(), stop=StopAtTick(stop_tick, signum))
     name = signal.Signals(signum).name
     assert code == status
     assert summary["result"] == f"interrupted ({name})"
@@ -84,8 +89,8 @@ def test_stop_during_thrust_zeroes_valves_disarms_and_opens_the_rail(tmp_path, s
     assert on_disk["result"] == summary["result"]
 
 
-def test_stop_while_booting_sends_zero_and_reports_interrupted(tmp_path):
-    code, summary, folder = run_main_job(_opts(tmp_path), stop=StopAtTick(2, signal.SIGTERM))
+def test_stop_while_booting_sends_zero_and_reports_interrupted(run_opts):
+    code, summary, folder = run_main_job(run_opts(), stop=StopAtTick(2, signal.SIGTERM))
     assert code == 143 and summary["result"] == "interrupted (SIGTERM)"
     assert summary["final_state"] == "boot"
     cmds = _commands(folder)
@@ -93,7 +98,7 @@ def test_stop_while_booting_sends_zero_and_reports_interrupted(tmp_path):
     assert summary["shutdown"]["zero_command_ticks"] >= 3
 
 
-def test_exception_in_a_tick_is_a_fault_not_a_crash(tmp_path, monkeypatch):
+def test_exception_in_a_tick_is_a_fault_not_a_crash(run_opts, monkeypatch):
     from controller.allocation import ExactAllocator
 
     real = ExactAllocator.allocate
@@ -106,7 +111,7 @@ def test_exception_in_a_tick_is_a_fault_not_a_crash(tmp_path, monkeypatch):
         return real(self, wrench)
 
     monkeypatch.setattr(ExactAllocator, "allocate", flaky)
-    code, summary, folder = run_main_job(_opts(tmp_path))
+    code, summary, folder = run_main_job(run_opts())
     assert code == 1
     assert summary["final_state"] == "safe_mode"
     assert summary["result"] == "safe_mode: exception in tick: RuntimeError: solver blew up second line"
@@ -121,7 +126,7 @@ def test_exception_in_a_tick_is_a_fault_not_a_crash(tmp_path, monkeypatch):
     assert after and all(d == bytes(6) for d in after)
 
 
-def test_exception_every_tick_still_zero_and_ends(tmp_path, monkeypatch):
+def test_exception_every_tick_still_zero_and_ends(run_opts, monkeypatch):
     """A read phase that raises on every tick from 12 s on: zero frames keep going out."""
     from hal.can.port import CanPort
 
@@ -133,7 +138,7 @@ def test_exception_every_tick_still_zero_and_ends(tmp_path, monkeypatch):
         return real(self, now_s)
 
     monkeypatch.setattr(CanPort, "poll", broken)
-    code, summary, folder = run_main_job(_opts(tmp_path))
+    code, summary, folder = run_main_job(run_opts())
     assert code == 1 and summary["final_state"] == "safe_mode"
     assert summary["result"].startswith("safe_mode: exception in tick: ZeroDivisionError")
     assert summary["exceptions"]["count"] > 50
@@ -141,26 +146,26 @@ def test_exception_every_tick_still_zero_and_ends(tmp_path, monkeypatch):
     assert len(after) > 50 and all(d == bytes(6) for d in after)
 
 
-def test_mission_timeout_is_not_completed(tmp_path):
-    m = yaml.safe_load((ROOT / "missions/square.yaml").read_text())
+def test_mission_timeout_is_not_completed(tmp_path, run_opts, repo_root):
+    m = yaml.safe_load((repo_root / "missions/square.yaml").read_text())
     m["timeout_s"] = 5.0
     p = tmp_path / "short.yaml"
     p.write_text(yaml.safe_dump(m))
-    code, summary, _ = run_main_job(_opts(tmp_path, mission=str(p)))
+    code, summary, _ = run_main_job(run_opts(mission=str(p)))
     assert code == 1
     assert summary["result"] == "mission timed out (0/4 waypoints)"
     assert summary["final_state"] == "idle"
 
 
-def test_no_arm_run_that_never_passes_post_exits_1(tmp_path):
-    code, summary, _ = run_main_job(_opts(tmp_path, arm=False, duration_s=0.3))
+def test_no_arm_run_that_never_passes_post_exits_1(run_opts):
+    code, summary, _ = run_main_job(run_opts(arm=False, duration_s=0.3))
     assert code == 1
     assert summary["final_state"] == "boot"
     assert summary["result"].startswith("duration elapsed in boot: POST not passed")
 
 
-def test_duration_that_cuts_the_mission_short_is_incomplete(tmp_path):
-    code, summary, _ = run_main_job(_opts(tmp_path, duration_s=3.0))
+def test_duration_that_cuts_the_mission_short_is_incomplete(run_opts):
+    code, summary, _ = run_main_job(run_opts(duration_s=3.0))
     assert code == 1
     assert summary["result"] == "duration elapsed: mission incomplete (0/4 waypoints)"
     assert summary["final_state"] == "idle"

@@ -21,14 +21,13 @@ import pytest
 
 pytestmark = pytest.mark.realtime
 
-ROOT = Path(__file__).resolve().parents[2]
 QIKI = [sys.executable, "-c", "import sys; from controller.cli import main; sys.exit(main())"]
 
 
-def _start(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+def _start(tmp_path: Path, repo_root: Path) -> tuple[subprocess.Popen, Path]:
     runs = tmp_path / "runs"
     p = subprocess.Popen([*QIKI, "run", "--realtime", "--no-progress", "--runs-dir", str(runs)],
-                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         cwd=repo_root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return p, runs
 
@@ -57,8 +56,8 @@ def _last_command(folder: Path) -> tuple[float, bytes]:
 
 
 @pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_mid_flight_is_a_safe_stop(tmp_path, signum, status):
-    p, runs = _start(tmp_path)
+def test_signal_mid_flight_is_a_safe_stop(tmp_path, repo_root, signum, status):
+    p, runs = _start(tmp_path, repo_root)
     folder = _wait_for_flight(p, runs)
     time.sleep(0.5)  # let the valves pulse for a while (not a timing assertion)
     p.send_signal(signum)
@@ -82,8 +81,8 @@ def test_signal_mid_flight_is_a_safe_stop(tmp_path, signum, status):
         json.loads(line)
 
 
-def test_second_sigint_forces_the_exit_with_a_zero_command(tmp_path):
-    p, runs = _start(tmp_path)
+def test_second_sigint_forces_the_exit_with_a_zero_command(tmp_path, repo_root):
+    p, runs = _start(tmp_path, repo_root)
     folder = _wait_for_flight(p, runs)
     time.sleep(0.3)
     p.send_signal(signal.SIGINT)
@@ -95,8 +94,8 @@ def test_second_sigint_forces_the_exit_with_a_zero_command(tmp_path):
     assert _last_command(folder)[1] == bytes(6)
 
 
-def test_sigkill_leaves_a_readable_log(tmp_path):
-    p, runs = _start(tmp_path)
+def test_sigkill_leaves_a_readable_log(tmp_path, repo_root):
+    p, runs = _start(tmp_path, repo_root)
     folder = _wait_for_flight(p, runs)
     time.sleep(1.0)
     p.kill()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 
 from controller.fsm import FsmEngine, FsmModel, load_fsm
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VEHICLE_YAML = REPO_ROOT / "fsm_configs" / "qiki_vehicle.yaml"
+from controller.yamlio import load_yaml
 
 # Events that take the vehicle machine from boot to each state (all guards passing).
 PATH_TO = {
@@ -36,8 +35,20 @@ class Guards:
 
 
 @pytest.fixture(scope="session")
-def vehicle() -> FsmModel:
-    return load_fsm(VEHICLE_YAML, "fsm_configs/qiki_vehicle.yaml")
+def vehicle_yaml(repo_root: Path) -> Path:
+    """``fsm_configs/qiki_vehicle.yaml`` of the checkout."""
+    return repo_root / "fsm_configs" / "qiki_vehicle.yaml"
+
+
+@pytest.fixture(scope="session")
+def vehicle(vehicle_yaml: Path) -> FsmModel:
+    return load_fsm(vehicle_yaml, "fsm_configs/qiki_vehicle.yaml")
+
+
+@pytest.fixture
+def vehicle_data(vehicle_yaml: Path) -> dict:
+    """The vehicle machine's YAML as plain data, a copy of its own for this test."""
+    return copy.deepcopy(load_yaml(vehicle_yaml))
 
 
 def _engine_in(model: FsmModel, state: str, now_s: float = 0.0) -> FsmEngine:
@@ -60,8 +71,3 @@ def engine_in():
 def make_guards():
     """``make_guards(**answers) -> Guards``: all pass unless ``name=False``."""
     return Guards
-
-
-@pytest.fixture(scope="session")
-def repo_root() -> Path:
-    return REPO_ROOT

@@ -9,12 +9,12 @@ from pydantic import ValidationError
 
 from controller.fsm import FsmEngine, load_fsm, to_dot, to_mermaid
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = sorted((REPO_ROOT / "fsm_configs").glob("*.yaml"))
+# listed at collection time (the parametrisation below), so not through a fixture
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "fsm_configs").glob("*.yaml"))
 
 
-def test_there_is_a_vehicle_machine() -> None:
-    assert REPO_ROOT / "fsm_configs" / "qiki_vehicle.yaml" in CONFIGS
+def test_there_is_a_vehicle_machine(vehicle_yaml) -> None:
+    assert vehicle_yaml in CONFIGS
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -37,8 +37,8 @@ def test_vehicle_shape(vehicle) -> None:
     assert [(t.state, t.after_s, t.event) for t in vehicle.timeouts] == [("boot", 5.0, "post_failed")]
 
 
-def test_model_is_a_frozen_hashable_value(vehicle) -> None:
-    again = load_fsm(REPO_ROOT / "fsm_configs" / "qiki_vehicle.yaml")
+def test_model_is_a_frozen_hashable_value(vehicle, vehicle_yaml) -> None:
+    again = load_fsm(vehicle_yaml)
     assert again == vehicle and hash(again) == hash(vehicle)
     with pytest.raises(ValidationError, match="frozen"):
         vehicle.initial = "armed"  # type: ignore[misc]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import copy
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,7 @@ import pytest
 from controller.errors import ControllerError
 from controller.fsm import FsmEngine, load_fsm, order_events, parse_fsm
 from controller.fsm import engine as engine_module
-from controller.yamlio import load_yaml
 
-VEHICLE_YAML = Path(__file__).resolve().parents[2] / "fsm_configs" / "qiki_vehicle.yaml"
 
 
 def test_arbiter_order_is_total_and_fixed() -> None:
@@ -146,24 +143,23 @@ def test_post_result_at_the_deadline_beats_the_timeout(vehicle, make_guards) -> 
     assert [(t.event, t.target, t.by_timeout) for t in out] == [("post_passed", "idle", False)]
 
 
-def _guarded_timeout_model():
-    data = copy.deepcopy(load_yaml(VEHICLE_YAML))
+def _guarded_timeout_model(data: dict):
     for t in data["transitions"]:
         if t["event"] == "post_failed":
             t["guard"] = "faults_cleared"  # odd on purpose: makes the timeout refusable
     return parse_fsm(data, "guarded_timeout")
 
 
-def test_refused_timeout_fires_once_per_stay(make_guards) -> None:
-    engine = FsmEngine(_guarded_timeout_model())
+def test_refused_timeout_fires_once_per_stay(make_guards, vehicle_data) -> None:
+    engine = FsmEngine(_guarded_timeout_model(vehicle_data))
     out = engine.step(5.0, [], make_guards(faults_cleared=False))
     assert [(t.refused, t.by_timeout, t.guard) for t in out] == [(True, True, "faults_cleared")]
     assert engine.step(6.0, [], make_guards()) == []
     assert engine.state == "boot"
 
 
-def test_timer_rearms_on_every_entry(engine_in, make_guards) -> None:
-    data = copy.deepcopy(load_yaml(VEHICLE_YAML))
+def test_timer_rearms_on_every_entry(engine_in, make_guards, vehicle_data) -> None:
+    data = vehicle_data
     data["timeouts"].append({"state": "active", "after_s": 60.0, "event": "mission_complete"})
     engine = engine_in(parse_fsm(data, "mission_limit"), "active")
     for start_s in (0.0, 100.0):
@@ -226,8 +222,8 @@ def test_engine_module_does_no_io() -> None:
     assert not imported & {"time", "os", "io", "threading", "asyncio", "socket", "pathlib", "yaml", "datetime"}
 
 
-def test_unused_guard_answers_are_not_asked(make_guards) -> None:
-    engine = FsmEngine(load_fsm(VEHICLE_YAML))
+def test_unused_guard_answers_are_not_asked(make_guards, vehicle_yaml) -> None:
+    engine = FsmEngine(load_fsm(vehicle_yaml))
     guards = make_guards()
     engine.step(1.0, ["post_passed", "disarm", "mission_complete"], guards)
     assert guards.calls == []

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 
 from controller.errors import ConfigError, FsmDefinitionError
 from controller.fsm import load_fsm, parse_fsm
-from controller.yamlio import load_yaml
 
 HERE = Path(__file__).resolve().parent
 BAD = HERE / "bad"
-VEHICLE_YAML = HERE.parents[1] / "fsm_configs" / "qiki_vehicle.yaml"
 
 # fixture file -> (key path, words the message must contain)
 BAD_FILES = {
@@ -91,10 +88,6 @@ def test_missing_file_is_a_definition_error_and_a_config_error(tmp_path) -> None
 
 
 # ---- in-memory mutations of the vehicle machine: the checks not worth a file -----------
-
-def _vehicle_data() -> dict:
-    return copy.deepcopy(load_yaml(VEHICLE_YAML))
-
 
 def _find(data: dict, event: str, source) -> int:
     for i, t in enumerate(data["transitions"]):
@@ -197,8 +190,8 @@ MUTATIONS = [
 
 
 @pytest.mark.parametrize(("mutate", "key", "words"), MUTATIONS, ids=[m[0].__name__[5:] for m in MUTATIONS])
-def test_mutation_refused(mutate, key: str, words: str) -> None:
-    data = _vehicle_data()
+def test_mutation_refused(vehicle_data, mutate, key: str, words: str) -> None:
+    data = vehicle_data
     mutate(data)
     with pytest.raises(FsmDefinitionError) as info:
         parse_fsm(data, "mem.yaml")
@@ -206,9 +199,9 @@ def test_mutation_refused(mutate, key: str, words: str) -> None:
     assert words in str(info.value)
 
 
-def test_guards_that_do_distinguish_are_accepted() -> None:
+def test_guards_that_do_distinguish_are_accepted(vehicle_data) -> None:
     """A guarded rule followed by a less-guarded fallback is not ambiguous."""
-    data = _vehicle_data()
+    data = vehicle_data
     data["transitions"].insert(0, {"event": "disarm", "source": "armed", "target": "estop",
                                    "guard": "estop_released"})
     data["transitions"].insert(0, {"event": "reset", "source": "safe_mode", "target": "estop",
@@ -217,14 +210,14 @@ def test_guards_that_do_distinguish_are_accepted() -> None:
     assert len(model.transitions) == 12
 
 
-def test_integer_after_s_is_accepted() -> None:
-    data = _vehicle_data()
+def test_integer_after_s_is_accepted(vehicle_data) -> None:
+    data = vehicle_data
     data["timeouts"][0]["after_s"] = 5
     assert parse_fsm(data).timeouts[0].after_s == 5.0
 
 
-def test_state_written_without_a_body_takes_the_defaults() -> None:
-    data = _vehicle_data()
+def test_state_written_without_a_body_takes_the_defaults(vehicle_data) -> None:
+    data = vehicle_data
     data["states"]["armed"]["exit"] = []
     data["transitions"][_find(data, "fault", ["boot", "idle", "armed", "active", "safe_mode"])]["source"].append("parked")
     data["states"]["parked"] = None

@@ -7,7 +7,7 @@ with Continental's DBC for sensor IDs 0 and 1). Read in place, never copied.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
+from types import SimpleNamespace
 
 import can
 import cantools
@@ -21,17 +21,17 @@ from hal.can.codec import DbcCodec
 from hal.can.replay import read_can_log
 from hal.devices.ars408 import Ars408Config, Ars408Driver
 
-ROOT = Path(__file__).resolve().parents[2]
-REAL = ROOT.parent / "shared" / "data" / "real"
-ARS = REAL / "can" / "ars408"
-LOG = ARS / "candump-2026-06-24_154259.log"
-VENDOR_ID0 = ARS / "ARS408_id0.dbc"
-VENDOR_ID1 = ARS / "ARS408_id1.dbc"
-OUR_DBC = ROOT / "dbc" / "ars408.dbc"
 
-pytestmark = pytest.mark.skipif(
-    not (LOG.is_file() and VENDOR_ID0.is_file()),
-    reason=f"real ARS408 recording not found at {ARS} (../shared/data/real beside the repo)")
+
+@pytest.fixture(scope="module")
+def rec(shared_data, repo_root):
+    """The recording, Continental's DBCs (in shared_data) and our DBC; skips when absent."""
+    ars = shared_data / "can" / "ars408"
+    r = SimpleNamespace(log=ars / "candump-2026-06-24_154259.log", id0=ars / "ARS408_id0.dbc",
+                        id1=ars / "ARS408_id1.dbc", our_dbc=repo_root / "dbc" / "ars408.dbc")
+    if not (r.log.is_file() and r.id0.is_file()):
+        pytest.skip(f"real ARS408 recording not found at {ars} (../shared/data/real beside the repo)")
+    return r
 
 # vendor message -> (our message, {vendor signal: our signal}); every vendor signal of the
 # messages in the recording is mapped (checked below), so none escapes the comparison.
@@ -133,18 +133,18 @@ SIGNAL_MAP = {
 
 
 @pytest.fixture(scope="module")
-def frames():
-    return read_can_log(LOG)
+def frames(rec):
+    return read_can_log(rec.log)
 
 
 @pytest.fixture(scope="module")
-def vendor():
-    return cantools.database.load_file(str(VENDOR_ID0), strict=True)
+def vendor(rec):
+    return cantools.database.load_file(str(rec.id0), strict=True)
 
 
 @pytest.fixture(scope="module")
-def codec():
-    return DbcCodec([OUR_DBC])
+def codec(rec):
+    return DbcCodec([rec.our_dbc])
 
 
 def test_signal_map_is_complete(vendor, codec):
@@ -190,8 +190,8 @@ def test_messages_absent_from_the_log_decode_like_the_vendor_dbc(vendor, codec, 
             assert ours[osig] == pytest.approx(theirs[vsig], rel=1e-12, abs=1e-9)
 
 
-def _run_driver(frames, sensor_id):
-    drv = Ars408Driver(DbcCodec([OUR_DBC]), Ars408Config(sensor_id=sensor_id), start_s=0.0)
+def _run_driver(rec, frames, sensor_id):
+    drv = Ars408Driver(DbcCodec([rec.our_dbc]), Ars408Config(sensor_id=sensor_id), start_s=0.0)
     t0 = frames[0].timestamp
     cycles = []
     for msg in frames:
@@ -201,8 +201,8 @@ def _run_driver(frames, sensor_id):
     return drv, cycles, frames[-1].timestamp - t0
 
 
-def test_driver_assembles_515_complete_cycles(frames):
-    drv, cycles, end_s = _run_driver(frames, 0)
+def test_driver_assembles_515_complete_cycles(rec, frames):
+    drv, cycles, end_s = _run_driver(rec, frames, 0)
     st = drv.poll(end_s)
     assert len(cycles) == 515 == st.cycles_complete
     assert st.cycles_dropped == 0 and st.rejects == {} and st.decoded == 9579
@@ -216,8 +216,8 @@ def test_driver_assembles_515_complete_cycles(frames):
     assert st.version == (4, 30, 2) and st.health.sensor_id == 0
 
 
-def test_stable_objects_of_the_recording_notes(frames):
-    _, cycles, _ = _run_driver(frames, 0)
+def test_stable_objects_of_the_recording_notes(rec, frames):
+    _, cycles, _ = _run_driver(rec, frames, 0)
     first = {o.obj_id: o for o in cycles[0].objects}
     # recording notes: ID 56 at (5.6, 0.6), ID 32 at (11.4, 0.2), ID 0 at (17.6, -0.4)
     for oid, (x, y) in {56: (5.6, 0.6), 32: (11.4, 0.2), 0: (17.6, -0.4)}.items():
@@ -226,8 +226,8 @@ def test_stable_objects_of_the_recording_notes(frames):
     assert P.OBJ_CLASS[first[32].obj_class] == "car"
 
 
-def test_driver_never_stale_during_the_recording(frames):
-    drv = Ars408Driver(DbcCodec([OUR_DBC]), Ars408Config(), start_s=0.0)
+def test_driver_never_stale_during_the_recording(rec, frames):
+    drv = Ars408Driver(DbcCodec([rec.our_dbc]), Ars408Config(), start_s=0.0)
     t0 = frames[0].timestamp
     stale_polls = 0
     for msg in frames:
@@ -237,32 +237,32 @@ def test_driver_never_stale_during_the_recording(frames):
     assert stale_polls == 0
 
 
-def test_sensor_id_1_sees_nothing_and_reports_stale(frames):
-    drv, cycles, end_s = _run_driver(frames, 1)
+def test_sensor_id_1_sees_nothing_and_reports_stale(rec, frames):
+    drv, cycles, end_s = _run_driver(rec, frames, 1)
     st = drv.poll(end_s)
     assert cycles == [] and drv.detections() == []
     assert st.stale and not st.fresh and "stale" in st.faults
     assert st.decoded == 0 and st.rejects == {"unknown_id": 9579}
 
 
-def test_vendor_id1_dbc_agrees_that_nothing_decodes(frames):
-    if not VENDOR_ID1.is_file():
-        pytest.skip(f"{VENDOR_ID1} not found")
-    db1 = cantools.database.load_file(str(VENDOR_ID1), strict=True)
+def test_vendor_id1_dbc_agrees_that_nothing_decodes(rec, frames):
+    if not rec.id1.is_file():
+        pytest.skip(f"{rec.id1} not found")
+    db1 = cantools.database.load_file(str(rec.id1), strict=True)
     ids1 = {m.frame_id for m in db1.messages}
     assert not any(m.arbitration_id in ids1 for m in frames)
-    ours1 = DbcCodec([OUR_DBC], id_offset=0x10)
+    ours1 = DbcCodec([rec.our_dbc], id_offset=0x10)
     assert {ours1.frame_id(n) for n in ours1.message_names} <= ids1
 
 
-def test_replay_emulator_over_virtual_bus_reproduces_the_cycles():
+def test_replay_emulator_over_virtual_bus_reproduces_the_cycles(rec):
     channel = f"ars408-replay-{uuid.uuid4().hex}"
     radar_bus = can.Bus(interface="virtual", channel=channel)
     host_bus = can.Bus(interface="virtual", channel=channel)
     try:
         clock = SimClock()
-        emu = Ars408ReplayEmulator(radar_bus, LOG, start_s=0.05, source_channel="can1")
-        drv = Ars408Driver(DbcCodec([OUR_DBC]), Ars408Config(), start_s=0.0)
+        emu = Ars408ReplayEmulator(radar_bus, rec.log, start_s=0.05, source_channel="can1")
+        drv = Ars408Driver(DbcCodec([rec.our_dbc]), Ars408Config(), start_s=0.0)
         stale_ticks = 0
         while not emu.done:
             clock.advance(0.01)
@@ -283,8 +283,8 @@ def test_replay_emulator_over_virtual_bus_reproduces_the_cycles():
         host_bus.shutdown()
 
 
-def test_decode_report(frames):
-    rep = decode_can_log(LOG, dbc=OUR_DBC)
+def test_decode_report(rec, frames):
+    rep = decode_can_log(rec.log, dbc=rec.our_dbc)
     assert rep["frames"] == 9579 and rep["decoded"] == 9579 and rep["rejected"] == {}
     assert rep["cycles"]["complete"] == 515 and rep["cycles"]["dropped"] == 0
     assert not rep["radar"]["stale_at_end"] and rep["radar"]["stale_episodes"] == 0
@@ -301,8 +301,8 @@ def test_decode_report(frames):
     json.dumps(rep)
 
 
-def test_decode_report_sensor_id_1():
-    rep = decode_can_log(LOG, dbc=OUR_DBC, sensor_id=1)
+def test_decode_report_sensor_id_1(rec):
+    rep = decode_can_log(rec.log, dbc=rec.our_dbc, sensor_id=1)
     assert rep["frames"] == 9579 and rep["decoded"] == 0
     assert rep["rejected"] == {"unknown_id": 9579}
     assert rep["cycles"]["complete"] == 0 and rep["detections"] == 0

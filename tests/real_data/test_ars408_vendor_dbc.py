@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -19,28 +20,22 @@ from hal.can.codec import DbcCodec
 from hal.can.replay import read_can_log
 from hal.devices.ars408 import Ars408Config, Ars408Driver
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _real() -> Path:
-    for base in (ROOT.parent, ROOT.parent.parent):
-        d = base / "shared" / "data" / "real" / "can" / "ars408"
-        if d.is_dir():
-            return d
-    return ROOT.parent / "shared" / "data" / "real" / "can" / "ars408"
-
-
-ARS = _real()
-LOG = ARS / "candump-2026-06-24_154259.log"
-ID0 = ARS / "ARS408_id0.dbc"
-ID1 = ARS / "ARS408_id1.dbc"
-pytestmark = pytest.mark.skipif(not (LOG.is_file() and ID0.is_file() and ID1.is_file()),
-                                reason=f"real ARS408 recording / vendor DBCs not found in {ARS}")
 
 
 @pytest.fixture(scope="module")
-def frames():
-    return read_can_log(LOG)
+def rec(shared_data):
+    """The recording and Continental's DBCs for sensor IDs 0 and 1; skips when absent."""
+    ars = shared_data / "can" / "ars408"
+    r = SimpleNamespace(log=ars / "candump-2026-06-24_154259.log", id0=ars / "ARS408_id0.dbc",
+                        id1=ars / "ARS408_id1.dbc")
+    if not (r.log.is_file() and r.id0.is_file() and r.id1.is_file()):
+        pytest.skip(f"real ARS408 recording / vendor DBCs not found in {ars}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def frames(rec):
+    return read_can_log(rec.log)
 
 
 def _run(dbc: Path, frames) -> tuple[Ars408Driver, list]:
@@ -53,9 +48,9 @@ def _run(dbc: Path, frames) -> tuple[Ars408Driver, list]:
     return drv, out
 
 
-def test_vendor_and_our_dbc_decode_identical_objects_frame_by_frame(frames):
-    ours, cyc_ours = _run(ROOT / "dbc" / "ars408.dbc", frames)
-    vendor, cyc_vendor = _run(ID0, frames)
+def test_vendor_and_our_dbc_decode_identical_objects_frame_by_frame(rec, repo_root, frames):
+    ours, cyc_ours = _run(repo_root / "dbc" / "ars408.dbc", frames)
+    vendor, cyc_vendor = _run(rec.id0, frames)
     assert len(frames) == 9579
     n_objects = 0
     for a, b in zip(cyc_ours, cyc_vendor):
@@ -72,20 +67,20 @@ def test_vendor_and_our_dbc_decode_identical_objects_frame_by_frame(frames):
     assert st_o.health == st_v.health and st_o.faults == st_v.faults == ()
 
 
-def test_cli_reports_match_with_either_dbc(capsys):
-    assert main(["radar", "decode", str(LOG), "--json"]) == 0
+def test_cli_reports_match_with_either_dbc(rec, capsys):
+    assert main(["radar", "decode", str(rec.log), "--json"]) == 0
     ours = json.loads(capsys.readouterr().out)
-    assert main(["radar", "decode", str(LOG), "--dbc", str(ID0), "--json"]) == 0
+    assert main(["radar", "decode", str(rec.log), "--dbc", str(rec.id0), "--json"]) == 0
     vendor = json.loads(capsys.readouterr().out)
     for key in ("frames", "decoded", "rejected", "cycles", "detections", "tracks", "radar", "healthy"):
         assert ours[key] == vendor[key], key
     assert vendor["dbc_notes"] and "Obj_1_General->ARS408_ObjGeneral" in vendor["dbc_notes"][0]
 
 
-def test_id1_dbc_decodes_nothing_and_is_not_healthy(capsys):
-    assert main(["radar", "decode", str(LOG), "--dbc", str(ID1), "--json"]) == 1
+def test_id1_dbc_decodes_nothing_and_is_not_healthy(rec, capsys):
+    assert main(["radar", "decode", str(rec.log), "--dbc", str(rec.id1), "--json"]) == 1
     r = json.loads(capsys.readouterr().out)
     assert r["sensor_id"] == 1 and r["sensor_id_from"] == "dbc"
     assert r["decoded"] == 0 and r["rejected"] == {"unknown_id": 9579} and not r["healthy"]
-    assert main(["radar", "decode", str(LOG), "--dbc", str(ID1), "--sensor-id", "0"]) == 2
+    assert main(["radar", "decode", str(rec.log), "--dbc", str(rec.id1), "--sensor-id", "0"]) == 2
     assert "sensor ID 1" in capsys.readouterr().err

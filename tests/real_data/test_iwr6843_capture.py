@@ -26,12 +26,7 @@ from firmware_bridge.protocols.iwr6843 import (
 )
 from hal.devices.iwr6843 import Iwr6843Driver
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
-CAPTURE = REAL / "serial" / "ti_iwr6843" / "xwr68xx_processed_stream_2019_12_04T21_44_51_663.dat"
-
-pytestmark = pytest.mark.skipif(
-    not CAPTURE.is_file(), reason=f"real IWR6843 capture not found at {CAPTURE} (../shared/data/real absent)"
-)
+CAPTURE_NAME = Path("serial") / "ti_iwr6843" / "xwr68xx_processed_stream_2019_12_04T21_44_51_663.dat"
 
 N_FRAMES = 101
 N_BYTES = 79_360
@@ -39,17 +34,22 @@ N_POINTS = 825
 
 
 @pytest.fixture(scope="module")
-def data() -> bytes:
-    return CAPTURE.read_bytes()
+def capture(shared_data) -> Path:
+    """TI's capture in shared_data; the test is skipped when it is absent."""
+    path = shared_data / CAPTURE_NAME
+    if not path.is_file():
+        pytest.skip(f"real IWR6843 capture not found at {path} (../shared/data/real absent)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(capture) -> bytes:
+    return capture.read_bytes()
 
 
 @pytest.fixture(scope="module")
 def frames(data):
     return Iwr6843Parser().feed(data)
-
-
-def _load() -> bytes:
-    return CAPTURE.read_bytes() if CAPTURE.is_file() else b""
 
 
 def test_every_frame_parses(data, frames):
@@ -126,8 +126,7 @@ _PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthC
 
 @_PROPS
 @given(st.lists(st.integers(min_value=1, max_value=5000), min_size=1, max_size=64))
-def test_any_chunking_yields_all_101_frames(sizes):
-    data = _load()
+def test_any_chunking_yields_all_101_frames(data, sizes):
     reference = Iwr6843Parser().feed(data)
     parser = Iwr6843Parser()
     got, pos, i = [], 0, 0
@@ -142,8 +141,7 @@ def test_any_chunking_yields_all_101_frames(sizes):
 
 @_PROPS
 @given(st.integers(min_value=0, max_value=N_BYTES), st.integers(min_value=0, max_value=N_BYTES))
-def test_truncated_capture_never_raises(start, stop):
-    data = _load()
+def test_truncated_capture_never_raises(data, start, stop):
     lo, hi = min(start, stop), max(start, stop)
     piece = data[lo:hi]
     bounds = [0]
@@ -157,8 +155,8 @@ def test_truncated_capture_never_raises(start, stop):
 
 @_PROPS
 @given(st.integers(0, 2**32 - 1), st.integers(1, 200))
-def test_corrupted_capture_never_raises(seed, n_flips):
-    data = bytearray(_load())
+def test_corrupted_capture_never_raises(data, seed, n_flips):
+    data = bytearray(data)
     rnd = random.Random(seed)
     for _ in range(n_flips):
         data[rnd.randrange(len(data))] = rnd.randrange(256)
@@ -173,8 +171,8 @@ def test_corrupted_capture_never_raises(seed, n_flips):
     assert parser.buffered_bytes < parser.max_frame_len
 
 
-def test_decode_report_is_independent_of_chunking():
-    reports = [decode_iwr6843_file(CAPTURE, chunk_bytes=n, track=False) for n in (1, 97, 4096, 1 << 20)]
+def test_decode_report_is_independent_of_chunking(capture):
+    reports = [decode_iwr6843_file(capture, chunk_bytes=n, track=False) for n in (1, 97, 4096, 1 << 20)]
     assert all(r == reports[0] for r in reports)
     r = reports[0]
     assert r["bytes"] == N_BYTES and r["frames"] == N_FRAMES and r["points"] == N_POINTS
@@ -185,8 +183,8 @@ def test_decode_report_is_independent_of_chunking():
     assert r["frames_without_points"] == 4
 
 
-def test_decode_report_tracks():
-    r = decode_iwr6843_file(CAPTURE)
+def test_decode_report_tracks(capture):
+    r = decode_iwr6843_file(capture)
     assert r["tracks"], "the capture's scene (people at a door) yields confirmed tracks"
     for t in r["tracks"]:
         # Radar frame: x along the boresight, inside the 11.11 m CFAR field of view.
