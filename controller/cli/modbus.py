@@ -63,7 +63,8 @@ def read_device(rig_path: str, device: str, quantities: list[str] | None = None,
     from controller.clock import MonotonicClock
     from controller.config import load_profile, load_rig
     from controller.tools.modbus_read import read_quantities
-    from controller.subsystems.power import EMULATED_RTU_URL, build_emulated_power, open_emulated_link, open_real_link
+    from controller.components.power import EMULATED_RTU_URL
+    from controller.rig.power import build_emulated_power, open_emulated_link, open_real_link
 
     rig, path = load_rig(rig_path)
     devices = _modbus_devices(rig)

@@ -6,11 +6,6 @@ and the tick view), :mod:`.rules` (guards and actions bound to the FSM registry)
 stop) and :mod:`.faults` (the fault book).
 """
 
-from controller.vehicle import rules as _rules  # noqa: F401  (registers guards and actions)
-from controller.vehicle.control import Allocator, PoseControl
-from controller.vehicle.faults import FaultBook
-from controller.vehicle.manager import RecordFn, Vehicle
-from controller.vehicle.safety import SHUTDOWN_ZERO_TICKS, ShutdownStatus
 from controller.components.seam import (
     ARMING_STATES,
     Component,
@@ -20,6 +15,11 @@ from controller.components.seam import (
     PoseEstimate,
     TickView,
 )
+from controller.vehicle import rules as _rules  # noqa: F401  (registers guards and actions)
+from controller.vehicle.control import Allocator, PoseControl
+from controller.vehicle.faults import FaultBook
+from controller.vehicle.manager import RecordFn, Vehicle
+from controller.vehicle.safety import SHUTDOWN_ZERO_TICKS, ShutdownStatus
 
 __all__ = [
     "ARMING_STATES",

@@ -18,8 +18,8 @@ from controller.errors import ConfigError
 from controller.fsm import registry
 
 if TYPE_CHECKING:
-    from controller.vehicle.manager import Vehicle
     from controller.components.seam import TickView
+    from controller.vehicle.manager import Vehicle
 
 GuardImpl = Callable[["Vehicle", "TickView"], "tuple[bool, str]"]
 ActionImpl = Callable[["Vehicle", "TickView"], None]

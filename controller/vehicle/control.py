@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from controller.components.seam import TickView
 from controller.control import PoseGains, pose_pd_wrench
 from controller.mission import MissionExecutor
-from controller.components.seam import TickView
 
 
 class AllocationResult(Protocol):

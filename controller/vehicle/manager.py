@@ -17,14 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from controller.components.mcu import McuComponent
+from controller.components.seam import ActionHandler, Component, Condition, TickView
+from controller.components.valves import ValveBoardComponent
 from controller.safety.output_guard import OutputGuard
 from controller.vehicle.bindings import ACTION_IMPLS, GUARD_IMPLS, check_bindings
 from controller.vehicle.control import PoseControl
 from controller.vehicle.faults import FaultBook
 from controller.vehicle.safety import SafeStop
-from controller.components.mcu import McuComponent
-from controller.components.seam import ActionHandler, Component, Condition, TickView
-from controller.components.valves import ValveBoardComponent
 
 if TYPE_CHECKING:
     from controller.fsm import FsmEngine

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from controller.vehicle.bindings import action, guard
 
 if TYPE_CHECKING:
-    from controller.vehicle.manager import Vehicle
     from controller.components.seam import TickView
+    from controller.vehicle.manager import Vehicle
 
 
 # ---------------------------------------------------------------------- guards

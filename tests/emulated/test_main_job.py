@@ -197,7 +197,7 @@ def test_foreign_node_sending_our_command_id_latches_estop_and_stops_tx(fly, rep
 
 def test_refused_rig_closes_what_it_opened(tmp_path, monkeypatch, repo_root):
     """A rig refused half-way (here by a subsystem) leaves no bus or link open."""
-    import controller.subsystems.power as power
+    import controller.rig.build as rig_build
     from controller.config import load_rig
     from controller.errors import ConfigError
     from controller.rig import build_rig
@@ -217,7 +217,7 @@ def test_refused_rig_closes_what_it_opened(tmp_path, monkeypatch, repo_root):
         raise ConfigError("rig.yaml", "power", "refused for the test")
 
     monkeypatch.setattr(PipeLink, "pair", staticmethod(tracked_pair))
-    monkeypatch.setattr(power, "build", refuse)
+    monkeypatch.setattr(rig_build, "COMPONENT_BUILDERS", {**rig_build.COMPONENT_BUILDERS, "power": refuse})
     rig, path = load_rig(repo_root / "rigs/virtual.yaml")
     with pytest.raises(ConfigError):
         build_rig(rig, path, mission=None, record=lambda *a, **k: None)

@@ -297,7 +297,7 @@ def test_realtime_subsystem_aligns_polls_to_its_first_tick(bench):
     from controller.vehicle import TickView
 
     from controller.config import PowerCfg
-    from controller.subsystems.power import PowerSubsystem
+    from controller.components.power import PowerSubsystem
 
     sub = PowerSubsystem(limits=PowerCfg(), bms=("bms", bench.poller, 8), pdu=("pdu", bench.pdu),
                          pollers={"power": bench.poller}, links={"power": bench.link}, realtime=True,

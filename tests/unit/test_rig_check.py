@@ -495,16 +495,17 @@ def test_real_rig_refuses_pipe_and_unknown_can_interface(tmp_path):
 
 def test_build_rig_runs_check_rig_once_and_builds_from_it(tmp_path, monkeypatch):
     import controller.rig as rig_mod
+    import controller.rig.build as build_mod
 
     calls = []
-    real = rig_mod.check_rig
+    real = build_mod.check_rig
 
     def spy(cfg, path, *, options=None):
         checked = real(cfg, path, options=options)
         calls.append(checked)
         return checked
 
-    monkeypatch.setattr(rig_mod, "check_rig", spy)
+    monkeypatch.setattr(build_mod, "check_rig", spy)
     cfg, path = load_rig(ROOT / "rigs" / "virtual.yaml")
     built = rig_mod.build_rig(cfg, path, mission=None, record=lambda *a, **k: None)
     try:

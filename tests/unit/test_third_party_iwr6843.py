@@ -112,7 +112,7 @@ def test_driver_waiting_text_for_post():
 
 # --------------------------------------------------------------------------- replays
 def test_sr_replay_without_a_valid_packet_is_refused(tmp_path):
-    from controller.subsystems.radar import _check_sr_replay
+    from controller.rig.radar import _check_sr_replay
 
     p = tmp_path / "x.dat"
     with pytest.raises(ConfigError) as exc:
@@ -147,7 +147,7 @@ def _qiki_run_log(tmp_path: Path, *, with_radar: bool) -> Path:
 
 
 def test_lr_replay_injects_only_the_radar_ids(tmp_path):
-    from controller.subsystems.radar import _Ars408ReplayFeed, _check_lr_replay
+    from controller.rig.radar import _Ars408ReplayFeed, _check_lr_replay
 
     p = _qiki_run_log(tmp_path, with_radar=True)
     rx = frozenset({0x201, 0x60A, 0x60B, 0x60C, 0x60D, 0x60E, 0x700})
@@ -168,7 +168,7 @@ def test_lr_replay_injects_only_the_radar_ids(tmp_path):
 
 
 def test_lr_replay_without_radar_frames_is_refused(tmp_path):
-    from controller.subsystems.radar import _check_lr_replay
+    from controller.rig.radar import _check_lr_replay
 
     p = _qiki_run_log(tmp_path, with_radar=False)
     with pytest.raises(ConfigError) as exc:

@@ -1,0 +1,353 @@
+"""Composition root: a rig YAML becomes buses, drivers, emulators, FSM and allocator.
+
+The only module that knows how the pieces are wired (ARCHITECTURE.md 2, rule 3). Two ways
+to build (ARCHITECTURE.md 3):
+
+* lockstep (default on a virtual rig): ``SimClock``; CAN on python-can's ``virtual``
+  interface with a channel name unique to the run (two runs in one process never hear
+  each other); the MCU link is an in-process pipe; emulators step between ticks.
+* real time (``realtime=True``): ``MonotonicClock``; the emulators run on their own
+  thread; the MCU is reached through a real pty opened by pyserial.
+
+On a rig without an ``emulation`` block nothing is emulated: the buses are real.
+
+Every check of a rig lives in :func:`check_rig`, which opens no port: ``qiki rig check``
+calls it, and :func:`build_rig` calls it first and builds from what it computed, so the
+two refuse the same rigs with the same line (issue 10, part 5; ``docs/rig-check.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Final
+
+from controller.clock import MonotonicClock, SimClock
+from controller.components.mcu import McuComponent
+from controller.components.valves import ValveBoardComponent
+from controller.config import (
+    CanBusCfg,
+    MissionCfg,
+    RigCfg,
+    SerialBusCfg,
+    thruster_valves,
+)
+from controller.control import PoseGains
+from controller.errors import opening
+from controller.mission import MissionExecutor
+from controller.safety.output_guard import OutputGuard
+from controller.vehicle import PoseControl, Vehicle
+from firmware_bridge.protocols.firmware_version import parse_version
+
+if TYPE_CHECKING:
+    pass
+
+_log = logging.getLogger(__name__)
+_log.addHandler(logging.NullHandler())
+
+
+from controller.components.seam import Component
+from controller.rig import power as power_room
+from controller.rig import radar as radar_room
+from controller.rig.check import CheckedRig, check_rig
+from controller.rig.context import BuildContext
+
+#: Device families built after the valve board and the MCU, in tick order: family name ->
+#: builder ``(BuildContext) -> Component | None`` (None: the rig has no such device).
+#: A new device family is one entry here (its driver names are in ``DRIVER_FAMILIES``).
+COMPONENT_BUILDERS: Final[Mapping[str, Callable[[BuildContext], Component | None]]] = MappingProxyType({
+    "radar": radar_room.build,
+    "power": power_room.build,
+})
+
+#: Which family builds each ``driver:`` name of a rig's ``devices`` (the valve board and
+#: the MCU are built here, before the families).
+DRIVER_FAMILIES: Final[Mapping[str, str]] = MappingProxyType({
+    "valve_board": "core", "qiki_mcu": "core", "ars408": "radar", "iwr6843": "radar", "bms": "power", "pdu": "power",
+})
+
+
+@dataclass
+class BuiltRig:
+    """Everything a run needs, built from one rig file."""
+
+    cfg: RigCfg
+    path: Path
+    clock: Any
+    realtime: bool
+    vehicle: Vehicle
+    can_ports: dict[str, Any]
+    sim: Any = None
+    runner: Any = None
+    closers: list[Any] = field(default_factory=list)
+    world: Any = None
+    #: python-can channel actually opened per CAN bus (unique per run on emulated rigs).
+    can_channels: dict[str, str] = field(default_factory=dict)
+
+    def advance(self, t0_s: float, t1_s: float) -> None:
+        """Lockstep hook: step the emulated world between ticks."""
+        if self.sim is not None:
+            self.sim.advance(t0_s, t1_s)
+
+    def close(self) -> None:
+        """Stop emulator threads and close every bus and link (safe to call twice)."""
+        if self.runner is not None:
+            runner, self.runner = self.runner, None
+            runner.stop()
+        for c in reversed(self.closers):
+            try:
+                c()
+            except Exception:  # closing is best effort; nothing recorded is lost here
+                pass
+        self.closers.clear()
+
+
+def build_rig(
+    rig: RigCfg,
+    rig_path: Path,
+    *,
+    mission: MissionCfg | None,
+    record,
+    realtime: bool = False,
+    seed: int = 0,
+    can_loggers: dict[str, Any] | None = None,
+    loop_overruns=None,
+    options: dict[str, Any] | None = None,
+    checked: CheckedRig | None = None,
+) -> BuiltRig:
+    """Build a rig ready to run.
+
+    Parameters
+    ----------
+    rig : RigCfg
+        Validated rig.
+    rig_path : Path
+        The rig file (relative data paths are resolved against it).
+    mission : MissionCfg or None
+        Mission to fly (None: hold position after arming is not supported; the run idles).
+    record : callable ``(tick, time_s, kind, **fields)``
+        Event sink.
+    realtime : bool
+        Build for real time (threads, pty) instead of lockstep.
+    seed : int
+        Seed for every random source of the emulation (sensor noise, fault bytes).
+    can_loggers : dict, optional
+        Per CAN bus name, a callback ``(msg, now_s, is_rx)`` for the raw log.
+    loop_overruns : callable, optional
+        ``(now_s) -> int`` overruns in the last second, from the loop.
+    options : dict, optional
+        Run options for subsystems (``lr_replay``, ``sr_replay``: recording paths).
+
+    Raises
+    ------
+    ConfigError, HalError
+        For anything in the rig that cannot be built (one line, exit status 2): first
+        everything :func:`check_rig` refuses, then what only opening a port can tell.
+    """
+    if checked is None:
+        checked = check_rig(rig, rig_path, options=options)
+    # frozen until the loop starts: the build's duration never eats the POST budget
+    clock = MonotonicClock(frozen=True) if realtime else SimClock()
+    closers: list[Any] = []
+    try:
+        return _build(checked, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers)
+    except BaseException:
+        # Nothing half-built outlives a refused rig: close what was opened, newest first.
+        for close in reversed(closers):
+            try:
+                close()
+            except Exception:
+                pass
+        raise
+
+
+def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock,
+           closers) -> BuiltRig:
+    """Body of :func:`build_rig` from a checked rig; everything it opens is in ``closers``."""
+    from controller.fsm import FsmEngine
+    from firmware_bridge.emulation.qiki_mcu import McuEmulator
+    from firmware_bridge.emulation.sim import RealtimeRunner, ScheduledFault, Simulation
+    from firmware_bridge.emulation.valve_board import ValveBoardEmulator
+    from firmware_bridge.emulation.world import ThrusterGeometry, World
+    from hal.can.bus import open_can_bus
+    from hal.can.port import CanPort
+    from hal.devices.qiki_mcu import McuDriver
+    from hal.serial.link import PipeLink, PySerialLink, open_pty_pair
+
+    rig = checked.cfg
+    rig_path = checked.path
+    name = str(rig_path)
+    emu = rig.emulation
+    run_tag = uuid.uuid4().hex[:8]
+
+    fsm_model = checked.fsm
+    allocator = checked.allocator
+
+    # ---------------------------------------------------------------- buses
+    ports: dict[str, Any] = {}
+    emu_can: dict[str, Any] = {}
+    can_channels: dict[str, str] = {}
+    serial_links: dict[str, Any] = {}
+    emu_serial: dict[str, Any] = {}
+    for bus_name, bus in rig.buses.items():
+        if isinstance(bus, CanBusCfg):
+            channel = bus.channel
+            if emu is not None and bus.interface == "virtual":
+                channel = f"{bus.channel}-{run_tag}"
+            can_channels[bus_name] = channel
+            with opening(name, f"buses.{bus_name}"):
+                host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps)
+            closers.append(host_bus.shutdown)
+            logger = (can_loggers or {}).get(bus_name)
+            ports[bus_name] = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick, on_frame_logged=logger)
+            if emu is not None:  # check_rig: the interface is 'virtual'
+                dev_bus = open_can_bus("virtual", channel, bus.bitrate_bps)
+                closers.append(dev_bus.shutdown)
+                emu_can[bus_name] = dev_bus
+        elif isinstance(bus, SerialBusCfg):
+            if emu is not None:
+                if realtime:
+                    master, slave_path = open_pty_pair()
+                    closers.append(master.close)
+                    host_link = PySerialLink(slave_path, bus.baudrate, write_timeout_s=bus.write_timeout_s)
+                    emu_serial[bus_name] = master
+                else:
+                    host_link, dev_link = PipeLink.pair(bus_name)
+                    emu_serial[bus_name] = dev_link
+            else:  # check_rig: not pipe://
+                with opening(name, f"buses.{bus_name}"):
+                    host_link = PySerialLink(bus.url, bus.baudrate, write_timeout_s=bus.write_timeout_s)
+            closers.append(host_link.close)
+            serial_links[bus_name] = host_link
+        # Modbus buses are built by the power integration (issue 5); nothing to open yet.
+
+    # ---------------------------------------------------------------- devices
+    vb_name, vb = checked.valve_board_name, checked.valve_board
+    mcu_name, mcu_cfg = checked.mcu_name, checked.mcu
+    stale_n = rig.controller.safety.stale_after_periods
+    vb_driver = checked.valve_board_driver  # derives its node codec (offset node_id - 1)
+    port = ports[vb.bus]
+    for arb_id in vb_driver.arbitration_ids:
+        port.register(arb_id, vb_driver.on_frame)
+    port.add_checker_stats(vb_driver.checker)
+    mcu_driver = McuDriver(
+        serial_links[mcu_cfg.bus],
+        heartbeat_period_s=mcu_cfg.heartbeat_period_s,
+        stale_after_periods=stale_n,
+    )
+
+    # ---------------------------------------------------------------- emulation
+    valves = thruster_valves(rig)
+    sim = runner = world = None
+    if emu is not None:
+        geom_by_valve = {v: t for v, t in zip(valves, rig.thrusters)}
+        geoms = []
+        for v in range(vb.n_valves):
+            t = geom_by_valve.get(v)
+            if t is None:
+                geoms.append(ThrusterGeometry(0.0, 0.0, 1.0, 0.0, 0.0))
+                continue
+            norm = math.hypot(*t.force_dir)
+            geoms.append(ThrusterGeometry(t.position_m[0], t.position_m[1], t.force_dir[0] / norm, t.force_dir[1] / norm, t.max_thrust_n))
+        w = emu.world
+        world = World(rig.vehicle.mass_kg, rig.vehicle.inertia_kgm2, geoms, w.start_pose, w.linear_drag_n_per_mps)
+        vb_emu = ValveBoardEmulator(
+            emu_can[vb.bus],
+            checked.can[vb.bus].codec,  # the emulator adds the node offset itself
+            node_id=vb.node_id,
+            n_valves=vb.n_valves,
+            pwm_period_s=vb.pwm_period_s,
+            open_delay_s=w.valve_open_delay_s,
+            close_delay_s=w.valve_close_delay_s,
+            command_timeout_s=emu.command_timeout_s,
+            firmware_version=parse_version(emu.valve_board_firmware),
+            rail_voltage_v=w.rail_voltage_v,
+        )
+        mcu_emu = McuEmulator(
+            emu_serial[mcu_cfg.bus],
+            world,
+            firmware_version=parse_version(emu.mcu_firmware),
+            heartbeat_timeout_s=emu.heartbeat_timeout_s,
+            pose_noise_m=w.pose_noise_m,
+            yaw_noise_rad=w.yaw_noise_rad,
+            seed=seed,
+        )
+        plan = [ScheduledFault(f.at_s, f.fault, f.valve, f.length) for f in emu.faults]
+
+        def on_fault(t: float, f: ScheduledFault) -> None:
+            record(-1, t, "fault_injected", fault=f.fault, valve=f.valve)
+
+        sim = Simulation(world, vb_emu, mcu_emu, w.physics_rate_hz, plan, seed=seed, on_fault=on_fault)
+        if realtime:
+            runner = RealtimeRunner(sim, clock)
+
+    # ---------------------------------------------------------------- subsystems
+    def open_emulator_can(bus_name: str):
+        b = rig.buses[bus_name]
+        nb = open_can_bus("virtual", can_channels[bus_name], b.bitrate_bps)
+        closers.append(nb.shutdown)
+        return nb
+
+    ctx = BuildContext(
+        cfg=rig,
+        path=rig_path,
+        realtime=realtime,
+        clock=clock,
+        seed=seed,
+        record=record,
+        can_ports=ports,
+        can_dbc_paths={k: list(v.dbc_paths) for k, v in checked.can.items()},
+        can_channels=can_channels,
+        open_emulator_can=open_emulator_can,
+        serial_links=serial_links,
+        emulator_serial=emu_serial,
+        sim=sim,
+        world=world,
+        options=dict(options or {}),
+        closers=closers,
+    )
+    components: list[Component] = []
+    for family, build_family in COMPONENT_BUILDERS.items():
+        component = build_family(ctx)
+        if component is not None:
+            components.append(component)
+            closers.append(component.close)
+
+    gains = PoseGains(**rig.controller.gains.model_dump())  # same field names and units
+    max_thrust = [t.max_thrust_n for t in rig.thrusters]
+    og = rig.controller.output_guard
+    guard = OutputGuard(max_thrust, og.max_thrust_rate_n_per_s, og.max_nonfinite_ticks)
+    valve_board = ValveBoardComponent(vb_name, vb_driver, port, vb.accepted_firmware, valves, vb.n_valves,
+                                      max_thrust, modulator=checked.commander)
+    port.register(vb_driver.command_id, valve_board.on_foreign_command)
+    vehicle = Vehicle(
+        fsm=FsmEngine(fsm_model, now_s=0.0),
+        can_ports=ports,
+        valves=valve_board,
+        mcu=McuComponent(mcu_name, mcu_driver, mcu_cfg.accepted_firmware),
+        components=components,
+        control=PoseControl(allocator, gains, MissionExecutor(mission) if mission is not None else None),
+        guard=guard,
+        record=record,
+        post_timeout_s=rig.controller.post_timeout_s,
+        overruns_last_second=loop_overruns,
+        max_overruns_per_s=rig.controller.safety.max_overruns_per_s,
+    )
+    return BuiltRig(
+        cfg=rig,
+        path=rig_path,
+        clock=clock,
+        realtime=realtime,
+        vehicle=vehicle,
+        can_ports=ports,
+        sim=sim,
+        runner=runner,
+        closers=closers,
+        world=world,
+        can_channels=can_channels,
+    )
