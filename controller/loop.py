@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from controller.clock import Clock, SimClock
 
@@ -76,7 +76,8 @@ class LatencyHistogram:
         top = self.max_value
         assert top is not None
         # one pass over the bins, levels in rising rank order
-        wanted = sorted((min(self.count, max(1, math.ceil(p * self.count))), k) for k, p in zip(keys, levels))
+        wanted = sorted((min(self.count, max(1, math.ceil(p * self.count))), k)
+                        for k, p in zip(keys, levels, strict=True))
         out = dict.fromkeys(keys, round(top, 1))  # ranks in the overflow bin: the maximum
         seen, w = 0, 0
         for i, n in enumerate(self._bins):
@@ -173,7 +174,7 @@ def percentiles(values: Sequence[float], levels: Sequence[float] = (0.50, 0.99))
     def rank(p: float) -> float:
         return s[min(len(s) - 1, max(0, math.ceil(p * len(s)) - 1))]
 
-    return {**{k: round(rank(p), 1) for k, p in zip(keys, levels)}, "max": round(s[-1], 1)}
+    return {**{k: round(rank(p), 1) for k, p in zip(keys, levels, strict=True)}, "max": round(s[-1], 1)}
 
 
 class FixedRateLoop:

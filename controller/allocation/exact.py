@@ -67,8 +67,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -215,7 +215,7 @@ def _subset_pinv_table(A: np.ndarray) -> dict[int, tuple[np.ndarray, list[int], 
         keep = s[:, -1] > _BASIS_RCOND * np.maximum(s[:, 0], 1e-300)
         # pinv = V diag(1/s) U' (C, k, m)
         P = np.einsum("cji,cj,cmj->cim", vt[keep], 1.0 / s[keep], u_[keep])
-        for row, Pk in zip(idx[keep], P):
+        for row, Pk in zip(idx[keep], P, strict=True):
             lst = row.tolist()
             table[sum(1 << i for i in lst)] = (row, lst, np.ascontiguousarray(Pk))
     return table
@@ -238,8 +238,10 @@ def _positive_finite(values: ArrayLike | None, size: int, name: str, what: str) 
 def _checked_geometry(
     B: ArrayLike, u_max_n: ArrayLike, axis_weights: ArrayLike | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated float copies of an allocator's ``B`` (m, N), ``u_max_n`` (N,; N) and
-    ``axis_weights`` (m,; default 1), shared by every allocator's constructor.
+    """Return validated float copies of an allocator's matrices.
+
+    ``B`` (m, N), ``u_max_n`` (N,; N) and ``axis_weights`` (m,; default 1), shared by
+    every allocator's constructor.
 
     Raises
     ------
@@ -263,8 +265,10 @@ def _checked_geometry(
 def _checked_failures(
     u_max_n: np.ndarray, stuck_closed: Iterable[int], stuck_open_n: Mapping[int, float] | None,
 ) -> tuple[frozenset[int], tuple[tuple[int, float], ...]]:
-    """Validated failure set ``(closed, sorted((index, force N), ...))``, the cache key of
-    every allocator's ``set_failures`` (contract: :meth:`ExactAllocator.set_failures`).
+    """Return the validated failure set ``(closed, sorted((index, force N), ...))``.
+
+    It is the cache key of every allocator's ``set_failures`` (contract:
+    :meth:`ExactAllocator.set_failures`).
 
     Raises
     ------
@@ -298,9 +302,9 @@ class _Context:
     )
 
 
-def _search_chunk(M: np.ndarray, O: np.ndarray, hi: np.ndarray, y: np.ndarray) -> tuple[int, float, np.ndarray]:
+def _search_chunk(M: np.ndarray, off: np.ndarray, hi: np.ndarray, y: np.ndarray) -> tuple[int, float, np.ndarray]:
     """Least-violated cell of a chunk; tables are axis-major (row j*K + k = cell k, row j)."""
-    allb = (M @ y - O).reshape(hi.shape)  # (m, K)
+    allb = (M @ y - off).reshape(hi.shape)  # (m, K)
     viol = np.maximum(-allb, allb - hi).max(axis=0)
     k = int(viol.argmin())
     return k, float(viol[k]), allb[:, k]
@@ -477,7 +481,7 @@ class ExactAllocator:
             ctx.cells_idx_act = pos[idx]
             ctx.cells_up = up_u[:, active]
             cut = [0, max(1, K // 4), K] if K > 64 else [0, K]
-            for a, b in zip(cut[:-1], cut[1:]):
+            for a, b in itertools.pairwise(cut):
                 ctx.chunks.append((np.ascontiguousarray(minv[a:b].transpose(1, 0, 2).reshape(-1, m)),
                                    np.ascontiguousarray(off[a:b].T.reshape(-1)),
                                    np.ascontiguousarray(hi[a:b].T), a))
@@ -773,8 +777,8 @@ class ExactAllocator:
         """Least-violated cell over the whole table (robust point location, no tie logic)."""
         if ctx.n_cells == 0:
             return None
-        for M, O, hi_c, start in ctx.chunks:
-            k, v, ub = _search_chunk(M, O, hi_c, y)
+        for M, off, hi_c, start in ctx.chunks:
+            k, v, ub = _search_chunk(M, off, hi_c, y)
             if v <= rtol * float(hi_c[:, k].max()):
                 return self._cell_solution(ctx, k + start, ub)
         return None
@@ -818,7 +822,7 @@ class ExactAllocator:
 
     @staticmethod
     def _lsq_unique(ctx: _Context, g: np.ndarray, free: np.ndarray, g_zero: float) -> bool:
-        """Is the bounded least-squares minimiser with gradient ``g`` and free set ``free`` unique?
+        """Tell whether the bounded least-squares minimiser (gradient ``g``, free set ``free``) is unique.
 
         Minimisers differ only on zero-gradient thrusters (``|g| <= g_zero``): unique when
         those, with the free ones, have independent columns (then no least-thrust stage is
@@ -864,7 +868,7 @@ class ExactAllocator:
                     self.stats["not_converged"] += 1
         else:
             u = np.array(ul)
-            for A, rows, E in zip(ctx.groups_A, ctx.groups_rows, ctx.prefix_E):
+            for A, rows, E in zip(ctx.groups_A, ctx.groups_rows, ctx.prefix_E, strict=True):
                 u, ok, its = solve_bounded_lsq(A, w[rows] * tau_h[rows], lo, hi, u, E=E)
                 self.stats["active_set_iterations"] += its
                 if not ok:

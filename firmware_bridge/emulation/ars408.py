@@ -23,9 +23,9 @@ Frames are built through the shared codec and the protocol module
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import can
 
@@ -177,8 +177,10 @@ class Ars408Emulator:
         self._vel = (float(radar_velocity_world_mps[0]), float(radar_velocity_world_mps[1]))
 
     def set_errors(self, **flags: bool) -> None:
-        """Set RadarState error flags (``persistent_error``, ``temporary_error``,
-        ``temperature_error``, ``voltage_error``, ``interference``); others unchanged.
+        """Set RadarState error flags; the ones not given stay unchanged.
+
+        Flags: ``persistent_error``, ``temporary_error``, ``temperature_error``,
+        ``voltage_error``, ``interference``.
 
         Raises
         ------
@@ -191,8 +193,10 @@ class Ars408Emulator:
             self._errors[k] = bool(v)
 
     def objects(self) -> list[RadarObject]:
-        """The objects the radar reports now: targets in range and field of view, in the
-        radar frame (x forward, y left)."""
+        """Return the objects the radar reports now.
+
+        Targets in range and field of view, in the radar frame (x forward, y left).
+        """
         pose = self._pose
         vx0, vy0 = self._vel
         out: list[RadarObject] = []
@@ -240,8 +244,10 @@ class Ars408Emulator:
 
     @property
     def next_due_s(self) -> float:
-        """Caller-clock time at which :meth:`step` next sends something (the earlier of
-        the next object-list cycle and the next RadarState/VersionId), s."""
+        """Caller-clock time at which :meth:`step` next sends something, s.
+
+        The earlier of the next object-list cycle and the next RadarState/VersionId.
+        """
         return min(self._next_cycle_s, self._next_state_s)
 
     def motion_rx_state(self, now_s: float) -> int:

@@ -18,8 +18,9 @@ the current time; it writes whole packets when they are due and never sleeps.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -211,8 +212,11 @@ class Iwr6843Emulator:
 
     @property
     def next_due_s(self) -> float | None:
-        """Time at which the next packet is due, s (None before the first :meth:`step`
-        when no ``start_s`` was given); :meth:`step` at a time ``>=`` this writes it."""
+        """Time at which the next packet is due, s.
+
+        None before the first :meth:`step` when no ``start_s`` was given; :meth:`step` at
+        a time ``>=`` this writes it.
+        """
         return None if self._next_due_ns is None else self._next_due_ns * 1e-9
 
     def inject_bytes(self, data: bytes) -> None:

@@ -27,7 +27,8 @@ import select
 import threading
 import tty
 from collections import deque
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.modbus_profile import ModbusReply, ModbusRequest, ModbusResponder, crc16_modbus
@@ -94,7 +95,7 @@ class PtyPair:
         return self._thread.is_alive()
 
 
-def _make_context(owner: "ModbusEmulatorServer") -> object:
+def _make_context(owner: ModbusEmulatorServer) -> object:
     from pymodbus.constants import ExcCodes
     from pymodbus.datastore import ModbusServerContext
     from pymodbus.exceptions import NoSuchIdException
@@ -221,7 +222,7 @@ class ModbusEmulatorServer:
                 buf[4:6] = length.to_bytes(2, "big")
         return bytes(buf)
 
-    def start(self, timeout_s: float = 5.0) -> "ModbusEmulatorServer":
+    def start(self, timeout_s: float = 5.0) -> ModbusEmulatorServer:
         """Start serving on a background thread; return once listening.
 
         Raises
@@ -307,7 +308,7 @@ class ModbusEmulatorServer:
         t = self._thread is not None and self._thread.is_alive()
         return t or (self._pty is not None and self._pty.alive)
 
-    def __enter__(self) -> "ModbusEmulatorServer":
+    def __enter__(self) -> ModbusEmulatorServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

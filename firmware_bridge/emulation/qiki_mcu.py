@@ -20,7 +20,6 @@ from __future__ import annotations
 import random
 
 from firmware_bridge.protocols import qiki_mcu as proto
-from hal.errors import HalError
 from firmware_bridge.protocols.framing import FrameDecoder
 from firmware_bridge.protocols.qiki_mcu import (
     FaultFlag,
@@ -33,6 +32,7 @@ from firmware_bridge.protocols.qiki_mcu import (
     RailRequest,
     WatchdogState,
 )
+from hal.errors import HalError
 
 __all__ = ["McuEmulator"]
 

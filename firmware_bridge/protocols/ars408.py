@@ -47,8 +47,8 @@ Pure: no I/O, no sleeping, no threads.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.frames import Mount, apply, rotate
@@ -376,8 +376,9 @@ def rms_sigma(code: int, full_scale: float) -> float | None:
 
 
 def rms_code(sigma: float, full_scale: float) -> int:
-    """Return the smallest 5-bit code whose bound is at least ``sigma`` (inverse of
-    :func:`rms_sigma`); 30 above the ladder, 31 for NaN.
+    """Return the smallest 5-bit code whose bound is at least ``sigma``.
+
+    The inverse of :func:`rms_sigma`; 30 above the ladder, 31 for NaN.
 
     Parameters
     ----------

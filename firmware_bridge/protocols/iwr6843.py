@@ -58,9 +58,9 @@ from __future__ import annotations
 import math
 import struct
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Iterable, Sequence
 
 from firmware_bridge.errors import ProtocolError
 

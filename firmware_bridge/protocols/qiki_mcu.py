@@ -58,7 +58,6 @@ import enum
 import math
 import struct
 from dataclasses import dataclass
-from typing import Union
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.framing import RawFrame, encode_frame
@@ -211,7 +210,7 @@ class RailRequest:
     enable: bool
 
 
-McuMessage = Union[HelloRequest, Hello, HostHeartbeat, McuStatus, Imu, Pose, RailRequest]
+McuMessage = HelloRequest | Hello | HostHeartbeat | McuStatus | Imu | Pose | RailRequest
 
 _S_HELLO_REQUEST = struct.Struct("<B")
 _S_HELLO = struct.Struct("<BBBBI")

@@ -277,11 +277,11 @@ class IngressChecker:
         return True
 
     def counter_valid(self, name: str) -> bool:
-        """False while the stream's wrong-counter score holds it invalid (F02)."""
+        """Return False while the stream's wrong-counter score holds it invalid (F02)."""
         return not self.stream(name).counter_invalid
 
     def timing_warning(self, name: str) -> bool:
-        """True when a regular stream arrives at the wrong rhythm (half rate, bursts)."""
+        """Return True when a regular stream arrives at the wrong rhythm (half rate, bursts)."""
         return self.stream(name).irregular_score >= self._warn_score
 
     # ------------------------------------------------------------------ per frame

@@ -16,8 +16,8 @@ adds what QIKI needs around it:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import can
 
@@ -74,7 +74,7 @@ def channel_key(channel: str | int | None) -> str | None:
 
 
 def channel_matches(msg_channel: str | int | None, wanted: str | int | None) -> bool:
-    """True when a recorded channel equals a requested one (see :func:`channel_key`).
+    """Return True when a recorded channel equals a requested one (see :func:`channel_key`).
 
     Parameters
     ----------

@@ -129,7 +129,7 @@ def bms_freshness_reason(snapshot: DeviceSnapshot, now_s: float | None) -> str:
 
 
 def bms_arming_check(snapshot: DeviceSnapshot, min_soc_pct: float, now_s: float | None = None) -> tuple[bool, str]:
-    """May the vehicle arm, as far as the battery is concerned? (SAFETY.md O01)
+    """Tell whether the vehicle may arm, as far as the battery is concerned (SAFETY.md O01).
 
     Parameters
     ----------

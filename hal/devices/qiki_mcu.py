@@ -372,15 +372,15 @@ class McuDriver:
         return rx_s is not None and now_s - rx_s <= self.stale_after_periods * period_s + 1e-9
 
     def pose_fresh(self, now_s: float) -> bool:
-        """True if a POSE arrived within ``stale_after_periods * pose_period_s`` of ``now_s``."""
+        """Return True if a POSE arrived within ``stale_after_periods * pose_period_s`` of ``now_s``."""
         return self._fresh(self.pose_rx_s, self.pose_period_s, now_s)
 
     def imu_fresh(self, now_s: float) -> bool:
-        """True if an IMU message arrived within ``stale_after_periods * imu_period_s``."""
+        """Return True if an IMU message arrived within ``stale_after_periods * imu_period_s``."""
         return self._fresh(self.imu_rx_s, self.imu_period_s, now_s)
 
     def status_fresh(self, now_s: float) -> bool:
-        """True if an MCU_STATUS arrived within ``stale_after_periods * status_period_s``."""
+        """Return True if an MCU_STATUS arrived within ``stale_after_periods * status_period_s``."""
         return self._fresh(self.status_rx_s, self.status_period_s, now_s)
 
     @property
@@ -402,7 +402,7 @@ class McuDriver:
         return self._counters["mcu_reboots"]
 
     def estop_released_confirmed(self, now_s: float) -> bool:
-        """True only if a fresh MCU_STATUS says the E-stop is released (fail-safe guard).
+        """Return True only if a fresh MCU_STATUS says the E-stop is released (fail-safe guard).
 
         Parameters
         ----------

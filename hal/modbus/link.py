@@ -33,8 +33,9 @@ import os
 import select
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, Mapping, Protocol, Union, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from firmware_bridge.protocols.modbus_profile import (
     BIT_TABLES,
@@ -121,8 +122,8 @@ class LinkStats:
         }
 
 
-ReadResult = Union[list, ModbusFailure]
-WriteResult = Union[Literal[True], ModbusFailure]
+ReadResult = list | ModbusFailure
+WriteResult = Literal[True] | ModbusFailure
 
 
 @runtime_checkable
@@ -352,7 +353,7 @@ class MemoryModbusLink(_LinkBase):
 
 
 def _rtu_frames_ok(buf: bytes) -> bool:
-    """True if ``buf`` starts with a CRC-valid RTU frame (unit, function, data, CRC)."""
+    """Return True if ``buf`` starts with a CRC-valid RTU frame (unit, function, data, CRC)."""
     for end in range(4, len(buf) + 1):
         if crc16_modbus(buf[: end - 2]) == int.from_bytes(buf[end - 2 : end], "little"):
             return True
@@ -391,17 +392,21 @@ class _PymodbusLink(_LinkBase):
     def _classify_silence(self, unit_id: int) -> ModbusFailure:
         """Name a transaction that ended without an accepted reply, from the raw bytes."""
         if not self._rx:
-            return ModbusFailure("timeout", detail=f"{self.name}: no reply from unit {unit_id} within {self.timeout_s} s")
+            return ModbusFailure("timeout",
+                                 detail=f"{self.name}: no reply from unit {unit_id} within {self.timeout_s} s")
         buf = max(self._rx, key=len)
         if self._rtu:
             units = {b[0] for b in self._rx if b}
             crc_ok = _rtu_frames_ok(buf)
             if crc_ok and unit_id not in units:
-                return ModbusFailure("wrong_unit", detail=f"{self.name}: reply from unit(s) {sorted(units)}, asked {unit_id}")
-            return ModbusFailure("corrupt", detail=f"{self.name}: {len(buf)} bytes, no CRC-valid reply from unit {unit_id}")
+                return ModbusFailure("wrong_unit",
+                                     detail=f"{self.name}: reply from unit(s) {sorted(units)}, asked {unit_id}")
+            return ModbusFailure("corrupt",
+                                 detail=f"{self.name}: {len(buf)} bytes, no CRC-valid reply from unit {unit_id}")
         units = {b[6] for b in self._rx if len(b) >= 7}
         if units and unit_id not in units:
-            return ModbusFailure("wrong_unit", detail=f"{self.name}: reply from unit(s) {sorted(units)}, asked {unit_id}")
+            return ModbusFailure("wrong_unit",
+                                 detail=f"{self.name}: reply from unit(s) {sorted(units)}, asked {unit_id}")
         return ModbusFailure("corrupt", detail=f"{self.name}: {len(buf)} bytes, no well-formed reply")
 
     def _prepare(self) -> None:
@@ -573,7 +578,7 @@ class PymodbusRtuLink(_PymodbusLink):
 
 @functools.cache
 def _blocking_serial_client() -> type:
-    """pymodbus ``ModbusSerialClient`` whose receive blocks in ``select`` until bytes arrive.
+    """Pymodbus ``ModbusSerialClient`` whose receive blocks in ``select`` until bytes arrive.
 
     pymodbus 3.x waits for an RTU reply by polling the port's ``in_waiting`` every
     ``max(4 characters, 1 ms)`` and sleeping in between: a thousand wake-ups per second,

@@ -10,7 +10,7 @@ URLs understood by :func:`open_link`:
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from hal.errors import BusConfigError

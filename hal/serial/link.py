@@ -51,7 +51,9 @@ class SerialLink(Protocol):
     name: str
 
     @property
-    def is_open(self) -> bool: ...
+    def is_open(self) -> bool:
+        """False after ``close()`` or after a failure was reported."""
+        ...
 
     def write(self, data: bytes) -> int:
         """Queue ``data`` for transmission; return the number of bytes accepted.
@@ -185,8 +187,11 @@ class PySerialLink(_LinkState):
         return len(self._tx_queue)
 
     def _send(self, data) -> int:
-        """Hand ``data`` to the port (a descriptor: without waiting; else pyserial's write,
-        bounded by ``write_timeout_s``); return the bytes taken."""
+        """Hand ``data`` to the port; return the bytes taken.
+
+        A descriptor takes them without waiting; else pyserial's write, bounded by
+        ``write_timeout_s``.
+        """
         if self._fd is None:
             import serial
 
@@ -207,6 +212,7 @@ class PySerialLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
+        """False after ``close()`` or after a failure was reported."""
         return not self._user_closed and not self._failed and self._ser is not None
 
     def _discard_queue(self) -> None:
@@ -298,8 +304,11 @@ class PySerialLink(_LinkState):
         self._failed = False
 
     def close(self) -> None:
-        """Close the port; idempotent. Queued bytes get one last non-blocking try; what
-        the OS does not take then is counted in ``tx_dropped_bytes``."""
+        """Close the port; idempotent.
+
+        Queued bytes get one last non-blocking try; what the OS does not take then is
+        counted in ``tx_dropped_bytes``.
+        """
         if self._tx_queue and not self._user_closed and not self._failed:
             try:
                 self._drain()
@@ -319,8 +328,9 @@ class PySerialLink(_LinkState):
 
 
 def _write_nonblocking(fd: int, data) -> int:
-    """``os.write`` on a non-blocking descriptor: the bytes the OS took, 0 when its buffer
-    is full (``EAGAIN``) or the call was interrupted.
+    """Call ``os.write`` on a non-blocking descriptor; return the bytes the OS took.
+
+    0 when its buffer is full (``EAGAIN``) or the call was interrupted.
 
     Raises
     ------
@@ -334,7 +344,7 @@ def _write_nonblocking(fd: int, data) -> int:
 
 
 def _nonblocking_fd(ser) -> int | None:
-    """The port's descriptor if it is non-blocking (ttys, ptys, sockets), else None."""
+    """Return the port's descriptor if it is non-blocking (ttys, ptys, sockets), else None."""
     import fcntl
 
     try:
@@ -385,7 +395,7 @@ class PipeLink(_LinkState):
         self._pending_failure = False
 
     @classmethod
-    def pair(cls, name: str, capacity_bytes: int = 65536) -> tuple["PipeLink", "PipeLink"]:
+    def pair(cls, name: str, capacity_bytes: int = 65536) -> tuple[PipeLink, PipeLink]:
         """Return two connected ends ``(a, b)``: bytes written to one are read from the other.
 
         Parameters
@@ -402,6 +412,7 @@ class PipeLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
+        """False after ``close()`` or after a failure was reported."""
         return not self._user_closed and not self._failed
 
     def _raise_pending(self, what: str) -> None:
@@ -451,13 +462,13 @@ class PipeLink(_LinkState):
 
     # ---- fault knobs (tests, fault plans)
     def simulate_unplug(self) -> None:
-        """The device behind this end disappears: the next read/write raises BusError once."""
+        """Make the device behind this end disappear: the next read/write raises BusError once."""
         self._present = False
         if self.is_open:
             self._pending_failure = True
 
     def simulate_replug(self) -> None:
-        """The device is back: a following :meth:`reopen` succeeds."""
+        """Bring the device back: a following :meth:`reopen` succeeds."""
         self._present = True
 
     def reopen(self) -> None:
@@ -526,6 +537,7 @@ class FdLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
+        """False after ``close()`` or after a failure was reported."""
         return not self._user_closed and not self._failed
 
     def _fail(self, what: str, reason: str) -> BusError:

@@ -235,8 +235,8 @@ def test_relay_gates_the_valve_supply_and_a_dropped_relay_is_a_fault(fly, repo_r
 
 
 def test_relay_write_without_read_back_is_a_fault_within_the_bound(fly, repo_root):
-    from firmware_bridge.emulation.power import Fault
     from controller.subsystems.power import RELAY_CONFIRM_TIMEOUT_S
+    from firmware_bridge.emulation.power import Fault
 
     # the PDU goes silent right after arm queued the close command: no write, no read-back
     def silence(built, power):
