@@ -150,7 +150,7 @@ class _CellTable:
         # perturbation breaks ties (lexicographic rule)
         mu = np.einsum("kji,kj->ki", minv, cost[idx])
         d = cost[None, :] - mu @ B
-        pert = np.random.default_rng(0x51C1).uniform(1.0, 2.0, n)
+        pert = np.random.default_rng(0x51C1).uniform(1.0, 2.0, size=int(n))
         mup = np.einsum("kji,kj->ki", minv, pert[idx])
         dp = pert[None, :] - mup @ B
         tie = np.abs(d) <= 1e-9 * max(1.0, float(np.abs(cost).max()))
@@ -300,6 +300,55 @@ class _Context:
         "groups_A", "groups_rows", "prefix_E", "g_scale", "loc_tiers", "sub_pinv", "A_all_T",
         "u_max_list", "facet_v", "facet_S", "facet_side", "inv_u_max_max", "tiers_partial", "fast",
     )
+    # healthy thrusters and stuck-open forces
+    active: np.ndarray  # (N,) bool
+    act_idx: np.ndarray  # (n_act,) int
+    B_act: np.ndarray  # (m, n_act)
+    u_max_act: np.ndarray  # (n_act,) N
+    open_thrust: np.ndarray  # (N,) N
+    open_wrench: np.ndarray  # (m,)
+    has_open: bool
+    full: bool
+    sat_thr: np.ndarray  # (N,) N
+    tol_u: float
+    inv_u_max_max: float
+    v_scale: float
+    ya: np.ndarray  # (m + 1,)
+    # cells (point location)
+    n_cells: int
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]
+    cells_hi: np.ndarray
+    cells_idx_act: np.ndarray
+    cells_up: np.ndarray
+    last_cell: int
+    warm_ok: bool
+    dual_T: np.ndarray
+    loc_tiers: list[np.ndarray]
+    tiers_partial: bool
+    cell_Ua: np.ndarray
+    fast: tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray, float, float] | None
+    # facets of the healthy zonotope
+    fac_T: np.ndarray | None
+    facet_idx_act: np.ndarray
+    facet_up: np.ndarray
+    facet_pinv: np.ndarray
+    fac_simple: np.ndarray
+    facet_v: np.ndarray
+    facet_S: list[list[int]]
+    facet_side: np.ndarray
+    fac_Q: np.ndarray
+    fac_q: np.ndarray
+    # least-squares stages
+    A_all: np.ndarray
+    G: np.ndarray
+    g_scale: float
+    f_tol: float
+    A_all_T: np.ndarray
+    u_max_list: list[float]
+    sub_pinv: dict[int, tuple[np.ndarray, list[int], np.ndarray]] | None
+    groups_A: list[np.ndarray]
+    groups_rows: list[np.ndarray]
+    prefix_E: list[np.ndarray | None]
 
 
 def _search_chunk(M: np.ndarray, off: np.ndarray, hi: np.ndarray, y: np.ndarray) -> tuple[int, float, np.ndarray]:
@@ -373,7 +422,7 @@ class ExactAllocator:
         self._shape = (m,)
         self._cells = _CellTable(self.B, self.cost)
         self._facets = _FacetTable(self.B, w)
-        self._contexts: dict[tuple, _Context] = {}
+        self._contexts: dict[tuple[frozenset[int], tuple[tuple[int, float], ...]], _Context] = {}
         self.stats = {"calls": 0, "cell_hits": 0, "warm_hits": 0, "facet_hits": 0,
                       "active_set_calls": 0, "active_set_iterations": 0, "not_converged": 0,
                       "lp_after_lsq": 0, "lp_fallbacks": 0}
@@ -407,7 +456,8 @@ class ExactAllocator:
     @property
     def healthy(self) -> np.ndarray:
         """Boolean mask (N,) of the thrusters the allocator may command."""
-        return self._ctx.active.copy()
+        active: np.ndarray = self._ctx.active.copy()
+        return active
 
     def spans(self, axes: Sequence[int] | None = None) -> tuple[bool, str]:
         """Positive-span check of the healthy thrusters (SAFETY.md K06, D06).
@@ -726,7 +776,8 @@ class ExactAllocator:
         """
         if v[v.argmin()] < 0.0 or v[v.argmax()] > 1.0:
             np.clip(v, 0.0, 1.0, out=v)
-        return v * ctx.u_max_act
+        u: np.ndarray = v * ctx.u_max_act
+        return u
 
     def _outside(self, ctx: _Context, tau_h: np.ndarray) -> np.ndarray:
         """Demand outside the attainable set (or at its rim): facet region, else active set."""
@@ -766,7 +817,7 @@ class ExactAllocator:
         self.stats["facet_hits"] += 1
         m1 = c.shape[0] // 2
         S = ctx.facet_idx_act[f]
-        u = ctx.facet_up[f].copy()
+        u: np.ndarray = ctx.facet_up[f].copy()
         t = c[:m1]
         np.maximum(t, 0.0, out=t)
         np.minimum(t, ctx.u_max_act[S], out=t)
@@ -784,7 +835,7 @@ class ExactAllocator:
         return None
 
     def _cell_solution(self, ctx: _Context, k: int, ub: np.ndarray) -> np.ndarray:
-        u = ctx.cells_up[k].copy()
+        u: np.ndarray = ctx.cells_up[k].copy()
         hi = ctx.cells_hi[k]
         u[ctx.cells_idx_act[k]] = np.minimum(np.maximum(ub, 0.0), hi)
         return u

@@ -201,7 +201,7 @@ class _TrackMeta:
     born_s: float
     last_update_s: float
     source_band: str
-    window: deque = field(default_factory=deque)  # hit (True) / miss (False), last N scans
+    window: deque[bool] = field(default_factory=deque)  # hit (True) / miss (False), last N scans
     age_scans: int = 1
     hits: int = 1
     misses: int = 0

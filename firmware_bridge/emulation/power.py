@@ -344,7 +344,7 @@ class RegisterBank:
             return False
         return any(a <= address < b for a, b in self._ranges.get(table, []))
 
-    def read(self, table: str, address: int, count: int) -> list | None:
+    def read(self, table: str, address: int, count: int) -> list[int] | list[bool] | None:
         """Values of ``count`` registers/bits from ``address``, or None if any is illegal."""
         step = self._step(table)
         addrs = [address + i * step for i in range(count)]
@@ -380,7 +380,7 @@ class RegisterBank:
         """
         q = self.profile.quantity(name)
         step = 1 if q.is_bit else self.profile.address_stride
-        return decode(q, [self._cells[(q.table, q.address + k * step)] for k in range(q.registers)])  # type: ignore[arg-type]
+        return decode(q, [self._cells[(q.table, q.address + k * step)] for k in range(q.registers)])
 
     def quantity_at(self, table: str, address: int) -> Quantity | None:
         """Return the quantity starting at ``address`` of ``table`` (None if none)."""
@@ -457,7 +457,7 @@ class EmulatedModbusDevice:
                 return reply
             for kind in ("wrong_unit", "corrupt"):
                 if kind in kinds:
-                    return ModbusReply(kind, values=reply.values, delay_s=delay)  # type: ignore[arg-type]
+                    return ModbusReply(kind, values=reply.values, delay_s=delay)
             return ModbusReply("values", values=reply.values, delay_s=delay)
 
     def _serve(self, request: ModbusRequest) -> ModbusReply:
@@ -471,10 +471,13 @@ class EmulatedModbusDevice:
         q = self.bank.quantity_at(request.table, request.address)
         if q is None or not q.writable:
             return ModbusReply("exception", exception_code=ILLEGAL_DATA_ADDRESS)
-        code = self.handle_write(q, request.value)  # type: ignore[arg-type]
+        value = request.value
+        if value is None:  # a write request always carries its value (ModbusRequest)
+            return ModbusReply("exception", exception_code=ILLEGAL_DATA_ADDRESS)
+        code = self.handle_write(q, value)
         if code:
             return ModbusReply("exception", exception_code=code)
-        return ModbusReply("values", values=(request.value,))
+        return ModbusReply("values", values=(value,))
 
 
 #: JK BMS memory areas (byte addresses): settings 0x1000-0x111B, live data 0x1200-0x130F.
@@ -574,8 +577,8 @@ class JkBmsEmulator(EmulatedModbusDevice):
             "charge_on": 1,
             "discharge_on": 1,
         }
-        for i, v in enumerate(cells):
-            values[f"cell_{i:02d}_voltage_v"] = v
+        for i, cell_v in enumerate(cells):
+            values[f"cell_{i:02d}_voltage_v"] = cell_v
         for k, v in values.items():
             if k in self._names:
                 self.bank.set(k, v)

@@ -82,7 +82,7 @@ _REGISTERS_PER_TYPE: dict[str, int] = {
     "u8": 1, "u16": 1, "i16": 1, "u32": 2, "i32": 2, "f32": 2,
 }
 
-Value = int | float | bool | dict
+Value = int | float | bool | dict[str, int | bool]
 
 
 class _Strict(BaseModel):
@@ -336,7 +336,8 @@ def decode_raw(q: Quantity, words: list[int]) -> int | float:
     if dt == "i32":
         return raw - 0x1_0000_0000 if raw & 0x8000_0000 else raw
     # f32
-    return struct.unpack(">f", raw.to_bytes(4, "big"))[0]
+    value: float = struct.unpack(">f", raw.to_bytes(4, "big"))[0]
+    return value
 
 
 def decode(q: Quantity, words: list[int] | list[bool]) -> Value:
@@ -364,7 +365,7 @@ def decode(q: Quantity, words: list[int] | list[bool]) -> Value:
         if len(words) != 1:
             raise ProtocolError(f"{q.name}: expected 1 bit, got {len(words)}")
         return bool(words[0])
-    raw = decode_raw(q, list(words))  # type: ignore[arg-type]
+    raw = decode_raw(q, list(words))
     if q.data_type == "bitfield":
         out: dict[str, int | bool] = {"raw": int(raw)}
         for bit_name, index in q.bits.items():
@@ -607,7 +608,7 @@ class ModbusReply:
     """
 
     kind: ReplyKind = "values"
-    values: tuple = ()
+    values: tuple[int, ...] | tuple[bool, ...] = ()
     exception_code: int = 0
     delay_s: float = 0.0
 

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from firmware_bridge.errors import ProtocolError
@@ -356,7 +356,7 @@ class ValveBoardHeartbeat:
     state: BoardState
 
 
-def status_from_signals(sig: dict, n_valves: int = MAX_VALVES) -> ValveBoardStatus:
+def status_from_signals(sig: Mapping[str, float], n_valves: int = MAX_VALVES) -> ValveBoardStatus:
     """Build a :class:`ValveBoardStatus` from decoded ``VB_Status`` physical signals.
 
     Parameters
@@ -387,7 +387,7 @@ def status_from_signals(sig: dict, n_valves: int = MAX_VALVES) -> ValveBoardStat
     )
 
 
-def heartbeat_from_signals(sig: dict) -> ValveBoardHeartbeat:
+def heartbeat_from_signals(sig: Mapping[str, float]) -> ValveBoardHeartbeat:
     """Build a :class:`ValveBoardHeartbeat` from decoded ``VB_Heartbeat`` signals.
 
     Parameters

@@ -65,7 +65,7 @@ class FaultyBus(can.BusABC):
         """Queue ``msg`` to be returned by the next ``recv`` before inner frames."""
         self._injected.append(msg)
 
-    def _recv_internal(self, timeout: float | None):
+    def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
         if self.unplugged:
             raise can.CanOperationError("adapter unplugged (injected)")
         if self._injected:

@@ -34,6 +34,7 @@ from firmware_bridge.protocols.iwr6843 import (
     sensor_to_radar,
 )
 from hal.errors import BusConfigError, HalError
+from hal.serial.link import SerialLink
 
 __all__ = ["Iwr6843Driver", "RadarScan", "SrDetection", "frame_to_detections", "parse_mount", "sensor_to_body"]
 
@@ -244,7 +245,7 @@ class Iwr6843Driver:
 
     def __init__(
         self,
-        link: Any,
+        link: SerialLink,
         *,
         mount: Any = (0.0, 0.0, 0.0),
         frame_period_s: float = 0.1,

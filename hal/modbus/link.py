@@ -48,6 +48,9 @@ from firmware_bridge.protocols.modbus_profile import (
 )
 from hal.errors import BusConfigError, DeviceUnavailableError
 
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
 FailureKind = Literal["timeout", "exception", "wrong_unit", "corrupt", "transport", "closed"]
 
 
@@ -122,7 +125,7 @@ class LinkStats:
         }
 
 
-ReadResult = list | ModbusFailure
+ReadResult = list[int] | list[bool] | ModbusFailure
 WriteResult = Literal[True] | ModbusFailure
 
 
@@ -460,13 +463,8 @@ class _PymodbusLink(_LinkBase):
     def _release(self) -> None:
         try:
             self._client.close()  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - closing must not raise
-            pass
-
-
-def _quiet_pymodbus() -> None:
-    # pymodbus logs every dropped frame at ERROR; we count them instead.
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+        except Exception as exc:  # noqa: BLE001 - closing must not raise
+            logger.debug("closing %s failed: %s", self.name, exc)
 
 
 class PymodbusTcpLink(_PymodbusLink):
@@ -499,7 +497,6 @@ class PymodbusTcpLink(_PymodbusLink):
 
         if not timeout_s > 0 or not 0 < int(port) < 65536:
             raise BusConfigError(f"modbus tcp {host}:{port}: need 0 < port < 65536 and timeout_s > 0")
-        _quiet_pymodbus()
         try:
             client = ModbusTcpClient(
                 host, port=int(port), timeout=float(timeout_s), retries=0,
@@ -555,7 +552,6 @@ class PymodbusRtuLink(_PymodbusLink):
         except OSError as exc:
             raise DeviceUnavailableError(
                 f"modbus rtu {port_path}: cannot open: [Errno {exc.errno}] {exc.strerror}") from exc
-        _quiet_pymodbus()
         try:
             client = ModbusSerialClient(
                 port_path, baudrate=int(baudrate), parity=parity, bytesize=8, stopbits=1,
@@ -572,7 +568,7 @@ class PymodbusRtuLink(_PymodbusLink):
         if sock is not None:
             try:
                 sock.reset_input_buffer()
-            except OSError:
+            except OSError:  # per request, not teardown: a dead port fails the request itself
                 pass
 
 
@@ -593,10 +589,10 @@ def _blocking_serial_client() -> type:
     from pymodbus.client import ModbusSerialClient
     from pymodbus.exceptions import ConnectionException
 
-    class BlockingSerialClient(ModbusSerialClient):  # type: ignore[misc]
+    class BlockingSerialClient(ModbusSerialClient):
         _deadline = 0.0
 
-        def send(self, request: bytes, addr: tuple | None = None) -> int:
+        def send(self, request: bytes, addr: tuple[str, int] | None = None) -> int:
             self._deadline = time.monotonic() + float(self.comm_params.timeout_connect or 0.0)
             return super().send(request, addr)
 

@@ -21,11 +21,18 @@ Using a link after an explicit ``close()`` is a programming error and raises Bus
 
 from __future__ import annotations
 
+import logging
 import os
 import tty
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hal.errors import BusConfigError, BusError, DeviceUnavailableError, one_line
+
+if TYPE_CHECKING:
+    import serial
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 __all__ = [
     "SerialLink",
@@ -166,7 +173,7 @@ class PySerialLink(_LinkState):
         self._fd: int | None = None
         self._ser = self._open()
 
-    def _open(self):
+    def _open(self) -> serial.SerialBase:
         import serial  # vendor import kept at the backend boundary
 
         try:
@@ -186,7 +193,7 @@ class PySerialLink(_LinkState):
         """Bytes accepted by :meth:`write` that the OS has not taken yet."""
         return len(self._tx_queue)
 
-    def _send(self, data) -> int:
+    def _send(self, data: bytes | bytearray | memoryview) -> int:
         """Hand ``data`` to the port; return the bytes taken.
 
         A descriptor takes them without waiting; else pyserial's write, bounded by
@@ -230,8 +237,8 @@ class PySerialLink(_LinkState):
             # the tick. Dropping the last reference closes the socket descriptor instead.
             try:
                 ser.close()
-            except Exception:  # noqa: BLE001 - the port is already gone; closing is best effort
-                pass
+            except Exception as close_exc:  # noqa: BLE001 - the port is already gone; closing is best effort
+                logger.debug("closing %s after a failure failed: %s", self.url, close_exc)
         return BusError(f"serial link {self.url}: {what} failed: {one_line(exc)}")
 
     def read(self, max_bytes: int = 4096) -> bytes:
@@ -296,8 +303,8 @@ class PySerialLink(_LinkState):
         try:
             if self._ser is not None:
                 self._ser.close()
-        except Exception:  # noqa: BLE001 - best effort on a dead port
-            pass
+        except Exception as exc:  # noqa: BLE001 - best effort on a dead port
+            logger.debug("closing %s before reopening failed: %s", self.url, exc)
         self._ser = None
         self._failed = True
         self._ser = self._open()
@@ -312,22 +319,22 @@ class PySerialLink(_LinkState):
         if self._tx_queue and not self._user_closed and not self._failed:
             try:
                 self._drain()
-            except Exception:  # noqa: BLE001 - closing must not raise
-                pass
+            except Exception as exc:  # noqa: BLE001 - closing must not raise
+                logger.debug("last write to %s on close failed: %s", self.url, exc)
         self._discard_queue()
         self._user_closed = True
         if self._ser is not None:
             try:
                 self._ser.close()
-            except Exception:  # noqa: BLE001 - closing a vanished device must not raise
-                pass
+            except Exception as exc:  # noqa: BLE001 - closing a vanished device must not raise
+                logger.debug("closing %s failed: %s", self.url, exc)
 
     def __repr__(self) -> str:
         return f"PySerialLink({self.url!r}, {self.baudrate})"
 
 
 
-def _write_nonblocking(fd: int, data) -> int:
+def _write_nonblocking(fd: int, data: bytes | bytearray | memoryview) -> int:
     """Call ``os.write`` on a non-blocking descriptor; return the bytes the OS took.
 
     0 when its buffer is full (``EAGAIN``) or the call was interrupted.
@@ -343,7 +350,7 @@ def _write_nonblocking(fd: int, data) -> int:
         return 0
 
 
-def _nonblocking_fd(ser) -> int | None:
+def _nonblocking_fd(ser: serial.SerialBase) -> int | None:
     """Return the port's descriptor if it is non-blocking (ttys, ptys, sockets), else None."""
     import fcntl
 
@@ -580,8 +587,8 @@ class FdLink(_LinkState):
         for fd in (self.fd, *self._extra_fds):
             try:
                 os.close(fd)
-            except OSError:
-                pass
+            except OSError as exc:
+                logger.debug("closing descriptor %d of %s failed: %s", fd, self.name, exc)
 
     def __repr__(self) -> str:
         return f"FdLink({self.name!r})"
