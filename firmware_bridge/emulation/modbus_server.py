@@ -112,7 +112,7 @@ def _make_context(owner: ModbusEmulatorServer) -> ModbusServerContext:
         def __init__(self) -> None:  # no super().__init__: no datastore of our own
             self.old_simulator = True
             self.simdevices = []
-            self._written: dict[tuple[int, int, int], list] = {}
+            self._written: dict[tuple[int, int, int], list[int] | list[bool]] = {}
 
         def device_ids(self) -> list[int]:
             return list(owner.devices)

@@ -365,7 +365,7 @@ class Ars408Driver:
         self._value_rejects_seen = 0
         self._reject_streak = 0
         self._next_ego_s: float | None = None
-        self._handlers: tuple[Callable, ...] = (
+        self._handlers: tuple[Callable[[Mapping[str, float], float], ObjectCycle | None], ...] = (
             self.assembler.on_status, self.assembler.on_general,
             self.assembler.on_quality, self.assembler.on_extended,
         )

@@ -362,7 +362,7 @@ class Iwr6843Driver:
         """Seconds since the last new frame, or None before the first one."""
         return None if self._last_fresh_s is None else now_s - self._last_fresh_s
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, object]:
         """Return the driver's and the parser's counters as a JSON-ready dict."""
         p = self.parser.stats()
         return {

@@ -604,12 +604,13 @@ def _blocking_serial_client() -> type:
                 while True:
                     waiting = port.in_waiting
                     if waiting:
-                        return port.read(waiting if size is None else min(waiting, size))
+                        data: bytes = port.read(waiting if size is None else min(waiting, size))
+                        return data
                     remaining = self._deadline - time.monotonic()
                     if remaining <= 0.0 or not select.select([port.fileno()], [], [], remaining)[0]:
                         return b""
             except OSError:
-                self.close()
+                self.close()  # type: ignore[no-untyped-call]  # pymodbus's close() is unannotated
                 raise ConnectionException(str(self)) from None
 
     return BlockingSerialClient

@@ -250,7 +250,7 @@ class PySerialLink(_LinkState):
         try:
             if self._tx_queue:
                 self._drain()
-            data = self._ser.read(max_bytes)
+            data: bytes = self._ser.read(max_bytes)
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             raise self._fail("read", exc) from exc
         self.bytes_rx += len(data)
