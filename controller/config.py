@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -119,7 +119,7 @@ class ThrusterCfg(Strict):
     valve: Annotated[int, Field(ge=0, le=7)] | None = None
 
     @model_validator(mode="after")
-    def _dir_nonzero(self) -> "ThrusterCfg":
+    def _dir_nonzero(self) -> ThrusterCfg:
         if len(self.position_m) != len(self.force_dir):
             raise ValueError("position_m and force_dir must have the same length")
         if math.hypot(*self.force_dir) < 1e-9:
@@ -160,7 +160,7 @@ class ModbusBusCfg(Strict):
     baudrate: Annotated[int, Field(gt=0, le=20_000_000)] = 115_200
 
 
-BusCfg = Annotated[Union[CanBusCfg, SerialBusCfg, ModbusBusCfg], Field(discriminator="kind")]
+BusCfg = Annotated[CanBusCfg | SerialBusCfg | ModbusBusCfg, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- devices
@@ -259,7 +259,7 @@ class PduDeviceCfg(Strict):
 
 
 DeviceCfg = Annotated[
-    Union[ValveBoardDeviceCfg, McuDeviceCfg, Ars408DeviceCfg, Iwr6843DeviceCfg, BmsDeviceCfg, PduDeviceCfg],
+    ValveBoardDeviceCfg | McuDeviceCfg | Ars408DeviceCfg | Iwr6843DeviceCfg | BmsDeviceCfg | PduDeviceCfg,
     Field(discriminator="driver"),
 ]
 
@@ -474,7 +474,7 @@ class RigCfg(Strict):
     power: PowerCfg | None = None
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "RigCfg":
+    def _cross_checks(self) -> RigCfg:
         names = [t.name for t in self.thrusters]
         if len(set(names)) != len(names):
             raise ValueError("thruster names must be unique")

@@ -20,20 +20,21 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from controller.config import load_mission, load_rig
 from controller.errors import ConfigError
 from controller.exit_codes import EXIT_OK, EXIT_STOPPED, SIGNAL_EXIT
 from controller.loop import FixedRateLoop, LoopStats
+from controller.operator import LINGER_S, SAFE_STATES, OperatorScript, safe_reason
 from controller.record.run_record import RunRecord, write_json_atomic
+from controller.record.summary import WALL_CLOCK_KEYS, build_summary
 from controller.rig import BuiltRig, build_rig, check_rig
 from controller.rt_knobs import RealtimeKnobsReport, apply_realtime_knobs, skipped_report
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
-from controller.operator import LINGER_S, SAFE_STATES, OperatorScript, safe_reason
-from controller.record.summary import WALL_CLOCK_KEYS, build_summary
 from controller.vehicle import Vehicle
 
 __all__ = ["LINGER_S", "SAFE_STATES", "WALL_CLOCK_KEYS", "OperatorScript", "RunOptions", "build_summary",
