@@ -60,7 +60,7 @@ class MissionExecutor:
             self.started_at_s = now_s
 
     def timed_out(self, now_s: float) -> bool:
-        """True when the mission has run longer than its ``timeout_s``."""
+        """Tell whether the mission has run longer than its ``timeout_s``."""
         return self.started_at_s is not None and now_s - self.started_at_s > self.mission.timeout_s
 
     def update(self, now_s: float, pose: tuple[float, float, float], speed_mps: float) -> MissionProgress:

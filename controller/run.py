@@ -72,7 +72,8 @@ def _progress(vehicle: Vehicle, now_s: float) -> str:
     m = vehicle.mission
     wp = f"{m.waypoints_reached}/{m.waypoints_total}" if m is not None else "-"
     pose = vehicle.mcu.driver.pose
-    p = f"x={pose.x_m:+.3f} y={pose.y_m:+.3f} yaw={math.degrees(pose.yaw_rad):+.1f}deg" if pose is not None else "pose -"
+    p = (f"x={pose.x_m:+.3f} y={pose.y_m:+.3f} yaw={math.degrees(pose.yaw_rad):+.1f}deg"
+         if pose is not None else "pose -")
     return f"t={now_s:7.2f}s  state={vehicle.state:<9}  waypoints {wp}  {p}"
 
 
@@ -251,7 +252,7 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
 def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, stop_req: StopRequest,
          loop_ref: dict[str, FixedRateLoop], console: Console | None,
          knobs: RealtimeKnobsReport) -> tuple[int, dict[str, Any], Path]:
-    """The loop of :func:`run_main_job`, its safe stop and its verdict."""
+    """Run the loop of :func:`run_main_job`, its safe stop and its verdict."""
     vehicle = built.vehicle
     loop = FixedRateLoop(built.clock, built.cfg.controller.rate_hz, advance=None if opts.realtime else built.advance,
                          keep_ticks=opts.on_loop_stats is not None)
@@ -358,7 +359,8 @@ def _verdict(opts: RunOptions, vehicle: Vehicle, script: OperatorScript, duratio
         return SIGNAL_EXIT.get(stop_req.signum or 0, 130), vehicle.shutdown_reason
     st = vehicle.state
     if st in SAFE_STATES:
-        return EXIT_STOPPED, script.result if script.result and script.result.startswith(st) else f"{st}: {safe_reason(vehicle)}"
+        return EXIT_STOPPED, (script.result if script.result and script.result.startswith(st)
+                              else f"{st}: {safe_reason(vehicle)}")
     if script.finished:
         ok = script.result == "completed" and st == "idle"
         return (EXIT_OK if ok else EXIT_STOPPED), script.result or "stopped"
@@ -367,12 +369,14 @@ def _verdict(opts: RunOptions, vehicle: Vehicle, script: OperatorScript, duratio
             why = "; ".join(f"{d}: {r['reason']}" for d, r in vehicle.post_result.items() if not r.get("passed"))
             return EXIT_STOPPED, f"duration elapsed in {st}: POST not passed" + (f" ({why})" if why else "")
         if vehicle.faults.active:
-            return EXIT_STOPPED, "duration elapsed with active faults: " + "; ".join(sorted(vehicle.faults.active.values()))
+            return EXIT_STOPPED, ("duration elapsed with active faults: "
+                                  + "; ".join(sorted(vehicle.faults.active.values())))
         if st != "idle":
             return EXIT_STOPPED, f"duration elapsed in {st}"
         m = vehicle.mission
         if opts.arm and m is not None and not m.complete:
-            return EXIT_STOPPED, f"duration elapsed: mission incomplete ({m.waypoints_reached}/{m.waypoints_total} waypoints)"
+            return EXIT_STOPPED, (f"duration elapsed: mission incomplete "
+                                  f"({m.waypoints_reached}/{m.waypoints_total} waypoints)")
         if opts.arm and script.result is not None:
             return EXIT_STOPPED, script.result
         return EXIT_OK, "duration elapsed"

@@ -20,7 +20,6 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Union
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -28,7 +27,7 @@ logger.addHandler(logging.NullHandler())
 #: Signals that request a safe stop.
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-_Handler = Union[Callable[[int, FrameType | None], object], int, signal.Handlers, None]
+_Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | None
 
 
 class ForcedStop(BaseException):
@@ -124,8 +123,9 @@ class StopRequest:
             raise ForcedStop(signum)
 
     def enable_abort(self) -> None:
-        """From now on the first signal raises :class:`StopBeforeStart` (raised at once
-        if a signal already came).
+        """From now on the first signal raises :class:`StopBeforeStart`.
+
+        Raised at once if a signal already came.
         """
         if self.signum is not None:
             raise StopBeforeStart(self.signum)

@@ -30,22 +30,26 @@ def print_summary(summary: dict[str, Any], console) -> None:
     loop = summary["loop"]
     if loop.get("realtime"):
         pe = loop.get("period_error_us", {})
-        t.add_row("loop", f"{loop['ticks']} ticks, {loop['overruns']} overruns, period error p50/p99/max {pe.get('p50')}/{pe.get('p99')}/{pe.get('max')} us")
+        t.add_row("loop", f"{loop['ticks']} ticks, {loop['overruns']} overruns, period error p50/p99/max "
+                          f"{pe.get('p50')}/{pe.get('p99')}/{pe.get('max')} us")
     else:
         t.add_row("loop", f"{loop['ticks']} ticks, lockstep at {loop.get('sim_speed_factor')}x real time")
     for name, post in summary.get("post", {}).items():
-        t.add_row(f"POST {name}", ("passed" if post["passed"] else "FAILED") + (f" ({post['reason']})" if post.get("reason") else ""))
+        t.add_row(f"POST {name}",
+                  ("passed" if post["passed"] else "FAILED") + (f" ({post['reason']})" if post.get("reason") else ""))
     for name, st in summary.get("buses", {}).items():
         t.add_row(f"bus {name}", f"sent {st['frames_sent']}, received {st['frames_received']}, "
                                  f"rejects {sum(st['ingress_rejects'].values())}")
     al = summary.get("allocation")
     if al:
         t.add_row("allocation", f"{al['method']}: saturated {al['saturation_fraction'] * 100:.1f} % of ticks, "
-                                f"RMS unallocated {al['rms_unallocated_wrench']:.3g}, propellant {al['propellant_ns']} N s, "
+                                f"RMS unallocated {al['rms_unallocated_wrench']:.3g}, "
+                                f"propellant {al['propellant_ns']} N s, "
                                 f"{len(al['failures_handled'])} failures handled")
     pw = summary.get("power")
     if pw:
-        t.add_row("power", f"SoC {pw.get('start_soc_pct')} -> {pw.get('end_soc_pct')} %, min {pw.get('min_pack_voltage_v')} V, "
+        t.add_row("power", f"SoC {pw.get('start_soc_pct')} -> {pw.get('end_soc_pct')} %, "
+                           f"min {pw.get('min_pack_voltage_v')} V, "
                            f"{pw.get('energy_used_wh')} Wh, relay ops {pw.get('relay_operations')}")
     for name, r in (summary.get("radar") or {}).items():
         if isinstance(r, dict) and "cycles" in r:  # one block per radar device

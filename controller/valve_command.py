@@ -79,7 +79,8 @@ class ValveCommander:
                 f"no pulse shorter than the {pwm_period_s} s PWM period exists"
             )
         self.min_on_time_s = max(float(min_impulse_bit_s), shortest_physical_s)
-        self.modulator = PwmModulator(len(max_thrust_n), pwm_period_s, self.min_on_time_s, list(max_thrust_n), duty_step=duty_step)
+        self.modulator = PwmModulator(len(max_thrust_n), pwm_period_s, self.min_on_time_s, list(max_thrust_n),
+                                      duty_step=duty_step)
         self._duty_pct = [0.0] * len(max_thrust_n)
         # Totals survive modulator resets (which forget the carried error only).
         self._commanded_done = np.zeros(len(max_thrust_n))

@@ -118,16 +118,17 @@ def _short(text: str) -> str:
 
 
 def _key_name(key: str) -> str:
-    """A key as shown in a key path: itself when short and printable, else :func:`_short`."""
+    """Show a key as in a key path: itself when short and printable, else :func:`_short`."""
     if len(key) <= _SHOWN_CHARS and key.isprintable() and key.strip() == key and key:
         return key
     return _short(key)
 
 
 def _display(name: str) -> str:
-    """A file name as messages show it: as written, or its ``repr`` when it holds a line
-    break, a NUL or another unprintable character (a rig may name any string as a
-    profile path; the error must still be one line).
+    """Show a file name as messages do: as written, or its ``repr`` when unprintable.
+
+    The ``repr`` when it holds a line break, a NUL or another unprintable character (a rig
+    may name any string as a profile path; the error must still be one line).
     """
     return name if name.isprintable() else repr(name)
 
@@ -227,7 +228,8 @@ class _Builder:
         loader.get_event()  # DocumentEndEvent
         if loader.check_event(DocumentStartEvent):
             second = loader.peek_event()
-            raise self._refuse(f"more than one YAML document (the second starts at line {second.start_mark.line + 1})", "")
+            raise self._refuse(
+                f"more than one YAML document (the second starts at line {second.start_mark.line + 1})", "")
         return True, document
 
     def _build_document(self) -> Data:
@@ -327,7 +329,8 @@ class _Builder:
             )
         name = key.text
         if name in parent.seen:
-            raise self._refuse(f"duplicate key (lines {parent.seen[name]} and {line})", _child(self._path(child=False), name))
+            raise self._refuse(f"duplicate key (lines {parent.seen[name]} and {line})",
+                               _child(self._path(child=False), name))
         if len(parent.seen) >= limits.max_items:
             raise self._refuse(f"mapping with more than {limits.max_items} keys (line {line})", self._path(child=False))
         parent.seen[name] = line
@@ -357,7 +360,7 @@ def _yaml_error_line(name: str, text: str, exc: yaml.YAMLError) -> ConfigError:
 
 
 def _char_at(text: str, line: int, column: int) -> str:
-    """The character at 0-based ``line``/``column`` of ``text`` ('' when outside it)."""
+    """Return the character at 0-based ``line``/``column`` of ``text`` ('' when outside it)."""
     start = 0
     for _ in range(line):
         start = text.find("\n", start) + 1

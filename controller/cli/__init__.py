@@ -1,5 +1,6 @@
-"""The ``qiki`` command: its parser, the verbs ``run``, ``rig check``, ``fsm check|graph``, and
-:func:`main`. The device verbs live beside it (:mod:`controller.cli.radar`,
+"""The ``qiki`` command: its parser, the verbs ``run``, ``rig check``, ``fsm check|graph``, and :func:`main`.
+
+The device verbs live beside it (:mod:`controller.cli.radar`,
 :mod:`controller.cli.modbus`); the libraries behind them in :mod:`controller.tools`.
 
 Bad input (a rig, mission, FSM or DBC file, or an option, that fails its checks) prints
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=HELP_TEXT, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--rig", default="rigs/virtual.yaml", help="rig YAML (default: rigs/virtual.yaml)")
     r.add_argument("--mission", default="missions/square.yaml", help="mission YAML (default: missions/square.yaml)")
-    r.add_argument("--realtime", action="store_true", help="run against the monotonic clock (emulators on a thread, MCU over a pty)")
+    r.add_argument("--realtime", action="store_true",
+                   help="run against the monotonic clock (emulators on a thread, MCU over a pty)")
     r.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds of run time")
     r.add_argument("--seed", type=int, default=0, help="seed of every random source in the emulation")
     r.add_argument("--summary-json", default=None, metavar="PATH", help="also write summary.json here")
@@ -137,8 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no live progress line")
     r.add_argument("--no-arm", action="store_true",
                    help="never arm: boot, POST and stay idle watching the buses (needs --duration)")
-    r.add_argument("--lr-replay", default=None, metavar="FILE", help="long-range radar replays this CAN log (candump, ASC, BLF, TRC)")
-    r.add_argument("--sr-replay", default=None, metavar="FILE", help="short-range radar replays this UART capture (.dat)")
+    r.add_argument("--lr-replay", default=None, metavar="FILE",
+                   help="long-range radar replays this CAN log (candump, ASC, BLF, TRC)")
+    r.add_argument("--sr-replay", default=None, metavar="FILE",
+                   help="short-range radar replays this UART capture (.dat)")
     r.set_defaults(func=_cmd_run)
 
     rig = sub.add_parser("rig", help="rig files").add_subparsers(dest="rig_command", required=True)
@@ -161,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def configure_logging(level_name: str) -> None:
-    """The CLI's logging: one stderr handler on the root logger (library code only logs).
+    """Set up the CLI's logging: one stderr handler on the root logger (library code only logs).
 
     Third-party libraries that log their own parse warnings at WARNING (cantools, when a
     DBC redefines a frame ID; pymodbus, per dropped frame) are shown from ERROR on

@@ -58,7 +58,7 @@ class McuComponent(ComponentBase):
         return PoseEstimate(p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps, p.yaw_rate_radps)
 
     def estop_released(self, now_s: float) -> bool:
-        """True when a fresh MCU status says the E-stop input is released (D09)."""
+        """Tell whether a fresh MCU status says the E-stop input is released (D09)."""
         return bool(self.driver.estop_released_confirmed(now_s))
 
     # ------------------------------------------------------------------ the seam
@@ -76,7 +76,9 @@ class McuComponent(ComponentBase):
         return ("estop",) if self.driver.estop_pressed and view.state != "estop" else ()
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
-        """Outside ``boot``: status and pose freshness (B01-B03), a reboot (D08), and in an
+        """Check status and pose freshness, reboots and the valve rail, outside ``boot``.
+
+        Outside ``boot``: status and pose freshness (B01-B03), a reboot (D08), and in an
         arming state the valve rail confirmed on once requested.
         """
         if view.state == "boot":
@@ -120,12 +122,12 @@ class McuComponent(ComponentBase):
         self.driver.service(view.now_s, view.state)
 
     def rail_off_confirmed_since(self, since_s: float) -> bool:
-        """True when a status received at or after ``since_s`` (s) says the rail is off."""
+        """Tell whether a status received at or after ``since_s`` (s) says the rail is off."""
         st = self.driver.status
         rx_s = getattr(self.driver, "status_rx_s", None)
         return bool(st is not None and rx_s is not None and rx_s >= since_s and not st.rail_enabled)
 
 
 def finite_pose(p: PoseEstimate | None) -> bool:
-    """True when ``p`` exists and its position, heading and velocity are finite."""
+    """Tell whether ``p`` exists and its position, heading and velocity are finite."""
     return p is not None and all(math.isfinite(v) for v in (p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps))

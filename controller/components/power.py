@@ -93,7 +93,7 @@ class EmulatedFarEnd(Protocol):
     """What the power component knows of the emulated far end (built by the rig room)."""
 
     def summary(self, stepper: object | None) -> dict[str, object]:
-        """The ``emulated`` block of the power summary (the world's truth)."""
+        """Return the ``emulated`` block of the power summary (the world's truth)."""
         ...
 
 
@@ -298,16 +298,15 @@ class PowerSubsystem:
         return pdu_health(self.pdu[1].snapshot(), now_s)
 
     def action_handlers(self) -> Mapping[str, ActionHandler]:
-        """With a PDU: ``enable_valve_rail`` closes the valve-rail relay,
-        ``disable_valve_rail`` opens it.
-        """
+        """With a PDU: ``enable_valve_rail`` closes the valve-rail relay, ``disable_valve_rail`` opens it."""
         if self.pdu is None:
             return {}
         return {"enable_valve_rail": lambda view: self._relay_action(view, True),
                 "disable_valve_rail": lambda view: self._relay_action(view, False)}
 
     def _relay_action(self, view: TickView, closed: bool) -> None:
-        """Queue one absolute coil write with read-back (never blocks, never retried);
+        """Queue one absolute coil write with read-back (never blocks, never retried).
+
         :meth:`conditions` judges the read-back.
         """
         assert self.pdu is not None
@@ -321,7 +320,7 @@ class PowerSubsystem:
         self._log(now_s, "relay_command", device=self.pdu[0], relay="valve_rail", closed=closed)
 
     def valve_rail_open_confirmed(self) -> bool | None:
-        """Has the PDU confirmed the valve-rail relay open? (safe stop, per tick)
+        """Has the PDU confirmed the valve-rail relay open? (safe stop, per tick).
 
         Returns
         -------
@@ -370,9 +369,7 @@ class PowerSubsystem:
         return None
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
-        """Fault conditions (per tick), keys ``power.<key>``: battery (D10, low SoC,
-        over-temperature), relay, PDU.
-        """
+        """Fault conditions (per tick), keys ``power.<key>``: battery (D10, low SoC, over-temperature), relay, PDU."""
         return [Condition(f"{self.name}.{key}", why) for key, why in self._monitor(view.now_s, view.state)]
 
     def _monitor(self, now_s: float, state: str) -> list[tuple[str, str | None]]:
@@ -402,7 +399,7 @@ class PowerSubsystem:
         """Write phase (per tick): nothing; relay writes are queued by the rail actions."""
 
     def summary(self) -> dict[str, Any]:
-        """The ``power`` block of ``summary.json``.
+        """Return the ``power`` block of ``summary.json``.
 
         Keys: ``start_soc_pct``, ``end_soc_pct``, ``min_pack_voltage_v`` (from the BMS
         samples), ``energy_used_wh`` (the PDU's energy counter, last minus first sample;
@@ -444,7 +441,7 @@ class PowerSubsystem:
         return self.energy_used_wh
 
     def _open_rail_at_close(self) -> None:
-        """The run ends: the valve-rail relay is commanded open and the write flushed.
+        """End the run: command the valve-rail relay open and flush the write.
 
         A run that stops in ``armed``/``active`` (duration elapsed) or right after a
         ``disable_valve_rail`` whose write is still queued must not leave the relay closed.
@@ -476,8 +473,9 @@ class PowerSubsystem:
             self.relay_failures += 1
 
     def close(self) -> None:
-        """Open the valve-rail relay (bounded), stop the poller workers (joined, 2 s each),
-        then close links and servers. Safe twice.
+        """Open the valve-rail relay (bounded), stop the poller workers, then close links and servers.
+
+        The workers are joined, 2 s each. Safe twice.
         """
         if self._closed:
             return

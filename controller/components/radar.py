@@ -159,7 +159,7 @@ class LrFeed(Protocol):
     """What the radar component knows of an emulated ARS408 feed (built by the rig room)."""
 
     def replay_summary(self) -> dict[str, object] | None:
-        """The ``replay`` block of the radar's summary (None: not a replay)."""
+        """Return the ``replay`` block of the radar's summary (None: not a replay)."""
         ...
 
 
@@ -324,7 +324,8 @@ class RadarSubsystem:
         Assessed: confirmed tracks whose last covering scan detected them (``misses ==
         0``); a TTC breach (outside the keep-out disc) further needs a closing speed
         significant against the track's velocity uncertainty (:data:`TTC_CLOSING_SIGMAS`).
-        A coasting track is one the authoritative radar of its band just failed to see; its straight-line extrapolation is a guess, not evidence, and must not trip
+        A coasting track is one the authoritative radar of its band just failed to see; its
+        straight-line extrapolation is a guess, not evidence, and must not trip
         the vehicle (a real obstacle that is missed for one scan is assessed again at the
         next hit, one scan later). Tracks are extrapolated from their scan time to
         ``now_s`` with their own velocity (constant-velocity model); the vehicle is taken
@@ -360,7 +361,9 @@ class RadarSubsystem:
         return [a for a in assessed if a.is_breach]
 
     def _closing_significant(self, threat: Any, trk: _TrackNow) -> bool:
-        """Is the track's closing speed more than ``TTC_CLOSING_SIGMAS`` standard
+        """Tell whether the track closes significantly against its velocity uncertainty.
+
+        Is the track's closing speed more than ``TTC_CLOSING_SIGMAS`` standard
         deviations of its velocity estimate along the line of sight?
 
         A young track of a static object carries a velocity that is mostly noise (one-point
@@ -405,7 +408,7 @@ class RadarSubsystem:
 
     def arming_check(self, view: TickView) -> str | None:
         """Refuse ``arm`` while a radar is stale or reports an error (SAFETY.md D02, O01)."""
-        for key, reason in self._lr_conditions() + self._sr_conditions():
+        for _key, reason in self._lr_conditions() + self._sr_conditions():
             if reason is not None:
                 return reason
         if self.lr is not None and self.lr.driver is not None and self.lr.status is None:
@@ -490,8 +493,10 @@ class RadarSubsystem:
         return rows
 
     def summary(self) -> dict[str, Any]:
-        """Block ``radar`` of ``summary.json``: per radar frames, cycles, rejects,
-        detections and the confirmed tracks at the end (radar and world frame).
+        """Block ``radar`` of ``summary.json``.
+
+        Per radar frames, cycles, rejects, detections and the confirmed tracks at the end
+        (radar and world frame).
         """
         out: dict[str, Any] = {"sr_threshold_m": None if math.isinf(self.sr_threshold_m) else self.sr_threshold_m}
         lr = self.lr

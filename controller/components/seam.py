@@ -77,7 +77,7 @@ class DevicePost:
     reason: str
 
     def as_dict(self) -> dict[str, object]:
-        """The device's entry in ``summary.json`` -> ``post``."""
+        """Return the device's entry in ``summary.json`` -> ``post``."""
         return {"passed": self.passed, "reason": self.reason}
 
 
@@ -133,13 +133,13 @@ class Component(Protocol):
         """Why the vehicle may not arm now (SAFETY.md O01), or None."""
 
     def action_handlers(self) -> Mapping[str, ActionHandler]:
-        """This component's part of FSM actions, by registered action name (once)."""
+        """Return this component's part of FSM actions, by registered action name (once)."""
 
     def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
         """Write phase: ``thrust_n`` (N,) is what the output guard let through (N)."""
 
     def summary(self) -> Mapping[str, object]:
-        """The component's block of ``summary.json`` (once, at the end; {} for none)."""
+        """Return the component's block of ``summary.json`` (once, at the end; {} for none)."""
 
     def close(self) -> None:
         """Stop threads, close links (once, at the end of a run; safe twice)."""
@@ -170,7 +170,7 @@ class ComponentBase:
         return None
 
     def action_handlers(self) -> Mapping[str, ActionHandler]:
-        """Takes part in no action."""
+        """Take part in no action."""
         return {}
 
     def write(self, view: TickView, thrust_n: Sequence[float]) -> None:

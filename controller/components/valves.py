@@ -96,7 +96,9 @@ class ValveBoardComponent(ComponentBase):
         return {self.name: DevicePost(bool(ok), reason)}
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
-        """B09 (another node sends our command: E-stop), then outside ``boot`` the board's
+        """Check B09, then outside ``boot`` the board's freshness and reboots.
+
+        B09 (another node sends our command: E-stop), then outside ``boot`` the board's
         status and heartbeat freshness (B01-B03) and a reboot (D08).
         """
         out = []
@@ -122,7 +124,9 @@ class ValveBoardComponent(ComponentBase):
         if allow and self.modulator is not None:
             per_thruster = self.modulator.duty_pct(thrust_n, view.tick)
         elif allow:
-            per_thruster = [100.0 * t / m for t, m in zip(thrust_n, self.max_thrust_n)]
+            # strict=False: thrust_n comes from the caller (the output guard), its length is
+            # not fixed by this class; keep the historical truncating behaviour
+            per_thruster = [100.0 * t / m for t, m in zip(thrust_n, self.max_thrust_n, strict=False)]
         else:
             per_thruster = None
             if self.modulator is not None and self._was_allowed:

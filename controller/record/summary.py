@@ -40,7 +40,9 @@ def build_summary(opts: RunOptions, built: BuiltRig, stats: LoopStats, result: s
         buses[name] = {"kind": "can", "frames_sent": st["sent"], "frames_received": st["received"],
                        "ingress_rejects": rejects, "detail": st}
     s = v.mcu.driver.stats()
-    serial_rejects = {k: s.get(k, 0) for k in ("crc_errors", "cobs_errors", "too_long", "runts", "unknown", "invalid") if s.get(k, 0)}
+    serial_rejects = {k: s.get(k, 0)
+                      for k in ("crc_errors", "cobs_errors", "too_long", "runts", "unknown", "invalid")
+                      if s.get(k, 0)}
     if s.get("bytes_dropped"):
         serial_rejects["bytes_dropped"] = s["bytes_dropped"]
     buses[built.cfg.devices[v.mcu.name].bus] = {"kind": "serial", "frames_sent": s.get("frames_tx", 0),
@@ -78,7 +80,9 @@ def build_summary(opts: RunOptions, built: BuiltRig, stats: LoopStats, result: s
         "saturation_fraction": round(c.saturated_ticks / ticks_alloc, 6),
         "rms_unallocated_wrench": round(math.sqrt(c.unallocated_sq / ticks_alloc), 9),
         "propellant_ns": round(float(sum(modulator.delivered_impulse_ns)), 6) if modulator is not None else None,
-        "commanded_impulse_ns": [round(float(x), 6) for x in modulator.commanded_impulse_ns] if modulator is not None else None,
+        "commanded_impulse_ns": (
+            [round(float(x), 6) for x in modulator.commanded_impulse_ns] if modulator is not None else None
+        ),
         "failures_handled": c.failures_handled,
     }
     for sub in v.subsystems:
@@ -92,4 +96,5 @@ def build_summary(opts: RunOptions, built: BuiltRig, stats: LoopStats, result: s
 
 
 #: Summary keys that depend on the wall clock or the run folder (excluded when comparing runs).
-WALL_CLOCK_KEYS = ("run_folder", "loop.wall_time_s", "loop.sim_speed_factor", "loop.period_error_us", "loop.tick_duration_us")
+WALL_CLOCK_KEYS = ("run_folder", "loop.wall_time_s", "loop.sim_speed_factor", "loop.period_error_us",
+                   "loop.tick_duration_us")

@@ -133,7 +133,7 @@ class EmulatedPower:
     emulators: dict[str, Any]
 
     def summary(self, stepper: object | None) -> dict[str, object]:
-        """The ``emulated`` block of the power summary: the world's truth at the end.
+        """Return the ``emulated`` block of the power summary: the world's truth at the end.
 
         Parameters
         ----------
@@ -318,7 +318,7 @@ def _check_profile(profile: Any, required: tuple[str, ...], name: str, key: str)
 
 
 def _check_url(bus: ModbusBusCfg, emulated: bool, name: str, bus_name: str) -> None:
-    """The url of a Modbus bus fits the rig (what the link openers refuse, without opening).
+    """Check that the url of a Modbus bus fits the rig (what the link openers refuse, without opening).
 
     Emulated rig: ``memory://NAME`` or :data:`EMULATED_RTU_URL` (:func:`open_emulated_link`).
     Real rig: ``tcp://HOST:PORT`` or ``rtu://PATH[?baudrate=N&parity=P]``
@@ -492,7 +492,8 @@ def build(ctx: Any) -> PowerSubsystem | None:
         realtime=threaded, record=ctx.record, transport=transport, closers=closers,
         emulated=emulated, stepper=stepper, control_period_s=1.0 / rig.controller.rate_hz,
     )
-    ctx.record(-1, 0.0, "power_buses", buses={b: {"url": rig.buses[b].url, "transport": transport[b]} for b in bus_names})
+    ctx.record(-1, 0.0, "power_buses",
+               buses={b: {"url": rig.buses[b].url, "transport": transport[b]} for b in bus_names})
     if threaded:
         for poller in pollers.values():
             poller.start()

@@ -153,7 +153,7 @@ class _Ars408ReplayFeed:
         return self.frames_sent + self.emu.frames_sent
 
     def replay_summary(self) -> dict[str, object] | None:
-        """The ``replay`` block: file, passes, frames sent, frames skipped (not the radar's)."""
+        """Return the ``replay`` block: file, passes, frames sent, frames skipped (not the radar's)."""
         return {"file": str(self.path), "passes": self.passes, "frames_sent": self.total_frames_sent,
                 "frames_skipped_not_radar": self.frames_skipped}
 

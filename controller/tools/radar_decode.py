@@ -205,7 +205,8 @@ def decode_can_log(
     status = driver.poll(end_s)
     if status.stale and not was_stale:
         stale_episodes += 1
-    gaps = [b - a for a, b in zip(cycle_times, cycle_times[1:])]
+    # consecutive pairs: the second sequence is one shorter by construction
+    gaps = [b - a for a, b in zip(cycle_times, cycle_times[1:], strict=False)]
     h = status.health
     live = {t.track_id for t in tracker.confirmed()} if tracker is not None else set()
     problems: list[str] = []

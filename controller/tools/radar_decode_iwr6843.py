@@ -105,7 +105,8 @@ def decode_iwr6843_file(
         rejected["truncated_at_end"] = rejected.get("truncated_at_end", 0) + 1
 
     gaps = 0
-    for a, b in zip(frames, frames[1:]):
+    # consecutive pairs: the second sequence is one shorter by construction
+    for a, b in zip(frames, frames[1:], strict=False):
         step = (b.frame_number - a.frame_number) & 0xFFFFFFFF
         if 1 < step < 0x80000000:
             gaps += step - 1

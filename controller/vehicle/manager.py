@@ -111,7 +111,7 @@ class Vehicle(SafeStop):
         return self.components[2:]
 
     def view(self) -> TickView:
-        """The frozen view of this tick that components get."""
+        """Build the frozen view of this tick that components get."""
         return TickView(self.tick_index, self.now_s, self.fsm.state, self.fsm.outputs, self.mcu.pose)
 
     def command(self, event: str) -> None:
@@ -163,13 +163,15 @@ class Vehicle(SafeStop):
                 port.flush_tx()  # B04: no stale command may leave after recovery
             conds.append(Condition(f"{name}_busoff", f"CAN bus {name} bus-off" if port.bus_off else None))
             n = port.consecutive_send_failures
-            conds.append(Condition(f"{name}_send", f"CAN bus {name}: {n} consecutive send failures" if n >= 3 else None))
+            conds.append(Condition(f"{name}_send",
+                                   f"CAN bus {name}: {n} consecutive send failures" if n >= 3 else None))
         if self.guard.fault_reason is not None and not self._guard_faulted:
             self._guard_faulted = True
             conds.append(Condition("output_guard", self.guard.fault_reason))
         if self.overruns_last_second is not None:
             n = self.overruns_last_second(view.now_s)
-            conds.append(Condition("lag", f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None))
+            conds.append(Condition("lag",
+                                   f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None))
         for cond in conds:
             if self._condition(cond.key, cond.reason) and cond.event is not None:
                 events.append(cond.event)

@@ -62,7 +62,7 @@ class ShutdownStatus:
     complete: bool
 
     def as_dict(self) -> dict[str, Any]:
-        """The ``shutdown`` block of ``summary.json``."""
+        """Return the ``shutdown`` block of ``summary.json``."""
         return {
             "reason": self.reason,
             "started_s": round(self.started_s, 6),
@@ -117,7 +117,7 @@ class SafeStop:
             self.shutdown_zero_ticks += 1
 
     def on_exception(self: Vehicle, exc: Exception, now_s: float) -> None:  # type: ignore[misc]
-        """The exception barrier: zero outputs, ``safe_mode``, traceback to the record."""
+        """Act as the exception barrier: zero outputs, ``safe_mode``, traceback to the record."""
         self.exceptions_caught += 1
         first = self.exception_reason is None
         if first:
