@@ -24,6 +24,7 @@ from controller.safety.output_guard import OutputGuard
 from controller.vehicle.bindings import ACTION_IMPLS, GUARD_IMPLS, check_bindings
 from controller.vehicle.control import PoseControl
 from controller.vehicle.faults import FaultBook
+from controller.vehicle.post import post_step
 from controller.vehicle.safety import SafeStop
 
 if TYPE_CHECKING:
@@ -177,32 +178,10 @@ class Vehicle(SafeStop):
                 events.append(cond.event)
         return events
 
-    def _post(self, view: TickView) -> list[str]:
-        if view.state != "boot" or self.post_started_s is None or self.post_passed:
-            return []
-        report: dict[str, dict[str, Any]] = {}
-        waiting = False
-        for c in self.components:
-            r = c.post(view)
-            if r is None:
-                waiting = True
-                continue
-            report.update({dev: p.as_dict() for dev, p in r.items()})
-        self.post_result = report
-        if not waiting and all(r["passed"] for r in report.values()):
-            self.post_passed = True
-            self._log("post", passed=True, devices=report)
-            return ["post_passed"]
-        if view.now_s - self.post_started_s >= self.post_timeout_s:
-            self._log("post", passed=False, devices=report)
-            self.post_started_s = None
-            return ["post_failed"]
-        return []
-
     def update(self, now_s: float, dt_s: float) -> None:
         """Update phase (per tick): monitor, POST, FSM step and actions, control."""
         view = self.view()
-        events = self._monitor(view) + self._post(view) + self.pending_events
+        events = self._monitor(view) + post_step(self, view) + self.pending_events
         self.pending_events = []
         self._step_fsm(now_s, events)
         self.demand_n = None
