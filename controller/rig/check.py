@@ -377,6 +377,7 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
     from controller.fsm import load_fsm
     from controller.rig import power as power_sub
     from controller.rig import radar as radar_sub
+    from controller.rig import tank as tank_sub
     from hal.devices.valve_board import ValveBoardDriver
 
     rig = cfg
@@ -439,6 +440,7 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
 
     # ---------------------------------------------------------------- power
     profiles = power_sub.check(rig, name, rig_path)
+    tank_sub.check(rig, name, can_buses, tick_s)
 
     # ---------------------------------------------------------------- sharing (after the kinds)
     serial_owner: dict[str, str] = {}
