@@ -440,7 +440,8 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
 
     # ---------------------------------------------------------------- power
     profiles = power_sub.check(rig, name, rig_path)
-    tank_sub.check(rig, name, can_buses, tick_s)
+    for bus_name, message, period_s in tank_sub.check(rig, name, can_buses):
+        _check_watched_period(can_buses[bus_name], message, period_s, "tank pressure driver", tick_s)
 
     # ---------------------------------------------------------------- sharing (after the kinds)
     serial_owner: dict[str, str] = {}

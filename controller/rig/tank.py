@@ -10,15 +10,18 @@ in :data:`controller.rig.build.COMPONENT_BUILDERS`. See
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from controller.components.tank import TankComponent
 from controller.config import CanBusCfg, RigCfg, TankEmuCfg, TankPressureDeviceCfg
 from controller.errors import ConfigError
-from controller.rig.check import CheckedCanBus, _check_watched_period
 from controller.rig.context import BuildContext
 from firmware_bridge.protocols import tank_pressure as tp
 from hal.can.codec import DbcCodec
 from hal.devices.tank_pressure import TankPressureDriver
+
+if TYPE_CHECKING:
+    from controller.rig.check import CheckedCanBus
 
 __all__ = ["build", "check"]
 
@@ -28,7 +31,7 @@ def _tank(rig: RigCfg) -> tuple[str, TankPressureDeviceCfg] | None:
     return tanks[0] if tanks else None
 
 
-def check(rig: RigCfg, name: str, can_buses: Mapping[str, CheckedCanBus], tick_s: float) -> None:
+def check(rig: RigCfg, name: str, can_buses: Mapping[str, CheckedCanBus]) -> list[tuple[str, str, float | None]]:
     """Every build-time check of the tank-pressure sensor, without opening a port.
 
     Parameters
@@ -39,15 +42,19 @@ def check(rig: RigCfg, name: str, can_buses: Mapping[str, CheckedCanBus], tick_s
         The rig file, for errors.
     can_buses : mapping of str to CheckedCanBus
         The checked DBCs of each CAN bus.
-    tick_s : float
-        Control tick (s): ``TANK_Status`` may not be faster (one frame per tick at most).
+
+    Returns
+    -------
+    list of (bus name, message, period_s or None)
+        The streams the driver judges stale, with the period it expects (the DBC
+        ``GenMsgCycleTime``); :func:`controller.rig.check_rig` holds them to the rules
+        every watched stream obeys (> 0, at most 1 s, not shorter than the tick).
 
     Raises
     ------
     ConfigError
         More than one tank sensor; the sensor not on a CAN bus; ``emulation.tanks``
-        naming something that is not a tank sensor; ``TANK_Status`` without a usable
-        ``GenMsgCycleTime`` (0, missing, above 1 s or shorter than the tick).
+        naming something that is not a tank sensor.
     BusConfigError
         The bus's DBCs lack ``TANK_Status`` or one of its signals (SAFETY.md K02).
     """
@@ -57,7 +64,7 @@ def check(rig: RigCfg, name: str, can_buses: Mapping[str, CheckedCanBus], tick_s
             if key not in tanks:
                 raise ConfigError(name, f"emulation.tanks.{key}", f"{key!r} is not a tank_pressure device of this rig")
     if not tanks:
-        return
+        return []
     if len(tanks) > 1:
         raise ConfigError(name, "devices", f"at most one tank_pressure device is supported (got {', '.join(tanks)})")
     dev_name, dev = tanks[0], rig.devices[tanks[0]]
@@ -66,7 +73,7 @@ def check(rig: RigCfg, name: str, can_buses: Mapping[str, CheckedCanBus], tick_s
         raise ConfigError(name, f"devices.{dev_name}.bus", "the tank pressure sensor needs a CAN bus")
     bus = can_buses[dev.bus]
     driver = TankPressureDriver(bus.codec, max_pressure_bar=dev.max_pressure_bar)
-    _check_watched_period(bus, tp.STATUS, driver.period_s, "tank pressure driver", tick_s)
+    return [(dev.bus, tp.STATUS, driver.period_s)]
 
 
 def build(ctx: BuildContext) -> TankComponent | None:
