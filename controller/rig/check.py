@@ -348,7 +348,9 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
     7. the power devices (:func:`controller.rig.power.check`): count, bus kinds,
        device profiles load and are bounded, hold what the drivers need, power faults
        name power devices, Modbus urls fit the rig;
-    8. a serial bus carries one device.
+    8. the tank-pressure sensor (:func:`controller.rig.tank.check`): at most one, on a
+       CAN bus whose DBCs hold ``TANK_Status``, with a usable ``GenMsgCycleTime``;
+    9. a serial bus carries one device.
 
     The budgets that need no file but the rig (stale periods, heartbeat vs watchdog,
     command period vs command timeout) are checked when the rig loads
