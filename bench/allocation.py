@@ -38,7 +38,8 @@ def _stats_us(ts: list[float]) -> dict:
     a = np.asarray(ts) * 1e6
     if a.size == 0:
         return {"n": 0}
-    return {"n": int(a.size), "median_us": round(float(np.median(a)), 2), "p99_us": round(float(np.percentile(a, 99)), 2)}
+    return {"n": int(a.size), "median_us": round(float(np.median(a)), 2),
+            "p99_us": round(float(np.percentile(a, 99)), 2)}
 
 
 def _demands(rng, B, u_max, n_dem):

@@ -136,7 +136,7 @@ def split_by_window(errors_us: list[float], starts_s: list[float], origin_s: flo
     poll sent just before a switch is still waiting out its timeout there)."""
     groups: dict[int, list[float]] = {}
     start = max(origin_s, count_from_s)
-    for e, t in zip(errors_us, starts_s):
+    for e, t in zip(errors_us, starts_s, strict=True):
         if t >= start:
             j, into = divmod(t - origin_s, window_s)
             if into >= guard_s:
@@ -229,7 +229,8 @@ def _windows_design(folder: Path, tr: str, args) -> dict:
 
 def _runs_design(folder: Path, tr: str, args) -> dict:
     healthy_rig = _write_rig(folder, RIGS[tr], [], args.radars)
-    silent_rig = _write_rig(folder, RIGS[tr], [{"device": "bms", "kind": "silent", "start_s": args.silent_at}], args.radars)
+    silent_rig = _write_rig(folder, RIGS[tr], [{"device": "bms", "kind": "silent", "start_s": args.silent_at}],
+                            args.radars)
     runs: dict[str, list[dict]] = {"healthy": [], "silent_bms": []}
     pooled: dict[str, list[float]] = {"healthy": [], "silent_bms": []}
     for _ in range(args.repeat):  # interleaved, so slow drifts of the machine hit both
@@ -255,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="windows design: length of each healthy and silent window after the first silence (s), "
                          "default 1 (two BMS polls)")
     ap.add_argument("--transport", choices=("tcp", "rtu", "both"), default="both")
-    ap.add_argument("--silent-at", type=float, default=2.0, metavar="S", help="BMS first goes silent at S s (default 2)")
+    ap.add_argument("--silent-at", type=float, default=2.0, metavar="S",
+                    help="BMS first goes silent at S s (default 2)")
     ap.add_argument("--first-silent", type=float, default=3.0, metavar="S",
                     help="windows design: the first silence lasts S s, long enough for safe_mode (default 3)")
     ap.add_argument("--repeat", type=int, default=2,

@@ -6,8 +6,8 @@ flow nesting, a rig with 100,000 emulated faults, a rig just under the 1 MiB siz
 ``controller.yamlio.load_yaml`` on it (``load_yaml_s``, the loader alone), then ``qiki rig
 check FILE`` (or a mission load) in the same fresh child process with a wall-clock limit,
 reporting the command's elapsed time (``elapsed_s``, s, imports included), the child's
-peak resident memory (MiB), the exit status and the first line of stderr. A child still running at the limit is killed and
-reported as ``timed_out``. Speed is measured here, never asserted by the tests
+peak resident memory (MiB), the exit status and the first line of stderr. A child still running at the limit is
+killed and reported as ``timed_out``. Speed is measured here, never asserted by the tests
 (ARCHITECTURE.md 8); the issue-10 criterion is "exit 2, one line, within 5 s".
 
 Usage: ``python bench/yaml_loader.py [--limit-s 60] [--only NAME ...]``

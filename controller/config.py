@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -119,7 +119,7 @@ class ThrusterCfg(Strict):
     valve: Annotated[int, Field(ge=0, le=7)] | None = None
 
     @model_validator(mode="after")
-    def _dir_nonzero(self) -> "ThrusterCfg":
+    def _dir_nonzero(self) -> ThrusterCfg:
         if len(self.position_m) != len(self.force_dir):
             raise ValueError("position_m and force_dir must have the same length")
         if math.hypot(*self.force_dir) < 1e-9:
@@ -160,7 +160,7 @@ class ModbusBusCfg(Strict):
     baudrate: Annotated[int, Field(gt=0, le=20_000_000)] = 115_200
 
 
-BusCfg = Annotated[Union[CanBusCfg, SerialBusCfg, ModbusBusCfg], Field(discriminator="kind")]
+BusCfg = Annotated[CanBusCfg | SerialBusCfg | ModbusBusCfg, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- devices
@@ -272,15 +272,15 @@ class TankPressureDeviceCfg(Strict):
     max_pressure_bar: Annotated[float, Field(gt=0.0, le=400.0)] = 300.0
 
     @model_validator(mode="after")
-    def _order(self) -> "TankPressureDeviceCfg":
+    def _order(self) -> TankPressureDeviceCfg:
         if self.min_pressure_bar >= self.max_pressure_bar:
             raise ValueError("min_pressure_bar must be below max_pressure_bar")
         return self
 
 
 DeviceCfg = Annotated[
-    Union[ValveBoardDeviceCfg, McuDeviceCfg, Ars408DeviceCfg, Iwr6843DeviceCfg, BmsDeviceCfg, PduDeviceCfg,
-          TankPressureDeviceCfg],
+    ValveBoardDeviceCfg | McuDeviceCfg | Ars408DeviceCfg | Iwr6843DeviceCfg | BmsDeviceCfg | PduDeviceCfg
+    | TankPressureDeviceCfg,
     Field(discriminator="driver"),
 ]
 
@@ -515,7 +515,7 @@ class RigCfg(Strict):
     power: PowerCfg | None = None
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "RigCfg":
+    def _cross_checks(self) -> RigCfg:
         names = [t.name for t in self.thrusters]
         if len(set(names)) != len(names):
             raise ValueError("thruster names must be unique")

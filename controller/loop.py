@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from controller.clock import Clock, SimClock
 
+#: one control tick ``(k, now_s, dt_s) -> keep_running`` (see :meth:`FixedRateLoop.run`)
+TickFn = Callable[[int, float, float], bool]
 
 class LatencyHistogram:
     """Constant-memory histogram of latencies in 1 us bins, for percentiles of long runs.
@@ -62,7 +64,7 @@ class LatencyHistogram:
         else:
             self._bins[i if i > 0 else 0] += 1
 
-    def percentiles(self, levels: Sequence[float] = (0.50, 0.99)) -> dict:
+    def percentiles(self, levels: Sequence[float] = (0.50, 0.99)) -> dict[str, float | None]:
         """Return the same keys as :func:`percentiles` (nearest rank, 1 us resolution, us).
 
         Parameters
@@ -76,7 +78,8 @@ class LatencyHistogram:
         top = self.max_value
         assert top is not None
         # one pass over the bins, levels in rising rank order
-        wanted = sorted((min(self.count, max(1, math.ceil(p * self.count))), k) for k, p in zip(keys, levels))
+        wanted = sorted((min(self.count, max(1, math.ceil(p * self.count))), k)
+                        for k, p in zip(keys, levels, strict=True))
         out = dict.fromkeys(keys, round(top, 1))  # ranks in the overflow bin: the maximum
         seen, w = 0, 0
         for i, n in enumerate(self._bins):
@@ -121,7 +124,7 @@ class LoopStats:
     wall_time_s: float = 0.0
     sim_time_s: float = 0.0
 
-    def summary(self, realtime: bool) -> dict:
+    def summary(self, realtime: bool) -> dict[str, object]:
         """Return the ``loop`` block of ``summary.json``.
 
         Parameters
@@ -131,7 +134,7 @@ class LoopStats:
             ``tick_duration_us`` (:meth:`LatencyHistogram.percentiles`, us); False adds
             ``sim_speed_factor`` (simulated s per wall s).
         """
-        out: dict = {"ticks": self.ticks, "overruns": self.overruns, "realtime": realtime}
+        out: dict[str, object] = {"ticks": self.ticks, "overruns": self.overruns, "realtime": realtime}
         if realtime:
             out["skipped_deadlines"] = self.skipped_deadlines
             out["period_error_us"] = self.period_error_hist.percentiles()
@@ -147,7 +150,7 @@ def _level_keys(levels: Sequence[float]) -> list[str]:
     return [f"p{level * 100:g}" for level in levels]
 
 
-def percentiles(values: Sequence[float], levels: Sequence[float] = (0.50, 0.99)) -> dict:
+def percentiles(values: Sequence[float], levels: Sequence[float] = (0.50, 0.99)) -> dict[str, float | None]:
     """Return quantiles and the maximum of ``values`` (nearest-rank method).
 
     Parameters
@@ -173,7 +176,7 @@ def percentiles(values: Sequence[float], levels: Sequence[float] = (0.50, 0.99))
     def rank(p: float) -> float:
         return s[min(len(s) - 1, max(0, math.ceil(p * len(s)) - 1))]
 
-    return {**{k: round(rank(p), 1) for k, p in zip(keys, levels)}, "max": round(s[-1], 1)}
+    return {**{k: round(rank(p), 1) for k, p in zip(keys, levels, strict=True)}, "max": round(s[-1], 1)}
 
 
 class FixedRateLoop:
@@ -219,7 +222,7 @@ class FixedRateLoop:
             q.popleft()
         return len(q)
 
-    def run(self, tick: Callable[[int, float, float], bool], max_ticks: int | None = None) -> LoopStats:
+    def run(self, tick: TickFn, max_ticks: int | None = None) -> LoopStats:
         """Run until ``tick`` returns False or ``max_ticks`` ticks have run.
 
         Parameters
@@ -246,7 +249,7 @@ class FixedRateLoop:
             self.stats.wall_time_s = time.perf_counter() - wall0
         return self.stats
 
-    def _run_lockstep(self, tick, max_ticks) -> None:
+    def _run_lockstep(self, tick: TickFn, max_ticks: int | None) -> None:
         clock: SimClock = self.clock  # type: ignore[assignment]
         base_ns = clock.now_ns()
         k = 0
@@ -263,7 +266,7 @@ class FixedRateLoop:
                 self.advance(now, (t_ns + self.period_ns) * 1e-9)
             k += 1
 
-    def _run_realtime(self, tick, max_ticks) -> None:
+    def _run_realtime(self, tick: TickFn, max_ticks: int | None) -> None:
         clock = self.clock
         start = getattr(clock, "start", None)
         if start is not None:

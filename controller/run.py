@@ -20,26 +20,29 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from controller.config import load_mission, load_rig
 from controller.errors import ConfigError
 from controller.exit_codes import EXIT_OK, EXIT_STOPPED, SIGNAL_EXIT
 from controller.loop import FixedRateLoop, LoopStats
+from controller.operator import LINGER_S, SAFE_STATES, OperatorScript, safe_reason
 from controller.record.run_record import RunRecord, write_json_atomic
+from controller.record.summary import WALL_CLOCK_KEYS, build_summary
 from controller.rig import BuiltRig, build_rig, check_rig
 from controller.rt_knobs import RealtimeKnobsReport, apply_realtime_knobs, skipped_report
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
 
+__all__ = ["LINGER_S", "SAFE_STATES", "WALL_CLOCK_KEYS", "OperatorScript", "RunOptions", "build_summary",
+           "check_options", "prepare_run_folder", "run_main_job", "safe_reason"]
+
 if TYPE_CHECKING:
     from rich.console import Console
 
-SAFE_STATES = ("safe_mode", "estop")
-#: How long a run keeps ticking (recording zero output) after landing in a safe state.
-LINGER_S = 1.0
 
 
 @dataclass
@@ -63,88 +66,6 @@ class RunOptions:
     #: (not when a tick raised); for benches, not the CLI. Setting it makes the loop keep
     #: every tick's period error, duration and start (memory grows with the run).
     on_loop_stats: Callable[[LoopStats], None] | None = None
-
-
-class OperatorScript:
-    """Plays the console operator for the main job: arm, start the mission, disarm.
-
-    ``result`` is set once and never overwritten by a later, rosier outcome: a mission
-    that timed out stays ``mission timed out`` after the disarm that follows it, and
-    ``completed`` needs every waypoint reached and the vehicle back in ``idle``.
-    """
-
-    def __init__(self) -> None:
-        self.armed_once = False
-        self.started = False
-        self.mission_done = False
-        self.disarm_sent = False
-        self.finished = False
-        self.result: str | None = None
-        self.safe_since_s: float | None = None
-        self.arm_sent_s: float | None = None
-
-    def step(self, vehicle: Vehicle, now_s: float) -> None:
-        """Look at the vehicle after a tick and queue the next operator command (per tick).
-
-        Parameters
-        ----------
-        vehicle : Vehicle
-            The vehicle, after its tick.
-        now_s : float
-            The tick's time on the run clock (s).
-        """
-        st = vehicle.state
-        if st in SAFE_STATES:
-            if self.safe_since_s is None:
-                self.safe_since_s = now_s
-                self.result = f"{st}: {safe_reason(vehicle)}"
-            elif now_s - self.safe_since_s >= LINGER_S:
-                self.finished = True
-            return
-        m = vehicle.mission
-        if st == "idle" and vehicle.post_passed and not self.armed_once:
-            vehicle.command("arm")
-            self.armed_once = True
-            self.arm_sent_s = now_s
-        elif st == "idle" and self.armed_once and not self.disarm_sent:
-            # arm was refused (O01): report why and end the run instead of idling forever
-            if vehicle.last_refusal is not None and vehicle.last_refusal[0] == "arm":
-                self.result = f"arm refused: {vehicle.last_refusal[1]}"
-                self.finished = True
-        elif st == "armed" and not self.started:
-            vehicle.command("start_mission")
-            self.started = True
-        elif st == "armed" and self.started and m is not None and m.complete and not self.disarm_sent:
-            vehicle.command("disarm")
-            self.disarm_sent = True
-        elif st == "idle" and self.disarm_sent:
-            if self.result is None:
-                done = m is None or (m.complete and m.waypoints_reached == m.waypoints_total)
-                self.result = "completed" if done else (
-                    f"mission incomplete ({m.waypoints_reached}/{m.waypoints_total} waypoints)")
-            self.finished = True
-        if m is not None and st == "active" and not self.disarm_sent and m.timed_out(now_s):
-            vehicle.command("disarm")
-            self.result = f"mission timed out ({m.waypoints_reached}/{m.waypoints_total} waypoints)"
-            self.disarm_sent = True
-
-
-def safe_reason(vehicle: Vehicle) -> str:
-    """Why the vehicle is in ``safe_mode``/``estop``: the cause, not the first symptom.
-
-    An exception caught by the tick's barrier comes first, then an E-stop press, then
-    the first fault, then a POST that never passed.
-    """
-    st = vehicle.state
-    if vehicle.exception_reason is not None:
-        return vehicle.exception_reason
-    if st == "estop" and vehicle.mcu.driver.estop_pressed:
-        return "E-stop pressed"
-    if vehicle.first_fault:
-        return vehicle.first_fault
-    if st == "estop":
-        return "E-stop pressed"
-    return "POST failed" if not vehicle.post_passed else st
 
 
 def _progress(vehicle: Vehicle, now_s: float) -> str:
@@ -456,86 +377,3 @@ def _verdict(opts: RunOptions, vehicle: Vehicle, script: OperatorScript, duratio
             return EXIT_STOPPED, script.result
         return EXIT_OK, "duration elapsed"
     return EXIT_STOPPED, script.result or "stopped"
-
-
-def build_summary(opts: RunOptions, built, stats, result: str, folder: Path) -> dict[str, Any]:
-    """Assemble ``summary.json`` (see the README for every field).
-
-    Parameters
-    ----------
-    opts : RunOptions
-        The run's options.
-    built : BuiltRig
-        The rig after the run (closed; its counters are read).
-    stats : LoopStats
-        The loop's statistics.
-    result : str
-        How the run ended (``completed``, ``duration elapsed``, ``safe_mode: ...``).
-    folder : Path
-        The run folder.
-    """
-    v = built.vehicle
-    m = v.mission
-    buses: dict[str, Any] = {}
-    for name, port in built.can_ports.items():
-        st = port.stats()
-        rejects = dict(st.pop("rejects", {}))
-        for key in ("unknown_id", "own_tx_id", "dropped", "error_frames", "remote_frames"):
-            if st.get(key):
-                rejects[key] = rejects.get(key, 0) + st[key]
-        buses[name] = {"kind": "can", "frames_sent": st["sent"], "frames_received": st["received"],
-                       "ingress_rejects": rejects, "detail": st}
-    s = v.mcu.driver.stats()
-    serial_rejects = {k: s.get(k, 0) for k in ("crc_errors", "cobs_errors", "too_long", "runts", "unknown", "invalid") if s.get(k, 0)}
-    if s.get("bytes_dropped"):
-        serial_rejects["bytes_dropped"] = s["bytes_dropped"]
-    buses[built.cfg.devices[v.mcu.name].bus] = {"kind": "serial", "frames_sent": s.get("frames_tx", 0),
-                                                "frames_received": s.get("frames_ok", 0),
-                                                "ingress_rejects": serial_rejects, "detail": s}
-    summary: dict[str, Any] = {
-        "result": result,
-        "final_state": v.state,
-        "rig": built.cfg.name,
-        "mission": m.mission.name if m is not None else None,
-        "seed": opts.seed,
-        "realtime": opts.realtime,
-        "sim_time_s": round(stats.sim_time_s, 3 if opts.realtime else 6),
-        "waypoints_reached": m.waypoints_reached if m is not None else 0,
-        "waypoints_total": m.waypoints_total if m is not None else 0,
-        "max_hold_error_m": round(m.max_hold_error_m, 6) if m is not None else None,
-        "transitions": v.transitions,
-        "faults": list(v.faults.latched) or ([v.first_fault] if v.first_fault else []),
-        "post": v.post_result,
-        "loop": stats.summary(opts.realtime),
-        "buses": buses,
-        "output_guard": {
-            "clamped": v.guard.clamped_total,
-            "rate_limited": v.guard.rate_limited_total,
-            "nonfinite": v.guard.nonfinite_total,
-        },
-        "run_folder": str(folder),
-    }
-    c = v.control
-    modulator = v.valves.modulator
-    ticks_alloc = max(c.alloc_ticks, 1)
-    summary["allocation"] = {
-        "method": built.cfg.controller.allocation.method,
-        "ticks": c.alloc_ticks,
-        "saturation_fraction": round(c.saturated_ticks / ticks_alloc, 6),
-        "rms_unallocated_wrench": round(math.sqrt(c.unallocated_sq / ticks_alloc), 9),
-        "propellant_ns": round(float(sum(modulator.delivered_impulse_ns)), 6) if modulator is not None else None,
-        "commanded_impulse_ns": [round(float(x), 6) for x in modulator.commanded_impulse_ns] if modulator is not None else None,
-        "failures_handled": c.failures_handled,
-    }
-    for sub in v.subsystems:
-        summary[sub.name] = sub.summary()
-    if built.world is not None:
-        summary["world"] = {
-            "final_pose": [round(built.world.x_m, 6), round(built.world.y_m, 6), round(built.world.yaw_rad, 6)],
-            "impulse_ns": [round(i, 6) for i in built.world.impulse_ns],
-        }
-    return summary
-
-
-#: Summary keys that depend on the wall clock or the run folder (excluded when comparing runs).
-WALL_CLOCK_KEYS = ("run_folder", "loop.wall_time_s", "loop.sim_speed_factor", "loop.period_error_us", "loop.tick_duration_us")

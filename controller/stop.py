@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
-from typing import Callable, Union
+from typing import Union
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -27,7 +28,7 @@ logger.addHandler(logging.NullHandler())
 #: Signals that request a safe stop.
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-_Handler = Union[Callable[[int, Union[FrameType, None]], object], int, signal.Handlers, None]
+_Handler = Union[Callable[[int, FrameType | None], object], int, signal.Handlers, None]
 
 
 class ForcedStop(BaseException):
@@ -124,12 +125,13 @@ class StopRequest:
 
     def enable_abort(self) -> None:
         """From now on the first signal raises :class:`StopBeforeStart` (raised at once
-        if a signal already came)."""
+        if a signal already came).
+        """
         if self.signum is not None:
             raise StopBeforeStart(self.signum)
         self.abort_enabled = True
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         """Install the handlers (main thread only; re-entering is a no-op).
 
         A SIGINT or SIGHUP that is *ignored* when the run starts stays ignored: ``nohup``

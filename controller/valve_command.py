@@ -18,7 +18,7 @@ impulse carry-forward) for the per-tick loop:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -127,7 +127,8 @@ def _key_name(key: str) -> str:
 def _display(name: str) -> str:
     """A file name as messages show it: as written, or its ``repr`` when it holds a line
     break, a NUL or another unprintable character (a rig may name any string as a
-    profile path; the error must still be one line)."""
+    profile path; the error must still be one line).
+    """
     return name if name.isprintable() else repr(name)
 
 

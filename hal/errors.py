@@ -7,7 +7,7 @@ timeout is a return value, never an exception.
 
 
 def one_line(exc: object, max_chars: int | None = 400) -> str:
-    """A vendor message folded onto one line for an error of ours (K01/K02: one-line errors).
+    r"""Fold a vendor message onto one line for an error of ours (K01/K02: one-line errors).
 
     Parameters
     ----------
@@ -22,7 +22,7 @@ def one_line(exc: object, max_chars: int | None = 400) -> str:
     str
         Runs of white space (new lines included) folded to single spaces; other control
         characters and unprintable code points (a vendor parser quoting binary garbage)
-        shown as ``\\xNN``/``\\uNNNN`` escapes, so the line is safe on any terminal.
+        shown as ``\xNN``/``\uNNNN`` escapes, so the line is safe on any terminal.
     """
     text = " ".join(str(exc).split())
     if not text and isinstance(exc, BaseException):
@@ -51,8 +51,10 @@ class BusError(HalError):
 
 
 class DeviceUnavailableError(BusError):
-    """A port or adapter that the rig names cannot be opened: missing, busy, or permission
-    denied (the CLI prints one line and exits with its "hardware unavailable" status).
+    """A port or adapter that the rig names cannot be opened.
+
+    Missing, busy, or permission denied (the CLI prints one line and exits with its
+    "hardware unavailable" status).
 
     The message is one line naming the device and the OS reason, e.g.
     ``serial link /dev/ttyUSB0: cannot open: [Errno 2] No such file or directory``.

@@ -12,7 +12,7 @@ No I/O, no sleeping, no threads.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -92,7 +92,7 @@ def effectiveness(positions_m: ArrayLike, force_dirs: ArrayLike) -> np.ndarray:
 
 
 def check_positive_span(B: ArrayLike, axes: Sequence[int] | None = None) -> tuple[bool, str]:
-    """Can the geometry produce every wrench on ``axes`` with non-negative thrusts?
+    """Tell whether the geometry produces every wrench on ``axes`` with non-negative thrusts.
 
     Parameters
     ----------

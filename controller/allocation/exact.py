@@ -67,8 +67,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -150,7 +150,7 @@ class _CellTable:
         # perturbation breaks ties (lexicographic rule)
         mu = np.einsum("kji,kj->ki", minv, cost[idx])
         d = cost[None, :] - mu @ B
-        pert = np.random.default_rng(0x51C1).uniform(1.0, 2.0, n)
+        pert = np.random.default_rng(0x51C1).uniform(1.0, 2.0, size=int(n))
         mup = np.einsum("kji,kj->ki", minv, pert[idx])
         dp = pert[None, :] - mup @ B
         tie = np.abs(d) <= 1e-9 * max(1.0, float(np.abs(cost).max()))
@@ -215,7 +215,7 @@ def _subset_pinv_table(A: np.ndarray) -> dict[int, tuple[np.ndarray, list[int], 
         keep = s[:, -1] > _BASIS_RCOND * np.maximum(s[:, 0], 1e-300)
         # pinv = V diag(1/s) U' (C, k, m)
         P = np.einsum("cji,cj,cmj->cim", vt[keep], 1.0 / s[keep], u_[keep])
-        for row, Pk in zip(idx[keep], P):
+        for row, Pk in zip(idx[keep], P, strict=True):
             lst = row.tolist()
             table[sum(1 << i for i in lst)] = (row, lst, np.ascontiguousarray(Pk))
     return table
@@ -238,8 +238,10 @@ def _positive_finite(values: ArrayLike | None, size: int, name: str, what: str) 
 def _checked_geometry(
     B: ArrayLike, u_max_n: ArrayLike, axis_weights: ArrayLike | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated float copies of an allocator's ``B`` (m, N), ``u_max_n`` (N,; N) and
-    ``axis_weights`` (m,; default 1), shared by every allocator's constructor.
+    """Return validated float copies of an allocator's matrices.
+
+    ``B`` (m, N), ``u_max_n`` (N,; N) and ``axis_weights`` (m,; default 1), shared by
+    every allocator's constructor.
 
     Raises
     ------
@@ -263,8 +265,10 @@ def _checked_geometry(
 def _checked_failures(
     u_max_n: np.ndarray, stuck_closed: Iterable[int], stuck_open_n: Mapping[int, float] | None,
 ) -> tuple[frozenset[int], tuple[tuple[int, float], ...]]:
-    """Validated failure set ``(closed, sorted((index, force N), ...))``, the cache key of
-    every allocator's ``set_failures`` (contract: :meth:`ExactAllocator.set_failures`).
+    """Return the validated failure set ``(closed, sorted((index, force N), ...))``.
+
+    It is the cache key of every allocator's ``set_failures`` (contract:
+    :meth:`ExactAllocator.set_failures`).
 
     Raises
     ------
@@ -296,11 +300,60 @@ class _Context:
         "groups_A", "groups_rows", "prefix_E", "g_scale", "loc_tiers", "sub_pinv", "A_all_T",
         "u_max_list", "facet_v", "facet_S", "facet_side", "inv_u_max_max", "tiers_partial", "fast",
     )
+    # healthy thrusters and stuck-open forces
+    active: np.ndarray  # (N,) bool
+    act_idx: np.ndarray  # (n_act,) int
+    B_act: np.ndarray  # (m, n_act)
+    u_max_act: np.ndarray  # (n_act,) N
+    open_thrust: np.ndarray  # (N,) N
+    open_wrench: np.ndarray  # (m,)
+    has_open: bool
+    full: bool
+    sat_thr: np.ndarray  # (N,) N
+    tol_u: float
+    inv_u_max_max: float
+    v_scale: float
+    ya: np.ndarray  # (m + 1,)
+    # cells (point location)
+    n_cells: int
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]
+    cells_hi: np.ndarray
+    cells_idx_act: np.ndarray
+    cells_up: np.ndarray
+    last_cell: int
+    warm_ok: bool
+    dual_T: np.ndarray
+    loc_tiers: list[np.ndarray]
+    tiers_partial: bool
+    cell_Ua: np.ndarray
+    fast: tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray, float, float] | None
+    # facets of the healthy zonotope
+    fac_T: np.ndarray | None
+    facet_idx_act: np.ndarray
+    facet_up: np.ndarray
+    facet_pinv: np.ndarray
+    fac_simple: np.ndarray
+    facet_v: np.ndarray
+    facet_S: list[list[int]]
+    facet_side: np.ndarray
+    fac_Q: np.ndarray
+    fac_q: np.ndarray
+    # least-squares stages
+    A_all: np.ndarray
+    G: np.ndarray
+    g_scale: float
+    f_tol: float
+    A_all_T: np.ndarray
+    u_max_list: list[float]
+    sub_pinv: dict[int, tuple[np.ndarray, list[int], np.ndarray]] | None
+    groups_A: list[np.ndarray]
+    groups_rows: list[np.ndarray]
+    prefix_E: list[np.ndarray | None]
 
 
-def _search_chunk(M: np.ndarray, O: np.ndarray, hi: np.ndarray, y: np.ndarray) -> tuple[int, float, np.ndarray]:
+def _search_chunk(M: np.ndarray, off: np.ndarray, hi: np.ndarray, y: np.ndarray) -> tuple[int, float, np.ndarray]:
     """Least-violated cell of a chunk; tables are axis-major (row j*K + k = cell k, row j)."""
-    allb = (M @ y - O).reshape(hi.shape)  # (m, K)
+    allb = (M @ y - off).reshape(hi.shape)  # (m, K)
     viol = np.maximum(-allb, allb - hi).max(axis=0)
     k = int(viol.argmin())
     return k, float(viol[k]), allb[:, k]
@@ -369,7 +422,7 @@ class ExactAllocator:
         self._shape = (m,)
         self._cells = _CellTable(self.B, self.cost)
         self._facets = _FacetTable(self.B, w)
-        self._contexts: dict[tuple, _Context] = {}
+        self._contexts: dict[tuple[frozenset[int], tuple[tuple[int, float], ...]], _Context] = {}
         self.stats = {"calls": 0, "cell_hits": 0, "warm_hits": 0, "facet_hits": 0,
                       "active_set_calls": 0, "active_set_iterations": 0, "not_converged": 0,
                       "lp_after_lsq": 0, "lp_fallbacks": 0}
@@ -403,7 +456,8 @@ class ExactAllocator:
     @property
     def healthy(self) -> np.ndarray:
         """Boolean mask (N,) of the thrusters the allocator may command."""
-        return self._ctx.active.copy()
+        active: np.ndarray = self._ctx.active.copy()
+        return active
 
     def spans(self, axes: Sequence[int] | None = None) -> tuple[bool, str]:
         """Positive-span check of the healthy thrusters (SAFETY.md K06, D06).
@@ -477,7 +531,7 @@ class ExactAllocator:
             ctx.cells_idx_act = pos[idx]
             ctx.cells_up = up_u[:, active]
             cut = [0, max(1, K // 4), K] if K > 64 else [0, K]
-            for a, b in zip(cut[:-1], cut[1:]):
+            for a, b in itertools.pairwise(cut):
                 ctx.chunks.append((np.ascontiguousarray(minv[a:b].transpose(1, 0, 2).reshape(-1, m)),
                                    np.ascontiguousarray(off[a:b].T.reshape(-1)),
                                    np.ascontiguousarray(hi[a:b].T), a))
@@ -722,7 +776,8 @@ class ExactAllocator:
         """
         if v[v.argmin()] < 0.0 or v[v.argmax()] > 1.0:
             np.clip(v, 0.0, 1.0, out=v)
-        return v * ctx.u_max_act
+        u: np.ndarray = v * ctx.u_max_act
+        return u
 
     def _outside(self, ctx: _Context, tau_h: np.ndarray) -> np.ndarray:
         """Demand outside the attainable set (or at its rim): facet region, else active set."""
@@ -762,7 +817,7 @@ class ExactAllocator:
         self.stats["facet_hits"] += 1
         m1 = c.shape[0] // 2
         S = ctx.facet_idx_act[f]
-        u = ctx.facet_up[f].copy()
+        u: np.ndarray = ctx.facet_up[f].copy()
         t = c[:m1]
         np.maximum(t, 0.0, out=t)
         np.minimum(t, ctx.u_max_act[S], out=t)
@@ -773,14 +828,14 @@ class ExactAllocator:
         """Least-violated cell over the whole table (robust point location, no tie logic)."""
         if ctx.n_cells == 0:
             return None
-        for M, O, hi_c, start in ctx.chunks:
-            k, v, ub = _search_chunk(M, O, hi_c, y)
+        for M, off, hi_c, start in ctx.chunks:
+            k, v, ub = _search_chunk(M, off, hi_c, y)
             if v <= rtol * float(hi_c[:, k].max()):
                 return self._cell_solution(ctx, k + start, ub)
         return None
 
     def _cell_solution(self, ctx: _Context, k: int, ub: np.ndarray) -> np.ndarray:
-        u = ctx.cells_up[k].copy()
+        u: np.ndarray = ctx.cells_up[k].copy()
         hi = ctx.cells_hi[k]
         u[ctx.cells_idx_act[k]] = np.minimum(np.maximum(ub, 0.0), hi)
         return u
@@ -818,7 +873,7 @@ class ExactAllocator:
 
     @staticmethod
     def _lsq_unique(ctx: _Context, g: np.ndarray, free: np.ndarray, g_zero: float) -> bool:
-        """Is the bounded least-squares minimiser with gradient ``g`` and free set ``free`` unique?
+        """Tell whether the bounded least-squares minimiser (gradient ``g``, free set ``free``) is unique.
 
         Minimisers differ only on zero-gradient thrusters (``|g| <= g_zero``): unique when
         those, with the free ones, have independent columns (then no least-thrust stage is
@@ -864,7 +919,7 @@ class ExactAllocator:
                     self.stats["not_converged"] += 1
         else:
             u = np.array(ul)
-            for A, rows, E in zip(ctx.groups_A, ctx.groups_rows, ctx.prefix_E):
+            for A, rows, E in zip(ctx.groups_A, ctx.groups_rows, ctx.prefix_E, strict=True):
                 u, ok, its = solve_bounded_lsq(A, w[rows] * tau_h[rows], lo, hi, u, E=E)
                 self.stats["active_set_iterations"] += its
                 if not ok:

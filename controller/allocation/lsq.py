@@ -37,7 +37,8 @@ def _null_basis(M: np.ndarray) -> np.ndarray:
         return np.eye(f)
     _, s, vt = np.linalg.svd(M, full_matrices=True)
     rank = int(np.count_nonzero(s > _ROW_RTOL * max(1.0, s[0] if s.size else 1.0)))
-    return vt[rank:].T
+    basis: np.ndarray = vt[rank:].T
+    return basis
 
 
 def solve_bounded_lsq(
@@ -98,6 +99,10 @@ def solve_bounded_lsq(
     conditions being met to the multiplier tolerance.
     """
     n = u0.shape[0]
+    if A is not None and b is None:
+        raise ValueError("b is required with A")
+    if A is None and c is None:
+        raise ValueError("c is required when A is None")
     u = np.clip(np.asarray(u0, dtype=float), lo, hi)
     if max_iter is None:
         max_iter = 20 * n + 50
@@ -129,8 +134,10 @@ def solve_bounded_lsq(
             else:
                 free[i] = False
     if A is not None:
+        assert b is not None  # checked above
         scale = float(np.linalg.norm(A)) * (float(np.linalg.norm(b)) + 1.0) + 1e-300
     else:
+        assert c is not None  # checked above
         scale = float(np.linalg.norm(c)) + 1e-300
     g_tol = 1e-11 * scale
     it = 0
@@ -148,6 +155,7 @@ def solve_bounded_lsq(
                     p = w if Z is None else Z @ w
                 cap = 1.0
             else:
+                assert c is not None  # checked above
                 cF = c[F] if Z is None else Z @ (Z.T @ c[F])
                 if float(np.linalg.norm(cF)) > 1e-12 * scale:
                     p = -cF
@@ -172,7 +180,11 @@ def solve_bounded_lsq(
                 u[i], state[i] = hi[i], 1
             continue
         # face stationary: multipliers of the bounds
-        g = A.T @ (A @ u - b) if A is not None else c.copy()
+        if A is not None:
+            g = A.T @ (A @ u - b)
+        else:
+            assert c is not None  # checked above
+            g = c.copy()
         if Eo is not None and F.size:
             nu = np.linalg.lstsq(Eo[:, F].T, -g[F], rcond=None)[0]
             g = g + Eo.T @ nu

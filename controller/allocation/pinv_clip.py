@@ -10,7 +10,7 @@ produce. No I/O, no sleeping, no threads.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -56,7 +56,7 @@ class PinvClipAllocator:
     ) -> None:
         self.B, self.u_max_n, self.axis_weights = _checked_geometry(B, u_max_n, axis_weights)
         self.axis_priorities = axis_priorities
-        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._cache: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.set_failures()
 
     def set_failures(self, stuck_closed: Iterable[int] = (), stuck_open_n: Mapping[int, float] | None = None) -> None:

@@ -58,6 +58,11 @@ class PwmModulator:
         guaranteed to stay within one minimum impulse bit of the commanded impulse).
     """
 
+    _owed_ns: np.ndarray  # (N,) N s
+    _commanded_ns: np.ndarray  # (N,) N s
+    _delivered_ns: np.ndarray  # (N,) N s
+    _duty_steps: np.ndarray  # (N,) int64 board steps
+
     def __init__(
         self,
         n_valves: int,
@@ -176,22 +181,26 @@ class PwmModulator:
     @property
     def duty_steps(self) -> np.ndarray:
         """Latched duty per valve in board steps (raw counts of ``duty_step``), shape (N,)."""
-        return self._duty_steps.copy()
+        out: np.ndarray = self._duty_steps.copy()
+        return out
 
     @property
     def commanded_impulse_ns(self) -> np.ndarray:
         """Total commanded impulse per valve since reset, N s, shape (N,)."""
-        return self._commanded_ns.copy()
+        out: np.ndarray = self._commanded_ns.copy()
+        return out
 
     @property
     def delivered_impulse_ns(self) -> np.ndarray:
         """Total impulse of the latched pulses per valve since reset, N s, shape (N,)."""
-        return self._delivered_ns.copy()
+        out: np.ndarray = self._delivered_ns.copy()
+        return out
 
     @property
     def impulse_error_ns(self) -> np.ndarray:
         """Commanded minus delivered impulse per valve (carried forward), N s, shape (N,)."""
-        return self._commanded_ns - self._delivered_ns
+        out: np.ndarray = self._commanded_ns - self._delivered_ns
+        return out
 
     @property
     def min_impulse_bit_ns(self) -> np.ndarray:

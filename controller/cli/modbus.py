@@ -61,10 +61,10 @@ def read_device(rig_path: str, device: str, quantities: list[str] | None = None,
         The link or the emulator server cannot be opened.
     """
     from controller.clock import MonotonicClock
-    from controller.config import load_profile, load_rig
-    from controller.tools.modbus_read import read_quantities
     from controller.components.power import EMULATED_RTU_URL
+    from controller.config import load_profile, load_rig
     from controller.rig.power import build_emulated_power, open_emulated_link, open_real_link
+    from controller.tools.modbus_read import read_quantities
 
     rig, path = load_rig(rig_path)
     devices = _modbus_devices(rig)

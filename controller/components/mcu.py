@@ -77,7 +77,8 @@ class McuComponent(ComponentBase):
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
         """Outside ``boot``: status and pose freshness (B01-B03), a reboot (D08), and in an
-        arming state the valve rail confirmed on once requested."""
+        arming state the valve rail confirmed on once requested.
+        """
         if view.state == "boot":
             return ()
         d = self.driver

@@ -52,8 +52,8 @@ the valve board's supply.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from controller.components.seam import ActionHandler, Condition, DevicePost, TickView
 from controller.config import PowerCfg
@@ -299,7 +299,8 @@ class PowerSubsystem:
 
     def action_handlers(self) -> Mapping[str, ActionHandler]:
         """With a PDU: ``enable_valve_rail`` closes the valve-rail relay,
-        ``disable_valve_rail`` opens it."""
+        ``disable_valve_rail`` opens it.
+        """
         if self.pdu is None:
             return {}
         return {"enable_valve_rail": lambda view: self._relay_action(view, True),
@@ -307,7 +308,8 @@ class PowerSubsystem:
 
     def _relay_action(self, view: TickView, closed: bool) -> None:
         """Queue one absolute coil write with read-back (never blocks, never retried);
-        :meth:`conditions` judges the read-back."""
+        :meth:`conditions` judges the read-back.
+        """
         assert self.pdu is not None
         now_s = view.now_s
         self._tick = view.tick
@@ -369,7 +371,8 @@ class PowerSubsystem:
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
         """Fault conditions (per tick), keys ``power.<key>``: battery (D10, low SoC,
-        over-temperature), relay, PDU."""
+        over-temperature), relay, PDU.
+        """
         return [Condition(f"{self.name}.{key}", why) for key, why in self._monitor(view.now_s, view.state)]
 
     def _monitor(self, now_s: float, state: str) -> list[tuple[str, str | None]]:
@@ -474,7 +477,8 @@ class PowerSubsystem:
 
     def close(self) -> None:
         """Open the valve-rail relay (bounded), stop the poller workers (joined, 2 s each),
-        then close links and servers. Safe twice."""
+        then close links and servers. Safe twice.
+        """
         if self._closed:
             return
         self._closed = True

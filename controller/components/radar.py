@@ -59,9 +59,9 @@ emulators run on the emulator thread through ``sim.extra``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from controller.components.seam import ActionHandler, Condition, DevicePost, TickView
 from controller.config import Ars408DeviceCfg, Iwr6843DeviceCfg, RadarCfg
@@ -491,7 +491,8 @@ class RadarSubsystem:
 
     def summary(self) -> dict[str, Any]:
         """Block ``radar`` of ``summary.json``: per radar frames, cycles, rejects,
-        detections and the confirmed tracks at the end (radar and world frame)."""
+        detections and the confirmed tracks at the end (radar and world frame).
+        """
         out: dict[str, Any] = {"sr_threshold_m": None if math.isinf(self.sr_threshold_m) else self.sr_threshold_m}
         lr = self.lr
         if lr is not None:

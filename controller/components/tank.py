@@ -28,7 +28,7 @@ class TankEmulatorSummary(Protocol):
     """What the component asks of an emulated sensor (the rig's truth, for the summary)."""
 
     def summary(self) -> dict[str, object]:
-        """The emulated truth at the end of the run."""
+        """Return the emulated truth at the end of the run."""
         ...
 
 
@@ -89,8 +89,11 @@ class TankComponent(ComponentBase):
         return None
 
     def summary(self) -> Mapping[str, object]:
-        """The sensor's block of ``summary.json``: last reading, extremes, ingress counters,
-        and on an emulated rig the tank's true end pressure."""
+        """Return the sensor's block of ``summary.json``.
+
+        Last reading, pressure extremes, ingress counters, and on an emulated rig the
+        tank's true end pressure (``emulated``).
+        """
         r = self.driver.reading
         out: dict[str, object] = {
             "last_pressure_bar": None if r is None else round(r.pressure_bar, 2),

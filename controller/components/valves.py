@@ -97,7 +97,8 @@ class ValveBoardComponent(ComponentBase):
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
         """B09 (another node sends our command: E-stop), then outside ``boot`` the board's
-        status and heartbeat freshness (B01-B03) and a reboot (D08)."""
+        status and heartbeat freshness (B01-B03) and a reboot (D08).
+        """
         out = []
         if self.foreign_command_s is not None:
             out.append(Condition("b09", "another node sends our thruster command ID", event=None))

@@ -188,7 +188,8 @@ class _Checker:
             raw_guard = _raw_field(self.raw, "transitions", i, "guard")
             for j, g in enumerate(t.guard):
                 if g not in GUARDS:
-                    self.fail(_item_key(f"{base}.guard", raw_guard, j), f"unknown guard {g!r} (known: {_known(GUARDS)})")
+                    self.fail(_item_key(f"{base}.guard", raw_guard, j),
+                              f"unknown guard {g!r} (known: {_known(GUARDS)})")
             if len(set(t.guard)) != len(t.guard):
                 self.fail(f"{base}.guard", "a guard is listed twice")
         for i, to in enumerate(m.timeouts):
@@ -266,7 +267,8 @@ class _Checker:
                         f"{event!r} from state {s!r} must lead to {wanted}, not {r.target!r}",
                     )
             if not rules:
-                self.fail(f"states.{s}", f"state {s!r} has no transition on {event!r} (must lead to {wanted} in one step)")
+                self.fail(f"states.{s}",
+                          f"state {s!r} has no transition on {event!r} (must lead to {wanted} in one step)")
             if all(r.guard for r in rules):
                 self.fail(
                     f"transitions[{index[id(rules[0])]}].guard",
@@ -355,7 +357,8 @@ class _Checker:
         init = m.initial
         spec = m.states[init]
         if "run_post" not in spec.enter:
-            self.fail(f"states.{init}.enter", f"initial state {init!r} must run 'run_post' on enter (no arming without POST)")
+            self.fail(f"states.{init}.enter",
+                      f"initial state {init!r} must run 'run_post' on enter (no arming without POST)")
         if m.is_arming_state(init):
             self.fail(f"states.{init}", f"initial state {init!r} must not be an arming state (no arming without POST)")
         for i, t in enumerate(m.transitions):
@@ -378,7 +381,8 @@ class _Checker:
                         f"event may enter an arming state (ARCHITECTURE.md 4)",
                     )
                 if m.is_fault_state(s):
-                    key = f"transitions[{i}].source" if t.is_wildcard else _item_key(f"transitions[{i}].source", raw_source, j)
+                    key = (f"transitions[{i}].source" if t.is_wildcard
+                           else _item_key(f"transitions[{i}].source", raw_source, j))
                     self.fail(key, f"fault state {s!r} leads into arming state {t.target!r} (ARCHITECTURE.md 5.4)")
 
     # 11. rail off -----------------------------------------------------------------

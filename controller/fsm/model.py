@@ -200,7 +200,7 @@ class FsmModel(BaseModel):
         return transition.source
 
     def is_arming_state(self, state: str) -> bool:
-        """True when entering ``state`` energises the thrusters.
+        """Return True when entering ``state`` energises the thrusters.
 
         An *arming* state runs ``enable_valve_rail`` on enter or lets allocated thrust
         through (``outputs: allocate``) (ARCHITECTURE.md 4-5).
@@ -209,7 +209,7 @@ class FsmModel(BaseModel):
         return "enable_valve_rail" in spec.enter or spec.outputs == "allocate"
 
     def is_fault_state(self, state: str) -> bool:
-        """True when ``state`` is latched or latches a fault on enter (safe_mode, estop)."""
+        """Return True when ``state`` is latched or latches a fault on enter (safe_mode, estop)."""
         spec = self.states[state]
         return spec.latched or "latch_fault" in spec.enter
 

@@ -11,9 +11,10 @@ pollers and builds :class:`~controller.components.power.PowerSubsystem`. See
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from controller.components.power import (

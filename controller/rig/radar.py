@@ -12,8 +12,9 @@ emulators (synthetic from ``emulation.obstacles``, or replays of ``--lr-replay``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from controller.components.radar import (
     RadarSubsystem,

@@ -13,7 +13,7 @@ Rules (ARCHITECTURE.md 5.1, SAFETY.md O02, O03):
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class OutputGuard:
@@ -29,7 +29,8 @@ class OutputGuard:
         Consecutive ticks with non-finite demands before :attr:`fault_reason` is set.
     """
 
-    def __init__(self, max_thrust_n: Sequence[float], max_thrust_rate_n_per_s: float, max_nonfinite_ticks: int = 3) -> None:
+    def __init__(self, max_thrust_n: Sequence[float], max_thrust_rate_n_per_s: float,
+                 max_nonfinite_ticks: int = 3) -> None:
         self.max_thrust_n = [float(v) for v in max_thrust_n]
         self.rate_n_per_s = float(max_thrust_rate_n_per_s)
         self.max_nonfinite_ticks = int(max_nonfinite_ticks)

@@ -28,9 +28,10 @@ Time is the log's own receipt timestamps, made relative to the first frame.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from controller.paths import resolve_data_path
 from controller.tracking import Tracker

@@ -153,7 +153,6 @@ def _track(frames, frame_period_s: float, mount: Any, tracker_config: Any) -> tu
     """Run the tracker over the frames; return (confirmed-track summaries, count at end)."""
     from controller.tracking.models import Detection
     from controller.tracking.tracker import Tracker
-
     from hal.devices.iwr6843 import frame_to_detections, parse_mount
 
     mount_pose = parse_mount(mount)

@@ -1,5 +1,7 @@
-"""Radar tracking: fusion by range band, a multi-target tracker composed by role, and the
-keep-out / time-to-collision decision (issue 3, points 4 and 5).
+"""Radar tracking: fusion by range band, a tracker composed by role, the keep-out decision.
+
+The multi-target tracker is composed by role; the keep-out / time-to-collision decision
+follows issue 3, points 4 and 5.
 
 Pure code: no I/O, no sleeping, no threads (ARCHITECTURE.md section 2, rule 1).
 

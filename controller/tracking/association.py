@@ -19,7 +19,7 @@ Pure code: no I/O, no sleeping, no threads.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -147,7 +147,7 @@ def gate_clusters(gated: np.ndarray) -> list[tuple[list[int], list[int]]]:
         return a
 
     ti, dj = np.nonzero(gated)
-    for i, j in zip(ti.tolist(), dj.tolist()):
+    for i, j in zip(ti.tolist(), dj.tolist(), strict=True):
         ra = find(i)
         rb = find(n_tracks + j)
         if ra != rb:
@@ -213,7 +213,7 @@ def gnn_associate(
         forbidden_cost = (float(allowed.max() - allowed.min()) + 1.0) * (min(sub.shape) + 1)
         cost = np.where(sub_gated, sub, forbidden_cost)
         rows, cols = solve_assignment(cost)
-        for r, c in zip(rows, cols):
+        for r, c in zip(rows, cols, strict=True):
             if sub_gated[r, c]:
                 pairs.append((tracks[r], dets[c]))
     pairs.sort()

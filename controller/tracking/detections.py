@@ -18,19 +18,24 @@ class BodyFrameObject(Protocol):
     """A radar object in the vehicle body frame (e.g. :class:`firmware_bridge.protocols.ars408.Detection`)."""
 
     @property
-    def obj_id(self) -> int: ...
+    def obj_id(self) -> int:
+        """The radar's object id."""
 
     @property
-    def x_body_m(self) -> float: ...
+    def x_body_m(self) -> float:
+        """Forward position in the body frame, m."""
 
     @property
-    def y_body_m(self) -> float: ...
+    def y_body_m(self) -> float:
+        """Left position in the body frame, m."""
 
     @property
-    def range_m(self) -> float: ...
+    def range_m(self) -> float:
+        """Range from the radar, m."""
 
     @property
-    def rcs_dbsm(self) -> float: ...
+    def rcs_dbsm(self) -> float:
+        """Radar cross-section, dBsm."""
 
 
 def tracking_detection(det: BodyFrameObject, *, source: str = "lr") -> Detection:

@@ -13,8 +13,8 @@ Pure code: no I/O, no sleeping, no threads.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from controller.tracking.models import Detection, TrackingError
 

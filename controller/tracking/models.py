@@ -23,8 +23,9 @@ white-noise acceleration, CWNA, model and its discretised process noise).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +54,11 @@ MEAS_DIM = 2
 
 
 class TrackingError(ControllerError):
-    """A tracking call was made with inputs that cannot be right (time running backwards,
-    a model parameter out of range, arrays of the wrong shape)."""
+    """A tracking call was made with inputs that cannot be right.
+
+    For example time running backwards, a model parameter out of range, arrays of the
+    wrong shape.
+    """
 
 
 def as_pose(pose: Any) -> Pose2D:

@@ -24,8 +24,9 @@ Pure code: no I/O, no sleeping, no threads. Per-tick.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from controller.tracking.models import TrackingError, as_pose
 

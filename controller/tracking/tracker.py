@@ -1,5 +1,6 @@
-"""Multi-target tracker composed by role: predict, gate, associate, update, initiate,
-confirm (M-of-N), coast, delete.
+"""Multi-target tracker composed by role.
+
+Predict, gate, associate, update, initiate, confirm (M-of-N), coast, delete.
 
 One call of :meth:`Tracker.step` is one radar scan (per scan, not per control tick):
 
@@ -30,8 +31,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -200,7 +201,7 @@ class _TrackMeta:
     born_s: float
     last_update_s: float
     source_band: str
-    window: deque = field(default_factory=deque)  # hit (True) / miss (False), last N scans
+    window: deque[bool] = field(default_factory=deque)  # hit (True) / miss (False), last N scans
     age_scans: int = 1
     hits: int = 1
     misses: int = 0
@@ -445,7 +446,7 @@ class Tracker:
             self.tracks_deleted += int((~keep).sum())
             self._x = self._x[keep]
             self._p = self._p[keep]
-            self._meta = [m for m, k in zip(self._meta, keep) if k]
+            self._meta = [m for m, k in zip(self._meta, keep, strict=True) if k]
 
         # 8. initiate
         taken = set(det_of_track.values())

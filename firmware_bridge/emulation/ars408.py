@@ -23,15 +23,16 @@ Frames are built through the shared codec and the protocol module
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import can
 
 from firmware_bridge.protocols import ars408 as proto
 from firmware_bridge.protocols.ars408 import RadarHealth, RadarObject
 from firmware_bridge.protocols.frames import Pose2D, apply_inverse, rotate_inverse
+from hal.can.codec import DbcCodec
 from hal.can.replay import LogReplay, channel_matches, iter_can_log
 
 __all__ = ["RadarTarget", "Ars408Emulator", "Ars408ReplayEmulator"]
@@ -109,7 +110,7 @@ class Ars408Emulator:
     filtering and noise are not modelled.
     """
 
-    def __init__(self, bus: can.BusABC, codec, *, sensor_id: int = 0,
+    def __init__(self, bus: can.BusABC, codec: DbcCodec, *, sensor_id: int = 0,
                  cycle_s: float | None = None, state_period_s: float | None = None,
                  max_range_m: float = 250.0, fov_half_deg: float = 60.0,
                  position_sigma_m: float = 0.2, start_s: float = 0.0,
@@ -138,8 +139,8 @@ class Ars408Emulator:
         # host inputs
         self._speed_rx_s: float | None = None
         self._yaw_rx_s: float | None = None
-        self._speed_signals: dict = {"speed_direction": proto.SPEED_STANDSTILL, "speed_mps": 0.0}
-        self._yaw_signals: dict = {"yaw_rate_dps": 0.0}
+        self._speed_signals: dict[str, float] = {"speed_direction": proto.SPEED_STANDSTILL, "speed_mps": 0.0}
+        self._yaw_signals: dict[str, float] = {"yaw_rate_dps": 0.0}
         self.ego_speed_mps = 0.0
         self.ego_yaw_rate_radps = 0.0
         self._speed_id = self.codec.frame_id(proto.MSG_SPEED)
@@ -177,8 +178,10 @@ class Ars408Emulator:
         self._vel = (float(radar_velocity_world_mps[0]), float(radar_velocity_world_mps[1]))
 
     def set_errors(self, **flags: bool) -> None:
-        """Set RadarState error flags (``persistent_error``, ``temporary_error``,
-        ``temperature_error``, ``voltage_error``, ``interference``); others unchanged.
+        """Set RadarState error flags; the ones not given stay unchanged.
+
+        Flags: ``persistent_error``, ``temporary_error``, ``temperature_error``,
+        ``voltage_error``, ``interference``.
 
         Raises
         ------
@@ -191,8 +194,10 @@ class Ars408Emulator:
             self._errors[k] = bool(v)
 
     def objects(self) -> list[RadarObject]:
-        """The objects the radar reports now: targets in range and field of view, in the
-        radar frame (x forward, y left)."""
+        """Return the objects the radar reports now.
+
+        Targets in range and field of view, in the radar frame (x forward, y left).
+        """
         pose = self._pose
         vx0, vy0 = self._vel
         out: list[RadarObject] = []
@@ -240,8 +245,10 @@ class Ars408Emulator:
 
     @property
     def next_due_s(self) -> float:
-        """Caller-clock time at which :meth:`step` next sends something (the earlier of
-        the next object-list cycle and the next RadarState/VersionId), s."""
+        """Caller-clock time at which :meth:`step` next sends something, s.
+
+        The earlier of the next object-list cycle and the next RadarState/VersionId.
+        """
         return min(self._next_cycle_s, self._next_state_s)
 
     def motion_rx_state(self, now_s: float) -> int:
@@ -264,7 +271,7 @@ class Ars408Emulator:
         yaw_missing = self._yaw_rx_s is None or now_s - self._yaw_rx_s > limit
         return int(speed_missing) + 2 * int(yaw_missing)
 
-    def _tx(self, name: str, signals: dict) -> None:
+    def _tx(self, name: str, signals: Mapping[str, float]) -> None:
         if _send(self.bus, self.codec.encode(name, signals), self.send_timeout_s):
             self.frames_sent += 1
         else:
@@ -354,7 +361,7 @@ class Ars408ReplayEmulator:
         When ``frames`` names a log that cannot be read.
     """
 
-    def __init__(self, bus: can.BusABC, frames, *, start_s: float = 0.0,
+    def __init__(self, bus: can.BusABC, frames: Iterable[can.Message] | str | Path, *, start_s: float = 0.0,
                  source_channel: str | int | None = None, speed: float = 1.0,
                  max_frames_per_step: int | None = None, send_timeout_s: float = 0.005) -> None:
         if isinstance(frames, (str, Path)):

@@ -18,8 +18,8 @@ the current time; it writes whole packets when they are due and never sleeps.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from firmware_bridge.protocols.iwr6843 import (
     radar_to_sensor,
     split_stream,
 )
+from hal.serial.link import SerialLink
 
 __all__ = ["Iwr6843Emulator", "SensorTarget", "world_to_sensor"]
 
@@ -149,7 +150,7 @@ class Iwr6843Emulator:
 
     def __init__(
         self,
-        link: Any,
+        link: SerialLink,
         source: Callable[[float], Iterable[SensorTarget]] | bytes | bytearray | memoryview,
         *,
         frame_period_s: float = 0.1,
@@ -171,6 +172,7 @@ class Iwr6843Emulator:
         self.link = link
         self.frame_period_s = float(frame_period_s)
         self._period_ns = int(round(frame_period_s * 1e9))
+        self._provider: Callable[[float], Iterable[SensorTarget]] | None
         if callable(source):
             self._provider = source
             self._chunks: list[bytes] | None = None
@@ -211,8 +213,11 @@ class Iwr6843Emulator:
 
     @property
     def next_due_s(self) -> float | None:
-        """Time at which the next packet is due, s (None before the first :meth:`step`
-        when no ``start_s`` was given); :meth:`step` at a time ``>=`` this writes it."""
+        """Time at which the next packet is due, s.
+
+        None before the first :meth:`step` when no ``start_s`` was given; :meth:`step` at
+        a time ``>=`` this writes it.
+        """
         return None if self._next_due_ns is None else self._next_due_ns * 1e-9
 
     def inject_bytes(self, data: bytes) -> None:
@@ -283,6 +288,7 @@ class Iwr6843Emulator:
             self._replay_index += 1
             return chunk
         due_s = due_ns * 1e-9
+        assert self._provider is not None  # synthetic mode: no chunks, a provider
         points = self._synthesize(list(self._provider(due_s)))
         frame_number = self._frame_number & 0xFFFFFFFF
         self._frame_number += 1

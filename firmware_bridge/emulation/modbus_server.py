@@ -27,10 +27,17 @@ import select
 import threading
 import tty
 from collections import deque
-from typing import Literal, Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.modbus_profile import ModbusReply, ModbusRequest, ModbusResponder, crc16_modbus
+
+if TYPE_CHECKING:
+    from pymodbus.datastore import ModbusServerContext
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 _FC_TABLE = {1: "coil", 2: "discrete", 3: "holding", 4: "input", 5: "coil", 6: "holding", 15: "coil", 16: "holding"}
 
@@ -75,7 +82,7 @@ class PtyPair:
                 if data:
                     try:
                         os.write(peers[fd], data)
-                    except OSError:
+                    except OSError:  # per chunk, not teardown: the peer closed, the bytes are dropped
                         pass
 
     def close(self, timeout_s: float = 2.0) -> None:
@@ -85,8 +92,8 @@ class PtyPair:
         for fd in (self._m1, self._m2, self._s1, self._s2):
             try:
                 os.close(fd)
-            except OSError:
-                pass
+            except OSError as exc:
+                logger.debug("closing pty descriptor %d failed: %s", fd, exc)
 
     @property
     def alive(self) -> bool:
@@ -94,7 +101,7 @@ class PtyPair:
         return self._thread.is_alive()
 
 
-def _make_context(owner: "ModbusEmulatorServer") -> object:
+def _make_context(owner: ModbusEmulatorServer) -> ModbusServerContext:
     from pymodbus.constants import ExcCodes
     from pymodbus.datastore import ModbusServerContext
     from pymodbus.exceptions import NoSuchIdException
@@ -105,7 +112,7 @@ def _make_context(owner: "ModbusEmulatorServer") -> object:
         def __init__(self) -> None:  # no super().__init__: no datastore of our own
             self.old_simulator = True
             self.simdevices = []
-            self._written: dict[tuple[int, int, int], list] = {}
+            self._written: dict[tuple[int, int, int], list[int] | list[bool]] = {}
 
         def device_ids(self) -> list[int]:
             return list(owner.devices)
@@ -123,7 +130,9 @@ def _make_context(owner: "ModbusEmulatorServer") -> object:
                 owner._mangle.append((reply.kind, request.unit_id))
             return reply
 
-        async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1):  # noqa: N802
+        async def async_getValues(  # noqa: N802
+            self, device_id: int, func_code: int, address: int, count: int = 1
+        ) -> list[int] | list[bool] | ExcCodes:
             key = (device_id, func_code, address)
             if func_code in (5, 6, 15, 16) and key in self._written:
                 return self._written.pop(key)[:count]
@@ -135,7 +144,9 @@ def _make_context(owner: "ModbusEmulatorServer") -> object:
                 return ExcCodes(reply.exception_code)
             return list(reply.values)
 
-        async def async_setValues(self, device_id: int, func_code: int, address: int, values):  # noqa: N802
+        async def async_setValues(  # noqa: N802
+            self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]
+        ) -> ExcCodes | None:
             table = _FC_TABLE.get(func_code)
             if table is None or len(values) != 1:
                 return ExcCodes.ILLEGAL_FUNCTION
@@ -221,7 +232,7 @@ class ModbusEmulatorServer:
                 buf[4:6] = length.to_bytes(2, "big")
         return bytes(buf)
 
-    def start(self, timeout_s: float = 5.0) -> "ModbusEmulatorServer":
+    def start(self, timeout_s: float = 5.0) -> ModbusEmulatorServer:
         """Start serving on a background thread; return once listening.
 
         Raises
@@ -229,7 +240,6 @@ class ModbusEmulatorServer:
         ProtocolError
             The server did not come up within ``timeout_s`` (port busy, pty error).
         """
-        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         if self.transport == "rtu" and self._serial_path is None:
             self._pty = PtyPair()
             self._serial_path = self._pty.server_path
@@ -270,6 +280,7 @@ class ModbusEmulatorServer:
         from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
         context = _make_context(self)
+        server: ModbusTcpServer | ModbusSerialServer
         if self.transport == "tcp":
             server = ModbusTcpServer(context, address=(self.host, self.port), ignore_missing_devices=True,
                                      trace_packet=self._trace_packet)
@@ -292,8 +303,8 @@ class ModbusEmulatorServer:
                 fut = asyncio.run_coroutine_threadsafe(server.shutdown(), loop)  # type: ignore[attr-defined]
                 try:
                     fut.result(timeout_s)
-                except Exception:  # noqa: BLE001 - best effort, the loop stops anyway
-                    pass
+                except Exception as exc:  # noqa: BLE001 - best effort, the loop stops anyway
+                    logger.debug("modbus emulator shutdown failed: %s", exc)
             loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(timeout_s)
@@ -307,7 +318,7 @@ class ModbusEmulatorServer:
         t = self._thread is not None and self._thread.is_alive()
         return t or (self._pty is not None and self._pty.alive)
 
-    def __enter__(self) -> "ModbusEmulatorServer":
+    def __enter__(self) -> ModbusEmulatorServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -21,9 +21,11 @@ Per-transaction work is bounded (one register bank refresh).
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping, Protocol
+from typing import Literal, Protocol
 
 from firmware_bridge.protocols.modbus_profile import (
     ILLEGAL_DATA_ADDRESS,
@@ -85,7 +87,7 @@ class Fault:
             raise ValueError("Fault.delay_s must be >= 0")
 
     def active(self, now_s: float) -> bool:
-        """True inside ``[start_s, end_s)``."""
+        """Return True inside ``[start_s, end_s)``."""
         return now_s >= self.start_s and (self.end_s is None or now_s < self.end_s)
 
 
@@ -102,7 +104,7 @@ class FaultPlan:
     faults: list[Fault] = field(default_factory=list)
 
     @classmethod
-    def from_entries(cls, entries: Iterable[Mapping[str, object]]) -> "FaultPlan":
+    def from_entries(cls, entries: Iterable[Mapping[str, object]]) -> FaultPlan:
         """Build from plain dicts (a rig's ``emulation`` section): ``{kind: silent, start_s: 5}``."""
         return cls([Fault(**dict(e)) for e in entries])  # type: ignore[arg-type]
 
@@ -143,7 +145,7 @@ def lfp_ocv_per_cell_v(soc: float) -> float:
     Piecewise-linear interpolation of a typical LFP curve; clamps outside 0..1.
     """
     s = min(1.0, max(0.0, soc))
-    for (s0, v0), (s1, v1) in zip(_LFP_OCV, _LFP_OCV[1:]):
+    for (s0, v0), (s1, v1) in itertools.pairwise(_LFP_OCV):
         if s <= s1:
             return v0 + (v1 - v0) * (s - s0) / (s1 - s0)
     return _LFP_OCV[-1][1]
@@ -342,7 +344,7 @@ class RegisterBank:
             return False
         return any(a <= address < b for a, b in self._ranges.get(table, []))
 
-    def read(self, table: str, address: int, count: int) -> list | None:
+    def read(self, table: str, address: int, count: int) -> list[int] | list[bool] | None:
         """Values of ``count`` registers/bits from ``address``, or None if any is illegal."""
         step = self._step(table)
         addrs = [address + i * step for i in range(count)]
@@ -378,10 +380,10 @@ class RegisterBank:
         """
         q = self.profile.quantity(name)
         step = 1 if q.is_bit else self.profile.address_stride
-        return decode(q, [self._cells[(q.table, q.address + k * step)] for k in range(q.registers)])  # type: ignore[arg-type]
+        return decode(q, [self._cells[(q.table, q.address + k * step)] for k in range(q.registers)])
 
     def quantity_at(self, table: str, address: int) -> Quantity | None:
-        """The quantity starting at ``address`` of ``table`` (None if none)."""
+        """Return the quantity starting at ``address`` of ``table`` (None if none)."""
         for q in self.profile.quantities:
             if q.table == table and q.address == address:
                 return q
@@ -455,7 +457,7 @@ class EmulatedModbusDevice:
                 return reply
             for kind in ("wrong_unit", "corrupt"):
                 if kind in kinds:
-                    return ModbusReply(kind, values=reply.values, delay_s=delay)  # type: ignore[arg-type]
+                    return ModbusReply(kind, values=reply.values, delay_s=delay)
             return ModbusReply("values", values=reply.values, delay_s=delay)
 
     def _serve(self, request: ModbusRequest) -> ModbusReply:
@@ -469,10 +471,13 @@ class EmulatedModbusDevice:
         q = self.bank.quantity_at(request.table, request.address)
         if q is None or not q.writable:
             return ModbusReply("exception", exception_code=ILLEGAL_DATA_ADDRESS)
-        code = self.handle_write(q, request.value)  # type: ignore[arg-type]
+        value = request.value
+        if value is None:  # a write request always carries its value (ModbusRequest)
+            return ModbusReply("exception", exception_code=ILLEGAL_DATA_ADDRESS)
+        code = self.handle_write(q, value)
         if code:
             return ModbusReply("exception", exception_code=code)
-        return ModbusReply("values", values=(request.value,))
+        return ModbusReply("values", values=(value,))
 
 
 #: JK BMS memory areas (byte addresses): settings 0x1000-0x111B, live data 0x1200-0x130F.
@@ -572,14 +577,16 @@ class JkBmsEmulator(EmulatedModbusDevice):
             "charge_on": 1,
             "discharge_on": 1,
         }
-        for i, v in enumerate(cells):
-            values[f"cell_{i:02d}_voltage_v"] = v
+        for i, cell_v in enumerate(cells):
+            values[f"cell_{i:02d}_voltage_v"] = cell_v
         for k, v in values.items():
             if k in self._names:
                 self.bank.set(k, v)
 
 
-_PDU_COILS = {"valve_rail_enabled": "valve_rail", "radar_power_enabled": "radar_power", "mcu_power_enabled": "mcu_power"}
+_PDU_COILS = {
+    "valve_rail_enabled": "valve_rail", "radar_power_enabled": "radar_power", "mcu_power_enabled": "mcu_power",
+}
 
 
 class QikiPduEmulator(EmulatedModbusDevice):

@@ -18,9 +18,9 @@ real-time MonotonicClock); the emulator never sleeps and starts no thread.
 from __future__ import annotations
 
 import random
+from typing import Protocol
 
 from firmware_bridge.protocols import qiki_mcu as proto
-from hal.errors import HalError
 from firmware_bridge.protocols.framing import FrameDecoder
 from firmware_bridge.protocols.qiki_mcu import (
     FaultFlag,
@@ -28,15 +28,35 @@ from firmware_bridge.protocols.qiki_mcu import (
     HelloRequest,
     HostHeartbeat,
     Imu,
+    McuMessage,
     McuStatus,
     Pose,
     RailRequest,
     WatchdogState,
 )
+from hal.errors import HalError
+from hal.serial.link import SerialLink
 
-__all__ = ["McuEmulator"]
+__all__ = ["McuEmulator", "WorldState"]
 
 _EPS_S = 1e-6  # tolerance on due times: SimClock ns -> float s rounding
+
+
+class WorldState(Protocol):
+    """What the MCU emulator reads of the simulated world at each IMU/POSE send.
+
+    World frame: ``x_m, y_m`` (m), ``yaw_rad`` (rad), ``vx_mps, vy_mps`` (m/s),
+    ``yaw_rate_radps`` (rad/s); body frame: ``ax_body_mps2, ay_body_mps2`` (m/s^2).
+    """
+
+    x_m: float
+    y_m: float
+    yaw_rad: float
+    vx_mps: float
+    vy_mps: float
+    yaw_rate_radps: float
+    ax_body_mps2: float
+    ay_body_mps2: float
 
 
 class _Schedule:
@@ -74,8 +94,8 @@ class McuEmulator:
     ----------
     link : SerialLink
         The MCU's end of the serial link (PipeLink end, pty master FdLink, ...).
-    world : object
-        Duck-typed simulated world with float attributes ``x_m, y_m, yaw_rad, vx_mps,
+    world : WorldState
+        The simulated world: float attributes ``x_m, y_m, yaw_rad, vx_mps,
         vy_mps, yaw_rate_radps`` (world frame: m, rad, m/s, rad/s) and ``ax_body_mps2,
         ay_body_mps2`` (body frame, m/s^2). Read at each IMU/POSE send.
     firmware_version : tuple of int, optional
@@ -113,8 +133,8 @@ class McuEmulator:
 
     def __init__(
         self,
-        link,
-        world,
+        link: SerialLink,
+        world: WorldState,
         *,
         firmware_version: tuple[int, int, int] = (1, 0, 0),
         heartbeat_timeout_s: float = 0.2,
@@ -157,7 +177,7 @@ class McuEmulator:
         self._boot_s = 0.0
         self._now_s = 0.0
         self.last_host_heartbeat_rx_s: float | None = None  # on the step() clock, s
-        self._last_sent_status: tuple | None = None
+        self._last_sent_status: tuple[bool, bool, WatchdogState, int] | None = None
         self.last_host_heartbeat: HostHeartbeat | None = None
         self.counters = {
             "host_heartbeats": 0,
@@ -275,7 +295,7 @@ class McuEmulator:
             self.rail_requested and not self.estop_pressed and self.watchdog_state == WatchdogState.OK
         )
 
-    def _status_key(self) -> tuple:
+    def _status_key(self) -> tuple[bool, bool, WatchdogState, int]:
         return (self.estop_pressed, self.rail_enabled, self.watchdog_state, self.fault_flags & 0xFF)
 
     def _send_status_if_changed(self) -> None:
@@ -329,7 +349,7 @@ class McuEmulator:
                 self.watchdog_state = WatchdogState.HOST_TIMEOUT
                 self.rail_requested = False  # the rail stays off until a new request
 
-    def _send(self, msg) -> None:
+    def _send(self, msg: McuMessage) -> None:
         if type(msg) is McuStatus:
             self._last_sent_status = (msg.estop_pressed, msg.rail_enabled, msg.watchdog_state, msg.fault_flags)
         if self.silent:

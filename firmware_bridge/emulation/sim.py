@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from firmware_bridge.emulation.world import World
-
 
 #: Fault names :class:`Simulation` applies (``controller.config.FaultCfg.fault`` lists the same).
 FAULT_NAMES = frozenset({

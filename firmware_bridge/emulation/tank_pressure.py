@@ -23,6 +23,7 @@ from collections.abc import Callable
 import can
 
 from firmware_bridge.protocols import tank_pressure as tp
+from hal.can.codec import DbcCodec
 
 __all__ = ["TankPressureEmulator"]
 
@@ -64,7 +65,7 @@ class TankPressureEmulator:
     frames_sent, tx_failures : int
     """
 
-    def __init__(self, bus: can.BusABC, codec, *, open_fractions: OpenFractions | None = None,
+    def __init__(self, bus: can.BusABC, codec: DbcCodec, *, open_fractions: OpenFractions | None = None,
                  start_pressure_bar: float = 200.0, bar_per_valve_s: float = 1.5,
                  leak_bar_per_s: float = 0.0, temperature_c: float = 20.0,
                  silent_from_s: float | None = None, silent_until_s: float | None = None) -> None:
@@ -111,8 +112,11 @@ class TankPressureEmulator:
         self._next_tx_s += k * tp.STATUS_PERIOD_S
 
     def _drain(self) -> None:
-        """Discard what the bus delivered (the sensor listens to nothing; a virtual bus
-        queues every frame for every node, so an undrained node would grow without end)."""
+        """Discard what the bus delivered.
+
+        The sensor listens to nothing, but a virtual bus queues every frame for every
+        node: an undrained node would grow without end.
+        """
         bus = self._bus
         while True:
             try:
@@ -122,8 +126,10 @@ class TankPressureEmulator:
                 return
 
     def _integrate(self, t_s: float) -> None:
-        """Blow the tank down from the last integration to ``t_s`` (windows <= 1 s, as
-        ``open_fractions`` keeps)."""
+        """Blow the tank down from the last integration to ``t_s``.
+
+        Windows are at most one frame period, well inside the 1 s ``open_fractions`` keeps.
+        """
         last = self._last_s
         assert last is not None
         if t_s <= last:
@@ -149,5 +155,5 @@ class TankPressureEmulator:
         self.frames_sent += 1
 
     def summary(self) -> dict[str, object]:
-        """The emulated truth at the end: pressure (at the last frame slot) and frames sent."""
+        """Return the emulated truth at the end: pressure (at the last frame slot), frames sent."""
         return {"end_pressure_bar": round(self.pressure_bar, 3), "frames_sent": self.frames_sent}

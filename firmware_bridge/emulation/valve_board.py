@@ -30,6 +30,7 @@ import math
 import can
 
 from firmware_bridge.protocols import valve_board as vb
+from hal.can.codec import DbcCodec
 
 __all__ = ["ValveBoardEmulator"]
 
@@ -79,7 +80,7 @@ class ValveBoardEmulator:
         ``boot``).
     """
 
-    def __init__(self, bus: can.BusABC, codec, *, node_id: int = 1, n_valves: int = 8,
+    def __init__(self, bus: can.BusABC, codec: DbcCodec, *, node_id: int = 1, n_valves: int = 8,
                  pwm_period_s: float = 0.05, open_delay_s: float = 0.003,
                  close_delay_s: float = 0.002, command_timeout_s: float = 0.2,
                  firmware_version: tuple[int, int, int] = (1, 2, 0),
@@ -96,7 +97,8 @@ class ValveBoardEmulator:
         self.open_delay_s = float(open_delay_s)
         self.close_delay_s = float(close_delay_s)
         self.command_timeout_s = float(command_timeout_s)
-        self.firmware_version = tuple(firmware_version)
+        major, minor, patch = firmware_version
+        self.firmware_version = (int(major), int(minor), int(patch))
         self.rail_voltage_v = float(rail_voltage_v)
         self._cmd_id = self._codec.frame_id(vb.COMMAND)
         self._status_id = self._codec.frame_id(vb.STATUS)
@@ -196,6 +198,7 @@ class ValveBoardEmulator:
         # Command timeout first (a command seen now arrived after the deadline); the
         # firmware's timer cuts the valves at the deadline itself.
         if not self._timed_out:
+            assert self._last_valid_cmd_s is not None  # not timed out: a valid command was seen
             deadline = self._last_valid_cmd_s + self.command_timeout_s
             if now_s >= deadline:
                 self._timed_out = True
@@ -229,6 +232,7 @@ class ValveBoardEmulator:
         self._next_hb_s = self._advance_slot(self._next_hb_s, vb.HEARTBEAT_PERIOD_S, now_s)
         due = min(self._next_pwm_s, self._next_status_s, self._next_hb_s)
         if not self._timed_out:
+            assert self._last_valid_cmd_s is not None  # not timed out: a valid command was seen
             due = min(due, self._last_valid_cmd_s + self.command_timeout_s)
         self._next_due_s = due
         self._prune(now_s)
@@ -267,7 +271,9 @@ class ValveBoardEmulator:
         if not vb.checksum_ok(msg.arbitration_id, data):
             return self._reject("checksum")
         # Unpacked by the DBC (dbc/qiki.dbc is the only statement of the bit layout).
-        raw = self._codec.decode(msg).raw
+        decoded = self._codec.decode(msg)
+        assert decoded is not None  # the command's id is in the codec (it was looked up by it)
+        raw = decoded.raw
         counter = raw[vb.COUNTER_SIGNALS[vb.COMMAND]]
         if self._last_cmd_counter is not None and counter == self._last_cmd_counter:
             return self._reject("counter")
@@ -407,6 +413,7 @@ class ValveBoardEmulator:
         self._send(msg)
 
     def _send_heartbeat(self, now_s: float) -> None:
+        assert self._boot_s is not None  # heartbeats start at power-up
         hb = vb.ValveBoardHeartbeat(uptime_s=now_s - self._boot_s,
                                     firmware_version=self.firmware_version,
                                     state=self.state)

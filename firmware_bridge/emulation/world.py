@@ -16,8 +16,8 @@ Reference: E. Hairer, C. Lubich, G. Wanner, *Geometric Numerical Integration*, 2
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class World:
         # Body-frame force and torque per unit open fraction, precomputed once.
         self._fx = [t.max_thrust_n * t.dir_x for t in self.thrusters]
         self._fy = [t.max_thrust_n * t.dir_y for t in self.thrusters]
-        self._mz = [t.x_m * fy - t.y_m * fx for t, fx, fy in zip(self.thrusters, self._fx, self._fy)]
+        self._mz = [t.x_m * fy - t.y_m * fx for t, fx, fy in zip(self.thrusters, self._fx, self._fy, strict=True)]
         self._drag = float(linear_drag_n_per_mps)
 
     def step(self, dt_s: float, open_fractions: Sequence[float]) -> None:

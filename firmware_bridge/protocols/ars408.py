@@ -47,8 +47,8 @@ Pure: no I/O, no sleeping, no threads.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.frames import Mount, apply, rotate
@@ -174,7 +174,7 @@ class MessageLayout:
     signals: tuple[SignalLayout, ...]
 
 
-def _sl(*rows: tuple) -> tuple[SignalLayout, ...]:
+def _sl(*rows: tuple[str, int, int, float, float, str]) -> tuple[SignalLayout, ...]:
     return tuple(SignalLayout(*r) for r in rows)
 
 
@@ -372,12 +372,14 @@ def rms_sigma(code: int, full_scale: float) -> float | None:
     """
     if not 0 <= code <= 30:
         return None
-    return 0.005 * (full_scale / 0.005) ** (code / 30.0)
+    bound: float = 0.005 * (full_scale / 0.005) ** (code / 30.0)
+    return bound
 
 
 def rms_code(sigma: float, full_scale: float) -> int:
-    """Return the smallest 5-bit code whose bound is at least ``sigma`` (inverse of
-    :func:`rms_sigma`); 30 above the ladder, 31 for NaN.
+    """Return the smallest 5-bit code whose bound is at least ``sigma``.
+
+    The inverse of :func:`rms_sigma`; 30 above the ladder, 31 for NaN.
 
     Parameters
     ----------
@@ -549,6 +551,14 @@ class CycleAssembler:
         for oid, g in self._general.items():
             q = q_all.get(oid)
             e = e_all.get(oid)
+            dl: float | None
+            dt: float | None
+            pe: float | None
+            ms: int | None
+            oc: int | None
+            od: float | None
+            ln: float | None
+            wd: float | None
             if q is not None:
                 dl = rms_sigma(int(q["dist_long_rms_code"]), 10.0)
                 dt = rms_sigma(int(q["dist_lat_rms_code"]), 10.0)
@@ -607,7 +617,8 @@ class CycleAssembler:
         general[oid] = signals
         return self._maybe_finish(now_s)
 
-    def _on_detail(self, store: dict, signals: Mapping[str, float], now_s: float):
+    def _on_detail(self, store: dict[int, Mapping[str, float]], signals: Mapping[str, float],
+                   now_s: float) -> ObjectCycle | None:
         if not self._open:
             self._reject(REJECT_ORPHAN)
             return None
@@ -996,7 +1007,7 @@ def object_signals(obj: RadarObject) -> tuple[dict[str, float], dict[str, float]
     (dict, dict, dict)
         ``(general, quality, extended)`` physical signals.
     """
-    general = {
+    general: dict[str, float] = {
         "obj_id": obj.obj_id,
         "dist_long_m": _clip(obj.dist_long_m, -500.0, 1138.2),
         "dist_lat_m": _clip(obj.dist_lat_m, -204.6, 204.8),
@@ -1009,7 +1020,7 @@ def object_signals(obj: RadarObject) -> tuple[dict[str, float], dict[str, float]
     sig_t = obj.dist_lat_rms_m if obj.dist_lat_rms_m is not None else 0.2
     pe = obj.prob_of_exist if obj.prob_of_exist is not None else 1.0
     pe_code = max(i for i, lo in enumerate(PROB_OF_EXIST_MIN) if pe >= lo) if pe > 0 else 1
-    quality = {
+    quality: dict[str, float] = {
         "obj_id": obj.obj_id,
         "dist_long_rms_code": rms_code(sig_l, 10.0),
         "dist_lat_rms_code": rms_code(sig_t, 10.0),
@@ -1021,7 +1032,7 @@ def object_signals(obj: RadarObject) -> tuple[dict[str, float], dict[str, float]
         "meas_state": obj.meas_state if obj.meas_state is not None else 2,
         "prob_of_exist": pe_code,
     }
-    extended = {
+    extended: dict[str, float] = {
         "obj_id": obj.obj_id,
         "arel_long_mps2": 0.0,
         "arel_lat_mps2": 0.0,

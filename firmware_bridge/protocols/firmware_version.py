@@ -91,7 +91,7 @@ def parse_spec(spec: str, *, full: bool = True) -> list[tuple[str, Version]]:
 
 
 def spec_holds(version: Version, clauses: list[tuple[str, Version]]) -> bool:
-    """True when ``version`` satisfies every parsed clause.
+    """Return True when ``version`` satisfies every parsed clause.
 
     Parameters
     ----------

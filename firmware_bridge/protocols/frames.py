@@ -320,6 +320,8 @@ def rotate_inverse(pose: Pose2D, vector: tuple[float, float]) -> tuple[float, fl
 
 
 def wrap_angle(angle_rad: float) -> float:
-    """Wrap an angle to [-pi, pi], rad, by ``math.remainder(angle_rad, 2 pi)`` (IEEE 754
-    remainder: exact, ties to the even multiple)."""
+    """Wrap an angle to [-pi, pi], rad, by ``math.remainder(angle_rad, 2 pi)``.
+
+    IEEE 754 remainder: exact, ties to the even multiple.
+    """
     return math.remainder(angle_rad, math.tau)

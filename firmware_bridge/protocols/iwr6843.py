@@ -58,9 +58,9 @@ from __future__ import annotations
 import math
 import struct
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Iterable, Sequence
 
 from firmware_bridge.errors import ProtocolError
 
@@ -708,7 +708,7 @@ class Iwr6843Parser:
         """Bytes held, waiting for the rest of a packet (or a possible magic prefix)."""
         return len(self._buf)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, object]:
         """Return the counters as a plain dict (JSON-ready).
 
         Returns
@@ -827,10 +827,13 @@ class Iwr6843Parser:
                 if reason is None and n - start < header.total_packet_len:
                     self._need = need  # relative to the candidate, which becomes _buf[0]
                     break  # plausible so far: wait for the rest of the packet
+            frame: RadarFrame | None = None
             if reason is None:
                 result = _build_frame(buf, header, tlvs)
                 if isinstance(result, str):
                     reason = result
+                else:
+                    frame = result
             if reason is not None:
                 self.rejects[reason] += 1
                 self._count_header(header, unsupported=sdk_reason is not None)
@@ -846,10 +849,11 @@ class Iwr6843Parser:
                 self._spans.append((self._buf_offset + start, self._buf_offset + start + total))
             self.frames += 1
             self._count_header(header)
-            self.points += len(result.points)
+            assert frame is not None  # no reject reason: the packet decoded
+            self.points += len(frame.points)
             for t, _, _ in tlvs:
                 self.tlv_counts[t] += 1
-            out.append(result)
+            out.append(frame)
             pos = start + total
         if pos:
             del buf[:pos]

@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Union, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -82,7 +82,7 @@ _REGISTERS_PER_TYPE: dict[str, int] = {
     "u8": 1, "u16": 1, "i16": 1, "u32": 2, "i32": 2, "f32": 2,
 }
 
-Value = Union[int, float, bool, dict]
+Value = int | float | bool | dict[str, int | bool]
 
 
 class _Strict(BaseModel):
@@ -135,7 +135,7 @@ class Quantity(_Strict):
     description: str = ""
 
     @model_validator(mode="after")
-    def _check(self) -> "Quantity":
+    def _check(self) -> Quantity:
         if not math.isfinite(self.scale) or self.scale == 0.0:
             raise ValueError("scale must be finite and non-zero")
         if self.data_type == "u8" and self.byte is None:
@@ -211,7 +211,7 @@ class DeviceProfile(_Strict):
     quantities: list[Quantity] = Field(min_length=1, max_length=MAX_QUANTITIES)
 
     @model_validator(mode="after")
-    def _check(self) -> "DeviceProfile":
+    def _check(self) -> DeviceProfile:
         if not (math.isfinite(self.poll_period_s) and math.isfinite(self.poll_deadline_s)):
             raise ValueError("poll_period_s and poll_deadline_s must be finite")
         if self.poll_deadline_s > self.poll_period_s:
@@ -336,7 +336,8 @@ def decode_raw(q: Quantity, words: list[int]) -> int | float:
     if dt == "i32":
         return raw - 0x1_0000_0000 if raw & 0x8000_0000 else raw
     # f32
-    return struct.unpack(">f", raw.to_bytes(4, "big"))[0]
+    value: float = struct.unpack(">f", raw.to_bytes(4, "big"))[0]
+    return value
 
 
 def decode(q: Quantity, words: list[int] | list[bool]) -> Value:
@@ -364,7 +365,7 @@ def decode(q: Quantity, words: list[int] | list[bool]) -> Value:
         if len(words) != 1:
             raise ProtocolError(f"{q.name}: expected 1 bit, got {len(words)}")
         return bool(words[0])
-    raw = decode_raw(q, list(words))  # type: ignore[arg-type]
+    raw = decode_raw(q, list(words))
     if q.data_type == "bitfield":
         out: dict[str, int | bool] = {"raw": int(raw)}
         for bit_name, index in q.bits.items():
@@ -501,12 +502,6 @@ def plan_reads(profile: DeviceProfile, names: list[str] | None = None) -> list[R
         end = start + items[0].registers * step  # exclusive, in address units
         members: list[Quantity] = [items[0]]
 
-        def close() -> None:
-            count = (end - start) // step
-            blocks.append(
-                ReadBlock(table, start, count, tuple((m, (m.address - start) // step) for m in members))
-            )
-
         for q in items[1:]:
             q_end = q.address + q.registers * step
             new_end = max(end, q_end)
@@ -515,10 +510,15 @@ def plan_reads(profile: DeviceProfile, names: list[str] | None = None) -> list[R
                 end = new_end
                 members.append(q)
             else:
-                close()
+                blocks.append(_read_block(table, start, end, step, members))
                 start, end, members = q.address, q_end, [q]
-        close()
+        blocks.append(_read_block(table, start, end, step, members))
     return blocks
+
+
+def _read_block(table: str, start: int, end: int, step: int, members: list[Quantity]) -> ReadBlock:
+    """One block from ``start`` up to ``end`` (exclusive, address units) of ``step`` per register/bit."""
+    return ReadBlock(table, start, (end - start) // step, tuple((m, (m.address - start) // step) for m in members))
 
 
 def decode_block(block: ReadBlock, reply: list[int] | list[bool]) -> dict[str, Value]:
@@ -608,7 +608,7 @@ class ModbusReply:
     """
 
     kind: ReplyKind = "values"
-    values: tuple = ()
+    values: tuple[int, ...] | tuple[bool, ...] = ()
     exception_code: int = 0
     delay_s: float = 0.0
 

@@ -58,7 +58,6 @@ import enum
 import math
 import struct
 from dataclasses import dataclass
-from typing import Union
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.framing import RawFrame, encode_frame
@@ -211,7 +210,7 @@ class RailRequest:
     enable: bool
 
 
-McuMessage = Union[HelloRequest, Hello, HostHeartbeat, McuStatus, Imu, Pose, RailRequest]
+McuMessage = HelloRequest | Hello | HostHeartbeat | McuStatus | Imu | Pose | RailRequest
 
 _S_HELLO_REQUEST = struct.Struct("<B")
 _S_HELLO = struct.Struct("<BBBBI")
@@ -238,37 +237,36 @@ _isfinite = math.isfinite
 
 
 def _payload(msg: McuMessage) -> bytes:
-    t = type(msg)
     try:
-        if t is Imu:
+        if type(msg) is Imu:
             return _S_IMU.pack(
                 msg.t_ms & 0xFFFFFFFF, msg.yaw_rate_radps, msg.accel_x_body_mps2,
                 msg.accel_y_body_mps2,
             )
-        if t is Pose:
+        if type(msg) is Pose:
             return _S_POSE.pack(
                 msg.t_ms & 0xFFFFFFFF, msg.x_m, msg.y_m, msg.yaw_rad, msg.vx_world_mps,
                 msg.vy_world_mps, msg.yaw_rate_radps,
             )
-        if t is HostHeartbeat:
+        if type(msg) is HostHeartbeat:
             return _S_HEARTBEAT.pack(msg.host_time_ms & 0xFFFFFFFF, int(HostState(msg.host_state)))
-        if t is McuStatus:
+        if type(msg) is McuStatus:
             return _S_STATUS.pack(
                 msg.uptime_ms & 0xFFFFFFFF, 1 if msg.estop_pressed else 0,
                 1 if msg.rail_enabled else 0, int(WatchdogState(msg.watchdog_state)),
                 msg.fault_flags,
             )
-        if t is RailRequest:
+        if type(msg) is RailRequest:
             return _S_RAIL.pack(1 if msg.enable else 0)
-        if t is HelloRequest:
+        if type(msg) is HelloRequest:
             return _S_HELLO_REQUEST.pack(msg.protocol_version)
-        if t is Hello:
+        if type(msg) is Hello:
             return _S_HELLO.pack(
                 msg.fw_major, msg.fw_minor, msg.fw_patch, msg.protocol_version, msg.board_serial
             )
     except (struct.error, ValueError, TypeError) as exc:
-        raise ProtocolError(f"cannot encode {t.__name__}: {exc}") from exc
-    raise ProtocolError(f"not a QIKI MCU message: {t.__name__}")
+        raise ProtocolError(f"cannot encode {type(msg).__name__}: {exc}") from exc
+    raise ProtocolError(f"not a QIKI MCU message: {type(msg).__name__}")
 
 
 def encode(msg: McuMessage, seq: int) -> bytes:

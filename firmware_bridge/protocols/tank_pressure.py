@@ -75,8 +75,10 @@ def reading_from_signals(signals: Mapping[str, float | int]) -> TankReading:
 
 
 def status_signals(reading: TankReading, counter: int) -> dict[str, float | int]:
-    """Physical signal values of one ``TANK_Status`` for the codec (pressure clamped to
-    the transducer range, as a real transducer saturates)."""
+    """Return the physical signal values of one ``TANK_Status`` for the codec.
+
+    The pressure is clamped to the transducer range, as a real transducer saturates.
+    """
     lo, hi = PRESSURE_RANGE_BAR
     return {
         PRESSURE: round(min(max(reading.pressure_bar, lo), hi), 2),
@@ -87,7 +89,7 @@ def status_signals(reading: TankReading, counter: int) -> dict[str, float | int]
 
 
 def next_counter(counter: int) -> int:
-    """The alive counter after ``counter`` (0..15 rolling)."""
+    """Return the alive counter after ``counter`` (0..15 rolling)."""
     return (int(counter) + 1) % COUNTER_MODULO
 
 

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from firmware_bridge.errors import ProtocolError
@@ -160,7 +160,7 @@ def crc8_sae_j1850(data: bytes | bytearray | Sequence[int], *, init: int = 0xFF,
 
 
 def e2e_checksum(arbitration_id: int, data: bytes | bytearray) -> int:
-    """Expected ``*_Checksum`` value of a valve board frame.
+    """Return the expected ``*_Checksum`` value of a valve board frame.
 
     Parameters
     ----------
@@ -210,7 +210,7 @@ def seal(arbitration_id: int, data: bytes | bytearray) -> bytes:
 
 
 def checksum_ok(arbitration_id: int, data: bytes | bytearray) -> bool:
-    """True when an 8-byte frame's byte 7 matches :func:`e2e_checksum` (F01)."""
+    """Return True when an 8-byte frame's byte 7 matches :func:`e2e_checksum` (F01)."""
     return len(data) == 8 and data[7] == e2e_checksum(arbitration_id, data)
 
 
@@ -220,7 +220,7 @@ def next_counter(counter: int) -> int:
 
 
 def counter_delta(previous: int, current: int) -> int:
-    """Steps from ``previous`` to ``current`` modulo 16 (1 = in sequence, 0 = repeat)."""
+    """Return the steps from ``previous`` to ``current`` modulo 16 (1 = in sequence, 0 = repeat)."""
     return (current - previous) % COUNTER_MODULO
 
 
@@ -284,7 +284,8 @@ def command_signals(duty_raw: Sequence[int], counter: int) -> dict[str, float]:
         ``DbcCodec.encode`` followed by :func:`seal`.
     """
     sigs: dict[str, float] = {name: 0 for name in DUTY_SIGNALS}
-    for name, raw in zip(DUTY_SIGNALS, duty_raw):
+    # fewer than 8 duties: the missing valves stay 0
+    for name, raw in zip(DUTY_SIGNALS, duty_raw, strict=False):
         sigs[name] = raw_to_duty_pct(int(raw))
     sigs["VB_Cmd_Counter"] = counter % COUNTER_MODULO
     sigs["VB_Cmd_Checksum"] = 0
@@ -355,7 +356,7 @@ class ValveBoardHeartbeat:
     state: BoardState
 
 
-def status_from_signals(sig: dict, n_valves: int = MAX_VALVES) -> ValveBoardStatus:
+def status_from_signals(sig: Mapping[str, float], n_valves: int = MAX_VALVES) -> ValveBoardStatus:
     """Build a :class:`ValveBoardStatus` from decoded ``VB_Status`` physical signals.
 
     Parameters
@@ -386,7 +387,7 @@ def status_from_signals(sig: dict, n_valves: int = MAX_VALVES) -> ValveBoardStat
     )
 
 
-def heartbeat_from_signals(sig: dict) -> ValveBoardHeartbeat:
+def heartbeat_from_signals(sig: Mapping[str, float]) -> ValveBoardHeartbeat:
     """Build a :class:`ValveBoardHeartbeat` from decoded ``VB_Heartbeat`` signals.
 
     Parameters

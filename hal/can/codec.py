@@ -50,7 +50,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import can
 import cantools
@@ -104,6 +104,12 @@ class Decoded:
         return f"Decoded({self.name!r}, 0x{self.frame_id:X}, {self.signals!r})"
 
 
+class _BitFormat(Protocol):
+    """A compiled bitstruct format of cantools (``message._codecs["formats"]``)."""
+
+    def unpack(self, data: bytes) -> dict[str, Any]: ...
+
+
 class _Entry:
     """Per-message precomputed decode plan (private)."""
 
@@ -115,8 +121,9 @@ class _Entry:
         self.name = message.name
         self.length = message.length
         self.is_extended = bool(message.is_extended_frame)
-        self.big = None
-        self.little = None
+        # cantools' compiled bitstruct formats (untyped library): see _BitFormat
+        self.big: _BitFormat | None = None
+        self.little: _BitFormat | None = None
         self.fallback = True
         # (name, scale, offset) with scale == 1 and offset == 0 stored as None (identity).
         self.scaling: list[tuple[str, Any, Any]] = []
@@ -536,6 +543,7 @@ class DbcCodec:
             raw = entry.message.decode_simple(data, decode_choices=False, scaling=False,
                                               allow_excess=False)
         else:
+            assert entry.big is not None and entry.little is not None  # set when not fallback
             raw = entry.big.unpack(data)
             little = entry.little.unpack(data[::-1])
             if little:

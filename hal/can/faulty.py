@@ -65,7 +65,7 @@ class FaultyBus(can.BusABC):
         """Queue ``msg`` to be returned by the next ``recv`` before inner frames."""
         self._injected.append(msg)
 
-    def _recv_internal(self, timeout: float | None):
+    def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
         if self.unplugged:
             raise can.CanOperationError("adapter unplugged (injected)")
         if self._injected:
@@ -89,6 +89,7 @@ class FaultyBus(can.BusABC):
             return msg, False
 
     def send(self, msg: can.Message, timeout: float | None = None) -> None:
+        """Send through the inner bus unless an injected fault refuses it (``CanOperationError``)."""
         if self.unplugged:
             raise can.CanOperationError("adapter unplugged (injected)")
         if self.send_fail_always or self.forced_state is BusState.ERROR:
@@ -100,6 +101,7 @@ class FaultyBus(can.BusABC):
 
     @property
     def state(self) -> BusState:
+        """The forced state if one is set, else the inner bus's state."""
         if self.forced_state is not None:
             return self.forced_state
         return self._inner.state
@@ -109,8 +111,10 @@ class FaultyBus(can.BusABC):
         self.forced_state = new_state
 
     def flush_tx_buffer(self) -> None:
+        """Count the flush (the tests read ``flushed``); nothing is queued here."""
         self.flushed += 1
 
     def shutdown(self) -> None:
+        """Shut down this wrapper and the inner bus."""
         super().shutdown()
         self._inner.shutdown()

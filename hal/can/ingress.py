@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import can
 
-from hal.can.codec import DbcCodec, Decoded
+from hal.can.codec import DbcCodec, Decoded, _Entry
 from hal.errors import BusConfigError, HalError
 
 __all__ = ["IngressSpec", "StreamState", "IngressChecker", "REJECT_REASONS"]
@@ -135,6 +135,16 @@ class StreamState:
 class _Plan:
     __slots__ = ("spec", "entry", "frame_id", "stream", "bounds", "choices",
                  "counter_signal", "checksum_signal", "checksum_fn", "modulo")
+    spec: IngressSpec
+    entry: _Entry
+    frame_id: int
+    stream: StreamState
+    bounds: list[tuple[str, float | None, float | None]]  # (signal, low, high), physical units
+    choices: list[tuple[str, frozenset[int]]]  # (signal, the raw values the DBC names)
+    counter_signal: str | None
+    checksum_signal: str | None
+    checksum_fn: ChecksumFn | None
+    modulo: int
 
 
 class IngressChecker:
@@ -277,11 +287,11 @@ class IngressChecker:
         return True
 
     def counter_valid(self, name: str) -> bool:
-        """False while the stream's wrong-counter score holds it invalid (F02)."""
+        """Return False while the stream's wrong-counter score holds it invalid (F02)."""
         return not self.stream(name).counter_invalid
 
     def timing_warning(self, name: str) -> bool:
-        """True when a regular stream arrives at the wrong rhythm (half rate, bursts)."""
+        """Return True when a regular stream arrives at the wrong rhythm (half rate, bursts)."""
         return self.stream(name).irregular_score >= self._warn_score
 
     # ------------------------------------------------------------------ per frame
@@ -327,6 +337,7 @@ class IngressChecker:
             return None
         raw = decoded.raw
         if plan.checksum_signal is not None:
+            assert plan.checksum_fn is not None  # IngressSpec: a checksum signal has its function
             if raw.get(plan.checksum_signal) != plan.checksum_fn(msg.arbitration_id,
                                                                    bytes(data)):
                 self._rejects["checksum"] += 1

@@ -26,8 +26,8 @@ thread may instead feed a queue-backed bus (python-can ``BufferedReader``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import can
 from can import BusState
@@ -48,6 +48,15 @@ CAN_ERR_CRTL_TX_PASSIVE = 0x20
 CAN_ERR_CRTL_ACTIVE = 0x40
 
 _SEVERITY = {BusState.ACTIVE: 0, BusState.PASSIVE: 1, BusState.ERROR: 2}
+
+
+class RejectCounter(Protocol):
+    """Anything that counts rejected frames by reason (e.g. an IngressChecker)."""
+
+    @property
+    def rejects(self) -> Mapping[str, int]:
+        """Rejected frames by reason."""
+        ...
 
 
 class CanPort:
@@ -93,7 +102,7 @@ class CanPort:
         self.last_handler_error: BaseException | None = None
         self.last_send_error: BaseException | None = None
         self.last_rx_error: BaseException | None = None
-        self._rx_checkers: list[Any] = []
+        self._rx_checkers: list[RejectCounter] = []
         self._own_tx: set[tuple[int, bool]] = set()
 
     # ------------------------------------------------------------------ wiring
@@ -125,7 +134,7 @@ class CanPort:
             raise ValueError(f"arbitration ID 0x{arbitration_id:X} already has a handler")
         self._handlers[key] = handler
 
-    def declare_tx_ids(self, arbitration_ids: Any, *, is_extended_id: bool = False) -> None:
+    def declare_tx_ids(self, arbitration_ids: Iterable[int], *, is_extended_id: bool = False) -> None:
         """Declare IDs this port transmits before the first send (see ``own_tx_id``).
 
         Parameters
@@ -138,7 +147,7 @@ class CanPort:
         for arb in arbitration_ids:
             self._own_tx.add((int(arb), bool(is_extended_id)))
 
-    def add_checker_stats(self, checker: Any) -> None:
+    def add_checker_stats(self, checker: RejectCounter) -> None:
         """Merge ``checker.rejects`` (e.g. an IngressChecker) into :meth:`stats`."""
         self._rx_checkers.append(checker)
 

@@ -15,13 +15,17 @@ adds what QIKI needs around it:
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterator
 
 import can
 
 from hal.errors import BusConfigError, one_line
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 __all__ = ["channel_key", "channel_matches", "iter_can_log", "read_can_log", "LogReplay"]
 
@@ -73,13 +77,14 @@ def channel_key(channel: str | int | None) -> str | None:
     return text
 
 
-def channel_matches(msg_channel: str | int | None, wanted: str | int | None) -> bool:
-    """True when a recorded channel equals a requested one (see :func:`channel_key`).
+def channel_matches(msg_channel: str | int | Sequence[int] | None, wanted: str | int | None) -> bool:
+    """Return True when a recorded channel equals a requested one (see :func:`channel_key`).
 
     Parameters
     ----------
-    msg_channel : str, int or None
-        ``Message.channel`` as the reader gave it.
+    msg_channel : str, int, sequence of int or None
+        ``Message.channel`` as the reader gave it (python-can's type; a sequence never
+        matches).
     wanted : str, int or None
         The requested channel; ``None`` matches every frame.
 
@@ -89,6 +94,8 @@ def channel_matches(msg_channel: str | int | None, wanted: str | int | None) -> 
     """
     if wanted is None:
         return True
+    if not isinstance(msg_channel, (str, int)):
+        return False
     key = channel_key(msg_channel)
     return key is not None and key == channel_key(wanted)
 
@@ -143,8 +150,8 @@ def iter_can_log(path: str | Path, *, channel: str | int | None = None) -> Itera
         if stop is not None:
             try:
                 stop()
-            except Exception:  # closing a half-read file must not mask the real error
-                pass
+            except Exception as exc:  # closing a half-read file must not mask the real error
+                logger.debug("closing the CAN log %s failed: %s", path, exc)
 
 
 def read_can_log(path: str | Path, *, channel: str | int | None = None) -> list[can.Message]:
@@ -183,7 +190,7 @@ class LogReplay:
 
     __slots__ = ("_it", "_start_s", "_speed", "_t0", "_next", "_next_due_s", "sent", "_done")
 
-    def __init__(self, frames, *, start_s: float = 0.0, speed: float = 1.0) -> None:
+    def __init__(self, frames: Iterable[can.Message], *, start_s: float = 0.0, speed: float = 1.0) -> None:
         if not speed > 0:
             raise ValueError(f"LogReplay speed must be > 0, got {speed!r}")
         self._it = iter(frames)

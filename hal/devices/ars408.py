@@ -47,8 +47,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import can
 
@@ -364,7 +365,7 @@ class Ars408Driver:
         self._value_rejects_seen = 0
         self._reject_streak = 0
         self._next_ego_s: float | None = None
-        self._handlers: tuple[Callable, ...] = (
+        self._handlers: tuple[Callable[[Mapping[str, float], float], ObjectCycle | None], ...] = (
             self.assembler.on_status, self.assembler.on_general,
             self.assembler.on_quality, self.assembler.on_extended,
         )
@@ -451,8 +452,10 @@ class Ars408Driver:
         self._cycles.append(cycle)
 
     def take_cycles(self) -> list[ObjectCycle]:
-        """Return and forget the complete cycles received since the last call (oldest
-        first; at most ``max_cycles_queued``, older ones are dropped)."""
+        """Return and forget the complete cycles received since the last call.
+
+        Oldest first; at most ``max_cycles_queued``, older ones are dropped.
+        """
         out = list(self._cycles)
         self._cycles.clear()
         return out
@@ -573,7 +576,7 @@ class Ars408Driver:
     def radar_cfg_frame(self, *, max_distance_m: float = 200.0, output_type: int = 1,
                         send_quality: bool = True, send_ext_info: bool = True,
                         sort_index: int = 1) -> can.Message:
-        """A RadarCfg (0x200) frame requesting object output with quality/extended info.
+        """Build a RadarCfg (0x200) frame requesting object output with quality/extended info.
 
         Parameters
         ----------

@@ -17,8 +17,10 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from firmware_bridge.protocols.modbus_profile import Value
 from hal.modbus.poller import DeviceSnapshot
 
 #: Modbus exception codes meaning "this request does not fit this device" (spec section 7).
@@ -59,13 +61,18 @@ class BmsReading:
     alarms: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _alarm_names(alarms: dict) -> tuple[str, ...]:
+def _alarm_names(alarms: Mapping[str, int | bool]) -> tuple[str, ...]:
     """Names of the set alarm bits; bits without a profile name are summarised by raw word."""
     raw = int(alarms.get("raw", 0))
     names = [k for k, v in alarms.items() if k != "raw" and v is True]
     if bin(raw).count("1") > len(names):
         names.append(f"unnamed alarm bits (raw {raw:#010x})")
     return tuple(names)
+
+
+def _numbers(values: Mapping[str, Value]) -> dict[str, float]:
+    """Keep the scalar quantities of a snapshot (a bitfield decodes to a dict: left out)."""
+    return {k: x for k, x in values.items() if not isinstance(x, dict)}
 
 
 def bms_reading(snapshot: DeviceSnapshot) -> BmsReading | None:
@@ -86,13 +93,14 @@ def bms_reading(snapshot: DeviceSnapshot) -> BmsReading | None:
     KeyError
         The snapshot lacks a quantity this driver needs (profile mismatch).
     """
-    v = snapshot.values
-    if not v:
+    values = snapshot.values
+    if not values:
         return None
+    v = _numbers(values)
     n = int(v["cell_count"])
     cells = tuple(float(v[f"cell_{i:02d}_voltage_v"]) for i in range(min(n, 16)))
     temps = [float(v[k]) for k in ("battery_temperature_1_c", "battery_temperature_2_c", "mos_temperature_c") if k in v]
-    alarms = v["alarms"]
+    alarms = values["alarms"]
     assert isinstance(alarms, dict)
     return BmsReading(
         soc_pct=float(v["soc_pct"]), pack_voltage_v=float(v["pack_voltage_v"]),
@@ -129,7 +137,7 @@ def bms_freshness_reason(snapshot: DeviceSnapshot, now_s: float | None) -> str:
 
 
 def bms_arming_check(snapshot: DeviceSnapshot, min_soc_pct: float, now_s: float | None = None) -> tuple[bool, str]:
-    """May the vehicle arm, as far as the battery is concerned? (SAFETY.md O01)
+    """Tell whether the vehicle may arm, as far as the battery is concerned (SAFETY.md O01).
 
     Parameters
     ----------
@@ -180,7 +188,7 @@ class PostReport:
     device: str
     ok: bool
     reasons: tuple[str, ...] = ()
-    details: dict = field(default_factory=dict)
+    details: Mapping[str, object] = field(default_factory=dict)
 
 
 def bms_post_report(snapshot: DeviceSnapshot, expected_cell_count: int, now_s: float | None = None) -> PostReport:

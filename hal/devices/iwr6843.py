@@ -34,6 +34,7 @@ from firmware_bridge.protocols.iwr6843 import (
     sensor_to_radar,
 )
 from hal.errors import BusConfigError, HalError
+from hal.serial.link import SerialLink
 
 __all__ = ["Iwr6843Driver", "RadarScan", "SrDetection", "frame_to_detections", "parse_mount", "sensor_to_body"]
 
@@ -244,7 +245,7 @@ class Iwr6843Driver:
 
     def __init__(
         self,
-        link: Any,
+        link: SerialLink,
         *,
         mount: Any = (0.0, 0.0, 0.0),
         frame_period_s: float = 0.1,
@@ -361,7 +362,7 @@ class Iwr6843Driver:
         """Seconds since the last new frame, or None before the first one."""
         return None if self._last_fresh_s is None else now_s - self._last_fresh_s
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, object]:
         """Return the driver's and the parser's counters as a JSON-ready dict."""
         p = self.parser.stats()
         return {

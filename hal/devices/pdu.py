@@ -11,7 +11,7 @@ rail and must see the read-back before ``armed`` counts as reached; ``disarm``,
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from hal.devices.bms import PostReport
 from hal.modbus.poller import DeviceSnapshot, ModbusPoller, WriteTicket

@@ -27,6 +27,7 @@ from firmware_bridge.protocols.qiki_mcu import (
     HostHeartbeat,
     HostState,
     Imu,
+    McuMessage,
     McuStatus,
     MsgId,
     Pose,
@@ -34,6 +35,7 @@ from firmware_bridge.protocols.qiki_mcu import (
     WatchdogState,
 )
 from hal.errors import BusConfigError, BusError
+from hal.serial.link import SerialLink
 
 __all__ = ["McuDriver", "firmware_accepted", "parse_firmware_spec"]
 
@@ -127,7 +129,7 @@ class McuDriver:
 
     def __init__(
         self,
-        link,
+        link: SerialLink,
         *,
         heartbeat_period_s: float = 0.05,
         stale_after_periods: float = 3,
@@ -248,18 +250,17 @@ class McuDriver:
         else:
             self._counters["seq_anomalies"] += 1  # repeat, reorder or sender restart
 
-    def _take(self, msg, now_s: float) -> None:
-        t = type(msg)
-        if t is Pose:
+    def _take(self, msg: McuMessage, now_s: float) -> None:
+        if type(msg) is Pose:
             self.pose, self.pose_rx_s = msg, now_s
-        elif t is Imu:
+        elif type(msg) is Imu:
             self.imu, self.imu_rx_s = msg, now_s
-        elif t is McuStatus:
+        elif type(msg) is McuStatus:
             prev = self.status
             if prev is not None and msg.uptime_ms < prev.uptime_ms and prev.uptime_ms < 0xF0000000:
                 self._mcu_rebooted()
             self.status, self.status_rx_s = msg, now_s
-        elif t is Hello:
+        elif type(msg) is Hello:
             self.hello, self.hello_rx_s = msg, now_s
         else:
             self._counters["invalid"] += 1  # a host->MCU message on the MCU's line
@@ -311,7 +312,7 @@ class McuDriver:
         """
         return self._send(RailRequest(bool(enable)))
 
-    def _send(self, msg) -> bool:
+    def _send(self, msg: McuMessage) -> bool:
         if not self.link_up:
             return False
         msg_id = proto.MESSAGE_TYPES[type(msg)]
@@ -372,15 +373,15 @@ class McuDriver:
         return rx_s is not None and now_s - rx_s <= self.stale_after_periods * period_s + 1e-9
 
     def pose_fresh(self, now_s: float) -> bool:
-        """True if a POSE arrived within ``stale_after_periods * pose_period_s`` of ``now_s``."""
+        """Return True if a POSE arrived within ``stale_after_periods * pose_period_s`` of ``now_s``."""
         return self._fresh(self.pose_rx_s, self.pose_period_s, now_s)
 
     def imu_fresh(self, now_s: float) -> bool:
-        """True if an IMU message arrived within ``stale_after_periods * imu_period_s``."""
+        """Return True if an IMU message arrived within ``stale_after_periods * imu_period_s``."""
         return self._fresh(self.imu_rx_s, self.imu_period_s, now_s)
 
     def status_fresh(self, now_s: float) -> bool:
-        """True if an MCU_STATUS arrived within ``stale_after_periods * status_period_s``."""
+        """Return True if an MCU_STATUS arrived within ``stale_after_periods * status_period_s``."""
         return self._fresh(self.status_rx_s, self.status_period_s, now_s)
 
     @property
@@ -402,7 +403,7 @@ class McuDriver:
         return self._counters["mcu_reboots"]
 
     def estop_released_confirmed(self, now_s: float) -> bool:
-        """True only if a fresh MCU_STATUS says the E-stop is released (fail-safe guard).
+        """Return True only if a fresh MCU_STATUS says the E-stop is released (fail-safe guard).
 
         Parameters
         ----------
@@ -470,7 +471,7 @@ class McuDriver:
         st = self.status
         assert st is not None
         if st.fault_flags:
-            names = [f.name for f in FaultFlag if f and st.fault_flags & f] or [f"0x{st.fault_flags:02X}"]
+            names = [str(f.name) for f in FaultFlag if f and st.fault_flags & f] or [f"0x{st.fault_flags:02X}"]
             return False, f"{n}: fault flags set: {', '.join(names)} (0x{st.fault_flags:02X})"
         if st.watchdog_state != WatchdogState.OK:
             return False, f"{n}: watchdog state {st.watchdog_state.name} (host heartbeats not reaching the MCU)"

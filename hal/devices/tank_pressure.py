@@ -126,7 +126,7 @@ class TankPressureDriver:
         return "not steady yet (needs regular periods)"
 
     def pressure_bar(self, now_s: float) -> float | None:
-        """The latest pressure (bar) when fresh and plausible, else None."""
+        """Return the latest pressure (bar) when fresh and plausible, else None."""
         r = self.reading
         if r is None or not self.fresh(now_s) or tp.implausible_reason(r, self.max_pressure_bar) is not None:
             return None

@@ -33,8 +33,9 @@ import os
 import select
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, Mapping, Protocol, Union, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from firmware_bridge.protocols.modbus_profile import (
     BIT_TABLES,
@@ -46,6 +47,9 @@ from firmware_bridge.protocols.modbus_profile import (
     crc16_modbus,
 )
 from hal.errors import BusConfigError, DeviceUnavailableError
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 FailureKind = Literal["timeout", "exception", "wrong_unit", "corrupt", "transport", "closed"]
 
@@ -121,8 +125,8 @@ class LinkStats:
         }
 
 
-ReadResult = Union[list, ModbusFailure]
-WriteResult = Union[Literal[True], ModbusFailure]
+ReadResult = list[int] | list[bool] | ModbusFailure
+WriteResult = Literal[True] | ModbusFailure
 
 
 @runtime_checkable
@@ -352,7 +356,7 @@ class MemoryModbusLink(_LinkBase):
 
 
 def _rtu_frames_ok(buf: bytes) -> bool:
-    """True if ``buf`` starts with a CRC-valid RTU frame (unit, function, data, CRC)."""
+    """Return True if ``buf`` starts with a CRC-valid RTU frame (unit, function, data, CRC)."""
     for end in range(4, len(buf) + 1):
         if crc16_modbus(buf[: end - 2]) == int.from_bytes(buf[end - 2 : end], "little"):
             return True
@@ -391,17 +395,21 @@ class _PymodbusLink(_LinkBase):
     def _classify_silence(self, unit_id: int) -> ModbusFailure:
         """Name a transaction that ended without an accepted reply, from the raw bytes."""
         if not self._rx:
-            return ModbusFailure("timeout", detail=f"{self.name}: no reply from unit {unit_id} within {self.timeout_s} s")
+            return ModbusFailure("timeout",
+                                 detail=f"{self.name}: no reply from unit {unit_id} within {self.timeout_s} s")
         buf = max(self._rx, key=len)
         if self._rtu:
             units = {b[0] for b in self._rx if b}
             crc_ok = _rtu_frames_ok(buf)
             if crc_ok and unit_id not in units:
-                return ModbusFailure("wrong_unit", detail=f"{self.name}: reply from unit(s) {sorted(units)}, asked {unit_id}")
-            return ModbusFailure("corrupt", detail=f"{self.name}: {len(buf)} bytes, no CRC-valid reply from unit {unit_id}")
+                return ModbusFailure("wrong_unit",
+                                     detail=f"{self.name}: reply from unit(s) {sorted(units)}, asked {unit_id}")
+            return ModbusFailure("corrupt",
+                                 detail=f"{self.name}: {len(buf)} bytes, no CRC-valid reply from unit {unit_id}")
         units = {b[6] for b in self._rx if len(b) >= 7}
         if units and unit_id not in units:
-            return ModbusFailure("wrong_unit", detail=f"{self.name}: reply from unit(s) {sorted(units)}, asked {unit_id}")
+            return ModbusFailure("wrong_unit",
+                                 detail=f"{self.name}: reply from unit(s) {sorted(units)}, asked {unit_id}")
         return ModbusFailure("corrupt", detail=f"{self.name}: {len(buf)} bytes, no well-formed reply")
 
     def _prepare(self) -> None:
@@ -455,13 +463,8 @@ class _PymodbusLink(_LinkBase):
     def _release(self) -> None:
         try:
             self._client.close()  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - closing must not raise
-            pass
-
-
-def _quiet_pymodbus() -> None:
-    # pymodbus logs every dropped frame at ERROR; we count them instead.
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+        except Exception as exc:  # noqa: BLE001 - closing must not raise
+            logger.debug("closing %s failed: %s", self.name, exc)
 
 
 class PymodbusTcpLink(_PymodbusLink):
@@ -494,7 +497,6 @@ class PymodbusTcpLink(_PymodbusLink):
 
         if not timeout_s > 0 or not 0 < int(port) < 65536:
             raise BusConfigError(f"modbus tcp {host}:{port}: need 0 < port < 65536 and timeout_s > 0")
-        _quiet_pymodbus()
         try:
             client = ModbusTcpClient(
                 host, port=int(port), timeout=float(timeout_s), retries=0,
@@ -550,7 +552,6 @@ class PymodbusRtuLink(_PymodbusLink):
         except OSError as exc:
             raise DeviceUnavailableError(
                 f"modbus rtu {port_path}: cannot open: [Errno {exc.errno}] {exc.strerror}") from exc
-        _quiet_pymodbus()
         try:
             client = ModbusSerialClient(
                 port_path, baudrate=int(baudrate), parity=parity, bytesize=8, stopbits=1,
@@ -567,13 +568,13 @@ class PymodbusRtuLink(_PymodbusLink):
         if sock is not None:
             try:
                 sock.reset_input_buffer()
-            except OSError:
+            except OSError:  # per request, not teardown: a dead port fails the request itself
                 pass
 
 
 @functools.cache
 def _blocking_serial_client() -> type:
-    """pymodbus ``ModbusSerialClient`` whose receive blocks in ``select`` until bytes arrive.
+    """Pymodbus ``ModbusSerialClient`` whose receive blocks in ``select`` until bytes arrive.
 
     pymodbus 3.x waits for an RTU reply by polling the port's ``in_waiting`` every
     ``max(4 characters, 1 ms)`` and sleeping in between: a thousand wake-ups per second,
@@ -588,10 +589,10 @@ def _blocking_serial_client() -> type:
     from pymodbus.client import ModbusSerialClient
     from pymodbus.exceptions import ConnectionException
 
-    class BlockingSerialClient(ModbusSerialClient):  # type: ignore[misc]
+    class BlockingSerialClient(ModbusSerialClient):
         _deadline = 0.0
 
-        def send(self, request: bytes, addr: tuple | None = None) -> int:
+        def send(self, request: bytes, addr: tuple[str, int] | None = None) -> int:
             self._deadline = time.monotonic() + float(self.comm_params.timeout_connect or 0.0)
             return super().send(request, addr)
 
@@ -603,12 +604,13 @@ def _blocking_serial_client() -> type:
                 while True:
                     waiting = port.in_waiting
                     if waiting:
-                        return port.read(waiting if size is None else min(waiting, size))
+                        data: bytes = port.read(waiting if size is None else min(waiting, size))
+                        return data
                     remaining = self._deadline - time.monotonic()
                     if remaining <= 0.0 or not select.select([port.fileno()], [], [], remaining)[0]:
                         return b""
             except OSError:
-                self.close()
+                self.close()  # type: ignore[no-untyped-call]  # pymodbus's close() is unannotated
                 raise ConnectionException(str(self)) from None
 
     return BlockingSerialClient

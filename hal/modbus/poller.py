@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping, Sequence
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.modbus_profile import DeviceProfile, Value, decode, decode_block, encode, plan_reads
@@ -107,7 +107,7 @@ class DeviceSnapshot:
         return float("inf") if self.sample_time_s is None else now_s - self.sample_time_s
 
     def is_fresh(self, now_s: float) -> bool:
-        """True if the values may be used at ``now_s`` (see module doc). Per-tick function."""
+        """Return True if the values may be used at ``now_s`` (see module doc). Per-tick function."""
         return (
             self.sample_time_s is not None
             and self.age_s(now_s) <= self.stale_after_s
@@ -277,7 +277,7 @@ class ModbusPoller:
             st.next_due_ns = self._on_grid(st.next_due_ns)
 
     def _on_grid(self, t_ns: int) -> int:
-        """The first mid-period instant of the control grid at or after ``t_ns``."""
+        """Return the first mid-period instant of the control grid at or after ``t_ns``."""
         if self._grid_ns is None:
             return t_ns
         origin, period = self._grid_ns
@@ -400,7 +400,7 @@ class ModbusPoller:
             if self._wake.wait(wait_s):
                 self._wake.clear()
 
-    def start(self) -> "ModbusPoller":
+    def start(self) -> ModbusPoller:
         """Start the real-time worker thread (idempotent)."""
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()

@@ -10,11 +10,12 @@ URLs understood by :func:`open_link`:
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
+from firmware_bridge.protocols.modbus_profile import ModbusResponder
 from hal.errors import BusConfigError
-from hal.modbus.link import MemoryModbusLink, ModbusLink, ModbusResponder, PymodbusRtuLink, PymodbusTcpLink
+from hal.modbus.link import MemoryModbusLink, ModbusLink, PymodbusRtuLink, PymodbusTcpLink
 
 __all__ = ["open_link"]
 

@@ -21,11 +21,18 @@ Using a link after an explicit ``close()`` is a programming error and raises Bus
 
 from __future__ import annotations
 
+import logging
 import os
 import tty
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from hal.errors import BusConfigError, BusError, DeviceUnavailableError, one_line
+
+if TYPE_CHECKING:
+    import serial
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 __all__ = [
     "SerialLink",
@@ -51,7 +58,9 @@ class SerialLink(Protocol):
     name: str
 
     @property
-    def is_open(self) -> bool: ...
+    def is_open(self) -> bool:
+        """False after ``close()`` or after a failure was reported."""
+        ...
 
     def write(self, data: bytes) -> int:
         """Queue ``data`` for transmission; return the number of bytes accepted.
@@ -164,7 +173,7 @@ class PySerialLink(_LinkState):
         self._fd: int | None = None
         self._ser = self._open()
 
-    def _open(self):
+    def _open(self) -> serial.SerialBase:
         import serial  # vendor import kept at the backend boundary
 
         try:
@@ -184,9 +193,12 @@ class PySerialLink(_LinkState):
         """Bytes accepted by :meth:`write` that the OS has not taken yet."""
         return len(self._tx_queue)
 
-    def _send(self, data) -> int:
-        """Hand ``data`` to the port (a descriptor: without waiting; else pyserial's write,
-        bounded by ``write_timeout_s``); return the bytes taken."""
+    def _send(self, data: bytes | bytearray | memoryview) -> int:
+        """Hand ``data`` to the port; return the bytes taken.
+
+        A descriptor takes them without waiting; else pyserial's write, bounded by
+        ``write_timeout_s``.
+        """
         if self._fd is None:
             import serial
 
@@ -207,6 +219,7 @@ class PySerialLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
+        """False after ``close()`` or after a failure was reported."""
         return not self._user_closed and not self._failed and self._ser is not None
 
     def _discard_queue(self) -> None:
@@ -224,8 +237,8 @@ class PySerialLink(_LinkState):
             # the tick. Dropping the last reference closes the socket descriptor instead.
             try:
                 ser.close()
-            except Exception:  # noqa: BLE001 - the port is already gone; closing is best effort
-                pass
+            except Exception as close_exc:  # noqa: BLE001 - the port is already gone; closing is best effort
+                logger.debug("closing %s after a failure failed: %s", self.url, close_exc)
         return BusError(f"serial link {self.url}: {what} failed: {one_line(exc)}")
 
     def read(self, max_bytes: int = 4096) -> bytes:
@@ -237,7 +250,7 @@ class PySerialLink(_LinkState):
         try:
             if self._tx_queue:
                 self._drain()
-            data = self._ser.read(max_bytes)
+            data: bytes = self._ser.read(max_bytes)
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             raise self._fail("read", exc) from exc
         self.bytes_rx += len(data)
@@ -290,37 +303,41 @@ class PySerialLink(_LinkState):
         try:
             if self._ser is not None:
                 self._ser.close()
-        except Exception:  # noqa: BLE001 - best effort on a dead port
-            pass
+        except Exception as exc:  # noqa: BLE001 - best effort on a dead port
+            logger.debug("closing %s before reopening failed: %s", self.url, exc)
         self._ser = None
         self._failed = True
         self._ser = self._open()
         self._failed = False
 
     def close(self) -> None:
-        """Close the port; idempotent. Queued bytes get one last non-blocking try; what
-        the OS does not take then is counted in ``tx_dropped_bytes``."""
+        """Close the port; idempotent.
+
+        Queued bytes get one last non-blocking try; what the OS does not take then is
+        counted in ``tx_dropped_bytes``.
+        """
         if self._tx_queue and not self._user_closed and not self._failed:
             try:
                 self._drain()
-            except Exception:  # noqa: BLE001 - closing must not raise
-                pass
+            except Exception as exc:  # noqa: BLE001 - closing must not raise
+                logger.debug("last write to %s on close failed: %s", self.url, exc)
         self._discard_queue()
         self._user_closed = True
         if self._ser is not None:
             try:
                 self._ser.close()
-            except Exception:  # noqa: BLE001 - closing a vanished device must not raise
-                pass
+            except Exception as exc:  # noqa: BLE001 - closing a vanished device must not raise
+                logger.debug("closing %s failed: %s", self.url, exc)
 
     def __repr__(self) -> str:
         return f"PySerialLink({self.url!r}, {self.baudrate})"
 
 
 
-def _write_nonblocking(fd: int, data) -> int:
-    """``os.write`` on a non-blocking descriptor: the bytes the OS took, 0 when its buffer
-    is full (``EAGAIN``) or the call was interrupted.
+def _write_nonblocking(fd: int, data: bytes | bytearray | memoryview) -> int:
+    """Call ``os.write`` on a non-blocking descriptor; return the bytes the OS took.
+
+    0 when its buffer is full (``EAGAIN``) or the call was interrupted.
 
     Raises
     ------
@@ -333,8 +350,8 @@ def _write_nonblocking(fd: int, data) -> int:
         return 0
 
 
-def _nonblocking_fd(ser) -> int | None:
-    """The port's descriptor if it is non-blocking (ttys, ptys, sockets), else None."""
+def _nonblocking_fd(ser: serial.SerialBase) -> int | None:
+    """Return the port's descriptor if it is non-blocking (ttys, ptys, sockets), else None."""
     import fcntl
 
     try:
@@ -385,7 +402,7 @@ class PipeLink(_LinkState):
         self._pending_failure = False
 
     @classmethod
-    def pair(cls, name: str, capacity_bytes: int = 65536) -> tuple["PipeLink", "PipeLink"]:
+    def pair(cls, name: str, capacity_bytes: int = 65536) -> tuple[PipeLink, PipeLink]:
         """Return two connected ends ``(a, b)``: bytes written to one are read from the other.
 
         Parameters
@@ -402,6 +419,7 @@ class PipeLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
+        """False after ``close()`` or after a failure was reported."""
         return not self._user_closed and not self._failed
 
     def _raise_pending(self, what: str) -> None:
@@ -451,13 +469,13 @@ class PipeLink(_LinkState):
 
     # ---- fault knobs (tests, fault plans)
     def simulate_unplug(self) -> None:
-        """The device behind this end disappears: the next read/write raises BusError once."""
+        """Make the device behind this end disappear: the next read/write raises BusError once."""
         self._present = False
         if self.is_open:
             self._pending_failure = True
 
     def simulate_replug(self) -> None:
-        """The device is back: a following :meth:`reopen` succeeds."""
+        """Bring the device back: a following :meth:`reopen` succeeds."""
         self._present = True
 
     def reopen(self) -> None:
@@ -526,6 +544,7 @@ class FdLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
+        """False after ``close()`` or after a failure was reported."""
         return not self._user_closed and not self._failed
 
     def _fail(self, what: str, reason: str) -> BusError:
@@ -568,8 +587,8 @@ class FdLink(_LinkState):
         for fd in (self.fd, *self._extra_fds):
             try:
                 os.close(fd)
-            except OSError:
-                pass
+            except OSError as exc:
+                logger.debug("closing descriptor %d of %s failed: %s", fd, self.name, exc)
 
     def __repr__(self) -> str:
         return f"FdLink({self.name!r})"

@@ -141,12 +141,12 @@ def test_illegal_address_is_exception_2(rig):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda l: l.read_registers("coil", 0, 1, 1),
-        lambda l: l.read_registers("holding", 0, 0, 1),
-        lambda l: l.read_registers("holding", 0, 126, 1),
-        lambda l: l.read_bits("holding", 0, 1, 1),
-        lambda l: l.read_registers("holding", 0, 1, 0),
-        lambda l: l.write_register(0, 70000, 1),
+        lambda link: link.read_registers("coil", 0, 1, 1),
+        lambda link: link.read_registers("holding", 0, 0, 1),
+        lambda link: link.read_registers("holding", 0, 126, 1),
+        lambda link: link.read_bits("holding", 0, 1, 1),
+        lambda link: link.read_registers("holding", 0, 1, 0),
+        lambda link: link.write_register(0, 70000, 1),
     ],
 )
 def test_invalid_requests_raise_before_the_wire(rig, call):

@@ -59,5 +59,5 @@ def test_delivered_impulse_tracks_commanded_within_one_minimum_impulse_bit(run_w
     commanded = summary["allocation"]["commanded_impulse_ns"]
     delivered = summary["world"]["impulse_ns"]  # what the emulated valves really gave the body
     assert sum(commanded) > 1.0, "the mission commanded almost nothing: the test proves nothing"
-    for i, (c, d) in enumerate(zip(commanded, delivered)):
+    for i, (c, d) in enumerate(zip(commanded, delivered, strict=True)):
         assert abs(d - c) < bit_ns[i], f"thruster {i}: commanded {c:.5f} N s, delivered {d:.5f} N s"

@@ -20,10 +20,14 @@ DBC = Path(__file__).resolve().parents[2] / "dbc" / "ars408.dbc"
 TICK_S = 0.01
 
 
+# the radar's default mount (a frozen value: safe as a shared default)
+_MOUNT = Mount.from_degrees(0.2, 0.0, 0.0)
+
+
 class Rig:
     """Emulator and driver on one unique virtual channel; the driver behind a CanPort."""
 
-    def __init__(self, *, sensor_id=0, emu_sensor_id=None, mount=Mount.from_degrees(0.2, 0.0, 0.0),
+    def __init__(self, *, sensor_id=0, emu_sensor_id=None, mount=_MOUNT,
                  targets=(), vehicle_pose=(0.0, 0.0, 0.0)):
         channel = f"ars408-{uuid.uuid4().hex}"
         self.radar_bus = can.Bus(interface="virtual", channel=channel)
@@ -101,7 +105,7 @@ def test_synthetic_round_trip_body_frame(make_rig, vehicle_pose, mount):
     assert st.fresh and st.faults == () and st.rejects == {}
     assert st.cycles_dropped == 0
     # real timing: one cycle per 72 ms (10 ms ticks quantise each gap to 70/80 ms)
-    gaps = [b - a for a, b in zip(rig.cycle_times, rig.cycle_times[1:])]
+    gaps = [b - a for a, b in zip(rig.cycle_times, rig.cycle_times[1:], strict=False)]
     assert len(rig.cycle_times) == pytest.approx(1.5 / 0.072, abs=1.5)
     assert all(0.07 - 1e-9 <= g <= 0.08 + 1e-9 for g in gaps)
     dets = {d.obj_id: d for d in rig.drv.detections()}

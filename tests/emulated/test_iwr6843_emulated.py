@@ -17,7 +17,10 @@ TICK_S = 0.01
 PERIOD_S = 0.1
 
 
-def _rig(targets=(SensorTarget(0.0, 5.0),), *, mount=(0.0, 0.0, 0.0), seed=7, **drv_kw):
+_ONE_TARGET = (SensorTarget(0.0, 5.0),)
+
+
+def _rig(targets=_ONE_TARGET, *, mount=(0.0, 0.0, 0.0), seed=7, **drv_kw):
     dev, host = PipeLink.pair("sr")
     emu = Iwr6843Emulator(
         dev, lambda now_s: list(targets), frame_period_s=PERIOD_S, seed=seed,
@@ -78,7 +81,7 @@ def test_frame_timing_and_numbering():
     scans = _run(clock, emu, drv, 2.0)
     assert len(scans) == 20
     assert [s.frame_number for s in scans] == list(range(20))
-    gaps = [round(b.received_s - a.received_s, 6) for a, b in zip(scans, scans[1:])]
+    gaps = [round(b.received_s - a.received_s, 6) for a, b in zip(scans, scans[1:], strict=False)]
     assert set(gaps) == {PERIOD_S}
     assert drv.stats()["frame_number_gaps"] == 0
 

@@ -9,7 +9,6 @@ ends in safe_mode; an E-stop from the MCU reaches estop within one tick.
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 

@@ -251,12 +251,16 @@ def test_modbus_read_library(bench):
 def _spy_read_starts_ns(bench) -> list[int]:
     """Record the clock (ns) at the start of every read on the bench's link."""
     starts: list[int] = []
-    for name in ("read_registers", "read_bits"):
-        def spy(*args, _read=getattr(bench.link, name), **kwargs):
-            starts.append(bench.clock.now_ns())
-            return _read(*args, **kwargs)
 
-        setattr(bench.link, name, spy)
+    def spy_on(read):
+        def spy(*args, **kwargs):
+            starts.append(bench.clock.now_ns())
+            return read(*args, **kwargs)
+
+        return spy
+
+    for name in ("read_registers", "read_bits"):
+        setattr(bench.link, name, spy_on(getattr(bench.link, name)))
     return starts
 
 
@@ -294,10 +298,9 @@ def test_polls_aligned_between_control_ticks(bench):
 def test_realtime_subsystem_aligns_polls_to_its_first_tick(bench):
     """PowerSubsystem.read in real time: never touches the bus; puts the polls on the grid
     of the first tick's time, once (a later, jittered tick does not move it)."""
-    from controller.vehicle import TickView
-
-    from controller.config import PowerCfg
     from controller.components.power import PowerSubsystem
+    from controller.config import PowerCfg
+    from controller.vehicle import TickView
 
     sub = PowerSubsystem(limits=PowerCfg(), bms=("bms", bench.poller, 8), pdu=("pdu", bench.pdu),
                          pollers={"power": bench.poller}, links={"power": bench.link}, realtime=True,

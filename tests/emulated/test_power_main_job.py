@@ -235,8 +235,8 @@ def test_relay_gates_the_valve_supply_and_a_dropped_relay_is_a_fault(fly, repo_r
 
 
 def test_relay_write_without_read_back_is_a_fault_within_the_bound(fly, repo_root):
-    from firmware_bridge.emulation.power import Fault
     from controller.components.power import RELAY_CONFIRM_TIMEOUT_S
+    from firmware_bridge.emulation.power import Fault
 
     # the PDU goes silent right after arm queued the close command: no write, no read-back
     def silence(built, power):
@@ -275,8 +275,7 @@ def test_bad_power_config_is_one_line_config_error(virtual_rig_data, write_rig, 
 
 def test_rig_without_power_devices_builds_no_power_subsystem(virtual_rig_data, write_rig):
     from controller.config import load_rig
-    from controller.rig import build_rig
-    from controller.rig import power
+    from controller.rig import build_rig, power
 
     data = virtual_rig_data
     for k in ("bms", "pdu"):

@@ -15,7 +15,7 @@ def test_lfp_ocv_curve(soc, lo, hi):
 
 def test_ocv_is_monotonic():
     vs = [lfp_ocv_per_cell_v(i / 100) for i in range(101)]
-    assert all(b >= a for a, b in zip(vs, vs[1:]))
+    assert all(b >= a for a, b in zip(vs, vs[1:], strict=False))
 
 
 def test_coulomb_counting_and_energy():
@@ -82,10 +82,11 @@ def test_fault_rejects_bad_parameters(kw):
 
 
 def test_fault_window_follows_the_device_clock():
+    from pathlib import Path
+
     from controller.config import load_profile
     from firmware_bridge.emulation.power import JkBmsEmulator
     from firmware_bridge.protocols.modbus_profile import ModbusRequest
-    from pathlib import Path
 
     clock = SimClock()
     bms = JkBmsEmulator(load_profile(Path(__file__).resolve().parents[2] / "rigs/profiles/jk_bms.yaml"),

@@ -12,7 +12,6 @@ from controller.fsm import FsmEngine, load_fsm, order_events, parse_fsm
 from controller.fsm import engine as engine_module
 
 
-
 def test_arbiter_order_is_total_and_fixed() -> None:
     everything = ["mission_complete", "post_passed", "start_mission", "arm", "reset", "disarm",
                   "post_failed", "fault", "estop"]
@@ -120,7 +119,7 @@ def test_timeout_fires_on_the_500th_tick_of_10_ms(vehicle, make_guards) -> None:
     """Summing 0.01 s ticks undershoots 5.0 s by ~6e-14 s; the timer must not slip a tick."""
     engine = FsmEngine(vehicle)
     now_s = 0.0
-    for tick in range(1, 502):
+    for tick in range(1, 502):  # noqa: B007 -- read after the loop: the tick that fired
         now_s += 0.01
         if engine.step(now_s, [], make_guards()):
             break

@@ -37,7 +37,7 @@ def test_no_automatic_recovery_and_allocate_only_in_active(vehicle, script) -> N
     tainted = False  # been in a fault state since the last reset into idle
     for dt_s, events, answers in script:
         now_s += dt_s
-        out = engine.step(now_s, events, lambda g: (answers[g], f"{g} false"))
+        out = engine.step(now_s, events, lambda g, answers=answers: (answers[g], f"{g} false"))
         for t in out:
             if t.refused:
                 assert t.target == t.source

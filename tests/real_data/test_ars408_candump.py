@@ -22,7 +22,6 @@ from hal.can.replay import read_can_log
 from hal.devices.ars408 import Ars408Config, Ars408Driver
 
 
-
 @pytest.fixture(scope="module")
 def rec(shared_data, repo_root):
     """The recording, Continental's DBCs (in shared_data) and our DBC; skips when absent."""
@@ -206,7 +205,7 @@ def test_driver_assembles_515_complete_cycles(rec, frames):
     st = drv.poll(end_s)
     assert len(cycles) == 515 == st.cycles_complete
     assert st.cycles_dropped == 0 and st.rejects == {} and st.decoded == 9579
-    gaps = [b.t_status_s - a.t_status_s for a, b in zip(cycles, cycles[1:])]
+    gaps = [b.t_status_s - a.t_status_s for a, b in zip(cycles, cycles[1:], strict=False)]
     assert 0.065 < min(gaps) and max(gaps) < 0.08
     assert 0.072 <= sum(gaps) / len(gaps) <= 0.075
     assert sum(len(c.objects) for c in cycles) == 2996

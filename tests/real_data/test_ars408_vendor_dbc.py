@@ -21,7 +21,6 @@ from hal.can.replay import read_can_log
 from hal.devices.ars408 import Ars408Config, Ars408Driver
 
 
-
 @pytest.fixture(scope="module")
 def rec(shared_data):
     """The recording and Continental's DBCs for sensor IDs 0 and 1; skips when absent."""
@@ -41,7 +40,7 @@ def frames(rec):
 def _run(dbc: Path, frames) -> tuple[Ars408Driver, list]:
     drv = Ars408Driver(DbcCodec([dbc]), Ars408Config(sensor_id=0))
     out = []
-    for i, m in enumerate(frames):
+    for m in frames:
         t = m.timestamp - frames[0].timestamp
         cycle = drv.on_frame(m, t)
         out.append(cycle)
@@ -53,7 +52,7 @@ def test_vendor_and_our_dbc_decode_identical_objects_frame_by_frame(rec, repo_ro
     vendor, cyc_vendor = _run(rec.id0, frames)
     assert len(frames) == 9579
     n_objects = 0
-    for a, b in zip(cyc_ours, cyc_vendor):
+    for a, b in zip(cyc_ours, cyc_vendor, strict=True):
         assert (a is None) == (b is None)
         if a is not None:
             assert a == b

@@ -87,7 +87,7 @@ def test_axes_boresight_is_y(frames):
 
 
 def test_cpu_clock_is_200_mhz_at_100_ms_frames(frames):
-    deltas = [(b.time_cpu_cycles - a.time_cpu_cycles) & 0xFFFFFFFF for a, b in zip(frames, frames[1:])]
+    deltas = [(b.time_cpu_cycles - a.time_cpu_cycles) & 0xFFFFFFFF for a, b in zip(frames, frames[1:], strict=False)]
     mean = sum(deltas) / len(deltas)
     assert mean == pytest.approx(CPU_CLOCK_HZ * 0.1, rel=0.01)
 
@@ -95,7 +95,7 @@ def test_cpu_clock_is_200_mhz_at_100_ms_frames(frames):
 def test_encoder_reproduces_the_capture_up_to_padding(data, frames):
     chunks = split_stream(data)
     assert len(chunks) == N_FRAMES and b"".join(chunks) == data
-    for raw, f in zip(chunks, frames):
+    for raw, f in zip(chunks, frames, strict=True):
         rebuilt = encode_packet(
             f.frame_number,
             f.points,
@@ -147,7 +147,7 @@ def test_truncated_capture_never_raises(data, start, stop):
     bounds = [0]
     for c in split_stream(data):
         bounds.append(bounds[-1] + len(c))
-    whole = sum(1 for a, b in zip(bounds, bounds[1:]) if lo <= a and b <= hi)
+    whole = sum(1 for a, b in zip(bounds, bounds[1:], strict=False) if lo <= a and b <= hi)
     parser = Iwr6843Parser()
     frames = parser.feed(piece)
     assert len(frames) == whole

@@ -116,7 +116,7 @@ def test_least_total_thrust_among_minimisers(m, n):
             # the minimiser set is {u : B u = y*}; y* unique (positive weights)
             y_h = r.achieved_wrench - B @ u_open
             lp = linprog(np.ones(int(healthy.sum())), A_eq=B[:, healthy], b_eq=y_h,
-                         bounds=list(zip(np.zeros(int(healthy.sum())), u_max[healthy])), method="highs")
+                         bounds=list(zip(np.zeros(int(healthy.sum())), u_max[healthy], strict=True)), method="highs")
             assert lp.status == 0
             assert r.thrust_n[healthy].sum() <= lp.fun + 1e-8 * (1 + lp.fun)
             # and the BVLS oracle's own solution never beats it on propellant by more than noise
@@ -178,7 +178,7 @@ def test_priorities_match_staged_oracle():
         assert e2 <= e2_ref + 1e-4 * (1 + e2_ref)
         assert np.all(r.thrust_n >= 0) and np.all(r.thrust_n <= u_max)
         # secondary objective among the lexicographic minimisers
-        lp = linprog(np.ones(8), A_eq=B, b_eq=r.achieved_wrench, bounds=list(zip(np.zeros(8), u_max)))
+        lp = linprog(np.ones(8), A_eq=B, b_eq=r.achieved_wrench, bounds=list(zip(np.zeros(8), u_max, strict=True)))
         assert r.thrust_n.sum() <= lp.fun + 1e-8
 
 
@@ -308,7 +308,7 @@ def test_general_active_set_matches_oracle():
         # LP with equality rows: min sum(u), A u = A u0
         u0 = rng.uniform(0, 1, 9) * hi
         v, ok, _ = solve_bounded_lsq(None, None, np.zeros(9), hi, u0, c=np.ones(9), E=A)
-        lp = linprog(np.ones(9), A_eq=A, b_eq=A @ u0, bounds=list(zip(np.zeros(9), hi)))
+        lp = linprog(np.ones(9), A_eq=A, b_eq=A @ u0, bounds=list(zip(np.zeros(9), hi, strict=True)))
         assert ok and v.sum() == pytest.approx(lp.fun, abs=1e-9)
         np.testing.assert_allclose(A @ v, A @ u0, atol=1e-10)
 

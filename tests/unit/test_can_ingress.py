@@ -131,7 +131,7 @@ def test_counter_sequences(codec, counters, accepted, score):
 
 def test_frozen_stream_invalid_at_five_then_recovers(codec):
     checker = make_checker(codec)
-    out = feed(checker, codec, [3, 3, 3, 3, 3])
+    feed(checker, codec, [3, 3, 3, 3, 3])
     assert checker.counter_valid(vb.STATUS) is True        # score 4
     feed(checker, codec, [3], t0=0.1)
     assert checker.counter_valid(vb.STATUS) is False       # score 5: invalid

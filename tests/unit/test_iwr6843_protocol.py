@@ -80,7 +80,7 @@ def test_round_trip(points, kw, expected_types):
     assert [(p.x_m, p.y_m, p.z_m, p.doppler_mps) for p in frame.points] == [
         (p.x_m, p.y_m, p.z_m, p.doppler_mps) for p in points
     ]
-    for got, want in zip(frame.points, points):
+    for got, want in zip(frame.points, points, strict=True):
         if want.snr_db is None:
             assert got.snr_db is None and got.noise_db is None
         else:
@@ -343,7 +343,7 @@ def test_truncated_and_corrupted_streams_never_raise(cut, flips):
     # No checksum on this wire: a flipped field may decode to other values, but every
     # packet that arrived whole and untouched must come out, in order.
     expected, acc = [], 0
-    for k, length in zip(numbers, (len(c) for c in split_stream(data))):
+    for k, length in zip(numbers, (len(c) for c in split_stream(data)), strict=True):
         lo, acc = acc, acc + length
         touched = any(lo <= off < acc and value != data[off] for off, value in flips)
         if acc <= len(corrupted) and not touched:

@@ -6,7 +6,8 @@ import math
 import struct
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from controller.errors import ConfigError
 from controller.yamlio import load_model

@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from controller.cli import main
+from controller.config import load_rig
+from controller.errors import ConfigError
+
 
 class _NoAliasDumper(yaml.SafeDumper):
     """Repeated objects are written out in full: the loader refuses YAML aliases."""
@@ -24,9 +28,6 @@ class _NoAliasDumper(yaml.SafeDumper):
     def ignore_aliases(self, data: object) -> bool:
         return True
 
-from controller.cli import main
-from controller.config import load_rig
-from controller.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 QIKI_DBC = ROOT / "dbc" / "qiki.dbc"

@@ -9,6 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from controller.config import load_mission, load_rig
+from controller.errors import ConfigError
+from controller.yamlio import validate
+from firmware_bridge.protocols.modbus_profile import DeviceProfile
+
 
 class _NoAliasDumper(yaml.SafeDumper):
     """Repeated objects are written out in full: the loader refuses YAML aliases."""
@@ -16,10 +21,6 @@ class _NoAliasDumper(yaml.SafeDumper):
     def ignore_aliases(self, data: object) -> bool:
         return True
 
-from controller.config import load_mission, load_rig
-from controller.errors import ConfigError
-from controller.yamlio import validate
-from firmware_bridge.protocols.modbus_profile import DeviceProfile
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,6 +17,8 @@ import pytest
 
 from controller.cli import main
 from controller.errors import ConfigError
+from firmware_bridge.errors import ProtocolError
+from firmware_bridge.protocols.ars408 import status_signals
 from firmware_bridge.protocols.iwr6843 import (
     MAGIC_WORD,
     Iwr6843Parser,
@@ -26,8 +28,6 @@ from firmware_bridge.protocols.iwr6843 import (
     header_label,
     platform_name,
 )
-from firmware_bridge.protocols.ars408 import status_signals
-from firmware_bridge.errors import ProtocolError
 from hal.can.codec import DbcCodec
 from hal.devices.iwr6843 import Iwr6843Driver
 

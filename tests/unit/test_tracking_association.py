@@ -62,8 +62,8 @@ def brute_force_gnn(cost: np.ndarray, gated: np.ndarray) -> tuple[int, float]:
     for k in range(1, min(n_t, n_d) + 1):
         for tracks in itertools.combinations(range(n_t), k):
             for dets in itertools.permutations(range(n_d), k):
-                if all(gated[t, d] for t, d in zip(tracks, dets)):
-                    total = sum(cost[t, d] for t, d in zip(tracks, dets))
+                if all(gated[t, d] for t, d in zip(tracks, dets, strict=True)):
+                    total = sum(cost[t, d] for t, d in zip(tracks, dets, strict=True))
                     if k > best[0] or (k == best[0] and total < best[1]):
                         best = (k, total)
     return best
