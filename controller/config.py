@@ -258,8 +258,29 @@ class PduDeviceCfg(Strict):
     profile: str = "rigs/profiles/qiki_pdu.yaml"
 
 
+class TankPressureDeviceCfg(Strict):
+    """Propellant tank-pressure sensor on a CAN bus (``dbc/tank.dbc``, ``TANK_Status``).
+
+    ``min_pressure_bar``: below it the vehicle may not arm, and in ``armed``/``active`` a
+    fault ends the mission (the regulator needs that much upstream). ``max_pressure_bar``:
+    the tank's rated working pressure; a reading above it is implausible (fault).
+    """
+
+    driver: Literal["tank_pressure"]
+    bus: str
+    min_pressure_bar: Annotated[float, Field(ge=0.0, le=400.0)] = 20.0
+    max_pressure_bar: Annotated[float, Field(gt=0.0, le=400.0)] = 300.0
+
+    @model_validator(mode="after")
+    def _order(self) -> TankPressureDeviceCfg:
+        if self.min_pressure_bar >= self.max_pressure_bar:
+            raise ValueError("min_pressure_bar must be below max_pressure_bar")
+        return self
+
+
 DeviceCfg = Annotated[
-    ValveBoardDeviceCfg | McuDeviceCfg | Ars408DeviceCfg | Iwr6843DeviceCfg | BmsDeviceCfg | PduDeviceCfg,
+    ValveBoardDeviceCfg | McuDeviceCfg | Ars408DeviceCfg | Iwr6843DeviceCfg | BmsDeviceCfg | PduDeviceCfg
+    | TankPressureDeviceCfg,
     Field(discriminator="driver"),
 ]
 
@@ -332,6 +353,23 @@ class PowerFaultCfg(Strict):
     alarm_bits: Annotated[int, Field(ge=0)] = 0
 
 
+class TankEmuCfg(Strict):
+    """Emulated tank-pressure sensor (``firmware_bridge.emulation.tank_pressure``).
+
+    The tank starts at ``start_pressure_bar`` and loses ``bar_per_valve_s`` per second of
+    one valve open, plus ``leak_bar_per_s``. The sensor sends nothing from
+    ``silent_from_s`` (simulated seconds since start; None: never) until
+    ``silent_until_s`` (None: for good).
+    """
+
+    start_pressure_bar: Annotated[float, Field(ge=0.0, le=400.0)] = 200.0
+    bar_per_valve_s: Annotated[float, Field(ge=0.0, le=100.0)] = 1.5
+    leak_bar_per_s: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
+    temperature_c: Annotated[float, Field(ge=-40.0, le=125.0)] = 20.0
+    silent_from_s: NonNegFloat | None = None
+    silent_until_s: NonNegFloat | None = None
+
+
 class EmulationCfg(Strict):
     """Who plays the far end of each bus on a virtual rig."""
 
@@ -346,6 +384,9 @@ class EmulationCfg(Strict):
     obstacles: list[ObstacleCfg] = Field(default_factory=list, max_length=MAX_OBSTACLES)
     battery: BatteryEmuCfg = Field(default_factory=BatteryEmuCfg)
     power_faults: list[PowerFaultCfg] = Field(default_factory=list, max_length=MAX_FAULTS)
+    #: Emulated tank-pressure sensors by device name (a tank device without an entry gets
+    #: the defaults).
+    tanks: dict[str, TankEmuCfg] = Field(default_factory=dict, max_length=MAX_DEVICES)
 
     @field_validator("valve_board_firmware", "mcu_firmware")
     @classmethod

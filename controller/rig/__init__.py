@@ -3,8 +3,8 @@
 * :mod:`.check` -- :func:`check_rig`: every rule a build relies on, no port opened;
 * :mod:`.build` -- :func:`build_rig`: buses, drivers, components, the vehicle and, on an
   emulated rig, the world and every emulator (the only importer of
-  :mod:`firmware_bridge.emulation`, with :mod:`.radar` and :mod:`.power`);
-* :mod:`.radar`, :mod:`.power` -- the builders of those device families, listed in
+  :mod:`firmware_bridge.emulation`, with :mod:`.radar`, :mod:`.power` and :mod:`.tank`);
+* :mod:`.radar`, :mod:`.power`, :mod:`.tank` -- the builders of those device families, listed in
   :data:`controller.rig.build.COMPONENT_BUILDERS`;
 * :mod:`.context` -- what the builders share while a rig is built.
 """

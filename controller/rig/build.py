@@ -54,6 +54,7 @@ _log.addHandler(logging.NullHandler())
 from controller.components.seam import Component
 from controller.rig import power as power_room
 from controller.rig import radar as radar_room
+from controller.rig import tank as tank_room
 from controller.rig.check import CheckedRig, check_rig
 from controller.rig.context import BuildContext
 
@@ -63,12 +64,14 @@ from controller.rig.context import BuildContext
 COMPONENT_BUILDERS: Final[Mapping[str, Callable[[BuildContext], Component | None]]] = MappingProxyType({
     "radar": radar_room.build,
     "power": power_room.build,
+    "tank": tank_room.build,
 })
 
 #: Which family builds each ``driver:`` name of a rig's ``devices`` (the valve board and
 #: the MCU are built here, before the families).
 DRIVER_FAMILIES: Final[Mapping[str, str]] = MappingProxyType({
     "valve_board": "core", "qiki_mcu": "core", "ars408": "radar", "iwr6843": "radar", "bms": "power", "pdu": "power",
+    "tank_pressure": "tank",
 })
 
 

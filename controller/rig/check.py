@@ -348,7 +348,9 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
     7. the power devices (:func:`controller.rig.power.check`): count, bus kinds,
        device profiles load and are bounded, hold what the drivers need, power faults
        name power devices, Modbus urls fit the rig;
-    8. a serial bus carries one device.
+    8. the tank-pressure sensor (:func:`controller.rig.tank.check`): at most one, on a
+       CAN bus whose DBCs hold ``TANK_Status``, with a usable ``GenMsgCycleTime``;
+    9. a serial bus carries one device.
 
     The budgets that need no file but the rig (stale periods, heartbeat vs watchdog,
     command period vs command timeout) are checked when the rig loads
@@ -377,6 +379,7 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
     from controller.fsm import load_fsm
     from controller.rig import power as power_sub
     from controller.rig import radar as radar_sub
+    from controller.rig import tank as tank_sub
     from hal.devices.valve_board import ValveBoardDriver
 
     rig = cfg
@@ -439,6 +442,8 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
 
     # ---------------------------------------------------------------- power
     profiles = power_sub.check(rig, name, rig_path)
+    for bus_name, message, period_s in tank_sub.check(rig, name, can_buses):
+        _check_watched_period(can_buses[bus_name], message, period_s, "tank pressure driver", tick_s)
 
     # ---------------------------------------------------------------- sharing (after the kinds)
     serial_owner: dict[str, str] = {}
