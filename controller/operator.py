@@ -71,9 +71,10 @@ class OperatorScript:
             self.disarm_sent = True
         elif st == "idle" and self.disarm_sent:
             if self.result is None:
-                done = m is None or (m.complete and m.waypoints_reached == m.waypoints_total)
-                self.result = "completed" if done else (
-                    f"mission incomplete ({m.waypoints_reached}/{m.waypoints_total} waypoints)")
+                if m is None or (m.complete and m.waypoints_reached == m.waypoints_total):
+                    self.result = "completed"
+                else:
+                    self.result = f"mission incomplete ({m.waypoints_reached}/{m.waypoints_total} waypoints)"
             self.finished = True
         if m is not None and st == "active" and not self.disarm_sent and m.timed_out(now_s):
             vehicle.command("disarm")

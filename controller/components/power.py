@@ -288,9 +288,9 @@ class PowerSubsystem:
                 return False, (f"BMS: temperature {r.max_temperature_c:.1f} degC above "
                                f"{self.limits.max_temperature_c:.1f} degC")
         if self.pdu is not None:
-            reason = self._pdu_health(now_s)
-            if reason is not None:
-                return False, reason
+            pdu_reason = self._pdu_health(now_s)
+            if pdu_reason is not None:
+                return False, pdu_reason
         return True, ""
 
     def _pdu_health(self, now_s: float) -> str | None:

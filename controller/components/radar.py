@@ -472,7 +472,7 @@ class RadarSubsystem:
 
     # ------------------------------------------------------------------ report
     def _track_rows(self, band: str, mount: Any) -> list[dict[str, Any]]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         pose = self._pose
         if pose is None:
             return rows

@@ -270,7 +270,7 @@ class McuDriver:
         self._rx_seq.clear()
 
     # ------------------------------------------------------------------ write phase
-    def service(self, now_s: float, host_state_code: HostState | int) -> None:
+    def service(self, now_s: float, host_state_code: HostState | int | str) -> None:
         """Send HOST_HEARTBEAT when due (first call sends at once).
 
         Parameters
