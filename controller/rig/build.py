@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from controller.clock import MonotonicClock, SimClock
 from controller.components.mcu import McuComponent
+from controller.components.seam import Component
 from controller.components.valves import ValveBoardComponent
 from controller.config import (
     CanBusCfg,
@@ -40,23 +41,20 @@ from controller.config import (
 from controller.control import PoseGains
 from controller.errors import opening
 from controller.mission import MissionExecutor
-from controller.safety.output_guard import OutputGuard
-from controller.vehicle import PoseControl, Vehicle
-from firmware_bridge.protocols.firmware_version import parse_version
-
-if TYPE_CHECKING:
-    pass
-
-_log = logging.getLogger(__name__)
-_log.addHandler(logging.NullHandler())
-
-
-from controller.components.seam import Component
 from controller.rig import power as power_room
 from controller.rig import radar as radar_room
 from controller.rig import tank as tank_room
 from controller.rig.check import CheckedRig, check_rig
 from controller.rig.context import BuildContext
+from controller.safety.output_guard import OutputGuard
+from controller.vehicle import PoseControl, Vehicle
+from firmware_bridge.protocols.firmware_version import parse_version
+
+if TYPE_CHECKING:
+    import can
+
+_log = logging.getLogger(__name__)
+_log.addHandler(logging.NullHandler())
 
 #: Device families built after the valve board and the MCU, in tick order: family name ->
 #: builder ``(BuildContext) -> Component | None`` (None: the rig has no such device).
@@ -180,7 +178,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     from hal.can.bus import open_can_bus
     from hal.can.port import CanPort
     from hal.devices.qiki_mcu import McuDriver
-    from hal.serial.link import PipeLink, PySerialLink, open_pty_pair
+    from hal.serial.link import PipeLink, PySerialLink, SerialLink, open_pty_pair
 
     rig = checked.cfg
     rig_path = checked.path
@@ -207,12 +205,14 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
                 host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps)
             closers.append(host_bus.shutdown)
             logger = (can_loggers or {}).get(bus_name)
-            ports[bus_name] = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick, on_frame_logged=logger)
+            ports[bus_name] = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick,
+                                      on_frame_logged=logger)
             if emu is not None:  # check_rig: the interface is 'virtual'
                 dev_bus = open_can_bus("virtual", channel, bus.bitrate_bps)
                 closers.append(dev_bus.shutdown)
                 emu_can[bus_name] = dev_bus
         elif isinstance(bus, SerialBusCfg):
+            host_link: SerialLink
             if emu is not None:
                 if realtime:
                     master, slave_path = open_pty_pair()
@@ -248,7 +248,8 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     valves = thruster_valves(rig)
     sim = runner = world = None
     if emu is not None:
-        geom_by_valve = {v: t for v, t in zip(valves, rig.thrusters)}
+        # thruster_valves(rig) gives one valve per thruster, in order
+        geom_by_valve = {v: t for v, t in zip(valves, rig.thrusters, strict=True)}
         geoms = []
         for v in range(vb.n_valves):
             t = geom_by_valve.get(v)
@@ -256,7 +257,8 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
                 geoms.append(ThrusterGeometry(0.0, 0.0, 1.0, 0.0, 0.0))
                 continue
             norm = math.hypot(*t.force_dir)
-            geoms.append(ThrusterGeometry(t.position_m[0], t.position_m[1], t.force_dir[0] / norm, t.force_dir[1] / norm, t.max_thrust_n))
+            geoms.append(ThrusterGeometry(t.position_m[0], t.position_m[1], t.force_dir[0] / norm,
+                                          t.force_dir[1] / norm, t.max_thrust_n))
         w = emu.world
         world = World(rig.vehicle.mass_kg, rig.vehicle.inertia_kgm2, geoms, w.start_pose, w.linear_drag_n_per_mps)
         vb_emu = ValveBoardEmulator(
@@ -290,8 +292,9 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
             runner = RealtimeRunner(sim, clock)
 
     # ---------------------------------------------------------------- subsystems
-    def open_emulator_can(bus_name: str):
+    def open_emulator_can(bus_name: str) -> can.BusABC:
         b = rig.buses[bus_name]
+        assert isinstance(b, CanBusCfg)  # check_rig: emulator nodes only on CAN buses
         nb = open_can_bus("virtual", can_channels[bus_name], b.bitrate_bps)
         closers.append(nb.shutdown)
         return nb
@@ -315,7 +318,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         closers=closers,
     )
     components: list[Component] = []
-    for family, build_family in COMPONENT_BUILDERS.items():
+    for build_family in COMPONENT_BUILDERS.values():
         component = build_family(ctx)
         if component is not None:
             components.append(component)

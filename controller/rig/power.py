@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from controller.components.power import (
@@ -207,6 +207,7 @@ def build_emulated_power(rig: RigCfg, name: str, profiles: dict[str, Any], clock
     responders: dict[str, dict[int, Any]] = {}
     emulators: dict[str, Any] = {}
     for dev_name, dev in rig.devices.items():
+        e: JkBmsEmulator | QikiPduEmulator
         if isinstance(dev, BmsDeviceCfg):
             e = JkBmsEmulator(profiles[dev_name], world, clock, dev.unit_id, plans.get(dev_name))
         elif isinstance(dev, PduDeviceCfg):
@@ -294,8 +295,9 @@ def open_emulated_link(bus: ModbusBusCfg, responders: dict[int, Any], name: str,
     from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
     from hal.modbus.link import PymodbusRtuLink, PymodbusTcpLink
 
-    transport = "rtu" if is_rtu else "tcp"
+    transport: Literal["tcp", "rtu"] = "rtu" if is_rtu else "tcp"
     server = ModbusEmulatorServer(responders, transport, baudrate=bus.baudrate).start()
+    link: PymodbusRtuLink | PymodbusTcpLink
     try:
         if is_rtu:
             link = PymodbusRtuLink(server.client_path, bus.baudrate, timeout)
@@ -474,8 +476,8 @@ def build(ctx: Any) -> PowerSubsystem | None:
         bms = (n, pollers[d.bus], d.cell_count)
     pdu = None
     if pdu_items:
-        n, d = pdu_items[0]
-        pdu = (n, Pdu(pollers[d.bus], n))
+        pdu_name, pdu_dev = pdu_items[0]
+        pdu = (pdu_name, Pdu(pollers[pdu_dev.bus], pdu_name))
 
     stepper = None
     if emulated is not None and ctx.sim is not None:
@@ -493,8 +495,15 @@ def build(ctx: Any) -> PowerSubsystem | None:
         emulated=emulated, stepper=stepper, control_period_s=1.0 / rig.controller.rate_hz,
     )
     ctx.record(-1, 0.0, "power_buses",
-               buses={b: {"url": rig.buses[b].url, "transport": transport[b]} for b in bus_names})
+               buses={b: {"url": _modbus_url(rig, b), "transport": transport[b]} for b in bus_names})
     if threaded:
         for poller in pollers.values():
             poller.start()
     return sub
+
+
+def _modbus_url(rig: RigCfg, bus_name: str) -> str:
+    """Return the url of a Modbus bus of the rig (the family's buses are Modbus by check())."""
+    bus = rig.buses[bus_name]
+    assert isinstance(bus, ModbusBusCfg)
+    return bus.url

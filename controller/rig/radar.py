@@ -288,9 +288,9 @@ def check(rig: RigCfg, name: str, can_codecs: Mapping[str, DbcCodec],
             out.watched_periods_s[dev.bus] = {proto.MSG_OBJ_STATUS: driver.cycle_period_s,
                                               proto.MSG_RADAR_STATE: driver.state_period_s}
     if srs:
-        dev_name, dev = srs[0]
-        if not isinstance(rig.buses.get(dev.bus), SerialBusCfg):
-            raise ConfigError(name, f"devices.{dev_name}.bus", "the iwr6843 needs a serial bus")
+        sr_name, sr_dev = srs[0]
+        if not isinstance(rig.buses.get(sr_dev.bus), SerialBusCfg):
+            raise ConfigError(name, f"devices.{sr_name}.bus", "the iwr6843 needs a serial bus")
     return out
 
 
@@ -357,23 +357,23 @@ def build(ctx: Any) -> RadarSubsystem | None:
                     path = _replay_path(opts["lr_replay"], "--lr-replay")
                     rx_ids = frozenset(lr.driver.rx_ids)
                     _check_lr_replay(path, rx_ids, dev.sensor_id)
-                    feed = _Ars408ReplayFeed(emu_bus, path, start_s, rx_ids)
-                    lr.mode, lr.feed = "replay", feed
-                    ctx.sim.extra.append(_Gate(feed, feed.next_due))
+                    replay_feed = _Ars408ReplayFeed(emu_bus, path, start_s, rx_ids)
+                    lr.mode, lr.feed = "replay", replay_feed
+                    ctx.sim.extra.append(_Gate(replay_feed, replay_feed.next_due))
                 else:
                     from firmware_bridge.emulation.ars408 import Ars408Emulator
 
-                    emu = Ars408Emulator(emu_bus, codec, sensor_id=dev.sensor_id, start_s=start_s)
-                    feed = _Ars408SyntheticFeed(emu, ctx.world, dev.mount, obstacles)
-                    lr.mode, lr.feed = "synthetic", feed
-                    ctx.sim.extra.append(_Gate(emu, feed.next_due, feed.before))
+                    lr_emu = Ars408Emulator(emu_bus, codec, sensor_id=dev.sensor_id, start_s=start_s)
+                    synth_feed = _Ars408SyntheticFeed(lr_emu, ctx.world, dev.mount, obstacles)
+                    lr.mode, lr.feed = "synthetic", synth_feed
+                    ctx.sim.extra.append(_Gate(lr_emu, synth_feed.next_due, synth_feed.before))
 
     sr = None
     if srs:
-        dev_name, dev = srs[0]
-        sr = _Sr(dev_name, dev, dev.bus)
-        mount = Mount.from_config(dev.mount)
-        sr.driver = Iwr6843Driver(ctx.serial_links[dev.bus], mount=mount, frame_period_s=dev.frame_period_s,
+        sr_name, sr_dev = srs[0]
+        sr = _Sr(sr_name, sr_dev, sr_dev.bus)
+        mount = Mount.from_config(sr_dev.mount)
+        sr.driver = Iwr6843Driver(ctx.serial_links[sr_dev.bus], mount=mount, frame_period_s=sr_dev.frame_period_s,
                                   stale_after_periods=stale_n, source=BAND_SR)
         if emulated:
             from firmware_bridge.emulation.iwr6843 import (
@@ -382,7 +382,7 @@ def build(ctx: Any) -> RadarSubsystem | None:
                 world_to_sensor,
             )
 
-            link = ctx.emulator_serial[dev.bus]
+            link = ctx.emulator_serial[sr_dev.bus]
             if opts.get("sr_replay"):
                 path = _replay_path(opts["sr_replay"], "--sr-replay")
                 try:
@@ -390,7 +390,7 @@ def build(ctx: Any) -> RadarSubsystem | None:
                 except OSError as exc:
                     raise ConfigError(str(path), "--sr-replay", f"cannot read capture: {exc.strerror or exc}") from exc
                 _check_sr_replay(path, data)
-                emu = Iwr6843Emulator(link, data, frame_period_s=dev.frame_period_s, seed=ctx.seed,
+                sr_emu = Iwr6843Emulator(link, data, frame_period_s=sr_dev.frame_period_s, seed=ctx.seed,
                                       start_s=start_s, loop=True)
                 sr.mode = "replay"
             else:
@@ -412,9 +412,13 @@ def build(ctx: Any) -> RadarSubsystem | None:
                             out.append(SensorTarget(xs, ys, 0.0, rr))
                     return out
 
-                emu = Iwr6843Emulator(link, targets, frame_period_s=dev.frame_period_s, seed=ctx.seed,
+                sr_emu = Iwr6843Emulator(link, targets, frame_period_s=sr_dev.frame_period_s, seed=ctx.seed,
                                       start_s=start_s)
                 sr.mode = "synthetic"
-            sr.emulator = emu
-            ctx.sim.extra.append(_Gate(emu, lambda _emu=emu: _emu.next_due_s))
+            sr.emulator = sr_emu
+
+            def sr_next_due(_emu: Iwr6843Emulator = sr_emu) -> float | None:
+                return _emu.next_due_s
+
+            ctx.sim.extra.append(_Gate(sr_emu, sr_next_due))
     return RadarSubsystem(radar_cfg, lr, sr, ctx.record)
