@@ -236,7 +236,7 @@ class _Builder:
         loader, limits, stack = self.loader, self.limits, self.stack
         while True:
             event: Event = loader.get_event()
-            line = event.start_mark.line + 1
+            line = event.start_mark.line + 1 if event.start_mark is not None else 0
             if isinstance(event, (SequenceEndEvent, MappingEndEvent)):
                 value: Data = stack.pop().data
             elif isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
@@ -273,7 +273,7 @@ class _Builder:
     def _check_tag(self, event: SequenceStartEvent | MappingStartEvent, line: int, expected: str) -> None:
         tag = event.tag
         if tag is not None and tag != "!" and tag != expected:
-            raise self._refuse(f"YAML tag {_tag_name(tag)!r} is not allowed (line {line}): plain data only")
+            raise self._refuse(f"YAML tag {_tag_name(tag or '')!r} is not allowed (line {line}): plain data only")
 
     def _scalar(self, event: ScalarEvent, line: int) -> Data:
         """Resolve and construct one scalar (PyYAML's safe rules) within the limits."""
@@ -287,9 +287,9 @@ class _Builder:
             raise self._refuse(f"YAML merge keys ('<<') are not allowed (line {line})", path)
         if tag not in _SCALAR_TAGS:
             if explicit:
-                raise self._refuse(f"YAML tag {_tag_name(tag)!r} is not allowed (line {line}): plain data only")
+                raise self._refuse(f"YAML tag {_tag_name(tag or '')!r} is not allowed (line {line}): plain data only")
             raise self._refuse(f"value {_short(event.value)} at line {line} is read by YAML as "
-                               f"{_tag_name(tag)}, not plain data (quote it)")
+                               f"{_tag_name(tag or '')}, not plain data (quote it)")
         if tag == _STR_TAG:
             return _Key(event.value, tag) if self._at_key() else event.value
         if tag in (_INT_TAG, _FLOAT_TAG) and len(event.value) > limits.max_number_chars:
@@ -297,7 +297,8 @@ class _Builder:
                                f"(at most {limits.max_number_chars})")
         if self._at_key():  # refused in _add with the key path; never constructed
             return _Key(event.value, tag)
-        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark,  # type: ignore[arg-type]  # libyaml's Mark
+                          style=event.style)
         try:
             return loader.yaml_constructors[tag](loader, node)
         except (ValueError, OverflowError) as exc:

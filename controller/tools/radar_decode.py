@@ -126,7 +126,7 @@ def decode_can_log(
         dbc_paths = [resolve_data_path(p) for p in dbc]
     codec = DbcCodec([str(p) for p in dbc_paths])
     sensor_from_dbc = sensor_id is None
-    if sensor_from_dbc:
+    if sensor_id is None:
         sensor_id = dbc_sensor_id(codec)
     cfg = Ars408Config(sensor_id=sensor_id, mount=mount or Mount(),
                        min_prob_of_exist=min_prob_of_exist, min_rcs_dbsm=min_rcs_dbsm,
@@ -163,7 +163,7 @@ def decode_can_log(
     cycle_times: list[float] = []
     detections_total = 0
     for msg in frames:
-        if t0 is None:
+        if t0 is None or driver is None:
             t0 = msg.timestamp
             driver = Ars408Driver(codec, cfg, start_s=0.0)
         now = msg.timestamp - t0

@@ -98,7 +98,10 @@ def decode_iwr6843_file(
 
     stats = parser.stats()
     trailing = parser.buffered_bytes
-    rejected = dict(stats["rejects"])
+    rejects = stats["rejects"]
+    tlv_counts = stats["tlvs"]
+    assert isinstance(rejects, dict) and isinstance(tlv_counts, dict)  # Iwr6843Parser.stats: counters by name
+    rejected = dict(rejects)
     # Bytes left at the end: an unfinished packet when they start with the magic word.
     tail_is_packet = trailing >= len(MAGIC_WORD)
     if tail_is_packet:
@@ -123,7 +126,7 @@ def decode_iwr6843_file(
         "platform_name": platform_name(frames[0].header.platform) if frames else None,
         "headers": stats["headers"],
         "unsupported": stats["unsupported"],
-        "tlvs": {tlv_names.get(t, f"type_{t}"): n for t, n in stats["tlvs"].items()},
+        "tlvs": {tlv_names.get(t, f"type_{t}"): n for t, n in tlv_counts.items()},
         "rejected": rejected,
         "resyncs": stats["resyncs"],
         "garbage_bytes": stats["garbage_bytes"],
