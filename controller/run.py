@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller.config import load_mission, load_rig
-from controller.errors import ConfigError
-from controller.exit_codes import EXIT_OK, EXIT_STOPPED, SIGNAL_EXIT
+from controller.errors import ConfigError, ControllerError
+from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, EXIT_OK, EXIT_STOPPED, SIGNAL_EXIT
 from controller.loop import FixedRateLoop, LoopStats
 from controller.operator import LINGER_S, SAFE_STATES, OperatorScript, safe_reason
 from controller.record.run_record import RunRecord, write_json_atomic
@@ -36,13 +36,13 @@ from controller.rig import BuiltRig, build_rig, check_rig
 from controller.rt_knobs import RealtimeKnobsReport, apply_realtime_knobs, skipped_report
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
+from hal.errors import DeviceUnavailableError, HalError, one_line
 
 __all__ = ["LINGER_S", "SAFE_STATES", "WALL_CLOCK_KEYS", "OperatorScript", "RunOptions", "build_summary",
            "check_options", "prepare_run_folder", "run_main_job", "safe_reason"]
 
 if TYPE_CHECKING:
     from rich.console import Console
-
 
 
 @dataclass
@@ -71,7 +71,7 @@ class RunOptions:
 def _progress(vehicle: Vehicle, now_s: float) -> str:
     m = vehicle.mission
     wp = f"{m.waypoints_reached}/{m.waypoints_total}" if m is not None else "-"
-    pose = vehicle.mcu.driver.pose
+    pose = vehicle.mcu.pose
     p = (f"x={pose.x_m:+.3f} y={pose.y_m:+.3f} yaw={math.degrees(pose.yaw_rad):+.1f}deg"
          if pose is not None else "pose -")
     return f"t={now_s:7.2f}s  state={vehicle.state:<9}  waypoints {wp}  {p}"
@@ -227,6 +227,14 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                     checked=checked,
                 )
                 stop_req.abort_enabled = False
+            except (ControllerError, HalError) as exc:
+                # refused or unavailable after the run folder was made: say so in it
+                stop_req.abort_enabled = False
+                failed = {"result": f"not started: {one_line(exc)}", "final_state": None, "rig": rig_cfg.name,
+                          "exit_status": EXIT_HARDWARE_UNAVAILABLE if isinstance(exc, DeviceUnavailableError)
+                          else EXIT_BAD_INPUT, "run_folder": str(folder)}
+                record.write_summary(failed)
+                raise
             except StopBeforeStart as exc:
                 stop_req.abort_enabled = False
                 name = signal.Signals(exc.signum).name
@@ -258,8 +266,8 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
                          keep_ticks=opts.on_loop_stats is not None)
     loop_ref["loop"] = loop
     script = OperatorScript()
-    duration_result: list[str] = []
-    disarm_sent = [False]
+    duration_ran_out = False
+    disarm_sent = False
     live = None
     last_draw = [0.0]
     if opts.progress and console is not None:
@@ -270,6 +278,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         live.start()
 
     def tick(k: int, now_s: float, dt_s: float) -> bool:
+        nonlocal duration_ran_out, disarm_sent
         if stop_req.requested and vehicle.shutdown_reason is None:
             vehicle.begin_shutdown(f"interrupted ({stop_req.name})", now_s)
         vehicle.tick(k, now_s, dt_s)
@@ -289,13 +298,12 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         if script.finished:
             return False
         if opts.duration_s is not None and now_s + loop.period_s > opts.duration_s + 1e-9:
-            if not duration_result:
-                duration_result.append("duration elapsed")
+            duration_ran_out = True
             # Leave the rig safe: disarm and wait (bounded) for idle before stopping.
             if vehicle.state in ("armed", "active") and now_s < opts.duration_s + LINGER_S:
-                if not disarm_sent[0]:
+                if not disarm_sent:
                     vehicle.command("disarm")
-                    disarm_sent[0] = True
+                    disarm_sent = True
                 return True
             return False
         return True
@@ -324,13 +332,11 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
             gc.unfreeze()
         if live is not None:
             live.stop()
-    if forced is None and vehicle.shutdown_reason is not None:
-        # the zero commands are on the wire: stop the emulators/pollers, close the buses
-        record.flush()
+    record.flush()  # what the loop logged reaches the OS before the (bounded) closing waits
     built.close()
     if opts.on_loop_stats is not None and forced is None:
         opts.on_loop_stats(stats)
-    status, result = _verdict(opts, vehicle, script, duration_result, stop_req, forced)
+    status, result = _verdict(opts, vehicle, script, duration_ran_out, stop_req, forced)
     try:
         summary = build_summary(opts, built, stats, result, folder)
     except Exception as exc:  # noqa: BLE001 - a summary is always written
@@ -349,7 +355,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
     return status, summary, folder
 
 
-def _verdict(opts: RunOptions, vehicle: Vehicle, script: OperatorScript, duration_result: list[str],
+def _verdict(opts: RunOptions, vehicle: Vehicle, script: OperatorScript, duration_ran_out: bool,
              stop_req: StopRequest, forced: ForcedStop | None) -> tuple[int, str]:
     """``(exit_status, result)`` of a run that ended (ISSUE 10 part 3: truthful results)."""
     if forced is not None:
@@ -364,7 +370,7 @@ def _verdict(opts: RunOptions, vehicle: Vehicle, script: OperatorScript, duratio
     if script.finished:
         ok = script.result == "completed" and st == "idle"
         return (EXIT_OK if ok else EXIT_STOPPED), script.result or "stopped"
-    if duration_result:
+    if duration_ran_out:
         if not vehicle.post_passed:
             why = "; ".join(f"{d}: {r['reason']}" for d, r in vehicle.post_result.items() if not r.get("passed"))
             return EXIT_STOPPED, f"duration elapsed in {st}: POST not passed" + (f" ({why})" if why else "")

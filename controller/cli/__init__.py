@@ -17,10 +17,14 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from controller.cli import modbus, radar
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, HELP_TEXT
 from hal.errors import one_line
+
+if TYPE_CHECKING:
+    from controller.stop import StopRequest
 
 #: Exit status of a bug (an exception no check foresaw), sysexits.h EX_SOFTWARE.
 EXIT_INTERNAL_ERROR = 70
@@ -52,10 +56,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _run_with(args, stop)
 
 
-def _run_with(args: argparse.Namespace, stop) -> int:
+def _run_with(args: argparse.Namespace, stop: StopRequest) -> int:
     from rich.console import Console
 
-    from controller.exit_codes import SIGNAL_EXIT
     from controller.run import RunOptions, run_main_job
     from controller.summary_view import print_summary
 
@@ -73,13 +76,7 @@ def _run_with(args: argparse.Namespace, stop) -> int:
         sr_replay=args.sr_replay,
         arm=not args.no_arm,
     )
-    try:
-        status, summary, folder = run_main_job(opts, console=console, stop=stop)
-    except BaseException:
-        if stop.requested:  # asked to stop before a run folder existed: nothing was commanded
-            print(f"interrupted ({stop.name}) before the run started", file=sys.stderr)
-            return SIGNAL_EXIT.get(stop.signum or 0, 130)
-        raise
+    status, summary, _folder = run_main_job(opts, console=console, stop=stop)
     print_summary(summary, Console())
     return status
 

@@ -48,14 +48,21 @@ class McuComponent(ComponentBase):
         self.accepted_firmware = accepted_firmware
         self.rail_requested = False
         self.rail_requested_at_s = 0.0
+        self._pose_msg: object | None = None
+        self._pose: PoseEstimate | None = None
 
     @property
     def pose(self) -> PoseEstimate | None:
-        """The latest pose message as a :class:`PoseEstimate` (None before the first)."""
+        """Return the latest pose message as a :class:`PoseEstimate` (None before the first).
+
+        Converted once per new message (the manager builds several views a tick).
+        """
         p = self.driver.pose
-        if p is None:
-            return None
-        return PoseEstimate(p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps, p.yaw_rate_radps)
+        if p is not self._pose_msg:
+            self._pose_msg = p
+            self._pose = None if p is None else PoseEstimate(p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps,
+                                                              p.vy_world_mps, p.yaw_rate_radps)
+        return self._pose
 
     def estop_released(self, now_s: float) -> bool:
         """Tell whether a fresh MCU status says the E-stop input is released (D09)."""

@@ -415,6 +415,10 @@ class RadarSubsystem:
             return f"{self.lr.name}: no status yet"
         return None
 
+    def valve_rail_open_confirmed(self) -> bool | None:
+        """No part in the valve rail (the radars stay powered)."""
+        return None
+
     def action_handlers(self) -> Mapping[str, ActionHandler]:
         """No part in FSM actions (the radars stay powered in every state)."""
         return {}

@@ -138,6 +138,12 @@ class Component(Protocol):
     def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
         """Write phase: ``thrust_n`` (N,) is what the output guard let through (N)."""
 
+    def valve_rail_open_confirmed(self) -> bool | None:
+        """Tell whether this component confirmed the valve rail open (safe stop).
+
+        None: it has no part in the rail; True/False: its own read-back.
+        """
+
     def summary(self) -> Mapping[str, object]:
         """Return the component's block of ``summary.json`` (once, at the end; {} for none)."""
 
@@ -175,6 +181,10 @@ class ComponentBase:
 
     def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
         """Nothing to write."""
+
+    def valve_rail_open_confirmed(self) -> bool | None:
+        """No part in the valve rail."""
+        return None
 
     def summary(self) -> Mapping[str, object]:
         """No summary block."""

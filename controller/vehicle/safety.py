@@ -170,11 +170,9 @@ class SafeStop:
         rail_ok = self.mcu.rail_off_confirmed_since(self.shutdown_started_s)
         relay: bool | None = None
         for c in self.components:
-            confirm = getattr(c, "valve_rail_open_confirmed", None)
-            if confirm is not None:
-                v = confirm()
-                if v is not None:
-                    relay = bool(v) if relay is None else (relay and bool(v))
+            v = c.valve_rail_open_confirmed()
+            if v is not None:
+                relay = v if relay is None else (relay and v)
         disarmed = self.fsm.state not in ARMING_STATES
         complete = self.shutdown_zero_ticks >= SHUTDOWN_ZERO_TICKS and disarmed and rail_ok and relay is not False
         return ShutdownStatus(self.shutdown_reason or "", self.shutdown_started_s, self.shutdown_zero_ticks,
