@@ -48,6 +48,7 @@ from controller.yamlio import load_model
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols import firmware_version as fwv
 from firmware_bridge.protocols.modbus_profile import DeviceProfile
+from hal.devices.valve_board import NODE_ID_MAX
 
 
 class Strict(BaseModel):
@@ -72,9 +73,6 @@ MAX_STALE_AFTER_PERIODS = 5
 #: within 200 ms; the MCU drops the valve rail". Applies to the valve board's command
 #: timeout and the MCU's host-watchdog timeout, real or emulated.
 MAX_DEVICE_TIMEOUT_S = 0.2
-#: Valve-board node IDs the driver accepts (``hal.devices.valve_board.NODE_ID_MAX``): node
-#: n adds n - 1 to every ID of ``dbc/qiki.dbc``; 0x703..0x70F are the free heartbeat IDs.
-VALVE_BOARD_NODE_ID_MAX = 13
 
 #: List and mapping length bounds (issue 10, part 7).
 MAX_THRUSTERS = 16
@@ -170,7 +168,7 @@ class ValveBoardDeviceCfg(Strict):
     driver: Literal["valve_board"]
     bus: str
     #: 1..13, as the driver accepts (``hal.devices.valve_board.NODE_ID_MAX``).
-    node_id: Annotated[int, Field(ge=1, le=VALVE_BOARD_NODE_ID_MAX)] = 1
+    node_id: Annotated[int, Field(ge=1, le=NODE_ID_MAX)] = 1  # what the driver accepts (hal.devices.valve_board)
     n_valves: Annotated[int, Field(ge=1, le=8)] = 8
     accepted_firmware: str = ">=1.0.0"
     max_thrust_n: Annotated[float, Field(gt=0.0, le=20.0)] = 2.0

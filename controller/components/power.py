@@ -55,7 +55,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from controller.components.seam import ActionHandler, Condition, DevicePost, TickView
+from controller.components.seam import ARMING_STATES, ActionHandler, Condition, DevicePost, TickView
 from controller.config import PowerCfg
 from hal.devices.bms import (
     bms_arming_check,
@@ -86,7 +86,6 @@ POWER_STEP_S = 0.02
 BMS_REQUIRED = ("cell_count", "soc_pct", "pack_voltage_v", "pack_current_a", "alarms")
 PDU_REQUIRED = ("valve_rail_enabled",)
 
-ARMING_STATES = frozenset({"armed", "active"})
 
 
 class EmulatedFarEnd(Protocol):

@@ -430,20 +430,25 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
     for bus_name, periods in radar.watched_periods_s.items():
         for message, period_s in periods.items():
             _check_watched_period(can_buses[bus_name], message, period_s, "ARS408 driver", None)
-    vb_ids = {vb_driver.command_id: f"{vb_name} (VB_Command)"}
-    vb_ids.update({i: vb_name for i in vb_driver.arbitration_ids})
-    for bus_name, rx_ids in radar.can_rx_ids.items():
-        if bus_name != vb.bus:
-            continue
-        for arb_id in rx_ids:
-            if arb_id in vb_ids:
-                raise ConfigError(name, f"buses.{bus_name}",
-                                  f"arbitration ID 0x{arb_id:X} is used by both {vb_ids[arb_id]} and the ars408 radar")
-
-    # ---------------------------------------------------------------- power
+    # ---------------------------------------------------------------- power, tank
     profiles = power_sub.check(rig, name, rig_path)
-    for bus_name, message, period_s in tank_sub.check(rig, name, can_buses):
+    tank_streams = tank_sub.check(rig, name, can_buses)
+    for bus_name, message, period_s in tank_streams:
         _check_watched_period(can_buses[bus_name], message, period_s, "tank pressure driver", tick_s)
+
+    # ---------------------------------------------------------------- one owner per CAN ID
+    # CanPort.register refuses a second handler for an ID: refuse the rig here, in one line
+    owners: dict[tuple[str, int], str] = {(vb.bus, vb_driver.command_id): f"{vb_name} (VB_Command)"}
+    owners.update({(vb.bus, i): vb_name for i in vb_driver.arbitration_ids})
+    claims = [(bus_name, arb_id, "the ars408 radar") for bus_name, rx_ids in radar.can_rx_ids.items()
+              for arb_id in rx_ids]
+    claims += [(bus_name, can_buses[bus_name].codec.frame_id(message), "the tank pressure sensor")
+               for bus_name, message, _ in tank_streams]
+    for bus_name, arb_id, who in claims:
+        other = owners.setdefault((bus_name, arb_id), who)
+        if other != who:
+            raise ConfigError(name, f"buses.{bus_name}",
+                              f"arbitration ID 0x{arb_id:X} is used by both {other} and {who}")
 
     # ---------------------------------------------------------------- sharing (after the kinds)
     serial_owner: dict[str, str] = {}

@@ -330,7 +330,9 @@ class DbcCodec:
         except FileRefusedError as exc:
             raise BusConfigError(f"{path}: DBC {exc.reason}") from exc
         try:
-            db = cantools.database.load_file(str(p), database_format="dbc", strict=True)
+            # parse the bytes already read (cantools' own default encoding for DBC files),
+            # never the path again: the file was checked as a bounded regular file above
+            db = cantools.database.load_string(raw.decode("cp1252"), database_format="dbc", strict=True)
         except Exception as exc:  # cantools raises many types; translated once, here.
             detail = one_line(exc)
             raise BusConfigError(f"{path}: invalid DBC: {detail}") from exc
