@@ -1,6 +1,6 @@
 """Power over Modbus in the main job: BMS and PDU pollers, arming, the valve-rail relay.
 
-Built by :func:`build` from the rig (``devices`` with ``driver: bms`` / ``driver: pdu`` on
+Built by :func:`controller.rig.power.build` from the rig (``devices`` with ``driver: bms`` / ``driver: pdu`` on
 ``kind: modbus`` buses, the ``power`` block for the limits) and joined to the vehicle's
 tick through the component seam (:class:`controller.components.seam.Component`).
 
@@ -10,17 +10,17 @@ What it does, per phase of the tick (ARCHITECTURE.md 3):
   polls on the memory backend); real time -- nothing touches the bus, the poller worker
   threads publish snapshots and the tick only reads them (SAFETY.md D10: the tick never
   blocks on a silent device). New BMS samples feed the ``power`` summary.
-* **POST** (:meth:`PowerSubsystem.post_report`): waits for one poll attempt of every
+* **POST** (:meth:`PowerSubsystem.post`, from :meth:`PowerSubsystem.post_report`): waits for one poll attempt of every
   device, then reports the BMS (present, profile fits, cell count as the rig says, no
   alarm) and the PDU (present, no fault flag, valve rail open) -- SAFETY.md D07, D11.
 * **arming** (:meth:`PowerSubsystem.arming_check`, SAFETY.md O01): refused with the
   reason when battery data is stale or missing, an alarm is active, the SoC is below
   ``power.min_soc_pct``, the pack is above ``power.max_temperature_c``, or the PDU is
   stale or reports a fault.
-* **actions** (:meth:`PowerSubsystem.on_action`): ``enable_valve_rail`` queues "close the
+* **actions** (:meth:`PowerSubsystem.action_handlers`): ``enable_valve_rail`` queues "close the
   valve-rail relay" (absolute coil write, read back, never retried);
   ``disable_valve_rail`` (idle, safe_mode, estop) queues "open it".
-* **monitor** (:meth:`PowerSubsystem.monitor`), conditions raising ``fault``:
+* **conditions** (:meth:`PowerSubsystem.conditions`, keys ``power.<key>``), raising ``fault``:
   stale battery data in any state after boot (D10); while armed/active an alarm, SoC
   below ``power.mission_min_soc_pct`` or over-temperature; the relay not confirmed in
   the requested state within :data:`RELAY_CONFIRM_TIMEOUT_S`, or found open while armed;
@@ -207,7 +207,7 @@ class PowerSubsystem:
         if self.min_pack_voltage_v is None or r.pack_voltage_v < self.min_pack_voltage_v:
             self.min_pack_voltage_v = r.pack_voltage_v
 
-    # ------------------------------------------------------------------ Subsystem
+    # ------------------------------------------------------------------ the component seam
     def read(self, view: TickView) -> None:
         """Read phase (per tick): lockstep polls due now; take any new BMS sample.
 

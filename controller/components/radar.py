@@ -1,4 +1,4 @@
-"""The radar subsystem: ARS408 (long range, CAN) and IWR6843 (short range, UART) in the tick.
+"""The radar component: ARS408 (long range, CAN) and IWR6843 (short range, UART) in the tick.
 
 Built by :func:`controller.rig.radar.build` from the rig (``devices`` entries with
 ``driver: ars408`` / ``driver: iwr6843`` and the ``radar`` block); joins the vehicle's tick
@@ -200,7 +200,7 @@ class _Breaches:
 
 
 class RadarSubsystem:
-    """The radars, the tracker and the radar guards of one vehicle (a ``Subsystem``).
+    """The radars, the tracker and the radar guards of one vehicle (a :class:`~controller.components.seam.Component`).
 
     Built by :func:`build`; every method but :meth:`summary`/:meth:`close` is per tick.
 

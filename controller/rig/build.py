@@ -142,7 +142,7 @@ def build_rig(
     loop_overruns : callable, optional
         ``(now_s) -> int`` overruns in the last second, from the loop.
     options : dict, optional
-        Run options for subsystems (``lr_replay``, ``sr_replay``: recording paths).
+        Run options for the component builders (``lr_replay``, ``sr_replay``: recording paths).
 
     Raises
     ------
@@ -291,7 +291,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         if realtime:
             runner = RealtimeRunner(sim, clock)
 
-    # ---------------------------------------------------------------- subsystems
+    # ---------------------------------------------------------------- component families
     def open_emulator_can(bus_name: str) -> can.BusABC:
         b = rig.buses[bus_name]
         assert isinstance(b, CanBusCfg)  # check_rig: emulator nodes only on CAN buses
