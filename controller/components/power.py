@@ -55,7 +55,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from controller.components.seam import ARMING_STATES, ActionHandler, Condition, DevicePost, TickView
+from controller.components.seam import ARMING_STATES, ActionHandler, ComponentBase, Condition, DevicePost, TickView
 from controller.config import PowerCfg
 from hal.devices.bms import (
     bms_arming_check,
@@ -96,7 +96,7 @@ class EmulatedFarEnd(Protocol):
         ...
 
 
-class PowerSubsystem:
+class PowerSubsystem(ComponentBase):
     """BMS and PDU in the vehicle's tick (see the module doc for the rules).
 
     Parameters
@@ -239,10 +239,6 @@ class PowerSubsystem:
                         self._pdu_energy_first_wh = e
                     self._pdu_energy_last_wh = e
 
-    def events(self, view: TickView) -> Sequence[str]:
-        """No events of its own."""
-        return ()
-
     def post(self, view: TickView) -> Mapping[str, DevicePost] | None:
         """POST verdict per device (see :meth:`post_report`); None while waiting."""
         rep = self.post_report(view.now_s)
@@ -335,7 +331,7 @@ class PowerSubsystem:
             return self.pdu[1].snapshot().values.get("valve_rail_enabled") in (False, 0)
         return (not self.rail_closed_requested) and t.done.is_set() and bool(t.ok)
 
-    def _relay_condition(self, now_s: float, state: str) -> str | None:
+    def _relay_condition(self, now_s: float) -> str | None:
         t = self._rail_ticket
         if t is None:
             return None
@@ -391,11 +387,8 @@ class PowerSubsystem:
             out.append(("battery", why))
         if self.pdu is not None:
             out.append(("pdu", self._pdu_health(now_s)))
-            out.append(("valve_rail_relay", self._relay_condition(now_s, state)))
+            out.append(("valve_rail_relay", self._relay_condition(now_s)))
         return out
-
-    def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
-        """Write phase (per tick): nothing; relay writes are queued by the rail actions."""
 
     def summary(self) -> dict[str, Any]:
         """Return the ``power`` block of ``summary.json``.

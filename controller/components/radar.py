@@ -63,7 +63,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from controller.components.seam import ActionHandler, Condition, DevicePost, TickView
+from controller.components.seam import ComponentBase, Condition, DevicePost, TickView
 from controller.config import Ars408DeviceCfg, Iwr6843DeviceCfg, RadarCfg
 from controller.errors import ConfigError
 from controller.tracking import (
@@ -199,7 +199,7 @@ class _Breaches:
     ticks: int = 0
 
 
-class RadarSubsystem:
+class RadarSubsystem(ComponentBase):
     """The radars, the tracker and the radar guards of one vehicle (a :class:`~controller.components.seam.Component`).
 
     Built by :func:`build`; every method but :meth:`summary`/:meth:`close` is per tick.
@@ -240,7 +240,6 @@ class RadarSubsystem:
         self._pose: tuple[float, float, float] | None = None
         self._vel: tuple[float, float] = (0.0, 0.0)
         self._yaw_rate_radps = 0.0
-        self._closed = False
 
     # ------------------------------------------------------------------ read
     def read(self, view: TickView) -> None:
@@ -379,10 +378,6 @@ class RadarSubsystem:
         var = ux * ux * p[0, 0] + 2.0 * ux * uy * p[0, 1] + uy * uy * p[1, 1]
         return threat.closing_speed_mps > TTC_CLOSING_SIGMAS * math.sqrt(max(var, 0.0))
 
-    def events(self, view: TickView) -> Sequence[str]:
-        """No events of its own."""
-        return ()
-
     def conditions(self, view: TickView) -> Sequence[Condition]:
         """Fault conditions (per tick, outside ``boot``): B01 stale, D02, D03, keep-out/TTC.
 
@@ -414,14 +409,6 @@ class RadarSubsystem:
         if self.lr is not None and self.lr.driver is not None and self.lr.status is None:
             return f"{self.lr.name}: no status yet"
         return None
-
-    def valve_rail_open_confirmed(self) -> bool | None:
-        """No part in the valve rail (the radars stay powered)."""
-        return None
-
-    def action_handlers(self) -> Mapping[str, ActionHandler]:
-        """No part in FSM actions (the radars stay powered in every state)."""
-        return {}
 
     def post(self, view: TickView) -> Mapping[str, DevicePost] | None:
         """POST verdict per radar (see :meth:`post_report`)."""
@@ -548,7 +535,6 @@ class RadarSubsystem:
 
     def close(self) -> None:
         """Nothing owned beyond what the rig closes (buses, links); safe twice."""
-        self._closed = True
 
 
 # --------------------------------------------------------------------------- build
