@@ -307,7 +307,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         seed=seed,
         record=record,
         can_ports=ports,
-        can_dbc_paths={k: list(v.dbc_paths) for k, v in checked.can.items()},
+        can_codecs={k: v.codec for k, v in checked.can.items()},
         can_channels=can_channels,
         open_emulator_can=open_emulator_can,
         serial_links=serial_links,

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hal.can.codec import DbcCodec
 
 
 @dataclass
@@ -20,7 +23,7 @@ class BuildContext:
     seed : int, seed for every random source of the emulation
     record : event sink ``(tick, time_s, kind, **fields)``
     can_ports : dict bus name -> CanPort (host side)
-    can_dbc_paths : dict bus name -> list of resolved DBC paths
+    can_codecs : dict bus name -> the bus's DbcCodec, loaded and checked once by check_rig
     can_channels : dict bus name -> python-can channel actually opened (emulated rigs:
         unique per run); ``open_emulator_can(bus)`` opens one more virtual node on it
     serial_links : dict bus name -> host SerialLink
@@ -39,7 +42,7 @@ class BuildContext:
     seed: int
     record: Callable[..., None]
     can_ports: dict[str, Any]
-    can_dbc_paths: dict[str, list[Path]]
+    can_codecs: dict[str, DbcCodec]
     can_channels: dict[str, str]
     open_emulator_can: Callable[[str], Any]
     serial_links: dict[str, Any]

@@ -315,7 +315,6 @@ def build(ctx: Any) -> RadarSubsystem | None:
         A CAN bus whose DBC lacks the ARS408 messages does not raise: POST fails naming
         the missing message (SAFETY.md K02).
     """
-    from hal.can.codec import DbcCodec
     from hal.devices.ars408 import Ars408Driver, config_from_mapping
     from hal.devices.iwr6843 import Iwr6843Driver
 
@@ -336,7 +335,7 @@ def build(ctx: Any) -> RadarSubsystem | None:
     if lrs:
         dev_name, dev = lrs[0]
         lr = _Lr(dev_name, dev, dev.bus)
-        codec = DbcCodec(ctx.can_dbc_paths[dev.bus])
+        codec = ctx.can_codecs[dev.bus]
         entry = dev.model_dump()
         entry["stale_after_periods"] = stale_n
         try:

@@ -17,7 +17,6 @@ from controller.config import CanBusCfg, RigCfg, TankEmuCfg, TankPressureDeviceC
 from controller.errors import ConfigError
 from controller.rig.context import BuildContext
 from firmware_bridge.protocols import tank_pressure as tp
-from hal.can.codec import DbcCodec
 from hal.devices.tank_pressure import TankPressureDriver
 
 if TYPE_CHECKING:
@@ -97,7 +96,7 @@ def build(ctx: BuildContext) -> TankComponent | None:
     if found is None:
         return None
     dev_name, dev = found
-    codec = DbcCodec(ctx.can_dbc_paths[dev.bus])
+    codec = ctx.can_codecs[dev.bus]
     driver = TankPressureDriver(codec, max_pressure_bar=dev.max_pressure_bar,
                                 stale_after_periods=rig.controller.safety.stale_after_periods)
     port = ctx.can_ports[dev.bus]
