@@ -220,7 +220,9 @@ def check(rig: RigCfg, name: str, can_codecs: Mapping[str, DbcCodec],
     """Every build-time check of the radars, without opening a port.
 
     Called by :func:`controller.rig.check_rig` (``qiki rig check`` and ``qiki run``)
-    before anything is built; :func:`build` relies on it and repeats none of them.
+    before anything is built. :func:`build` relies on it for every rule about the rig; it
+    builds the drivers again (the ones built here only prove they can be) and reads the
+    replay files, refusing one with nothing usable in it.
 
     Parameters
     ----------
