@@ -67,7 +67,7 @@ BOOTSTRAP_RESAMPLES = 2000
 
 def _write_rig(folder: Path, src: str, faults: list[dict], radars: bool = True) -> Path:
     data = yaml.safe_load((ROOT / "rigs" / src).read_text())
-    data["emulation"]["power_faults"] = faults
+    data["emulation"]["faults"] = faults
     if not radars:
         for name in [n for n, d in data["devices"].items() if d["driver"] in ("ars408", "iwr6843")]:
             del data["devices"][name]
@@ -88,14 +88,14 @@ def silent_windows(silent_at_s: float, first_silent_s: float, window_s: float, d
     Returns
     -------
     list of dict
-        ``emulation.power_faults`` entries (times on the run clock, s).
+        ``emulation.faults`` entries (times on the run clock, s).
     """
-    out = [{"device": "bms", "kind": "silent", "start_s": silent_at_s, "end_s": silent_at_s + first_silent_s}]
+    out = [{"target": "bms", "fault": "silent", "at_s": silent_at_s, "until_s": silent_at_s + first_silent_s}]
     origin = silent_at_s + first_silent_s
     k = 0
     while origin + (2 * k + 1) * window_s < duration_s:
         start = origin + (2 * k + 1) * window_s
-        out.append({"device": "bms", "kind": "silent", "start_s": start, "end_s": start + window_s})
+        out.append({"target": "bms", "fault": "silent", "at_s": start, "until_s": start + window_s})
         k += 1
     return out
 

@@ -2,7 +2,7 @@
 
 Prints one JSON object. Each case writes one file (an alias bomb of ~400 bytes, 5,000-deep
 flow nesting, a rig with 100,000 emulated faults, a rig just under the 1 MiB size cap with
-~28,000 faults, a 1 MiB flow list, the largest mission the schema accepts) and runs
+~22,000 faults, a 1 MiB flow list, the largest mission the schema accepts) and runs
 ``controller.yamlio.load_yaml`` on it (``load_yaml_s``, the loader alone), then ``qiki rig
 check FILE`` (or a mission load) in the same fresh child process with a wall-clock limit,
 reporting the command's elapsed time (``elapsed_s``, s, imports included), the child's
@@ -105,7 +105,8 @@ def deep_flow_map(depth: int) -> str:
 
 
 def rig_with_faults(n_faults: int) -> str:
-    text = _rig_head().replace("  faults: []\n", "  faults:\n" + "    - {at_s: 1.0, fault: mcu_silent}\n" * n_faults)
+    entry = "    - {at_s: 1.0, target: mcu, fault: silent}\n"
+    text = _rig_head().replace("  faults: []\n", "  faults:\n" + entry * n_faults)
     return text
 
 
@@ -124,7 +125,7 @@ CASES = {
     "deep_seq_5000": ("rig", lambda: deep_flow_seq(5000)),
     "deep_map_5000": ("rig", lambda: deep_flow_map(5000)),
     "rig_100000_faults": ("rig", lambda: rig_with_faults(100_000)),
-    "rig_28000_faults_under_1mib": ("rig", lambda: rig_with_faults(28_000)),
+    "rig_22000_faults_under_1mib": ("rig", lambda: rig_with_faults(22_000)),
     "flow_list_1mib": ("rig", lambda: flow_list_bytes((1 << 20) - 64)),
     "mission_10000_waypoints": ("mission", lambda: max_mission(10_000)),
     "virtual_rig_reference": ("rig", _rig_head),

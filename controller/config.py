@@ -285,28 +285,39 @@ DeviceCfg = Annotated[
 
 # --------------------------------------------------------------------------- emulation
 class FaultCfg(Strict):
-    """One scheduled fault in an emulated run.
+    """One entry of ``emulation.faults``, the fault plan of an emulated run.
 
-    ``fault`` names what happens at ``at_s`` (simulated seconds since start):
-    ``host_heartbeat_loss`` (heartbeats to the MCU are lost on the wire),
-    ``mcu_silent``, ``valve_board_silent``, ``estop_press``, ``estop_release``,
-    ``valve_stuck_closed`` (``valve`` index), ``valve_board_reboot``,
-    ``serial_garbage`` (``length`` random bytes into the MCU link).
+    ``{at_s, until_s?, target, fault, ...params}``: at ``at_s`` (simulated seconds since
+    start) the emulator of device ``target`` (its name in ``devices``) applies ``fault``
+    with the entry's other keys as parameters; a windowed fault ends at ``until_s``
+    (exclusive; absent: for good). Which targets, faults and parameters exist is up to
+    the emulators (``FAULTS`` of each, listed in ``docs/fault-plans.md``) and is checked
+    by ``qiki rig check`` (:func:`controller.rig.fault_plan.check`), naming the key.
     """
 
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False, frozen=True)
+
     at_s: NonNegFloat
-    fault: Literal[
-        "host_heartbeat_loss",
-        "mcu_silent",
-        "valve_board_silent",
-        "estop_press",
-        "estop_release",
-        "valve_stuck_closed",
-        "valve_board_reboot",
-        "serial_garbage",
-    ]
-    valve: Annotated[int, Field(ge=0, le=7)] | None = None
-    length: Annotated[int, Field(ge=1, le=100_000)] = 64
+    until_s: NonNegFloat | None = None
+    target: Annotated[str, Field(min_length=1, max_length=64)]
+    fault: Annotated[str, Field(min_length=1, max_length=64)]
+
+    @model_validator(mode="after")
+    def _window(self) -> FaultCfg:
+        if self.until_s is not None and self.until_s <= self.at_s:
+            raise ValueError("until_s must be after at_s")
+        if len(self.params) > MAX_FAULT_PARAMS:
+            raise ValueError(f"at most {MAX_FAULT_PARAMS} parameters")
+        return self
+
+    @property
+    def params(self) -> dict[str, object]:
+        """The entry's parameters: every key but ``at_s``, ``until_s``, ``target``, ``fault``."""
+        return dict(self.model_extra or {})
+
+
+#: Most parameters one ``emulation.faults`` entry may carry (bounded input).
+MAX_FAULT_PARAMS = 8
 
 
 class WorldCfg(Strict):
@@ -339,33 +350,18 @@ class BatteryEmuCfg(Strict):
     start_temperature_c: Annotated[float, Field(ge=-40.0, le=100.0)] = 25.0
 
 
-class PowerFaultCfg(Strict):
-    """A Modbus fault on one emulated power device (see ``firmware_bridge.emulation.power``)."""
-
-    device: str
-    kind: Literal["silent", "exception", "slow", "wrong_unit", "corrupt", "alarm"]
-    start_s: NonNegFloat = 0.0
-    end_s: NonNegFloat | None = None
-    exception_code: Annotated[int, Field(ge=1, le=255)] = 4
-    delay_s: NonNegFloat = 0.0
-    alarm_bits: Annotated[int, Field(ge=0)] = 0
-
-
 class TankEmuCfg(Strict):
     """Emulated tank-pressure sensor (``firmware_bridge.emulation.tank_pressure``).
 
     The tank starts at ``start_pressure_bar`` and loses ``bar_per_valve_s`` per second of
-    one valve open, plus ``leak_bar_per_s``. The sensor sends nothing from
-    ``silent_from_s`` (simulated seconds since start; None: never) until
-    ``silent_until_s`` (None: for good).
+    one valve open, plus ``leak_bar_per_s``. Its faults (``silent``, ``sensor_fault``)
+    are entries of ``emulation.faults`` with the tank's device name as ``target``.
     """
 
     start_pressure_bar: Annotated[float, Field(ge=0.0, le=400.0)] = 200.0
     bar_per_valve_s: Annotated[float, Field(ge=0.0, le=100.0)] = 1.5
     leak_bar_per_s: Annotated[float, Field(ge=0.0, le=100.0)] = 0.0
     temperature_c: Annotated[float, Field(ge=-40.0, le=125.0)] = 20.0
-    silent_from_s: NonNegFloat | None = None
-    silent_until_s: NonNegFloat | None = None
 
 
 class EmulationCfg(Strict):
@@ -381,7 +377,6 @@ class EmulationCfg(Strict):
     faults: list[FaultCfg] = Field(default_factory=list, max_length=MAX_FAULTS)
     obstacles: list[ObstacleCfg] = Field(default_factory=list, max_length=MAX_OBSTACLES)
     battery: BatteryEmuCfg = Field(default_factory=BatteryEmuCfg)
-    power_faults: list[PowerFaultCfg] = Field(default_factory=list, max_length=MAX_FAULTS)
     #: Emulated tank-pressure sensors by device name (a tank device without an entry gets
     #: the defaults).
     tanks: dict[str, TankEmuCfg] = Field(default_factory=dict, max_length=MAX_DEVICES)

@@ -43,7 +43,7 @@ On a rig without ``emulation`` the url is opened as written (``tcp://HOST:PORT``
 
 On an emulated rig the far end is a :class:`~firmware_bridge.emulation.power.PowerWorld`
 (battery from ``emulation.battery``) with a JK BMS and a QIKI PDU emulator per device
-(fault plans from ``emulation.power_faults``). The world is stepped with the physics
+(faults: ``emulation.faults`` entries naming the device). The world is stepped with the physics
 (``sim.extra``): the battery drains with the valve board emulator's real open fractions,
 and the PDU valve-rail relay is a ``sim.rail_gates`` entry, so an open relay really cuts
 the valve board's supply.

@@ -46,12 +46,18 @@ from controller.rig import radar as radar_room
 from controller.rig import tank as tank_room
 from controller.rig.check import CheckedRig, check_rig
 from controller.rig.context import BuildContext
+from controller.rig.fault_plan import FaultWiring
 from controller.safety.output_guard import OutputGuard
 from controller.vehicle import PoseControl, Vehicle
 from firmware_bridge.protocols.firmware_version import parse_version
 
 if TYPE_CHECKING:
     import can
+
+    from firmware_bridge.emulation.sim import RealtimeRunner, Simulation
+    from firmware_bridge.emulation.world import World
+    from hal.can.port import CanPort
+    from hal.serial.link import SerialLink
 
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())
@@ -118,7 +124,7 @@ def build_rig(
     seed: int = 0,
     can_loggers: dict[str, Any] | None = None,
     loop_overruns=None,
-    options: dict[str, Any] | None = None,
+    options: Mapping[str, str | Path | None] | None = None,
     checked: CheckedRig | None = None,
 ) -> BuiltRig:
     """Build a rig ready to run.
@@ -172,13 +178,13 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     """Body of :func:`build_rig` from a checked rig; everything it opens is in ``closers``."""
     from controller.fsm import FsmEngine
     from firmware_bridge.emulation.qiki_mcu import McuEmulator
-    from firmware_bridge.emulation.sim import RealtimeRunner, ScheduledFault, Simulation
+    from firmware_bridge.emulation.sim import RealtimeRunner, Simulation
     from firmware_bridge.emulation.valve_board import ValveBoardEmulator
     from firmware_bridge.emulation.world import ThrusterGeometry, World
     from hal.can.bus import open_can_bus
     from hal.can.port import CanPort
     from hal.devices.qiki_mcu import McuDriver
-    from hal.serial.link import PipeLink, PySerialLink, SerialLink, open_pty_pair
+    from hal.serial.link import PipeLink, PySerialLink, open_pty_pair
 
     rig = checked.cfg
     rig_path = checked.path
@@ -190,11 +196,11 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     allocator = checked.allocator
 
     # ---------------------------------------------------------------- buses
-    ports: dict[str, Any] = {}
-    emu_can: dict[str, Any] = {}
+    ports: dict[str, CanPort] = {}
+    emu_can: dict[str, can.BusABC] = {}
     can_channels: dict[str, str] = {}
-    serial_links: dict[str, Any] = {}
-    emu_serial: dict[str, Any] = {}
+    serial_links: dict[str, SerialLink] = {}
+    emu_serial: dict[str, SerialLink] = {}
     for bus_name, bus in rig.buses.items():
         if isinstance(bus, CanBusCfg):
             channel = bus.channel
@@ -246,7 +252,10 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
 
     # ---------------------------------------------------------------- emulation
     valves = thruster_valves(rig)
-    sim = runner = world = None
+    sim: Simulation | None = None
+    runner: RealtimeRunner | None = None
+    world: World | None = None
+    faults: FaultWiring | None = None
     if emu is not None:
         # thruster_valves(rig) gives one valve per thruster, in order
         geom_by_valve = {v: t for v, t in zip(valves, rig.thrusters, strict=True)}
@@ -282,12 +291,11 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
             yaw_noise_rad=w.yaw_noise_rad,
             seed=seed,
         )
-        plan = [ScheduledFault(f.at_s, f.fault, f.valve, f.length) for f in emu.faults]
-
-        def on_fault(t: float, f: ScheduledFault) -> None:
-            record(-1, t, "fault_injected", fault=f.fault, valve=f.valve)
-
-        sim = Simulation(world, vb_emu, mcu_emu, w.physics_rate_hz, plan, seed=seed, on_fault=on_fault)
+        # the fault plan: the families register their emulators while they build
+        faults = FaultWiring(checked.faults, record)
+        faults.add(vb_name, vb_emu)
+        faults.add(mcu_name, mcu_emu)
+        sim = Simulation(world, vb_emu, mcu_emu, w.physics_rate_hz)
         if realtime:
             runner = RealtimeRunner(sim, clock)
 
@@ -314,6 +322,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         emulator_serial=emu_serial,
         sim=sim,
         world=world,
+        faults=faults,
         options=dict(options or {}),
         closers=closers,
     )
@@ -323,6 +332,8 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         if component is not None:
             components.append(component)
             closers.append(component.close)
+    if sim is not None and faults is not None:
+        sim.fault_plan = faults.simulation_plan(name)  # every target registered by now
 
     gains = PoseGains(**rig.controller.gains.model_dump())  # same field names and units
     max_thrust = [t.max_thrust_n for t in rig.thrusters]

@@ -30,6 +30,7 @@ from controller.vehicle import Allocator
 
 if TYPE_CHECKING:
     from controller.fsm.model import FsmModel
+    from firmware_bridge.emulation.faults import FaultEntry
     from firmware_bridge.protocols.modbus_profile import DeviceProfile
     from hal.can.codec import DbcCodec
     from hal.devices.valve_board import ValveBoardDriver
@@ -189,6 +190,8 @@ class CheckedRig:
         have sane cycle times, its node ID is accepted.
     profiles : dict of str to DeviceProfile
         The profile of each power device (BMS, PDU), by device name.
+    faults : tuple of FaultEntry
+        ``emulation.faults`` resolved against the emulators (:mod:`controller.rig.fault_plan`).
 
     Notes
     -----
@@ -206,6 +209,7 @@ class CheckedRig:
     mcu_name: str
     valve_board_driver: ValveBoardDriver
     profiles: dict[str, DeviceProfile]
+    faults: tuple[FaultEntry, ...] = ()
 
     @property
     def valve_board(self) -> ValveBoardDeviceCfg:
@@ -346,10 +350,12 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
        options, tracker settings; the ARS408's watched periods at most 1 s; no CAN ID
        received by two drivers;
     7. the power devices (:func:`controller.rig.power.check`): count, bus kinds,
-       device profiles load and are bounded, hold what the drivers need, power faults
-       name power devices, Modbus urls fit the rig;
+       device profiles load and are bounded, hold what the drivers need, Modbus urls
+       fit the rig;
     8. the tank-pressure sensor (:func:`controller.rig.tank.check`): at most one, on a
        CAN bus whose DBCs hold ``TANK_Status``, with a usable ``GenMsgCycleTime``;
+       the fault plan (:func:`controller.rig.fault_plan.check`): every entry's target,
+       fault and parameters fit the target's emulator;
     9. a serial bus carries one device.
 
     The budgets that need no file but the rig (stale periods, heartbeat vs watchdog,
@@ -377,6 +383,7 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
         signal at fault; the CLI exits with status 2.
     """
     from controller.fsm import load_fsm
+    from controller.rig import fault_plan
     from controller.rig import power as power_sub
     from controller.rig import radar as radar_sub
     from controller.rig import tank as tank_sub
@@ -435,6 +442,7 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
     tank_streams = tank_sub.check(rig, name, can_buses)
     for bus_name, message, period_s in tank_streams:
         _check_watched_period(can_buses[bus_name], message, period_s, "tank pressure driver", tick_s)
+    faults = fault_plan.check(rig, name, options)
 
     # ---------------------------------------------------------------- one owner per CAN ID
     # CanPort.register refuses a second handler for an ID: refuse the rig here, in one line
@@ -472,6 +480,7 @@ def check_rig(cfg: RigCfg, rig_path: Path, *, options: Mapping[str, object] | No
         mcu_name=mcu_name,
         valve_board_driver=vb_driver,
         profiles=profiles,
+        faults=faults,
     )
 
 

@@ -5,10 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import can
+
+    from controller.clock import Clock
+    from controller.config import RigCfg
+    from controller.rig.fault_plan import FaultWiring
+    from firmware_bridge.emulation.sim import Simulation
+    from firmware_bridge.emulation.world import World
     from hal.can.codec import DbcCodec
+    from hal.can.port import CanPort
+    from hal.serial.link import SerialLink
+
+#: Run options of a build: ``lr_replay``, ``sr_replay`` (recording paths, None: none).
+BuildOptions = dict[str, "str | Path | None"]
 
 
 @dataclass
@@ -31,23 +43,27 @@ class BuildContext:
     sim : Simulation or None; append emulators to ``sim.extra`` (``step(t_s)`` at the
         physics rate) and valve-rail conditions to ``sim.rail_gates``
     world : World or None
+    faults : FaultWiring or None (emulated rigs); register every emulator a fault plan
+        may target: ``faults.add(device, emulator)`` when the simulation steps it,
+        ``emulator.fault_plan = faults.own_plan(device, emulator)`` when it steps its own
     options : dict, run options (``lr_replay``, ``sr_replay`` paths)
     closers : list of callables run at the end (reverse order)
     """
 
-    cfg: Any
+    cfg: RigCfg
     path: Path
     realtime: bool
-    clock: Any
+    clock: Clock
     seed: int
     record: Callable[..., None]
-    can_ports: dict[str, Any]
+    can_ports: dict[str, CanPort]
     can_codecs: dict[str, DbcCodec]
     can_channels: dict[str, str]
-    open_emulator_can: Callable[[str], Any]
-    serial_links: dict[str, Any]
-    emulator_serial: dict[str, Any]
-    sim: Any
-    world: Any
-    options: dict[str, Any] = field(default_factory=dict)
+    open_emulator_can: Callable[[str], can.BusABC]
+    serial_links: dict[str, SerialLink]
+    emulator_serial: dict[str, SerialLink]
+    sim: Simulation | None
+    world: World | None
+    faults: FaultWiring | None = None
+    options: BuildOptions = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)

@@ -1,27 +1,24 @@
-"""Composition of power: profiles, Modbus links, pollers, the power component, emulation.
+"""Composition of power: profiles, Modbus links, pollers, the power component.
 
-Part of the composition room (:mod:`controller.rig`), the only place that imports
-:mod:`firmware_bridge.emulation`. :func:`check` runs every build-time rule without opening
-a port; :func:`build` opens the Modbus links (or, on an emulated rig, the emulated BMS and
-PDU behind an in-memory link, a Modbus TCP server on 127.0.0.1 or an RTU pty), starts the
-pollers and builds :class:`~controller.components.power.PowerSubsystem`. See
+Part of the composition room (:mod:`controller.rig`). :func:`check` runs every build-time
+rule without opening a port; :func:`build` opens the Modbus links (or, on an emulated rig,
+the emulated BMS and PDU of :mod:`controller.rig.power_emulation` behind an in-memory
+link, a Modbus TCP server on 127.0.0.1 or an RTU pty), starts the pollers and builds
+:class:`~controller.components.power.PowerSubsystem`. See
 :mod:`controller.components.power` for what power does in the tick.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from controller.components.power import (
     BMS_REQUIRED,
     EMULATED_RTU_URL,
     PDU_REQUIRED,
-    POWER_STEP_S,
     PowerSubsystem,
 )
 from controller.config import (
@@ -33,193 +30,28 @@ from controller.config import (
     load_profile,
 )
 from controller.errors import ConfigError, opening
+from controller.rig.context import BuildContext
+from controller.rig.power_emulation import (
+    EmulatedPower,
+    PowerWorldStepper,
+    build_emulated_power,
+    open_emulated_link,
+)
 from firmware_bridge.protocols.modbus_profile import DeviceProfile
 from hal.devices.pdu import Pdu
 from hal.modbus.poller import ModbusPoller, PolledDevice
 from hal.modbus.url import open_link
 
+if TYPE_CHECKING:
+    from hal.modbus.link import ModbusLink
+
 __all__ = ["EmulatedPower", "PowerWorldStepper", "build", "build_emulated_power", "check",
            "open_emulated_link", "open_real_link"]
 
-# --------------------------------------------------------------------------- emulation
+# --------------------------------------------------------------------------- links
 
 
-class PowerWorldStepper:
-    """Steps a PowerWorld from the simulation (an entry of ``sim.extra``).
-
-    Parameters
-    ----------
-    world : PowerWorld
-        The emulated battery, relays and loads.
-    valve_board : ValveBoardEmulator or None
-        Source of the valves' physical open fractions (None: no valve load).
-    step_s : float, optional
-        Battery step (s); the physics calls :meth:`step` at 1 kHz and this does work only
-        every ``step_s``.
-
-    Attributes
-    ----------
-    valve_rail_closed_s : float
-        Simulated time the valve-rail relay spent closed (s).
-    valve_rail_closures : int
-        Times the relay went from open to closed (as seen at the battery steps).
-    """
-
-    def __init__(self, world: Any, valve_board: Any | None, step_s: float = POWER_STEP_S) -> None:
-        self.world = world
-        self.valve_board = valve_board
-        self.step_s = float(step_s)
-        self._last_s: float | None = None
-        self._next_s = -math.inf
-        self._was_closed = False
-        self.valve_rail_closed_s = 0.0
-        self.valve_rail_closures = 0
-        #: Battery above 0 V at the last battery step (cached for the 1 kHz rail gate).
-        self.battery_alive = world.battery.terminal_voltage_v > 0.0
-
-    def rail_gate(self) -> bool:
-        """``sim.rail_gates`` entry: the valve board has supply through the PDU relay.
-
-        Same as ``PowerWorld.valve_rail_powered`` with the battery voltage taken at the
-        last battery step (cheap enough for the physics rate).
-        """
-        return self.battery_alive and self.world.relay("valve_rail")
-
-    def step(self, t_s: float) -> None:
-        """Advance the battery to ``t_s`` (s) when a battery step is due. Per physics step.
-
-        The valve load is the sum of the valves' open fractions over the step
-        (``ValveBoardEmulator.open_fractions``): 8 valves open for half the step draw as
-        much as 4 valves open throughout.
-        """
-        if t_s < self._next_s:
-            return
-        last = self._last_s
-        if last is None:
-            self._last_s = t_s
-            self._next_s = t_s + self.step_s - 1e-9
-            return
-        dt = t_s - last
-        valves = 0.0
-        if self.valve_board is not None:
-            valves = float(sum(self.valve_board.open_fractions(last, t_s)))
-        closed = self.world.relay("valve_rail")
-        if closed:
-            self.valve_rail_closed_s += dt
-            if not self._was_closed:
-                self.valve_rail_closures += 1
-        self._was_closed = closed
-        self.world.step(dt, valves)
-        self.battery_alive = self.world.battery.terminal_voltage_v > 0.0
-        self._last_s = t_s
-        self._next_s = t_s + self.step_s - 1e-9
-
-
-@dataclass
-class EmulatedPower:
-    """The emulated far end of a rig's power buses (see :func:`build_emulated_power`).
-
-    Attributes
-    ----------
-    world : PowerWorld
-    responders : dict of str to dict of int to emulator
-        Per bus name, the emulated devices by unit id.
-    emulators : dict of str to emulator
-        By rig device name.
-    """
-
-    world: Any
-    responders: dict[str, dict[int, Any]]
-    emulators: dict[str, Any]
-
-    def summary(self, stepper: object | None) -> dict[str, object]:
-        """Return the ``emulated`` block of the power summary: the world's truth at the end.
-
-        Parameters
-        ----------
-        stepper : PowerWorldStepper or None
-            The battery stepper (adds the time the valve rail was closed, and closures).
-        """
-        w = self.world
-        emu: dict[str, object] = {
-            "end_soc_pct": round(w.battery.soc * 100.0, 4),
-            "energy_used_wh": round(w.battery.energy_used_wh, 6),
-            "relay_state_changes": w.relay_operations,
-            "valve_rail_closed": w.relay("valve_rail"),
-        }
-        if isinstance(stepper, PowerWorldStepper):
-            emu["valve_rail_closed_s"] = round(stepper.valve_rail_closed_s, 3)
-            emu["valve_rail_closures"] = stepper.valve_rail_closures
-        return emu
-
-
-def build_emulated_power(rig: RigCfg, name: str, profiles: dict[str, Any], clock: Any) -> EmulatedPower:
-    """Build the PowerWorld and one emulator per BMS/PDU device of an emulated rig.
-
-    Parameters
-    ----------
-    rig : RigCfg
-        A rig with an ``emulation`` block.
-    name : str
-        The rig file name (for errors).
-    profiles : dict of str to DeviceProfile
-        Profile of each power device, by device name.
-    clock : Clock
-        Time source of the emulators' fault windows (the run's clock).
-
-    Returns
-    -------
-    EmulatedPower
-
-    Raises
-    ------
-    ConfigError
-        A power fault names a device that is not a BMS or PDU of the rig.
-
-    Notes
-    -----
-    The emulated pack is QIKI-1's 8S LiFePO4 (``BatteryModel`` defaults): the rig's
-    ``cell_count`` is what POST expects, not what the world is, so a rig that declares
-    another count fails POST as it would on the real vehicle.
-    """
-    from firmware_bridge.emulation.power import (
-        BatteryModel,
-        Fault,
-        FaultPlan,
-        JkBmsEmulator,
-        PowerWorld,
-        QikiPduEmulator,
-    )
-
-    emu = rig.emulation
-    assert emu is not None
-    b = emu.battery
-    world = PowerWorld(BatteryModel(soc=b.start_soc_pct / 100.0, temperature_c=b.start_temperature_c))
-    plans: dict[str, FaultPlan] = {}
-    for i, f in enumerate(emu.power_faults):
-        dev = rig.devices.get(f.device)
-        if not isinstance(dev, (BmsDeviceCfg, PduDeviceCfg)):
-            raise ConfigError(name, f"emulation.power_faults[{i}].device",
-                              f"{f.device!r} is not a bms or pdu device of this rig")
-        plans.setdefault(f.device, FaultPlan()).add(Fault(
-            kind=f.kind, start_s=f.start_s, end_s=f.end_s, exception_code=f.exception_code,
-            delay_s=f.delay_s, alarm_bits=f.alarm_bits))
-    responders: dict[str, dict[int, Any]] = {}
-    emulators: dict[str, Any] = {}
-    for dev_name, dev in rig.devices.items():
-        e: JkBmsEmulator | QikiPduEmulator
-        if isinstance(dev, BmsDeviceCfg):
-            e = JkBmsEmulator(profiles[dev_name], world, clock, dev.unit_id, plans.get(dev_name))
-        elif isinstance(dev, PduDeviceCfg):
-            e = QikiPduEmulator(profiles[dev_name], world, clock, dev.unit_id, plans.get(dev_name))
-        else:
-            continue
-        emulators[dev_name] = e
-        responders.setdefault(dev.bus, {})[dev.unit_id] = e
-    return EmulatedPower(world, responders, emulators)
-
-
-def open_real_link(bus: ModbusBusCfg, name: str, bus_name: str):
+def open_real_link(bus: ModbusBusCfg, name: str, bus_name: str) -> ModbusLink:
     """Open the link of a real (non-emulated) Modbus bus from its url.
 
     Parameters
@@ -250,69 +82,10 @@ def open_real_link(bus: ModbusBusCfg, name: str, bus_name: str):
     return open_link(url, bus.timeout_s)
 
 
-def open_emulated_link(bus: ModbusBusCfg, responders: dict[int, Any], name: str, bus_name: str, *,
-                       over_wire: bool, timeout_s: float | None = None) -> tuple[Any, str, list[Callable[[], None]]]:
-    """Open the link of an emulated rig's Modbus bus to its emulated devices.
-
-    Parameters
-    ----------
-    bus : ModbusBusCfg
-        The bus: ``memory://NAME`` or :data:`EMULATED_RTU_URL`.
-    responders : dict of int to ModbusResponder
-        The bus's emulated devices by unit id (:attr:`EmulatedPower.responders`).
-    name, bus_name : str
-        Rig file and bus name (for errors).
-    over_wire : bool
-        False: the in-memory link (lockstep). True: a pymodbus server on its own thread
-        and a client -- Modbus TCP on 127.0.0.1 for ``memory://``, RTU over a pty pair
-        for :data:`EMULATED_RTU_URL`.
-    timeout_s : float, optional
-        Reply timeout per transaction (s); default the bus's ``timeout_s``.
-
-    Returns
-    -------
-    link : ModbusLink
-    transport : {"memory", "tcp", "rtu"}
-    closers : list of callables
-        To call in reverse order when done (the link, then the server); empty for memory.
-
-    Raises
-    ------
-    ConfigError
-        Another url on an emulated rig.
-    BusConfigError, ProtocolError
-        The server or the client cannot be opened (nothing is left running).
-    """
-    is_rtu = bus.url == EMULATED_RTU_URL
-    if not (is_rtu or urlsplit(bus.url).scheme == "memory"):
-        raise ConfigError(name, f"buses.{bus_name}.url",
-                          f"on an emulated rig a modbus url is memory://NAME or {EMULATED_RTU_URL}")
-    timeout = bus.timeout_s if timeout_s is None else timeout_s
-    if not over_wire:
-        from hal.modbus.link import MemoryModbusLink
-
-        return MemoryModbusLink(responders, timeout), "memory", []
-    from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
-    from hal.modbus.link import PymodbusRtuLink, PymodbusTcpLink
-
-    transport: Literal["tcp", "rtu"] = "rtu" if is_rtu else "tcp"
-    server = ModbusEmulatorServer(responders, transport, baudrate=bus.baudrate).start()
-    link: PymodbusRtuLink | PymodbusTcpLink
-    try:
-        if is_rtu:
-            link = PymodbusRtuLink(server.client_path, bus.baudrate, timeout)
-        else:
-            link = PymodbusTcpLink(server.host, server.port, timeout)
-    except BaseException:
-        server.stop()
-        raise
-    return link, transport, [server.stop, link.close]
-
-
 # --------------------------------------------------------------------------- subsystem
 
 
-def _check_profile(profile: Any, required: tuple[str, ...], name: str, key: str) -> None:
+def _check_profile(profile: DeviceProfile, required: tuple[str, ...], name: str, key: str) -> None:
     names = set(profile.names)
     missing = [q for q in required if q not in names]
     if missing:
@@ -377,9 +150,9 @@ def check(rig: RigCfg, name: str, rig_path: Path) -> dict[str, DeviceProfile]:
         More than one BMS or PDU; a power device not on a ``kind: modbus`` bus; a
         profile that fails validation (its own file and key, bounds of
         :class:`~firmware_bridge.protocols.modbus_profile.DeviceProfile`) or lacks a
-        quantity the driver needs (:data:`BMS_REQUIRED`, :data:`PDU_REQUIRED`); an
-        ``emulation.power_faults`` entry naming another device; a bus url that does not
-        fit the rig (:func:`_check_url`).
+        quantity the driver needs (:data:`BMS_REQUIRED`, :data:`PDU_REQUIRED`); a bus url
+        that does not fit the rig (:func:`_check_url`). (Fault-plan entries naming the
+        BMS or PDU are checked by :func:`controller.rig.fault_plan.check`.)
     """
     bms_items = [(n, d) for n, d in rig.devices.items() if isinstance(d, BmsDeviceCfg)]
     pdu_items = [(n, d) for n, d in rig.devices.items() if isinstance(d, PduDeviceCfg)]
@@ -399,11 +172,6 @@ def check(rig: RigCfg, name: str, rig_path: Path) -> dict[str, DeviceProfile]:
         else:
             _check_profile(p, PDU_REQUIRED, name, f"devices.{dev_name}.profile")
     emu = rig.emulation
-    if emu is not None:
-        for i, f in enumerate(emu.power_faults):
-            if not isinstance(rig.devices.get(f.device), (BmsDeviceCfg, PduDeviceCfg)):
-                raise ConfigError(name, f"emulation.power_faults[{i}].device",
-                                  f"{f.device!r} is not a bms or pdu device of this rig")
     for bus_name in sorted({d.bus for _, d in bms_items + pdu_items}):
         bus = rig.buses[bus_name]
         assert isinstance(bus, ModbusBusCfg)
@@ -411,7 +179,7 @@ def check(rig: RigCfg, name: str, rig_path: Path) -> dict[str, DeviceProfile]:
     return profiles
 
 
-def build(ctx: Any) -> PowerSubsystem | None:
+def build(ctx: BuildContext) -> PowerSubsystem | None:
     """Build the power subsystem of a rig, or None when it has no BMS and no PDU.
 
     Parameters
@@ -437,11 +205,12 @@ def build(ctx: Any) -> PowerSubsystem | None:
     pdu_items = [(n, d) for n, d in rig.devices.items() if isinstance(d, PduDeviceCfg)]
     if not bms_items and not pdu_items:
         return None
-    profiles: dict[str, Any] = dict(check(rig, name, ctx.path))  # the checks of `qiki rig check`
+    profiles = dict(check(rig, name, ctx.path))  # the checks of `qiki rig check`
 
     closers: list[Callable[[], None]] = []
-    emulated = build_emulated_power(rig, name, profiles, ctx.clock) if rig.emulation is not None else None
-    links: dict[str, Any] = {}
+    emulated = (build_emulated_power(rig, name, profiles, ctx.clock, ctx.faults)
+                if rig.emulation is not None else None)
+    links: dict[str, ModbusLink] = {}
     transport: dict[str, str] = {}
     bus_names = sorted({d.bus for _, d in bms_items + pdu_items})
     try:
@@ -481,7 +250,7 @@ def build(ctx: Any) -> PowerSubsystem | None:
 
     stepper = None
     if emulated is not None and ctx.sim is not None:
-        stepper = PowerWorldStepper(emulated.world, getattr(ctx.sim, "valve_board", None))
+        stepper = PowerWorldStepper(emulated.world, ctx.sim.valve_board)
         ctx.sim.extra.append(stepper)
         if pdu is not None:
             ctx.sim.rail_gates.append(stepper.rail_gate)

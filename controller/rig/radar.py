@@ -32,6 +32,8 @@ from controller.config import (
 )
 from controller.errors import ConfigError
 from controller.tracking import BAND_SR
+from firmware_bridge.emulation.ars408 import Ars408ReplayEmulator
+from firmware_bridge.emulation.faults import FaultParams
 from firmware_bridge.protocols.frames import Mount, Pose2D, compose, rotate
 from hal.errors import HalError
 
@@ -141,7 +143,9 @@ class _Ars408ReplayFeed:
         if self.emu.done:
             # Start again one object-list period after the last frame: no stale gap.
             self.frames_sent += self.emu.frames_sent
+            silent = self.emu.silent
             self.emu = self._cls(self.bus, self._frames(), start_s=t_s + self._period_s)
+            self.emu.silent = silent  # a fault outlives the pass
             self.passes += 1
 
     def next_due(self) -> float | None:
@@ -151,6 +155,17 @@ class _Ars408ReplayFeed:
     @property
     def total_frames_sent(self) -> int:
         return self.frames_sent + self.emu.frames_sent
+
+    #: Fault-plan target: the replayed radar's faults (``silent``), kept across passes.
+    FAULTS = Ars408ReplayEmulator.FAULTS
+
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start a fault of the replayed radar (fault-plan target protocol)."""
+        self.emu.apply_fault(fault, params, now_s)
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End a fault of the replayed radar at ``now_s`` (s)."""
+        self.emu.clear_fault(fault, params, now_s)
 
     def replay_summary(self) -> dict[str, object] | None:
         """Return the ``replay`` block: file, passes, frames sent, frames skipped (not the radar's)."""
@@ -361,6 +376,8 @@ def build(ctx: Any) -> RadarSubsystem | None:
                     replay_feed = _Ars408ReplayFeed(emu_bus, path, start_s, rx_ids)
                     lr.mode, lr.feed = "replay", replay_feed
                     ctx.sim.extra.append(_Gate(replay_feed, replay_feed.next_due))
+                    if ctx.faults is not None:
+                        ctx.faults.add(dev_name, replay_feed)
                 else:
                     from firmware_bridge.emulation.ars408 import Ars408Emulator
 
@@ -368,6 +385,8 @@ def build(ctx: Any) -> RadarSubsystem | None:
                     synth_feed = _Ars408SyntheticFeed(lr_emu, ctx.world, dev.mount, obstacles)
                     lr.mode, lr.feed = "synthetic", synth_feed
                     ctx.sim.extra.append(_Gate(lr_emu, synth_feed.next_due, synth_feed.before))
+                    if ctx.faults is not None:
+                        ctx.faults.add(dev_name, lr_emu)
 
     sr = None
     if srs:
@@ -422,4 +441,6 @@ def build(ctx: Any) -> RadarSubsystem | None:
                 return _emu.next_due_s
 
             ctx.sim.extra.append(_Gate(sr_emu, sr_next_due))
+            if ctx.faults is not None:
+                ctx.faults.add(sr_name, sr_emu)
     return RadarSubsystem(radar_cfg, lr, sr, ctx.record)

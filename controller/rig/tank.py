@@ -80,7 +80,8 @@ def build(ctx: BuildContext) -> TankComponent | None:
 
     The driver joins the rig's CAN port; on an emulated rig the emulated sensor opens
     its own node on the same virtual bus and steps at the physics rate (``sim.extra``),
-    its tank blown down by the valve board emulator's open fractions.
+    its tank blown down by the valve board emulator's open fractions; it is the target
+    of the ``emulation.faults`` entries naming the tank (``silent``, ``sensor_fault``).
 
     Parameters
     ----------
@@ -112,7 +113,8 @@ def build(ctx: BuildContext) -> TankComponent | None:
             ctx.open_emulator_can(dev.bus), codec,
             open_fractions=ctx.sim.valve_board.open_fractions,
             start_pressure_bar=e.start_pressure_bar, bar_per_valve_s=e.bar_per_valve_s,
-            leak_bar_per_s=e.leak_bar_per_s, temperature_c=e.temperature_c,
-            silent_from_s=e.silent_from_s, silent_until_s=e.silent_until_s)
+            leak_bar_per_s=e.leak_bar_per_s, temperature_c=e.temperature_c)
         ctx.sim.extra.append(emulator)
+        if ctx.faults is not None:
+            ctx.faults.add(dev_name, emulator)  # emulation.faults entries naming the tank
     return TankComponent(dev_name, driver, dev.min_pressure_bar, emulated=emulator)

@@ -26,9 +26,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Final
 
 import can
 
+from firmware_bridge.emulation.faults import FaultParam, FaultParams, FaultSpec
 from firmware_bridge.protocols import ars408 as proto
 from firmware_bridge.protocols.ars408 import RadarHealth, RadarObject
 from firmware_bridge.protocols.frames import Pose2D, apply_inverse, rotate_inverse
@@ -107,8 +110,21 @@ class Ars408Emulator:
     Notes
     -----
     Object positions are exact up to the DBC resolution (0.2 m); the radar's own
-    filtering and noise are not modelled.
+    filtering and noise are not modelled. Fault-plan target
+    (:mod:`firmware_bridge.emulation.faults`): see :data:`FAULTS`.
     """
+
+    #: Faults of a plan (``emulation.faults`` entries whose target is this radar).
+    FAULTS: Final[Mapping[str, FaultSpec]] = MappingProxyType({
+        "silent": FaultSpec("sends nothing at all (SAFETY.md B01)"),
+        "corrupt_enum": FaultSpec("ObjExtended frames carry the reserved class code 7 (SAFETY.md D03)"),
+        "drop_last_object_frame": FaultSpec("the last ObjExtended frame of every non-empty cycle is not sent"),
+        "wrong_sensor_id": FaultSpec(
+            "RadarState reports another sensor ID",
+            MappingProxyType({"sensor_id": FaultParam(int, 1, 0, 7, "sensor ID written into RadarState")})),
+        **{flag: FaultSpec(f"RadarState flag {flag} set") for flag in (
+            "persistent_error", "temporary_error", "temperature_error", "voltage_error", "interference")},
+    })
 
     def __init__(self, bus: can.BusABC, codec: DbcCodec, *, sensor_id: int = 0,
                  cycle_s: float | None = None, state_period_s: float | None = None,
@@ -156,6 +172,29 @@ class Ars408Emulator:
         self.drop_last_object_frame = False
         self._errors = dict(persistent_error=False, temporary_error=False,
                             temperature_error=False, voltage_error=False, interference=False)
+
+    # ------------------------------------------------------------------ faults
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start a fault of :data:`FAULTS` (fault-plan target protocol); acts from the next cycle."""
+        self._set_fault(fault, params, True)
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End a fault of :data:`FAULTS` at ``now_s`` (s)."""
+        self._set_fault(fault, params, False)
+
+    def _set_fault(self, fault: str, params: FaultParams, on: bool) -> None:
+        if fault == "silent":
+            self.silent = on
+        elif fault == "corrupt_enum":
+            self.corrupt_enum = on
+        elif fault == "drop_last_object_frame":
+            self.drop_last_object_frame = on
+        elif fault == "wrong_sensor_id":
+            self.reported_sensor_id = int(params["sensor_id"]) if on else None
+        elif fault in self._errors:
+            self._errors[fault] = on
+        else:
+            raise KeyError(f"Ars408Emulator has no fault {fault!r}")
 
     # ------------------------------------------------------------------ scene
     def set_scene(self, radar_pose_world: Pose2D | Sequence[float], targets: Iterable[RadarTarget],
@@ -376,6 +415,22 @@ class Ars408ReplayEmulator:
         self.send_failures = 0
         #: True: send nothing (frames due meanwhile are dropped, as on a cut cable).
         self.silent = False
+
+    #: Faults of a plan (``emulation.faults`` entries whose target is this radar, replayed).
+    FAULTS: Final[Mapping[str, FaultSpec]] = MappingProxyType({
+        "silent": FaultSpec("sends nothing (frames due meanwhile are dropped, as on a cut cable)"),
+    })
+
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start ``silent`` (fault-plan target protocol)."""
+        if fault != "silent":
+            raise KeyError(f"Ars408ReplayEmulator has no fault {fault!r}")
+        self.silent = True
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End ``silent`` at ``now_s`` (s)."""
+        if fault == "silent":
+            self.silent = False
 
     @property
     def done(self) -> bool:

@@ -18,11 +18,14 @@ the current time; it writes whole packets when they are due and never sleeps.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
 
 import numpy as np
 
+from firmware_bridge.emulation.faults import FaultParams, FaultSpec
 from firmware_bridge.protocols.frames import Mount, Pose2D, apply_inverse
 from firmware_bridge.protocols.iwr6843 import (
     FrameStatistics,
@@ -148,6 +151,11 @@ class Iwr6843Emulator:
 
     max_frames_per_step = 50
 
+    #: Faults of a plan (``emulation.faults`` entries whose target is this radar).
+    FAULTS: Final[Mapping[str, FaultSpec]] = MappingProxyType({
+        "silent": FaultSpec("writes nothing; frame numbers keep counting (SAFETY.md B01)"),
+    })
+
     def __init__(
         self,
         link: SerialLink,
@@ -219,6 +227,17 @@ class Iwr6843Emulator:
         a time ``>=`` this writes it.
         """
         return None if self._next_due_ns is None else self._next_due_ns * 1e-9
+
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start ``silent`` (fault-plan target protocol)."""
+        if fault != "silent":
+            raise KeyError(f"Iwr6843Emulator has no fault {fault!r}")
+        self.silent = True
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End ``silent`` at ``now_s`` (s)."""
+        if fault == "silent":
+            self.silent = False
 
     def inject_bytes(self, data: bytes) -> None:
         """Fault knob: write raw bytes (garbage, a truncated packet) on the link now."""

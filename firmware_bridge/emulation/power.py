@@ -12,8 +12,11 @@
   host drivers use) and answering :class:`ModbusRequest` with :class:`ModbusReply`.
   They serve :class:`hal.modbus.link.MemoryModbusLink` directly (lockstep) and the
   pymodbus servers of :mod:`firmware_bridge.emulation.modbus_server` (real time).
-* :class:`FaultPlan` -- declarative faults in time windows: ``silent``, ``exception``,
-  ``slow``, ``wrong_unit``, ``corrupt`` (CRC noise) and ``alarm`` (alarm bits set).
+* Faults (:data:`EmulatedModbusDevice.FAULTS`, fault-plan targets of
+  :mod:`firmware_bridge.emulation.faults`): ``silent``, ``exception``, ``slow``,
+  ``wrong_unit``, ``corrupt`` (CRC noise) and ``alarm`` (alarm bits set). A device steps
+  its own :class:`~firmware_bridge.emulation.faults.FaultPlan` at every request it
+  answers, on the request's time: its faults are only ever seen in its replies.
 
 Time comes from a :class:`controller.clock.Clock` passed in; nothing here sleeps.
 Per-transaction work is bounded (one register bank refresh).
@@ -23,10 +26,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, Protocol
 
+from firmware_bridge.emulation.faults import FaultParam, FaultParams, FaultPlan, FaultSpec
 from firmware_bridge.protocols.modbus_profile import (
     ILLEGAL_DATA_ADDRESS,
     ILLEGAL_FUNCTION,
@@ -39,94 +44,9 @@ from firmware_bridge.protocols.modbus_profile import (
     encode,
 )
 
-FaultKind = Literal["silent", "exception", "slow", "wrong_unit", "corrupt", "alarm"]
-
-
-# --------------------------------------------------------------------------- faults
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One fault of a plan.
-
-    Attributes
-    ----------
-    kind : {"silent", "exception", "slow", "wrong_unit", "corrupt", "alarm"}
-        ``silent``: no reply (device off the bus); ``exception``: Modbus exception
-        ``exception_code`` to every request; ``slow``: replies after ``delay_s``;
-        ``wrong_unit``: replies carry unit id ``unit_id + 1``; ``corrupt``: replies with
-        a broken CRC / malformed ADU; ``alarm``: device alarm bits ``alarm_bits`` set.
-    start_s : float
-        Start of the window on the device's clock (s).
-    end_s : float or None
-        End of the window (s, exclusive); None = until the end of the run.
-    every : int
-        Affect one request in ``every`` (1 = all; 3 = the 3rd, 6th...: intermittent noise).
-    exception_code : int
-        For ``exception`` (default 4, server device failure).
-    delay_s : float
-        For ``slow``.
-    alarm_bits : int
-        For ``alarm``: raw bits OR-ed into the device's alarm word.
-    """
-
-    kind: FaultKind
-    start_s: float = 0.0
-    end_s: float | None = None
-    every: int = 1
-    exception_code: int = SERVER_DEVICE_FAILURE
-    delay_s: float = 0.0
-    alarm_bits: int = 0
-
-    def __post_init__(self) -> None:
-        if self.every < 1:
-            raise ValueError("Fault.every must be >= 1")
-        if self.end_s is not None and self.end_s < self.start_s:
-            raise ValueError("Fault.end_s must be >= start_s")
-        if self.delay_s < 0:
-            raise ValueError("Fault.delay_s must be >= 0")
-
-    def active(self, now_s: float) -> bool:
-        """Return True inside ``[start_s, end_s)``."""
-        return now_s >= self.start_s and (self.end_s is None or now_s < self.end_s)
-
-
-@dataclass
-class FaultPlan:
-    """Faults of one device; mutable so a test or the rig can add faults mid-run.
-
-    Parameters
-    ----------
-    faults : list of Fault
-        The plan.
-    """
-
-    faults: list[Fault] = field(default_factory=list)
-
-    @classmethod
-    def from_entries(cls, entries: Iterable[Mapping[str, object]]) -> FaultPlan:
-        """Build from plain dicts (a rig's ``emulation`` section): ``{kind: silent, start_s: 5}``."""
-        return cls([Fault(**dict(e)) for e in entries])  # type: ignore[arg-type]
-
-    def add(self, fault: Fault) -> None:
-        """Append a fault."""
-        self.faults.append(fault)
-
-    def clear(self) -> None:
-        """Remove every fault."""
-        self.faults.clear()
-
-    def active(self, now_s: float) -> list[Fault]:
-        """Faults whose window contains ``now_s``."""
-        return [f for f in self.faults if f.active(now_s)]
-
-    def alarm_bits(self, now_s: float) -> int:
-        """OR of the active ``alarm`` faults' bits."""
-        bits = 0
-        for f in self.active(now_s):
-            if f.kind == "alarm":
-                bits |= f.alarm_bits
-        return bits
+#: ``every`` parameter of the reply faults: affect one request in ``every`` (1 = all; 3 =
+#: the 3rd, 6th...: intermittent noise).
+_EVERY = FaultParam(int, 1, 1, 1_000_000, "affect one request in every (1: all)")
 
 
 # --------------------------------------------------------------------------- physics
@@ -407,9 +327,7 @@ class EmulatedModbusDevice:
     unit_id : int
         Its Modbus unit id.
     clock : Clock
-        Time source for fault windows.
-    fault_plan : FaultPlan, optional
-        Faults to apply (default: none).
+        Time of every request (the fault plan is stepped with it).
     ranges : mapping, optional
         Valid address ranges (see :class:`RegisterBank`).
 
@@ -417,18 +335,81 @@ class EmulatedModbusDevice:
     ----------
     requests_seen : int
         Requests addressed to this device (also while silent).
+    fault_plan : FaultPlan or None
+        This device's entries of the rig's fault plan, stepped at every request (set by
+        the composition room; None: no plan). :meth:`apply_fault` may also be called
+        directly.
     """
 
-    def __init__(self, profile: DeviceProfile, unit_id: int, clock: _Clockish, fault_plan: FaultPlan | None = None,
+    #: Faults of a plan (``emulation.faults`` entries whose target is this device).
+    FAULTS: Final[Mapping[str, FaultSpec]] = MappingProxyType({
+        "silent": FaultSpec("no reply (device off the bus)", MappingProxyType({"every": _EVERY})),
+        "exception": FaultSpec("a Modbus exception to every request", MappingProxyType({
+            "exception_code": FaultParam(int, SERVER_DEVICE_FAILURE, 1, 255, "Modbus exception code"),
+            "every": _EVERY})),
+        "slow": FaultSpec("replies late", MappingProxyType({
+            "delay_s": FaultParam(float, 0.0, 0.0, 60.0, "reply delay, s"), "every": _EVERY})),
+        "wrong_unit": FaultSpec("replies carry unit id + 1", MappingProxyType({"every": _EVERY})),
+        "corrupt": FaultSpec("replies with a broken CRC / malformed ADU", MappingProxyType({"every": _EVERY})),
+        "alarm": FaultSpec("device alarm bits set (OR-ed into the alarm word / fault flags)", MappingProxyType({
+            "alarm_bits": FaultParam(int, 0, 0, 0xFFFF_FFFF, "raw alarm bits")})),
+    })
+
+    def __init__(self, profile: DeviceProfile, unit_id: int, clock: _Clockish,
                  ranges: Mapping[str, list[tuple[int, int]]] | None = None) -> None:
         self.profile = profile
         self.unit_id = unit_id
         self.clock = clock
-        self.fault_plan = fault_plan if fault_plan is not None else FaultPlan()
+        self.fault_plan: FaultPlan | None = None
+        self._active: list[tuple[str, FaultParams]] = []
         self.bank = RegisterBank(profile, ranges)
         self._names = frozenset(profile.names)
         self.requests_seen = 0
         self._lock = threading.Lock()
+
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start a fault of :data:`FAULTS` (fault-plan target protocol).
+
+        Parameters
+        ----------
+        fault : str
+            A key of :data:`FAULTS`.
+        params : mapping
+            Its parameters; missing ones take the spec's defaults.
+        now_s : float
+            Time, s (unused: the fault shows in the next reply).
+
+        Raises
+        ------
+        KeyError
+            Unknown fault.
+        """
+        spec = self.FAULTS[fault]
+        full = {k: params.get(k, p.default) for k, p in spec.params.items()}
+        self._active = [*self._active, (fault, MappingProxyType(full))]
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End the fault applied with ``params`` (the oldest such, if applied twice)."""
+        spec = self.FAULTS[fault]
+        full = {k: params.get(k, p.default) for k, p in spec.params.items()}
+        active = list(self._active)
+        for i, (name, p) in enumerate(active):
+            if name == fault and dict(p) == full:
+                del active[i]
+                break
+        self._active = active
+
+    def clear_faults(self) -> None:
+        """End every active fault (a test's reset)."""
+        self._active = []
+
+    def alarm_bits(self) -> int:
+        """OR of the active ``alarm`` faults' bits."""
+        bits = 0
+        for name, p in self._active:
+            if name == "alarm":
+                bits |= int(p["alarm_bits"])
+        return bits
 
     def refresh(self, now_s: float) -> None:
         """Update the register bank from the world (subclasses)."""
@@ -439,18 +420,20 @@ class EmulatedModbusDevice:
         return 0
 
     def respond(self, request: ModbusRequest) -> ModbusReply:
-        """Answer one request, applying the active faults (see :class:`Fault`)."""
+        """Answer one request: step the fault plan to the request's time, apply the active faults."""
         with self._lock:
             now = self.clock.now_s()
+            if self.fault_plan is not None:
+                self.fault_plan.step(now)
             self.requests_seen += 1
             n = self.requests_seen
-            faults = [f for f in self.fault_plan.active(now) if (n % f.every) == 0 or f.every == 1]
-            kinds = {f.kind: f for f in faults}
+            kinds = {name: p for name, p in self._active
+                     if name != "alarm" and (n % int(p["every"]) == 0 or p["every"] == 1)}
             if "silent" in kinds:
                 return ModbusReply("silent")
             if "exception" in kinds:
-                return ModbusReply("exception", exception_code=kinds["exception"].exception_code)
-            delay = kinds["slow"].delay_s if "slow" in kinds else 0.0
+                return ModbusReply("exception", exception_code=int(kinds["exception"]["exception_code"]))
+            delay = float(kinds["slow"]["delay_s"]) if "slow" in kinds else 0.0
             self.refresh(now)
             reply = self._serve(request)
             if reply.kind != "values":
@@ -497,8 +480,6 @@ class JkBmsEmulator(EmulatedModbusDevice):
         Time source (fault windows, run time).
     unit_id : int, optional
         Modbus unit id (default 1).
-    fault_plan : FaultPlan, optional
-        Faults; ``alarm`` faults OR their bits into the alarm word.
     cell_undervoltage_protection_v, cell_overvoltage_protection_v : float
         Settings reported in the settings block and used to raise the cell alarms.
     discharge_overtemperature_protection_c : float
@@ -511,10 +492,10 @@ class JkBmsEmulator(EmulatedModbusDevice):
     """
 
     def __init__(self, profile: DeviceProfile, world: PowerWorld, clock: _Clockish, unit_id: int = 1,
-                 fault_plan: FaultPlan | None = None, cell_undervoltage_protection_v: float = 2.60,
+                 cell_undervoltage_protection_v: float = 2.60,
                  cell_overvoltage_protection_v: float = 3.65,
                  discharge_overtemperature_protection_c: float = 60.0) -> None:
-        super().__init__(profile, unit_id, clock, fault_plan, JK_BMS_RANGES)
+        super().__init__(profile, unit_id, clock, JK_BMS_RANGES)
         self.world = world
         self.uv_v = cell_undervoltage_protection_v
         self.ov_v = cell_overvoltage_protection_v
@@ -537,7 +518,7 @@ class JkBmsEmulator(EmulatedModbusDevice):
         self.refresh(clock.now_s())
 
     def alarm_word(self, now_s: float) -> int:
-        """Alarm bits computed from the battery, OR the fault plan's ``alarm`` bits."""
+        """Alarm bits computed from the battery, OR the active ``alarm`` faults' bits."""
         b = self.world.battery
         cells = b.cell_voltages_v()
         bits = 0
@@ -549,7 +530,7 @@ class JkBmsEmulator(EmulatedModbusDevice):
             bits |= 1 << 15
         if b.temperature_c >= self.dot_c - 5.0:
             bits |= 1 << 21
-        return bits | self.fault_plan.alarm_bits(now_s)
+        return bits | self.alarm_bits()
 
     def refresh(self, now_s: float) -> None:
         """Write the present battery state into the live-data block."""
@@ -602,13 +583,10 @@ class QikiPduEmulator(EmulatedModbusDevice):
         Time source.
     unit_id : int, optional
         Modbus unit id (default 2).
-    fault_plan : FaultPlan, optional
-        Faults; ``alarm`` bits go into ``fault_flags``.
     """
 
-    def __init__(self, profile: DeviceProfile, world: PowerWorld, clock: _Clockish, unit_id: int = 2,
-                 fault_plan: FaultPlan | None = None) -> None:
-        super().__init__(profile, unit_id, clock, fault_plan)
+    def __init__(self, profile: DeviceProfile, world: PowerWorld, clock: _Clockish, unit_id: int = 2) -> None:
+        super().__init__(profile, unit_id, clock)
         self.world = world
         self.refresh(clock.now_s())
 
@@ -635,7 +613,7 @@ class QikiPduEmulator(EmulatedModbusDevice):
             "mcu_rail_voltage_v": bus_v - 0.05 if w.relay("mcu_power") else 0.0,
             "mcu_rail_current_a": amps["mcu_power"],
             "board_temperature_c": 30.0,
-            "fault_flags": self.fault_plan.alarm_bits(now_s) & 0xFFFF,
+            "fault_flags": self.alarm_bits() & 0xFFFF,
             "relay_operations": w.relay_operations,
             "energy_used_wh": w.battery.energy_used_wh,
         }

@@ -18,8 +18,11 @@ real-time MonotonicClock); the emulator never sleeps and starts no thread.
 from __future__ import annotations
 
 import random
-from typing import Protocol
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final, Protocol
 
+from firmware_bridge.emulation.faults import FaultParam, FaultParams, FaultSpec
 from firmware_bridge.protocols import qiki_mcu as proto
 from firmware_bridge.protocols.framing import FrameDecoder
 from firmware_bridge.protocols.qiki_mcu import (
@@ -109,7 +112,8 @@ class McuEmulator:
     yaw_noise_rad : float, optional
         Standard deviation of Gaussian noise on ``yaw_rad`` in rad (default 0).
     seed : int, optional
-        Seed of the private ``random.Random`` used for noise (deterministic runs).
+        Seed of the private ``random.Random`` used for noise, and of a second one for the
+        bytes of the ``serial_garbage`` fault (deterministic runs).
     board_serial : int, optional
         u32 reported in HELLO.
 
@@ -129,7 +133,23 @@ class McuEmulator:
         Fault knob: the MCU transmits nothing (its TX line is cut); it still listens.
     last_host_heartbeat_rx_s : float or None
         ``now_s`` of the step that received the last host heartbeat.
+
+    Notes
+    -----
+    Fault-plan target (:mod:`firmware_bridge.emulation.faults`): see :data:`FAULTS`.
     """
+
+    #: Faults of a plan (``emulation.faults`` entries whose target is the MCU).
+    FAULTS: Final[Mapping[str, FaultSpec]] = MappingProxyType({
+        "silent": FaultSpec("transmits nothing (TX line cut); still listens"),
+        "host_heartbeat_loss": FaultSpec("host heartbeats are lost on the wire (the watchdog times out)"),
+        "estop_press": FaultSpec("the E-stop is pressed", windowed=False),
+        "estop_release": FaultSpec("the E-stop is released", windowed=False),
+        "serial_garbage": FaultSpec(
+            "random bytes on the TX line (seeded: same seed, same bytes)",
+            MappingProxyType({"length": FaultParam(int, 64, 1, 100_000, "number of random bytes")}),
+            windowed=False),
+    })
 
     def __init__(
         self,
@@ -158,6 +178,7 @@ class McuEmulator:
         self.yaw_noise_rad = float(yaw_noise_rad)
         self.board_serial = int(board_serial)
         self._rng = random.Random(seed)
+        self._garbage_rng = random.Random(seed)  # only the serial_garbage fault draws from it
         self._imu = _Schedule(imu_rate_hz)
         self._pose = _Schedule(pose_rate_hz)
         self._status = _Schedule(status_rate_hz)
@@ -228,6 +249,39 @@ class McuEmulator:
     def inject_garbage(self, data: bytes) -> None:
         """Fault knob: put raw ``data`` on the MCU's TX line (SAFETY.md D08, F05)."""
         self._write(bytes(data))
+
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start a fault of :data:`FAULTS` (fault-plan target protocol).
+
+        Parameters
+        ----------
+        fault : str
+            A key of :data:`FAULTS`.
+        params : mapping
+            Checked parameters (``length`` for ``serial_garbage``).
+        now_s : float
+            Time of the step, s (unused: every fault acts from the next step).
+        """
+        if fault == "silent":
+            self.silent = True
+        elif fault == "host_heartbeat_loss":
+            self.drop_host_heartbeats = True
+        elif fault == "estop_press":
+            self.press_estop()
+        elif fault == "estop_release":
+            self.release_estop()
+        elif fault == "serial_garbage":
+            rng = self._garbage_rng
+            self.inject_garbage(bytes(rng.getrandbits(8) for _ in range(int(params["length"]))))
+        else:
+            raise KeyError(f"McuEmulator has no fault {fault!r}")
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End a windowed fault (``silent``, ``host_heartbeat_loss``) at ``now_s`` (s)."""
+        if fault == "silent":
+            self.silent = False
+        elif fault == "host_heartbeat_loss":
+            self.drop_host_heartbeats = False
 
     @property
     def decoder_stats(self) -> dict[str, int]:

@@ -11,41 +11,32 @@ solenoid supply is the MCU's valve-rail enable line.
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
+from firmware_bridge.emulation.faults import FaultPlan
 from firmware_bridge.emulation.world import World
 
-#: Fault names :class:`Simulation` applies (``controller.config.FaultCfg.fault`` lists the same).
-FAULT_NAMES = frozenset({
-    "host_heartbeat_loss", "mcu_silent", "valve_board_silent", "estop_press", "estop_release",
-    "valve_stuck_closed", "valve_board_reboot", "serial_garbage",
-})
+if TYPE_CHECKING:
+    from firmware_bridge.emulation.qiki_mcu import McuEmulator
+    from firmware_bridge.emulation.valve_board import ValveBoardEmulator
 
 
-@dataclass(frozen=True)
-class ScheduledFault:
-    """A fault plan entry: at ``at_s`` apply ``fault`` (see ``controller.config.FaultCfg``).
+class Steppable(Protocol):
+    """An emulator stepped at the physics rate (an entry of :attr:`Simulation.extra`)."""
 
-    Attributes
-    ----------
-    at_s : float
-        Simulated time of the fault, s.
-    fault : str
-        One of :data:`FAULT_NAMES`.
-    valve : int or None
-        Valve index, 0-based (``valve_stuck_closed``; None means 0).
-    length : int
-        Random bytes put on the MCU's TX line (``serial_garbage``).
-    """
+    def step(self, t_s: float) -> None:
+        """Advance to ``t_s`` (s); never sleeps."""
+        ...
 
-    at_s: float
-    fault: str
-    valve: int | None = None
-    length: int = 64
+
+class _Clock(Protocol):
+    """The part of ``controller.clock.Clock`` the runner reads (no import of controller)."""
+
+    def now_s(self) -> float:
+        """Seconds since the clock's epoch."""
+        ...
 
 
 class Simulation:
@@ -58,48 +49,32 @@ class Simulation:
     mcu : McuEmulator
     physics_rate_hz : float
         Physics step rate (Hz), >= 1000.
-    faults : sequence of ScheduledFault
-        Fault plan, applied when simulated time reaches ``at_s``.
-    seed : int
-        Seed of the fault plan's random bytes.
-    on_fault : callable ``(time_s, fault) -> None``, optional
-        Told when a planned fault is applied (for the event log).
-    extra : sequence of object, optional
+    fault_plan : FaultPlan, optional
+        Faults of the emulators stepped here (valve board, MCU, and whatever the
+        subsystems register), stepped at the start of every physics step, before the
+        emulators (:mod:`firmware_bridge.emulation.faults`). May be set after
+        construction (:attr:`fault_plan`), before the first :meth:`advance`.
+    extra : sequence of Steppable, optional
         Further emulators with ``step(t_s)``, stepped after the valve board at every
         physics step (kept in :attr:`extra`; subsystems append to it).
-
-    Raises
-    ------
-    ValueError
-        If a fault of the plan is not one of :data:`FAULT_NAMES` (a typo would otherwise
-        make a fault test pass without any fault).
     """
 
     def __init__(
         self,
         world: World,
-        valve_board: Any,
-        mcu: Any,
+        valve_board: ValveBoardEmulator,
+        mcu: McuEmulator,
         physics_rate_hz: float = 1000.0,
-        faults: Sequence[ScheduledFault] = (),
-        seed: int = 0,
-        on_fault: Callable[[float, ScheduledFault], None] | None = None,
-        extra: Sequence[Any] = (),
+        fault_plan: FaultPlan | None = None,
+        extra: Sequence[Steppable] = (),
     ) -> None:
-        faults = sorted(faults, key=lambda f: f.at_s)
-        unknown = sorted({f.fault for f in faults} - FAULT_NAMES)
-        if unknown:
-            raise ValueError(f"unknown fault(s) {unknown}; known: {sorted(FAULT_NAMES)}")
         self.world = world
         self.valve_board = valve_board
         self.mcu = mcu
-        self.extra = list(extra)
+        self.extra: list[Steppable] = list(extra)
         self.dt_ns = int(round(1e9 / physics_rate_hz))
         self.dt_s = self.dt_ns * 1e-9
-        self.faults = faults
-        self._next_fault = 0
-        self._rng = random.Random(seed)
-        self.on_fault = on_fault
+        self.fault_plan = fault_plan
         self.t_ns = 0
         #: Callables ``(t_s, open_fractions)`` told about every physics step (tests,
         #: independent monitors); empty in normal runs.
@@ -107,27 +82,6 @@ class Simulation:
         #: Extra conditions for the valve rail to carry power (e.g. the PDU relay), each
         #: a callable ``() -> bool``; the MCU's rail line is always one of them.
         self.rail_gates: list[Callable[[], bool]] = []
-
-    def _apply_fault(self, f: ScheduledFault, now_s: float) -> None:
-        vb, mcu = self.valve_board, self.mcu
-        if f.fault == "host_heartbeat_loss":
-            mcu.drop_host_heartbeats = True
-        elif f.fault == "mcu_silent":
-            mcu.silent = True
-        elif f.fault == "valve_board_silent":
-            vb.silent = True
-        elif f.fault == "estop_press":
-            mcu.press_estop()
-        elif f.fault == "estop_release":
-            mcu.release_estop()
-        elif f.fault == "valve_stuck_closed":
-            vb.stuck_closed.add(int(f.valve or 0))
-        elif f.fault == "valve_board_reboot":
-            vb.reboot(now_s)
-        elif f.fault == "serial_garbage":
-            mcu.inject_garbage(bytes(self._rng.getrandbits(8) for _ in range(f.length)))
-        if self.on_fault is not None:
-            self.on_fault(now_s, f)
 
     def advance(self, t0_s: float, t1_s: float) -> None:
         """Advance everything from ``t0_s`` to ``t1_s`` (s) in physics steps.
@@ -140,12 +94,11 @@ class Simulation:
             self.t_ns = int(round(t0_s * 1e9))
         dt_ns, dt_s = self.dt_ns, self.dt_s
         world, vb, mcu = self.world, self.valve_board, self.mcu
-        faults = self.faults
+        plan = self.fault_plan
         while self.t_ns < end_ns:
             t = self.t_ns * 1e-9
-            while self._next_fault < len(faults) and faults[self._next_fault].at_s <= t + 1e-12:
-                self._apply_fault(faults[self._next_fault], t)
-                self._next_fault += 1
+            if plan is not None:
+                plan.step(t)
             mcu.step(t)
             powered = mcu.rail_enabled
             if powered:
@@ -174,7 +127,7 @@ class RealtimeRunner:
         The monotonic clock shared with the control loop.
     """
 
-    def __init__(self, sim: Simulation, clock: Any) -> None:
+    def __init__(self, sim: Simulation, clock: _Clock) -> None:
         self.sim = sim
         self.clock = clock
         self._stop = threading.Event()

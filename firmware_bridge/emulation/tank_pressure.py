@@ -10,18 +10,21 @@ Model
 * Telemetry: ``TANK_Status`` every :data:`~firmware_bridge.protocols.tank_pressure.STATUS_PERIOD_S`
   on a schedule from the first step; a late step sends once and skips to the next future
   slot (no bursts).
-* Faults: :attr:`TankPressureEmulator.silent` (or the window ``silent_from_s`` ..
-  ``silent_until_s``) sends nothing; :attr:`TankPressureEmulator.sensor_fault` sets the
-  transducer's fault bit.
+* Faults (:data:`TankPressureEmulator.FAULTS`, a fault-plan target of
+  :mod:`firmware_bridge.emulation.faults`): ``silent`` sends nothing; ``sensor_fault`` sets
+  the transducer's fault bit. Both are also plain attributes a test may set.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Final
 
 import can
 
+from firmware_bridge.emulation.faults import FaultParams, FaultSpec
 from firmware_bridge.protocols import tank_pressure as tp
 from hal.can.codec import DbcCodec
 
@@ -50,25 +53,27 @@ class TankPressureEmulator:
         Constant leak (bar/s; default 0).
     temperature_c : float, optional
         Reported gas temperature (degC; default 20).
-    silent_from_s, silent_until_s : float or None, optional
-        The sensor sends nothing from ``silent_from_s`` (None: never) until
-        ``silent_until_s`` (None: for good).
 
     Attributes
     ----------
     pressure_bar : float
         The tank's true pressure (bar).
     silent : bool
-        When True the sensor transmits nothing (set by hand or by the silent window).
+        When True the sensor transmits nothing (set by hand or by the ``silent`` fault).
     sensor_fault : bool
-        Reported transducer fault bit.
+        Reported transducer fault bit (set by hand or by the ``sensor_fault`` fault).
     frames_sent, tx_failures : int
     """
 
+    #: Faults of a plan (``emulation.faults`` entries whose target is the tank sensor).
+    FAULTS: Final[Mapping[str, FaultSpec]] = MappingProxyType({
+        "silent": FaultSpec("the sensor sends nothing"),
+        "sensor_fault": FaultSpec("TANK_Status carries the transducer's fault bit"),
+    })
+
     def __init__(self, bus: can.BusABC, codec: DbcCodec, *, open_fractions: OpenFractions | None = None,
                  start_pressure_bar: float = 200.0, bar_per_valve_s: float = 1.5,
-                 leak_bar_per_s: float = 0.0, temperature_c: float = 20.0,
-                 silent_from_s: float | None = None, silent_until_s: float | None = None) -> None:
+                 leak_bar_per_s: float = 0.0, temperature_c: float = 20.0) -> None:
         self._bus = bus
         self._codec = codec
         self._open_fractions = open_fractions
@@ -76,8 +81,6 @@ class TankPressureEmulator:
         self.bar_per_valve_s = float(bar_per_valve_s)
         self.leak_bar_per_s = float(leak_bar_per_s)
         self.temperature_c = float(temperature_c)
-        self.silent_from_s = silent_from_s
-        self.silent_until_s = silent_until_s
         self.silent = False
         self.sensor_fault = False
         self.frames_sent = 0
@@ -86,11 +89,21 @@ class TankPressureEmulator:
         self._last_s: float | None = None
         self._next_tx_s = -math.inf
 
-    def _silent_at(self, t_s: float) -> bool:
-        if self.silent:
-            return True
-        lo, hi = self.silent_from_s, self.silent_until_s
-        return lo is not None and t_s >= lo and (hi is None or t_s < hi)
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start a fault of :data:`FAULTS` (fault-plan target protocol); acts from the next frame."""
+        if fault == "silent":
+            self.silent = True
+        elif fault == "sensor_fault":
+            self.sensor_fault = True
+        else:
+            raise KeyError(f"TankPressureEmulator has no fault {fault!r}")
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End a fault of :data:`FAULTS` at ``now_s`` (s)."""
+        if fault == "silent":
+            self.silent = False
+        elif fault == "sensor_fault":
+            self.sensor_fault = False
 
     def step(self, t_s: float) -> None:
         """Advance the tank and the sensor to ``t_s`` (s). Per physics step (1 kHz).
@@ -106,7 +119,7 @@ class TankPressureEmulator:
             return  # nothing due: the cheap path (the tank is integrated once per frame)
         self._drain()
         self._integrate(t_s)
-        if not self._silent_at(t_s):
+        if not self.silent:
             self._send(t_s)
         k = math.floor((t_s - self._next_tx_s) / tp.STATUS_PERIOD_S) + 1
         self._next_tx_s += k * tp.STATUS_PERIOD_S

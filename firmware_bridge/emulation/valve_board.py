@@ -26,9 +26,13 @@ world can integrate impulse at 1 kHz without sampling error.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
 
 import can
 
+from firmware_bridge.emulation.faults import FaultParam, FaultParams, FaultSpec
 from firmware_bridge.protocols import valve_board as vb
 from hal.can.codec import DbcCodec
 
@@ -78,7 +82,20 @@ class ValveBoardEmulator:
     rx_rejects : dict
         Command frames ignored, by reason (``checksum``, ``counter``, ``dlc``, ``range``,
         ``boot``).
+
+    Notes
+    -----
+    Fault-plan target (:mod:`firmware_bridge.emulation.faults`): see :data:`FAULTS`.
     """
+
+    #: Faults of a plan (``emulation.faults`` entries whose target is the valve board).
+    FAULTS: Final[Mapping[str, FaultSpec]] = MappingProxyType({
+        "silent": FaultSpec("transmits nothing (status and heartbeat stop)"),
+        "valve_stuck_closed": FaultSpec(
+            "one valve never opens; reported in VB_Sts_ValveFault",
+            MappingProxyType({"valve": FaultParam(int, 0, 0, vb.MAX_VALVES - 1, "valve index, 0-based")})),
+        "reboot": FaultSpec("the board resets: valves close, BOOT for 0.5 s, uptime restarts", windowed=False),
+    })
 
     def __init__(self, bus: can.BusABC, codec: DbcCodec, *, node_id: int = 1, n_valves: int = 8,
                  pwm_period_s: float = 0.05, open_delay_s: float = 0.003,
@@ -177,6 +194,24 @@ class ValveBoardEmulator:
         self._intervals = intervals
         self._power_up(now_s)
         self._last_step_s = now_s
+
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start a fault of :data:`FAULTS` at ``now_s`` (s) (fault-plan target protocol)."""
+        if fault == "silent":
+            self.silent = True
+        elif fault == "valve_stuck_closed":
+            self.stuck_closed.add(int(params["valve"]))
+        elif fault == "reboot":
+            self.reboot(now_s)
+        else:
+            raise KeyError(f"ValveBoardEmulator has no fault {fault!r}")
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End a windowed fault (``silent``, ``valve_stuck_closed``) at ``now_s`` (s)."""
+        if fault == "silent":
+            self.silent = False
+        elif fault == "valve_stuck_closed":
+            self.stuck_closed.discard(int(params["valve"]))
 
     # ------------------------------------------------------------------ step
     _last_step_s = -math.inf

@@ -15,7 +15,7 @@ import pytest
 from controller.clock import SimClock
 from controller.yamlio import load_model
 from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
-from firmware_bridge.emulation.power import Fault, JkBmsEmulator, PowerWorld, QikiPduEmulator
+from firmware_bridge.emulation.power import JkBmsEmulator, PowerWorld, QikiPduEmulator
 from firmware_bridge.protocols.modbus_profile import DeviceProfile
 from hal.modbus.link import MemoryModbusLink, ModbusFailure, ModbusLink, PymodbusRtuLink, PymodbusTcpLink
 
@@ -92,36 +92,37 @@ def test_write_to_read_only_register_is_exception(rig):
 @pytest.mark.parametrize(
     "fault, kind, counter",
     [
-        (Fault("exception", exception_code=4), "exception", "exceptions"),
-        (Fault("exception", exception_code=6), "exception", "exceptions"),
-        (Fault("wrong_unit"), "wrong_unit", "wrong_unit"),
-        (Fault("corrupt"), "corrupt", "corrupt"),
-        (Fault("silent"), "timeout", "timeouts"),
-        (Fault("slow", delay_s=TIMEOUT_S * 3), "timeout", "timeouts"),
+        (("exception", {"exception_code": 4}), "exception", "exceptions"),
+        (("exception", {"exception_code": 6}), "exception", "exceptions"),
+        (("wrong_unit", {}), "wrong_unit", "wrong_unit"),
+        (("corrupt", {}), "corrupt", "corrupt"),
+        (("silent", {}), "timeout", "timeouts"),
+        (("slow", {"delay_s": TIMEOUT_S * 3}), "timeout", "timeouts"),
     ],
 )
 def test_faults_are_failures_never_data(rig, fault, kind, counter):
-    rig.bms.fault_plan.add(fault)
+    name, params = fault
+    rig.bms.apply_fault(name, params, 0.0)
     res = rig.link.read_registers("holding", 0x1290, 2, BMS_UNIT)
-    assert isinstance(res, ModbusFailure), f"fault {fault.kind} returned data {res}"
+    assert isinstance(res, ModbusFailure), f"fault {name} returned data {res}"
     assert res.kind == kind
     if kind == "exception":
-        assert res.exception_code == fault.exception_code
-        assert rig.link.stats().exception_codes == {fault.exception_code: 1}
+        assert res.exception_code == params["exception_code"]
+        assert rig.link.stats().exception_codes == {params["exception_code"]: 1}
     st = rig.link.stats()
     assert getattr(st, counter) == 1 and st.ok == 0 and st.requests == 1
     # the link recovers once the fault is gone: the next good reply is data again
-    rig.bms.fault_plan.clear()
+    rig.bms.clear_faults()
     assert rig.link.read_registers("holding", 0x106C, 2, BMS_UNIT) == [0, 8]
 
 
 def test_slow_but_in_time_reply_is_data(rig):
-    rig.bms.fault_plan.add(Fault("slow", delay_s=TIMEOUT_S / 5))
+    rig.bms.apply_fault("slow", {"delay_s": TIMEOUT_S / 5}, 0.0)
     assert rig.link.read_registers("holding", 0x106C, 2, BMS_UNIT) == [0, 8]
 
 
 def test_intermittent_noise_counted_per_request(rig):
-    rig.bms.fault_plan.add(Fault("corrupt", every=2))
+    rig.bms.apply_fault("corrupt", {"every": 2}, 0.0)
     results = [rig.link.read_registers("holding", 0x106C, 2, BMS_UNIT) for _ in range(4)]
     assert [isinstance(r, ModbusFailure) for r in results] == [False, True, False, True]
     assert all(r == [0, 8] for r in results if not isinstance(r, ModbusFailure))

@@ -22,7 +22,7 @@ def run_with(tmp_path, repo_root, rig_with_faults):
 
 @pytest.mark.slow
 def test_one_valve_stuck_closed_mission_still_completes(run_with):
-    status, summary, _ = run_with([{"at_s": 10.0, "fault": "valve_stuck_closed", "valve": 0}])
+    status, summary, _ = run_with([{"at_s": 10.0, "target": "valves", "fault": "valve_stuck_closed", "valve": 0}])
     assert summary["result"] == "completed", summary["result"]
     assert status == 0
     assert summary["max_hold_error_m"] < 0.05
@@ -34,8 +34,8 @@ def test_one_valve_stuck_closed_mission_still_completes(run_with):
 
 def test_second_valve_breaking_the_span_goes_safe(run_with):
     faults = [
-        {"at_s": 10.0, "fault": "valve_stuck_closed", "valve": 0},
-        {"at_s": 14.0, "fault": "valve_stuck_closed", "valve": 2},  # t1 and t3: no -Fx left
+        {"at_s": 10.0, "target": "valves", "fault": "valve_stuck_closed", "valve": 0},
+        {"at_s": 14.0, "target": "valves", "fault": "valve_stuck_closed", "valve": 2},  # t1 and t3: no -Fx left
     ]
     status, summary, folder = run_with(faults)
     assert status == 1

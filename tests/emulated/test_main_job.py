@@ -98,7 +98,7 @@ def test_host_heartbeat_loss_closes_valves_within_200ms_and_ends_safe(rig_with_f
     def watch_valves(flight):
         flight.built.sim.observers.append(lambda t, fr: open_after_kill.append(t) if t >= t_kill and any(fr) else None)
 
-    flight = fly(rig_with_faults([{"at_s": t_kill, "fault": "host_heartbeat_loss"}]), t_kill + 1.0, setup=watch_valves)
+    flight = fly(rig_with_faults([{"at_s": t_kill, "target": "mcu", "fault": "host_heartbeat_loss"}]), t_kill + 1.0, setup=watch_valves)
     v, script = flight.vehicle, flight.script
     assert script.started, script.result
     assert open_after_kill, "valves were never open after the kill: the test proves nothing"
@@ -109,7 +109,7 @@ def test_host_heartbeat_loss_closes_valves_within_200ms_and_ends_safe(rig_with_f
 
 def test_estop_reaches_estop_within_one_tick(tmp_path, rig_with_faults, repo_root):
     t_press = 12.0
-    rig_path = rig_with_faults([{"at_s": t_press, "fault": "estop_press"}])
+    rig_path = rig_with_faults([{"at_s": t_press, "target": "mcu", "fault": "estop_press"}])
     opts = RunOptions(rig=str(rig_path), mission=str(repo_root / "missions/square.yaml"), runs_dir=str(tmp_path), progress=False)
     status, summary, folder = run_main_job(opts)
     assert status == 1

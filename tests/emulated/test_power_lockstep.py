@@ -13,7 +13,8 @@ import pytest
 from controller.clock import SimClock
 from controller.config import load_profile
 from controller.tools.modbus_read import format_readings, read_quantities
-from firmware_bridge.emulation.power import BatteryModel, Fault, JkBmsEmulator, PowerWorld, QikiPduEmulator
+from firmware_bridge.emulation.faults import FaultEntry, FaultPlan
+from firmware_bridge.emulation.power import BatteryModel, JkBmsEmulator, PowerWorld, QikiPduEmulator
 from hal.devices.bms import bms_arming_check, bms_mission_fault, bms_post_report, bms_reading
 from hal.devices.pdu import Pdu, pdu_post_report
 from hal.modbus.link import MemoryModbusLink
@@ -78,7 +79,7 @@ def test_polls_follow_each_device_period(bench):
 
 def test_silent_bms_goes_stale_after_configured_polls(bench):
     bench.poller.step()
-    bench.bms.fault_plan.add(Fault("silent", start_s=0.005))
+    bench.bms.fault_plan = FaultPlan([FaultEntry(0.005, "bms", "silent")], {"bms": bench.bms})
     period = bench.jk.poll_period_s
     n = bench.jk.stale_after_polls
     bench.run(period * (n - 1) + 0.01)
@@ -98,22 +99,22 @@ def test_silent_bms_goes_stale_after_configured_polls(bench):
 @pytest.mark.parametrize(
     "fault, kind",
     [
-        (Fault("exception", exception_code=4), "exception"),
-        (Fault("wrong_unit"), "wrong_unit"),
-        (Fault("corrupt"), "corrupt"),
-        (Fault("corrupt", every=3), "corrupt"),
+        (("exception", {"exception_code": 4}), "exception"),
+        (("wrong_unit", {}), "wrong_unit"),
+        (("corrupt", {}), "corrupt"),
+        (("corrupt", {"every": 3}), "corrupt"),
     ],
 )
 def test_bad_replies_never_reach_the_snapshot(bench, fault, kind):
     bench.poller.step()
     good = dict(bench.bms_snap().values)
     good_time = bench.bms_snap().sample_time_s
-    bench.bms.fault_plan.add(fault)
+    bench.bms.apply_fault(*fault, 0.0)
     bench.world.battery.soc = 0.10  # the device now holds different data
     bench.run(3.0)
     snap = bench.bms_snap()
     assert snap.failures_by_kind.get(kind, 0) > 0
-    if fault.every == 1:
+    if fault[1].get("every", 1) == 1:
         assert dict(snap.values) == good and snap.sample_time_s == good_time
     else:  # intermittent noise: good polls still get through, bad ones never
         assert snap.values["soc_pct"] in (10.0, 90.0)
@@ -122,7 +123,7 @@ def test_bad_replies_never_reach_the_snapshot(bench, fault, kind):
 
 
 def test_config_exception_fails_post_with_reason(bench):
-    bench.bms.fault_plan.add(Fault("exception", exception_code=2))
+    bench.bms.apply_fault("exception", {"exception_code": 2}, 0.0)
     bench.poller.step()
     report = bms_post_report(bench.bms_snap(), 8, bench.clock.now_s())
     assert not report.ok
@@ -162,7 +163,7 @@ def test_post_rejects_wrong_cell_count(bench):
 def test_arming_check(soc, alarm_bits, min_soc, ok, reason, make_bench):
     b = make_bench(soc=soc)
     if alarm_bits:
-        b.bms.fault_plan.add(Fault("alarm", alarm_bits=alarm_bits))
+        b.bms.apply_fault("alarm", {"alarm_bits": alarm_bits}, 0.0)
     b.poller.step()
     got_ok, got_reason = bms_arming_check(b.bms_snap(), min_soc, b.clock.now_s())
     assert got_ok is ok and reason in got_reason
@@ -201,7 +202,7 @@ def test_relay_write_is_verified_by_read_back_and_gates_the_valve_rail(bench):
 
 
 def test_relay_write_failure_is_reported_not_retried(bench):
-    bench.pdu_emu.fault_plan.add(Fault("exception", exception_code=4))
+    bench.pdu_emu.apply_fault("exception", {"exception_code": 4}, 0.0)
     before = bench.pdu_emu.requests_seen
     ticket = bench.pdu.request_relay("valve_rail", True)
     bench.poller.step(bench.clock.now_s() - 1.0)  # commands only, no poll due
@@ -242,7 +243,7 @@ def test_modbus_read_library(bench):
     lines = format_readings(bench.jk, readings)
     assert lines[0].startswith("pack_voltage_v = ") and lines[0].endswith(" V")
     assert "soc_pct = 90 %" in lines
-    bench.bms.fault_plan.add(Fault("silent"))
+    bench.bms.apply_fault("silent", {}, 0.0)
     failed = read_quantities(bench.link, bench.jk, 1, ["soc_pct"])
     assert not failed.ok and failed.failures["soc_pct"].kind == "timeout"
     assert "FAILED timeout" in format_readings(bench.jk, failed)[0]

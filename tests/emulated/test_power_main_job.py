@@ -115,13 +115,13 @@ def test_arming_below_min_soc_is_refused_and_relay_never_closes(tmp_path, make_r
 
 
 @pytest.mark.parametrize("faults, reason", [
-    ([{"device": "bms", "kind": "alarm", "start_s": 0.0, "alarm_bits": 1 << 15}], "BMS alarm active"),
-    ([{"device": "pdu", "kind": "alarm", "start_s": 0.0, "alarm_bits": 1}], "PDU fault flags"),
+    ([{"target": "bms", "fault": "alarm", "at_s": 0.0, "alarm_bits": 1 << 15}], "BMS alarm active"),
+    ([{"target": "pdu", "fault": "alarm", "at_s": 0.0, "alarm_bits": 1}], "PDU fault flags"),
 ])
 def test_alarm_at_boot_fails_post_naming_it(tmp_path, faults, reason, make_rig):
-    status, s, _ = run(tmp_path, make_rig(power_faults=faults))
+    status, s, _ = run(tmp_path, make_rig(faults=faults))
     assert status == 1 and s["final_state"] == "safe_mode"
-    dev = faults[0]["device"]
+    dev = faults[0]["target"]
     assert not s["post"][dev]["passed"] and reason in s["post"][dev]["reason"]
     assert s["power"]["emulated"]["valve_rail_closures"] == 0
 
@@ -135,7 +135,7 @@ def test_post_fails_on_wrong_cell_count(tmp_path, make_rig):
 
 def test_silent_bms_goes_stale_after_configured_polls_and_vehicle_goes_safe(tmp_path, make_rig):
     t_silent = 3.0
-    rig = make_rig(power_faults=[{"device": "bms", "kind": "silent", "start_s": t_silent}])
+    rig = make_rig(faults=[{"target": "bms", "fault": "silent", "at_s": t_silent}])
     status, s, events = run(tmp_path, rig)
     assert status == 1 and s["final_state"] == "safe_mode"
     assert s["faults"][0].startswith("BMS: data stale")
@@ -151,13 +151,13 @@ def test_silent_bms_goes_stale_after_configured_polls_and_vehicle_goes_safe(tmp_
 
 
 @pytest.mark.parametrize("fault, kind, counter", [
-    ({"kind": "exception", "exception_code": 4}, "exception", "exceptions"),
-    ({"kind": "wrong_unit"}, "wrong_unit", "wrong_unit"),
-    ({"kind": "corrupt"}, "corrupt", "corrupt"),
+    ({"fault": "exception", "exception_code": 4}, "exception", "exceptions"),
+    ({"fault": "wrong_unit"}, "wrong_unit", "wrong_unit"),
+    ({"fault": "corrupt"}, "corrupt", "corrupt"),
 ])
 def test_bad_bms_replies_are_counted_and_never_used(tmp_path, fault, kind, counter, make_rig):
     # window covers the polls at 2.0 s and 2.5 s: two failures, below the stale limit (3)
-    rig = make_rig(power_faults=[{"device": "bms", "start_s": 2.0, "end_s": 2.9, **fault}])
+    rig = make_rig(faults=[{"target": "bms", "at_s": 2.0, "until_s": 2.9, **fault}])
     status, s, _ = run(tmp_path, rig, duration_s=5.0)
     assert s["faults"] == [] and s["final_state"] not in ("safe_mode", "estop"), s["result"]
     assert first_transition_to(s, "active") < 2.0
@@ -236,12 +236,10 @@ def test_relay_gates_the_valve_supply_and_a_dropped_relay_is_a_fault(fly, repo_r
 
 def test_relay_write_without_read_back_is_a_fault_within_the_bound(fly, repo_root):
     from controller.components.power import RELAY_CONFIRM_TIMEOUT_S
-    from firmware_bridge.emulation.power import Fault
-
     # the PDU goes silent right after arm queued the close command: no write, no read-back
     def silence(built, power):
         silence.t = built.vehicle.now_s
-        power.emulated.emulators["pdu"].fault_plan.add(Fault("silent"))
+        power.emulated.emulators["pdu"].apply_fault("silent", {}, 0.0)
 
     v, power, events, _ = _fly_and_poke(fly, repo_root / "rigs/virtual.yaml", None, silence, until_s=5.0,
                                         when=lambda v: v.state == "armed")
@@ -255,7 +253,7 @@ def test_relay_write_without_read_back_is_a_fault_within_the_bound(fly, repo_roo
 
 
 @pytest.mark.parametrize("edit, key", [
-    (lambda d: d["emulation"]["power_faults"].append({"device": "valves", "kind": "silent"}), "emulation.power_faults[0].device"),
+    (lambda d: d["emulation"]["faults"].append({"at_s": 0.0, "target": "bms", "fault": "reboot"}), "emulation.faults[0].fault"),
     (lambda d: d["buses"]["power"].update(url="rtu:///dev/ttyUSB0"), "buses.power.url"),
     (lambda d: d["devices"]["bms"].update(bus="mcu"), "devices.bms.bus"),
     (lambda d: d["devices"]["pdu"].update(profile="rigs/profiles/jk_bms.yaml"), "devices.pdu.profile"),
@@ -298,7 +296,7 @@ def test_rig_without_power_devices_builds_no_power_subsystem(virtual_rig_data, w
 def test_realtime_mission_then_silent_bms_goes_safe(tmp_path, src, transport, make_rig):
     """Short real-time run: POST, arm (relay closed over the wire), then D10. No timing asserted."""
     t_silent = 1.2
-    rig = make_rig(src, power_faults=[{"device": "bms", "kind": "silent", "start_s": t_silent}])
+    rig = make_rig(src, faults=[{"target": "bms", "fault": "silent", "at_s": t_silent}])
     status, s, events = run(tmp_path, rig, realtime=True, duration_s=5.0)
     p = s["power"]
     assert p["buses"]["power"]["transport"] == transport

@@ -14,7 +14,7 @@ import pytest
 from controller.clock import MonotonicClock
 from controller.config import load_profile
 from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
-from firmware_bridge.emulation.power import Fault, JkBmsEmulator, PowerWorld, QikiPduEmulator
+from firmware_bridge.emulation.power import JkBmsEmulator, PowerWorld, QikiPduEmulator
 from hal.devices.bms import bms_arming_check, bms_reading
 from hal.devices.pdu import Pdu
 from hal.modbus.link import PymodbusRtuLink, PymodbusTcpLink
@@ -74,7 +74,7 @@ def test_silent_bms_goes_stale_and_tick_side_never_waits(live):
     clock, world, bms, pdu, poller, link = live
     assert wait_for(lambda: poller.snapshot("bms").polls_ok >= 1)
     good = dict(poller.snapshot("bms").values)
-    bms.fault_plan.add(Fault("silent"))
+    bms.apply_fault("silent", {}, 0.0)
     n = poller.snapshot("bms").stale_after_polls
     assert wait_for(lambda: poller.snapshot("bms").consecutive_failures >= n)
     snap = poller.snapshot("bms")
@@ -108,16 +108,16 @@ def test_tick_side_calls_do_not_take_the_bus_lock(live):
     assert world.valve_rail_powered
 
 
-@pytest.mark.parametrize("fault", [Fault("wrong_unit"), Fault("corrupt"), Fault("exception", exception_code=4)])
+@pytest.mark.parametrize("fault", [("wrong_unit", {}), ("corrupt", {}), ("exception", {"exception_code": 4})])
 def test_bad_replies_over_the_wire_are_counted_never_data(live, fault):
     clock, world, bms, pdu, poller, link = live
     assert wait_for(lambda: poller.snapshot("bms").polls_ok >= 1)
     before = poller.snapshot("bms")
-    bms.fault_plan.add(fault)
+    bms.apply_fault(*fault, 0.0)
     world.battery.soc = 0.05
     assert wait_for(lambda: poller.snapshot("bms").polls_failed >= before.polls_failed + 3)
     snap = poller.snapshot("bms")
-    expected_kind = "exception" if fault.kind == "exception" else fault.kind
+    expected_kind = fault[0]
     assert snap.failures_by_kind.get(expected_kind, 0) >= 3
     assert snap.values["soc_pct"] == 90.0  # the 5 % behind the bad replies never got in
     assert getattr(link.stats(), {"wrong_unit": "wrong_unit", "corrupt": "corrupt", "exception": "exceptions"}[expected_kind]) >= 3

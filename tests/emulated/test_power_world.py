@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from controller.clock import SimClock
-from firmware_bridge.emulation.power import BatteryModel, Fault, FaultPlan, PowerWorld, lfp_ocv_per_cell_v
+from firmware_bridge.emulation.faults import FaultEntry, FaultPlan, FaultPlanError, resolve_entry
+from firmware_bridge.emulation.power import BatteryModel, PowerWorld, lfp_ocv_per_cell_v
 
 
 @pytest.mark.parametrize("soc, lo, hi", [(0.0, 2.49, 2.51), (0.5, 3.27, 3.31), (1.0, 3.54, 3.56), (-1.0, 2.49, 2.51), (2.0, 3.54, 3.56)])
@@ -63,34 +64,49 @@ def test_relays_gate_valve_current_and_count_operations():
         w.set_relay("heater", True)
 
 
-def test_fault_plan_windows_and_entries():
-    plan = FaultPlan.from_entries([
-        {"kind": "silent", "start_s": 1.0, "end_s": 2.0},
-        {"kind": "alarm", "start_s": 1.5, "alarm_bits": 0x800},
-    ])
-    assert [f.kind for f in plan.active(0.5)] == []
-    assert [f.kind for f in plan.active(1.0)] == ["silent"]
-    assert [f.kind for f in plan.active(1.7)] == ["silent", "alarm"]
-    assert [f.kind for f in plan.active(2.0)] == ["alarm"]
-    assert plan.alarm_bits(3.0) == 0x800 and plan.alarm_bits(1.0) == 0
-
-
-@pytest.mark.parametrize("kw", [{"every": 0}, {"start_s": 2.0, "end_s": 1.0}, {"delay_s": -1.0}])
-def test_fault_rejects_bad_parameters(kw):
-    with pytest.raises(ValueError):
-        Fault("slow", **kw)
-
-
-def test_fault_window_follows_the_device_clock():
+def _bms(clock):
     from pathlib import Path
 
     from controller.config import load_profile
     from firmware_bridge.emulation.power import JkBmsEmulator
+
+    return JkBmsEmulator(load_profile(Path(__file__).resolve().parents[2] / "rigs/profiles/jk_bms.yaml"),
+                         PowerWorld(), clock, 1)
+
+
+def test_fault_plan_windows_and_entries():
     from firmware_bridge.protocols.modbus_profile import ModbusRequest
 
     clock = SimClock()
-    bms = JkBmsEmulator(load_profile(Path(__file__).resolve().parents[2] / "rigs/profiles/jk_bms.yaml"),
-                        PowerWorld(), clock, 1, FaultPlan([Fault("silent", start_s=1.0, end_s=2.0)]))
+    bms = _bms(clock)
+    bms.fault_plan = FaultPlan([
+        FaultEntry(1.0, "bms", "silent", until_s=2.0),
+        FaultEntry(1.5, "bms", "alarm", params={"alarm_bits": 0x800}),
+    ], {"bms": bms})
+    req = ModbusRequest(1, "read", "holding", 0x106C, 2)
+    seen = []
+    for t in (0.5, 1.0, 1.7, 2.0, 3.0):
+        clock.sleep_until(t)
+        seen.append((bms.respond(req).kind, bms.alarm_bits()))
+    assert seen == [("values", 0), ("silent", 0), ("silent", 0x800), ("values", 0x800), ("values", 0x800)]
+
+
+@pytest.mark.parametrize("params, key", [({"every": 0}, "every"), ({"delay_s": -1.0}, "delay_s"),
+                                         ({"delay_s": "1"}, "delay_s"), ({"length": 3}, "length")])
+def test_fault_rejects_bad_parameters(params, key):
+    from firmware_bridge.emulation.power import JkBmsEmulator
+
+    with pytest.raises(FaultPlanError) as info:
+        resolve_entry(0, 1.0, "bms", "slow", None, params, {"bms": JkBmsEmulator.FAULTS})
+    assert info.value.key == key
+
+
+def test_fault_window_follows_the_device_clock():
+    from firmware_bridge.protocols.modbus_profile import ModbusRequest
+
+    clock = SimClock()
+    bms = _bms(clock)
+    bms.fault_plan = FaultPlan([FaultEntry(1.0, "bms", "silent", until_s=2.0)], {"bms": bms})
     req = ModbusRequest(1, "read", "holding", 0x106C, 2)
     kinds = []
     for t in (0.5, 1.0, 1.5, 2.0):

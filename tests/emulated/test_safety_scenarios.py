@@ -17,13 +17,13 @@ import pytest
 
 T = 0.01
 
-# fault -> (detection bound after injection in s, expected final states)
+# scenario id -> ((target device, fault), detection bound after injection in s, expected final states)
 SCENARIOS = {
-    "estop_press": (2 * T, {"estop"}),
-    "host_heartbeat_loss": (0.2 + 0.1 + 2 * T, {"safe_mode"}),
-    "valve_board_silent": (0.3 + 2 * T, {"safe_mode"}),
-    "mcu_silent": (0.3 + 2 * T, {"safe_mode"}),
-    "valve_board_reboot": (0.2 + 2 * T, {"safe_mode"}),
+    "estop_press": (("mcu", "estop_press"), 2 * T, {"estop"}),
+    "host_heartbeat_loss": (("mcu", "host_heartbeat_loss"), 0.2 + 0.1 + 2 * T, {"safe_mode"}),
+    "valve_board_silent": (("valves", "silent"), 0.3 + 2 * T, {"safe_mode"}),
+    "mcu_silent": (("mcu", "silent"), 0.3 + 2 * T, {"safe_mode"}),
+    "valve_board_reboot": (("valves", "reboot"), 0.2 + 2 * T, {"safe_mode"}),
 }
 
 
@@ -57,8 +57,9 @@ def fly_watched(fly, cmd, rig_path: Path, seed: int, until_s: float | None = Non
 @pytest.mark.parametrize("fault", sorted(SCENARIOS))
 def test_no_unsafe_frame_after_detection_bound(fly, command_message, rig_with_faults, fault, seed):
     t_fault = 11.0 + 1.37 * seed
-    bound_s, final_states = SCENARIOS[fault]
-    v, script, frames = fly_watched(fly, command_message, rig_with_faults([{"at_s": t_fault, "fault": fault}]), seed)
+    (target, name), bound_s, final_states = SCENARIOS[fault]
+    plan = [{"at_s": t_fault, "target": target, "fault": name}]
+    v, script, frames = fly_watched(fly, command_message, rig_with_faults(plan), seed)
     assert v.state in final_states, (v.state, v.first_fault)
     active_before = [f for t, f in frames if t < t_fault and any(f)]
     assert active_before, "no thrust before the fault: the scenario proves nothing"
@@ -69,7 +70,7 @@ def test_no_unsafe_frame_after_detection_bound(fly, command_message, rig_with_fa
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_serial_garbage_is_survived_without_false_trip(fly, command_message, rig_with_faults, seed):
-    faults = [{"at_s": 8.0 + i * 2.5, "fault": "serial_garbage", "length": 200} for i in range(5)]
+    faults = [{"at_s": 8.0 + i * 2.5, "target": "mcu", "fault": "serial_garbage", "length": 200} for i in range(5)]
     v, script, frames = fly_watched(fly, command_message, rig_with_faults(faults), seed)
     assert script.result == "completed", script.result
     assert v.mcu.driver.stats()["bytes_dropped"] > 0

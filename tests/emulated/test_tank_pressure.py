@@ -21,9 +21,10 @@ BUDGET_S = STALE_N * PERIOD_S + T + 1e-6  # from the silence: the last frame lef
 
 @pytest.fixture
 def tank_rig(rig_data, write_rig):
-    def make(**emu) -> object:
+    def make(faults: list[dict] | None = None, **emu) -> object:
         data = rig_data("virtual_tank.yaml")
         data["emulation"]["tanks"]["tank"].update(emu)
+        data["emulation"]["faults"] = faults or []
         return write_rig(data)
 
     return make
@@ -69,7 +70,7 @@ def test_square_with_tank_sensor_post_passes_and_tank_blows_down(fly, repo_root)
 
 @pytest.mark.parametrize("t_silent", [12.0, 13.37])
 def test_silent_sensor_faults_within_the_stale_budget_and_thrust_stops(fly, repo_root, tank_rig, t_silent):
-    flight, frames, faults = _fly_watched(fly, repo_root, tank_rig(silent_from_s=t_silent), until_s=t_silent + 2.0)
+    flight, frames, faults = _fly_watched(fly, repo_root, tank_rig(faults=[{"at_s": t_silent, "target": "tank", "fault": "silent"}]), until_s=t_silent + 2.0)
     v = flight.vehicle
     assert v.state == "safe_mode"
     assert faults, "no fault"

@@ -25,8 +25,8 @@ def bench():
 def test_silent_windows_alternate_and_cover_the_run(bench):
     plan = bench.silent_windows(2.0, 3.0, 1.0, 12.0)
     # first silence 2-5 s, then healthy 5-6, silent 6-7, healthy 7-8 ... up to 12 s
-    assert [(f["start_s"], f["end_s"]) for f in plan] == [(2.0, 5.0), (6.0, 7.0), (8.0, 9.0), (10.0, 11.0)]
-    assert {f["device"] for f in plan} == {"bms"} and {f["kind"] for f in plan} == {"silent"}
+    assert [(f["at_s"], f["until_s"]) for f in plan] == [(2.0, 5.0), (6.0, 7.0), (8.0, 9.0), (10.0, 11.0)]
+    assert {f["target"] for f in plan} == {"bms"} and {f["fault"] for f in plan} == {"silent"}
 
 
 def test_silent_windows_are_a_valid_rig_fault_plan(bench, tmp_path):
@@ -34,7 +34,8 @@ def test_silent_windows_are_a_valid_rig_fault_plan(bench, tmp_path):
 
     rig = bench._write_rig(tmp_path, "virtual.yaml", bench.silent_windows(2.0, 3.0, 2.0, 12.0), radars=False)
     cfg, _ = load_rig(str(rig))
-    assert [(f.start_s, f.end_s) for f in cfg.emulation.power_faults] == [(2.0, 5.0), (7.0, 9.0), (11.0, 13.0)]
+    assert [(f.at_s, f.until_s) for f in cfg.emulation.faults] == [(2.0, 5.0), (7.0, 9.0), (11.0, 13.0)]
+    assert {(f.target, f.fault) for f in cfg.emulation.faults} == {("bms", "silent")}
     assert not any(d.driver in ("ars408", "iwr6843") for d in cfg.devices.values())
 
 

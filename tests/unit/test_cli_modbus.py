@@ -61,14 +61,14 @@ def test_reads_named_bms_quantities_from_the_emulated_battery(tmp_path, capsys, 
 
 
 @pytest.mark.parametrize("fault, expect", [
-    ({"kind": "silent"}, "FAILED timeout"),
-    ({"kind": "exception", "exception_code": 2}, "FAILED exception 2"),
-    ({"kind": "wrong_unit"}, "FAILED wrong_unit"),
-    ({"kind": "corrupt"}, "FAILED corrupt"),
+    ({"fault": "silent"}, "FAILED timeout"),
+    ({"fault": "exception", "exception_code": 2}, "FAILED exception 2"),
+    ({"fault": "wrong_unit"}, "FAILED wrong_unit"),
+    ({"fault": "corrupt"}, "FAILED corrupt"),
 ])
 def test_failed_read_names_the_failure_and_exits_1(tmp_path, capsys, fault, expect):
     def edit(d):
-        d["emulation"]["power_faults"] = [{"device": "bms", **fault}]
+        d["emulation"]["faults"] = [{"at_s": 0.0, "target": "bms", **fault}]
 
     rc = main(["modbus", "read", "--rig", write_rig(tmp_path, edit), "bms", "soc_pct"])
     got = lines(capsys.readouterr().out)
@@ -79,7 +79,7 @@ def test_failed_read_names_the_failure_and_exits_1(tmp_path, capsys, fault, expe
 @pytest.mark.realtime
 def test_rtu_emulated_corrupt_frames_are_failures_not_values(tmp_path, capsys):
     def edit(d):
-        d["emulation"]["power_faults"] = [{"device": "bms", "kind": "corrupt"}]
+        d["emulation"]["faults"] = [{"at_s": 0.0, "target": "bms", "fault": "corrupt"}]
 
     rc = main(["modbus", "read", "--rig", write_rig(tmp_path, edit, "virtual_rtu.yaml"), "bms", "soc_pct", "--json"])
     out = json.loads(capsys.readouterr().out)

@@ -102,11 +102,14 @@ def test_union_tag_is_not_in_the_key_path_and_missing_keys_are_named(tmp_path):
     assert str(ei.value) == f"{p}: devices.valves.bus: Field required"
 
 
-def test_fault_plan_names_match_the_simulation():
-    """The rig schema's fault names and the ones the simulation applies are one list."""
-    from typing import get_args
+def test_fault_plan_entry_keeps_its_parameters_and_refuses_an_empty_window():
+    """An ``emulation.faults`` entry: the keys beyond the four named ones are its parameters."""
+    from pydantic import ValidationError
 
     from controller.config import FaultCfg
-    from firmware_bridge.emulation.sim import FAULT_NAMES
 
-    assert set(get_args(FaultCfg.model_fields["fault"].annotation)) == set(FAULT_NAMES)
+    f = FaultCfg.model_validate({"at_s": 2.0, "until_s": 3.0, "target": "valves", "fault": "valve_stuck_closed",
+                                 "valve": 2})
+    assert (f.at_s, f.until_s, f.target, f.fault, f.params) == (2.0, 3.0, "valves", "valve_stuck_closed", {"valve": 2})
+    with pytest.raises(ValidationError, match="until_s must be after at_s"):
+        FaultCfg.model_validate({"at_s": 2.0, "until_s": 2.0, "target": "mcu", "fault": "silent"})

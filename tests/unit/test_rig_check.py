@@ -235,7 +235,8 @@ def _sr_frame_period_10s(r: Rig):
 
 
 def _faults_1001(r: Rig):
-    r.data["emulation"]["faults"] = [{"at_s": 1.0, "fault": "estop_press"} for _ in range(1001)]  # distinct: no YAML aliases
+    r.data["emulation"]["faults"] = [{"at_s": 1.0, "target": "mcu", "fault": "estop_press"}
+                                     for _ in range(1001)]  # distinct: no YAML aliases
     return lambda rig: f"{rig}: emulation.faults: List should have at most 1000 items after validation, not 1001"
 
 
@@ -254,9 +255,42 @@ def _modbus_url_on_emulated(r: Rig):
     return lambda rig: f"{rig}: buses.power.url: on an emulated rig a modbus url is memory://NAME or rtu://emulated"
 
 
-def _power_fault_names_valves(r: Rig):
-    r.data["emulation"]["power_faults"] = [{"device": "valves", "kind": "silent"}]
-    return lambda rig: f"{rig}: emulation.power_faults[0].device: 'valves' is not a bms or pdu device of this rig"
+def _fault_target_unknown(r: Rig):
+    r.data["emulation"]["faults"] = [{"at_s": 1.0, "target": "valve", "fault": "silent"}]
+    return lambda rig: (f"{rig}: emulation.faults[0].target: 'valve' is not a device with an emulator in this rig "
+                        "(known: bms, mcu, pdu, radar_lr, radar_sr, valves)")
+
+
+def _fault_unknown_for_target(r: Rig):
+    r.data["emulation"]["faults"] = [{"at_s": 1.0, "target": "mcu", "fault": "silent"},
+                                     {"at_s": 2.0, "target": "valves", "fault": "mcu_silent"}]
+    return lambda rig: (f"{rig}: emulation.faults[1].fault: 'valves' has no fault 'mcu_silent' "
+                        "(known: reboot, silent, valve_stuck_closed)")
+
+
+def _fault_param_not_taken(r: Rig):
+    r.data["emulation"]["faults"] = [{"at_s": 1.0, "target": "mcu", "fault": "silent", "valve": 2}]
+    return lambda rig: f"{rig}: emulation.faults[0].valve: 'silent' takes no parameter 'valve' (takes: none)"
+
+
+def _fault_param_out_of_range(r: Rig):
+    r.data["emulation"]["faults"] = [{"at_s": 1.0, "target": "valves", "fault": "valve_stuck_closed", "valve": 8}]
+    return lambda rig: f"{rig}: emulation.faults[0].valve: must be in [0, 7], got 8"
+
+
+def _fault_param_string(r: Rig):
+    r.data["emulation"]["faults"] = [{"at_s": 1.0, "target": "mcu", "fault": "serial_garbage", "length": "64"}]
+    return lambda rig: f"{rig}: emulation.faults[0].length: must be an integer, got '64'"
+
+
+def _fault_window_on_instant(r: Rig):
+    r.data["emulation"]["faults"] = [{"at_s": 1.0, "until_s": 2.0, "target": "mcu", "fault": "estop_press"}]
+    return lambda rig: f"{rig}: emulation.faults[0].until_s: 'estop_press' is an instant event: it takes no until_s"
+
+
+def _fault_power_kind(r: Rig):
+    r.data["emulation"]["faults"] = [{"at_s": 1.0, "target": "bms", "fault": "alarm", "alarm_bits": -1}]
+    return lambda rig: f"{rig}: emulation.faults[0].alarm_bits: must be in [0, 4294967295], got -1"
 
 
 def _can_interface_not_virtual(r: Rig):
@@ -356,7 +390,14 @@ CASES: dict[str, Mutation] = {
     "valve_board_node_id_14": _node_id_14,
     "can_interface_on_emulated_rig": _can_interface_not_virtual,
     "modbus_url_on_emulated_rig": _modbus_url_on_emulated,
-    "power_fault_names_valves": _power_fault_names_valves,
+    # fault plan (docs/fault-plans.md)
+    "fault_target_unknown": _fault_target_unknown,
+    "fault_unknown_for_target": _fault_unknown_for_target,
+    "fault_param_not_taken": _fault_param_not_taken,
+    "fault_param_out_of_range": _fault_param_out_of_range,
+    "fault_param_string": _fault_param_string,
+    "fault_window_on_instant": _fault_window_on_instant,
+    "fault_power_param": _fault_power_kind,
     # budgets
     "stale_after_periods_100": _stale_periods_100,
     "heartbeat_1s_vs_watchdog": _heartbeat_1s,

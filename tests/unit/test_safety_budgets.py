@@ -148,10 +148,8 @@ def _thrusters(n):
      "buses: Dictionary should have at most 16 items after validation, not more"),
     (lambda d: d["devices"].update({f"m{i}": {"driver": "qiki_mcu", "bus": "mcu"} for i in range(27)}),
      "devices: Dictionary should have at most 32 items after validation, not more"),
-    (lambda d: d["emulation"].update(faults=[{"at_s": 1.0, "fault": "mcu_silent"}] * 1001),
+    (lambda d: d["emulation"].update(faults=[{"at_s": 1.0, "target": "mcu", "fault": "silent"}] * 1001),
      "emulation.faults: List should have at most 1000 items after validation, not 1001"),
-    (lambda d: d["emulation"].update(power_faults=[{"device": "bms", "kind": "silent"}] * 1001),
-     "emulation.power_faults: List should have at most 1000 items after validation, not 1001"),
     (lambda d: d["emulation"].update(obstacles=[{"x_m": 3.0, "y_m": 0.0}] * 257),
      "emulation.obstacles: List should have at most 256 items after validation, not 257"),
     (lambda d: d["controller"]["allocation"].update(axis_weights=[1.0] * 7),
@@ -169,7 +167,7 @@ def test_rig_lists_are_bounded(tmp_path, edit, message):
 
 
 def test_the_bounds_leave_room_for_the_limits(tmp_path):
-    accepted(tmp_path, lambda d: d["emulation"].update(faults=[{"at_s": 100.0, "fault": "mcu_silent"}] * 1000,
+    accepted(tmp_path, lambda d: d["emulation"].update(faults=[{"at_s": 100.0, "target": "mcu", "fault": "silent"}] * 1000,
                                                         obstacles=[{"x_m": 30.0, "y_m": 0.0}] * 256))
 
 
