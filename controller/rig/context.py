@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from controller.clock import Clock
     from controller.config import RigCfg
+    from controller.record.replay_ports import Ingress
     from controller.rig.fault_plan import FaultWiring
     from firmware_bridge.emulation.sim import Simulation
     from firmware_bridge.emulation.world import World
@@ -48,6 +49,8 @@ class BuildContext:
         ``emulator.fault_plan = faults.own_plan(device, emulator)`` when it steps its own
     options : dict, run options (``lr_replay``, ``sr_replay`` paths)
     closers : list of callables run at the end (reverse order)
+    ingress : Ingress or None; the flight record's taps, or a replay (then ``sim`` is None
+        and builders open no emulator; Modbus pollers come from ``ingress.replay_poller``)
     """
 
     cfg: RigCfg
@@ -67,3 +70,4 @@ class BuildContext:
     faults: FaultWiring | None = None
     options: BuildOptions = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    ingress: Ingress | None = None
