@@ -9,8 +9,9 @@ Record file naming
 ``run.mcap`` is the finished flight record. A recording in progress, or one a crash
 (SIGKILL, power cut) interrupted, is ``run.mcap.part``: the recorder renames it to
 ``run.mcap`` only once the summary and footer are written, so a ``run.mcap`` is always
-finished. ``qiki runs recover RUN`` reads ``run.mcap.part`` (or, for a file copied in by
-hand, an unfinished ``run.mcap``) tolerantly, writes the finished ``run.mcap`` (all
+finished (the convention; a run that writes ``run.mcap`` directly is handled too: an
+unfinished ``run.mcap`` is recovered in place). ``qiki runs recover RUN`` reads
+``run.mcap.part`` (or an unfinished ``run.mcap``) tolerantly, writes the finished ``run.mcap`` (all
 complete chunks: everything up to at most one chunk period, 0.5 s, before the cut) and
 keeps the original bytes as ``run.mcap.unfinished``.
 

@@ -11,13 +11,15 @@ recovered record gives the figures it can, never a crash:
     the ``rig.yaml`` attachment) around the emulated obstacles and the tracks' last
     positions.
 ``thrust_duty.png``
-    ``thrust_n_<i>`` and ``duty_pct_<i>`` per valve over time.
+    ``thrust_n_<i>`` (``/tick``) and ``duty_pct_<i>`` (``/valves``, else ``/tick``) per
+    valve over time.
 ``fsm.png``
     The FSM state over time, with the ``/events`` codes marked.
 ``battery.png``
     ``/power/bms`` ``soc_pct`` and ``voltage_v`` over time.
 ``loop.png``
-    Histogram and timeline of ``period_error_s`` with the overrun ticks marked.
+    Histogram and timeline of ``period_error_s`` (``/loop``, else ``/tick``; real-time
+    runs only) with the overrun ticks marked.
 
 The figures use :class:`matplotlib.figure.Figure` directly (no ``pyplot``: no global
 state, no GUI backend; PNGs are rendered by Agg).
@@ -70,6 +72,8 @@ class _Data:
     """The topics the figures read, loaded once."""
 
     ticks: list[_Row]
+    valves: list[_Row]
+    loop: list[_Row]
     events: list[_Row]
     bms: list[_Row]
     tracks: dict[str, list[_Row]]
@@ -116,6 +120,8 @@ def _load(rec: FlightRecord) -> _Data:
     tracks = {t: rec.topic(t) for t in topics if re.fullmatch(r"/radar/[^/]+/tracks", t)}
     return _Data(
         ticks=rec.topic("/tick") if "/tick" in topics else [],
+        valves=rec.topic("/valves") if "/valves" in topics else [],
+        loop=rec.topic("/loop") if "/loop" in topics else [],
         events=rec.topic("/events") if "/events" in topics else [],
         bms=rec.topic("/power/bms") if "/power/bms" in topics else [],
         tracks=tracks,
@@ -207,13 +213,15 @@ def _indexed_keys(rows: Sequence[_Row], prefix: str) -> list[str]:
 
 def _thrust_duty(d: _Data, title: str):  # noqa: ANN202
     thrust = _indexed_keys(d.ticks, "thrust_n_")
-    duty = _indexed_keys(d.ticks, "duty_pct_")
+    duty_rows = d.valves if _indexed_keys(d.valves, "duty_pct_") else d.ticks
+    duty = _indexed_keys(duty_rows, "duty_pct_")
     if not thrust and not duty:
-        raise _NoData("no thrust_n_<i> or duty_pct_<i> in /tick")
+        raise _NoData("no thrust_n_<i> in /tick, no duty_pct_<i> in /valves or /tick")
     fig, axes = _figure(2, 1, size=(10.0, 6.5))
-    for ax, keys, label in ((axes[0][0], thrust, "thrust (N)"), (axes[1][0], duty, "duty (%)")):
+    for ax, rows, keys, label in ((axes[0][0], d.ticks, thrust, "thrust (N)"),
+                                  (axes[1][0], duty_rows, duty, "duty (%)")):
         for k in keys:
-            t, v = _series(d.ticks, k)
+            t, v = _series(rows, k)
             ax.plot(t, v, lw=0.8, label=k.rsplit("_", 1)[1])
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
@@ -278,11 +286,12 @@ def _battery(d: _Data, title: str):  # noqa: ANN202
 
 
 def _loop(d: _Data, title: str):  # noqa: ANN202
-    t, err = _series(d.ticks, "period_error_s")
+    rows = d.loop if any("period_error_s" in r for r in d.loop[:50]) else d.ticks
+    t, err = _series(rows, "period_error_s")
     if not err:
-        raise _NoData("no period_error_s in /tick")
+        raise _NoData("no period_error_s in /loop or /tick (a lockstep run has no loop timing)")
     err_us = [e * 1e6 for e in err]
-    over = [(_num(r.get("t_s")), r) for r in d.ticks if r.get("overrun") is True]
+    over = [(_num(r.get("t_s")), r) for r in rows if r.get("overrun") is True]
     over_t = [ot for ot, _ in over if ot is not None]
     fig, axes = _figure(1, 2, size=(11.0, 4.5))
     h, tl = axes[0][0], axes[0][1]
@@ -292,9 +301,8 @@ def _loop(d: _Data, title: str):  # noqa: ANN202
     h.set_ylabel("ticks")
     h.set_title("period error histogram")
     tl.plot(t, err_us, lw=0.5, label="period error")
-    _, dur = _series(d.ticks, "tick_duration_s")
+    td, dur = _series(rows, "tick_duration_s")
     if dur:
-        td, _ = _series(d.ticks, "tick_duration_s")
         tl.plot(td, [x * 1e6 for x in dur], lw=0.5, alpha=0.6, label="tick duration")
     if over_t:
         ymax = max(err_us) if err_us else 1.0

@@ -41,8 +41,11 @@ RIG = b"name: r\nradar: {keep_out_radius_m: 0.6}\nemulation:\n  obstacles:\n    
 
 
 def make_run(folder: Path, *, seconds: float = 6.0, sparse: bool = False, finish: bool = True,
-             summary: bool = True, name: str = "run.mcap") -> Path:
-    """A run folder with a flight record of the contract topics (sparse: /tick with pose and state only)."""
+             summary: bool = True, name: str = "run.mcap", split: bool = False) -> Path:
+    """A run folder with a flight record of the contract topics (sparse: /tick with pose and state only).
+
+    split: duties on /valves and loop timing on /loop (the layout of controller.record.flight_log).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     rec = FlightRecorder(path, realtime=False)
@@ -51,6 +54,9 @@ def make_run(folder: Path, *, seconds: float = 6.0, sparse: bool = False, finish
         ev_ch = rec.channel("/events", "qiki.Event", EVENT_SCHEMA)
         bms_ch = rec.channel("/power/bms", "qiki.Bms", BMS_SCHEMA)
         trk_ch = rec.channel("/radar/radar_lr/tracks", "qiki.Tracks", TRACKS_SCHEMA)
+        if split:
+            valves_ch = rec.channel("/valves", "qiki.Valves", OBJ)
+            loop_ch = rec.channel("/loop", "qiki.Loop", OBJ)
         rec.attach("rig.yaml", RIG, "application/yaml")
         rec.attach("mission.yaml", MISSION, "application/yaml")
     n = int(seconds * 100)
@@ -72,6 +78,9 @@ def make_run(folder: Path, *, seconds: float = 6.0, sparse: bool = False, finish
                       "overrun": k % 250 == 0})
             m.update({f"thrust_n_{i}": 0.1 * i if state == "active" else 0.0 for i in range(K)})
             m.update({f"duty_pct_{i}": 10.0 * i if state == "active" else 0.0 for i in range(K)})
+        if split and not sparse:
+            rec.write(valves_ch, t_ns, {"tick": k, "t_s": t, **{f"duty_pct_{i}": m.pop(f"duty_pct_{i}") for i in range(K)}})
+            rec.write(loop_ch, t_ns, {"tick": k, "t_s": t, **{f: m.pop(f) for f in ("period_error_s", "tick_duration_s", "overrun")}})
         rec.write(tick_ch, t_ns, m)
         if not sparse and k % 20 == 0:
             rec.write(bms_ch, t_ns, {"tick": k, "t_s": t, "soc_pct": 90 - t * 0.1, "voltage_v": 26.7 - t * 0.01,
@@ -163,9 +172,10 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, monkeypatch, argv, what)
     assert len(err.strip().splitlines()) == 1 and what in err and "Traceback" not in err, err
 
 
-def test_plot_writes_every_figure_of_a_full_record(tmp_path, capsys):
+@pytest.mark.parametrize("split", [False, True])
+def test_plot_writes_every_figure_of_a_full_record(tmp_path, capsys, split):
     folder = tmp_path / "run"
-    make_run(folder)
+    make_run(folder, split=split)
     assert main(["plot", str(folder)]) == 0
     out = capsys.readouterr().out
     names = {"trajectory.png", "thrust_duty.png", "fsm.png", "battery.png", "loop.png"}
