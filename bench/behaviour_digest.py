@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from controller.run import WALL_CLOCK_KEYS, RunOptions, run_main_job  # noqa: E402
 
-LR_LOG = ROOT.parent / "shared" / "data" / "real" / "can" / "ars408" / "candump-2026-06-24_154259.log"
+LR_LOG = (ROOT.parent / "shared").resolve() / "data" / "real" / "can" / "ars408" / "candump-2026-06-24_154259.log"
 
 
 def _strip(summary: dict, dotted: str) -> None:

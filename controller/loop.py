@@ -193,10 +193,14 @@ class FixedRateLoop:
     keep_ticks : bool, optional
         Real time: also keep every tick's samples in :attr:`stats` (benches; memory
         grows with the run, see :class:`LoopStats`).
+    on_timing : callable ``(k, start_s, period_error_s, duration_s, overrun) -> None``, optional
+        Real time: told after every tick (the flight record's ``/loop`` channel); ``k``
+        is the executed tick's index, ``overrun`` True when it ended past the next deadline.
     """
 
     def __init__(self, clock: Clock, rate_hz: float, advance: Callable[[float, float], None] | None = None,
-                 keep_ticks: bool = False) -> None:
+                 keep_ticks: bool = False,
+                 on_timing: Callable[[int, float, float, float, bool], None] | None = None) -> None:
         if not rate_hz > 0:
             raise ValueError("rate_hz must be > 0")
         self.clock = clock
@@ -206,6 +210,7 @@ class FixedRateLoop:
         self.lockstep = isinstance(clock, SimClock)
         self.stats = LoopStats(keep_ticks=keep_ticks)
         self._recent_overruns: deque[float] = deque()
+        self.on_timing = on_timing
 
     def overruns_last_second(self, now_s: float) -> int:
         """Return the number of overruns whose tick started within 1 s before ``now_s``.
@@ -300,9 +305,12 @@ class FixedRateLoop:
                 break
             k += 1
             next_deadline = t0 + k * self.period_s
-            if end > next_deadline:
+            overrun = end > next_deadline
+            if overrun:
                 self.stats.overruns += 1
                 self._recent_overruns.append(start)
                 k_next = math.floor((end - t0) / self.period_s) + 1
                 self.stats.skipped_deadlines += k_next - k
                 k = k_next
+            if self.on_timing is not None:
+                self.on_timing(self.stats.ticks - 1, start, error_us * 1e-6, duration_us * 1e-6, overrun)

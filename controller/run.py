@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
+import logging
 import math
 import os
 import signal
@@ -31,11 +32,13 @@ from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, EXI
 from controller.loop import FixedRateLoop, LoopStats
 from controller.operator import LINGER_S, SAFE_STATES, OperatorScript, safe_reason
 from controller.record.run_record import RunRecord, write_json_atomic
+from controller.record.session import FlightSession, open_flight_record
 from controller.record.summary import WALL_CLOCK_KEYS, build_summary
 from controller.rig import BuiltRig, build_rig, check_rig
 from controller.rt_knobs import RealtimeKnobsReport, apply_realtime_knobs, skipped_report
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
+from controller.vehicle.telemetry import tick_record, valves_record
 from hal.errors import DeviceUnavailableError, HalError, one_line
 
 __all__ = ["LINGER_S", "SAFE_STATES", "WALL_CLOCK_KEYS", "OperatorScript", "RunOptions", "build_summary",
@@ -43,6 +46,9 @@ __all__ = ["LINGER_S", "SAFE_STATES", "WALL_CLOCK_KEYS", "OperatorScript", "RunO
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+log = logging.getLogger(__name__)
+log.addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -66,6 +72,12 @@ class RunOptions:
     #: (not when a tick raised); for benches, not the CLI. Setting it makes the loop keep
     #: every tick's period error, duration and start (memory grows with the run).
     on_loop_stats: Callable[[LoopStats], None] | None = None
+    #: Write the flight record ``run.mcap`` (issue 12); False for benches that measure
+    #: the cost of recording.
+    record: bool = True
+    #: Replay (``qiki replay``): the recorded inputs and the sink of the replayed outputs;
+    #: the rig is built with replay ports, no emulator and no world.
+    replay: FlightSession | None = None
 
 
 def _progress(vehicle: Vehicle, now_s: float) -> str:
@@ -198,8 +210,12 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
     folder = prepare_run_folder(opts.runs_dir)
     # before the build: threads started by the build inherit the scheduling policy
     knobs_cfg = rig_cfg.controller.realtime
-    knobs = apply_realtime_knobs(knobs_cfg) if opts.realtime else skipped_report(knobs_cfg, "lockstep run")
+    knobs = (apply_realtime_knobs(knobs_cfg) if opts.realtime and opts.replay is None
+             else skipped_report(knobs_cfg, "replay" if opts.replay is not None else "lockstep run"))
     record = RunRecord(folder)
+    flight = opts.replay if opts.replay is not None else (
+        _open_flight(opts, folder, rig_cfg, rig_path) if opts.record else None)
+    event_sink = flight.event_sink(record.event) if flight is not None else record.event
     can_names = [n for n, b in rig_cfg.buses.items() if b.kind == "can"]
     loop_ref: dict[str, FixedRateLoop] = {}
 
@@ -218,13 +234,14 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                     rig_cfg,
                     rig_path,
                     mission=mission_cfg,
-                    record=record.event,
+                    record=event_sink,
                     realtime=opts.realtime,
                     seed=opts.seed,
                     can_loggers=loggers,
                     loop_overruns=overruns,
                     options=replay,
                     checked=checked,
+                    ingress=flight.ingress() if flight is not None else None,
                 )
                 stop_req.abort_enabled = False
             except (ControllerError, HalError) as exc:
@@ -239,7 +256,7 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                 stop_req.abort_enabled = False
                 name = signal.Signals(exc.signum).name
                 status = SIGNAL_EXIT.get(exc.signum, 130)
-                record.event(-1, 0.0, "shutdown", reason=f"interrupted ({name}) while the rig was built")
+                event_sink(-1, 0.0, "shutdown", reason=f"interrupted ({name}) while the rig was built")
                 summary: dict[str, Any] = {
                     "result": f"interrupted ({name}) before the first tick", "final_state": None,
                     "rig": rig_cfg.name, "seed": opts.seed, "realtime": opts.realtime,
@@ -249,21 +266,47 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                 if opts.summary_json:
                     write_json_atomic(Path(opts.summary_json), summary)
                 return status, summary, folder
-            return _fly(opts, built, record, folder, stop_req, loop_ref, console, knobs)
+            return _fly(opts, built, record, folder, stop_req, loop_ref, console, knobs, flight)
     finally:
         if built is not None:
             built.close()
+        if flight is not None:
+            _close_flight(flight)
         record.close()
         knobs.restore()
 
 
+def replay_options(opts: RunOptions) -> dict[str, Any]:
+    """Return the run options a replay needs, as written in the flight record's metadata."""
+    return {"rig": opts.rig, "mission": opts.mission, "realtime": opts.realtime, "duration_s": opts.duration_s,
+            "seed": opts.seed, "arm": opts.arm, "lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay}
+
+
+def _open_flight(opts: RunOptions, folder: Path, rig_cfg: Any, rig_path: Path) -> FlightSession:
+    extra = [Path(p) for p in (opts.lr_replay, opts.sr_replay) if p]
+    return open_flight_record(folder, realtime=opts.realtime, rig=rig_cfg, rig_path=rig_path,
+                              mission_path=opts.mission, options=replay_options(opts), extra_files=extra)
+
+
+def _close_flight(flight: FlightSession) -> None:
+    try:
+        flight.close()
+    except Exception as exc:  # noqa: BLE001 - the summary is already written; say it, lose nothing else
+        log.error("flight record %s not finished: %s", flight.path, one_line(exc))
+
+
 def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, stop_req: StopRequest,
          loop_ref: dict[str, FixedRateLoop], console: Console | None,
-         knobs: RealtimeKnobsReport) -> tuple[int, dict[str, Any], Path]:
+         knobs: RealtimeKnobsReport, flight: FlightSession | None = None) -> tuple[int, dict[str, Any], Path]:
     """Run the loop of :func:`run_main_job`, its safe stop and its verdict."""
     vehicle = built.vehicle
+    on_timing = None
+    if flight is not None and opts.realtime:
+        def on_timing(k: int, start_s: float, error_s: float, duration_s: float, overrun: bool) -> None:
+            flight.put("/loop", {"tick": k, "t_s": start_s, "period_error_s": error_s,
+                                 "tick_duration_s": duration_s, "overrun": overrun})
     loop = FixedRateLoop(built.clock, built.cfg.controller.rate_hz, advance=None if opts.realtime else built.advance,
-                         keep_ticks=opts.on_loop_stats is not None)
+                         keep_ticks=opts.on_loop_stats is not None, on_timing=on_timing)
     loop_ref["loop"] = loop
     script = OperatorScript()
     duration_ran_out = False
@@ -277,11 +320,25 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         live = Live(Text("starting"), console=console, refresh_per_second=4, transient=True)
         live.start()
 
+    last_tick: list[float] = [0, 0.0]
+
     def tick(k: int, now_s: float, dt_s: float) -> bool:
         nonlocal duration_ran_out, disarm_sent
+        last_tick[0], last_tick[1] = k, now_s
+        if flight is not None:
+            flight.begin_tick(k, now_s)
+            if flight.replay is not None:
+                sig = flight.replay.at("/in/stop", k, 0)
+                if sig is not None and not stop_req.requested:
+                    stop_req.request(signal.Signals[str(sig["signal"])].value)
         if stop_req.requested and vehicle.shutdown_reason is None:
+            if flight is not None:
+                flight.put("/in/stop", {"tick": k, "call": 0, "signal": stop_req.name or ""})
             vehicle.begin_shutdown(f"interrupted ({stop_req.name})", now_s)
         vehicle.tick(k, now_s, dt_s)
+        if flight is not None:
+            flight.put("/tick", tick_record(vehicle))
+            flight.put("/valves", valves_record(vehicle))
         if vehicle.shutdown_reason is not None:
             st = vehicle.shutdown_status(now_s)
             return not (st.complete or now_s - st.started_s >= SHUTDOWN_TIMEOUT_S - 1e-9)
@@ -333,6 +390,8 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         if live is not None:
             live.stop()
     record.flush()  # what the loop logged reaches the OS before the (bounded) closing waits
+    if flight is not None:
+        flight.begin_tick(int(last_tick[0]) + 1, last_tick[1])  # the teardown's records
     built.close()
     if opts.on_loop_stats is not None and forced is None:
         opts.on_loop_stats(stats)

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from controller.cli import modbus, radar
+from controller.cli import modbus, radar, replay
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, HELP_TEXT
 from hal.errors import one_line
 
@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     # The device verbs, each module with its add_parser(subparsers).
     radar.add_parser(sub)
     modbus.add_parser(sub)
+    replay.add_parser(sub)
     return p
 
 

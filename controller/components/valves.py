@@ -64,6 +64,8 @@ class ValveBoardComponent(ComponentBase):
         self.foreign_command_s: float | None = None
         #: True when this tick's frame (if any) commanded every valve to zero.
         self.last_frame_zero = False
+        #: Duty per valve (%) of the last command built by :meth:`write` (telemetry).
+        self.last_duty_pct: list[float] = [0.0] * n_valves
         self._was_allowed = False
 
     # ------------------------------------------------------------------ bus handler
@@ -135,6 +137,7 @@ class ValveBoardComponent(ComponentBase):
         if per_thruster is not None:
             for i, v in enumerate(self.thruster_valves):
                 duty[v] = per_thruster[i]
+        self.last_duty_pct = duty
         if self.foreign_command_s is None:  # B09: our TX to the board stops for good
             self.port.send(self.driver.command_frame(duty), view.now_s)
             self.last_frame_zero = not any(duty)

@@ -41,6 +41,7 @@ from controller.config import (
 from controller.control import PoseGains
 from controller.errors import opening
 from controller.mission import MissionExecutor
+from controller.record.replay_ports import Ingress
 from controller.rig import power as power_room
 from controller.rig import radar as radar_room
 from controller.rig import tank as tank_room
@@ -49,6 +50,7 @@ from controller.rig.context import BuildContext
 from controller.safety.output_guard import OutputGuard
 from controller.vehicle import PoseControl, Vehicle
 from firmware_bridge.protocols.firmware_version import parse_version
+from hal.clock import Clock
 
 if TYPE_CHECKING:
     import can
@@ -120,6 +122,7 @@ def build_rig(
     loop_overruns=None,
     options: dict[str, Any] | None = None,
     checked: CheckedRig | None = None,
+    ingress: Ingress | None = None,
 ) -> BuiltRig:
     """Build a rig ready to run.
 
@@ -143,6 +146,11 @@ def build_rig(
         ``(now_s) -> int`` overruns in the last second, from the loop.
     options : dict, optional
         Run options for the component builders (``lr_replay``, ``sr_replay``: recording paths).
+    checked : CheckedRig, optional
+        What :func:`check_rig` computed for this rig (checked here when None).
+    ingress : Ingress, optional
+        The flight record's taps (every port tapped), or a replay (replay ports instead
+        of the buses, no emulator and no world; :mod:`controller.record.replay_ports`).
 
     Raises
     ------
@@ -153,10 +161,13 @@ def build_rig(
     if checked is None:
         checked = check_rig(rig, rig_path, options=options)
     # frozen until the loop starts: the build's duration never eats the POST budget
-    clock = MonotonicClock(frozen=True) if realtime else SimClock()
+    clock: Clock = MonotonicClock(frozen=True) if realtime else SimClock()
+    if ingress is not None:
+        clock = ingress.clock(clock, realtime)
     closers: list[Any] = []
     try:
-        return _build(checked, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers)
+        return _build(checked, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers,
+                      ingress)
     except BaseException:
         # Nothing half-built outlives a refused rig: close what was opened, newest first.
         for close in reversed(closers):
@@ -168,7 +179,7 @@ def build_rig(
 
 
 def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock,
-           closers) -> BuiltRig:
+           closers, ingress: Ingress | None) -> BuiltRig:
     """Body of :func:`build_rig` from a checked rig; everything it opens is in ``closers``."""
     from controller.fsm import FsmEngine
     from firmware_bridge.emulation.qiki_mcu import McuEmulator
@@ -183,7 +194,8 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     rig = checked.cfg
     rig_path = checked.path
     name = str(rig_path)
-    emu = rig.emulation
+    # a replay builds no emulator and no world: its ports give back the recorded inputs
+    emu = rig.emulation if ingress is None or not ingress.replaying else None
     run_tag = uuid.uuid4().hex[:8]
 
     fsm_model = checked.fsm
@@ -202,7 +214,13 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
                 channel = f"{bus.channel}-{run_tag}"
             can_channels[bus_name] = channel
             with opening(name, f"buses.{bus_name}"):
-                host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps)
+                if ingress is None:
+                    host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps)
+                else:
+                    def open_host(b: CanBusCfg = bus, c: str = channel) -> can.BusABC:
+                        return open_can_bus(b.interface, c, b.bitrate_bps)
+
+                    host_bus = ingress.can_bus(bus_name, open_host)
             closers.append(host_bus.shutdown)
             logger = (can_loggers or {}).get(bus_name)
             ports[bus_name] = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick,
@@ -213,7 +231,9 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
                 emu_can[bus_name] = dev_bus
         elif isinstance(bus, SerialBusCfg):
             host_link: SerialLink
-            if emu is not None:
+            if ingress is not None and ingress.replaying:
+                host_link = ingress.replay_link(bus_name)
+            elif emu is not None:
                 if realtime:
                     master, slave_path = open_pty_pair()
                     closers.append(master.close)
@@ -226,6 +246,8 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
                 with opening(name, f"buses.{bus_name}"):
                     host_link = PySerialLink(bus.url, bus.baudrate, write_timeout_s=bus.write_timeout_s)
             closers.append(host_link.close)
+            if ingress is not None and not ingress.replaying:
+                host_link = ingress.serial_link(bus_name, host_link)
             serial_links[bus_name] = host_link
         # Modbus buses are built by the power integration (issue 5); nothing to open yet.
 
@@ -316,6 +338,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         world=world,
         options=dict(options or {}),
         closers=closers,
+        ingress=ingress,
     )
     components: list[Component] = []
     for build_family in COMPONENT_BUILDERS.values():

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from controller.record.replay_ports import Ingress
     from hal.can.codec import DbcCodec
 
 
@@ -33,6 +34,8 @@ class BuildContext:
     world : World or None
     options : dict, run options (``lr_replay``, ``sr_replay`` paths)
     closers : list of callables run at the end (reverse order)
+    ingress : Ingress or None; the flight record's taps, or a replay (then ``sim`` is None
+        and builders open no emulator; Modbus pollers come from ``ingress.replay_poller``)
     """
 
     cfg: Any
@@ -51,3 +54,4 @@ class BuildContext:
     world: Any
     options: dict[str, Any] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    ingress: Ingress | None = None

@@ -64,6 +64,12 @@ class PoseControl:
         self.failed_thrusters: set[int] = set()
         self.failures_handled: list[dict[str, object]] = []
         self._span_reason: str | None = None
+        #: The last allocating tick's setpoint (x_m, y_m, yaw_rad; world frame), body-frame
+        #: wrench demand (fx_n, fy_n, mz_nm), achieved wrench and saturation (telemetry).
+        self.last_setpoint: tuple[float, float, float] | None = None
+        self.last_wrench: tuple[float, float, float] | None = None
+        self.last_achieved: tuple[float, float, float] | None = None
+        self.last_saturated = False
 
     def step(self, view: TickView) -> ControlStep:
         """Per tick, in ``allocate``: the thrust demand (N,) in N, or None without a pose."""
@@ -76,14 +82,20 @@ class PoseControl:
         reached = self.mission.waypoints_reached - 1 if prog.reached_now else None
         if prog.complete:
             return ControlStep(None, reached, mission_complete=True)
-        result = self.allocator.allocate(pose_pd_wrench(self.gains, pose, vel, prog.setpoint))
+        wrench = pose_pd_wrench(self.gains, pose, vel, prog.setpoint)
+        result = self.allocator.allocate(wrench)
         thrust = [float(v) for v in result.thrust_n]
         self.alloc_ticks += 1
+        self.last_setpoint, self.last_wrench = prog.setpoint, wrench
         un = getattr(result, "unallocated_wrench", None)
         if un is not None:
             self.unallocated_sq += float(sum(float(v) * float(v) for v in un))
+            self.last_achieved = (wrench[0] - float(un[0]), wrench[1] - float(un[1]), wrench[2] - float(un[2]))
+        else:
+            self.last_achieved = None
         sat = getattr(result, "saturated", None)
-        if sat is not None and any(bool(s) for s in sat):
+        self.last_saturated = sat is not None and any(bool(s) for s in sat)
+        if self.last_saturated:
             self.saturated_ticks += 1
         return ControlStep(thrust, reached)
 

@@ -1,6 +1,6 @@
 """Safety budgets are bounded data (issue 10, part 6) and every list has a length bound
 (part 7): each bound at its edge, accepted on one side and refused with one exact line on
-the other (``controller/config.py`` module docstring lists them with their sources)."""
+the other (``controller/config/common.py`` module docstring lists them with their sources)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,208 @@
+"""The flight log: topics and JSON Schemas of ``run.mcap``, fed by the taps and the tick.
+
+:class:`FlightLog` is the :class:`~controller.record.taps.IngressSink` of a recorded run:
+it registers each topic's channel with its JSON Schema the first time the topic is used
+and writes every record at the log time of the tick that produced it (the run clock).
+:class:`MemorySink` keeps the records of a replay in memory for the comparison.
+
+Topic families (docs/flight-record.md):
+
+=========================  ==========================================================
+``/in/can/<bus>``          every frame the controller received (or the receive error)
+``/in/can/<bus>/state``    the bus state as the port read it, when it changed
+``/in/can/<bus>/flush``    the outcome of each TX-buffer flush
+``/out/can/<bus>``         every frame sent, with the outcome
+``/in/serial/<link>``      every non-empty read (or error)
+``/out/serial/<link>``     every write, with the count accepted (or error)
+``/in/modbus/<dev>``       every new snapshot the tick read
+``/in/modbus/<dev>/ticket``  a write's result, when the tick first saw it
+``/out/modbus/<dev>``      every write request (relay commands)
+``/in/clock``              real time: every control-thread clock reading
+``/in/stop``               a stop signal, at the tick that took it
+``/tick``                  telemetry of each tick (flat scalars, for plotting)
+``/loop``                  real time: each tick's period error and duration
+``/events``                every event of ``events.jsonl``, with its code
+``/valves``                the duty command per valve, per tick
+``/power/bms``             per new BMS sample: SoC, voltage, current and age
+``/radar/<name>/tracks``   per radar cycle: the tracks (world frame)
+=========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Protocol
+
+from controller.record.taps import Record, TickCursor
+
+_log = logging.getLogger(__name__)
+_log.addHandler(logging.NullHandler())
+
+_TICK_CALL = {"tick": {"type": "integer"}, "call": {"type": "integer", "minimum": 0}}
+_ERROR = {"error_type": {"type": "string"}, "error": {"type": "string"}}
+_FLOATISH = {"type": ["number", "string"]}  # finite floats, or "nan"/"inf"/"-inf"
+
+_FRAME = {
+    "id": {"type": "integer", "minimum": 0, "maximum": 0x1FFFFFFF}, "ext": {"type": "boolean"},
+    "rtr": {"type": "boolean"}, "err": {"type": "boolean"}, "fd": {"type": "boolean"},
+    "brs": {"type": "boolean"}, "esi": {"type": "boolean"}, "dlc": {"type": "integer", "minimum": 0, "maximum": 64},
+    "data": {"type": "string", "pattern": "^([0-9a-f]{2})*$"},
+}
+
+
+def _obj(title: str, props: dict[str, object], required: list[str]) -> dict[str, object]:
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, "type": "object",
+            "properties": props, "required": required}
+
+
+SCHEMAS: dict[str, tuple[str, dict[str, object]]] = {
+    "can_rx": ("qiki.CanRx", _obj("CAN frame received, or the receive error",
+                                  {**_TICK_CALL, **_FRAME, **_ERROR}, ["tick", "call"])),
+    "can_tx": ("qiki.CanTx", _obj("CAN frame sent, with the outcome",
+                                  {**_TICK_CALL, **_FRAME, "ok": {"type": "boolean"}, **_ERROR},
+                                  ["tick", "call", "id", "dlc", "data", "ok"])),
+    "can_state": ("qiki.CanState", _obj("CAN bus state as read by the port",
+                                        {**_TICK_CALL, "state": {"type": ["string", "null"]}, **_ERROR},
+                                        ["tick", "call", "state"])),
+    "can_flush": ("qiki.CanFlush", _obj("TX-buffer flush outcome", {**_TICK_CALL, "ok": {"type": "boolean"}, **_ERROR},
+                                        ["tick", "call", "ok"])),
+    "serial_rx": ("qiki.SerialRx", _obj("bytes read from a serial link, or the read error",
+                                        {**_TICK_CALL, "data": {"type": "string", "pattern": "^([0-9a-f]{2})*$"},
+                                         **_ERROR}, ["tick", "call"])),
+    "serial_tx": ("qiki.SerialTx", _obj("bytes written to a serial link",
+                                        {**_TICK_CALL, "data": {"type": "string", "pattern": "^([0-9a-f]{2})*$"},
+                                         "n": {"type": "integer", "minimum": 0}, **_ERROR},
+                                        ["tick", "call", "data"])),
+    "modbus_snapshot": ("qiki.ModbusSnapshot", _obj(
+        "a Modbus device snapshot the tick read (values of the last good poll, counters)",
+        {**_TICK_CALL, "values": {"type": "object"}, "sample_time_s": {"type": ["number", "string", "null"]},
+         "stale_after_s": _FLOATISH, "stale_after_polls": {"type": "integer"},
+         "polls_ok": {"type": "integer"}, "polls_failed": {"type": "integer"},
+         "consecutive_failures": {"type": "integer"}, "deadline_misses": {"type": "integer"},
+         "transactions": {"type": "integer"}, "failures_by_kind": {"type": "object"},
+         "last_failure": {"type": ["object", "null"]}},
+        ["tick", "call", "values", "sample_time_s", "polls_ok", "polls_failed"])),
+    "modbus_ticket": ("qiki.ModbusWriteResult", _obj(
+        "a Modbus write's result when the tick first saw it",
+        {**_TICK_CALL, "seq": {"type": "integer"}, "ok": {"type": "boolean"}, "reason": {"type": "string"},
+         "readback": {}, "failure": {"type": ["object", "null"]}}, ["tick", "call", "seq", "ok"])),
+    "modbus_write": ("qiki.ModbusWrite", _obj(
+        "a Modbus write request", {**_TICK_CALL, "seq": {"type": "integer"}, "quantity": {"type": "string"},
+                                   "value": {}}, ["tick", "call", "seq", "quantity", "value"])),
+    "clock": ("qiki.ClockReading", _obj("a control-thread reading of the run clock",
+                                        {**_TICK_CALL, "s": {"type": "number"}, "ns": {"type": "integer"}},
+                                        ["tick", "call"])),
+    "stop": ("qiki.StopSignal", _obj("a stop signal taken at a tick",
+                                     {**_TICK_CALL, "signal": {"type": "string"}}, ["tick", "call", "signal"])),
+    "tick": ("qiki.Tick", {**_obj("telemetry of one tick (world frame; NaN when unknown is written as null)",
+                                  {"tick": {"type": "integer"}, "t_s": {"type": "number"},
+                                   "state": {"type": "string"}, "armed": {"type": "boolean"}},
+                                  ["tick", "t_s", "state", "armed"]),
+                           "additionalProperties": {"type": ["number", "boolean", "string", "null"]}}),
+    "loop": ("qiki.LoopTiming", _obj("real-time loop timing of one tick",
+                                     {"tick": {"type": "integer"}, "t_s": {"type": "number"},
+                                      "period_error_s": {"type": "number"}, "tick_duration_s": {"type": "number"},
+                                      "overrun": {"type": "boolean"}},
+                                     ["tick", "t_s", "period_error_s", "tick_duration_s", "overrun"])),
+    "event": ("qiki.Event", {**_obj("an event of the run (events.jsonl) with its code",
+                                    {"tick": {"type": "integer"}, "t_s": {"type": "number"},
+                                     "code": {"type": "integer", "minimum": 100, "maximum": 999},
+                                     "kind": {"type": "string"}, "text": {"type": "string"}},
+                                    ["tick", "t_s", "code", "kind", "text"])}),
+    "valves": ("qiki.ValveCommand", {**_obj("the duty command per valve (percent of the PWM period)",
+                                            {"tick": {"type": "integer"}, "t_s": {"type": "number"}},
+                                            ["tick", "t_s"]),
+                                     "additionalProperties": {"type": ["number", "boolean"]}}),
+    "bms": ("qiki.BmsSample", {**_obj("a BMS sample as the tick saw it",
+                                      {"tick": {"type": "integer"}, "t_s": {"type": "number"},
+                                       "age_s": {"type": "number"}}, ["tick", "t_s", "age_s"]),
+                               "additionalProperties": {"type": ["number", "null"]}}),
+    "tracks": ("qiki.RadarTracks", _obj("the tracks of one radar cycle (world frame)",
+                                        {"tick": {"type": "integer"}, "t_s": {"type": "number"},
+                                         "count": {"type": "integer"},
+                                         "tracks": {"type": "array", "items": {"type": "object"}}},
+                                        ["tick", "t_s", "count", "tracks"])),
+}
+
+
+def schema_key(topic: str) -> str:
+    """Return the :data:`SCHEMAS` key of a topic.
+
+    Raises
+    ------
+    KeyError
+        For a topic of no known family.
+    """
+    parts = topic.strip("/").split("/")
+    head = parts[0]
+    if head in ("in", "out") and len(parts) >= 3:
+        family, last = parts[1], parts[-1]
+        if family == "can":
+            if head == "out":
+                return "can_tx"
+            return {"state": "can_state", "flush": "can_flush"}.get(last, "can_rx") if len(parts) == 4 else "can_rx"
+        if family == "serial":
+            return "serial_rx" if head == "in" else "serial_tx"
+        if family == "modbus":
+            if head == "out":
+                return "modbus_write"
+            return "modbus_ticket" if len(parts) == 4 and last == "ticket" else "modbus_snapshot"
+    if topic == "/in/clock":
+        return "clock"
+    if topic == "/in/stop":
+        return "stop"
+    simple = {"/tick": "tick", "/loop": "loop", "/events": "event", "/valves": "valves", "/power/bms": "bms"}
+    if topic in simple:
+        return simple[topic]
+    if head == "radar" and parts[-1] == "tracks":
+        return "tracks"
+    raise KeyError(f"no schema for topic {topic!r}")
+
+
+class Recorder(Protocol):
+    """What the flight log needs of the MCAP writer (:class:`controller.record.flight.FlightRecorder`)."""
+
+    def channel(self, topic: str, schema_name: str, schema: dict[str, object]) -> int:
+        """Register a JSON channel; return its id."""
+        ...
+
+    def write(self, channel_id: int, log_time_ns: int, message: Mapping[str, object]) -> None:
+        """Write one message (never blocks the tick in real time)."""
+        ...
+
+
+class FlightLog:
+    """Sink of every record of a run: the channel of each topic, written at the tick's time.
+
+    Parameters
+    ----------
+    recorder : Recorder
+        The MCAP writer.
+    cursor : TickCursor
+        Gives the log time (the tick's start on the run clock).
+    """
+
+    def __init__(self, recorder: Recorder, cursor: TickCursor) -> None:
+        self.recorder = recorder
+        self.cursor = cursor
+        self._channels: dict[str, int] = {}
+
+    def put(self, topic: str, record: Record) -> None:
+        """Write ``record`` on ``topic`` at the current tick's time."""
+        ch = self._channels.get(topic)
+        if ch is None:
+            name, schema = SCHEMAS[schema_key(topic)]
+            ch = self._channels[topic] = self.recorder.channel(topic, name, schema)
+        self.recorder.write(ch, self.cursor.now_ns, record)
+
+
+class MemorySink:
+    """Records kept in memory, in order (a replay's outputs; tests)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, Record]] = []
+
+    def put(self, topic: str, record: Record) -> None:
+        """Append ``(topic, record)``."""
+        self.records.append((topic, record))

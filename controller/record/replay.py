@@ -1,0 +1,218 @@
+"""``qiki replay RUN --check``: the recorded inputs through the real controller, outputs compared.
+
+A replay rebuilds the run from the record (the run options in its metadata, the files it
+was built from, checked against the attachments), with the replay ports of
+:mod:`controller.record.replay_ports` in place of every bus, link, poller and (for a
+real-time run) clock, and no emulator or world. Every tick consumes what the recorded tick
+consumed, so a deterministic controller produces the same outputs: the frames and serial
+bytes sent, the Modbus writes, the duty per valve, the events with their codes and the
+telemetry, compared exactly (floats bit for bit: JSON keeps a float's shortest repr).
+
+The first divergence is reported by tick and channel, with both messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.errors import ConfigError
+from controller.paths import resolve_data_path
+from controller.record.replay_ports import ReplayInputs
+from controller.record.taps import Record
+
+_log = logging.getLogger(__name__)
+_log.addHandler(logging.NullHandler())
+
+#: Topic prefixes of the outputs a replay must reproduce.
+COMPARED_PREFIXES = ("/out/", "/valves", "/tick", "/events", "/loop")
+
+
+def compared(topic: str) -> bool:
+    """Return True for a topic whose messages a replay must reproduce exactly."""
+    return topic.startswith(COMPARED_PREFIXES)
+
+
+@dataclass
+class RecordedRun:
+    """What a replay needs from a record: options, versions, attachments and messages."""
+
+    path: Path
+    options: dict[str, object]
+    versions: dict[str, str]
+    attachments: dict[str, bytes]
+    messages: list[tuple[str, Record]]
+
+
+def read_record(path: Path) -> RecordedRun:
+    """Read a finished ``run.mcap`` (or the run folder holding it).
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, unfinished (run ``qiki runs recover``) or not a QIKI record.
+    """
+    from mcap.exceptions import McapError
+    from mcap.reader import make_reader
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "run.mcap"
+    if not p.is_file():
+        raise ConfigError(str(p), "", "no flight record here")
+    options: dict[str, object] = {}
+    versions: dict[str, str] = {}
+    attachments: dict[str, bytes] = {}
+    messages: list[tuple[str, Record]] = []
+    try:
+        with p.open("rb") as f:
+            reader = make_reader(f)
+            for m in reader.iter_metadata():
+                if m.name == "run_options":
+                    options = {k: json.loads(v) for k, v in m.metadata.items()}
+                elif m.name == "versions":
+                    versions = dict(m.metadata)
+            for a in reader.iter_attachments():
+                attachments[a.name] = bytes(a.data)
+            for _schema, channel, message in reader.iter_messages(log_time_order=False):
+                messages.append((channel.topic, json.loads(message.data)))
+    except (McapError, ValueError, OSError, EOFError) as exc:
+        raise ConfigError(str(p), "", f"not a finished flight record ({exc}); "
+                          "`qiki runs recover` rewrites an unfinished one") from exc
+    if not options:
+        raise ConfigError(str(p), "", "metadata 'run_options' missing: not a QIKI flight record")
+    return RecordedRun(p, options, versions, attachments, messages)
+
+
+def drift(run: RecordedRun, current_version: str) -> list[str]:
+    """Return why the current checkout differs from the recorded one (empty: no drift).
+
+    Compares QIKI's version and every attached file against the file the same name
+    resolves to now (:func:`controller.paths.resolve_data_path`).
+    """
+    out: list[str] = []
+    rec_version = run.versions.get("qiki", "")
+    if rec_version and rec_version != current_version:
+        out.append(f"QIKI version {current_version} differs from the recorded {rec_version}")
+    for name, data in sorted(run.attachments.items()):
+        p = resolve_data_path(name)
+        try:
+            now = p.read_bytes()
+        except OSError:
+            out.append(f"{name}: recorded, not found now")
+            continue
+        if now != data:
+            out.append(f"{name}: differs from the recorded file")
+    return out
+
+
+@dataclass
+class Divergence:
+    """The first difference on one channel."""
+
+    topic: str
+    index: int
+    tick: int
+    recorded: Record | None
+    replayed: Record | None
+
+
+@dataclass
+class CheckReport:
+    """The comparison of a replay with its record."""
+
+    per_topic: dict[str, dict[str, int]] = field(default_factory=dict)
+    first: Divergence | None = None
+
+    @property
+    def identical(self) -> bool:
+        """True when every compared channel matched message for message."""
+        return self.first is None
+
+    def lines(self) -> list[str]:
+        """Return the report as lines for the terminal."""
+        out = []
+        if self.first is None:
+            out.append("replay identical to the record")
+        else:
+            d = self.first
+            out.append(f"first divergence: tick {d.tick}, channel {d.topic}, message {d.index}")
+            out.append(f"  recorded: {json.dumps(d.recorded, sort_keys=True)}")
+            out.append(f"  replayed: {json.dumps(d.replayed, sort_keys=True)}")
+        for topic, c in sorted(self.per_topic.items()):
+            out.append(f"  {topic:<28} recorded {c['recorded']:>7}  replayed {c['replayed']:>7}  "
+                       f"differing {c['differing']:>7}")
+        return out
+
+
+def _tick(rec: Record) -> int:
+    t = rec.get("tick")
+    return t if isinstance(t, int) else -1
+
+
+def _by_topic(records: Iterable[tuple[str, Record]], until_tick: int | None) -> dict[str, list[Record]]:
+    out: dict[str, list[Record]] = defaultdict(list)
+    for topic, rec in records:
+        if not compared(topic):
+            continue
+        if until_tick is not None and _tick(rec) > until_tick:
+            continue
+        out[topic].append(rec)
+    return out
+
+
+def _normal(rec: Record) -> Record:
+    """Return a record as its JSON round trip (what the file holds)."""
+    return json.loads(json.dumps(rec))
+
+
+def compare(recorded: Iterable[tuple[str, Record]], replayed: Iterable[tuple[str, Record]],
+            until_tick: int | None = None) -> CheckReport:
+    """Compare the compared channels message by message, in order.
+
+    Parameters
+    ----------
+    recorded, replayed : iterable of (topic, record)
+    until_tick : int, optional
+        Ignore messages of later ticks.
+    """
+    a = _by_topic(recorded, until_tick)
+    b = _by_topic(replayed, until_tick)
+    report = CheckReport()
+    for topic in sorted(set(a) | set(b)):
+        ra, rb = a.get(topic, []), [_normal(r) for r in b.get(topic, [])]
+        differing = 0
+        first: Divergence | None = None
+        for i in range(max(len(ra), len(rb))):
+            x = ra[i] if i < len(ra) else None
+            y = rb[i] if i < len(rb) else None
+            if x != y:
+                differing += 1
+                if first is None:
+                    tick = min(_tick(r) for r in (x, y) if r is not None)
+                    first = Divergence(topic, i, tick, x, y)
+        report.per_topic[topic] = {"recorded": len(ra), "replayed": len(rb), "differing": differing}
+        if first is not None and (report.first is None or first.tick < report.first.tick):
+            report.first = first
+    return report
+
+
+def inputs_of(run: RecordedRun) -> ReplayInputs:
+    """Index the recorded inputs (and send outcomes) of a run for the replay ports."""
+    return ReplayInputs.from_records(run.messages)
+
+
+def iter_topics(messages: Iterable[tuple[str, Record]], prefix: str) -> Iterator[Record]:
+    """Yield the records of topics starting with ``prefix``."""
+    for topic, rec in messages:
+        if topic.startswith(prefix):
+            yield rec
+
+
+def options_for_replay(run: RecordedRun) -> Mapping[str, object]:
+    """Return the recorded run options (rig, mission, seed, arm, duration_s, realtime...)."""
+    return run.options

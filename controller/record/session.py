@@ -1,0 +1,225 @@
+"""One run's flight record: the MCAP writer, the tick cursor, the taps' sink, the attachments.
+
+:func:`open_flight_record` is called by the main job once the run folder exists; it
+attaches every file the run was built from (the rig, the mission, the FSM, the DBCs, the
+Modbus profiles: each under its data-root-relative name, the name a replay resolves again)
+and writes the metadata a replay needs (run options, seed, versions). The run then hands
+:attr:`FlightSession.cursor` and :attr:`FlightSession.log` to the composition room (the
+taps) and writes the tick's telemetry and events through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import platform
+import subprocess
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from controller.paths import checkout_data_root, resolve_data_path
+from controller.record.codes import code_for
+from controller.record.flight import FlightRecorder
+from controller.record.flight_log import FlightLog
+from controller.record.replay_ports import Ingress, ReplayInputs
+from controller.record.taps import IngressSink, Record, TickCursor
+
+if TYPE_CHECKING:
+    from controller.config import RigCfg
+
+_log = logging.getLogger(__name__)
+_log.addHandler(logging.NullHandler())
+
+#: Name of the canonical record in a run folder.
+RECORD_FILE = "run.mcap"
+
+#: Libraries whose versions are written in the record's ``versions`` metadata.
+_LIBRARIES = ("python-can", "cantools", "pymodbus", "pyserial", "numpy", "pydantic", "PyYAML", "mcap")
+
+
+def referenced_files(rig: RigCfg, rig_path: Path, mission_path: str | None) -> dict[str, Path]:
+    """Return every file a run is built from: attachment name -> path on disk.
+
+    Names are the paths as the rig and the command line wrote them (``rigs/virtual.yaml``,
+    ``dbc/qiki.dbc``), which :func:`controller.paths.resolve_data_path` finds again.
+    """
+    out: dict[str, Path] = {}
+
+    def add(name: str | None, relative_to: Path | None) -> None:
+        if not name:
+            return
+        p = resolve_data_path(name, relative_to)
+        if p.is_file():
+            out.setdefault(str(name), p)
+
+    add(_data_name(rig_path), None)
+    if mission_path:
+        add(mission_path, None)
+    add(rig.controller.fsm, rig_path)
+    for bus in rig.buses.values():
+        for dbc in getattr(bus, "dbc", None) or ():
+            add(dbc, rig_path)
+    for dev in rig.devices.values():
+        prof = getattr(dev, "profile", None)
+        if isinstance(prof, str):
+            add(prof, rig_path)
+    return out
+
+
+def _data_name(path: Path) -> str:
+    """Return the rig's name relative to the checkout when it lies inside it, else as given."""
+    try:
+        return str(path.resolve().relative_to(checkout_data_root()))
+    except ValueError:
+        return str(path)
+
+
+def _git_commit() -> str:
+    root = checkout_data_root()
+    if not (root / ".git").exists():
+        return ""
+    try:
+        r = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                           timeout=5.0, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def qiki_version() -> str:
+    """Return QIKI's installed version ("unknown" outside an installed checkout)."""
+    try:
+        return importlib.metadata.version("qiki")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _versions() -> dict[str, str]:
+    out = {"qiki": qiki_version(), "git_commit": _git_commit(), "python": platform.python_version()}
+    for lib in _LIBRARIES:
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            out[lib] = ""
+    return out
+
+
+def _text(kind: str, fields: Mapping[str, object]) -> str:
+    """One line for an event (the human-greppable form of ``events.jsonl``)."""
+    if kind == "transition":
+        return f"{fields.get('source')} --{fields.get('event')}--> {fields.get('target')}"
+    for key in ("reason", "fault", "event"):
+        if fields.get(key):
+            return f"{kind}: {fields[key]}"
+    return kind
+
+
+def _jsonable(v: object) -> object:
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (bool, int, float, str)) or v is None:
+        return v
+    return repr(v)
+
+
+@dataclass
+class FlightSession:
+    """The open flight record of one run."""
+
+    path: Path | None
+    recorder: FlightRecorder | None
+    cursor: TickCursor
+    log: IngressSink
+    #: A replay's recorded inputs (None when recording a live run).
+    replay: ReplayInputs | None = None
+    closed: bool = False
+    stats: dict[str, object] = field(default_factory=dict)
+
+    def event_sink(self, inner: Callable[..., None]) -> Callable[..., None]:
+        """Wrap the run record's event sink: every event also goes to ``/events`` with its code."""
+        def event(tick: int, time_s: float, kind: str, **fields: object) -> None:
+            inner(tick, time_s, kind, **fields)
+            if self.closed:
+                return
+            rec: Record = {"tick": tick, "t_s": float(time_s), "code": code_for(kind, fields), "kind": kind,
+                           "text": _text(kind, fields)}
+            for k, v in fields.items():
+                if k not in rec:
+                    rec[k] = _jsonable(v)  # type: ignore[assignment]
+            self.log.put("/events", rec)
+        return event
+
+    def ingress(self) -> Ingress:
+        """Return how the composition room opens ports for this run (tapped, or replayed)."""
+        return Ingress(self.cursor, self.log, self.replay)
+
+    def begin_tick(self, tick: int, now_s: float) -> None:
+        """Start recording tick ``tick`` (its start ``now_s`` on the run clock)."""
+        self.cursor.begin(tick, int(round(now_s * 1e9)))
+
+    def put(self, topic: str, record: Record) -> None:
+        """Write one record at the current tick's time (nothing once closed)."""
+        if not self.closed:
+            self.log.put(topic, record)
+
+    def close(self) -> dict[str, object]:
+        """Finish the file (summary and index); return the recorder's statistics. Safe twice."""
+        if not self.closed:
+            self.closed = True
+            if self.recorder is not None:
+                st = self.recorder.close()
+                self.stats = dict(vars(st)) if not isinstance(st, dict) else dict(st)
+        return self.stats
+
+
+def replay_session(inputs: ReplayInputs, sink: IngressSink) -> FlightSession:
+    """Return the session of a replay: no file; outputs, telemetry and events go to ``sink``."""
+    return FlightSession(None, None, TickCursor(), sink, replay=inputs)
+
+
+def open_flight_record(folder: Path, *, realtime: bool, rig: RigCfg, rig_path: Path, mission_path: str | None,
+                       options: Mapping[str, object], extra_files: Iterable[Path] = ()) -> FlightSession:
+    """Open ``<folder>/run.mcap`` and write its attachments and metadata.
+
+    Parameters
+    ----------
+    folder : Path
+        The run folder.
+    realtime : bool
+        Real time: the writer encodes on its own thread (never blocks the tick).
+    rig, rig_path : the validated rig and its file
+    mission_path : str or None
+        The mission file as given on the command line.
+    options : mapping
+        The run options a replay needs (``seed``, ``arm``, ``duration_s``, ``realtime``,
+        ``mission``, ``rig``, ``lr_replay``, ``sr_replay``); written as metadata
+        ``run_options`` (values as JSON text).
+    extra_files : iterable of Path
+        Input recordings named by the options: their SHA-256 goes in the metadata, not
+        the file (recordings can be large).
+    """
+    import json
+
+    cursor = TickCursor()
+    recorder = FlightRecorder(folder / RECORD_FILE, realtime=realtime)
+    session = FlightSession(folder / RECORD_FILE, recorder, cursor, FlightLog(recorder, cursor))
+    for name, p in referenced_files(rig, rig_path, mission_path).items():
+        recorder.attach(name, p.read_bytes(), "application/yaml" if name.endswith((".yaml", ".yml")) else "text/plain")
+    recorder.metadata("run_options", {k: json.dumps(_jsonable(v)) for k, v in options.items()})
+    recorder.metadata("versions", _versions())
+    digests = {}
+    for p in extra_files:
+        try:
+            digests[str(p)] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+        except OSError as exc:
+            digests[str(p)] = f"unreadable: {exc}"
+    if digests:
+        recorder.metadata("input_recordings", digests)
+    return session

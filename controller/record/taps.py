@@ -1,0 +1,448 @@
+"""Recording taps at the ingress boundary: every input the tick consumes, with its tick.
+
+QIKI records what crossed into the controller where it crossed (issue 12): each tap wraps
+one port the composition room opened and tells an :class:`IngressSink` about every value
+the controller *received* from it — a CAN frame returned by ``recv``, the bytes returned by
+a serial ``read``, a Modbus snapshot or write result the tick looked at, a clock reading —
+and every output it sent. Each record carries the index of the tick that consumed it and
+its call number within that tick (``call``: the n-th call of that kind on that port in
+that tick, from 0), so :mod:`controller.record.replay_ports` can hand the same values back
+to the same calls with no emulator and no world: that is what makes a replay bit-exact.
+
+Only calls that return something are recorded (a ``recv`` returning None, a ``read``
+returning ``b""``): a replay port returns "nothing" to any call that has no record.
+
+The taps are used from the control thread only; the recording clock ignores reads from
+other threads (the Modbus worker, the emulator runner), which a replay does not have.
+
+Topics (the flight record's channels, :mod:`controller.record.flight_log`):
+``/in/can/<bus>``, ``/in/can/<bus>/state``, ``/out/can/<bus>``, ``/in/serial/<link>``,
+``/out/serial/<link>``, ``/in/modbus/<device>``, ``/in/modbus/<device>/ticket``,
+``/out/modbus/<device>``, ``/in/clock``, ``/in/stop``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Mapping
+from typing import Protocol
+
+import can
+
+from hal.clock import Clock
+from hal.modbus.link import ModbusFailure
+from hal.modbus.poller import DeviceSnapshot, ModbusPoller, WriteTicket
+from hal.serial.link import SerialLink
+
+_log = logging.getLogger(__name__)
+_log.addHandler(logging.NullHandler())
+
+#: JSON-safe scalar of a record field.
+Field = bool | int | float | str | None | list[object] | dict[str, object]
+Record = dict[str, Field]
+
+
+class IngressSink(Protocol):
+    """Where the taps put what they saw (the flight log, or a list in tests)."""
+
+    def put(self, topic: str, record: Record) -> None:
+        """Store one record of ``topic`` (``record`` holds ``tick`` and ``call``)."""
+
+
+class TickCursor:
+    """The tick being run, and per-port call counters within it.
+
+    The run's tick function calls :meth:`begin` before each tick; the build runs at tick
+    -1 and the teardown after the loop at the index one past the last tick.
+    """
+
+    __slots__ = ("tick", "now_ns", "_calls")
+
+    def __init__(self) -> None:
+        self.tick = -1
+        self.now_ns = 0
+        self._calls: dict[str, int] = {}
+
+    def begin(self, tick: int, now_ns: int) -> None:
+        """Start tick ``tick`` at ``now_ns`` (run clock, ns): every call counter restarts."""
+        self.tick = tick
+        self.now_ns = now_ns
+        self._calls.clear()
+
+    def call(self, key: str) -> int:
+        """Return the number of earlier ``key`` calls in this tick, and count this one."""
+        n = self._calls.get(key, 0)
+        self._calls[key] = n + 1
+        return n
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def enc_float(x: float) -> float | str:
+    """Return ``x`` for JSON: finite floats as themselves (repr round-trips), else ``"nan"``/``"inf"``/``"-inf"``."""
+    return x if math.isfinite(x) else repr(x)
+
+
+def dec_float(x: object) -> float:
+    """Invert :func:`enc_float`."""
+    return float(x)  # type: ignore[arg-type]  # a float or one of the three strings
+
+
+def frame_fields(msg: can.Message) -> Record:
+    """Return the fields of one CAN frame (arbitration ID, flags, DLC, data as hex)."""
+    return {"id": msg.arbitration_id, "ext": bool(msg.is_extended_id), "rtr": bool(msg.is_remote_frame),
+            "err": bool(msg.is_error_frame), "fd": bool(msg.is_fd), "brs": bool(msg.bitrate_switch),
+            "esi": bool(msg.error_state_indicator), "dlc": msg.dlc, "data": bytes(msg.data).hex()}
+
+
+def error_fields(exc: BaseException) -> Record:
+    """Return ``error_type`` (the class name) and ``error`` (its text) of an exception."""
+    return {"error_type": type(exc).__name__, "error": str(exc)}
+
+
+def encode_value(v: object) -> Field:
+    """Return a Modbus value for JSON, exactly: floats as ``{"f": ...}``, maps as ``{"map": ...}``."""
+    if isinstance(v, bool) or isinstance(v, int) or isinstance(v, str):
+        return v
+    if isinstance(v, float):
+        return {"f": enc_float(v)}
+    if isinstance(v, Mapping):
+        return {"map": {str(k): encode_value(x) for k, x in v.items()}}
+    return {"repr": repr(v)}
+
+
+def _failure(f: ModbusFailure | None) -> Field:
+    return None if f is None else {"kind": f.kind, "exception_code": f.exception_code, "detail": f.detail}
+
+
+def snapshot_fields(s: DeviceSnapshot) -> Record:
+    """Return every field of a Modbus device snapshot, floats exact (see :func:`enc_float`)."""
+    return {
+        "values": {k: encode_value(v) for k, v in s.values.items()},
+        "sample_time_s": None if s.sample_time_s is None else enc_float(s.sample_time_s),
+        "stale_after_s": enc_float(s.stale_after_s), "stale_after_polls": s.stale_after_polls,
+        "polls_ok": s.polls_ok, "polls_failed": s.polls_failed, "consecutive_failures": s.consecutive_failures,
+        "deadline_misses": s.deadline_misses, "transactions": s.transactions,
+        "failures_by_kind": dict(s.failures_by_kind), "last_failure": _failure(s.last_failure),
+    }
+
+
+# --------------------------------------------------------------------------- CAN
+
+
+class TapBus(can.BusABC):
+    """A python-can bus that records what the controller receives and sends through it.
+
+    Parameters
+    ----------
+    inner : can.BusABC
+        The opened bus.
+    name : str
+        The rig's bus name (``can0``): topics ``/in/can/<name>``, ``/out/can/<name>``.
+    cursor : TickCursor
+    sink : IngressSink
+    """
+
+    def __init__(self, inner: can.BusABC, name: str, cursor: TickCursor, sink: IngressSink) -> None:
+        self._inner = inner
+        self._name = name
+        self._cursor = cursor
+        self._sink = sink
+        self._rx_topic = f"/in/can/{name}"
+        self._tx_topic = f"/out/can/{name}"
+        self._state_topic = f"/in/can/{name}/state"
+        self._last_state: str | None = None
+        self.channel_info = getattr(inner, "channel_info", name)
+        self._is_shutdown = False
+
+    def _rec(self, topic: str, key: str, fields: Record) -> None:
+        c = self._cursor
+        self._sink.put(topic, {"tick": c.tick, "call": c.call(key), **fields})
+
+    def recv(self, timeout: float | None = None) -> can.Message | None:
+        """Receive from the inner bus; a frame or an error is recorded, None is not."""
+        c = self._cursor
+        try:
+            msg = self._inner.recv(timeout=timeout)
+        except (can.CanError, OSError) as exc:
+            self._sink.put(self._rx_topic, {"tick": c.tick, "call": c.call("rx"), **error_fields(exc)})
+            raise
+        n = c.call("rx")
+        if msg is not None:
+            self._sink.put(self._rx_topic, {"tick": c.tick, "call": n, **frame_fields(msg)})
+        return msg
+
+    def send(self, msg: can.Message, timeout: float | None = None) -> None:
+        """Send on the inner bus; the frame is recorded with its outcome."""
+        try:
+            self._inner.send(msg, timeout=timeout)
+        except (can.CanError, OSError) as exc:
+            self._rec(self._tx_topic, "tx", {**frame_fields(msg), "ok": False, **error_fields(exc)})
+            raise
+        self._rec(self._tx_topic, "tx", {**frame_fields(msg), "ok": True})
+
+    def flush_tx_buffer(self) -> None:
+        """Flush the inner bus's TX buffer; a refusal is recorded (it decides a count)."""
+        try:
+            self._inner.flush_tx_buffer()
+        except (NotImplementedError, can.CanError, OSError) as exc:
+            self._rec(f"/in/can/{self._name}/flush", "flush", {"ok": False, **error_fields(exc)})
+            raise
+        self._rec(f"/in/can/{self._name}/flush", "flush", {"ok": True})
+
+    @property
+    def state(self) -> can.BusState:
+        """The inner bus's state; recorded when it differs from the last one read."""
+        try:
+            st = self._inner.state
+        except Exception as exc:  # noqa: BLE001 - replayed as 'cannot report'
+            self._rec(self._state_topic, "state", {"state": None, **error_fields(exc)})
+            self._last_state = None
+            raise
+        name = st.name if isinstance(st, can.BusState) else None
+        n = self._cursor.call("state")
+        if name != self._last_state:
+            self._last_state = name
+            self._sink.put(self._state_topic, {"tick": self._cursor.tick, "call": n, "state": name})
+        return st
+
+    @state.setter
+    def state(self, new_state: can.BusState) -> None:
+        self._inner.state = new_state
+
+    def shutdown(self) -> None:
+        """Shut the inner bus down (once)."""
+        if self._is_shutdown:
+            return
+        self._is_shutdown = True
+        self._inner.shutdown()
+
+
+# --------------------------------------------------------------------------- serial
+
+
+class TapLink:
+    """A :class:`~hal.serial.link.SerialLink` that records the bytes read and written.
+
+    Parameters
+    ----------
+    inner : SerialLink
+    name : str
+        The rig's bus name: topics ``/in/serial/<name>``, ``/out/serial/<name>``.
+    cursor : TickCursor
+    sink : IngressSink
+    """
+
+    def __init__(self, inner: SerialLink, name: str, cursor: TickCursor, sink: IngressSink) -> None:
+        self.inner = inner
+        self.name = name
+        self._cursor = cursor
+        self._sink = sink
+        self._rx = f"/in/serial/{name}"
+        self._tx = f"/out/serial/{name}"
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the inner link is open."""
+        return self.inner.is_open
+
+    def read(self, max_bytes: int = 4096) -> bytes:
+        """Read from the inner link; non-empty data or an error is recorded."""
+        c = self._cursor
+        n = c.call("rx")
+        try:
+            data = self.inner.read(max_bytes)
+        except Exception as exc:
+            self._sink.put(self._rx, {"tick": c.tick, "call": n, **error_fields(exc)})
+            raise
+        if data:
+            self._sink.put(self._rx, {"tick": c.tick, "call": n, "data": bytes(data).hex()})
+        return data
+
+    def write(self, data: bytes) -> int:
+        """Write to the inner link; the bytes are recorded with the count accepted or the error."""
+        c = self._cursor
+        n = c.call("tx")
+        try:
+            accepted = self.inner.write(data)
+        except Exception as exc:
+            self._sink.put(self._tx, {"tick": c.tick, "call": n, "data": bytes(data).hex(), **error_fields(exc)})
+            raise
+        self._sink.put(self._tx, {"tick": c.tick, "call": n, "data": bytes(data).hex(), "n": accepted})
+        return accepted
+
+    def close(self) -> None:
+        """Close the inner link."""
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> object:
+        # counters and the like for the summary (never inputs of a tick)
+        return getattr(self.inner, name)
+
+
+# --------------------------------------------------------------------------- Modbus
+
+
+class _TapDone:
+    """``ticket.done`` seen through a tap: the first ``is_set()`` that says True is recorded."""
+
+    def __init__(self, tap: TapPoller, ticket: WriteTicket, seq: int) -> None:
+        self._tap = tap
+        self._ticket = ticket
+        self._seq = seq
+        self._seen = False
+
+    def _observe(self) -> bool:
+        if self._seen:
+            return True
+        if not self._ticket.done.is_set():
+            return False
+        self._seen = True
+        t = self._ticket
+        c = self._tap.cursor
+        self._tap.sink.put(f"/in/modbus/{t.device}/ticket", {
+            "tick": c.tick, "call": c.call(f"ticket/{t.device}"), "seq": self._seq, "ok": bool(t.ok),
+            "reason": t.reason, "readback": encode_value(t.readback), "failure": _failure(t.failure)})
+        return True
+
+    def is_set(self) -> bool:
+        """Whether the write finished (recorded the first time it says so)."""
+        return self._observe()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the write like ``threading.Event.wait``; the outcome is recorded."""
+        self._ticket.done.wait(timeout)
+        return self._observe()
+
+
+class TapTicket:
+    """A :class:`~hal.modbus.poller.WriteTicket` seen through a :class:`TapPoller`."""
+
+    def __init__(self, tap: TapPoller, ticket: WriteTicket, seq: int) -> None:
+        self._ticket = ticket
+        self.device = ticket.device
+        self.quantity = ticket.quantity
+        self.value = ticket.value
+        self.done = _TapDone(tap, ticket, seq)
+
+    @property
+    def ok(self) -> bool:
+        """True when the write was confirmed by its read-back."""
+        return self._ticket.ok
+
+    @property
+    def reason(self) -> str:
+        """Why not (one line), "" when ok."""
+        return self._ticket.reason
+
+    @property
+    def readback(self) -> object:
+        """Value read back."""
+        return self._ticket.readback
+
+    @property
+    def failure(self) -> ModbusFailure | None:
+        """The failed transaction, if any."""
+        return self._ticket.failure
+
+
+class TapPoller:
+    """A :class:`~hal.modbus.poller.ModbusPoller` whose snapshots and write results are recorded.
+
+    A snapshot is recorded when the tick reads one that differs from the last it read for
+    that device (the poller makes a new object per poll); a write request is an output,
+    its result is recorded when the tick first sees it done.
+
+    Parameters
+    ----------
+    inner : ModbusPoller
+    cursor : TickCursor
+    sink : IngressSink
+    """
+
+    def __init__(self, inner: ModbusPoller, cursor: TickCursor, sink: IngressSink) -> None:
+        self.inner = inner
+        self.cursor = cursor
+        self.sink = sink
+        self._last: dict[str, DeviceSnapshot] = {}
+        self._seq = 0
+        self._main = threading.get_ident()
+
+    @property
+    def clock(self) -> Clock:
+        """The poller's clock."""
+        return self.inner.clock
+
+    @property
+    def devices(self) -> list[str]:
+        """Device names on this poller."""
+        return self.inner.devices
+
+    def snapshot(self, device: str) -> DeviceSnapshot:
+        """Return the inner poller's snapshot; a new one is recorded."""
+        s = self.inner.snapshot(device)
+        c = self.cursor
+        n = c.call(f"snap/{device}")
+        if self._last.get(device) is not s:
+            self._last[device] = s
+            self.sink.put(f"/in/modbus/{device}", {"tick": c.tick, "call": n, **snapshot_fields(s)})
+        return s
+
+    def submit_write(self, device: str, quantity: str, value: object) -> TapTicket:
+        """Queue a write on the inner poller; the request is recorded as an output."""
+        t = self.inner.submit_write(device, quantity, value)
+        seq = self._seq
+        self._seq += 1
+        c = self.cursor
+        self.sink.put(f"/out/modbus/{device}", {"tick": c.tick, "call": c.call(f"write/{device}"), "seq": seq,
+                                                 "quantity": quantity, "value": encode_value(value)})
+        return TapTicket(self, t, seq)
+
+    def __getattr__(self, name: str) -> object:
+        # step, align_to_grid, start, stop, worker_alive, stats: no input of a tick
+        return getattr(self.inner, name)
+
+
+# --------------------------------------------------------------------------- clock
+
+
+class TapClock:
+    """A run clock whose readings in the control thread are recorded (``/in/clock``).
+
+    Parameters
+    ----------
+    inner : Clock
+        The run's :class:`~controller.clock.MonotonicClock` (a lockstep ``SimClock`` is
+        deterministic and is not tapped).
+    cursor : TickCursor
+    sink : IngressSink
+    """
+
+    def __init__(self, inner: Clock, cursor: TickCursor, sink: IngressSink) -> None:
+        self.inner = inner
+        self._cursor = cursor
+        self._sink = sink
+        self._main = threading.get_ident()
+
+    def now_s(self) -> float:
+        """Return the inner clock's seconds; recorded in the control thread."""
+        t = self.inner.now_s()
+        if threading.get_ident() == self._main:
+            c = self._cursor
+            self._sink.put("/in/clock", {"tick": c.tick, "call": c.call("clock"), "s": t})
+        return t
+
+    def now_ns(self) -> int:
+        """Return the inner clock's nanoseconds; recorded in the control thread."""
+        t = self.inner.now_ns()
+        if threading.get_ident() == self._main:
+            c = self._cursor
+            self._sink.put("/in/clock", {"tick": c.tick, "call": c.call("clock"), "ns": t})
+        return t
+
+    def __getattr__(self, name: str) -> object:
+        # start, started, sleep_until
+        return getattr(self.inner, name)
