@@ -227,7 +227,8 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
     stop_req = stop if stop is not None else StopRequest()
     try:
         with stop_req:
-            loggers = {n: record.can_logger(n) for n in can_names}
+            # a replay's frames are compared in memory: no ASC export
+            loggers = {n: record.can_logger(n) for n in can_names} if opts.replay is None else {}
             try:
                 stop_req.enable_abort()  # a signal during the build abandons it: no tick ran
                 built = build_rig(
@@ -337,7 +338,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
             vehicle.begin_shutdown(f"interrupted ({stop_req.name})", now_s)
         vehicle.tick(k, now_s, dt_s)
         if flight is not None:
-            flight.put("/tick", tick_record(vehicle))
+            flight.put("/tick", {**tick_record(vehicle), "ingress_crc32": flight.cursor.crc32})
             flight.put("/valves", valves_record(vehicle))
         if vehicle.shutdown_reason is not None:
             st = vehicle.shutdown_status(now_s)

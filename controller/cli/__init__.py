@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from controller.cli import modbus, radar, replay
+from controller.cli import plot as plot_cli
+from controller.cli import runs as runs_cli
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, HELP_TEXT
 from hal.errors import one_line
 
@@ -159,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     radar.add_parser(sub)
     modbus.add_parser(sub)
     replay.add_parser(sub)
+    runs_cli.add_parser(sub)
+    plot_cli.add_parser(sub)
     return p
 
 

@@ -26,6 +26,10 @@ What it does, per phase of the tick (ARCHITECTURE.md 3):
   the requested state within :data:`RELAY_CONFIRM_TIMEOUT_S`, or found open while armed;
   PDU data stale or a PDU fault flag.
 
+The PDU side (its health, energy counter and the valve-rail relay's commands and
+read-back) is :class:`~controller.components.power_pdu.PduUnit`; this module holds the
+BMS side, POST, arming, the summary and the poller life cycle.
+
 Buses (``url`` of a ``kind: modbus`` bus):
 
 ===========================  ==============================  ===============================
@@ -51,10 +55,10 @@ the valve board's supply.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
+from controller.components.power_pdu import RELAY_CONFIRM_TIMEOUT_S, PduUnit
 from controller.components.seam import ARMING_STATES, ActionHandler, ComponentBase, Condition, DevicePost, TickView
 from controller.config import PowerCfg
 from hal.devices.bms import (
@@ -64,17 +68,22 @@ from hal.devices.bms import (
     bms_post_report,
     bms_reading,
 )
-from hal.devices.pdu import Pdu, pdu_health, pdu_post_report
+from hal.devices.pdu import Pdu, pdu_post_report
+from hal.modbus.link import ModbusLink
 from hal.modbus.poller import DeviceSnapshot, ModbusPoller
+
+__all__ = [
+    "BMS_REQUIRED",
+    "EMULATED_RTU_URL",
+    "PDU_REQUIRED",
+    "POWER_STEP_S",
+    "RELAY_CONFIRM_TIMEOUT_S",
+    "EmulatedFarEnd",
+    "PowerSubsystem",
+]
 
 #: The url of a Modbus bus played by emulators over a pty in real time (memory in lockstep).
 EMULATED_RTU_URL = "rtu://emulated"
-
-#: Bound (s) for the PDU's read-back to confirm a valve-rail relay command. The write goes
-#: out at the next poll step (lockstep: next tick; real time: the worker is woken), and
-#: costs one write plus one read, each bounded by the bus timeout (<= 0.1 s by default);
-#: 0.5 s leaves room for a BMS poll in flight on the same half-duplex bus.
-RELAY_CONFIRM_TIMEOUT_S = 0.5
 
 #: Step (s) of the emulated battery: decimated from the physics rate (1 kHz) to 50 Hz,
 #: faster than any power device is polled (PDU 10 Hz, BMS 2 Hz); the valve open fractions
@@ -85,7 +94,6 @@ POWER_STEP_S = 0.02
 #: them is a configuration error, not a crash in the tick).
 BMS_REQUIRED = ("cell_count", "soc_pct", "pack_voltage_v", "pack_current_a", "alarms")
 PDU_REQUIRED = ("valve_rail_enabled",)
-
 
 
 class EmulatedFarEnd(Protocol):
@@ -134,7 +142,7 @@ class PowerSubsystem(ComponentBase):
         bms: tuple[str, ModbusPoller, int] | None,
         pdu: tuple[str, Pdu] | None,
         pollers: dict[str, ModbusPoller],
-        links: dict[str, Any],
+        links: dict[str, ModbusLink],
         realtime: bool,
         record: Callable[..., None],
         transport: dict[str, str],
@@ -157,6 +165,8 @@ class PowerSubsystem(ComponentBase):
         self.emulated = emulated
         self.stepper = stepper
         self._closed = False
+        #: The PDU's health, energy counter and valve-rail relay (None without a PDU).
+        self.pdu_unit = PduUnit(pdu[0], pdu[1], self._log, realtime) if pdu is not None else None
         # battery bookkeeping (from BMS samples, host side)
         self._last_sample_s: float | None = None
         self._last_power_w: float | None = None
@@ -164,20 +174,9 @@ class PowerSubsystem(ComponentBase):
         self.end_soc_pct: float | None = None
         self.min_pack_voltage_v: float | None = None
         self.energy_used_wh = 0.0
-        # valve-rail relay
-        self.rail_closed_requested = False
-        self._rail_ticket: Any = None
-        self._rail_requested_at_s = 0.0
-        self._rail_confirmed_at_s: float | None = None
-        self._rail_confirm_reported = False
-        self.relay_confirmed = 0
-        self.relay_failures = 0
         self._tick = 0
         self._judged_snap: DeviceSnapshot | None = None
         self._judged_reason: str | None = None
-        self._pdu_seen: DeviceSnapshot | None = None
-        self._pdu_energy_first_wh: float | None = None
-        self._pdu_energy_last_wh: float | None = None
 
     # ------------------------------------------------------------------ helpers
     def _bms_snap(self) -> DeviceSnapshot | None:
@@ -186,7 +185,7 @@ class PowerSubsystem(ComponentBase):
         name, poller, _ = self.bms
         return poller.snapshot(name)
 
-    def _log(self, now_s: float, kind: str, **fields: Any) -> None:
+    def _log(self, now_s: float, kind: str, **fields: object) -> None:
         self.record(self._tick, now_s, kind, **fields)
 
     def _take_bms_sample(self, snap: DeviceSnapshot) -> None:
@@ -229,15 +228,8 @@ class PowerSubsystem(ComponentBase):
         snap = self._bms_snap()
         if snap is not None:
             self._take_bms_sample(snap)
-        if self.pdu is not None:
-            psnap = self.pdu[1].snapshot()
-            if psnap is not self._pdu_seen:
-                self._pdu_seen = psnap
-                e = psnap.values.get("energy_used_wh")
-                if isinstance(e, float) and math.isfinite(e):
-                    if self._pdu_energy_first_wh is None:
-                        self._pdu_energy_first_wh = e
-                    self._pdu_energy_last_wh = e
+        if self.pdu_unit is not None:
+            self.pdu_unit.observe()
 
     def post(self, view: TickView) -> Mapping[str, DevicePost] | None:
         """POST verdict per device (see :meth:`post_report`); None while waiting."""
@@ -282,37 +274,24 @@ class PowerSubsystem(ComponentBase):
             if r is not None and r.max_temperature_c > self.limits.max_temperature_c:
                 return False, (f"BMS: temperature {r.max_temperature_c:.1f} degC above "
                                f"{self.limits.max_temperature_c:.1f} degC")
-        if self.pdu is not None:
-            pdu_reason = self._pdu_health(now_s)
+        if self.pdu_unit is not None:
+            pdu_reason = self.pdu_unit.health(now_s)
             if pdu_reason is not None:
                 return False, pdu_reason
         return True, ""
 
-    def _pdu_health(self, now_s: float) -> str | None:
-        assert self.pdu is not None
-        return pdu_health(self.pdu[1].snapshot(), now_s)
-
     def action_handlers(self) -> Mapping[str, ActionHandler]:
         """With a PDU: ``enable_valve_rail`` closes the valve-rail relay, ``disable_valve_rail`` opens it."""
-        if self.pdu is None:
+        if self.pdu_unit is None:
             return {}
         return {"enable_valve_rail": lambda view: self._relay_action(view, True),
                 "disable_valve_rail": lambda view: self._relay_action(view, False)}
 
     def _relay_action(self, view: TickView, closed: bool) -> None:
-        """Queue one absolute coil write with read-back (never blocks, never retried).
-
-        :meth:`conditions` judges the read-back.
-        """
-        assert self.pdu is not None
-        now_s = view.now_s
+        """Queue the relay command (:meth:`PduUnit.request_rail`; :meth:`conditions` judges the read-back)."""
+        assert self.pdu_unit is not None
         self._tick = view.tick
-        self.rail_closed_requested = closed
-        self._rail_ticket = self.pdu[1].request_relay("valve_rail", closed)
-        self._rail_requested_at_s = now_s
-        self._rail_confirmed_at_s = None
-        self._rail_confirm_reported = False
-        self._log(now_s, "relay_command", device=self.pdu[0], relay="valve_rail", closed=closed)
+        self.pdu_unit.request_rail(view.now_s, closed)
 
     def valve_rail_open_confirmed(self) -> bool | None:
         """Has the PDU confirmed the valve-rail relay open? (safe stop, per tick).
@@ -320,48 +299,9 @@ class PowerSubsystem(ComponentBase):
         Returns
         -------
         bool or None
-            None without a PDU; True when the last relay command was "open" and its
-            read-back confirmed it, or no command was ever sent and the last fresh PDU
-            sample reads the relay open; False otherwise.
+            None without a PDU; otherwise :meth:`PduUnit.rail_open_confirmed`.
         """
-        if self.pdu is None:
-            return None
-        t = self._rail_ticket
-        if t is None:
-            return self.pdu[1].snapshot().values.get("valve_rail_enabled") in (False, 0)
-        return (not self.rail_closed_requested) and t.done.is_set() and bool(t.ok)
-
-    def _relay_condition(self, now_s: float) -> str | None:
-        t = self._rail_ticket
-        if t is None:
-            return None
-        want = "closed" if self.rail_closed_requested else "open"
-        if t.done.is_set():
-            if not t.ok:
-                if not self._rail_confirm_reported:
-                    self._rail_confirm_reported = True
-                    self.relay_failures += 1
-                    self._log(now_s, "relay_failed", relay="valve_rail", want=want, reason=t.reason)
-                return f"PDU: valve-rail relay not confirmed {want}: {t.reason}"
-            if self._rail_confirmed_at_s is None:
-                self._rail_confirmed_at_s = now_s
-                self.relay_confirmed += 1
-                self._log(now_s, "relay_confirmed", relay="valve_rail", closed=self.rail_closed_requested)
-        elif now_s - self._rail_requested_at_s > RELAY_CONFIRM_TIMEOUT_S:
-            if not self._rail_confirm_reported:
-                self._rail_confirm_reported = True
-                self.relay_failures += 1
-                self._log(now_s, "relay_failed", relay="valve_rail", want=want, reason="no read-back")
-            return f"PDU: valve-rail relay read-back not confirmed {want} within {RELAY_CONFIRM_TIMEOUT_S} s"
-        else:
-            return None
-        # confirmed: a later fresh poll must agree (the relay can drop out on its own)
-        snap = self.pdu[1].snapshot()  # type: ignore[index]
-        if snap.sample_time_s is not None and snap.sample_time_s >= self._rail_confirmed_at_s and snap.is_fresh(now_s):
-            actual = snap.values.get("valve_rail_enabled")
-            if actual is not None and bool(actual) != self.rail_closed_requested:
-                return f"PDU: valve-rail relay reads {'closed' if actual else 'open'}, commanded {want}"
-        return None
+        return None if self.pdu_unit is None else self.pdu_unit.rail_open_confirmed()
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
         """Fault conditions (per tick), keys ``power.<key>``: battery (D10, low SoC, over-temperature), relay, PDU."""
@@ -385,12 +325,12 @@ class PowerSubsystem(ComponentBase):
             else:
                 why = None
             out.append(("battery", why))
-        if self.pdu is not None:
-            out.append(("pdu", self._pdu_health(now_s)))
-            out.append(("valve_rail_relay", self._relay_condition(now_s)))
+        if self.pdu_unit is not None:
+            out.append(("pdu", self.pdu_unit.health(now_s)))
+            out.append(("valve_rail_relay", self.pdu_unit.rail_condition(now_s)))
         return out
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         """Return the ``power`` block of ``summary.json``.
 
         Keys: ``start_soc_pct``, ``end_soc_pct``, ``min_pack_voltage_v`` (from the BMS
@@ -404,22 +344,23 @@ class PowerSubsystem(ComponentBase):
         counters), and on emulated rigs ``emulated`` (the world's truth: end SoC, energy,
         relay state changes, time the valve rail was closed).
         """
-        devices: dict[str, Any] = {}
+        devices: dict[str, object] = {}
         for bus_name, poller in self.pollers.items():
             for dev in poller.devices:
                 d = poller.snapshot(dev).as_dict()
                 d["bus"] = bus_name
                 devices[dev] = d
         buses = {b: {"transport": self.transport[b], **link.stats().as_dict()} for b, link in self.links.items()}
-        out: dict[str, Any] = {
+        unit = self.pdu_unit
+        out: dict[str, object] = {
             "start_soc_pct": self.start_soc_pct,
             "end_soc_pct": self.end_soc_pct,
             "min_pack_voltage_v": None if self.min_pack_voltage_v is None else round(self.min_pack_voltage_v, 3),
             "energy_used_wh": round(self._energy_wh(), 6),
             "energy_used_wh_bms": round(self.energy_used_wh, 6),
             "relay_operations": self.pdu[1].relay_operations if self.pdu is not None else 0,
-            "relay_confirmed": self.relay_confirmed,
-            "relay_failures": self.relay_failures,
+            "relay_confirmed": unit.relay_confirmed if unit is not None else 0,
+            "relay_failures": unit.relay_failures if unit is not None else 0,
             "devices": devices,
             "buses": buses,
         }
@@ -428,41 +369,8 @@ class PowerSubsystem(ComponentBase):
         return out
 
     def _energy_wh(self) -> float:
-        if self._pdu_energy_first_wh is not None and self._pdu_energy_last_wh is not None:
-            return self._pdu_energy_last_wh - self._pdu_energy_first_wh
-        return self.energy_used_wh
-
-    def _open_rail_at_close(self) -> None:
-        """End the run: command the valve-rail relay open and flush the write.
-
-        A run that stops in ``armed``/``active`` (duration elapsed) or right after a
-        ``disable_valve_rail`` whose write is still queued must not leave the relay closed.
-        Bounded: real time waits at most :data:`RELAY_CONFIRM_TIMEOUT_S` for the worker;
-        lockstep executes the queued writes at once.
-        """
-        if self.pdu is None:
-            return
-        name, pdu = self.pdu
-        t = self._rail_ticket
-        pending = t is not None and not t.done.is_set()
-        if not (self.rail_closed_requested or pending):
-            return
-        if self.rail_closed_requested:
-            self.rail_closed_requested = False
-            self._rail_ticket = pdu.request_relay("valve_rail", False)
-            try:
-                self._log(pdu.poller.clock.now_s(), "relay_command", device=name, relay="valve_rail",
-                          closed=False, reason="end of run")
-            except Exception:  # noqa: BLE001 - the record may already be closed
-                pass
-        if self.realtime:
-            self._rail_ticket.done.wait(RELAY_CONFIRM_TIMEOUT_S)
-        else:
-            pdu.poller.step()
-        if self._rail_ticket.done.is_set() and self._rail_ticket.ok:
-            self.relay_confirmed += 1
-        else:
-            self.relay_failures += 1
+        pdu_wh = self.pdu_unit.energy_used_wh() if self.pdu_unit is not None else None
+        return self.energy_used_wh if pdu_wh is None else pdu_wh
 
     def close(self) -> None:
         """Open the valve-rail relay (bounded), stop the poller workers, then close links and servers.
@@ -473,7 +381,8 @@ class PowerSubsystem(ComponentBase):
             return
         self._closed = True
         try:
-            self._open_rail_at_close()
+            if self.pdu_unit is not None:
+                self.pdu_unit.open_rail_at_close()
         except Exception:  # noqa: BLE001 - closing must go on
             pass
         for poller in self.pollers.values():

@@ -31,8 +31,13 @@ Safety (:meth:`RadarSubsystem.conditions`, outside ``boot``; SAFETY.md):
   uncertainty (no trip on the noise velocity of a young track of a static object); see
   :meth:`RadarSubsystem.threats`.
 
+What is particular to each radar kind (its driver, its scans as detections, its health,
+POST verdict and summary block) is in :mod:`controller.components.radar_units`
+(:class:`~controller.components.radar_units.LrRadar`,
+:class:`~controller.components.radar_units.SrRadar`); this module fuses, tracks and guards.
+
 Emulation (emulated rigs only; wired by :mod:`controller.rig.radar`, the only place that
-imports the emulators; this module holds only their feeds' summaries): the emulators are
+imports the emulators; the radar units hold only their feeds' summaries): the emulators are
 appended to ``sim.extra`` behind a small gate that calls them only when they have
 something due, so the 1 kHz physics loop pays one comparison per step:
 
@@ -60,16 +65,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
+import numpy as np
+
+from controller.components.radar_units import LrFeed, LrRadar, SrRadar
 from controller.components.seam import ComponentBase, Condition, DevicePost, TickView
-from controller.config import Ars408DeviceCfg, Iwr6843DeviceCfg, RadarCfg
+from controller.config import RadarCfg
 from controller.errors import ConfigError
 from controller.tracking import (
     BAND_LR,
     BAND_SR,
     Detection,
+    Threat,
     Tracker,
     TrackerConfig,
     TrackingError,
@@ -78,7 +87,6 @@ from controller.tracking import (
     select_by_band,
     world_to_body_point,
 )
-from controller.tracking.detections import tracking_detection
 from firmware_bridge.protocols.frames import (
     Mount,
     Pose2D,
@@ -86,11 +94,7 @@ from firmware_bridge.protocols.frames import (
     rotate_inverse,
 )
 
-__all__ = ["LrFeed", "RadarSubsystem", "speed_long_mps", "tracker_config"]
-
-#: ARS408 status faults that are the radar's own report (SAFETY.md D02), as opposed to
-#: ``stale`` (B01) and ``values_rejected`` (D03), which have their own fault keys.
-_NOT_D02 = frozenset({"stale", "values_rejected"})
+__all__ = ["LrFeed", "LrRadar", "RadarSubsystem", "SrRadar", "speed_long_mps", "tracker_config"]
 
 
 class _TrackNow(NamedTuple):
@@ -102,7 +106,7 @@ class _TrackNow(NamedTuple):
     y_m: float
     vx_mps: float
     vy_mps: float
-    pvv: Any  # 2x2 velocity covariance, (m/s)^2
+    pvv: np.ndarray  # 2x2 velocity covariance, (m/s)^2
 
 
 #: A TTC breach needs a closing speed this many standard deviations above zero.
@@ -155,41 +159,17 @@ def tracker_config(radar_cfg: RadarCfg, *, source: str = "radar") -> TrackerConf
         raise ConfigError(source, "radar", str(exc)) from exc
 
 
-class LrFeed(Protocol):
-    """What the radar component knows of an emulated ARS408 feed (built by the rig room)."""
-
-    def replay_summary(self) -> dict[str, object] | None:
-        """Return the ``replay`` block of the radar's summary (None: not a replay)."""
-        ...
-
-
-# --------------------------------------------------------------------------- radars
+# --------------------------------------------------------------------------- run record
 @dataclass
-class _Lr:
-    name: str
-    cfg: Ars408DeviceCfg
-    bus: str
-    driver: Any = None
-    port: Any = None
-    build_error: str | None = None
-    mode: str = "hardware"
-    feed: LrFeed | None = None
-    status: Any = None
-    detections: int = 0
-    scans: int = 0
+class _Closest:
+    """Closest approach over the run among the assessed tracks (summary): m, s, track ids."""
 
-
-@dataclass
-class _Sr:
-    name: str
-    cfg: Iwr6843DeviceCfg
-    bus: str
-    driver: Any = None
-    mode: str = "hardware"
-    emulator: Any = None
-    detections: int = 0
-    scans: int = 0
-    stale: bool = True
+    range_m: float = math.inf
+    range_track: int | None = None
+    range_at_s: float | None = None
+    ttc_s: float = math.inf
+    ttc_track: int | None = None
+    ttc_at_s: float | None = None
 
 
 @dataclass
@@ -209,9 +189,9 @@ class RadarSubsystem(ComponentBase):
     radar_cfg : RadarCfg
         The rig's ``radar`` block (band threshold, keep-out radius, TTC limit, tracker
         confirmation and deletion, measurement standard deviation).
-    lr : _Lr or None
+    lr : LrRadar or None
         The long-range ARS408 (driver, CAN port, optional emulator feed).
-    sr : _Sr or None
+    sr : SrRadar or None
         The short-range IWR6843 (driver, optional emulator).
     record : callable ``(tick, time_s, kind, **fields)``
         Event sink.
@@ -219,7 +199,8 @@ class RadarSubsystem(ComponentBase):
 
     name = "radar"
 
-    def __init__(self, radar_cfg: RadarCfg, lr: _Lr | None, sr: _Sr | None, record: Callable[..., None]) -> None:
+    def __init__(self, radar_cfg: RadarCfg, lr: LrRadar | None, sr: SrRadar | None,
+                 record: Callable[..., None]) -> None:
         self.cfg = radar_cfg
         self.lr = lr
         self.sr = sr
@@ -234,9 +215,7 @@ class RadarSubsystem(ComponentBase):
         self.tracker = Tracker(tracker_config(radar_cfg))
         self.no_pose_scans = 0
         self.breaches = _Breaches()
-        #: Closest approach over the run among the assessed tracks (summary).
-        self.closest: dict[str, Any] = {"range_m": math.inf, "range_track": None, "range_at_s": None,
-                                        "ttc_s": math.inf, "ttc_track": None, "ttc_at_s": None}
+        self.closest = _Closest()
         self._pose: tuple[float, float, float] | None = None
         self._vel: tuple[float, float] = (0.0, 0.0)
         self._yaw_rate_radps = 0.0
@@ -251,23 +230,10 @@ class RadarSubsystem(ComponentBase):
             self._vel = (p.vx_world_mps, p.vy_world_mps)
             self._yaw_rate_radps = p.yaw_rate_radps if math.isfinite(p.yaw_rate_radps) else 0.0
         scans: list[tuple[str, list[Detection]]] = []
-        lr = self.lr
-        if lr is not None and lr.driver is not None:
-            lr.status = lr.driver.poll(now_s)
-            for cycle in lr.driver.take_cycles():
-                dets = [tracking_detection(d, source=BAND_LR) for d in lr.driver.detections(cycle)]
-                lr.detections += len(dets)
-                lr.scans += 1
-                scans.append((BAND_LR, dets))
-        sr = self.sr
-        if sr is not None and sr.driver is not None:
-            for scan in sr.driver.poll(now_s):
-                dets = [Detection(d.x_body_m, d.y_body_m, BAND_SR, range_m=d.range_m,
-                                  azimuth_rad=d.azimuth_body_rad) for d in scan.detections]
-                sr.detections += len(dets)
-                sr.scans += 1
-                scans.append((BAND_SR, dets))
-            sr.stale = sr.driver.is_stale(now_s)
+        if self.lr is not None:
+            scans += [(BAND_LR, dets) for dets in self.lr.poll(now_s)]
+        if self.sr is not None:
+            scans += [(BAND_SR, dets) for dets in self.sr.poll(now_s)]
         if not scans:
             return
         if self._pose is None:
@@ -291,33 +257,12 @@ class RadarSubsystem(ComponentBase):
         return covered
 
     # ------------------------------------------------------------------ health
-    def _lr_conditions(self) -> list[tuple[str, str | None]]:
-        lr = self.lr
-        if lr is None:
-            return []
-        n = lr.name
-        if lr.driver is None:
-            return [(f"{n}.error", f"{n}: {lr.build_error}")]
-        st = lr.status
-        if st is None:
-            return []
-        d02 = [f for f in st.faults if f not in _NOT_D02]
-        return [
-            (f"{n}.stale", f"{n} stale: no complete object-list cycle for "
-                           f"{lr.driver.config.stale_after_periods:g} periods" if st.stale else None),
-            (f"{n}.error", f"{n} reports {', '.join(d02)}" if d02 else None),
-            (f"{n}.values", f"{n}: out-of-range values in {lr.driver.config.reject_streak_limit} "
-                            "consecutive cycles" if "values_rejected" in st.faults else None),
-        ]
+    def _radar_conditions(self) -> list[tuple[str, str | None]]:
+        """Each radar's own health (B01, D02, D03), LR first: ``(key, reason or None)``."""
+        return ((self.lr.conditions() if self.lr is not None else [])
+                + (self.sr.conditions() if self.sr is not None else []))
 
-    def _sr_conditions(self) -> list[tuple[str, str | None]]:
-        sr = self.sr
-        if sr is None or sr.driver is None:
-            return []
-        return [(f"{sr.name}.stale", f"{sr.name} stale: no new frame for "
-                 f"{sr.driver.stale_after_periods:g} periods" if sr.stale else None)]
-
-    def threats(self, now_s: float) -> list[Any]:
+    def threats(self, now_s: float) -> list[Threat]:
         """Keep-out / TTC breaches of the confirmed tracks at ``now_s`` (per tick).
 
         Assessed: confirmed tracks whose last covering scan detected them (``misses ==
@@ -353,13 +298,13 @@ class RadarSubsystem(ComponentBase):
                     or self._closing_significant(a, by_id[a.track_id])]
         c = self.closest
         for a in assessed:
-            if a.range_m < c["range_m"]:
-                c["range_m"], c["range_track"], c["range_at_s"] = a.range_m, a.track_id, now_s
-            if a.ttc_s < c["ttc_s"]:
-                c["ttc_s"], c["ttc_track"], c["ttc_at_s"] = a.ttc_s, a.track_id, now_s
+            if a.range_m < c.range_m:
+                c.range_m, c.range_track, c.range_at_s = a.range_m, a.track_id, now_s
+            if a.ttc_s < c.ttc_s:
+                c.ttc_s, c.ttc_track, c.ttc_at_s = a.ttc_s, a.track_id, now_s
         return [a for a in assessed if a.is_breach]
 
-    def _closing_significant(self, threat: Any, trk: _TrackNow) -> bool:
+    def _closing_significant(self, threat: Threat, trk: _TrackNow) -> bool:
         """Tell whether the track closes significantly against its velocity uncertainty.
 
         Is the track's closing speed more than ``TTC_CLOSING_SIGMAS`` standard
@@ -386,7 +331,7 @@ class RadarSubsystem(ComponentBase):
         if view.state == "boot":
             return []
         now_s = view.now_s
-        out = self._lr_conditions() + self._sr_conditions()
+        out = self._radar_conditions()
         threats = self.threats(now_s)
         reason = None
         if threats:
@@ -403,7 +348,7 @@ class RadarSubsystem(ComponentBase):
 
     def arming_check(self, view: TickView) -> str | None:
         """Refuse ``arm`` while a radar is stale or reports an error (SAFETY.md D02, O01)."""
-        for _key, reason in self._lr_conditions() + self._sr_conditions():
+        for _key, reason in self._radar_conditions():
             if reason is not None:
                 return reason
         if self.lr is not None and self.lr.driver is not None and self.lr.status is None:
@@ -422,32 +367,11 @@ class RadarSubsystem(ComponentBase):
         reason (SAFETY.md D07).
         """
         out: dict[str, tuple[bool, str]] = {}
-        lr = self.lr
-        if lr is not None:
-            st = lr.status
-            if lr.driver is None:
-                out[lr.name] = (False, lr.build_error or "driver not built")
-            elif st is None or st.cycles_complete == 0:
-                out[lr.name] = (False, "waiting: no complete object-list cycle yet")
-            elif st.health is None:
-                out[lr.name] = (False, "waiting: no RadarState (0x201) yet")
-            elif st.faults:
-                out[lr.name] = (False, "radar reports " + ", ".join(st.faults))
-            elif not st.fresh:
-                out[lr.name] = (False, "waiting: object-list cycles not yet regular")
-            else:
-                version = ".".join(str(v) for v in st.version) if st.version else "not seen (0x700)"
-                warn = f"; warnings: {', '.join(st.warnings)}" if st.warnings else ""
-                out[lr.name] = (True, f"firmware {version}{warn}")
-        sr = self.sr
-        if sr is not None and sr.driver is not None:
-            if sr.scans == 0:
-                # Name what arrives: packets of another SDK / platform are not "no frame".
-                out[sr.name] = (False, "waiting: " + sr.driver.waiting_text())
-            elif sr.stale:
-                out[sr.name] = (False, "stale")
-            else:
-                out[sr.name] = (True, f"{sr.scans} frames")
+        if self.lr is not None:
+            out[self.lr.name] = self.lr.post_verdict()
+        verdict = self.sr.post_verdict() if self.sr is not None else None
+        if self.sr is not None and verdict is not None:
+            out[self.sr.name] = verdict
         return out
 
     # ------------------------------------------------------------------ write
@@ -455,19 +379,19 @@ class RadarSubsystem(ComponentBase):
         """Write phase (per tick): ARS408 ego speed and yaw rate when due (every cycle)."""
         now_s = view.now_s
         lr = self.lr
-        if lr is None or lr.driver is None or self._pose is None:
+        if lr is None or lr.driver is None or lr.port is None or self._pose is None:
             return
         speed = speed_long_mps(self._vel[0], self._vel[1], self._pose[2])
         for msg in lr.driver.ego_motion_frames(now_s, speed, self._yaw_rate_radps):
             lr.port.send(msg, now_s)
 
     # ------------------------------------------------------------------ report
-    def _track_rows(self, band: str, mount: Any) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    def _track_rows(self, band: str, radar: Mount) -> list[dict[str, object]]:
+        """Return the confirmed tracks of ``band`` in the radar's and the world frame (summary)."""
+        rows: list[dict[str, object]] = []
         pose = self._pose
         if pose is None:
             return rows
-        radar = Mount.from_config(mount)
         for t in self.tracker.confirmed():
             if t.source_band != band:
                 continue
@@ -483,45 +407,22 @@ class RadarSubsystem(ComponentBase):
             })
         return rows
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         """Block ``radar`` of ``summary.json``.
 
-        Per radar frames, cycles, rejects, detections and the confirmed tracks at the end
-        (radar and world frame).
+        Per radar frames, cycles, rejects, detections (:meth:`LrRadar.summary_block`,
+        :meth:`SrRadar.summary_block`) and the confirmed tracks at the end (radar and world
+        frame).
         """
-        out: dict[str, Any] = {"sr_threshold_m": None if math.isinf(self.sr_threshold_m) else self.sr_threshold_m}
-        lr = self.lr
-        if lr is not None:
-            st = lr.status
-            block: dict[str, Any] = {"driver": "ars408", "mode": lr.mode}
-            if lr.driver is None:
-                block["error"] = lr.build_error
-            elif st is not None:
-                block.update({
-                    "frames": st.frames, "decoded": st.decoded, "cycles": st.cycles_complete,
-                    "cycles_dropped": st.cycles_dropped, "rejects": dict(sorted(st.rejects.items())),
-                    "detections": lr.detections, "stale_at_end": st.stale,
-                    "faults_at_end": list(st.faults), "warnings_at_end": list(st.warnings),
-                    "version": ".".join(str(v) for v in st.version) if st.version else None,
-                })
-            replay = lr.feed.replay_summary() if lr.feed is not None else None
-            if replay is not None:
-                block["replay"] = replay
-            block["tracks"] = self._track_rows(BAND_LR, lr.cfg.mount)
-            out[lr.name] = block
-        sr = self.sr
-        if sr is not None:
-            block = {"driver": "iwr6843", "mode": sr.mode}
-            if sr.driver is not None:
-                s = sr.driver.stats()
-                block.update({"frames": s["frames"], "cycles": s["frames"], "rejects": s["rejects"],
-                              "resyncs": s["resyncs"], "detections": sr.detections,
-                              "stale_at_end": sr.stale})
-            if sr.emulator is not None and sr.mode == "replay":
-                block["replay"] = {"frames_in_capture": sr.emulator.replay_frames,
-                                   "frames_sent": sr.emulator.frames_sent}
-            block["tracks"] = self._track_rows(BAND_SR, sr.cfg.mount)
-            out[sr.name] = block
+        out: dict[str, object] = {"sr_threshold_m": None if math.isinf(self.sr_threshold_m) else self.sr_threshold_m}
+        if self.lr is not None:
+            block = self.lr.summary_block()
+            block["tracks"] = self._track_rows(BAND_LR, self.lr.mount)
+            out[self.lr.name] = block
+        if self.sr is not None:
+            block = self.sr.summary_block()
+            block["tracks"] = self._track_rows(BAND_SR, self.sr.mount)
+            out[self.sr.name] = block
         tr = self.tracker
         out["tracker"] = {"scans": tr.scans, "initiated": tr.tracks_initiated, "confirmed": tr.tracks_confirmed,
                           "deleted": tr.tracks_deleted, "scans_without_pose": self.no_pose_scans}
@@ -530,7 +431,7 @@ class RadarSubsystem(ComponentBase):
                            "first_breach": self.breaches.first_reason, "breach_ticks": self.breaches.ticks,
                            "closest": {k: (None if isinstance(v, float) and math.isinf(v) else
                                            round(v, 3) if isinstance(v, float) else v)
-                                       for k, v in self.closest.items()}}
+                                       for k, v in asdict(self.closest).items()}}
         return out
 
     def close(self) -> None:

@@ -159,6 +159,7 @@ EVENT_CODES: tuple[EventCode, ...] = (
               "tank pressure sensor implausible (<tank>.implausible)"),
     EventCode(533, "fault", "source", rf"(?!power\.|radar\.){_NAME}\.low", "tank pressure below minimum (<tank>.low)"),
     EventCode(590, "fault_injected", None, None, "emulation: a fault of the rig's fault plan injected"),
+    EventCode(591, "fault_cleared", None, None, "emulation: a windowed fault of the fault plan cleared (until_s)"),
     # 6xx power
     EventCode(600, "*", None, None, "power event without a code of its own"),
     EventCode(601, "fault", "source", r"power\.battery",

@@ -307,6 +307,7 @@ class FlightRecorder:
         self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - closed by close()
         self._writer = Writer(self._file, chunk_size=chunk_size_bytes, compression=comp)
         self._writer.start(profile=MCAP_PROFILE, library=MCAP_LIBRARY)
+        self._file.flush()  # the magic and header reach the OS at once: a killed run leaves an MCAP file
         self._schemas: dict[tuple[str, str], int] = {}
         self._topics: dict[str, int] = {}
         self._chunk_first_ns: int | None = None

@@ -204,7 +204,8 @@ def _scan_records(f: IO[bytes], path: Path, scan: _Scan) -> Iterator[object]:
     magic = f.read(8)
     f.seek(start)
     if len(magic) < 8 or magic != _MAGIC:
-        raise RecordFileError(path, f"not an MCAP file ({'empty' if size == 0 else 'bad magic'})")
+        raise RecordFileError(path, "empty file (nothing was recorded)" if size == 0
+                              else "not an MCAP file (bad magic)")
     reader = StreamReader(f, emit_chunks=True, validate_crcs=False, record_size_limit=max(size, 1))
     it = iter(reader.records)
     while True:

@@ -12,6 +12,7 @@ channel (:mod:`controller.record.replay`).
 from __future__ import annotations
 
 import bisect
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -124,7 +125,9 @@ class ReplayBus(can.BusABC):
             return None
         if "error_type" in rec:
             _raise(rec)
-        return frame_from(rec)
+        msg = frame_from(rec)
+        c.feed(msg.arbitration_id.to_bytes(4, "little") + bytes(msg.data))
+        return msg
 
     def send(self, msg: can.Message, timeout: float | None = None) -> None:
         """Record the frame; raise the recorded error if the recorded send failed here."""
@@ -191,7 +194,10 @@ class ReplayLink:
             return b""
         if "error_type" in rec:
             _raise(rec)
-        return bytes.fromhex(str(rec["data"]))
+        data = bytes.fromhex(str(rec["data"]))
+        if data:
+            c.feed(data)
+        return data
 
     def write(self, data: bytes) -> int:
         """Record the bytes; return the recorded count accepted (or raise the recorded error)."""
@@ -320,6 +326,8 @@ class ReplayPoller:
         if cache is None or cache[0] != key:
             cache = (key, snapshot_from(device, rec))
             self._cache[device] = cache
+            fields = {k: v for k, v in rec.items() if k not in ("tick", "call")}
+            c.feed(json.dumps(fields, sort_keys=True).encode())
         return cache[1]
 
     def submit_write(self, device: str, quantity: str, value: object) -> ReplayTicket:

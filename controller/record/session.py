@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import logging
+import os
 import platform
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
@@ -33,8 +34,11 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())
 
-#: Name of the canonical record in a run folder.
+#: Name of the canonical record in a run folder: only ever a finished file.
 RECORD_FILE = "run.mcap"
+#: Name of the record while the run writes it (renamed to :data:`RECORD_FILE` once
+#: finished; after a SIGKILL or a power cut ``qiki runs recover`` finishes it).
+RECORD_PART = "run.mcap.part"
 
 #: Libraries whose versions are written in the record's ``versions`` metadata.
 _LIBRARIES = ("python-can", "cantools", "pymodbus", "pyserial", "numpy", "pydantic", "PyYAML", "mcap")
@@ -175,7 +179,9 @@ class FlightSession:
             self.closed = True
             if self.recorder is not None:
                 st = self.recorder.close()
-                self.stats = dict(vars(st)) if not isinstance(st, dict) else dict(st)
+                self.stats = st.as_dict()
+                if self.path is not None:
+                    os.replace(self.path.with_name(RECORD_PART), self.path)
         return self.stats
 
 
@@ -208,7 +214,7 @@ def open_flight_record(folder: Path, *, realtime: bool, rig: RigCfg, rig_path: P
     import json
 
     cursor = TickCursor()
-    recorder = FlightRecorder(folder / RECORD_FILE, realtime=realtime)
+    recorder = FlightRecorder(folder / RECORD_PART, realtime=realtime)
     session = FlightSession(folder / RECORD_FILE, recorder, cursor, FlightLog(recorder, cursor))
     for name, p in referenced_files(rig, rig_path, mission_path).items():
         recorder.attach(name, p.read_bytes(), "application/yaml" if name.endswith((".yaml", ".yml")) else "text/plain")

@@ -23,9 +23,11 @@ Topics (the flight record's channels, :mod:`controller.record.flight_log`):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
+import zlib
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -58,18 +60,27 @@ class TickCursor:
     -1 and the teardown after the loop at the index one past the last tick.
     """
 
-    __slots__ = ("tick", "now_ns", "_calls")
+    __slots__ = ("tick", "now_ns", "_calls", "crc32")
 
     def __init__(self) -> None:
         self.tick = -1
         self.now_ns = 0
         self._calls: dict[str, int] = {}
+        #: CRC-32 (zlib) over every input handed to the controller in this tick, in order:
+        #: the taps and the replay ports feed the same bytes, so a replay that consumed a
+        #: different input shows it in the ``/tick`` record of that very tick.
+        self.crc32 = 0
 
     def begin(self, tick: int, now_ns: int) -> None:
         """Start tick ``tick`` at ``now_ns`` (run clock, ns): every call counter restarts."""
         self.tick = tick
         self.now_ns = now_ns
         self._calls.clear()
+        self.crc32 = 0
+
+    def feed(self, data: bytes) -> None:
+        """Fold one input's bytes into this tick's :attr:`crc32`."""
+        self.crc32 = zlib.crc32(data, self.crc32)
 
     def call(self, key: str) -> int:
         """Return the number of earlier ``key`` calls in this tick, and count this one."""
@@ -172,6 +183,7 @@ class TapBus(can.BusABC):
             raise
         n = c.call("rx")
         if msg is not None:
+            c.feed(msg.arbitration_id.to_bytes(4, "little") + bytes(msg.data))
             self._sink.put(self._rx_topic, {"tick": c.tick, "call": n, **frame_fields(msg)})
         return msg
 
@@ -259,6 +271,7 @@ class TapLink:
             self._sink.put(self._rx, {"tick": c.tick, "call": n, **error_fields(exc)})
             raise
         if data:
+            c.feed(bytes(data))
             self._sink.put(self._rx, {"tick": c.tick, "call": n, "data": bytes(data).hex()})
         return data
 
@@ -388,7 +401,9 @@ class TapPoller:
         n = c.call(f"snap/{device}")
         if self._last.get(device) is not s:
             self._last[device] = s
-            self.sink.put(f"/in/modbus/{device}", {"tick": c.tick, "call": n, **snapshot_fields(s)})
+            rec = snapshot_fields(s)
+            c.feed(json.dumps(rec, sort_keys=True).encode())
+            self.sink.put(f"/in/modbus/{device}", {"tick": c.tick, "call": n, **rec})
         return s
 
     def submit_write(self, device: str, quantity: str, value: object) -> TapTicket:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from controller.components.radar import (
+    LrRadar,
     RadarSubsystem,
-    _Lr,
-    _Sr,
+    SrRadar,
     tracker_config,
 )
 from controller.config import (
@@ -351,7 +351,7 @@ def build(ctx: Any) -> RadarSubsystem | None:
     lr = None
     if lrs:
         dev_name, dev = lrs[0]
-        lr = _Lr(dev_name, dev, dev.bus)
+        lr = LrRadar(dev_name, dev, dev.bus)
         codec = ctx.can_codecs[dev.bus]
         entry = dev.model_dump()
         entry["stale_after_periods"] = stale_n
@@ -391,7 +391,7 @@ def build(ctx: Any) -> RadarSubsystem | None:
     sr = None
     if srs:
         sr_name, sr_dev = srs[0]
-        sr = _Sr(sr_name, sr_dev, sr_dev.bus)
+        sr = SrRadar(sr_name, sr_dev, sr_dev.bus)
         mount = Mount.from_config(sr_dev.mount)
         sr.driver = Iwr6843Driver(ctx.serial_links[sr_dev.bus], mount=mount, frame_period_s=sr_dev.frame_period_s,
                                   stale_after_periods=stale_n, source=BAND_SR)

@@ -155,7 +155,7 @@ def decode_iwr6843_file(
 
 def _track(frames, frame_period_s: float, mount: Any, tracker_config: Any) -> tuple[list[dict], int]:
     """Run the tracker over the frames; return (confirmed-track summaries, count at end)."""
-    from controller.tracking.models import Detection
+    from controller.tracking.detections import sr_tracking_detection
     from controller.tracking.tracker import Tracker
     from hal.devices.iwr6843 import frame_to_detections, parse_mount
 
@@ -166,8 +166,7 @@ def _track(frames, frame_period_s: float, mount: Any, tracker_config: Any) -> tu
     last_tracks = []
     for f in frames:
         now_s = ((f.frame_number - first) & 0xFFFFFFFF) * frame_period_s
-        dets = [Detection(d.x_body_m, d.y_body_m, "sr", range_m=d.range_m, azimuth_rad=d.azimuth_body_rad)
-                for d in frame_to_detections(f, mount_pose)]
+        dets = [sr_tracking_detection(d) for d in frame_to_detections(f, mount_pose)]
         last_tracks = tracker.step(now_s, dets)
         for t in last_tracks:
             if t.confirmed:

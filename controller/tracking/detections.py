@@ -1,8 +1,10 @@
 """Radar detections into the tracker's :class:`~controller.tracking.models.Detection`.
 
-The conversion the main job's radar subsystem and the ``qiki radar decode`` tool share.
-It takes any body-frame object with the ARS408 driver's field names (structurally: the
-tracker does not import device protocols), so it stays a pure helper.
+The conversions the main job's radar component and the ``qiki radar decode`` tools share,
+one per radar kind: :func:`tracking_detection` (ARS408 objects) and
+:func:`sr_tracking_detection` (IWR6843 points). They take any body-frame object with the
+driver's field names (structurally: the tracker does not import device protocols), so
+they stay pure helpers.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Protocol
 
 from controller.tracking.models import Detection
 
-__all__ = ["BodyFrameObject", "tracking_detection"]
+__all__ = ["BodyFrameObject", "BodyFramePoint", "sr_tracking_detection", "tracking_detection"]
 
 
 class BodyFrameObject(Protocol):
@@ -56,3 +58,42 @@ def tracking_detection(det: BodyFrameObject, *, source: str = "lr") -> Detection
     """
     return Detection(x_m=det.x_body_m, y_m=det.y_body_m, source=source, range_m=det.range_m,
                      object_id=det.obj_id, rcs_dbsm=det.rcs_dbsm)
+
+
+class BodyFramePoint(Protocol):
+    """A short-range radar point in the vehicle body frame (e.g. :class:`hal.devices.iwr6843.SrDetection`)."""
+
+    @property
+    def x_body_m(self) -> float:
+        """Forward position in the body frame, m."""
+
+    @property
+    def y_body_m(self) -> float:
+        """Left position in the body frame, m."""
+
+    @property
+    def range_m(self) -> float:
+        """Slant range from the radar, m."""
+
+    @property
+    def azimuth_body_rad(self) -> float:
+        """Bearing of the line of sight, counter-clockwise from body x, rad."""
+
+
+def sr_tracking_detection(det: BodyFramePoint, *, source: str = "sr") -> Detection:
+    """Convert an IWR6843 body-frame point to the tracker's :class:`Detection`.
+
+    Parameters
+    ----------
+    det : BodyFramePoint
+        Body-frame point, e.g. from :meth:`hal.devices.iwr6843.Iwr6843Driver.poll`'s scans.
+    source : str, optional
+        Band / source tag for the tracker (``"sr"`` for the short-range radar).
+
+    Returns
+    -------
+    controller.tracking.models.Detection
+        Same position (body frame), range and body-frame azimuth; no accuracies, so the
+        tracker uses its isotropic ``meas_std_m``.
+    """
+    return Detection(det.x_body_m, det.y_body_m, source, range_m=det.range_m, azimuth_rad=det.azimuth_body_rad)

@@ -25,16 +25,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Protocol, cast
 
 import numpy as np
 
 from controller.errors import ControllerError
-from firmware_bridge.protocols.frames import Pose2D, apply, apply_inverse
+from firmware_bridge.protocols.frames import Pose2D, apply, apply_inverse, wrap_angle
 
 __all__ = [
     "TrackingError",
     "Pose2D",
+    "PoseLike",
+    "PoseInput",
     "Detection",
     "as_pose",
     "body_to_world",
@@ -61,13 +63,35 @@ class TrackingError(ControllerError):
     """
 
 
-def as_pose(pose: Any) -> Pose2D:
+class PoseLike(Protocol):
+    """Anything with a planar pose's three fields (e.g. :class:`Pose2D`, an MCU pose estimate)."""
+
+    @property
+    def x_m(self) -> float:
+        """Position x in the world frame, m."""
+
+    @property
+    def y_m(self) -> float:
+        """Position y in the world frame, m."""
+
+    @property
+    def yaw_rad(self) -> float:
+        """Heading, counter-clockwise from world x, rad."""
+
+
+#: A vehicle pose as the tracking functions take it: a :class:`PoseLike` or
+#: ``(x_m, y_m, yaw_rad)`` (m, m, rad).
+PoseInput = PoseLike | Sequence[float]
+
+
+def as_pose(pose: PoseInput) -> Pose2D:
     """Return ``pose`` as a :class:`Pose2D`.
 
     Parameters
     ----------
-    pose : Pose2D, tuple of 3 floats, or any object with ``x_m``, ``y_m``, ``yaw_rad``
-        Vehicle pose in the world frame (m, m, rad).
+    pose : PoseInput
+        Vehicle pose in the world frame (m, m, rad): a :class:`Pose2D`, any object with
+        ``x_m``, ``y_m``, ``yaw_rad``, or ``(x_m, y_m, yaw_rad)``.
 
     Returns
     -------
@@ -82,7 +106,8 @@ def as_pose(pose: Any) -> Pose2D:
     if isinstance(pose, Pose2D):
         out = pose
     elif hasattr(pose, "x_m") and hasattr(pose, "y_m") and hasattr(pose, "yaw_rad"):
-        out = Pose2D(float(pose.x_m), float(pose.y_m), float(pose.yaw_rad))
+        fields = cast(PoseLike, pose)
+        out = Pose2D(float(fields.x_m), float(fields.y_m), float(fields.yaw_rad))
     else:
         try:
             x_m, y_m, yaw_rad = pose
@@ -146,12 +171,13 @@ class Detection:
         return math.isfinite(self.x_m) and math.isfinite(self.y_m)
 
 
-def body_to_world(detections: Sequence[Detection], pose: Any) -> list[Detection]:
+def body_to_world(detections: Sequence[Detection], pose: PoseInput) -> list[Detection]:
     """Transform detections from the vehicle body frame to the world frame.
 
     ``p_world = [x, y] + R(yaw) p_body`` with ``R(yaw) = [[cos, -sin], [sin, cos]]``
     (:func:`firmware_bridge.protocols.frames.apply`); ``azimuth_rad`` (a bearing in the
-    detection's frame) gains ``yaw``; every other field is copied.
+    detection's frame) gains ``yaw`` and is wrapped to [-pi, pi]
+    (:func:`firmware_bridge.protocols.frames.wrap_angle`); every other field is copied.
 
     Parameters
     ----------
@@ -181,13 +207,13 @@ def body_to_world(detections: Sequence[Detection], pose: Any) -> list[Detection]
                 det,
                 x_m=x_m,
                 y_m=y_m,
-                azimuth_rad=None if az is None else math.remainder(az + yaw, math.tau),
+                azimuth_rad=None if az is None else wrap_angle(az + yaw),
             )
         )
     return out
 
 
-def world_to_body_point(x_m: float, y_m: float, pose: Any) -> tuple[float, float]:
+def world_to_body_point(x_m: float, y_m: float, pose: PoseInput) -> tuple[float, float]:
     """Express a world-frame point in the vehicle body frame (inverse of :func:`body_to_world`).
 
     Parameters

@@ -26,11 +26,42 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-from controller.tracking.models import TrackingError, as_pose
+from controller.tracking.models import PoseInput, TrackingError, as_pose
 
-__all__ = ["Threat", "assess_track", "assess_threats"]
+__all__ = ["AssessedTrack", "Threat", "assess_track", "assess_threats"]
+
+
+class AssessedTrack(Protocol):
+    """What :func:`assess_threats` reads of a track (e.g. :class:`controller.tracking.tracker.Track`).
+
+    World frame: position in m, velocity in m/s.
+    """
+
+    @property
+    def track_id(self) -> int:
+        """The track's id."""
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the track passed M-of-N confirmation (tentative tracks are skipped)."""
+
+    @property
+    def x_m(self) -> float:
+        """Position x, m."""
+
+    @property
+    def y_m(self) -> float:
+        """Position y, m."""
+
+    @property
+    def vx_mps(self) -> float:
+        """Velocity x, m/s."""
+
+    @property
+    def vy_mps(self) -> float:
+        """Velocity y, m/s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +178,8 @@ def assess_track(
 
 
 def assess_threats(
-    tracks: Iterable[Any],
-    vehicle_pose: Any,
+    tracks: Iterable[AssessedTrack],
+    vehicle_pose: PoseInput,
     vehicle_velocity_world: Sequence[float],
     keep_out_radius_m: float,
     min_ttc_s: float,
@@ -159,11 +190,11 @@ def assess_threats(
 
     Parameters
     ----------
-    tracks : iterable of Track
+    tracks : iterable of AssessedTrack
         Tracks from :meth:`controller.tracking.tracker.Tracker.step` (anything with
         ``track_id``, ``confirmed``, ``x_m``, ``y_m``, ``vx_mps``, ``vy_mps`` in the world
         frame). Tentative tracks are ignored.
-    vehicle_pose : Pose2D or (x_m, y_m, yaw_rad)
+    vehicle_pose : PoseInput
         Vehicle pose in the world frame (m, m, rad); the yaw is not used (the keep-out is
         a disc).
     vehicle_velocity_world : (float, float)

@@ -22,7 +22,9 @@ One call of :meth:`Tracker.step` is one radar scan (per scan, not per control ti
    track gates (one-point initiation: position from the detection, zero velocity with a
    wide prior).
 
-Tracks live in the world frame. Ids are stable and strictly increasing, never reused.
+Tracks live in the world frame. Ids are stable and strictly increasing, never reused. The
+tuning (:class:`TrackerConfig`) and the snapshots handed out (:class:`Track`) are in
+:mod:`controller.tracking.tracks` (re-exported here).
 
 Pure code: no I/O, no sleeping, no threads; deterministic for a given input sequence.
 """
@@ -32,7 +34,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,165 +48,9 @@ from controller.tracking.models import (
     kf_predict,
     kf_update,
 )
+from controller.tracking.tracks import Track, TrackerConfig, TrackMeta, max_eig_2x2, snapshot_tracks
 
 __all__ = ["TrackerConfig", "Track", "Tracker"]
-
-
-@dataclass(frozen=True, slots=True)
-class TrackerConfig:
-    """Tuning of the tracker (plain dataclass; the rig schema maps onto it).
-
-    Attributes
-    ----------
-    gate_probability : float
-        Chi-square gate probability ``P_G`` in (0, 1); 0.99 gives ``gamma = 9.21`` (2-D).
-    confirm_m : int
-        Hits needed in the last ``confirm_n`` scans to confirm a track (1 <= M <= N).
-    confirm_n : int
-        Confirmation window, scans.
-    delete_misses : int
-        Consecutive misses after which a track is deleted (it coasts until then), >= 1.
-    q_accel_mps2 : float
-        Acceleration noise level of the constant-velocity model, m/s^2 (spectral density
-        ``q_accel_mps2**2`` m^2/s^3, see :class:`ConstantVelocityModel`).
-    meas_std_m : float
-        1-sigma position accuracy per axis used when a detection carries no
-        range/azimuth accuracy, metres (> 0).
-    init_speed_std_mps : float
-        1-sigma prior on each velocity component of a new track, m/s (> 0).
-    max_position_std_m : float
-        Delete a track when the larger principal standard deviation of its position
-        exceeds this, metres (> 0).
-    min_meas_std_m : float
-        Floor on each principal standard deviation of a polar measurement covariance,
-        metres (> 0): keeps a near-zero-range point from producing a singular ``R``.
-    initiate_in_confirmed_gate : bool
-        Whether a detection left over inside a confirmed track's gate may start a new
-        track. Default False: such a detection is most likely a second return of the
-        same object (an extended target split in two, an object-id switch), and a
-        duplicate track would only compete with the established one.
-    """
-
-    gate_probability: float = 0.99
-    confirm_m: int = 3
-    confirm_n: int = 5
-    delete_misses: int = 5
-    q_accel_mps2: float = 0.5
-    meas_std_m: float = 0.3
-    init_speed_std_mps: float = 2.0
-    max_position_std_m: float = 5.0
-    min_meas_std_m: float = 0.05
-    initiate_in_confirmed_gate: bool = False
-
-    def __post_init__(self) -> None:
-        if not (0.0 < self.gate_probability < 1.0):
-            raise TrackingError(f"gate_probability must be in (0, 1), got {self.gate_probability!r}")
-        for name in ("confirm_m", "confirm_n", "delete_misses"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise TrackingError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.confirm_m > self.confirm_n:
-            raise TrackingError(
-                f"confirm_m ({self.confirm_m}) must not exceed confirm_n ({self.confirm_n})"
-            )
-        if not (math.isfinite(self.q_accel_mps2) and self.q_accel_mps2 >= 0.0):
-            raise TrackingError(f"q_accel_mps2 must be finite and >= 0, got {self.q_accel_mps2!r}")
-        for name in ("meas_std_m", "init_speed_std_mps", "max_position_std_m", "min_meas_std_m"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0.0):
-                raise TrackingError(f"{name} must be finite and > 0, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Track:
-    """Immutable snapshot of one track after a scan.
-
-    Attributes
-    ----------
-    track_id : int
-        Stable id, strictly increasing in order of initiation, never reused.
-    state : numpy.ndarray, shape (4,), read-only
-        ``[x_m, y_m, vx_mps, vy_mps]`` in the world frame at ``time_s``.
-    covariance : numpy.ndarray, shape (4, 4), read-only
-        State covariance (m^2, m^2/s, m^2/s^2 blocks).
-    time_s : float
-        Scan time the state refers to, seconds (tracker clock).
-    born_s : float
-        Scan time of initiation, seconds.
-    last_update_s : float
-        Scan time of the last associated detection, seconds.
-    age_scans : int
-        Scans since initiation, including the initiating one.
-    hits : int
-        Detections associated over the track's life, including the initiating one.
-    misses : int
-        Consecutive scans without a detection (0 right after a hit).
-    confirmed : bool
-        True once M-of-N confirmation passed; stays True until deletion.
-    source_band : str
-        ``source`` of the last detection associated (``"lr"`` / ``"sr"`` after fusion).
-    """
-
-    track_id: int
-    state: np.ndarray
-    covariance: np.ndarray
-    time_s: float
-    born_s: float
-    last_update_s: float
-    age_scans: int
-    hits: int
-    misses: int
-    confirmed: bool
-    source_band: str
-
-    @property
-    def x_m(self) -> float:
-        """World-frame x position, metres."""
-        return float(self.state[0])
-
-    @property
-    def y_m(self) -> float:
-        """World-frame y position, metres."""
-        return float(self.state[1])
-
-    @property
-    def vx_mps(self) -> float:
-        """World-frame x velocity, m/s."""
-        return float(self.state[2])
-
-    @property
-    def vy_mps(self) -> float:
-        """World-frame y velocity, m/s."""
-        return float(self.state[3])
-
-    @property
-    def age_s(self) -> float:
-        """Time since initiation, seconds."""
-        return self.time_s - self.born_s
-
-    @property
-    def position_std_m(self) -> float:
-        """Larger principal 1-sigma of the position covariance, metres."""
-        return math.sqrt(_max_eig_2x2(self.covariance[0, 0], self.covariance[0, 1], self.covariance[1, 1]))
-
-
-def _max_eig_2x2(a: float, b: float, c: float) -> float:
-    """Largest eigenvalue of the symmetric matrix [[a, b], [b, c]]."""
-    half_tr = 0.5 * (a + c)
-    return half_tr + math.sqrt(max(0.0, 0.25 * (a - c) ** 2 + b * b))
-
-
-@dataclass(slots=True)
-class _TrackMeta:
-    track_id: int
-    born_s: float
-    last_update_s: float
-    source_band: str
-    window: deque[bool] = field(default_factory=deque)  # hit (True) / miss (False), last N scans
-    age_scans: int = 1
-    hits: int = 1
-    misses: int = 0
-    confirmed: bool = False
 
 
 class Tracker:
@@ -238,7 +83,7 @@ class Tracker:
         self.associate: Callable[..., list[tuple[int, int]]] = gnn_associate
         self._x = np.zeros((0, STATE_DIM))
         self._p = np.zeros((0, STATE_DIM, STATE_DIM))
-        self._meta: list[_TrackMeta] = []
+        self._meta: list[TrackMeta] = []
         self._time_s: float | None = None
         self._next_id = 1
         self._snapshot: list[Track] = []
@@ -440,7 +285,7 @@ class Tracker:
                 keep[i] = False
             elif keep[i]:
                 pc = self._p[i]
-                if _max_eig_2x2(pc[0, 0], pc[0, 1], pc[1, 1]) > max_var:
+                if max_eig_2x2(pc[0, 0], pc[0, 1], pc[1, 1]) > max_var:
                     keep[i] = False
         if not keep.all():
             self.tracks_deleted += int((~keep).sum())
@@ -458,10 +303,10 @@ class Tracker:
         if fresh:
             self._initiate(now_s, [dets[j] for j in fresh], z[fresh], r[fresh])
 
-        self._snapshot = self._make_snapshot(now_s)
+        self._snapshot = snapshot_tracks(self._meta, self._x, self._p, now_s)
         return list(self._snapshot)
 
-    def _confirm_or_condemn(self, meta: _TrackMeta, keep: np.ndarray, i: int) -> None:
+    def _confirm_or_condemn(self, meta: TrackMeta, keep: np.ndarray, i: int) -> None:
         """M-of-N: confirm, or delete a tentative track that can no longer make it."""
         if meta.confirmed:
             return
@@ -487,7 +332,7 @@ class Tracker:
         self._x = np.concatenate([self._x, x0])
         self._p = np.concatenate([self._p, p0])
         for det in dets:
-            meta = _TrackMeta(
+            meta = TrackMeta(
                 track_id=self._next_id,
                 born_s=now_s,
                 last_update_s=now_s,
@@ -500,27 +345,3 @@ class Tracker:
                 meta.confirmed = True
                 self.tracks_confirmed += 1
             self._meta.append(meta)
-
-    def _make_snapshot(self, now_s: float) -> list[Track]:
-        out = []
-        xs = self._x.copy()
-        ps = self._p.copy()
-        xs.setflags(write=False)
-        ps.setflags(write=False)
-        for i, meta in enumerate(self._meta):
-            out.append(
-                Track(
-                    track_id=meta.track_id,
-                    state=xs[i],
-                    covariance=ps[i],
-                    time_s=now_s,
-                    born_s=meta.born_s,
-                    last_update_s=meta.last_update_s,
-                    age_scans=meta.age_scans,
-                    hits=meta.hits,
-                    misses=meta.misses,
-                    confirmed=meta.confirmed,
-                    source_band=meta.source_band,
-                )
-            )
-        return out

@@ -22,10 +22,11 @@ Frames
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-from firmware_bridge.protocols.frames import FrameError, Mount, apply
+from firmware_bridge.protocols.frames import FrameError, Mount, apply, wrap_angle
 from firmware_bridge.protocols.iwr6843 import (
     DEFAULT_MAX_FRAME_LEN,
     FrameStatistics,
@@ -36,7 +37,41 @@ from firmware_bridge.protocols.iwr6843 import (
 from hal.errors import BusConfigError, HalError
 from hal.serial.link import SerialLink
 
-__all__ = ["Iwr6843Driver", "RadarScan", "SrDetection", "frame_to_detections", "parse_mount", "sensor_to_body"]
+__all__ = [
+    "Iwr6843Driver",
+    "MountFields",
+    "MountSpec",
+    "RadarScan",
+    "SrDetection",
+    "frame_to_detections",
+    "parse_mount",
+    "sensor_to_body",
+]
+
+
+class MountFields(Protocol):
+    """A mount as the rig gives it (e.g. ``controller.config.MountCfg``): m, m, deg."""
+
+    @property
+    def x_m(self) -> float:
+        """Radar position x in the body frame, m."""
+
+    @property
+    def y_m(self) -> float:
+        """Radar position y in the body frame, m."""
+
+    @property
+    def yaw_deg(self) -> float:
+        """Boresight, counter-clockwise from body x, degrees."""
+
+
+#: A mount in any shape a configuration gives it in (what :func:`parse_mount` takes): a
+#: :class:`Mount`, ``(x_m, y_m, yaw_deg)``, a mapping with those keys or a
+#: :class:`MountFields` object.
+MountSpec = Mount | MountFields | Mapping[str, float] | Sequence[float]
+
+#: The driver's default mount: at the body origin, boresight along body x.
+_BODY_ORIGIN = Mount()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +138,15 @@ class RadarScan:
     stats: FrameStatistics | None
 
 
-def parse_mount(mount: Any) -> Mount:
+def parse_mount(mount: MountSpec) -> Mount:
     """Return a configured mount as a :class:`Mount` (degrees converted there, once).
 
     Parameters
     ----------
-    mount : Mount, (x_m, y_m, yaw_deg), mapping with those keys (``yaw_deg`` optional), or
-        an object with those attributes (e.g. a rig ``MountCfg``)
-        Radar pose in the body frame: m, m, deg CCW from body x to the boresight.
+    mount : MountSpec
+        Radar pose in the body frame: m, m, deg CCW from body x to the boresight. A
+        :class:`Mount`, ``(x_m, y_m, yaw_deg)``, a mapping with those keys (``yaw_deg``
+        optional), or an object with those attributes (e.g. a rig ``MountCfg``).
 
     Returns
     -------
@@ -128,7 +164,7 @@ def parse_mount(mount: Any) -> Mount:
 
 
 def sensor_to_body(
-    x_sensor_m: float, y_sensor_m: float, mount: Any
+    x_sensor_m: float, y_sensor_m: float, mount: MountSpec
 ) -> tuple[float, float]:
     """Map a point from the TI SENSOR frame to the vehicle BODY frame.
 
@@ -138,8 +174,8 @@ def sensor_to_body(
         TI x (to the right of the boresight), m.
     y_sensor_m : float
         TI y (along the boresight), m.
-    mount : Mount or any shape :func:`parse_mount` takes
-        Radar pose in the body frame.
+    mount : MountSpec
+        Radar pose in the body frame (any shape :func:`parse_mount` takes).
 
     Returns
     -------
@@ -177,7 +213,7 @@ def frame_to_detections(
         One per point, wire order.
     """
     yaw = mount.yaw_rad
-    hypot, atan2, remainder, tau = math.hypot, math.atan2, math.remainder, math.tau
+    hypot, atan2 = math.hypot, math.atan2
     number = frame.frame_number
     dets = []
     for p in frame.points:
@@ -190,7 +226,7 @@ def frame_to_detections(
                 y_body_m=y_body_m,
                 z_body_m=p.z_m,
                 range_m=hypot(p.x_m, p.y_m, p.z_m),
-                azimuth_body_rad=remainder(az + yaw, tau),
+                azimuth_body_rad=wrap_angle(az + yaw),
                 azimuth_radar_rad=az,
                 doppler_mps=p.doppler_mps,
                 snr_db=p.snr_db,
@@ -210,9 +246,10 @@ class Iwr6843Driver:
     link : SerialLink
         The radar's data UART: ``read(max_bytes) -> bytes`` (non-blocking, ``b""`` when
         empty). Optional ``is_open`` and ``reopen()`` are used to recover (SAFETY.md D12).
-    mount : Mount or any shape :func:`parse_mount` takes
-        Radar pose in the body frame (a rig ``MountCfg``: m, m, deg CCW from body x to the
-        boresight).
+    mount : Mount
+        Radar pose in the body frame (m, m, rad CCW from body x to the boresight); build
+        it from a rig ``MountCfg`` with :func:`parse_mount` or :meth:`Mount.from_config`.
+        Default: at the body origin, boresight along body x.
     frame_period_s : float
         Configured frame period, s (``frameCfg`` periodicity: 100 ms in the reference
         ``profile_3d_automated_doors_ISK.cfg``).
@@ -234,7 +271,7 @@ class Iwr6843Driver:
     Raises
     ------
     BusConfigError
-        On a malformed mount or a non-positive period/bound.
+        On a mount that is not a finite :class:`Mount`, or a non-positive period/bound.
 
     Notes
     -----
@@ -247,7 +284,7 @@ class Iwr6843Driver:
         self,
         link: SerialLink,
         *,
-        mount: Any = (0.0, 0.0, 0.0),
+        mount: Mount = _BODY_ORIGIN,
         frame_period_s: float = 0.1,
         stale_after_periods: float = 3,
         max_frame_len: int = DEFAULT_MAX_FRAME_LEN,
@@ -256,7 +293,9 @@ class Iwr6843Driver:
         reopen_backoff_s: tuple[float, float] = (0.5, 5.0),
         source: str = "sr",
     ) -> None:
-        self._mount = parse_mount(mount)
+        if not (isinstance(mount, Mount) and mount.is_finite()):
+            raise BusConfigError(f"iwr6843 mount must be a finite Mount (see parse_mount), got {mount!r}")
+        self._mount = mount
         if not (frame_period_s > 0 and math.isfinite(frame_period_s)):
             raise BusConfigError(f"iwr6843 frame_period_s must be > 0, got {frame_period_s!r}")
         if not stale_after_periods > 0:
@@ -392,9 +431,9 @@ class Iwr6843Driver:
         str
             ``"receiving packets, all rejected: unsupported SDK 2.1 / xWR14xx"`` when
             packets arrived and every one was refused (the reasons named by
-            :meth:`Iwr6843Parser.rejection_text`), ``"receiving bytes, no packet start
-            (magic word) found"`` when only garbage arrived, ``"no frame yet"`` when
-            nothing arrived.
+            :meth:`Iwr6843Parser.rejection_text`), ``"receiving bytes (N), no valid
+            packet yet"`` when bytes but no packet arrived, ``"no frame yet"`` when
+            nothing arrived. The radar component reports it after ``"waiting: "``.
         """
         why = self.parser.rejection_text()
         if why is not None:

@@ -10,7 +10,7 @@ from controller.clock import SimClock
 from firmware_bridge.emulation.iwr6843 import Iwr6843Emulator, SensorTarget, world_to_sensor
 from firmware_bridge.protocols.frames import Mount, Pose2D
 from firmware_bridge.protocols.iwr6843 import RadarPoint, encode_packet
-from hal.devices.iwr6843 import Iwr6843Driver, sensor_to_body
+from hal.devices.iwr6843 import Iwr6843Driver, parse_mount, sensor_to_body
 from hal.serial.link import PipeLink
 
 TICK_S = 0.01
@@ -26,7 +26,7 @@ def _rig(targets=_ONE_TARGET, *, mount=(0.0, 0.0, 0.0), seed=7, **drv_kw):
         dev, lambda now_s: list(targets), frame_period_s=PERIOD_S, seed=seed,
         miss_probability=0.0, clutter_rate=0.0,
     )
-    drv = Iwr6843Driver(host, mount=mount, frame_period_s=PERIOD_S, **drv_kw)
+    drv = Iwr6843Driver(host, mount=parse_mount(mount), frame_period_s=PERIOD_S, **drv_kw)
     return dev, host, emu, drv
 
 

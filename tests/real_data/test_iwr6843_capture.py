@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from controller.tools.radar_decode_iwr6843 import decode_iwr6843_file
 from firmware_bridge.emulation.iwr6843 import CPU_CLOCK_HZ, Iwr6843Emulator
+from firmware_bridge.protocols.frames import Mount
 from firmware_bridge.protocols.iwr6843 import (
     FRAME_HEADER_LEN,
     PLATFORM_IWR6843,
@@ -200,7 +201,7 @@ def test_replay_through_emulator_and_driver(data):
 
     dev, host = PipeLink.pair("sr")
     emu = Iwr6843Emulator(dev, data, frame_period_s=0.1, seed=1)
-    drv = Iwr6843Driver(host, mount=(0.3, 0.0, 0.0), frame_period_s=0.1)
+    drv = Iwr6843Driver(host, mount=Mount.from_degrees(0.3, 0.0, 0.0), frame_period_s=0.1)
     scans = []
     t_ns = 0
     while t_ns <= 12_000_000_000:  # 12 s of 10 ms ticks; the capture lasts 10.1 s

@@ -67,7 +67,8 @@ def test_parse_mount_rejects_bad_shapes(mount):
         parse_mount(mount)
 
 
-@pytest.mark.parametrize("kw", [{"frame_period_s": 0.0}, {"stale_after_periods": 0}, {"max_read_bytes_per_poll": 0}])
+@pytest.mark.parametrize("kw", [{"frame_period_s": 0.0}, {"stale_after_periods": 0}, {"max_read_bytes_per_poll": 0},
+                                {"mount": (0.0, 0.0, 0.0)}, {"mount": Mount(0.0, float("nan"), 0.0)}])
 def test_driver_rejects_bad_config(kw):
     with pytest.raises(BusConfigError):
         Iwr6843Driver(_ListLink([]), **kw)
@@ -76,7 +77,7 @@ def test_driver_rejects_bad_config(kw):
 def test_driver_detection_fields():
     pts = [RadarPoint(-1.0, 3.0, 0.5, -0.25, 17.5, 80.0), RadarPoint(2.0, 2.0, 0.0, 0.5, 9.0, 71.0)]
     link = _ListLink([encode_packet(41, pts)[:50], encode_packet(41, pts)[50:]])
-    drv = Iwr6843Driver(link, mount=(0.2, 0.0, 10.0), frame_period_s=0.1)
+    drv = Iwr6843Driver(link, mount=Mount.from_degrees(0.2, 0.0, 10.0), frame_period_s=0.1)
     scans = drv.poll(1.0)
     assert len(scans) == 1
     d0, d1 = scans[0].detections

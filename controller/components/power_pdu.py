@@ -1,0 +1,204 @@
+"""The PDU in the power component: its health, its energy counter and the valve-rail relay.
+
+:class:`PduUnit` is what :class:`controller.components.power.PowerSubsystem` does with a
+QIKI PDU (SAFETY.md D10, D11, O01):
+
+* **health** (:meth:`PduUnit.health`, per tick): stale or missing data, or a fault flag;
+  judged once per new snapshot while the data is fresh (then it depends on the snapshot
+  only), every tick otherwise (a stale reason names the data's age);
+* **energy** (:meth:`PduUnit.observe`, per tick): the PDU's energy counter, first and last
+  finite sample, for the ``power`` summary;
+* **valve-rail relay**: :meth:`PduUnit.request_rail` queues one absolute coil write with
+  read-back (never blocks, never retried); :meth:`PduUnit.rail_condition` judges the
+  read-back within :data:`RELAY_CONFIRM_TIMEOUT_S` and, once confirmed, checks that later
+  fresh polls agree (the relay can drop out on its own); :meth:`PduUnit.open_rail_at_close`
+  leaves the relay open at the end of a run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from hal.devices.pdu import Pdu, pdu_health
+from hal.modbus.poller import DeviceSnapshot, WriteTicket
+
+__all__ = ["RELAY_CONFIRM_TIMEOUT_S", "PduUnit"]
+
+#: Bound (s) for the PDU's read-back to confirm a valve-rail relay command. The write goes
+#: out at the next poll step (lockstep: next tick; real time: the worker is woken), and
+#: costs one write plus one read, each bounded by the bus timeout (<= 0.1 s by default);
+#: 0.5 s leaves room for a BMS poll in flight on the same half-duplex bus.
+RELAY_CONFIRM_TIMEOUT_S = 0.5
+
+
+class PduUnit:
+    """One PDU of the power component: health, energy counter, valve-rail relay.
+
+    Parameters
+    ----------
+    name : str
+        Device name (events and POST).
+    pdu : Pdu
+        The driver (its poller publishes the snapshots and executes the writes).
+    log : callable ``(now_s, kind, **fields)``
+        Event sink (the power component adds the tick).
+    realtime : bool
+        True: a worker thread executes the writes (the end-of-run open waits for it,
+        bounded); False: lockstep, the end-of-run open steps the poller itself.
+
+    Attributes
+    ----------
+    rail_closed_requested : bool
+        The valve-rail state last commanded (False before any command).
+    relay_confirmed, relay_failures : int
+        Relay commands confirmed by read-back / not confirmed (summary).
+    """
+
+    def __init__(self, name: str, pdu: Pdu, log: Callable[..., None], realtime: bool) -> None:
+        self.name = name
+        self.pdu = pdu
+        self._log = log
+        self.realtime = realtime
+        self.rail_closed_requested = False
+        self.relay_confirmed = 0
+        self.relay_failures = 0
+        self._ticket: WriteTicket | None = None
+        self._requested_at_s = 0.0
+        self._confirmed_at_s: float | None = None
+        self._confirm_reported = False
+        self._judged_snap: DeviceSnapshot | None = None
+        self._judged_reason: str | None = None
+        self._seen: DeviceSnapshot | None = None
+        self._energy_first_wh: float | None = None
+        self._energy_last_wh: float | None = None
+
+    # ------------------------------------------------------------------ health, energy
+    def health(self, now_s: float) -> str | None:
+        """Why the PDU is not healthy, or None (per tick; :func:`hal.devices.pdu.pdu_health`).
+
+        Fresh data: the verdict depends on the snapshot only (no data, fault flags), so it
+        is computed once per new snapshot. Stale or missing data: computed each call (the
+        reason names the age at ``now_s``).
+        """
+        snap = self.pdu.snapshot()
+        if not snap.is_fresh(now_s):
+            return pdu_health(snap, now_s)
+        if snap is not self._judged_snap:
+            self._judged_snap = snap
+            self._judged_reason = pdu_health(snap, now_s)
+        return self._judged_reason
+
+    def observe(self) -> None:
+        """Read phase (per tick): keep the first and last finite energy-counter sample."""
+        snap = self.pdu.snapshot()
+        if snap is self._seen:
+            return
+        self._seen = snap
+        e = snap.values.get("energy_used_wh")
+        if isinstance(e, float) and math.isfinite(e):
+            if self._energy_first_wh is None:
+                self._energy_first_wh = e
+            self._energy_last_wh = e
+
+    def energy_used_wh(self) -> float | None:
+        """Energy the PDU counted over the run (last minus first sample), Wh; None without samples."""
+        if self._energy_first_wh is not None and self._energy_last_wh is not None:
+            return self._energy_last_wh - self._energy_first_wh
+        return None
+
+    # ------------------------------------------------------------------ valve-rail relay
+    def request_rail(self, now_s: float, closed: bool) -> None:
+        """Queue one absolute coil write with read-back (never blocks, never retried).
+
+        :meth:`rail_condition` judges the read-back.
+        """
+        self.rail_closed_requested = closed
+        self._ticket = self.pdu.request_relay("valve_rail", closed)
+        self._requested_at_s = now_s
+        self._confirmed_at_s = None
+        self._confirm_reported = False
+        self._log(now_s, "relay_command", device=self.name, relay="valve_rail", closed=closed)
+
+    def rail_open_confirmed(self) -> bool:
+        """Tell whether the valve-rail relay is confirmed open (safe stop, per tick).
+
+        Returns
+        -------
+        bool
+            True when the last relay command was "open" and its read-back confirmed it,
+            or no command was ever sent and the last PDU sample reads the relay open.
+        """
+        t = self._ticket
+        if t is None:
+            return self.pdu.snapshot().values.get("valve_rail_enabled") in (False, 0)
+        return (not self.rail_closed_requested) and t.done.is_set() and bool(t.ok)
+
+    def _failed(self, now_s: float, want: str, reason: str) -> None:
+        """Count and log a relay command that was not confirmed (once per command)."""
+        if not self._confirm_reported:
+            self._confirm_reported = True
+            self.relay_failures += 1
+            self._log(now_s, "relay_failed", relay="valve_rail", want=want, reason=reason)
+
+    def rail_condition(self, now_s: float) -> str | None:
+        """Fault reason of the valve-rail relay (per tick), or None.
+
+        Not confirmed by read-back, not confirmed within :data:`RELAY_CONFIRM_TIMEOUT_S`,
+        or confirmed and then read in the other state by a later fresh poll.
+        """
+        t = self._ticket
+        if t is None:
+            return None
+        want = "closed" if self.rail_closed_requested else "open"
+        if t.done.is_set():
+            if not t.ok:
+                self._failed(now_s, want, t.reason)
+                return f"PDU: valve-rail relay not confirmed {want}: {t.reason}"
+            if self._confirmed_at_s is None:
+                self._confirmed_at_s = now_s
+                self.relay_confirmed += 1
+                self._log(now_s, "relay_confirmed", relay="valve_rail", closed=self.rail_closed_requested)
+        elif now_s - self._requested_at_s > RELAY_CONFIRM_TIMEOUT_S:
+            self._failed(now_s, want, "no read-back")
+            return f"PDU: valve-rail relay read-back not confirmed {want} within {RELAY_CONFIRM_TIMEOUT_S} s"
+        else:
+            return None
+        # confirmed: a later fresh poll must agree (the relay can drop out on its own)
+        snap = self.pdu.snapshot()
+        if snap.sample_time_s is not None and snap.sample_time_s >= self._confirmed_at_s and snap.is_fresh(now_s):
+            actual = snap.values.get("valve_rail_enabled")
+            if actual is not None and bool(actual) != self.rail_closed_requested:
+                return f"PDU: valve-rail relay reads {'closed' if actual else 'open'}, commanded {want}"
+        return None
+
+    def open_rail_at_close(self) -> None:
+        """End the run: command the valve-rail relay open and flush the write.
+
+        A run that stops in ``armed``/``active`` (duration elapsed) or right after a
+        ``disable_valve_rail`` whose write is still queued must not leave the relay closed.
+        Bounded: real time waits at most :data:`RELAY_CONFIRM_TIMEOUT_S` for the worker;
+        lockstep executes the queued writes at once.
+        """
+        t = self._ticket
+        pending = t is not None and not t.done.is_set()
+        if not (self.rail_closed_requested or pending):
+            return
+        if self.rail_closed_requested:
+            self.rail_closed_requested = False
+            self._ticket = self.pdu.request_relay("valve_rail", False)
+            try:
+                self._log(self.pdu.poller.clock.now_s(), "relay_command", device=self.name, relay="valve_rail",
+                          closed=False, reason="end of run")
+            except Exception:  # noqa: BLE001 - the record may already be closed
+                pass
+        ticket = self._ticket
+        assert ticket is not None  # closed requested or pending: a command was sent
+        if self.realtime:
+            ticket.done.wait(RELAY_CONFIRM_TIMEOUT_S)
+        else:
+            self.pdu.poller.step()
+        if ticket.done.is_set() and ticket.ok:
+            self.relay_confirmed += 1
+        else:
+            self.relay_failures += 1
