@@ -38,7 +38,7 @@ from controller.rig import BuiltRig, build_rig, check_rig
 from controller.rt_knobs import RealtimeKnobsReport, apply_realtime_knobs, skipped_report
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
-from controller.vehicle.telemetry import tick_record, valves_record
+from controller.vehicle.telemetry import component_records, tick_record
 from hal.errors import DeviceUnavailableError, HalError, one_line
 
 __all__ = ["LINGER_S", "SAFE_STATES", "WALL_CLOCK_KEYS", "OperatorScript", "RunOptions", "build_summary",
@@ -339,7 +339,8 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         vehicle.tick(k, now_s, dt_s)
         if flight is not None:
             flight.put("/tick", {**tick_record(vehicle), "ingress_crc32": flight.cursor.crc32})
-            flight.put("/valves", valves_record(vehicle))
+            for topic, rec in component_records(vehicle):
+                flight.put(topic, rec)
         if vehicle.shutdown_reason is not None:
             st = vehicle.shutdown_status(now_s)
             return not (st.complete or now_s - st.started_s >= SHUTDOWN_TIMEOUT_S - 1e-9)

@@ -62,6 +62,7 @@ from controller.components.power_pdu import RELAY_CONFIRM_TIMEOUT_S, PduUnit
 from controller.components.seam import ARMING_STATES, ActionHandler, ComponentBase, Condition, DevicePost, TickView
 from controller.config import PowerCfg
 from hal.devices.bms import (
+    BmsReading,
     bms_arming_check,
     bms_freshness_reason,
     bms_mission_fault,
@@ -169,6 +170,7 @@ class PowerSubsystem(ComponentBase):
         self.pdu_unit = PduUnit(pdu[0], pdu[1], self._log, realtime) if pdu is not None else None
         # battery bookkeeping (from BMS samples, host side)
         self._last_sample_s: float | None = None
+        self._new_sample: BmsReading | None = None  # taken this tick, for telemetry
         self._last_power_w: float | None = None
         self.start_soc_pct: float | None = None
         self.end_soc_pct: float | None = None
@@ -200,6 +202,7 @@ class PowerSubsystem(ComponentBase):
             self.energy_used_wh += 0.5 * (power_w + self._last_power_w) * dt / 3600.0
         self._last_sample_s = snap.sample_time_s
         self._last_power_w = power_w
+        self._new_sample = r
         if self.start_soc_pct is None:
             self.start_soc_pct = r.soc_pct
         self.end_soc_pct = r.soc_pct
@@ -207,6 +210,16 @@ class PowerSubsystem(ComponentBase):
             self.min_pack_voltage_v = r.pack_voltage_v
 
     # ------------------------------------------------------------------ the component seam
+    def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
+        """Return ``/power/bms`` when this tick took a new BMS sample (SoC, voltage, current, age)."""
+        r, self._new_sample = self._new_sample, None
+        if r is None or self._last_sample_s is None:
+            return {}
+        return {"/power/bms": {"tick": view.tick, "t_s": view.now_s, "soc_pct": r.soc_pct,
+                               "voltage_v": r.pack_voltage_v, "current_a": r.pack_current_a,
+                               "max_temperature_c": r.max_temperature_c,
+                               "age_s": view.now_s - self._last_sample_s}}
+
     def read(self, view: TickView) -> None:
         """Read phase (per tick): lockstep polls due now; take any new BMS sample.
 

@@ -214,6 +214,7 @@ class RadarSubsystem(ComponentBase):
             self.sr_threshold_m = math.inf
         self.tracker = Tracker(tracker_config(radar_cfg))
         self.no_pose_scans = 0
+        self._cycle_bands: set[str] = set()  # bands that completed a scan this tick (telemetry)
         self.breaches = _Breaches()
         self.closest = _Closest()
         self._pose: tuple[float, float, float] | None = None
@@ -240,6 +241,7 @@ class RadarSubsystem(ComponentBase):
             self.no_pose_scans += len(scans)
             return
         pose, thr = self._pose, self.sr_threshold_m
+        self._cycle_bands.update(band for band, _ in scans)
         for band, dets in scans:
             if band == BAND_LR:
                 body = select_by_band(dets, (), thr)
@@ -406,6 +408,20 @@ class RadarSubsystem(ComponentBase):
                 "hits": t.hits,
             })
         return rows
+
+    def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
+        """Return ``/radar/<band>/tracks`` for each band that completed a cycle this tick.
+
+        The confirmed tracks of the band, world frame (m, m/s), flat per track.
+        """
+        bands, self._cycle_bands = self._cycle_bands, set()
+        out: dict[str, Mapping[str, object]] = {}
+        for band in sorted(bands):
+            tracks = [{"id": t.track_id, "x_m": t.x_m, "y_m": t.y_m, "vx_mps": t.vx_mps, "vy_mps": t.vy_mps,
+                       "hits": t.hits} for t in self.tracker.confirmed() if t.source_band == band]
+            out[f"/radar/{band}/tracks"] = {"tick": view.tick, "t_s": view.now_s, "count": len(tracks),
+                                             "tracks": tracks}
+        return out
 
     def summary(self) -> dict[str, object]:
         """Block ``radar`` of ``summary.json``.

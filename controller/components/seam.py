@@ -144,6 +144,14 @@ class Component(Protocol):
         None: it has no part in the rail; True/False: its own read-back.
         """
 
+    def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
+        """Return this tick's flight-record messages by topic (the record phase; {} for none).
+
+        After write, per tick: e.g. the valve board's ``/valves`` duties, a radar cycle's
+        ``/radar/<name>/tracks``, a new BMS sample's ``/power/bms``. Flat scalars where a
+        viewer plots them (docs/flight-record.md); no side effects.
+        """
+
     def summary(self) -> Mapping[str, object]:
         """Return the component's block of ``summary.json`` (once, at the end; {} for none)."""
 
@@ -185,6 +193,10 @@ class ComponentBase:
     def valve_rail_open_confirmed(self) -> bool | None:
         """No part in the valve rail."""
         return None
+
+    def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
+        """No flight-record messages."""
+        return {}
 
     def summary(self) -> Mapping[str, object]:
         """No summary block."""

@@ -142,6 +142,13 @@ class ValveBoardComponent(ComponentBase):
             self.port.send(self.driver.command_frame(duty), view.now_s)
             self.last_frame_zero = not any(duty)
 
+    def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
+        """Return ``/valves``: the duty per valve (% of the PWM period) of this tick's command."""
+        rec: dict[str, object] = {"tick": view.tick, "t_s": view.now_s}
+        for i, d in enumerate(self.last_duty_pct):
+            rec[f"duty_pct_{i}"] = d
+        return {"/valves": rec}
+
     def send_zero(self, now_s: float) -> bool:
         """Send one all-zero command now, best effort (exception barrier, forced stop).
 

@@ -34,7 +34,7 @@ import logging
 from collections.abc import Mapping
 from typing import Protocol
 
-from controller.record.taps import Record, TickCursor
+from controller.record.taps import TickCursor
 
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())
@@ -188,7 +188,7 @@ class FlightLog:
         self.cursor = cursor
         self._channels: dict[str, int] = {}
 
-    def put(self, topic: str, record: Record) -> None:
+    def put(self, topic: str, record: Mapping[str, object]) -> None:
         """Write ``record`` on ``topic`` at the current tick's time."""
         ch = self._channels.get(topic)
         if ch is None:
@@ -201,8 +201,8 @@ class MemorySink:
     """Records kept in memory, in order (a replay's outputs; tests)."""
 
     def __init__(self) -> None:
-        self.records: list[tuple[str, Record]] = []
+        self.records: list[tuple[str, Mapping[str, object]]] = []
 
-    def put(self, topic: str, record: Record) -> None:
+    def put(self, topic: str, record: Mapping[str, object]) -> None:
         """Append ``(topic, record)``."""
         self.records.append((topic, record))

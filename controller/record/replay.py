@@ -117,8 +117,8 @@ class Divergence:
     topic: str
     index: int
     tick: int
-    recorded: Record | None
-    replayed: Record | None
+    recorded: Mapping[str, object] | None
+    replayed: Mapping[str, object] | None
 
 
 @dataclass
@@ -149,13 +149,17 @@ class CheckReport:
         return out
 
 
-def _tick(rec: Record) -> int:
+def _tick(rec: Mapping[str, object]) -> int:
     t = rec.get("tick")
     return t if isinstance(t, int) else -1
 
 
-def _by_topic(records: Iterable[tuple[str, Record]], until_tick: int | None) -> dict[str, list[Record]]:
-    out: dict[str, list[Record]] = defaultdict(list)
+Message = Mapping[str, object]
+"""One decoded message of a channel."""
+
+
+def _by_topic(records: Iterable[tuple[str, Message]], until_tick: int | None) -> dict[str, list[Message]]:
+    out: dict[str, list[Mapping[str, object]]] = defaultdict(list)
     for topic, rec in records:
         if not compared(topic):
             continue
@@ -165,12 +169,12 @@ def _by_topic(records: Iterable[tuple[str, Record]], until_tick: int | None) -> 
     return out
 
 
-def _normal(rec: Record) -> Record:
+def _normal(rec: Mapping[str, object]) -> Record:
     """Return a record as its JSON round trip (what the file holds)."""
     return json.loads(json.dumps(rec))
 
 
-def compare(recorded: Iterable[tuple[str, Record]], replayed: Iterable[tuple[str, Record]],
+def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iterable[tuple[str, Mapping[str, object]]],
             until_tick: int | None = None) -> CheckReport:
     """Compare the compared channels message by message, in order.
 

@@ -168,7 +168,7 @@ class FlightSession:
         """Start recording tick ``tick`` (its start ``now_s`` on the run clock)."""
         self.cursor.begin(tick, int(round(now_s * 1e9)))
 
-    def put(self, topic: str, record: Record) -> None:
+    def put(self, topic: str, record: Mapping[str, object]) -> None:
         """Write one record at the current tick's time (nothing once closed)."""
         if not self.closed:
             self.log.put(topic, record)

@@ -49,7 +49,7 @@ Record = dict[str, Field]
 class IngressSink(Protocol):
     """Where the taps put what they saw (the flight log, or a list in tests)."""
 
-    def put(self, topic: str, record: Record) -> None:
+    def put(self, topic: str, record: Mapping[str, object]) -> None:
         """Store one record of ``topic`` (``record`` holds ``tick`` and ``call``)."""
 
 

@@ -9,6 +9,7 @@ counter-clockwise from x, rad); wrenches in the body frame (``fx_n``, ``fy_n``,
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from controller.components.seam import ARMING_STATES
@@ -70,9 +71,11 @@ def tick_record(v: Vehicle) -> Record:
     return rec
 
 
-def valves_record(v: Vehicle) -> Record:
-    """Return the ``/valves`` record: ``duty_pct_<i>`` per valve (%) of this tick's command."""
-    rec: Record = {"tick": v.tick_index, "t_s": v.now_s}
-    for i, d in enumerate(v.valves.last_duty_pct):
-        rec[f"duty_pct_{i}"] = d
-    return rec
+def component_records(v: Vehicle) -> list[tuple[str, Mapping[str, object]]]:
+    """Return every component's flight-record messages of this tick, ``(topic, record)``.
+
+    The record phase of the tick (after write): each component's
+    :meth:`~controller.components.seam.Component.telemetry`, in tick order.
+    """
+    view = v.view()
+    return [(topic, rec) for c in v.components for topic, rec in c.telemetry(view).items()]

@@ -47,7 +47,10 @@ def emitted_fault_keys() -> set[str]:
             if key.endswith("{key}"):  # Condition(f"{self.name}.{key}", why) over (key, why) tuples
                 names = COMPONENT_NAME.findall(text)
                 assert len(names) == 1, f"{p}: composite condition keys need one `name = \"...\"`: {names}"
-                keys.update(f"{names[0]}.{PLACEHOLDER.sub('dev0', k)}" for k in KEY_TUPLE.findall(text))
+                # the (key, why) tuples may come from the component's helper modules
+                # (components/radar_units.py for radar.py, power_pdu.py for power.py)
+                helpers = "".join(h.read_text() for h in sorted(p.parent.glob(f"{p.stem}_*.py")))
+                keys.update(f"{names[0]}.{PLACEHOLDER.sub('dev0', k)}" for k in KEY_TUPLE.findall(text + helpers))
             else:
                 keys.add(PLACEHOLDER.sub("dev0", key))
     return keys
