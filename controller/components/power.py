@@ -71,7 +71,7 @@ from hal.devices.bms import (
 )
 from hal.devices.pdu import Pdu, pdu_post_report
 from hal.modbus.link import ModbusLink
-from hal.modbus.poller import DeviceSnapshot, ModbusPoller
+from hal.modbus.poller import DeviceSnapshot, PollerPort
 
 __all__ = [
     "BMS_REQUIRED",
@@ -113,9 +113,9 @@ class PowerSubsystem(ComponentBase):
     limits : PowerCfg
         ``min_soc_pct`` (arming), ``mission_min_soc_pct`` and ``max_temperature_c``
         (mission faults), in % and degC.
-    bms : tuple (device name, ModbusPoller, expected cell count) or None
+    bms : tuple (device name, PollerPort, expected cell count) or None
     pdu : tuple (device name, Pdu) or None
-    pollers : dict of str to ModbusPoller
+    pollers : dict of str to PollerPort
         One per Modbus bus, by bus name.
     links : dict of str to ModbusLink
         One per bus (for the summary's link counters and for close).
@@ -140,9 +140,9 @@ class PowerSubsystem(ComponentBase):
         self,
         *,
         limits: PowerCfg,
-        bms: tuple[str, ModbusPoller, int] | None,
+        bms: tuple[str, PollerPort, int] | None,
         pdu: tuple[str, Pdu] | None,
-        pollers: dict[str, ModbusPoller],
+        pollers: dict[str, PollerPort],
         links: dict[str, ModbusLink],
         realtime: bool,
         record: Callable[..., None],

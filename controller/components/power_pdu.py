@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable
 
 from hal.devices.pdu import Pdu, pdu_health
-from hal.modbus.poller import DeviceSnapshot, WriteTicket
+from hal.modbus.poller import DeviceSnapshot, Ticket
 
 __all__ = ["RELAY_CONFIRM_TIMEOUT_S", "PduUnit"]
 
@@ -63,7 +63,7 @@ class PduUnit:
         self.rail_closed_requested = False
         self.relay_confirmed = 0
         self.relay_failures = 0
-        self._ticket: WriteTicket | None = None
+        self._ticket: Ticket | None = None
         self._requested_at_s = 0.0
         self._confirmed_at_s: float | None = None
         self._confirm_reported = False

@@ -152,7 +152,8 @@ def schema_key(topic: str) -> str:
         return "clock"
     if topic == "/in/stop":
         return "stop"
-    simple = {"/tick": "tick", "/loop": "loop", "/events": "event", "/valves": "valves", "/power/bms": "bms"}
+    simple = {"/tick": "tick", "/loop": "loop", "/events": "event", "/emulation/events": "event", "/valves": "valves",
+              "/power/bms": "bms"}
     if topic in simple:
         return simple[topic]
     if head == "radar" and parts[-1] == "tracks":

@@ -28,13 +28,18 @@ from controller.record.taps import Record
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())
 
-#: Topic prefixes of the outputs a replay must reproduce.
-COMPARED_PREFIXES = ("/out/", "/valves", "/tick", "/events", "/loop")
+#: Topic prefixes a replay does not reproduce: the inputs it is fed, what the emulated far
+#: end logged (no emulator runs in a replay), the recorder's own dropouts.
+NOT_COMPARED_PREFIXES = ("/in/", "/emulation/", "/record/")
 
 
 def compared(topic: str) -> bool:
-    """Return True for a topic whose messages a replay must reproduce exactly."""
-    return topic.startswith(COMPARED_PREFIXES)
+    """Return True for a topic whose messages a replay must reproduce exactly.
+
+    Every output (``/out/...``), event, and telemetry channel (``/tick``, ``/valves``,
+    ``/loop``, ``/radar/...``, ``/power/...``).
+    """
+    return not topic.startswith(NOT_COMPARED_PREFIXES)
 
 
 @dataclass

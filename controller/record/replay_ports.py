@@ -303,7 +303,7 @@ class ReplayTicket:
 class ReplayPoller:
     """A Modbus poller that serves the recorded snapshots and write results; no bus."""
 
-    def __init__(self, devices: list[str], clock: object, cursor: TickCursor, inputs: ReplayInputs,
+    def __init__(self, devices: list[str], clock: Clock, cursor: TickCursor, inputs: ReplayInputs,
                  sink: IngressSink) -> None:
         self.devices = list(devices)
         self.clock = clock
@@ -439,9 +439,9 @@ class Ingress:
         assert self.replay is not None  # only while replaying
         return ReplayLink(name, self.cursor, self.replay, self.sink)
 
-    def poller(self, poller: ModbusPoller) -> TapPoller:
-        """Return a poller as the components see it, tapped (recording only)."""
-        return TapPoller(poller, self.cursor, self.sink)
+    def poller(self, poller: ModbusPoller, run_clock: Clock) -> TapPoller:
+        """Return a poller as the components see it, tapped (recording only); its ``clock`` is ``run_clock``."""
+        return TapPoller(poller, self.cursor, self.sink, run_clock)
 
     def replay_poller(self, devices: list[str], clock: Clock) -> ReplayPoller:
         """Return the replay poller of these devices (no bus)."""

@@ -40,6 +40,9 @@ RECORD_FILE = "run.mcap"
 #: finished; after a SIGKILL or a power cut ``qiki runs recover`` finishes it).
 RECORD_PART = "run.mcap.part"
 
+#: Event kinds the emulated far end writes (fault plans), not the controller.
+EMULATION_EVENTS = frozenset({"fault_injected", "fault_cleared"})
+
 #: Libraries whose versions are written in the record's ``versions`` metadata.
 _LIBRARIES = ("python-can", "cantools", "pymodbus", "pyserial", "numpy", "pydantic", "PyYAML", "mcap")
 
@@ -147,7 +150,12 @@ class FlightSession:
     stats: dict[str, object] = field(default_factory=dict)
 
     def event_sink(self, inner: Callable[..., None]) -> Callable[..., None]:
-        """Wrap the run record's event sink: every event also goes to ``/events`` with its code."""
+        """Wrap the run record's event sink: every event also goes to the flight record with its code.
+
+        The controller's events go to ``/events``; what the emulated far end reports
+        (:data:`EMULATION_EVENTS`, possibly from the emulator's thread) to
+        ``/emulation/events``, which a replay (no emulator) does not reproduce.
+        """
         def event(tick: int, time_s: float, kind: str, **fields: object) -> None:
             inner(tick, time_s, kind, **fields)
             if self.closed:
@@ -157,7 +165,7 @@ class FlightSession:
             for k, v in fields.items():
                 if k not in rec:
                     rec[k] = _jsonable(v)  # type: ignore[assignment]
-            self.log.put("/events", rec)
+            self.log.put("/emulation/events" if kind in EMULATION_EVENTS else "/events", rec)
         return event
 
     def ingress(self) -> Ingress:

@@ -376,18 +376,19 @@ class TapPoller:
     sink : IngressSink
     """
 
-    def __init__(self, inner: ModbusPoller, cursor: TickCursor, sink: IngressSink) -> None:
+    def __init__(self, inner: ModbusPoller, cursor: TickCursor, sink: IngressSink, clock: Clock | None = None) -> None:
         self.inner = inner
         self.cursor = cursor
         self.sink = sink
+        self._clock = clock if clock is not None else inner.clock
         self._last: dict[str, DeviceSnapshot] = {}
         self._seq = 0
         self._main = threading.get_ident()
 
     @property
     def clock(self) -> Clock:
-        """The poller's clock."""
-        return self.inner.clock
+        """The run clock as the tick reads it (tapped in real time), not the worker's."""
+        return self._clock
 
     @property
     def devices(self) -> list[str]:
@@ -416,9 +417,29 @@ class TapPoller:
                                                  "quantity": quantity, "value": encode_value(value)})
         return TapTicket(self, t, seq)
 
-    def __getattr__(self, name: str) -> object:
-        # step, align_to_grid, start, stop, worker_alive, stats: no input of a tick
-        return getattr(self.inner, name)
+    # step, align_to_grid, start, stop: no input of a tick (what they do reaches the tick
+    # only through the snapshots and tickets above)
+    def step(self, now_s: float | None = None) -> None:
+        """Lockstep: run the inner poller's due polls."""
+        self.inner.step(now_s)
+
+    def align_to_grid(self, origin_s: float, period_s: float) -> None:
+        """Real time: align the inner poller's worker to the control grid."""
+        self.inner.align_to_grid(origin_s, period_s)
+
+    def start(self) -> TapPoller:
+        """Start the inner poller's worker."""
+        self.inner.start()
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """Stop the inner poller's worker."""
+        return self.inner.stop(timeout_s)
+
+    @property
+    def worker_alive(self) -> bool:
+        """Whether the inner poller's worker runs."""
+        return self.inner.worker_alive
 
 
 # --------------------------------------------------------------------------- clock

@@ -51,7 +51,6 @@ from controller.rig.fault_plan import FaultWiring
 from controller.safety.output_guard import OutputGuard
 from controller.vehicle import PoseControl, Vehicle
 from firmware_bridge.protocols.firmware_version import parse_version
-from hal.clock import Clock
 
 if TYPE_CHECKING:
     import can
@@ -167,13 +166,14 @@ def build_rig(
     if checked is None:
         checked = check_rig(rig, rig_path, options=options)
     # frozen until the loop starts: the build's duration never eats the POST budget
-    clock: Clock = MonotonicClock(frozen=True) if realtime else SimClock()
-    if ingress is not None:
-        clock = ingress.clock(clock, realtime)
+    io_clock: MonotonicClock | SimClock = MonotonicClock(frozen=True) if realtime else SimClock()
+    # the run clock the tick reads: recorded (or, in a replay, read back) in real time;
+    # the emulators and the Modbus workers keep the untapped one
+    clock = ingress.clock(io_clock, realtime) if ingress is not None else io_clock
     closers: list[Any] = []
     try:
         return _build(checked, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers,
-                      ingress)
+                      ingress, io_clock)
     except BaseException:
         # Nothing half-built outlives a refused rig: close what was opened, newest first.
         for close in reversed(closers):
@@ -185,7 +185,7 @@ def build_rig(
 
 
 def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock,
-           closers, ingress: Ingress | None) -> BuiltRig:
+           closers, ingress: Ingress | None, io_clock: MonotonicClock | SimClock) -> BuiltRig:
     """Body of :func:`build_rig` from a checked rig; everything it opens is in ``closers``."""
     from controller.fsm import FsmEngine
     from firmware_bridge.emulation.qiki_mcu import McuEmulator
@@ -319,7 +319,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         faults.add(mcu_name, mcu_emu)
         sim = Simulation(world, vb_emu, mcu_emu, w.physics_rate_hz)
         if realtime:
-            runner = RealtimeRunner(sim, clock)
+            runner = RealtimeRunner(sim, io_clock)
 
     # ---------------------------------------------------------------- component families
     def open_emulator_can(bus_name: str) -> can.BusABC:
@@ -334,6 +334,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         path=rig_path,
         realtime=realtime,
         clock=clock,
+        io_clock=io_clock,
         seed=seed,
         record=record,
         can_ports=ports,

@@ -32,7 +32,10 @@ class BuildContext:
     ----------
     cfg, path : the validated rig and its file (resolve data paths against ``path``)
     realtime : bool, True when built for real time (threads, pty, TCP on 127.0.0.1)
-    clock : the run's clock (SimClock or MonotonicClock)
+    clock : the run's clock as the tick reads it (SimClock or MonotonicClock; in real time
+        tapped by the flight record, or a replay's); for components
+    io_clock : the same clock untapped, for what runs beside the tick (emulators, Modbus
+        pollers' workers), whose readings a replay does not reproduce
     seed : int, seed for every random source of the emulation
     record : event sink ``(tick, time_s, kind, **fields)``
     can_ports : dict bus name -> CanPort (host side)
@@ -57,6 +60,7 @@ class BuildContext:
     path: Path
     realtime: bool
     clock: Clock
+    io_clock: Clock
     seed: int
     record: Callable[..., None]
     can_ports: dict[str, CanPort]

@@ -39,7 +39,7 @@ from controller.rig.power_emulation import (
 )
 from firmware_bridge.protocols.modbus_profile import DeviceProfile
 from hal.devices.pdu import Pdu
-from hal.modbus.poller import ModbusPoller, PolledDevice
+from hal.modbus.poller import ModbusPoller, PolledDevice, PollerPort
 from hal.modbus.url import open_link
 
 if TYPE_CHECKING:
@@ -208,37 +208,50 @@ def build(ctx: BuildContext) -> PowerSubsystem | None:
     profiles = dict(check(rig, name, ctx.path))  # the checks of `qiki rig check`
 
     closers: list[Callable[[], None]] = []
-    emulated = (build_emulated_power(rig, name, profiles, ctx.clock, ctx.faults)
-                if rig.emulation is not None else None)
+    bus_names = sorted({d.bus for _, d in bms_items + pdu_items})
+    replaying = ctx.ingress is not None and ctx.ingress.replaying
+    # Real wires are always polled by the worker (never from the tick), even if someone
+    # runs a real rig on the lockstep clock; only the memory link is stepped in read.
+    threaded = ctx.realtime or rig.emulation is None
+    pollers: dict[str, PollerPort] = {}
     links: dict[str, ModbusLink] = {}
     transport: dict[str, str] = {}
-    bus_names = sorted({d.bus for _, d in bms_items + pdu_items})
-    try:
+    emulated = None
+    if replaying:
+        assert ctx.ingress is not None  # replaying
         for bus_name in bus_names:
-            bus = rig.buses[bus_name]
-            assert isinstance(bus, ModbusBusCfg)
-            if emulated is None:
-                with opening(name, f"buses.{bus_name}"):
-                    links[bus_name] = open_real_link(bus, name, bus_name)
-                transport[bus_name] = urlsplit(bus.url).scheme
-                closers.append(links[bus_name].close)
-                continue
-            links[bus_name], transport[bus_name], opened = open_emulated_link(
-                bus, emulated.responders.get(bus_name, {}), name, bus_name, over_wire=ctx.realtime)
-            closers += opened
-    except BaseException:
-        for c in reversed(closers):
-            try:
-                c()
-            except Exception:  # noqa: BLE001
-                pass
-        raise
-
-    pollers: dict[str, ModbusPoller] = {}
-    for bus_name in bus_names:
-        devs = [PolledDevice(n, links[bus_name], profiles[n], d.unit_id)
-                for n, d in bms_items + pdu_items if d.bus == bus_name]
-        pollers[bus_name] = ModbusPoller(devs, ctx.clock)
+            devices = [n for n, d in bms_items + pdu_items if d.bus == bus_name]
+            pollers[bus_name] = ctx.ingress.replay_poller(devices, ctx.clock)
+            transport[bus_name] = _transport(rig, bus_name, ctx.realtime)
+    else:
+        emulated = (build_emulated_power(rig, name, profiles, ctx.io_clock, ctx.faults)
+                    if rig.emulation is not None else None)
+        try:
+            for bus_name in bus_names:
+                bus = rig.buses[bus_name]
+                assert isinstance(bus, ModbusBusCfg)
+                if emulated is None:
+                    with opening(name, f"buses.{bus_name}"):
+                        links[bus_name] = open_real_link(bus, name, bus_name)
+                    transport[bus_name] = urlsplit(bus.url).scheme
+                    closers.append(links[bus_name].close)
+                    continue
+                links[bus_name], transport[bus_name], opened = open_emulated_link(
+                    bus, emulated.responders.get(bus_name, {}), name, bus_name, over_wire=ctx.realtime)
+                closers += opened
+        except BaseException:
+            for c in reversed(closers):
+                try:
+                    c()
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
+        for bus_name in bus_names:
+            devs = [PolledDevice(n, links[bus_name], profiles[n], d.unit_id)
+                    for n, d in bms_items + pdu_items if d.bus == bus_name]
+            live = ModbusPoller(devs, ctx.io_clock)
+            tapped: PollerPort = ctx.ingress.poller(live, ctx.clock) if ctx.ingress is not None else live
+            pollers[bus_name] = tapped
     bms = None
     if bms_items:
         n, d = bms_items[0]
@@ -255,9 +268,6 @@ def build(ctx: BuildContext) -> PowerSubsystem | None:
         if pdu is not None:
             ctx.sim.rail_gates.append(stepper.rail_gate)
 
-    # Real wires are always polled by the worker (never from the tick), even if someone
-    # runs a real rig on the lockstep clock; only the memory link is stepped in read.
-    threaded = ctx.realtime or emulated is None
     sub = PowerSubsystem(
         limits=rig.power or PowerCfg(), bms=bms, pdu=pdu, pollers=pollers, links=links,
         realtime=threaded, record=ctx.record, transport=transport, closers=closers,
@@ -269,6 +279,17 @@ def build(ctx: BuildContext) -> PowerSubsystem | None:
         for poller in pollers.values():
             poller.start()
     return sub
+
+
+def _transport(rig: RigCfg, bus_name: str, realtime: bool) -> str:
+    """Return the transport a live build would have opened for a Modbus bus (a replay's name for it)."""
+    bus = rig.buses[bus_name]
+    assert isinstance(bus, ModbusBusCfg)
+    if rig.emulation is None:
+        return urlsplit(bus.url).scheme
+    if not realtime:
+        return "memory"
+    return "rtu" if bus.url == EMULATED_RTU_URL else "tcp"
 
 
 def _modbus_url(rig: RigCfg, bus_name: str) -> str:

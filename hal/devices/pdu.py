@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from hal.devices.bms import PostReport
-from hal.modbus.poller import DeviceSnapshot, ModbusPoller, WriteTicket
+from hal.modbus.poller import DeviceSnapshot, PollerPort, Ticket
 
 RELAY_QUANTITIES: dict[str, str] = {
     "valve_rail": "valve_rail_enabled",
@@ -28,7 +28,7 @@ class Pdu:
 
     Parameters
     ----------
-    poller : ModbusPoller
+    poller : PollerPort
         The poller the PDU is registered on.
     device : str, optional
         Its device name there (default ``pdu``).
@@ -39,12 +39,12 @@ class Pdu:
         Relay commands submitted (for ``summary.json``).
     """
 
-    def __init__(self, poller: ModbusPoller, device: str = "pdu") -> None:
+    def __init__(self, poller: PollerPort, device: str = "pdu") -> None:
         self.poller = poller
         self.device = device
         self.relay_operations = 0
 
-    def request_relay(self, relay: str, closed: bool) -> WriteTicket:
+    def request_relay(self, relay: str, closed: bool) -> Ticket:
         """Command a relay closed (True) or open; returns at once with a ticket.
 
         The ticket's ``done`` is set after the write and its read-back; ``ok`` tells

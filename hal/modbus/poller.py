@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Protocol
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.modbus_profile import DeviceProfile, Value, decode, decode_block, encode, plan_reads
@@ -173,6 +174,79 @@ class _DeviceState:
             device=dev.name, stale_after_s=p.stale_after_polls * p.poll_period_s,
             stale_after_polls=p.stale_after_polls,
         )
+
+
+class TicketDone(Protocol):
+    """The ``done`` flag of a write ticket (a ``threading.Event`` on the live poller)."""
+
+    def is_set(self) -> bool:
+        """Return True once the write and its read-back finished."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` s for the write to finish; return :meth:`is_set`."""
+        ...
+
+
+class Ticket(Protocol):
+    """What the tick reads of a queued write (:class:`WriteTicket`, or a recorded one)."""
+
+    @property
+    def done(self) -> TicketDone:
+        """Set when the write and read-back finished."""
+        ...
+
+    @property
+    def ok(self) -> bool:
+        """True when the write was acknowledged and read back equal."""
+        ...
+
+    @property
+    def reason(self) -> str:
+        """One line for the operator ("" when ok)."""
+        ...
+
+
+class PollerPort(Protocol):
+    """What the tick uses of a Modbus poller: snapshots and queued writes (never blocks).
+
+    :class:`ModbusPoller` is the live one; the flight record taps it and a replay stands
+    in for it (``controller.record.taps.TapPoller``, ``controller.record.replay_ports.ReplayPoller``).
+    """
+
+    @property
+    def devices(self) -> list[str]:
+        """Device names on this poller."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """The poller's clock."""
+        ...
+
+    def snapshot(self, device: str) -> DeviceSnapshot:
+        """Return the latest snapshot of ``device``."""
+        ...
+
+    def submit_write(self, device: str, quantity: str, value: object) -> Ticket:
+        """Queue an absolute write with read-back."""
+        ...
+
+    def step(self, now_s: float | None = None) -> None:
+        """Lockstep: run the polls due at ``now_s``."""
+        ...
+
+    def align_to_grid(self, origin_s: float, period_s: float) -> None:
+        """Real time: move the worker's polls between the control ticks."""
+        ...
+
+    def start(self) -> object:
+        """Start the worker thread."""
+        ...
+
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """Stop the worker thread; True when it ended."""
+        ...
 
 
 class ModbusPoller:
