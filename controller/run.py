@@ -327,6 +327,8 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         nonlocal duration_ran_out, disarm_sent
         last_tick[0], last_tick[1] = k, now_s
         if flight is not None:
+            if flight.replay_last_tick is not None and k > flight.replay_last_tick:
+                return False  # a replay of a record that ends early: nothing recorded from here
             flight.begin_tick(k, now_s)
             if flight.replay is not None:
                 sig = flight.replay.at("/in/stop", k, 0)

@@ -370,16 +370,24 @@ class ReplayClock:
         self._inputs = inputs
         self._sink = sink
         self.started = True
+        #: Set for a record that ends early (see :class:`~controller.record.session.FlightSession`).
+        self.last_tick: int | None = None
+        self._last: float | int = 0
 
     def _next(self, kind: str) -> float | int:
         c = self._cursor
         n = c.call("clock")
         rec = self._inputs.at("/in/clock", c.tick, n)
+        if rec is None and self.last_tick is not None and c.tick >= self.last_tick:
+            # past the end of a record that ends early: the last reading again (the run
+            # stops at its next tick)
+            return self._last
         if rec is None or kind not in rec:
             raise ReplayDivergence(f"tick {c.tick}: clock read {n} ({kind}) was not recorded")
         v = rec[kind]
         if self._sink is not None:
             self._sink.put("/in/clock", {"tick": c.tick, "call": n, kind: v})
+        self._last = v  # type: ignore[assignment]
         return v  # type: ignore[return-value]
 
     def now_s(self) -> float:
@@ -418,6 +426,8 @@ class Ingress:
     cursor: TickCursor
     sink: IngressSink
     replay: ReplayInputs | None = None
+    #: A replay of a record that ends early: its last tick.
+    last_tick: int | None = None
 
     @property
     def replaying(self) -> bool:
@@ -453,5 +463,7 @@ class Ingress:
         if not realtime:
             return clock
         if self.replay is not None:
-            return ReplayClock(self.cursor, self.replay, self.sink)
+            rc = ReplayClock(self.cursor, self.replay, self.sink)
+            rc.last_tick = self.last_tick
+            return rc
         return TapClock(clock, self.cursor, self.sink)

@@ -146,6 +146,8 @@ class FlightSession:
     log: IngressSink
     #: A replay's recorded inputs (None when recording a live run).
     replay: ReplayInputs | None = None
+    #: A replay of a record that ends early (recovered after a kill): the last tick to run.
+    replay_last_tick: int | None = None
     closed: bool = False
     stats: dict[str, object] = field(default_factory=dict)
 
@@ -170,7 +172,7 @@ class FlightSession:
 
     def ingress(self) -> Ingress:
         """Return how the composition room opens ports for this run (tapped, or replayed)."""
-        return Ingress(self.cursor, self.log, self.replay)
+        return Ingress(self.cursor, self.log, self.replay, self.replay_last_tick)
 
     def begin_tick(self, tick: int, now_s: float) -> None:
         """Start recording tick ``tick`` (its start ``now_s`` on the run clock)."""
@@ -186,6 +188,8 @@ class FlightSession:
         if not self.closed:
             self.closed = True
             if self.recorder is not None:
+                # the run ended here: a record without this (recovered after a kill) ends early
+                self.recorder.metadata("run_end", {"last_tick": str(self.cursor.tick)})
                 st = self.recorder.close()
                 self.stats = st.as_dict()
                 if self.path is not None:
@@ -193,9 +197,12 @@ class FlightSession:
         return self.stats
 
 
-def replay_session(inputs: ReplayInputs, sink: IngressSink) -> FlightSession:
-    """Return the session of a replay: no file; outputs, telemetry and events go to ``sink``."""
-    return FlightSession(None, None, TickCursor(), sink, replay=inputs)
+def replay_session(inputs: ReplayInputs, sink: IngressSink, last_tick: int | None = None) -> FlightSession:
+    """Return the session of a replay: no file; outputs, telemetry and events go to ``sink``.
+
+    ``last_tick``: for a record that ends early, the replay stops after that tick.
+    """
+    return FlightSession(None, None, TickCursor(), sink, replay=inputs, replay_last_tick=last_tick)
 
 
 def open_flight_record(folder: Path, *, realtime: bool, rig: RigCfg, rig_path: Path, mission_path: str | None,
