@@ -375,7 +375,7 @@ class FlightRecorder:
         ----------
         timeout_s : float or None, optional
             Longest wait for the writer thread (None: no limit). On timeout the file is
-            closed unfinished (:func:`controller.record.reader.recover` finishes it) and
+            closed unfinished (:func:`controller.record.recover.recover` finishes it) and
             the timeout is counted as an error.
 
         Returns

@@ -21,7 +21,7 @@ does not fsync the underlying file."); it writes the chunk and its message index
 calls ``flush()`` on the stream we hand it (a ``BufferedWriter`` of our own, whose
 ``fileno()`` we ``fsync``). The chunk-size trigger is the constructor's ``chunk_size``.
 A file whose :meth:`~controller.record.flight.FlightRecorder.close` never ran has no
-summary and no footer; :func:`controller.record.reader.recover` rewrites it into a
+summary and no footer; :func:`controller.record.recover.recover` rewrites it into a
 finished one.
 
 Encoding
