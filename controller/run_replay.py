@@ -58,7 +58,10 @@ def replay_run(record: Path | RecordedRun, *, allow_drift: bool = False, until_s
                           "--allow-drift replays anyway")
     o = run.options
     sink = MemorySink()
-    session = replay_session(inputs_of(run), sink)
+    # a record that ends early (recovered after a kill) lost its last chunk: its last tick
+    # may be partial, so the replay runs up to it and compares the ticks before it
+    last_tick = None if run.complete else run.last_tick
+    session = replay_session(inputs_of(run), sink, last_tick)
     rate_ticks = None
     with tempfile.TemporaryDirectory(prefix="qiki-replay-") as tmp:
         opts = RunOptions(
@@ -69,10 +72,11 @@ def replay_run(record: Path | RecordedRun, *, allow_drift: bool = False, until_s
             lr_replay=_opt_str(o.get("lr_replay")), sr_replay=_opt_str(o.get("sr_replay")),
             record=False, replay=session)
         status, summary, _folder = run_main_job(opts)
-    until_tick = None
+    until_tick = None if last_tick is None else last_tick - 1
     if until_s is not None:
         ticks = [(int(r["tick"]), float(r["t_s"])) for t, r in run.messages if t == "/tick"]  # type: ignore[arg-type]
-        until_tick = max((k for k, t in ticks if t <= until_s + 1e-9), default=-1)
+        u = max((k for k, t in ticks if t <= until_s + 1e-9), default=-1)
+        until_tick = u if until_tick is None else min(u, until_tick)
     report = compare(run.messages, sink.records, until_tick)
     rate_ticks = sum(1 for t, _ in sink.records if t == "/tick")
     return ReplayResult(report, status, summary, rate_ticks)

@@ -51,6 +51,13 @@ class RecordedRun:
     versions: dict[str, str]
     attachments: dict[str, bytes]
     messages: list[tuple[str, Record]]
+    #: False for a record that ends early (recovered after a kill: no ``run_end`` metadata).
+    complete: bool = True
+
+    @property
+    def last_tick(self) -> int:
+        """The last tick with a ``/tick`` record (-1: none)."""
+        return max((_tick(r) for t, r in self.messages if t == "/tick"), default=-1)
 
 
 def read_record(path: Path) -> RecordedRun:
@@ -73,6 +80,7 @@ def read_record(path: Path) -> RecordedRun:
     versions: dict[str, str] = {}
     attachments: dict[str, bytes] = {}
     messages: list[tuple[str, Record]] = []
+    complete = False
     try:
         with p.open("rb") as f:
             reader = make_reader(f)
@@ -81,6 +89,8 @@ def read_record(path: Path) -> RecordedRun:
                     options = {k: json.loads(v) for k, v in m.metadata.items()}
                 elif m.name == "versions":
                     versions = dict(m.metadata)
+                elif m.name == "run_end":
+                    complete = True
             for a in reader.iter_attachments():
                 attachments[a.name] = bytes(a.data)
             for _schema, channel, message in reader.iter_messages(log_time_order=False):
@@ -90,7 +100,7 @@ def read_record(path: Path) -> RecordedRun:
                           "`qiki runs recover` rewrites an unfinished one") from exc
     if not options:
         raise ConfigError(str(p), "", "metadata 'run_options' missing: not a QIKI flight record")
-    return RecordedRun(p, options, versions, attachments, messages)
+    return RecordedRun(p, options, versions, attachments, messages, complete)
 
 
 def drift(run: RecordedRun, current_version: str) -> list[str]:

@@ -25,7 +25,8 @@ from controller.paths import checkout_data_root, resolve_data_path
 from controller.record.codes import code_for
 from controller.record.flight import FlightRecorder
 from controller.record.flight_log import FlightLog
-from controller.record.replay_ports import Ingress, ReplayInputs
+from controller.record.ingress import Ingress
+from controller.record.replay_ports import ReplayInputs
 from controller.record.taps import IngressSink, Record, TickCursor
 
 if TYPE_CHECKING:
@@ -146,6 +147,8 @@ class FlightSession:
     log: IngressSink
     #: A replay's recorded inputs (None when recording a live run).
     replay: ReplayInputs | None = None
+    #: A replay of a record that ends early (recovered after a kill): the last tick to run.
+    replay_last_tick: int | None = None
     closed: bool = False
     stats: dict[str, object] = field(default_factory=dict)
 
@@ -170,7 +173,7 @@ class FlightSession:
 
     def ingress(self) -> Ingress:
         """Return how the composition room opens ports for this run (tapped, or replayed)."""
-        return Ingress(self.cursor, self.log, self.replay)
+        return Ingress(self.cursor, self.log, self.replay, self.replay_last_tick)
 
     def begin_tick(self, tick: int, now_s: float) -> None:
         """Start recording tick ``tick`` (its start ``now_s`` on the run clock)."""
@@ -181,11 +184,24 @@ class FlightSession:
         if not self.closed and self.cursor.recording:
             self.log.put(topic, record)
 
+    def finish(self) -> None:
+        """Close the record at the end of a run; a failure is logged in one line, never raised.
+
+        The summary is written before this: nothing else is lost if the record cannot be
+        finished (``qiki runs recover`` can still finish ``run.mcap.part``).
+        """
+        try:
+            self.close()
+        except Exception as exc:  # noqa: BLE001 - see above
+            _log.error("flight record %s not finished: %s", self.path, " ".join(str(exc).split()))
+
     def close(self) -> dict[str, object]:
         """Finish the file (summary and index); return the recorder's statistics. Safe twice."""
         if not self.closed:
             self.closed = True
             if self.recorder is not None:
+                # the run ended here: a record without this (recovered after a kill) ends early
+                self.recorder.metadata("run_end", {"last_tick": str(self.cursor.tick)})
                 st = self.recorder.close()
                 self.stats = st.as_dict()
                 if self.path is not None:
@@ -193,9 +209,12 @@ class FlightSession:
         return self.stats
 
 
-def replay_session(inputs: ReplayInputs, sink: IngressSink) -> FlightSession:
-    """Return the session of a replay: no file; outputs, telemetry and events go to ``sink``."""
-    return FlightSession(None, None, TickCursor(), sink, replay=inputs)
+def replay_session(inputs: ReplayInputs, sink: IngressSink, last_tick: int | None = None) -> FlightSession:
+    """Return the session of a replay: no file; outputs, telemetry and events go to ``sink``.
+
+    ``last_tick``: for a record that ends early, the replay stops after that tick.
+    """
+    return FlightSession(None, None, TickCursor(), sink, replay=inputs, replay_last_tick=last_tick)
 
 
 def open_flight_record(folder: Path, *, realtime: bool, rig: RigCfg, rig_path: Path, mission_path: str | None,

@@ -144,3 +144,55 @@ def test_a_realtime_run_replays_identically(tmp_path: Path) -> None:
     result = replay_run(run)
     assert result.report.identical, "\n".join(result.report.lines())
     assert result.report.per_topic["/loop"]["recorded"] > 0
+
+
+@pytest.mark.realtime
+def test_after_sigkill_the_record_recovers_and_replays(tmp_path: Path) -> None:
+    """SIGKILL a real-time run once its record on disk reaches a random run time T."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    from controller.record.reader import FlightRecord, recover
+
+    runs = tmp_path / "runs"
+    target_s = random.Random().uniform(1.5, 3.5)
+    proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", "--realtime", "--duration", "30",
+                             "--no-progress", "--runs-dir", str(runs)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    reached_s = 0.0
+    part = None
+    def still_running(wait_s: float) -> bool:
+        try:  # waits for the process to end, not for time to pass: it must not end
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            return True
+        return False
+
+    try:
+        while still_running(0.02) and reached_s < target_s:
+            parts = list(runs.glob("*/run.mcap.part"))
+            if not parts:
+                continue
+            part = parts[0]
+            try:
+                last = max((m.log_time_ns for m in FlightRecord(part).messages(["/tick"])), default=0)
+            except Exception:  # noqa: BLE001 - the file is being written: read it again
+                continue
+            reached_s = last * 1e-9
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    assert part is not None and not (part.parent / "run.mcap").exists()
+    report = recover(part, part.parent / "run.mcap")
+    assert not report.source_finished
+    assert report.last_log_time_ns is not None and report.last_log_time_ns * 1e-9 >= reached_s
+    assert validate(part.parent / "run.mcap") == []
+    run = read_record(part.parent)
+    assert not run.complete
+    result = replay_run(run)
+    assert result.report.identical, "\n".join(result.report.lines())
+    assert result.report.per_topic["/tick"]["recorded"] > 100
