@@ -180,8 +180,8 @@ class FlightSession:
         self.cursor.begin(tick, int(round(now_s * 1e9)))
 
     def put(self, topic: str, record: Mapping[str, object]) -> None:
-        """Write one record at the current tick's time (nothing once closed)."""
-        if not self.closed:
+        """Write one record at the current tick's time (nothing once closed or not recording)."""
+        if not self.closed and self.cursor.recording:
             self.log.put(topic, record)
 
     def finish(self) -> None:
