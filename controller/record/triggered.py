@@ -49,6 +49,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,9 @@ EVENT_FILE_GLOB = "event-*.mcap"
 EVENT_TOPICS = frozenset({"/events", "/emulation/events"})
 #: Items per block of the ring buffer (a snapshot costs one reference per block).
 BLOCK_N = 256
+#: Real time: the writer thread releases the GIL after this many pre-window messages
+#: (about 0.3 ms of encoding), so a burst of them does not hold up the tick.
+YIELD_EVERY_N = 32
 
 #: One buffered record: topic, log time (ns, run clock), the record.
 Item = tuple[str, int, Mapping[str, object]]
@@ -176,6 +180,10 @@ class _Ring:
         self.n += 1
         if self.n > self.max_n:
             self._pop()
+        # whole blocks first (a jump of the clock costs one step per block, not per item)
+        while len(blocks) > 1 and blocks[0][-1][1] < lo_ns:
+            self.n -= len(blocks.popleft()) - self.head
+            self.head = 0
         while self.n and blocks[0][self.head][1] < lo_ns:
             self._pop()
         if self.n > self.high_water_n:
@@ -210,9 +218,9 @@ _STOP = object()
 class _Writer:
     """Writes event files, one at a time (the writer thread's side, or the caller's in lockstep)."""
 
-    def __init__(self, header: RecordHeader, fsync: bool) -> None:
+    def __init__(self, header: RecordHeader, realtime: bool) -> None:
         self.header = header
-        self.fsync = fsync
+        self.realtime = realtime
         self.recorder: FlightRecorder | None = None
         self.part: Path | None = None
         self.channels: dict[str, int] = {}
@@ -232,7 +240,7 @@ class _Writer:
     def open(self, ev: EventFile, topics: tuple[str, ...], items: Iterable[Item]) -> None:
         part = ev.path.with_name(ev.path.name + ".part")
         try:
-            rec = FlightRecorder(part, realtime=False, fsync=self.fsync)
+            rec = FlightRecorder(part, realtime=False, fsync=self.realtime)
         except Exception as exc:  # noqa: BLE001 - counted; the run goes on without this file
             self.error(f"{part.name}: open", exc)
             return
@@ -241,8 +249,10 @@ class _Writer:
             for topic in topics:
                 self._channel(rec, topic)
             self.header.write(rec)
-            for topic, t_ns, record in items:
+            for i, (topic, t_ns, record) in enumerate(items):
                 self.write(topic, t_ns, record)
+                if self.realtime and i % YIELD_EVERY_N == YIELD_EVERY_N - 1:
+                    time.sleep(0)  # let the tick thread have the GIL (else it may wait a switch interval, 5 ms)
         except Exception as exc:  # noqa: BLE001
             self.error(f"{part.name}: pre-window", exc)
 
@@ -343,7 +353,7 @@ class TriggeredLog:
         self._lock = threading.Lock()
         self._closed = False
         self._stats: dict[str, object] | None = None
-        self._writer = _Writer(header, fsync=realtime)
+        self._writer = _Writer(header, realtime)
         self._queue: queue.SimpleQueue[object] | None = None
         self._thread: threading.Thread | None = None
         if realtime:

@@ -262,3 +262,31 @@ def test_a_bad_record_block_is_one_line_naming_the_key(virtual_rig_data: dict, w
         load_rig(_rig_with(virtual_rig_data, write_rig, record))
     text = str(ei.value)
     assert key in text and "\n" not in text
+
+
+def test_a_jump_of_the_clock_empties_the_ring_block_by_block() -> None:
+    ring = _Ring(max_n=10_000)
+    for i in range(5000):
+        ring.append(("/t", i, {}), lo_ns=0)
+    assert ring.n == 5000 and len(ring.blocks) == -(-5000 // BLOCK_N)
+    ring.append(("/t", 10**12, {}), lo_ns=10**12 - 10)
+    assert ring.n == 1 and [it[1] for it in _Ring.items(ring.snapshot())] == [10**12]
+    assert len(ring.blocks) <= 2
+
+
+def test_runs_recover_finishes_an_unfinished_event_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.cli import main as qiki
+
+    sink, cursor = _sink(tmp_path, post_s=30.0)
+    _run(sink, cursor, 3000, {300: [_fault(300)]}, per_tick=3)
+    sink.close()
+    (done,) = tmp_path.glob("event-*.mcap")
+    data = done.read_bytes()
+    part = done.with_name(done.name + ".part")
+    part.write_bytes(data[: len(data) // 2])  # what a kill leaves: no summary, no footer
+    done.unlink()
+    assert qiki(["runs", "show", str(tmp_path)]) == 0
+    assert "NOT finished" in capsys.readouterr().out
+    assert qiki(["runs", "recover", str(tmp_path)]) == 0
+    assert done.is_file() and not part.exists() and done.with_name(done.name + ".unfinished").is_file()
+    assert validate(done) == [] and FlightRecord(done).statistics()["messages"] > 0
