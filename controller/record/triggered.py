@@ -27,8 +27,9 @@ renamed once finished, so an ``event-*.mcap`` is always finished.
 Real time
 ---------
 The tick never encodes, opens a file or waits. :meth:`TriggeredLog.put` appends to the
-ring in O(1) (amortized: a ``list.append`` into the newest block of a deque of
-fixed-size blocks; trimming the front drops whole blocks), and on a trigger takes a
+ring (:class:`controller.record.ring.RingBuffer`) in O(1) (amortized: a ``list.append``
+into the newest block of a deque of fixed-size blocks; trimming the front drops whole
+blocks), and on a trigger takes a
 snapshot of the ring in O(n / block size) -- the blocks are never changed except by
 appending to the newest one, so a snapshot is the tuple of blocks plus the newest
 block's length -- and queues it. A writer thread of its own opens the file, writes the
@@ -50,13 +51,13 @@ import os
 import queue
 import threading
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.record.flight import FlightRecorder
 from controller.record.flight_log import SCHEMAS, schema_key
+from controller.record.ring import Item, RingBuffer
 from controller.record.taps import TickCursor
 
 __all__ = ["EVENT_FILE_GLOB", "EventFile", "RecordHeader", "TriggeredLog", "event_file_name", "event_files",
@@ -69,15 +70,9 @@ _log.addHandler(logging.NullHandler())
 EVENT_FILE_GLOB = "event-*.mcap"
 #: Topics whose records can trigger.
 EVENT_TOPICS = frozenset({"/events", "/emulation/events"})
-#: Items per block of the ring buffer (a snapshot costs one reference per block).
-BLOCK_N = 256
 #: Real time: the writer thread releases the GIL after this many pre-window messages
 #: (about 0.3 ms of encoding), so a burst of them does not hold up the tick.
 YIELD_EVERY_N = 32
-
-#: One buffered record: topic, log time (ns, run clock), the record.
-Item = tuple[str, int, Mapping[str, object]]
-
 
 def event_file_name(index: int, code: int, t_ns: int) -> str:
     """Return ``event-<NNN>-<code>-<t_s>.mcap`` (``t_s`` in s with 3 decimals)."""
@@ -156,59 +151,6 @@ class EventFile:
     end_ns: int
     triggers: list[dict[str, object]] = field(default_factory=list)
     dropped_n: int = 0
-
-
-class _Ring:
-    """Records of the last ``pre_ns`` of log time, at most ``max_n``: blocks appended at the back only."""
-
-    __slots__ = ("blocks", "head", "n", "max_n", "high_water_n")
-
-    def __init__(self, max_n: int) -> None:
-        self.blocks: deque[list[Item]] = deque()
-        self.head = 0  # index of the oldest live item in blocks[0]
-        self.n = 0
-        self.max_n = max_n
-        self.high_water_n = 0
-
-    def append(self, item: Item, lo_ns: int) -> None:
-        """Add ``item``; drop the front while older than ``lo_ns`` or over ``max_n``."""
-        blocks = self.blocks
-        if blocks and len(blocks[-1]) < BLOCK_N:
-            blocks[-1].append(item)
-        else:
-            blocks.append([item])
-        self.n += 1
-        if self.n > self.max_n:
-            self._pop()
-        # whole blocks first (a jump of the clock costs one step per block, not per item)
-        while len(blocks) > 1 and blocks[0][-1][1] < lo_ns:
-            self.n -= len(blocks.popleft()) - self.head
-            self.head = 0
-        while self.n and blocks[0][self.head][1] < lo_ns:
-            self._pop()
-        if self.n > self.high_water_n:
-            self.high_water_n = self.n
-
-    def _pop(self) -> None:
-        self.head += 1
-        self.n -= 1
-        if self.head >= len(self.blocks[0]):
-            self.blocks.popleft()
-            self.head = 0
-
-    def snapshot(self) -> tuple[tuple[list[Item], ...], int, int]:
-        """Return ``(blocks, head, newest block length)``: a stable view (blocks only grow at the back)."""
-        blocks = tuple(self.blocks)
-        return blocks, self.head, len(blocks[-1]) if blocks else 0
-
-    @staticmethod
-    def items(snap: tuple[tuple[list[Item], ...], int, int]) -> Iterator[Item]:
-        """Iterate the items of a :meth:`snapshot`, oldest first."""
-        blocks, head, last_n = snap
-        for i, block in enumerate(blocks):
-            start = head if i == 0 else 0
-            stop = last_n if i == len(blocks) - 1 else len(block)
-            yield from block[start:stop]
 
 
 #: Marker that stops the writer thread.
@@ -293,7 +235,7 @@ class _Writer:
         if kind == "msg":
             self.write(op[1], op[2], op[3])  # type: ignore[arg-type]
         elif kind == "open":
-            self.open(op[1], op[2], _Ring.items(op[3]))  # type: ignore[arg-type]
+            self.open(op[1], op[2], RingBuffer.items(op[3]))  # type: ignore[arg-type]
         elif kind == "close":
             self.close(op[1], op[2])  # type: ignore[arg-type]
 
@@ -347,7 +289,7 @@ class TriggeredLog:
         self.files: list[EventFile] = []
         self.triggers_n = 0
         self.skipped_triggers = 0
-        self._ring = _Ring(buffer_max_n)
+        self._ring = RingBuffer(buffer_max_n)
         self._topics: dict[str, None] = {}
         self._active: EventFile | None = None
         self._lock = threading.Lock()

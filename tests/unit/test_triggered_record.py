@@ -16,8 +16,9 @@ import pytest
 from controller.config import RecordCfg
 from controller.errors import ConfigError
 from controller.record.reader import FlightRecord, validate
+from controller.record.ring import BLOCK_N, RingBuffer
 from controller.record.taps import TickCursor
-from controller.record.triggered import BLOCK_N, RecordHeader, TriggeredLog, _Ring, event_file_name, is_trigger
+from controller.record.triggered import RecordHeader, TriggeredLog, event_file_name, is_trigger
 
 HEADER = RecordHeader(attachments=(("rigs/test.yaml", b"name: test\n", "application/yaml"),),
                       metadata=(("run_options", {"seed": "0"}), ("versions", {"qiki": "test"})))
@@ -162,21 +163,21 @@ def test_the_ring_buffer_is_bounded_by_time_and_by_count(tmp_path: Path) -> None
 
 
 def test_a_ring_snapshot_does_not_change_when_the_ring_moves_on() -> None:
-    ring = _Ring(max_n=1000)
+    ring = RingBuffer(max_n=1000)
     for i in range(700):
         ring.append(("/t", i, {"i": i}), lo_ns=i - 600)
     snap = ring.snapshot()
-    before = [it[1] for it in _Ring.items(snap)]
+    before = [it[1] for it in RingBuffer.items(snap)]
     assert before == list(range(99, 700))
     for i in range(700, 3000):
         ring.append(("/t", i, {"i": i}), lo_ns=i - 600)
-    assert [it[1] for it in _Ring.items(snap)] == before
-    assert ring.n == 601 and [it[1] for it in _Ring.items(ring.snapshot())] == list(range(2399, 3000))
+    assert [it[1] for it in RingBuffer.items(snap)] == before
+    assert ring.n == 601 and [it[1] for it in RingBuffer.items(ring.snapshot())] == list(range(2399, 3000))
 
 
 def test_an_empty_ring_snapshots_to_nothing() -> None:
-    ring = _Ring(max_n=10)
-    assert list(_Ring.items(ring.snapshot())) == []
+    ring = RingBuffer(max_n=10)
+    assert list(RingBuffer.items(ring.snapshot())) == []
 
 
 def _messages(path: Path) -> list[tuple[str, int, dict[str, object]]]:
@@ -265,12 +266,12 @@ def test_a_bad_record_block_is_one_line_naming_the_key(virtual_rig_data: dict, w
 
 
 def test_a_jump_of_the_clock_empties_the_ring_block_by_block() -> None:
-    ring = _Ring(max_n=10_000)
+    ring = RingBuffer(max_n=10_000)
     for i in range(5000):
         ring.append(("/t", i, {}), lo_ns=0)
     assert ring.n == 5000 and len(ring.blocks) == -(-5000 // BLOCK_N)
     ring.append(("/t", 10**12, {}), lo_ns=10**12 - 10)
-    assert ring.n == 1 and [it[1] for it in _Ring.items(ring.snapshot())] == [10**12]
+    assert ring.n == 1 and [it[1] for it in RingBuffer.items(ring.snapshot())] == [10**12]
     assert len(ring.blocks) <= 2
 
 
