@@ -1,4 +1,7 @@
-"""Schema of a rig's ``record:`` section: what the flight record of a run keeps (issue 12).
+"""Schema of a rig's ``record:`` section: what the flight record of a run keeps (docs/flight-record.md).
+
+``snapshot_period_s`` sets how often the record holds a ``/snapshot`` of the controller's
+state (issue 12 part 4, :mod:`controller.record.snapshots`).
 
 ``mode`` chooses the sink of the run's records (:func:`controller.record.session.open_flight_record`):
 
@@ -27,6 +30,9 @@ from pydantic import AfterValidator, Field
 from controller.config.common import NonNegFloat, Strict
 from controller.record.codes import entry
 
+#: Longest period between two snapshots (s): a replay ``--from T`` never runs more than
+#: this much of the record before T.
+MAX_SNAPSHOT_PERIOD_S = 3600.0
 #: Longest pre- or post-window (s of run time): bounds the memory of the ring buffer.
 MAX_WINDOW_S = 600.0
 #: Most trigger codes in one rig.
@@ -44,6 +50,11 @@ class RecordCfg(Strict):
 
     Attributes
     ----------
+    snapshot_period_s : float
+        A ``/snapshot`` of the controller's state every this much run time (s; default
+        5 s), besides one at every new fault: ``qiki replay RUN --from T`` starts from the
+        newest one at or before T. One snapshot costs about a millisecond of the tick
+        that ends the period and some 20 kB of record.
     mode : {"full", "triggered", "off"}
         Which flight record the run writes (module docstring). Default ``full``.
     pre_s : float
@@ -65,6 +76,7 @@ class RecordCfg(Strict):
         at 100 Hz, which records about 600 messages per second).
     """
 
+    snapshot_period_s: Annotated[float, Field(gt=0.0, le=MAX_SNAPSHOT_PERIOD_S)] = 5.0
     mode: Literal["full", "triggered", "off"] = "full"
     pre_s: Annotated[NonNegFloat, Field(le=MAX_WINDOW_S)] = 10.0
     post_s: Annotated[NonNegFloat, Field(le=MAX_WINDOW_S)] = 5.0
