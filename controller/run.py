@@ -283,7 +283,7 @@ def replay_options(opts: RunOptions) -> dict[str, Any]:
             "seed": opts.seed, "arm": opts.arm, "lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay}
 
 
-def _open_flight(opts: RunOptions, folder: Path, rig_cfg: Any, rig_path: Path) -> FlightSession:
+def _open_flight(opts: RunOptions, folder: Path, rig_cfg: Any, rig_path: Path) -> FlightSession | None:
     extra = [Path(p) for p in (opts.lr_replay, opts.sr_replay) if p]
     return open_flight_record(folder, realtime=opts.realtime, rig=rig_cfg, rig_path=rig_path,
                               mission_path=opts.mission, options=replay_options(opts), extra_files=extra)
