@@ -197,7 +197,7 @@ class FlightRecorder:
                   "real time" if realtime else "lockstep", chunk_period_s)
 
     # ------------------------------------------------------------------ public API
-    def channel(self, topic: str, schema_name: str, schema: Mapping[str, object]) -> int:
+    def channel(self, topic: str, schema_name: str, schema: Mapping[str, object], *, finite: bool = False) -> int:
         """Register a channel of JSON messages described by a JSON Schema.
 
         Parameters
@@ -208,6 +208,11 @@ class FlightRecorder:
             Schema name (``qiki.Tick``); schemas with the same name and text are shared.
         schema : mapping
             The JSON Schema (JSON-ready).
+        finite : bool, optional
+            The producer never puts a NaN or an infinity in a message (it writes such
+            values as text, as the taps do): the writer does not look for one in a
+            message with a ``null`` (a walk over the message), and
+            :attr:`RecordStats.nonfinite_replaced` does not count this channel's messages.
 
         Returns
         -------
@@ -235,6 +240,8 @@ class FlightRecorder:
             self._schemas[schema_key] = schema_id
         channel_id = len(self._topics) + 1
         self._topics[topic] = channel_id
+        if finite:
+            self._w.finite_channels.add(channel_id)  # before any message of the channel is queued
 
         def register() -> None:
             if new_schema:

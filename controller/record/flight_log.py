@@ -126,6 +126,12 @@ SCHEMAS: dict[str, tuple[str, dict[str, object]]] = {
 }
 
 
+#: Schemas whose messages hold no NaN or infinity: the taps write ints, hex strings and
+#: floats through :func:`~controller.record.taps.enc_float` (non-finite as text).
+FINITE_SCHEMAS = frozenset({"can_rx", "can_tx", "can_state", "can_flush", "serial_rx", "serial_tx",
+                            "modbus_snapshot", "modbus_ticket", "modbus_write", "clock", "stop"})
+
+
 def schema_key(topic: str) -> str:
     """Return the :data:`SCHEMAS` key of a topic.
 
@@ -164,8 +170,8 @@ def schema_key(topic: str) -> str:
 class Recorder(Protocol):
     """What the flight log needs of the MCAP writer (:class:`controller.record.flight.FlightRecorder`)."""
 
-    def channel(self, topic: str, schema_name: str, schema: dict[str, object]) -> int:
-        """Register a JSON channel; return its id."""
+    def channel(self, topic: str, schema_name: str, schema: dict[str, object], *, finite: bool = False) -> int:
+        """Register a JSON channel; return its id (``finite``: its messages hold no NaN or infinity)."""
         ...
 
     def write(self, channel_id: int, log_time_ns: int, message: Mapping[str, object]) -> None:
@@ -193,8 +199,9 @@ class FlightLog:
         """Write ``record`` on ``topic`` at the current tick's time."""
         ch = self._channels.get(topic)
         if ch is None:
-            name, schema = SCHEMAS[schema_key(topic)]
-            ch = self._channels[topic] = self.recorder.channel(topic, name, schema)
+            key = schema_key(topic)
+            name, schema = SCHEMAS[key]
+            ch = self._channels[topic] = self.recorder.channel(topic, name, schema, finite=key in FINITE_SCHEMAS)
         self.recorder.write(ch, self.cursor.now_ns, record)
 
 

@@ -59,10 +59,12 @@ import struct
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+from mcap.data_stream import RecordBuilder
 from mcap.opcode import Opcode
 from mcap.records import MessageIndex, Statistics
 from mcap.writer import CompressionType, Writer
@@ -338,6 +340,21 @@ def finite(obj: object) -> object:
 #: (u64), channel id (u16), sequence (u32), log time (u64), publish time (u64).
 _MESSAGE_HEAD = struct.Struct("<BQHIQQ")
 _MESSAGE_FIXED_BYTES = 22  # the record's length counts the fields after the length
+_OP_MESSAGE = int(Opcode.MESSAGE)
+#: A message index record's fixed fields: channel id (u16), length of the records (u32).
+_INDEX_HEAD = struct.Struct("<HI")
+
+
+class _MessageIndex(MessageIndex):
+    """A chunk's message index for one channel, written with one ``struct.pack`` (same bytes)."""
+
+    def write(self, stream: RecordBuilder) -> None:
+        """Write the record as :meth:`mcap.records.MessageIndex.write` does."""
+        records = self.records
+        stream.start_record(Opcode.MESSAGE_INDEX)
+        stream.write(_INDEX_HEAD.pack(self.channel_id, len(records) * 16))
+        stream.write(struct.pack(f"<{2 * len(records)}Q", *chain.from_iterable(records)))
+        stream.finish_record()
 
 
 class ChunkAppender:
@@ -346,7 +363,8 @@ class ChunkAppender:
     Does what :meth:`mcap.writer.Writer.add_message` does for a chunked writer --
     statistics (message count, first and last log time, count per channel), the chunk
     builder's times, message index and message count, the message record, and the
-    chunk-size trigger -- with the record written in one piece. The file is byte for
+    chunk-size trigger -- with the record written in one piece; the chunk's message
+    indexes are written with one ``struct.pack`` each when the writer closes the chunk. The file is byte for
     byte the one ``add_message`` writes. Built by :meth:`attach`, which returns None
     when the writer lacks one of :data:`NEEDS` (another ``mcap`` version).
 
@@ -405,12 +423,12 @@ class ChunkAppender:
             cb.message_end_time = log_time_ns
         index = self._indices.get(channel_id)
         if index is None:
-            index = self._indices[channel_id] = MessageIndex(channel_id=channel_id, records=[])
+            index = self._indices[channel_id] = _MessageIndex(channel_id=channel_id, records=[])
         buf = self._builder._buffer  # a new BytesIO after each chunk
         offset = buf.tell()
         index.records.append((log_time_ns, offset))
         cb.num_messages += 1
-        buf.write(_MESSAGE_HEAD.pack(Opcode.MESSAGE, _MESSAGE_FIXED_BYTES + len(data), channel_id, 0, log_time_ns,
+        buf.write(_MESSAGE_HEAD.pack(_OP_MESSAGE, _MESSAGE_FIXED_BYTES + len(data), channel_id, 0, log_time_ns,
                                      log_time_ns))
         buf.write(data)
         if offset + 31 + len(data) > self._chunk_size:
@@ -450,6 +468,8 @@ class RecordWriter:
         self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed by FlightRecorder.close()
         self.mcap = Writer(self.file, chunk_size=chunk_size_bytes, compression=compression)
         self.mcap.start(profile=MCAP_PROFILE, library=MCAP_LIBRARY)
+        #: Channels whose messages hold no NaN or infinity by construction (no check).
+        self.finite_channels: set[int] = set()
         #: The fast path of :meth:`put_message` (None: the public ``add_message``).
         self.appender = ChunkAppender.attach(self.mcap, chunk_size_bytes)
         self.file.flush()  # the magic and header reach the OS at once: a killed run leaves an MCAP file
@@ -541,7 +561,12 @@ class RecordWriter:
         A failure is counted (:meth:`error`), never raised.
         """
         try:
-            data, replaced = encode_message(message)
+            try:  # encode_message, inlined (every message passes here)
+                data = _orjson_dumps(message, default=_json_default, option=_ORJSON_OPTIONS)
+            except TypeError:
+                data, replaced = encode_message(message)
+            else:
+                replaced = b"null" in data and channel_id not in self.finite_channels and has_nonfinite(message)
             if replaced:
                 self.counters.nonfinite_replaced += 1
             first = self.chunk_first_ns

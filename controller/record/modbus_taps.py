@@ -139,6 +139,7 @@ class TapPoller:
         self.sink = sink
         self._clock = clock if clock is not None else inner.clock
         self._last: dict[str, DeviceSnapshot] = {}
+        self._snap_keys: dict[str, str] = {}  # call-counter keys, one string per device
         self._seq = 0
 
     @property
@@ -157,7 +158,10 @@ class TapPoller:
         c = self.cursor
         if not c.recording:
             return s
-        n = c.call(f"snap/{device}")
+        key = self._snap_keys.get(device)
+        if key is None:
+            key = self._snap_keys[device] = f"snap/{device}"
+        n = c.call(key)
         if self._last.get(device) is not s:
             self._last[device] = s
             rec = snapshot_fields(s)

@@ -88,6 +88,11 @@ class TickCursor:
         self._calls[key] = n + 1
         return n
 
+    @property
+    def calls(self) -> dict[str, int]:
+        """The call counters of this tick by key (the hottest taps count in it directly, as :meth:`call`)."""
+        return self._calls
+
 
 # --------------------------------------------------------------------------- encoding
 
@@ -158,10 +163,18 @@ class TapBus(can.BusABC):
             raise
         if not c.recording:
             return msg
-        n = c.call("rx")
+        calls = c.calls  # c.call("rx") inlined: the controller drains a bus until recv says None
+        n = calls.get("rx", 0)
+        calls["rx"] = n + 1
         if msg is not None:
-            c.feed(msg.arbitration_id.to_bytes(4, "little") + bytes(msg.data))
-            self._sink.put(self._rx_topic, {"tick": c.tick, "call": n, **frame_fields(msg)})
+            data = bytes(msg.data)
+            c.feed(msg.arbitration_id.to_bytes(4, "little") + data)
+            # the fields of frame_fields(), built in place (one dict per frame)
+            self._sink.put(self._rx_topic, {
+                "tick": c.tick, "call": n, "id": msg.arbitration_id, "ext": bool(msg.is_extended_id),
+                "rtr": bool(msg.is_remote_frame), "err": bool(msg.is_error_frame), "fd": bool(msg.is_fd),
+                "brs": bool(msg.bitrate_switch), "esi": bool(msg.error_state_indicator), "dlc": msg.dlc,
+                "data": data.hex()})
         return msg
 
     def send(self, msg: can.Message, timeout: float | None = None) -> None:
@@ -171,7 +184,13 @@ class TapBus(can.BusABC):
         except (can.CanError, OSError) as exc:
             self._rec(self._tx_topic, "tx", {**frame_fields(msg), "ok": False, **error_fields(exc)})
             raise
-        self._rec(self._tx_topic, "tx", {**frame_fields(msg), "ok": True})
+        c = self._cursor
+        if c.recording:  # the fields of frame_fields() and ok, built in place (one dict per frame)
+            self._sink.put(self._tx_topic, {
+                "tick": c.tick, "call": c.call("tx"), "id": msg.arbitration_id, "ext": bool(msg.is_extended_id),
+                "rtr": bool(msg.is_remote_frame), "err": bool(msg.is_error_frame), "fd": bool(msg.is_fd),
+                "brs": bool(msg.bitrate_switch), "esi": bool(msg.error_state_indicator), "dlc": msg.dlc,
+                "data": bytes(msg.data).hex(), "ok": True})
 
     def flush_tx_buffer(self) -> None:
         """Flush the inner bus's TX buffer; a refusal is recorded (it decides a count)."""

@@ -23,6 +23,14 @@ def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+_NO_POSE: dict[str, None] = dict.fromkeys(("x_m", "y_m", "yaw_rad", "vx_mps", "vy_mps", "yaw_rate_radps"))
+_SETPOINT_KEYS = ("sp_x_m", "sp_y_m", "sp_yaw_rad")
+_WRENCH_KEYS = ("fx_n", "fy_n", "mz_nm")
+_ACHIEVED_KEYS = ("achieved_fx_n", "achieved_fy_n", "achieved_mz_nm")
+#: ``thrust_n_<i>`` keys, made once (not per tick).
+_THRUST_KEYS = tuple(f"thrust_n_{i}" for i in range(64))
+
+
 def tick_record(v: Vehicle) -> Record:
     """Return the ``/tick`` record of the tick the vehicle just ran.
 
@@ -49,25 +57,32 @@ def tick_record(v: Vehicle) -> Record:
     w = c.last_wrench if allocating else None
     a = c.last_achieved if allocating else None
     m = v.mission
-    rec: Record = {
-        "tick": v.tick_index, "t_s": v.now_s, "state": v.state, "armed": v.state in ARMING_STATES,
-        "outputs": v.fsm.outputs,
-        "x_m": _num(p.x_m) if p else None, "y_m": _num(p.y_m) if p else None,
-        "yaw_rad": _num(p.yaw_rad) if p else None,
-        "vx_mps": _num(p.vx_world_mps) if p else None, "vy_mps": _num(p.vy_world_mps) if p else None,
-        "yaw_rate_radps": _num(p.yaw_rate_radps) if p else None,
-        "sp_x_m": _num(sp[0]) if sp else None, "sp_y_m": _num(sp[1]) if sp else None,
-        "sp_yaw_rad": _num(sp[2]) if sp else None,
-        "fx_n": _num(w[0]) if w else None, "fy_n": _num(w[1]) if w else None, "mz_nm": _num(w[2]) if w else None,
-        "achieved_fx_n": _num(a[0]) if a else None, "achieved_fy_n": _num(a[1]) if a else None,
-        "achieved_mz_nm": _num(a[2]) if a else None,
-        "saturated": bool(c.last_saturated) if allocating else False,
-        "clamped_total": v.guard.clamped_total, "rate_limited_total": v.guard.rate_limited_total,
-        "faults_active": len(v.faults.active),
-        "waypoints_reached": m.waypoints_reached if m is not None else 0,
-    }
-    for i, t in enumerate(v.guard.last_n):
-        rec[f"thrust_n_{i}"] = _num(t)
+    g = v.guard
+    state = v.state
+    # every recorded tick: a plain finite float is taken as is, anything else goes through _num
+    rec: Record = {"tick": v.tick_index, "t_s": v.now_s, "state": state, "armed": state in ARMING_STATES,
+                   "outputs": v.fsm.outputs}
+    if p:
+        for key, x in (("x_m", p.x_m), ("y_m", p.y_m), ("yaw_rad", p.yaw_rad), ("vx_mps", p.vx_world_mps),
+                       ("vy_mps", p.vy_world_mps), ("yaw_rate_radps", p.yaw_rate_radps)):
+            rec[key] = x if x.__class__ is float and x - x == 0.0 else _num(x)
+    else:
+        rec.update(_NO_POSE)
+    for keys, xs in ((_SETPOINT_KEYS, sp), (_WRENCH_KEYS, w), (_ACHIEVED_KEYS, a)):
+        if xs:
+            for key, x in zip(keys, (xs[0], xs[1], xs[2])):
+                rec[key] = x if x.__class__ is float and x - x == 0.0 else _num(x)
+        else:
+            rec.update(dict.fromkeys(keys))
+    rec["saturated"] = bool(c.last_saturated) if allocating else False
+    rec["clamped_total"] = g.clamped_total
+    rec["rate_limited_total"] = g.rate_limited_total
+    rec["faults_active"] = len(v.faults.active)
+    rec["waypoints_reached"] = m.waypoints_reached if m is not None else 0
+    thrust = g.last_n
+    thrust_keys = _THRUST_KEYS if len(thrust) <= len(_THRUST_KEYS) else [f"thrust_n_{i}" for i in range(len(thrust))]
+    for key, x in zip(thrust_keys, thrust):
+        rec[key] = x if x.__class__ is float and x - x == 0.0 else _num(x)
     return rec
 
 
