@@ -12,7 +12,9 @@ Two modes
   caller, synchronously. The file is a pure function of the calls made.
 * Real time (``realtime=True``): :meth:`FlightRecorder.write` only appends the tuple
   ``(channel_id, log_time_ns, message)`` to a bounded queue (a C ``queue.SimpleQueue``:
-  never blocks, never encodes JSON in the caller); a writer thread encodes and writes.
+  never blocks, never encodes JSON in the caller); a writer thread encodes and writes,
+  in the control thread's idle time between ticks (:meth:`FlightRecorder.idle`,
+  :class:`~controller.record.flight_queue.IdleGate`).
   When the queue holds ``queue_capacity`` items the message is dropped and counted; at
   the next write that finds room again, a message ``{first_dropped_ns, last_dropped_ns,
   count}`` is queued on the ``/record/dropouts`` channel first. A full queue is a
@@ -66,7 +68,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from controller.record.flight_queue import RecordQueue
+from controller.record.flight_queue import IdleGate, RecordQueue
 from controller.record.flight_writer import (
     COMPRESSIONS,
     MCAP_LIBRARY,
@@ -188,7 +190,7 @@ class FlightRecorder:
         self._closed = False
         self._final: RecordStats | None = None
         # the caller side in real time: queue, drops, writer thread (None in lockstep)
-        self._queue = RecordQueue(self._w, self.queue_capacity, writer_gate) if realtime else None
+        self._queue = RecordQueue(self._w, self.queue_capacity, writer_gate, IdleGate()) if realtime else None
         # registered in both modes, so a lockstep and a real-time file have the same layout
         self._dropout_channel = self.channel(DROPOUT_TOPIC, "qiki.record.Dropout", DROPOUT_SCHEMA)
         if self._queue is not None:
@@ -346,6 +348,24 @@ class FlightRecorder:
                 raise TypeError(f"metadata {name!r}: {k!r}: keys and values must be str")
         self._control(f"metadata {name}", lambda: self._w.mcap.add_metadata(name=name, data=entries))
 
+    def idle(self, remaining_s: float) -> None:
+        """Tell the writer thread the control thread sleeps ``remaining_s`` (s) from now.
+
+        Real time: the writer works in such idle windows only, up to
+        :attr:`IdleGate.margin_s <controller.record.flight_queue.IdleGate>` before the
+        next tick (see :mod:`controller.record.flight_queue`); called before each sleep
+        of the loop by :meth:`controller.record.taps.TapClock.sleep_until`. Nothing in
+        lockstep or after :meth:`close`.
+
+        Parameters
+        ----------
+        remaining_s : float
+            Time until the next tick is due (s; <= 0: no idle time).
+        """
+        q = self._queue
+        if q is not None and q.idle is not None and not self._closed:
+            q.idle.idle(remaining_s)
+
     def drain(self, timeout_s: float | None = None) -> bool:
         """Wait until the writer thread has handled everything queued so far.
 
@@ -362,8 +382,15 @@ class FlightRecorder:
         if self._queue is None or self._closed:
             return True
         item = ControlItem("drain", lambda: None)
-        self._queue.put(item)
-        return item.done.wait(timeout_s)
+        idle = self._queue.idle
+        if idle is not None:
+            idle.force(True)  # the caller waits: no idle window is coming from it
+        try:
+            self._queue.put(item)
+            return item.done.wait(timeout_s)
+        finally:
+            if idle is not None:
+                idle.force(False)
 
     @property
     def stats(self) -> RecordStats:

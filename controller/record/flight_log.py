@@ -178,6 +178,10 @@ class Recorder(Protocol):
         """Write one message (never blocks the tick in real time)."""
         ...
 
+    def idle(self, remaining_s: float) -> None:
+        """Real time: the control thread sleeps ``remaining_s`` (s) until the next tick."""
+        ...
+
 
 class FlightLog:
     """Sink of every record of a run: the channel of each topic, written at the tick's time.
@@ -203,6 +207,10 @@ class FlightLog:
             name, schema = SCHEMAS[key]
             ch = self._channels[topic] = self.recorder.channel(topic, name, schema, finite=key in FINITE_SCHEMAS)
         self.recorder.write(ch, self.cursor.now_ns, record)
+
+    def idle(self, remaining_s: float) -> None:
+        """Real time: the control thread sleeps ``remaining_s`` (s) until the next tick (the writer's window)."""
+        self.recorder.idle(remaining_s)
 
 
 class MemorySink:

@@ -8,16 +8,87 @@ that finds room queues a dropout message ``{first_dropped_ns, last_dropped_ns, c
 for ``/record/dropouts`` first. The capacity is a soft bound: control items (channels,
 attachments, metadata, the dropout message, the stop marker) are never refused. The
 writer thread runs :meth:`controller.record.flight_writer.RecordWriter.run`.
+
+Working between the ticks
+-------------------------
+Python runs one thread at a time (the GIL). A writer thread that encodes while the tick
+runs takes the interpreter from the tick whenever the tick blocks for a moment (a
+socket, a file write) and keeps it until it blocks itself or the switch interval
+(5 ms) runs out: the tick waits. So the writer works while the control thread sleeps
+between ticks. Before it sleeps, the control thread tells the :class:`IdleGate` how
+long it will sleep (:meth:`IdleGate.idle`, from
+:meth:`controller.record.taps.TapClock.sleep_until`); the writer then takes items until
+``margin_s`` before the next tick is due, checking the time between items, and waits
+for the next idle signal. Without idle signals for ``quiet_s`` (before the loop starts,
+after it ends, a tick that stalls) it works freely, and so it does when the queue is
+half full (a loop that overruns every period has no idle time; a dropout is worse) or
+when the recorder is draining or closing. The queue stays bounded either way.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
+import time
 
 from controller.record.flight_writer import STOP, ControlItem, JsonMessage, RecordWriter
 
-__all__ = ["RecordQueue"]
+__all__ = ["IdleGate", "RecordQueue"]
+
+
+class IdleGate:
+    """When the writer thread may work: while the control thread sleeps between ticks.
+
+    Parameters
+    ----------
+    margin_s : float, optional
+        The writer stops taking items this long before the next tick is due (s, default
+        0.002: longer than the longest item it holds the interpreter for, a chunk close
+        of 0.5 s of messages, about 0.3 ms on a loaded 2-core VM).
+    quiet_s : float, optional
+        Without an idle signal for this long (s, default 0.25) the writer works freely.
+
+    Notes
+    -----
+    :meth:`idle` and :meth:`force` are called by the control thread, the rest by the
+    writer thread. Times are ``time.monotonic()`` seconds.
+    """
+
+    __slots__ = ("margin_s", "quiet_s", "_until_s", "_signal_s", "_forced", "_event")
+
+    def __init__(self, margin_s: float = 0.002, quiet_s: float = 0.25) -> None:
+        self.margin_s = float(margin_s)
+        self.quiet_s = float(quiet_s)
+        self._until_s = 0.0
+        self._signal_s = -math.inf
+        self._forced = 0
+        self._event = threading.Event()
+
+    def idle(self, remaining_s: float) -> None:
+        """Control thread: it is about to sleep ``remaining_s`` (s) until the next tick."""
+        now = time.monotonic()
+        self._until_s = now + remaining_s - self.margin_s
+        self._signal_s = now
+        self._event.set()
+
+    def force(self, on: bool) -> None:
+        """Let the writer work freely (``on``) until as many ``force(False)`` (draining, closing)."""
+        self._forced += 1 if on else -1
+        self._event.set()
+
+    def gated(self) -> bool:
+        """Writer: whether to keep to the idle windows (a loop is signalling, nothing forces)."""
+        return self._forced <= 0 and time.monotonic() - self._signal_s < self.quiet_s
+
+    def window_open(self) -> bool:
+        """Writer: whether the current idle window is still open (or the gate is forced)."""
+        return self._forced > 0 or time.monotonic() < self._until_s
+
+    def wait(self) -> None:
+        """Writer: block until the next idle signal (or ``quiet_s`` without one)."""
+        self._event.wait(self.quiet_s)
+        self._event.clear()
 
 
 class RecordQueue:
@@ -35,9 +106,14 @@ class RecordQueue:
         are never refused).
     gate : threading.Event or None
         Tests only: the writer thread waits for it before taking each item.
+    idle : IdleGate or None, optional
+        Keep the writer to the control thread's idle windows (None: work whenever there
+        is an item).
 
     Attributes
     ----------
+    idle : IdleGate or None
+        As passed.
     dropped : int
         Messages refused because the queue was full.
     high_water : int
@@ -46,9 +122,11 @@ class RecordQueue:
         Channel id of ``/record/dropouts`` (set by the recorder once registered).
     """
 
-    def __init__(self, writer: RecordWriter, capacity: int, gate: threading.Event | None) -> None:
+    def __init__(self, writer: RecordWriter, capacity: int, gate: threading.Event | None,
+                 idle: IdleGate | None = None) -> None:
         self._w = writer
         self.capacity = capacity
+        self.idle = idle
         self.dropped = 0
         self.high_water = 0
         self.dropout_channel = 0
@@ -56,8 +134,8 @@ class RecordQueue:
         self._pending_last_ns = 0
         self._pending_count = 0
         self._q: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=writer.run, args=(self._q, gate), name="qiki-flight-record",
-                                        daemon=True)
+        self._thread = threading.Thread(target=writer.run, args=(self._q, gate, idle, max(1, capacity // 2)),
+                                        name="qiki-flight-record", daemon=True)
         self._thread.start()
 
     def offer(self, channel_id: int, log_time_ns: int, message: JsonMessage) -> None:
@@ -115,6 +193,8 @@ class RecordQueue:
         bool
             True when the thread ended, False when it was still busy at the timeout.
         """
+        if self.idle is not None:
+            self.idle.force(True)  # the loop has ended: write the rest at once
         self._q.put(STOP)
         self._thread.join(timeout_s)
         return not self._thread.is_alive()

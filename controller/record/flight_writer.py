@@ -61,7 +61,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 from mcap.data_stream import RecordBuilder
@@ -76,6 +76,7 @@ __all__ = [
     "MCAP_PROFILE",
     "STOP",
     "ControlItem",
+    "IdleGateLike",
     "JsonMessage",
     "RecordStats",
     "RecordWriter",
@@ -108,6 +109,7 @@ MAX_ERROR_TEXTS = 20
 
 #: The queue item that ends :meth:`RecordWriter.run`.
 STOP = object()
+_NOTHING = object()
 
 
 @dataclass(frozen=True)
@@ -602,7 +604,8 @@ class RecordWriter:
             c.error_kinds_logged.add(kind)
             log.error("%s: flight record: %s", self.path, text, exc_info=exc)
 
-    def run(self, q: queue.SimpleQueue[object], gate: threading.Event | None) -> None:
+    def run(self, q: queue.SimpleQueue[object], gate: threading.Event | None, idle: IdleGateLike | None = None,
+            pressure_n: int = 1 << 62) -> None:
         """Take items off ``q`` until :data:`STOP` (the writer thread's loop).
 
         Parameters
@@ -611,24 +614,74 @@ class RecordWriter:
             The recorder's queue (see the module docstring for the items).
         gate : threading.Event or None
             Tests only: wait for it before taking each item.
+        idle : IdleGate or None, optional
+            While it is gated, take items only in the control thread's idle windows
+            (:class:`controller.record.flight_queue.IdleGate`), and whenever the queue
+            holds ``pressure_n`` items or more.
+        pressure_n : int, optional
+            See ``idle``.
         """
+        held: object = _NOTHING  # an item taken while free, kept for the next window once gated
         while True:
-            if gate is not None:
-                gate.wait()
-            item = q.get()
-            if item is STOP:
+            if idle is not None and idle.gated():
+                while idle.window_open() or q.qsize() >= pressure_n:
+                    if held is not _NOTHING:
+                        item, held = held, _NOTHING
+                    else:
+                        if gate is not None:
+                            gate.wait()
+                        try:
+                            item = q.get_nowait()
+                        except queue.Empty:
+                            break
+                    if self.handle(item):
+                        return
+                idle.wait()
+                continue
+            if held is not _NOTHING:
+                item, held = held, _NOTHING
+            else:
+                if gate is not None:
+                    gate.wait()
+                item = q.get()  # blocks: no item, no work
+                if idle is not None and idle.gated() and not idle.window_open():
+                    held = item  # the loop started signalling while this thread waited: wait for a window
+                    continue
+            if self.handle(item):
                 return
-            if type(item) is tuple:
-                channel_id, log_time_ns, message = item
-                if message is None:
-                    try:
-                        self.maybe_close_chunk(log_time_ns)
-                    except Exception as exc:  # noqa: BLE001 - counted and reported by close()
-                        self.error("chunk flush", exc)
-                else:
-                    self.put_message(channel_id, log_time_ns, message)
-            elif isinstance(item, ControlItem):
-                self.run_control(item)
+
+    def handle(self, item: object) -> bool:
+        """Handle one queue item; return True for :data:`STOP`."""
+        if item is STOP:
+            return True
+        if type(item) is tuple:
+            channel_id, log_time_ns, message = item
+            if message is None:
+                try:
+                    self.maybe_close_chunk(log_time_ns)
+                except Exception as exc:  # noqa: BLE001 - counted and reported by close()
+                    self.error("chunk flush", exc)
+            else:
+                self.put_message(channel_id, log_time_ns, message)
+        elif isinstance(item, ControlItem):
+            self.run_control(item)
+        return False
+
+
+class IdleGateLike(Protocol):
+    """What :meth:`RecordWriter.run` needs of :class:`controller.record.flight_queue.IdleGate`."""
+
+    def gated(self) -> bool:
+        """Whether to keep to the idle windows."""
+        ...
+
+    def window_open(self) -> bool:
+        """Whether the current idle window is open."""
+        ...
+
+    def wait(self) -> None:
+        """Block until the next idle signal."""
+        ...
 
 
 def chunk_count(path: Path) -> int:

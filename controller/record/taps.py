@@ -27,7 +27,7 @@ import logging
 import math
 import threading
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import can
@@ -318,6 +318,8 @@ class TapClock:
         self._cursor = cursor
         self._sink = sink
         self._main = threading.get_ident()
+        #: The sink's ``idle(remaining_s)``, if it has one (the flight log's writer works then).
+        self._idle: Callable[[float], None] | None = getattr(sink, "idle", None)
 
     def now_s(self) -> float:
         """Return the inner clock's seconds; recorded in the control thread."""
@@ -335,6 +337,18 @@ class TapClock:
             self._sink.put("/in/clock", {"tick": c.tick, "call": c.call("clock"), "ns": t})
         return t
 
+    def sleep_until(self, deadline_s: float) -> None:
+        """Sleep as the inner clock does; in the control thread, first tell the sink how long.
+
+        The control thread sleeps here between ticks: the flight record's writer thread
+        works in that time (:class:`controller.record.flight_queue.IdleGate`). The time
+        left is read from the inner clock (not a recorded reading: a replay reads none).
+        """
+        idle = self._idle
+        if idle is not None and threading.get_ident() == self._main:
+            idle(deadline_s - self.inner.now_s())
+        self.inner.sleep_until(deadline_s)  # type: ignore[attr-defined]  # the run clocks have it (controller.clock)
+
     def __getattr__(self, name: str) -> object:
-        # start, started, sleep_until
+        # start, started
         return getattr(self.inner, name)

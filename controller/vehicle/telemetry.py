@@ -70,7 +70,7 @@ def tick_record(v: Vehicle) -> Record:
         rec.update(_NO_POSE)
     for keys, xs in ((_SETPOINT_KEYS, sp), (_WRENCH_KEYS, w), (_ACHIEVED_KEYS, a)):
         if xs:
-            for key, x in zip(keys, (xs[0], xs[1], xs[2])):
+            for key, x in zip(keys, (xs[0], xs[1], xs[2]), strict=True):
                 rec[key] = x if x.__class__ is float and x - x == 0.0 else _num(x)
         else:
             rec.update(dict.fromkeys(keys))
@@ -81,7 +81,7 @@ def tick_record(v: Vehicle) -> Record:
     rec["waypoints_reached"] = m.waypoints_reached if m is not None else 0
     thrust = g.last_n
     thrust_keys = _THRUST_KEYS if len(thrust) <= len(_THRUST_KEYS) else [f"thrust_n_{i}" for i in range(len(thrust))]
-    for key, x in zip(thrust_keys, thrust):
+    for key, x in zip(thrust_keys, thrust, strict=False):  # keys for up to 64 thrusters
         rec[key] = x if x.__class__ is float and x - x == 0.0 else _num(x)
     return rec
 

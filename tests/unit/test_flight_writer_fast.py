@@ -104,3 +104,93 @@ def test_floats_read_back_exactly() -> None:
 def test_a_value_that_is_not_json_is_still_an_error() -> None:
     with pytest.raises(TypeError):
         fw.encode_message({"a": object()})
+
+
+# --------------------------------------------------------------------------- the idle gate (real time)
+
+
+def test_the_writer_works_only_in_idle_windows_while_the_loop_signals(tmp_path: Path) -> None:
+    import time
+
+    from controller.record.flight_queue import IdleGate
+
+    p = tmp_path / "run.mcap"
+    rec = FlightRecorder(p, realtime=True)
+    gate = rec._queue.idle if rec._queue is not None else None
+    assert isinstance(gate, IdleGate)
+    gate.quiet_s = 5.0  # the test's "ticks" are slow
+    c = rec.channel("/a", "s", SCHEMA)
+    assert rec.drain(timeout_s=5.0)
+    rec.idle(-1.0)  # a loop signals, with no idle time: the window is shut
+    before = rec.stats.messages_written
+    for k in range(5):
+        rec.write(c, k, {"tick": k})
+    time.sleep(0.2)
+    assert rec.stats.messages_written == before  # nothing written during the "tick"
+    rec.idle(1.0)  # the control thread sleeps 1 s: the writer takes the items
+    deadline = time.monotonic() + 5.0
+    while rec.stats.messages_written < before + 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rec.stats.messages_written == before + 5
+    rec.idle(-1.0)
+    rec.write(c, 10, {"tick": 10})
+    st = rec.close(timeout_s=5.0)  # closing forces the gate open: everything is written
+    assert st.errors == 0 and st.messages_dropped == 0
+    assert [m["tick"] for m in FlightRecord(p).topic("/a")] == [0, 1, 2, 3, 4, 10]
+
+
+def test_without_idle_signals_the_writer_works_freely(tmp_path: Path) -> None:
+    import time
+
+    p = tmp_path / "run.mcap"
+    rec = FlightRecorder(p, realtime=True)
+    c = rec.channel("/a", "s", SCHEMA)
+    for k in range(3):
+        rec.write(c, k, {"tick": k})
+    deadline = time.monotonic() + 5.0
+    while rec.stats.messages_written < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rec.stats.messages_written == 3
+    rec.close()
+
+
+def test_a_half_full_queue_is_written_outside_the_windows(tmp_path: Path) -> None:
+    import time
+
+    p = tmp_path / "run.mcap"
+    rec = FlightRecorder(p, realtime=True, queue_capacity=8)
+    assert rec._queue is not None and rec._queue.idle is not None
+    rec._queue.idle.quiet_s = 5.0
+    c = rec.channel("/a", "s", SCHEMA)
+    assert rec.drain(timeout_s=5.0)
+    rec.idle(-1.0)
+    for k in range(6):
+        rec.write(c, k, {"tick": k})
+    deadline = time.monotonic() + 5.0
+    while rec.stats.messages_written < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rec.stats.messages_written >= 2  # pressure: the writer took items down to half the capacity
+    st = rec.close(timeout_s=5.0)
+    assert st.messages_dropped == 0 and st.messages_written == 6
+
+
+def test_the_tap_clock_signals_idle_time_before_it_sleeps() -> None:
+    from controller.clock import MonotonicClock
+    from controller.record.taps import TapClock, TickCursor
+
+    class Sink:
+        def __init__(self) -> None:
+            self.idle_s: list[float] = []
+            self.records: list[tuple[str, object]] = []
+
+        def put(self, topic: str, record: object) -> None:
+            self.records.append((topic, record))
+
+        def idle(self, remaining_s: float) -> None:
+            self.idle_s.append(remaining_s)
+
+    sink = Sink()
+    clock = TapClock(MonotonicClock(), TickCursor(), sink)
+    clock.sleep_until(clock.inner.now_s() + 0.01)
+    assert len(sink.idle_s) == 1 and 0.0 < sink.idle_s[0] <= 0.01
+    assert sink.records == []  # the time left is not a recorded clock reading
