@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from controller.cli import doctor as doctor_cli
 from controller.cli import modbus, radar, replay
 from controller.cli import plot as plot_cli
 from controller.cli import runs as runs_cli
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     runs_cli.add_parser(sub)
     plot_cli.add_parser(sub)
+    doctor_cli.add_parser(sub)
     return p
 
 
