@@ -539,7 +539,7 @@ def check_disk(host: Host, runs_dir: str) -> Verdict:
     except OSError as exc:
         return Verdict(name, "warn", f"{runs_dir}: cannot tell ({exc.strerror or exc})", "df -h")
     gib = free / 2**30
-    hint = f"free space under {runs_dir} (qiki runs prune, or move --runs-dir to a larger disk)"
+    hint = f"delete or archive old run folders under {runs_dir} (qiki runs list), or use a larger --runs-dir"
     if free < DISK_FAIL_BYTES:
         return Verdict(name, "fail", f"{gib:.2f} GiB free for {runs_dir}", hint)
     if free < DISK_WARN_BYTES:
