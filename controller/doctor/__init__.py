@@ -1,7 +1,8 @@
 """``qiki doctor``: a preflight check of the machine under a rig, pass/warn/fail with a fix hint.
 
 * :mod:`controller.doctor.host` -- the machine as the checks see it (injectable roots);
-* :mod:`controller.doctor.checks` -- one small pure function per check, giving a :class:`Verdict`;
+* :mod:`controller.doctor.checks`, :mod:`controller.doctor.can` -- one small pure function per check,
+  giving a :class:`Verdict` (:mod:`controller.doctor.verdict`);
 * :mod:`controller.doctor.probes` -- the live questions (timer jitter, MCU HELLO, Modbus);
 * :mod:`controller.doctor.runner` -- the checks a rig needs, in one :class:`DoctorReport`;
 * :mod:`controller.doctor.gate` -- the component that refuses arming after a failed doctor.

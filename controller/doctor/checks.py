@@ -1,39 +1,50 @@
 """The doctor's checks: one small function per check, over a :class:`~controller.doctor.host.Host` view.
 
 Each returns a :class:`Verdict` (``pass``, ``warn``, ``fail`` or ``skip``) with a one-line
-detail and, unless it passed, a fix hint. They read nothing but what they are given, so the
+detail and, unless it passed, a fix hint. The SocketCAN checks live in
+:mod:`controller.doctor.can` and are re-exported here. They read nothing but what they are given, so the
 tests run them on prepared trees (``tests/fixtures/doctor/``). Every rule and its source is
 in docs/doctor.md.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from controller.doctor.can import (
+    CAN_ERROR_PASSIVE_N,
+    CAN_ERROR_WARNING_N,
+    TXQUEUELEN_RANGE_N,
+    can_checks,
+    check_can_bitrate,
+    check_can_errors,
+    check_can_link,
+    check_can_restart,
+    check_can_state,
+    check_can_txqueuelen,
+    dbc_bitrate_bps,
+    link_bitrate_bps,
+    parse_ip_links,
+)
 from controller.doctor.host import RLIM_INFINITY, Host
+from controller.doctor.verdict import RANK, Status, Verdict, worst
 
-Status = Literal["pass", "warn", "fail", "skip"]
-
-#: Order of badness, for the worst of several verdicts.
-RANK: dict[str, int] = {"skip": 0, "pass": 1, "warn": 2, "fail": 3}
+__all__ = ["CAN_ERROR_PASSIVE_N", "CAN_ERROR_WARNING_N", "CAP_IPC_LOCK", "CAP_SYS_NICE", "DISK_FAIL_BYTES",
+           "DISK_WARN_BYTES", "JITTER_FAIL_FRACTION", "JITTER_WARN_FRACTION", "RANK", "RLIM_INFINITY",
+           "RPI_THROTTLED", "TXQUEUELEN_RANGE_N", "JitterResult", "Status", "Verdict", "can_checks", "cap_effective",
+           "check_answer", "check_can_bitrate", "check_can_errors", "check_can_link", "check_can_restart",
+           "check_can_state", "check_can_txqueuelen", "check_clock_sync", "check_disk", "check_governor",
+           "check_isolated", "check_jitter", "check_memlock", "check_rt_kernel", "check_rt_priority",
+           "check_serial_device", "check_throttling", "dbc_bitrate_bps", "link_bitrate_bps", "parse_cpulist",
+           "parse_ip_links", "worst"]
 
 #: Linux capability bits (linux/capability.h).
 CAP_IPC_LOCK = 14
 CAP_SYS_NICE = 23
 
-#: ISO 11898-1 fault confinement: error-warning limit and error-passive threshold (counts).
-CAN_ERROR_WARNING_N = 96
-CAN_ERROR_PASSIVE_N = 128
-
-#: ``txqueuelen`` outside this range is a warning (frames): below, a short burst gets
-#: ENOBUFS; above, a stalled bus queues seconds of stale commands (docs/doctor.md).
-TXQUEUELEN_RANGE_N = (10, 1000)
 
 #: Free disk for run folders: below the first fail, below the second warn (bytes).
 DISK_FAIL_BYTES = 1 * 2**30
@@ -47,33 +58,6 @@ JITTER_WARN_FRACTION = 0.1
 RPI_THROTTLED = "devices/platform/soc/soc:firmware/get_throttled"
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """One line of the doctor's table.
-
-    Attributes
-    ----------
-    name : str
-        What was checked (``can0: bitrate``, ``rt priority``).
-    status : {"pass", "warn", "fail", "skip"}
-        ``skip`` says why the check does not apply (in ``detail``).
-    detail : str
-        What was found, one line.
-    hint : str
-        How to fix it (empty when it passed).
-    """
-
-    name: str
-    status: Status
-    detail: str
-    hint: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        """Return the verdict as JSON-ready text fields."""
-        return {"name": self.name, "status": self.status, "detail": self.detail, "hint": self.hint}
-
-
-# ---------------------------------------------------------------------- helpers
 def parse_cpulist(text: str | None) -> set[int]:
     """Parse the kernel's cpulist format (``"0-2,5"`` -> ``{0, 1, 2, 5}``; empty/None -> empty).
 
@@ -95,66 +79,6 @@ def parse_cpulist(text: str | None) -> set[int]:
     return out
 
 
-def parse_ip_links(text: str | None) -> dict[str, dict[str, object]] | None:
-    """Index the output of ``ip -details -json link show`` by interface name.
-
-    Returns
-    -------
-    dict or None
-        ``{ifname: link object}``; None when the text is missing or not the JSON array
-        iproute2 prints.
-    """
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(data, list):
-        return None
-    return {str(d["ifname"]): d for d in data if isinstance(d, dict) and "ifname" in d}
-
-
-def _info(link: Mapping[str, object], key: str) -> dict[str, object]:
-    li = link.get("linkinfo")
-    if not isinstance(li, dict):
-        return {}
-    v = li.get(key)
-    return v if isinstance(v, dict) else {}
-
-
-def _int(v: object) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-        return int(v)
-    return None
-
-
-def link_bitrate_bps(link: Mapping[str, object]) -> int | None:
-    """Return the configured nominal bitrate of a CAN link (bit/s), or None when not set.
-
-    ``linkinfo.info_data.bittiming.bitrate``; devices with fixed bitrates report it as
-    ``info_data.bittiming_bitrate`` (iproute2 ``ip/iplink_can.c``).
-    """
-    data = _info(link, "info_data")
-    bt = data.get("bittiming")
-    if isinstance(bt, dict) and _int(bt.get("bitrate")):
-        return _int(bt.get("bitrate"))
-    return _int(data.get("bittiming_bitrate")) or None
-
-
-def dbc_bitrate_bps(text: str) -> int | None:
-    """Return the network attribute ``BA_ "Baudrate" N;`` of a DBC (bit/s), or None.
-
-    Vector's CANdb++ convention for the bus speed a database was written for.
-    """
-    m = re.search(r'^\s*BA_\s+"Baudrate"\s+(\d+)\s*;', text, re.MULTILINE)
-    return int(m.group(1)) if m else None
-
-
 def cap_effective(host: Host) -> int | None:
     """Return the effective capability mask of the doctor's process (``CapEff`` of /proc/self/status)."""
     text = host.read_text(host.proc_root / "self" / "status")
@@ -174,143 +98,6 @@ def _has_cap(host: Host, bit: int) -> bool:
     if caps is None:
         return host.euid == 0
     return bool(caps >> bit & 1)
-
-
-# ---------------------------------------------------------------------- CAN (SocketCAN)
-def check_can_link(bus: str, channel: str, link: Mapping[str, object] | None, host: Host) -> Verdict:
-    """Check that the interface exists and is up (``ip`` link flags/operstate, else sysfs ``operstate``)."""
-    name = f"{bus}: link {channel}"
-    sys_state = host.read_text(host.sys_root / "class" / "net" / channel / "operstate")
-    if link is None and sys_state is None:
-        return Verdict(name, "fail", f"no network interface {channel}",
-                       f"load the CAN driver (Pi: dtoverlay=mcp2515-can0 or mcp251xfd in config.txt; "
-                       f"USB: plug the adapter), then `ip link show {channel}`")
-    if link is not None:
-        flags = link.get("flags")
-        flags = flags if isinstance(flags, list) else []
-        state = str(link.get("operstate", "?")).upper()
-        admin_up = "UP" in flags or state == "UP"
-        carrier = state == "UP" or ("LOWER_UP" in flags and "NO-CARRIER" not in flags)
-    else:
-        state = str(sys_state).upper()
-        admin_up = carrier = state == "UP"
-    if not admin_up:
-        return Verdict(name, "fail", f"{channel} is down (operstate {state})",
-                       f"sudo ip link set {channel} up type can bitrate <rig bitrate> restart-ms 100 "
-                       "(or enable its systemd-networkd file)")
-    if not carrier:
-        return Verdict(name, "fail", f"{channel} is up but has no carrier (operstate {state}): bus-off or stopped",
-                       "see the controller state below")
-    return Verdict(name, "pass", f"{channel} up")
-
-
-def check_can_bitrate(bus: str, channel: str, link: Mapping[str, object] | None, rig_bps: int,
-                      dbc_bps: Mapping[str, int]) -> Verdict:
-    """Check that the link's bitrate equals the rig's ``bitrate_bps`` and every DBC's ``Baudrate``."""
-    name = f"{bus}: bitrate"
-    for dbc, bps in dbc_bps.items():
-        if bps != rig_bps:
-            return Verdict(name, "fail", f"rig says {rig_bps} bit/s but {dbc} says Baudrate {bps}",
-                           f"make buses.{bus}.bitrate_bps and the DBC agree (the DBC describes the network)")
-    if link is None:
-        return Verdict(name, "skip", f"{channel} absent (see the link check)")
-    got = link_bitrate_bps(link)
-    src = f" (as {', '.join(dbc_bps)})" if dbc_bps else " (no DBC states a Baudrate)"
-    if got is None:
-        return Verdict(name, "fail", f"{channel} has no bitrate set",
-                       f"sudo ip link set {channel} down; sudo ip link set {channel} type can bitrate {rig_bps}; "
-                       f"sudo ip link set {channel} up")
-    if got != rig_bps:
-        return Verdict(name, "fail", f"{channel} runs at {got} bit/s; the rig says {rig_bps}{src}",
-                       f"sudo ip link set {channel} down; sudo ip link set {channel} type can bitrate {rig_bps} "
-                       f"restart-ms 100; sudo ip link set {channel} up")
-    return Verdict(name, "pass", f"{got} bit/s as the rig says{src}")
-
-
-def check_can_state(bus: str, channel: str, link: Mapping[str, object] | None) -> Verdict:
-    """Judge the controller state (``info_data.state``): ERROR-ACTIVE passes, ERROR-WARNING warns."""
-    name = f"{bus}: controller state"
-    if link is None:
-        return Verdict(name, "skip", f"{channel} absent (see the link check)")
-    state = str(_info(link, "info_data").get("state", "")).upper()
-    if state == "ERROR-ACTIVE":
-        return Verdict(name, "pass", state)
-    if not state:
-        return Verdict(name, "warn", f"{channel} reports no CAN state (not a SocketCAN CAN device?)",
-                       f"ip -details link show {channel}")
-    wiring = "check wiring, 120 ohm termination at both ends and that every node uses the same bitrate"
-    if state == "ERROR-WARNING":
-        return Verdict(name, "warn", f"{state}: error counters above {CAN_ERROR_WARNING_N}", wiring)
-    if state == "BUS-OFF":
-        return Verdict(name, "fail", "BUS-OFF: the controller left the bus after too many errors",
-                       f"{wiring}; then sudo ip link set {channel} type can restart (or set restart-ms)")
-    if state == "ERROR-PASSIVE":
-        return Verdict(name, "fail", "ERROR-PASSIVE: the vehicle refuses to arm on an error-passive bus", wiring)
-    return Verdict(name, "fail", f"{state}: not on the bus", f"sudo ip link set {channel} up")
-
-
-def check_can_restart(bus: str, channel: str, link: Mapping[str, object] | None) -> Verdict:
-    """``restart-ms`` > 0: the kernel restarts the controller after a bus-off by itself."""
-    name = f"{bus}: restart-ms"
-    if link is None:
-        return Verdict(name, "skip", f"{channel} absent (see the link check)")
-    ms = _int(_info(link, "info_data").get("restart_ms"))
-    if not ms:
-        return Verdict(name, "warn", "restart-ms 0: after a bus-off the bus stays off until someone restarts it",
-                       f"sudo ip link set {channel} down; sudo ip link set {channel} type can restart-ms 100; "
-                       f"sudo ip link set {channel} up (networkd: RestartSec=100ms)")
-    return Verdict(name, "pass", f"restart-ms {ms}")
-
-
-def check_can_errors(bus: str, channel: str, link: Mapping[str, object] | None) -> Verdict:
-    """Error counters (``berr_counter``) below the ISO 11898-1 limits; bus-offs since up (``info_xstats``)."""
-    name = f"{bus}: error counters"
-    if link is None:
-        return Verdict(name, "skip", f"{channel} absent (see the link check)")
-    bc = _info(link, "info_data").get("berr_counter")
-    tx = _int(bc.get("tx")) if isinstance(bc, dict) else None
-    rx = _int(bc.get("rx")) if isinstance(bc, dict) else None
-    xs = _info(link, "info_xstats")
-    bus_off, restarts = _int(xs.get("bus_off")), _int(xs.get("restarts"))
-    parts = [f"tx {tx} rx {rx}" if tx is not None else "counters not reported"]
-    if bus_off is not None:
-        parts.append(f"{bus_off} bus-off, {restarts or 0} restarts since up")
-    detail = "; ".join(parts)
-    worst = max(tx or 0, rx or 0)
-    hint = "check wiring, termination and bitrate of every node; the counters fall with error-free traffic"
-    if worst >= CAN_ERROR_PASSIVE_N:
-        return Verdict(name, "fail", f"{detail} (>= {CAN_ERROR_PASSIVE_N}: error-passive)", hint)
-    if worst >= CAN_ERROR_WARNING_N:
-        return Verdict(name, "warn", f"{detail} (>= {CAN_ERROR_WARNING_N}: error-warning)", hint)
-    if bus_off:
-        return Verdict(name, "warn", detail, f"{hint}; find out why it went bus-off (dmesg)")
-    return Verdict(name, "pass", detail)
-
-
-def check_can_txqueuelen(bus: str, channel: str, link: Mapping[str, object] | None, host: Host) -> Verdict:
-    """``txqueuelen`` within :data:`TXQUEUELEN_RANGE_N` (``ip`` ``txqlen``, else sysfs ``tx_queue_len``)."""
-    name = f"{bus}: txqueuelen"
-    n = _int(link.get("txqlen")) if link is not None else None
-    if n is None:
-        n = _int(host.read_text(host.sys_root / "class" / "net" / channel / "tx_queue_len"))
-    if n is None:
-        return Verdict(name, "skip", f"{channel} absent (see the link check)")
-    lo, hi = TXQUEUELEN_RANGE_N
-    fix = f"sudo ip link set {channel} txqueuelen 100"
-    if n < lo:
-        return Verdict(name, "warn", f"txqueuelen {n} < {lo}: a short burst gets ENOBUFS", fix)
-    if n > hi:
-        return Verdict(name, "warn", f"txqueuelen {n} > {hi}: a stalled bus queues seconds of stale commands", fix)
-    return Verdict(name, "pass", f"txqueuelen {n}")
-
-
-def can_checks(bus: str, channel: str, host: Host, links: Mapping[str, Mapping[str, object]] | None,
-               rig_bps: int, dbc_bps: Mapping[str, int]) -> list[Verdict]:
-    """Every SocketCAN check of one bus, in table order."""
-    link = links.get(channel) if links is not None else None
-    return [check_can_link(bus, channel, link, host), check_can_bitrate(bus, channel, link, rig_bps, dbc_bps),
-            check_can_state(bus, channel, link), check_can_restart(bus, channel, link),
-            check_can_errors(bus, channel, link), check_can_txqueuelen(bus, channel, link, host)]
 
 
 # ---------------------------------------------------------------------- serial devices
@@ -566,12 +353,3 @@ def check_clock_sync(host: Host) -> Verdict:
     if (host.run_root / "systemd" / "timesync" / "synchronized").exists():
         return Verdict(name, "pass", "systemd-timesyncd synchronised (/run/systemd/timesync/synchronized)")
     return Verdict(name, "warn", "cannot tell (no timedatectl answer, no /run/systemd/timesync/synchronized)", hint)
-
-
-def worst(verdicts: Iterable[Verdict]) -> Status:
-    """Return the worst status of ``verdicts`` (``skip`` when there are none)."""
-    out: Status = "skip"
-    for v in verdicts:
-        if RANK[v.status] > RANK[out]:
-            out = v.status
-    return out
