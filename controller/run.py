@@ -38,6 +38,7 @@ from controller.record.session import FlightSession, open_flight_record
 from controller.record.summary import WALL_CLOCK_KEYS, build_summary
 from controller.rig import BuiltRig, build_rig, check_rig
 from controller.rt_knobs import RealtimeKnobsReport, apply_realtime_knobs, skipped_report
+from controller.service.notify import ServiceNotifier
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
 from controller.vehicle.telemetry import component_records, tick_record
@@ -324,6 +325,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         live.start()
 
     last_tick: list[float] = [0, 0.0]
+    notifier = ServiceNotifier()  # systemd: READY after POST, WATCHDOG per tick (no-op outside systemd)
 
     def tick(k: int, now_s: float, dt_s: float) -> bool:
         nonlocal duration_ran_out, disarm_sent
@@ -341,6 +343,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
                 flight.put("/in/stop", {"tick": k, "call": 0, "signal": stop_req.name or ""})
             vehicle.begin_shutdown(f"interrupted ({stop_req.name})", now_s)
         vehicle.tick(k, now_s, dt_s)
+        notifier.on_tick(vehicle.state)
         if flight is not None and flight.cursor.recording:
             flight.put("/tick", {**tick_record(vehicle), "ingress_crc32": flight.cursor.crc32})
             for topic, rec in component_records(vehicle):
@@ -390,6 +393,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         stats = loop.stats
         vehicle.send_zero(built.clock.now_s())
     finally:
+        notifier.stopping(vehicle.shutdown_reason or "loop ended")
         stop_req.force_enabled = False
         if opts.realtime:
             gc.unfreeze()

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from controller.cli import doctor as doctor_cli
+from controller.cli import install as install_cli
 from controller.cli import modbus, monitor, radar, replay
 from controller.cli import plot as plot_cli
 from controller.cli import runs as runs_cli
@@ -166,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot_cli.add_parser(sub)
     monitor.add_parser(sub)
     doctor_cli.add_parser(sub)
+    install_cli.add_parser(sub)
     return p
 
 
