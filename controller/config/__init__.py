@@ -26,6 +26,7 @@ module              holds
 ``rig``             ``VehicleCfg``, ``ThrusterCfg``, ``RigCfg``, :func:`load_rig` with the
                     cross-field checks, :func:`thruster_valves`
 ``mission``         ``WaypointCfg``, ``MissionCfg``, :func:`load_mission`
+``record``          ``RecordCfg`` (the flight record: snapshot period)
 ==================  ======================================================================
 """
 
@@ -79,6 +80,7 @@ from controller.config.emulation import (
     WorldCfg,
 )
 from controller.config.mission import MissionCfg, WaypointCfg, load_mission
+from controller.config.record import MAX_SNAPSHOT_PERIOD_S, RecordCfg
 from controller.config.rig import RigCfg, ThrusterCfg, VehicleCfg, load_rig, thruster_valves
 
 __all__ = [
@@ -129,6 +131,9 @@ __all__ = [
     "RadarCfg",
     "RealtimeKnobsCfg",
     "SafetyCfg",
+    # record
+    "MAX_SNAPSHOT_PERIOD_S",
+    "RecordCfg",
     # rig
     "RigCfg",
     "ThrusterCfg",

@@ -18,6 +18,7 @@ from controller.config.common import MAX_BUSES, MAX_DEVICES, MAX_THRUSTERS, Stri
 from controller.config.controller_cfg import ControllerCfg, PowerCfg, RadarCfg
 from controller.config.devices import DeviceCfg, McuDeviceCfg, ValveBoardDeviceCfg
 from controller.config.emulation import EmulationCfg
+from controller.config.record import RecordCfg
 from controller.errors import ConfigError
 from controller.paths import resolve_data_path
 from controller.yamlio import load_model
@@ -66,6 +67,7 @@ class RigCfg(Strict):
     controller: ControllerCfg = Field(default_factory=ControllerCfg)
     radar: RadarCfg | None = None
     power: PowerCfg | None = None
+    record: RecordCfg = Field(default_factory=RecordCfg)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RigCfg:

@@ -173,12 +173,15 @@ Message = Mapping[str, object]
 """One decoded message of a channel."""
 
 
-def _by_topic(records: Iterable[tuple[str, Message]], until_tick: int | None) -> dict[str, list[Message]]:
+def _by_topic(records: Iterable[tuple[str, Message]], until_tick: int | None,
+              after_tick: int | None = None) -> dict[str, list[Message]]:
     out: dict[str, list[Mapping[str, object]]] = defaultdict(list)
     for topic, rec in records:
         if not compared(topic):
             continue
         if until_tick is not None and _tick(rec) > until_tick:
+            continue
+        if after_tick is not None and _tick(rec) <= after_tick:
             continue
         out[topic].append(rec)
     return out
@@ -190,7 +193,7 @@ def _normal(rec: Mapping[str, object]) -> Record:
 
 
 def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iterable[tuple[str, Mapping[str, object]]],
-            until_tick: int | None = None) -> CheckReport:
+            until_tick: int | None = None, after_tick: int | None = None) -> CheckReport:
     """Compare the compared channels message by message, in order.
 
     Parameters
@@ -198,9 +201,11 @@ def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iter
     recorded, replayed : iterable of (topic, record)
     until_tick : int, optional
         Ignore messages of later ticks.
+    after_tick : int, optional
+        Ignore messages of this and earlier ticks (a replay from the snapshot after it).
     """
-    a = _by_topic(recorded, until_tick)
-    b = _by_topic(replayed, until_tick)
+    a = _by_topic(recorded, until_tick, after_tick)
+    b = _by_topic(replayed, until_tick, after_tick)
     report = CheckReport()
     for topic in sorted(set(a) | set(b)):
         ra, rb = a.get(topic, []), [_normal(r) for r in b.get(topic, [])]
