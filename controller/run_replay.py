@@ -38,7 +38,7 @@ def _opt_str(v: object) -> str | None:
 
 
 def replay_run(record: Path | RecordedRun, *, allow_drift: bool = False, until_s: float | None = None,
-               from_s: float | None = None) -> ReplayResult:
+               from_s: float | None = None, sink: MemorySink | None = None) -> ReplayResult:
     """Replay a record and compare every output with it.
 
     Parameters
@@ -54,6 +54,8 @@ def replay_run(record: Path | RecordedRun, *, allow_drift: bool = False, until_s
         put back into the rebuilt controller, the replay runs from the tick after it and
         only later ticks are compared (issue 12 part 4). Before the first snapshot: from
         tick 0.
+    sink : MemorySink, optional
+        Where the replayed messages go (kept for the caller); default a new one.
 
     Raises
     ------
@@ -66,7 +68,7 @@ def replay_run(record: Path | RecordedRun, *, allow_drift: bool = False, until_s
         raise ConfigError(str(run.path), "", f"the checkout differs from the record ({'; '.join(problems)}); "
                           "--allow-drift replays anyway")
     o = run.options
-    sink = MemorySink()
+    sink = sink if sink is not None else MemorySink()
     # a record that ends early (recovered after a kill) lost its last chunk: its last tick
     # may be partial, so the replay runs up to it and compares the ticks before it
     last_tick = None if run.complete else run.last_tick

@@ -435,7 +435,7 @@ class ExactAllocator:
         The contexts themselves are a pure function of the geometry and the failures:
         :meth:`restore` rebuilds them.
         """
-        contexts = [(key, int(ctx.last_cell), bool(ctx.warm_ok), ctx is self._ctx)
+        contexts = [(key, ctx.last_cell, ctx.warm_ok, ctx is self._ctx)  # their own types (numpy scalars)
                     for key, ctx in self._contexts.items()]
         return {"contexts": encode(contexts), "stats": encode(dict(self.stats))}
 
