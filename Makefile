@@ -10,7 +10,7 @@ TEST_WORKERS ?= 2
 LOADED_ROUNDS ?= 10
 STRESS_CPUS ?= 2
 
-.PHONY: run test test-fast test-realtime test-loaded bench clean
+.PHONY: run test test-fast test-realtime test-loaded bench corpus clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ test-loaded: $(STAMP)
 	done; \
 	echo "realtime step under stress-ng --cpu $(STRESS_CPUS): $$passed/$(LOADED_ROUNDS) passed"; \
 	[ $$passed -eq $(LOADED_ROUNDS) ]
+
+# re-record the replay corpus (tests/replay_corpus/*.mcap) after an intended change of
+# behaviour; tests/emulated/test_replay_corpus.py replays it on every `make test`
+corpus: $(STAMP)
+	$(PY) tests/replay_corpus/record.py
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b; done

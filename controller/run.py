@@ -278,7 +278,7 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
         if built is not None:
             built.close()
         if flight is not None:
-            _close_flight(flight)
+            flight.finish()
         record.close()
         knobs.restore()
 
@@ -293,13 +293,6 @@ def _open_flight(opts: RunOptions, folder: Path, rig_cfg: Any, rig_path: Path) -
     extra = [Path(p) for p in (opts.lr_replay, opts.sr_replay) if p]
     return open_flight_record(folder, realtime=opts.realtime, rig=rig_cfg, rig_path=rig_path,
                               mission_path=opts.mission, options=replay_options(opts), extra_files=extra)
-
-
-def _close_flight(flight: FlightSession) -> None:
-    try:
-        flight.close()
-    except Exception as exc:  # noqa: BLE001 - the summary is already written; say it, lose nothing else
-        log.error("flight record %s not finished: %s", flight.path, one_line(exc))
 
 
 def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, stop_req: StopRequest,

@@ -70,6 +70,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from controller.components.radar_rows import cycle_tracks, track_rows
 from controller.components.radar_units import LrFeed, LrRadar, SrRadar
 from controller.components.seam import ComponentBase, Condition, DevicePost, TickView
 from controller.config import RadarCfg
@@ -88,9 +89,7 @@ from controller.tracking import (
     world_to_body_point,
 )
 from firmware_bridge.protocols.frames import (
-    Mount,
     Pose2D,
-    apply_inverse,
     rotate_inverse,
 )
 from hal.snapshot import JsonValue, State, apply, capture, part
@@ -423,40 +422,11 @@ class RadarSubsystem(ComponentBase):
             lr.port.send(msg, now_s)
 
     # ------------------------------------------------------------------ report
-    def _track_rows(self, band: str, radar: Mount) -> list[dict[str, object]]:
-        """Return the confirmed tracks of ``band`` in the radar's and the world frame (summary)."""
-        rows: list[dict[str, object]] = []
-        pose = self._pose
-        if pose is None:
-            return rows
-        for t in self.tracker.confirmed():
-            if t.source_band != band:
-                continue
-            rx, ry = apply_inverse(radar, world_to_body_point(t.x_m, t.y_m, pose))
-            rows.append({
-                "id": t.track_id,
-                "x_m": round(rx, 3),
-                "y_m": round(ry, 3),
-                "x_world_m": round(t.x_m, 3),
-                "y_world_m": round(t.y_m, 3),
-                "age_s": round(t.age_s, 3),
-                "hits": t.hits,
-            })
-        return rows
-
     def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
-        """Return ``/radar/<band>/tracks`` for each band that completed a cycle this tick.
-
-        The confirmed tracks of the band, world frame (m, m/s), flat per track.
-        """
+        """Return ``/radar/<band>/tracks`` for each band that completed a cycle this tick (:func:`cycle_tracks`)."""
         bands, self._cycle_bands = self._cycle_bands, set()
-        out: dict[str, Mapping[str, object]] = {}
-        for band in sorted(bands):
-            tracks = [{"id": t.track_id, "x_m": t.x_m, "y_m": t.y_m, "vx_mps": t.vx_mps, "vy_mps": t.vy_mps,
-                       "hits": t.hits} for t in self.tracker.confirmed() if t.source_band == band]
-            out[f"/radar/{band}/tracks"] = {"tick": view.tick, "t_s": view.now_s, "count": len(tracks),
-                                             "tracks": tracks}
-        return out
+        return {f"/radar/{band}/tracks": cycle_tracks(self.tracker, band, view.tick, view.now_s)
+                for band in sorted(bands)}
 
     def summary(self) -> dict[str, object]:
         """Block ``radar`` of ``summary.json``.
@@ -468,11 +438,11 @@ class RadarSubsystem(ComponentBase):
         out: dict[str, object] = {"sr_threshold_m": None if math.isinf(self.sr_threshold_m) else self.sr_threshold_m}
         if self.lr is not None:
             block = self.lr.summary_block()
-            block["tracks"] = self._track_rows(BAND_LR, self.lr.mount)
+            block["tracks"] = track_rows(self.tracker, BAND_LR, self.lr.mount, self._pose)
             out[self.lr.name] = block
         if self.sr is not None:
             block = self.sr.summary_block()
-            block["tracks"] = self._track_rows(BAND_SR, self.sr.mount)
+            block["tracks"] = track_rows(self.tracker, BAND_SR, self.sr.mount, self._pose)
             out[self.sr.name] = block
         tr = self.tracker
         out["tracker"] = {"scans": tr.scans, "initiated": tr.tracks_initiated, "confirmed": tr.tracks_confirmed,

@@ -33,15 +33,6 @@ default in real time) the file is also ``os.fsync``-ed after each closed chunk, 
 the writer thread, so a power cut loses no more. A chunk also closes when its
 uncompressed size passes ``chunk_size_bytes`` (the ``mcap`` writer's own trigger).
 
-What this relies on in ``mcap`` (checked against mcap 1.6.0, ``mcap/writer.py``):
-:meth:`mcap.writer.Writer.flush` is public API ("Finishes the chunk in progress, if any,
-writes everything buffered so far to the output stream, and flushes the stream. This
-does not fsync the underlying file."); it writes the chunk and its message indexes and
-calls ``flush()`` on the stream we hand it (a ``BufferedWriter`` of our own, whose
-``fileno()`` we ``fsync``). The chunk-size trigger is the constructor's ``chunk_size``.
-A file whose :meth:`close` never ran has no summary and no footer;
-:func:`controller.record.reader.recover` rewrites it into a finished one.
-
 Threading
 ---------
 :meth:`~FlightRecorder.write`, :meth:`~FlightRecorder.advance`,
@@ -54,12 +45,14 @@ that does not encode, a full disk) is counted, logged (the first of each kind wi
 traceback) and reported by :meth:`~FlightRecorder.close` in :attr:`RecordStats.errors`;
 the thread goes on with the next item.
 
-Encoding
---------
-``json.dumps`` with compact separators. A non-finite float (NaN, inf) is not JSON: the
-message is encoded with ``null`` in its place and counted in
-:attr:`RecordStats.nonfinite_replaced` (schemas of fields that can be non-finite allow
-``null``). NumPy scalars and arrays are converted with ``.item()`` / ``.tolist()``.
+Encoding and layout
+-------------------
+Messages are compact JSON; a NaN or infinity is written as ``null`` and counted in
+:attr:`RecordStats.nonfinite_replaced`. This module is the public API (the names below
+are re-exported here). The writing side -- file, ``mcap`` writer, chunk closing, JSON
+encoding, the writer thread's loop, the counters, :class:`RecordStats` -- is
+:mod:`controller.record.flight_writer` (it also says what it relies on in ``mcap``); the
+real-time queue, drops and dropout runs are :mod:`controller.record.flight_queue`.
 """
 
 from __future__ import annotations
@@ -67,15 +60,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import queue
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
-from mcap.writer import CompressionType, Writer
+from controller.record.flight_queue import RecordQueue
+from controller.record.flight_writer import (
+    COMPRESSIONS,
+    MCAP_LIBRARY,
+    MCAP_PROFILE,
+    ControlItem,
+    JsonMessage,
+    RecordStats,
+    RecordWriter,
+)
 
 __all__ = [
     "DROPOUT_SCHEMA",
@@ -84,12 +84,11 @@ __all__ = [
     "RecordStats",
     "RecorderClosedError",
     "JsonMessage",
+    "MCAP_LIBRARY",
+    "MCAP_PROFILE",
 ]
 
 log = logging.getLogger(__name__)
-
-#: A message as handed to :meth:`FlightRecorder.write`: a JSON-ready mapping.
-JsonMessage = Mapping[str, object]
 
 #: Topic of the dropout messages (real time only).
 DROPOUT_TOPIC = "/record/dropouts"
@@ -110,134 +109,11 @@ DROPOUT_SCHEMA: dict[str, object] = {
     "additionalProperties": False,
 }
 
-#: Profile string of the MCAP header (empty: no ROS profile).
-MCAP_PROFILE = ""
-#: Library string of the MCAP header.
-MCAP_LIBRARY = "qiki-flight-record/1"
-
 _MiB = 1024 * 1024
-#: How many error texts :class:`RecordStats` keeps (the count is always exact).
-_MAX_ERROR_TEXTS = 20
 
 
 class RecorderClosedError(RuntimeError):
     """A write or registration on a :class:`FlightRecorder` that was closed."""
-
-
-@dataclass(frozen=True)
-class RecordStats:
-    """What a :class:`FlightRecorder` did.
-
-    Attributes
-    ----------
-    messages_written : int
-        Messages handed to the MCAP writer (the dropout messages included).
-    messages_dropped : int
-        Messages refused because the queue was full (real time only).
-    dropouts : int
-        Dropout messages written on ``/record/dropouts`` (one per run of drops).
-    chunk_flushes : int
-        Chunks closed by the recorder (period, :meth:`FlightRecorder.advance`, close).
-    chunks : int
-        Chunks in the finished file (from its statistics; includes the chunks the
-        writer's size trigger closed); 0 until :meth:`FlightRecorder.close`.
-    errors : int
-        Exceptions caught while encoding or writing (each item that failed counts once).
-    error_texts : tuple of str
-        The first :data:`_MAX_ERROR_TEXTS` of them, one line each.
-    nonfinite_replaced : int
-        Messages in which a NaN or infinity was written as ``null``.
-    queue_high_water : int
-        Most items seen in the queue by a write (real time only).
-    bytes : int
-        Size of the file in bytes after :meth:`FlightRecorder.close` (0 before).
-    last_log_time_ns : int or None
-        Newest log time written.
-    """
-
-    messages_written: int = 0
-    messages_dropped: int = 0
-    dropouts: int = 0
-    chunk_flushes: int = 0
-    chunks: int = 0
-    errors: int = 0
-    error_texts: tuple[str, ...] = ()
-    nonfinite_replaced: int = 0
-    queue_high_water: int = 0
-    bytes: int = 0
-    last_log_time_ns: int | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        """Return the stats as a JSON-ready dict (for ``summary.json``)."""
-        return {
-            "messages_written": self.messages_written,
-            "messages_dropped": self.messages_dropped,
-            "dropouts": self.dropouts,
-            "chunk_flushes": self.chunk_flushes,
-            "chunks": self.chunks,
-            "errors": self.errors,
-            "error_texts": list(self.error_texts),
-            "nonfinite_replaced": self.nonfinite_replaced,
-            "queue_high_water": self.queue_high_water,
-            "bytes": self.bytes,
-            "last_log_time_ns": self.last_log_time_ns,
-        }
-
-
-@dataclass
-class _Counters:
-    """Mutable counters behind :class:`RecordStats` (writer side)."""
-
-    messages_written: int = 0
-    dropouts: int = 0
-    chunk_flushes: int = 0
-    errors: int = 0
-    error_texts: list[str] = field(default_factory=list)
-    error_kinds_logged: set[str] = field(default_factory=set)
-    nonfinite_replaced: int = 0
-    last_log_time_ns: int | None = None
-
-
-class _Control:
-    """A queued non-message item: run ``fn`` on the writer thread, then set ``done``."""
-
-    __slots__ = ("fn", "done", "what")
-
-    def __init__(self, what: str, fn: Callable[[], None]) -> None:
-        self.what = what
-        self.fn = fn
-        self.done = threading.Event()
-
-
-_STOP = object()
-
-
-def _json_default(obj: object) -> object:
-    """``json.dumps`` fallback: NumPy scalars and arrays (``.item()``, ``.tolist()``)."""
-    tolist = getattr(obj, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    item = getattr(obj, "item", None)
-    if callable(item):
-        return item()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-#: One encoder for every message (``json.dumps`` with options builds a new one per call).
-_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_json_default).encode
-
-
-def _finite(obj: object) -> object:
-    """Return ``obj`` with every non-finite float replaced by None (recursively)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if hasattr(obj, "tolist") or hasattr(obj, "item"):
-        return _finite(_json_default(obj))
-    return obj
 
 
 class FlightRecorder:
@@ -295,41 +171,28 @@ class FlightRecorder:
             raise ValueError(f"queue_capacity must be >= 1, got {queue_capacity!r}")
         if chunk_size_bytes < 1:
             raise ValueError(f"chunk_size_bytes must be >= 1, got {chunk_size_bytes!r}")
-        comp = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}.get(compression)
+        comp = COMPRESSIONS.get(compression)
         if comp is None:
             raise ValueError(f"compression must be zstd, lz4 or none, got {compression!r}")
         self.path = Path(path)
         self.realtime = realtime
         self.chunk_period_s = float(chunk_period_s)
         self.queue_capacity = int(queue_capacity)
-        self._period_ns = max(1, round(chunk_period_s * 1e9))
         self._fsync = realtime if fsync is None else fsync
-        self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 - closed by close()
-        self._writer = Writer(self._file, chunk_size=chunk_size_bytes, compression=comp)
-        self._writer.start(profile=MCAP_PROFILE, library=MCAP_LIBRARY)
-        self._file.flush()  # the magic and header reach the OS at once: a killed run leaves an MCAP file
+        # the writing side (runs on the writer thread in real time, in the caller in lockstep)
+        self._w = RecordWriter(self.path, period_ns=max(1, round(chunk_period_s * 1e9)),
+                               chunk_size_bytes=chunk_size_bytes, compression=comp, fsync=self._fsync)
+        self._file: IO[bytes] = self._w.file
         self._schemas: dict[tuple[str, str], int] = {}
         self._topics: dict[str, int] = {}
-        self._chunk_first_ns: int | None = None
-        self._c = _Counters()
         self._closed = False
         self._final: RecordStats | None = None
-        # caller-side state (real time)
-        self._dropped = 0
-        self._pending_first_ns: int | None = None
-        self._pending_last_ns = 0
-        self._pending_count = 0
-        self._high_water = 0
-        self._newest_ns = 0
-        self._queue: queue.SimpleQueue[object] | None = None
-        self._thread: threading.Thread | None = None
-        self._gate = writer_gate
-        if realtime:
-            self._queue = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._run, name="qiki-flight-record", daemon=True)
-            self._thread.start()
+        # the caller side in real time: queue, drops, writer thread (None in lockstep)
+        self._queue = RecordQueue(self._w, self.queue_capacity, writer_gate) if realtime else None
         # registered in both modes, so a lockstep and a real-time file have the same layout
         self._dropout_channel = self.channel(DROPOUT_TOPIC, "qiki.record.Dropout", DROPOUT_SCHEMA)
+        if self._queue is not None:
+            self._queue.dropout_channel = self._dropout_channel
         log.debug("%s: flight record opened (%s, chunk period %g s)", self.path,
                   "real time" if realtime else "lockstep", chunk_period_s)
 
@@ -375,9 +238,9 @@ class FlightRecorder:
 
         def register() -> None:
             if new_schema:
-                got = self._writer.register_schema(name=schema_name, encoding="jsonschema", data=data)
+                got = self._w.mcap.register_schema(name=schema_name, encoding="jsonschema", data=data)
                 assert got == schema_id, (got, schema_id)
-            got_c = self._writer.register_channel(topic=topic, message_encoding="json", schema_id=schema_id)
+            got_c = self._w.mcap.register_channel(topic=topic, message_encoding="json", schema_id=schema_id)
             assert got_c == channel_id, (got_c, channel_id)
 
         self._control(f"channel {topic}", register)
@@ -409,22 +272,9 @@ class FlightRecorder:
             raise RecorderClosedError(f"{self.path}: write after close")
         q = self._queue
         if q is None:
-            self._put_message(channel_id, log_time_ns, message)
-            return
-        n = q.qsize()
-        if n >= self.queue_capacity:
-            self._dropped += 1
-            if self._pending_first_ns is None:
-                self._pending_first_ns = log_time_ns
-                self._pending_count = 0
-            self._pending_last_ns = log_time_ns
-            self._pending_count += 1
-            return
-        if n > self._high_water:
-            self._high_water = n
-        if self._pending_first_ns is not None:
-            self._queue_dropout()
-        q.put((channel_id, log_time_ns, message))
+            self._w.put_message(channel_id, log_time_ns, message)
+        else:
+            q.offer(channel_id, log_time_ns, message)
 
     def advance(self, log_time_ns: int) -> None:
         """Tell the recorder the run clock reached ``log_time_ns`` (closes a due chunk).
@@ -443,9 +293,9 @@ class FlightRecorder:
             raise RecorderClosedError(f"{self.path}: advance after close")
         q = self._queue
         if q is None:
-            self._maybe_close_chunk(log_time_ns)
-        elif q.qsize() < self.queue_capacity:
-            q.put((0, log_time_ns, None))
+            self._w.maybe_close_chunk(log_time_ns)
+        else:
+            q.offer_advance(log_time_ns)
 
     def attach(self, name: str, data: bytes, media_type: str, *, log_time_ns: int | None = None) -> None:
         """Add an attachment (a file as loaded: ``rig.yaml``, ``mission.yaml``, a DBC).
@@ -462,9 +312,9 @@ class FlightRecorder:
             Its log time (default: the newest log time written so far, 0 at the start).
         """
         self._check_open()
-        t = self._newest_ns if log_time_ns is None else int(log_time_ns)
+        t = self._w.newest_ns if log_time_ns is None else int(log_time_ns)
         blob = bytes(data)
-        self._control(f"attachment {name}", lambda: self._writer.add_attachment(
+        self._control(f"attachment {name}", lambda: self._w.mcap.add_attachment(
             create_time=t, log_time=t, name=name, media_type=media_type, data=blob))
 
     def metadata(self, name: str, data: Mapping[str, str]) -> None:
@@ -487,7 +337,7 @@ class FlightRecorder:
         for k, v in entries.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise TypeError(f"metadata {name!r}: {k!r}: keys and values must be str")
-        self._control(f"metadata {name}", lambda: self._writer.add_metadata(name=name, data=entries))
+        self._control(f"metadata {name}", lambda: self._w.mcap.add_metadata(name=name, data=entries))
 
     def drain(self, timeout_s: float | None = None) -> bool:
         """Wait until the writer thread has handled everything queued so far.
@@ -504,7 +354,7 @@ class FlightRecorder:
         """
         if self._queue is None or self._closed:
             return True
-        item = _Control("drain", lambda: None)
+        item = ControlItem("drain", lambda: None)
         self._queue.put(item)
         return item.done.wait(timeout_s)
 
@@ -513,18 +363,8 @@ class FlightRecorder:
         """Counters so far (a snapshot; the final ones after :meth:`close`)."""
         if self._final is not None:
             return self._final
-        c = self._c
-        return RecordStats(
-            messages_written=c.messages_written,
-            messages_dropped=self._dropped,
-            dropouts=c.dropouts,
-            chunk_flushes=c.chunk_flushes,
-            errors=c.errors,
-            error_texts=tuple(c.error_texts),
-            nonfinite_replaced=c.nonfinite_replaced,
-            queue_high_water=self._high_water,
-            last_log_time_ns=c.last_log_time_ns,
-        )
+        q = self._queue
+        return self._w.stats(0 if q is None else q.dropped, 0 if q is None else q.high_water)
 
     def close(self, timeout_s: float | None = None) -> RecordStats:
         """Write what is queued, finish the file (summary, indexes, footer) and close it.
@@ -535,7 +375,7 @@ class FlightRecorder:
         ----------
         timeout_s : float or None, optional
             Longest wait for the writer thread (None: no limit). On timeout the file is
-            closed unfinished (:func:`controller.record.reader.recover` finishes it) and
+            closed unfinished (:func:`controller.record.recover.recover` finishes it) and
             the timeout is counted as an error.
 
         Returns
@@ -545,34 +385,14 @@ class FlightRecorder:
         """
         if self._final is not None:
             return self._final
-        if self._queue is not None and self._pending_first_ns is not None:
-            self._queue_dropout()
-        elif self._queue is None and self._pending_first_ns is not None:  # pragma: no cover - lockstep never drops
-            self._write_dropout(self._pending_first_ns, self._pending_last_ns, self._pending_count)
+        if self._queue is not None:
+            self._queue.queue_dropout()  # a pending run of drops (lockstep never drops)
         self._closed = True
         finished = True
-        if self._thread is not None and self._queue is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                finished = False
-                self._error("close", TimeoutError(f"writer thread busy after {timeout_s} s; file left unfinished"))
-        if finished:
-            try:
-                self._writer.finish()
-                self._file.flush()
-                if self._fsync:
-                    os.fsync(self._file.fileno())
-            except Exception as exc:  # noqa: BLE001 - counted and reported, the file is closed anyway
-                self._error("finish", exc)
-        chunks = 0
-        try:
-            self._file.close()
-        except Exception as exc:  # noqa: BLE001 - counted and reported
-            self._error("close", exc)
-        size = self.path.stat().st_size if self.path.exists() else 0
-        if finished:
-            chunks = _chunk_count(self.path)
+        if self._queue is not None and not self._queue.stop(timeout_s):
+            finished = False
+            self._w.error("close", TimeoutError(f"writer thread busy after {timeout_s} s; file left unfinished"))
+        chunks, size = self._w.close(finished)
         self._final = replace(self.stats, chunks=chunks, bytes=size)
         if self._final.errors:
             log.warning("%s: flight record closed with %d error(s); first: %s", self.path, self._final.errors,
@@ -594,110 +414,8 @@ class FlightRecorder:
             raise RecorderClosedError(f"{self.path}: recorder is closed")
 
     def _control(self, what: str, fn: Callable[[], None]) -> None:
-        item = _Control(what, fn)
+        item = ControlItem(what, fn)
         if self._queue is None:
-            self._run_control(item)
+            self._w.run_control(item)
         else:
             self._queue.put(item)
-
-    def _run_control(self, item: _Control) -> None:
-        try:
-            item.fn()
-        except Exception as exc:  # noqa: BLE001 - counted and reported by close()
-            self._error(item.what, exc)
-        finally:
-            item.done.set()
-
-    def _queue_dropout(self) -> None:
-        assert self._queue is not None and self._pending_first_ns is not None
-        first, last, count = self._pending_first_ns, self._pending_last_ns, self._pending_count
-        self._pending_first_ns = None
-        self._pending_count = 0
-        self._queue.put(_Control("dropout", lambda: self._write_dropout(first, last, count)))
-
-    def _write_dropout(self, first_ns: int, last_ns: int, count: int) -> None:
-        self._c.dropouts += 1
-        self._put_message(self._dropout_channel, last_ns,
-                          {"first_dropped_ns": first_ns, "last_dropped_ns": last_ns, "count": count})
-
-    def _maybe_close_chunk(self, log_time_ns: int) -> None:
-        first = self._chunk_first_ns
-        if first is not None and log_time_ns - first >= self._period_ns:
-            self._flush_chunk()
-
-    def _flush_chunk(self) -> None:
-        self._chunk_first_ns = None
-        self._writer.flush()  # public: finishes the open chunk, writes it, flushes the stream
-        if self._fsync:
-            os.fsync(self._file.fileno())
-        self._c.chunk_flushes += 1
-
-    def _put_message(self, channel_id: int, log_time_ns: int, message: JsonMessage) -> None:
-        """Encode and add one message, closing the open chunk first when it is due."""
-        try:
-            try:
-                data = _encode(message).encode()
-            except ValueError:
-                data = _encode(_finite(message)).encode()
-                self._c.nonfinite_replaced += 1
-            self._maybe_close_chunk(log_time_ns)
-            self._writer.add_message(channel_id=channel_id, log_time=log_time_ns, data=data,
-                                     publish_time=log_time_ns)
-        except Exception as exc:  # noqa: BLE001 - counted and reported by close()
-            self._error(f"message on channel {channel_id}", exc)
-            return
-        if self._chunk_first_ns is None:
-            self._chunk_first_ns = log_time_ns
-        c = self._c
-        c.messages_written += 1
-        if c.last_log_time_ns is None or log_time_ns > c.last_log_time_ns:
-            c.last_log_time_ns = log_time_ns
-            self._newest_ns = log_time_ns
-
-    def _error(self, what: str, exc: BaseException) -> None:
-        c = self._c
-        c.errors += 1
-        text = f"{what}: {type(exc).__name__}: {' '.join(str(exc).split())}"
-        if len(c.error_texts) < _MAX_ERROR_TEXTS:
-            c.error_texts.append(text)
-        kind = f"{what.split()[0]}:{type(exc).__name__}"
-        if kind not in c.error_kinds_logged:
-            c.error_kinds_logged.add(kind)
-            log.error("%s: flight record: %s", self.path, text, exc_info=exc)
-
-    def _run(self) -> None:
-        """Take items off the queue until the stop marker (the writer thread)."""
-        q = self._queue
-        assert q is not None
-        gate = self._gate
-        while True:
-            if gate is not None:
-                gate.wait()
-            item = q.get()
-            if item is _STOP:
-                return
-            if type(item) is tuple:
-                channel_id, log_time_ns, message = item
-                if message is None:
-                    try:
-                        self._maybe_close_chunk(log_time_ns)
-                    except Exception as exc:  # noqa: BLE001 - counted and reported by close()
-                        self._error("chunk flush", exc)
-                else:
-                    self._put_message(channel_id, log_time_ns, message)
-            elif isinstance(item, _Control):
-                self._run_control(item)
-
-
-def _chunk_count(path: Path) -> int:
-    """Chunks in a finished MCAP file, from its summary statistics (0 when unreadable)."""
-    from mcap.reader import make_reader
-
-    try:
-        with open(path, "rb") as f:
-            summary = make_reader(f).get_summary()
-    except Exception:  # noqa: BLE001 - stats only
-        return 0
-    if summary is None or summary.statistics is None:
-        return 0
-    return int(summary.statistics.chunk_count)

@@ -5,8 +5,10 @@ read with the ``mcap`` library's seeking reader (:func:`mcap.reader.make_reader`
 *unfinished* one (the process was killed, the machine lost power) has no summary; it is
 read front to back with :class:`mcap.stream_reader.StreamReader`, tolerantly: every
 record up to the first one that is cut short or does not check out (a chunk whose CRC or
-decompression fails) is used, the rest is ignored. :func:`recover` writes what was read
-into a finished file.
+decompression fails) is used, the rest is ignored (:mod:`controller.record.mcap_scan`).
+:func:`recover` writes what was read into a finished file; it and :class:`RecoverReport`
+live in :mod:`controller.record.recover` and are re-exported here, as is
+:class:`RecordFileError` (defined in :mod:`controller.record.mcap_scan`).
 
 Messages are decoded from JSON into dicts. Errors that make a file unreadable (not an
 MCAP file, not a JSON-Schema record) raise :class:`RecordFileError`, whose text is one
@@ -16,20 +18,15 @@ line naming the file (the CLI prints it and exits 2).
 from __future__ import annotations
 
 import json
-import logging
-import os
-import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from mcap.reader import make_reader
-from mcap.records import Attachment, Channel, Chunk, Footer, Header, Message, Metadata, Schema
-from mcap.stream_reader import StreamReader, breakup_chunk
-from mcap.writer import CompressionType, Writer
+from mcap.records import Attachment, Channel, Message, Metadata, Schema
 
-from controller.errors import ControllerError
+from controller.record.mcap_scan import RecordFileError, ScanState, scan_records
+from controller.record.recover import RecoverReport, recover
 
 __all__ = [
     "ChannelInfo",
@@ -42,27 +39,8 @@ __all__ = [
     "validate",
 ]
 
-log = logging.getLogger(__name__)
-
 #: Problems :func:`validate` lists per channel before it only counts them.
 MAX_PROBLEMS_PER_CHANNEL = 10
-
-
-class RecordFileError(ControllerError):
-    """A flight record that cannot be read at all (one line, naming the file).
-
-    Parameters
-    ----------
-    path : Path or str
-        The file.
-    message : str
-        What is wrong.
-    """
-
-    def __init__(self, path: Path | str, message: str) -> None:
-        self.path = str(path)
-        self.message = " ".join(str(message).split())
-        super().__init__(f"{self.path}: {self.message}")
 
 
 @dataclass(frozen=True)
@@ -134,111 +112,6 @@ class ChannelInfo:
     message_count: int
 
 
-@dataclass(frozen=True)
-class RecoverReport:
-    """What :func:`recover` kept.
-
-    Attributes
-    ----------
-    source_finished : bool
-        The source already had a summary and footer (it was copied, not repaired).
-    messages_kept : int
-        Messages written to the destination.
-    last_log_time_ns : int or None
-        Newest log time kept.
-    chunks_kept : int
-        Complete chunks read from the source.
-    channels, attachments, metadata : int
-        How many of each were kept.
-    bytes_used, bytes_total : int
-        Source bytes up to the end of the last record used, and the source's size.
-    stop_reason : str
-        Why reading stopped (``end of file`` for a finished source).
-    """
-
-    source_finished: bool
-    messages_kept: int
-    last_log_time_ns: int | None
-    chunks_kept: int
-    channels: int
-    attachments: int
-    metadata: int
-    bytes_used: int
-    bytes_total: int
-    stop_reason: str
-
-    def as_dict(self) -> dict[str, object]:
-        """Return the report as a JSON-ready dict."""
-        return dict(self.__dict__)
-
-
-@dataclass
-class _Scan:
-    """Outcome of a tolerant front-to-back read."""
-
-    finished: bool = False
-    stop_reason: str = ""
-    bytes_used: int = 0
-    chunks: int = 0
-    header: Header | None = None
-    errors: list[str] = field(default_factory=list)
-
-
-_MAGIC = bytes([137, 77, 67, 65, 80, 48, 13, 10])
-
-_TRUNCATION_ERRORS = (EOFError, struct.error, ValueError, KeyError, IndexError, UnicodeDecodeError, MemoryError)
-
-
-def _scan_records(f: IO[bytes], path: Path, scan: _Scan) -> Iterator[object]:
-    """Yield the records of an MCAP stream (chunks broken up), stopping at the first bad one.
-
-    Raises
-    ------
-    RecordFileError
-        The file does not start with the MCAP magic.
-    """
-    from mcap.exceptions import InvalidMagic, McapError
-
-    size = os.fstat(f.fileno()).st_size
-    start = f.tell()
-    magic = f.read(8)
-    f.seek(start)
-    if len(magic) < 8 or magic != _MAGIC:
-        raise RecordFileError(path, "empty file (nothing was recorded)" if size == 0
-                              else "not an MCAP file (bad magic)")
-    reader = StreamReader(f, emit_chunks=True, validate_crcs=False, record_size_limit=max(size, 1))
-    it = iter(reader.records)
-    while True:
-        try:
-            rec = next(it)
-        except StopIteration:
-            scan.stop_reason = "end of file"
-            return
-        except InvalidMagic:
-            # the closing magic after the footer is missing or cut: everything else was read
-            scan.stop_reason = "closing magic missing or damaged"
-            return
-        except (McapError, *_TRUNCATION_ERRORS) as exc:
-            scan.stop_reason = f"cut short or damaged after byte {scan.bytes_used} ({type(exc).__name__}: {exc})"[:200]
-            return
-        if isinstance(rec, Chunk):
-            try:
-                inner = breakup_chunk(rec, validate_crc=True)
-            except Exception as exc:  # noqa: BLE001 - zstd/lz4/CRC errors: the chunk is damaged
-                scan.stop_reason = f"chunk after byte {scan.bytes_used} does not check out ({type(exc).__name__})"
-                return
-            scan.chunks += 1
-            scan.bytes_used = f.tell()
-            yield from inner
-            continue
-        scan.bytes_used = f.tell()
-        if isinstance(rec, Header):
-            scan.header = rec
-        if isinstance(rec, Footer):
-            scan.finished = True
-        yield rec
-
-
 def _decode_json(path: Path, topic: str, data: bytes) -> dict[str, object]:
     try:
         obj = json.loads(data)
@@ -282,12 +155,12 @@ class FlightRecord:
         self._channels: dict[int, ChannelInfo] | None = None
         if not self.finished:
             with open(self.path, "rb") as f:  # check the magic now: bad input fails here
-                next(iter(_scan_records(f, self.path, _Scan())), None)
+                next(iter(scan_records(f, self.path, ScanState())), None)
 
     # ------------------------------------------------------------------ whole-file reads
-    def _records(self, scan: _Scan | None = None) -> Iterator[object]:
+    def _records(self, scan: ScanState | None = None) -> Iterator[object]:
         with open(self.path, "rb") as f:
-            yield from _scan_records(f, self.path, scan or _Scan())
+            yield from scan_records(f, self.path, scan or ScanState())
 
     def channels(self) -> dict[str, ChannelInfo]:
         """Return the channels by topic (with message counts)."""
@@ -405,7 +278,7 @@ class FlightRecord:
                         "attachments": st.attachment_count, "metadata": st.metadata_count,
                         "start_ns": st.message_start_time if st.message_count else None,
                         "end_ns": st.message_end_time if st.message_count else None}
-        scan = _Scan()
+        scan = ScanState()
         n = atts = metas = 0
         start: int | None = None
         end: int | None = None
@@ -486,7 +359,7 @@ def validate(path: Path | str) -> list[str]:
         else:
             chan_topic = {c.id: c.topic for c in channels.values()}
             stream = ((chan_topic.get(m.channel_id, f"<channel {m.channel_id}>"), m)
-                      for m in _scan_records(f, rec.path, _Scan()) if isinstance(m, Message))
+                      for m in scan_records(f, rec.path, ScanState()) if isinstance(m, Message))
         for topic, msg in stream:
             seen += 1
             where = f"{topic} @ {msg.log_time} ns"
@@ -513,96 +386,3 @@ def validate(path: Path | str) -> list[str]:
         if st["messages"] != seen:
             problems.append(f"{rec.path}: statistics count {st['messages']} messages, {seen} read")
     return problems
-
-
-# ---------------------------------------------------------------------- recovery
-def recover(src: Path | str, dst: Path | str) -> RecoverReport:
-    """Rewrite a flight record, finished or not, into a finished file.
-
-    Reads ``src`` front to back with :class:`mcap.stream_reader.StreamReader`, keeping every
-    schema, channel, attachment, metadata record and every message of every complete chunk
-    up to the first record that is cut short or damaged, and writes them, in file order,
-    to ``dst`` (written to ``dst`` + ``.tmp`` and renamed, so ``dst`` is never half
-    written). Channel and schema ids may be renumbered; topics, schemas, log and publish
-    times, sequence numbers and message bytes are kept as they were.
-
-    Parameters
-    ----------
-    src : Path or str
-        The file to read (``run.mcap.part``, or an unfinished ``run.mcap``).
-    dst : Path or str
-        The finished file to write; must not be ``src``.
-
-    Returns
-    -------
-    RecoverReport
-
-    Raises
-    ------
-    RecordFileError
-        ``src`` is missing or not an MCAP file; ``dst`` is ``src``.
-    OSError
-        ``dst`` cannot be written.
-    """
-    src_p, dst_p = Path(src), Path(dst)
-    if not src_p.is_file():
-        raise RecordFileError(src_p, "no such file")
-    if dst_p.exists() and dst_p.resolve() == src_p.resolve():
-        raise RecordFileError(src_p, "recover needs a destination other than the source")
-    tmp = dst_p.with_name(dst_p.name + ".tmp")
-    scan = _Scan()
-    schema_ids: dict[int, int] = {}
-    channel_ids: dict[int, int] = {}
-    n_msgs = n_att = n_meta = 0
-    last: int | None = None
-    with open(src_p, "rb") as f, open(tmp, "wb") as out:
-        writer: Writer | None = None
-        try:
-            for rec in _scan_records(f, src_p, scan):
-                if writer is None:
-                    header = scan.header
-                    writer = Writer(out, compression=CompressionType.ZSTD)
-                    writer.start(profile=header.profile if header else "",
-                                 library=f"qiki-recover/1 (from {header.library if header else '?'})")
-                if isinstance(rec, Schema):
-                    if rec.id not in schema_ids and rec.id != 0:
-                        schema_ids[rec.id] = writer.register_schema(name=rec.name, encoding=rec.encoding,
-                                                                    data=bytes(rec.data))
-                elif isinstance(rec, Channel):
-                    if rec.id not in channel_ids:
-                        channel_ids[rec.id] = writer.register_channel(
-                            topic=rec.topic, message_encoding=rec.message_encoding,
-                            schema_id=schema_ids.get(rec.schema_id, 0), metadata=dict(rec.metadata))
-                elif isinstance(rec, Message):
-                    cid = channel_ids.get(rec.channel_id)
-                    if cid is None:
-                        log.warning("%s: message on unknown channel %d skipped", src_p, rec.channel_id)
-                        continue
-                    writer.add_message(channel_id=cid, log_time=rec.log_time, data=bytes(rec.data),
-                                       publish_time=rec.publish_time, sequence=rec.sequence)
-                    n_msgs += 1
-                    last = rec.log_time if last is None else max(last, rec.log_time)
-                elif isinstance(rec, Attachment):
-                    writer.add_attachment(create_time=rec.create_time, log_time=rec.log_time, name=rec.name,
-                                          media_type=rec.media_type, data=bytes(rec.data))
-                    n_att += 1
-                elif isinstance(rec, Metadata):
-                    writer.add_metadata(name=rec.name, data=dict(rec.metadata))
-                    n_meta += 1
-            if writer is None:
-                writer = Writer(out, compression=CompressionType.ZSTD)
-                writer.start(profile="", library="qiki-recover/1")
-            writer.finish()
-            out.flush()
-            os.fsync(out.fileno())
-        except BaseException:
-            out.close()
-            tmp.unlink(missing_ok=True)
-            raise
-    os.replace(tmp, dst_p)
-    report = RecoverReport(source_finished=scan.finished, messages_kept=n_msgs, last_log_time_ns=last,
-                           chunks_kept=scan.chunks, channels=len(channel_ids), attachments=n_att, metadata=n_meta,
-                           bytes_used=scan.bytes_used, bytes_total=src_p.stat().st_size,
-                           stop_reason=scan.stop_reason)
-    log.info("%s -> %s: %d messages kept (%s)", src_p, dst_p, n_msgs, scan.stop_reason)
-    return report

@@ -12,9 +12,8 @@ channel (:mod:`controller.record.replay`).
 from __future__ import annotations
 
 import bisect
-import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -23,20 +22,10 @@ import can
 from controller.record.taps import (
     IngressSink,
     Record,
-    TapBus,
-    TapClock,
-    TapLink,
-    TapPoller,
     TickCursor,
-    dec_float,
-    encode_value,
     frame_fields,
 )
-from hal.clock import Clock
 from hal.errors import BusError
-from hal.modbus.link import ModbusFailure
-from hal.modbus.poller import DeviceSnapshot, ModbusPoller
-from hal.serial.link import SerialLink
 
 #: Exception classes a replay port can raise again, by recorded ``error_type``.
 _ERRORS: Mapping[str, type[Exception]] = MappingProxyType({
@@ -217,194 +206,6 @@ class ReplayLink:
         self._open = False
 
 
-# --------------------------------------------------------------------------- Modbus
-
-
-def _value_from(v: object) -> object:
-    if isinstance(v, dict):
-        if "f" in v:
-            return dec_float(v["f"])
-        if "map" in v:
-            return {k: _value_from(x) for k, x in v["map"].items()}
-        return v.get("repr")
-    return v
-
-
-def _failure_from(v: object) -> ModbusFailure | None:
-    if not isinstance(v, dict):
-        return None
-    return ModbusFailure(v["kind"], int(v["exception_code"]), str(v["detail"]))
-
-
-def snapshot_from(device: str, rec: Record) -> DeviceSnapshot:
-    """Rebuild a device snapshot recorded by :func:`controller.record.taps.snapshot_fields`."""
-    values = rec["values"]
-    assert isinstance(values, dict)  # written by snapshot_fields
-    fbk = rec["failures_by_kind"]
-    assert isinstance(fbk, dict)
-    st = rec["sample_time_s"]
-    return DeviceSnapshot(
-        device=device,
-        values=MappingProxyType({k: _value_from(v) for k, v in values.items()}),  # type: ignore[misc]
-        sample_time_s=None if st is None else dec_float(st),
-        stale_after_s=dec_float(rec["stale_after_s"]), stale_after_polls=int(rec["stale_after_polls"]),  # type: ignore[arg-type]
-        polls_ok=int(rec["polls_ok"]), polls_failed=int(rec["polls_failed"]),  # type: ignore[arg-type]
-        consecutive_failures=int(rec["consecutive_failures"]),  # type: ignore[arg-type]
-        deadline_misses=int(rec["deadline_misses"]), transactions=int(rec["transactions"]),  # type: ignore[arg-type]
-        failures_by_kind=MappingProxyType({str(k): int(v) for k, v in fbk.items()}),  # type: ignore[call-overload]
-        last_failure=_failure_from(rec["last_failure"]),
-    )
-
-
-class _ReplayDone:
-    def __init__(self, ticket: ReplayTicket) -> None:
-        self._t = ticket
-
-    def is_set(self) -> bool:
-        return self._t.observe()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._t.observe()
-
-
-class ReplayTicket:
-    """A write ticket whose result appears at the call where the recorded run first saw it."""
-
-    def __init__(self, poller: ReplayPoller, device: str, quantity: str, value: object, seq: int) -> None:
-        self._poller = poller
-        self.device = device
-        self.quantity = quantity
-        self.value = value
-        self.seq = seq
-        self.done = _ReplayDone(self)
-        self.ok = False
-        self.reason = ""
-        self.readback: object = None
-        self.failure: ModbusFailure | None = None
-        self._seen = False
-
-    def observe(self) -> bool:
-        """Return True once the recorded run saw this write done (at the recorded call)."""
-        if self._seen:
-            return True
-        p = self._poller
-        c = p.cursor
-        rec = p.inputs.at(f"/in/modbus/{self.device}/ticket", c.tick, c.call(f"ticket/{self.device}"))
-        if rec is None or int(rec["seq"]) != self.seq:  # type: ignore[arg-type]
-            return False
-        self.seen_as(rec)
-        return True
-
-    def seen_as(self, rec: Record) -> None:
-        """Take the recorded result ``rec`` (``/in/modbus/<device>/ticket``) as seen."""
-        self._seen = True
-        self.ok = bool(rec["ok"])
-        self.reason = str(rec["reason"])
-        self.readback = _value_from(rec["readback"])
-        self.failure = _failure_from(rec["failure"])
-
-
-class ReplayPoller:
-    """A Modbus poller that serves the recorded snapshots and write results; no bus."""
-
-    def __init__(self, devices: list[str], clock: Clock, cursor: TickCursor, inputs: ReplayInputs,
-                 sink: IngressSink) -> None:
-        self.devices = list(devices)
-        self.clock = clock
-        self.cursor = cursor
-        self.inputs = inputs
-        self.sink = sink
-        self._seq = 0
-        self._empty = {d: DeviceSnapshot(d) for d in devices}
-        self._cache: dict[str, tuple[tuple[int, int], DeviceSnapshot]] = {}
-        self._seek_tick = -1
-
-    def snapshot(self, device: str) -> DeviceSnapshot:
-        """Return the snapshot the recorded run read last at or before this call."""
-        c = self.cursor
-        n = c.call(f"snap/{device}")
-        rec = self.inputs.last_at_or_before(f"/in/modbus/{device}", c.tick, n)
-        if rec is None:
-            return self._empty[device]
-        key = (int(rec["tick"]), int(rec["call"]))  # type: ignore[arg-type]
-        cache = self._cache.get(device)
-        if cache is None or cache[0] != key:
-            cache = (key, snapshot_from(device, rec))
-            self._cache[device] = cache
-            fields = {k: v for k, v in rec.items() if k not in ("tick", "call")}
-            c.feed(json.dumps(fields, sort_keys=True).encode())
-        return cache[1]
-
-    def submit_write(self, device: str, quantity: str, value: object) -> ReplayTicket:
-        """Record the write request; its result comes from the record."""
-        seq = self._seq
-        self._seq += 1
-        c = self.cursor
-        self.sink.put(f"/out/modbus/{device}", {"tick": c.tick, "call": c.call(f"write/{device}"), "seq": seq,
-                                                 "quantity": quantity, "value": encode_value(value)})
-        return ReplayTicket(self, device, quantity, value, seq)
-
-    def seek(self, tick: int) -> None:
-        """Start after ``tick`` (a replay from a snapshot, issue 12 part 4).
-
-        Read back from the record what the recorded poller held at the end of ``tick``:
-        the next write's sequence number and, per device, the last snapshot the tick read
-        (so the next tick does not take it for a new one).
-        """
-        end = (tick, 1 << 62)
-        self._seek_tick = tick
-        seqs = [int(r["seq"]) for d in self.devices  # type: ignore[arg-type]
-                for k, r in self.inputs.by_topic.get(f"/out/modbus/{d}", {}).items() if k <= end]
-        self._seq = max(seqs, default=-1) + 1
-        self._cache.clear()
-        for d in self.devices:
-            rec = self.inputs.last_at_or_before(f"/in/modbus/{d}", *end)
-            if rec is not None:
-                self._cache[d] = ((int(rec["tick"]), int(rec["call"])), snapshot_from(d, rec))  # type: ignore[arg-type]
-
-    def resume_write(self, device: str, quantity: str, value: object) -> ReplayTicket:
-        """Return the ticket of the last write to ``device`` before the seek (a snapshot's pending write).
-
-        Its result is the recorded one: already seen if the recorded run saw it by then,
-        else it appears at the call where the recorded run first saw it.
-
-        Raises
-        ------
-        ReplayDivergence
-            When the record holds no such write before the seek.
-        """
-        writes = self.inputs.by_topic.get(f"/out/modbus/{device}", {})
-        before = [k for k, r in writes.items() if int(r["seq"]) < self._seq  # type: ignore[arg-type]
-                  and r.get("quantity") == quantity]
-        if not before:
-            raise ReplayDivergence(f"no recorded write of {device}.{quantity} to resume")
-        seq = int(writes[max(before)]["seq"])  # type: ignore[arg-type]
-        t = ReplayTicket(self, device, quantity, value, seq)
-        for k, rec in self.inputs.by_topic.get(f"/in/modbus/{device}/ticket", {}).items():
-            if int(rec["seq"]) == seq and k[0] <= self._seek_tick:  # type: ignore[arg-type]
-                t.seen_as(rec)
-        return t
-
-    def step(self, now_s: float | None = None) -> None:
-        """Nothing to poll."""
-
-    def align_to_grid(self, origin_s: float, period_s: float) -> None:
-        """Nothing to align."""
-
-    def start(self) -> ReplayPoller:
-        """Nothing to start."""
-        return self
-
-    def stop(self, timeout_s: float = 2.0) -> bool:
-        """Nothing to stop."""
-        return True
-
-    @property
-    def worker_alive(self) -> bool:
-        """No worker."""
-        return False
-
-
 # --------------------------------------------------------------------------- clock
 
 
@@ -451,70 +252,3 @@ class ReplayClock:
         """Never sleeps: a replay runs as fast as it can."""
 
 
-# --------------------------------------------------------------------------- what the composition room gets
-
-
-@dataclass(frozen=True)
-class Ingress:
-    """How the composition room opens ports for a recorded or a replayed run.
-
-    Attributes
-    ----------
-    cursor : TickCursor
-        The run's tick cursor.
-    sink : IngressSink
-        Where taps (recording) or replay ports (their outputs) write.
-    replay : ReplayInputs or None
-        None: open the real (or emulated) ports and tap them. Set: open replay ports
-        over these inputs instead, and build no emulator and no world.
-    """
-
-    cursor: TickCursor
-    sink: IngressSink
-    replay: ReplayInputs | None = None
-    #: A replay of a record that ends early: its last tick.
-    last_tick: int | None = None
-    #: A replay from a snapshot: the tick after which it starts (the pollers seek there).
-    resume_tick: int | None = None
-
-    @property
-    def replaying(self) -> bool:
-        """True for a replay."""
-        return self.replay is not None
-
-    def can_bus(self, name: str, open_bus: Callable[[], can.BusABC]) -> can.BusABC:
-        """Return the host side of CAN bus ``name``: a replay bus, or the opened bus tapped."""
-        if self.replay is not None:
-            return ReplayBus(name, self.cursor, self.replay, self.sink)
-        return TapBus(open_bus(), name, self.cursor, self.sink)
-
-    def serial_link(self, name: str, link: SerialLink) -> SerialLink:
-        """Return the host side of serial bus ``name`` tapped (recording only)."""
-        return TapLink(link, name, self.cursor, self.sink)
-
-    def replay_link(self, name: str) -> ReplayLink:
-        """Return the replay link of serial bus ``name``."""
-        assert self.replay is not None  # only while replaying
-        return ReplayLink(name, self.cursor, self.replay, self.sink)
-
-    def poller(self, poller: ModbusPoller, run_clock: Clock) -> TapPoller:
-        """Return a poller as the components see it, tapped (recording only); its ``clock`` is ``run_clock``."""
-        return TapPoller(poller, self.cursor, self.sink, run_clock)
-
-    def replay_poller(self, devices: list[str], clock: Clock) -> ReplayPoller:
-        """Return the replay poller of these devices (no bus)."""
-        assert self.replay is not None  # only while replaying
-        poller = ReplayPoller(devices, clock, self.cursor, self.replay, self.sink)
-        if self.resume_tick is not None:
-            poller.seek(self.resume_tick)
-        return poller
-
-    def clock(self, clock: Clock, realtime: bool) -> Clock:
-        """Return the run clock: a lockstep SimClock as is; real time tapped or replayed."""
-        if not realtime:
-            return clock
-        if self.replay is not None:
-            rc = ReplayClock(self.cursor, self.replay, self.sink)
-            rc.last_tick = self.last_tick
-            return rc
-        return TapClock(clock, self.cursor, self.sink)

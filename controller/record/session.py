@@ -25,7 +25,8 @@ from controller.paths import checkout_data_root, resolve_data_path
 from controller.record.codes import code_for
 from controller.record.flight import FlightRecorder
 from controller.record.flight_log import FlightLog
-from controller.record.replay_ports import Ingress, ReplayInputs
+from controller.record.ingress import Ingress
+from controller.record.replay_ports import ReplayInputs
 from controller.record.taps import IngressSink, Record, TickCursor
 
 if TYPE_CHECKING:
@@ -184,6 +185,17 @@ class FlightSession:
         """Write one record at the current tick's time (nothing once closed)."""
         if not self.closed:
             self.log.put(topic, record)
+
+    def finish(self) -> None:
+        """Close the record at the end of a run; a failure is logged in one line, never raised.
+
+        The summary is written before this: nothing else is lost if the record cannot be
+        finished (``qiki runs recover`` can still finish ``run.mcap.part``).
+        """
+        try:
+            self.close()
+        except Exception as exc:  # noqa: BLE001 - see above
+            _log.error("flight record %s not finished: %s", self.path, " ".join(str(exc).split()))
 
     def close(self) -> dict[str, object]:
         """Finish the file (summary and index); return the recorder's statistics. Safe twice."""

@@ -23,7 +23,6 @@ Topics (the flight record's channels, :mod:`controller.record.flight_log`):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -34,8 +33,6 @@ from typing import Protocol
 import can
 
 from hal.clock import Clock
-from hal.modbus.link import ModbusFailure
-from hal.modbus.poller import DeviceSnapshot, ModbusPoller, WriteTicket
 from hal.serial.link import SerialLink
 
 _log = logging.getLogger(__name__)
@@ -121,33 +118,6 @@ def frame_fields(msg: can.Message) -> Record:
 def error_fields(exc: BaseException) -> Record:
     """Return ``error_type`` (the class name) and ``error`` (its text) of an exception."""
     return {"error_type": type(exc).__name__, "error": str(exc)}
-
-
-def encode_value(v: object) -> Field:
-    """Return a Modbus value for JSON, exactly: floats as ``{"f": ...}``, maps as ``{"map": ...}``."""
-    if isinstance(v, bool) or isinstance(v, int) or isinstance(v, str):
-        return v
-    if isinstance(v, float):
-        return {"f": enc_float(v)}
-    if isinstance(v, Mapping):
-        return {"map": {str(k): encode_value(x) for k, x in v.items()}}
-    return {"repr": repr(v)}
-
-
-def _failure(f: ModbusFailure | None) -> Field:
-    return None if f is None else {"kind": f.kind, "exception_code": f.exception_code, "detail": f.detail}
-
-
-def snapshot_fields(s: DeviceSnapshot) -> Record:
-    """Return every field of a Modbus device snapshot, floats exact (see :func:`enc_float`)."""
-    return {
-        "values": {k: encode_value(v) for k, v in s.values.items()},
-        "sample_time_s": None if s.sample_time_s is None else enc_float(s.sample_time_s),
-        "stale_after_s": enc_float(s.stale_after_s), "stale_after_polls": s.stale_after_polls,
-        "polls_ok": s.polls_ok, "polls_failed": s.polls_failed, "consecutive_failures": s.consecutive_failures,
-        "deadline_misses": s.deadline_misses, "transactions": s.transactions,
-        "failures_by_kind": dict(s.failures_by_kind), "last_failure": _failure(s.last_failure),
-    }
 
 
 # --------------------------------------------------------------------------- CAN
@@ -303,152 +273,6 @@ class TapLink:
     def __getattr__(self, name: str) -> object:
         # counters and the like for the summary (never inputs of a tick)
         return getattr(self.inner, name)
-
-
-# --------------------------------------------------------------------------- Modbus
-
-
-class _TapDone:
-    """``ticket.done`` seen through a tap: the first ``is_set()`` that says True is recorded."""
-
-    def __init__(self, tap: TapPoller, ticket: WriteTicket, seq: int) -> None:
-        self._tap = tap
-        self._ticket = ticket
-        self._seq = seq
-        self._seen = False
-
-    def _observe(self) -> bool:
-        if self._seen:
-            return True
-        if not self._ticket.done.is_set():
-            return False
-        self._seen = True
-        t = self._ticket
-        c = self._tap.cursor
-        self._tap.sink.put(f"/in/modbus/{t.device}/ticket", {
-            "tick": c.tick, "call": c.call(f"ticket/{t.device}"), "seq": self._seq, "ok": bool(t.ok),
-            "reason": t.reason, "readback": encode_value(t.readback), "failure": _failure(t.failure)})
-        return True
-
-    def is_set(self) -> bool:
-        """Whether the write finished (recorded the first time it says so)."""
-        return self._observe()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the write like ``threading.Event.wait``; the outcome is recorded."""
-        self._ticket.done.wait(timeout)
-        return self._observe()
-
-
-class TapTicket:
-    """A :class:`~hal.modbus.poller.WriteTicket` seen through a :class:`TapPoller`."""
-
-    def __init__(self, tap: TapPoller, ticket: WriteTicket, seq: int) -> None:
-        self._ticket = ticket
-        self.device = ticket.device
-        self.quantity = ticket.quantity
-        self.value = ticket.value
-        self.done = _TapDone(tap, ticket, seq)
-
-    @property
-    def ok(self) -> bool:
-        """True when the write was confirmed by its read-back."""
-        return self._ticket.ok
-
-    @property
-    def reason(self) -> str:
-        """Why not (one line), "" when ok."""
-        return self._ticket.reason
-
-    @property
-    def readback(self) -> object:
-        """Value read back."""
-        return self._ticket.readback
-
-    @property
-    def failure(self) -> ModbusFailure | None:
-        """The failed transaction, if any."""
-        return self._ticket.failure
-
-
-class TapPoller:
-    """A :class:`~hal.modbus.poller.ModbusPoller` whose snapshots and write results are recorded.
-
-    A snapshot is recorded when the tick reads one that differs from the last it read for
-    that device (the poller makes a new object per poll); a write request is an output,
-    its result is recorded when the tick first sees it done.
-
-    Parameters
-    ----------
-    inner : ModbusPoller
-    cursor : TickCursor
-    sink : IngressSink
-    """
-
-    def __init__(self, inner: ModbusPoller, cursor: TickCursor, sink: IngressSink, clock: Clock | None = None) -> None:
-        self.inner = inner
-        self.cursor = cursor
-        self.sink = sink
-        self._clock = clock if clock is not None else inner.clock
-        self._last: dict[str, DeviceSnapshot] = {}
-        self._seq = 0
-        self._main = threading.get_ident()
-
-    @property
-    def clock(self) -> Clock:
-        """The run clock as the tick reads it (tapped in real time), not the worker's."""
-        return self._clock
-
-    @property
-    def devices(self) -> list[str]:
-        """Device names on this poller."""
-        return self.inner.devices
-
-    def snapshot(self, device: str) -> DeviceSnapshot:
-        """Return the inner poller's snapshot; a new one is recorded."""
-        s = self.inner.snapshot(device)
-        c = self.cursor
-        n = c.call(f"snap/{device}")
-        if self._last.get(device) is not s:
-            self._last[device] = s
-            rec = snapshot_fields(s)
-            c.feed(json.dumps(rec, sort_keys=True).encode())
-            self.sink.put(f"/in/modbus/{device}", {"tick": c.tick, "call": n, **rec})
-        return s
-
-    def submit_write(self, device: str, quantity: str, value: object) -> TapTicket:
-        """Queue a write on the inner poller; the request is recorded as an output."""
-        t = self.inner.submit_write(device, quantity, value)
-        seq = self._seq
-        self._seq += 1
-        c = self.cursor
-        self.sink.put(f"/out/modbus/{device}", {"tick": c.tick, "call": c.call(f"write/{device}"), "seq": seq,
-                                                 "quantity": quantity, "value": encode_value(value)})
-        return TapTicket(self, t, seq)
-
-    # step, align_to_grid, start, stop: no input of a tick (what they do reaches the tick
-    # only through the snapshots and tickets above)
-    def step(self, now_s: float | None = None) -> None:
-        """Lockstep: run the inner poller's due polls."""
-        self.inner.step(now_s)
-
-    def align_to_grid(self, origin_s: float, period_s: float) -> None:
-        """Real time: align the inner poller's worker to the control grid."""
-        self.inner.align_to_grid(origin_s, period_s)
-
-    def start(self) -> TapPoller:
-        """Start the inner poller's worker."""
-        self.inner.start()
-        return self
-
-    def stop(self, timeout_s: float = 2.0) -> bool:
-        """Stop the inner poller's worker."""
-        return self.inner.stop(timeout_s)
-
-    @property
-    def worker_alive(self) -> bool:
-        """Whether the inner poller's worker runs."""
-        return self.inner.worker_alive
 
 
 # --------------------------------------------------------------------------- clock

@@ -41,7 +41,7 @@ from controller.config import (
 from controller.control import PoseGains
 from controller.errors import opening
 from controller.mission import MissionExecutor
-from controller.record.replay_ports import Ingress
+from controller.record.ingress import Ingress
 from controller.rig import power as power_room
 from controller.rig import radar as radar_room
 from controller.rig import tank as tank_room

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from controller.clock import Clock
     from controller.config import RigCfg
-    from controller.record.replay_ports import Ingress
+    from controller.record.ingress import Ingress
     from controller.rig.fault_plan import FaultWiring
     from firmware_bridge.emulation.sim import Simulation
     from firmware_bridge.emulation.world import World

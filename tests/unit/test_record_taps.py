@@ -15,16 +15,9 @@ import can
 import pytest
 
 from controller.record.flight_log import MemorySink, schema_key
-from controller.record.replay_ports import (
-    ReplayBus,
-    ReplayClock,
-    ReplayDivergence,
-    ReplayInputs,
-    ReplayLink,
-    ReplayPoller,
-    snapshot_from,
-)
-from controller.record.taps import TapBus, TapClock, TapLink, TapPoller, TickCursor, snapshot_fields
+from controller.record.modbus_taps import ReplayPoller, TapPoller, snapshot_fields, snapshot_from
+from controller.record.replay_ports import ReplayBus, ReplayClock, ReplayDivergence, ReplayInputs, ReplayLink
+from controller.record.taps import TapBus, TapClock, TapLink, TickCursor
 from hal.errors import BusError
 from hal.modbus.poller import DeviceSnapshot, WriteTicket
 from hal.serial.link import PipeLink

@@ -1,0 +1,386 @@
+"""The Modbus side of the flight record: pollers tapped and replayed.
+
+A Modbus device reaches the tick through a :class:`~hal.modbus.poller.PollerPort`: the
+snapshots it publishes and the results of queued writes. :class:`TapPoller` records each
+new snapshot the tick read and each write result when the tick first saw it done;
+:class:`ReplayPoller` serves them back at the same ``(tick, call)`` with no bus (see
+:mod:`controller.record.taps` and :mod:`controller.record.replay_ports` for the CAN,
+serial and clock counterparts). Values are recorded exactly: floats as ``{"f": x}``
+(non-finite as text), maps as ``{"map": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from controller.record.replay_ports import ReplayDivergence, ReplayInputs
+from controller.record.taps import Field, IngressSink, Record, TickCursor, dec_float, enc_float
+from hal.clock import Clock
+from hal.modbus.link import ModbusFailure
+from hal.modbus.poller import DeviceSnapshot, ModbusPoller, WriteTicket
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode_value(v: object) -> Field:
+    """Return a Modbus value for JSON, exactly: floats as ``{"f": ...}``, maps as ``{"map": ...}``."""
+    if isinstance(v, bool) or isinstance(v, int) or isinstance(v, str):
+        return v
+    if isinstance(v, float):
+        return {"f": enc_float(v)}
+    if isinstance(v, Mapping):
+        return {"map": {str(k): encode_value(x) for k, x in v.items()}}
+    return {"repr": repr(v)}
+
+
+def _failure(f: ModbusFailure | None) -> Field:
+    return None if f is None else {"kind": f.kind, "exception_code": f.exception_code, "detail": f.detail}
+
+
+def snapshot_fields(s: DeviceSnapshot) -> Record:
+    """Return every field of a Modbus device snapshot, floats exact (see :func:`enc_float`)."""
+    return {
+        "values": {k: encode_value(v) for k, v in s.values.items()},
+        "sample_time_s": None if s.sample_time_s is None else enc_float(s.sample_time_s),
+        "stale_after_s": enc_float(s.stale_after_s), "stale_after_polls": s.stale_after_polls,
+        "polls_ok": s.polls_ok, "polls_failed": s.polls_failed, "consecutive_failures": s.consecutive_failures,
+        "deadline_misses": s.deadline_misses, "transactions": s.transactions,
+        "failures_by_kind": dict(s.failures_by_kind), "last_failure": _failure(s.last_failure),
+    }
+
+
+# --------------------------------------------------------------------------- Modbus
+
+
+class _TapDone:
+    """``ticket.done`` seen through a tap: the first ``is_set()`` that says True is recorded."""
+
+    def __init__(self, tap: TapPoller, ticket: WriteTicket, seq: int) -> None:
+        self._tap = tap
+        self._ticket = ticket
+        self._seq = seq
+        self._seen = False
+
+    def _observe(self) -> bool:
+        if self._seen:
+            return True
+        if not self._ticket.done.is_set():
+            return False
+        self._seen = True
+        t = self._ticket
+        c = self._tap.cursor
+        self._tap.sink.put(f"/in/modbus/{t.device}/ticket", {
+            "tick": c.tick, "call": c.call(f"ticket/{t.device}"), "seq": self._seq, "ok": bool(t.ok),
+            "reason": t.reason, "readback": encode_value(t.readback), "failure": _failure(t.failure)})
+        return True
+
+    def is_set(self) -> bool:
+        """Whether the write finished (recorded the first time it says so)."""
+        return self._observe()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the write like ``threading.Event.wait``; the outcome is recorded."""
+        self._ticket.done.wait(timeout)
+        return self._observe()
+
+
+class TapTicket:
+    """A :class:`~hal.modbus.poller.WriteTicket` seen through a :class:`TapPoller`."""
+
+    def __init__(self, tap: TapPoller, ticket: WriteTicket, seq: int) -> None:
+        self._ticket = ticket
+        self.device = ticket.device
+        self.quantity = ticket.quantity
+        self.value = ticket.value
+        self.done = _TapDone(tap, ticket, seq)
+
+    @property
+    def ok(self) -> bool:
+        """True when the write was confirmed by its read-back."""
+        return self._ticket.ok
+
+    @property
+    def reason(self) -> str:
+        """Why not (one line), "" when ok."""
+        return self._ticket.reason
+
+    @property
+    def readback(self) -> object:
+        """Value read back."""
+        return self._ticket.readback
+
+    @property
+    def failure(self) -> ModbusFailure | None:
+        """The failed transaction, if any."""
+        return self._ticket.failure
+
+
+class TapPoller:
+    """A :class:`~hal.modbus.poller.ModbusPoller` whose snapshots and write results are recorded.
+
+    A snapshot is recorded when the tick reads one that differs from the last it read for
+    that device (the poller makes a new object per poll); a write request is an output,
+    its result is recorded when the tick first sees it done.
+
+    Parameters
+    ----------
+    inner : ModbusPoller
+    cursor : TickCursor
+    sink : IngressSink
+    """
+
+    def __init__(self, inner: ModbusPoller, cursor: TickCursor, sink: IngressSink, clock: Clock | None = None) -> None:
+        self.inner = inner
+        self.cursor = cursor
+        self.sink = sink
+        self._clock = clock if clock is not None else inner.clock
+        self._last: dict[str, DeviceSnapshot] = {}
+        self._seq = 0
+
+    @property
+    def clock(self) -> Clock:
+        """The run clock as the tick reads it (tapped in real time), not the worker's."""
+        return self._clock
+
+    @property
+    def devices(self) -> list[str]:
+        """Device names on this poller."""
+        return self.inner.devices
+
+    def snapshot(self, device: str) -> DeviceSnapshot:
+        """Return the inner poller's snapshot; a new one is recorded."""
+        s = self.inner.snapshot(device)
+        c = self.cursor
+        n = c.call(f"snap/{device}")
+        if self._last.get(device) is not s:
+            self._last[device] = s
+            rec = snapshot_fields(s)
+            c.feed(json.dumps(rec, sort_keys=True).encode())
+            self.sink.put(f"/in/modbus/{device}", {"tick": c.tick, "call": n, **rec})
+        return s
+
+    def submit_write(self, device: str, quantity: str, value: object) -> TapTicket:
+        """Queue a write on the inner poller; the request is recorded as an output."""
+        t = self.inner.submit_write(device, quantity, value)
+        seq = self._seq
+        self._seq += 1
+        c = self.cursor
+        self.sink.put(f"/out/modbus/{device}", {"tick": c.tick, "call": c.call(f"write/{device}"), "seq": seq,
+                                                 "quantity": quantity, "value": encode_value(value)})
+        return TapTicket(self, t, seq)
+
+    # step, align_to_grid, start, stop: no input of a tick (what they do reaches the tick
+    # only through the snapshots and tickets above)
+    def step(self, now_s: float | None = None) -> None:
+        """Lockstep: run the inner poller's due polls."""
+        self.inner.step(now_s)
+
+    def align_to_grid(self, origin_s: float, period_s: float) -> None:
+        """Real time: align the inner poller's worker to the control grid."""
+        self.inner.align_to_grid(origin_s, period_s)
+
+    def start(self) -> TapPoller:
+        """Start the inner poller's worker."""
+        self.inner.start()
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """Stop the inner poller's worker."""
+        return self.inner.stop(timeout_s)
+
+    @property
+    def worker_alive(self) -> bool:
+        """Whether the inner poller's worker runs."""
+        return self.inner.worker_alive
+
+
+# --------------------------------------------------------------------------- Modbus
+
+
+def _value_from(v: object) -> object:
+    if isinstance(v, dict):
+        if "f" in v:
+            return dec_float(v["f"])
+        if "map" in v:
+            return {k: _value_from(x) for k, x in v["map"].items()}
+        return v.get("repr")
+    return v
+
+
+def _failure_from(v: object) -> ModbusFailure | None:
+    if not isinstance(v, dict):
+        return None
+    return ModbusFailure(v["kind"], int(v["exception_code"]), str(v["detail"]))
+
+
+def snapshot_from(device: str, rec: Record) -> DeviceSnapshot:
+    """Rebuild a device snapshot recorded by :func:`controller.record.taps.snapshot_fields`."""
+    values = rec["values"]
+    assert isinstance(values, dict)  # written by snapshot_fields
+    fbk = rec["failures_by_kind"]
+    assert isinstance(fbk, dict)
+    st = rec["sample_time_s"]
+    return DeviceSnapshot(
+        device=device,
+        values=MappingProxyType({k: _value_from(v) for k, v in values.items()}),  # type: ignore[misc]
+        sample_time_s=None if st is None else dec_float(st),
+        stale_after_s=dec_float(rec["stale_after_s"]), stale_after_polls=int(rec["stale_after_polls"]),  # type: ignore[arg-type]
+        polls_ok=int(rec["polls_ok"]), polls_failed=int(rec["polls_failed"]),  # type: ignore[arg-type]
+        consecutive_failures=int(rec["consecutive_failures"]),  # type: ignore[arg-type]
+        deadline_misses=int(rec["deadline_misses"]), transactions=int(rec["transactions"]),  # type: ignore[arg-type]
+        failures_by_kind=MappingProxyType({str(k): int(v) for k, v in fbk.items()}),  # type: ignore[call-overload]
+        last_failure=_failure_from(rec["last_failure"]),
+    )
+
+
+class _ReplayDone:
+    def __init__(self, ticket: ReplayTicket) -> None:
+        self._t = ticket
+
+    def is_set(self) -> bool:
+        return self._t.observe()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._t.observe()
+
+
+class ReplayTicket:
+    """A write ticket whose result appears at the call where the recorded run first saw it."""
+
+    def __init__(self, poller: ReplayPoller, device: str, quantity: str, value: object, seq: int) -> None:
+        self._poller = poller
+        self.device = device
+        self.quantity = quantity
+        self.value = value
+        self.seq = seq
+        self.done = _ReplayDone(self)
+        self.ok = False
+        self.reason = ""
+        self.readback: object = None
+        self.failure: ModbusFailure | None = None
+        self._seen = False
+
+    def observe(self) -> bool:
+        """Return True once the recorded run saw this write done (at the recorded call)."""
+        if self._seen:
+            return True
+        p = self._poller
+        c = p.cursor
+        rec = p.inputs.at(f"/in/modbus/{self.device}/ticket", c.tick, c.call(f"ticket/{self.device}"))
+        if rec is None or int(rec["seq"]) != self.seq:  # type: ignore[arg-type]
+            return False
+        self.seen_as(rec)
+        return True
+
+    def seen_as(self, rec: Record) -> None:
+        """Take the recorded result ``rec`` (``/in/modbus/<device>/ticket``) as seen."""
+        self._seen = True
+        self.ok = bool(rec["ok"])
+        self.reason = str(rec["reason"])
+        self.readback = _value_from(rec["readback"])
+        self.failure = _failure_from(rec["failure"])
+
+
+class ReplayPoller:
+    """A Modbus poller that serves the recorded snapshots and write results; no bus."""
+
+    def __init__(self, devices: list[str], clock: Clock, cursor: TickCursor, inputs: ReplayInputs,
+                 sink: IngressSink) -> None:
+        self.devices = list(devices)
+        self.clock = clock
+        self.cursor = cursor
+        self.inputs = inputs
+        self.sink = sink
+        self._seq = 0
+        self._empty = {d: DeviceSnapshot(d) for d in devices}
+        self._cache: dict[str, tuple[tuple[int, int], DeviceSnapshot]] = {}
+        self._seek_tick = -1
+
+    def snapshot(self, device: str) -> DeviceSnapshot:
+        """Return the snapshot the recorded run read last at or before this call."""
+        c = self.cursor
+        n = c.call(f"snap/{device}")
+        rec = self.inputs.last_at_or_before(f"/in/modbus/{device}", c.tick, n)
+        if rec is None:
+            return self._empty[device]
+        key = (int(rec["tick"]), int(rec["call"]))  # type: ignore[arg-type]
+        cache = self._cache.get(device)
+        if cache is None or cache[0] != key:
+            cache = (key, snapshot_from(device, rec))
+            self._cache[device] = cache
+            fields = {k: v for k, v in rec.items() if k not in ("tick", "call")}
+            c.feed(json.dumps(fields, sort_keys=True).encode())
+        return cache[1]
+
+    def submit_write(self, device: str, quantity: str, value: object) -> ReplayTicket:
+        """Record the write request; its result comes from the record."""
+        seq = self._seq
+        self._seq += 1
+        c = self.cursor
+        self.sink.put(f"/out/modbus/{device}", {"tick": c.tick, "call": c.call(f"write/{device}"), "seq": seq,
+                                                 "quantity": quantity, "value": encode_value(value)})
+        return ReplayTicket(self, device, quantity, value, seq)
+
+    def seek(self, tick: int) -> None:
+        """Start after ``tick`` (a replay from a snapshot, issue 12 part 4).
+
+        Read back from the record what the recorded poller held at the end of ``tick``:
+        the next write's sequence number and, per device, the last snapshot the tick read
+        (so the next tick does not take it for a new one).
+        """
+        end = (tick, 1 << 62)
+        self._seek_tick = tick
+        seqs = [int(r["seq"]) for d in self.devices  # type: ignore[arg-type]
+                for k, r in self.inputs.by_topic.get(f"/out/modbus/{d}", {}).items() if k <= end]
+        self._seq = max(seqs, default=-1) + 1
+        self._cache.clear()
+        for d in self.devices:
+            rec = self.inputs.last_at_or_before(f"/in/modbus/{d}", *end)
+            if rec is not None:
+                self._cache[d] = ((int(rec["tick"]), int(rec["call"])), snapshot_from(d, rec))  # type: ignore[arg-type]
+
+    def resume_write(self, device: str, quantity: str, value: object) -> ReplayTicket:
+        """Return the ticket of the last write to ``device`` before the seek (a snapshot's pending write).
+
+        Its result is the recorded one: already seen if the recorded run saw it by then,
+        else it appears at the call where the recorded run first saw it.
+
+        Raises
+        ------
+        ReplayDivergence
+            When the record holds no such write before the seek.
+        """
+        writes = self.inputs.by_topic.get(f"/out/modbus/{device}", {})
+        before = [k for k, r in writes.items() if int(r["seq"]) < self._seq  # type: ignore[arg-type]
+                  and r.get("quantity") == quantity]
+        if not before:
+            raise ReplayDivergence(f"no recorded write of {device}.{quantity} to resume")
+        seq = int(writes[max(before)]["seq"])  # type: ignore[arg-type]
+        t = ReplayTicket(self, device, quantity, value, seq)
+        for k, rec in self.inputs.by_topic.get(f"/in/modbus/{device}/ticket", {}).items():
+            if int(rec["seq"]) == seq and k[0] <= self._seek_tick:  # type: ignore[arg-type]
+                t.seen_as(rec)
+        return t
+
+    def step(self, now_s: float | None = None) -> None:
+        """Nothing to poll."""
+
+    def align_to_grid(self, origin_s: float, period_s: float) -> None:
+        """Nothing to align."""
+
+    def start(self) -> ReplayPoller:
+        """Nothing to start."""
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """Nothing to stop."""
+        return True
+
+    @property
+    def worker_alive(self) -> bool:
+        """No worker."""
+        return False
+
+
