@@ -289,7 +289,7 @@ def replay_options(opts: RunOptions) -> dict[str, Any]:
             "seed": opts.seed, "arm": opts.arm, "lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay}
 
 
-def _open_flight(opts: RunOptions, folder: Path, rig_cfg: Any, rig_path: Path) -> FlightSession:
+def _open_flight(opts: RunOptions, folder: Path, rig_cfg: Any, rig_path: Path) -> FlightSession | None:
     extra = [Path(p) for p in (opts.lr_replay, opts.sr_replay) if p]
     return open_flight_record(folder, realtime=opts.realtime, rig=rig_cfg, rig_path=rig_path,
                               mission_path=opts.mission, options=replay_options(opts), extra_files=extra)
@@ -373,7 +373,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
                 flight.put("/in/stop", {"tick": k, "call": 0, "signal": stop_req.name or ""})
             vehicle.begin_shutdown(f"interrupted ({stop_req.name})", now_s)
         vehicle.tick(k, now_s, dt_s)
-        if flight is not None:
+        if flight is not None and flight.cursor.recording:
             flight.put("/tick", {**tick_record(vehicle), "ingress_crc32": flight.cursor.crc32})
             for topic, rec in component_records(vehicle):
                 flight.put(topic, rec)

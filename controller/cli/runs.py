@@ -15,6 +15,11 @@ unfinished ``run.mcap`` is recovered in place). ``qiki runs recover RUN`` reads
 complete chunks: everything up to at most one chunk period, 0.5 s, before the cut) and
 keeps the original bytes as ``run.mcap.unfinished``.
 
+A run whose rig says ``record: {mode: triggered}`` has no ``run.mcap`` but event files
+``event-<NNN>-<code>-<t_s>.mcap`` (``.part`` while written), each a window around a
+trigger (:mod:`controller.record.triggered`): ``show`` lists them, ``recover`` finishes
+the unfinished ones (keeping the originals as ``<name>.unfinished``).
+
 Exit status of ``recover``: 0 a finished ``run.mcap`` holding messages exists (recovered,
 or it already was finished); 1 the recovered file holds no message (nothing before the
 cut survived; the file is written all the same); 2 bad input (no such run, no record in
@@ -87,7 +92,14 @@ def _run_folders(base: Path) -> list[Path]:
     if not base.is_dir():
         raise ConfigError(str(base), "", "no such folder")
     return sorted(p for p in base.iterdir() if p.is_dir() and (
-        (p / "summary.json").is_file() or (p / "events.jsonl").is_file() or find_record(p) is not None))
+        (p / "summary.json").is_file() or (p / "events.jsonl").is_file() or find_record(p) is not None
+        or _event_files(p)))
+
+
+def _event_files(folder: Path) -> list[Path]:
+    from controller.record.triggered import event_files
+
+    return event_files(folder)
 
 
 def _summary(folder: Path) -> dict[str, Any] | None:
@@ -110,7 +122,9 @@ def _record_state(folder: Path) -> str:
 
     rec = find_record(folder)
     if rec is None:
-        return "-"
+        events = _event_files(folder)
+        parts = sum(1 for p in events if p.name.endswith(".part"))
+        return (f"{len(events)} event file(s)" + (f", {parts} part (recover)" if parts else "")) if events else "-"
     if rec.name == RECORD_PART:
         return "part (recover)"
     try:
@@ -172,6 +186,33 @@ def _record_rows(path: Path) -> list[tuple[str, str]]:
     return rows
 
 
+def _event_rows(path: Path) -> list[tuple[str, str]]:
+    """Rows of one event file: name, state, span, messages, triggers."""
+    from controller.record.reader import FlightRecord, RecordFileError
+
+    try:
+        rec = FlightRecord(path)
+        st = rec.statistics()
+        meta = rec.metadata().get("event", {})
+    except RecordFileError as exc:
+        return [("event file", f"{path.name}: unreadable: {exc}")]
+    state = "finished" if rec.finished else "NOT finished (qiki runs recover)"
+    span = ("-" if st["start_ns"] is None or st["end_ns"] is None
+            else f"{st['start_ns'] * 1e-9:.3f} .. {st['end_ns'] * 1e-9:.3f} s")
+    rows = [("event file", f"{path.name}: {state}, {st['messages']} messages, {span}")]
+    try:
+        triggers = json.loads(meta.get("triggers", "[]"))
+    except ValueError:
+        triggers = []
+    for trig in triggers if isinstance(triggers, list) else []:
+        if isinstance(trig, dict):
+            rows.append(("", f"trigger {trig.get('code')} at {_fmt_s(trig.get('t_s'))}: {trig.get('text')}"))
+    dropped = meta.get("messages_dropped", "0")
+    if dropped not in ("", "0"):
+        rows.append(("", f"{dropped} messages dropped (writer queue full)"))
+    return rows
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -181,7 +222,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     folder = resolve_run(args.run, args.runs)
     s = _summary(folder)
     rec = find_record(folder)
-    if s is None and rec is None:
+    events = _event_files(folder)
+    if s is None and rec is None and not events:
         raise ConfigError(str(folder), "", "neither summary.json nor a flight record (run.mcap) in this folder")
     t = Table(title=f"run {folder.name}", show_header=False)
     t.add_column("what", style="bold")
@@ -218,8 +260,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
                 t.add_row(k, v)
         except RecordFileError as exc:
             t.add_row("record", f"unreadable: {exc}")
+    elif events:
+        t.add_row("record", f"no run.mcap (event-triggered): {len(events)} event file(s)")
     else:
         t.add_row("record", "no run.mcap")
+    for p in events:
+        for k, v in _event_rows(p):
+            t.add_row(k, v)
     Console().print(t)
     return 0
 
@@ -239,6 +286,8 @@ def _cmd_recover(args: argparse.Namespace) -> int:
             print(f"{final}: already finished, nothing to recover")
             return 0
         src = final
+    elif _event_files(folder):
+        return _recover_events(folder)
     else:
         raise ConfigError(str(folder), "", f"no {RECORD_PART} or {RECORD} to recover")
     keep = folder / RECORD_UNFINISHED
@@ -251,6 +300,27 @@ def _cmd_recover(args: argparse.Namespace) -> int:
           f"{report.chunks_kept} chunks, {report.attachments} attachments; {report.bytes_used} of "
           f"{report.bytes_total} bytes used: {report.stop_reason}); original kept as {keep.name}")
     return 0 if report.messages_kept else 1
+
+
+def _recover_events(folder: Path) -> int:
+    """Finish every unfinished event file of a triggered-mode run (``<name>.part`` -> ``<name>``)."""
+    from controller.record.reader import recover
+
+    parts = [p for p in _event_files(folder) if p.name.endswith(".part")]
+    if not parts:
+        print(f"{folder}: every event file is finished, nothing to recover")
+        return 0
+    kept = 0
+    for src in parts:
+        final = src.with_name(src.name.removesuffix(".part"))
+        tmp = src.with_name(final.name + ".recovering")
+        report = recover(src, tmp)
+        src.replace(final.with_name(final.name + ".unfinished"))
+        tmp.replace(final)
+        kept += report.messages_kept
+        print(f"{final}: recovered from {src.name} ({report.messages_kept} messages, {report.chunks_kept} chunks: "
+              f"{report.stop_reason})")
+    return 0 if kept else 1
 
 
 def add_parser(subparsers: Any) -> None:

@@ -26,7 +26,8 @@ module              holds
 ``rig``             ``VehicleCfg``, ``ThrusterCfg``, ``RigCfg``, :func:`load_rig` with the
                     cross-field checks, :func:`thruster_valves`
 ``mission``         ``WaypointCfg``, ``MissionCfg``, :func:`load_mission`
-``record``          ``RecordCfg`` (the flight record: snapshot period)
+``record``          ``RecordCfg`` (the flight record: snapshot period; full, event-triggered
+                    or off)
 ==================  ======================================================================
 """
 
@@ -131,9 +132,6 @@ __all__ = [
     "RadarCfg",
     "RealtimeKnobsCfg",
     "SafetyCfg",
-    # record
-    "MAX_SNAPSHOT_PERIOD_S",
-    "RecordCfg",
     # rig
     "RigCfg",
     "ThrusterCfg",
@@ -144,4 +142,7 @@ __all__ = [
     "MissionCfg",
     "WaypointCfg",
     "load_mission",
+    # record
+    "MAX_SNAPSHOT_PERIOD_S",
+    "RecordCfg",
 ]

@@ -67,6 +67,7 @@ class RigCfg(Strict):
     controller: ControllerCfg = Field(default_factory=ControllerCfg)
     radar: RadarCfg | None = None
     power: PowerCfg | None = None
+    #: The flight record: full, event-triggered or off (:mod:`controller.config.record`).
     record: RecordCfg = Field(default_factory=RecordCfg)
 
     @model_validator(mode="after")

@@ -331,7 +331,8 @@ def plot_run(record_path: Path, out_dir: Path, *, title: str | None = None) -> P
     Parameters
     ----------
     record_path : Path
-        ``run.mcap`` (finished or not: an unfinished file is read tolerantly).
+        ``run.mcap`` (finished or not: an unfinished file is read tolerantly), or an
+        event file of a triggered-mode run (:mod:`controller.record.triggered`).
     out_dir : Path
         Folder for the PNGs (created).
     title : str or None, optional
@@ -349,7 +350,9 @@ def plot_run(record_path: Path, out_dir: Path, *, title: str | None = None) -> P
     """
     rec = FlightRecord(record_path)
     data = _load(rec)
-    name = title or Path(record_path).resolve().parent.name
+    p = Path(record_path).resolve()
+    # an event file of a triggered-mode run (event-<NNN>-<code>-<t_s>.mcap) is named too
+    name = title or (f"{p.parent.name} {p.stem}" if p.name.startswith("event-") else p.parent.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = PlotReport()
     for fname, draw in FIGURES.items():

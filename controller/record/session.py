@@ -5,7 +5,9 @@ attaches every file the run was built from (the rig, the mission, the FSM, the D
 Modbus profiles: each under its data-root-relative name, the name a replay resolves again)
 and writes the metadata a replay needs (run options, seed, versions). The run then hands
 :attr:`FlightSession.cursor` and :attr:`FlightSession.log` to the composition room (the
-taps) and writes the tick's telemetry and events through it.
+taps) and writes the tick's telemetry and events through it. The rig's ``record.mode``
+chooses the sink: ``run.mcap`` (``full``), event files around every trigger
+(``triggered``, :mod:`controller.record.triggered`), or none (``off``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from controller.record.flight_log import FlightLog
 from controller.record.ingress import Ingress
 from controller.record.replay_ports import ReplayInputs
 from controller.record.taps import IngressSink, Record, TickCursor
+from controller.record.triggered import RecordHeader, TriggeredLog
 
 if TYPE_CHECKING:
     from controller.config import RigCfg
@@ -153,6 +156,8 @@ class FlightSession:
     resume_tick: int | None = None
     closed: bool = False
     stats: dict[str, object] = field(default_factory=dict)
+    #: Triggered mode (rig ``record.mode: triggered``): the sink that writes the event files.
+    triggered: TriggeredLog | None = None
 
     def event_sink(self, inner: Callable[..., None]) -> Callable[..., None]:
         """Wrap the run record's event sink: every event also goes to the flight record with its code.
@@ -182,8 +187,8 @@ class FlightSession:
         self.cursor.begin(tick, int(round(now_s * 1e9)))
 
     def put(self, topic: str, record: Mapping[str, object]) -> None:
-        """Write one record at the current tick's time (nothing once closed)."""
-        if not self.closed:
+        """Write one record at the current tick's time (nothing once closed or not recording)."""
+        if not self.closed and self.cursor.recording:
             self.log.put(topic, record)
 
     def finish(self) -> None:
@@ -208,6 +213,8 @@ class FlightSession:
                 self.stats = st.as_dict()
                 if self.path is not None:
                     os.replace(self.path.with_name(RECORD_PART), self.path)
+            if self.triggered is not None:
+                self.stats = self.triggered.close()
         return self.stats
 
 
@@ -222,9 +229,39 @@ def replay_session(inputs: ReplayInputs, sink: IngressSink, last_tick: int | Non
                          resume_tick=resume_tick)
 
 
+def record_header(rig: RigCfg, rig_path: Path, mission_path: str | None, options: Mapping[str, object],
+                  extra_files: Iterable[Path] = ()) -> RecordHeader:
+    """Return the attachments and metadata of every flight record file of a run (read once).
+
+    Parameters as for :func:`open_flight_record`.
+    """
+    import json
+
+    attachments = tuple(
+        (name, p.read_bytes(), "application/yaml" if name.endswith((".yaml", ".yml")) else "text/plain")
+        for name, p in referenced_files(rig, rig_path, mission_path).items())
+    metadata: list[tuple[str, Mapping[str, str]]] = [
+        ("run_options", {k: json.dumps(_jsonable(v)) for k, v in options.items()}),
+        ("versions", _versions()),
+    ]
+    digests = {}
+    for p in extra_files:
+        try:
+            digests[str(p)] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+        except OSError as exc:
+            digests[str(p)] = f"unreadable: {exc}"
+    if digests:
+        metadata.append(("input_recordings", digests))
+    return RecordHeader(attachments, tuple(metadata))
+
+
 def open_flight_record(folder: Path, *, realtime: bool, rig: RigCfg, rig_path: Path, mission_path: str | None,
-                       options: Mapping[str, object], extra_files: Iterable[Path] = ()) -> FlightSession:
-    """Open ``<folder>/run.mcap`` and write its attachments and metadata.
+                       options: Mapping[str, object], extra_files: Iterable[Path] = ()) -> FlightSession | None:
+    """Open the run's flight record as the rig's ``record.mode`` says, with its attachments and metadata.
+
+    ``full`` (default): ``<folder>/run.mcap``. ``triggered``: no ``run.mcap``; a
+    :class:`~controller.record.triggered.TriggeredLog` writes ``<folder>/event-*.mcap``
+    around every trigger. ``off``: None (no flight record).
 
     Parameters
     ----------
@@ -243,21 +280,16 @@ def open_flight_record(folder: Path, *, realtime: bool, rig: RigCfg, rig_path: P
         Input recordings named by the options: their SHA-256 goes in the metadata, not
         the file (recordings can be large).
     """
-    import json
-
+    cfg = rig.record
+    if cfg.mode == "off":
+        return None
+    header = record_header(rig, rig_path, mission_path, options, extra_files)
     cursor = TickCursor()
+    if cfg.mode == "triggered":
+        sink = TriggeredLog(folder, cursor, header, realtime=realtime, pre_s=cfg.pre_s, post_s=cfg.post_s,
+                            trigger_codes=cfg.trigger_codes, max_files=cfg.max_files, buffer_max_n=cfg.buffer_max_n)
+        return FlightSession(None, None, cursor, sink, triggered=sink)
     recorder = FlightRecorder(folder / RECORD_PART, realtime=realtime)
     session = FlightSession(folder / RECORD_FILE, recorder, cursor, FlightLog(recorder, cursor))
-    for name, p in referenced_files(rig, rig_path, mission_path).items():
-        recorder.attach(name, p.read_bytes(), "application/yaml" if name.endswith((".yaml", ".yml")) else "text/plain")
-    recorder.metadata("run_options", {k: json.dumps(_jsonable(v)) for k, v in options.items()})
-    recorder.metadata("versions", _versions())
-    digests = {}
-    for p in extra_files:
-        try:
-            digests[str(p)] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
-        except OSError as exc:
-            digests[str(p)] = f"unreadable: {exc}"
-    if digests:
-        recorder.metadata("input_recordings", digests)
+    header.write(recorder)
     return session

@@ -57,10 +57,13 @@ class TickCursor:
     -1 and the teardown after the loop at the index one past the last tick.
     """
 
-    __slots__ = ("tick", "now_ns", "_calls", "crc32")
+    __slots__ = ("tick", "now_ns", "_calls", "crc32", "recording")
 
     def __init__(self) -> None:
         self.tick = -1
+        #: False: the taps and the tick build no record at all (bench/record.py measures the
+        #: cost of recording with it); a run with ticks not recorded cannot be replayed.
+        self.recording = True
         self.now_ns = 0
         self._calls: dict[str, int] = {}
         #: CRC-32 (zlib) over every input handed to the controller in this tick, in order:
@@ -150,6 +153,8 @@ class TapBus(can.BusABC):
 
     def _rec(self, topic: str, key: str, fields: Record) -> None:
         c = self._cursor
+        if not c.recording:
+            return
         self._sink.put(topic, {"tick": c.tick, "call": c.call(key), **fields})
 
     def recv(self, timeout: float | None = None) -> can.Message | None:
@@ -160,6 +165,8 @@ class TapBus(can.BusABC):
         except (can.CanError, OSError) as exc:
             self._sink.put(self._rx_topic, {"tick": c.tick, "call": c.call("rx"), **error_fields(exc)})
             raise
+        if not c.recording:
+            return msg
         n = c.call("rx")
         if msg is not None:
             c.feed(msg.arbitration_id.to_bytes(4, "little") + bytes(msg.data))
@@ -193,6 +200,8 @@ class TapBus(can.BusABC):
             self._rec(self._state_topic, "state", {"state": None, **error_fields(exc)})
             self._last_state = None
             raise
+        if not self._cursor.recording:
+            return st
         name = st.name if isinstance(st, can.BusState) else None
         n = self._cursor.call("state")
         if name != self._last_state:
@@ -243,6 +252,8 @@ class TapLink:
     def read(self, max_bytes: int = 4096) -> bytes:
         """Read from the inner link; non-empty data or an error is recorded."""
         c = self._cursor
+        if not c.recording:
+            return self.inner.read(max_bytes)
         n = c.call("rx")
         try:
             data = self.inner.read(max_bytes)
@@ -257,6 +268,8 @@ class TapLink:
     def write(self, data: bytes) -> int:
         """Write to the inner link; the bytes are recorded with the count accepted or the error."""
         c = self._cursor
+        if not c.recording:
+            return self.inner.write(data)
         n = c.call("tx")
         try:
             accepted = self.inner.write(data)
@@ -299,7 +312,7 @@ class TapClock:
     def now_s(self) -> float:
         """Return the inner clock's seconds; recorded in the control thread."""
         t = self.inner.now_s()
-        if threading.get_ident() == self._main:
+        if self._cursor.recording and threading.get_ident() == self._main:
             c = self._cursor
             self._sink.put("/in/clock", {"tick": c.tick, "call": c.call("clock"), "s": t})
         return t
@@ -307,7 +320,7 @@ class TapClock:
     def now_ns(self) -> int:
         """Return the inner clock's nanoseconds; recorded in the control thread."""
         t = self.inner.now_ns()
-        if threading.get_ident() == self._main:
+        if self._cursor.recording and threading.get_ident() == self._main:
             c = self._cursor
             self._sink.put("/in/clock", {"tick": c.tick, "call": c.call("clock"), "ns": t})
         return t
