@@ -35,6 +35,8 @@ from controller.loop import FixedRateLoop, LoopStats
 from controller.operator import LINGER_S, SAFE_STATES, OperatorScript, safe_reason
 from controller.record.run_record import RunRecord, write_json_atomic
 from controller.record.session import FlightSession, open_flight_record
+from controller.record.snapshots import SNAPSHOT_TOPIC, ResumePoint, SnapshotSchedule
+from controller.record.snapshots import message as snapshot_message
 from controller.record.summary import WALL_CLOCK_KEYS, build_summary
 from controller.rig import BuiltRig, build_rig, check_rig
 from controller.rt_knobs import RealtimeKnobsReport, apply_realtime_knobs, skipped_report
@@ -42,6 +44,7 @@ from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
 from controller.vehicle.telemetry import component_records, tick_record
 from hal.errors import DeviceUnavailableError, HalError, one_line
+from hal.snapshot import JsonValue, capture_all, restore_all
 
 __all__ = ["LINGER_S", "SAFE_STATES", "WALL_CLOCK_KEYS", "OperatorScript", "RunOptions", "build_summary",
            "check_options", "prepare_run_folder", "run_main_job", "safe_reason"]
@@ -80,6 +83,9 @@ class RunOptions:
     #: Replay (``qiki replay``): the recorded inputs and the sink of the replayed outputs;
     #: the rig is built with replay ports, no emulator and no world.
     replay: FlightSession | None = None
+    #: A replay from a recorded snapshot (``qiki replay --from``): its state is put back
+    #: into the built vehicle and the run goes on with the tick after it (issue 12 part 4).
+    resume: ResumePoint | None = None
 
 
 def _progress(vehicle: Vehicle, now_s: float) -> str:
@@ -308,12 +314,31 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         def on_timing(k: int, start_s: float, error_s: float, duration_s: float, overrun: bool) -> None:
             flight.put("/loop", {"tick": k, "t_s": start_s, "period_error_s": error_s,
                                  "tick_duration_s": duration_s, "overrun": overrun})
+    schedule = SnapshotSchedule(built.cfg.record.snapshot_period_s) if flight is not None else None
+
+    def after_tick(k: int) -> None:
+        # between ticks (issue 12 part 4): the controller's state, when the schedule says so
+        if flight is not None and schedule is not None:
+            reason = schedule.due(last_tick[1], vehicle.faults.active)
+            if reason is not None:
+                cursor: dict[str, JsonValue] = {"tick": flight.cursor.tick, "now_ns": flight.cursor.now_ns,
+                                                "calls": dict(flight.cursor.calls())}
+                state: dict[str, JsonValue] = {"vehicle": vehicle.snapshot(), "run": run_state(),
+                                               "loop": loop.snapshot(), "cursor": cursor}
+                flight.put(SNAPSHOT_TOPIC, snapshot_message(k, last_tick[1], reason, state))
+
     loop = FixedRateLoop(built.clock, built.cfg.controller.rate_hz, advance=None if opts.realtime else built.advance,
-                         keep_ticks=opts.on_loop_stats is not None, on_timing=on_timing)
+                         keep_ticks=opts.on_loop_stats is not None, on_timing=on_timing,
+                         after_tick=after_tick if schedule is not None else None)
     loop_ref["loop"] = loop
     script = OperatorScript()
     duration_ran_out = False
     disarm_sent = False
+
+    def run_state() -> dict[str, JsonValue]:
+        """Return the main job's own part of a snapshot: the operator script, the duration flags, a stop."""
+        return {"script": capture_all(script), "duration_ran_out": duration_ran_out, "disarm_sent": disarm_sent,
+                "stop_signum": stop_req.signum}
     live = None
     last_draw = [0.0]
     if opts.progress and console is not None:
@@ -324,6 +349,22 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         live.start()
 
     last_tick: list[float] = [0, 0.0]
+    if opts.resume is not None:
+        # a replay from a snapshot: the state after its tick, then the loop goes on from there
+        rp = opts.resume
+        vehicle.restore(rp.part("vehicle"))
+        run = rp.part("run")
+        restore_all(script, run["script"])  # type: ignore[arg-type]
+        duration_ran_out, disarm_sent = bool(run["duration_ran_out"]), bool(run["disarm_sent"])
+        if isinstance(run.get("stop_signum"), int) and stop_req.signum is None:
+            stop_req.signum = int(run["stop_signum"])  # type: ignore[arg-type]
+        loop.restore(rp.part("loop"))
+        cur = rp.part("cursor")
+        if flight is not None:
+            flight.cursor.resume(int(cur["tick"]), int(cur["now_ns"]), cur["calls"])  # type: ignore[arg-type]
+        if schedule is not None:
+            schedule.resume(rp.t_s, vehicle.faults.active)
+        last_tick[0], last_tick[1] = rp.tick, rp.t_s
 
     def tick(k: int, now_s: float, dt_s: float) -> bool:
         nonlocal duration_ran_out, disarm_sent

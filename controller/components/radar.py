@@ -92,6 +92,7 @@ from firmware_bridge.protocols.frames import (
     Pose2D,
     rotate_inverse,
 )
+from hal.snapshot import JsonValue, State, apply, capture, part
 
 __all__ = ["LrFeed", "LrRadar", "RadarSubsystem", "SrRadar", "speed_long_mps", "tracker_config"]
 
@@ -219,6 +220,40 @@ class RadarSubsystem(ComponentBase):
         self._pose: tuple[float, float, float] | None = None
         self._vel: tuple[float, float] = (0.0, 0.0)
         self._yaw_rate_radps = 0.0
+
+    # ------------------------------------------------------------------ snapshot
+    #: The component's own state in a snapshot (issue 12 part 4): the last good pose it
+    #: projects with, the keep-out record; the tracker and each radar unit are nested.
+    SNAPSHOT_FIELDS = ("no_pose_scans", "_cycle_bands", "breaches", "closest", "_pose", "_vel", "_yaw_rate_radps")
+    #: Each radar unit's counters (its driver is nested beside them).
+    _LR_FIELDS = ("status", "detections", "scans")
+    _SR_FIELDS = ("detections", "scans", "stale")
+
+    def snapshot(self) -> State:
+        """Return the tracker, each radar's driver and counters, and the keep-out record."""
+        out: State = {**capture(self, self.SNAPSHOT_FIELDS), "tracker": self.tracker.snapshot()}
+        if self.lr is not None:
+            out["lr"] = {**capture(self.lr, self._LR_FIELDS),
+                         "driver": None if self.lr.driver is None else self.lr.driver.snapshot()}
+        if self.sr is not None:
+            out["sr"] = {**capture(self.sr, self._SR_FIELDS),
+                         "driver": None if self.sr.driver is None else self.sr.driver.snapshot()}
+        return out
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot`."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        self.tracker.restore(part(state, "tracker"))
+        if self.lr is not None:
+            lr = part(state, "lr")
+            apply(self.lr, lr, self._LR_FIELDS)
+            if self.lr.driver is not None:
+                self.lr.driver.restore(part(lr, "driver"))
+        if self.sr is not None:
+            sr = part(state, "sr")
+            apply(self.sr, sr, self._SR_FIELDS)
+            if self.sr.driver is not None:
+                self.sr.driver.restore(part(sr, "driver"))
 
     # ------------------------------------------------------------------ read
     def read(self, view: TickView) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from controller.errors import ConfigError
 from controller.paths import resolve_data_path
 from controller.record.replay_ports import ReplayInputs
+from controller.record.snapshots import SNAPSHOT_TOPIC
 from controller.record.taps import Record
 
 _log = logging.getLogger(__name__)
@@ -173,12 +174,15 @@ Message = Mapping[str, object]
 """One decoded message of a channel."""
 
 
-def _by_topic(records: Iterable[tuple[str, Message]], until_tick: int | None) -> dict[str, list[Message]]:
+def _by_topic(records: Iterable[tuple[str, Message]], until_tick: int | None,
+              after_tick: int | None = None) -> dict[str, list[Message]]:
     out: dict[str, list[Mapping[str, object]]] = defaultdict(list)
     for topic, rec in records:
         if not compared(topic):
             continue
         if until_tick is not None and _tick(rec) > until_tick:
+            continue
+        if after_tick is not None and _tick(rec) <= after_tick:
             continue
         out[topic].append(rec)
     return out
@@ -190,7 +194,7 @@ def _normal(rec: Mapping[str, object]) -> Record:
 
 
 def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iterable[tuple[str, Mapping[str, object]]],
-            until_tick: int | None = None) -> CheckReport:
+            until_tick: int | None = None, after_tick: int | None = None) -> CheckReport:
     """Compare the compared channels message by message, in order.
 
     Parameters
@@ -198,9 +202,20 @@ def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iter
     recorded, replayed : iterable of (topic, record)
     until_tick : int, optional
         Ignore messages of later ticks.
+    after_tick : int, optional
+        Ignore messages of this and earlier ticks (a replay from the snapshot after it).
+
+    Notes
+    -----
+    ``/snapshot`` is compared when the record holds snapshots: a replay takes them after
+    the same ticks, and each must equal the recorded one (issue 12 part 4).
     """
-    a = _by_topic(recorded, until_tick)
-    b = _by_topic(replayed, until_tick)
+    recorded = list(recorded)
+    a = _by_topic(recorded, until_tick, after_tick)
+    b = _by_topic(replayed, until_tick, after_tick)
+    if not any(topic == SNAPSHOT_TOPIC for topic, _ in recorded):
+        # a record from before snapshots (or a bare test list): the replay's own are not compared
+        b.pop(SNAPSHOT_TOPIC, None)
     report = CheckReport()
     for topic in sorted(set(a) | set(b)):
         ra, rb = a.get(topic, []), [_normal(r) for r in b.get(topic, [])]
