@@ -70,27 +70,20 @@ from typing import NamedTuple
 
 import numpy as np
 
-from controller.components.radar_rows import cycle_tracks, track_rows
+from controller.components.radar_rows import cycle_tracks, speed_long_mps, track_rows, tracker_config
 from controller.components.radar_units import LrFeed, LrRadar, SrRadar
 from controller.components.seam import ComponentBase, Condition, DevicePost, TickView
 from controller.config import RadarCfg
-from controller.errors import ConfigError
 from controller.tracking import (
     BAND_LR,
     BAND_SR,
     Detection,
     Threat,
     Tracker,
-    TrackerConfig,
-    TrackingError,
     assess_threats,
     body_to_world,
     select_by_band,
     world_to_body_point,
-)
-from firmware_bridge.protocols.frames import (
-    Pose2D,
-    rotate_inverse,
 )
 from hal.snapshot import JsonValue, State, apply, capture, part
 
@@ -111,52 +104,6 @@ class _TrackNow(NamedTuple):
 
 #: A TTC breach needs a closing speed this many standard deviations above zero.
 TTC_CLOSING_SIGMAS = 2.0
-
-
-def speed_long_mps(vx_world_mps: float, vy_world_mps: float, yaw_rad: float) -> float:
-    """Vehicle speed along its body x axis, m/s (what ARS408 SpeedInformation carries).
-
-    Parameters
-    ----------
-    vx_world_mps, vy_world_mps : float
-        Vehicle velocity in the world frame, m/s.
-    yaw_rad : float
-        Vehicle heading, world frame, CCW, rad.
-
-    Returns
-    -------
-    float
-        ``v . x_body`` (negative when reversing), m/s.
-    """
-    return rotate_inverse(Pose2D(0.0, 0.0, yaw_rad), (vx_world_mps, vy_world_mps))[0]
-
-
-def tracker_config(radar_cfg: RadarCfg, *, source: str = "radar") -> TrackerConfig:
-    """Map the rig's ``radar`` block onto the tracker's tuning.
-
-    Parameters
-    ----------
-    radar_cfg : RadarCfg
-        ``confirm_m`` of the last ``confirm_n`` scans confirm a track (M-of-N),
-        ``delete_misses`` consecutive misses delete it, ``meas_std_m`` is the 1-sigma
-        position accuracy per axis, m.
-    source : str
-        File named in the error.
-
-    Returns
-    -------
-    TrackerConfig
-
-    Raises
-    ------
-    ConfigError
-        When the combination is invalid (e.g. ``confirm_m > confirm_n``).
-    """
-    try:
-        return TrackerConfig(confirm_m=radar_cfg.confirm_m, confirm_n=radar_cfg.confirm_n,
-                             delete_misses=radar_cfg.delete_misses, meas_std_m=radar_cfg.meas_std_m)
-    except TrackingError as exc:
-        raise ConfigError(source, "radar", str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- run record
