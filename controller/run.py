@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller.config import load_mission, load_rig
-from controller.doctor import RUN_PROBE_S, run_doctor
+from controller.doctor import RUN_PROBE_S, DoctorReport, run_doctor
 from controller.doctor.gate import DoctorGate
 from controller.errors import ControllerError
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, EXIT_OK, EXIT_STOPPED, SIGNAL_EXIT
@@ -100,8 +100,12 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
     checked = check_rig(rig_cfg, rig_path, options=replay)  # the same check as `qiki rig check`
     folder = prepare_run_folder(opts.runs_dir)
     # a rig may require a passing doctor (docs/doctor.md): checked before the build, a failure refuses arm
-    doctor = (run_doctor(opts.rig, probe_s=RUN_PROBE_S, runs_dir=opts.runs_dir)
-              if rig_cfg.controller.require_doctor and opts.replay is None else None)
+    doctor = None
+    if rig_cfg.controller.require_doctor:
+        # a replay is gated by the verdicts the recorded run was gated by, not by this machine
+        recorded = opts.replay.recorded_metadata.get("doctor") if opts.replay is not None else None
+        doctor = (run_doctor(opts.rig, probe_s=RUN_PROBE_S, runs_dir=opts.runs_dir) if opts.replay is None
+                  else DoctorReport.from_metadata(recorded, opts.rig) if recorded is not None else None)
     # before the build: threads started by the build inherit the scheduling policy
     knobs_cfg = rig_cfg.controller.realtime
     knobs = (apply_realtime_knobs(knobs_cfg) if opts.realtime and opts.replay is None

@@ -74,6 +74,7 @@ def replay_run(record: Path | RecordedRun, *, allow_drift: bool = False, until_s
     last_tick = None if run.complete else run.last_tick
     resume = pick(run.messages, from_s) if from_s is not None else None
     session = replay_session(inputs_of(run), sink, last_tick, None if resume is None else resume.tick)
+    session.recorded_metadata = run.metadata
     rate_ticks = None
     with tempfile.TemporaryDirectory(prefix="qiki-replay-") as tmp:
         opts = RunOptions(

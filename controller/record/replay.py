@@ -54,6 +54,8 @@ class RecordedRun:
     messages: list[tuple[str, Record]]
     #: False for a record that ends early (recovered after a kill: no ``run_end`` metadata).
     complete: bool = True
+    #: Every metadata record by name (``doctor``: the doctor's verdicts the run was gated by).
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def last_tick(self) -> int:
@@ -82,16 +84,21 @@ def read_record(path: Path) -> RecordedRun:
     attachments: dict[str, bytes] = {}
     messages: list[tuple[str, Record]] = []
     complete = False
+    event_window = False
+    all_meta: dict[str, dict[str, str]] = {}
     try:
         with p.open("rb") as f:
             reader = make_reader(f)
             for m in reader.iter_metadata():
+                all_meta[m.name] = dict(m.metadata)
                 if m.name == "run_options":
                     options = {k: json.loads(v) for k, v in m.metadata.items()}
                 elif m.name == "versions":
                     versions = dict(m.metadata)
                 elif m.name == "run_end":
                     complete = True
+                elif m.name == "event":
+                    event_window = True
             for a in reader.iter_attachments():
                 attachments[a.name] = bytes(a.data)
             for _schema, channel, message in reader.iter_messages(log_time_order=False):
@@ -101,7 +108,10 @@ def read_record(path: Path) -> RecordedRun:
                           "`qiki runs recover` rewrites an unfinished one") from exc
     if not options:
         raise ConfigError(str(p), "", "metadata 'run_options' missing: not a QIKI flight record")
-    return RecordedRun(p, options, versions, attachments, messages, complete)
+    if event_window:
+        raise ConfigError(str(p), "", "an event-triggered record holds a window of the run, not its start: "
+                          "only a record of the whole run (run.mcap) replays")
+    return RecordedRun(p, options, versions, attachments, messages, complete, all_meta)
 
 
 def drift(run: RecordedRun, current_version: str) -> list[str]:

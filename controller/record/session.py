@@ -154,6 +154,8 @@ class FlightSession:
     replay_last_tick: int | None = None
     #: A replay from a snapshot (``--from``): the tick after which it starts.
     resume_tick: int | None = None
+    #: A replay: the recorded run's metadata by name (``doctor``: the verdicts that gated it).
+    recorded_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
     closed: bool = False
     stats: dict[str, object] = field(default_factory=dict)
     #: Triggered mode (rig ``record.mode: triggered``): the sink that writes the event files.
