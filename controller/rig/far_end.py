@@ -196,9 +196,11 @@ class FarEnd:
         """The emulated MCU."""
         return self.sim.mcu
 
-    def start(self) -> None:
-        """Start the clock (t = 0 now) and the emulator thread."""
+    def start(self, on_clock_start: Callable[[], None] | None = None) -> None:
+        """Start the clock (t = 0 now), call ``on_clock_start()``, start the emulator thread."""
         self.clock.start()
+        if on_clock_start is not None:
+            on_clock_start()
         self.runner.start()
         self.started = True
 

@@ -15,7 +15,10 @@ a person can judge the hardware's side of a run without trusting the controller'
   with ``last_cmd_s`` (step that accepted the latest valid valve command) and
   ``last_hb_s`` (step that received the latest host heartbeat), s on the emulators' clock;
 * ``fault_injected`` / ``fault_cleared`` -- the fault plan's events;
-* ``end`` -- the same times and the counters of the board, the MCU and each slcan bridge.
+* ``lag`` -- the physics fell more than :data:`LAG_REPORT_S` behind the clock (``lag_s``);
+  ``gc`` -- a garbage collection took more than :data:`GC_REPORT_S` (``took_s``);
+* ``end`` -- the same times, ``max_lag_s``, the counters of the board, the MCU and each
+  slcan bridge.
 
 :func:`judge_host_loss` reads it back and measures how long the hardware took to go safe
 after the host's last command and heartbeat.
@@ -37,6 +40,12 @@ __all__ = ["EmulatorRecord", "HostLossVerdict", "judge_host_loss", "read_record"
 
 #: A record row (JSON object).
 Row = dict[str, object]
+
+#: The physics this far behind the clock (s) is written down as a ``lag`` row: the
+#: emulators were late (the process was not scheduled, a garbage collection...).
+LAG_REPORT_S = 0.02
+#: A garbage collection that took this long (s) is written down as a ``gc`` row.
+GC_REPORT_S = 0.005
 
 
 def _num(value: object) -> float | None:
@@ -72,6 +81,10 @@ class EmulatorRecord:
         self._commands_seen = 0
         self.last_cmd_s: float | None = None
         self.rows_n = 0
+        #: Largest lag of the physics behind the clock seen (s): the emulator thread was late.
+        self.max_lag_s = 0.0
+        self._lagging = False
+        self._gc_t0: float | None = None
 
     def _write(self, row: Row) -> None:
         line = json.dumps(row, separators=(",", ":"))
@@ -90,7 +103,7 @@ class EmulatorRecord:
         far.sim.observers.append(self.observe)
 
     def start(self, far: FarEnd, endpoints: dict[str, dict[str, object]]) -> None:
-        """Write the ``start`` row (call right after :meth:`FarEnd.start`)."""
+        """Write the ``start`` row (as ``FarEnd.start(on_clock_start=...)``: the clock just started)."""
         emu = far.checked.cfg.emulation
         self._write({"kind": "start", "t_s": 0.0, "monotonic_s_at_t0": time.monotonic() - far.clock.now_s(),
                      "rig": str(far.checked.path), "endpoints": endpoints,
@@ -105,6 +118,12 @@ class EmulatorRecord:
         if far is None:
             return
         vb, mcu = far.valve_board, far.mcu
+        lag = far.clock.now_s() - t_s
+        if lag > self.max_lag_s:
+            self.max_lag_s = lag
+        if lag > LAG_REPORT_S and not self._lagging:
+            self._write({"kind": "lag", "t_s": round(t_s, 6), "lag_s": round(lag, 6)})
+        self._lagging = lag > LAG_REPORT_S
         if vb.commands_accepted != self._commands_seen:
             self._commands_seen = vb.commands_accepted
             self.last_cmd_s = t_s
@@ -119,6 +138,24 @@ class EmulatorRecord:
                      "last_cmd_s": None if self.last_cmd_s is None else round(self.last_cmd_s, 6),
                      "last_hb_s": None if hb is None else round(hb, 6)})
 
+    def watch_gc(self) -> None:
+        """Write a ``gc`` row for every garbage collection longer than :data:`GC_REPORT_S`."""
+        import gc
+
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+            return
+        if self._gc_t0 is None:
+            return
+        took = time.perf_counter() - self._gc_t0
+        self._gc_t0 = None
+        if took > GC_REPORT_S and self._far is not None:
+            self._write({"kind": "gc", "t_s": round(self._far.clock.now_s(), 6), "took_s": round(took, 6),
+                         "generation": info.get("generation"), "collected": info.get("collected")})
+
     def flush(self) -> None:
         """Make the rows written so far visible to readers."""
         with self._lock:
@@ -131,11 +168,15 @@ class EmulatorRecord:
             vb, mcu = far.valve_board, far.mcu
             hb = mcu.last_host_heartbeat_rx_s
             self._write({"kind": "end", "t_s": round(far.clock.now_s(), 6),
-                         "last_cmd_s": self.last_cmd_s, "last_hb_s": hb,
+                         "last_cmd_s": self.last_cmd_s, "last_hb_s": hb, "max_lag_s": round(self.max_lag_s, 6),
                          "valve_board": {"commands_accepted": vb.commands_accepted, "rx_rejects": dict(vb.rx_rejects),
                                          "frames_sent": vb.frames_sent, "cmd_timeout": vb.cmd_timeout},
                          "mcu": {"rail_enabled": mcu.rail_enabled, "counters": dict(getattr(mcu, "counters", {}))},
                          "can": {name: b.stats() for name, b in far.bridges.items()}})
+        import gc
+
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         with self._lock:
             if not self._f.closed:
                 self._f.close()

@@ -7,7 +7,8 @@ the :class:`~firmware_bridge.emulation.power.PowerWorld` and one emulator per BM
 device (each stepping its own entries of ``emulation.faults`` at every request);
 :func:`open_emulated_link` puts them behind an in-memory link (lockstep), a Modbus TCP
 server on 127.0.0.1 or an RTU pty (real time); :class:`PowerWorldStepper` steps the
-battery from the simulation.
+battery from the simulation (:func:`attach_stepper`). :func:`emulate_power` serves them
+alone, for the far end of a two-process rig (``qiki emulate``).
 """
 
 from __future__ import annotations
