@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller.config import load_mission, load_rig
+from controller.doctor import RUN_PROBE_S, run_doctor
+from controller.doctor.gate import DoctorGate
 from controller.errors import ConfigError, ControllerError
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, EXIT_OK, EXIT_STOPPED, SIGNAL_EXIT
 from controller.loop import FixedRateLoop, LoopStats
@@ -208,6 +210,9 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
     replay = {"lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay}
     checked = check_rig(rig_cfg, rig_path, options=replay)  # the same check as `qiki rig check`
     folder = prepare_run_folder(opts.runs_dir)
+    # a rig may require a passing doctor (docs/doctor.md): checked before the build, a failure refuses arm
+    doctor = (run_doctor(opts.rig, probe_s=RUN_PROBE_S, runs_dir=opts.runs_dir)
+              if rig_cfg.controller.require_doctor and opts.replay is None else None)
     # before the build: threads started by the build inherit the scheduling policy
     knobs_cfg = rig_cfg.controller.realtime
     knobs = (apply_realtime_knobs(knobs_cfg) if opts.realtime and opts.replay is None
@@ -215,6 +220,8 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
     record = RunRecord(folder)
     flight = opts.replay if opts.replay is not None else (
         _open_flight(opts, folder, rig_cfg, rig_path) if opts.record else None)
+    if doctor is not None and flight is not None:
+        flight.metadata("doctor", doctor.metadata())
     event_sink = flight.event_sink(record.event) if flight is not None else record.event
     can_names = [n for n, b in rig_cfg.buses.items() if b.kind == "can"]
     loop_ref: dict[str, FixedRateLoop] = {}
@@ -245,6 +252,8 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                     ingress=flight.ingress() if flight is not None else None,
                 )
                 stop_req.abort_enabled = False
+                if doctor is not None:
+                    built.vehicle.components.append(DoctorGate(doctor))
             except (ControllerError, HalError) as exc:
                 # refused or unavailable after the run folder was made: say so in it
                 stop_req.abort_enabled = False

@@ -189,6 +189,11 @@ class FlightSession:
         if not self.closed and self.cursor.recording:
             self.log.put(topic, record)
 
+    def metadata(self, name: str, values: Mapping[str, str]) -> None:
+        """Write one metadata record (the doctor's report); nothing in a replay or once closed."""
+        if self.recorder is not None and not self.closed:
+            self.recorder.metadata(name, dict(values))
+
     def finish(self) -> None:
         """Close the record at the end of a run; a failure is logged in one line, never raised.
 

@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from controller.clock import MonotonicClock, SimClock
+from controller.clock import Clock, MonotonicClock, SimClock
 from controller.components.mcu import McuComponent
 from controller.components.seam import Component
 from controller.components.valves import ValveBoardComponent
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
     from firmware_bridge.emulation.sim import RealtimeRunner, Simulation
     from firmware_bridge.emulation.world import World
-    from hal.can.port import CanPort
+    from hal.can.port import CanPort, FrameLogger
     from hal.serial.link import SerialLink
 
 _log = logging.getLogger(__name__)
@@ -85,14 +85,14 @@ class BuiltRig:
 
     cfg: RigCfg
     path: Path
-    clock: Any
+    clock: Clock
     realtime: bool
     vehicle: Vehicle
-    can_ports: dict[str, Any]
-    sim: Any = None
-    runner: Any = None
-    closers: list[Any] = field(default_factory=list)
-    world: Any = None
+    can_ports: dict[str, CanPort]
+    sim: Simulation | None = None
+    runner: RealtimeRunner | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    world: World | None = None
     #: python-can channel actually opened per CAN bus (unique per run on emulated rigs).
     can_channels: dict[str, str] = field(default_factory=dict)
 
@@ -119,11 +119,11 @@ def build_rig(
     rig_path: Path,
     *,
     mission: MissionCfg | None,
-    record,
+    record: Callable[..., None],
     realtime: bool = False,
     seed: int = 0,
-    can_loggers: dict[str, Any] | None = None,
-    loop_overruns=None,
+    can_loggers: Mapping[str, FrameLogger] | None = None,
+    loop_overruns: Callable[[float], int] | None = None,
     options: Mapping[str, str | Path | None] | None = None,
     checked: CheckedRig | None = None,
     ingress: Ingress | None = None,
@@ -169,7 +169,7 @@ def build_rig(
     # the run clock the tick reads: recorded (or, in a replay, read back) in real time;
     # the emulators and the Modbus workers keep the untapped one
     clock = ingress.clock(io_clock, realtime) if ingress is not None else io_clock
-    closers: list[Any] = []
+    closers: list[Callable[[], None]] = []
     try:
         return _build(checked, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers,
                       ingress, io_clock)
