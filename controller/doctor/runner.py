@@ -14,7 +14,7 @@ are advisory (a ``fail`` is reported as ``warn``), since nothing real is command
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,6 +91,21 @@ class DoctorReport:
         """Return ``{"rig", "rig_path", "emulated", "status", "passed", "checks": [...]}`` (``--json``, summary)."""
         return {"rig": self.rig, "rig_path": self.rig_path, "emulated": self.emulated, "status": self.status,
                 "passed": self.passed, "checks": [v.as_dict() for v in self.verdicts]}
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, str], rig_path: str = "") -> DoctorReport:
+        """Rebuild a report from the flight record's ``doctor`` metadata (a replay's gate).
+
+        The hints are not recorded: they come back empty.
+        """
+        verdicts = []
+        for name, text in meta.items():
+            if name in ("status", "rig"):
+                continue
+            status, _, detail = text.partition(": ")
+            if status in ("pass", "warn", "fail", "skip"):
+                verdicts.append(Verdict(name, status, detail))  # type: ignore[arg-type]  # checked above
+        return cls(meta.get("rig", ""), rig_path, verdicts)
 
     def metadata(self) -> dict[str, str]:
         """Return the flight record's ``doctor`` metadata: status, then ``name -> "status: detail"``."""

@@ -88,6 +88,15 @@ class TickCursor:
         self._calls[key] = n + 1
         return n
 
+    def calls(self) -> dict[str, int]:
+        """Return the calls counted so far in this tick, by key (a snapshot between ticks)."""
+        return dict(self._calls)
+
+    def resume(self, tick: int, now_ns: int, calls: Mapping[str, int]) -> None:
+        """Stand where :meth:`calls` was read in tick ``tick`` (a replay from a snapshot)."""
+        self.begin(tick, now_ns)
+        self._calls.update(calls)
+
 
 # --------------------------------------------------------------------------- encoding
 

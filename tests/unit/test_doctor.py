@@ -396,3 +396,19 @@ def test_modbus_probe_reads_the_device_and_names_a_failure():
     bus = ModbusBusCfg(kind="modbus", url=f"tcp://127.0.0.1:{port}", timeout_s=0.2)
     ok, detail = modbus_answer(bus, "power", rig, "rigs/profiles/jk_bms.yaml", 1)
     assert not ok and "unit 1" in detail, detail
+
+
+def test_a_run_refused_by_its_doctor_replays_identically(tmp_path, monkeypatch):
+    """The replay is gated by the recorded verdicts, not by the machine it runs on."""
+    import controller.run as run_mod
+    from controller.run_replay import replay_run
+
+    bad = DoctorReport("r", "rig.yaml", [Verdict("rt priority", "fail", "RLIMIT_RTPRIO is 0")])
+    monkeypatch.setattr(run_mod, "run_doctor", lambda *a, **k: bad)
+    status, summary, folder = run_mod.run_main_job(run_mod.RunOptions(rig=_require_doctor_rig(tmp_path),
+                                                                      runs_dir=str(tmp_path / "runs"), progress=False,
+                                                                      duration_s=2.0))
+    assert status == 1 and "doctor failed" in summary["result"]
+    monkeypatch.setattr(run_mod, "run_doctor", lambda *a, **k: pytest.fail("a replay must not run the doctor"))
+    result = replay_run(folder)
+    assert result.report.identical, "\n".join(result.report.lines())
