@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from controller.cli import doctor as doctor_cli
+from controller.cli import emulate, modbus, monitor, radar, replay
 from controller.cli import install as install_cli
-from controller.cli import modbus, monitor, radar, replay
 from controller.cli import plot as plot_cli
 from controller.cli import runs as runs_cli
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, HELP_TEXT
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_parser(sub)
     doctor_cli.add_parser(sub)
     install_cli.add_parser(sub)
+    emulate.add_parser(sub)
     return p
 
 
