@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.clock import Clock, SimClock
+from hal.snapshot import JsonValue, SnapshotError, State, decode, encode
 
 #: one control tick ``(k, now_s, dt_s) -> keep_running`` (see :meth:`FixedRateLoop.run`)
 TickFn = Callable[[int, float, float], bool]
@@ -196,11 +197,17 @@ class FixedRateLoop:
     on_timing : callable ``(k, start_s, period_error_s, duration_s, overrun) -> None``, optional
         Real time: told after every tick (the flight record's ``/loop`` channel); ``k``
         is the executed tick's index, ``overrun`` True when it ended past the next deadline.
+    after_tick : callable ``(k) -> None``, optional
+        Called between ticks, after tick ``k`` and everything the loop does after it (its
+        timing), before the next one (the flight record's snapshots, issue 12 part 4):
+        :meth:`snapshot` is the loop's state there, and a loop given it by :meth:`restore`
+        goes on from that point (a replay from a snapshot).
     """
 
     def __init__(self, clock: Clock, rate_hz: float, advance: Callable[[float, float], None] | None = None,
                  keep_ticks: bool = False,
-                 on_timing: Callable[[int, float, float, float, bool], None] | None = None) -> None:
+                 on_timing: Callable[[int, float, float, float, bool], None] | None = None,
+                 after_tick: Callable[[int], None] | None = None) -> None:
         if not rate_hz > 0:
             raise ValueError("rate_hz must be > 0")
         self.clock = clock
@@ -211,6 +218,38 @@ class FixedRateLoop:
         self.stats = LoopStats(keep_ticks=keep_ticks)
         self._recent_overruns: deque[float] = deque()
         self.on_timing = on_timing
+        self.after_tick = after_tick
+        #: real time, set before each ``after_tick``: the grid origin, the next deadline's
+        #: index and the last tick's start (the loop's locals a snapshot needs)
+        self._between: tuple[float, int, float] | None = None
+        self._resume: State | None = None
+
+    def snapshot(self) -> State:
+        """Return the loop's state between two ticks (call it from ``after_tick``).
+
+        Lockstep: the next tick's index. Real time besides: the grid origin, the next
+        deadline's index (overruns skip deadlines), the last tick's start, the overruns of
+        the last second (SAFETY.md T02) and the counters.
+        """
+        out: State = {"ticks": self.stats.ticks, "overruns": self.stats.overruns,
+                      "skipped_deadlines": self.stats.skipped_deadlines}
+        if not self.lockstep and self._between is not None:
+            t0, k, last_start = self._between
+            out.update({"origin_s": encode(t0), "deadline_index": k, "last_start_s": encode(last_start),
+                        "recent_overruns_s": encode(list(self._recent_overruns))})
+        return out
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Go on from a :meth:`snapshot`: the next :meth:`run` starts with the tick after it.
+
+        Raises
+        ------
+        SnapshotError
+            For a real-time loop given a snapshot without the real-time part.
+        """
+        if not self.lockstep and "origin_s" not in state:
+            raise SnapshotError("a real-time loop needs a real-time loop snapshot")
+        self._resume = dict(state)
 
     def overruns_last_second(self, now_s: float) -> int:
         """Return the number of overruns whose tick started within 1 s before ``now_s``.
@@ -258,6 +297,9 @@ class FixedRateLoop:
         clock: SimClock = self.clock  # type: ignore[assignment]
         base_ns = clock.now_ns()
         k = 0
+        if self._resume is not None:  # the SimClock still reads 0: tick k is at k periods
+            k = self.stats.ticks = int(self._resume["ticks"])  # type: ignore[arg-type]
+            self._resume = None
         while max_ticks is None or k < max_ticks:
             t_ns = base_ns + k * self.period_ns
             clock.sleep_until(t_ns * 1e-9)
@@ -267,21 +309,34 @@ class FixedRateLoop:
             self.stats.sim_time_s = (k + 1) * self.period_s
             if not keep:
                 break
+            if self.after_tick is not None:
+                self.after_tick(k)
             if self.advance is not None:
                 self.advance(now, (t_ns + self.period_ns) * 1e-9)
             k += 1
 
     def _run_realtime(self, tick: TickFn, max_ticks: int | None) -> None:
         clock = self.clock
-        start = getattr(clock, "start", None)
-        if start is not None:
-            start()  # a frozen MonotonicClock runs from the first tick (ARCHITECTURE.md 3)
-        t0 = clock.now_s()
+        resume, self._resume = self._resume, None
+        if resume is None:
+            start = getattr(clock, "start", None)
+            if start is not None:
+                start()  # a frozen MonotonicClock runs from the first tick (ARCHITECTURE.md 3)
+            t0 = clock.now_s()
+        else:
+            t0 = float(decode(resume["origin_s"]))  # type: ignore[arg-type]
         self.stats.origin_s = t0
         keep_ticks = self.stats.keep_ticks
         period_hist, duration_hist = self.stats.period_error_hist, self.stats.tick_duration_hist
         k = 0
         last_start = None
+        if resume is not None:
+            k = int(resume["deadline_index"])  # type: ignore[arg-type]
+            last_start = float(decode(resume["last_start_s"]))  # type: ignore[arg-type]
+            self.stats.ticks = int(resume["ticks"])  # type: ignore[arg-type]
+            self.stats.overruns = int(resume["overruns"])  # type: ignore[arg-type]
+            self.stats.skipped_deadlines = int(resume["skipped_deadlines"])  # type: ignore[arg-type]
+            self._recent_overruns = deque(decode(resume["recent_overruns_s"]))  # type: ignore[call-overload]
         while max_ticks is None or self.stats.ticks < max_ticks:
             deadline = t0 + k * self.period_s
             clock.sleep_until(deadline)
@@ -314,3 +369,6 @@ class FixedRateLoop:
                 k = k_next
             if self.on_timing is not None:
                 self.on_timing(self.stats.ticks - 1, start, error_us * 1e-6, duration_us * 1e-6, overrun)
+            if self.after_tick is not None:
+                self._between = (t0, k, start)
+                self.after_tick(self.stats.ticks - 1)

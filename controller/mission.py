@@ -9,10 +9,12 @@ position error during the hold is recorded (``max_hold_error_m`` of the run summ
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.config import MissionCfg
 from firmware_bridge.protocols.frames import wrap_angle
+from hal.snapshot import JsonValue, State, apply, capture
 
 
 @dataclass(slots=True)
@@ -43,6 +45,17 @@ class MissionExecutor:
         self.max_hold_error_m = 0.0
         self.started_at_s: float | None = None
         self._yaw_tol = math.radians(mission.reach_yaw_tolerance_deg)
+
+    #: The mission's progress in a snapshot (issue 12 part 4); the waypoints are configuration.
+    SNAPSHOT_FIELDS = ("index", "reached_at_s", "waypoints_reached", "max_hold_error_m", "started_at_s")
+
+    def snapshot(self) -> State:
+        """Return the mission's progress: waypoint index, hold start, reached count, hold error."""
+        return capture(self, self.SNAPSHOT_FIELDS)
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` of the same mission."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
 
     @property
     def waypoints_total(self) -> int:

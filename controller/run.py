@@ -14,32 +14,35 @@ and the vehicle is back in ``idle``; the exit status is one of
 
 from __future__ import annotations
 
-import datetime as _dt
 import gc
 import logging
 import math
-import os
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller.config import load_mission, load_rig
-from controller.errors import ConfigError, ControllerError
+from controller.doctor import RUN_PROBE_S, DoctorReport, run_doctor
+from controller.doctor.gate import DoctorGate
+from controller.errors import ControllerError
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, EXIT_OK, EXIT_STOPPED, SIGNAL_EXIT
-from controller.loop import FixedRateLoop, LoopStats
+from controller.loop import FixedRateLoop
 from controller.operator import LINGER_S, SAFE_STATES, OperatorScript, safe_reason
 from controller.record.run_record import RunRecord, write_json_atomic
 from controller.record.session import FlightSession, open_flight_record
+from controller.record.snapshots import SNAPSHOT_TOPIC, SnapshotSchedule
+from controller.record.snapshots import message as snapshot_message
 from controller.record.summary import WALL_CLOCK_KEYS, build_summary
 from controller.rig import BuiltRig, build_rig, check_rig
 from controller.rt_knobs import RealtimeKnobsReport, apply_realtime_knobs, skipped_report
+from controller.run_options import RunOptions, check_options, prepare_run_folder
+from controller.service.notify import ServiceNotifier
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
 from controller.vehicle.telemetry import component_records, tick_record
 from hal.errors import DeviceUnavailableError, HalError, one_line
+from hal.snapshot import JsonValue, capture_all, restore_all
 
 __all__ = ["LINGER_S", "SAFE_STATES", "WALL_CLOCK_KEYS", "OperatorScript", "RunOptions", "build_summary",
            "check_options", "prepare_run_folder", "run_main_job", "safe_reason"]
@@ -51,35 +54,6 @@ log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
 
-@dataclass
-class RunOptions:
-    """Options of ``qiki run`` (see the CLI for their meaning)."""
-
-    rig: str = "rigs/virtual.yaml"
-    mission: str | None = "missions/square.yaml"
-    realtime: bool = False
-    duration_s: float | None = None
-    seed: int = 0
-    summary_json: str | None = None
-    runs_dir: str = "runs"
-    progress: bool = True
-    lr_replay: str | None = None
-    sr_replay: str | None = None
-    #: False: no operator script; the stack boots, passes POST and stays idle (monitors its
-    #: buses) until ``duration_s``, which is then required.
-    arm: bool = True
-    #: Called with the loop's :class:`~controller.loop.LoopStats` when the loop ends normally
-    #: (not when a tick raised); for benches, not the CLI. Setting it makes the loop keep
-    #: every tick's period error, duration and start (memory grows with the run).
-    on_loop_stats: Callable[[LoopStats], None] | None = None
-    #: Write the flight record ``run.mcap`` (issue 12); False for benches that measure
-    #: the cost of recording.
-    record: bool = True
-    #: Replay (``qiki replay``): the recorded inputs and the sink of the replayed outputs;
-    #: the rig is built with replay ports, no emulator and no world.
-    replay: FlightSession | None = None
-
-
 def _progress(vehicle: Vehicle, now_s: float) -> str:
     m = vehicle.mission
     wp = f"{m.waypoints_reached}/{m.waypoints_total}" if m is not None else "-"
@@ -87,88 +61,6 @@ def _progress(vehicle: Vehicle, now_s: float) -> str:
     p = (f"x={pose.x_m:+.3f} y={pose.y_m:+.3f} yaw={math.degrees(pose.yaw_rad):+.1f}deg"
          if pose is not None else "pose -")
     return f"t={now_s:7.2f}s  state={vehicle.state:<9}  waypoints {wp}  {p}"
-
-
-#: Name used for command-line options in one-line errors (``qiki run: --duration: ...``).
-OPTIONS_NAME = "qiki run"
-#: Largest accepted seed (numpy's SeedSequence and Python's random take any; 2**63-1 keeps
-#: it a signed 64-bit integer in every record).
-MAX_SEED = 2**63 - 1
-
-
-def check_options(opts: RunOptions) -> None:
-    """Validate every option of ``qiki run`` before anything is created (ISSUE 10 part 4).
-
-    Parameters
-    ----------
-    opts : RunOptions
-        The options.
-
-    Raises
-    ------
-    ConfigError
-        ``qiki run: --duration: must be a finite number of seconds > 0 (got nan)`` and
-        the like: a non-finite or non-positive duration, ``--no-arm`` without a
-        duration, a negative or huge seed, a runs folder that cannot be created or
-        written, a ``--summary-json`` whose folder does not exist or is not writable,
-        or that names a directory; replay files that are not regular files.
-    """
-    d = opts.duration_s
-    if d is not None:
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d <= 0:
-            raise ConfigError(OPTIONS_NAME, "--duration", f"must be a finite number of seconds > 0 (got {d!r})")
-    if not opts.arm and d is None:
-        raise ConfigError(OPTIONS_NAME, "--no-arm", "needs --duration (an idle run has no other end)")
-    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed <= MAX_SEED:
-        raise ConfigError(OPTIONS_NAME, "--seed", f"must be an integer in 0..{MAX_SEED} (got {opts.seed!r})")
-    if opts.summary_json:
-        target = Path(opts.summary_json)
-        parent = target.parent if str(target.parent) else Path(".")
-        if target.is_dir():
-            raise ConfigError(OPTIONS_NAME, "--summary-json", f"{target} is a directory")
-        if not parent.is_dir():
-            raise ConfigError(OPTIONS_NAME, "--summary-json", f"folder {parent} does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(OPTIONS_NAME, "--summary-json", f"folder {parent} is not writable")
-    for key, value in (("--lr-replay", opts.lr_replay), ("--sr-replay", opts.sr_replay)):
-        if value is not None:
-            p = Path(value)
-            if not p.exists():
-                raise ConfigError(OPTIONS_NAME, key, f"{value}: file not found")
-            if not p.is_file():
-                raise ConfigError(OPTIONS_NAME, key, f"{value}: not a regular file")
-
-
-def prepare_run_folder(runs_dir: str) -> Path:
-    """Create ``runs_dir/<timestamp>/`` and prove it writable (ISSUE 10 part 4).
-
-    Parameters
-    ----------
-    runs_dir : str
-        Folder that holds run folders (created if missing).
-
-    Returns
-    -------
-    Path
-        The new, empty run folder.
-
-    Raises
-    ------
-    ConfigError
-        ``qiki run: --runs-dir: runs: cannot create or write: Permission denied``.
-    """
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    base = Path(runs_dir)
-    folder = base / stamp
-    try:
-        folder.mkdir(parents=True, exist_ok=False)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(OPTIONS_NAME, "--runs-dir", f"{runs_dir}: cannot create or write a run folder: "
-                                                      f"{exc.strerror or exc}") from None
-    return folder
 
 
 #: Longest a safe stop may take once a signal came (s of run time) before the run ends
@@ -208,6 +100,13 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
     replay = {"lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay}
     checked = check_rig(rig_cfg, rig_path, options=replay)  # the same check as `qiki rig check`
     folder = prepare_run_folder(opts.runs_dir)
+    # a rig may require a passing doctor (docs/doctor.md): checked before the build, a failure refuses arm
+    doctor = None
+    if rig_cfg.controller.require_doctor:
+        # a replay is gated by the verdicts the recorded run was gated by, not by this machine
+        recorded = opts.replay.recorded_metadata.get("doctor") if opts.replay is not None else None
+        doctor = (run_doctor(opts.rig, probe_s=RUN_PROBE_S, runs_dir=opts.runs_dir) if opts.replay is None
+                  else DoctorReport.from_metadata(recorded, opts.rig) if recorded is not None else None)
     # before the build: threads started by the build inherit the scheduling policy
     knobs_cfg = rig_cfg.controller.realtime
     knobs = (apply_realtime_knobs(knobs_cfg) if opts.realtime and opts.replay is None
@@ -215,6 +114,8 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
     record = RunRecord(folder)
     flight = opts.replay if opts.replay is not None else (
         _open_flight(opts, folder, rig_cfg, rig_path) if opts.record else None)
+    if doctor is not None and flight is not None:
+        flight.metadata("doctor", doctor.metadata())
     event_sink = flight.event_sink(record.event) if flight is not None else record.event
     can_names = [n for n, b in rig_cfg.buses.items() if b.kind == "can"]
     loop_ref: dict[str, FixedRateLoop] = {}
@@ -245,6 +146,8 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                     ingress=flight.ingress() if flight is not None else None,
                 )
                 stop_req.abort_enabled = False
+                if doctor is not None:
+                    built.vehicle.components.append(DoctorGate(doctor))
             except (ControllerError, HalError) as exc:
                 # refused or unavailable after the run folder was made: say so in it
                 stop_req.abort_enabled = False
@@ -299,12 +202,31 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         def on_timing(k: int, start_s: float, error_s: float, duration_s: float, overrun: bool) -> None:
             flight.put("/loop", {"tick": k, "t_s": start_s, "period_error_s": error_s,
                                  "tick_duration_s": duration_s, "overrun": overrun})
+    schedule = SnapshotSchedule(built.cfg.record.snapshot_period_s) if flight is not None else None
+
+    def after_tick(k: int) -> None:
+        # between ticks (issue 12 part 4): the controller's state, when the schedule says so
+        if flight is not None and schedule is not None:
+            reason = schedule.due(last_tick[1], vehicle.faults.active)
+            if reason is not None:
+                cursor: dict[str, JsonValue] = {"tick": flight.cursor.tick, "now_ns": flight.cursor.now_ns,
+                                                "calls": dict(flight.cursor.calls())}
+                state: dict[str, JsonValue] = {"vehicle": vehicle.snapshot(), "run": run_state(),
+                                               "loop": loop.snapshot(), "cursor": cursor}
+                flight.put(SNAPSHOT_TOPIC, snapshot_message(k, last_tick[1], reason, state))
+
     loop = FixedRateLoop(built.clock, built.cfg.controller.rate_hz, advance=None if opts.realtime else built.advance,
-                         keep_ticks=opts.on_loop_stats is not None, on_timing=on_timing)
+                         keep_ticks=opts.on_loop_stats is not None, on_timing=on_timing,
+                         after_tick=after_tick if schedule is not None else None)
     loop_ref["loop"] = loop
     script = OperatorScript()
     duration_ran_out = False
     disarm_sent = False
+
+    def run_state() -> dict[str, JsonValue]:
+        """Return the main job's own part of a snapshot: the operator script, the duration flags, a stop."""
+        return {"script": capture_all(script), "duration_ran_out": duration_ran_out, "disarm_sent": disarm_sent,
+                "stop_signum": stop_req.signum}
     live = None
     last_draw = [0.0]
     if opts.progress and console is not None:
@@ -315,6 +237,23 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         live.start()
 
     last_tick: list[float] = [0, 0.0]
+    notifier = ServiceNotifier()  # systemd: READY after POST, WATCHDOG per tick (no-op outside systemd)
+    if opts.resume is not None:
+        # a replay from a snapshot: the state after its tick, then the loop goes on from there
+        rp = opts.resume
+        vehicle.restore(rp.part("vehicle"))
+        run = rp.part("run")
+        restore_all(script, run["script"])  # type: ignore[arg-type]
+        duration_ran_out, disarm_sent = bool(run["duration_ran_out"]), bool(run["disarm_sent"])
+        if isinstance(run.get("stop_signum"), int) and stop_req.signum is None:
+            stop_req.signum = int(run["stop_signum"])  # type: ignore[arg-type]
+        loop.restore(rp.part("loop"))
+        cur = rp.part("cursor")
+        if flight is not None:
+            flight.cursor.resume(int(cur["tick"]), int(cur["now_ns"]), cur["calls"])  # type: ignore[arg-type]
+        if schedule is not None:
+            schedule.resume(rp.t_s, vehicle.faults.active)
+        last_tick[0], last_tick[1] = rp.tick, rp.t_s
 
     def tick(k: int, now_s: float, dt_s: float) -> bool:
         nonlocal duration_ran_out, disarm_sent
@@ -332,6 +271,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
                 flight.put("/in/stop", {"tick": k, "call": 0, "signal": stop_req.name or ""})
             vehicle.begin_shutdown(f"interrupted ({stop_req.name})", now_s)
         vehicle.tick(k, now_s, dt_s)
+        notifier.on_tick(vehicle.state)
         if flight is not None and flight.cursor.recording:
             flight.put("/tick", {**tick_record(vehicle), "ingress_crc32": flight.cursor.crc32})
             for topic, rec in component_records(vehicle):
@@ -381,6 +321,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         stats = loop.stats
         vehicle.send_zero(built.clock.now_s())
     finally:
+        notifier.stopping(vehicle.shutdown_reason or "loop ended")
         stop_req.force_enabled = False
         if opts.realtime:
             gc.unfreeze()

@@ -18,11 +18,12 @@ impulse carry-forward) for the per-tick loop:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from controller.allocation import PwmModulator
+from hal.snapshot import JsonValue, State, apply, capture, part
 
 
 class ValveCommander:
@@ -85,6 +86,17 @@ class ValveCommander:
         # Totals survive modulator resets (which forget the carried error only).
         self._commanded_done = np.zeros(len(max_thrust_n))
         self._delivered_done = np.zeros(len(max_thrust_n))
+
+    def snapshot(self) -> State:
+        """Return the PWM carry (issue 12 part 4): the latched duties, impulse totals, the modulator's debt."""
+        mod = self.modulator
+        return {**capture(self, ("_duty_pct", "_commanded_done", "_delivered_done")),
+                "modulator": capture(mod, mod.SNAPSHOT_FIELDS)}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` of a commander built with the same parameters."""
+        apply(self, state, ("_duty_pct", "_commanded_done", "_delivered_done"))
+        apply(self.modulator, part(state, "modulator"), self.modulator.SNAPSHOT_FIELDS)
 
     def duty_pct(self, thrust_n: Sequence[float], tick_index: int) -> list[float]:
         """Duty per thruster to send this tick (per tick).

@@ -75,6 +75,7 @@ from numpy.typing import ArrayLike
 
 from controller.allocation.effectiveness import axis_names, check_positive_span
 from controller.allocation.lsq import solve_bounded_lsq
+from hal.snapshot import JsonValue, SnapshotError, State, decode, encode
 
 __all__ = ["AllocationResult", "ExactAllocator"]
 
@@ -427,6 +428,39 @@ class ExactAllocator:
                       "active_set_calls": 0, "active_set_iterations": 0, "not_converged": 0,
                       "lp_after_lsq": 0, "lp_fallbacks": 0}
         self._ctx = self._context(frozenset(), ())
+
+    def snapshot(self) -> State:
+        """Return the warm start (issue 12 part 4): per failure context its last cell, the current context, the stats.
+
+        The contexts themselves are a pure function of the geometry and the failures:
+        :meth:`restore` rebuilds them.
+        """
+        contexts = [(key, ctx.last_cell, ctx.warm_ok, ctx is self._ctx)  # their own types (numpy scalars)
+                    for key, ctx in self._contexts.items()]
+        return {"contexts": encode(contexts), "stats": encode(dict(self.stats))}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` of an allocator of the same geometry.
+
+        Raises
+        ------
+        SnapshotError
+            For a malformed snapshot.
+        """
+        contexts = decode(state.get("contexts"))
+        stats = decode(state.get("stats"))
+        if not isinstance(contexts, list) or not isinstance(stats, dict):
+            raise SnapshotError("allocator snapshot malformed")
+        chosen = None
+        for (closed, opened), last_cell, warm_ok, current in contexts:
+            ctx = self._context(closed, opened)
+            ctx.last_cell, ctx.warm_ok = last_cell, warm_ok
+            if current:
+                chosen = ctx
+        if chosen is None:
+            raise SnapshotError("allocator snapshot names no current context")
+        self._ctx = chosen
+        self.stats = stats
 
     def set_failures(self, stuck_closed: Iterable[int] = (), stuck_open_n: Mapping[int, float] | None = None) -> None:
         """Declare failed thrusters (SAFETY.md D06); takes effect at the next ``allocate``.

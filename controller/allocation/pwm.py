@@ -101,6 +101,9 @@ class PwmModulator:
             )
         self.reset()
 
+    #: The carry a snapshot holds (issue 12 part 4): impulse owed, commanded, delivered, latched steps.
+    SNAPSHOT_FIELDS = ("_owed_ns", "_commanded_ns", "_delivered_ns", "_duty_steps")
+
     def reset(self) -> None:
         """Forget the carried error and the impulse totals (e.g. on disarm)."""
         n = self.n_valves

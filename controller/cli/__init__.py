@@ -19,7 +19,9 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from controller.cli import modbus, radar, replay
+from controller.cli import doctor as doctor_cli
+from controller.cli import emulate, modbus, monitor, radar, replay
+from controller.cli import install as install_cli
 from controller.cli import plot as plot_cli
 from controller.cli import runs as runs_cli
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, HELP_TEXT
@@ -163,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     runs_cli.add_parser(sub)
     plot_cli.add_parser(sub)
+    monitor.add_parser(sub)
+    doctor_cli.add_parser(sub)
+    install_cli.add_parser(sub)
+    emulate.add_parser(sub)
     return p
 
 

@@ -21,6 +21,7 @@ from controller.components.seam import (
     PoseEstimate,
     TickView,
 )
+from hal.snapshot import JsonValue, State, apply, capture, part
 
 if TYPE_CHECKING:
     from hal.devices.qiki_mcu import McuDriver
@@ -63,6 +64,19 @@ class McuComponent(ComponentBase):
             self._pose = None if p is None else PoseEstimate(p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps,
                                                               p.vy_world_mps, p.yaw_rate_radps)
         return self._pose
+
+    # ------------------------------------------------------------------ snapshot
+    #: The component's own state in a snapshot (issue 12 part 4); the driver's is nested.
+    SNAPSHOT_FIELDS = ("rail_requested", "rail_requested_at_s")
+
+    def snapshot(self) -> State:
+        """Return the rail request and the driver's state (the pose is derived from the driver's)."""
+        return {**capture(self, self.SNAPSHOT_FIELDS), "driver": self.driver.snapshot()}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot`."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        self.driver.restore(part(state, "driver"))
 
     def estop_released(self, now_s: float) -> bool:
         """Tell whether a fresh MCU status says the E-stop input is released (D09)."""

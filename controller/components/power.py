@@ -72,6 +72,7 @@ from hal.devices.bms import (
 from hal.devices.pdu import Pdu, pdu_post_report
 from hal.modbus.link import ModbusLink
 from hal.modbus.poller import DeviceSnapshot, PollerPort
+from hal.snapshot import JsonValue, State, apply, capture, part
 
 __all__ = [
     "BMS_REQUIRED",
@@ -179,6 +180,27 @@ class PowerSubsystem(ComponentBase):
         self._tick = 0
         self._judged_snap: DeviceSnapshot | None = None
         self._judged_reason: str | None = None
+
+    # ------------------------------------------------------------------ snapshot
+    #: The component's own state in a snapshot (issue 12 part 4): the battery bookkeeping
+    #: and the last judged BMS verdict. The pollers' snapshots are inputs (recorded), not
+    #: state; the PDU unit (relay, health, energy) is nested.
+    SNAPSHOT_FIELDS = ("_grid_aligned", "_last_sample_s", "_new_sample", "_last_power_w", "start_soc_pct",
+                       "end_soc_pct", "min_pack_voltage_v", "energy_used_wh", "_tick", "_judged_snap",
+                       "_judged_reason")
+
+    def snapshot(self) -> State:
+        """Return the battery bookkeeping, the judged verdict and the PDU unit's state."""
+        out: State = capture(self, self.SNAPSHOT_FIELDS)
+        if self.pdu_unit is not None:
+            out["pdu_unit"] = self.pdu_unit.snapshot()
+        return out
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` (a pending relay write is resumed through the poller)."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        if self.pdu_unit is not None:
+            self.pdu_unit.restore(part(state, "pdu_unit"))
 
     # ------------------------------------------------------------------ helpers
     def _bms_snap(self) -> DeviceSnapshot | None:

@@ -18,10 +18,11 @@ QIKI PDU (SAFETY.md D10, D11, O01):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from hal.devices.pdu import Pdu, pdu_health
+from hal.devices.pdu import RELAY_QUANTITIES, Pdu, pdu_health
 from hal.modbus.poller import DeviceSnapshot, Ticket
+from hal.snapshot import JsonValue, SnapshotError, State, apply, capture
 
 __all__ = ["RELAY_CONFIRM_TIMEOUT_S", "PduUnit"]
 
@@ -72,6 +73,42 @@ class PduUnit:
         self._seen: DeviceSnapshot | None = None
         self._energy_first_wh: float | None = None
         self._energy_last_wh: float | None = None
+
+    # ------------------------------------------------------------------ snapshot
+    #: The unit's state in a snapshot (issue 12 part 4), besides the pending relay write.
+    SNAPSHOT_FIELDS = ("rail_closed_requested", "relay_confirmed", "relay_failures", "_requested_at_s",
+                       "_confirmed_at_s", "_confirm_reported", "_judged_snap", "_judged_reason", "_seen",
+                       "_energy_first_wh", "_energy_last_wh")
+
+    def snapshot(self) -> State:
+        """Return the relay bookkeeping, health verdict and energy samples, and the last relay write.
+
+        The write (the valve-rail coil, to ``rail_closed_requested``) is named, not its
+        outcome: asking a ticket whether it is done is an input of the tick (recorded when
+        first seen), so a snapshot never asks; :meth:`restore` has the poller resume it
+        from the record.
+        """
+        return {**capture(self, self.SNAPSHOT_FIELDS), "relay_operations": self.pdu.relay_operations,
+                "ticket": self._ticket is not None}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot`; the last relay write is resumed by the poller.
+
+        Raises
+        ------
+        SnapshotError
+            When a relay write was made and the poller cannot resume one (only a replay's
+            poller can: it reads the write and its outcome back from the record).
+        """
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        ops = state.get("relay_operations")
+        self.pdu.relay_operations = ops if isinstance(ops, int) else 0
+        self._ticket = None
+        if state.get("ticket") is True:
+            resume = getattr(self.pdu.poller, "resume_write", None)
+            if resume is None:
+                raise SnapshotError(f"{self.name}: this poller cannot resume a relay write")
+            self._ticket = resume(self.pdu.device, RELAY_QUANTITIES["valve_rail"], self.rail_closed_requested)
 
     # ------------------------------------------------------------------ health, energy
     def health(self, now_s: float) -> str | None:

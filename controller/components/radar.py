@@ -70,28 +70,22 @@ from typing import NamedTuple
 
 import numpy as np
 
-from controller.components.radar_rows import cycle_tracks, track_rows
+from controller.components.radar_rows import cycle_tracks, speed_long_mps, track_rows, tracker_config
 from controller.components.radar_units import LrFeed, LrRadar, SrRadar
 from controller.components.seam import ComponentBase, Condition, DevicePost, TickView
 from controller.config import RadarCfg
-from controller.errors import ConfigError
 from controller.tracking import (
     BAND_LR,
     BAND_SR,
     Detection,
     Threat,
     Tracker,
-    TrackerConfig,
-    TrackingError,
     assess_threats,
     body_to_world,
     select_by_band,
     world_to_body_point,
 )
-from firmware_bridge.protocols.frames import (
-    Pose2D,
-    rotate_inverse,
-)
+from hal.snapshot import JsonValue, State, apply, capture, part
 
 __all__ = ["LrFeed", "LrRadar", "RadarSubsystem", "SrRadar", "speed_long_mps", "tracker_config"]
 
@@ -110,52 +104,6 @@ class _TrackNow(NamedTuple):
 
 #: A TTC breach needs a closing speed this many standard deviations above zero.
 TTC_CLOSING_SIGMAS = 2.0
-
-
-def speed_long_mps(vx_world_mps: float, vy_world_mps: float, yaw_rad: float) -> float:
-    """Vehicle speed along its body x axis, m/s (what ARS408 SpeedInformation carries).
-
-    Parameters
-    ----------
-    vx_world_mps, vy_world_mps : float
-        Vehicle velocity in the world frame, m/s.
-    yaw_rad : float
-        Vehicle heading, world frame, CCW, rad.
-
-    Returns
-    -------
-    float
-        ``v . x_body`` (negative when reversing), m/s.
-    """
-    return rotate_inverse(Pose2D(0.0, 0.0, yaw_rad), (vx_world_mps, vy_world_mps))[0]
-
-
-def tracker_config(radar_cfg: RadarCfg, *, source: str = "radar") -> TrackerConfig:
-    """Map the rig's ``radar`` block onto the tracker's tuning.
-
-    Parameters
-    ----------
-    radar_cfg : RadarCfg
-        ``confirm_m`` of the last ``confirm_n`` scans confirm a track (M-of-N),
-        ``delete_misses`` consecutive misses delete it, ``meas_std_m`` is the 1-sigma
-        position accuracy per axis, m.
-    source : str
-        File named in the error.
-
-    Returns
-    -------
-    TrackerConfig
-
-    Raises
-    ------
-    ConfigError
-        When the combination is invalid (e.g. ``confirm_m > confirm_n``).
-    """
-    try:
-        return TrackerConfig(confirm_m=radar_cfg.confirm_m, confirm_n=radar_cfg.confirm_n,
-                             delete_misses=radar_cfg.delete_misses, meas_std_m=radar_cfg.meas_std_m)
-    except TrackingError as exc:
-        raise ConfigError(source, "radar", str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- run record
@@ -219,6 +167,40 @@ class RadarSubsystem(ComponentBase):
         self._pose: tuple[float, float, float] | None = None
         self._vel: tuple[float, float] = (0.0, 0.0)
         self._yaw_rate_radps = 0.0
+
+    # ------------------------------------------------------------------ snapshot
+    #: The component's own state in a snapshot (issue 12 part 4): the last good pose it
+    #: projects with, the keep-out record; the tracker and each radar unit are nested.
+    SNAPSHOT_FIELDS = ("no_pose_scans", "_cycle_bands", "breaches", "closest", "_pose", "_vel", "_yaw_rate_radps")
+    #: Each radar unit's counters (its driver is nested beside them).
+    _LR_FIELDS = ("status", "detections", "scans")
+    _SR_FIELDS = ("detections", "scans", "stale")
+
+    def snapshot(self) -> State:
+        """Return the tracker, each radar's driver and counters, and the keep-out record."""
+        out: State = {**capture(self, self.SNAPSHOT_FIELDS), "tracker": self.tracker.snapshot()}
+        if self.lr is not None:
+            out["lr"] = {**capture(self.lr, self._LR_FIELDS),
+                         "driver": None if self.lr.driver is None else self.lr.driver.snapshot()}
+        if self.sr is not None:
+            out["sr"] = {**capture(self.sr, self._SR_FIELDS),
+                         "driver": None if self.sr.driver is None else self.sr.driver.snapshot()}
+        return out
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot`."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        self.tracker.restore(part(state, "tracker"))
+        if self.lr is not None:
+            lr = part(state, "lr")
+            apply(self.lr, lr, self._LR_FIELDS)
+            if self.lr.driver is not None:
+                self.lr.driver.restore(part(lr, "driver"))
+        if self.sr is not None:
+            sr = part(state, "sr")
+            apply(self.sr, sr, self._SR_FIELDS)
+            if self.sr.driver is not None:
+                self.sr.driver.restore(part(sr, "driver"))
 
     # ------------------------------------------------------------------ read
     def read(self, view: TickView) -> None:

@@ -1,9 +1,62 @@
-"""Rows of the radar component's reports: tracks for ``summary.json`` and the flight record."""
+"""Helpers of the radar component: its tuning, the ego speed it sends, its report rows.
+
+:func:`tracker_config` (the rig's ``radar`` block -> the tracker's tuning),
+:func:`speed_long_mps` (the ARS408's ego-motion input), :func:`track_rows` (tracks for
+``summary.json``) and :func:`cycle_tracks` (the flight record's ``/radar/<band>/tracks``).
+"""
 
 from __future__ import annotations
 
-from controller.tracking import Tracker, world_to_body_point
-from firmware_bridge.protocols.frames import Mount, apply_inverse
+from controller.config import RadarCfg
+from controller.errors import ConfigError
+from controller.tracking import Tracker, TrackerConfig, TrackingError, world_to_body_point
+from firmware_bridge.protocols.frames import Mount, Pose2D, apply_inverse, rotate_inverse
+
+
+def speed_long_mps(vx_world_mps: float, vy_world_mps: float, yaw_rad: float) -> float:
+    """Vehicle speed along its body x axis, m/s (what ARS408 SpeedInformation carries).
+
+    Parameters
+    ----------
+    vx_world_mps, vy_world_mps : float
+        Vehicle velocity in the world frame, m/s.
+    yaw_rad : float
+        Vehicle heading, world frame, CCW, rad.
+
+    Returns
+    -------
+    float
+        ``v . x_body`` (negative when reversing), m/s.
+    """
+    return rotate_inverse(Pose2D(0.0, 0.0, yaw_rad), (vx_world_mps, vy_world_mps))[0]
+
+
+def tracker_config(radar_cfg: RadarCfg, *, source: str = "radar") -> TrackerConfig:
+    """Map the rig's ``radar`` block onto the tracker's tuning.
+
+    Parameters
+    ----------
+    radar_cfg : RadarCfg
+        ``confirm_m`` of the last ``confirm_n`` scans confirm a track (M-of-N),
+        ``delete_misses`` consecutive misses delete it, ``meas_std_m`` is the 1-sigma
+        position accuracy per axis, m.
+    source : str
+        File named in the error.
+
+    Returns
+    -------
+    TrackerConfig
+
+    Raises
+    ------
+    ConfigError
+        When the combination is invalid (e.g. ``confirm_m > confirm_n``).
+    """
+    try:
+        return TrackerConfig(confirm_m=radar_cfg.confirm_m, confirm_n=radar_cfg.confirm_n,
+                             delete_misses=radar_cfg.delete_misses, meas_std_m=radar_cfg.meas_std_m)
+    except TrackingError as exc:
+        raise ConfigError(source, "radar", str(exc)) from exc
 
 
 def track_rows(tracker: Tracker, band: str, radar: Mount,

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from hal.snapshot import JsonValue, State
+
 #: FSM states in which the valve rail is (or is being) enabled.
 ARMING_STATES = frozenset({"armed", "active"})
 
@@ -155,6 +157,19 @@ class Component(Protocol):
     def summary(self) -> Mapping[str, object]:
         """Return the component's block of ``summary.json`` (once, at the end; {} for none)."""
 
+    def snapshot(self) -> State:
+        """Return the component's state at the end of a tick, as JSON values (issue 12 part 4).
+
+        Everything that decides its later outputs: what its drivers learnt (latest values,
+        freshness, counters, partial frames), its own latches and timers, filters and
+        trackers -- never a port, bus, thread, clock or sink. Encoded with
+        :mod:`hal.snapshot` (floats exact). A component says here what state it has; a
+        stateless one returns ``{}``.
+        """
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` into a component built from the same rig (a replay)."""
+
     def close(self) -> None:
         """Stop threads, close links (once, at the end of a run; safe twice)."""
 
@@ -201,6 +216,13 @@ class ComponentBase:
     def summary(self) -> Mapping[str, object]:
         """No summary block."""
         return {}
+
+    def snapshot(self) -> State:
+        """No state (a component with state overrides this and :meth:`restore`)."""
+        return {}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Nothing to put back."""
 
     def close(self) -> None:
         """Nothing to close."""

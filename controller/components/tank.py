@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from controller.components.seam import ARMING_STATES, ComponentBase, Condition, DevicePost, TickView
 from firmware_bridge.protocols.tank_pressure import implausible_reason
+from hal.snapshot import JsonValue, State, part
 
 if TYPE_CHECKING:
     from hal.devices.tank_pressure import TankPressureDriver
@@ -53,6 +54,14 @@ class TankComponent(ComponentBase):
         self.driver = driver
         self.min_pressure_bar = float(min_pressure_bar)
         self.emulated = emulated
+
+    def snapshot(self) -> State:
+        """Return the driver's state (the component keeps none of its own; issue 12 part 4)."""
+        return {"driver": self.driver.snapshot()}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot`."""
+        self.driver.restore(part(state, "driver"))
 
     def post(self, view: TickView) -> Mapping[str, DevicePost]:
         """POST of the sensor: a fresh, steady, plausible reading (D05)."""

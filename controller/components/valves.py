@@ -16,6 +16,7 @@ import can
 
 from controller.components.seam import ComponentBase, Condition, DevicePost, TickView
 from hal.errors import one_line
+from hal.snapshot import JsonValue, State, apply, capture, part
 
 if TYPE_CHECKING:
     from controller.valve_command import ValveCommander
@@ -67,6 +68,25 @@ class ValveBoardComponent(ComponentBase):
         #: Duty per valve (%) of the last command built by :meth:`write` (telemetry).
         self.last_duty_pct: list[float] = [0.0] * n_valves
         self._was_allowed = False
+
+    # ------------------------------------------------------------------ snapshot
+    #: The component's own state in a snapshot (issue 12 part 4); the driver and the PWM
+    #: carry of the valve commander are nested beside it, the CAN port is the vehicle's.
+    SNAPSHOT_FIELDS = ("foreign_command_s", "last_frame_zero", "last_duty_pct", "_was_allowed")
+
+    def snapshot(self) -> State:
+        """Return the B09 latch, the last command, the driver's and the valve commander's state."""
+        out: State = {**capture(self, self.SNAPSHOT_FIELDS), "driver": self.driver.snapshot()}
+        if self.modulator is not None:
+            out["modulator"] = self.modulator.snapshot()
+        return out
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot`."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        self.driver.restore(part(state, "driver"))
+        if self.modulator is not None:
+            self.modulator.restore(part(state, "modulator"))
 
     # ------------------------------------------------------------------ bus handler
     def on_foreign_command(self, msg: can.Message, now_s: float) -> None:

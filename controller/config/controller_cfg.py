@@ -97,6 +97,9 @@ class ControllerCfg(Strict):
     safety: SafetyCfg = Field(default_factory=SafetyCfg)
     post_timeout_s: Annotated[float, Field(gt=0.0, le=60.0)] = 5.0
     realtime: RealtimeKnobsCfg = Field(default_factory=RealtimeKnobsCfg)
+    #: ``qiki run`` runs ``qiki doctor`` (1 s jitter probe) before the build and refuses to
+    #: arm when a check failed; the report goes to summary.json and run.mcap (docs/doctor.md).
+    require_doctor: bool = False
 
 
 class RadarCfg(Strict):

@@ -31,12 +31,13 @@ One tick (:meth:`FsmEngine.step`):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from controller.errors import ControllerError
 from controller.fsm.model import FsmModel, TimeoutSpec, TransitionSpec
 from controller.fsm.registry import order_events
+from hal.snapshot import JsonValue, SnapshotError, State, apply, capture
 
 __all__ = ["FsmEngine", "GuardFn", "Transition"]
 
@@ -156,6 +157,27 @@ class FsmEngine:
         return self._model.states[self._model.initial].enter
 
     # one tick ---------------------------------------------------------------------
+    # ------------------------------------------------------------------ snapshot
+    #: The engine's state in a snapshot (issue 12 part 4); the model is configuration.
+    SNAPSHOT_FIELDS = ("_state", "_entered_at_s", "_last_now_s", "_fired", "ignored", "ignored_last_step")
+
+    def snapshot(self) -> State:
+        """Return the state, when it was entered, the timeouts fired in it and the counters."""
+        return capture(self, self.SNAPSHOT_FIELDS)
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` of an engine of the same model.
+
+        Raises
+        ------
+        SnapshotError
+            When the snapshot's state is not one of the model's.
+        """
+        st = state.get("_state")
+        if st not in self._model.states:
+            raise SnapshotError(f"FSM snapshot state {st!r} is not in the model")
+        apply(self, state, self.SNAPSHOT_FIELDS)
+
     def step(self, now_s: float, events: Iterable[str], guard: GuardFn) -> list[Transition]:
         """Advance the machine by one tick. Per-tick function.
 

@@ -25,6 +25,8 @@ Topic families (docs/flight-record.md):
 ``/valves``                the duty command per valve, per tick
 ``/power/bms``             per new BMS sample: SoC, voltage, current and age
 ``/radar/<name>/tracks``   per radar cycle: the tracks (world frame)
+``/snapshot``              the controller's state between two ticks (every period, every
+                           new fault; :mod:`controller.record.snapshots`)
 =========================  ==========================================================
 """
 
@@ -118,6 +120,11 @@ SCHEMAS: dict[str, tuple[str, dict[str, object]]] = {
                                       {"tick": {"type": "integer"}, "t_s": {"type": "number"},
                                        "age_s": {"type": "number"}}, ["tick", "t_s", "age_s"]),
                                "additionalProperties": {"type": ["number", "null"]}}),
+    "snapshot": ("qiki.Snapshot", _obj("the controller's state after a tick (issue 12 part 4)",
+                                       {"tick": {"type": "integer"}, "t_s": {"type": "number"},
+                                        "reason": {"enum": ["period", "fault"]},
+                                        "state": {"type": "object", "required": ["vehicle", "run", "loop", "cursor"]}},
+                                       ["tick", "t_s", "reason", "state"])),
     "tracks": ("qiki.RadarTracks", _obj("the tracks of one radar cycle (world frame)",
                                         {"tick": {"type": "integer"}, "t_s": {"type": "number"},
                                          "count": {"type": "integer"},
@@ -159,7 +166,7 @@ def schema_key(topic: str) -> str:
     if topic == "/in/stop":
         return "stop"
     simple = {"/tick": "tick", "/loop": "loop", "/events": "event", "/emulation/events": "event", "/valves": "valves",
-              "/power/bms": "bms"}
+              "/power/bms": "bms", "/snapshot": "snapshot"}
     if topic in simple:
         return simple[topic]
     if head == "radar" and parts[-1] == "tracks":

@@ -35,6 +35,8 @@ class Ingress:
     replay: ReplayInputs | None = None
     #: A replay of a record that ends early: its last tick.
     last_tick: int | None = None
+    #: A replay from a snapshot: the tick after which it starts (the pollers seek there).
+    resume_tick: int | None = None
 
     @property
     def replaying(self) -> bool:
@@ -63,7 +65,10 @@ class Ingress:
     def replay_poller(self, devices: list[str], clock: Clock) -> ReplayPoller:
         """Return the replay poller of these devices (no bus)."""
         assert self.replay is not None  # only while replaying
-        return ReplayPoller(devices, clock, self.cursor, self.replay, self.sink)
+        poller = ReplayPoller(devices, clock, self.cursor, self.replay, self.sink)
+        if self.resume_tick is not None:
+            poller.seek(self.resume_tick)
+        return poller
 
     def clock(self, clock: Clock, realtime: bool) -> Clock:
         """Return the run clock: a lockstep SimClock as is; real time tapped or replayed."""

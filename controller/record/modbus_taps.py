@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from controller.record.replay_ports import ReplayInputs
+from controller.record.replay_ports import ReplayDivergence, ReplayInputs
 from controller.record.taps import Field, IngressSink, Record, TickCursor, dec_float, enc_float
 from hal.clock import Clock
 from hal.modbus.link import ModbusFailure
@@ -279,12 +279,16 @@ class ReplayTicket:
         rec = p.inputs.at(f"/in/modbus/{self.device}/ticket", c.tick, c.call(f"ticket/{self.device}"))
         if rec is None or int(rec["seq"]) != self.seq:  # type: ignore[arg-type]
             return False
+        self.seen_as(rec)
+        return True
+
+    def seen_as(self, rec: Record) -> None:
+        """Take the recorded result ``rec`` (``/in/modbus/<device>/ticket``) as seen."""
         self._seen = True
         self.ok = bool(rec["ok"])
         self.reason = str(rec["reason"])
         self.readback = _value_from(rec["readback"])
         self.failure = _failure_from(rec["failure"])
-        return True
 
 
 class ReplayPoller:
@@ -300,6 +304,7 @@ class ReplayPoller:
         self._seq = 0
         self._empty = {d: DeviceSnapshot(d) for d in devices}
         self._cache: dict[str, tuple[tuple[int, int], DeviceSnapshot]] = {}
+        self._seek_tick = -1
 
     def snapshot(self, device: str) -> DeviceSnapshot:
         """Return the snapshot the recorded run read last at or before this call."""
@@ -325,6 +330,47 @@ class ReplayPoller:
         self.sink.put(f"/out/modbus/{device}", {"tick": c.tick, "call": c.call(f"write/{device}"), "seq": seq,
                                                  "quantity": quantity, "value": encode_value(value)})
         return ReplayTicket(self, device, quantity, value, seq)
+
+    def seek(self, tick: int) -> None:
+        """Start after ``tick`` (a replay from a snapshot, issue 12 part 4).
+
+        Read back from the record what the recorded poller held at the end of ``tick``:
+        the next write's sequence number and, per device, the last snapshot the tick read
+        (so the next tick does not take it for a new one).
+        """
+        end = (tick, 1 << 62)
+        self._seek_tick = tick
+        seqs = [int(r["seq"]) for d in self.devices  # type: ignore[arg-type]
+                for k, r in self.inputs.by_topic.get(f"/out/modbus/{d}", {}).items() if k <= end]
+        self._seq = max(seqs, default=-1) + 1
+        self._cache.clear()
+        for d in self.devices:
+            rec = self.inputs.last_at_or_before(f"/in/modbus/{d}", *end)
+            if rec is not None:
+                self._cache[d] = ((int(rec["tick"]), int(rec["call"])), snapshot_from(d, rec))  # type: ignore[arg-type]
+
+    def resume_write(self, device: str, quantity: str, value: object) -> ReplayTicket:
+        """Return the ticket of the last write to ``device`` before the seek (a snapshot's pending write).
+
+        Its result is the recorded one: already seen if the recorded run saw it by then,
+        else it appears at the call where the recorded run first saw it.
+
+        Raises
+        ------
+        ReplayDivergence
+            When the record holds no such write before the seek.
+        """
+        writes = self.inputs.by_topic.get(f"/out/modbus/{device}", {})
+        before = [k for k, r in writes.items() if int(r["seq"]) < self._seq  # type: ignore[arg-type]
+                  and r.get("quantity") == quantity]
+        if not before:
+            raise ReplayDivergence(f"no recorded write of {device}.{quantity} to resume")
+        seq = int(writes[max(before)]["seq"])  # type: ignore[arg-type]
+        t = ReplayTicket(self, device, quantity, value, seq)
+        for k, rec in self.inputs.by_topic.get(f"/in/modbus/{device}/ticket", {}).items():
+            if int(rec["seq"]) == seq and k[0] <= self._seek_tick:  # type: ignore[arg-type]
+                t.seen_as(rec)
+        return t
 
     def step(self, now_s: float | None = None) -> None:
         """Nothing to poll."""

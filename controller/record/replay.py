@@ -23,6 +23,7 @@ from pathlib import Path
 from controller.errors import ConfigError
 from controller.paths import resolve_data_path
 from controller.record.replay_ports import ReplayInputs
+from controller.record.snapshots import SNAPSHOT_TOPIC
 from controller.record.taps import Record
 
 _log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class RecordedRun:
     messages: list[tuple[str, Record]]
     #: False for a record that ends early (recovered after a kill: no ``run_end`` metadata).
     complete: bool = True
+    #: Every metadata record by name (``doctor``: the doctor's verdicts the run was gated by).
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def last_tick(self) -> int:
@@ -81,16 +84,21 @@ def read_record(path: Path) -> RecordedRun:
     attachments: dict[str, bytes] = {}
     messages: list[tuple[str, Record]] = []
     complete = False
+    event_window = False
+    all_meta: dict[str, dict[str, str]] = {}
     try:
         with p.open("rb") as f:
             reader = make_reader(f)
             for m in reader.iter_metadata():
+                all_meta[m.name] = dict(m.metadata)
                 if m.name == "run_options":
                     options = {k: json.loads(v) for k, v in m.metadata.items()}
                 elif m.name == "versions":
                     versions = dict(m.metadata)
                 elif m.name == "run_end":
                     complete = True
+                elif m.name == "event":
+                    event_window = True
             for a in reader.iter_attachments():
                 attachments[a.name] = bytes(a.data)
             for _schema, channel, message in reader.iter_messages(log_time_order=False):
@@ -100,7 +108,10 @@ def read_record(path: Path) -> RecordedRun:
                           "`qiki runs recover` rewrites an unfinished one") from exc
     if not options:
         raise ConfigError(str(p), "", "metadata 'run_options' missing: not a QIKI flight record")
-    return RecordedRun(p, options, versions, attachments, messages, complete)
+    if event_window:
+        raise ConfigError(str(p), "", "an event-triggered record holds a window of the run, not its start: "
+                          "only a record of the whole run (run.mcap) replays")
+    return RecordedRun(p, options, versions, attachments, messages, complete, all_meta)
 
 
 def drift(run: RecordedRun, current_version: str) -> list[str]:
@@ -173,12 +184,15 @@ Message = Mapping[str, object]
 """One decoded message of a channel."""
 
 
-def _by_topic(records: Iterable[tuple[str, Message]], until_tick: int | None) -> dict[str, list[Message]]:
+def _by_topic(records: Iterable[tuple[str, Message]], until_tick: int | None,
+              after_tick: int | None = None) -> dict[str, list[Message]]:
     out: dict[str, list[Mapping[str, object]]] = defaultdict(list)
     for topic, rec in records:
         if not compared(topic):
             continue
         if until_tick is not None and _tick(rec) > until_tick:
+            continue
+        if after_tick is not None and _tick(rec) <= after_tick:
             continue
         out[topic].append(rec)
     return out
@@ -190,7 +204,7 @@ def _normal(rec: Mapping[str, object]) -> Record:
 
 
 def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iterable[tuple[str, Mapping[str, object]]],
-            until_tick: int | None = None) -> CheckReport:
+            until_tick: int | None = None, after_tick: int | None = None) -> CheckReport:
     """Compare the compared channels message by message, in order.
 
     Parameters
@@ -198,9 +212,20 @@ def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iter
     recorded, replayed : iterable of (topic, record)
     until_tick : int, optional
         Ignore messages of later ticks.
+    after_tick : int, optional
+        Ignore messages of this and earlier ticks (a replay from the snapshot after it).
+
+    Notes
+    -----
+    ``/snapshot`` is compared when the record holds snapshots: a replay takes them after
+    the same ticks, and each must equal the recorded one (issue 12 part 4).
     """
-    a = _by_topic(recorded, until_tick)
-    b = _by_topic(replayed, until_tick)
+    recorded = list(recorded)
+    a = _by_topic(recorded, until_tick, after_tick)
+    b = _by_topic(replayed, until_tick, after_tick)
+    if not any(topic == SNAPSHOT_TOPIC for topic, _ in recorded):
+        # a record from before snapshots (or a bare test list): the replay's own are not compared
+        b.pop(SNAPSHOT_TOPIC, None)
     report = CheckReport()
     for topic in sorted(set(a) | set(b)):
         ra, rb = a.get(topic, []), [_normal(r) for r in b.get(topic, [])]

@@ -152,6 +152,10 @@ class FlightSession:
     replay: ReplayInputs | None = None
     #: A replay of a record that ends early (recovered after a kill): the last tick to run.
     replay_last_tick: int | None = None
+    #: A replay from a snapshot (``--from``): the tick after which it starts.
+    resume_tick: int | None = None
+    #: A replay: the recorded run's metadata by name (``doctor``: the verdicts that gated it).
+    recorded_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
     closed: bool = False
     stats: dict[str, object] = field(default_factory=dict)
     #: Triggered mode (rig ``record.mode: triggered``): the sink that writes the event files.
@@ -178,7 +182,7 @@ class FlightSession:
 
     def ingress(self) -> Ingress:
         """Return how the composition room opens ports for this run (tapped, or replayed)."""
-        return Ingress(self.cursor, self.log, self.replay, self.replay_last_tick)
+        return Ingress(self.cursor, self.log, self.replay, self.replay_last_tick, self.resume_tick)
 
     def begin_tick(self, tick: int, now_s: float) -> None:
         """Start recording tick ``tick`` (its start ``now_s`` on the run clock)."""
@@ -188,6 +192,11 @@ class FlightSession:
         """Write one record at the current tick's time (nothing once closed or not recording)."""
         if not self.closed and self.cursor.recording:
             self.log.put(topic, record)
+
+    def metadata(self, name: str, values: Mapping[str, str]) -> None:
+        """Write one metadata record (the doctor's report); nothing in a replay or once closed."""
+        if self.recorder is not None and not self.closed:
+            self.recorder.metadata(name, dict(values))
 
     def finish(self) -> None:
         """Close the record at the end of a run; a failure is logged in one line, never raised.
@@ -216,12 +225,15 @@ class FlightSession:
         return self.stats
 
 
-def replay_session(inputs: ReplayInputs, sink: IngressSink, last_tick: int | None = None) -> FlightSession:
+def replay_session(inputs: ReplayInputs, sink: IngressSink, last_tick: int | None = None,
+                   resume_tick: int | None = None) -> FlightSession:
     """Return the session of a replay: no file; outputs, telemetry and events go to ``sink``.
 
     ``last_tick``: for a record that ends early, the replay stops after that tick.
+    ``resume_tick``: a replay from the snapshot taken after that tick (its ports start there).
     """
-    return FlightSession(None, None, TickCursor(), sink, replay=inputs, replay_last_tick=last_tick)
+    return FlightSession(None, None, TickCursor(), sink, replay=inputs, replay_last_tick=last_tick,
+                         resume_tick=resume_tick)
 
 
 def record_header(rig: RigCfg, rig_path: Path, mission_path: str | None, options: Mapping[str, object],

@@ -89,9 +89,18 @@ class TickCursor:
         return n
 
     @property
-    def calls(self) -> dict[str, int]:
-        """The call counters of this tick by key (the hottest taps count in it directly, as :meth:`call`)."""
+    def live_calls(self) -> dict[str, int]:
+        """The call counters of this tick by key, live (the hottest taps count in it directly, as :meth:`call`)."""
         return self._calls
+
+    def calls(self) -> dict[str, int]:
+        """Return the calls counted so far in this tick, by key (a snapshot between ticks)."""
+        return dict(self._calls)
+
+    def resume(self, tick: int, now_ns: int, calls: Mapping[str, int]) -> None:
+        """Stand where :meth:`calls` was read in tick ``tick`` (a replay from a snapshot)."""
+        self.begin(tick, now_ns)
+        self._calls.update(calls)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -163,7 +172,7 @@ class TapBus(can.BusABC):
             raise
         if not c.recording:
             return msg
-        calls = c.calls  # c.call("rx") inlined: the controller drains a bus until recv says None
+        calls = c.live_calls  # c.call("rx") inlined: the controller drains a bus until recv says None
         n = calls.get("rx", 0)
         calls["rx"] = n + 1
         if msg is not None:

@@ -19,15 +19,14 @@ two refuse the same rigs with the same line (issue 10, part 5; ``docs/rig-check.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from controller.clock import MonotonicClock, SimClock
+from controller.clock import Clock, MonotonicClock, SimClock
 from controller.components.mcu import McuComponent
 from controller.components.seam import Component
 from controller.components.valves import ValveBoardComponent
@@ -47,17 +46,17 @@ from controller.rig import radar as radar_room
 from controller.rig import tank as tank_room
 from controller.rig.check import CheckedRig, check_rig
 from controller.rig.context import BuildContext
+from controller.rig.far_end import build_core_emulation
 from controller.rig.fault_plan import FaultWiring
 from controller.safety.output_guard import OutputGuard
 from controller.vehicle import PoseControl, Vehicle
-from firmware_bridge.protocols.firmware_version import parse_version
 
 if TYPE_CHECKING:
     import can
 
     from firmware_bridge.emulation.sim import RealtimeRunner, Simulation
     from firmware_bridge.emulation.world import World
-    from hal.can.port import CanPort
+    from hal.can.port import CanPort, FrameLogger
     from hal.serial.link import SerialLink
 
 _log = logging.getLogger(__name__)
@@ -86,14 +85,14 @@ class BuiltRig:
 
     cfg: RigCfg
     path: Path
-    clock: Any
+    clock: Clock
     realtime: bool
     vehicle: Vehicle
-    can_ports: dict[str, Any]
-    sim: Any = None
-    runner: Any = None
-    closers: list[Any] = field(default_factory=list)
-    world: Any = None
+    can_ports: dict[str, CanPort]
+    sim: Simulation | None = None
+    runner: RealtimeRunner | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    world: World | None = None
     #: python-can channel actually opened per CAN bus (unique per run on emulated rigs).
     can_channels: dict[str, str] = field(default_factory=dict)
 
@@ -120,11 +119,11 @@ def build_rig(
     rig_path: Path,
     *,
     mission: MissionCfg | None,
-    record,
+    record: Callable[..., None],
     realtime: bool = False,
     seed: int = 0,
-    can_loggers: dict[str, Any] | None = None,
-    loop_overruns=None,
+    can_loggers: Mapping[str, FrameLogger] | None = None,
+    loop_overruns: Callable[[float], int] | None = None,
     options: Mapping[str, str | Path | None] | None = None,
     checked: CheckedRig | None = None,
     ingress: Ingress | None = None,
@@ -170,7 +169,7 @@ def build_rig(
     # the run clock the tick reads: recorded (or, in a replay, read back) in real time;
     # the emulators and the Modbus workers keep the untapped one
     clock = ingress.clock(io_clock, realtime) if ingress is not None else io_clock
-    closers: list[Any] = []
+    closers: list[Callable[[], None]] = []
     try:
         return _build(checked, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock, closers,
                       ingress, io_clock)
@@ -188,10 +187,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
            closers, ingress: Ingress | None, io_clock: MonotonicClock | SimClock) -> BuiltRig:
     """Body of :func:`build_rig` from a checked rig; everything it opens is in ``closers``."""
     from controller.fsm import FsmEngine
-    from firmware_bridge.emulation.qiki_mcu import McuEmulator
-    from firmware_bridge.emulation.sim import RealtimeRunner, Simulation
-    from firmware_bridge.emulation.valve_board import ValveBoardEmulator
-    from firmware_bridge.emulation.world import ThrusterGeometry, World
+    from firmware_bridge.emulation.sim import RealtimeRunner
     from hal.can.bus import open_can_bus
     from hal.can.port import CanPort
     from hal.devices.qiki_mcu import McuDriver
@@ -279,45 +275,8 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     world: World | None = None
     faults: FaultWiring | None = None
     if emu is not None:
-        # thruster_valves(rig) gives one valve per thruster, in order
-        geom_by_valve = {v: t for v, t in zip(valves, rig.thrusters, strict=True)}
-        geoms = []
-        for v in range(vb.n_valves):
-            t = geom_by_valve.get(v)
-            if t is None:
-                geoms.append(ThrusterGeometry(0.0, 0.0, 1.0, 0.0, 0.0))
-                continue
-            norm = math.hypot(*t.force_dir)
-            geoms.append(ThrusterGeometry(t.position_m[0], t.position_m[1], t.force_dir[0] / norm,
-                                          t.force_dir[1] / norm, t.max_thrust_n))
-        w = emu.world
-        world = World(rig.vehicle.mass_kg, rig.vehicle.inertia_kgm2, geoms, w.start_pose, w.linear_drag_n_per_mps)
-        vb_emu = ValveBoardEmulator(
-            emu_can[vb.bus],
-            checked.can[vb.bus].codec,  # the emulator adds the node offset itself
-            node_id=vb.node_id,
-            n_valves=vb.n_valves,
-            pwm_period_s=vb.pwm_period_s,
-            open_delay_s=w.valve_open_delay_s,
-            close_delay_s=w.valve_close_delay_s,
-            command_timeout_s=emu.command_timeout_s,
-            firmware_version=parse_version(emu.valve_board_firmware),
-            rail_voltage_v=w.rail_voltage_v,
-        )
-        mcu_emu = McuEmulator(
-            emu_serial[mcu_cfg.bus],
-            world,
-            firmware_version=parse_version(emu.mcu_firmware),
-            heartbeat_timeout_s=emu.heartbeat_timeout_s,
-            pose_noise_m=w.pose_noise_m,
-            yaw_noise_rad=w.yaw_noise_rad,
-            seed=seed,
-        )
-        # the fault plan: the families register their emulators while they build
-        faults = FaultWiring(checked.faults, record)
-        faults.add(vb_name, vb_emu)
-        faults.add(mcu_name, mcu_emu)
-        sim = Simulation(world, vb_emu, mcu_emu, w.physics_rate_hz)
+        core = build_core_emulation(checked, emu_can[vb.bus], emu_serial[mcu_cfg.bus], seed=seed, record=record)
+        world, sim, faults = core.world, core.sim, core.faults
         if realtime:
             runner = RealtimeRunner(sim, io_clock)
 

@@ -34,6 +34,7 @@ from controller.rig.context import BuildContext
 from controller.rig.power_emulation import (
     EmulatedPower,
     PowerWorldStepper,
+    attach_stepper,
     build_emulated_power,
     open_emulated_link,
 )
@@ -263,10 +264,7 @@ def build(ctx: BuildContext) -> PowerSubsystem | None:
 
     stepper = None
     if emulated is not None and ctx.sim is not None:
-        stepper = PowerWorldStepper(emulated.world, ctx.sim.valve_board)
-        ctx.sim.extra.append(stepper)
-        if pdu is not None:
-            ctx.sim.rail_gates.append(stepper.rail_gate)
+        stepper = attach_stepper(ctx.sim, emulated, with_pdu=pdu is not None)
 
     sub = PowerSubsystem(
         limits=rig.power or PowerCfg(), bms=bms, pdu=pdu, pollers=pollers, links=links,

@@ -7,7 +7,8 @@ the :class:`~firmware_bridge.emulation.power.PowerWorld` and one emulator per BM
 device (each stepping its own entries of ``emulation.faults`` at every request);
 :func:`open_emulated_link` puts them behind an in-memory link (lockstep), a Modbus TCP
 server on 127.0.0.1 or an RTU pty (real time); :class:`PowerWorldStepper` steps the
-battery from the simulation.
+battery from the simulation (:func:`attach_stepper`). :func:`emulate_power` serves them
+alone, for the far end of a two-process rig (``qiki emulate``).
 """
 
 from __future__ import annotations
@@ -33,11 +34,15 @@ from firmware_bridge.emulation.power import (
 
 if TYPE_CHECKING:
     from controller.clock import Clock
+    from controller.rig.context import BuildContext
+    from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
+    from firmware_bridge.emulation.sim import Simulation
     from firmware_bridge.emulation.valve_board import ValveBoardEmulator
     from firmware_bridge.protocols.modbus_profile import DeviceProfile, ModbusResponder
     from hal.modbus.link import ModbusLink
 
-__all__ = ["EmulatedPower", "PowerWorldStepper", "build_emulated_power", "open_emulated_link"]
+__all__ = ["EmulatedPower", "PowerWorldStepper", "attach_stepper", "build_emulated_power", "emulate_power",
+           "open_emulated_link"]
 
 
 class PowerWorldStepper:
@@ -265,3 +270,101 @@ def open_emulated_link(bus: ModbusBusCfg, responders: Mapping[int, ModbusRespond
         server.stop()
         raise
     return link, transport, [server.stop, link.close]
+
+
+def attach_stepper(sim: Simulation, emulated: EmulatedPower, *, with_pdu: bool) -> PowerWorldStepper:
+    """Step the power world from the simulation; with a PDU, its relay gates the valve rail.
+
+    Parameters
+    ----------
+    sim : Simulation
+        The rig's simulation (the stepper goes to ``sim.extra``, the gate to
+        ``sim.rail_gates``).
+    emulated : EmulatedPower
+        From :func:`build_emulated_power`.
+    with_pdu : bool
+        The rig has a PDU: the valve board has supply only through its valve-rail relay.
+
+    Returns
+    -------
+    PowerWorldStepper
+    """
+    stepper = PowerWorldStepper(emulated.world, sim.valve_board)
+    sim.extra.append(stepper)
+    if with_pdu:
+        sim.rail_gates.append(stepper.rail_gate)
+    return stepper
+
+
+@dataclass
+class FarEndPower:
+    """The emulated power devices of a two-process rig, served on the wire (:func:`emulate_power`).
+
+    Attributes
+    ----------
+    emulated : EmulatedPower
+    stepper : PowerWorldStepper
+    servers : dict of str to ModbusEmulatorServer
+        Per Modbus bus name, its running server.
+    urls : dict of str to str
+        Per Modbus bus name, the url the controller's rig names: ``tcp://127.0.0.1:PORT``
+        or ``rtu://PTY`` (the pty's slave path).
+    """
+
+    emulated: EmulatedPower
+    stepper: PowerWorldStepper
+    servers: dict[str, ModbusEmulatorServer]
+    urls: dict[str, str]
+
+
+def emulate_power(ctx: BuildContext, profiles: Mapping[str, DeviceProfile],
+                  tcp_ports: Mapping[str, int]) -> FarEndPower | None:
+    """Build and serve the emulated BMS and PDU alone: the far end of a two-process rig.
+
+    What :func:`controller.rig.power.build` builds on an emulated real-time rig, without
+    the links, pollers or component: a pymodbus server per Modbus bus (TCP on 127.0.0.1
+    for ``memory://``, RTU on a pty for :data:`EMULATED_RTU_URL`) and the power world
+    stepped from ``ctx.sim``.
+
+    Parameters
+    ----------
+    ctx : BuildContext
+        The far end's context (``sim``, ``io_clock``, ``faults``; ``closers`` gets each
+        server's ``stop``).
+    profiles : mapping of str to DeviceProfile
+        Profile of each power device (:attr:`controller.rig.check.CheckedRig.profiles`).
+    tcp_ports : mapping of str to int
+        TCP port per Modbus bus name (absent or 0: an ephemeral port).
+
+    Returns
+    -------
+    FarEndPower or None
+        None when the rig has no BMS and no PDU.
+
+    Raises
+    ------
+    ProtocolError
+        A server that does not start (the port is taken).
+    """
+    from firmware_bridge.emulation.modbus_server import ModbusEmulatorServer
+
+    rig: RigCfg = ctx.cfg
+    devices = [d for d in rig.devices.values() if isinstance(d, (BmsDeviceCfg, PduDeviceCfg))]
+    if not devices or ctx.sim is None:
+        return None
+    emulated = build_emulated_power(rig, str(ctx.path), profiles, ctx.io_clock, ctx.faults)
+    servers: dict[str, ModbusEmulatorServer] = {}
+    urls: dict[str, str] = {}
+    for bus_name in sorted({d.bus for d in devices}):
+        bus = rig.buses[bus_name]
+        assert isinstance(bus, ModbusBusCfg)  # power.check: power devices on Modbus buses
+        rtu = bus.url == EMULATED_RTU_URL
+        server = ModbusEmulatorServer(emulated.responders.get(bus_name, {}), "rtu" if rtu else "tcp",
+                                      port=0 if rtu else int(tcp_ports.get(bus_name, 0)),
+                                      baudrate=bus.baudrate).start()
+        ctx.closers.append(server.stop)
+        servers[bus_name] = server
+        urls[bus_name] = (f"rtu://{server.client_path}?baudrate={bus.baudrate}" if rtu
+                          else f"tcp://{server.host}:{server.port}")
+    with_pdu = any(isinstance(d, PduDeviceCfg) for d in devices)
+    return FarEndPower(emulated, attach_stepper(ctx.sim, emulated, with_pdu=with_pdu), servers, urls)

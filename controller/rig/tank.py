@@ -21,8 +21,9 @@ from hal.devices.tank_pressure import TankPressureDriver
 
 if TYPE_CHECKING:
     from controller.rig.check import CheckedCanBus
+    from firmware_bridge.emulation.tank_pressure import TankPressureEmulator
 
-__all__ = ["build", "check"]
+__all__ = ["build", "check", "emulate"]
 
 
 def _tank(rig: RigCfg) -> tuple[str, TankPressureDeviceCfg] | None:
@@ -106,15 +107,39 @@ def build(ctx: BuildContext) -> TankComponent | None:
     port.add_checker_stats(driver.checker)
     emulator = None
     if ctx.sim is not None and rig.emulation is not None:
-        from firmware_bridge.emulation.tank_pressure import TankPressureEmulator
-
-        e = rig.emulation.tanks.get(dev_name, TankEmuCfg())
-        emulator = TankPressureEmulator(
-            ctx.open_emulator_can(dev.bus), codec,
-            open_fractions=ctx.sim.valve_board.open_fractions,
-            start_pressure_bar=e.start_pressure_bar, bar_per_valve_s=e.bar_per_valve_s,
-            leak_bar_per_s=e.leak_bar_per_s, temperature_c=e.temperature_c)
-        ctx.sim.extra.append(emulator)
-        if ctx.faults is not None:
-            ctx.faults.add(dev_name, emulator)  # emulation.faults entries naming the tank
+        emulator = _emulate(ctx, dev_name, dev)
     return TankComponent(dev_name, driver, dev.min_pressure_bar, emulated=emulator)
+
+
+def _emulate(ctx: BuildContext, dev_name: str, dev: TankPressureDeviceCfg) -> TankPressureEmulator:
+    """Build the emulated sensor on its own CAN node, stepped from ``ctx.sim`` (an emulated rig)."""
+    from firmware_bridge.emulation.tank_pressure import TankPressureEmulator
+
+    rig: RigCfg = ctx.cfg
+    assert ctx.sim is not None and rig.emulation is not None  # callers: an emulated build
+    e = rig.emulation.tanks.get(dev_name, TankEmuCfg())
+    emulator = TankPressureEmulator(
+        ctx.open_emulator_can(dev.bus), ctx.can_codecs[dev.bus],
+        open_fractions=ctx.sim.valve_board.open_fractions,
+        start_pressure_bar=e.start_pressure_bar, bar_per_valve_s=e.bar_per_valve_s,
+        leak_bar_per_s=e.leak_bar_per_s, temperature_c=e.temperature_c)
+    ctx.sim.extra.append(emulator)
+    if ctx.faults is not None:
+        ctx.faults.add(dev_name, emulator)  # emulation.faults entries naming the tank
+    return emulator
+
+
+def emulate(ctx: BuildContext) -> None:
+    """Build the tank sensor's emulator only: the far end of a two-process rig.
+
+    What :func:`build` adds to ``ctx.sim`` on an emulated rig, without the driver or the
+    component (``qiki emulate``, :func:`controller.rig.far_end.build_far_end`).
+
+    Parameters
+    ----------
+    ctx : BuildContext
+        The far end's context (``sim``, ``faults``, ``open_emulator_can``; no host port).
+    """
+    found = _tank(ctx.cfg)
+    if found is not None and ctx.sim is not None and ctx.cfg.emulation is not None:
+        _emulate(ctx, *found)

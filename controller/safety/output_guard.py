@@ -13,7 +13,10 @@ Rules (ARCHITECTURE.md 5.1, SAFETY.md O02, O03):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+from hal.snapshot import JsonValue, State, capture
+from hal.snapshot import apply as apply_state
 
 
 class OutputGuard:
@@ -40,6 +43,18 @@ class OutputGuard:
         self.clamped_total = 0
         self.rate_limited_total = 0
         self.fault_reason: str | None = None
+
+    #: The guard's state in a snapshot (issue 12 part 4): the last output (rate limit), counters, the latch.
+    SNAPSHOT_FIELDS = ("last_n", "nonfinite_ticks", "nonfinite_total", "clamped_total", "rate_limited_total",
+                       "fault_reason")
+
+    def snapshot(self) -> State:
+        """Return the last output (the rate limit's reference), the counters and the fault latch."""
+        return capture(self, self.SNAPSHOT_FIELDS)
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot`."""
+        apply_state(self, state, self.SNAPSHOT_FIELDS)
 
     def apply(self, demand_n: Sequence[float] | None, allow: bool, dt_s: float) -> list[float]:
         """Return the thrusts allowed onto the bus this tick (per tick).

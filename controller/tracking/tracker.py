@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -49,6 +49,7 @@ from controller.tracking.models import (
     kf_update,
 )
 from controller.tracking.tracks import Track, TrackerConfig, TrackMeta, max_eig_2x2, snapshot_tracks
+from hal.snapshot import JsonValue, State, apply, capture
 
 __all__ = ["TrackerConfig", "Track", "Tracker"]
 
@@ -92,6 +93,20 @@ class Tracker:
         self.tracks_initiated = 0
         self.tracks_deleted = 0
         self.tracks_confirmed = 0
+
+    # ----------------------------------------------------------------- snapshot
+    #: The tracker's state in a snapshot (issue 12 part 4): every track's filter state and
+    #: bookkeeping, the snapshots handed out, the id counter and the counters.
+    SNAPSHOT_FIELDS = ("_x", "_p", "_meta", "_time_s", "_next_id", "_snapshot", "scans", "rejected_detections",
+                       "tracks_initiated", "tracks_deleted", "tracks_confirmed")
+
+    def snapshot(self) -> State:
+        """Return the tracks (state vectors, covariances, bookkeeping), the next id and the counters."""
+        return capture(self, self.SNAPSHOT_FIELDS)
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` of a tracker with the same configuration."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
 
     # ----------------------------------------------------------------- queries
     @property

@@ -9,13 +9,14 @@ dropped from the allocation until the vehicle is back in ``idle``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from controller.components.seam import TickView
 from controller.control import PoseGains, pose_pd_wrench
 from controller.mission import MissionExecutor
+from hal.snapshot import JsonValue, Snapshottable, State, apply, capture, part
 
 
 class AllocationResult(Protocol):
@@ -70,6 +71,34 @@ class PoseControl:
         self.last_wrench: tuple[float, float, float] | None = None
         self.last_achieved: tuple[float, float, float] | None = None
         self.last_saturated = False
+
+    #: The controller's own state in a snapshot (issue 12 part 4): counters, failed
+    #: thrusters and the last step's values; the mission and the allocator are nested.
+    SNAPSHOT_FIELDS = ("alloc_ticks", "saturated_ticks", "unallocated_sq", "failed_thrusters", "failures_handled",
+                       "_span_reason", "last_setpoint", "last_wrench", "last_achieved", "last_saturated")
+
+    def snapshot(self) -> State:
+        """Return the counters, failed thrusters, last values, mission progress and allocator state."""
+        out: State = capture(self, self.SNAPSHOT_FIELDS)
+        out["mission"] = None if self.mission is None else self.mission.snapshot()
+        out["allocator"] = self.allocator.snapshot() if isinstance(self.allocator, Snapshottable) else None
+        return out
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot`.
+
+        An allocator without a snapshot of its own is re-planned around the failed
+        thrusters, as :meth:`thruster_failures` did (its plan is a function of them).
+        """
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        if self.mission is not None:
+            self.mission.restore(part(state, "mission"))
+        if isinstance(self.allocator, Snapshottable):
+            self.allocator.restore(part(state, "allocator"))
+        else:
+            set_failures = getattr(self.allocator, "set_failures", None)
+            if set_failures is not None:
+                set_failures(stuck_closed=sorted(self.failed_thrusters))
 
     def step(self, view: TickView) -> ControlStep:
         """Per tick, in ``allocate``: the thrust demand (N,) in N, or None without a pose."""

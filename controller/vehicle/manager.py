@@ -26,6 +26,7 @@ from controller.vehicle.control import PoseControl
 from controller.vehicle.faults import FaultBook
 from controller.vehicle.post import post_step
 from controller.vehicle.safety import SafeStop
+from hal.snapshot import JsonValue, SnapshotError, State, apply, capture, part
 
 if TYPE_CHECKING:
     from controller.fsm import FsmEngine
@@ -137,6 +138,59 @@ class Vehicle(SafeStop):
             own(self, view)
         for fn in self._handlers.get(name, ()):
             fn(view)
+
+    # ------------------------------------------------------------------ snapshot
+    #: The manager's own state in a snapshot (issue 12 part 4): tick, POST, queued events,
+    #: transitions, the barrier's and the safe stop's latches.
+    SNAPSHOT_FIELDS = ("output_inhibit", "exception_reason", "exceptions_caught", "shutdown_reason",
+                       "shutdown_started_s", "shutdown_zero_ticks", "tick_index", "now_s", "post_started_s",
+                       "post_result", "post_passed", "pending_events", "transitions", "demand_n", "first_fault",
+                       "last_refusal", "_guard_faulted")
+
+    def snapshot(self) -> State:
+        """Return the vehicle's controller-side state at the end of a tick (issue 12 part 4).
+
+        Its own state, the fault book, the FSM, pose control (mission progress, allocator
+        warm start), the output guard, each CAN port's counters and bus health, and each
+        component's :meth:`~controller.components.seam.Component.snapshot` (drivers,
+        ingress freshness, partial frames, tracker, PWM carry...). Never a bus, thread,
+        clock or sink. JSON values (:mod:`hal.snapshot`), floats exact.
+
+        Raises
+        ------
+        hal.snapshot.SnapshotError
+            When some state has no snapshot encoding, or two components share a name.
+        """
+        comps: State = {}
+        for c in self.components:
+            if c.name in comps:
+                raise SnapshotError(f"two components named {c.name!r}")
+            comps[c.name] = c.snapshot()
+        return {"vehicle": capture(self, self.SNAPSHOT_FIELDS), "faults": self.faults.snapshot(),
+                "fsm": self.fsm.snapshot(), "control": self.control.snapshot(), "guard": self.guard.snapshot(),
+                "ports": {name: port.snapshot() for name, port in self.can_ports.items()},
+                "components": comps}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` into a vehicle built from the same rig (a replay).
+
+        Raises
+        ------
+        hal.snapshot.SnapshotError
+            When the snapshot does not fit this vehicle (another set of ports or components).
+        """
+        ports, comps = part(state, "ports"), part(state, "components")
+        if set(ports) != set(self.can_ports) or set(comps) != {c.name for c in self.components}:
+            raise SnapshotError(f"snapshot of another vehicle: ports {sorted(ports)}, components {sorted(comps)}")
+        apply(self, part(state, "vehicle"), self.SNAPSHOT_FIELDS)
+        self.faults.restore(part(state, "faults"))
+        self.fsm.restore(part(state, "fsm"))
+        self.control.restore(part(state, "control"))
+        self.guard.restore(part(state, "guard"))
+        for name, port in self.can_ports.items():
+            port.restore(part(ports, name))
+        for c in self.components:
+            c.restore(part(comps, c.name))
 
     # ------------------------------------------------------------------ the tick
     def read(self, now_s: float) -> None:

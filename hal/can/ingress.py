@@ -36,13 +36,14 @@ signal names; the ARS408 driver uses it with DLC/range/freshness only. No I/O, n
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import can
 
 from hal.can.codec import DbcCodec, Decoded, _Entry
 from hal.errors import BusConfigError, HalError
+from hal.snapshot import JsonValue, SnapshotError, State, apply, capture, encode
 
 __all__ = ["IngressSpec", "StreamState", "IngressChecker", "REJECT_REASONS"]
 
@@ -115,6 +116,10 @@ class StreamState:
     __slots__ = ("name", "period_s", "stale_after_s", "last_rx_s", "accepted",
                  "last_counter", "counter_score", "counter_invalid", "irregular_score",
                  "recovering", "good_gaps", "last_seen_s")
+
+    #: The fields that change per frame (a snapshot's part; the rest is configuration).
+    STATE = ("last_rx_s", "accepted", "last_counter", "counter_score", "counter_invalid", "irregular_score",
+             "recovering", "good_gaps", "last_seen_s")
 
     def __init__(self, name: str, period_s: float | None, stale_after_s: float | None,
                  regular: bool) -> None:
@@ -293,6 +298,28 @@ class IngressChecker:
     def timing_warning(self, name: str) -> bool:
         """Return True when a regular stream arrives at the wrong rhythm (half rate, bursts)."""
         return self.stream(name).irregular_score >= self._warn_score
+
+    # ------------------------------------------------------------------ snapshot
+    def snapshot(self) -> State:
+        """Return the checker's state: rejects by reason, each stream's freshness and counters (issue 12)."""
+        return {"rejects": encode(self._rejects),
+                "streams": {name: capture(st, StreamState.STATE) for name, st in self._streams.items()}}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` of a checker built with the same specs.
+
+        Raises
+        ------
+        SnapshotError
+            When the snapshot names a stream this checker does not have.
+        """
+        apply(self, {"_rejects": state["rejects"]})
+        streams = state["streams"]
+        assert isinstance(streams, dict)
+        for name, st in streams.items():
+            if name not in self._streams or not isinstance(st, dict):
+                raise SnapshotError(f"ingress checker has no stream {name!r}")
+            apply(self._streams[name], st, StreamState.STATE)
 
     # ------------------------------------------------------------------ per frame
     def check(self, msg: can.Message, now_s: float) -> Decoded | None:

@@ -32,6 +32,8 @@ from typing import Any, Protocol
 import can
 from can import BusState
 
+from hal.snapshot import JsonValue, State, apply, capture
+
 __all__ = ["CanPort", "FrameHandler", "CAN_ERR_BUSOFF", "CAN_ERR_CRTL",
            "CAN_ERR_RESTARTED"]
 
@@ -274,6 +276,21 @@ class CanPort:
             return False
         self._counts["tx_flushes"] += 1
         return True
+
+    # ------------------------------------------------------------------ snapshot
+    #: What a snapshot of the port holds: its counters, bus health and the IDs it sends.
+    #: Not the bus, the handlers or the logger (wiring), nor the last exceptions (kept
+    #: for a human; no tick reads them).
+    SNAPSHOT_FIELDS = ("_counts", "_unknown_ids", "_consecutive_send_failures", "_consecutive_rx_failures",
+                       "_frame_state", "_state", "_own_tx")
+
+    def snapshot(self) -> State:
+        """Return the port's state: counters, consecutive failures, bus state, own TX IDs (issue 12)."""
+        return capture(self, self.SNAPSHOT_FIELDS)
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` (the checkers are restored by the drivers that own them)."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
 
     # ------------------------------------------------------------------ health
     def _on_error_frame(self, msg: can.Message) -> None:

@@ -65,6 +65,7 @@ from firmware_bridge.protocols.frames import FrameError, Mount
 from hal.can.codec import DbcCodec
 from hal.can.ingress import IngressChecker, IngressSpec
 from hal.errors import BusConfigError
+from hal.snapshot import JsonValue, State, apply, capture, capture_all, part, restore_all
 
 __all__ = [
     "Ars408Config",
@@ -369,6 +370,24 @@ class Ars408Driver:
             self.assembler.on_status, self.assembler.on_general,
             self.assembler.on_quality, self.assembler.on_extended,
         )
+
+    # ------------------------------------------------------------------ snapshot
+    #: A snapshot's fields (issue 12 part 4): cycles, health, freshness and reject streaks;
+    #: the cycle being assembled and the ingress checks beside them.
+    SNAPSHOT_FIELDS = ("_start_s", "frames", "decoded", "_rejects", "_cycles", "last_cycle", "_last_cycle_s",
+                       "_good_run", "_needed_run", "_was_stale", "health", "_last_state_s", "version",
+                       "_value_reject_in_cycle", "_value_rejects_seen", "_reject_streak", "_next_ego_s")
+
+    def snapshot(self) -> State:
+        """Return the driver's state (:mod:`hal.snapshot`): latest values, counters, partial input."""
+        return {**capture(self, self.SNAPSHOT_FIELDS), "ingress": self.ingress.snapshot(),
+                "assembler": capture_all(self.assembler)}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` into a driver built from the same configuration."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        self.ingress.restore(part(state, "ingress"))
+        restore_all(self.assembler, part(state, "assembler"))  # in place: the handlers are its bound methods
 
     # ------------------------------------------------------------------ ids
     @property

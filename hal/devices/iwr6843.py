@@ -36,6 +36,8 @@ from firmware_bridge.protocols.iwr6843 import (
 )
 from hal.errors import BusConfigError, HalError
 from hal.serial.link import SerialLink
+from hal.snapshot import JsonValue, State, capture, capture_all, part, restore_all
+from hal.snapshot import apply as apply_state
 
 __all__ = [
     "Iwr6843Driver",
@@ -330,6 +332,23 @@ class Iwr6843Driver:
         self.reopens = 0
         self.stale_events = 0
         self.last_link_error = ""
+
+    # ------------------------------------------------------------------ snapshot
+    #: A snapshot's fields (issue 12 part 4): freshness, reopen backoff, frame numbering,
+    #: counters; the parser's partial packet beside them.
+    SNAPSHOT_FIELDS = ("_backoff_s", "_next_reopen_s", "_first_poll_s", "_last_fresh_s", "_last_frame_number",
+                       "_was_stale", "last_scan", "bytes_read", "scans", "detections", "frame_number_gaps",
+                       "frame_number_repeats", "read_budget_hits", "link_errors", "reopens", "stale_events",
+                       "last_link_error")
+
+    def snapshot(self) -> State:
+        """Return the driver's state (:mod:`hal.snapshot`): latest values, counters, partial input."""
+        return {**capture(self, self.SNAPSHOT_FIELDS), "parser": capture_all(self.parser)}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` into a driver built from the same configuration."""
+        apply_state(self, state, self.SNAPSHOT_FIELDS)
+        restore_all(self.parser, part(state, "parser"))
 
     @property
     def mount(self) -> Mount:

@@ -14,6 +14,7 @@ offers ``reopen()`` the driver retries with exponential backoff (SAFETY.md D12).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from firmware_bridge.errors import ProtocolError
@@ -36,6 +37,7 @@ from firmware_bridge.protocols.qiki_mcu import (
 )
 from hal.errors import BusConfigError, BusError
 from hal.serial.link import SerialLink
+from hal.snapshot import JsonValue, State, apply, capture, capture_all, part, restore_all
 
 __all__ = ["McuDriver", "firmware_accepted", "parse_firmware_spec"]
 
@@ -190,6 +192,22 @@ class McuDriver:
             "heartbeats_tx": 0,
         }
         self._seq_gaps_by_id: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ snapshot
+    #: A snapshot's fields (issue 12 part 4): the latest messages, sequence numbers, timers,
+    #: counters; the decoder's partial frame beside them.
+    SNAPSHOT_FIELDS = ("hello", "status", "imu", "pose", "hello_rx_s", "status_rx_s", "imu_rx_s", "pose_rx_s",
+                       "link_up", "last_link_error", "_tx_seq", "_rx_seq", "_next_heartbeat_s", "_next_reopen_s",
+                       "_backoff_s", "_counters", "_seq_gaps_by_id")
+
+    def snapshot(self) -> State:
+        """Return the driver's state (:mod:`hal.snapshot`): latest values, counters, partial input."""
+        return {**capture(self, self.SNAPSHOT_FIELDS), "decoder": capture_all(self._decoder)}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` into a driver built from the same configuration."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        restore_all(self._decoder, part(state, "decoder"))
 
     # ------------------------------------------------------------------ read phase
     def poll(self, now_s: float) -> int:

@@ -11,11 +11,14 @@ Protocol: ``firmware_bridge/protocols/tank_pressure.py`` (byte layout, physical 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import can
 
 from firmware_bridge.protocols import tank_pressure as tp
 from hal.can.codec import DbcCodec
 from hal.can.ingress import IngressChecker, IngressSpec
+from hal.snapshot import JsonValue, State, apply, capture, part
 
 __all__ = ["TankPressureDriver"]
 
@@ -51,6 +54,19 @@ class TankPressureDriver:
         self.reading: tp.TankReading | None = None
         self.min_pressure_seen_bar: float | None = None
         self.max_pressure_seen_bar: float | None = None
+
+    # ------------------------------------------------------------------ snapshot
+    #: A snapshot's fields (issue 12 part 4): what the driver learnt from its bus; the rest is configuration.
+    SNAPSHOT_FIELDS = ("reading", "min_pressure_seen_bar", "max_pressure_seen_bar")
+
+    def snapshot(self) -> State:
+        """Return the driver's state (:mod:`hal.snapshot`): latest values, counters, partial input."""
+        return {**capture(self, self.SNAPSHOT_FIELDS), "checker": self._checker.snapshot()}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` into a driver built from the same configuration."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        self._checker.restore(part(state, "checker"))
 
     # ------------------------------------------------------------------ identity
     @property

@@ -11,7 +11,7 @@ Protocol: ``firmware_bridge/protocols/valve_board.py`` (byte layout, checksum ru
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import can
 
@@ -20,6 +20,7 @@ from firmware_bridge.protocols import valve_board as vb
 from hal.can.codec import CanEncodeError, DbcCodec
 from hal.can.ingress import IngressChecker, IngressSpec
 from hal.errors import BusConfigError
+from hal.snapshot import JsonValue, State, apply, capture, part
 
 __all__ = ["NODE_ID_MAX", "WATCHED_MESSAGES", "ValveBoardDriver"]
 
@@ -90,6 +91,19 @@ class ValveBoardDriver:
         self._rebooted = False
         self.reboot_count = 0
         self._seen_operational = False
+
+    # ------------------------------------------------------------------ snapshot
+    #: A snapshot's fields (issue 12 part 4): what the driver learnt from its bus; the rest is configuration.
+    SNAPSHOT_FIELDS = ("_counter", "status", "heartbeat", "_rebooted", "reboot_count", "_seen_operational")
+
+    def snapshot(self) -> State:
+        """Return the driver's state (:mod:`hal.snapshot`): latest values, counters, partial input."""
+        return {**capture(self, self.SNAPSHOT_FIELDS), "checker": self._checker.snapshot()}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` into a driver built from the same configuration."""
+        apply(self, state, self.SNAPSHOT_FIELDS)
+        self._checker.restore(part(state, "checker"))
 
     # ------------------------------------------------------------------ identity
     @property

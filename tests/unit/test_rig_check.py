@@ -466,7 +466,8 @@ def test_every_shipped_rig_passes_check_rig(path):
 
 
 def test_shipped_rigs_exist():
-    assert [p.name for p in RIGS] == ["virtual.yaml", "virtual_rtu.yaml", "virtual_tank.yaml"]
+    assert [p.name for p in RIGS] == ["bench_two_process.yaml", "field_laptop.yaml", "qiki1_pi.yaml", "virtual.yaml",
+                                      "virtual_rtu.yaml", "virtual_tank.yaml"]
 
 
 def test_rig_check_opens_no_port(tmp_path, monkeypatch):

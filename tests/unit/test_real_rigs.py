@@ -1,0 +1,72 @@
+"""The real rig files pass ``qiki rig check`` and say what the hardware is (issue 13, part 1).
+
+``rigs/qiki1_pi.yaml``: SocketCAN ``can0`` at 500 kbit/s (valve board, ARS408), the MCU
+and the IWR6843 on ``/dev/qiki-*`` udev names, JK BMS and PDU on Modbus RTU over the
+RS-485 adapter, SCHED_FIFO + CPU affinity + mlockall. ``rigs/field_laptop.yaml``: the
+same vehicle through a python-can USB adapter. Both keep the vehicle of
+``rigs/virtual.yaml`` and have no emulation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import can
+import pytest
+
+from controller.cli import main
+from controller.config import CanBusCfg, ModbusBusCfg, SerialBusCfg, load_rig
+from controller.monitor.source import LISTEN_ONLY_OPTIONS
+from controller.rig import CheckedRig, check_rig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _checked(name: str) -> CheckedRig:
+    rig, path = load_rig(ROOT / "rigs" / name)
+    return check_rig(rig, path)
+
+
+@pytest.mark.parametrize("name", ["qiki1_pi.yaml", "field_laptop.yaml"])
+def test_real_rig_same_vehicle_as_virtual(name: str) -> None:
+    checked = _checked(name)
+    virtual, _ = load_rig(ROOT / "rigs" / "virtual.yaml")
+    rig = checked.cfg
+    assert rig.emulation is None
+    assert rig.vehicle == virtual.vehicle and rig.thrusters == virtual.thrusters
+    assert rig.devices == virtual.devices
+    assert checked.valve_board_name == "valves" and checked.mcu_name == "mcu"
+    mcu, sr, power = rig.buses["mcu"], rig.buses["sr"], rig.buses["power"]
+    assert isinstance(mcu, SerialBusCfg) and mcu.url == "/dev/qiki-mcu" and mcu.baudrate == 921_600
+    assert isinstance(sr, SerialBusCfg) and sr.url == "/dev/qiki-iwr6843"
+    assert isinstance(power, ModbusBusCfg) and power.url == "rtu:///dev/qiki-rs485?baudrate=115200"
+    can0 = rig.buses["can0"]
+    assert isinstance(can0, CanBusCfg) and can0.bitrate_bps == 500_000
+    assert can0.interface in can.interfaces.VALID_INTERFACES
+
+
+def test_pi_rig_socketcan_and_realtime_knobs() -> None:
+    rig = _checked("qiki1_pi.yaml").cfg
+    can0 = rig.buses["can0"]
+    assert isinstance(can0, CanBusCfg)
+    assert (can0.interface, can0.channel) == ("socketcan", "can0")
+    rt = rig.controller.realtime
+    assert rt.sched_fifo_priority is not None and rt.sched_fifo_priority > 50  # above the IRQ threads
+    assert rt.cpu_affinity == [3] and rt.mlockall and rt.gc_freeze
+    assert rig.controller.require_doctor
+
+
+def test_laptop_rig_usb_adapter_listen_only_capable() -> None:
+    rig = _checked("field_laptop.yaml").cfg
+    can0 = rig.buses["can0"]
+    assert isinstance(can0, CanBusCfg)
+    assert (can0.interface, can0.channel) == ("pcan", "PCAN_USBBUS1")
+    # qiki monitor puts this adapter in listen-only mode (controller/monitor/source.py)
+    assert can0.interface in LISTEN_ONLY_OPTIONS
+    assert rig.controller.realtime.sched_fifo_priority is None
+
+
+@pytest.mark.parametrize("name", ["qiki1_pi.yaml", "field_laptop.yaml"])
+def test_qiki_rig_check_cli(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rig", "check", str(ROOT / "rigs" / name)]) == 0
+    assert "ok (8 thrusters, 4 buses, 6 devices)" in capsys.readouterr().out
