@@ -320,6 +320,11 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         forced = exc
         stats = loop.stats
         vehicle.send_zero(built.clock.now_s())
+    except Exception:
+        # an error outside the vehicle's own barrier (the record phase, the snapshot hook,
+        # the progress line): no valve stays commanded while it propagates (exit 70)
+        vehicle.send_zero(last_tick[1])
+        raise
     finally:
         notifier.stopping(vehicle.shutdown_reason or "loop ended")
         stop_req.force_enabled = False

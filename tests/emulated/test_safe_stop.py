@@ -169,3 +169,26 @@ def test_duration_that_cuts_the_mission_short_is_incomplete(run_opts):
     assert code == 1
     assert summary["result"] == "duration elapsed: mission incomplete (0/4 waypoints)"
     assert summary["final_state"] == "idle"
+
+
+def test_an_error_outside_the_vehicle_barrier_leaves_zero_and_a_finished_record(run_opts, monkeypatch):
+    """An exception in the run's record phase (after the vehicle's tick) propagates, but the last
+    valve command on the bus is zero and run.mcap is finished."""
+    import controller.run as run_mod
+    from controller.record.reader import validate
+
+    real = run_mod.tick_record
+
+    def failing(vehicle):
+        if any(vehicle.valves.last_duty_pct):  # the first tick that commanded thrust
+            raise RuntimeError("record phase blew up")
+        return real(vehicle)
+
+    monkeypatch.setattr(run_mod, "tick_record", failing)
+    with pytest.raises(RuntimeError, match="record phase blew up"):
+        run_main_job(run_opts())
+    folder = next((Path(run_opts().runs_dir)).iterdir())
+    cmds = _commands(folder)
+    assert any(d != bytes(6) for _, d in cmds)
+    assert cmds[-1][1] == bytes(6)
+    assert (folder / "run.mcap").is_file() and validate(folder / "run.mcap") == []
