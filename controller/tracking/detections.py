@@ -13,15 +13,11 @@ from typing import Protocol
 
 from controller.tracking.models import Detection
 
-__all__ = ["BodyFrameObject", "BodyFramePoint", "sr_tracking_detection", "tracking_detection"]
+__all__ = ["BodyFrameObject", "BodyFramePoint", "BodyFramePosition", "sr_tracking_detection", "tracking_detection"]
 
 
-class BodyFrameObject(Protocol):
-    """A radar object in the vehicle body frame (e.g. :class:`firmware_bridge.protocols.ars408.Detection`)."""
-
-    @property
-    def obj_id(self) -> int:
-        """The radar's object id."""
+class BodyFramePosition(Protocol):
+    """What every radar return shares: a position in the vehicle body frame and a range."""
 
     @property
     def x_body_m(self) -> float:
@@ -33,7 +29,15 @@ class BodyFrameObject(Protocol):
 
     @property
     def range_m(self) -> float:
-        """Range from the radar, m."""
+        """Range (slant range for a point) from the radar, m."""
+
+
+class BodyFrameObject(BodyFramePosition, Protocol):
+    """A radar object in the vehicle body frame (e.g. :class:`firmware_bridge.protocols.ars408.Detection`)."""
+
+    @property
+    def obj_id(self) -> int:
+        """The radar's object id."""
 
     @property
     def rcs_dbsm(self) -> float:
@@ -60,20 +64,8 @@ def tracking_detection(det: BodyFrameObject, *, source: str = "lr") -> Detection
                      object_id=det.obj_id, rcs_dbsm=det.rcs_dbsm)
 
 
-class BodyFramePoint(Protocol):
+class BodyFramePoint(BodyFramePosition, Protocol):
     """A short-range radar point in the vehicle body frame (e.g. :class:`hal.devices.iwr6843.SrDetection`)."""
-
-    @property
-    def x_body_m(self) -> float:
-        """Forward position in the body frame, m."""
-
-    @property
-    def y_body_m(self) -> float:
-        """Left position in the body frame, m."""
-
-    @property
-    def range_m(self) -> float:
-        """Slant range from the radar, m."""
 
     @property
     def azimuth_body_rad(self) -> float:
