@@ -33,6 +33,7 @@ Topic families (docs/flight-record.md):
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -205,14 +206,27 @@ class FlightLog:
         self.recorder = recorder
         self.cursor = cursor
         self._channels: dict[str, int] = {}
+        # a channel's first message may come from another thread (the emulator's fault
+        # events): registration numbers channels in order, so it is serialised
+        self._register_lock = threading.Lock()
 
     def put(self, topic: str, record: Mapping[str, object]) -> None:
-        """Write ``record`` on ``topic`` at the current tick's time."""
+        """Write ``record`` on ``topic`` at the current tick's time (any thread).
+
+        Raises
+        ------
+        KeyError
+            For a topic of no known family (:func:`schema_key`).
+        """
         ch = self._channels.get(topic)
         if ch is None:
-            key = schema_key(topic)
-            name, schema = SCHEMAS[key]
-            ch = self._channels[topic] = self.recorder.channel(topic, name, schema, finite=key in FINITE_SCHEMAS)
+            with self._register_lock:
+                ch = self._channels.get(topic)
+                if ch is None:
+                    key = schema_key(topic)
+                    name, schema = SCHEMAS[key]
+                    ch = self.recorder.channel(topic, name, schema, finite=key in FINITE_SCHEMAS)
+                    self._channels[topic] = ch
         self.recorder.write(ch, self.cursor.now_ns, record)
 
     def idle(self, remaining_s: float) -> None:
