@@ -69,18 +69,23 @@ def test_injected_valve_board_faults_are_flagged(tmp_path):
     injector = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
     observer = can.Bus(interface="virtual", channel=channel)  # sees every frame anyone sends
     opened = threading.Event()
+    all_counted = threading.Event()
     stop = threading.Event()
     result: dict = {}
     opts = MonitorOptions(interface="virtual", channel=channel, log_path=tmp_path / "bus.blf")
 
+    def on_update(report: dict) -> None:
+        if report.get("frames", 0) >= len(frames):
+            all_counted.set()
+
     def run() -> None:
-        result["report"] = run_monitor(model, opts, stop=stop, on_open=lambda _line: opened.set())
+        result["report"] = run_monitor(model, opts, stop=stop, on_open=lambda _line: opened.set(),
+                                       on_update=on_update, update_period_s=0.05)
 
     th = threading.Thread(target=run)
     th.start()
     try:
-        assert opened.wait(10.0)
-        time.sleep(0.1)  # the monitor's bus is connected once on_open ran; let the reader start
+        assert opened.wait(10.0)  # the monitor's bus is open: frames sent from now on queue for it
         for msg in frames:
             injector.send(msg)
         seen = []
@@ -89,7 +94,7 @@ def test_injected_valve_board_faults_are_flagged(tmp_path):
             m = observer.recv(0.1)
             if m is not None:
                 seen.append(m)
-        time.sleep(0.5)  # the monitor drains its queue
+        assert all_counted.wait(10.0), "the monitor did not count every frame"
     finally:
         stop.set()
         th.join(10.0)
