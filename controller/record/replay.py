@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,6 +215,13 @@ def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iter
     after_tick : int, optional
         Ignore messages of this and earlier ticks (a replay from the snapshot after it).
 
+    Returns
+    -------
+    CheckReport
+        Per compared topic the counts recorded / replayed / differing, and the first
+        divergence (lowest tick over all topics), None when identical. Equality is of the
+        decoded JSON messages, so floats compare bit for bit (JSON keeps a float's repr).
+
     Notes
     -----
     ``/snapshot`` is compared when the record holds snapshots: a replay takes them after
@@ -248,15 +255,3 @@ def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iter
 def inputs_of(run: RecordedRun) -> ReplayInputs:
     """Index the recorded inputs (and send outcomes) of a run for the replay ports."""
     return ReplayInputs.from_records(run.messages)
-
-
-def iter_topics(messages: Iterable[tuple[str, Record]], prefix: str) -> Iterator[Record]:
-    """Yield the records of topics starting with ``prefix``."""
-    for topic, rec in messages:
-        if topic.startswith(prefix):
-            yield rec
-
-
-def options_for_replay(run: RecordedRun) -> Mapping[str, object]:
-    """Return the recorded run options (rig, mission, seed, arm, duration_s, realtime...)."""
-    return run.options
