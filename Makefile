@@ -65,6 +65,7 @@ BENCH_OUT ?= runs/bench
 bench: $(STAMP)
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/allocation.py > $(BENCH_OUT)/allocation.json
+	$(PY) bench/codec.py > $(BENCH_OUT)/codec.json
 	$(PY) bench/lockstep.py > $(BENCH_OUT)/lockstep.json
 	$(PY) bench/tick.py --out $(BENCH_OUT)/tick.json > /dev/null
 	if [ -f bench/record.py ]; then $(PY) bench/record.py > $(BENCH_OUT)/record.json; fi

@@ -1,7 +1,7 @@
 """One-screen table of every bench figure against its target (``make bench``, issue 16).
 
 Reads the JSON files the benches wrote into one folder (``allocation.json``,
-``lockstep.json``, ``tick.json``, ``record.json``, ``console.json``; each optional) and
+``codec.json``, ``lockstep.json``, ``tick.json``, ``record.json``, ``console.json``; each optional) and
 prints one row per figure: bench, figure, value, target, verdict (``ok``, ``MISS``, or
 ``-`` when the figure has no target or is absent). Figures are ratios of one run where
 the issue asks for ratios (this is a shared 2-core machine).
@@ -69,6 +69,16 @@ def rows(folder: Path) -> list[Row]:
         out.append(_row("allocation", "6x12 worst rel. error vs BVLS", acc, "<=", 1e-9))
         if "daqp_note" in alloc:
             out.append(("allocation", "daqp", alloc["daqp_note"], "", "-"))
+    codec = _load(folder, "codec")
+    if codec is None:
+        out.append(("codec", "(not run)", "absent", "", "-"))
+    else:
+        for label in ("vb_command", "ars408_obj_general"):
+            out.append(_row("codec", f"{label} encode / cantools", _get(codec, label, "encode_ratio"), "<=", 1.0))
+            out.append(_row("codec", f"{label} decode / cantools", _get(codec, label, "decode_ratio_vs_cantools"),
+                            "<=", 1.0))
+        out.append(_row("codec", "CRC-8 E2E / previous", _get(codec, "crc8_e2e", "ratio"), "<=", 1.0))
+        out.append(_row("codec", "CRC-16/MODBUS / previous", _get(codec, "crc16_modbus_40B", "ratio"), "<=", 1.0))
     tick = _load(folder, "tick")
     if tick is None:
         out.append(("tick", "(not run)", "absent", "", "-"))
