@@ -89,8 +89,7 @@ def rows(folder: Path) -> list[Row]:
             out.append(_row("tick", f"{name}: period err p99 / cyclictest", c.get("period_p99_ratio_vs_cyclictest"),
                             "<=", 1.2))
             out.append(_row("tick", f"{name}: controller CPU % of a core", c.get("cpu_pct_of_core"), "<=", 35))
-            out.append(_row("tick", f"{name}: result / final state",
-                            f"{c.get('result')} / {c.get('final_state')}"))
+            out.append(_row("tick", f"{name}: final state", c.get("final_state")))
             if "error" in c:
                 out.append(_row("tick", f"{name}: error", c["error"]))
     for name in ("record", "console"):
@@ -123,13 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args[0] if args else "runs/bench")
     table = rows(folder)
     widths = [max(len(str(r[i])) for r in table) for i in range(5)]
-    widths = [min(w, 48) for w in widths]
+    widths = [min(w, 40) for w in widths]
     head = ("bench", "figure", "value", "target", "verdict")
     widths = [max(w, len(h)) for w, h in zip(widths, head, strict=True)]
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for r in table:
-        print("  ".join(str(c)[:48].ljust(w) for c, w in zip(r, widths, strict=True)))
+        print("  ".join(str(c)[:40].ljust(w) for c, w in zip(r, widths, strict=True)))
     misses = sum(1 for r in table if r[4] == "MISS")
     print(f"\n{misses} figure(s) miss their target; JSON in {folder}/")
     return 0
