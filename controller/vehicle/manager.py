@@ -196,6 +196,7 @@ class Vehicle(SafeStop):
         if set(ports) != set(self.can_ports) or set(comps) != {c.name for c in self.components}:
             raise SnapshotError(f"snapshot of another vehicle: ports {sorted(ports)}, components {sorted(comps)}")
         apply(self, part(state, "vehicle"), self.SNAPSHOT_FIELDS)
+        self._view = None  # the view cache (see view()) is not state
         self.faults.restore(part(state, "faults"))
         self.fsm.restore(part(state, "fsm"))
         self.control.restore(part(state, "control"))
