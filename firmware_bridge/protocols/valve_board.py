@@ -356,6 +356,19 @@ class ValveBoardHeartbeat:
     state: BoardState
 
 
+def _require_finite(message: str, sig: Mapping[str, float], names: Sequence[str]) -> None:
+    """Raise :class:`ProtocolError` naming the first of ``names`` whose value is NaN or infinite."""
+    for name in names:
+        v = sig[name]
+        if not math.isfinite(v):
+            raise ProtocolError(f"{message}: signal {name} is {v!r}, not a finite number")
+
+
+_STATUS_NAMES = ("VB_Sts_ValveOpen", "VB_Sts_ValveFault", "VB_Sts_RailVoltage", "VB_Sts_CmdTimeout",
+                 "VB_Sts_RailOff", "VB_Sts_OverTemp", "VB_Sts_BoardTemp")
+_HEARTBEAT_NAMES = ("VB_HB_Uptime", "VB_HB_FwMajor", "VB_HB_FwMinor", "VB_HB_FwPatch", "VB_HB_State")
+
+
 def status_from_signals(sig: Mapping[str, float], n_valves: int = MAX_VALVES) -> ValveBoardStatus:
     """Build a :class:`ValveBoardStatus` from decoded ``VB_Status`` physical signals.
 
@@ -372,9 +385,13 @@ def status_from_signals(sig: Mapping[str, float], n_valves: int = MAX_VALVES) ->
 
     Raises
     ------
+    ProtocolError
+        If a signal is NaN or infinite (issue 15: the protocol's own error, not a bare
+        ``ValueError`` from ``int(nan)``).
     KeyError
         If a ``VB_Sts_*`` signal of :data:`REQUIRED_SIGNALS` is missing.
     """
+    _require_finite(STATUS, sig, _STATUS_NAMES)
     return ValveBoardStatus(
         valve_open_mask=int(sig["VB_Sts_ValveOpen"]),
         valve_fault_mask=int(sig["VB_Sts_ValveFault"]),
@@ -402,10 +419,12 @@ def heartbeat_from_signals(sig: Mapping[str, float]) -> ValveBoardHeartbeat:
     Raises
     ------
     ProtocolError
-        Unknown state value (the ingress range check rejects it first).
+        Unknown state value (the ingress range check rejects it first), or a signal that
+        is NaN or infinite (issue 15: the protocol's own error, not a bare ``ValueError``).
     KeyError
         If a ``VB_HB_*`` signal is missing.
     """
+    _require_finite(HEARTBEAT, sig, _HEARTBEAT_NAMES)
     try:
         state = BoardState(int(sig["VB_HB_State"]))
     except ValueError as exc:

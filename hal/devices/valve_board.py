@@ -218,7 +218,7 @@ class ValveBoardDriver:
         age = self._checker.age_s(name, now_s)
         if st.counter_invalid:
             return "invalid (wrong counters)"
-        if age is not None and st.stale_after_s is not None and age > st.stale_after_s:
+        if age is not None and self._checker.is_stale(name, now_s):
             return f"stale ({age * 1000:.0f} ms old)"
         if self._checker.timing_warning(name) and not st.recovering:
             return "irregular (half rate or bursts)"
