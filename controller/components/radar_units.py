@@ -167,6 +167,8 @@ class LrRadar:
                 "faults_at_end": list(st.faults), "warnings_at_end": list(st.warnings),
                 "version": ".".join(str(v) for v in st.version) if st.version else None,
             })
+            if st.implausible:  # objects dropped by the plausibility gate (issue 15)
+                block["implausible"] = dict(sorted(st.implausible.items()))
         replay = self.feed.replay_summary() if self.feed is not None else None
         if replay is not None:
             block["replay"] = replay
