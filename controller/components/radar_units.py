@@ -263,6 +263,8 @@ class SrRadar:
             block.update({"frames": s["frames"], "cycles": s["frames"], "rejects": s["rejects"],
                           "resyncs": s["resyncs"], "detections": self.detections,
                           "stale_at_end": self.stale})
+            if s["points_dropped"]:  # points outside the gate (issue 15)
+                block["implausible"] = s["points_dropped"]
         if self.emulator is not None and self.mode == "replay":
             block["replay"] = {"frames_in_capture": self.emulator.replay_frames,
                                "frames_sent": self.emulator.frames_sent}
