@@ -24,6 +24,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Footer, ProgressBar, Static
 
 from controller.console.tui.hold import HoldGesture
@@ -215,7 +216,11 @@ class ConsoleApp(App[int]):
                 await self.link.send_command("arm", hold_ms=hold_ms)
         elif self.playing and self.timeline is not None:
             self._seek_s(REFRESH_S)
-        self.refresh_view()
+        try:
+            self.refresh_view()
+        except NoMatches:
+            # the timer fired while the app was closing (its widgets are gone)
+            log.debug("refresh after the widgets were removed")
 
     # ------------------------------------------------------------------ live actions
     async def action_estop(self) -> None:

@@ -91,7 +91,7 @@ class HoldGesture:
         elapsed = now_s - self.started_s
         if self.hold_s <= elapsed <= self.confirm_window_s:
             self.cancel()
-            return int(elapsed * 1000)
+            return round(elapsed * 1000)
         self.cancel()
         return None
 
@@ -100,5 +100,5 @@ class HoldGesture:
         elapsed = now_s - self.started_s
         if elapsed >= self.hold_s:
             self.cancel()
-            return int(elapsed * 1000)
+            return round(elapsed * 1000)
         return None

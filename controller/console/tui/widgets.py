@@ -61,6 +61,8 @@ class HeaderBar(Static):
         else:
             link = "DOWN" if not view.connected else fmt(view.link_age_s, " s", 2)
             t.append(f"  link: {link}", "bold red" if not view.connected or is_stale(view.link_age_s) else "")
+        if view.waypoints:
+            t.append(f"  wp {view.waypoints_reached or 0}/{len(view.waypoints)}")
         t.append("  REC" if view.recording else "  no rec", "bold red" if view.recording else _STALE)
         t.append(f"  t={fmt(view.t_s, ' s', 2)}  {mode}", "grey62")
         self.update(t)
