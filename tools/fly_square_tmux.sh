@@ -44,7 +44,7 @@ wait_for " ARMED " 10
 tmux send-keys -t "$S:console" m                 # mission start
 wait_for " ACTIVE " 10
 wait_for "wp 1/4" 60
-wait_for "wp 4/4" 120
+wait_for "wp 4/4" 240
 screen
 tmux send-keys -t "$S:console" d                 # disarm
 wait_for " IDLE " 10

@@ -16,7 +16,6 @@ Keys (recorded run)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -104,7 +103,7 @@ class ConsoleApp(App[int]):
         self.index = 0
         self.playing = False
         self.hold = HoldGesture()
-        self._link_task: asyncio.Task[None] | None = None
+        self._drawn: tuple[object, ...] | None = None
 
 
     def compose(self) -> ComposeResult:
@@ -129,16 +128,14 @@ class ConsoleApp(App[int]):
         """Start the link (live) and the refresh timer."""
         self.query_one("#map").border_title = "table (x right, y up; grid 0.5 m)"
         if self.link is not None:
-            self._link_task = asyncio.create_task(self.link.run())
+            self.link.start()
         self.set_interval(REFRESH_S, self._tick)
         self.refresh_view()
 
     async def on_unmount(self) -> None:
         """Close the link."""
         if self.link is not None:
-            await self.link.close()
-            if self._link_task is not None:
-                self._link_task.cancel()
+            self.link.stop()
 
     # ------------------------------------------------------------------ view
     def current_view(self) -> ConsoleView:
@@ -153,26 +150,35 @@ class ConsoleApp(App[int]):
             v.notes = [self.link.error, *v.notes]
         return v
 
-    def refresh_view(self) -> None:
-        """Redraw every panel."""
+    def refresh_view(self, force: bool = True) -> None:
+        """Redraw the panels; with ``force`` False only when the view, the history or the size changed."""
         v = self.current_view()
         if self.timeline is not None:
             mode = f"record {self.timeline.path}"
-            trail = self.timeline.trail(self.index)
+            key: tuple[object, ...] = (self.index, self.playing, self.size)
         else:
             assert self.link is not None
             mode = f"live {self.link.url.split('?')[0]}"
             if self.link.role == "observer":
                 mode += " (observer)"
-            trail = list(self.link.trail)
+            key = (id(v), v.connected, self.size, tuple((r.id, r.status) for r in list(self.link.history)[-12:]))
         self.query_one(HeaderBar).show(v, mode)
+        if self.link is not None:
+            self._draw_hold()
+        if not force and key == self._drawn:
+            return
+        self._drawn = key
+        if self.timeline is not None:
+            trail = self.timeline.trail(self.index)
+        else:
+            assert self.link is not None
+            trail = list(self.link.trail)
         self.query_one(MapPanel).show(v, trail)
         self.query_one(ChecksPanel).show(v)
         self.query_one(FaultsPanel).show(v)
         self.query_one(PowerPanel).show(v)
         if self.link is not None:
             self.query_one(HistoryPanel).show((r.line(), r.status) for r in reversed(list(self.link.history)[-12:]))
-            self._draw_hold()
         else:
             self.query_one(HistoryPanel).show(self._record_events())
             self._draw_slider()
@@ -213,11 +219,11 @@ class ConsoleApp(App[int]):
         if self.link is not None:
             hold_ms = self.hold.poll(time.monotonic())
             if hold_ms is not None:
-                await self.link.send_command("arm", hold_ms=hold_ms)
+                self.link.submit("arm", hold_ms=hold_ms)
         elif self.playing and self.timeline is not None:
             self._seek_s(REFRESH_S)
         try:
-            self.refresh_view()
+            self.refresh_view(force=False)
         except NoMatches:
             # the timer fired while the app was closing (its widgets are gone)
             log.debug("refresh after the widgets were removed")
@@ -227,7 +233,7 @@ class ConsoleApp(App[int]):
         """E-stop: sent at once, from any console, lock or not."""
         self.hold.cancel()
         if self.link is not None:
-            await self.link.send_command("estop")
+            self.link.submit("estop")
         self.refresh_view()
 
     async def action_arm(self) -> None:
@@ -236,7 +242,7 @@ class ConsoleApp(App[int]):
             return
         hold_ms = self.hold.press(time.monotonic())
         if hold_ms is not None:
-            await self.link.send_command("arm", hold_ms=hold_ms)
+            self.link.submit("arm", hold_ms=hold_ms)
         self.refresh_view()
 
     async def action_confirm(self) -> None:
@@ -245,14 +251,14 @@ class ConsoleApp(App[int]):
             return
         hold_ms = self.hold.confirm(time.monotonic())
         if hold_ms is not None:
-            await self.link.send_command("arm", hold_ms=hold_ms)
+            self.link.submit("arm", hold_ms=hold_ms)
         self.refresh_view()
 
     async def action_command(self, name: str) -> None:
         """Send a command without confirmation (disarm, reset, mission, control)."""
         self.hold.cancel()
         if self.link is not None:
-            await self.link.send_command(name)
+            self.link.submit(name)
         self.refresh_view()
 
     # ------------------------------------------------------------------ record actions

@@ -4,10 +4,14 @@
 :class:`~controller.console.tui.view.ConsoleView` (pure; unknown fields are ignored, as
 the protocol asks). :class:`LiveLink` is the asyncio WebSocket client: it connects to
 ``/ws`` (token as ``?token=`` and ``Authorization: Bearer``), keeps the latest view, the
-trail, the control status and the command history, sends a heartbeat every 100 ms while
+trail, the control status and the command history, sends a heartbeat every 50 ms while
 this console holds control (the gateway drops the lock, and runs the rig's link-loss
 action, after ``heartbeat_timeout_s`` without one), and sends commands with an id and a
 time-to-live. Link age is wall-clock seconds since the last message from the gateway.
+
+The console runs the link on its own thread and event loop (:meth:`LiveLink.start`,
+:meth:`LiveLink.submit`): drawing the screen never delays a heartbeat (the gateway's
+default timeout is 0.3 s, and a full redraw on a loaded machine can take longer).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import itertools
 import json
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -29,8 +34,9 @@ log = logging.getLogger(__name__)
 
 #: The gateway's default WebSocket address (``qiki run --serve``).
 DEFAULT_URL = "ws://127.0.0.1:8765/ws"
-#: Heartbeat period while holding control (s): the protocol asks for >= 5 Hz.
-HEARTBEAT_PERIOD_S = 0.1
+#: Heartbeat period while holding control (s): the protocol asks for >= 5 Hz; 20 Hz leaves
+#: 0.25 s of slack under the default 0.3 s timeout on a loaded machine.
+HEARTBEAT_PERIOD_S = 0.05
 #: Time-to-live of a command (ms), the protocol's default.
 COMMAND_TTL_MS = 500
 #: Trail points kept (one per telemetry message: 100 s at 20 Hz).
@@ -159,6 +165,8 @@ class CommandRecord:
         The refusal's reason.
     code : int or None
         The reply's event code.
+    tick : int or None
+        The tick that processed it (from the reply).
     """
 
     id: str
@@ -167,6 +175,7 @@ class CommandRecord:
     status: str = "sent"
     reason: str = ""
     code: int | None = None
+    tick: int | None = None
 
     def line(self) -> str:
         """One line for the history panel."""
@@ -203,7 +212,51 @@ class LiveLink:
         self._ws: object | None = None
         self._ids = itertools.count(1)
         self._hb_seq = itertools.count(0)
-        self.closed = asyncio.Event()
+        self.closed = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Run the link (:meth:`run`) on a thread of its own with its own event loop."""
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_until_complete, args=(self.run(),),
+                                        name="qiki-console-link", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Close the link started by :meth:`start` and wait for its thread (at most ``timeout_s``)."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.close(), loop)
+            thread.join(timeout_s)
+        if not thread.is_alive():
+            loop.close()
+
+    def submit(self, name: str, hold_ms: int | None = None) -> CommandRecord:
+        """Send a command from another thread (the console's); returns its record at once.
+
+        Parameters
+        ----------
+        name : str
+            A command name of the protocol.
+        hold_ms : int or None
+            The hold-to-confirm duration (ms) for ``arm``.
+        """
+        rec = self._record(name)
+        loop = self._loop
+        if loop is None or loop.is_closed() or self.closed.is_set():
+            rec.status, rec.reason = "refused", "not connected"
+            return rec
+        asyncio.run_coroutine_threadsafe(self._send(rec, hold_ms), loop)
+        return rec
+
+    def _record(self, name: str) -> CommandRecord:
+        rec = CommandRecord(f"{self.client_name}-{next(self._ids)}", name, time.monotonic())
+        self.history.append(rec)
+        return rec
 
     @property
     def session(self) -> str | None:
@@ -268,20 +321,23 @@ class LiveLink:
         hold_ms : int or None
             The hold-to-confirm duration (ms) for ``arm``.
         """
-        rec = CommandRecord(f"{self.client_name}-{next(self._ids)}", name, time.monotonic())
-        self.history.append(rec)
+        rec = self._record(name)
+        await self._send(rec, hold_ms)
+        return rec
+
+    async def _send(self, rec: CommandRecord, hold_ms: int | None) -> None:
+        name = rec.name
         msg: dict[str, object] = {"type": "command", "v": 1, "id": rec.id, "name": name, "ttl_ms": COMMAND_TTL_MS}
         if hold_ms is not None:
             msg["confirm"] = {"hold_ms": int(hold_ms)}
         ws = self._ws
         if ws is None:
             rec.status, rec.reason = "refused", "not connected"
-            return rec
+            return
         try:
             await ws.send(json.dumps(msg))  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - a dead link: the record says so
             rec.status, rec.reason = "refused", f"send failed: {type(exc).__name__}"
-        return rec
 
     async def _heartbeat(self) -> None:
         while True:
@@ -325,6 +381,8 @@ class LiveLink:
                     rec.reason = str(msg.get("reason") or "")
                     code = msg.get("code")
                     rec.code = code if isinstance(code, int) else None
+                    tick = msg.get("tick")
+                    rec.tick = tick if isinstance(tick, int) else None
                     break
         elif kind == "error":
             log.warning("gateway: %s: %s", msg.get("error"), msg.get("detail"))

@@ -90,14 +90,22 @@ class _Grid:
     def to_text(self) -> Text:
         out = Text(no_wrap=True, overflow="crop")
         for y in range(self.h):
+            run: list[str] = []
+            run_style = ""
             for x in range(self.w):
                 if (x, y) in self.text:
                     ch, style = self.text[(x, y)]
-                    out.append(ch, style)
                 elif self.bits[y][x]:
-                    out.append(chr(0x2800 + self.bits[y][x]), _STYLE[self.layer[y][x]])
+                    ch, style = chr(0x2800 + self.bits[y][x]), _STYLE[self.layer[y][x]]
                 else:
-                    out.append(" ")
+                    ch, style = " ", ""
+                if style != run_style and run:
+                    out.append("".join(run), run_style or None)
+                    run = []
+                run_style = style
+                run.append(ch)
+            if run:
+                out.append("".join(run), run_style or None)
             if y < self.h - 1:
                 out.append("\n")
         return out

@@ -6,7 +6,7 @@
 (function () {
   const STALE_AFTER_S = 0.5;        // a value older than this is drawn grey
   const HOLD_MS = 1000;             // arm: press and hold >= 1 s (the gateway's minimum)
-  const HEARTBEAT_MS = 100;         // while holding control: >= 5 Hz asked
+  const HEARTBEAT_MS = 50;          // while holding control: >= 5 Hz asked; 20 Hz leaves slack
   const TTL_MS = 500;               // command time-to-live
   const PLOT_S = 30;                // plot window
   const TRAIL_N = 2000;
