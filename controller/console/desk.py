@@ -268,7 +268,7 @@ class ConsoleDesk:
         if lk.holder is not None and now_s - lk.last_heartbeat_s > self.cfg.heartbeat_timeout_s + 1e-9:
             self._link_lost(v, now_s, f"no heartbeat for {now_s - lk.last_heartbeat_s:.3f} s")
 
-    def _log(self, v: Vehicle, action: str, **fields: object) -> None:
+    def _note(self, v: Vehicle, action: str, **fields: object) -> None:
         v.record(self._tick, self._now_s, "console", action=action, **fields)
 
     def _reply(self, item: Inbound, tick: int | None, now_s: float | None, status: str, code: int,
@@ -279,13 +279,13 @@ class ConsoleDesk:
 
     def _refuse(self, v: Vehicle, tick: int, now_s: float, item: Inbound, refusal: str, reason: str = "") -> None:
         action = f"refused_{refusal}"
-        self._log(v, action, client=item.holder_name, command=item.name, id=item.id,
+        self._note(v, action, client=item.holder_name, command=item.name, id=item.id,
                   reason=reason or REFUSAL_REASONS[refusal])
         self._reply(item, tick, now_s, "refused", code_for("console", {"action": action}),
                     reason or REFUSAL_REASONS[refusal], refusal, v.state)
 
     def _control(self, v: Vehicle, now_s: float, change: str, action: str, **fields: object) -> None:
-        self._log(v, action, holder=self.lock.holder, **fields)
+        self._note(v, action, holder=self.lock.holder, **fields)
         self._outcomes.append(Outcome("control", None, {"holder": self.lock.holder, "change": change,
                                                         "t_s": now_s}))
 
@@ -335,7 +335,7 @@ class ConsoleDesk:
                          f"arm needs hold-to-confirm of at least {ARM_HOLD_MS} ms ({held})")
             return
         event = FSM_EVENT[name]
-        self._log(v, "command", client=item.holder_name, command=name, id=item.id, fsm_event=event)
+        self._note(v, "command", client=item.holder_name, command=name, id=item.id, fsm_event=event)
         v.command(event)
         self._pending.append(_Pending(item, event))
 

@@ -140,7 +140,7 @@ class Gateway:
             The address could not be bound (or the server did not start in time).
         """
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", access_log=False,
-                                lifespan="on", ws="websockets", ws_max_size=MAX_MESSAGE_BYTES * 4)
+                                lifespan="on", ws="websockets-sansio", ws_max_size=MAX_MESSAGE_BYTES * 4)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="console-gateway", daemon=True)
         self._thread.start()
