@@ -129,7 +129,11 @@ def main() -> int:
             page.click("#estop")
             page.wait_for_selector("body[data-state='estop']")
             rec_svg = out / "console-tui-record.svg"
-            asyncio.run(tui_record(ROOT / "tests" / "replay_corpus" / "nominal.mcap", rec_svg, 7.0))
+            # Playwright's sync API runs a loop on this thread: Textual gets a thread of its own
+            t = threading.Thread(target=lambda: asyncio.run(
+                tui_record(ROOT / "tests" / "replay_corpus" / "nominal.mcap", rec_svg, 7.0)))
+            t.start()
+            t.join(timeout=60)
             for svg in (tui_svg, rec_svg):
                 svg_to_png(browser, svg, svg.with_suffix(".png"))
             browser.close()

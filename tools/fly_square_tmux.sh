@@ -6,6 +6,12 @@
 #
 #   tools/fly_square_tmux.sh            # run it
 #   KEEP=1 tools/fly_square_tmux.sh     # leave the tmux session open (tmux attach -t qiki-fly)
+#   RIG=my_rig.yaml PORT=8766 tools/fly_square_tmux.sh
+#
+# The controlling console must send a heartbeat within the rig's console.heartbeat_timeout_s
+# (default 0.3 s). On a heavily loaded machine (load average 15 on 2 cores) the console
+# process was descheduled for up to 0.36 s and lost the lock (link-loss action: disarm);
+# there, use a rig with `console: {heartbeat_timeout_s: 0.4}` (the most a rig allows).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QIKI=${QIKI:-$PWD/.venv/bin/qiki}
