@@ -109,7 +109,8 @@ async def test_terminal_console_flies_and_estops(served) -> None:
             await press(pilot, "c")
             await until(pilot, lambda: link.you_hold, what="control")
             t0 = time.monotonic()
-            while time.monotonic() - t0 < 1.25:        # hold `a` (key repeat every 50 ms)
+            # hold `a` (key repeat every 50 ms) until the console sends arm
+            while last(link, "arm") is None and time.monotonic() - t0 < 10:
                 await press(pilot, "a")
                 await pilot.pause(0.04)
             await until(pilot, lambda: replied(link, "arm"), what="arm reply")
@@ -128,6 +129,11 @@ async def test_terminal_console_flies_and_estops(served) -> None:
                         and max(link.view.thrust_n) == 0.0, what="estop and zero thrust")
             await until(pilot, lambda: (link.view.t_s or 0.0) > PRESS_S + 0.3, what="button pressed")
             assert any(c.name == "mcu" and not c.ok for c in link.view.checks)
+            if not link.you_hold:
+                # a loaded machine can starve the heartbeat for over 0.4 s: the gateway then
+                # drops the lock (link loss, recorded); the operator takes it back
+                await press(pilot, "c")
+                await until(pilot, lambda: link.you_hold, what="control again")
             await press(pilot, "r")
             await until(pilot, lambda: replied(link, "reset"), what="reset reply")
             assert last(link, "reset").status == "refused"
@@ -177,6 +183,9 @@ def test_web_console_flies_and_estops(served, browser) -> None:
     page.wait_for_selector("body[data-state='estop']")
     page.wait_for_function("document.getElementById('thrust').textContent.split(' ').every(x => Number(x) === 0)")
     page.wait_for_function(f"window.qiki.tel.t_s > {PRESS_S + 0.3}")
+    if not page.evaluate("window.qiki.youHold"):   # the lock dropped on a starved heartbeat
+        page.click("#request-control")
+        page.wait_for_function("window.qiki.youHold === true")
     page.click("#reset")
     page.wait_for_selector("#history li[data-name='reset'][data-status='refused']")
     assert "E-stop is still pressed" in page.locator("#history li[data-name='reset']").first.inner_text()

@@ -45,10 +45,15 @@ def last(app: ConsoleApp, name: str):
     return recs[-1] if recs else None
 
 
-async def hold_key(pilot, key: str, seconds: float) -> None:
-    """Key repeat as a terminal sends it: one event every 50 ms."""
+async def hold_key(pilot, key: str, seconds: float, until_sent: str | None = None) -> None:
+    """Key repeat as a terminal sends it: one event every 50 ms, for ``seconds`` or, with
+    ``until_sent``, until that command was sent (at most 10 s: a loaded machine stretches
+    the gaps, and a gap over the repeat window restarts the hold)."""
     t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
+    n0 = len([r for r in pilot.app.link.history if r.name == until_sent])
+    while time.monotonic() - t0 < (10.0 if until_sent else seconds):
+        if until_sent and len([r for r in pilot.app.link.history if r.name == until_sent]) > n0:
+            return
         await press(pilot, key)
         await pilot.pause(0.05)
 
@@ -59,7 +64,7 @@ async def test_fly_the_square_from_the_keyboard(gateway) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.link.view.state == "idle", what="telemetry")
         # arm without control: refused with the reason
-        await hold_key(pilot, "a", 1.2)
+        await hold_key(pilot, "a", 1.2, until_sent="arm")
         await until(pilot, lambda: last(app, "arm") and last(app, "arm").status == "refused")
         assert "control lock" in last(app, "arm").reason
         await press(pilot, "c")
@@ -71,7 +76,7 @@ async def test_fly_the_square_from_the_keyboard(gateway) -> None:
         assert len([r for r in app.link.history if r.name == "arm"]) == 1
         app.hold.cancel()
         # hold for >= 1 s: the progress bar fills, then arm is sent with hold_ms
-        await hold_key(pilot, "a", 1.3)
+        await hold_key(pilot, "a", 1.3, until_sent="arm")
         await until(pilot, lambda: last(app, "arm").status == "accepted", what="arm accepted")
         assert gateway.commands[-1]["confirm"]["hold_ms"] >= 1000
         await until(pilot, lambda: app.link.view.state == "armed")

@@ -180,7 +180,7 @@ class ConsoleApp(App[int]):
         if self.link is not None:
             self.query_one(HistoryPanel).show((r.line(), r.status) for r in reversed(list(self.link.history)[-12:]))
         else:
-            self.query_one(HistoryPanel).show(self._record_events())
+            self.query_one(HistoryPanel).show(self._record_events(), title="Events")
             self._draw_slider()
 
     def _record_events(self) -> list[tuple[str, str]]:

@@ -146,10 +146,10 @@ class PowerPanel(Static):
 class HistoryPanel(Static):
     """The commands sent and their replies, newest last."""
 
-    def show(self, lines: Iterable[tuple[str, str]]) -> None:
-        """Draw ``(text, status)`` lines."""
+    def show(self, lines: Iterable[tuple[str, str]], title: str = "Commands") -> None:
+        """Draw ``(text, status)`` lines under ``title``, newest first."""
         t = Text()
-        t.append("Commands (newest first)\n", "bold")
+        t.append(f"{title} (newest first)\n", "bold")
         for text, status in lines:
             t.append(f"  {text}\n", {"accepted": "green", "refused": "bold red"}.get(status, "yellow"))
         self.update(t)

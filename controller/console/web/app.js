@@ -281,18 +281,31 @@
   }
 
   // ------------------------------------------------------------------ hold to arm
+  function holdCheck() {
+    // send arm once the pointer has been down >= HOLD_MS (called by the draw loop, a timer
+    // at HOLD_MS, and the release itself, so a late timer on a busy page loses no hold)
+    if (!st.hold || st.hold.sent) return;
+    const held = performance.now() - st.hold.t0;
+    if (held >= HOLD_MS) { st.hold.sent = true; command("arm", held); }
+  }
   function drawHold() {
     const bar = $("arm-progress");
     if (!st.hold) { bar.style.width = "0"; return; }
     const p = Math.min(1, (performance.now() - st.hold.t0) / HOLD_MS);
     bar.style.width = (p * 100).toFixed(0) + "%";
-    if (p >= 1 && !st.hold.sent) {
-      st.hold.sent = true;
-      command("arm", performance.now() - st.hold.t0);
-    }
+    holdCheck();
   }
-  function holdStart(ev) { if (ev.button !== undefined && ev.button !== 0) return; st.hold = { t0: performance.now(), sent: false }; $("arm").setPointerCapture && ev.pointerId !== undefined && $("arm").setPointerCapture(ev.pointerId); }
-  function holdEnd() { st.hold = null; drawHold(); }
+  function holdStart(ev) {
+    if (ev.button !== undefined && ev.button !== 0) return;
+    st.hold = { t0: performance.now(), sent: false, timer: setTimeout(holdCheck, HOLD_MS + 5) };
+    if (ev.pointerId !== undefined && $("arm").setPointerCapture) $("arm").setPointerCapture(ev.pointerId);
+  }
+  function holdEnd() {
+    holdCheck();
+    if (st.hold) clearTimeout(st.hold.timer);
+    st.hold = null;
+    drawHold();
+  }
   const arm = $("arm");
   arm.addEventListener("pointerdown", holdStart);
   arm.addEventListener("pointerup", holdEnd);
