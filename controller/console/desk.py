@@ -216,6 +216,9 @@ class ConsoleDesk:
         #: Latest component telemetry by topic: ``(record, run time it came)``.
         self.latest: dict[str, tuple[Mapping[str, object], float]] = {}
         self.recording = put is not None
+        #: ``clock()`` when the last snapshot was published: the gateway sends a few ms after
+        #: it, in the idle part of the tick period, so its work does not meet a tick.
+        self.published_s: float | None = None
 
     # ------------------------------------------------------------------ event sink tap
     def on_event(self, kind: str, fields: Mapping[str, object]) -> None:
@@ -432,6 +435,7 @@ class ConsoleDesk:
         """Build and publish the telemetry snapshot of this tick (every ``publish_every_n`` ticks)."""
         self._seq += 1
         self.snapshot = MappingProxyType(build_telemetry(self, v, tick, now_s, loop_stats, self._seq))
+        self.published_s = self.clock()
 
 
 def _f(x: object) -> float | None:

@@ -23,6 +23,8 @@ import ipaddress
 import itertools
 import json
 import logging
+import math
+import os
 import threading
 import time
 from collections import deque
@@ -62,6 +64,9 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 MAX_MESSAGES_PER_S = 200
 #: Close codes.
 CLOSE_UNAUTHORISED, CLOSE_BAD_ORIGIN = 4401, 4403
+#: Delay of a telemetry send after the tick published the snapshot (s): after the
+#: tick's end, well before the next tick (a 10 ms period at 100 Hz).
+SEND_PHASE_S = 0.003
 #: Cookie that carries the token for the web console's asset requests.
 TOKEN_COOKIE = "qiki_console_token"
 #: The queue_full refusal's code (family catch-all of console refusals).
@@ -129,6 +134,7 @@ class Gateway:
         self._started = threading.Event()
         self.app = self._make_app()
         desk.notify = self.notify
+        self._last_sent_seq = -1
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout_s: float = 10.0) -> None:
@@ -142,7 +148,7 @@ class Gateway:
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", access_log=False,
                                 lifespan="on", ws="websockets-sansio", ws_max_size=MAX_MESSAGE_BYTES * 4)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="console-gateway", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="console-gateway", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
@@ -154,6 +160,17 @@ class Gateway:
                 self.port = int(sock.getsockname()[1])
                 break
         logger.info("console gateway listening on %s:%d", self.host, self.port)
+
+    def _run(self) -> None:
+        # the run may have set a real-time policy that threads inherit (controller/rt_knobs.py):
+        # the gateway must not compete with the tick, so it runs as an ordinary thread
+        if hasattr(os, "sched_setscheduler"):
+            try:
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            except OSError as exc:
+                logger.debug("console gateway: scheduling policy unchanged: %s", exc)
+        assert self._server is not None
+        self._server.run()
 
     def stop(self) -> None:
         """Stop the server and join its thread (bounded)."""
@@ -176,6 +193,15 @@ class Gateway:
                 loop.call_soon_threadsafe(self._dispatch, outcomes)
             except RuntimeError:  # loop closing
                 pass
+
+    def _send_snapshot(self) -> None:
+        snap = self.desk.snapshot
+        if snap is None or snap.get("seq") == self._last_sent_seq:
+            return
+        self._last_sent_seq = int(snap.get("seq", 0))  # type: ignore[call-overload]
+        text = json.dumps(dict(snap))
+        for conn in list(self._conns.values()):
+            conn.send_nowait(text)
 
     def _dispatch(self, outcomes: Sequence[Outcome]) -> None:
         for o in outcomes:
@@ -251,19 +277,30 @@ class Gateway:
         return _Lifespan(self)
 
     async def _broadcast(self) -> None:
-        """Send each new snapshot to every connection, serialised once (at the telemetry rate)."""
-        last_seq = -1
-        period_s = 1.0 / self.cfg.telemetry_hz
+        """Send each new snapshot, serialised once, :data:`SEND_PHASE_S` after the tick published it.
+
+        The send is timed off the tick's publish time (no wake-up from the tick thread),
+        so the gateway's work falls in the idle part of the tick period instead of
+        competing with a tick for the GIL. Also the 1 Hz heartbeat when nothing else is sent.
+        """
+        desk = self.desk
+        period_s = desk.publish_every_n / desk.rate_hz
         last_beat = time.monotonic()
         while True:
-            await asyncio.sleep(period_s / 2)
-            snap = self.desk.snapshot
             now = time.monotonic()
-            if snap is not None and snap.get("seq") != last_seq:
-                last_seq = int(snap.get("seq", 0))  # type: ignore[call-overload]
-                text = json.dumps(dict(snap))
-                for conn in list(self._conns.values()):
-                    conn.send_nowait(text)
+            pub = desk.published_s
+            if pub is None:
+                delay_s = period_s
+            else:
+                target = pub + SEND_PHASE_S
+                if target < now:
+                    target += math.ceil((now - target) / period_s) * period_s
+                delay_s = max(0.001, target - now)
+            await asyncio.sleep(delay_s)
+            snap = desk.snapshot
+            now = time.monotonic()
+            if snap is not None and snap.get("seq") != self._last_sent_seq:
+                self._send_snapshot()
                 last_beat = now
             elif now - last_beat >= 1.0:
                 t_s = None if snap is None else snap.get("t_s")
