@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from controller.cli import console as console_cli
 from controller.cli import doctor as doctor_cli
 from controller.cli import emulate, modbus, monitor, radar, replay
 from controller.cli import install as install_cli
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor_cli.add_parser(sub)
     install_cli.add_parser(sub)
     emulate.add_parser(sub)
+    console_cli.add_parser(sub)
     return p
 
 
