@@ -86,7 +86,8 @@ class Ars408Emulator:
     Parameters
     ----------
     bus : can.BusABC
-        The radar's end of the bus (e.g. a python-can ``virtual`` bus on the rig's channel).
+        The radar's end of the bus (e.g. a python-can ``virtual`` bus on the rig's channel);
+        its filters are set to the host's SpeedInformation and YawRateInformation IDs.
     codec : hal.can.codec.DbcCodec
         Codec with ``dbc/ars408.dbc`` at the bus's offset (normally 0); the sensor-ID
         offset is applied here.
@@ -161,6 +162,9 @@ class Ars408Emulator:
         self.ego_yaw_rate_radps = 0.0
         self._speed_id = self.codec.frame_id(proto.MSG_SPEED)
         self._yaw_id = self.codec.frame_id(proto.MSG_YAW_RATE)
+        # the node hears only the host's ego-motion frames (a lockstep bus routes by them)
+        bus.set_filters([{"can_id": i, "can_mask": 0x7FF, "extended": False}
+                         for i in (self._speed_id, self._yaw_id)])
         # fault knobs
         #: True: send nothing at all (SAFETY.md B01).
         self.silent = False

@@ -47,7 +47,8 @@ class ValveBoardEmulator:
     Parameters
     ----------
     bus : can.BusABC
-        The board's side of the bus (e.g. a python-can ``virtual`` bus).
+        The board's side of the bus (a :class:`hal.can.lockstep.LockstepBus` in lockstep,
+        a python-can ``virtual`` bus in real time); its filters are set to the command ID.
     codec : hal.can.codec.DbcCodec
         Codec holding ``dbc/qiki.dbc``; the node offset ``node_id - 1`` is added.
     node_id : int, optional
@@ -120,6 +121,8 @@ class ValveBoardEmulator:
         self._cmd_id = self._codec.frame_id(vb.COMMAND)
         self._status_id = self._codec.frame_id(vb.STATUS)
         self._heartbeat_id = self._codec.frame_id(vb.HEARTBEAT)
+        # the board hears only its command frame (a lockstep bus routes by it)
+        bus.set_filters([{"can_id": self._cmd_id, "can_mask": 0x7FF, "extended": False}])
 
         self.rail_powered = True
         self.stuck_closed: set[int] = set()
