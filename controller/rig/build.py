@@ -217,9 +217,10 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         return open_can_bus("virtual", channel, bitrate_bps)
 
     def open_node(b: CanBusCfg, channel: str) -> can.BusABC:
-        if emu is not None and b.interface == "virtual":
-            return open_emulated(channel, b.bitrate_bps)
-        return open_can_bus(b.interface, channel, b.bitrate_bps)
+        """Open the host's node of CAN bus ``b`` (its interface options apply off lockstep)."""
+        if lockstep_can and b.interface == "virtual":
+            return LockstepBus(channel)
+        return open_can_bus(b.interface, channel, b.bitrate_bps, receive_own_messages=False, **b.options)
 
     ports: dict[str, CanPort] = {}
     emu_can: dict[str, can.BusABC] = {}
