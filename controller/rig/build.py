@@ -3,13 +3,11 @@
 The only module that knows how the pieces are wired (ARCHITECTURE.md 2, rule 3). Two ways
 to build (ARCHITECTURE.md 3):
 
-* lockstep (default on a virtual rig): ``SimClock``; CAN on :class:`hal.can.lockstep.LockstepBus`
-  (python-can's ``BusABC``: shared frames, routing by ID) with a channel name unique to
-  the run (two runs in one process never hear each other); the MCU link is an
-  in-process pipe; emulators step between ticks.
-* real time (``realtime=True``): ``MonotonicClock``; CAN on python-can's ``virtual``
-  interface; the emulators run on their own thread; the MCU is reached through a real
-  pty opened by pyserial.
+* lockstep (default on a virtual rig): ``SimClock``; CAN on python-can's ``virtual``
+  interface with a channel name unique to the run (two runs in one process never hear
+  each other); the MCU link is an in-process pipe; emulators step between ticks.
+* real time (``realtime=True``): ``MonotonicClock``; the emulators run on their own
+  thread; the MCU is reached through a real pty opened by pyserial.
 
 On a rig without an ``emulation`` block nothing is emulated: the buses are real.
 
@@ -191,7 +189,6 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     from controller.fsm import FsmEngine
     from firmware_bridge.emulation.sim import RealtimeRunner
     from hal.can.bus import open_can_bus
-    from hal.can.lockstep import LockstepBus
     from hal.can.port import CanPort
     from hal.devices.qiki_mcu import McuDriver
     from hal.serial.link import PipeLink, PySerialLink, open_pty_pair
@@ -207,21 +204,6 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     allocator = checked.allocator
 
     # ---------------------------------------------------------------- buses
-    # Lockstep on an emulated rig: every node of a virtual CAN bus is a LockstepBus (shared
-    # frames, routing by ID); real time keeps python-can's virtual interface.
-    lockstep_can = emu is not None and not realtime
-
-    def open_emulated(channel: str, bitrate_bps: int) -> can.BusABC:
-        if lockstep_can:
-            return LockstepBus(channel)
-        return open_can_bus("virtual", channel, bitrate_bps)
-
-    def open_node(b: CanBusCfg, channel: str) -> can.BusABC:
-        """Open the host's node of CAN bus ``b`` (its interface options apply off lockstep)."""
-        if lockstep_can and b.interface == "virtual":
-            return LockstepBus(channel)
-        return open_can_bus(b.interface, channel, b.bitrate_bps, receive_own_messages=False, **b.options)
-
     ports: dict[str, CanPort] = {}
     emu_can: dict[str, can.BusABC] = {}
     can_channels: dict[str, str] = {}
@@ -235,10 +217,11 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
             can_channels[bus_name] = channel
             with opening(name, f"buses.{bus_name}"):
                 if ingress is None:
-                    host_bus = open_node(bus, channel)
+                    host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps, receive_own_messages=False,
+                                            **bus.options)
                 else:
                     def open_host(b: CanBusCfg = bus, c: str = channel) -> can.BusABC:
-                        return open_node(b, c)
+                        return open_can_bus(b.interface, c, b.bitrate_bps, receive_own_messages=False, **b.options)
 
                     host_bus = ingress.can_bus(bus_name, open_host)
             closers.append(host_bus.shutdown)
@@ -246,7 +229,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
             ports[bus_name] = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick,
                                       on_frame_logged=logger)
             if emu is not None:  # check_rig: the interface is 'virtual'
-                dev_bus = open_emulated(channel, bus.bitrate_bps)
+                dev_bus = open_can_bus("virtual", channel, bus.bitrate_bps)
                 closers.append(dev_bus.shutdown)
                 emu_can[bus_name] = dev_bus
         elif isinstance(bus, SerialBusCfg):
@@ -302,7 +285,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     def open_emulator_can(bus_name: str) -> can.BusABC:
         b = rig.buses[bus_name]
         assert isinstance(b, CanBusCfg)  # check_rig: emulator nodes only on CAN buses
-        nb = open_emulated(can_channels[bus_name], b.bitrate_bps)
+        nb = open_can_bus("virtual", can_channels[bus_name], b.bitrate_bps)
         closers.append(nb.shutdown)
         return nb
 

@@ -83,6 +83,9 @@ class Simulation:
         #: Extra conditions for the valve rail to carry power (e.g. the PDU relay), each
         #: a callable ``() -> bool``; the MCU's rail line is always one of them.
         self.rail_gates: list[Callable[[], bool]] = []
+        #: Step every emulator at every physics step even when input can be watched (set
+        #: by :class:`RealtimeRunner`: there the host writes from another thread at any time).
+        self.every_step = False
 
     def advance(self, t0_s: float, t1_s: float) -> None:
         """Advance everything from ``t0_s`` to ``t1_s`` (s) in physics steps.
@@ -105,11 +108,13 @@ class Simulation:
     def event_driven(self) -> bool:
         """True when the valve board's bus and the MCU's link say whether input waits.
 
-        A :class:`~hal.can.lockstep.LockstepBus` and a :class:`~hal.serial.link.PipeLink`
-        (lockstep builds) can; a python-can virtual bus or a pty (real time) cannot, and
-        then every emulator is stepped at every physics step, as input may arrive any time.
+        A python-can ``virtual`` bus or a :class:`~hal.can.lockstep.LockstepBus`, and a
+        :class:`~hal.serial.link.PipeLink` (lockstep builds) can; a pty cannot. Under a
+        :class:`RealtimeRunner` (:attr:`every_step`) input may arrive at any time from
+        another thread: every emulator is then stepped at every physics step.
         """
-        return self.valve_board.input_pending is not None and self.mcu.input_pending is not None
+        return (not self.every_step and self.valve_board.input_pending is not None
+                and self.mcu.input_pending is not None)
 
     def _advance_every_step(self, end_ns: int) -> None:
         """Step every emulator and the world at every physics step up to ``end_ns``."""
@@ -247,6 +252,7 @@ class RealtimeRunner:
 
     def __init__(self, sim: Simulation, clock: _Clock) -> None:
         self.sim = sim
+        sim.every_step = True
         self.clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qiki-emulators", daemon=True)

@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Final
 
 import can
+from can.interfaces.virtual import VirtualBus
 
 from firmware_bridge.emulation.faults import FaultParam, FaultParams, FaultSpec
 from firmware_bridge.protocols import valve_board as vb
@@ -49,7 +50,7 @@ class ValveBoardEmulator:
     ----------
     bus : can.BusABC
         The board's side of the bus (a :class:`hal.can.lockstep.LockstepBus` in lockstep,
-        a python-can ``virtual`` bus in real time); its filters are set to the command ID.
+        a python-can ``virtual`` bus); a LockstepBus's filters are set to the command ID.
     codec : hal.can.codec.DbcCodec
         Codec holding ``dbc/qiki.dbc``; the node offset ``node_id - 1`` is added.
     node_id : int, optional
@@ -122,8 +123,10 @@ class ValveBoardEmulator:
         self._cmd_id = self._codec.frame_id(vb.COMMAND)
         self._status_id = self._codec.frame_id(vb.STATUS)
         self._heartbeat_id = self._codec.frame_id(vb.HEARTBEAT)
-        # the board hears only its command frame (a lockstep bus routes by it)
-        bus.set_filters([{"can_id": self._cmd_id, "can_mask": 0x7FF, "extended": False}])
+        # on a lockstep bus the board hears only its command frame (routed at the sender);
+        # not elsewhere: python-can's recv(timeout=0) gives up at the first frame a filter drops
+        if type(bus) is LockstepBus:
+            bus.set_filters([{"can_id": self._cmd_id, "can_mask": 0x7FF, "extended": False}])
 
         self.rail_powered = True
         self.stuck_closed: set[int] = set()
@@ -231,10 +234,16 @@ class ValveBoardEmulator:
 
     @property
     def input_pending(self) -> bool | None:
-        """Whether frames wait on the bus (a :class:`~hal.can.lockstep.LockstepBus` can tell; None otherwise)."""
+        """Whether frames wait on the bus; None when the bus cannot tell.
+
+        A :class:`~hal.can.lockstep.LockstepBus` and python-can's ``virtual`` bus can (any
+        frame queued, the board's or not); other interfaces and wrappers cannot.
+        """
         bus = self._bus
         if type(bus) is LockstepBus:
             return bus.pending > 0
+        if type(bus) is VirtualBus:
+            return bool(bus.queue.queue)
         return None
 
     def open_segment(self, t_s: float) -> tuple[list[float], float]:

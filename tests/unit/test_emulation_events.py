@@ -103,10 +103,22 @@ def test_input_pending_only_where_the_link_can_tell(board):
         other.shutdown()
     ch = f"qiki-ev-{uuid.uuid4().hex[:8]}"
     vbus = can.Bus(interface="virtual", channel=ch)
+    host = can.Bus(interface="virtual", channel=ch)
     try:
-        assert ValveBoardEmulator(vbus, DbcCodec([QIKI_DBC])).input_pending is None
+        emu = ValveBoardEmulator(vbus, DbcCodec([QIKI_DBC]))
+        assert emu.input_pending is False
+        host.send(can.Message(arbitration_id=0x7AB, data=b"", is_extended_id=False))
+        assert emu.input_pending is True  # any frame: a virtual bus does not route
     finally:
         vbus.shutdown()
+        host.shutdown()
+    from hal.can.faulty import FaultyBus
+
+    fbus = FaultyBus(can.Bus(interface="virtual", channel=ch))
+    try:
+        assert ValveBoardEmulator(fbus, DbcCodec([QIKI_DBC])).input_pending is None
+    finally:
+        fbus.shutdown()
 
 
 class _Still:
