@@ -218,7 +218,8 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
             can_channels[bus_name] = channel
             with opening(name, f"buses.{bus_name}"):
                 def open_host(b: CanBusCfg = bus, c: str = channel, n: str = bus_name) -> can.BusABC:
-                    return rig_faults.wrap_can(n, open_can_bus(b.interface, c, b.bitrate_bps))  # fault plans
+                    return rig_faults.wrap_can(n, open_can_bus(b.interface, c, b.bitrate_bps,  # fault plans
+                                                               receive_own_messages=False, **b.options))
 
                 host_bus = open_host() if ingress is None else ingress.can_bus(bus_name, open_host)
             closers.append(host_bus.shutdown)
