@@ -313,16 +313,27 @@ def _run_star(args: tuple[str, str, int, Builder]) -> RunResult:
     return run_one(*args)
 
 
-def run_campaign(runs: Sequence[tuple[str, str, int]], build: Builder, workers: int = 2) -> list[RunResult]:
+def run_campaign(runs: Sequence[tuple[str, str, int]], build: Builder, workers: int = 2,
+                 on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
     """Run ``runs`` (from :func:`plan_runs`) on ``workers`` processes; results in plan order.
 
     ``build`` is :func:`controller.rig.build_rig` (a module-level function: it travels to
-    the worker processes by name).
+    the worker processes by name). ``on_result`` is told about every result as it comes
+    (the CLI appends it to ``runs.jsonl``, so an interrupted campaign keeps its runs).
     """
+    out: list[RunResult] = []
     if workers <= 1:
-        return [run_one(*r, build) for r in runs]
+        for r in runs:
+            out.append(run_one(*r, build))
+            if on_result is not None:
+                on_result(out[-1])
+        return out
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_run_star, [(*r, build) for r in runs], chunksize=1))
+        for res in pool.map(_run_star, [(*r, build) for r in runs], chunksize=1):
+            out.append(res)
+            if on_result is not None:
+                on_result(res)
+    return out
 
 
 def _pct(values: list[int], q: float) -> int | None:
