@@ -13,7 +13,7 @@ plain cantools -- and the emulated valves' physical state judge the run:
   detectability bound, else the bound);
 * **time to safe**: ticks from the reference to the first tick whose command frames are
   all zero or where our node sent nothing (bus-off, unplugged);
-* **false trip**: a ``no_trip`` scenario whose run recorded a fault;
+* **false trip**: a ``no_trip`` scenario whose run recorded a fault (or went to ``safe_mode`` / ``estop``);
 * **crash**: an exception out of the run.
 
 :func:`run_campaign` spreads the runs over worker processes; :func:`table` and
@@ -207,6 +207,8 @@ def _fly(sc: Scenario, res: RunResult, build_rig: Builder) -> None:
     def record(tick: int, time_s: float, kind: str, **fields: object) -> None:
         if kind == "fault" and fields.get("reason") is not None:
             faults.append((time_s, str(fields.get("reason"))))
+        elif kind == "transition" and fields.get("target") in ("safe_mode", "estop"):
+            faults.append((time_s, f"{fields.get('event')} -> {fields.get('target')}"))
 
     with tempfile.TemporaryDirectory(prefix="qiki-safety-") as tmp:
         path = Path(tmp) / "rig.yaml"
@@ -276,7 +278,7 @@ def _judge(sc: Scenario, res: RunResult, monitor: BusMonitor, faults: list[tuple
         limit = None if ref is None else ref + sc.deadline_ticks * TICK_S + 1e-9
         late = [] if limit is None else [f for f in frames if f.nonzero and f.t_s > limit]
         res.unsafe_frames = len(early) + len([f for f in late if f.t_s >= START_AT_S])
-        if ref is not None and expect != "any":
+        if ref is not None and expect == "trip":
             res.safe_after_ticks = _ticks_to_safe(monitor, ref)
         if expect == "trip" and not res.tripped:
             why = "no trip"

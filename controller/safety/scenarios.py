@@ -90,7 +90,12 @@ class Scenario:
     not_emulated: str = ""
 
 
-_TRIP_ALL: Final = MappingProxyType({p: "trip" for p in PHASES})
+#: A fault that trips: in ``boot`` the vehicle must simply never thrust (POST cannot pass,
+#: or the fault is latched before arming).
+_TRIP_ALL: Final = MappingProxyType({p: "no_arm" if p == "boot" else "trip" for p in PHASES})
+#: A fault that trips once it happens, but in ``boot`` it may pass unseen (nothing sent
+#: yet, a reboot before POST): only the figures every run holds.
+_TRIP_AFTER_BOOT: Final = MappingProxyType({p: "any" if p == "boot" else "trip" for p in PHASES})
 _NO_TRIP_ALL: Final = MappingProxyType({p: "no_trip" for p in PHASES})
 _ANY_ALL: Final = MappingProxyType({p: "any" for p in PHASES})
 _T = TICK_S
@@ -108,8 +113,9 @@ _ROWS: tuple[Scenario, ...] = (
     Scenario("B05", "error-passive", "warning; arming refused while passive",
              _one("can0", "error_passive"),
              MappingProxyType({"boot": "no_arm", "idle": "no_arm", "armed": "no_trip", "active": "no_trip"})),
-    Scenario("B06", "3 sends refused in a row", "counted; safe after 3 consecutive failures",
-             _one("can0", "send_refuse_n", count=3), _TRIP_ALL, 3 * _T + _T),
+    Scenario("B06", "sends refused for 5 ticks", "counted; safe after 3 consecutive failures",
+             lambda t: [{"at_s": round(t, 6), "until_s": round(t + 5 * _T, 6), "target": "can0",
+                         "fault": "send_refuse"}], _TRIP_AFTER_BOOT, 3 * _T + _T),
     Scenario("B07", "CAN adapter unplugged", "detected within 1 T; safe; reconnect with backoff",
              _one("can0", "unplug"), _TRIP_ALL, _T),
     Scenario("B08", "babbling node, 300 frames per tick", "ingress bounded; the tick keeps its deadline; no trip",
@@ -128,7 +134,7 @@ _ROWS: tuple[Scenario, ...] = (
     Scenario("D04", "valve board heartbeat lost", "safe within 1 T of detection",
              _one("can0", "loss", id=VB_HEARTBEAT_ID, prob=1.0), _TRIP_ALL, None, run_after_s=2.0),
     Scenario("D05", "valve board reboots", "safe; never re-commanded automatically",
-             _one("valves", "reboot"), _TRIP_ALL, None),
+             _one("valves", "reboot"), _TRIP_AFTER_BOOT, None),
     Scenario("D06", "one valve stuck closed", "thruster failed, allocator re-plans (the rest spans)",
              _one("valves", "valve_stuck_closed", valve=0), _NO_TRIP_ALL, run_after_s=3.0),
     Scenario("D07", "valve board absent at POST", "stays out of armed; POST names the board",
