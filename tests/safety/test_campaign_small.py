@@ -17,13 +17,9 @@ from controller.safety.scenarios import SCENARIOS
 
 PREFERRED = ("active", "armed", "idle", "boot")
 
-#: Ids whose fix belongs to another part of issue 15 (radar ingress): known to fail here
-#: until it lands; listed so the table stays honest.
-KNOWN_OPEN = {
-    "D01": "ARS408 measurement counter not checked yet (issue 15 part 3, radar ingress)",
-    "F01": "two rejected VB_Status in a row trip on a float staleness boundary (issue 15 part 3)",
-    "F03": "two rejected VB_Status in a row trip on a float staleness boundary (issue 15 part 3)",
-}
+#: Ids known to fail here, with the reason (none since the radar and valve-board ingress
+#: of issue 15 part 3 merged); a listed id runs as a non-strict xfail.
+KNOWN_OPEN: dict[str, str] = {}
 
 
 def _phase(sid: str) -> str:
