@@ -25,6 +25,7 @@ from controller.cli import emulate, modbus, monitor, radar, replay
 from controller.cli import install as install_cli
 from controller.cli import plot as plot_cli
 from controller.cli import runs as runs_cli
+from controller.cli import safety as safety_cli
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, HELP_TEXT
 from hal.errors import one_line
 
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     install_cli.add_parser(sub)
     emulate.add_parser(sub)
     console_cli.add_parser(sub)
+    safety_cli.add_parser(sub)
     return p
 
 

@@ -47,7 +47,7 @@ from controller.rig import tank as tank_room
 from controller.rig.check import CheckedRig, check_rig
 from controller.rig.context import BuildContext
 from controller.rig.far_end import build_core_emulation
-from controller.rig.fault_plan import FaultWiring
+from controller.rig.fault_plan import FaultWiring, RigFaults
 from controller.safety.output_guard import OutputGuard
 from controller.vehicle import PoseControl, Vehicle
 
@@ -207,6 +207,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     ports: dict[str, CanPort] = {}
     emu_can: dict[str, can.BusABC] = {}
     can_channels: dict[str, str] = {}
+    rig_faults = RigFaults(emu is not None, io_clock.now_s, seed)  # CAN and host fault-plan targets
     serial_links: dict[str, SerialLink] = {}
     emu_serial: dict[str, SerialLink] = {}
     for bus_name, bus in rig.buses.items():
@@ -216,14 +217,11 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
                 channel = f"{bus.channel}-{run_tag}"
             can_channels[bus_name] = channel
             with opening(name, f"buses.{bus_name}"):
-                if ingress is None:
-                    host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps, receive_own_messages=False,
-                                            **bus.options)
-                else:
-                    def open_host(b: CanBusCfg = bus, c: str = channel) -> can.BusABC:
-                        return open_can_bus(b.interface, c, b.bitrate_bps, receive_own_messages=False, **b.options)
+                def open_host(b: CanBusCfg = bus, c: str = channel, n: str = bus_name) -> can.BusABC:
+                    return rig_faults.wrap_can(n, open_can_bus(b.interface, c, b.bitrate_bps,  # fault plans
+                                                               receive_own_messages=False, **b.options))
 
-                    host_bus = ingress.can_bus(bus_name, open_host)
+                host_bus = open_host() if ingress is None else ingress.can_bus(bus_name, open_host)
             closers.append(host_bus.shutdown)
             logger = (can_loggers or {}).get(bus_name)
             ports[bus_name] = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick,
@@ -278,6 +276,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     if emu is not None:
         core = build_core_emulation(checked, emu_can[vb.bus], emu_serial[mcu_cfg.bus], seed=seed, record=record)
         world, sim, faults = core.world, core.sim, core.faults
+        rig_faults.register(faults)
         if realtime:
             runner = RealtimeRunner(sim, io_clock)
 
@@ -336,7 +335,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         guard=guard,
         record=record,
         post_timeout_s=rig.controller.post_timeout_s,
-        overruns_last_second=loop_overruns,
+        overruns_last_second=rig_faults.overruns(loop_overruns),
         max_overruns_per_s=rig.controller.safety.max_overruns_per_s,
     )
     return BuiltRig(

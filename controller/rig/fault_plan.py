@@ -12,12 +12,19 @@ plan of its own, stepped at every request it answers (``docs/fault-plans.md``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+import can
+from can import BusState
 
 from controller.config import (
     Ars408DeviceCfg,
     BmsDeviceCfg,
+    CanBusCfg,
     Iwr6843DeviceCfg,
     McuDeviceCfg,
     PduDeviceCfg,
@@ -28,14 +35,20 @@ from controller.config import (
 from controller.errors import ConfigError
 from firmware_bridge.emulation.faults import (
     FaultEntry,
+    FaultParam,
+    FaultParams,
     FaultPlan,
     FaultPlanError,
     FaultSpec,
     FaultTarget,
     resolve_entry,
 )
+from hal.can.faulty import ANY_ID, FaultyBus
 
-__all__ = ["FaultWiring", "check", "target_specs"]
+__all__ = ["HOST_TARGET", "CanBusFaults", "FaultWiring", "HostFaults", "RigFaults", "check", "target_specs"]
+
+#: Target name of the controller's own process faults (:class:`HostFaults`).
+HOST_TARGET: Final = "host"
 
 #: Event sink of the build, ``(tick, time_s, kind, **fields)``.
 Record = Callable[..., None]
@@ -82,6 +95,11 @@ def target_specs(rig: RigCfg, options: Mapping[str, object] | None = None) -> di
             specs[name] = Ars408ReplayEmulator.FAULTS if opts.get("lr_replay") else Ars408Emulator.FAULTS
         elif isinstance(dev, Iwr6843DeviceCfg):
             specs[name] = Iwr6843Emulator.FAULTS
+    for name, bus in rig.buses.items():  # the host's CAN adapters (the rig check: names unique)
+        if isinstance(bus, CanBusCfg) and name not in specs:
+            specs[name] = CanBusFaults.FAULTS
+    if HOST_TARGET not in specs:
+        specs[HOST_TARGET] = HostFaults.FAULTS
     return specs
 
 
@@ -186,3 +204,228 @@ class FaultWiring:
                                   f"device {e.target!r} has no emulator in this run")
         return FaultPlan([e for e in self.entries if e.target in self.stepped], self.stepped,
                          event_sink(self.record))
+
+
+# ---------------------------------------------------------------------------- CAN buses and the host
+
+def _p(**params: FaultParam) -> Mapping[str, FaultParam]:
+    return MappingProxyType(params)
+
+
+_ID = FaultParam(int, ANY_ID, -1, 0x7FF, "11-bit arbitration ID the fault applies to (-1: every ID)")
+_PROB = FaultParam(float, 1.0, 0.0, 1.0, "probability per received frame")
+_FLOODS: Final = ("babble", "fuzz", "foreign_command")
+_PROB_KNOBS: Final = {"loss": "rx_drop_prob", "corrupt": "rx_corrupt_prob", "wrong_dlc": "rx_dlc_error_prob"}
+
+
+class CanBusFaults:
+    """Fault-plan target of one emulated CAN bus: the host's adapter, through a :class:`FaultyBus`.
+
+    The ``target`` of such an entry is the bus name (``can0``). Faults act on what the
+    controller's adapter sees and sends, not on one device, so they also play the
+    devices' frame-level faults (``freeze`` for a frozen sensor, ``loss`` on one ID for a
+    lost heartbeat).
+
+    Parameters
+    ----------
+    bus : FaultyBus
+        The wrapper around the host's bus.
+    """
+
+    #: The faults of a CAN bus target (``docs/fault-plans.md``).
+    FAULTS: Final[Mapping[str, FaultSpec]] = MappingProxyType({
+        "bus_off": FaultSpec("the controller is bus-off: state ERROR, every send refused (B04)"),
+        "error_passive": FaultSpec("the controller is error-passive: state PASSIVE (B05)"),
+        "send_refuse": FaultSpec("every send is refused, transmit buffer full (B06)"),
+        "send_refuse_n": FaultSpec("the next `count` sends are refused (B06)", _p(
+            count=FaultParam(int, 3, 1, 1_000_000, "sends refused")), windowed=False),
+        "unplug": FaultSpec("the adapter is gone: recv and send raise (B07)"),
+        "rx_death": FaultSpec("the receive path dies: recv raises, sends still go out (B07)"),
+        "loss": FaultSpec("received frames are lost (B02 at a rate, D04 on one ID)", _p(id=_ID, prob=_PROB)),
+        "corrupt": FaultSpec("one payload bit of received frames is flipped (F01)", _p(id=_ID, prob=_PROB)),
+        "wrong_dlc": FaultSpec("received frames lose their last byte (F03)", _p(id=_ID, prob=_PROB)),
+        "freeze": FaultSpec("frames of one ID repeat the last payload seen before the fault (D01, F02)", _p(
+            id=FaultParam(int, 0x60A, 0, 0x7FF, "11-bit arbitration ID to freeze"))),
+        "late": FaultSpec("every received frame is delivered late, as by a buffering adapter (B03)", _p(
+            delay_s=FaultParam(float, 0.05, 0.0, 10.0, "delivery delay, s"))),
+        "babble": FaultSpec("a babbling node floods the bus with one ID (B08)", _p(
+            id=FaultParam(int, 0x000, 0, 0x7FF, "11-bit arbitration ID of the flood"),
+            frames_per_s=FaultParam(float, 30_000.0, 1.0, 1_000_000.0,
+                                    "frames per second (30000: 300 per 10 ms tick)"))),
+        "fuzz": FaultSpec("random frames (random 11-bit ID, DLC and bytes) at a rate (F05)", _p(
+            frames_per_s=FaultParam(float, 1000.0, 1.0, 1_000_000.0, "frames per second"))),
+        "foreign_command": FaultSpec("another node sends zero frames with our command ID (B09)", _p(
+            id=FaultParam(int, 0x101, 0, 0x7FF, "11-bit arbitration ID (our command)"),
+            frames_per_s=FaultParam(float, 100.0, 1.0, 100_000.0, "frames per second"))),
+        "error_frame": FaultSpec("error frames arrive (F04); class bits as in linux/can/error.h", _p(
+            error_class=FaultParam(int, 0x004, 0, 0x1FFFFFFF, "error class (CAN ID of the error frame)"),
+            ctrl=FaultParam(int, 0, 0, 255, "controller status byte (data[1])"),
+            count=FaultParam(int, 1, 1, 100_000, "frames")), windowed=False),
+        "remote_frame": FaultSpec("remote frames with one ID arrive (F04)", _p(
+            id=FaultParam(int, 0x181, 0, 0x7FF, "11-bit arbitration ID"),
+            count=FaultParam(int, 1, 1, 100_000, "frames")), windowed=False),
+        "wall_clock_step": FaultSpec("the wall clock steps: received frames' timestamps jump (B10)", _p(
+            step_s=FaultParam(float, 3600.0, -1e9, 1e9, "step, s"))),
+    })
+
+    def __init__(self, bus: FaultyBus) -> None:
+        self.bus = bus
+
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start ``fault`` (a key of :data:`FAULTS`) with checked ``params`` at ``now_s`` (s)."""
+        b = self.bus
+        if fault == "bus_off":
+            b.forced_state = BusState.ERROR
+        elif fault == "error_passive":
+            b.forced_state = BusState.PASSIVE
+        elif fault == "send_refuse":
+            b.send_fail_always = True
+        elif fault == "send_refuse_n":
+            b.fail_sends += int(params["count"])
+        elif fault == "unplug":
+            b.unplugged = True
+        elif fault == "rx_death":
+            b.rx_dead = True
+        elif fault in _PROB_KNOBS:
+            b.fault_id = int(params["id"])
+            setattr(b, _PROB_KNOBS[fault], float(params["prob"]))
+        elif fault == "freeze":
+            b.frozen_ids[int(params["id"])] = None
+        elif fault == "late":
+            b.delay_s = float(params["delay_s"])
+        elif fault in _FLOODS:
+            b.start_flood(fault, float(params["frames_per_s"]), now_s, int(params.get("id", 0)))
+        elif fault == "error_frame":
+            data = bytes([0, int(params["ctrl"]), 0, 0, 0, 0, 0, 0])
+            for _ in range(int(params["count"])):
+                b.inject(can.Message(arbitration_id=int(params["error_class"]), is_error_frame=True,
+                                     is_extended_id=True, data=data, timestamp=now_s))
+        elif fault == "remote_frame":
+            for _ in range(int(params["count"])):
+                b.inject(can.Message(arbitration_id=int(params["id"]), is_remote_frame=True,
+                                     is_extended_id=False, dlc=8, timestamp=now_s))
+        elif fault == "wall_clock_step":
+            b.timestamp_offset_s += float(params["step_s"])
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End the windowed ``fault`` at ``now_s`` (s)."""
+        b = self.bus
+        if fault in ("bus_off", "error_passive"):
+            b.forced_state = None
+        elif fault == "send_refuse":
+            b.send_fail_always = False
+        elif fault == "unplug":
+            b.unplugged = False
+        elif fault == "rx_death":
+            b.rx_dead = False
+        elif fault in _PROB_KNOBS:
+            setattr(b, _PROB_KNOBS[fault], 0.0)
+        elif fault == "freeze":
+            b.frozen_ids.pop(int(params["id"]), None)
+        elif fault == "late":
+            b.delay_s = 0.0  # frames already held are still delivered at their time
+        elif fault in _FLOODS:
+            b.stop_flood(fault)
+        elif fault == "wall_clock_step":
+            b.timestamp_offset_s -= float(params["step_s"])
+
+
+class HostFaults:
+    """Fault-plan target ``host``: faults of the controller's own process seen by the tick.
+
+    ``overruns`` adds injected overruns (ticks that ran past their deadline, as an
+    injected tick delay would make them) to what the loop counts, at ``per_s`` evenly
+    spaced from the fault's start; ``overrun`` adds one (SAFETY.md T01, T02). The
+    vehicle reads them through :meth:`overruns_last_second`.
+    """
+
+    FAULTS: Final[Mapping[str, FaultSpec]] = MappingProxyType({
+        "overrun": FaultSpec("one tick overruns its deadline (T01)", windowed=False),
+        "overruns": FaultSpec("ticks overrun persistently, `per_s` a second (T02)", _p(
+            per_s=FaultParam(int, 10, 1, 1000, "overruns per second"))),
+    })
+
+    def __init__(self) -> None:
+        self._once: list[float] = []
+        self._windows: list[tuple[float, float | None, int]] = []
+
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start ``fault`` (a key of :data:`FAULTS`) at ``now_s`` (s)."""
+        if fault == "overrun":
+            self._once.append(now_s)
+        else:
+            self._windows.append((now_s, None, int(params["per_s"])))
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End the ``overruns`` window started with ``params`` at ``now_s`` (s)."""
+        for i, (t0, t1, per_s) in enumerate(self._windows):
+            if t1 is None and per_s == int(params["per_s"]):
+                self._windows[i] = (t0, now_s, per_s)
+                break
+
+    def injected_last_second(self, now_s: float) -> int:
+        """Injected overruns whose tick started within 1 s up to ``now_s`` (s)."""
+        lo = now_s - 1.0
+        n = sum(1 for t in self._once if lo < t <= now_s)
+        for t0, t1, per_s in self._windows:
+            # overruns at t0 + k / per_s (k >= 0), before t1, inside (lo, now_s]
+            end = now_s if t1 is None else min(now_s, t1 - 1e-9)
+            if end < t0:
+                continue
+            k_max = math.floor((end - t0) * per_s + 1e-9)
+            k_min = 0 if lo < t0 else math.floor((lo - t0) * per_s + 1e-9) + 1
+            n += max(0, k_max - k_min + 1)
+        return n
+
+    def overruns(self, loop_overruns: Callable[[float], int] | None) -> Callable[[float], int]:
+        """Return the vehicle's ``overruns_last_second``: the loop's count plus the injected ones."""
+
+        def count(now_s: float) -> int:
+            return (loop_overruns(now_s) if loop_overruns is not None else 0) + self.injected_last_second(now_s)
+
+        return count
+
+
+@dataclass
+class RigFaults:
+    """The fault targets a build adds beside the emulators: its CAN buses and the host.
+
+    Used by :func:`controller.rig.build.build_rig`: :meth:`wrap_can` wraps each host CAN
+    bus of an emulated rig as it is opened, :meth:`register` hands them to the
+    :class:`FaultWiring`, :meth:`overruns` wraps the loop's overrun count.
+
+    Attributes
+    ----------
+    enabled : bool
+        False (a rig without ``emulation``, or a replay): nothing is wrapped.
+    clock : callable ``() -> float``
+        Run clock of the emulation, s (rates and delays of the CAN faults).
+    seed : int
+        Seed of the random CAN faults (one stream per bus, in bus order).
+    """
+
+    enabled: bool
+    clock: Callable[[], float]
+    seed: int = 0
+    buses: dict[str, CanBusFaults] = field(default_factory=dict)
+    host: HostFaults = field(default_factory=HostFaults)
+
+    def wrap_can(self, bus_name: str, bus: can.BusABC) -> can.BusABC:
+        """Return ``bus`` wrapped in a :class:`FaultyBus` (unchanged when not enabled)."""
+        if not self.enabled:
+            return bus
+        faulty = FaultyBus(bus, seed=self.seed * 7919 + len(self.buses), clock=self.clock)
+        self.buses[bus_name] = CanBusFaults(faulty)
+        return faulty
+
+    def register(self, wiring: FaultWiring | None) -> None:
+        """Add every wrapped bus and the host to ``wiring`` as stepped targets."""
+        if wiring is None or not self.enabled:
+            return
+        for name, target in self.buses.items():
+            wiring.add(name, target)
+        wiring.add(HOST_TARGET, self.host)
+
+    def overruns(self, loop_overruns: Callable[[float], int] | None) -> Callable[[float], int] | None:
+        """Return the vehicle's overrun count with the injected ones (``loop_overruns`` when not enabled)."""
+        return self.host.overruns(loop_overruns) if self.enabled else loop_overruns

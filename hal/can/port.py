@@ -3,10 +3,21 @@
 :class:`CanPort` sits around a python-can bus (which stays *the* port: it is not wrapped
 for sending or configuration) and gives the control loop what a tick needs:
 
-* :meth:`CanPort.poll` drains at most ``max_rx_frames_per_tick`` frames with
-  ``bus.recv(timeout=0)`` and dispatches each to the handler registered for its
-  arbitration ID; beyond the bound, up to ``max_drop_frames_per_tick`` more are read and
-  discarded, counted as ``dropped`` (SAFETY.md B08: ingress work per tick is bounded).
+* :meth:`CanPort.poll` reads at most ``max_rx_frames_per_tick + max_drop_frames_per_tick``
+  frames with ``bus.recv(timeout=0)`` and dispatches at most ``max_rx_frames_per_tick``
+  of them to the handler registered for their arbitration ID; frames of IDs nobody
+  handles (a babbling node) are filtered by ID before that budget, so they cost a count,
+  never a dispatch slot. A handled frame past the budget is discarded and counted as
+  ``dropped``; what is not read waits for the next tick (SAFETY.md B08: ingress work per
+  tick is bounded, and a flood of foreign IDs never starves our own).
+* The receive path has a heartbeat (SAFETY.md B07): every ``recv`` that returns (a frame
+  or nothing) is a beat. One that raises (adapter unplugged, RX thread gone) marks the
+  path dead at once: :attr:`CanPort.rx_fault` names it on the same poll, so the vehicle
+  goes safe within the tick. While dead the port retries with exponential backoff
+  (``rx_backoff_s`` doubling up to ``rx_backoff_max_s``): it calls ``reopen`` (a fresh
+  bus) when given one, else probes the same bus; attempts and reopenings are counted.
+  A recovered path clears the fault, and nothing re-arms: the vehicle stays where the
+  fault put it until the operator resets.
 * Error frames and remote frames are never dispatched as data (F04); error frames feed
   the bus health (SocketCAN error-class bits, ``linux/can/error.h``). Each has its own
   counter (``error_frames``, ``remote_frames``), never ``unknown_id``.
@@ -25,6 +36,7 @@ thread may instead feed a queue-backed bus (python-can ``BufferedReader``).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
@@ -33,6 +45,9 @@ import can
 from can import BusState
 
 from hal.snapshot import JsonValue, State, apply, capture
+
+_log = logging.getLogger(__name__)
+_log.addHandler(logging.NullHandler())
 
 __all__ = ["CanPort", "FrameHandler", "CAN_ERR_BUSOFF", "CAN_ERR_CRTL",
            "CAN_ERR_RESTARTED"]
@@ -76,6 +91,12 @@ class CanPort:
     on_frame_logged : callable ``(msg, now_s, is_rx) -> None``, optional
         Called for every frame received (including unknown, error, remote and dropped
         ones) and every frame sent, for the raw bus log.
+    reopen : callable ``() -> can.BusABC``, optional
+        Opens the bus afresh after a receive failure (B07); the old bus is shut down when
+        the new one opens. Without it, the port probes the same bus.
+    rx_backoff_s, rx_backoff_max_s : float, optional
+        First retry delay after a receive failure and its cap, s (defaults 0.1 and 5.0;
+        the delay doubles at every failed attempt).
 
     Notes
     -----
@@ -86,9 +107,13 @@ class CanPort:
 
     def __init__(self, bus: can.BusABC, *, max_rx_frames_per_tick: int = 256,
                  max_drop_frames_per_tick: int | None = None,
-                 on_frame_logged: FrameLogger | None = None) -> None:
+                 on_frame_logged: FrameLogger | None = None,
+                 reopen: Callable[[], can.BusABC] | None = None,
+                 rx_backoff_s: float = 0.1, rx_backoff_max_s: float = 5.0) -> None:
         if max_rx_frames_per_tick < 1:
             raise ValueError("max_rx_frames_per_tick must be >= 1")
+        if not 0.0 < rx_backoff_s <= rx_backoff_max_s:
+            raise ValueError("need 0 < rx_backoff_s <= rx_backoff_max_s")
         self._bus = bus
         self._max_rx = int(max_rx_frames_per_tick)
         self._max_drop = (4 * self._max_rx if max_drop_frames_per_tick is None
@@ -106,6 +131,14 @@ class CanPort:
         self.last_rx_error: BaseException | None = None
         self._rx_checkers: list[RejectCounter] = []
         self._own_tx: set[tuple[int, bool]] = set()
+        self._reopen = reopen
+        self._backoff0_s = float(rx_backoff_s)
+        self._backoff_max_s = float(rx_backoff_max_s)
+        self._rx_dead_reason: str | None = None
+        self._rx_dead_since_s: float | None = None
+        self._rx_next_try_s = 0.0
+        self._rx_backoff_s = self._backoff0_s
+        self.rx_heartbeat_s: float | None = None
 
     # ------------------------------------------------------------------ wiring
     @property
@@ -167,31 +200,41 @@ class CanPort:
         int
             Data frames dispatched to a handler.
         """
+        if self._rx_dead_reason is not None and not self._retry_rx(now_s):
+            self._update_state()
+            return 0
         bus = self._bus
         log = self._log
         counts = self._counts
         handlers = self._handlers
+        own_tx = self._own_tx
         dispatched = 0
+        read_budget = self._max_rx + self._max_drop
         n = 0
-        while n < self._max_rx:
-            msg = self._recv(bus)
+        while n < read_budget:
+            msg = self._recv(bus, now_s)
             if msg is None:
                 break
             n += 1
-            counts["received"] += 1
             if log is not None:
                 log(msg, now_s, True)
             if msg.is_error_frame:
+                counts["received" if dispatched < self._max_rx else "dropped"] += 1
                 counts["error_frames"] += 1
                 self._on_error_frame(msg)
                 continue
+            key = (msg.arbitration_id, msg.is_extended_id)
+            handler = None if msg.is_remote_frame else handlers.get(key)
+            if handler is not None and dispatched >= self._max_rx:
+                counts["dropped"] += 1  # our own ID past the dispatch budget (B08)
+                continue
+            counts["received"] += 1
             if msg.is_remote_frame:
                 counts["remote_frames"] += 1
                 continue
-            key = (msg.arbitration_id, msg.is_extended_id)
-            handler = handlers.get(key)
             if handler is None:
-                if key in self._own_tx:
+                # filtered by ID before the dispatch budget: a flood of foreign IDs costs a count
+                if key in own_tx:
                     counts["own_tx_id"] += 1
                     continue
                 counts["unknown_id"] += 1
@@ -204,31 +247,65 @@ class CanPort:
                 counts["handler_errors"] += 1
                 self.last_handler_error = exc
             dispatched += 1
-        else:
-            # Bound reached: discard (bounded) whatever else is queued (B08).
-            for _ in range(self._max_drop):
-                msg = self._recv(bus)
-                if msg is None:
-                    break
-                counts["dropped"] += 1
-                if log is not None:
-                    log(msg, now_s, True)
-                if msg.is_error_frame:
-                    counts["error_frames"] += 1
-                    self._on_error_frame(msg)
         self._update_state()
         return dispatched
 
-    def _recv(self, bus: can.BusABC) -> can.Message | None:
+    def _recv(self, bus: can.BusABC, now_s: float) -> can.Message | None:
         try:
             msg = bus.recv(timeout=0.0)
         except (can.CanError, OSError) as exc:
             self._counts["rx_failures"] += 1
             self._consecutive_rx_failures += 1
             self.last_rx_error = exc
+            if self._rx_dead_reason is None:
+                self._rx_dead_reason = f"{type(exc).__name__}: {exc}"
+                self._rx_dead_since_s = now_s
+                self._rx_backoff_s = self._backoff0_s
+                self._rx_next_try_s = now_s + self._rx_backoff_s
+                _log.warning("CAN receive path dead at %.3f s: %s; retrying with backoff", now_s,
+                             self._rx_dead_reason)
             return None
         self._consecutive_rx_failures = 0
+        self.rx_heartbeat_s = now_s
         return msg
+
+    def _retry_rx(self, now_s: float) -> bool:
+        """While the receive path is dead: one attempt when the backoff is due. True if alive again."""
+        if now_s < self._rx_next_try_s:
+            return False
+        self._counts["rx_reopen_attempts"] += 1
+        if self._reopen is not None:
+            try:
+                new = self._reopen()
+            except Exception as exc:  # noqa: BLE001 - any open failure is one failed attempt
+                self.last_rx_error = exc
+                self._rx_backoff()
+                return False
+            old, self._bus = self._bus, new
+            try:
+                old.shutdown()
+            except Exception:  # noqa: BLE001 - the old adapter is gone anyway
+                pass
+        try:
+            self._bus.recv(timeout=0.0)  # the probe (a frame read here is lost: the path was dead)
+        except (can.CanError, OSError) as exc:
+            self._counts["rx_failures"] += 1
+            self._consecutive_rx_failures += 1
+            self.last_rx_error = exc
+            self._rx_backoff()
+            return False
+        self._counts["rx_reopens"] += 1
+        _log.warning("CAN receive path back at %.3f s after %.3f s dead", now_s,
+                     now_s - (self._rx_dead_since_s or now_s))
+        self._rx_dead_reason = None
+        self._rx_dead_since_s = None
+        self._consecutive_rx_failures = 0
+        self.rx_heartbeat_s = now_s
+        return True
+
+    def _rx_backoff(self) -> None:
+        self._rx_backoff_s = min(2.0 * self._rx_backoff_s, self._backoff_max_s)
+        self._rx_next_try_s += self._rx_backoff_s
 
     def send(self, msg: can.Message, now_s: float) -> bool:
         """Transmit one frame without blocking the tick.
@@ -344,6 +421,30 @@ class CanPort:
         return self._consecutive_send_failures
 
     @property
+    def rx_fault(self) -> str | None:
+        """Why the receive path is dead (B07), or None while it beats.
+
+        Set by the first ``recv`` that raises, in the same :meth:`poll`; cleared when a
+        retry succeeds. The text is stable while the fault lasts.
+        """
+        return None if self._rx_dead_reason is None else f"receive path dead ({self._rx_dead_reason})"
+
+    def rx_health(self) -> dict[str, Any]:
+        """Receive-path health (B07).
+
+        Returns
+        -------
+        dict
+            ``alive`` (bool), ``heartbeat_s`` (last poll whose ``recv`` returned, s, or
+            None), ``dead_since_s`` (s or None), ``next_attempt_s`` (s or None),
+            ``backoff_s`` (current retry delay, s), ``reopen_attempts``, ``reopens`` (ints).
+        """
+        dead = self._rx_dead_reason is not None
+        return {"alive": not dead, "heartbeat_s": self.rx_heartbeat_s, "dead_since_s": self._rx_dead_since_s,
+                "next_attempt_s": self._rx_next_try_s if dead else None, "backoff_s": self._rx_backoff_s,
+                "reopen_attempts": self._counts["rx_reopen_attempts"], "reopens": self._counts["rx_reopens"]}
+
+    @property
     def consecutive_rx_failures(self) -> int:
         """``recv`` calls that raised in a row (adapter gone, B07)."""
         return self._consecutive_rx_failures
@@ -358,7 +459,8 @@ class CanPort:
             ``dropped``, ``unknown_id``, ``own_tx_id`` (received data frames on an
             ID this port transmits and no handler takes), ``error_frames``,
             ``remote_frames``, ``handler_errors``, ``rx_failures``, ``bus_off``, ``error_passive``,
-            ``tx_flushes`` (ints), ``state`` (str), ``unknown_ids`` (dict ID -> count,
+            ``tx_flushes`` (ints), ``rx_reopen_attempts`` and ``rx_reopens`` (ints,
+            present once non-zero; B07), ``state`` (str), ``unknown_ids`` (dict ID -> count,
             first 64 IDs) and ``rejects`` (dict reason -> count merged from the checkers
             given to :meth:`add_checker_stats`).
         """

@@ -5,6 +5,11 @@ valve command (0x101) with cantools directly from ``dbc/qiki.dbc`` -- not throug
 codec -- and knows only when each fault was injected. It checks SAFETY.md's figures: after
 the fault's detection bound every command frame is zero (0 unsafe frames), the vehicle
 ends safe, and faults that must not trip (garbage the framer resynchronises from) don't.
+
+SAFETY.md ids: D09 (``estop_press``), T03 (``host_heartbeat_loss``: the MCU's watchdog),
+D04 and B01 (``valve_board_silent``: status and heartbeat stop), D08 (``mcu_silent``,
+and the serial garbage test), D05 (``valve_board_reboot``). The campaign
+(``qiki safety run``, ``tests/safety/``) covers every id with phases and seeds.
 """
 
 from __future__ import annotations

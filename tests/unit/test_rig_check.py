@@ -258,7 +258,7 @@ def _modbus_url_on_emulated(r: Rig):
 def _fault_target_unknown(r: Rig):
     r.data["emulation"]["faults"] = [{"at_s": 1.0, "target": "valve", "fault": "silent"}]
     return lambda rig: (f"{rig}: emulation.faults[0].target: 'valve' is not a device with an emulator in this rig "
-                        "(known: bms, mcu, pdu, radar_lr, radar_sr, valves)")
+                        "(known: bms, can0, host, mcu, pdu, radar_lr, radar_sr, valves)")
 
 
 def _fault_unknown_for_target(r: Rig):
