@@ -172,13 +172,13 @@ def test_link_loss_action_estop_and_idle_loss_only_drops_the_lock() -> None:
     h = Harness(link_loss_action="estop")
     h.cmd("request_control")
     h.run_tick()
-    for _ in range(40):
+    for _ in range(50):  # 0.5 s: past the 0.4 s default heartbeat timeout
         h.run_tick()
     assert h.v.commands == [] and h.desk.lock.holder is None  # idle: nothing to do but drop the lock
     h.cmd("request_control")
     h.run_tick()
     h.v.state = "armed"
-    for _ in range(40):
+    for _ in range(50):  # 0.5 s: past the 0.4 s default heartbeat timeout
         h.run_tick()
     assert h.v.commands == ["estop"]
 
