@@ -20,8 +20,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from controller.errors import ConfigError
 from controller.paths import resolve_data_path
+from controller.record.flight_writer import encode_message
 from controller.record.replay_ports import ReplayInputs
 from controller.record.snapshots import SNAPSHOT_TOPIC
 from controller.record.taps import Record
@@ -102,7 +105,7 @@ def read_record(path: Path) -> RecordedRun:
             for a in reader.iter_attachments():
                 attachments[a.name] = bytes(a.data)
             for _schema, channel, message in reader.iter_messages(log_time_order=False):
-                messages.append((channel.topic, json.loads(message.data)))
+                messages.append((channel.topic, _loads(message.data)))
     except (McapError, ValueError, OSError, EOFError) as exc:
         raise ConfigError(str(p), "", f"not a finished flight record ({exc}); "
                           "`qiki runs recover` rewrites an unfinished one") from exc
@@ -198,9 +201,22 @@ def _by_topic(records: Iterable[tuple[str, Message]], until_tick: int | None,
     return out
 
 
+def _loads(data: bytes) -> Record:
+    """Decode one message's JSON (``orjson``; the standard library's parser for what it refuses).
+
+    Both parse a float's shortest repr back to the same double; ``orjson`` is several
+    times faster on these messages.
+    """
+    try:
+        out = orjson.loads(data)
+    except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits
+        out = json.loads(data)
+    return out  # a JSON object: every message is one
+
+
 def _normal(rec: Mapping[str, object]) -> Record:
-    """Return a record as its JSON round trip (what the file holds)."""
-    return json.loads(json.dumps(rec))
+    """Return a record as its JSON round trip: encoded as the recorder encodes it (what the file holds)."""
+    return _loads(encode_message(rec)[0])
 
 
 def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iterable[tuple[str, Mapping[str, object]]],
