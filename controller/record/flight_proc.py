@@ -340,7 +340,7 @@ class ProcessRecorder:
         self._final = RecordStats(
             messages_written=num("messages_written"), messages_dropped=self._dropped, dropouts=num("dropouts"),
             chunk_flushes=num("chunk_flushes"), chunks=num("chunks"), errors=self._errors + num("errors"),
-            error_texts=tuple(texts[:MAX_ERROR_TEXTS]), nonfinite_replaced=self._nonfinite + num("nonfinite_replaced"),
+            error_texts=tuple(texts[:MAX_ERROR_TEXTS]), nonfinite_replaced=num("nonfinite_replaced", self._nonfinite),
             queue_high_water=self._high_water,
             bytes=num("bytes", self.path.stat().st_size if self.path.exists() else 0),
             last_log_time_ns=last if isinstance(last, int) else None)
