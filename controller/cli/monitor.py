@@ -57,6 +57,9 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     rig, rig_path = load_rig(args.rig)
     model = bus_model(rig, rig_path, args.rig, args.bus)
     bus = model.bus
+    if args.interface is None or args.interface == bus.interface:
+        # the rig's interface options (e.g. slcan's timeout) unless the command line overrides them
+        bus_options = {**bus.options, **bus_options}
     opts = MonitorOptions(
         interface=args.interface or bus.interface, channel=args.channel or bus.channel,
         bitrate_bps=args.bitrate or bus.bitrate_bps, bus_options=bus_options,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from controller.config.common import MAX_DBC_FILES, Strict
 
@@ -21,6 +21,21 @@ class CanBusCfg(Strict):
     bitrate_bps: Annotated[int, Field(gt=0, le=8_000_000)] = 500_000
     dbc: list[str] = Field(min_length=1, max_length=MAX_DBC_FILES)
     max_rx_frames_per_tick: Annotated[int, Field(gt=0, le=10_000)] = 256
+    #: Interface-specific keyword arguments passed to ``can.Bus`` (python-can's own names),
+    #: e.g. for ``slcan``: ``{sleep_after_open: 0, timeout: 0}`` -- python-can's defaults
+    #: wait 2 s after opening the serial port and block 1 ms in every empty ``recv`` (its
+    #: serial read timeout), which a 100 Hz tick cannot afford. Scalars only.
+    options: dict[str, bool | int | float | str] = Field(default_factory=dict, max_length=16)
+
+    @field_validator("options")
+    @classmethod
+    def _option_names(cls, v: dict[str, bool | int | float | str]) -> dict[str, bool | int | float | str]:
+        reserved = {"interface", "channel", "bitrate", "receive_own_messages"}
+        for key in v:
+            if not key.isidentifier() or key in reserved:
+                raise ValueError(f"option {key!r} is not an interface option name "
+                                 f"(set {', '.join(sorted(reserved))} through the bus's own keys)")
+        return v
 
 
 class SerialBusCfg(Strict):

@@ -217,10 +217,11 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
             can_channels[bus_name] = channel
             with opening(name, f"buses.{bus_name}"):
                 if ingress is None:
-                    host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps)
+                    host_bus = open_can_bus(bus.interface, channel, bus.bitrate_bps, receive_own_messages=False,
+                                            **bus.options)
                 else:
                     def open_host(b: CanBusCfg = bus, c: str = channel) -> can.BusABC:
-                        return open_can_bus(b.interface, c, b.bitrate_bps)
+                        return open_can_bus(b.interface, c, b.bitrate_bps, receive_own_messages=False, **b.options)
 
                     host_bus = ingress.can_bus(bus_name, open_host)
             closers.append(host_bus.shutdown)

@@ -70,3 +70,52 @@ def test_laptop_rig_usb_adapter_listen_only_capable() -> None:
 def test_qiki_rig_check_cli(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["rig", "check", str(ROOT / "rigs" / name)]) == 0
     assert "ok (8 thrusters, 4 buses, 6 devices)" in capsys.readouterr().out
+
+
+def test_two_process_rig_slcan_options() -> None:
+    """The two-process bench rig opens slcan without python-can's 2 s sleep and 1 ms empty reads."""
+    rig, path = load_rig(ROOT / "rigs" / "bench_two_process.yaml")
+    can0 = check_rig(rig, path).cfg.buses["can0"]
+    assert isinstance(can0, CanBusCfg) and can0.interface == "slcan"
+    assert can0.options == {"sleep_after_open": 0, "timeout": 0}
+
+
+def test_can_options_reach_can_bus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CAN bus's ``options`` are passed to ``can.Bus`` as keyword arguments, nothing else added."""
+    import controller.rig as rig_mod
+    import hal.can.bus as bus_mod
+
+    seen: list[dict[str, object]] = []
+    real_bus = can.Bus
+
+    def spy(**kwargs: object) -> can.BusABC:
+        seen.append(dict(kwargs))
+        return real_bus(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bus_mod.can, "Bus", spy)
+    cfg, path = load_rig(ROOT / "rigs" / "virtual.yaml")
+    can0 = cfg.buses["can0"]
+    assert isinstance(can0, CanBusCfg)
+    cfg.buses["can0"] = can0.model_copy(update={"options": {"preserve_timestamps": True}})
+    built = rig_mod.build_rig(cfg, path, mission=None, record=lambda *a, **k: None)
+    built.close()
+    host = [kw for kw in seen if kw.get("preserve_timestamps") is True]
+    assert len(host) == 1  # the controller's port; the emulators' own node gets no options
+    assert host[0]["interface"] == "virtual"
+
+
+@pytest.mark.parametrize("options, key", [({"bitrate": 250000}, "bitrate"), ({"not-a-name": 1}, "not-a-name"),
+                                           ({"timeout": [0]}, "timeout")])
+def test_bad_can_options_refused(tmp_path: Path, options: dict[str, object], key: str) -> None:
+    import yaml
+
+    from controller.errors import ConfigError
+
+    data = yaml.safe_load((ROOT / "rigs" / "bench_two_process.yaml").read_text())
+    data["buses"]["can0"]["options"] = options
+    p = tmp_path / "rig.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_rig(p)
+    msg = str(err.value)
+    assert "\n" not in msg and "rig.yaml" in msg and "buses.can0" in msg and key in msg
