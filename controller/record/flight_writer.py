@@ -5,8 +5,10 @@ messages to. It owns the file and the ``mcap`` library's :class:`mcap.writer.Wri
 encodes each message to JSON, closes the open chunk when it is due, and counts what it
 wrote and what failed. In lockstep the recorder calls it in the caller; in real time its
 :meth:`RecordWriter.run` is the writer thread's loop over the queue of
-:class:`controller.record.flight_queue.RecordQueue`. Either way one thread calls it at a
-time. The guarantees it implements (chunk period, fsync) are described in
+:class:`controller.record.flight_queue.RecordQueue`; a run's ``run.mcap`` is written by
+one in a child process (:mod:`controller.record.flight_proc`, through
+:meth:`RecordWriter.put_encoded`). Either way one thread calls it at a time. The
+guarantees it implements (chunk period, fsync) are described in
 :mod:`controller.record.flight`.
 
 Queue items (real time): a tuple ``(channel_id, log_time_ns, message)``; the same tuple
