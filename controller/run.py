@@ -273,7 +273,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         vehicle.tick(k, now_s, dt_s)
         notifier.on_tick(vehicle.state)
         if flight is not None and flight.cursor.recording:
-            flight.put("/tick", tick_record(vehicle, flight.cursor.crc32))
+            flight.put("/tick", {**tick_record(vehicle), "ingress_crc32": flight.cursor.crc32})
             for topic, rec in component_records(vehicle):
                 flight.put(topic, rec)
         if vehicle.shutdown_reason is not None:
