@@ -60,8 +60,17 @@ test-loaded: $(STAMP)
 corpus: $(STAMP)
 	$(PY) tests/replay_corpus/record.py
 
+# `make bench`: every bench writes its JSON into $(BENCH_OUT), then one table (issue 16)
+BENCH_OUT ?= runs/bench
 bench: $(STAMP)
-	for b in bench/*.py; do $(PY) $$b; done
+	mkdir -p $(BENCH_OUT)
+	$(PY) bench/allocation.py > $(BENCH_OUT)/allocation.json
+	$(PY) bench/codec.py > $(BENCH_OUT)/codec.json
+	$(PY) bench/lockstep.py > $(BENCH_OUT)/lockstep.json
+	$(PY) bench/tick.py --out $(BENCH_OUT)/tick.json > /dev/null
+	if [ -f bench/record.py ]; then $(PY) bench/record.py > $(BENCH_OUT)/record.json; fi
+	if [ -f bench/console.py ]; then $(PY) bench/console.py > $(BENCH_OUT)/console.json; fi
+	$(PY) bench/report.py $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

@@ -77,7 +77,7 @@ class OutputGuard:
         if not allow or demand_n is None:
             self.last_n = [0.0] * n
             return self.last_n
-        if any(not math.isfinite(v) for v in demand_n):
+        if not all(map(math.isfinite, demand_n)):  # one C-level pass, no generator
             self.nonfinite_ticks += 1
             self.nonfinite_total += 1
             if self.nonfinite_ticks >= self.max_nonfinite_ticks and self.fault_reason is None:

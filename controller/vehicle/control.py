@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from controller.components.seam import TickView
 from controller.control import PoseGains, pose_pd_wrench
 from controller.mission import MissionExecutor
@@ -113,17 +115,24 @@ class PoseControl:
             return ControlStep(None, reached, mission_complete=True)
         wrench = pose_pd_wrench(self.gains, pose, vel, prog.setpoint)
         result = self.allocator.allocate(wrench)
-        thrust = [float(v) for v in result.thrust_n]
+        tn = result.thrust_n
+        # float64 arrays: tolist() gives the same Python floats as float(v), in one call
+        thrust = tn.tolist() if type(tn) is np.ndarray and tn.dtype == np.float64 else [float(v) for v in tn]
         self.alloc_ticks += 1
         self.last_setpoint, self.last_wrench = prog.setpoint, wrench
         un = getattr(result, "unallocated_wrench", None)
         if un is not None:
+            if type(un) is np.ndarray and un.dtype == np.float64:
+                un = un.tolist()  # the same Python floats, summed in the same order below
             self.unallocated_sq += float(sum(float(v) * float(v) for v in un))
             self.last_achieved = (wrench[0] - float(un[0]), wrench[1] - float(un[1]), wrench[2] - float(un[2]))
         else:
             self.last_achieved = None
         sat = getattr(result, "saturated", None)
-        self.last_saturated = sat is not None and any(bool(s) for s in sat)
+        if type(sat) is np.ndarray and sat.dtype == np.bool_:
+            self.last_saturated = bool(sat.any())
+        else:
+            self.last_saturated = sat is not None and any(bool(s) for s in sat)
         if self.last_saturated:
             self.saturated_ticks += 1
         return ControlStep(thrust, reached)

@@ -92,6 +92,7 @@ class Vehicle(SafeStop):
         self.first_fault: str | None = None
         self.last_refusal: tuple[str, str] | None = None
         self._guard_faulted = False
+        self._view: TickView | None = None
         view = self.view()
         for a in self.fsm.initial_actions:
             self._run_action(a, view)
@@ -113,8 +114,20 @@ class Vehicle(SafeStop):
         return self.components[2:]
 
     def view(self) -> TickView:
-        """Build the frozen view of this tick that components get."""
-        return TickView(self.tick_index, self.now_s, self.fsm.state, self.fsm.outputs, self.mcu.pose)
+        """Return the frozen view of this tick that components get.
+
+        Called several times per tick: the last view is returned again while every field
+        is the very same object (``is``), otherwise a new one is built (issue 16: no
+        per-call allocation when nothing changed).
+        """
+        fsm = self.fsm
+        state, outputs, pose = fsm.state, fsm.outputs, self.mcu.pose
+        v = self._view
+        if (v is not None and v.tick is self.tick_index and v.now_s is self.now_s and v.state is state
+                and v.outputs is outputs and v.pose is pose):
+            return v
+        v = self._view = TickView(self.tick_index, self.now_s, state, outputs, pose)
+        return v
 
     def command(self, event: str) -> None:
         """Queue an operator or mission event for the next update (the O04 arbiter's input)."""
@@ -183,6 +196,7 @@ class Vehicle(SafeStop):
         if set(ports) != set(self.can_ports) or set(comps) != {c.name for c in self.components}:
             raise SnapshotError(f"snapshot of another vehicle: ports {sorted(ports)}, components {sorted(comps)}")
         apply(self, part(state, "vehicle"), self.SNAPSHOT_FIELDS)
+        self._view = None  # the view cache (see view()) is not state
         self.faults.restore(part(state, "faults"))
         self.fsm.restore(part(state, "fsm"))
         self.control.restore(part(state, "control"))
@@ -227,7 +241,10 @@ class Vehicle(SafeStop):
             n = self.overruns_last_second(view.now_s)
             conds.append(Condition("lag",
                                    f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None))
+        active = self.faults.active
         for cond in conds:
+            if cond.reason is None and cond.key not in active:
+                continue  # clearing an inactive condition changes nothing (FaultBook.set)
             if self._condition(cond.key, cond.reason) and cond.event is not None:
                 events.append(cond.event)
         return events

@@ -33,14 +33,28 @@ Third-party databases
   :class:`hal.devices.ars408.Ars408Driver` reads it back. What was mapped is in
   :attr:`DbcCodec.vendor_notes`.
 
-Decoding cost
--------------
-The ARS408 ingress path (decode + checks) must cost no more than 3x a bare cantools
-``Database.decode_message``. :meth:`DbcCodec.decode` therefore looks the message up in a
-dict keyed by arbitration ID, unpacks all signals with the message's precompiled bitstruct
-formats (one C call per byte order, what cantools itself does) and scales them in one
-pass; multiplexed messages fall back to cantools' ``decode_simple``. ``bench/`` measures
-it; ``tests/unit/test_can_codec.py`` checks it against cantools on every message.
+Compiled codec (encoding and decoding cost)
+-------------------------------------------
+cantools stays the parser and the oracle; the hot path does not go through it. At load,
+every plain message gets two generated Python functions (:func:`_compile_message`, the
+source built from the parsed DBC and ``exec``-ed once):
+
+* ``unpack(data)``: one ``int.from_bytes`` per byte order, then a shift and a mask per
+  signal (sign extension by ``(x ^ s) - s``), scale and offset inlined; the raw and
+  physical dicts come out in cantools' key order.
+* ``pack(signals)``: per signal the same conversion arithmetic as cantools (``round``,
+  ``divmod`` for integer scales), the strict range check against precomputed bounds
+  (``minimum - |scale| * 1e-6``, ``maximum + |scale| * 1e-6``, skipped for a VAL_ value,
+  as cantools does) and the field's raw range, then shifts OR-ed into one integer.
+  Anything that is not the plain case (missing or unknown signal, a value that is not a
+  plain int or float, NaN, out of range) returns None and :meth:`DbcCodec.encode` runs
+  cantools itself, which raises its own error (the same message as before) or encodes it.
+
+Multiplexed and container messages and messages with float signals are not compiled: they
+go through cantools (``decode_simple`` / ``encode``); :attr:`DbcCodec.not_compiled` lists
+them. ``tests/unit/test_can_codec_compiled.py`` checks both functions bit-exact against
+cantools on every message of ``dbc/*.dbc`` with hypothesis-generated values and on the
+real ARS408 log.
 """
 
 from __future__ import annotations
@@ -48,9 +62,9 @@ from __future__ import annotations
 import copy
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import can
 import cantools
@@ -104,45 +118,28 @@ class Decoded:
         return f"Decoded({self.name!r}, 0x{self.frame_id:X}, {self.signals!r})"
 
 
-class _BitFormat(Protocol):
-    """A compiled bitstruct format of cantools (``message._codecs["formats"]``)."""
-
-    def unpack(self, data: bytes) -> dict[str, Any]: ...
-
-
 class _Entry:
-    """Per-message precomputed decode plan (private)."""
+    """Per-message precomputed encode/decode plan (private).
 
-    __slots__ = ("message", "name", "length", "is_extended", "big", "little", "scaling",
-                 "fallback")
+    ``pack`` and ``unpack`` are the message's generated functions (see
+    :func:`_compile_message`); both None (``fallback`` True) when the message is not
+    compiled, ``reason`` then says why.
+    """
 
-    def __init__(self, message: CantoolsMessage) -> None:
+    __slots__ = ("message", "name", "length", "is_extended", "frame_id", "pack", "unpack",
+                 "fallback", "reason")
+
+    def __init__(self, message: CantoolsMessage, frame_id: int,
+                 compiled: tuple[Callable[[Mapping[str, Any]], bytes | None] | None,
+                                 Callable[[bytes | bytearray], tuple[dict[str, Any], dict[str, Any]]] | None,
+                                 str | None]) -> None:
         self.message = message
         self.name = message.name
         self.length = message.length
         self.is_extended = bool(message.is_extended_frame)
-        # cantools' compiled bitstruct formats (untyped library): see _BitFormat
-        self.big: _BitFormat | None = None
-        self.little: _BitFormat | None = None
-        self.fallback = True
-        # (name, scale, offset) with scale == 1 and offset == 0 stored as None (identity).
-        self.scaling: list[tuple[str, Any, Any]] = []
-        for sig in message.signals:
-            scale, offset = sig.scale, sig.offset
-            if scale == 1 and offset == 0:
-                self.scaling.append((sig.name, None, None))
-            else:
-                self.scaling.append((sig.name, scale, offset))
-        codecs = getattr(message, "_codecs", None)
-        try:
-            if (codecs is not None and not codecs.get("multiplexers")
-                    and not message.is_container):
-                formats = codecs["formats"]
-                self.big = formats.big_endian
-                self.little = formats.little_endian
-                self.fallback = False
-        except (AttributeError, KeyError, TypeError):  # cantools internals changed
-            self.fallback = True
+        self.frame_id = frame_id
+        self.pack, self.unpack, self.reason = compiled
+        self.fallback = self.unpack is None
 
 
 _BO_LINE = re.compile(r"[ \t]*BO_[ \t]+\S+[ \t]+([A-Za-z0-9_]+)")
@@ -261,6 +258,175 @@ def _map_ars408(messages: list[CantoolsMessage], path: str
     return kept, note
 
 
+# ---------------------------------------------------------------------- compiled codec
+#: Why a message is not compiled (it is then encoded and decoded through cantools).
+_NOT_COMPILED_MUX = "multiplexed"
+_NOT_COMPILED_CONTAINER = "container"
+_NOT_COMPILED_FLOAT = "float signal"
+_NOT_COMPILED_CONVERSION = "unknown conversion"
+_NOT_COMPILED_LENGTH = "signal beyond the frame"
+
+
+def _conversion_kind(conv: Any) -> str | None:
+    """Return ``'identity'``, ``'int'`` or ``'linear'`` for a cantools conversion, else None."""
+    from cantools.database import conversion as cconv
+
+    inner = conv._conversion if type(conv) is cconv.NamedSignalConversion else conv
+    kind = type(inner)
+    if kind is cconv.IdentityConversion:
+        return "identity"
+    if kind is cconv.LinearIntegerConversion:
+        return "int"
+    if kind is cconv.LinearConversion:
+        return "linear"
+    return None
+
+
+def _network_start(sig: Any) -> int:
+    """Return cantools' ``start_bit`` (Motorola MSB, network bit order) of a big-endian signal."""
+    start = int(sig.start)
+    return 8 * (start // 8) + (7 - (start % 8))
+
+
+def _compile_message(message: CantoolsMessage
+                     ) -> tuple[Callable[[Mapping[str, Any]], bytes | None] | None,
+                                Callable[[bytes | bytearray], tuple[dict[str, Any], dict[str, Any]]] | None,
+                                str | None]:
+    """Generate the pack and unpack functions of one message (see :class:`DbcCodec` notes).
+
+    Parameters
+    ----------
+    message : cantools Message
+        A message parsed with ``strict=True``.
+
+    Returns
+    -------
+    (pack, unpack, reason)
+        ``pack(signals)`` returns the payload bytes, or None whenever the frame is not the
+        plain case (a missing or unknown signal, a value that is not a plain int or float,
+        out of the DBC range or of the field's raw range, NaN): the caller then encodes
+        through cantools, which raises its own error or encodes the odd case itself.
+        ``unpack(data)`` takes a payload of exactly the DBC length and returns
+        ``(raw, physical)`` dicts in cantools' key order. Both are None, with the reason,
+        when the message is multiplexed, a container, or holds a float or an unknown
+        conversion.
+    """
+    codecs = getattr(message, "_codecs", None)
+    if message.is_container:
+        return None, None, _NOT_COMPILED_CONTAINER
+    if codecs is None or codecs.get("multiplexers") or any(
+            s.multiplexer_ids is not None or s.is_multiplexer for s in message.signals):
+        return None, None, _NOT_COMPILED_MUX
+    n_bytes = message.length
+    n_bits = 8 * n_bytes
+    ns: dict[str, Any] = {"_from": int.from_bytes}
+    pack_lines = ["def pack(signals):",
+                  f"    if len(signals) != {len(message.signals)}:",
+                  "        return None",
+                  "    try:"]
+    big_terms: list[str] = []
+    little_terms: list[str] = []
+    unpack_raw: dict[str, str] = {}
+    for i, sig in enumerate(message.signals):
+        conv = sig.conversion
+        if conv.is_float or getattr(sig, "is_float", False):
+            return None, None, _NOT_COMPILED_FLOAT
+        kind = _conversion_kind(conv)
+        if kind is None:
+            return None, None, _NOT_COMPILED_CONVERSION
+        length = sig.length
+        mask = (1 << length) - 1
+        if sig.byte_order == "big_endian":
+            shift = n_bits - _network_start(sig) - length
+            word = "b"
+        else:
+            shift = sig.start
+            word = "l"
+        if shift < 0 or shift + length > n_bits:
+            return None, None, _NOT_COMPILED_LENGTH
+        if sig.is_signed:
+            rmin, rmax = -(1 << (length - 1)), (1 << (length - 1)) - 1
+        else:
+            rmin, rmax = 0, mask
+        ns[f"N{i}"] = sig.name
+        ns[f"SC{i}"] = conv.scale
+        ns[f"OF{i}"] = conv.offset
+        # -- pack: the same arithmetic, in the same order, as cantools' conversion and
+        # range check (Message._assert_signal_values_valid, numeric_scaled_to_raw)
+        p = pack_lines.append
+        p(f"        v = signals[N{i}]")
+        p("        t = type(v)")
+        p("        if t is not int and t is not float or v != v:")
+        p("            return None")
+        if kind == "identity":
+            p("        r = round(v)")
+        elif kind == "int":
+            p(f"        d = v - OF{i}")
+            p(f"        q, m = divmod(d, SC{i})")
+            p(f"        r = round(q) if m == 0 else round(d / SC{i})")
+        else:
+            p(f"        r = round((v - OF{i}) / SC{i})")
+        checks = []
+        if sig.minimum is not None:
+            ns[f"LO{i}"] = sig.minimum - abs(conv.scale) * 1e-6
+            checks.append(f"v < LO{i}")
+        if sig.maximum is not None:
+            ns[f"HI{i}"] = sig.maximum + abs(conv.scale) * 1e-6
+            checks.append(f"v > HI{i}")
+        if checks:
+            cond = " or ".join(checks)
+            if conv.choices:
+                ns[f"CH{i}"] = frozenset(conv.choices)
+                cond = f"r not in CH{i} and ({cond})"
+            p(f"        if {cond}:")
+            p("            return None")
+        p(f"        if r < {rmin} or r > {rmax}:")
+        p("            return None")
+        term = f"(r & {mask}) << {shift}" if sig.is_signed else f"r << {shift}"
+        p(f"        w{word}{i} = {term}")
+        (big_terms if word == "b" else little_terms).append(f"w{word}{i}")
+        # -- unpack
+        expr = f"({word} >> {shift}) & {mask}" if shift else f"{word} & {mask}"
+        if sig.is_signed:
+            sign = 1 << (length - 1)
+            expr = f"(({expr}) ^ {sign}) - {sign}"
+        unpack_raw[sig.name] = expr
+    pack_lines += ["    except (KeyError, TypeError, ValueError, OverflowError, ZeroDivisionError):",
+                   "        return None"]
+    big = " | ".join(big_terms) or "0"
+    if little_terms:
+        little = " | ".join(little_terms)
+        pack_lines.append(f"    return (({big}) | _from(({little}).to_bytes({n_bytes}, 'little'),"
+                          f" 'big')).to_bytes({n_bytes}, 'big')")
+    else:
+        pack_lines.append(f"    return ({big}).to_bytes({n_bytes}, 'big')")
+    # raw keys in cantools' order: big-endian signals by network start bit, then the
+    # little-endian ones as its little format lists them (reverse definition order)
+    be = sorted((s for s in message.signals if s.byte_order == "big_endian"), key=_network_start)
+    le = [s for s in message.signals[::-1] if s.byte_order != "big_endian"]
+    index = {s.name: i for i, s in enumerate(message.signals)}
+    unpack_lines = ["def unpack(data):"]
+    if any(s.byte_order == "big_endian" for s in message.signals):
+        unpack_lines.append("    b = _from(data, 'big')")
+    if le:
+        unpack_lines.append("    l = _from(data, 'little')")
+    for s in be + le:
+        unpack_lines.append(f"    r{index[s.name]} = {unpack_raw[s.name]}")
+    raw_items = ", ".join(f"N{index[s.name]}: r{index[s.name]}" for s in be + le)
+    phys_items = []
+    for i, sig in enumerate(message.signals):
+        if sig.scale == 1 and sig.offset == 0:
+            phys_items.append(f"N{i}: r{i}")  # DbcCodec's identity rule (no scaling)
+        else:
+            ns[f"S{i}"] = sig.scale
+            ns[f"O{i}"] = sig.offset
+            phys_items.append(f"N{i}: r{i} * S{i} + O{i}")
+    unpack_lines.append(f"    return {{{raw_items}}}, {{{', '.join(phys_items)}}}")
+    source = "\n".join(pack_lines) + "\n\n" + "\n".join(unpack_lines) + "\n"
+    code = compile(source, f"<dbc codec {message.name}>", "exec")
+    exec(code, ns)  # noqa: S102 -- source generated above from the parsed DBC only
+    return ns["pack"], ns["unpack"], None
+
 
 class DbcCodec:
     """Every message of one CAN bus, from one or more DBC files.
@@ -318,6 +484,11 @@ class DbcCodec:
                 self._by_name[msg.name] = msg
                 self._source[msg.name] = path
         self.vendor_notes: tuple[str, ...] = tuple(notes)
+        self._compiled = {name: _compile_message(msg) for name, msg in self._by_name.items()}
+        for name, (_, _, reason) in self._compiled.items():
+            if reason is not None:
+                logger.debug("%s: message %s not compiled (%s): encoded and decoded by cantools",
+                             self._source[name], name, reason)
         self._build_index()
 
     @staticmethod
@@ -363,8 +534,11 @@ class DbcCodec:
 
     def _build_index(self) -> None:
         self._entries: dict[int, _Entry] = {}
-        for msg in self._by_name.values():
-            self._entries[msg.frame_id + self._id_offset] = _Entry(msg)
+        self._named: dict[str, _Entry] = {}
+        for name, msg in self._by_name.items():
+            entry = _Entry(msg, msg.frame_id + self._id_offset, self._compiled[name])
+            self._entries[entry.frame_id] = entry
+            self._named[name] = entry
 
     # ------------------------------------------------------------------ properties
     @property
@@ -376,6 +550,15 @@ class DbcCodec:
     def dbc_paths(self) -> tuple[str, ...]:
         """The DBC files this codec was loaded from, as given."""
         return self._paths
+
+    @property
+    def not_compiled(self) -> dict[str, str]:
+        """Messages encoded and decoded through cantools, with the reason (name -> reason).
+
+        Multiplexed and container messages and messages with a float signal are not
+        compiled; every other message uses its generated pack/unpack functions.
+        """
+        return {name: c[2] for name, c in self._compiled.items() if c[2] is not None}
 
     @property
     def message_names(self) -> tuple[str, ...]:
@@ -400,6 +583,7 @@ class DbcCodec:
         other._id_offset = int(id_offset)
         other._by_name = self._by_name
         other._source = self._source
+        other._compiled = self._compiled
         other.vendor_notes = self.vendor_notes
         other._build_index()
         return other
@@ -479,16 +663,48 @@ class DbcCodec:
         CanEncodeError
             Unknown message, missing or unknown signal, value outside the DBC range.
         """
+        entry = self._named.get(message_name)
+        if entry is None:
+            raise CanEncodeError(f"unknown message {message_name!r}")
+        pack = entry.pack
+        data = pack(signals) if pack is not None else None
+        if data is None:  # not compiled, or not the plain case: cantools encodes or raises
+            try:
+                data = entry.message.encode(dict(signals), scaling=True, padding=False,
+                                            strict=True)
+            except Exception as exc:  # cantools EncodeError / KeyError / ValueError
+                raise CanEncodeError(f"{message_name}: {one_line(exc)}") from exc
+        return can.Message(arbitration_id=entry.frame_id, is_extended_id=entry.is_extended,
+                           is_fd=False, dlc=entry.length, data=data)
+
+    def encode_cantools(self, message_name: str, signals: Mapping[str, float | int | str]
+                        ) -> bytes:
+        """Encode a payload through cantools only (the oracle of the compiled codec).
+
+        Parameters
+        ----------
+        message_name : str
+            DBC message name.
+        signals : mapping of str to float, int or str
+            Every signal of the message in physical units.
+
+        Returns
+        -------
+        bytes
+            The payload cantools ``Message.encode(..., strict=True)`` builds.
+
+        Raises
+        ------
+        CanEncodeError
+            As :meth:`encode`.
+        """
         msg = self._by_name.get(message_name)
         if msg is None:
             raise CanEncodeError(f"unknown message {message_name!r}")
         try:
-            data = msg.encode(dict(signals), scaling=True, padding=False, strict=True)
+            return bytes(msg.encode(dict(signals), scaling=True, padding=False, strict=True))
         except Exception as exc:  # cantools EncodeError / KeyError / ValueError
             raise CanEncodeError(f"{message_name}: {one_line(exc)}") from exc
-        return can.Message(arbitration_id=msg.frame_id + self._id_offset,
-                           is_extended_id=bool(msg.is_extended_frame),
-                           is_fd=False, dlc=msg.length, data=data)
 
     # ------------------------------------------------------------------ decode
     def decode(self, msg: can.Message) -> Decoded | None:
@@ -540,21 +756,17 @@ class DbcCodec:
         """
         if len(data) != entry.length:
             return None
-        data = bytes(data)
-        if entry.fallback:
-            raw = entry.message.decode_simple(data, decode_choices=False, scaling=False,
-                                              allow_excess=False)
-        else:
-            assert entry.big is not None and entry.little is not None  # set when not fallback
-            raw = entry.big.unpack(data)
-            little = entry.little.unpack(data[::-1])
-            if little:
-                raw.update(little)
-        phys = {}
-        for name, scale, offset in entry.scaling:
-            value = raw.get(name)
+        unpack = entry.unpack
+        if unpack is not None:
+            fields, values = unpack(data)
+            return Decoded(entry.name, frame_id, values, fields)
+        raw: dict[str, Any] = entry.message.decode_simple(
+            bytes(data), decode_choices=False, scaling=False, allow_excess=False)
+        phys: dict[str, Any] = {}
+        for sig in entry.message.signals:
+            value = raw.get(sig.name)
             if value is None:  # multiplexed signal not present in this frame
                 continue
-            phys[name] = value if scale is None else value * scale + offset
+            scale, offset = sig.scale, sig.offset
+            phys[sig.name] = value if scale == 1 and offset == 0 else value * scale + offset
         return Decoded(entry.name, frame_id, phys, raw)
-

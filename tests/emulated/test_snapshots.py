@@ -100,7 +100,7 @@ _SKIP_MODULES = ("firmware_bridge.emulation", "controller.rig", "can.", "hal.ser
                  "controller.record", "controller.clock", "threading", "_thread", "logging")
 #: Attributes that are not state: caches derived on demand, scratch buffers written
 #: before every read.
-_NOT_STATE = ("v.mcu._pose", "v.mcu._pose_msg", ".ya", ".fast")
+_NOT_STATE = ("v.mcu._pose", "v.mcu._pose_msg", ".ya", ".fast", "v._view")
 
 
 def _graph(o: object, path: str, out: dict[str, str], seen: set[int]) -> None:
