@@ -167,6 +167,8 @@ class LrRadar:
                 "faults_at_end": list(st.faults), "warnings_at_end": list(st.warnings),
                 "version": ".".join(str(v) for v in st.version) if st.version else None,
             })
+            if st.implausible:  # objects dropped by the plausibility gate (issue 15)
+                block["implausible"] = dict(sorted(st.implausible.items()))
         replay = self.feed.replay_summary() if self.feed is not None else None
         if replay is not None:
             block["replay"] = replay
@@ -261,6 +263,8 @@ class SrRadar:
             block.update({"frames": s["frames"], "cycles": s["frames"], "rejects": s["rejects"],
                           "resyncs": s["resyncs"], "detections": self.detections,
                           "stale_at_end": self.stale})
+            if s["points_dropped"]:  # points outside the gate (issue 15)
+                block["implausible"] = s["points_dropped"]
         if self.emulator is not None and self.mode == "replay":
             block["replay"] = {"frames_in_capture": self.emulator.replay_frames,
                                "frames_sent": self.emulator.frames_sent}

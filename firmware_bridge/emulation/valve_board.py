@@ -149,6 +149,7 @@ class ValveBoardEmulator:
         self._next_hb_s = math.inf
         self._boot_end_s = math.inf
         self._status_counter = 0
+        self._hb_counter = 0
         self._rail_was_powered = True
         self._stuck_applied: frozenset[int] = frozenset()
         self._next_due_s = -math.inf
@@ -452,6 +453,8 @@ class ValveBoardEmulator:
         hb = vb.ValveBoardHeartbeat(uptime_s=now_s - self._boot_s,
                                     firmware_version=self.firmware_version,
                                     state=self.state)
-        msg = self._codec.encode(vb.HEARTBEAT, vb.heartbeat_signals(hb))
+        msg = self._codec.encode(vb.HEARTBEAT, vb.heartbeat_signals(hb, self._hb_counter))
+        msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
+        self._hb_counter = vb.next_counter(self._hb_counter)
         msg.timestamp = now_s
         self._send(msg)

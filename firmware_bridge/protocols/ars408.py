@@ -463,12 +463,23 @@ class ObjectCycle:
         Receipt time of the frame that completed the cycle, s.
     objects : tuple of RadarObject
         The ``N`` announced objects, in the order of their ``ObjGeneral`` frames.
+    implausible_ids : tuple of int
+        ``obj_id`` of the objects the plausibility gate dropped (:func:`gate_cycle`);
+        empty until gated. :meth:`plausible_objects` leaves them out.
     """
 
     meas_counter: int
     t_status_s: float
     t_complete_s: float
     objects: tuple[RadarObject, ...]
+    implausible_ids: tuple[int, ...] = ()
+
+    def plausible_objects(self) -> tuple[RadarObject, ...]:
+        """Return the objects the plausibility gate kept (every object before gating)."""
+        if not self.implausible_ids:
+            return self.objects
+        drop = frozenset(self.implausible_ids)
+        return tuple(o for o in self.objects if o.obj_id not in drop)
 
 
 # Frame-level reject reasons of the assembler (keys of CycleAssembler.rejects).
@@ -644,6 +655,146 @@ class CycleAssembler:
     def open(self) -> bool:
         """True while a cycle has been announced and is not yet complete or dropped."""
         return self._open
+
+
+# --------------------------------------------------------------------------- plausibility
+
+#: Measuring envelope of the ARS408-21 (Continental datasheet "ARS408-21 Premium Long Range
+#: Radar Sensor 77 GHz", technical data, measuring performance): distance range
+#: 0.20..250 m (far range; near range 0.20..70 m, 100 m up to +-45 deg), azimuth field of
+#: view -9..+9 deg far range and -60..+60 deg near range, velocity range -400..+200 km/h.
+#: The gate uses the envelope's bounding values: 0.20..250 m, +-60 deg, 400 km/h.
+DATASHEET_MIN_RANGE_M = 0.20
+DATASHEET_MAX_RANGE_M = 250.0
+DATASHEET_FOV_HALF_DEG = 60.0
+DATASHEET_MAX_SPEED_MPS = 400.0 / 3.6
+
+# Object-level drop reasons of the plausibility gate (counted per object, not per frame).
+IMPLAUSIBLE_NONFINITE = "implausible_nonfinite"    # a NaN/inf field
+IMPLAUSIBLE_RANGE = "implausible_range"            # outside 0.20..250 m
+IMPLAUSIBLE_FOV = "implausible_fov"                # azimuth outside +-60 deg
+IMPLAUSIBLE_SPEED = "implausible_speed"            # |relative velocity| above 400 km/h
+IMPLAUSIBLE_STEP = "implausible_step"              # moved farther since the last cycle than possible
+IMPLAUSIBLE_RCS = "implausible_rcs"                # RCS outside the configured bounds
+IMPLAUSIBLE_PROB = "implausible_prob"              # probability of existence below the minimum
+IMPLAUSIBLE_STATE = "implausible_state"            # measurement state "deleted"/"deleted for merge"/unknown
+IMPLAUSIBLE_REASONS = (IMPLAUSIBLE_NONFINITE, IMPLAUSIBLE_RANGE, IMPLAUSIBLE_FOV, IMPLAUSIBLE_SPEED,
+                       IMPLAUSIBLE_STEP, IMPLAUSIBLE_RCS, IMPLAUSIBLE_PROB, IMPLAUSIBLE_STATE)
+#: Measurement states an object may be tracked in: new, measured, predicted, new from merge.
+_LIVE_MEAS_STATES = frozenset({1, 2, 3, 5})
+
+
+@dataclass(frozen=True, slots=True)
+class PlausibilityLimits:
+    """Bounds of the ARS408 plausibility gate (radar frame, before tracking).
+
+    Attributes
+    ----------
+    min_range_m, max_range_m : float
+        Distance bounds, m (datasheet: 0.20..250 m).
+    fov_half_deg : float
+        Largest ``|azimuth|``, deg (datasheet: +-60 deg near range).
+    max_speed_mps : float
+        Largest relative speed, m/s (datasheet: 400 km/h); also bounds the step between
+        cycles.
+    step_margin_m : float
+        Position noise allowed on top of ``max_speed_mps * dt`` between two cycles, m (the
+        worst position standard deviation the quality frame codes is 10 m; 2 m covers the
+        real recording's largest step, 7.3 m in 144 ms).
+    min_rcs_dbsm, max_rcs_dbsm : float
+        Radar cross section bounds, dBsm. Not datasheet figures: the project's bounds, wide
+        around the real recording's -20..30.5 dBsm (the signal itself spans -64..63.5).
+    min_prob_of_exist : float
+        Smallest probability-of-existence lower bound kept, 0..1 (0 keeps every class).
+    """
+
+    min_range_m: float = DATASHEET_MIN_RANGE_M
+    max_range_m: float = DATASHEET_MAX_RANGE_M
+    fov_half_deg: float = DATASHEET_FOV_HALF_DEG
+    max_speed_mps: float = DATASHEET_MAX_SPEED_MPS
+    step_margin_m: float = 2.0
+    min_rcs_dbsm: float = -50.0
+    max_rcs_dbsm: float = 60.0
+    min_prob_of_exist: float = 0.0
+
+
+def implausible_reason(obj: RadarObject, previous: RadarObject | None, dt_s: float,
+                       limits: PlausibilityLimits) -> str | None:
+    """Return why one object is not physically plausible, or None when it passes.
+
+    Parameters
+    ----------
+    obj : RadarObject
+        The object, radar frame.
+    previous : RadarObject or None
+        The object of the same ``obj_id`` in the previous accepted cycle (None: new).
+    dt_s : float
+        Time between the two cycles' ``ObjStatus`` frames, s (> 0).
+    limits : PlausibilityLimits
+
+    Returns
+    -------
+    str or None
+        One of :data:`IMPLAUSIBLE_REASONS` (the first failed check, in that order).
+    """
+    fields = (obj.dist_long_m, obj.dist_lat_m, obj.vrel_long_mps, obj.vrel_lat_mps, obj.rcs_dbsm)
+    if not all(math.isfinite(v) for v in fields):
+        return IMPLAUSIBLE_NONFINITE
+    rng = math.hypot(obj.dist_long_m, obj.dist_lat_m)
+    if not limits.min_range_m <= rng <= limits.max_range_m:
+        return IMPLAUSIBLE_RANGE
+    if abs(math.degrees(math.atan2(obj.dist_lat_m, obj.dist_long_m))) > limits.fov_half_deg:
+        return IMPLAUSIBLE_FOV
+    if math.hypot(obj.vrel_long_mps, obj.vrel_lat_mps) > limits.max_speed_mps:
+        return IMPLAUSIBLE_SPEED
+    if previous is not None:
+        step = math.hypot(obj.dist_long_m - previous.dist_long_m, obj.dist_lat_m - previous.dist_lat_m)
+        if step > limits.max_speed_mps * dt_s + limits.step_margin_m:
+            return IMPLAUSIBLE_STEP
+    if not limits.min_rcs_dbsm <= obj.rcs_dbsm <= limits.max_rcs_dbsm:
+        return IMPLAUSIBLE_RCS
+    if obj.prob_of_exist is not None and not (
+            limits.min_prob_of_exist <= obj.prob_of_exist <= 1.0):
+        return IMPLAUSIBLE_PROB
+    if obj.meas_state is not None and obj.meas_state not in _LIVE_MEAS_STATES:
+        return IMPLAUSIBLE_STATE
+    return None
+
+
+def gate_cycle(cycle: ObjectCycle, previous: ObjectCycle | None,
+               limits: PlausibilityLimits) -> tuple[ObjectCycle, list[str]]:
+    """Drop the objects of a cycle that fail :func:`implausible_reason`. Per cycle.
+
+    Parameters
+    ----------
+    cycle : ObjectCycle
+        A complete cycle from :class:`CycleAssembler`.
+    previous : ObjectCycle or None
+        The previous gated cycle (the step check compares positions of equal ``obj_id``).
+    limits : PlausibilityLimits
+
+    Returns
+    -------
+    (ObjectCycle, list of str)
+        The cycle with the dropped objects' IDs in ``implausible_ids`` (the same object
+        when none was dropped; ``objects`` keeps every object as received) and one reason
+        per dropped object.
+    """
+    prev_by_id = {o.obj_id: o for o in previous.plausible_objects()} if previous is not None else {}
+    dt_s = cycle.t_status_s - previous.t_status_s if previous is not None else NOMINAL_CYCLE_S
+    if not dt_s > 0.0:
+        dt_s = NOMINAL_CYCLE_S
+    dropped: list[int] = []
+    reasons: list[str] = []
+    for o in cycle.objects:
+        why = implausible_reason(o, prev_by_id.get(o.obj_id), dt_s, limits)
+        if why is not None:
+            dropped.append(o.obj_id)
+            reasons.append(why)
+    if not reasons:
+        return cycle, reasons
+    return ObjectCycle(cycle.meas_counter, cycle.t_status_s, cycle.t_complete_s, cycle.objects,
+                       tuple(dropped)), reasons
 
 
 # --------------------------------------------------------------------------- detections
@@ -1056,4 +1207,8 @@ __all__ = [
     "RadarHealth", "interpret_radar_state", "radar_state_signals",
     "SPEED_MAX_MPS", "YAW_RATE_MIN_DPS", "YAW_RATE_MAX_DPS", "ego_motion_signals",
     "ego_motion_from_signals", "status_signals", "object_signals",
+    "DATASHEET_MIN_RANGE_M", "DATASHEET_MAX_RANGE_M", "DATASHEET_FOV_HALF_DEG", "DATASHEET_MAX_SPEED_MPS",
+    "IMPLAUSIBLE_NONFINITE", "IMPLAUSIBLE_RANGE", "IMPLAUSIBLE_FOV", "IMPLAUSIBLE_SPEED", "IMPLAUSIBLE_STEP",
+    "IMPLAUSIBLE_RCS", "IMPLAUSIBLE_PROB", "IMPLAUSIBLE_STATE", "IMPLAUSIBLE_REASONS",
+    "PlausibilityLimits", "implausible_reason", "gate_cycle",
 ]

@@ -74,6 +74,12 @@ __all__ = [
     "DEFAULT_MAX_FRAME_LEN",
     "TlvType",
     "RejectReason",
+    "CHIRP_MAX_RANGE_M",
+    "AOA_FOV_HALF_DEG",
+    "POINT_OUT_OF_RANGE",
+    "POINT_OUT_OF_FOV",
+    "PointGate",
+    "gate_points",
     "FrameHeader",
     "RadarPoint",
     "FrameStatistics",
@@ -858,6 +864,91 @@ class Iwr6843Parser:
         if pos:
             del buf[:pos]
             self._buf_offset += pos
+
+
+# --------------------------------------------------------------------------- point gate
+
+#: Largest range the reference chirp can measure: ``fs * c / (2 * slope)`` with
+#: ``profileCfg`` 6000 ksps complex sampling and 50 MHz/us slope of the capture's own
+#: configuration (``profile_3d_automated_doors_ISK.cfg``) = 18.0 m; its CFAR window
+#: (``cfarFovCfg -1 0 0 11.11``) reports points to 11.11 m only.
+CHIRP_MAX_RANGE_M = 6.0e6 * 299_792_458.0 / (2.0 * 50.0e12)
+#: Angle-of-arrival window of the reference configuration (``aoaFovCfg -1 -90 90 -90 90``):
+#: azimuth and elevation +-90 deg, i.e. the half-space in front of the antenna. The real
+#: capture's points reach +-75.6 deg azimuth.
+AOA_FOV_HALF_DEG = 90.0
+
+#: Point-level drop reasons of the gate (counted per point).
+POINT_OUT_OF_RANGE = "point_out_of_range"
+POINT_OUT_OF_FOV = "point_out_of_fov"
+
+
+@dataclass(frozen=True, slots=True)
+class PointGate:
+    """Where a detected point may lie (sensor frame: x right, y boresight, z up).
+
+    Attributes
+    ----------
+    min_range_m, max_range_m : float
+        Range bounds, m: a point at the antenna itself (range 0) is no measurement; the
+        largest is the chirp's maximum range (:data:`CHIRP_MAX_RANGE_M`, 18.0 m).
+    fov_azimuth_deg, fov_elevation_deg : float
+        Largest ``|azimuth|`` (from boresight in the x-y plane) and ``|elevation|``, deg
+        (:data:`AOA_FOV_HALF_DEG`: the configured angle-of-arrival window).
+    """
+
+    min_range_m: float = 0.0
+    max_range_m: float = CHIRP_MAX_RANGE_M
+    fov_azimuth_deg: float = AOA_FOV_HALF_DEG
+    fov_elevation_deg: float = AOA_FOV_HALF_DEG
+
+    def reason(self, point: RadarPoint) -> str | None:
+        """Return why ``point`` lies outside the gate, or None when inside.
+
+        Parameters
+        ----------
+        point : RadarPoint
+            A decoded point (finite: the parser refuses non-finite ones).
+
+        Returns
+        -------
+        str or None
+            :data:`POINT_OUT_OF_RANGE` (range not in ``(min_range_m, max_range_m]``) or
+            :data:`POINT_OUT_OF_FOV` (azimuth or elevation beyond its half-angle).
+        """
+        x, y, z = point.x_m, point.y_m, point.z_m
+        rng = math.sqrt(x * x + y * y + z * z)
+        if not (rng > self.min_range_m and rng <= self.max_range_m):
+            return POINT_OUT_OF_RANGE
+        if abs(math.degrees(math.atan2(x, y))) > self.fov_azimuth_deg:
+            return POINT_OUT_OF_FOV
+        if abs(math.degrees(math.asin(max(-1.0, min(1.0, z / rng))))) > self.fov_elevation_deg:
+            return POINT_OUT_OF_FOV
+        return None
+
+
+def gate_points(points: Sequence[RadarPoint], gate: PointGate) -> tuple[tuple[RadarPoint, ...], list[str]]:
+    """Split a frame's points into those inside ``gate`` and the reasons of those outside.
+
+    Parameters
+    ----------
+    points : sequence of RadarPoint
+    gate : PointGate
+
+    Returns
+    -------
+    (tuple of RadarPoint, list of str)
+        The kept points in order, one reason per dropped point.
+    """
+    kept: list[RadarPoint] = []
+    reasons: list[str] = []
+    for pt in points:
+        why = gate.reason(pt)
+        if why is None:
+            kept.append(pt)
+        else:
+            reasons.append(why)
+    return tuple(kept), reasons
 
 
 def split_stream(

@@ -30,17 +30,25 @@ IDs, DLC 8, Intel (little-endian) signals; bit b of the frame is bit (b % 8) of 
       TEMP  VB_Sts_BoardTemp   byte 4, 1 degC/bit, offset -40 degC
       CNT   VB_Sts_Counter     bits 48-51;  CRC VB_Sts_Checksum byte 7
 
-    VB_Heartbeat  0x701  board -> host, every 100 ms (no counter, no checksum)
+    VB_Heartbeat  0x701  board -> host, every 100 ms
     byte:  |  0  |  1  |  2  |  3  |    4    |    5    |    6    |    7    |
-           [ UPTIME (uint32 LE, 1 ms/bit) ][ FW MAJ  ][ FW MIN  ][ FW PAT  ][ STATE   ]
-      STATE 0 BOOT, 1 OPERATIONAL, 2 FAULT
+           [ UPTIME (uint32 LE, 1 ms/bit) ][MIN|MAJ  ][PAT|MIN ][CNT|ST|PAT][  CRC  ]
+      MAJ/MIN/PAT VB_HB_FwMajor/Minor/Patch  6 bits each at bits 32, 38, 44 (0..63)
+      ST    VB_HB_State    bits 50-51: 0 BOOT, 1 OPERATIONAL, 2 FAULT (3 invalid)
+      CNT   VB_HB_Counter  bits 52-55;  CRC VB_HB_Checksum byte 7
+
+    Before issue 15 the heartbeat had no counter and no checksum (8-bit version fields and
+    an 8-bit state): 53 % of corrupted heartbeats were accepted and one in three corrupted
+    frames caused a false "rebooted" (``bench/fuzz_valve.py``). It now carries the same E2E
+    protection as status and command.
 
 ID hazard (open): the heartbeat sits on CANopen's 0x700 + node, but an ARS408-21 radar with
 sensor ID 0 on the same bus sends 0x701 Cluster_1_General (DLC 8; also 0x700 VersionID,
 0x702 Cluster_2_Quality; +0x10 per sensor ID, Continental ``ARS408_id0.dbc``) when its
-output type is clusters. The heartbeat has no checksum, so such frames would be taken for
-heartbeats. QIKI runs the radar in object mode; 0x703..0x70F (nodes 1..13) are free if
-the ID has to move -- a one-line change in ``dbc/qiki.dbc``, nothing else hard-codes it.
+output type is clusters. The heartbeat's checksum covers the data ID, so such a frame
+passes only at the CRC-8 residual rate (and then the counter check). QIKI runs the radar
+in object mode; 0x703..0x70F (nodes 1..13) are free if the ID has to move -- a one-line
+change in ``dbc/qiki.dbc``, nothing else hard-codes it.
 
 Checksum (E2E protection)
 -------------------------
@@ -83,13 +91,15 @@ HEARTBEAT = "VB_Heartbeat"
 
 MAX_VALVES = 8
 DUTY_SIGNALS = tuple(f"VB_Cmd_Duty{i}" for i in range(1, MAX_VALVES + 1))
-COUNTER_SIGNALS = {COMMAND: "VB_Cmd_Counter", STATUS: "VB_Sts_Counter"}
-CHECKSUM_SIGNALS = {COMMAND: "VB_Cmd_Checksum", STATUS: "VB_Sts_Checksum"}
+COUNTER_SIGNALS = {COMMAND: "VB_Cmd_Counter", STATUS: "VB_Sts_Counter", HEARTBEAT: "VB_HB_Counter"}
+CHECKSUM_SIGNALS = {COMMAND: "VB_Cmd_Checksum", STATUS: "VB_Sts_Checksum", HEARTBEAT: "VB_HB_Checksum"}
 STATUS_SIGNAL_NAMES = ("VB_Sts_ValveOpen", "VB_Sts_ValveFault", "VB_Sts_RailVoltage",
                        "VB_Sts_CmdTimeout", "VB_Sts_RailOff", "VB_Sts_OverTemp",
                        "VB_Sts_BoardTemp", "VB_Sts_Counter", "VB_Sts_Checksum")
 HEARTBEAT_SIGNAL_NAMES = ("VB_HB_Uptime", "VB_HB_FwMajor", "VB_HB_FwMinor",
-                          "VB_HB_FwPatch", "VB_HB_State")
+                          "VB_HB_FwPatch", "VB_HB_State", "VB_HB_Counter", "VB_HB_Checksum")
+#: Largest value of one heartbeat firmware-version field (6 bits each).
+FW_FIELD_MAX = 63
 #: What the DBC must define for the driver and the emulator (SAFETY.md K02).
 REQUIRED_SIGNALS = {
     COMMAND: DUTY_SIGNALS + ("VB_Cmd_Counter", "VB_Cmd_Checksum"),
@@ -361,6 +371,19 @@ class ValveBoardHeartbeat:
     state: BoardState
 
 
+def _require_finite(message: str, sig: Mapping[str, float], names: Sequence[str]) -> None:
+    """Raise :class:`ProtocolError` naming the first of ``names`` whose value is NaN or infinite."""
+    for name in names:
+        v = sig[name]
+        if not math.isfinite(v):
+            raise ProtocolError(f"{message}: signal {name} is {v!r}, not a finite number")
+
+
+_STATUS_NAMES = ("VB_Sts_ValveOpen", "VB_Sts_ValveFault", "VB_Sts_RailVoltage", "VB_Sts_CmdTimeout",
+                 "VB_Sts_RailOff", "VB_Sts_OverTemp", "VB_Sts_BoardTemp")
+_HEARTBEAT_NAMES = ("VB_HB_Uptime", "VB_HB_FwMajor", "VB_HB_FwMinor", "VB_HB_FwPatch", "VB_HB_State")
+
+
 def status_from_signals(sig: Mapping[str, float], n_valves: int = MAX_VALVES) -> ValveBoardStatus:
     """Build a :class:`ValveBoardStatus` from decoded ``VB_Status`` physical signals.
 
@@ -377,9 +400,13 @@ def status_from_signals(sig: Mapping[str, float], n_valves: int = MAX_VALVES) ->
 
     Raises
     ------
+    ProtocolError
+        If a signal is NaN or infinite (issue 15: the protocol's own error, not a bare
+        ``ValueError`` from ``int(nan)``).
     KeyError
         If a ``VB_Sts_*`` signal of :data:`REQUIRED_SIGNALS` is missing.
     """
+    _require_finite(STATUS, sig, _STATUS_NAMES)
     return ValveBoardStatus(
         valve_open_mask=int(sig["VB_Sts_ValveOpen"]),
         valve_fault_mask=int(sig["VB_Sts_ValveFault"]),
@@ -407,10 +434,12 @@ def heartbeat_from_signals(sig: Mapping[str, float]) -> ValveBoardHeartbeat:
     Raises
     ------
     ProtocolError
-        Unknown state value (the ingress range check rejects it first).
+        Unknown state value (the ingress range check rejects it first), or a signal that
+        is NaN or infinite (issue 15: the protocol's own error, not a bare ``ValueError``).
     KeyError
         If a ``VB_HB_*`` signal is missing.
     """
+    _require_finite(HEARTBEAT, sig, _HEARTBEAT_NAMES)
     try:
         state = BoardState(int(sig["VB_HB_State"]))
     except ValueError as exc:
@@ -455,18 +484,22 @@ def status_signals(status: ValveBoardStatus, counter: int) -> dict[str, float | 
     }
 
 
-def heartbeat_signals(hb: ValveBoardHeartbeat) -> dict[str, float | int]:
+def heartbeat_signals(hb: ValveBoardHeartbeat, counter: int = 0) -> dict[str, float | int]:
     """Physical signal dict of a ``VB_Heartbeat``.
 
     Parameters
     ----------
     hb : ValveBoardHeartbeat
-        Values to send; the uptime is floored to 1 ms and wraps at 2**32 ms.
+        Values to send; the uptime is floored to 1 ms and wraps at 2**32 ms; each firmware
+        version field must be 0..:data:`FW_FIELD_MAX` (the codec refuses more).
+    counter : int, optional
+        Alive counter, taken modulo 16.
 
     Returns
     -------
     dict of str to float or int
-        Every ``VB_HB_*`` signal in DBC units (uptime in s), for ``DbcCodec.encode``.
+        Every ``VB_HB_*`` signal in DBC units (uptime in s), checksum 0: apply
+        :func:`seal` to the encoded bytes.
     """
     uptime_ms = int(math.floor(hb.uptime_s * 1000.0 + 1e-6)) % (1 << 32)
     major, minor, patch = hb.firmware_version
@@ -476,6 +509,8 @@ def heartbeat_signals(hb: ValveBoardHeartbeat) -> dict[str, float | int]:
         "VB_HB_FwMinor": minor,
         "VB_HB_FwPatch": patch,
         "VB_HB_State": int(hb.state),
+        "VB_HB_Counter": counter % COUNTER_MODULO,
+        "VB_HB_Checksum": 0,
     }
 
 

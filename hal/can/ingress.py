@@ -29,6 +29,11 @@ fresh (B02 "safe if it persists"), and a stream that is new or went stale become
 only after ``recover_frames`` (3) consecutive regular gaps, so one late frame or a burst
 never makes it fresh (B02).
 
+Every time comparison is made in integer nanoseconds (:func:`to_ns`), never on a float
+boundary: with a 20 ms period and 3 periods allowed, two consecutive lost frames make a gap
+of exactly 60 ms, which ``0.13 - 0.07 > 0.06`` would call stale (float rounding) and
+``130_000_000 - 70_000_000 > 60_000_000`` does not; three lost frames (80 ms) are stale.
+
 The checker is generic: the valve board protocol passes its CRC and counter/checksum
 signal names; the ARS408 driver uses it with DLC/range/freshness only. No I/O, no sleep.
 """
@@ -45,12 +50,48 @@ from hal.can.codec import DbcCodec, Decoded, _Entry
 from hal.errors import BusConfigError, HalError
 from hal.snapshot import JsonValue, SnapshotError, State, apply, capture, encode
 
-__all__ = ["IngressSpec", "StreamState", "IngressChecker", "REJECT_REASONS"]
+__all__ = ["IngressSpec", "StreamState", "IngressChecker", "REJECT_REASONS", "to_ns", "gap_exceeds"]
 
 REJECT_REASONS = ("unknown_id", "error_frame", "remote_frame", "dlc", "checksum",
                   "counter", "range", "enum")
 
 ChecksumFn = Callable[[int, bytes], int]
+
+
+def to_ns(t_s: float) -> int:
+    """Return a time or duration in integer nanoseconds.
+
+    Parameters
+    ----------
+    t_s : float
+        Time on the caller's clock or a duration, s.
+
+    Returns
+    -------
+    int
+        ``round(t_s * 1e9)``, ns. Loop times are multiples of the tick period, far coarser
+        than 1 ns, so rounding removes the float error of sums and differences of them.
+    """
+    return round(t_s * 1e9)
+
+
+def gap_exceeds(later_s: float, earlier_s: float, limit_ns: int) -> bool:
+    """Return True when ``later_s - earlier_s`` exceeds ``limit_ns``, compared in integer ns.
+
+    Parameters
+    ----------
+    later_s, earlier_s : float
+        Two times on the same clock, s.
+    limit_ns : int
+        The allowed gap, ns (e.g. :attr:`StreamState.stale_after_ns`).
+
+    Returns
+    -------
+    bool
+        ``to_ns(later_s) - to_ns(earlier_s) > limit_ns``: exactly the limit is not exceeded,
+        whatever the float rounding of the two times (issue 15: two lost frames never trip).
+    """
+    return to_ns(later_s) - to_ns(earlier_s) > limit_ns
 
 
 @dataclass(frozen=True)
@@ -111,9 +152,13 @@ class StreamState:
         Rhythm score (regular streams only).
     recovering : bool
         Regular stream that went stale and has not yet shown ``recover_frames`` good gaps.
+    stale_after_s : float or None
+        Gap without an accepted frame after which the stream is stale, s (informative).
+    stale_after_ns : int or None
+        The same gap in integer ns: what every staleness comparison uses.
     """
 
-    __slots__ = ("name", "period_s", "stale_after_s", "last_rx_s", "accepted",
+    __slots__ = ("name", "period_s", "stale_after_s", "stale_after_ns", "last_rx_s", "accepted",
                  "last_counter", "counter_score", "counter_invalid", "irregular_score",
                  "recovering", "good_gaps", "last_seen_s")
 
@@ -126,6 +171,7 @@ class StreamState:
         self.name = name
         self.period_s = period_s
         self.stale_after_s = stale_after_s
+        self.stale_after_ns = None if stale_after_s is None else to_ns(stale_after_s)
         self.last_rx_s: float | None = None
         self.accepted = 0
         self.last_counter: int | None = None
@@ -287,9 +333,19 @@ class IngressChecker:
             return False
         if st.irregular_score >= 2 * self._warn_score:
             return False
-        if now_s - st.last_rx_s > st.stale_after_s:
+        assert st.stale_after_ns is not None  # set together with stale_after_s
+        return not gap_exceeds(now_s, st.last_rx_s, st.stale_after_ns)
+
+    def is_stale(self, name: str, now_s: float) -> bool:
+        """Whether no frame of ``name`` was accepted for more than its stale window.
+
+        Compared in integer ns (:func:`gap_exceeds`). False before the first frame and for
+        a stream without a period (nothing to compare against).
+        """
+        st = self.stream(name)
+        if st.last_rx_s is None or st.stale_after_ns is None:
             return False
-        return True
+        return gap_exceeds(now_s, st.last_rx_s, st.stale_after_ns)
 
     def counter_valid(self, name: str) -> bool:
         """Return False while the stream's wrong-counter score holds it invalid (F02)."""
@@ -387,8 +443,8 @@ class IngressChecker:
         # Resync only after a silence: time since the last authentic frame (accepted
         # or not), so a frozen counter never resyncs itself (D01).
         seen = st.last_seen_s
-        stale = (seen is not None and st.stale_after_s is not None
-                 and now_s - seen > st.stale_after_s)
+        stale = (seen is not None and st.stale_after_ns is not None
+                 and gap_exceeds(now_s, seen, st.stale_after_ns))
         st.last_seen_s = now_s
         st.last_counter = counter
         if last is None or (stale and not st.counter_invalid):
@@ -429,13 +485,14 @@ class IngressChecker:
         period = st.period_s
         if plan.spec.regular and period:
             if last is not None:
-                gap = now_s - last
-                if st.stale_after_s is not None and gap > st.stale_after_s:
+                gap_ns = to_ns(now_s) - to_ns(last)
+                period_ns = to_ns(period)
+                if st.stale_after_ns is not None and gap_ns > st.stale_after_ns:
                     st.recovering = True
                     st.good_gaps = 0
                     st.irregular_score += 1
-                elif not (period * (1.0 - self._tolerance) <= gap
-                          <= period * (1.0 + self._tolerance)):
+                elif not (round(period_ns * (1.0 - self._tolerance)) <= gap_ns
+                          <= round(period_ns * (1.0 + self._tolerance))):
                     # late (half rate, gaps) or early (burst, buffering)
                     st.good_gaps = 0
                     st.irregular_score += 1

@@ -23,7 +23,17 @@ Health, per tick (:meth:`Ars408Driver.poll`):
   RadarState for 3 of its periods are faults (D02);
 * out-of-range and unknown-enum values reject the frame and are counted (D03); a reject
   in ``reject_streak_limit`` consecutive cycles is a fault (and the dropped cycles make
-  the radar stale anyway).
+  the radar stale anyway);
+* the measurement counter (``ObjStatus.meas_counter``) must change every cycle: a cycle
+  repeating the previous counter is old data, counted as ``counter_repeat`` and dropped
+  (it never makes the radar fresh, so a frozen radar goes stale after
+  ``stale_after_periods``), and ``frozen_cycles_limit`` (5) such cycles in a row are the
+  fault ``counter_frozen`` (SAFETY.md D01);
+* every object of a complete cycle passes the plausibility gate before tracking
+  (:func:`~firmware_bridge.protocols.ars408.gate_cycle`: datasheet range and field of
+  view, relative speed, the step since the previous cycle, RCS, probability of existence
+  and measurement state); a dropped object is counted in ``implausible`` under its
+  ``implausible_*`` reason (counts of objects, apart from the frame ``rejects``).
 
 The sensor ID selects the arbitration IDs: sensor ``n`` answers on base ID ``+ 0x10 * n``
 (ARS408-21 technical documentation). A DBC with the base IDs (``dbc/ars408.dbc``,
@@ -81,6 +91,7 @@ __all__ = [
     "REJECT_DLC",
     "REJECT_OUT_OF_RANGE",
     "REJECT_UNKNOWN_ENUM",
+    "REJECT_COUNTER_REPEAT",
 ]
 
 # Reject reasons of the ingress path (besides the assembler's, see the protocol module).
@@ -91,6 +102,7 @@ REJECT_REMOTE_FRAME = "remote_frame"      # remote frame on one of our IDs (F04)
 REJECT_DLC = "dlc"                        # DLC or ID format differs from the DBC (F03)
 REJECT_OUT_OF_RANGE = "range"             # physical value outside the DBC range (D03)
 REJECT_UNKNOWN_ENUM = "enum"              # enumerated value missing from the VAL_ table (D03)
+REJECT_COUNTER_REPEAT = "counter_repeat"  # a complete cycle repeating the measurement counter (D01)
 
 _KIND_STATUS, _KIND_GENERAL, _KIND_QUALITY, _KIND_EXTENDED, _KIND_STATE, _KIND_VERSION, \
     _KIND_OTHER = range(7)
@@ -211,6 +223,10 @@ class Ars408Config:
         Detections with a radar cross section below this are dropped, dBsm.
     max_cycles_queued : int
         Bound of the queue of undelivered cycles (B08: memory stays bounded).
+    frozen_cycles_limit : int
+        Consecutive cycles repeating the measurement counter before ``counter_frozen`` (D01: 5).
+    plausibility : PlausibilityLimits
+        Bounds of the plausibility gate (default: the ARS408-21 datasheet envelope).
     name : str
         Device name used as the detection source label.
     """
@@ -226,6 +242,8 @@ class Ars408Config:
     min_prob_of_exist: float = 0.0
     min_rcs_dbsm: float = -math.inf
     max_cycles_queued: int = 16
+    frozen_cycles_limit: int = 5
+    plausibility: proto.PlausibilityLimits = field(default_factory=proto.PlausibilityLimits)
     name: str = "radar_lr"
 
 
@@ -242,8 +260,9 @@ class Ars408Status:
     stale : bool
         No complete cycle for ``stale_after_periods`` periods (B01).
     faults : tuple of str
-        Reasons to go safe: ``stale``, ``state_stale``, ``values_rejected`` and the
-        radar-reported ones of :meth:`RadarHealth.faults`. Empty when healthy.
+        Reasons to go safe: ``stale``, ``state_stale``, ``values_rejected``,
+        ``counter_frozen`` (D01) and the radar-reported ones of :meth:`RadarHealth.faults`.
+        Empty when healthy.
     warnings : tuple of str
         Not faults: ``motion_input_missing`` (radar reports no ego speed/yaw rate),
         ``quality_config_mismatch`` (SendQuality/SendExtInfo differ from the config).
@@ -256,9 +275,13 @@ class Ars408Status:
     cycles_complete, cycles_dropped : int
         Object-list cycles completed / dropped incomplete.
     rejects : dict of str to int
-        Rejected frames by reason (driver and assembler reasons).
+        Rejected frames by reason (driver and assembler reasons) and cycles repeating the
+        measurement counter (``counter_repeat``).
     version : tuple of int or None
         Firmware (major, minor, patch) from VersionId.
+    implausible : dict of str to int
+        Objects dropped by the plausibility gate, by ``implausible_*`` reason (only the
+        reasons seen).
     """
 
     now_s: float
@@ -274,6 +297,7 @@ class Ars408Status:
     cycles_dropped: int
     rejects: dict[str, int]
     version: tuple[int, int, int] | None
+    implausible: dict[str, int] = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -366,6 +390,9 @@ class Ars408Driver:
         self._value_rejects_seen = 0
         self._reject_streak = 0
         self._next_ego_s: float | None = None
+        self._last_counter: int | None = None
+        self._frozen_run = 0
+        self._implausible: dict[str, int] = {}
         self._handlers: tuple[Callable[[Mapping[str, float], float], ObjectCycle | None], ...] = (
             self.assembler.on_status, self.assembler.on_general,
             self.assembler.on_quality, self.assembler.on_extended,
@@ -376,7 +403,8 @@ class Ars408Driver:
     #: the cycle being assembled and the ingress checks beside them.
     SNAPSHOT_FIELDS = ("_start_s", "frames", "decoded", "_rejects", "_cycles", "last_cycle", "_last_cycle_s",
                        "_good_run", "_needed_run", "_was_stale", "health", "_last_state_s", "version",
-                       "_value_reject_in_cycle", "_value_rejects_seen", "_reject_streak", "_next_ego_s")
+                       "_value_reject_in_cycle", "_value_rejects_seen", "_reject_streak", "_next_ego_s",
+                       "_last_counter", "_frozen_run", "_implausible")
 
     def snapshot(self) -> State:
         """Return the driver's state (:mod:`hal.snapshot`): latest values, counters, partial input."""
@@ -420,7 +448,9 @@ class Ars408Driver:
         Returns
         -------
         ObjectCycle or None
-            The cycle this frame completed, if any (also queued for :meth:`take_cycles`).
+            The cycle this frame completed, if any, its implausible objects named in
+            ``implausible_ids`` (also queued for :meth:`take_cycles`); None for a cycle
+            repeating the measurement counter.
         """
         self.frames += 1
         if msg.arbitration_id not in self._rx_ids or msg.is_error_frame or msg.is_remote_frame:
@@ -450,8 +480,8 @@ class Ars408Driver:
                 self._value_reject_in_cycle = False
             cycle = self._handlers[kind](sig, now_s)
             if cycle is not None:
-                self._cycle_done(cycle, now_s)
-            return cycle
+                return self._cycle_done(cycle, now_s)
+            return None
         if kind == _KIND_STATE:
             self.health = proto.interpret_radar_state(sig)
             self._last_state_s = now_s
@@ -460,7 +490,17 @@ class Ars408Driver:
                             int(sig["patch_level"]))
         return None
 
-    def _cycle_done(self, cycle: ObjectCycle, now_s: float) -> None:
+    def _cycle_done(self, cycle: ObjectCycle, now_s: float) -> ObjectCycle | None:
+        """Judge a complete cycle: counter advanced (D01), then the plausibility gate."""
+        if self._last_counter is not None and cycle.meas_counter == self._last_counter:
+            self._frozen_run += 1
+            self._reject(REJECT_COUNTER_REPEAT)
+            return None  # old data: neither fresh nor tracked
+        self._last_counter = cycle.meas_counter
+        self._frozen_run = 0
+        cycle, dropped = proto.gate_cycle(cycle, self.last_cycle, self.config.plausibility)
+        for reason in dropped:
+            self._implausible[reason] = self._implausible.get(reason, 0) + 1
         last = self._last_cycle_s
         if last is not None and now_s - last <= self.stale_window_s:
             self._good_run += 1
@@ -469,6 +509,7 @@ class Ars408Driver:
         self._last_cycle_s = now_s
         self.last_cycle = cycle
         self._cycles.append(cycle)
+        return cycle
 
     def take_cycles(self) -> list[ObjectCycle]:
         """Return and forget the complete cycles received since the last call.
@@ -490,13 +531,14 @@ class Ars408Driver:
         Returns
         -------
         list of Detection
-            Through the configured mount pose; empty before the first cycle.
+            The objects that passed the plausibility gate, through the configured mount
+            pose; empty before the first cycle.
         """
         cycle = cycle if cycle is not None else self.last_cycle
         if cycle is None:
             return []
         return proto.objects_to_detections(
-            cycle.objects, self.config.mount,
+            cycle.plausible_objects(), self.config.mount,
             min_prob_of_exist=self.config.min_prob_of_exist,
             min_rcs_dbsm=self.config.min_rcs_dbsm, source=self.config.name)
 
@@ -539,6 +581,8 @@ class Ars408Driver:
                 warnings.append("quality_config_mismatch")
         if self._reject_streak >= cfg.reject_streak_limit:
             faults.append("values_rejected")
+        if self._frozen_run >= cfg.frozen_cycles_limit:
+            faults.append("counter_frozen")
         rejects = dict(self._rejects)
         for k, v in self.ingress.rejects.items():
             rejects[k] = rejects.get(k, 0) + v
@@ -551,7 +595,7 @@ class Ars408Driver:
             frames=self.frames, decoded=self.decoded,
             cycles_complete=self.assembler.cycles_complete,
             cycles_dropped=self.assembler.cycles_dropped, rejects=rejects,
-            version=self.version,
+            version=self.version, implausible=dict(self._implausible),
         )
 
     # ------------------------------------------------------------------ egress
@@ -655,6 +699,6 @@ def config_from_mapping(entry: Mapping[str, Any], *, name: str = "radar_lr") -> 
     kw = {k: entry[k] for k in (
         "sensor_id", "expect_quality", "expect_extended", "stale_after_periods",
         "recover_cycles", "state_stale_after_periods", "reject_streak_limit",
-        "min_prob_of_exist", "min_rcs_dbsm", "max_cycles_queued") if k in entry}
+        "min_prob_of_exist", "min_rcs_dbsm", "max_cycles_queued", "frozen_cycles_limit") if k in entry}
     return Ars408Config(mount=mount, name=name, **kw)
 

@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -75,6 +76,32 @@ def _numbers(values: Mapping[str, Value]) -> dict[str, float]:
     return {k: x for k, x in values.items() if not isinstance(x, dict)}
 
 
+def non_finite_reason(label: str, values: Mapping[str, Value]) -> str:
+    """Why a reply must be refused for a non-finite number, or "" when every number is finite.
+
+    An ``f32`` register pair can decode to NaN or infinity (a corrupted or uninitialised
+    register, a wrong word order); such a value compares false with every limit, so a
+    snapshot holding one is refused as a whole (issue 15 part 6).
+
+    Parameters
+    ----------
+    label : str
+        Device label for the message, e.g. ``"PDU"`` or ``"BMS"``.
+    values : mapping of str to value
+        The snapshot's physical values (bitfields, which decode to dicts, are skipped).
+
+    Returns
+    -------
+    str
+        ``"<label>: reply refused: <quantity> is nan"`` for the first non-finite quantity
+        (in the snapshot's order), "" when there is none.
+    """
+    for name, x in values.items():
+        if isinstance(x, float) and not math.isfinite(x):
+            return f"{label}: reply refused: {name} is {x!r}"
+    return ""
+
+
 def bms_reading(snapshot: DeviceSnapshot) -> BmsReading | None:
     """Decode a JK BMS snapshot into a :class:`BmsReading` (None before the first poll).
 
@@ -124,13 +151,17 @@ def bms_freshness_reason(snapshot: DeviceSnapshot, now_s: float | None) -> str:
     -------
     str
         ``BMS: no data ...`` (no good poll yet), ``BMS: data stale (N failed polls)`` or
-        ``BMS: data stale (last good poll X s ago)``; "" when fresh.
+        ``BMS: data stale (last good poll X s ago)``, ``BMS: reply refused: <quantity> is
+        nan`` (a non-finite number, :func:`non_finite_reason`); "" when fresh.
     """
     if not snapshot.values or snapshot.sample_time_s is None:
         last = f" (last failure: {snapshot.last_failure.kind})" if snapshot.last_failure else ""
         return f"BMS: no data{last}"
     if snapshot.consecutive_failures >= snapshot.stale_after_polls:
         return f"BMS: data stale ({snapshot.consecutive_failures} failed polls)"
+    bad = non_finite_reason("BMS", snapshot.values)
+    if bad:
+        return bad
     if now_s is not None and not snapshot.is_fresh(now_s):
         return f"BMS: data stale (last good poll {snapshot.age_s(now_s):.2f} s ago)"
     return ""

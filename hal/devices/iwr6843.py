@@ -21,6 +21,7 @@ Frames
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,9 +32,12 @@ from firmware_bridge.protocols.iwr6843 import (
     DEFAULT_MAX_FRAME_LEN,
     FrameStatistics,
     Iwr6843Parser,
+    PointGate,
     RadarFrame,
+    gate_points,
     sensor_to_radar,
 )
+from hal.can.ingress import gap_exceeds, to_ns
 from hal.errors import BusConfigError, HalError
 from hal.serial.link import SerialLink
 from hal.snapshot import JsonValue, State, capture, capture_all, part, restore_all
@@ -269,6 +273,14 @@ class Iwr6843Driver:
         (doubling in between).
     source : str
         Name put on detections (range band for fusion), default ``"sr"``.
+    point_gate : PointGate, optional
+        Where a point may lie (default: the reference chirp's 18 m and the configured
+        +-90 deg angle-of-arrival window); points outside are dropped before detection
+        and counted by reason (``points_dropped`` in :meth:`stats`).
+    max_frame_jump : int, optional
+        Largest forward step of ``frameNumber`` counted as lost frames (default 1000,
+        100 s at 10 Hz); a larger step, or a step backwards, is a jump (``frame_number_jumps``:
+        a reboot or a corrupted header, which has no CRC), accepted and resynchronised.
 
     Raises
     ------
@@ -279,7 +291,10 @@ class Iwr6843Driver:
     -----
     Freshness counts only frames with a new ``frameNumber``: a radar that repeats its
     last frame (frozen, SAFETY.md D01) goes stale. All times come from the caller's
-    monotonic clock (``now_s``), never the radar's CPU counter.
+    monotonic clock (``now_s``), never the radar's CPU counter, and staleness compares
+    integer nanoseconds (:func:`hal.can.ingress.gap_exceeds`). Header consistency (TLV
+    lengths against ``totalPacketLen``, point counts against the TLV lengths) is the
+    parser's (:class:`~firmware_bridge.protocols.iwr6843.RejectReason`).
     """
 
     def __init__(
@@ -294,6 +309,8 @@ class Iwr6843Driver:
         read_chunk_bytes: int = 4096,
         reopen_backoff_s: tuple[float, float] = (0.5, 5.0),
         source: str = "sr",
+        point_gate: PointGate | None = None,
+        max_frame_jump: int = 1000,
     ) -> None:
         if not (isinstance(mount, Mount) and mount.is_finite()):
             raise BusConfigError(f"iwr6843 mount must be a finite Mount (see parse_mount), got {mount!r}")
@@ -308,6 +325,9 @@ class Iwr6843Driver:
         self.frame_period_s = float(frame_period_s)
         self.stale_after_periods = float(stale_after_periods)
         self.stale_after_s = self.frame_period_s * self.stale_after_periods
+        self.stale_after_ns = to_ns(self.stale_after_s)
+        self.point_gate = point_gate if point_gate is not None else PointGate()
+        self.max_frame_jump = int(max_frame_jump)
         self.max_read_bytes_per_poll = int(max_read_bytes_per_poll)
         self.read_chunk_bytes = int(read_chunk_bytes)
         self.source = source
@@ -327,6 +347,8 @@ class Iwr6843Driver:
         self.detections = 0
         self.frame_number_gaps = 0
         self.frame_number_repeats = 0
+        self.frame_number_jumps = 0
+        self.points_dropped: dict[str, int] = {}
         self.read_budget_hits = 0
         self.link_errors = 0
         self.reopens = 0
@@ -339,7 +361,7 @@ class Iwr6843Driver:
     SNAPSHOT_FIELDS = ("_backoff_s", "_next_reopen_s", "_first_poll_s", "_last_fresh_s", "_last_frame_number",
                        "_was_stale", "last_scan", "bytes_read", "scans", "detections", "frame_number_gaps",
                        "frame_number_repeats", "read_budget_hits", "link_errors", "reopens", "stale_events",
-                       "last_link_error")
+                       "last_link_error", "frame_number_jumps", "points_dropped")
 
     def snapshot(self) -> State:
         """Return the driver's state (:mod:`hal.snapshot`): latest values, counters, partial input."""
@@ -414,7 +436,7 @@ class Iwr6843Driver:
         ref = self._last_fresh_s if self._last_fresh_s is not None else self._first_poll_s
         if ref is None:
             return True
-        return now_s - ref > self.stale_after_s
+        return gap_exceeds(now_s, ref, self.stale_after_ns)
 
     def age_s(self, now_s: float) -> float | None:
         """Seconds since the last new frame, or None before the first one."""
@@ -433,6 +455,8 @@ class Iwr6843Driver:
             "tlvs": p["tlvs"],
             "frame_number_gaps": self.frame_number_gaps,
             "frame_number_repeats": self.frame_number_repeats,
+            "frame_number_jumps": self.frame_number_jumps,
+            "points_dropped": dict(sorted(self.points_dropped.items())),
             "read_budget_hits": self.read_budget_hits,
             "link_errors": self.link_errors,
             "reopens": self.reopens,
@@ -513,10 +537,17 @@ class Iwr6843Driver:
                 self.frame_number_repeats += 1
                 return None
             step = (frame.frame_number - last) & 0xFFFFFFFF
-            if 1 < step < 0x80000000:
+            if 1 < step <= self.max_frame_jump:
                 self.frame_number_gaps += step - 1
+            elif step > self.max_frame_jump:
+                self.frame_number_jumps += 1
         self._last_frame_number = frame.frame_number
         self._last_fresh_s = now_s
+        kept, dropped = gate_points(frame.points, self.point_gate)
+        if dropped:
+            for why in dropped:
+                self.points_dropped[why] = self.points_dropped.get(why, 0) + 1
+            frame = dataclasses.replace(frame, points=kept)
         dets = frame_to_detections(frame, self._mount, source=self.source)
         scan = RadarScan(
             frame_number=frame.frame_number,

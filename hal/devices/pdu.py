@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from hal.devices.bms import PostReport
+from hal.devices.bms import PostReport, non_finite_reason
 from hal.modbus.poller import DeviceSnapshot, PollerPort, Ticket
 
 RELAY_QUANTITIES: dict[str, str] = {
@@ -91,7 +91,7 @@ def _freshness_reason(snapshot: DeviceSnapshot, now_s: float | None) -> str:
         return f"PDU: no data{last}"
     if now_s is not None and not snapshot.is_fresh(now_s):
         return f"PDU: data stale (last good poll {snapshot.age_s(now_s):.2f} s ago)"
-    return ""
+    return non_finite_reason("PDU", snapshot.values)
 
 
 def _fault_flags_reason(values: Mapping[str, object]) -> str:
@@ -116,7 +116,8 @@ def pdu_health(snapshot: DeviceSnapshot, now_s: float) -> str | None:
     -------
     str or None
         ``PDU: no data ...``, ``PDU: data stale (last good poll X s ago)`` or
-        ``PDU fault flags: <names>``; None when fresh and no flag is set.
+        ``PDU: reply refused: <quantity> is nan`` (an ``f32`` that decoded to NaN or
+        infinity) or ``PDU fault flags: <names>``; None when fresh and no flag is set.
     """
     return _freshness_reason(snapshot, now_s) or _fault_flags_reason(snapshot.values) or None
 

@@ -1,7 +1,8 @@
 """Host driver of the thruster valve board (CAN, ``dbc/qiki.dbc``).
 
 Consumes ``VB_Status`` and ``VB_Heartbeat`` through the generic ingress checker (DLC,
-E2E checksum, alive counter, DBC range, freshness), produces ``VB_Command`` frames with
+E2E checksum, alive counter, DBC range, freshness; the heartbeat carries the same
+CRC-8/counter protection as the status since issue 15), produces ``VB_Command`` frames with
 counter and checksum filled. No I/O of its own: the loop registers
 :meth:`ValveBoardDriver.on_frame` with a :class:`~hal.can.port.CanPort` for every ID in
 :attr:`ValveBoardDriver.arbitration_ids` and sends what :meth:`command_frame` returns.
@@ -73,7 +74,9 @@ class ValveBoardDriver:
             [IngressSpec(vb.STATUS, counter_signal=vb.COUNTER_SIGNALS[vb.STATUS],
                          checksum_signal=vb.CHECKSUM_SIGNALS[vb.STATUS],
                          checksum_fn=vb.e2e_checksum, regular=True),
-             IngressSpec(vb.HEARTBEAT, regular=True)],
+             IngressSpec(vb.HEARTBEAT, counter_signal=vb.COUNTER_SIGNALS[vb.HEARTBEAT],
+                         checksum_signal=vb.CHECKSUM_SIGNALS[vb.HEARTBEAT],
+                         checksum_fn=vb.e2e_checksum, regular=True)],
             stale_after_periods=stale_after_periods)
         for duty_raw, counter in ((0, 0), (vb.DUTY_RAW_MAX, vb.COUNTER_MODULO - 1)):
             try:
@@ -218,7 +221,7 @@ class ValveBoardDriver:
         age = self._checker.age_s(name, now_s)
         if st.counter_invalid:
             return "invalid (wrong counters)"
-        if age is not None and st.stale_after_s is not None and age > st.stale_after_s:
+        if age is not None and self._checker.is_stale(name, now_s):
             return f"stale ({age * 1000:.0f} ms old)"
         if self._checker.timing_warning(name) and not st.recovering:
             return "irregular (half rate or bursts)"

@@ -34,8 +34,7 @@ def _frames() -> list[can.Message]:
 
     def sealed(name: str, sig: dict, t: float) -> can.Message:
         msg = codec.encode(name, sig)
-        if name != vb.HEARTBEAT:
-            msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
+        msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
         msg.timestamp = t
         return msg
 
@@ -52,7 +51,7 @@ def _frames() -> list[can.Message]:
         out.append(msg)
     for i in range(10):
         hb = vb.ValveBoardHeartbeat(1.0 + 0.1 * i, (1, 2, 0), vb.BoardState.OPERATIONAL)
-        msg = sealed(vb.HEARTBEAT, vb.heartbeat_signals(hb), T0 + 0.004 + 0.100 * i)
+        msg = sealed(vb.HEARTBEAT, vb.heartbeat_signals(hb, i), T0 + 0.004 + 0.100 * i)
         if i == 5:
             msg.data = msg.data[:6]
             msg.dlc = 6
@@ -118,7 +117,9 @@ def test_injected_valve_board_faults_are_flagged(tmp_path):
     # nothing else on the frames themselves (the streams end with the test: timeouts allowed)
     others = {k for k in v if k[0] not in ("timeout",)} - {("counter", "0x101 VB_Command @valves"),
                                                           ("checksum", "0x181 VB_Status @valves"),
-                                                          ("dlc", "0x701 VB_Heartbeat @valves")}
+                                                          ("dlc", "0x701 VB_Heartbeat @valves"),
+                                                          # heartbeat 5 was refused (DLC): 4 -> 6 is a counter skip
+                                                          ("counter", "0x701 VB_Heartbeat @valves")}
     assert not others, others
     board = rep["vehicle"]["valve_boards"][0]
     assert board["duty_pct"][0] == 40.0 and board["state"] == "OPERATIONAL" and board["firmware"] == "1.2.0"

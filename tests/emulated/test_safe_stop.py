@@ -114,7 +114,7 @@ def test_exception_in_a_tick_is_a_fault_not_a_crash(run_opts, monkeypatch):
     code, summary, folder = run_main_job(run_opts())
     assert code == 1
     assert summary["final_state"] == "safe_mode"
-    assert summary["result"] == "safe_mode: exception in tick: RuntimeError: solver blew up second line"
+    assert summary["result"] == "safe_mode: exception in tick: RuntimeError: solver blew up second line (event 911)"
     assert summary["exceptions"]["count"] == 1
     ev = _events(folder)
     exc = [e for e in ev if e["kind"] == "exception"]

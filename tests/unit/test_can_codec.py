@@ -79,7 +79,8 @@ def test_command_round_trip(codec, duties, counter):
 def test_heartbeat_round_trip_scaled(codec):
     msg = codec.encode("VB_Heartbeat", {"VB_HB_Uptime": 1234.567, "VB_HB_FwMajor": 1,
                                         "VB_HB_FwMinor": 2, "VB_HB_FwPatch": 3,
-                                        "VB_HB_State": "OPERATIONAL"})
+                                        "VB_HB_State": "OPERATIONAL", "VB_HB_Counter": 0,
+                                        "VB_HB_Checksum": 0})
     dec = codec.decode(msg)
     assert dec.signals["VB_HB_Uptime"] == pytest.approx(1234.567)
     assert dec.raw["VB_HB_Uptime"] == 1234567
@@ -178,7 +179,8 @@ def test_decode_matches_cantools_qiki(codec):
     msgs = [codec.encode("VB_Command", _cmd((100, 2, 0, 50, 0, 98, 14, 0), 3, 0x11)),
             codec.encode("VB_Heartbeat", {"VB_HB_Uptime": 99.999, "VB_HB_FwMajor": 9,
                                           "VB_HB_FwMinor": 8, "VB_HB_FwPatch": 7,
-                                          "VB_HB_State": 2})]
+                                          "VB_HB_State": 2, "VB_HB_Counter": 3,
+                                          "VB_HB_Checksum": 0})]
     for m in msgs:
         assert codec.decode(m).signals == db.decode_message(m.arbitration_id, m.data,
                                                              decode_choices=False)

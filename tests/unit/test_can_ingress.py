@@ -43,7 +43,7 @@ def status_frame(codec, counter, *, temp_c=35.0, seal=True) -> can.Message:
 def heartbeat_frame(codec, state=1) -> can.Message:
     return codec.encode(vb.HEARTBEAT, {"VB_HB_Uptime": 1.0, "VB_HB_FwMajor": 1,
                                        "VB_HB_FwMinor": 2, "VB_HB_FwPatch": 0,
-                                       "VB_HB_State": state})
+                                       "VB_HB_State": state, "VB_HB_Counter": 0, "VB_HB_Checksum": 0})
 
 
 def feed(checker, codec, counters, t0=0.0, period=P_STATUS):
@@ -64,8 +64,8 @@ def _bad_frames(codec):
     extended = can.Message(arbitration_id=0x181, is_extended_id=True, data=good.data)
     hb_enum = codec.encode(vb.HEARTBEAT, {"VB_HB_Uptime": 1.0, "VB_HB_FwMajor": 1,
                                           "VB_HB_FwMinor": 2, "VB_HB_FwPatch": 0,
-                                          "VB_HB_State": 0})
-    hb_enum.data[7] = 7  # state 7: outside [0|2] and not in the VAL_ table
+                                          "VB_HB_State": 0, "VB_HB_Counter": 0, "VB_HB_Checksum": 0})
+    hb_enum.data[6] |= 0x0C  # state 3 (bits 50-51): outside [0|2] and not in the VAL_ table
     return [
         ("checksum", bad_crc), ("checksum", flipped), ("dlc", short),
         ("unknown_id", extended),

@@ -53,7 +53,7 @@ def test_model_places_the_devices_messages(model):
     by_name = {s.name: s for s in model.specs}
     assert by_name["VB_Command"].arbitration_id == 0x101 and by_name["VB_Command"].counter_signal == "VB_Cmd_Counter"
     assert by_name["VB_Status"].checksum_fn is vb.e2e_checksum
-    assert by_name["VB_Heartbeat"].checksum_signal is None
+    assert by_name["VB_Heartbeat"].checksum_signal == "VB_HB_Checksum"  # E2E-protected since issue 15
     assert by_name["ARS408_ObjGeneral"].list_message and not by_name["ARS408_ObjStatus"].list_message
     assert by_name["ARS408_ObjStatus"].period_s == pytest.approx(0.072)
     assert set(model.valve_boards) == {"valves"} and set(model.radars) == {"radar_lr"}
@@ -119,7 +119,8 @@ def test_unknown_id_error_frame_and_range(model):
     ch.feed(can.Message(is_error_frame=True), 0.3)
     hb = _node_codec(model).encode(vb.HEARTBEAT, vb.heartbeat_signals(
         vb.ValveBoardHeartbeat(1.0, (1, 2, 0), vb.BoardState.OPERATIONAL)))
-    hb.data[7] = 9  # VB_HB_State 9: above the DBC's [0|2] and not in its VAL_ table
+    hb.data[6] |= 0x0C  # VB_HB_State 3 (bits 50-51): above the DBC's [0|2] and not in its VAL_ table
+    hb.data = bytearray(vb.seal(hb.arbitration_id, hb.data))
     ch.feed(hb, 0.4)
     assert ch.tally.get("unknown_id", "0x123").count == 2
     assert ch.tally.get("unknown_id", "0x00000101").count == 1
