@@ -17,15 +17,17 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller.config import load_mission, load_rig
 from controller.doctor import RUN_PROBE_S, DoctorReport, run_doctor
 from controller.doctor.gate import DoctorGate
-from controller.errors import ControllerError
+from controller.errors import ConfigError, ControllerError
 from controller.exit_codes import EXIT_BAD_INPUT, EXIT_HARDWARE_UNAVAILABLE, EXIT_OK, EXIT_STOPPED, SIGNAL_EXIT
 from controller.loop import FixedRateLoop
 from controller.operator import LINGER_S, SAFE_STATES, OperatorScript, safe_reason
@@ -36,7 +38,7 @@ from controller.record.snapshots import message as snapshot_message
 from controller.record.summary import WALL_CLOCK_KEYS, build_summary
 from controller.rig import BuiltRig, build_rig, check_rig
 from controller.rt_knobs import RealtimeKnobsReport, apply_realtime_knobs, skipped_report
-from controller.run_options import RunOptions, check_options, prepare_run_folder
+from controller.run_options import OPTIONS_NAME, RunOptions, check_options, prepare_run_folder
 from controller.service.notify import ServiceNotifier
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
@@ -49,6 +51,8 @@ __all__ = ["LINGER_S", "SAFE_STATES", "WALL_CLOCK_KEYS", "OperatorScript", "RunO
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from controller.console.desk import ConsoleDesk
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
@@ -117,6 +121,10 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
     if doctor is not None and flight is not None:
         flight.metadata("doctor", doctor.metadata())
     event_sink = flight.event_sink(record.event) if flight is not None else record.event
+    desk = None
+    if opts.serve:
+        desk, console_token = _console_desk(opts, rig_cfg, flight)
+        event_sink = _tapped(event_sink, desk)
     can_names = [n for n, b in rig_cfg.buses.items() if b.kind == "can"]
     loop_ref: dict[str, FixedRateLoop] = {}
 
@@ -170,7 +178,10 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                 if opts.summary_json:
                     write_json_atomic(Path(opts.summary_json), summary)
                 return status, summary, folder
-            return _fly(opts, built, record, folder, stop_req, loop_ref, console, knobs, flight)
+            if desk is None:
+                return _fly(opts, built, record, folder, stop_req, loop_ref, console, knobs, flight)
+            return _serve(opts, built, record, folder, stop_req, loop_ref, console, knobs, flight, desk,
+                          console_token)
     finally:
         if built is not None:
             built.close()
@@ -183,7 +194,8 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
 def replay_options(opts: RunOptions) -> dict[str, Any]:
     """Return the run options a replay needs, as written in the flight record's metadata."""
     return {"rig": opts.rig, "mission": opts.mission, "realtime": opts.realtime, "duration_s": opts.duration_s,
-            "seed": opts.seed, "arm": opts.arm, "lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay}
+            "seed": opts.seed, "arm": opts.arm, "lr_replay": opts.lr_replay, "sr_replay": opts.sr_replay,
+            **({"serve": True} if opts.serve else {})}
 
 
 def _open_flight(opts: RunOptions, folder: Path, rig_cfg: Any, rig_path: Path) -> FlightSession | None:
@@ -192,10 +204,65 @@ def _open_flight(opts: RunOptions, folder: Path, rig_cfg: Any, rig_path: Path) -
                               mission_path=opts.mission, options=replay_options(opts), extra_files=extra)
 
 
+def _console_desk(opts: RunOptions, rig_cfg: Any, flight: FlightSession | None) -> tuple[ConsoleDesk, str | None]:
+    """Return the served run's desk and the console token (None on loopback or in a replay).
+
+    Raises
+    ------
+    ConfigError
+        ``--listen`` on a non-loopback address without a token in the environment.
+    """
+    from controller.config.console import DEFAULT_LISTEN, DEFAULT_TOKEN_ENV, parse_listen
+    from controller.console.desk import ConsoleDesk, InboundQueue
+    from controller.console.gateway import is_loopback
+
+    cc = rig_cfg.console
+    replaying = opts.replay is not None
+    host, _port = parse_listen(opts.listen or DEFAULT_LISTEN)
+    token = None
+    if not replaying and not is_loopback(host):
+        token = os.environ.get(cc.token_env) or os.environ.get(DEFAULT_TOKEN_ENV) or None
+        if token is None:
+            raise ConfigError(OPTIONS_NAME, "--listen", f"{host} is not loopback: set the console token in "
+                              f"${cc.token_env} (rig console.token_env)")
+    put = flight.put if flight is not None and not replaying else None
+    return ConsoleDesk(cc, rig_cfg.controller.rate_hz, InboundQueue(cc.queue_size), put=put), token
+
+
+def _tapped(sink: Any, desk: ConsoleDesk) -> Any:
+    """Return the event sink with the desk told of each event first (it answers FSM refusals)."""
+    def event(tick: int, time_s: float, kind: str, **fields: Any) -> None:
+        desk.on_event(kind, fields)
+        sink(tick, time_s, kind, **fields)
+    return event
+
+
+def _serve(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, stop_req: StopRequest,
+           loop_ref: dict[str, FixedRateLoop], console: Console | None, knobs: RealtimeKnobsReport,
+           flight: FlightSession | None, desk: ConsoleDesk, token: str | None) -> tuple[int, dict[str, Any], Path]:
+    """Run :func:`_fly` with the console gateway serving (not in a replay)."""
+    if opts.replay is not None:
+        return _fly(opts, built, record, folder, stop_req, loop_ref, console, knobs, flight, desk)
+    from controller.config.console import DEFAULT_LISTEN, parse_listen
+    from controller.console.gateway import Gateway
+
+    host, port = parse_listen(opts.listen or DEFAULT_LISTEN)
+    gateway = Gateway(desk, host, port, token, built.cfg.name)
+    gateway.start()
+    if opts.on_gateway is not None:
+        opts.on_gateway(gateway.url)
+    log.warning("console gateway: %s", gateway.url)
+    try:
+        return _fly(opts, built, record, folder, stop_req, loop_ref, console, knobs, flight, desk)
+    finally:
+        gateway.stop()
+
+
 def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, stop_req: StopRequest,
          loop_ref: dict[str, FixedRateLoop], console: Console | None,
-         knobs: RealtimeKnobsReport, flight: FlightSession | None = None) -> tuple[int, dict[str, Any], Path]:
-    """Run the loop of :func:`run_main_job`, its safe stop and its verdict."""
+         knobs: RealtimeKnobsReport, flight: FlightSession | None = None,
+         desk: ConsoleDesk | None = None) -> tuple[int, dict[str, Any], Path]:
+    """Run the loop of :func:`run_main_job`, its safe stop and its verdict (served: ``desk`` set)."""
     vehicle = built.vehicle
     on_timing = None
     if flight is not None and opts.realtime:
@@ -215,7 +282,10 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
                                                "loop": loop.snapshot(), "cursor": cursor}
                 flight.put(SNAPSHOT_TOPIC, snapshot_message(k, last_tick[1], reason, state))
 
-    loop = FixedRateLoop(built.clock, built.cfg.controller.rate_hz, advance=None if opts.realtime else built.advance,
+    advance: Callable[[float, float], None] | None = None if opts.realtime else built.advance
+    if desk is not None and advance is not None and opts.replay is None:
+        advance = _paced(advance)  # a served lockstep run keeps to real time
+    loop = FixedRateLoop(built.clock, built.cfg.controller.rate_hz, advance=advance,
                          keep_ticks=opts.on_loop_stats is not None, on_timing=on_timing,
                          after_tick=after_tick if schedule is not None else None)
     loop_ref["loop"] = loop
@@ -270,16 +340,30 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
             if flight is not None:
                 flight.put("/in/stop", {"tick": k, "call": 0, "signal": stop_req.name or ""})
             vehicle.begin_shutdown(f"interrupted ({stop_req.name})", now_s)
+        if desk is not None:
+            # console inputs, at the start of the tick (replayed from the record in a replay)
+            items = (desk.replayed_items(flight.replay.at, k) if flight is not None and flight.replay is not None
+                     else desk.drained_items(k))
+            desk.begin_tick(vehicle, k, now_s, items)
         vehicle.tick(k, now_s, dt_s)
         notifier.on_tick(vehicle.state)
+        recs = None
         if flight is not None and flight.cursor.recording:
             flight.put("/tick", {**tick_record(vehicle), "ingress_crc32": flight.cursor.crc32})
-            for topic, rec in component_records(vehicle):
+            recs = component_records(vehicle)
+            for topic, rec in recs:
                 flight.put(topic, rec)
+        if desk is not None:
+            desk.end_tick(vehicle, k, now_s)
+            desk.observe(recs if recs is not None else component_records(vehicle), now_s)
+            if desk.due(k):
+                desk.publish(vehicle, k, now_s, {
+                    "rate_hz": built.cfg.controller.rate_hz, "ticks": k + 1, "tick_duration_p99_ms": None,
+                    "overruns_last_s": loop.overruns_last_second(now_s) if opts.realtime else None})
         if vehicle.shutdown_reason is not None:
             st = vehicle.shutdown_status(now_s)
             return not (st.complete or now_s - st.started_s >= SHUTDOWN_TIMEOUT_S - 1e-9)
-        if opts.arm:
+        if opts.arm and desk is None:
             try:
                 script.step(vehicle, now_s)
             except Exception as exc:  # noqa: BLE001 - the operator script is inside the barrier too
@@ -357,6 +441,20 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
     return status, summary, folder
 
 
+def _paced(advance: Callable[[float, float], None]) -> Callable[[float, float], None]:
+    """Lockstep ``advance`` that then waits until the wall clock reaches ``t1_s`` (served runs)."""
+    wall0: list[float] = []
+
+    def paced(t0_s: float, t1_s: float) -> None:
+        if not wall0:
+            wall0.append(time.monotonic() - t0_s)
+        advance(t0_s, t1_s)
+        lag_s = wall0[0] + t1_s - time.monotonic()
+        if lag_s > 0:
+            time.sleep(lag_s)
+    return paced
+
+
 def _verdict(opts: RunOptions, vehicle: Vehicle, script: OperatorScript, duration_ran_out: bool,
              stop_req: StopRequest, forced: ForcedStop | None) -> tuple[int, str]:
     """``(exit_status, result)`` of a run that ended (ISSUE 10 part 3: truthful results)."""
@@ -382,7 +480,7 @@ def _verdict(opts: RunOptions, vehicle: Vehicle, script: OperatorScript, duratio
         if st != "idle":
             return EXIT_STOPPED, f"duration elapsed in {st}"
         m = vehicle.mission
-        if opts.arm and m is not None and not m.complete:
+        if opts.arm and not opts.serve and m is not None and not m.complete:
             return EXIT_STOPPED, (f"duration elapsed: mission incomplete "
                                   f"({m.waypoints_reached}/{m.waypoints_total} waypoints)")
         if opts.arm and script.result is not None:

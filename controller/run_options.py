@@ -50,6 +50,15 @@ class RunOptions:
     #: A replay from a recorded snapshot (``qiki replay --from``): its state is put back
     #: into the built vehicle and the run goes on with the tick after it (issue 12 part 4).
     resume: ResumePoint | None = None
+    #: ``qiki run --serve`` (issue 14): no operator script; the vehicle boots, passes POST
+    #: and waits for a console (:mod:`controller.console`); the mission is loaded, not
+    #: started. Lockstep is paced to real time. Ends on a signal or ``duration_s``.
+    serve: bool = False
+    #: ``--listen HOST:PORT`` of the console gateway (None: ``127.0.0.1:8765``).
+    listen: str | None = None
+    #: Served runs: called with the gateway's ``ws://host:port/ws`` once it listens (tests,
+    #: benches; the bound port when ``--listen`` asked for port 0).
+    on_gateway: Callable[[str], None] | None = None
 
 
 #: Name used for command-line options in one-line errors (``qiki run: --duration: ...``).
@@ -80,6 +89,15 @@ def check_options(opts: RunOptions) -> None:
     if d is not None:
         if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d <= 0:
             raise ConfigError(OPTIONS_NAME, "--duration", f"must be a finite number of seconds > 0 (got {d!r})")
+    if opts.listen is not None:
+        if not opts.serve:
+            raise ConfigError(OPTIONS_NAME, "--listen", "needs --serve")
+        from controller.config.console import parse_listen
+
+        try:
+            parse_listen(opts.listen)
+        except ValueError as exc:
+            raise ConfigError(OPTIONS_NAME, "--listen", str(exc)) from None
     if not opts.arm and d is None:
         raise ConfigError(OPTIONS_NAME, "--no-arm", "needs --duration (an idle run has no other end)")
     if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed <= MAX_SEED:

@@ -83,7 +83,7 @@ def replay_run(record: Path | RecordedRun, *, allow_drift: bool = False, until_s
             seed=int(o.get("seed", 0)),  # type: ignore[call-overload]
             runs_dir=tmp, progress=False, arm=bool(o.get("arm", True)),
             lr_replay=_opt_str(o.get("lr_replay")), sr_replay=_opt_str(o.get("sr_replay")),
-            record=False, replay=session, resume=resume)
+            record=False, replay=session, resume=resume, serve=bool(o.get("serve", False)))
         status, summary, _folder = run_main_job(opts)
     until_tick = None if last_tick is None else last_tick - 1
     if until_s is not None:

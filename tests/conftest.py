@@ -49,6 +49,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="also mlockall(MCL_CURRENT|MCL_FUTURE) with --rt-knobs")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: drives Debian's /usr/bin/chromium with Playwright (tests/console); skipped when it is missing")
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
     if not config.getoption("--rt-knobs"):

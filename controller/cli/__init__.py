@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from controller.cli import console as console_cli
 from controller.cli import doctor as doctor_cli
 from controller.cli import emulate, modbus, monitor, radar, replay
 from controller.cli import install as install_cli
@@ -79,6 +80,8 @@ def _run_with(args: argparse.Namespace, stop: StopRequest) -> int:
         lr_replay=args.lr_replay,
         sr_replay=args.sr_replay,
         arm=not args.no_arm,
+        serve=args.serve,
+        listen=args.listen,
     )
     status, summary, _folder = run_main_job(opts, console=console, stop=stop)
     print_summary(summary, Console())
@@ -144,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="long-range radar replays this CAN log (candump, ASC, BLF, TRC)")
     r.add_argument("--sr-replay", default=None, metavar="FILE",
                    help="short-range radar replays this UART capture (.dat)")
+    r.add_argument("--serve", action="store_true",
+                   help="serve the operator console (docs/console-gateway.md): boot, pass POST and wait for "
+                        "commands from a console instead of flying the mission; lockstep is paced to real time")
+    r.add_argument("--listen", default=None, metavar="HOST:PORT",
+                   help="console gateway address with --serve (default 127.0.0.1:8765; any other host needs "
+                        "a token in $QIKI_CONSOLE_TOKEN or the rig's console.token_env)")
     r.set_defaults(func=_cmd_run)
 
     rig = sub.add_parser("rig", help="rig files").add_subparsers(dest="rig_command", required=True)
@@ -169,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor_cli.add_parser(sub)
     install_cli.add_parser(sub)
     emulate.add_parser(sub)
+    console_cli.add_parser(sub)
     return p
 
 

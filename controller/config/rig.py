@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from controller.config.buses import BusCfg
 from controller.config.common import MAX_BUSES, MAX_DEVICES, MAX_THRUSTERS, Strict
+from controller.config.console import ConsoleCfg
 from controller.config.controller_cfg import ControllerCfg, PowerCfg, RadarCfg
 from controller.config.devices import DeviceCfg, McuDeviceCfg, ValveBoardDeviceCfg
 from controller.config.emulation import EmulationCfg
@@ -69,6 +70,8 @@ class RigCfg(Strict):
     power: PowerCfg | None = None
     #: The flight record: full, event-triggered or off (:mod:`controller.config.record`).
     record: RecordCfg = Field(default_factory=RecordCfg)
+    #: The operator console gateway of ``qiki run --serve`` (:mod:`controller.config.console`).
+    console: ConsoleCfg = Field(default_factory=ConsoleCfg)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RigCfg:

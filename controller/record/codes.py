@@ -133,6 +133,23 @@ EVENT_CODES: tuple[EventCode, ...] = (
     EventCode(213, "refused", "event", "reset", "reset refused (faults not cleared, E-stop still pressed)"),
     EventCode(214, "refused", "event", "start_mission", "start_mission refused (no re-arm in a disarming tick)"),
     EventCode(215, "refused", "event", "mission_complete", "mission_complete refused (no re-arm in a disarming tick)"),
+    # 23x-24x the operator console (issue 14): kind ``console``, told apart by ``action``
+    EventCode(230, "console", None, None, "console event without a code of its own"),
+    EventCode(231, "console", "action", "control_granted", "console: control lock granted"),
+    EventCode(232, "console", "action", "control_released", "console: control lock released"),
+    EventCode(233, "console", "action", "control_taken_over", "console: control lock taken over (holder silent)"),
+    EventCode(234, "console", "action", "control_disconnected", "console: the holder disconnected, lock free"),
+    EventCode(235, "console", "action", "command", "console: command passed to the arbiter"),
+    EventCode(240, "console", "action", "refused", "console: command refused (no code of its own)"),
+    EventCode(241, "console", "action", "refused_stale", "console: command refused, time-to-live ran out"),
+    EventCode(242, "console", "action", "refused_no_control", "console: command refused, console holds no control"),
+    EventCode(243, "console", "action", "refused_no_confirm", "console: arm refused, no hold-to-confirm proof"),
+    EventCode(244, "console", "action", "refused_read_only", "console: command refused, read-only observer"),
+    EventCode(245, "console", "action", "refused_held_by_other", "console: control refused, another console holds it"),
+    EventCode(246, "console", "action", "refused_takeover_too_early",
+              "console: takeover refused, the holder's heartbeat is recent"),
+    EventCode(247, "console", "action", "refused_not_holder", "console: release refused, not the holder"),
+    EventCode(248, "console", "action", "refused_shutting_down", "console: command refused, the run is stopping"),
     # 3xx mission
     EventCode(300, "*", None, None, "mission event without a code of its own"),
     EventCode(301, "transition", "event", "start_mission", "mission started: armed -> active"),
@@ -188,6 +205,7 @@ EVENT_CODES: tuple[EventCode, ...] = (
     EventCode(910, "exception", None, None, "exception caught by the tick's barrier (outputs zero)"),
     EventCode(911, "fault", "source", "tick_exception", "fault: exception in a tick"),
     EventCode(920, "shutdown", None, None, "safe stop started (signal): zero outputs, disarm"),
+    EventCode(930, "console", "action", "link_lost", "console: controlling console's heartbeat lost; link-loss action"),
 )
 
 #: The family catch-all code by family digit.

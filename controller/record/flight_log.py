@@ -98,6 +98,9 @@ SCHEMAS: dict[str, tuple[str, dict[str, object]]] = {
                                         ["tick", "call"])),
     "stop": ("qiki.StopSignal", _obj("a stop signal taken at a tick",
                                      {**_TICK_CALL, "signal": {"type": "string"}}, ["tick", "call", "signal"])),
+    "console": ("qiki.ConsoleInput", _obj("a console input a tick drained (issue 14; controller/console/desk.py)",
+                                          {**_TICK_CALL, "kind": {"type": "string"}, "session": {"type": "string"},
+                                           "age_s": {"type": "number"}}, ["tick", "call", "kind", "session"])),
     "tick": ("qiki.Tick", {**_obj("telemetry of one tick (world frame; NaN when unknown is written as null)",
                                   {"tick": {"type": "integer"}, "t_s": {"type": "number"},
                                    "state": {"type": "string"}, "armed": {"type": "boolean"}},
@@ -166,6 +169,8 @@ def schema_key(topic: str) -> str:
         return "clock"
     if topic == "/in/stop":
         return "stop"
+    if topic == "/in/console":
+        return "console"
     simple = {"/tick": "tick", "/loop": "loop", "/events": "event", "/emulation/events": "event", "/valves": "valves",
               "/power/bms": "bms", "/snapshot": "snapshot"}
     if topic in simple:

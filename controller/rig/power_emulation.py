@@ -79,6 +79,11 @@ class PowerWorldStepper:
         #: Battery above 0 V at the last battery step (cached for the 1 kHz rail gate).
         self.battery_alive = world.battery.terminal_voltage_v > 0.0
 
+    @property
+    def next_due_s(self) -> float:
+        """Time (s) from which :meth:`step` acts; the simulation steps it then."""
+        return self._next_s
+
     def rail_gate(self) -> bool:
         """``sim.rail_gates`` entry: the valve board has supply through the PDU relay.
 

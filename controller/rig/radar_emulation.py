@@ -44,6 +44,12 @@ class _Gate:
         self._before = before
         self._due_s: float | None = -math.inf
 
+    @property
+    def next_due_s(self) -> float:
+        """Time (s) from which :meth:`step` acts (inf: never); the simulation steps it then."""
+        due = self._due_s
+        return math.inf if due is None else due
+
     def step(self, t_s: float) -> None:
         due = self._due_s
         if due is None or t_s < due:

@@ -36,6 +36,7 @@ from firmware_bridge.protocols import ars408 as proto
 from firmware_bridge.protocols.ars408 import RadarHealth, RadarObject
 from firmware_bridge.protocols.frames import Pose2D, apply_inverse, rotate_inverse
 from hal.can.codec import DbcCodec
+from hal.can.lockstep import LockstepBus
 from hal.can.replay import LogReplay, channel_matches, iter_can_log
 
 __all__ = ["RadarTarget", "Ars408Emulator", "Ars408ReplayEmulator"]
@@ -86,7 +87,8 @@ class Ars408Emulator:
     Parameters
     ----------
     bus : can.BusABC
-        The radar's end of the bus (e.g. a python-can ``virtual`` bus on the rig's channel).
+        The radar's end of the bus (e.g. a python-can ``virtual`` bus on the rig's channel);
+        a LockstepBus's filters are set to the host's SpeedInformation and YawRateInformation IDs.
     codec : hal.can.codec.DbcCodec
         Codec with ``dbc/ars408.dbc`` at the bus's offset (normally 0); the sensor-ID
         offset is applied here.
@@ -161,6 +163,11 @@ class Ars408Emulator:
         self.ego_yaw_rate_radps = 0.0
         self._speed_id = self.codec.frame_id(proto.MSG_SPEED)
         self._yaw_id = self.codec.frame_id(proto.MSG_YAW_RATE)
+        # on a lockstep bus the node hears only the host's ego-motion frames (routed at the
+        # sender); not elsewhere: python-can's recv(timeout=0) gives up at a dropped frame
+        if type(bus) is LockstepBus:
+            bus.set_filters([{"can_id": i, "can_mask": 0x7FF, "extended": False}
+                             for i in (self._speed_id, self._yaw_id)])
         # fault knobs
         #: True: send nothing at all (SAFETY.md B01).
         self.silent = False

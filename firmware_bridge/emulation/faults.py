@@ -302,6 +302,11 @@ class FaultPlan:
         """Applies and clears not yet reached."""
         return len(self._changes) - self._next
 
+    @property
+    def next_due_s(self) -> float:
+        """Time (s) of the next apply or clear (inf: none left); :meth:`step` acts from then."""
+        return self._changes[self._next][0] - TIME_TOLERANCE_S if self._next < len(self._changes) else math.inf
+
     def step(self, now_s: float) -> None:
         """Apply and clear every change due at ``now_s`` (s), in time order. Per step.
 

@@ -17,6 +17,7 @@ real-time MonotonicClock); the emulator never sleeps and starts no thread.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -38,11 +39,12 @@ from firmware_bridge.protocols.qiki_mcu import (
     WatchdogState,
 )
 from hal.errors import HalError
-from hal.serial.link import SerialLink
+from hal.serial.link import PipeLink, SerialLink
 
 __all__ = ["McuEmulator", "WorldState"]
 
 _EPS_S = 1e-6  # tolerance on due times: SimClock ns -> float s rounding
+_EARLY_S = 1e-9  # next-due times are given this much early: a step then is a no-op, never a miss
 
 
 class WorldState(Protocol):
@@ -76,6 +78,13 @@ class _Schedule:
     def start(self, t0_s: float) -> None:
         self.t0_s = t0_s
         self.k = 0
+
+    @property
+    def next_due_s(self) -> float:
+        """Earliest time (s) at which :meth:`due` may say True (inf: disabled)."""
+        if self.period_s <= 0.0:
+            return math.inf
+        return self.t0_s + self.k * self.period_s - _EPS_S - _EARLY_S
 
     def due(self, now_s: float) -> bool:
         if self.period_s <= 0.0:
@@ -287,6 +296,34 @@ class McuEmulator:
     def decoder_stats(self) -> dict[str, int]:
         """Framing counters of what the MCU received from the host."""
         return self._decoder.stats.as_dict()
+
+    # ------------------------------------------------------------------ event-driven stepping
+    @property
+    def next_due_s(self) -> float:
+        """Earliest time (s) at which :meth:`step` may act without new input from the host.
+
+        The next IMU, POSE or periodic MCU_STATUS slot and the host watchdog's expiry, each
+        given slightly early (a step before the exact time does nothing); ``-inf`` before
+        boot. A step between these times and without received bytes changes nothing, so
+        the simulation steps the board only at them and when :meth:`input_pending` says so.
+        """
+        if not self._booted:
+            return -math.inf
+        due = min(self._imu.next_due_s, self._pose.next_due_s, self._status.next_due_s)
+        if self.watchdog_state == WatchdogState.OK:
+            last = self.last_host_heartbeat_rx_s
+            if last is None:
+                return -math.inf
+            due = min(due, last + self.heartbeat_timeout_s - _EPS_S - _EARLY_S)
+        return due
+
+    @property
+    def input_pending(self) -> bool | None:
+        """Whether received bytes wait on the link; None when the link cannot tell (a pty)."""
+        link = self.link
+        if type(link) is PipeLink:
+            return link.pending() > 0
+        return None
 
     # ------------------------------------------------------------------ per tick
     def step(self, now_s: float) -> None:

@@ -11,6 +11,7 @@ solenoid supply is the MCU's valve-rail enable line.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -82,16 +83,41 @@ class Simulation:
         #: Extra conditions for the valve rail to carry power (e.g. the PDU relay), each
         #: a callable ``() -> bool``; the MCU's rail line is always one of them.
         self.rail_gates: list[Callable[[], bool]] = []
+        #: Step every emulator at every physics step even when input can be watched (set
+        #: by :class:`RealtimeRunner`: there the host writes from another thread at any time).
+        self.every_step = False
 
     def advance(self, t0_s: float, t1_s: float) -> None:
         """Advance everything from ``t0_s`` to ``t1_s`` (s) in physics steps.
 
-        The emulators step at the start of every physics step; the world integrates the
-        valves' exact open fractions over the step.
+        Event-driven when every input of the valve board and the MCU can tell whether
+        something waits (:attr:`event_driven`): each emulator is stepped only at the
+        physics steps where it acts, the world in runs of steps between valve edges
+        (:meth:`World.run`); bit for bit the same as stepping everything at every physics
+        step, which is what happens otherwise (real time, or with :attr:`observers`).
         """
         end_ns = int(round(t1_s * 1e9))
         if self.t_ns < int(round(t0_s * 1e9)):
             self.t_ns = int(round(t0_s * 1e9))
+        if self.observers or not self.event_driven:
+            self._advance_every_step(end_ns)
+        else:
+            self._advance_events(end_ns)
+
+    @property
+    def event_driven(self) -> bool:
+        """True when the valve board's bus and the MCU's link say whether input waits.
+
+        A python-can ``virtual`` bus or a :class:`~hal.can.lockstep.LockstepBus`, and a
+        :class:`~hal.serial.link.PipeLink` (lockstep builds) can; a pty cannot. Under a
+        :class:`RealtimeRunner` (:attr:`every_step`) input may arrive at any time from
+        another thread: every emulator is then stepped at every physics step.
+        """
+        return (not self.every_step and self.valve_board.input_pending is not None
+                and self.mcu.input_pending is not None)
+
+    def _advance_every_step(self, end_ns: int) -> None:
+        """Step every emulator and the world at every physics step up to ``end_ns``."""
         dt_ns, dt_s = self.dt_ns, self.dt_s
         world, vb, mcu = self.world, self.valve_board, self.mcu
         plan = self.fault_plan
@@ -116,6 +142,103 @@ class Simulation:
                 obs(t, fractions)
             self.t_ns += dt_ns
 
+    def _rail_powered(self) -> bool:
+        if not self.mcu.rail_enabled:
+            return False
+        for gate in self.rail_gates:
+            if not gate():
+                return False
+        return True
+
+    def _advance_events(self, end_ns: int) -> None:
+        """:meth:`_advance_every_step` without the steps that do nothing (same results).
+
+        At a physics step, in the order of :meth:`_advance_every_step`:
+
+        * the fault plan acts at its next change; the MCU and the valve board are also
+          stepped one step before and at that step (a fault reads their last step time);
+        * the MCU is stepped at its :attr:`~McuEmulator.next_due_s` or when bytes wait;
+        * the rail is recomputed where it may have changed (first step of the call, a
+          fault, an MCU step, or the step after an extra emulator stepped: the rail
+          gates read the extras' state, as the per-step loop does one step later);
+        * the valve board is stepped at its ``next_due_s``, when a frame waits, or when
+          the rail it sees changes;
+        * each extra emulator at its ``next_due_s`` (every step when it has none);
+        * the world steps with the valves' exact open fractions; between two valve
+          edges these are constant and the steps are taken together (:meth:`World.run`).
+
+        Inputs from outside arrive between calls (lockstep): they are looked for at the
+        first step of every call and at every step where something acted.
+        """
+        dt_ns, dt_s = self.dt_ns, self.dt_s
+        world, vb, mcu = self.world, self.valve_board, self.mcu
+        plan = self.fault_plan
+        extras = self.extra
+        inf = math.inf
+        early_s = dt_s + 1e-9  # the MCU and the valve board step one physics step before a fault
+        plan_due = plan.next_due_s if plan is not None else inf
+        mcu_due = mcu.next_due_s
+        vb_due = vb.next_due_s
+        ex_dues = [getattr(e, "next_due_s", -inf) for e in extras]
+        ex_always = any(not hasattr(e, "next_due_s") for e in extras)
+        wake_t = -inf
+        t_ns = self.t_ns
+        seg_fr: list[float] = []
+        seg_end = -inf  # no valid segment: compute one
+        run_n = 0
+        active = True  # the first step of a call: look at every input
+        while t_ns < end_ns:
+            t = t_ns * 1e-9
+            if active or t >= wake_t:
+                if run_n:
+                    world.run(run_n, dt_s, seg_fr)
+                    run_n = 0
+                fired = False
+                if plan is not None and t >= plan_due:
+                    before = plan.pending
+                    plan.step(t)
+                    fired = plan.pending != before
+                    plan_due = plan.next_due_s
+                    if fired:  # a fault may change any emulator's due time
+                        ex_dues = [getattr(e, "next_due_s", -inf) for e in extras]
+                wake = active or fired or t >= plan_due - early_s
+                recheck = wake
+                if wake or t >= mcu_due or mcu.input_pending:
+                    mcu.step(t)
+                    mcu_due = mcu.next_due_s
+                    recheck = True
+                powered = self._rail_powered() if recheck else vb.rail_powered
+                if wake or t >= vb_due or powered != vb.rail_powered or vb.input_pending:
+                    vb.rail_powered = powered
+                    vb.step(t)
+                    vb_due = vb.next_due_s
+                    seg_end = -inf
+                stepped_extra = False
+                for k, e in enumerate(extras):
+                    if t >= ex_dues[k]:
+                        e.step(t)
+                        ex_dues[k] = getattr(e, "next_due_s", -inf)
+                        stepped_extra = True
+                active = stepped_extra and bool(self.rail_gates)  # the gates see it next step
+                wake_t = -inf if ex_always else min(plan_due - early_s, mcu_due, vb_due, *ex_dues)
+            # the world's step over [t, t + dt): deferred while the open fractions stay the
+            # same (flushed before any emulator acts, as emulators read the world)
+            t1 = t + dt_s
+            if seg_end == -inf:
+                seg_fr, seg_end = vb.open_segment(t)
+            if t1 <= seg_end:
+                run_n += 1
+            else:  # a valve edge inside the step: exact fractions, a new segment after it
+                if run_n:
+                    world.run(run_n, dt_s, seg_fr)
+                    run_n = 0
+                world.step(dt_s, vb.open_fractions(t, t1))
+                seg_end = -inf
+            t_ns += dt_ns
+            self.t_ns = t_ns
+        if run_n:
+            world.run(run_n, dt_s, seg_fr)
+
 
 class RealtimeRunner:
     """Runs :meth:`Simulation.advance` on its own thread against a real clock.
@@ -129,6 +252,7 @@ class RealtimeRunner:
 
     def __init__(self, sim: Simulation, clock: _Clock) -> None:
         self.sim = sim
+        sim.every_step = True
         self.clock = clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qiki-emulators", daemon=True)

@@ -105,6 +105,11 @@ class TankPressureEmulator:
         elif fault == "sensor_fault":
             self.sensor_fault = False
 
+    @property
+    def next_due_s(self) -> float:
+        """Time (s) from which :meth:`step` acts (-inf before the first step)."""
+        return -math.inf if self._last_s is None else self._next_tx_s
+
     def step(self, t_s: float) -> None:
         """Advance the tank and the sensor to ``t_s`` (s). Per physics step (1 kHz).
 

@@ -31,10 +31,12 @@ from types import MappingProxyType
 from typing import Final
 
 import can
+from can.interfaces.virtual import VirtualBus
 
 from firmware_bridge.emulation.faults import FaultParam, FaultParams, FaultSpec
 from firmware_bridge.protocols import valve_board as vb
 from hal.can.codec import DbcCodec
+from hal.can.lockstep import LockstepBus
 
 __all__ = ["ValveBoardEmulator"]
 
@@ -47,7 +49,8 @@ class ValveBoardEmulator:
     Parameters
     ----------
     bus : can.BusABC
-        The board's side of the bus (e.g. a python-can ``virtual`` bus).
+        The board's side of the bus (a :class:`hal.can.lockstep.LockstepBus` in lockstep,
+        a python-can ``virtual`` bus); a LockstepBus's filters are set to the command ID.
     codec : hal.can.codec.DbcCodec
         Codec holding ``dbc/qiki.dbc``; the node offset ``node_id - 1`` is added.
     node_id : int, optional
@@ -120,6 +123,10 @@ class ValveBoardEmulator:
         self._cmd_id = self._codec.frame_id(vb.COMMAND)
         self._status_id = self._codec.frame_id(vb.STATUS)
         self._heartbeat_id = self._codec.frame_id(vb.HEARTBEAT)
+        # on a lockstep bus the board hears only its command frame (routed at the sender);
+        # not elsewhere: python-can's recv(timeout=0) gives up at the first frame a filter drops
+        if type(bus) is LockstepBus:
+            bus.set_filters([{"can_id": self._cmd_id, "can_mask": 0x7FF, "extended": False}])
 
         self.rail_powered = True
         self.stuck_closed: set[int] = set()
@@ -213,6 +220,67 @@ class ValveBoardEmulator:
             self.silent = False
         elif fault == "valve_stuck_closed":
             self.stuck_closed.discard(int(params["valve"]))
+
+    # ------------------------------------------------------------------ event-driven stepping
+    @property
+    def next_due_s(self) -> float:
+        """Earliest time (s) at which :meth:`step` acts without new input.
+
+        The next PWM period start, status or heartbeat slot, or command-timeout deadline
+        (``-inf`` before power-up). Without a received frame, a change of
+        :attr:`rail_powered` or of :attr:`stuck_closed`, a step before this time takes the
+        cheap path and changes nothing.
+        """
+        return self._next_due_s
+
+    @property
+    def input_pending(self) -> bool | None:
+        """Whether frames wait on the bus; None when the bus cannot tell.
+
+        A :class:`~hal.can.lockstep.LockstepBus` and python-can's ``virtual`` bus can (any
+        frame queued, the board's or not); other interfaces and wrappers cannot.
+        """
+        bus = self._bus
+        if type(bus) is LockstepBus:
+            return bus.pending > 0
+        if type(bus) is VirtualBus:
+            return bool(bus.queue.queue)
+        return None
+
+    def open_segment(self, t_s: float) -> tuple[list[float], float]:
+        """Return the valves' open state at ``t_s`` and how long it lasts (current intervals).
+
+        Parameters
+        ----------
+        t_s : float
+            Time (s), within the kept history and not before the last :meth:`step`'s cuts.
+
+        Returns
+        -------
+        fractions : list of float
+            Per valve 1.0 if physically open at ``t_s`` (``start <= t_s < end``), else 0.0.
+        end_s : float
+            The first interval boundary after ``t_s`` (inf: none). For any window
+            ``[a, b]`` with ``t_s <= a < b <= end_s``, :meth:`open_fractions` returns
+            exactly ``fractions`` (until the next :meth:`step` changes the intervals).
+        """
+        out = []
+        end_s = math.inf
+        for ivs in self._intervals:
+            is_open = 0.0
+            nxt = math.inf
+            for start, end in reversed(ivs):
+                if end <= t_s:
+                    break
+                if start <= t_s:
+                    is_open = 1.0
+                    nxt = end
+                    break
+                nxt = start  # a later interval: its start is the next boundary so far
+            out.append(is_open)
+            if nxt < end_s:
+                end_s = nxt
+        return out, end_s
 
     # ------------------------------------------------------------------ step
     _last_step_s = -math.inf

@@ -9,6 +9,7 @@ knob is a plain attribute changed between steps; randomness comes from a seeded
 
 from __future__ import annotations
 
+import copy
 import random
 from collections import deque
 
@@ -78,12 +79,14 @@ class FaultyBus(can.BusABC):
             if self.rx_drop_prob and rng.random() < self.rx_drop_prob:
                 continue
             if self.rx_corrupt_prob and len(msg.data) and rng.random() < self.rx_corrupt_prob:
+                msg = copy.copy(msg)  # a received frame may be shared (LockstepBus): never mutate it
                 data = bytearray(msg.data)
                 bit = rng.randrange(len(data) * 8)
                 data[bit // 8] ^= 1 << (bit % 8)
                 msg.data = data
             if self.rx_dlc_error_prob and len(msg.data) and \
                     rng.random() < self.rx_dlc_error_prob:
+                msg = copy.copy(msg)
                 msg.data = bytearray(msg.data[:-1])
                 msg.dlc = len(msg.data)
             return msg, False

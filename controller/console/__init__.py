@@ -1,0 +1,1 @@
+"""The operator console: its protocol, the gateway and the control desk (issue 14)."""
