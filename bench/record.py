@@ -8,7 +8,8 @@ side by side with the other, on the virtual rig (``rigs/virtual.yaml``) flying
 Lockstep: interleaved runs
     ``--pairs`` pairs of lockstep runs of ``--duration`` s of run time, one with
     ``RunOptions(record=True)`` (the default: taps on every port, ``/tick`` and the
-    components' telemetry, the MCAP writer encoding in the caller) and one with
+    components' telemetry, each message encoded in the caller and written by the writer
+    process, :mod:`controller.record.flight_proc`) and one with
     ``record=False`` (no taps, no file), the order alternating from pair to pair (on/off,
     off/on, ...) so that a slow drift of the machine hits both; one warm-up run of each
     is discarded. Per run: the loop's wall time (the speed's denominator, as
@@ -18,7 +19,8 @@ Lockstep: interleaved runs
     bootstrap 95 % interval (pairs resampled, percentile interval; Efron & Tibshirani
     1993). With few pairs the interval of a median is coarse: ``--pairs`` tightens it.
     Also the loop's CPU time (``time.thread_time`` around the loop: the lockstep loop
-    runs in one thread, encoding included) and ``cpu_speed_ratio``, the same median
+    runs in one thread, encoding included; the writer process's work is not in it) and
+    ``cpu_speed_ratio``, the same median
     ratio from CPU times: on a shared machine the wall time also counts the time the
     process waited for a CPU, which the CPU time leaves out (the verdict keeps the
     wall-time ratio, the issue's definition).

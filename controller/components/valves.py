@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
+#: ``/valves`` keys ``duty_pct_<i>``, made once (the record phase runs every tick).
+_DUTY_KEYS = tuple(f"duty_pct_{i}" for i in range(64))
 
 
 class ValveBoardComponent(ComponentBase):
@@ -165,8 +167,9 @@ class ValveBoardComponent(ComponentBase):
     def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
         """Return ``/valves``: the duty per valve (% of the PWM period) of this tick's command."""
         rec: dict[str, object] = {"tick": view.tick, "t_s": view.now_s}
-        for i, d in enumerate(self.last_duty_pct):
-            rec[f"duty_pct_{i}"] = d
+        duty = self.last_duty_pct
+        rec.update(zip(_DUTY_KEYS, duty, strict=False) if len(duty) <= len(_DUTY_KEYS)
+                   else ((f"duty_pct_{i}", d) for i, d in enumerate(duty)))
         return {"/valves": rec}
 
     def send_zero(self, now_s: float) -> bool:

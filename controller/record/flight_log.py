@@ -181,7 +181,11 @@ def schema_key(topic: str) -> str:
 
 
 class Recorder(Protocol):
-    """What the flight log needs of the MCAP writer (:class:`controller.record.flight.FlightRecorder`)."""
+    """What the flight log needs of the MCAP writer.
+
+    :class:`controller.record.flight.FlightRecorder` (in-process) or
+    :class:`controller.record.flight_proc.ProcessRecorder` (a child process; ``run.mcap``).
+    """
 
     def channel(self, topic: str, schema_name: str, schema: dict[str, object], *, finite: bool = False) -> int:
         """Register a JSON channel; return its id (``finite``: its messages hold no NaN or infinity)."""

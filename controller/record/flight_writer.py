@@ -5,8 +5,10 @@ messages to. It owns the file and the ``mcap`` library's :class:`mcap.writer.Wri
 encodes each message to JSON, closes the open chunk when it is due, and counts what it
 wrote and what failed. In lockstep the recorder calls it in the caller; in real time its
 :meth:`RecordWriter.run` is the writer thread's loop over the queue of
-:class:`controller.record.flight_queue.RecordQueue`. Either way one thread calls it at a
-time. The guarantees it implements (chunk period, fsync) are described in
+:class:`controller.record.flight_queue.RecordQueue`; a run's ``run.mcap`` is written by
+one in a child process (:mod:`controller.record.flight_proc`, through
+:meth:`RecordWriter.put_encoded`). Either way one thread calls it at a time. The
+guarantees it implements (chunk period, fsync) are described in
 :mod:`controller.record.flight`.
 
 Queue items (real time): a tuple ``(channel_id, log_time_ns, message)``; the same tuple
@@ -455,6 +457,9 @@ class RecordWriter:
         Chunk compression.
     fsync : bool
         ``os.fsync`` the file after each closed chunk.
+    file : binary file or None, optional
+        ``path`` already opened for writing, truncated (the writer process gets the
+        file its parent opened); None: open ``path`` here.
 
     Raises
     ------
@@ -463,11 +468,12 @@ class RecordWriter:
     """
 
     def __init__(self, path: Path, *, period_ns: int, chunk_size_bytes: int, compression: CompressionType,
-                 fsync: bool) -> None:
+                 fsync: bool, file: IO[bytes] | None = None) -> None:
         self.path = path
         self.period_ns = period_ns
         self.fsync = fsync
-        self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed by FlightRecorder.close()
+        # closed by FlightRecorder.close() (or the writer process, controller.record.flight_proc)
+        self.file: IO[bytes] = open(path, "wb") if file is None else file  # noqa: SIM115
         self.mcap = Writer(self.file, chunk_size=chunk_size_bytes, compression=compression)
         self.mcap.start(profile=MCAP_PROFILE, library=MCAP_LIBRARY)
         #: Channels whose messages hold no NaN or infinity by construction (no check).
@@ -569,6 +575,18 @@ class RecordWriter:
                 data, replaced = encode_message(message)
             else:
                 replaced = b"null" in data and channel_id not in self.finite_channels and has_nonfinite(message)
+        except Exception as exc:  # noqa: BLE001 - counted and reported by close()
+            self.error(f"message on channel {channel_id}", exc)
+            return
+        self.put_encoded(channel_id, log_time_ns, data, replaced)
+
+    def put_encoded(self, channel_id: int, log_time_ns: int, data: bytes, replaced: bool) -> None:
+        """Add one message already encoded (:func:`encode_message`), closing the open chunk first when due.
+
+        ``replaced``: the encoding wrote a NaN or an infinity as ``null`` (counted). A
+        failure is counted (:meth:`error`), never raised.
+        """
+        try:
             if replaced:
                 self.counters.nonfinite_replaced += 1
             first = self.chunk_first_ns

@@ -303,20 +303,23 @@ class ReplayPoller:
         self.sink = sink
         self._seq = 0
         self._empty = {d: DeviceSnapshot(d) for d in devices}
-        self._cache: dict[str, tuple[tuple[int, int], DeviceSnapshot]] = {}
+        self._cache: dict[str, tuple[Record, DeviceSnapshot]] = {}
+        self._keys: dict[str, tuple[str, str]] = {}  # per device: call-counter key, topic
         self._seek_tick = -1
 
     def snapshot(self, device: str) -> DeviceSnapshot:
         """Return the snapshot the recorded run read last at or before this call."""
         c = self.cursor
-        n = c.call(f"snap/{device}")
-        rec = self.inputs.last_at_or_before(f"/in/modbus/{device}", c.tick, n)
+        keys = self._keys.get(device)
+        if keys is None:
+            keys = self._keys[device] = (f"snap/{device}", f"/in/modbus/{device}")
+        n = c.call(keys[0])
+        rec = self.inputs.last_at_or_before(keys[1], c.tick, n)
         if rec is None:
             return self._empty[device]
-        key = (int(rec["tick"]), int(rec["call"]))  # type: ignore[arg-type]
         cache = self._cache.get(device)
-        if cache is None or cache[0] != key:
-            cache = (key, snapshot_from(device, rec))
+        if cache is None or cache[0] is not rec:  # one record object per recorded (tick, call)
+            cache = (rec, snapshot_from(device, rec))
             self._cache[device] = cache
             fields = {k: v for k, v in rec.items() if k not in ("tick", "call")}
             c.feed(json.dumps(fields, sort_keys=True).encode())
@@ -347,7 +350,7 @@ class ReplayPoller:
         for d in self.devices:
             rec = self.inputs.last_at_or_before(f"/in/modbus/{d}", *end)
             if rec is not None:
-                self._cache[d] = ((int(rec["tick"]), int(rec["call"])), snapshot_from(d, rec))  # type: ignore[arg-type]
+                self._cache[d] = (rec, snapshot_from(d, rec))
 
     def resume_write(self, device: str, quantity: str, value: object) -> ReplayTicket:
         """Return the ticket of the last write to ``device`` before the seek (a snapshot's pending write).

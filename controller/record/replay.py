@@ -15,13 +15,24 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+import zstandard
+from mcap.data_stream import ReadDataStream
+from mcap.exceptions import McapError
+from mcap.records import Chunk
+from mcap.stream_reader import get_chunk_data_stream
+from mcap.summary import Summary
 
 from controller.errors import ConfigError
 from controller.paths import resolve_data_path
+from controller.record.flight_writer import encode_message
 from controller.record.replay_ports import ReplayInputs
 from controller.record.snapshots import SNAPSHOT_TOPIC
 from controller.record.taps import Record
@@ -71,7 +82,6 @@ def read_record(path: Path) -> RecordedRun:
     ConfigError
         When the file is missing, unfinished (run ``qiki runs recover``) or not a QIKI record.
     """
-    from mcap.exceptions import McapError
     from mcap.reader import make_reader
 
     p = Path(path)
@@ -101,8 +111,13 @@ def read_record(path: Path) -> RecordedRun:
                     event_window = True
             for a in reader.iter_attachments():
                 attachments[a.name] = bytes(a.data)
-            for _schema, channel, message in reader.iter_messages(log_time_order=False):
-                messages.append((channel.topic, json.loads(message.data)))
+            summary = reader.get_summary()
+            if summary is not None and summary.chunk_indexes:
+                for topic, data in _chunk_messages(f, summary):
+                    messages.append((topic, _loads(data)))
+            else:
+                for _schema, channel, message in reader.iter_messages(log_time_order=False):
+                    messages.append((channel.topic, _loads(message.data)))
     except (McapError, ValueError, OSError, EOFError) as exc:
         raise ConfigError(str(p), "", f"not a finished flight record ({exc}); "
                           "`qiki runs recover` rewrites an unfinished one") from exc
@@ -198,9 +213,65 @@ def _by_topic(records: Iterable[tuple[str, Message]], until_tick: int | None,
     return out
 
 
+#: A message record inside a chunk: opcode (u8), record length (u64), channel id (u16),
+#: sequence (u32), log time (u64), publish time (u64), then the data.
+_RECORD_HEAD = struct.Struct("<BQ")
+_CHANNEL_ID = struct.Struct("<H")
+_OP_MESSAGE = 0x05
+_MESSAGE_FIXED_BYTES = 22
+
+
+def _chunk_messages(f: BinaryIO, summary: Summary) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(topic, data)`` of every message of a finished record, chunk by chunk in file order.
+
+    The order ``mcap``'s ``iter_messages(log_time_order=False)`` gives; each chunk's
+    records are parsed with ``struct`` instead of one Python object per record (about
+    twice as fast on a 75 s record).
+
+    Raises
+    ------
+    McapError
+        A compression the ``mcap`` library does not read, or a chunk cut short.
+    """
+    topics = {cid: ch.topic for cid, ch in summary.channels.items()}
+    unpack_head, unpack_ch = _RECORD_HEAD.unpack_from, _CHANNEL_ID.unpack_from
+    for index in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
+        f.seek(index.chunk_start_offset + 1 + 8)
+        chunk = Chunk.read(ReadDataStream(f))
+        if chunk.compression == "zstd":
+            data = zstandard.decompress(chunk.data, chunk.uncompressed_size)
+        elif chunk.compression == "":
+            data = chunk.data
+        else:  # lz4 and the rest: as the library decompresses them
+            stream, _n = get_chunk_data_stream(chunk)
+            data = stream.read(_n)
+        pos, end = 0, len(data)
+        while pos < end:
+            op, length = unpack_head(data, pos)
+            pos += 9
+            if pos + length > end:
+                raise McapError(f"chunk at {index.chunk_start_offset}: record cut short")
+            if op == _OP_MESSAGE:
+                yield topics[unpack_ch(data, pos)[0]], data[pos + _MESSAGE_FIXED_BYTES:pos + length]
+            pos += length
+
+
+def _loads(data: bytes) -> Record:
+    """Decode one message's JSON (``orjson``; the standard library's parser for what it refuses).
+
+    Both parse a float's shortest repr back to the same double; ``orjson`` is several
+    times faster on these messages.
+    """
+    try:
+        out = orjson.loads(data)
+    except orjson.JSONDecodeError:  # e.g. an integer beyond 64 bits
+        out = json.loads(data)
+    return out  # a JSON object: every message is one
+
+
 def _normal(rec: Mapping[str, object]) -> Record:
-    """Return a record as its JSON round trip (what the file holds)."""
-    return json.loads(json.dumps(rec))
+    """Return a record as its JSON round trip: encoded as the recorder encodes it (what the file holds)."""
+    return _loads(encode_message(rec)[0])
 
 
 def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iterable[tuple[str, Mapping[str, object]]],

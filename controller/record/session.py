@@ -27,6 +27,7 @@ from controller.paths import checkout_data_root, resolve_data_path
 from controller.record.codes import code_for
 from controller.record.flight import FlightRecorder
 from controller.record.flight_log import FlightLog
+from controller.record.flight_proc import ProcessRecorder, open_recorder
 from controller.record.ingress import Ingress
 from controller.record.replay_ports import ReplayInputs
 from controller.record.taps import IngressSink, Record, TickCursor
@@ -145,7 +146,7 @@ class FlightSession:
     """The open flight record of one run."""
 
     path: Path | None
-    recorder: FlightRecorder | None
+    recorder: FlightRecorder | ProcessRecorder | None
     cursor: TickCursor
     log: IngressSink
     #: A replay's recorded inputs (None when recording a live run).
@@ -275,7 +276,8 @@ def open_flight_record(folder: Path, *, realtime: bool, rig: RigCfg, rig_path: P
     folder : Path
         The run folder.
     realtime : bool
-        Real time: the writer encodes on its own thread (never blocks the tick).
+        Real time: the tick hands its messages to the writer process between ticks, never
+        blocking (:mod:`controller.record.flight_proc`).
     rig, rig_path : the validated rig and its file
     mission_path : str or None
         The mission file as given on the command line.
@@ -296,7 +298,7 @@ def open_flight_record(folder: Path, *, realtime: bool, rig: RigCfg, rig_path: P
         sink = TriggeredLog(folder, cursor, header, realtime=realtime, pre_s=cfg.pre_s, post_s=cfg.post_s,
                             trigger_codes=cfg.trigger_codes, max_files=cfg.max_files, buffer_max_n=cfg.buffer_max_n)
         return FlightSession(None, None, cursor, sink, triggered=sink)
-    recorder = FlightRecorder(folder / RECORD_PART, realtime=realtime)
+    recorder = open_recorder(folder / RECORD_PART, realtime=realtime)
     session = FlightSession(folder / RECORD_FILE, recorder, cursor, FlightLog(recorder, cursor))
     header.write(recorder)
     return session

@@ -54,11 +54,15 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.record.flight import FlightRecorder
 from controller.record.flight_log import SCHEMAS, schema_key
 from controller.record.ring import Item, RingBuffer
 from controller.record.taps import TickCursor
+
+if TYPE_CHECKING:
+    from controller.record.flight_proc import ProcessRecorder
 
 __all__ = ["EVENT_FILE_GLOB", "EventFile", "RecordHeader", "TriggeredLog", "event_file_name", "event_files",
            "is_trigger"]
@@ -114,7 +118,7 @@ class RecordHeader:
     attachments: tuple[tuple[str, bytes, str], ...] = ()
     metadata: tuple[tuple[str, Mapping[str, str]], ...] = ()
 
-    def write(self, recorder: FlightRecorder) -> None:
+    def write(self, recorder: FlightRecorder | ProcessRecorder) -> None:
         """Add the attachments and metadata to ``recorder``."""
         for name, data, media_type in self.attachments:
             recorder.attach(name, data, media_type)

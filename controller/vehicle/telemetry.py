@@ -31,13 +31,16 @@ _ACHIEVED_KEYS = ("achieved_fx_n", "achieved_fy_n", "achieved_mz_nm")
 _THRUST_KEYS = tuple(f"thrust_n_{i}" for i in range(64))
 
 
-def tick_record(v: Vehicle) -> Record:
+def tick_record(v: Vehicle, ingress_crc32: int | None = None) -> Record:
     """Return the ``/tick`` record of the tick the vehicle just ran.
 
     Parameters
     ----------
     v : Vehicle
         After :meth:`Vehicle.tick`.
+    ingress_crc32 : int or None, optional
+        The tick's ingress CRC-32 (:attr:`controller.record.taps.TickCursor.crc32`), put
+        last as ``ingress_crc32`` (None: no such field).
 
     Returns
     -------
@@ -83,6 +86,8 @@ def tick_record(v: Vehicle) -> Record:
     thrust_keys = _THRUST_KEYS if len(thrust) <= len(_THRUST_KEYS) else [f"thrust_n_{i}" for i in range(len(thrust))]
     for key, x in zip(thrust_keys, thrust, strict=False):  # keys for up to 64 thrusters
         rec[key] = x if x.__class__ is float and x - x == 0.0 else _num(x)
+    if ingress_crc32 is not None:
+        rec["ingress_crc32"] = ingress_crc32
     return rec
 
 

@@ -1,0 +1,559 @@
+"""The flight record written by a separate process: the tick only encodes and appends bytes.
+
+:class:`ProcessRecorder` has the API of :class:`controller.record.flight.FlightRecorder`
+(``channel``, ``write``, ``attach``, ``metadata``, ``idle``, ``drain``, ``stats``,
+``close``) and writes the same bytes, but the MCAP side -- message records, chunk
+indexes, zstd compression, the file, ``fsync`` -- runs in a child Python process
+(``python -m controller.record.flight_proc``, a :class:`~controller.record.flight_writer.RecordWriter`).
+A run's ``run.mcap`` is written this way (:func:`open_recorder`); the event files of a
+triggered record and the monitor keep the in-process recorder.
+
+Why a process: a writer thread shares the interpreter lock with the tick (it can hold it
+for up to ``sys.getswitchinterval()``, 5 ms) and, in lockstep, its work is the tick's
+work. The child runs on the other core and never takes the tick's lock.
+
+What the caller's thread does per message (:meth:`ProcessRecorder.write`): encode it to
+compact JSON with ``orjson`` (about 0.4 us on these messages; a NaN or infinity as
+``null``, counted, as :func:`~controller.record.flight_writer.encode_message`), and append
+one frame to a ``bytearray``. The buffer goes to the child's standard input (a pipe):
+
+* lockstep: when a chunk is due (a message ``chunk_period_s`` or more after the open
+  chunk's first one; the buffer then ends with an ``advance`` telling the child to close
+  the chunk before that message) and at :meth:`~ProcessRecorder.close`; the write
+  blocks when the child is behind (back-pressure: the file stays a pure function of the
+  calls made);
+* real time: in :meth:`~ProcessRecorder.idle` (the control thread is about to sleep
+  until the next tick), with a non-blocking write; what the pipe does not take waits for
+  the next idle call. When ``queue_capacity`` messages wait, a message is dropped and
+  counted, and the first message that finds room again is preceded by the dropout
+  message of that run (``/record/dropouts``), as in the thread recorder.
+
+Wire format (parent to child): records ``<B op><I length><payload>``; op 1 a message
+(``<H channel><Q log time ns><B replaced>`` then the JSON), op 2 a control tuple
+(pickled: ``channel``, ``attach``, ``metadata``, ``advance``, ``dropout``, ``drain``,
+``close``). The child answers ``drain`` and ``close`` with one JSON line on its
+standard output (``close``: its counters, the chunk count and the file size).
+
+Crash safety: the file is opened by the parent (an error is raised at once) and handed
+to the child as a file descriptor. When the parent dies (SIGKILL), the child reads the
+end of its input, closes the open chunk, leaves the file unfinished (no summary:
+``qiki runs recover`` finishes it) and exits; it is started in its own session and
+ignores SIGINT, so a Ctrl-C of the run reaches the run (which closes the record) and not
+the writer. The child drops a real-time parent's scheduling policy (``SCHED_OTHER``).
+
+``QIKI_FLIGHT_WRITER=thread`` in the environment makes :func:`open_recorder` use the
+in-process :class:`~controller.record.flight.FlightRecorder` (comparisons); when the
+child cannot be started it does so too, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from controller.record.flight import DROPOUT_SCHEMA, DROPOUT_TOPIC, FlightRecorder, RecorderClosedError
+from controller.record.flight_writer import (
+    _ORJSON_OPTIONS,
+    COMPRESSIONS,
+    MAX_ERROR_TEXTS,
+    JsonMessage,
+    RecordStats,
+    RecordWriter,
+    _json_default,
+    encode_message,
+    has_nonfinite,
+)
+
+__all__ = ["ProcessRecorder", "open_recorder", "main"]
+
+log = logging.getLogger(__name__)
+
+_MiB = 1024 * 1024
+#: A wire record's head: op (u8), payload length (u32).
+_REC = struct.Struct("<BI")
+#: A message payload's head: channel id (u16), log time (u64, ns), replaced (u8).
+_MSG = struct.Struct("<HQB")
+#: A whole message frame's head (record head and message head in one pack).
+_FRAME = struct.Struct("<BIHQB")
+OP_MESSAGE = 1
+OP_CONTROL = 2
+#: Environment variable that selects the writer of ``run.mcap`` (``process``, the default, or ``thread``).
+WRITER_ENV = "QIKI_FLIGHT_WRITER"
+
+_orjson_dumps = __import__("orjson").dumps
+
+
+class ProcessRecorder:
+    """A flight recorder whose MCAP writing runs in a child process (same file as :class:`FlightRecorder`).
+
+    Parameters
+    ----------
+    path : Path
+        File to create (truncated). The parent folder must exist.
+    realtime : bool
+        Real time: the buffer goes to the child in :meth:`idle`, never blocking; messages
+        are dropped (counted) when ``queue_capacity`` wait. Lockstep: at every due chunk,
+        blocking.
+    chunk_period_s : float, optional
+        Longest run time (s) an open chunk spans before it is closed (default 0.5).
+    queue_capacity : int, optional
+        Messages that may wait in the caller before new ones are dropped (real time;
+        default 65536).
+    chunk_size_bytes : int, optional
+        Uncompressed chunk size (bytes) at which a chunk closes (default 1 MiB).
+    compression : str, optional
+        ``zstd`` (default), ``lz4`` or ``none``.
+    fsync : bool or None, optional
+        ``os.fsync`` after each closed chunk (default: in real time).
+
+    Raises
+    ------
+    ValueError
+        A non-positive period, capacity or chunk size; an unknown compression.
+    OSError
+        The file cannot be created, or the child cannot be started.
+    """
+
+    def __init__(self, path: Path, *, realtime: bool, chunk_period_s: float = 0.5, queue_capacity: int = 65536,
+                 chunk_size_bytes: int = _MiB, compression: str = "zstd", fsync: bool | None = None) -> None:
+        if not chunk_period_s > 0.0 or not math.isfinite(chunk_period_s):
+            raise ValueError(f"chunk_period_s must be > 0, got {chunk_period_s!r}")
+        if queue_capacity < 1:
+            raise ValueError(f"queue_capacity must be >= 1, got {queue_capacity!r}")
+        if chunk_size_bytes < 1:
+            raise ValueError(f"chunk_size_bytes must be >= 1, got {chunk_size_bytes!r}")
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be zstd, lz4 or none, got {compression!r}")
+        self.path = Path(path)
+        self.realtime = realtime
+        self.chunk_period_s = float(chunk_period_s)
+        self.queue_capacity = int(queue_capacity)
+        self._period_ns = max(1, round(chunk_period_s * 1e9))
+        do_fsync = realtime if fsync is None else fsync
+        with open(self.path, "wb") as f:  # created and truncated here: an error is the caller's at once
+            fd = f.fileno()
+            env = dict(os.environ)
+            root = str(Path(__file__).resolve().parents[2])  # the checkout holding ``controller``
+            env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "controller.record.flight_proc", str(fd), str(self.path),
+                 str(self._period_ns), str(int(chunk_size_bytes)), compression, "1" if do_fsync else "0"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(fd,), env=env, start_new_session=True)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._in: IO[bytes] = self._proc.stdin
+        self._out: IO[bytes] = self._proc.stdout
+        self._fd = self._in.fileno()
+        if realtime:
+            os.set_blocking(self._fd, False)
+        self._buf = bytearray()      # frames not yet handed to the pipe
+        self._pending = bytearray()  # real time: frames the pipe did not take yet
+        self._waiting_n = 0          # messages in _buf and _pending
+        self._dead = False           # the pipe broke: nothing more is sent
+        self._schemas: dict[tuple[str, str], int] = {}
+        self._topics: dict[str, int] = {}
+        self._finite: set[int] = set()
+        self._chunk_first_ns: int | None = None
+        self._newest_ns = 0
+        self._closed = False
+        self._final: RecordStats | None = None
+        # caller-side counters (the child counts what it writes)
+        self._handed = 0
+        self._errors = 0
+        self._error_texts: list[str] = []
+        self._error_kinds: set[str] = set()
+        self._nonfinite = 0
+        self._dropped = 0
+        self._high_water = 0
+        self._drop_first_ns: int | None = None
+        self._drop_last_ns = 0
+        self._drop_count = 0
+        self._dropout_channel = self.channel(DROPOUT_TOPIC, "qiki.record.Dropout", DROPOUT_SCHEMA)
+        log.debug("%s: flight record opened (writer process %d, %s)", self.path, self._proc.pid,
+                  "real time" if realtime else "lockstep")
+
+    # ------------------------------------------------------------------ public API (as FlightRecorder)
+    def channel(self, topic: str, schema_name: str, schema: Mapping[str, object], *, finite: bool = False) -> int:
+        """Register a JSON channel; return its id (as :meth:`FlightRecorder.channel`).
+
+        Raises
+        ------
+        ValueError
+            The topic is already registered.
+        RecorderClosedError
+            After :meth:`close`.
+        """
+        self._check_open()
+        if topic in self._topics:
+            raise ValueError(f"{self.path}: topic {topic!r} registered twice")
+        data = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
+        key = (schema_name, data.decode())
+        schema_id = self._schemas.get(key)
+        new_schema = schema_id is None
+        if schema_id is None:
+            schema_id = len(self._schemas) + 1
+            self._schemas[key] = schema_id
+        channel_id = len(self._topics) + 1
+        self._topics[topic] = channel_id
+        if finite:
+            self._finite.add(channel_id)
+        self._control(("channel", topic, schema_name, data, schema_id, new_schema, channel_id))
+        return channel_id
+
+    def write(self, channel_id: int, log_time_ns: int, message: JsonMessage) -> None:
+        """Encode one message and hand it to the writer process (publish time = log time).
+
+        Real time: never blocks; dropped and counted when ``queue_capacity`` messages wait.
+
+        Raises
+        ------
+        RecorderClosedError
+            After :meth:`close`.
+        """
+        if self._closed:
+            raise RecorderClosedError(f"{self.path}: write after close")
+        if self._waiting_n >= self.queue_capacity:
+            self._drop(log_time_ns)
+            return
+        try:
+            try:  # encode_message, inlined (every message passes here)
+                data = _orjson_dumps(message, default=_json_default, option=_ORJSON_OPTIONS)
+            except TypeError:
+                data, replaced = encode_message(message)
+            else:
+                replaced = b"null" in data and channel_id not in self._finite and has_nonfinite(message)
+        except Exception as exc:  # noqa: BLE001 - counted and reported by close()
+            self._error(f"message on channel {channel_id}", exc)
+            return
+        if replaced:
+            self._nonfinite += 1
+        if self._drop_first_ns is not None:
+            self._queue_dropout()
+        first = self._chunk_first_ns
+        if first is None:
+            self._chunk_first_ns = log_time_ns
+        elif log_time_ns - first >= self._period_ns:
+            # the writer closes the open chunk before this message: tell it now, so the
+            # closed chunk reaches the file without waiting for the next one
+            self._chunk_first_ns = log_time_ns
+            self._control(("advance", log_time_ns))
+            if not self.realtime:
+                self._send(block=True)
+        self._buf += _FRAME.pack(OP_MESSAGE, 11 + len(data), channel_id, log_time_ns, replaced)
+        self._buf += data
+        self._handed += 1
+        n = self._waiting_n = self._waiting_n + 1
+        if n > self._high_water:
+            self._high_water = n
+        if log_time_ns > self._newest_ns:
+            self._newest_ns = log_time_ns
+
+    def attach(self, name: str, data: bytes, media_type: str, *, log_time_ns: int | None = None) -> None:
+        """Add an attachment (log time: ``log_time_ns``, default the newest log time handed so far)."""
+        self._check_open()
+        t = self._newest_ns if log_time_ns is None else int(log_time_ns)
+        self._control(("attach", name, media_type, t, bytes(data)))
+
+    def metadata(self, name: str, data: Mapping[str, str]) -> None:
+        """Add a metadata record.
+
+        Raises
+        ------
+        TypeError
+            A key or value that is not a string.
+        """
+        self._check_open()
+        entries = dict(data)
+        for k, v in entries.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                raise TypeError(f"metadata {name!r}: {k!r}: keys and values must be str")
+        self._control(("metadata", name, entries))
+
+    def idle(self, remaining_s: float) -> None:
+        """Real time: the control thread is about to sleep; hand the buffer to the pipe (never blocks)."""
+        if self.realtime and not self._closed:
+            self._send(block=False)
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Hand everything to the child and wait until it has written it (True; False on timeout)."""
+        if self._closed or self._dead:
+            return not self._dead
+        self._control(("drain",))
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        if not self._send(block=True, deadline=deadline):
+            return False
+        return self._reply(deadline) is not None
+
+    @property
+    def stats(self) -> RecordStats:
+        """Counters so far (before :meth:`close`: the caller's side; ``messages_written`` = handed over)."""
+        if self._final is not None:
+            return self._final
+        return RecordStats(messages_written=self._handed, messages_dropped=self._dropped, errors=self._errors,
+                           error_texts=tuple(self._error_texts), nonfinite_replaced=self._nonfinite,
+                           queue_high_water=self._high_water,
+                           last_log_time_ns=self._newest_ns if self._handed else None)
+
+    def close(self, timeout_s: float | None = None) -> RecordStats:
+        """Hand everything over, let the child finish the file, and return the final counters (idempotent).
+
+        On timeout (or a child that died) the child is killed, the file is left unfinished
+        (``qiki runs recover`` finishes it) and an error is counted.
+        """
+        if self._final is not None:
+            return self._final
+        if self._drop_first_ns is not None:
+            self._queue_dropout()
+        self._closed = True
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._control(("close",))
+        reply = self._reply(deadline) if self._send(block=True, deadline=deadline) else None
+        try:
+            self._in.close()
+        except OSError:
+            pass
+        if reply is None:
+            self._proc.kill()
+            self._error("close", TimeoutError(f"writer process did not finish within {timeout_s} s "
+                                              f"(exit {self._proc.poll()}); file left unfinished"))
+            reply = {}
+        self._proc.wait()
+        self._out.close()
+        def num(key: str, default: int = 0) -> int:
+            v = reply.get(key)
+            return int(v) if isinstance(v, int) else default
+
+        child_texts = reply.get("error_texts")
+        texts = (self._error_texts + [str(t) for t in (child_texts if isinstance(child_texts, list) else [])])
+        last = reply.get("last_log_time_ns")
+        self._final = RecordStats(
+            messages_written=num("messages_written"), messages_dropped=self._dropped, dropouts=num("dropouts"),
+            chunk_flushes=num("chunk_flushes"), chunks=num("chunks"), errors=self._errors + num("errors"),
+            error_texts=tuple(texts[:MAX_ERROR_TEXTS]), nonfinite_replaced=num("nonfinite_replaced", self._nonfinite),
+            queue_high_water=self._high_water,
+            bytes=num("bytes", self.path.stat().st_size if self.path.exists() else 0),
+            last_log_time_ns=last if isinstance(last, int) else None)
+        if self._final.errors:
+            log.warning("%s: flight record closed with %d error(s); first: %s", self.path, self._final.errors,
+                        self._final.error_texts[0] if self._final.error_texts else "?")
+        if self._final.messages_dropped:
+            log.warning("%s: %d message(s) dropped in %d dropout(s) (queue full)", self.path,
+                        self._final.messages_dropped, self._final.dropouts)
+        return self._final
+
+    def __enter__(self) -> ProcessRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RecorderClosedError(f"{self.path}: recorder is closed")
+
+    def _control(self, item: tuple[object, ...]) -> None:
+        payload = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        self._buf += _REC.pack(OP_CONTROL, len(payload))
+        self._buf += payload
+
+    def _drop(self, log_time_ns: int) -> None:
+        self._dropped += 1
+        if self._drop_first_ns is None:
+            self._drop_first_ns = log_time_ns
+            self._drop_count = 0
+        self._drop_last_ns = log_time_ns
+        self._drop_count += 1
+
+    def _queue_dropout(self) -> None:
+        first, last, count = self._drop_first_ns, self._drop_last_ns, self._drop_count
+        self._drop_first_ns = None
+        self._drop_count = 0
+        self._control(("dropout", self._dropout_channel, first, last, count))
+
+    def _send(self, block: bool, deadline: float | None = None) -> bool:
+        """Hand the buffer to the pipe; True when all of it went (``block``: wait, up to ``deadline``)."""
+        if self._buf:
+            if self._pending:
+                self._pending += self._buf
+            else:
+                self._pending = self._buf
+            self._buf = bytearray()
+        if self._dead:
+            self._pending.clear()
+            self._waiting_n = 0
+            return False
+        pending = self._pending
+        while pending:
+            try:
+                n = os.write(self._fd, pending)
+            except BlockingIOError:
+                if not block:
+                    return False
+                wait = None if deadline is None else deadline - time.monotonic()
+                if wait is not None and wait <= 0:
+                    return False
+                select.select([], [self._fd], [], wait)
+                continue
+            except OSError as exc:  # the child died: nothing more can be recorded
+                self._dead = True
+                self._error("pipe", exc)
+                pending.clear()
+                self._waiting_n = 0
+                return False
+            del pending[:n]
+        self._waiting_n = 0
+        return True
+
+    def _reply(self, deadline: float | None) -> dict[str, object] | None:
+        """Read the child's next JSON line (None on timeout, end of output or garbage)."""
+        fd = self._out.fileno()
+        line = bytearray()
+        while not line.endswith(b"\n"):
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            line += chunk
+        try:
+            out = json.loads(bytes(line))
+        except ValueError:
+            return None
+        return out if isinstance(out, dict) else None
+
+    def _error(self, what: str, exc: BaseException) -> None:
+        self._errors += 1
+        text = f"{what}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        if len(self._error_texts) < MAX_ERROR_TEXTS:
+            self._error_texts.append(text)
+        kind = f"{what.split()[0]}:{type(exc).__name__}"
+        if kind not in self._error_kinds:
+            self._error_kinds.add(kind)
+            log.error("%s: flight record: %s", self.path, text, exc_info=exc)
+
+
+def open_recorder(path: Path, *, realtime: bool) -> ProcessRecorder | FlightRecorder:
+    """Return the recorder of a run's ``run.mcap``: a :class:`ProcessRecorder` (or the in-process one).
+
+    The in-process :class:`~controller.record.flight.FlightRecorder` when
+    ``QIKI_FLIGHT_WRITER=thread`` is set, or when the child cannot be started (logged).
+
+    Raises
+    ------
+    OSError
+        The file cannot be created.
+    """
+    if os.environ.get(WRITER_ENV, "process") != "thread":
+        try:
+            return ProcessRecorder(path, realtime=realtime)
+        except (OSError, subprocess.SubprocessError) as exc:
+            if not Path(path).parent.is_dir():
+                raise
+            log.warning("%s: writer process not started (%s); writing in-process", path, exc)
+    return FlightRecorder(path, realtime=realtime)
+
+
+# --------------------------------------------------------------------------- the child
+
+
+def _serve(w: RecordWriter, inp: IO[bytes], out: IO[bytes]) -> bool:
+    """Handle the parent's records until ``close`` (True) or the end of the input (False)."""
+    read = inp.read
+    rec_unpack = _REC.unpack
+    msg_unpack = _MSG.unpack_from
+    put = w.put_encoded
+    while True:
+        head = read(5)
+        if len(head) < 5:
+            return False
+        op, n = rec_unpack(head)
+        payload = read(n)
+        if len(payload) < n:
+            return False
+        if op == OP_MESSAGE:
+            ch, t, replaced = msg_unpack(payload)
+            put(ch, t, payload[11:], bool(replaced))
+            continue
+        item = pickle.loads(payload)  # noqa: S301 - our own parent's pipe
+        what = str(item[0])
+        try:
+            if what == "close":
+                return True
+            if what == "advance":
+                w.maybe_close_chunk(int(item[1]))
+            elif what == "channel":
+                _, topic, schema_name, data, schema_id, new_schema, channel_id = item
+                if new_schema:
+                    got = w.mcap.register_schema(name=schema_name, encoding="jsonschema", data=data)
+                    assert got == schema_id, (got, schema_id)
+                got_c = w.mcap.register_channel(topic=topic, message_encoding="json", schema_id=schema_id)
+                assert got_c == channel_id, (got_c, channel_id)
+            elif what == "attach":
+                _, name, media_type, t, blob = item
+                w.mcap.add_attachment(create_time=t, log_time=t, name=name, media_type=media_type, data=blob)
+            elif what == "metadata":
+                w.mcap.add_metadata(name=item[1], data=item[2])
+            elif what == "dropout":
+                w.write_dropout(item[1], item[2], item[3], item[4])
+            elif what == "drain":
+                out.write(b'{"drained": true}\n')
+                out.flush()
+        except Exception as exc:  # noqa: BLE001 - counted and reported at close
+            w.error(f"{what} {item[1] if len(item) > 1 and what in ('channel', 'attach', 'metadata') else ''}".strip(),
+                    exc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the writer process (``python -m controller.record.flight_proc FD PATH PERIOD_NS CHUNK COMPRESSION FSYNC``).
+
+    Returns
+    -------
+    int
+        0 (the file was finished or, after the parent's end, closed unfinished).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    fd, path, period_ns, chunk_size, compression, fsync = args
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # a real-time parent's SCHED_FIFO is inherited: the writer must not compete with the tick
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+    f = os.fdopen(int(fd), "wb")
+    w = RecordWriter(Path(path), period_ns=int(period_ns), chunk_size_bytes=int(chunk_size),
+                     compression=COMPRESSIONS[compression], fsync=fsync == "1", file=f)
+    inp = os.fdopen(sys.stdin.fileno(), "rb", buffering=_MiB, closefd=False)
+    out = sys.stdout.buffer
+    if _serve(w, inp, out):
+        chunks, size = w.close(True)
+        st = w.stats(0, 0).as_dict()
+        st.update(chunks=chunks, bytes=size)
+        out.write(json.dumps(st).encode() + b"\n")
+        out.flush()
+        return 0
+    # the parent is gone (killed): keep what was handed over, leave the file unfinished
+    try:
+        w.flush_chunk()
+    except Exception as exc:  # noqa: BLE001 - nothing left to report to
+        w.error("chunk flush", exc)
+    w.close(False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
