@@ -37,7 +37,7 @@ def serve(tmp_path: Path, rig: Path) -> tuple[subprocess.Popen[str], str]:
         "reach_tolerance_m": 0.02, "reach_speed_mps": 0.02, "reach_yaw_tolerance_deg": 5.0, "timeout_s": 60.0}))
     proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", "--serve", "--no-progress",
                              "--rig", str(rig), "--mission", str(mission), "--listen", "127.0.0.1:0",
-                             "--runs-dir", str(tmp_path / "runs"), "--duration", "40",
+                             "--runs-dir", str(tmp_path / "runs"), "--duration", "120",
                              "--summary-json", str(tmp_path / "summary.json")],
                             cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -52,7 +52,7 @@ def serve(tmp_path: Path, rig: Path) -> tuple[subprocess.Popen[str], str]:
 def stop(proc: subprocess.Popen[str], tmp_path: Path) -> Path:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=60)
     return Path(json.loads((tmp_path / "summary.json").read_text())["run_folder"])
 
 
@@ -95,7 +95,7 @@ def replied(link: LiveLink, name: str) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 @pytest.mark.asyncio
 async def test_terminal_console_flies_and_estops(served) -> None:
     url = served
@@ -144,7 +144,7 @@ async def test_terminal_console_flies_and_estops(served) -> None:
 
 @pytest.mark.slow
 @pytest.mark.browser
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_web_console_flies_and_estops(served, browser) -> None:
     url = served
     http = url.replace("ws://", "http://").removesuffix("/ws")
@@ -194,7 +194,7 @@ def test_web_console_flies_and_estops(served, browser) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_zero_duty_after_estop_in_a_served_record(tmp_path: Path, rig_with_faults, virtual_rig_data) -> None:
     """E-stop from the terminal console's link; the run's record shows zero duty after it."""
     virtual_rig_data["console"] = {"heartbeat_timeout_s": 0.4}

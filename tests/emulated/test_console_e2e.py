@@ -39,7 +39,7 @@ def _serve(tmp_path: Path, rig: Path, extra: list[str] | None = None) -> tuple[s
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "run", "--serve", "--no-progress",
                              "--rig", str(rig), "--mission", str(mission), "--listen", "127.0.0.1:0",
-                             "--runs-dir", str(tmp_path / "runs"), "--duration", "40",
+                             "--runs-dir", str(tmp_path / "runs"), "--duration", "120",
                              "--summary-json", str(tmp_path / "summary.json"), *(extra or [])],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -52,7 +52,7 @@ def _serve(tmp_path: Path, rig: Path, extra: list[str] | None = None) -> tuple[s
 
 def _stop(proc: subprocess.Popen[str], tmp_path: Path) -> Path:
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=60)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["exit_status"] == 130 and summary["shutdown"]["complete"], summary
     return Path(summary["run_folder"])
@@ -104,7 +104,7 @@ async def _scenario(url: str) -> dict[str, float]:
     return marks
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_served_run_end_to_end_and_replay(tmp_path: Path, rig_with_faults) -> None:
     rig = rig_with_faults([{"at_s": PRESS_S, "target": "mcu", "fault": "estop_press"},
                            {"at_s": RELEASE_S, "target": "mcu", "fault": "estop_release"}])
