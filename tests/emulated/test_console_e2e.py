@@ -26,6 +26,11 @@ from controller.console.client import Client
 from controller.record.replay import read_record
 from controller.run_replay import replay_run
 
+# served runs are paced to the wall clock: the serial real-time step of `make test` runs
+# them (under the 2-worker step they failed in CI: a SIGINT to the served run was not
+# acted on, while the same tests pass alone and serially)
+pytestmark = pytest.mark.realtime
+
 ROOT = Path(__file__).resolve().parents[2]
 PRESS_S, RELEASE_S = 9.0, 12.0
 

@@ -49,6 +49,7 @@ def bridge():
         emu.shutdown()
 
 
+@pytest.mark.realtime  # a bridge thread and a pty on the wall clock
 def test_python_can_slcan_exchanges_frames_with_the_bridge(bridge):
     br, emu, host = bridge
     emu.send(can.Message(arbitration_id=0x123, data=b"\x01\x02\x03", is_extended_id=False))
@@ -63,6 +64,7 @@ def test_python_can_slcan_exchanges_frames_with_the_bridge(bridge):
     assert stats["bitrate_code"] == "S6" and stats["from_host"] == 2 and stats["written_to_host"] == 1
 
 
+@pytest.mark.realtime  # a bridge thread and a pty on the wall clock
 def test_the_bridge_acks_no_transmitted_frame(bridge):
     """A reader draining recv(timeout=0) until None gets every frame: no z\\r line between them."""
     br, emu, host = bridge
@@ -82,6 +84,7 @@ def test_the_bridge_acks_no_transmitted_frame(bridge):
     assert got == [0x200, 0x201, 0x202]
 
 
+@pytest.mark.realtime  # a bridge thread and a pty on the wall clock
 def test_a_host_that_stops_reading_never_blocks_the_bridge(bridge):
     br, emu, _host = bridge
     for _ in range(600):  # ~13 kB of slcan lines, never read
