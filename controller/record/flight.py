@@ -59,7 +59,6 @@ real-time queue, drops and dropout runs are :mod:`controller.record.flight_queue
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -73,6 +72,7 @@ from controller.record.flight_writer import (
     COMPRESSIONS,
     MCAP_LIBRARY,
     MCAP_PROFILE,
+    ChannelTable,
     ControlItem,
     JsonMessage,
     RecordStats,
@@ -185,8 +185,7 @@ class FlightRecorder:
         self._w = RecordWriter(self.path, period_ns=max(1, round(chunk_period_s * 1e9)),
                                chunk_size_bytes=chunk_size_bytes, compression=comp, fsync=self._fsync)
         self._file: IO[bytes] = self._w.file
-        self._schemas: dict[tuple[str, str], int] = {}
-        self._topics: dict[str, int] = {}
+        self._channels = ChannelTable(self.path)
         self._closed = False
         self._final: RecordStats | None = None
         # the caller side in real time: queue, drops, writer thread (None in lockstep)
@@ -229,19 +228,7 @@ class FlightRecorder:
             After :meth:`close`.
         """
         self._check_open()
-        if topic in self._topics:
-            raise ValueError(f"{self.path}: topic {topic!r} registered twice")
-        data = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
-        # The mcap writer numbers schemas and channels 1, 2, ... in registration order;
-        # registrations run in order on the writing thread, so the ids are known here.
-        schema_key = (schema_name, data.decode())
-        schema_id = self._schemas.get(schema_key)
-        new_schema = schema_id is None
-        if schema_id is None:
-            schema_id = len(self._schemas) + 1
-            self._schemas[schema_key] = schema_id
-        channel_id = len(self._topics) + 1
-        self._topics[topic] = channel_id
+        data, schema_id, new_schema, channel_id = self._channels.add(topic, schema_name, schema)
         if finite:
             self._w.finite_channels.add(channel_id)  # before any message of the channel is queued
 

@@ -65,15 +65,13 @@ from typing import IO
 
 from controller.record.flight import DROPOUT_SCHEMA, DROPOUT_TOPIC, FlightRecorder, RecorderClosedError
 from controller.record.flight_writer import (
-    _ORJSON_OPTIONS,
     COMPRESSIONS,
     MAX_ERROR_TEXTS,
+    ChannelTable,
     JsonMessage,
     RecordStats,
     RecordWriter,
-    _json_default,
     encode_message,
-    has_nonfinite,
 )
 
 __all__ = ["ProcessRecorder", "open_recorder", "main"]
@@ -161,8 +159,7 @@ class ProcessRecorder:
         self._pending = bytearray()  # real time: frames the pipe did not take yet
         self._waiting_n = 0          # messages in _buf and _pending
         self._dead = False           # the pipe broke: nothing more is sent
-        self._schemas: dict[tuple[str, str], int] = {}
-        self._topics: dict[str, int] = {}
+        self._channels = ChannelTable(self.path)
         self._finite: set[int] = set()
         self._chunk_first_ns: int | None = None
         self._newest_ns = 0
@@ -195,17 +192,7 @@ class ProcessRecorder:
             After :meth:`close`.
         """
         self._check_open()
-        if topic in self._topics:
-            raise ValueError(f"{self.path}: topic {topic!r} registered twice")
-        data = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
-        key = (schema_name, data.decode())
-        schema_id = self._schemas.get(key)
-        new_schema = schema_id is None
-        if schema_id is None:
-            schema_id = len(self._schemas) + 1
-            self._schemas[key] = schema_id
-        channel_id = len(self._topics) + 1
-        self._topics[topic] = channel_id
+        data, schema_id, new_schema, channel_id = self._channels.add(topic, schema_name, schema)
         if finite:
             self._finite.add(channel_id)
         self._control(("channel", topic, schema_name, data, schema_id, new_schema, channel_id))
@@ -227,12 +214,7 @@ class ProcessRecorder:
             self._drop(log_time_ns)
             return
         try:
-            try:  # encode_message, inlined (every message passes here)
-                data = _orjson_dumps(message, default=_json_default, option=_ORJSON_OPTIONS)
-            except TypeError:
-                data, replaced = encode_message(message)
-            else:
-                replaced = b"null" in data and channel_id not in self._finite and has_nonfinite(message)
+            data, replaced = encode_message(message, check_nonfinite=channel_id not in self._finite)
         except Exception as exc:  # noqa: BLE001 - counted and reported by close()
             self._error(f"message on channel {channel_id}", exc)
             return

@@ -243,13 +243,56 @@ _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATE
 _orjson_dumps = orjson.dumps
 
 
-def encode_message(message: JsonMessage) -> tuple[bytes, bool]:
+@dataclass
+class ChannelTable:
+    """Schema and channel ids of a record, numbered as the mcap writer will number them.
+
+    The mcap writer numbers schemas and channels 1, 2, ... in registration order, so a
+    recorder that registers in order (on its writer thread or in its writer process)
+    knows the ids at once. Shared by :class:`~controller.record.flight.FlightRecorder`
+    and :class:`~controller.record.flight_proc.ProcessRecorder`.
+    """
+
+    path: Path
+    schemas: dict[tuple[str, str], int] = field(default_factory=dict)
+    topics: dict[str, int] = field(default_factory=dict)
+
+    def add(self, topic: str, schema_name: str, schema: Mapping[str, object]) -> tuple[bytes, int, bool, int]:
+        """Give a new channel its schema and channel ids.
+
+        Returns
+        -------
+        (bytes, int, bool, int)
+            The schema as compact JSON (sorted keys), its schema id, whether the schema is
+            new (to register before the channel), and the channel id.
+
+        Raises
+        ------
+        ValueError
+            The topic is already registered.
+        """
+        if topic in self.topics:
+            raise ValueError(f"{self.path}: topic {topic!r} registered twice")
+        data = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
+        key = (schema_name, data.decode())
+        schema_id = self.schemas.get(key)
+        new_schema = schema_id is None
+        if schema_id is None:
+            schema_id = self.schemas[key] = len(self.schemas) + 1
+        channel_id = self.topics[topic] = len(self.topics) + 1
+        return data, schema_id, new_schema, channel_id
+
+
+def encode_message(message: JsonMessage, *, check_nonfinite: bool = True) -> tuple[bytes, bool]:
     """Encode one message as compact JSON.
 
     Parameters
     ----------
     message : mapping
         A JSON-ready message (NumPy scalars and arrays allowed).
+    check_nonfinite : bool, optional
+        Look for a NaN or an infinity written as ``null`` (default True). False for a
+        channel registered ``finite=True``, whose messages hold none by contract.
 
     Returns
     -------
@@ -271,7 +314,7 @@ def encode_message(message: JsonMessage) -> tuple[bytes, bool]:
         except ValueError:
             return encode_json(finite(message)).encode(), True
     # orjson writes NaN and infinities as null: only a message with a null can hold one
-    if b"null" in data and has_nonfinite(message):
+    if check_nonfinite and b"null" in data and has_nonfinite(message):
         return data, True
     return data, False
 
@@ -569,12 +612,7 @@ class RecordWriter:
         A failure is counted (:meth:`error`), never raised.
         """
         try:
-            try:  # encode_message, inlined (every message passes here)
-                data = _orjson_dumps(message, default=_json_default, option=_ORJSON_OPTIONS)
-            except TypeError:
-                data, replaced = encode_message(message)
-            else:
-                replaced = b"null" in data and channel_id not in self.finite_channels and has_nonfinite(message)
+            data, replaced = encode_message(message, check_nonfinite=channel_id not in self.finite_channels)
         except Exception as exc:  # noqa: BLE001 - counted and reported by close()
             self.error(f"message on channel {channel_id}", exc)
             return
