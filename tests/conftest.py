@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,3 +255,39 @@ def fly(tmp_path: Path, repo_root: Path) -> Callable[..., Flight]:
         return flight
 
     return run
+
+
+#: ``qiki`` with SIGINT at its default: ``qiki run`` leaves an inherited *ignored* SIGINT
+#: ignored (POSIX, nohup: controller/stop.py), and a suite started as a background job
+#: inherits SIGINT ignored; a served run's test stops it with SIGINT (the safe stop).
+QIKI_SIGINT_DEFAULT = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                       "from controller.cli import main; sys.exit(main())"]
+
+
+@pytest.fixture
+def serve_run(tmp_path: Path, repo_root: Path) -> Callable[[Path], tuple[subprocess.Popen[str], str]]:
+    """Start ``qiki run --serve`` on a rig with a two-waypoint mission; return (process, ws URL).
+
+    The run lasts at most 120 s (``--duration``), listens on 127.0.0.1 with a free port
+    and writes ``tmp_path/summary.json`` and ``tmp_path/runs/``.
+    """
+    def start(rig: Path) -> tuple[subprocess.Popen[str], str]:
+        mission = tmp_path / "mission.yaml"
+        mission.write_text(yaml.safe_dump({"name": "near", "waypoints": [
+            {"x_m": 0.0, "y_m": 0.0, "yaw_deg": 0.0, "hold_s": 0.3},
+            {"x_m": 0.5, "y_m": 0.0, "yaw_deg": 0.0, "hold_s": 0.3}],
+            "reach_tolerance_m": 0.02, "reach_speed_mps": 0.02, "reach_yaw_tolerance_deg": 5.0, "timeout_s": 60.0}))
+        proc = subprocess.Popen([*QIKI_SIGINT_DEFAULT, "run", "--serve", "--no-progress",
+                                 "--rig", str(rig), "--mission", str(mission), "--listen", "127.0.0.1:0",
+                                 "--runs-dir", str(tmp_path / "runs"), "--duration", "120",
+                                 "--summary-json", str(tmp_path / "summary.json")],
+                                cwd=repo_root, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            m = re.search(r"console gateway: (ws://\S+)", line)
+            if m:
+                return proc, m.group(1)
+        raise AssertionError(f"no gateway line; exit {proc.wait()}")
+
+    return start

@@ -9,50 +9,20 @@ serves its own run and stops it with SIGINT (the safe stop).
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from controller.console.tui.app import open_console
 from controller.console.tui.live import LiveLink
 from controller.record.reader import FlightRecord
 
-# `qiki run` leaves an inherited *ignored* SIGINT ignored (POSIX, nohup: controller/stop.py),
-# and a test suite started as a background job inherits SIGINT ignored: the served run
-# starts with SIGINT at its default so that the test's SIGINT is a safe stop.
-QIKI_SIGINT_DEFAULT = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-                       "from controller.cli import main; sys.exit(main())"]
-
 ROOT = Path(__file__).resolve().parents[2]
 PRESS_S = 7.0
 SIZE = (140, 42)
-
-
-def serve(tmp_path: Path, rig: Path) -> tuple[subprocess.Popen[str], str]:
-    mission = tmp_path / "mission.yaml"
-    mission.write_text(yaml.safe_dump({"name": "near", "waypoints": [
-        {"x_m": 0.0, "y_m": 0.0, "yaw_deg": 0.0, "hold_s": 0.3},
-        {"x_m": 0.5, "y_m": 0.0, "yaw_deg": 0.0, "hold_s": 0.3}],
-        "reach_tolerance_m": 0.02, "reach_speed_mps": 0.02, "reach_yaw_tolerance_deg": 5.0, "timeout_s": 60.0}))
-    proc = subprocess.Popen([*QIKI_SIGINT_DEFAULT, "run", "--serve", "--no-progress",
-                             "--rig", str(rig), "--mission", str(mission), "--listen", "127.0.0.1:0",
-                             "--runs-dir", str(tmp_path / "runs"), "--duration", "120",
-                             "--summary-json", str(tmp_path / "summary.json")],
-                            cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        m = re.search(r"console gateway: (ws://\S+)", line)
-        if m:
-            return proc, m.group(1)
-    raise AssertionError(f"no gateway line; exit {proc.wait()}")
 
 
 def stop(proc: subprocess.Popen[str], tmp_path: Path) -> Path:
@@ -63,11 +33,11 @@ def stop(proc: subprocess.Popen[str], tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def served(tmp_path: Path, rig_with_faults, virtual_rig_data):
+def served(tmp_path: Path, rig_with_faults, virtual_rig_data, serve_run):
     # the longest heartbeat timeout the rig allows: this machine is shared and loaded
     virtual_rig_data["console"] = {"heartbeat_timeout_s": 0.4}
     rig = rig_with_faults([{"at_s": PRESS_S, "target": "mcu", "fault": "estop_press"}])
-    proc, url = serve(tmp_path, rig)
+    proc, url = serve_run(rig)
     yield url
     stop(proc, tmp_path)
 
@@ -201,11 +171,12 @@ def test_web_console_flies_and_estops(served, browser) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_zero_duty_after_estop_in_a_served_record(tmp_path: Path, rig_with_faults, virtual_rig_data) -> None:
+def test_zero_duty_after_estop_in_a_served_record(tmp_path: Path, rig_with_faults, virtual_rig_data,
+                                                  serve_run) -> None:
     """E-stop from the terminal console's link; the run's record shows zero duty after it."""
     virtual_rig_data["console"] = {"heartbeat_timeout_s": 0.4}
     rig = rig_with_faults([])
-    proc, url = serve(tmp_path, rig)
+    proc, url = serve_run(rig)
     try:
         link = LiveLink(url, client_name="tui")
         link.start()

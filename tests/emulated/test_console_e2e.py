@@ -12,48 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from controller.console.client import Client
 from controller.record.replay import read_record
 from controller.run_replay import replay_run
 
-# `qiki run` leaves an inherited *ignored* SIGINT ignored (POSIX, nohup: controller/stop.py),
-# and a test suite started as a background job inherits SIGINT ignored: the served run
-# starts with SIGINT at its default so that the test's SIGINT is a safe stop.
-QIKI_SIGINT_DEFAULT = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-                       "from controller.cli import main; sys.exit(main())"]
-
 ROOT = Path(__file__).resolve().parents[2]
 PRESS_S, RELEASE_S = 9.0, 12.0
-
-
-def _serve(tmp_path: Path, rig: Path, extra: list[str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    mission = tmp_path / "mission.yaml"
-    mission.write_text(yaml.safe_dump({"name": "near", "waypoints": [
-        {"x_m": 0.0, "y_m": 0.0, "yaw_deg": 0.0, "hold_s": 0.3},
-        {"x_m": 0.5, "y_m": 0.0, "yaw_deg": 0.0, "hold_s": 0.3}],
-        "reach_tolerance_m": 0.02, "reach_speed_mps": 0.02, "reach_yaw_tolerance_deg": 5.0, "timeout_s": 60.0}))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([*QIKI_SIGINT_DEFAULT, "run", "--serve", "--no-progress",
-                             "--rig", str(rig), "--mission", str(mission), "--listen", "127.0.0.1:0",
-                             "--runs-dir", str(tmp_path / "runs"), "--duration", "120",
-                             "--summary-json", str(tmp_path / "summary.json"), *(extra or [])],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        m = re.search(r"console gateway: (ws://\S+)", line)
-        if m:
-            return proc, m.group(1)
-    raise AssertionError(f"no gateway line; exit {proc.wait()}")
 
 
 def _stop(proc: subprocess.Popen[str], tmp_path: Path) -> Path:
@@ -111,10 +81,10 @@ async def _scenario(url: str) -> dict[str, float]:
 
 
 @pytest.mark.timeout(240)
-def test_served_run_end_to_end_and_replay(tmp_path: Path, rig_with_faults) -> None:
+def test_served_run_end_to_end_and_replay(tmp_path: Path, rig_with_faults, serve_run) -> None:
     rig = rig_with_faults([{"at_s": PRESS_S, "target": "mcu", "fault": "estop_press"},
                            {"at_s": RELEASE_S, "target": "mcu", "fault": "estop_release"}])
-    proc, url = _serve(tmp_path, rig)
+    proc, url = serve_run(rig)
     try:
         marks = asyncio.run(_scenario(url))
     finally:
