@@ -20,7 +20,6 @@ from controller.console.tui.app import open_console
 from controller.console.tui.live import LiveLink
 from controller.record.reader import FlightRecord
 
-ROOT = Path(__file__).resolve().parents[2]
 PRESS_S = 7.0
 SIZE = (140, 42)
 

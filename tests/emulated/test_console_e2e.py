@@ -22,7 +22,6 @@ from controller.console.client import Client
 from controller.record.replay import read_record
 from controller.run_replay import replay_run
 
-ROOT = Path(__file__).resolve().parents[2]
 PRESS_S, RELEASE_S = 9.0, 12.0
 
 
