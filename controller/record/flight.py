@@ -415,12 +415,7 @@ class FlightRecorder:
             self._w.error("close", TimeoutError(f"writer thread busy after {timeout_s} s; file left unfinished"))
         chunks, size = self._w.close(finished)
         self._final = replace(self.stats, chunks=chunks, bytes=size)
-        if self._final.errors:
-            log.warning("%s: flight record closed with %d error(s); first: %s", self.path, self._final.errors,
-                        self._final.error_texts[0] if self._final.error_texts else "?")
-        if self._final.messages_dropped:
-            log.warning("%s: %d message(s) dropped in %d dropout(s) (queue full)", self.path,
-                        self._final.messages_dropped, self._final.dropouts)
+        self._final.log_warnings(self.path)
         return self._final
 
     def __enter__(self) -> FlightRecorder:

@@ -326,12 +326,7 @@ class ProcessRecorder:
             queue_high_water=self._high_water,
             bytes=num("bytes", self.path.stat().st_size if self.path.exists() else 0),
             last_log_time_ns=last if isinstance(last, int) else None)
-        if self._final.errors:
-            log.warning("%s: flight record closed with %d error(s); first: %s", self.path, self._final.errors,
-                        self._final.error_texts[0] if self._final.error_texts else "?")
-        if self._final.messages_dropped:
-            log.warning("%s: %d message(s) dropped in %d dropout(s) (queue full)", self.path,
-                        self._final.messages_dropped, self._final.dropouts)
+        self._final.log_warnings(self.path)
         return self._final
 
     def __enter__(self) -> ProcessRecorder:

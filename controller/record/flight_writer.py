@@ -157,6 +157,15 @@ class RecordStats:
     bytes: int = 0
     last_log_time_ns: int | None = None
 
+    def log_warnings(self, path: Path) -> None:
+        """Log, once at close, the errors and the dropped messages of the record at ``path``."""
+        if self.errors:
+            log.warning("%s: flight record closed with %d error(s); first: %s", path, self.errors,
+                        self.error_texts[0] if self.error_texts else "?")
+        if self.messages_dropped:
+            log.warning("%s: %d message(s) dropped in %d dropout(s) (queue full)", path,
+                        self.messages_dropped, self.dropouts)
+
     def as_dict(self) -> dict[str, object]:
         """Return the stats as a JSON-ready dict (for ``summary.json``)."""
         return {
