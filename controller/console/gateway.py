@@ -52,6 +52,7 @@ from controller.console.protocol import (
     json_schemas,
     parse_client_message,
 )
+from hal.errors import DeviceUnavailableError
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -142,10 +143,13 @@ class Gateway:
 
         Raises
         ------
-        OSError
-            The address could not be bound (or the server did not start in time).
+        DeviceUnavailableError
+            One line: the address could not be bound (in use, not ours) or the server did
+            not start within ``timeout_s`` (the CLI exits 3, as for a busy port).
         """
+        # log_config=None: uvicorn logs through the CLI's logging set-up, not its own
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", access_log=False,
+                                log_config=None,
                                 lifespan="on", ws="websockets-sansio", ws_max_size=MAX_MESSAGE_BYTES * 4)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="console-gateway", daemon=True)
@@ -153,7 +157,8 @@ class Gateway:
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise OSError(f"console gateway could not listen on {self.host}:{self.port}")
+                raise DeviceUnavailableError(
+                    f"console gateway: cannot listen on {self.host}:{self.port} (address in use or not this host's)")
             time.sleep(0.01)
         for server in self._server.servers:
             for sock in server.sockets:
