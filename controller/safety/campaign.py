@@ -144,8 +144,10 @@ def plan_runs(ids: Iterable[str] | None = None, phases: Iterable[str] | None = N
     Raises
     ------
     ValueError
-        An unknown id or phase.
+        An unknown id or phase, or ``seeds`` < 1 (a campaign with no run judges nothing).
     """
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
     want_ids = list(SCENARIOS) if ids is None else list(ids)
     want_phases = list(PHASES) if phases is None else list(phases)
     for i in want_ids:

@@ -197,10 +197,12 @@ _ROWS: tuple[Scenario, ...] = (
              not_emulated="a rig cannot command a step (missions are smooth trajectories); "
                           "unit/test_output_guard.py::test_clamp_and_rate_limit_uses_real_dt"),
     Scenario("O03", "NaN or absurd setpoint", "zero for that tick; repeated -> safe",
-             not_emulated="mission files refuse NaN at load and there is no console yet; "
+             not_emulated="mission files refuse NaN at load and console commands carry no setpoint "
+                          "(integer and string fields, strict JSON: controller/console/protocol.py); "
                           "unit/test_output_guard.py::test_nonfinite_zeroes_and_faults_after_repeats"),
     Scenario("O04", "two command sources at once", "one arbiter: E-stop > operator > mission",
-             not_emulated="no second command source exists yet (no console); fsm/test_fsm_engine.py"),
+             not_emulated="the console gateway queues into the one arbiter, drained by the tick "
+                          "(tests/emulated/test_console_e2e.py); fsm/test_fsm_engine.py"),
 )
 
 #: Every SAFETY.md id, in the catalogue's order.

@@ -44,6 +44,8 @@ def test_plan_covers_ids_phases_and_seeds():
     assert len(runs) == 5 * sum(len(SCENARIOS[s].expect) for s in EMULATED)
     with pytest.raises(ValueError, match="unknown phase"):
         plan_runs(phases=["cruise"])
+    with pytest.raises(ValueError, match="--seeds must be at least 1"):
+        plan_runs(seeds=0)  # no run would be judged: a table of FAILs, not a campaign
 
 
 @pytest.mark.parametrize("sid", [pytest.param(s, marks=pytest.mark.xfail(reason=KNOWN_OPEN[s], strict=False))
