@@ -19,9 +19,6 @@ PREFERRED = ("active", "armed", "idle", "boot")
 
 #: Ids known to fail here, with the reason (none since the radar and valve-board ingress
 #: of issue 15 part 3 merged); a listed id runs as a non-strict xfail.
-KNOWN_OPEN: dict[str, str] = {}
-
-
 def _phase(sid: str) -> str:
     return next(p for p in PREFERRED if p in SCENARIOS[sid].expect)
 
@@ -48,8 +45,7 @@ def test_plan_covers_ids_phases_and_seeds():
         plan_runs(seeds=0)  # no run would be judged: a table of FAILs, not a campaign
 
 
-@pytest.mark.parametrize("sid", [pytest.param(s, marks=pytest.mark.xfail(reason=KNOWN_OPEN[s], strict=False))
-                                 if s in KNOWN_OPEN else s for s in EMULATED])
+@pytest.mark.parametrize("sid", EMULATED)
 def test_id_once(sid):
     res = run_one(sid, _phase(sid), 1, build_rig)
     assert not res.crashed, res.crashed
