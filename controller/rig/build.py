@@ -3,11 +3,16 @@
 The only module that knows how the pieces are wired (ARCHITECTURE.md 2, rule 3). Two ways
 to build (ARCHITECTURE.md 3):
 
-* lockstep (default on a virtual rig): ``SimClock``; CAN on python-can's ``virtual``
-  interface with a channel name unique to the run (two runs in one process never hear
+* lockstep (default on a virtual rig): ``SimClock``; every node of an emulated CAN bus
+  is a :class:`hal.can.lockstep.LockstepBus` (python-can's ``BusABC``: shared frames,
+  routing by ID) on a channel name unique to the run (two runs in one process never hear
   each other); the MCU link is an in-process pipe; emulators step between ticks.
-* real time (``realtime=True``): ``MonotonicClock``; the emulators run on their own
-  thread; the MCU is reached through a real pty opened by pyserial.
+* real time (``realtime=True``): ``MonotonicClock``; CAN on python-can's ``virtual``
+  interface; the emulators run on their own thread; the MCU is reached through a real
+  pty opened by pyserial.
+
+Anything else that needs a node on a run's bus (a monitor, a foreign node in a test)
+opens it with :meth:`BuiltRig.open_can_node`, so that it is on the same bus in both.
 
 On a rig without an ``emulation`` block nothing is emulated: the buses are real.
 
@@ -95,17 +100,52 @@ class BuiltRig:
     world: World | None = None
     #: python-can channel actually opened per CAN bus (unique per run on emulated rigs).
     can_channels: dict[str, str] = field(default_factory=dict)
+    #: Opens one more node on a CAN bus of this run (see :meth:`open_can_node`).
+    can_node_opener: Callable[[str], can.BusABC] | None = None
 
     def advance(self, t0_s: float, t1_s: float) -> None:
         """Lockstep hook: step the emulated world between ticks."""
         if self.sim is not None:
             self.sim.advance(t0_s, t1_s)
 
+    def open_can_node(self, bus_name: str) -> can.BusABC:
+        """Open one more node on the CAN bus ``bus_name`` of this run; closed with the rig.
+
+        A lockstep build of an emulated rig opens a :class:`hal.can.lockstep.LockstepBus`
+        node on the run's channel; a real-time build a python-can ``virtual`` node; a rig
+        without emulation a node of the bus's own interface. The node hears every frame
+        any other node sends (no filters) and never its own; it may be wrapped (e.g.
+        :class:`hal.can.faulty.FaultyBus`).
+
+        Parameters
+        ----------
+        bus_name : str
+            A CAN bus of the rig (``buses:``).
+
+        Returns
+        -------
+        can.BusABC
+            The open node; :meth:`close` shuts it down (shutting it down earlier is fine).
+
+        Raises
+        ------
+        KeyError
+            ``bus_name`` is not a CAN bus of the rig.
+        """
+        if self.can_node_opener is None or bus_name not in self.can_channels:
+            raise KeyError(f"{bus_name!r} is not a CAN bus of this rig")
+        node = self.can_node_opener(bus_name)
+        self.closers.append(node.shutdown)
+        return node
+
     def close(self) -> None:
         """Stop emulator threads and close every bus and link (safe to call twice)."""
         if self.runner is not None:
             runner, self.runner = self.runner, None
-            runner.stop()
+            try:
+                runner.stop()
+            except RuntimeError:  # its thread never started (a build closed before it ran)
+                pass
         for c in reversed(self.closers):
             try:
                 c()
@@ -189,6 +229,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     from controller.fsm import FsmEngine
     from firmware_bridge.emulation.sim import RealtimeRunner
     from hal.can.bus import open_can_bus
+    from hal.can.lockstep import LockstepBus
     from hal.can.port import CanPort
     from hal.devices.qiki_mcu import McuDriver
     from hal.serial.link import PipeLink, PySerialLink, open_pty_pair
@@ -204,6 +245,26 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     allocator = checked.allocator
 
     # ---------------------------------------------------------------- buses
+    # Lockstep on an emulated rig: every node of a virtual CAN bus is a LockstepBus (one
+    # shared snapshot per frame, routing by ID, a free empty recv: issue 16); real time
+    # keeps python-can's virtual interface.
+    lockstep_can = emu is not None and not realtime
+
+    def open_node(bus_name: str, host: bool = False) -> can.BusABC:
+        """One more node on the CAN bus ``bus_name`` (its channel is known by now).
+
+        ``host``: the controller's own node (opened with the bus's ``options``).
+        """
+        b = rig.buses[bus_name]
+        assert isinstance(b, CanBusCfg)  # callers: CAN buses only
+        channel = can_channels[bus_name]
+        if lockstep_can:  # check_rig: the interface is 'virtual'
+            return LockstepBus(channel)
+        if emu is not None and not host:
+            return open_can_bus("virtual", channel, b.bitrate_bps)
+        return open_can_bus(b.interface, channel, b.bitrate_bps, receive_own_messages=False,
+                            **(b.options if host else {}))
+
     ports: dict[str, CanPort] = {}
     emu_can: dict[str, can.BusABC] = {}
     can_channels: dict[str, str] = {}
@@ -217,9 +278,8 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
                 channel = f"{bus.channel}-{run_tag}"
             can_channels[bus_name] = channel
             with opening(name, f"buses.{bus_name}"):
-                def open_host(b: CanBusCfg = bus, c: str = channel, n: str = bus_name) -> can.BusABC:
-                    return rig_faults.wrap_can(n, open_can_bus(b.interface, c, b.bitrate_bps,  # fault plans
-                                                               receive_own_messages=False, **b.options))
+                def open_host(n: str = bus_name) -> can.BusABC:
+                    return rig_faults.wrap_can(n, open_node(n, host=True))  # fault plans
 
                 host_bus = open_host() if ingress is None else ingress.can_bus(bus_name, open_host)
             closers.append(host_bus.shutdown)
@@ -227,7 +287,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
             ports[bus_name] = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick,
                                       on_frame_logged=logger)
             if emu is not None:  # check_rig: the interface is 'virtual'
-                dev_bus = open_can_bus("virtual", channel, bus.bitrate_bps)
+                dev_bus = open_node(bus_name)
                 closers.append(dev_bus.shutdown)
                 emu_can[bus_name] = dev_bus
         elif isinstance(bus, SerialBusCfg):
@@ -282,9 +342,7 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
 
     # ---------------------------------------------------------------- component families
     def open_emulator_can(bus_name: str) -> can.BusABC:
-        b = rig.buses[bus_name]
-        assert isinstance(b, CanBusCfg)  # check_rig: emulator nodes only on CAN buses
-        nb = open_can_bus("virtual", can_channels[bus_name], b.bitrate_bps)
+        nb = open_node(bus_name)  # check_rig: emulator nodes only on CAN buses of an emulated rig
         closers.append(nb.shutdown)
         return nb
 
@@ -350,4 +408,5 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         closers=closers,
         world=world,
         can_channels=can_channels,
+        can_node_opener=open_node,
     )

@@ -16,6 +16,8 @@ from typing import Protocol
 import can
 import cantools
 
+from hal.can.lockstep import LockstepBus, is_lockstep_channel
+
 __all__ = ["BusMonitor", "CommandFrame", "ValveState"]
 
 _log = logging.getLogger(__name__)
@@ -61,7 +63,8 @@ class BusMonitor:
     Parameters
     ----------
     channel : str
-        The run's python-can ``virtual`` channel (``BuiltRig.can_channels``).
+        The run's channel (``BuiltRig.can_channels``): a :class:`hal.can.lockstep.LockstepBus`
+        node when a lockstep build opened it, else a python-can ``virtual`` node.
     dbc_path : Path
         ``dbc/qiki.dbc`` (loaded with ``strict=True``).
 
@@ -88,7 +91,9 @@ class BusMonitor:
         self._msg = db.get_message_by_name(COMMAND_MESSAGE)
         self._duty_names = sorted((s.name for s in self._msg.signals if "Duty" in s.name),
                                   key=lambda n: int("".join(c for c in n if c.isdigit()) or 0))
-        self._bus = can.Bus(interface="virtual", channel=self.channel, receive_own_messages=False)
+        # its own node, on whichever in-process bus the run opened (a lockstep build's or python-can's)
+        self._bus: can.BusABC = (LockstepBus(self.channel) if is_lockstep_channel(self.channel)
+                                 else can.Bus(interface="virtual", channel=self.channel, receive_own_messages=False))
 
     def read(self, now_s: float) -> list[CommandFrame]:
         """Drain the node; return the command frames read at ``now_s`` (s)."""

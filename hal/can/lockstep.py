@@ -39,7 +39,7 @@ from collections import deque
 import can
 from can.typechecking import CanFilters
 
-__all__ = ["LockstepBus", "open_lockstep_bus", "snapshot"]
+__all__ = ["LockstepBus", "is_lockstep_channel", "open_lockstep_bus", "snapshot"]
 
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())
@@ -296,6 +296,27 @@ class LockstepBus(can.BusABC):
             with self._cond:
                 self._cond.notify_all()
         super().shutdown()
+
+
+def is_lockstep_channel(channel: str) -> bool:
+    """Whether a :class:`LockstepBus` node is open on the channel name ``channel`` now.
+
+    For a node that knows only a run's channel name (the safety campaign's independent
+    monitor, :class:`controller.safety.monitor.BusMonitor`): a lockstep run's channel names
+    are unique to the run, so an open lockstep channel of that name is that run's bus.
+
+    Parameters
+    ----------
+    channel : str
+        Channel name.
+
+    Returns
+    -------
+    bool
+    """
+    with _channels_lock:
+        ch = _channels.get(str(channel))
+        return ch is not None and bool(ch.nodes)
 
 
 def open_lockstep_bus(channel: str, *, can_filters: CanFilters | None = None,

@@ -162,16 +162,14 @@ def test_no_arm_run_boots_and_stays_idle_until_the_duration(tmp_path, repo_root)
 
 def test_foreign_node_sending_our_command_id_latches_estop_and_stops_tx(fly, repo_root):
     """SAFETY.md B09: our thruster command ID heard from another node."""
-    import can
 
     nodes = {}
     sent_after = []
 
     def plug_in(flight):
         built = flight.built
-        nodes["intruder"] = can.Bus(interface="virtual", channel=built.can_channels["can0"])
-        nodes["monitor"] = can.Bus(interface="virtual", channel=built.can_channels["can0"])
-        built.closers += [nodes["intruder"].shutdown, nodes["monitor"].shutdown]
+        nodes["intruder"] = built.open_can_node("can0")
+        nodes["monitor"] = built.open_can_node("can0")
 
     def before(flight, k, now):
         if k == 300:

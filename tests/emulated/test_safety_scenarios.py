@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import can
 import cantools
 import pytest
 
@@ -44,8 +43,7 @@ def fly_watched(fly, cmd, rig_path: Path, seed: int, until_s: float | None = Non
     node = {}
 
     def plug_in(flight):
-        node["monitor"] = can.Bus(interface="virtual", channel=flight.built.can_channels["can0"])
-        flight.built.closers.append(node["monitor"].shutdown)
+        node["monitor"] = flight.built.open_can_node("can0")
 
     def watch(flight, k, now):
         while (m := node["monitor"].recv(timeout=0)) is not None:

@@ -96,7 +96,7 @@ def _resumable(component: object) -> None:
 
 #: Object graphs not walked: ports, buses, links, pollers, clocks, sinks, emulators (a
 #: snapshot holds none of them).
-_SKIP_MODULES = ("firmware_bridge.emulation", "controller.rig", "can.", "hal.can.faulty", "hal.serial", "hal.modbus",
+_SKIP_MODULES = ("firmware_bridge.emulation", "controller.rig", "can.", "hal.can.faulty", "hal.can.lockstep", "hal.serial", "hal.modbus",
                  "controller.record", "controller.clock", "threading", "_thread", "logging")
 #: Attributes that are not state: caches derived on demand, scratch buffers written
 #: before every read (a CAN port's receive heartbeat: rewritten by every poll).

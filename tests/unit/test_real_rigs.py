@@ -97,7 +97,8 @@ def test_can_options_reach_can_bus(monkeypatch: pytest.MonkeyPatch) -> None:
     can0 = cfg.buses["can0"]
     assert isinstance(can0, CanBusCfg)
     cfg.buses["can0"] = can0.model_copy(update={"options": {"preserve_timestamps": True}})
-    built = rig_mod.build_rig(cfg, path, mission=None, record=lambda *a, **k: None)
+    # real time: a lockstep build opens no python-can bus on an emulated rig (LockstepBus)
+    built = rig_mod.build_rig(cfg, path, mission=None, record=lambda *a, **k: None, realtime=True)
     built.close()
     host = [kw for kw in seen if kw.get("preserve_timestamps") is True]
     assert len(host) == 1  # the controller's port; the emulators' own node gets no options
