@@ -20,6 +20,7 @@ from controller.components.seam import (
     DevicePost,
     PoseEstimate,
     TickView,
+    condition,
 )
 from hal.snapshot import JsonValue, State, apply, capture, part
 
@@ -107,14 +108,14 @@ class McuComponent(ComponentBase):
         d = self.driver
         now_s = view.now_s
         out = [
-            Condition("mcu_status", None if d.status_fresh(now_s) else "MCU status stale"),
-            Condition("mcu_pose", None if d.pose_fresh(now_s) else "MCU pose stale"),
-            Condition("mcu_reboot", "MCU rebooted" if d.mcu_reboots else None),
+            condition("mcu_status", None if d.status_fresh(now_s) else "MCU status stale"),
+            condition("mcu_pose", None if d.pose_fresh(now_s) else "MCU pose stale"),
+            condition("mcu_reboot", "MCU rebooted" if d.mcu_reboots else None),
         ]
         if view.state in ARMING_STATES and self.rail_requested and now_s - self.rail_requested_at_s > RAIL_CONFIRM_S:
             status = d.status
             rail_on = bool(status is not None and status.rail_enabled)
-            out.append(Condition("rail", None if rail_on else "valve rail dropped by the MCU"))
+            out.append(condition("rail", None if rail_on else "valve rail dropped by the MCU"))
         return out
 
     def arming_check(self, view: TickView) -> str | None:

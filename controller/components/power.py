@@ -59,7 +59,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from controller.components.power_pdu import RELAY_CONFIRM_TIMEOUT_S, PduUnit
-from controller.components.seam import ARMING_STATES, ActionHandler, ComponentBase, Condition, DevicePost, TickView
+from controller.components.seam import (
+    ARMING_STATES,
+    ActionHandler,
+    ComponentBase,
+    Condition,
+    DevicePost,
+    TickView,
+    condition,
+)
 from controller.config import PowerCfg
 from hal.devices.bms import (
     BmsReading,
@@ -340,7 +348,8 @@ class PowerSubsystem(ComponentBase):
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
         """Fault conditions (per tick), keys ``power.<key>``: battery (D10, low SoC, over-temperature), relay, PDU."""
-        return [Condition(f"{self.name}.{key}", why) for key, why in self._monitor(view.now_s, view.state)]
+        name = self.name
+        return [condition(f"{name}.{key}", why) for key, why in self._monitor(view.now_s, view.state)]
 
     def _monitor(self, now_s: float, state: str) -> list[tuple[str, str | None]]:
         if state == "boot":

@@ -72,7 +72,7 @@ import numpy as np
 
 from controller.components.radar_rows import cycle_tracks, speed_long_mps, track_rows, tracker_config
 from controller.components.radar_units import LrFeed, LrRadar, SrRadar
-from controller.components.seam import ComponentBase, Condition, DevicePost, TickView
+from controller.components.seam import ComponentBase, Condition, DevicePost, TickView, condition
 from controller.config import RadarCfg
 from controller.tracking import (
     BAND_LR,
@@ -207,7 +207,7 @@ class RadarSubsystem(ComponentBase):
         """Read phase (per tick): radar health, completed scans -> fusion -> tracker."""
         now_s = view.now_s
         p = view.pose
-        if p is not None and all(math.isfinite(v) for v in (p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps)):
+        if p is not None and all(map(math.isfinite, (p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps))):
             self._pose = (p.x_m, p.y_m, p.yaw_rad)
             self._vel = (p.vx_world_mps, p.vy_world_mps)
             self._yaw_rate_radps = p.yaw_rate_radps if math.isfinite(p.yaw_rate_radps) else 0.0
@@ -327,7 +327,8 @@ class RadarSubsystem(ComponentBase):
                 self.breaches.first_s = now_s
                 self.breaches.first_reason = reason
         out.append(("keep_out", reason))
-        return [Condition(f"{self.name}.{key}", why) for key, why in out]
+        name = self.name
+        return [condition(f"{name}.{key}", why) for key, why in out]
 
     def arming_check(self, view: TickView) -> str | None:
         """Refuse ``arm`` while a radar is stale or reports an error (SAFETY.md D02, O01)."""

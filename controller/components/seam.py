@@ -103,6 +103,36 @@ class Condition:
     event: str | None = "fault"
 
 
+#: The clear :class:`Condition` of each key, made once (see :func:`condition`).
+_CLEAR: dict[str, Condition] = {}
+
+
+def condition(key: str, reason: str | None) -> Condition:
+    """Return ``Condition(key, reason)``; the clear one (``reason`` None) is made once per key.
+
+    Conditions are re-evaluated every tick and almost all of them are clear: sharing the
+    immutable clear instance saves building one per condition per tick (issue 16, the lean
+    tick). Equal to ``Condition(key, reason)`` in every field (``event`` ``"fault"``).
+
+    Parameters
+    ----------
+    key : str
+        The fault book's key.
+    reason : str or None
+        Why it holds, or None when it does not.
+
+    Returns
+    -------
+    Condition
+    """
+    if reason is None:
+        c = _CLEAR.get(key)
+        if c is None:
+            c = _CLEAR[key] = Condition(key, None)
+        return c
+    return Condition(key, reason)
+
+
 #: An FSM action's implementation in a component, called with the tick's view.
 ActionHandler = Callable[[TickView], None]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from controller.components.seam import ARMING_STATES, ComponentBase, Condition, DevicePost, TickView
+from controller.components.seam import ARMING_STATES, ComponentBase, Condition, DevicePost, TickView, condition
 from firmware_bridge.protocols.tank_pressure import implausible_reason
 from hal.snapshot import JsonValue, State, part
 
@@ -78,13 +78,13 @@ class TankComponent(ComponentBase):
         reading = d.reading
         bad = None if stale is not None or reading is None else implausible_reason(reading, d.max_pressure_bar)
         out = [
-            Condition(f"{self.name}.stale", None if stale is None else f"tank pressure sensor {stale}"),
-            Condition(f"{self.name}.implausible", None if bad is None else f"tank pressure sensor: {bad}"),
+            condition(f"{self.name}.stale", None if stale is None else f"tank pressure sensor {stale}"),
+            condition(f"{self.name}.implausible", None if bad is None else f"tank pressure sensor: {bad}"),
         ]
         if view.state in ARMING_STATES:
             p = d.pressure_bar(now_s)
             low = p is not None and p < self.min_pressure_bar
-            out.append(Condition(f"{self.name}.low", f"tank pressure {p:.1f} bar below the minimum "
+            out.append(condition(f"{self.name}.low", f"tank pressure {p:.1f} bar below the minimum "
                                  f"{self.min_pressure_bar:.1f} bar" if low else None))
         return out
 

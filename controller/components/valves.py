@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import can
 
-from controller.components.seam import ComponentBase, Condition, DevicePost, TickView
+from controller.components.seam import ComponentBase, Condition, DevicePost, TickView, condition
 from hal.errors import one_line
 from hal.snapshot import JsonValue, State, apply, capture, part
 
@@ -131,9 +131,9 @@ class ValveBoardComponent(ComponentBase):
         if view.state != "boot":
             d = self.driver
             now_s = view.now_s
-            out.append(Condition("vb_status", None if d.status_fresh(now_s) else "valve board status stale"))
-            out.append(Condition("vb_heartbeat", None if d.heartbeat_fresh(now_s) else "valve board heartbeat lost"))
-            out.append(Condition("vb_reboot", "valve board rebooted" if d.rebooted else None))
+            out.append(condition("vb_status", None if d.status_fresh(now_s) else "valve board status stale"))
+            out.append(condition("vb_heartbeat", None if d.heartbeat_fresh(now_s) else "valve board heartbeat lost"))
+            out.append(condition("vb_reboot", "valve board rebooted" if d.rebooted else None))
         return out
 
     def events(self, view: TickView) -> Sequence[str]:

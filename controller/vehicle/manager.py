@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from controller.components.mcu import McuComponent
-from controller.components.seam import ActionHandler, Component, Condition, TickView
+from controller.components.seam import ActionHandler, Component, Condition, TickView, condition
 from controller.components.valves import ValveBoardComponent
 from controller.safety.output_guard import OutputGuard
 from controller.vehicle.bindings import ACTION_IMPLS, GUARD_IMPLS, check_bindings
@@ -225,23 +225,23 @@ class Vehicle(SafeStop):
             events.extend(c.events(view))
             conds.extend(c.conditions(view))
         if view.state != "boot":
-            conds.append(Condition("thrusters", self.control.thruster_failures(
+            conds.append(condition("thrusters", self.control.thruster_failures(
                 view.now_s, self.valves.valve_fault_mask, self.valves.thruster_valves, self._log)))
         for name, port in self.can_ports.items():
             if port.bus_off and f"{name}_busoff" not in self.faults.active:
                 port.flush_tx()  # B04: no stale command may leave after recovery
-            conds.append(Condition(f"{name}_busoff", f"CAN bus {name} bus-off" if port.bus_off else None))
+            conds.append(condition(f"{name}_busoff", f"CAN bus {name} bus-off" if port.bus_off else None))
             rx = port.rx_fault  # B07: the receive path's heartbeat stopped on this tick's poll
-            conds.append(Condition(f"{name}_rx", f"CAN bus {name}: {rx}" if rx is not None else None))
+            conds.append(condition(f"{name}_rx", f"CAN bus {name}: {rx}" if rx is not None else None))
             n = port.consecutive_send_failures
-            conds.append(Condition(f"{name}_send",
+            conds.append(condition(f"{name}_send",
                                    f"CAN bus {name}: {n} consecutive send failures" if n >= 3 else None))
         if self.guard.fault_reason is not None and not self._guard_faulted:
             self._guard_faulted = True
             conds.append(Condition("output_guard", self.guard.fault_reason))
         if self.overruns_last_second is not None:
             n = self.overruns_last_second(view.now_s)
-            conds.append(Condition("lag",
+            conds.append(condition("lag",
                                    f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None))
         active = self.faults.active
         for cond in conds:
@@ -290,6 +290,7 @@ class Vehicle(SafeStop):
         allow = self.fsm.outputs == "allocate" and self.output_inhibit is None
         thrust = self.guard.apply(self.demand_n if allow else None, allow, dt_s)
         v = self.view()
-        view = TickView(v.tick, v.now_s, v.state, v.outputs if allow else "zero", v.pose)
+        # allowed: the tick's view as it is (outputs is already "allocate"); else one saying "zero"
+        view = v if allow else TickView(v.tick, v.now_s, v.state, "zero", v.pose)
         for c in self.components:
             c.write(view, thrust)
