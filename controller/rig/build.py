@@ -144,8 +144,10 @@ class BuiltRig:
             runner, self.runner = self.runner, None
             try:
                 runner.stop()
-            except RuntimeError:  # its thread never started (a build closed before it ran)
-                pass
+            except RuntimeError:
+                if runner.error is not None:
+                    raise  # the emulator thread failed: surfaced, as before
+                # else its thread never started (a build closed before it ran): nothing to stop
         for c in reversed(self.closers):
             try:
                 c()
