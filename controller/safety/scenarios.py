@@ -247,7 +247,8 @@ _ROWS: tuple[Scenario, ...] = (
              None, MappingProxyType({"armed": "device_zero", "active": "device_zero"})),
     Scenario("T04", "process killed and restarted", "boot -> idle, never armed",
              not_emulated="a process fault, not a flight: tests/safety/test_process.py kills and restarts "
-                          "`qiki run`"),
+                          "`qiki run`; tests/safety/test_process_two_process.py with `qiki emulate` in its own "
+                          "process"),
     Scenario("T05", "power cut while the record is written", "readable to the last committed chunk",
              not_emulated="a process fault, not a flight: tests/safety/test_process.py kills `qiki run` at "
                           "random points and reopens every file"),
