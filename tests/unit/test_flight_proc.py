@@ -111,3 +111,33 @@ def test_open_recorder_falls_back_to_the_in_process_one(tmp_path: Path, monkeypa
     rec2.close()
     with pytest.raises(OSError):
         open_recorder(tmp_path / "missing" / "c.mcap", realtime=False)
+
+
+def test_numpy_values_and_unpicklable_messages(tmp_path: Path) -> None:
+    """NumPy values reach the child as such; a message that does not pickle takes the parent's encoder."""
+    np = pytest.importorskip("numpy")
+
+    class Listy:  # local: does not pickle, but encodes (``tolist``)
+        def tolist(self) -> list[int]:
+            return [7]
+
+    class Unencodable:  # local: neither pickles nor encodes
+        pass
+
+    msgs: list[tuple[str, int, dict[str, object]]] = [
+        ("/a", 0, {"tick": 0, "x": 1.5}),
+        ("/a", 1, {"tick": 1, "x": np.float64(2.25), "n": np.int64(3)}),
+        ("/a", 2, {"tick": 2, "x": np.float64("nan")}),
+        ("/a", 3, {"tick": 3, "x": [1, 2], "f": np.arange(3.0)}),
+        ("/a", 4, {"tick": 4, "l": Listy(), "y": float("inf")}),
+    ]
+    msgs.insert(4, ("/a", 4, {"tick": 4, "l": Unencodable()}))  # an error on both sides, nothing written
+    a = FlightRecorder(tmp_path / "thread.mcap", realtime=False)
+    _write(a, msgs)
+    sa = a.close()
+    b = ProcessRecorder(tmp_path / "proc.mcap", realtime=False)
+    _write(b, msgs)
+    sb = b.close()
+    assert sb.errors == sa.errors == 1 and "message on channel 2" in sb.error_texts[0]
+    assert sb.nonfinite_replaced == sa.nonfinite_replaced == 2
+    assert (tmp_path / "proc.mcap").read_bytes() == (tmp_path / "thread.mcap").read_bytes()
