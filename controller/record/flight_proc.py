@@ -33,8 +33,9 @@ the child's standard input (a pipe):
 
 Wire format (parent to child): records ``<B op><I length><payload>``; op 3 a batch of
 messages (``pickle`` of a list of ``(channel, log time ns, message)``: message None is
-an advance, bytes a message the parent had to encode itself, followed by its
-``replaced`` flag), op 2 a control tuple
+an advance; or ``(channel, log time ns, keys, values)``, a row the child turns into its
+record with :func:`~controller.record.flight_writer.row_record`; or ``(channel, log time
+ns, JSON bytes, replaced)``, a message the parent had to encode itself), op 2 a control tuple
 (pickled too: ``channel``, ``attach``, ``metadata``, ``advance``, ``dropout``, ``drain``,
 ``close``). The child answers ``drain`` and ``close`` with one JSON line on its
 standard output (``close``: its counters, the chunk count and the file size).
@@ -77,6 +78,7 @@ from controller.record.flight_writer import (
     RecordStats,
     RecordWriter,
     encode_message,
+    row_record,
 )
 
 __all__ = ["ProcessRecorder", "open_recorder", "main"]
@@ -92,6 +94,11 @@ OP_CONTROL = 2
 OP_BATCH = 3
 #: Environment variable that selects the writer of ``run.mcap`` (``process``, the default, or ``thread``).
 WRITER_ENV = "QIKI_FLIGHT_WRITER"
+
+#: A message item of a batch: ``(channel, log time ns, message)`` (message None: an
+#: advance), ``(channel, log time ns, keys, values)`` (a row), or ``(channel, log time
+#: ns, JSON bytes, replaced)`` (encoded by the parent).
+_Item = tuple[int, int, object] | tuple[int, int, object, object]
 
 _pickle_dumps = pickle.dumps
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -159,7 +166,7 @@ class ProcessRecorder:
         self._fd = self._in.fileno()
         if realtime:
             os.set_blocking(self._fd, False)
-        self._items: list[tuple[int, int, object]] = []  # messages not yet pickled into _buf
+        self._items: list[_Item] = []  # messages not yet pickled into _buf
         self._buf = bytearray()      # records not yet handed to the pipe
         self._pending = bytearray()  # real time: frames the pipe did not take yet
         self._waiting_n = 0          # messages in _buf and _pending
@@ -216,6 +223,23 @@ class ProcessRecorder:
         RecorderClosedError
             After :meth:`close`.
         """
+        self._hand(log_time_ns, (channel_id, log_time_ns, message))
+
+    def write_row(self, channel_id: int, log_time_ns: int, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+        """Hand the message :func:`~controller.record.flight_writer.row_record` ``(keys, values)`` over as a tuple.
+
+        The child builds the record and encodes it: the same bytes as :meth:`write` of
+        that record, with no dict built on the caller's thread. Otherwise as :meth:`write`.
+
+        Raises
+        ------
+        RecorderClosedError
+            After :meth:`close`.
+        """
+        self._hand(log_time_ns, (channel_id, log_time_ns, keys, values))
+
+    def _hand(self, log_time_ns: int, item: _Item) -> None:
+        """Append one message item (drops, the dropout message and the chunk advance as :meth:`write` says)."""
         if self._closed:
             raise RecorderClosedError(f"{self.path}: write after close")
         if self._waiting_n >= self.queue_capacity:
@@ -233,7 +257,7 @@ class ProcessRecorder:
             self._items.append((0, log_time_ns, None))
             if not self.realtime:
                 self._send(block=True)
-        self._items.append((channel_id, log_time_ns, message))
+        self._items.append(item)
         self._handed += 1
         n = self._waiting_n = self._waiting_n + 1
         if n > self._high_water:
@@ -362,13 +386,14 @@ class ProcessRecorder:
         try:
             payload = _pickle_dumps(items, _PROTOCOL)
         except Exception:  # noqa: BLE001 - PicklingError, TypeError, AttributeError...: item by item
-            safe: list[tuple[int, int, object] | tuple[int, int, bytes, bool]] = []
+            safe: list[_Item] = []
             for item in items:
                 try:
                     _pickle_dumps(item, _PROTOCOL)
                 except Exception:  # noqa: BLE001 - see above
-                    ch, t, message = item
+                    ch, t = item[0], item[1]
                     try:
+                        message = item[2] if len(item) == 3 else row_record(item[2], item[3])  # type: ignore[arg-type]
                         data, replaced = encode_message(message)  # type: ignore[arg-type]  # a message
                     except Exception as exc:  # noqa: BLE001 - counted and reported by close()
                         self._error(f"message on channel {ch}", exc)
@@ -501,8 +526,16 @@ def _serve_batch(w: RecordWriter, payload: bytes) -> None:
                 w.maybe_close_chunk(t)
             except Exception as exc:  # noqa: BLE001 - counted and reported at close
                 w.error("advance", exc)
-        elif type(message) is bytes:  # encoded by the parent (it did not pickle)
-            put_encoded(ch, t, message, bool(item[3]))
+        elif len(item) == 4:
+            if type(message) is bytes:  # encoded by the parent (it did not pickle)
+                put_encoded(ch, t, message, bool(item[3]))
+            else:  # a row: (keys, values)
+                try:
+                    rec = row_record(message, item[3])
+                except Exception as exc:  # noqa: BLE001 - counted and reported at close
+                    w.error(f"message on channel {ch}", exc)
+                    continue
+                put_message(ch, t, rec)
         else:
             put_message(ch, t, message)
 
