@@ -187,6 +187,8 @@ EVENT_CODES: tuple[EventCode, ...] = (
     EventCode(611, "relay_command", None, None, "relay command sent"),
     EventCode(612, "relay_confirmed", None, None, "relay state confirmed by read-back"),
     EventCode(613, "relay_failed", None, None, "relay command failed or not read back"),
+    EventCode(614, "relay_found_closed", None, None,
+              "valve-rail relay found closed in boot (a killed run left it so): commanded open (T04)"),
     # 7xx radar and keep-out
     EventCode(700, "*", None, None, "radar event without a code of its own"),
     EventCode(701, "fault", "source", r"radar\.keep_out", "keep-out breach or time to collision below the minimum"),
