@@ -183,6 +183,7 @@ def test_reboot_detected_latched_and_post_again(rig):
 
 
 def test_post_absent_board(codec):
+    """D07 board absent at POST: the report names the board and says it is absent."""
     r = Rig(codec)
     try:
         r.emu.silent = True
@@ -214,6 +215,7 @@ def test_post_stuck_valve_reports_fault_and_never_opens(rig):
 
 
 def test_heartbeat_loss_detected_within_three_periods_plus_a_tick(rig):
+    """D04 valve board heartbeat lost: not fresh within 3 heartbeat periods plus one tick."""
     rig.run_until(1.0)
     assert rig.driver.heartbeat_fresh(1.0)
     rig.emu.silent = True
