@@ -26,6 +26,10 @@ from hal.snapshot import JsonValue, State, apply, capture, part
 
 __all__ = ["NODE_ID_MAX", "WATCHED_MESSAGES", "ValveBoardDriver"]
 
+#: Least fraction of ``VB_Status`` frames received (last 25 gaps) to allow arming (B02):
+#: 1 % loss reads 0.96 at worst with one loss in the window, 50 % loss about 0.5.
+MIN_STATUS_FRACTION = 0.8
+
 #: Highest node ID: node n adds n - 1 to every ID of ``dbc/qiki.dbc``, and the heartbeat
 #: IDs 0x701..0x70D of nodes 1..13 stay below 0x70E/0x70F, kept free for moving the
 #: heartbeat (see ``firmware_bridge/protocols/valve_board.py``, "ID hazard").
@@ -230,6 +234,27 @@ class ValveBoardDriver:
     def status_fresh(self, now_s: float) -> bool:
         """Whether ``VB_Status`` is fresh (accepted within 3 periods, counter valid)."""
         return self._checker.is_fresh(vb.STATUS, now_s)
+
+    def status_rate_low(self, min_fraction: float = MIN_STATUS_FRACTION) -> str | None:
+        """Why ``VB_Status`` arrives too seldom to arm on, or None (SAFETY.md B02).
+
+        Parameters
+        ----------
+        min_fraction : float
+            Least fraction of the expected frames received over the last 25 gaps
+            (:meth:`hal.can.ingress.IngressChecker.received_fraction`).
+
+        Returns
+        -------
+        str or None
+            E.g. ``"valve board status at 52 % of its rate"``; None at a healthy rate or
+            before two frames (freshness judges those).
+        """
+        frac = self._checker.received_fraction(vb.STATUS)
+        if frac is None or frac >= min_fraction:
+            return None
+        return (f"valve board status at {100.0 * frac:.0f} % of its rate "
+                f"(half rate or loss; needs {100.0 * min_fraction:.0f} %)")
 
     def heartbeat_fresh(self, now_s: float) -> bool:
         """Whether ``VB_Heartbeat`` is fresh (accepted within 3 periods; D04)."""
