@@ -136,6 +136,14 @@ class ValveBoardComponent(ComponentBase):
             out.append(condition("vb_reboot", "valve board rebooted" if d.rebooted else None))
         return out
 
+    def arming_check(self, view: TickView) -> str | None:
+        """Refuse ``arm`` while ``VB_Status`` arrives below its rate (SAFETY.md B02, O01).
+
+        The freshness rule alone lets a stream under 50 % random loss through about half
+        the time (:meth:`hal.devices.valve_board.ValveBoardDriver.status_rate_low`).
+        """
+        return self.driver.status_rate_low()
+
     def events(self, view: TickView) -> Sequence[str]:
         """``estop`` while another node sends our command ID (B09)."""
         return ("estop",) if self.foreign_command_s is not None and view.state != "estop" else ()

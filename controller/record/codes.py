@@ -161,6 +161,8 @@ EVENT_CODES: tuple[EventCode, ...] = (
     EventCode(402, "fault", "source", rf"{_NAME}_send", "CAN bus: 3 or more consecutive send failures (<bus>_send)"),
     EventCode(403, "fault", "source", "b09", "another node sends our thruster command ID (B09)"),
     EventCode(404, "fault", "source", rf"{_NAME}_rx", "CAN bus: receive path dead (<bus>_rx, B07)"),
+    EventCode(405, "bus_error_passive", None, None,
+              "warning: CAN bus went error-passive (bus, B05); arming refused while passive"),
     # 5xx device faults
     EventCode(500, "*", None, None, "device fault without a code of its own"),
     EventCode(501, "fault", "source", "vb_status", "valve board status stale"),

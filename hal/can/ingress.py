@@ -40,7 +40,7 @@ signal names; the ARS408 driver uses it with DLC/range/freshness only. No I/O, n
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -49,6 +49,10 @@ import can
 from hal.can.codec import DbcCodec, Decoded, _Entry
 from hal.errors import BusConfigError, HalError
 from hal.snapshot import JsonValue, SnapshotError, State, apply, capture, encode
+
+#: Accepted frames of a regular stream over which :meth:`IngressChecker.received_fraction`
+#: measures the receive rate (25 gaps: 0.5 s of a 50 Hz stream).
+RATE_WINDOW_GAPS = 25
 
 __all__ = ["IngressSpec", "StreamState", "IngressChecker", "REJECT_REASONS", "to_ns", "gap_exceeds"]
 
@@ -156,15 +160,18 @@ class StreamState:
         Gap without an accepted frame after which the stream is stale, s (informative).
     stale_after_ns : int or None
         The same gap in integer ns: what every staleness comparison uses.
+    rx_window_ns : deque of int
+        Receipt times (integer ns) of the last ``RATE_WINDOW_GAPS + 1`` accepted frames
+        (regular streams; :meth:`IngressChecker.received_fraction`).
     """
 
     __slots__ = ("name", "period_s", "stale_after_s", "stale_after_ns", "last_rx_s", "accepted",
                  "last_counter", "counter_score", "counter_invalid", "irregular_score",
-                 "recovering", "good_gaps", "last_seen_s")
+                 "recovering", "good_gaps", "last_seen_s", "rx_window_ns")
 
     #: The fields that change per frame (a snapshot's part; the rest is configuration).
     STATE = ("last_rx_s", "accepted", "last_counter", "counter_score", "counter_invalid", "irregular_score",
-             "recovering", "good_gaps", "last_seen_s")
+             "recovering", "good_gaps", "last_seen_s", "rx_window_ns")
 
     def __init__(self, name: str, period_s: float | None, stale_after_s: float | None,
                  regular: bool) -> None:
@@ -181,6 +188,7 @@ class StreamState:
         self.recovering = regular  # a regular stream must first show good rhythm
         self.good_gaps = 0
         self.last_seen_s: float | None = None
+        self.rx_window_ns: deque[int] = deque(maxlen=RATE_WINDOW_GAPS + 1)
 
 
 class _Plan:
@@ -351,6 +359,27 @@ class IngressChecker:
         """Return False while the stream's wrong-counter score holds it invalid (F02)."""
         return not self.stream(name).counter_invalid
 
+    def received_fraction(self, name: str) -> float | None:
+        """Fraction of the expected frames of regular stream ``name`` received lately.
+
+        Over the last :data:`RATE_WINDOW_GAPS` gaps between accepted frames:
+        ``gaps * period / (t_last - t_first)`` (1.0 at the nominal rate, 0.5 at half rate or
+        under 50 % random loss, above 1 for bursts). The rhythm score
+        (:meth:`timing_warning`) is a random walk without drift under 50 % random loss, so
+        it judges such a stream fresh about half the time; this rate does not (SAFETY.md
+        B02, used to refuse arming: :meth:`hal.devices.valve_board.ValveBoardDriver.status_rate_low`).
+
+        Returns
+        -------
+        float or None
+            The fraction; None before two frames or for a stream without a period.
+        """
+        st = self.stream(name)
+        w = st.rx_window_ns
+        if st.period_s is None or len(w) < 2 or w[-1] <= w[0]:
+            return None
+        return (len(w) - 1) * to_ns(st.period_s) / (w[-1] - w[0])
+
     def timing_warning(self, name: str) -> bool:
         """Return True when a regular stream arrives at the wrong rhythm (half rate, bursts)."""
         return self.stream(name).irregular_score >= self._warn_score
@@ -484,6 +513,7 @@ class IngressChecker:
         st.accepted += 1
         period = st.period_s
         if plan.spec.regular and period:
+            st.rx_window_ns.append(to_ns(now_s))
             if last is not None:
                 gap_ns = to_ns(now_s) - to_ns(last)
                 period_ns = to_ns(period)

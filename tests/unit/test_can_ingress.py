@@ -385,3 +385,36 @@ def test_port_unplugged_adapter_counts(faulty):
     assert port.consecutive_rx_failures == 1  # B07: then retried with backoff, not at every poll
     assert port.rx_fault is not None
     assert port.send(can.Message(arbitration_id=1, is_extended_id=False), 0.02) is False
+
+
+def test_received_fraction_sees_random_half_loss_that_the_rhythm_score_misses(codec):
+    """B02: under 50 % random loss the receive rate over the last 25 gaps stays below the
+    arming limit (0.8) at every frame; under 1 % loss it stays above 0.9."""
+    import random
+
+    rng = random.Random(3)
+    # (under loss the counter skips are counted too, and rejected frames lower the rate further)
+    for loss, lo, hi in ((0.5, 0.2, 0.7), (0.01, 0.9, 1.0), (0.0, 1.0, 1.0)):
+        checker = make_checker(codec)
+        fractions = []
+        for k in range(2000):
+            if k < 30 or rng.random() >= loss:
+                t = k * P_STATUS
+                checker.check(status_frame(codec, k), t)
+                if k > 100:
+                    fractions.append(checker.received_fraction(vb.STATUS))
+        assert lo <= min(fractions) and max(fractions) <= hi + 1e-12, (loss, min(fractions), max(fractions))
+
+
+def test_valve_board_refuses_arming_below_its_status_rate(codec):
+    """The valve board component's arming check names the status rate (B02, O01)."""
+    from hal.devices.valve_board import ValveBoardDriver
+
+    drv = ValveBoardDriver(codec)
+    for k in range(30):                       # nominal 50 Hz
+        drv._checker.check(status_frame(codec, k), k * P_STATUS)
+    assert drv.status_rate_low() is None
+    for j, k in enumerate(range(30, 90, 2)):  # every other frame
+        drv._checker.check(status_frame(codec, 30 + j), k * P_STATUS)
+    why = drv.status_rate_low()
+    assert why is not None and "50 % of its rate" in why, why
