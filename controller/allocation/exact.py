@@ -68,7 +68,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from operator import le as _le
 from operator import mul as _mul
 
 import numpy as np
@@ -100,7 +100,6 @@ MAX_KKT_ENTRIES = 2_000_000
 LOCATE_TIER_MIN = 192
 
 
-@dataclass(slots=True)
 class AllocationResult:
     """Outcome of one allocation.
 
@@ -118,13 +117,90 @@ class AllocationResult:
     weighted_error : float
         ``|| diag(axis_weights) (achieved - demand) ||_2`` (same units as the weighted
         wrench).
+
+    Notes
+    -----
+    :meth:`ExactAllocator.allocate` returns the thrusts only and derives the other four
+    at their first access (then keeps them), with the same numpy operations as computing
+    them at once (the same bits): a caller that reads only ``thrust_n`` does not pay for
+    them. The result holds its own copy of the demand; do not modify ``thrust_n`` before
+    reading the others. Built with all five values (as :class:`PinvClipAllocator` does),
+    nothing is deferred.
     """
 
+    __slots__ = ("thrust_n", "_achieved", "_unallocated", "_saturated", "_error", "_demand", "_src")
     thrust_n: np.ndarray
-    achieved_wrench: np.ndarray
-    unallocated_wrench: np.ndarray
-    saturated: np.ndarray
-    weighted_error: float
+    _achieved: np.ndarray | None
+    _unallocated: np.ndarray | None
+    _saturated: np.ndarray | None
+    _error: float | None
+    _demand: list[float]
+    _src: tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+    def __init__(
+        self, thrust_n: np.ndarray, achieved_wrench: np.ndarray, unallocated_wrench: np.ndarray,
+        saturated: np.ndarray, weighted_error: float,
+    ) -> None:
+        self.thrust_n = thrust_n
+        self._achieved = achieved_wrench
+        self._unallocated = unallocated_wrench
+        self._saturated = saturated
+        self._error = weighted_error
+
+    @classmethod
+    def _deferred(cls, thrust_n: np.ndarray, demand: list[float],
+                  src: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> AllocationResult:
+        """Thrusts now, the rest at first access.
+
+        ``demand`` as Python floats (the caller's values, copied); ``src`` is
+        ``(B, saturation thresholds (N,), axis weights or None for unit weights)``.
+        """
+        r = cls.__new__(cls)
+        r.thrust_n = thrust_n
+        r._achieved = r._unallocated = r._saturated = r._error = None
+        r._demand = demand
+        r._src = src
+        return r
+
+    @property
+    def achieved_wrench(self) -> np.ndarray:
+        """``B @ thrust_n`` (see the class docstring)."""
+        a = self._achieved
+        if a is None:
+            a = self._achieved = self._src[0].dot(self.thrust_n)
+        return a
+
+    @property
+    def unallocated_wrench(self) -> np.ndarray:
+        """``demand - achieved_wrench`` (see the class docstring)."""
+        d = self._unallocated
+        if d is None:
+            # the demand's floats as an array, then the same subtraction as on the demand
+            d = self._unallocated = np.array(self._demand) - self.achieved_wrench
+        return d
+
+    @property
+    def saturated(self) -> np.ndarray:
+        """Healthy thrusters at their maximum thrust (see the class docstring)."""
+        s = self._saturated
+        if s is None:
+            s = self._saturated = self.thrust_n >= self._src[1]
+        return s
+
+    @property
+    def weighted_error(self) -> float:
+        """``|| diag(axis_weights) (achieved - demand) ||_2`` (see the class docstring)."""
+        e = self._error
+        if e is None:
+            d = self.unallocated_wrench
+            w = self._src[2]
+            e = self._error = math.hypot(*(d if w is None else w * d).tolist())
+        return e
+
+    def __repr__(self) -> str:
+        return (f"AllocationResult(thrust_n={self.thrust_n!r}, achieved_wrench={self.achieved_wrench!r}, "
+                f"unallocated_wrench={self.unallocated_wrench!r}, saturated={self.saturated!r}, "
+                f"weighted_error={self.weighted_error!r})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,7 +440,8 @@ class _Context:
         "facet_up", "facet_pinv", "fac_T", "fac_Q", "fac_q", "fac_simple", "f_tol", "G", "A_all",
         "groups_A", "groups_rows", "prefix_E", "g_scale", "loc_tiers", "sub_pinv", "A_all_T",
         "u_max_list", "facet_v", "facet_S", "facet_side", "inv_u_max_max", "tiers_partial", "fast",
-        "kkt", "kkt_x", "w_list", "g_diag", "facet_u0", "facet_side0", "facet_mask", "facet_upx", "screened",
+        "kkt", "kkt_x", "w_list", "g_diag", "result_src", "screen_first", "box_lo", "box_hi",
+        "facet_u0", "facet_side0", "facet_mask", "facet_upx", "screened",
     )
     # healthy thrusters and stuck-open forces
     active: np.ndarray  # (N,) bool
@@ -416,6 +493,10 @@ class _Context:
     kkt_x: np.ndarray  # (m + n_act,): [tau_h; 1 where the thruster sits at u_max]
     w_list: list[float]
     g_diag: list[float]
+    result_src: tuple[np.ndarray, np.ndarray, np.ndarray | None]
+    screen_first: bool  # healthy, tiered, fused tables, one group: allocate screens after tier 0
+    box_lo: list[float]  # (m,) bounding box of the attainable set, a little enlarged
+    box_hi: list[float]
     facet_u0: list[list[float]]
     facet_side0: list[list[float]]
     facet_mask: list[int]
@@ -479,6 +560,7 @@ class ExactAllocator:
         m, n = self.B.shape
         self.axis_weights = w
         self._unit_weights = bool(np.all(w == 1.0))
+        self._weights = None if self._unit_weights else w
         self.cost = _positive_finite(cost, n, "cost", "weights")
         groups: list[list[int]] = []
         seen: set[int] = set()
@@ -666,7 +748,7 @@ class ExactAllocator:
             inv_hi = 1.0 / ctx.u_max_act
             ctx.cell_Ua = np.ascontiguousarray(
                 np.concatenate([U, -o[:, :, None]], axis=2) * inv_hi[None, :, None])
-            if ctx.full:
+            if not ctx.has_open:  # (stuck open: the demand needs its offset first)
                 tol_f = 1e-12  # ctx.tol_u as a fraction of full thrust
                 ctx.fast = (ctx.ya, ctx.cell_Ua, ctx.loc_tiers, ctx.u_max_act, -tol_f, 1.0 + tol_f)
         # ---- facets of the healthy zonotope (normals, support values, start points)
@@ -735,6 +817,15 @@ class ExactAllocator:
             ctx.groups_A.append(w[rows_g, None] * ctx.B_act[rows_g])
             ctx.prefix_E.append(ctx.B_act[prev] if prev else None)
             prev = prev + rows_g
+        ctx.result_src = (self.B, ctx.sat_thr, self._weights)
+        # bounding box of the healthy attainable set (per axis: the sum of the negative,
+        # resp. positive, parts), enlarged by far more than the sums' rounding
+        Bu = ctx.B_act * ctx.u_max_act[None, :]
+        slack = 1e-9 * (np.abs(Bu).sum(axis=1) + 1.0)
+        ctx.box_lo = (np.minimum(Bu, 0.0).sum(axis=1) - slack).tolist()
+        ctx.box_hi = (np.maximum(Bu, 0.0).sum(axis=1) + slack).tolist()
+        ctx.screen_first = (ctx.fast is not None and ctx.tiers_partial and ctx.fac_T is not None
+                            and ctx.kkt is not None and len(ctx.groups_A) == 1)
         self._contexts[key] = ctx
         return ctx
 
@@ -753,7 +844,8 @@ class ExactAllocator:
         -------
         AllocationResult
             Thrusts minimising the (prioritised) weighted wrench error, and among those the
-            least total thrust; achieved and unallocated wrench; saturation flags.
+            least total thrust; achieved and unallocated wrench, saturation flags and the
+            weighted error derived from them at first access (same values).
 
         Raises
         ------
@@ -769,12 +861,16 @@ class ExactAllocator:
         the least-thrust point location at the achieved wrench.
         """
         tau = np.asarray(wrench, dtype=float)
-        if tau.shape != self._shape or not all(map(_isfinite, tau.tolist())):
+        if tau.shape != self._shape:
+            self._bad_wrench()
+        tl = tau.tolist()  # the result keeps these floats (not the caller's array)
+        if not all(map(_isfinite, tl)):
             self._bad_wrench()
         ctx = self._ctx
         stats = self.stats
         stats["calls"] += 1
         fast = ctx.fast
+        boxed = True
         if fast is not None:
             # the per-tick path, inlined: point location by the last tick's cell, then the
             # big cells first; a cell whose fractions are all in [0, 1] is optimal (_locate),
@@ -784,7 +880,10 @@ class ExactAllocator:
             ya, Ua, tiers, u_max, lo_f, hi_f = fast
             ya[:-1] = tau
             v = None
-            if ctx.warm_ok:
+            # outside the attainable set's bounding box (a few Python comparisons): no
+            # cell can contain the demand, straight to the facets
+            boxed = not ctx.screen_first or (all(map(_le, ctx.box_lo, tl)) and all(map(_le, tl, ctx.box_hi)))
+            if boxed and ctx.warm_ok:
                 v = Ua[ctx.last_cell].dot(ya)
                 vl = v.tolist()
                 lo, hi = min(vl), max(vl)
@@ -793,7 +892,7 @@ class ExactAllocator:
                 else:
                     ctx.warm_ok = False
                     v = None
-            if v is None:
+            if v is None and boxed:
                 # the first tier only: after a miss, _locate screens the facets (a demand
                 # outside the attainable set skips the bigger tiers) before the rest
                 k = ya.dot(tiers[0]).argmax()
@@ -805,32 +904,44 @@ class ExactAllocator:
                     ctx.last_cell = k
                 else:
                     v = None
+            u_act = None
             if v is not None:
                 stats["cell_hits"] += 1
                 if not (lo >= 0.0 and hi <= 1.0):  # rounding-level excess only
                     np.clip(v, 0.0, 1.0, out=v)
-                u = v * u_max
-                achieved = self.B.dot(u)
-                unalloc = tau - achieved
-                err = math.hypot(*(unalloc if self._unit_weights else self.axis_weights * unalloc).tolist())
-                return AllocationResult(u, achieved, unalloc, u >= ctx.sat_thr, err)
-        # failed thrusters, or the big cells missed: the whole table, then the outside paths
-        tau_h = tau - ctx.open_wrench if ctx.has_open else tau
-        u_act = self._locate(ctx, tau_h, ctx.tol_u, True, ctx.tiers_partial, tiers=fast is None,
-                             rest=fast is not None)
-        if u_act is None:
-            u_act = self._outside(ctx, tau_h)
+                u_act = v * u_max
+                if ctx.full:
+                    return AllocationResult._deferred(u_act, tl, ctx.result_src)
+            else:
+                fac_T = ctx.fac_T
+                if ctx.screen_first and fac_T is not None:
+                    # outside the attainable set (a violated facet, the most violated one
+                    # the start): straight to the fused active set
+                    Vf = ya.dot(fac_T)
+                    f = int(Vf.argmax())
+                    if Vf[f] > ctx.f_tol:
+                        u_act = self._solve_infeasible(ctx, tau, f)
+                        if ctx.full:
+                            return AllocationResult._deferred(u_act, tl, ctx.result_src)
         else:
-            stats["cell_hits"] += 1
+            u_act = None
+        if u_act is None:
+            # the stuck-open forces, or the first tier missed: the rest of the table, then
+            # the outside paths (rest: allocate tried the first tier, unless the box test
+            # skipped it)
+            tau_h = tau - ctx.open_wrench if ctx.has_open else tau
+            u_act = self._locate(ctx, tau_h, ctx.tol_u, True, ctx.tiers_partial and not ctx.screen_first,
+                                 tiers=fast is None or not boxed, rest=fast is not None)
+            if u_act is None:
+                u_act = self._outside(ctx, tau_h)
+            else:
+                stats["cell_hits"] += 1
         if ctx.full:
             u = u_act
         else:
             u = ctx.open_thrust.copy()
             u[ctx.act_idx] = u_act
-        achieved = self.B.dot(u)
-        unalloc = tau - achieved
-        err = math.hypot(*(unalloc if self._unit_weights else self.axis_weights * unalloc).tolist())
-        return AllocationResult(u, achieved, unalloc, u >= ctx.sat_thr, err)
+        return AllocationResult._deferred(u, tl, ctx.result_src)
 
     def _bad_wrench(self) -> None:
         m = self._shape[0]
@@ -1095,14 +1206,15 @@ class ExactAllocator:
 
     def _solve_infeasible(self, ctx: _Context, tau_h: np.ndarray, facet: int) -> np.ndarray:
         """Demand outside the attainable set: staged least squares, then least thrust."""
+        if len(ctx.groups_A) == 1 and ctx.kkt is not None:
+            u, ok, unique = self._solve_kkt(ctx, tau_h, facet)
+            if unique:
+                return u
         n_act = ctx.act_idx.shape[0]
         lo = np.zeros(n_act)
         hi = ctx.u_max_act
         w = self.axis_weights
         if len(ctx.groups_A) == 1 and ctx.kkt is not None:
-            u, ok, unique = self._solve_kkt(ctx, tau_h, facet)
-            if unique:
-                return u
             if not ok:
                 self.stats["not_converged"] += 1
                 u, ok, its = solve_bounded_lsq(ctx.A_all, w * tau_h, lo, hi, u)
