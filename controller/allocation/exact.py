@@ -35,23 +35,30 @@ volume and searched in prefixes (a few hundred cells first), and the whole table
 those miss. Bases sharing a degenerate dual vertex (exact ties) are all tried. The cell of
 the last tick is tried first while the demand stays in it (warm start).
 
-*Demands outside Z* whose weighted projection lies inside a facet ``f`` of Z are solved in
-closed form: ``tau = v_f + B_S t + s W^-2 n_f`` with ``0 <= t <= u_max`` and ``s >= 0`` is
-the KKT certificate; the facet is the most violated one (for a projection inside facet
-``f``, ``n_f`` is the unique maximiser of ``n' tau - support(n)``), and the inverse of
-``[B_S | W^-2 n_f]`` is tabulated per geometry.
+*Demands outside Z* are recognised by a violated facet (after the first point-location
+tier misses, or at once when the demand lies outside Z's axis-aligned bounding box, a few
+comparisons). Those whose weighted projection lies inside a facet ``f`` of Z have a closed
+form: ``tau = v_f + B_S t + s W^-2 n_f`` with ``0 <= t <= u_max`` and ``s >= 0`` is the KKT
+certificate; the facet is the most violated one (for a projection inside facet ``f``,
+``n_f`` is the unique maximiser of ``n' tau - support(n)``).
 
-*Other infeasible demands* (projection on a lower-dimensional face) go through a primal
-active-set method for bound-constrained least squares (Lawson & Hanson 1974, ch. 23; Stark
-& Parker 1995, "Bounded-variable least-squares"), warm-started from the most violated
-facet's vertex with the facet's thrusters at their plane coordinates. Its free set always
-has independent columns, so every subspace solve is a look-up of the free set's
-pseudo-inverse, tabulated per failure set for all column subsets of size <= m. With axis
-priorities, one stage per priority group keeps the earlier groups' wrench as equality
-constraints (Nocedal & Wright 2006, section 16.5). The secondary objective is then the same
-point location at the achieved wrench ``y*`` (``y*`` lies in ``Z``) when the least-squares
-minimiser is not unique. A general active-set LP stage is the fallback when no cell
-applies (rank-deficient geometry after failures).
+*Every infeasible demand* goes through a primal active-set method for bound-constrained
+least squares (Lawson & Hanson 1974, ch. 23; Stark & Parker 1995, "Bounded-variable
+least-squares"), started at the most violated facet's vertex with the facet's thrusters
+free, so that its first iteration is the facet's closed form above. Its free set ``F``
+always has independent columns, and every thruster outside ``F`` sits on a bound, so the
+subspace minimiser ``z = pinv(A_F) (W tau - A_U u_max_U)`` and the gradient there are both
+linear in ``[tau; 1_U]`` (``U`` the thrusters at ``u_max``): one tabulated matrix per free
+set (all column subsets of size <= m, per failure set) gives both in one product per
+iteration (:func:`_kkt_table`, :func:`_bvls_kkt`). A bound thruster whose own minimiser
+lies beyond its other bound is moved there directly (a strict descent) instead of being
+freed and stepped back. Above :data:`MAX_KKT_ENTRIES` the iterations look up the subsets'
+pseudo-inverses instead (two products each). With axis priorities, one stage per priority
+group keeps the earlier groups' wrench as equality constraints (Nocedal & Wright 2006,
+section 16.5). The secondary objective is then the same point location at the achieved
+wrench ``y*`` (``y*`` lies in ``Z``) when the least-squares minimiser is not unique. A
+general active-set LP stage is the fallback when no cell applies (rank-deficient geometry
+after failures).
 
 Failed thrusters: *stuck closed* are removed (``u_i = 0``); *stuck open* produce a known
 constant force ``f_i`` whose wrench ``b_i f_i`` is subtracted from the demand before the
