@@ -93,6 +93,7 @@ MAX_CELLS = 20000
 _BASIS_RCOND = 1e-9
 
 _isfinite = math.isfinite
+_new_object = object.__new__
 
 #: Largest number of column subsets (size <= m) whose pseudo-inverses are tabulated.
 MAX_SUBSETS = 20000
@@ -141,7 +142,7 @@ class AllocationResult:
     _unallocated: np.ndarray | None
     _saturated: np.ndarray | None
     _error: float | None
-    _demand: list[float]
+    _demand: np.ndarray | list[float]
     _src: tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
     def __init__(
@@ -155,14 +156,15 @@ class AllocationResult:
         self._error = weighted_error
 
     @classmethod
-    def _deferred(cls, thrust_n: np.ndarray, demand: list[float],
+    def _deferred(cls, thrust_n: np.ndarray, demand: np.ndarray | list[float],
                   src: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> AllocationResult:
         """Thrusts now, the rest at first access.
 
-        ``demand`` as Python floats (the caller's values, copied); ``src`` is
-        ``(B, saturation thresholds (N,), axis weights or None for unit weights)``.
+        ``demand``: the allocator's own float array of the demand, or its values as Python
+        floats (never the caller's array); ``src`` is ``(B, saturation thresholds (N,),
+        axis weights or None for unit weights)``.
         """
-        r = cls.__new__(cls)
+        r = _new_object(cls)
         r.thrust_n = thrust_n
         r._achieved = r._unallocated = r._saturated = r._error = None
         r._demand = demand
@@ -182,8 +184,12 @@ class AllocationResult:
         """``demand - achieved_wrench`` (see the class docstring)."""
         d = self._unallocated
         if d is None:
-            # the demand's floats as an array, then the same subtraction as on the demand
-            d = self._unallocated = np.array(self._demand) - self.achieved_wrench
+            a = self._achieved
+            if a is None:
+                a = self._achieved = self._src[0].dot(self.thrust_n)
+            # (the same subtraction on the same values when the demand is kept as floats)
+            dem = self._demand
+            d = self._unallocated = (dem if type(dem) is np.ndarray else np.array(dem)) - a
         return d
 
     @property
@@ -870,9 +876,11 @@ class ExactAllocator:
         tau = np.asarray(wrench, dtype=float)
         if tau.shape != self._shape:
             self._bad_wrench()
-        tl = tau.tolist()  # the result keeps these floats (not the caller's array)
+        tl = tau.tolist()
         if not all(map(_isfinite, tl)):
             self._bad_wrench()
+        # the result keeps the demand: our own array, else (the caller's array) its floats
+        dem = tl if tau is wrench else tau
         ctx = self._ctx
         stats = self.stats
         stats["calls"] += 1
@@ -918,7 +926,7 @@ class ExactAllocator:
                     np.clip(v, 0.0, 1.0, out=v)
                 u_act = v * u_max
                 if ctx.full:
-                    return AllocationResult._deferred(u_act, tl, ctx.result_src)
+                    return AllocationResult._deferred(u_act, dem, ctx.result_src)
             else:
                 fac_T = ctx.fac_T
                 if ctx.screen_first and fac_T is not None:
@@ -929,7 +937,7 @@ class ExactAllocator:
                     if Vf[f] > ctx.f_tol:
                         u_act = self._solve_infeasible(ctx, tau, f)
                         if ctx.full:
-                            return AllocationResult._deferred(u_act, tl, ctx.result_src)
+                            return AllocationResult._deferred(u_act, dem, ctx.result_src)
         else:
             u_act = None
         if u_act is None:
@@ -948,7 +956,7 @@ class ExactAllocator:
         else:
             u = ctx.open_thrust.copy()
             u[ctx.act_idx] = u_act
-        return AllocationResult._deferred(u, tl, ctx.result_src)
+        return AllocationResult._deferred(u, dem, ctx.result_src)
 
     def _bad_wrench(self) -> None:
         m = self._shape[0]
