@@ -71,6 +71,10 @@ class BodyFramePoint(BodyFramePosition, Protocol):
     def azimuth_body_rad(self) -> float:
         """Bearing of the line of sight, counter-clockwise from body x, rad."""
 
+    @property
+    def doppler_mps(self) -> float:
+        """Measured radial velocity relative to the radar, m/s, positive receding."""
+
 
 def sr_tracking_detection(det: BodyFramePoint, *, source: str = "sr") -> Detection:
     """Convert an IWR6843 body-frame point to the tracker's :class:`Detection`.
@@ -85,7 +89,8 @@ def sr_tracking_detection(det: BodyFramePoint, *, source: str = "sr") -> Detecti
     Returns
     -------
     controller.tracking.models.Detection
-        Same position (body frame), range and body-frame azimuth; no accuracies, so the
-        tracker uses its isotropic ``meas_std_m``.
+        Same position (body frame), range, body-frame azimuth and the point's Doppler as
+        ``range_rate_mps``; no accuracies, so the tracker uses its isotropic ``meas_std_m``.
     """
-    return Detection(det.x_body_m, det.y_body_m, source, range_m=det.range_m, azimuth_rad=det.azimuth_body_rad)
+    return Detection(det.x_body_m, det.y_body_m, source, range_m=det.range_m, azimuth_rad=det.azimuth_body_rad,
+                     range_rate_mps=det.doppler_mps)

@@ -148,6 +148,11 @@ class Detection:
         The sensor's own object/point id, kept for reports (never used to associate).
     rcs_dbsm : float or None
         Radar cross-section, dBsm, kept for reports and filtering upstream.
+    range_rate_mps : float or None
+        Measured range rate (Doppler radial velocity) of the target relative to the radar,
+        m/s, positive receding (TI mmWave convention, "Understanding mmWave radar's
+        Doppler", TI SWRA553); unchanged by frame transforms. Not used to associate; it
+        corroborates a closing track (:meth:`controller.components.radar.RadarSubsystem.threats`).
 
     Notes
     -----
@@ -165,6 +170,7 @@ class Detection:
     azimuth_std_rad: float | None = None
     object_id: int | None = None
     rcs_dbsm: float | None = None
+    range_rate_mps: float | None = None
 
     def is_finite(self) -> bool:
         """Return True when the position is finite (a NaN/inf detection is rejected)."""

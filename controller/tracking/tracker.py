@@ -291,6 +291,7 @@ class Tracker:
                 meta.misses = 0
                 meta.last_update_s = now_s
                 meta.source_band = dets[j].source
+                meta.range_rate_mps = dets[j].range_rate_mps
                 meta.window.append(True)
             elif in_coverage is None or in_coverage(float(self._x[i, 0]), float(self._x[i, 1])):
                 meta.misses += 1
@@ -353,6 +354,7 @@ class Tracker:
                 last_update_s=now_s,
                 source_band=det.source,
                 window=deque([True], maxlen=cfg.confirm_n),
+                range_rate_mps=det.range_rate_mps,
             )
             self._next_id += 1
             self.tracks_initiated += 1

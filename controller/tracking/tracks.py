@@ -116,6 +116,9 @@ class Track:
         True once M-of-N confirmation passed; stays True until deletion.
     source_band : str
         ``source`` of the last detection associated (``"lr"`` / ``"sr"`` after fusion).
+    range_rate_mps : float or None
+        Measured range rate of the last detection associated (Doppler, relative to the
+        radar, m/s, positive receding); None when that detection carried none.
     """
 
     track_id: int
@@ -129,6 +132,7 @@ class Track:
     misses: int
     confirmed: bool
     source_band: str
+    range_rate_mps: float | None = None
 
     @property
     def x_m(self) -> float:
@@ -196,6 +200,8 @@ class TrackMeta:
         Scans since initiation, detections associated, consecutive misses.
     confirmed : bool
         M-of-N confirmation passed.
+    range_rate_mps : float or None
+        Measured range rate of the last associated detection, m/s (see :class:`Track`).
     """
 
     track_id: int
@@ -207,6 +213,7 @@ class TrackMeta:
     hits: int = 1
     misses: int = 0
     confirmed: bool = False
+    range_rate_mps: float | None = None
 
 
 def snapshot_tracks(metas: Sequence[TrackMeta], x: np.ndarray, p: np.ndarray, now_s: float) -> list[Track]:
@@ -248,6 +255,7 @@ def snapshot_tracks(metas: Sequence[TrackMeta], x: np.ndarray, p: np.ndarray, no
                 misses=meta.misses,
                 confirmed=meta.confirmed,
                 source_band=meta.source_band,
+                range_rate_mps=meta.range_rate_mps,
             )
         )
     return out

@@ -101,3 +101,19 @@ def test_no_tracks_no_threats() -> None:
 def test_bad_inputs_rejected(pose, velocity, radius, ttc) -> None:
     with pytest.raises(TrackingError):
         assess_threats([make_track(1, 5.0, 0.0)], pose, velocity, radius, ttc)
+
+
+@pytest.mark.parametrize(("range_rate_mps", "confirms"), [
+    (None, True),            # no Doppler (ARS408 objects): the track's velocity decides
+    (float("nan"), True),    # a non-finite Doppler is no evidence either way
+    (-1.0, True),            # the radar sees it closing at 1 m/s
+    (-0.21, True),           # just above 2 sigma of 0.1 m/s
+    (-0.19, False),          # within the Doppler noise
+    (0.0, False),            # static to the radar: clutter lined up by chance
+    (0.5, False),            # receding
+])
+def test_doppler_must_confirm_a_ttc_closing(range_rate_mps, confirms) -> None:
+    """A TTC breach outside the keep-out needs the radar's own Doppler to show the closing (issue 15)."""
+    from controller.components.radar import _doppler_confirms_closing
+
+    assert _doppler_confirms_closing(range_rate_mps) is confirms

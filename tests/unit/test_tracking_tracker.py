@@ -273,3 +273,18 @@ def test_second_return_inside_a_confirmed_gate_starts_no_track(allow: bool, expe
         tracks = tracker.step(k * SCAN_S, [Detection(10.0, 0.0), Detection(10.0, 0.4)])
     assert len(tracks) == expected_tracks
     assert tracks[0].track_id == 1 and tracks[0].confirmed
+
+
+def test_track_carries_the_doppler_of_its_last_detection() -> None:
+    """A track reports the measured range rate of the detection that last updated it (None without)."""
+    tr = Tracker(TrackerConfig(confirm_m=1, confirm_n=1))
+    (t,) = tr.step(0.0, [Detection(2.0, 0.0, "sr", range_rate_mps=-0.8)])
+    assert t.range_rate_mps == -0.8
+    (t,) = tr.step(0.1, [Detection(1.95, 0.0, "sr", range_rate_mps=-0.5)])
+    assert t.range_rate_mps == -0.5
+    (t,) = tr.step(0.2, [Detection(1.9, 0.0, "lr")])
+    assert t.range_rate_mps is None
+    restored = Tracker(TrackerConfig(confirm_m=1, confirm_n=1))
+    tr.step(0.3, [Detection(1.85, 0.0, "sr", range_rate_mps=-0.4)])
+    restored.restore(tr.snapshot())
+    assert [x.range_rate_mps for x in restored.tracks] == [-0.4]
