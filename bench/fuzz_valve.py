@@ -10,14 +10,18 @@ Two measurements, printed as one JSON object:
 * ``command`` -- zero-duty ``VB_Command`` frames from the driver, each corrupted, offered to
   the emulated board right after the previous valid command (so the counter is the one
   it expects): how many it accepted, and how many of those open a valve (a non-zero
-  commanded duty).
+  commanded duty). Measured per command check (``--e2e``): ``crc12``, the frame as it is
+  (12-bit CRC in bits 52..63, issue 15), and ``crc8``, the frame before issue 15 kept as
+  the oracle of the comparison (bits 52..55 zero, CRC-8 SAE J1850 over data ID + bytes
+  0..6 in byte 7, checked by a board whose command check is that CRC-8). Both runs see the
+  same corruption sequence (same seed).
 
 Corruptions, one per frame, each kind equally likely: 1-8 bit flips, one random byte, 2-4
 random bytes, or a fully random payload (the DLC is kept: a wrong DLC is always refused).
 
 Usage::
 
-    .venv/bin/python bench/fuzz_valve.py [--frames 20000] [--seed 0]
+    .venv/bin/python bench/fuzz_valve.py [--frames 20000] [--seed 0] [--e2e both|crc8|crc12]
 """
 
 from __future__ import annotations
@@ -122,7 +126,26 @@ def fuzz_heartbeats(codec: DbcCodec, n_frames: int, seed: int) -> dict[str, obje
             "accepted_by_kind": by_kind}
 
 
-def fuzz_commands(codec: DbcCodec, n_frames: int, seed: int) -> dict[str, object]:
+class Crc8Board(ValveBoardEmulator):
+    """The board before issue 15: its command check is CRC-8 SAE J1850 in byte 7."""
+
+    @staticmethod
+    def _checksum_ok(arbitration_id: int, data: bytes | bytearray) -> bool:
+        return vb.checksum_ok(arbitration_id, data)
+
+
+def _as_crc8(msg: can.Message) -> can.Message:
+    """The driver's command re-sealed as before issue 15 (bits 52..55 zero, CRC-8 in byte 7)."""
+    data = bytearray(msg.data)
+    data[6] &= 0x0F
+    msg.data = bytearray(vb.seal(msg.arbitration_id, data))
+    return msg
+
+
+E2E_SCHEMES = ("crc8", "crc12")
+
+
+def fuzz_commands(codec: DbcCodec, n_frames: int, seed: int, e2e: str = "crc12") -> dict[str, object]:
     """Offer corrupted zero-duty commands to the emulated board; count accepted and opening ones.
 
     Parameters
@@ -133,6 +156,9 @@ def fuzz_commands(codec: DbcCodec, n_frames: int, seed: int) -> dict[str, object
         Corrupted commands offered.
     seed : int
         Seed of the corruptions.
+    e2e : {"crc12", "crc8"}, optional
+        Command check: the 12-bit CRC of ``dbc/qiki.dbc`` (default) or the CRC-8 of the frame
+        before issue 15 (:class:`Crc8Board`, :func:`_as_crc8`).
 
     Returns
     -------
@@ -144,7 +170,10 @@ def fuzz_commands(codec: DbcCodec, n_frames: int, seed: int) -> dict[str, object
     ch = f"qiki-fuzz-cmd-{uuid.uuid4()}"
     bus = can.Bus(interface="virtual", channel=ch)
     try:
-        emu = ValveBoardEmulator(bus, codec)
+        if e2e not in E2E_SCHEMES:
+            raise ValueError(f"e2e must be one of {E2E_SCHEMES}, got {e2e!r}")
+        emu = (Crc8Board if e2e == "crc8" else ValveBoardEmulator)(bus, codec)
+        seal = _as_crc8 if e2e == "crc8" else (lambda m: m)
         emu.step(0.0)
         emu.step(0.6)  # past BOOT: commands are taken
         drv = ValveBoardDriver(codec)
@@ -154,10 +183,13 @@ def fuzz_commands(codec: DbcCodec, n_frames: int, seed: int) -> dict[str, object
         t = 0.6
         for _ in range(n_frames):
             t += 0.001
-            good = drv.command_frame(zero)
+            good = seal(drv.command_frame(zero))
+            # a corrupted frame that got in may carry this frame's counter: the valid frame
+            # resynchronises the board's counter (only the corrupted frames are measured)
+            emu._last_cmd_counter = None
             if not emu._accept_command(good, t):  # the valid frame before: counter in step
                 raise RuntimeError(f"the board refused a valid command: {emu.rx_rejects}")
-            nxt = drv.command_frame(zero)
+            nxt = seal(drv.command_frame(zero))
             data, kind = corrupt(nxt.data, rng)
             bad = can.Message(arbitration_id=nxt.arbitration_id, data=data, is_extended_id=False)
             if emu._accept_command(bad, t):
@@ -176,10 +208,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=20000, help="heartbeats delivered / commands corrupted")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--e2e", choices=("both",) + E2E_SCHEMES, default="both",
+                    help="command check(s) measured: crc8 (before issue 15), crc12 (now), both")
     args = ap.parse_args()
     codec = DbcCodec([QIKI_DBC])
+    schemes = E2E_SCHEMES if args.e2e == "both" else (args.e2e,)
     out = {"heartbeat": fuzz_heartbeats(codec, args.frames, args.seed),
-           "command": fuzz_commands(codec, args.frames, args.seed)}
+           "command": {e2e: fuzz_commands(codec, args.frames, args.seed, e2e) for e2e in schemes}}
     print(json.dumps(out, indent=1, sort_keys=True))
     return 0
 

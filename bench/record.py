@@ -8,8 +8,8 @@ side by side with the other, on the virtual rig (``rigs/virtual.yaml``) flying
 Lockstep: interleaved runs
     ``--pairs`` pairs of lockstep runs of ``--duration`` s of run time, one with
     ``RunOptions(record=True)`` (the default: taps on every port, ``/tick`` and the
-    components' telemetry, each message encoded in the caller and written by the writer
-    process, :mod:`controller.record.flight_proc`) and one with
+    components' telemetry, each message handed to the writer process as a tuple and
+    encoded there, :mod:`controller.record.flight_proc`) and one with
     ``record=False`` (no taps, no file), the order alternating from pair to pair (on/off,
     off/on, ...) so that a slow drift of the machine hits both; one warm-up run of each
     is discarded. Per run: the loop's wall time (the speed's denominator, as

@@ -87,9 +87,10 @@ def replay_run(record: Path | RecordedRun, *, allow_drift: bool = False, until_s
         status, summary, _folder = run_main_job(opts)
     until_tick = None if last_tick is None else last_tick - 1
     if until_s is not None:
-        ticks = [(int(r["tick"]), float(r["t_s"])) for t, r in run.messages if t == "/tick"]  # type: ignore[arg-type]
+        ticks = [(int(r["tick"]), float(r["t_s"]))  # type: ignore[arg-type]
+                 for _t, r in run.decoded(lambda t: t == "/tick")]
         u = max((k for k, t in ticks if t <= until_s + 1e-9), default=-1)
         until_tick = u if until_tick is None else min(u, until_tick)
-    report = compare(run.messages, sink.records, until_tick, None if resume is None else resume.tick)
+    report = compare(run.raw, sink.records, until_tick, None if resume is None else resume.tick)
     rate_ticks = sum(1 for t, _ in sink.records if t == "/tick")
     return ReplayResult(report, status, summary, rate_ticks, resume)

@@ -30,7 +30,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = replay_run(run, allow_drift=args.allow_drift, until_s=args.until, from_s=args.from_s)
     wall_s = time.perf_counter() - t0
-    run_s = max((r["t_s"] for t, r in run.messages if t == "/tick" and isinstance(r["t_s"], float)), default=0.0)
+    run_s = max((r["t_s"] for _t, r in run.decoded(lambda t: t == "/tick") if isinstance(r["t_s"], float)),
+                default=0.0)
     if args.json:
         rp = result.resumed
         out = {"identical": result.report.identical, "ticks": result.ticks, "wall_s": round(wall_s, 3),

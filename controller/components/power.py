@@ -245,6 +245,9 @@ class PowerSubsystem(ComponentBase):
     def read(self, view: TickView) -> None:
         """Read phase (per tick): lockstep polls due now; take any new BMS sample.
 
+        In ``boot``, a valve-rail relay found closed (a killed predecessor left it so) is
+        commanded open (:meth:`PduUnit.open_rail_found_closed`, SAFETY.md T04).
+
         Real time: only snapshots are read (never blocks). The first tick's time is the
         origin of the control grid (the loop's deadlines are ``t0 + k * period``), so it is
         there, once, that the workers' polls are moved between the ticks
@@ -265,6 +268,8 @@ class PowerSubsystem(ComponentBase):
             self._take_bms_sample(snap)
         if self.pdu_unit is not None:
             self.pdu_unit.observe()
+            if view.state == "boot":
+                self.pdu_unit.open_rail_found_closed(now_s)
 
     def post(self, view: TickView) -> Mapping[str, DevicePost] | None:
         """POST verdict per device (see :meth:`post_report`); None while waiting."""

@@ -157,6 +157,34 @@ class PduUnit:
         self._confirm_reported = False
         self._log(now_s, "relay_command", device=self.name, relay="valve_rail", closed=closed)
 
+    def open_rail_found_closed(self, now_s: float) -> bool:
+        """In ``boot``: command the valve-rail relay open if this run finds it closed (once).
+
+        A controller killed while armed leaves the relay closed (the PDU latches its coil;
+        SAFETY.md T04): the restart must land in ``idle``, so it opens the relay itself
+        rather than fail POST on "valve rail closed at POST". Only before this run has sent
+        any relay command, and only on a fresh sample that reads the relay closed; POST
+        still waits for a later sample that reads it open (:func:`hal.devices.pdu.pdu_post_report`).
+
+        Parameters
+        ----------
+        now_s : float
+            Tick time, s.
+
+        Returns
+        -------
+        bool
+            True when the open command was queued on this call.
+        """
+        if self._ticket is not None or self.rail_closed_requested:
+            return False
+        snap = self.pdu.snapshot()
+        if not snap.is_fresh(now_s) or snap.values.get("valve_rail_enabled") is not True:
+            return False
+        self._log(now_s, "relay_found_closed", device=self.name, relay="valve_rail")
+        self.request_rail(now_s, False)
+        return True
+
     def rail_open_confirmed(self) -> bool:
         """Tell whether the valve-rail relay is confirmed open (safe stop, per tick).
 

@@ -7,8 +7,9 @@ ARS408 with sensor ID 1 (and a vendor DBC mapped by layout) is known at the IDs 
 uses:
 
 * valve board (:class:`hal.devices.valve_board.ValveBoardDriver`): ``VB_Command``,
-  ``VB_Status`` with their alive counter (4 bit) and E2E checksum (CRC-8 SAE J1850,
-  :func:`firmware_bridge.protocols.valve_board.e2e_checksum`), ``VB_Heartbeat``;
+  ``VB_Status``, ``VB_Heartbeat`` with their alive counter (4 bit) and E2E checksum
+  (:data:`firmware_bridge.protocols.valve_board.CHECKSUM_FNS`: CRC-12 on the command,
+  CRC-8 SAE J1850 on status and heartbeat);
 * ARS408 (:class:`hal.devices.ars408.Ars408Driver`): its messages, the object frames as
   list messages (no per-frame cycle time; the ``ObjStatus`` carries the cycle). The
   radar's ``meas_counter`` is not checked as an alive counter: the real ARS408-21
@@ -132,7 +133,7 @@ def bus_model(rig: RigCfg, rig_path: Path, rig_name: str, bus_name: str | None =
             for name in (vb.COMMAND, vb.STATUS, vb.HEARTBEAT):
                 specs.append(_spec(drv.codec, name, dev_name, counter_signal=vb.COUNTER_SIGNALS.get(name),
                                    counter_modulo=vb.COUNTER_MODULO, checksum_signal=vb.CHECKSUM_SIGNALS.get(name),
-                                   checksum_fn=vb.e2e_checksum if name in vb.CHECKSUM_SIGNALS else None))
+                                   checksum_fn=vb.CHECKSUM_FNS.get(name)))
                 claimed.add(name)
             period = drv.codec.cycle_time_s(vb.COMMAND) or vb.COMMAND_PERIOD_S
             boards[dev_name] = ValveBoardView(dev_name, dev.n_valves, period, [0.0] * dev.n_valves)

@@ -161,6 +161,8 @@ EVENT_CODES: tuple[EventCode, ...] = (
     EventCode(402, "fault", "source", rf"{_NAME}_send", "CAN bus: 3 or more consecutive send failures (<bus>_send)"),
     EventCode(403, "fault", "source", "b09", "another node sends our thruster command ID (B09)"),
     EventCode(404, "fault", "source", rf"{_NAME}_rx", "CAN bus: receive path dead (<bus>_rx, B07)"),
+    EventCode(405, "bus_error_passive", None, None,
+              "warning: CAN bus went error-passive (bus, B05); arming refused while passive"),
     # 5xx device faults
     EventCode(500, "*", None, None, "device fault without a code of its own"),
     EventCode(501, "fault", "source", "vb_status", "valve board status stale"),
@@ -187,6 +189,8 @@ EVENT_CODES: tuple[EventCode, ...] = (
     EventCode(611, "relay_command", None, None, "relay command sent"),
     EventCode(612, "relay_confirmed", None, None, "relay state confirmed by read-back"),
     EventCode(613, "relay_failed", None, None, "relay command failed or not read back"),
+    EventCode(614, "relay_found_closed", None, None,
+              "valve-rail relay found closed in boot (a killed run left it so): commanded open (T04)"),
     # 7xx radar and keep-out
     EventCode(700, "*", None, None, "radar event without a code of its own"),
     EventCode(701, "fault", "source", r"radar\.keep_out", "keep-out breach or time to collision below the minimum"),

@@ -77,6 +77,7 @@ from controller.record.flight_writer import (
     JsonMessage,
     RecordStats,
     RecordWriter,
+    row_record,
 )
 
 __all__ = [
@@ -271,6 +272,10 @@ class FlightRecorder:
             self._w.put_message(channel_id, log_time_ns, message)
         else:
             q.offer(channel_id, log_time_ns, message)
+
+    def write_row(self, channel_id: int, log_time_ns: int, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+        """Record the message :func:`~controller.record.taps.row_record` ``(keys, values)`` (as :meth:`write`)."""
+        self.write(channel_id, log_time_ns, row_record(keys, values))
 
     def advance(self, log_time_ns: int) -> None:
         """Tell the recorder the run clock reached ``log_time_ns`` (closes a due chunk).

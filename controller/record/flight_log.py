@@ -37,6 +37,7 @@ import threading
 from collections.abc import Mapping
 from typing import Protocol
 
+from controller.record.flight_writer import row_record
 from controller.record.taps import TickCursor
 
 _log = logging.getLogger(__name__)
@@ -199,6 +200,10 @@ class Recorder(Protocol):
         """Real time: the control thread sleeps ``remaining_s`` (s) until the next tick."""
         ...
 
+    def write_row(self, channel_id: int, log_time_ns: int, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+        """Write the message :func:`~controller.record.taps.row_record` ``(keys, values)`` (same bytes)."""
+        ...
+
 
 class FlightLog:
     """Sink of every record of a run: the channel of each topic, written at the tick's time.
@@ -219,6 +224,17 @@ class FlightLog:
         # events): registration numbers channels in order, so it is serialised
         self._register_lock = threading.Lock()
 
+    def _channel(self, topic: str) -> int:
+        """Return the channel of ``topic``, registering it with its schema on first use."""
+        with self._register_lock:
+            ch = self._channels.get(topic)
+            if ch is None:
+                key = schema_key(topic)
+                name, schema = SCHEMAS[key]
+                ch = self.recorder.channel(topic, name, schema, finite=key in FINITE_SCHEMAS)
+                self._channels[topic] = ch
+        return ch
+
     def put(self, topic: str, record: Mapping[str, object]) -> None:
         """Write ``record`` on ``topic`` at the current tick's time (any thread).
 
@@ -229,14 +245,24 @@ class FlightLog:
         """
         ch = self._channels.get(topic)
         if ch is None:
-            with self._register_lock:
-                ch = self._channels.get(topic)
-                if ch is None:
-                    key = schema_key(topic)
-                    name, schema = SCHEMAS[key]
-                    ch = self.recorder.channel(topic, name, schema, finite=key in FINITE_SCHEMAS)
-                    self._channels[topic] = ch
+            ch = self._channel(topic)
         self.recorder.write(ch, self.cursor.now_ns, record)
+
+    def row(self, topic: str, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+        """Write the record :func:`~controller.record.taps.row_record` ``(keys, values)`` on ``topic`` (a tap's row).
+
+        The recorder builds the record (the writer process, off the tick); the file holds
+        the same bytes as :meth:`put` of that record.
+
+        Raises
+        ------
+        KeyError
+            For a topic of no known family (:func:`schema_key`).
+        """
+        ch = self._channels.get(topic)
+        if ch is None:
+            ch = self._channel(topic)
+        self.recorder.write_row(ch, self.cursor.now_ns, keys, values)
 
     def idle(self, remaining_s: float) -> None:
         """Real time: the control thread sleeps ``remaining_s`` (s) until the next tick (the writer's window)."""
@@ -252,3 +278,7 @@ class MemorySink:
     def put(self, topic: str, record: Mapping[str, object]) -> None:
         """Append ``(topic, record)``."""
         self.records.append((topic, record))
+
+    def row(self, topic: str, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+        """Append ``(topic, row_record(keys, values))``."""
+        self.records.append((topic, row_record(keys, values)))

@@ -12,10 +12,13 @@ Why a process: a writer thread shares the interpreter lock with the tick (it can
 for up to ``sys.getswitchinterval()``, 5 ms) and, in lockstep, its work is the tick's
 work. The child runs on the other core and never takes the tick's lock.
 
-What the caller's thread does per message (:meth:`ProcessRecorder.write`): encode it to
-compact JSON with ``orjson`` (about 0.4 us on these messages; a NaN or infinity as
-``null``, counted, as :func:`~controller.record.flight_writer.encode_message`), and append
-one frame to a ``bytearray``. The buffer goes to the child's standard input (a pipe):
+What the caller's thread does per message (:meth:`ProcessRecorder.write`): append the
+tuple ``(channel_id, log_time_ns, message)`` to a list -- no JSON, no packing. When the
+list is handed over, it is pickled in one ``pickle.dumps`` call into one batch
+record of a ``bytearray``; the child builds each message's JSON exactly as the
+in-process recorder does (:func:`~controller.record.flight_writer.encode_message`: a
+NaN or infinity as ``null``, counted), so the file is the same bytes. The buffer goes to
+the child's standard input (a pipe):
 
 * lockstep: when a chunk is due (a message ``chunk_period_s`` or more after the open
   chunk's first one; the buffer then ends with an ``advance`` telling the child to close
@@ -28,9 +31,12 @@ one frame to a ``bytearray``. The buffer goes to the child's standard input (a p
   counted, and the first message that finds room again is preceded by the dropout
   message of that run (``/record/dropouts``), as in the thread recorder.
 
-Wire format (parent to child): records ``<B op><I length><payload>``; op 1 a message
-(``<H channel><Q log time ns><B replaced>`` then the JSON), op 2 a control tuple
-(pickled: ``channel``, ``attach``, ``metadata``, ``advance``, ``dropout``, ``drain``,
+Wire format (parent to child): records ``<B op><I length><payload>``; op 3 a batch of
+messages (``pickle`` of a list of ``(channel, log time ns, message)``: message None is
+an advance; or ``(channel, log time ns, keys, values)``, a row the child turns into its
+record with :func:`~controller.record.flight_writer.row_record`; or ``(channel, log time
+ns, JSON bytes, replaced)``, a message the parent had to encode itself), op 2 a control tuple
+(pickled too: ``channel``, ``attach``, ``metadata``, ``advance``, ``dropout``, ``drain``,
 ``close``). The child answers ``drain`` and ``close`` with one JSON line on its
 standard output (``close``: its counters, the chunk count and the file size).
 
@@ -72,6 +78,7 @@ from controller.record.flight_writer import (
     RecordStats,
     RecordWriter,
     encode_message,
+    row_record,
 )
 
 __all__ = ["ProcessRecorder", "open_recorder", "main"]
@@ -81,16 +88,20 @@ log = logging.getLogger(__name__)
 _MiB = 1024 * 1024
 #: A wire record's head: op (u8), payload length (u32).
 _REC = struct.Struct("<BI")
-#: A message payload's head: channel id (u16), log time (u64, ns), replaced (u8).
-_MSG = struct.Struct("<HQB")
-#: A whole message frame's head (record head and message head in one pack).
-_FRAME = struct.Struct("<BIHQB")
-OP_MESSAGE = 1
 OP_CONTROL = 2
+#: A batch of messages: ``pickle`` of a list of ``(channel, log time ns, message)``
+#: (message None: an advance; bytes: JSON encoded by the parent, then ``replaced``).
+OP_BATCH = 3
 #: Environment variable that selects the writer of ``run.mcap`` (``process``, the default, or ``thread``).
 WRITER_ENV = "QIKI_FLIGHT_WRITER"
 
-_orjson_dumps = __import__("orjson").dumps
+#: A message item of a batch: ``(channel, log time ns, message)`` (message None: an
+#: advance), ``(channel, log time ns, keys, values)`` (a row), or ``(channel, log time
+#: ns, JSON bytes, replaced)`` (encoded by the parent).
+_Item = tuple[int, int, object] | tuple[int, int, object, object]
+
+_pickle_dumps = pickle.dumps
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
 class ProcessRecorder:
@@ -155,12 +166,12 @@ class ProcessRecorder:
         self._fd = self._in.fileno()
         if realtime:
             os.set_blocking(self._fd, False)
-        self._buf = bytearray()      # frames not yet handed to the pipe
+        self._items: list[_Item] = []  # messages not yet pickled into _buf
+        self._buf = bytearray()      # records not yet handed to the pipe
         self._pending = bytearray()  # real time: frames the pipe did not take yet
         self._waiting_n = 0          # messages in _buf and _pending
         self._dead = False           # the pipe broke: nothing more is sent
         self._channels = ChannelTable(self.path)
-        self._finite: set[int] = set()
         self._chunk_first_ns: int | None = None
         self._newest_ns = 0
         self._closed = False
@@ -193,13 +204,17 @@ class ProcessRecorder:
         """
         self._check_open()
         data, schema_id, new_schema, channel_id = self._channels.add(topic, schema_name, schema)
-        if finite:
-            self._finite.add(channel_id)
-        self._control(("channel", topic, schema_name, data, schema_id, new_schema, channel_id))
+        self._control(("channel", topic, schema_name, data, schema_id, new_schema, channel_id, finite))
         return channel_id
 
     def write(self, channel_id: int, log_time_ns: int, message: JsonMessage) -> None:
-        """Encode one message and hand it to the writer process (publish time = log time).
+        """Hand one message to the writer process (publish time = log time); it encodes it.
+
+        The caller's thread only appends ``(channel_id, log_time_ns, message)`` to a list;
+        the list is pickled in one call when it is handed to the pipe (real time:
+        :meth:`idle`; lockstep: a due chunk, :meth:`drain`, :meth:`close`) and the child
+        encodes each message (:func:`~controller.record.flight_writer.encode_message`).
+        The message is owned by the recorder from here on: do not mutate it.
 
         Real time: never blocks; dropped and counted when ``queue_capacity`` messages wait.
 
@@ -208,18 +223,28 @@ class ProcessRecorder:
         RecorderClosedError
             After :meth:`close`.
         """
+        self._hand(log_time_ns, (channel_id, log_time_ns, message))
+
+    def write_row(self, channel_id: int, log_time_ns: int, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+        """Hand the message :func:`~controller.record.flight_writer.row_record` ``(keys, values)`` over as a tuple.
+
+        The child builds the record and encodes it: the same bytes as :meth:`write` of
+        that record, with no dict built on the caller's thread. Otherwise as :meth:`write`.
+
+        Raises
+        ------
+        RecorderClosedError
+            After :meth:`close`.
+        """
+        self._hand(log_time_ns, (channel_id, log_time_ns, keys, values))
+
+    def _hand(self, log_time_ns: int, item: _Item) -> None:
+        """Append one message item (drops, the dropout message and the chunk advance as :meth:`write` says)."""
         if self._closed:
             raise RecorderClosedError(f"{self.path}: write after close")
         if self._waiting_n >= self.queue_capacity:
             self._drop(log_time_ns)
             return
-        try:
-            data, replaced = encode_message(message, check_nonfinite=channel_id not in self._finite)
-        except Exception as exc:  # noqa: BLE001 - counted and reported by close()
-            self._error(f"message on channel {channel_id}", exc)
-            return
-        if replaced:
-            self._nonfinite += 1
         if self._drop_first_ns is not None:
             self._queue_dropout()
         first = self._chunk_first_ns
@@ -229,11 +254,10 @@ class ProcessRecorder:
             # the writer closes the open chunk before this message: tell it now, so the
             # closed chunk reaches the file without waiting for the next one
             self._chunk_first_ns = log_time_ns
-            self._control(("advance", log_time_ns))
+            self._items.append((0, log_time_ns, None))
             if not self.realtime:
                 self._send(block=True)
-        self._buf += _FRAME.pack(OP_MESSAGE, 11 + len(data), channel_id, log_time_ns, replaced)
-        self._buf += data
+        self._items.append(item)
         self._handed += 1
         n = self._waiting_n = self._waiting_n + 1
         if n > self._high_water:
@@ -341,8 +365,44 @@ class ProcessRecorder:
             raise RecorderClosedError(f"{self.path}: recorder is closed")
 
     def _control(self, item: tuple[object, ...]) -> None:
+        if self._items:
+            self._pack_items()  # the messages before it, in order
         payload = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
         self._buf += _REC.pack(OP_CONTROL, len(payload))
+        self._buf += payload
+
+    def _pack_items(self) -> None:
+        """Append the messages waiting in :attr:`_items` to the buffer as one batch record.
+
+        One ``pickle.dumps`` for the whole list: the child gets the very values (types
+        included: a NumPy scalar stays one), so its JSON is the in-process recorder's.
+        (``marshal`` is slightly faster but turns any object with the buffer protocol, a
+        NumPy scalar among them, into bytes.) A batch holding something ``pickle``
+        refuses is packed item by item; a message that does not pickle is encoded here
+        (:func:`encode_message`, as the child would) and sent as its JSON; one that does
+        not encode either is counted as an error.
+        """
+        items, self._items = self._items, []
+        try:
+            payload = _pickle_dumps(items, _PROTOCOL)
+        except Exception:  # noqa: BLE001 - PicklingError, TypeError, AttributeError...: item by item
+            safe: list[_Item] = []
+            for item in items:
+                try:
+                    _pickle_dumps(item, _PROTOCOL)
+                except Exception:  # noqa: BLE001 - see above
+                    ch, t = item[0], item[1]
+                    try:
+                        message = item[2] if len(item) == 3 else row_record(item[2], item[3])  # type: ignore[arg-type]
+                        data, replaced = encode_message(message)  # type: ignore[arg-type]  # a message
+                    except Exception as exc:  # noqa: BLE001 - counted and reported by close()
+                        self._error(f"message on channel {ch}", exc)
+                        continue
+                    safe.append((ch, t, data, replaced))
+                else:
+                    safe.append(item)
+            payload = _pickle_dumps(safe, _PROTOCOL)
+        self._buf += _REC.pack(OP_BATCH, len(payload))
         self._buf += payload
 
     def _drop(self, log_time_ns: int) -> None:
@@ -361,6 +421,8 @@ class ProcessRecorder:
 
     def _send(self, block: bool, deadline: float | None = None) -> bool:
         """Hand the buffer to the pipe; True when all of it went (``block``: wait, up to ``deadline``)."""
+        if self._items:
+            self._pack_items()
         if self._buf:
             if self._pending:
                 self._pending += self._buf
@@ -449,12 +511,39 @@ def open_recorder(path: Path, *, realtime: bool) -> ProcessRecorder | FlightReco
 # --------------------------------------------------------------------------- the child
 
 
+def _serve_batch(w: RecordWriter, payload: bytes) -> None:
+    """Write the messages of one batch record (see :meth:`ProcessRecorder._pack_items`)."""
+    try:
+        items = pickle.loads(payload)  # noqa: S301 - our own parent's pipe
+    except Exception as exc:  # noqa: BLE001 - a class the child cannot import: counted, the batch is lost
+        w.error("batch", exc)
+        return
+    put_message, put_encoded = w.put_message, w.put_encoded
+    for item in items:
+        ch, t, message = item[0], item[1], item[2]
+        if message is None:  # an advance: close the open chunk when due
+            try:
+                w.maybe_close_chunk(t)
+            except Exception as exc:  # noqa: BLE001 - counted and reported at close
+                w.error("advance", exc)
+        elif len(item) == 4:
+            if type(message) is bytes:  # encoded by the parent (it did not pickle)
+                put_encoded(ch, t, message, bool(item[3]))
+            else:  # a row: (keys, values)
+                try:
+                    rec = row_record(message, item[3])
+                except Exception as exc:  # noqa: BLE001 - counted and reported at close
+                    w.error(f"message on channel {ch}", exc)
+                    continue
+                put_message(ch, t, rec)
+        else:
+            put_message(ch, t, message)
+
+
 def _serve(w: RecordWriter, inp: IO[bytes], out: IO[bytes]) -> bool:
     """Handle the parent's records until ``close`` (True) or the end of the input (False)."""
     read = inp.read
     rec_unpack = _REC.unpack
-    msg_unpack = _MSG.unpack_from
-    put = w.put_encoded
     while True:
         head = read(5)
         if len(head) < 5:
@@ -463,9 +552,8 @@ def _serve(w: RecordWriter, inp: IO[bytes], out: IO[bytes]) -> bool:
         payload = read(n)
         if len(payload) < n:
             return False
-        if op == OP_MESSAGE:
-            ch, t, replaced = msg_unpack(payload)
-            put(ch, t, payload[11:], bool(replaced))
+        if op == OP_BATCH:
+            _serve_batch(w, payload)
             continue
         item = pickle.loads(payload)  # noqa: S301 - our own parent's pipe
         what = str(item[0])
@@ -475,7 +563,9 @@ def _serve(w: RecordWriter, inp: IO[bytes], out: IO[bytes]) -> bool:
             if what == "advance":
                 w.maybe_close_chunk(int(item[1]))
             elif what == "channel":
-                _, topic, schema_name, data, schema_id, new_schema, channel_id = item
+                _, topic, schema_name, data, schema_id, new_schema, channel_id, finite = item
+                if finite:
+                    w.finite_channels.add(int(channel_id))
                 if new_schema:
                     got = w.mcap.register_schema(name=schema_name, encoding="jsonschema", data=data)
                     assert got == schema_id, (got, schema_id)

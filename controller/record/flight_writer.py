@@ -89,6 +89,7 @@ __all__ = [
     "encode_message",
     "finite",
     "has_nonfinite",
+    "row_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -290,6 +291,33 @@ class ChannelTable:
             schema_id = self.schemas[key] = len(self.schemas) + 1
         channel_id = self.topics[topic] = len(self.topics) + 1
         return data, schema_id, new_schema, channel_id
+
+
+def row_record(keys: tuple[str, ...], values: tuple[object, ...]) -> dict[str, object]:
+    """Return the record of a row: ``dict(zip(keys, values))``, bytes values as lowercase hex.
+
+    A tap hands its record as a row (a fixed layout of keys and a tuple of values, see
+    :class:`controller.record.taps.IngressSink`) so the tick builds no dict; whoever
+    writes it builds this record, the one the tap used to build itself.
+
+    Parameters
+    ----------
+    keys : tuple of str
+        The row's layout (fixed per call site, e.g. :data:`controller.record.taps.CAN_RX_KEYS`).
+    values : tuple
+        One value per key (JSON scalars, or bytes).
+
+    Returns
+    -------
+    dict
+        Same keys, order and values; each bytes value as its ``.hex()``.
+
+    Raises
+    ------
+    ValueError
+        ``keys`` and ``values`` differ in length.
+    """
+    return {k: v.hex() if type(v) is bytes else v for k, v in zip(keys, values, strict=True)}
 
 
 def encode_message(message: JsonMessage, *, check_nonfinite: bool = True) -> tuple[bytes, bool]:

@@ -17,7 +17,7 @@ import json
 import logging
 import struct
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -56,22 +56,44 @@ def compared(topic: str) -> bool:
 
 @dataclass
 class RecordedRun:
-    """What a replay needs from a record: options, versions, attachments and messages."""
+    """What a replay needs from a record: options, versions, attachments and messages.
+
+    The messages are kept as read, ``(topic, JSON bytes)`` in file order (:attr:`raw`):
+    a replay decodes only the inputs it feeds (:meth:`decoded`) and compares the outputs
+    as bytes (:func:`compare`). :attr:`messages` decodes all of them (once, on first use).
+    """
 
     path: Path
     options: dict[str, object]
     versions: dict[str, str]
     attachments: dict[str, bytes]
-    messages: list[tuple[str, Record]]
+    raw: list[tuple[str, bytes]]
     #: False for a record that ends early (recovered after a kill: no ``run_end`` metadata).
     complete: bool = True
     #: Every metadata record by name (``doctor``: the doctor's verdicts the run was gated by).
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    _decoded: list[tuple[str, Record]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def messages(self) -> list[tuple[str, Record]]:
+        """Every message decoded, ``(topic, record)`` in file order (decoded on first use)."""
+        if self._decoded is None:
+            self._decoded = [(t, _loads(d)) for t, d in self.raw]
+        return self._decoded
+
+    def decoded(self, want: Callable[[str], bool]) -> Iterator[tuple[str, Record]]:
+        """Yield ``(topic, record)`` of the messages whose topic ``want`` accepts, decoding only those."""
+        if self._decoded is not None:
+            yield from ((t, r) for t, r in self._decoded if want(t))
+            return
+        for t, d in self.raw:
+            if want(t):
+                yield t, _loads(d)
 
     @property
     def last_tick(self) -> int:
         """The last tick with a ``/tick`` record (-1: none)."""
-        return max((_tick(r) for t, r in self.messages if t == "/tick"), default=-1)
+        return max((_raw_tick(d) for t, d in self.raw if t == "/tick"), default=-1)
 
 
 def read_record(path: Path) -> RecordedRun:
@@ -92,7 +114,7 @@ def read_record(path: Path) -> RecordedRun:
     options: dict[str, object] = {}
     versions: dict[str, str] = {}
     attachments: dict[str, bytes] = {}
-    messages: list[tuple[str, Record]] = []
+    messages: list[tuple[str, bytes]] = []
     complete = False
     event_window = False
     all_meta: dict[str, dict[str, str]] = {}
@@ -113,11 +135,10 @@ def read_record(path: Path) -> RecordedRun:
                 attachments[a.name] = bytes(a.data)
             summary = reader.get_summary()
             if summary is not None and summary.chunk_indexes:
-                for topic, data in _chunk_messages(f, summary):
-                    messages.append((topic, _loads(data)))
+                messages.extend(_chunk_messages(f, summary))
             else:
                 for _schema, channel, message in reader.iter_messages(log_time_order=False):
-                    messages.append((channel.topic, _loads(message.data)))
+                    messages.append((channel.topic, bytes(message.data)))
     except (McapError, ValueError, OSError, EOFError) as exc:
         raise ConfigError(str(p), "", f"not a finished flight record ({exc}); "
                           "`qiki runs recover` rewrites an unfinished one") from exc
@@ -195,20 +216,48 @@ def _tick(rec: Mapping[str, object]) -> int:
     return t if isinstance(t, int) else -1
 
 
+_TICK_HEAD = b'{"tick":'
+
+
+def _raw_tick(data: bytes) -> int:
+    """Return the ``tick`` of one encoded message (-1: none), without decoding it when it comes first.
+
+    Every message the run records starts with its tick (``{"tick":N,...``); anything
+    else is decoded.
+    """
+    if data.startswith(_TICK_HEAD):
+        end = data.find(b",", 8)
+        if end < 0:
+            end = data.find(b"}", 8)
+        try:
+            return int(data[8:end])
+        except ValueError:
+            pass
+    try:
+        return _tick(_loads(data))
+    except ValueError:
+        return -1
+
+
 Message = Mapping[str, object]
 """One decoded message of a channel."""
 
+#: A recorded message for :func:`compare`: decoded, or its JSON bytes as the file holds them.
+RecordedMessage = Message | bytes
 
-def _by_topic(records: Iterable[tuple[str, Message]], until_tick: int | None,
-              after_tick: int | None = None) -> dict[str, list[Message]]:
-    out: dict[str, list[Mapping[str, object]]] = defaultdict(list)
+
+def _by_topic(records: Iterable[tuple[str, RecordedMessage]], until_tick: int | None,
+              after_tick: int | None = None) -> dict[str, list[RecordedMessage]]:
+    out: dict[str, list[RecordedMessage]] = defaultdict(list)
     for topic, rec in records:
         if not compared(topic):
             continue
-        if until_tick is not None and _tick(rec) > until_tick:
-            continue
-        if after_tick is not None and _tick(rec) <= after_tick:
-            continue
+        if until_tick is not None or after_tick is not None:
+            k = _raw_tick(rec) if isinstance(rec, bytes) else _tick(rec)
+            if until_tick is not None and k > until_tick:
+                continue
+            if after_tick is not None and k <= after_tick:
+                continue
         out[topic].append(rec)
     return out
 
@@ -269,18 +318,21 @@ def _loads(data: bytes) -> Record:
     return out  # a JSON object: every message is one
 
 
-def _normal(rec: Mapping[str, object]) -> Record:
-    """Return a record as its JSON round trip: encoded as the recorder encodes it (what the file holds)."""
-    return _loads(encode_message(rec)[0])
+def _encoded(rec: RecordedMessage) -> bytes:
+    """Return a message as the recorder encodes it (what the file holds)."""
+    return rec if isinstance(rec, bytes) else encode_message(rec)[0]
 
 
-def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iterable[tuple[str, Mapping[str, object]]],
+def compare(recorded: Iterable[tuple[str, RecordedMessage]], replayed: Iterable[tuple[str, Mapping[str, object]]],
             until_tick: int | None = None, after_tick: int | None = None) -> CheckReport:
     """Compare the compared channels message by message, in order.
 
     Parameters
     ----------
-    recorded, replayed : iterable of (topic, record)
+    recorded : iterable of (topic, record or bytes)
+        The record's messages: decoded, or their JSON bytes (:attr:`RecordedRun.raw`).
+    replayed : iterable of (topic, record)
+        The replay's messages (a :class:`~controller.record.flight_log.MemorySink`).
     until_tick : int, optional
         Ignore messages of later ticks.
     after_tick : int, optional
@@ -290,11 +342,17 @@ def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iter
     -------
     CheckReport
         Per compared topic the counts recorded / replayed / differing, and the first
-        divergence (lowest tick over all topics), None when identical. Equality is of the
-        decoded JSON messages, so floats compare bit for bit (JSON keeps a float's repr).
+        divergence (lowest tick over all topics), None when identical.
 
     Notes
     -----
+    Each replayed message is encoded as the recorder encodes it
+    (:func:`~controller.record.flight_writer.encode_message`) and compared with the
+    recorded bytes; equal bytes are equal messages, and no message is decoded. Only
+    when the bytes differ are both decoded and compared as JSON values (floats bit for
+    bit: JSON keeps a float's shortest repr), so a record written by another JSON
+    encoder (key spacing, exponent form) still compares by value.
+
     ``/snapshot`` is compared when the record holds snapshots: a replay takes them after
     the same ticks, and each must equal the recorded one (issue 12 part 4).
     """
@@ -306,23 +364,33 @@ def compare(recorded: Iterable[tuple[str, Mapping[str, object]]], replayed: Iter
         b.pop(SNAPSHOT_TOPIC, None)
     report = CheckReport()
     for topic in sorted(set(a) | set(b)):
-        ra, rb = a.get(topic, []), [_normal(r) for r in b.get(topic, [])]
+        ra = a.get(topic, [])
+        rb = [encode_message(r)[0] for r in b.get(topic, [])]  # type: ignore[arg-type]  # replayed: mappings
         differing = 0
         first: Divergence | None = None
         for i in range(max(len(ra), len(rb))):
-            x = ra[i] if i < len(ra) else None
+            x = _encoded(ra[i]) if i < len(ra) else None
             y = rb[i] if i < len(rb) else None
-            if x != y:
-                differing += 1
-                if first is None:
-                    tick = min(_tick(r) for r in (x, y) if r is not None)
-                    first = Divergence(topic, i, tick, x, y)
+            if x == y:
+                continue
+            dx = None if x is None else _loads(x)
+            dy = None if y is None else _loads(y)
+            if dx == dy:
+                continue
+            differing += 1
+            if first is None:
+                tick = min(_tick(r) for r in (dx, dy) if r is not None)
+                first = Divergence(topic, i, tick, dx, dy)
         report.per_topic[topic] = {"recorded": len(ra), "replayed": len(rb), "differing": differing}
         if first is not None and (report.first is None or first.tick < report.first.tick):
             report.first = first
     return report
 
 
+def _is_input(topic: str) -> bool:
+    return topic.startswith(("/in/", "/out/"))
+
+
 def inputs_of(run: RecordedRun) -> ReplayInputs:
-    """Index the recorded inputs (and send outcomes) of a run for the replay ports."""
-    return ReplayInputs.from_records(run.messages)
+    """Index the recorded inputs (and send outcomes) of a run for the replay ports (decoding only those)."""
+    return ReplayInputs.from_records(run.decoded(_is_input))

@@ -32,6 +32,7 @@ from typing import Protocol
 
 import can
 
+from controller.record.flight_writer import row_record
 from hal.clock import Clock
 from hal.serial.link import SerialLink
 
@@ -44,10 +45,41 @@ Record = dict[str, Field]
 
 
 class IngressSink(Protocol):
-    """Where the taps put what they saw (the flight log, or a list in tests)."""
+    """Where the taps put what they saw (the flight log, or a list in tests).
+
+    A sink may also have ``row(topic, keys, values)``: the record ``dict(zip(keys,
+    values))`` with every bytes value as lowercase hex
+    (:func:`~controller.record.flight_writer.row_record`), handed as
+    a tuple so the tick builds no dict (the flight log's writer process builds it). The
+    taps call :meth:`put` with :func:`row_record` on a sink without one.
+    """
 
     def put(self, topic: str, record: Mapping[str, object]) -> None:
         """Store one record of ``topic`` (``record`` holds ``tick`` and ``call``)."""
+
+
+#: ``row(topic, keys, values)`` of a sink (see :class:`IngressSink`).
+RowSink = Callable[[str, tuple[str, ...], tuple[object, ...]], None]
+
+
+def row_writer(sink: IngressSink) -> RowSink:
+    """Return ``sink.row``, or one that puts :func:`~controller.record.flight_writer.row_record` (a sink without it)."""
+    row = getattr(sink, "row", None)
+    if callable(row):
+        return row
+
+    def put_row(topic: str, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+        sink.put(topic, row_record(keys, values))
+    return put_row
+
+
+#: Row layouts of the taps (the fields of their records, in order).
+CAN_RX_KEYS = ("tick", "call", "id", "ext", "rtr", "err", "fd", "brs", "esi", "dlc", "data")
+CAN_TX_KEYS = (*CAN_RX_KEYS, "ok")
+SERIAL_RX_KEYS = ("tick", "call", "data")
+SERIAL_TX_KEYS = ("tick", "call", "data", "n")
+CLOCK_S_KEYS = ("tick", "call", "s")
+CLOCK_NS_KEYS = ("tick", "call", "ns")
 
 
 class TickCursor:
@@ -152,6 +184,7 @@ class TapBus(can.BusABC):
         self._rx_topic = f"/in/can/{name}"
         self._tx_topic = f"/out/can/{name}"
         self._state_topic = f"/in/can/{name}/state"
+        self._row = row_writer(sink)
         self._last_state: str | None = None
         self.channel_info = getattr(inner, "channel_info", name)
         self._is_shutdown = False
@@ -178,12 +211,11 @@ class TapBus(can.BusABC):
         if msg is not None:
             data = bytes(msg.data)
             c.feed(msg.arbitration_id.to_bytes(4, "little") + data)
-            # the fields of frame_fields(), built in place (one dict per frame)
-            self._sink.put(self._rx_topic, {
-                "tick": c.tick, "call": n, "id": msg.arbitration_id, "ext": bool(msg.is_extended_id),
-                "rtr": bool(msg.is_remote_frame), "err": bool(msg.is_error_frame), "fd": bool(msg.is_fd),
-                "brs": bool(msg.bitrate_switch), "esi": bool(msg.error_state_indicator), "dlc": msg.dlc,
-                "data": data.hex()})
+            # the fields of frame_fields() as a row (no dict on the tick)
+            self._row(self._rx_topic, CAN_RX_KEYS, (
+                c.tick, n, msg.arbitration_id, bool(msg.is_extended_id), bool(msg.is_remote_frame),
+                bool(msg.is_error_frame), bool(msg.is_fd), bool(msg.bitrate_switch),
+                bool(msg.error_state_indicator), msg.dlc, data))
         return msg
 
     def send(self, msg: can.Message, timeout: float | None = None) -> None:
@@ -194,12 +226,11 @@ class TapBus(can.BusABC):
             self._rec(self._tx_topic, "tx", {**frame_fields(msg), "ok": False, **error_fields(exc)})
             raise
         c = self._cursor
-        if c.recording:  # the fields of frame_fields() and ok, built in place (one dict per frame)
-            self._sink.put(self._tx_topic, {
-                "tick": c.tick, "call": c.call("tx"), "id": msg.arbitration_id, "ext": bool(msg.is_extended_id),
-                "rtr": bool(msg.is_remote_frame), "err": bool(msg.is_error_frame), "fd": bool(msg.is_fd),
-                "brs": bool(msg.bitrate_switch), "esi": bool(msg.error_state_indicator), "dlc": msg.dlc,
-                "data": bytes(msg.data).hex(), "ok": True})
+        if c.recording:  # the fields of frame_fields() and ok, as a row
+            self._row(self._tx_topic, CAN_TX_KEYS, (
+                c.tick, c.call("tx"), msg.arbitration_id, bool(msg.is_extended_id), bool(msg.is_remote_frame),
+                bool(msg.is_error_frame), bool(msg.is_fd), bool(msg.bitrate_switch),
+                bool(msg.error_state_indicator), msg.dlc, bytes(msg.data), True))
 
     def flush_tx_buffer(self) -> None:
         """Flush the inner bus's TX buffer; a refusal is recorded (it decides a count)."""
@@ -262,6 +293,7 @@ class TapLink:
         self._sink = sink
         self._rx = f"/in/serial/{name}"
         self._tx = f"/out/serial/{name}"
+        self._row = row_writer(sink)
 
     @property
     def is_open(self) -> bool:
@@ -280,8 +312,9 @@ class TapLink:
             self._sink.put(self._rx, {"tick": c.tick, "call": n, **error_fields(exc)})
             raise
         if data:
-            c.feed(bytes(data))
-            self._sink.put(self._rx, {"tick": c.tick, "call": n, "data": bytes(data).hex()})
+            b = bytes(data)
+            c.feed(b)
+            self._row(self._rx, SERIAL_RX_KEYS, (c.tick, n, b))
         return data
 
     def write(self, data: bytes) -> int:
@@ -295,7 +328,7 @@ class TapLink:
         except Exception as exc:
             self._sink.put(self._tx, {"tick": c.tick, "call": n, "data": bytes(data).hex(), **error_fields(exc)})
             raise
-        self._sink.put(self._tx, {"tick": c.tick, "call": n, "data": bytes(data).hex(), "n": accepted})
+        self._row(self._tx, SERIAL_TX_KEYS, (c.tick, n, bytes(data), accepted))
         return accepted
 
     def close(self) -> None:
@@ -327,6 +360,7 @@ class TapClock:
         self._cursor = cursor
         self._sink = sink
         self._main = threading.get_ident()
+        self._row = row_writer(sink)
         #: The sink's ``idle(remaining_s)``, if it has one (the flight log's writer works then).
         self._idle: Callable[[float], None] | None = getattr(sink, "idle", None)
 
@@ -335,7 +369,7 @@ class TapClock:
         t = self.inner.now_s()
         if self._cursor.recording and threading.get_ident() == self._main:
             c = self._cursor
-            self._sink.put("/in/clock", {"tick": c.tick, "call": c.call("clock"), "s": t})
+            self._row("/in/clock", CLOCK_S_KEYS, (c.tick, c.call("clock"), t))
         return t
 
     def now_ns(self) -> int:
@@ -343,7 +377,7 @@ class TapClock:
         t = self.inner.now_ns()
         if self._cursor.recording and threading.get_ident() == self._main:
             c = self._cursor
-            self._sink.put("/in/clock", {"tick": c.tick, "call": c.call("clock"), "ns": t})
+            self._row("/in/clock", CLOCK_NS_KEYS, (c.tick, c.call("clock"), t))
         return t
 
     def sleep_until(self, deadline_s: float) -> None:

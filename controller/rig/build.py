@@ -183,6 +183,11 @@ def build_rig(
         raise
 
 
+def _devices_on(rig: RigCfg, bus_name: str) -> list[str]:
+    """Names of the rig's devices on bus ``bus_name``, in file order."""
+    return [n for n, d in rig.devices.items() if d.bus == bus_name]
+
+
 def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, loop_overruns, options, clock,
            closers, ingress: Ingress | None, io_clock: MonotonicClock | SimClock) -> BuiltRig:
     """Body of :func:`build_rig` from a checked rig; everything it opens is in ``closers``."""
@@ -238,10 +243,14 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
                 if realtime:
                     master, slave_path = open_pty_pair()
                     closers.append(master.close)
-                    host_link = PySerialLink(slave_path, bus.baudrate, write_timeout_s=bus.write_timeout_s)
+                    pty_link = PySerialLink(slave_path, bus.baudrate, write_timeout_s=bus.write_timeout_s)
+                    rig_faults.add_serial(_devices_on(rig, bus_name), pty_link)  # fault plans: unplug (D12)
+                    host_link = pty_link
                     emu_serial[bus_name] = master
                 else:
-                    host_link, dev_link = PipeLink.pair(bus_name)
+                    pipe_link, dev_link = PipeLink.pair(bus_name)
+                    rig_faults.add_serial(_devices_on(rig, bus_name), pipe_link)  # fault plans: unplug (D12)
+                    host_link = pipe_link
                     emu_serial[bus_name] = dev_link
             else:  # check_rig: not pipe://
                 with opening(name, f"buses.{bus_name}"):

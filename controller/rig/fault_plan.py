@@ -7,7 +7,9 @@ device (no port opened), so ``qiki rig check`` refuses an unknown target, fault 
 parameter naming the key (``emulation.faults[3].fault``). :class:`FaultWiring` hands the
 checked entries to the emulators while the rig is built: the emulators the simulation
 steps share one plan, stepped at every physics step; an emulated Modbus device gets a
-plan of its own, stepped at every request it answers (``docs/fault-plans.md``).
+plan of its own, stepped at every request it answers (``docs/fault-plans.md``). A device on
+a serial bus also takes the faults of its link (:data:`SERIAL_LINK_FAULTS`: ``unplug``,
+SAFETY.md D12), played on the controller's end of the link (:class:`SerialLinkFaults`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Protocol
 
 import can
 from can import BusState
@@ -29,6 +31,7 @@ from controller.config import (
     McuDeviceCfg,
     PduDeviceCfg,
     RigCfg,
+    SerialBusCfg,
     TankPressureDeviceCfg,
     ValveBoardDeviceCfg,
 )
@@ -45,7 +48,8 @@ from firmware_bridge.emulation.faults import (
 )
 from hal.can.faulty import ANY_ID, FaultyBus
 
-__all__ = ["HOST_TARGET", "CanBusFaults", "FaultWiring", "HostFaults", "RigFaults", "check", "target_specs"]
+__all__ = ["HOST_TARGET", "SERIAL_LINK_FAULTS", "CanBusFaults", "FaultWiring", "HostFaults", "RigFaults",
+           "SerialLinkFaults", "Unpluggable", "check", "target_specs"]
 
 #: Target name of the controller's own process faults (:class:`HostFaults`).
 HOST_TARGET: Final = "host"
@@ -95,6 +99,12 @@ def target_specs(rig: RigCfg, options: Mapping[str, object] | None = None) -> di
             specs[name] = Ars408ReplayEmulator.FAULTS if opts.get("lr_replay") else Ars408Emulator.FAULTS
         elif isinstance(dev, Iwr6843DeviceCfg):
             specs[name] = Iwr6843Emulator.FAULTS
+    for name, dev in rig.devices.items():  # a device on a serial bus: its link's faults too (D12)
+        if name in specs and isinstance(rig.buses.get(dev.bus), SerialBusCfg):
+            own = specs[name]
+            clash = sorted(set(own) & set(SERIAL_LINK_FAULTS))
+            assert not clash, f"{name}: emulator faults {clash} shadow the serial link's"
+            specs[name] = MappingProxyType({**own, **SERIAL_LINK_FAULTS})
     for name, bus in rig.buses.items():  # the host's CAN adapters (the rig check: names unique)
         if isinstance(bus, CanBusCfg) and name not in specs:
             specs[name] = CanBusFaults.FAULTS
@@ -173,16 +183,23 @@ class FaultWiring:
         Emulators stepped by the simulation, by device name (:meth:`add`).
     self_stepped : set of str
         Devices whose emulator steps a plan of its own (:meth:`own_plan`).
+    links : dict of str to FaultTarget
+        The controller's end of a device's serial link, by device name (:meth:`add_link`).
     """
 
     entries: tuple[FaultEntry, ...]
     record: Record
     stepped: dict[str, FaultTarget] = field(default_factory=dict)
     self_stepped: set[str] = field(default_factory=set)
+    links: dict[str, FaultTarget] = field(default_factory=dict)
 
     def add(self, name: str, target: FaultTarget) -> None:
         """Register the emulator of device ``name``, stepped at the physics rate."""
         self.stepped[name] = target
+
+    def add_link(self, name: str, target: FaultTarget) -> None:
+        """Register the serial-link faults of device ``name`` (:class:`SerialLinkFaults`), stepped by the simulation."""
+        self.links[name] = target
 
     def own_plan(self, name: str, target: FaultTarget) -> FaultPlan:
         """Return the plan of device ``name`` that its emulator steps itself (Modbus: per request)."""
@@ -196,14 +213,23 @@ class FaultWiring:
         ------
         ConfigError
             An entry whose target has no emulator in this build (e.g. a radar whose DBC
-            lacks its messages, so only POST reports it).
+            lacks its messages, so only POST reports it), or a serial-link fault whose
+            device's link the controller does not open in this process (``qiki emulate``).
         """
         for e in self.entries:
             if e.target not in self.stepped and e.target not in self.self_stepped:
                 raise ConfigError(rig_name, f"emulation.faults[{e.index}].target",
                                   f"device {e.target!r} has no emulator in this run")
-        return FaultPlan([e for e in self.entries if e.target in self.stepped], self.stepped,
-                         event_sink(self.record))
+            own = self.stepped.get(e.target)
+            if (e.fault in SERIAL_LINK_FAULTS and e.target not in self.links
+                    and (own is None or e.fault not in own.FAULTS)):  # a CAN bus's unplug is its own
+                raise ConfigError(rig_name, f"emulation.faults[{e.index}].fault",
+                                  f"{e.fault!r} acts on the controller's end of {e.target!r}'s serial link, "
+                                  "which this process does not open")
+        targets: dict[str, FaultTarget] = dict(self.stepped)
+        for name, link in self.links.items():
+            targets[name] = _DeviceAndLink(targets[name], link) if name in targets else link
+        return FaultPlan([e for e in self.entries if e.target in targets], targets, event_sink(self.record))
 
 
 # ---------------------------------------------------------------------------- CAN buses and the host
@@ -386,13 +412,89 @@ class HostFaults:
         return count
 
 
+# ---------------------------------------------------------------------------- serial links
+
+#: Faults of a device's serial link, played on the controller's end (SAFETY.md D12). A
+#: device on a serial bus takes them beside its emulator's (:func:`target_specs`).
+SERIAL_LINK_FAULTS: Final[Mapping[str, FaultSpec]] = MappingProxyType({
+    "unplug": FaultSpec("the device's serial link is unplugged (a USB adapter pulled): the controller's next "
+                        "read or write raises, reopening fails until the replug at until_s (absent: for good) "
+                        "(D12)"),
+})
+
+
+class Unpluggable(Protocol):
+    """A serial link with unplug knobs (:class:`hal.serial.link.PipeLink`, :class:`hal.serial.link.PySerialLink`)."""
+
+    def simulate_unplug(self) -> None:
+        """Make the device vanish: the next read/write raises ``BusError`` once, reopening fails."""
+        ...
+
+    def simulate_replug(self) -> None:
+        """Bring the device back: a following ``reopen()`` succeeds."""
+        ...
+
+
+class SerialLinkFaults:
+    """Fault-plan target of a device's serial link: the controller's end of it.
+
+    The entry's ``target`` is the device (``mcu``, ``radar_sr``); the fault acts below the
+    driver, so the driver's own failure path runs (``McuDriver.poll``,
+    ``Iwr6843Driver.poll``: counted, stale, reopen with backoff).
+
+    Parameters
+    ----------
+    link : Unpluggable
+        The controller's end of the link, below any recording tap.
+    """
+
+    FAULTS: Final[Mapping[str, FaultSpec]] = SERIAL_LINK_FAULTS
+
+    def __init__(self, link: Unpluggable) -> None:
+        self.link = link
+
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Start ``fault`` (``unplug``) at ``now_s`` (s): the device vanishes."""
+        self.link.simulate_unplug()
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """End ``unplug`` at ``now_s`` (s): the device is back (the driver's next reopen succeeds)."""
+        self.link.simulate_replug()
+
+
+class _DeviceAndLink:
+    """One fault-plan target for a device's emulator and its serial link: faults go to whoever knows them."""
+
+    def __init__(self, device: FaultTarget, link: FaultTarget) -> None:
+        self.device = device
+        self.link = link
+        self._faults: Mapping[str, FaultSpec] = MappingProxyType({**device.FAULTS, **link.FAULTS})
+
+    @property
+    def FAULTS(self) -> Mapping[str, FaultSpec]:  # noqa: N802 - the FaultTarget protocol's name
+        """The emulator's faults and the link's."""
+        return self._faults
+
+    def _of(self, fault: str) -> FaultTarget:
+        return self.link if fault in self.link.FAULTS else self.device
+
+    def apply_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Apply ``fault`` on the link or the emulator, at ``now_s`` (s)."""
+        self._of(fault).apply_fault(fault, params, now_s)
+
+    def clear_fault(self, fault: str, params: FaultParams, now_s: float) -> None:
+        """Clear ``fault`` on the link or the emulator, at ``now_s`` (s)."""
+        self._of(fault).clear_fault(fault, params, now_s)
+
+
 @dataclass
 class RigFaults:
     """The fault targets a build adds beside the emulators: its CAN buses and the host.
 
     Used by :func:`controller.rig.build.build_rig`: :meth:`wrap_can` wraps each host CAN
-    bus of an emulated rig as it is opened, :meth:`register` hands them to the
-    :class:`FaultWiring`, :meth:`overruns` wraps the loop's overrun count.
+    bus of an emulated rig as it is opened, :meth:`add_serial` takes the controller's end
+    of each serial link, :meth:`register` hands them to the :class:`FaultWiring`,
+    :meth:`overruns` wraps the loop's overrun count.
 
     Attributes
     ----------
@@ -409,6 +511,7 @@ class RigFaults:
     seed: int = 0
     buses: dict[str, CanBusFaults] = field(default_factory=dict)
     host: HostFaults = field(default_factory=HostFaults)
+    serial: dict[str, SerialLinkFaults] = field(default_factory=dict)
 
     def wrap_can(self, bus_name: str, bus: can.BusABC) -> can.BusABC:
         """Return ``bus`` wrapped in a :class:`FaultyBus` (unchanged when not enabled)."""
@@ -418,13 +521,22 @@ class RigFaults:
         self.buses[bus_name] = CanBusFaults(faulty)
         return faulty
 
+    def add_serial(self, device_names: list[str], link: Unpluggable) -> None:
+        """Make ``link`` (the controller's end of a serial bus) a fault target of each device on it."""
+        if not self.enabled:
+            return
+        for name in device_names:
+            self.serial[name] = SerialLinkFaults(link)
+
     def register(self, wiring: FaultWiring | None) -> None:
-        """Add every wrapped bus and the host to ``wiring`` as stepped targets."""
+        """Add every wrapped bus and the host to ``wiring`` as stepped targets, and the serial links."""
         if wiring is None or not self.enabled:
             return
         for name, target in self.buses.items():
             wiring.add(name, target)
         wiring.add(HOST_TARGET, self.host)
+        for name, link in self.serial.items():
+            wiring.add_link(name, link)
 
     def overruns(self, loop_overruns: Callable[[float], int] | None) -> Callable[[float], int] | None:
         """Return the vehicle's overrun count with the injected ones (``loop_overruns`` when not enabled)."""

@@ -38,7 +38,7 @@ import yaml
 
 from controller.paths import resolve_data_path
 from controller.safety.monitor import BusMonitor
-from controller.safety.scenarios import PHASE_INJECT_S, PHASES, SCENARIOS, TICK_S, Scenario
+from controller.safety.scenarios import PHASE_INJECT_S, PHASES, SCENARIOS, TICK_S, Scenario, serial_links_seen
 
 __all__ = ["Builder", "RunResult", "judge_row", "markdown", "plan_runs", "run_campaign", "run_one", "table"]
 
@@ -98,6 +98,9 @@ class RunResult:
         The controller's first fault text ("" when none).
     frames_n : int
         Command frames the monitor decoded.
+    links : dict
+        The serial links' counters at the end (:func:`~controller.safety.scenarios.serial_links_seen`),
+        for a scenario with a ``check_after`` (D12); empty otherwise.
     ok : bool
         Everything the expectation asks held.
     why : str
@@ -118,6 +121,7 @@ class RunResult:
     final_state: str = ""
     first_fault: str = ""
     frames_n: int = 0
+    links: dict[str, dict[str, object]] = field(default_factory=dict)
     ok: bool = False
     why: str = ""
 
@@ -247,6 +251,11 @@ def _fly(sc: Scenario, res: RunResult, build_rig: Builder,
             res.final_state = v.state
             res.first_fault = v.first_fault or ""
             _judge(sc, res, monitor, faults, open_during_stall)
+            if sc.check_after is not None:
+                res.links = serial_links_seen(v)
+                why = sc.check_after(v, res.expect)
+                if why and not res.why:
+                    res.why, res.ok = why, False
             if inspect is not None:
                 inspect(built, faults, res)
         finally:

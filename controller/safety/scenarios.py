@@ -13,9 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["EXPECTATIONS", "PHASES", "PHASE_INJECT_S", "SCENARIOS", "Scenario", "TICK_S"]
+if TYPE_CHECKING:
+    from controller.vehicle import Vehicle
+
+__all__ = ["D12_UNPLUGGED_S", "EXPECTATIONS", "PHASES", "PHASE_INJECT_S", "SCENARIOS", "Scenario", "TICK_S",
+           "serial_links_seen"]
 
 #: Control tick of the campaign's rig (``rigs/virtual.yaml``: 100 Hz), s.
 TICK_S: Final = 0.01
@@ -77,6 +81,10 @@ class Scenario:
         Simulated time the run goes on after the injection, s.
     not_emulated : str
         Why a flight cannot show this id, and where it is tested instead ("" when it can).
+    check_after : callable or None
+        ``(vehicle, expect) -> str``: what the run must show beyond the bus, read from the
+        vehicle once the run ended ("" when it holds, else why not; D12: the links
+        reopened). None: nothing more.
     """
 
     id: str
@@ -88,6 +96,7 @@ class Scenario:
     deadline_ticks: int = 1
     run_after_s: float = 1.5
     not_emulated: str = ""
+    check_after: Callable[[Vehicle, str], str] | None = None
 
 
 #: A fault that trips: in ``boot`` the vehicle must simply never thrust (POST cannot pass,
@@ -99,6 +108,60 @@ _TRIP_AFTER_BOOT: Final = MappingProxyType({p: "any" if p == "boot" else "trip" 
 _NO_TRIP_ALL: Final = MappingProxyType({p: "no_trip" for p in PHASES})
 _ANY_ALL: Final = MappingProxyType({p: "any" for p in PHASES})
 _T = TICK_S
+
+#: D12: how long the serial devices stay unplugged before the replug, s.
+D12_UNPLUGGED_S: Final = 1.0
+
+
+def _d12_entries(t: float) -> list[dict[str, object]]:
+    """Unplug the MCU's and the IWR6843's serial links at ``t`` (s), replug both ``D12_UNPLUGGED_S`` later."""
+    return [{"at_s": round(t, 6), "until_s": round(t + D12_UNPLUGGED_S, 6), "target": dev, "fault": "unplug"}
+            for dev in ("mcu", "radar_sr")]
+
+
+def serial_links_seen(vehicle: Vehicle) -> dict[str, dict[str, object]]:
+    """Return the link counters of the vehicle's serial drivers: failures, reopen attempts, reopens, up.
+
+    Parameters
+    ----------
+    vehicle : Vehicle
+        The run's vehicle after the run.
+
+    Returns
+    -------
+    dict of str to dict
+        ``{"mcu": {...}, "radar_sr": {...}}`` (a device absent from the rig is absent):
+        ``failures`` (read/write raised), ``reopens`` (successful reopens), ``up`` (the
+        link is open at the end); the MCU also ``reopen_attempts``.
+    """
+    from controller.components.radar import RadarSubsystem
+
+    mcu = vehicle.mcu.driver
+    c = mcu.stats()
+    out: dict[str, dict[str, object]] = {"mcu": {"failures": c["bus_errors"], "reopen_attempts": c["reopen_attempts"],
+                                                 "reopens": c["reopens"], "up": bool(mcu.link_up)}}
+    for comp in vehicle.components:
+        if isinstance(comp, RadarSubsystem) and comp.sr is not None and comp.sr.driver is not None:
+            d = comp.sr.driver
+            out["radar_sr"] = {"failures": d.link_errors, "reopens": d.reopens,
+                               "up": bool(getattr(d.link, "is_open", True))}
+    return out
+
+
+def _d12_reconnected(vehicle: Vehicle, expect: str) -> str:
+    """D12 beyond the bus: each link failed once at least, was reopened and is up; never re-armed by itself."""
+    seen = serial_links_seen(vehicle)
+    for dev in ("mcu", "radar_sr"):
+        link = seen.get(dev)
+        if link is None:
+            return f"{dev}: no serial driver in the run"
+        if not link["failures"]:
+            return f"{dev}: the unplug was never seen by the driver ({link})"
+        if not link["reopens"] or not link["up"]:
+            return f"{dev}: not reopened after the replug ({link})"
+    if expect == "trip" and vehicle.state in ("armed", "active"):
+        return f"re-armed by itself: {vehicle.state} at the end"
+    return ""
 
 _ROWS: tuple[Scenario, ...] = (
     # ---------------------------------------------------------------- bus
@@ -150,10 +213,9 @@ _ROWS: tuple[Scenario, ...] = (
              _one("bms", "silent"), _TRIP_ALL, None, run_after_s=3.5),
     Scenario("D11", "BMS CRC noise (every 3rd reply)", "never used as data; counted",
              _one("bms", "corrupt", every=3), _NO_TRIP_ALL, run_after_s=3.0),
-    Scenario("D12", "serial device unplugged", "reopen with backoff; stale as B01",
-             not_emulated="the fault-plan dialect has no serial unplug yet (the MCU and IWR6843 emulators own "
-                          "their links); tested by emulated/test_qiki_mcu.py::test_unplug_marks_link_down_then_"
-                          "reopens_with_backoff and emulated/test_iwr6843_emulated.py"),
+    Scenario("D12", "serial devices unplugged 1 s (MCU and IWR6843 links), then replugged",
+             "stale -> safe as B01; reopen with backoff; never re-armed by itself",
+             _d12_entries, _TRIP_AFTER_BOOT, 4 * 0.05 + _T, run_after_s=3.0, check_after=_d12_reconnected),
     # ---------------------------------------------------------------- frames
     Scenario("F01", "VB_Status CRC mismatch (5 % of frames)", "discarded, counted; no trip",
              _one("can0", "corrupt", id=VB_STATUS_ID, prob=0.05), _NO_TRIP_ALL, run_after_s=3.0),
@@ -185,7 +247,8 @@ _ROWS: tuple[Scenario, ...] = (
              None, MappingProxyType({"armed": "device_zero", "active": "device_zero"})),
     Scenario("T04", "process killed and restarted", "boot -> idle, never armed",
              not_emulated="a process fault, not a flight: tests/safety/test_process.py kills and restarts "
-                          "`qiki run`"),
+                          "`qiki run`; tests/safety/test_process_two_process.py with `qiki emulate` in its own "
+                          "process"),
     Scenario("T05", "power cut while the record is written", "readable to the last committed chunk",
              not_emulated="a process fault, not a flight: tests/safety/test_process.py kills `qiki run` at "
                           "random points and reopens every file"),

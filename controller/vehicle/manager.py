@@ -231,6 +231,8 @@ class Vehicle(SafeStop):
             if port.bus_off and f"{name}_busoff" not in self.faults.active:
                 port.flush_tx()  # B04: no stale command may leave after recovery
             conds.append(Condition(f"{name}_busoff", f"CAN bus {name} bus-off" if port.bus_off else None))
+            if port.entered_error_passive:  # B05: one warning per entry, arming refused meanwhile (rules.py)
+                self._log("bus_error_passive", bus=name, reason=f"CAN bus {name} is error-passive")
             rx = port.rx_fault  # B07: the receive path's heartbeat stopped on this tick's poll
             conds.append(Condition(f"{name}_rx", f"CAN bus {name}: {rx}" if rx is not None else None))
             n = port.consecutive_send_failures

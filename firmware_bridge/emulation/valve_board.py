@@ -3,7 +3,7 @@
 Model
 -----
 * Commands: every ``VB_Command`` of this node is checked as the firmware would (DLC 8,
-  standard ID, E2E checksum, counter not repeated, raw duties <= 50); a bad frame is
+  standard ID, 12-bit E2E CRC in bits 52..63, counter not repeated, raw duties <= 50); a bad frame is
   ignored and counted in :attr:`ValveBoardEmulator.rx_rejects`. During BOOT commands are
   ignored.
 * PWM: free running, period ``pwm_period_s`` from the board's reset time t_b. At every
@@ -368,11 +368,16 @@ class ValveBoardEmulator:
         self.rx_rejects[reason] = self.rx_rejects.get(reason, 0) + 1
         return False
 
+    @staticmethod
+    def _checksum_ok(arbitration_id: int, data: bytes | bytearray) -> bool:
+        """Return whether a command's 12-bit CRC (bits 52..63) is right: the firmware's check (issue 15)."""
+        return vb.command_checksum_ok(arbitration_id, data)
+
     def _accept_command(self, msg: can.Message, now_s: float) -> bool:
         data = msg.data
         if msg.dlc != 8 or len(data) != 8:
             return self._reject("dlc")
-        if not vb.checksum_ok(msg.arbitration_id, data):
+        if not self._checksum_ok(msg.arbitration_id, data):
             return self._reject("checksum")
         # Unpacked by the DBC (dbc/qiki.dbc is the only statement of the bit layout).
         decoded = self._codec.decode(msg)

@@ -12,12 +12,15 @@ IDs, DLC 8, Intel (little-endian) signals; bit b of the frame is bit (b % 8) of 
     VB_Command  0x101  host -> board, every 10 ms
     byte:  |    0    |    1    |    2    |    3    |    4    |    5    |    6    |    7    |
     bits:   7      0  15     8  23    16  31    24  39    32  47    40  55    48  63    56
-           [D2lo|D1 ][D3lo|D2hi][ D4 |D3hi][D6lo|D5 ][D7lo|D6hi][ D8 |D7hi][rsv |CNT][  CRC  ]
+           [D2lo|D1 ][D3lo|D2hi][ D4 |D3hi][D6lo|D5 ][D7lo|D6hi][ D8 |D7hi][Clo |CNT][ C hi  ]
       D1..D8  VB_Cmd_Duty1..8  6 bits each at bits 0,6,12,...,42; raw r -> duty 2*r %;
               raw 0..50 valid (0..100 %), raw 51..63 invalid (the board drops the frame)
       CNT     VB_Cmd_Counter   bits 48-51, 0..15, +1 per frame
-      rsv     bits 52-55, 0
-      CRC     VB_Cmd_Checksum  byte 7, see below
+      C       VB_Cmd_Checksum  bits 52-63, a 12-bit CRC (Intel: its low nibble is byte 6's
+              high nibble, its high 8 bits byte 7), see "Command checksum" below
+
+    Before issue 15 bits 52-55 were reserved and byte 7 held a CRC-8 SAE J1850 as in the
+    status: 27 of 20,000 corrupted zero-duty commands opened a valve in the emulator.
 
     VB_Status  0x181  board -> host, every 20 ms
     byte:  |    0    |    1    |    2    |        3          |    4    |  5  |    6    |  7  |
@@ -50,14 +53,27 @@ passes only at the CRC-8 residual rate (and then the counter check). QIKI runs t
 in object mode; 0x703..0x70F (nodes 1..13) are free if the ID has to move -- a one-line
 change in ``dbc/qiki.dbc``, nothing else hard-codes it.
 
-Checksum (E2E protection)
--------------------------
+Checksum (E2E protection) of status and heartbeat
+--------------------------------------------------
 ``CRC-8 SAE J1850`` (polynomial 0x1D, initial value 0xFF, final XOR 0xFF, no reflection;
 check value 0x4B over ASCII "123456789") computed over the *data ID* byte -- the low byte
 of the frame's arbitration ID, so a frame received on the wrong ID fails -- followed by
 bytes 0..6. This is the scheme of AUTOSAR E2E Profile 1 (AUTOSAR_PRS_E2EProtocol, Profile
 1: CRC-8-SAE J1850 with the Data ID included in the CRC, 4-bit alive counter); the CRC
 parameters are AUTOSAR_SWS_CRCLibrary section 7.2.1 "8-bit SAE J1850 CRC Calculation".
+
+Command checksum
+----------------
+``VB_Command`` carries a 12-bit CRC (:mod:`firmware_bridge.protocols.crc12`: Koopman's
+0xBAE, "CRC-12F/5", polynomial 0x75D, init 0xFFF, final XOR 0xFFF) over the data ID byte,
+bytes 0..5 and the counter nibble (bits 48..51, MSB first): the 52 transmitted data bits
+are within the polynomial's HD=5 length (53 bits, Koopman's "Good HD=5 Polynomials"
+table), so any 1 to 4 corrupted bits of the frame are refused, where the CRC-8 above has
+HD 3 on this frame. See :func:`command_checksum`, :func:`seal_command`,
+:func:`command_checksum_ok`. Status and heartbeat keep the CRC-8: the heartbeat has no
+free bit, and neither frame actuates anything (a corrupted status or heartbeat that
+passes can at worst make the host trip falsely or see a fault one period late; the
+command is the frame that opens a valve).
 
 Counter: 4 bits, 0..15 then back to 0; the receiver accepts +1, counts a repeat (same
 value) or a skip as a wrong counter (SAFETY.md F02).
@@ -71,6 +87,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from firmware_bridge.errors import ProtocolError
+from firmware_bridge.protocols import crc12 as _crc12
 from firmware_bridge.protocols.firmware_version import firmware_accepted, parse_version
 
 __all__ = [
@@ -78,7 +95,9 @@ __all__ = [
     "CHECKSUM_SIGNALS", "REQUIRED_SIGNALS", "COUNTER_MODULO", "DUTY_STEP_PCT",
     "DUTY_RAW_MAX", "MAX_VALVES", "STATUS_PERIOD_S", "HEARTBEAT_PERIOD_S",
     "COMMAND_PERIOD_S", "BOOT_DURATION_S",
-    "crc8_sae_j1850", "e2e_checksum", "seal", "checksum_ok", "next_counter",
+    "crc8_sae_j1850", "e2e_checksum", "seal", "checksum_ok", "command_checksum",
+    "seal_command", "command_checksum_ok", "CHECKSUM_FNS", "COMMAND_CHECKSUM_START_BIT",
+    "COMMAND_CHECKSUM_BITS", "next_counter",
     "counter_delta", "duty_pct_to_raw", "raw_to_duty_pct", "mask_to_tuple",
     "tuple_to_mask", "ValveBoardStatus", "ValveBoardHeartbeat", "parse_version",
     "firmware_accepted", "status_from_signals", "heartbeat_from_signals",
@@ -229,6 +248,86 @@ def checksum_ok(arbitration_id: int, data: bytes | bytearray) -> bool:
     return len(data) == 8 and data[7] == e2e_checksum(arbitration_id, data)
 
 
+# ---------------------------------------------------------------------------- CRC-12 (command)
+#: ``VB_Cmd_Checksum`` position and width (``dbc/qiki.dbc``; the driver checks they agree).
+COMMAND_CHECKSUM_START_BIT = 52
+COMMAND_CHECKSUM_BITS = 12
+
+_CRC12_BYTES = _crc12.BYTE_TABLE
+_CRC12_NIBBLES = _crc12.NIBBLE_TABLE
+
+
+def command_checksum(arbitration_id: int, data: bytes | bytearray) -> int:
+    """Return the expected ``VB_Cmd_Checksum`` (12 bits) of a ``VB_Command`` frame.
+
+    Parameters
+    ----------
+    arbitration_id : int
+        The frame's arbitration ID on the wire; its low byte is the data ID.
+    data : bytes-like, length >= 7
+        Frame payload; bytes 0..5 and bits 48..51 (the counter, low nibble of byte 6) are
+        protected (bits 52..63 hold the checksum).
+
+    Returns
+    -------
+    int
+        0..4095: :func:`firmware_bridge.protocols.crc12.crc12` of
+        ``[arbitration_id & 0xFF] + data[0:6]`` followed by the nibble ``data[6] & 0x0F``.
+
+    Notes
+    -----
+    The ``checksum_fn`` of ``VB_Command`` (:data:`CHECKSUM_FNS`). Per frame: the table walk
+    inlined. Hamming distance 5 over the 64 frame bits (module docstring, "Command checksum").
+    """
+    table = _CRC12_BYTES
+    crc = 0xFFF
+    crc = ((crc << 8) & 0xFFF) ^ table[((crc >> 4) ^ arbitration_id) & 0xFF]
+    for b in data[:6]:
+        crc = ((crc << 8) & 0xFFF) ^ table[((crc >> 4) ^ b) & 0xFF]
+    crc = ((crc << 4) & 0xFFF) ^ _CRC12_NIBBLES[((crc >> 8) ^ data[6]) & 0xF]
+    return crc ^ 0xFFF
+
+
+def seal_command(arbitration_id: int, data: bytes | bytearray) -> bytes:
+    """Return a ``VB_Command`` payload with bits 52..63 replaced by its 12-bit checksum.
+
+    Parameters
+    ----------
+    arbitration_id : int
+        The arbitration ID the command is sent on (its low byte is the data ID).
+    data : bytes-like, length 8
+        Frame payload; the high nibble of byte 6 and byte 7 are overwritten.
+
+    Returns
+    -------
+    bytes
+        8 bytes: byte 6 high nibble = checksum bits 0..3, byte 7 = checksum bits 4..11
+        (the Intel 12-bit signal at bit 52 of ``dbc/qiki.dbc``).
+
+    Raises
+    ------
+    ProtocolError
+        If ``data`` is not 8 bytes long.
+    """
+    if len(data) != 8:
+        raise ProtocolError(f"valve board frames are 8 bytes, got {len(data)}")
+    out = bytearray(data)
+    crc = command_checksum(arbitration_id, out)
+    out[6] = (out[6] & 0x0F) | ((crc & 0x0F) << 4)
+    out[7] = crc >> 4
+    return bytes(out)
+
+
+def command_checksum_ok(arbitration_id: int, data: bytes | bytearray) -> bool:
+    """Return True when an 8-byte ``VB_Command``'s bits 52..63 match :func:`command_checksum` (F01)."""
+    return len(data) == 8 and ((data[6] >> 4) | (data[7] << 4)) == command_checksum(arbitration_id, data)
+
+
+#: The ``checksum_fn`` of each message's checksum signal (CRC-12 command, CRC-8 status and
+#: heartbeat), for ingress checkers and bus monitors.
+CHECKSUM_FNS = {COMMAND: command_checksum, STATUS: e2e_checksum, HEARTBEAT: e2e_checksum}
+
+
 def next_counter(counter: int) -> int:
     """Alive counter after ``counter`` (0..15 rolling)."""
     return (counter + 1) % COUNTER_MODULO
@@ -296,7 +395,7 @@ def command_signals(duty_raw: Sequence[int], counter: int) -> dict[str, float]:
     -------
     dict of str to float
         ``VB_Cmd_Duty1..8`` in % and ``VB_Cmd_Counter``, ``VB_Cmd_Checksum`` (0), for
-        ``DbcCodec.encode`` followed by :func:`seal`.
+        ``DbcCodec.encode`` followed by :func:`seal_command`.
     """
     sigs: dict[str, float] = {name: 0 for name in DUTY_SIGNALS}
     # fewer than 8 duties: the missing valves stay 0

@@ -126,6 +126,7 @@ class CanPort:
         self._consecutive_rx_failures = 0
         self._frame_state = BusState.ACTIVE
         self._state = BusState.ACTIVE
+        self._entered_passive = False  # this poll moved the state into PASSIVE (B05 warning)
         self.last_handler_error: BaseException | None = None
         self.last_send_error: BaseException | None = None
         self.last_rx_error: BaseException | None = None
@@ -393,11 +394,14 @@ class CanPort:
         if not isinstance(bus_state, BusState):
             bus_state = BusState.ACTIVE
         new = max(bus_state, self._frame_state, key=_SEVERITY.__getitem__)
+        self._entered_passive = False
         if new is not self._state:
             if new is BusState.ERROR:
                 self._counts["bus_off"] += 1
             elif new is BusState.PASSIVE:
                 self._counts["error_passive"] += 1
+                self._entered_passive = True
+                _log.warning("CAN controller error-passive (B05)")
             self._state = new
 
     @property
@@ -414,6 +418,11 @@ class CanPort:
     def error_passive(self) -> bool:
         """True when the controller is error-passive (SAFETY.md B05)."""
         return self._state is BusState.PASSIVE
+
+    @property
+    def entered_error_passive(self) -> bool:
+        """True when the last :meth:`poll` moved the bus into error-passive (B05: warn once per entry)."""
+        return self._entered_passive
 
     @property
     def consecutive_send_failures(self) -> int:

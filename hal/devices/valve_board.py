@@ -3,7 +3,8 @@
 Consumes ``VB_Status`` and ``VB_Heartbeat`` through the generic ingress checker (DLC,
 E2E checksum, alive counter, DBC range, freshness; the heartbeat carries the same
 CRC-8/counter protection as the status since issue 15), produces ``VB_Command`` frames with
-counter and checksum filled. No I/O of its own: the loop registers
+counter and 12-bit CRC filled (issue 15: HD 5 over the frame, where the CRC-8 had 3).
+No I/O of its own: the loop registers
 :meth:`ValveBoardDriver.on_frame` with a :class:`~hal.can.port.CanPort` for every ID in
 :attr:`ValveBoardDriver.arbitration_ids` and sends what :meth:`command_frame` returns.
 
@@ -85,6 +86,7 @@ class ValveBoardDriver:
                 raise BusConfigError(
                     f"{', '.join(codec.dbc_paths)}: {vb.COMMAND} cannot carry "
                     f"{vb.raw_to_duty_pct(duty_raw):g} % duty: {exc}") from exc
+        self._require_command_checksum_layout(codec)
         self._command_id = self._codec.frame_id(vb.COMMAND)
         self._status_id = self._codec.frame_id(vb.STATUS)
         self._heartbeat_id = self._codec.frame_id(vb.HEARTBEAT)
@@ -94,6 +96,23 @@ class ValveBoardDriver:
         self._rebooted = False
         self.reboot_count = 0
         self._seen_operational = False
+
+    def _require_command_checksum_layout(self, codec: DbcCodec) -> None:
+        """Refuse a DBC whose ``VB_Cmd_Checksum`` is not the 12 bits :func:`vb.seal_command` fills (K02)."""
+        sig = vb.command_signals([0] * vb.MAX_VALVES, 0)
+        sig[vb.CHECKSUM_SIGNALS[vb.COMMAND]] = (1 << vb.COMMAND_CHECKSUM_BITS) - 1
+        try:
+            data = bytes(self._codec.encode(vb.COMMAND, sig).data)
+        except CanEncodeError as exc:
+            data = None
+            why = str(exc)
+        want = ((1 << vb.COMMAND_CHECKSUM_BITS) - 1) << vb.COMMAND_CHECKSUM_START_BIT
+        if data is None or int.from_bytes(data, "little") != want:
+            got = "" if data is None else f"; it encodes as {data.hex()}"
+            raise BusConfigError(
+                f"{', '.join(codec.dbc_paths)}: {vb.COMMAND} checksum must be 12 bits at bit "
+                f"{vb.COMMAND_CHECKSUM_START_BIT} (CRC-12, issue 15){got}"
+                + (f": {why}" if data is None else ""))
 
     # ------------------------------------------------------------------ snapshot
     #: A snapshot's fields (issue 12 part 4): what the driver learnt from its bus; the rest is configuration.
@@ -240,7 +259,8 @@ class ValveBoardDriver:
         Returns
         -------
         can.Message
-            Standard-ID frame with the alive counter (+1 per call) and the E2E checksum.
+            Standard-ID frame with the alive counter (+1 per call) and the 12-bit E2E CRC
+            (:func:`firmware_bridge.protocols.valve_board.seal_command`).
 
         Raises
         ------
@@ -251,7 +271,7 @@ class ValveBoardDriver:
             raise ValueError(f"expected {self.n_valves} duties, got {len(duty_pct)}")
         raw = [vb.duty_pct_to_raw(d) for d in duty_pct]
         msg = self._codec.encode(vb.COMMAND, vb.command_signals(raw, self._counter))
-        msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
+        msg.data = bytearray(vb.seal_command(msg.arbitration_id, msg.data))
         self._counter = vb.next_counter(self._counter)
         return msg
 

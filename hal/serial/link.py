@@ -21,6 +21,7 @@ Using a link after an explicit ``close()`` is a programming error and raises Bus
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import tty
@@ -171,6 +172,8 @@ class PySerialLink(_LinkState):
         self._failed = False
         self._tx_queue = bytearray()
         self._fd: int | None = None
+        self._present = True  # fault knobs (simulate_unplug): the device is there
+        self._pending_unplug = False
         self._ser = self._open()
 
     def _open(self) -> serial.SerialBase:
@@ -245,6 +248,8 @@ class PySerialLink(_LinkState):
         """Non-blocking read of up to ``max_bytes`` bytes (see :class:`SerialLink`)."""
         if not self._check_usable():
             return b""
+        if self._pending_unplug:
+            raise self._unplugged("read")
         import serial
 
         try:
@@ -267,6 +272,8 @@ class PySerialLink(_LinkState):
         """
         if not self._check_usable():
             return 0
+        if self._pending_unplug:
+            raise self._unplugged("write")
         import serial
 
         if not isinstance(data, (bytes, bytearray)):
@@ -307,8 +314,32 @@ class PySerialLink(_LinkState):
             logger.debug("closing %s before reopening failed: %s", self.url, exc)
         self._ser = None
         self._failed = True
+        if not self._present:
+            raise DeviceUnavailableError(f"serial link {self.url}: cannot open: device unplugged")
         self._ser = self._open()
         self._failed = False
+        self._pending_unplug = False
+
+    # ---- fault knobs (fault plans: SAFETY.md D12)
+    def simulate_unplug(self) -> None:
+        """Make the device disappear, as a USB adapter pulled out.
+
+        The next :meth:`read` or :meth:`write` fails as pyserial's do then (``EIO``): the
+        port is closed and :class:`~hal.errors.BusError` raised once; :meth:`reopen`
+        raises :class:`~hal.errors.DeviceUnavailableError` until :meth:`simulate_replug`.
+        May be called from another thread than the one doing the I/O (a flag is set).
+        """
+        self._present = False
+        if self.is_open:
+            self._pending_unplug = True
+
+    def simulate_replug(self) -> None:
+        """Bring the device back: a following :meth:`reopen` opens the port again."""
+        self._present = True
+
+    def _unplugged(self, what: str) -> BusError:
+        self._pending_unplug = False
+        return self._fail(what, OSError(errno.EIO, "Input/output error (device unplugged)"))
 
     def close(self) -> None:
         """Close the port; idempotent.

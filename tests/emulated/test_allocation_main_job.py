@@ -22,6 +22,7 @@ def run_with(tmp_path, repo_root, rig_with_faults):
 
 @pytest.mark.slow
 def test_one_valve_stuck_closed_mission_still_completes(run_with):
+    """D06 one valve stuck closed: the thruster is latched failed, the allocator re-plans, the mission completes."""
     status, summary, _ = run_with([{"at_s": 10.0, "target": "valves", "fault": "valve_stuck_closed", "valve": 0}])
     assert summary["result"] == "completed", summary["result"]
     assert status == 0
@@ -33,6 +34,7 @@ def test_one_valve_stuck_closed_mission_still_completes(run_with):
 
 
 def test_second_valve_breaking_the_span_goes_safe(run_with):
+    """D06 a second stuck valve leaves a wrench the rest cannot span: safe."""
     faults = [
         {"at_s": 10.0, "target": "valves", "fault": "valve_stuck_closed", "valve": 0},
         {"at_s": 14.0, "target": "valves", "fault": "valve_stuck_closed", "valve": 2},  # t1 and t3: no -Fx left

@@ -34,7 +34,8 @@ def _frames() -> list[can.Message]:
 
     def sealed(name: str, sig: dict, t: float) -> can.Message:
         msg = codec.encode(name, sig)
-        msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
+        seal = vb.seal_command if name == vb.COMMAND else vb.seal
+        msg.data = bytearray(seal(msg.arbitration_id, msg.data))
         msg.timestamp = t
         return msg
 

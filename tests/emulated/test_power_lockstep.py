@@ -131,6 +131,7 @@ def test_config_exception_fails_post_with_reason(bench):
 
 
 def test_absent_bms_fails_post_naming_it(bench):
+    """D07 board absent at POST (the BMS): the POST report names it."""
     bench.link.attach(1, _Absent())
     bench.poller.step()
     report = bms_post_report(bench.bms_snap(), 8)

@@ -89,6 +89,7 @@ def test_hello_on_request(rig):
     ids=["old-fw", "too-new-fw", "fault-flag", "no-heartbeats", "silent"],
 )
 def test_post_failures_name_the_reason(emu_kw, knob, spec, expect):
+    """D07: a failed MCU POST names the board and the reason (absent, stale, firmware, ...)."""
     r = Rig(emu_kw=emu_kw)
     if knob:
         setattr(r.emu, *knob)
@@ -262,6 +263,7 @@ def test_heartbeat_carries_host_state(given, sent):
 
 
 def test_garbage_resync_is_counted(rig):
+    """D08 MCU sends garbage: the framer resynchronises and counts the bad frames."""
     rig.tick(5)
     before = rig.drv.stats()
     rig.emu.inject_garbage(b"\x13\x37\xff" * 30 + b"\x00")  # framed-looking junk
@@ -287,6 +289,7 @@ def test_sequence_gaps_counted_per_message(rig):
 
 
 def test_silent_mcu_goes_stale_after_three_periods(rig):
+    """D08 MCU stops sending: stale after three periods (the vehicle goes safe on it)."""
     rig.tick(5)
     rig.emu.silent = True
     rig.tick(2)

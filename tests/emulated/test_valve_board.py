@@ -183,6 +183,7 @@ def test_reboot_detected_latched_and_post_again(rig):
 
 
 def test_post_absent_board(codec):
+    """D07 board absent at POST: the report names the board and says it is absent."""
     r = Rig(codec)
     try:
         r.emu.silent = True
@@ -214,6 +215,7 @@ def test_post_stuck_valve_reports_fault_and_never_opens(rig):
 
 
 def test_heartbeat_loss_detected_within_three_periods_plus_a_tick(rig):
+    """D04 valve board heartbeat lost: not fresh within 3 heartbeat periods plus one tick."""
     rig.run_until(1.0)
     assert rig.driver.heartbeat_fresh(1.0)
     rig.emu.silent = True
@@ -234,7 +236,7 @@ def test_bad_commands_ignored_by_firmware(rig, codec):
     bad_crc.data[7] ^= 0xFF
     bad_range = rig.driver.command_frame([0] * 8)
     bad_range.data[0] = 51                          # raw 51 = 102 %: invalid
-    bad_range.data = bytearray(vb.seal(0x101, bad_range.data))
+    bad_range.data = bytearray(vb.seal_command(0x101, bad_range.data))
     repeat = can.Message(arbitration_id=0x101, is_extended_id=False, data=good.data)
     for m in (good, bad_crc, bad_range, repeat):
         rig.host_bus.send(m)
@@ -264,6 +266,7 @@ def test_command_frame_quantises_and_counts(codec):
     assert [dec[f"VB_Cmd_Duty{i}"] for i in range(1, 9)] == [34, 100, 0, 0, 2, 0, 0, 100]
     assert [codec.decode(f).signals["VB_Cmd_Counter"] for f in frames] == \
         list(range(16)) + [0]
-    assert all(vb.checksum_ok(0x101, f.data) for f in frames)
+    assert all(vb.command_checksum_ok(0x101, f.data) for f in frames)  # CRC-12 (issue 15)
+    assert all(codec.decode(f).raw["VB_Cmd_Checksum"] == vb.command_checksum(0x101, f.data) for f in frames)
     with pytest.raises(ValueError):
         drv.command_frame([0] * 7)

@@ -2,8 +2,8 @@
 
 T04 and T05 kill a real ``qiki run`` process (SIGKILL: no handler runs, as a power cut)
 in lockstep, where the emulators live in the same process and die with it; the restart
-is a new process. (The variant with ``qiki emulate`` in its own process needs the
-real-time path and is not here: see docs/safety.md.)
+is a new process. The variant with ``qiki emulate`` in its own process (T03 and T04, on
+the real-time path) is ``tests/safety/test_process_two_process.py``.
 """
 
 from __future__ import annotations

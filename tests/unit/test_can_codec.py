@@ -44,10 +44,10 @@ def test_layout_ids_cycle_times(codec):
 def test_encode_exact_bytes_hand_computed(codec):
     # Duty1 = 100 % (raw 50 = 0b110010) at bits 0-5, Duty2 = 2 % (raw 1) at bits 6-11,
     # Duty8 = 98 % (raw 49 = 0b110001) at bits 42-47, counter 5 at bits 48-51,
-    # checksum 0xA5 in byte 7.
-    # byte 0 = 0b01_110010 = 0x72; byte 5 = raw49 << 2 = 0xC4; byte 6 = 0x05.
-    msg = codec.encode("VB_Command", _cmd((100, 2, 0, 0, 0, 0, 0, 98), 5, 0xA5))
-    assert bytes(msg.data) == bytes([0x72, 0x00, 0x00, 0x00, 0x00, 0xC4, 0x05, 0xA5])
+    # 12-bit checksum 0xA5C at bits 52-63 (low nibble C in byte 6's high nibble, 0xA5 in byte 7).
+    # byte 0 = 0b01_110010 = 0x72; byte 5 = raw49 << 2 = 0xC4; byte 6 = 0xC5.
+    msg = codec.encode("VB_Command", _cmd((100, 2, 0, 0, 0, 0, 0, 98), 5, 0xA5C))
+    assert bytes(msg.data) == bytes([0x72, 0x00, 0x00, 0x00, 0x00, 0xC4, 0xC5, 0xA5])
     assert msg.arbitration_id == 0x101
     assert msg.is_extended_id is False
     assert msg.dlc == 8

@@ -81,6 +81,7 @@ def test_without_both_forward_thrusters_cannot_push_forward():
 
 
 def test_allocator_spans_tracks_failures():
+    """D06: ``ExactAllocator.spans`` follows the failed thrusters (re-plan if the rest spans, else safe)."""
     B = effectiveness(RIG_POS, RIG_DIR)
     alloc = ExactAllocator(B, np.ones(8))
     assert alloc.spans()[0]

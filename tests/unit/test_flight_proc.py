@@ -111,3 +111,77 @@ def test_open_recorder_falls_back_to_the_in_process_one(tmp_path: Path, monkeypa
     rec2.close()
     with pytest.raises(OSError):
         open_recorder(tmp_path / "missing" / "c.mcap", realtime=False)
+
+
+def test_numpy_values_and_unpicklable_messages(tmp_path: Path) -> None:
+    """NumPy values reach the child as such; a message that does not pickle takes the parent's encoder."""
+    np = pytest.importorskip("numpy")
+
+    class Listy:  # local: does not pickle, but encodes (``tolist``)
+        def tolist(self) -> list[int]:
+            return [7]
+
+    class Unencodable:  # local: neither pickles nor encodes
+        pass
+
+    msgs: list[tuple[str, int, dict[str, object]]] = [
+        ("/a", 0, {"tick": 0, "x": 1.5}),
+        ("/a", 1, {"tick": 1, "x": np.float64(2.25), "n": np.int64(3)}),
+        ("/a", 2, {"tick": 2, "x": np.float64("nan")}),
+        ("/a", 3, {"tick": 3, "x": [1, 2], "f": np.arange(3.0)}),
+        ("/a", 4, {"tick": 4, "l": Listy(), "y": float("inf")}),
+    ]
+    msgs.insert(4, ("/a", 4, {"tick": 4, "l": Unencodable()}))  # an error on both sides, nothing written
+    a = FlightRecorder(tmp_path / "thread.mcap", realtime=False)
+    _write(a, msgs)
+    sa = a.close()
+    b = ProcessRecorder(tmp_path / "proc.mcap", realtime=False)
+    _write(b, msgs)
+    sb = b.close()
+    assert sb.errors == sa.errors == 1 and "message on channel 2" in sb.error_texts[0]
+    assert sb.nonfinite_replaced == sa.nonfinite_replaced == 2
+    assert (tmp_path / "proc.mcap").read_bytes() == (tmp_path / "thread.mcap").read_bytes()
+
+
+def test_rows_write_the_bytes_of_their_records(tmp_path: Path) -> None:
+    """A tap's row (keys, values; bytes as hex) gives the file of the record put as a dict."""
+    from controller.record.flight_log import FlightLog, MemorySink
+    from controller.record.flight_writer import row_record
+    from controller.record.taps import CAN_TX_KEYS, SERIAL_RX_KEYS, TickCursor, row_writer
+
+    rows = [("/out/can/can0", CAN_TX_KEYS, (k, 0, 0x100 + k, False, False, False, False, False, False, 8,
+                                            bytes([k % 256] * 8), True)) for k in range(300)]
+    rows += [("/in/serial/mcu", SERIAL_RX_KEYS, (k, 1, b"\x00\xff" * k)) for k in range(300)]
+    files = {}
+    for how in ("put", "row", "thread"):
+        rec: FlightRecorder | ProcessRecorder = (FlightRecorder(tmp_path / f"{how}.mcap", realtime=False,
+                                                                chunk_period_s=0.05) if how == "thread" else
+                                                 ProcessRecorder(tmp_path / f"{how}.mcap", realtime=False,
+                                                                 chunk_period_s=0.05))
+        cur = TickCursor()
+        log = FlightLog(rec, cur)
+        for i, (topic, keys, values) in enumerate(rows):
+            cur.now_ns = i * 1_000_000
+            if how == "put":
+                log.put(topic, row_record(keys, values))
+            else:
+                log.row(topic, keys, values)
+        st = rec.close()
+        assert st.errors == 0 and st.messages_written == len(rows)
+        files[how] = (tmp_path / f"{how}.mcap").read_bytes()
+    assert files["row"] == files["put"] == files["thread"]
+    assert validate(tmp_path / "row.mcap") == []
+    got = FlightRecord(tmp_path / "row.mcap").topic("/in/serial/mcu")[2]
+    assert got["data"] == "00ff00ff" and got["call"] == 1
+    mem = MemorySink()
+    row_writer(mem)(*rows[0])
+    seen: list[tuple[str, object]] = []
+
+    class PutOnly:
+        def put(self, topic: str, record: object) -> None:
+            seen.append((topic, record))
+
+    row_writer(PutOnly())(*rows[0])  # a sink without row(): the record is put
+    assert mem.records == seen == [("/out/can/can0", row_record(rows[0][1], rows[0][2]))]
+    with pytest.raises(ValueError):
+        row_record(("a", "b"), (1,))

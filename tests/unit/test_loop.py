@@ -39,6 +39,7 @@ class FakeClock:
 
 
 def test_realtime_overrun_is_counted_and_not_caught_up():
+    """T01 one overrun (here a 2.5 T tick): counted once; the loop resumes at the next future deadline, no burst."""
     clock = FakeClock()
     loop = FixedRateLoop(clock, 100.0, keep_ticks=True)
     starts = []

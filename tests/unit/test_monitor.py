@@ -34,7 +34,7 @@ def cmd(model, counter: int, duty_pct: float = 0.0, t: float = 0.0) -> can.Messa
     codec = _node_codec(model)
     raw = [vb.duty_pct_to_raw(duty_pct)] + [0] * 7
     msg = codec.encode(vb.COMMAND, vb.command_signals(raw, counter))
-    msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
+    msg.data = bytearray(vb.seal_command(msg.arbitration_id, msg.data))
     msg.timestamp = t
     return msg
 
@@ -53,6 +53,7 @@ def test_model_places_the_devices_messages(model):
     by_name = {s.name: s for s in model.specs}
     assert by_name["VB_Command"].arbitration_id == 0x101 and by_name["VB_Command"].counter_signal == "VB_Cmd_Counter"
     assert by_name["VB_Status"].checksum_fn is vb.e2e_checksum
+    assert by_name["VB_Command"].checksum_fn is vb.command_checksum  # CRC-12 since issue 15
     assert by_name["VB_Heartbeat"].checksum_signal == "VB_HB_Checksum"  # E2E-protected since issue 15
     assert by_name["ARS408_ObjGeneral"].list_message and not by_name["ARS408_ObjStatus"].list_message
     assert by_name["ARS408_ObjStatus"].period_s == pytest.approx(0.072)

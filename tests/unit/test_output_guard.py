@@ -13,6 +13,7 @@ def test_zero_unless_allowed():
 
 
 def test_clamp_and_rate_limit_uses_real_dt():
+    """T01: the rate limit uses the tick's real ``dt_s`` (a 5 ms tick allows half the step of a 10 ms one)."""
     g = OutputGuard([1.0, 1.0], 50.0)
     assert g.apply([5.0, -1.0], allow=True, dt_s=0.01) == [0.5, 0.0]
     assert g.apply([5.0, 0.2], allow=True, dt_s=0.005) == [0.75, 0.2]
