@@ -63,6 +63,7 @@ corpus: $(STAMP)
 # `make bench`: every bench writes its JSON into $(BENCH_OUT), then one table (issue 16)
 BENCH_OUT ?= runs/bench
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]' || echo "bench: daqp not installed; bench/allocation.py skips the daqp comparison"
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/allocation.py > $(BENCH_OUT)/allocation.json
 	$(PY) bench/codec.py > $(BENCH_OUT)/codec.json

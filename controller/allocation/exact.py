@@ -35,23 +35,30 @@ volume and searched in prefixes (a few hundred cells first), and the whole table
 those miss. Bases sharing a degenerate dual vertex (exact ties) are all tried. The cell of
 the last tick is tried first while the demand stays in it (warm start).
 
-*Demands outside Z* whose weighted projection lies inside a facet ``f`` of Z are solved in
-closed form: ``tau = v_f + B_S t + s W^-2 n_f`` with ``0 <= t <= u_max`` and ``s >= 0`` is
-the KKT certificate; the facet is the most violated one (for a projection inside facet
-``f``, ``n_f`` is the unique maximiser of ``n' tau - support(n)``), and the inverse of
-``[B_S | W^-2 n_f]`` is tabulated per geometry.
+*Demands outside Z* are recognised by a violated facet (after the first point-location
+tier misses, or at once when the demand lies outside Z's axis-aligned bounding box, a few
+comparisons). Those whose weighted projection lies inside a facet ``f`` of Z have a closed
+form: ``tau = v_f + B_S t + s W^-2 n_f`` with ``0 <= t <= u_max`` and ``s >= 0`` is the KKT
+certificate; the facet is the most violated one (for a projection inside facet ``f``,
+``n_f`` is the unique maximiser of ``n' tau - support(n)``).
 
-*Other infeasible demands* (projection on a lower-dimensional face) go through a primal
-active-set method for bound-constrained least squares (Lawson & Hanson 1974, ch. 23; Stark
-& Parker 1995, "Bounded-variable least-squares"), warm-started from the most violated
-facet's vertex with the facet's thrusters at their plane coordinates. Its free set always
-has independent columns, so every subspace solve is a look-up of the free set's
-pseudo-inverse, tabulated per failure set for all column subsets of size <= m. With axis
-priorities, one stage per priority group keeps the earlier groups' wrench as equality
-constraints (Nocedal & Wright 2006, section 16.5). The secondary objective is then the same
-point location at the achieved wrench ``y*`` (``y*`` lies in ``Z``) when the least-squares
-minimiser is not unique. A general active-set LP stage is the fallback when no cell
-applies (rank-deficient geometry after failures).
+*Every infeasible demand* goes through a primal active-set method for bound-constrained
+least squares (Lawson & Hanson 1974, ch. 23; Stark & Parker 1995, "Bounded-variable
+least-squares"), started at the most violated facet's vertex with the facet's thrusters
+free, so that its first iteration is the facet's closed form above. Its free set ``F``
+always has independent columns, and every thruster outside ``F`` sits on a bound, so the
+subspace minimiser ``z = pinv(A_F) (W tau - A_U u_max_U)`` and the gradient there are both
+linear in ``[tau; 1_U]`` (``U`` the thrusters at ``u_max``): one tabulated matrix per free
+set (all column subsets of size <= m, per failure set) gives both in one product per
+iteration (:func:`_kkt_table`, :func:`_bvls_kkt`). A bound thruster whose own minimiser
+lies beyond its other bound is moved there directly (a strict descent) instead of being
+freed and stepped back. Above :data:`MAX_KKT_ENTRIES` the iterations look up the subsets'
+pseudo-inverses instead (two products each). With axis priorities, one stage per priority
+group keeps the earlier groups' wrench as equality constraints (Nocedal & Wright 2006,
+section 16.5). The secondary objective is then the same point location at the achieved
+wrench ``y*`` (``y*`` lies in ``Z``) when the least-squares minimiser is not unique. A
+general active-set LP stage is the fallback when no cell applies (rank-deficient geometry
+after failures).
 
 Failed thrusters: *stuck closed* are removed (``u_i = 0``); *stuck open* produce a known
 constant force ``f_i`` whose wrench ``b_i f_i`` is subtracted from the demand before the
@@ -68,7 +75,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from operator import le as _le
+from operator import mul as _mul
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -85,9 +93,14 @@ MAX_CELLS = 20000
 _BASIS_RCOND = 1e-9
 
 _isfinite = math.isfinite
+_new_object = object.__new__
 
 #: Largest number of column subsets (size <= m) whose pseudo-inverses are tabulated.
 MAX_SUBSETS = 20000
+
+#: Largest number of float64 entries of the fused active-set matrices per failure set
+#: (:func:`_kkt_table`; 6 x 12 needs about 0.8 million, 6 x 16 about 7 million).
+MAX_KKT_ENTRIES = 2_000_000
 
 #: Point location searches the volume-sorted cell table in prefixes: the first holds
 #: ``max(LOCATE_TIER_MIN, K // 10)`` cells, the second ``max(4 * LOCATE_TIER_MIN, 2K // 5)``
@@ -95,7 +108,6 @@ MAX_SUBSETS = 20000
 LOCATE_TIER_MIN = 192
 
 
-@dataclass(slots=True)
 class AllocationResult:
     """Outcome of one allocation.
 
@@ -113,13 +125,95 @@ class AllocationResult:
     weighted_error : float
         ``|| diag(axis_weights) (achieved - demand) ||_2`` (same units as the weighted
         wrench).
+
+    Notes
+    -----
+    :meth:`ExactAllocator.allocate` returns the thrusts only and derives the other four
+    at their first access (then keeps them), with the same numpy operations as computing
+    them at once (the same bits): a caller that reads only ``thrust_n`` does not pay for
+    them. The result holds its own copy of the demand; do not modify ``thrust_n`` before
+    reading the others. Built with all five values (as :class:`PinvClipAllocator` does),
+    nothing is deferred.
     """
 
+    __slots__ = ("thrust_n", "_achieved", "_unallocated", "_saturated", "_error", "_demand", "_src")
     thrust_n: np.ndarray
-    achieved_wrench: np.ndarray
-    unallocated_wrench: np.ndarray
-    saturated: np.ndarray
-    weighted_error: float
+    _achieved: np.ndarray | None
+    _unallocated: np.ndarray | None
+    _saturated: np.ndarray | None
+    _error: float | None
+    _demand: np.ndarray | list[float]
+    _src: tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+    def __init__(
+        self, thrust_n: np.ndarray, achieved_wrench: np.ndarray, unallocated_wrench: np.ndarray,
+        saturated: np.ndarray, weighted_error: float,
+    ) -> None:
+        self.thrust_n = thrust_n
+        self._achieved = achieved_wrench
+        self._unallocated = unallocated_wrench
+        self._saturated = saturated
+        self._error = weighted_error
+
+    @classmethod
+    def _deferred(cls, thrust_n: np.ndarray, demand: np.ndarray | list[float],
+                  src: tuple[np.ndarray, np.ndarray, np.ndarray | None]) -> AllocationResult:
+        """Thrusts now, the rest at first access.
+
+        ``demand``: the allocator's own float array of the demand, or its values as Python
+        floats (never the caller's array); ``src`` is ``(B, saturation thresholds (N,),
+        axis weights or None for unit weights)``.
+        """
+        r = _new_object(cls)
+        r.thrust_n = thrust_n
+        r._achieved = r._unallocated = r._saturated = r._error = None
+        r._demand = demand
+        r._src = src
+        return r
+
+    @property
+    def achieved_wrench(self) -> np.ndarray:
+        """``B @ thrust_n`` (see the class docstring)."""
+        a = self._achieved
+        if a is None:
+            a = self._achieved = self._src[0].dot(self.thrust_n)
+        return a
+
+    @property
+    def unallocated_wrench(self) -> np.ndarray:
+        """``demand - achieved_wrench`` (see the class docstring)."""
+        d = self._unallocated
+        if d is None:
+            a = self._achieved
+            if a is None:
+                a = self._achieved = self._src[0].dot(self.thrust_n)
+            # (the same subtraction on the same values when the demand is kept as floats)
+            dem = self._demand
+            d = self._unallocated = (dem if type(dem) is np.ndarray else np.array(dem)) - a
+        return d
+
+    @property
+    def saturated(self) -> np.ndarray:
+        """Healthy thrusters at their maximum thrust (see the class docstring)."""
+        s = self._saturated
+        if s is None:
+            s = self._saturated = self.thrust_n >= self._src[1]
+        return s
+
+    @property
+    def weighted_error(self) -> float:
+        """``|| diag(axis_weights) (achieved - demand) ||_2`` (see the class docstring)."""
+        e = self._error
+        if e is None:
+            d = self.unallocated_wrench
+            w = self._src[2]
+            e = self._error = math.hypot(*(d if w is None else w * d).tolist())
+        return e
+
+    def __repr__(self) -> str:
+        return (f"AllocationResult(thrust_n={self.thrust_n!r}, achieved_wrench={self.achieved_wrench!r}, "
+                f"unallocated_wrench={self.unallocated_wrench!r}, saturated={self.saturated!r}, "
+                f"weighted_error={self.weighted_error!r})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -222,6 +316,65 @@ def _subset_pinv_table(A: np.ndarray) -> dict[int, tuple[np.ndarray, list[int], 
     return table
 
 
+def _kkt_table(
+    A: np.ndarray, w: np.ndarray, hi: np.ndarray, sub: dict[int, tuple[np.ndarray, list[int], np.ndarray]] | None,
+) -> dict[int, tuple[list[int], np.ndarray]] | None:
+    """Fused subspace solve and gradient of every free set, one matrix per set.
+
+    For a free set ``F`` (independent columns) with every other thruster on a bound (``U``
+    the ones at ``u_max``), the subspace minimiser of ``||A u - W tau||`` is
+    ``z = P_F (W tau - A_U hi_U)`` (``P_F = pinv(A_F)``) and the gradient of
+    ``0.5 ||A u - W tau||^2`` there is ``g = -A' Q_F (W tau - A_U hi_U)`` with
+    ``Q_F = I - A_F P_F``. Both are linear in ``x = [tau; 1_U]``, so ``[z; g] = K_F x``::
+
+        K_F = [[ P_F W,        -(P_F A) diag(hi)  ],
+               [-A' Q_F W,     (A' Q_F A) diag(hi)]]     shape (|F| + n, m + n)
+
+    Parameters
+    ----------
+    A : numpy.ndarray, shape (m, n)
+        Weighted effectiveness ``W B`` of the healthy thrusters.
+    w : numpy.ndarray, shape (m,)
+        Axis weights (the diagonal of ``W``).
+    hi : numpy.ndarray, shape (n,)
+        Upper bounds ``u_max``, N.
+    sub : dict or None
+        :func:`_subset_pinv_table` of ``A`` (its keys are the independent column subsets).
+
+    Returns
+    -------
+    dict or None
+        Bit mask of ``F`` (0: no free thruster) -> ``(columns of F as a list, K_F)``; None
+        when ``sub`` is None, there is no healthy thruster, or the matrices would hold more
+        than :data:`MAX_KKT_ENTRIES` numbers (then the active set uses ``sub``).
+    """
+    m, n = A.shape
+    if sub is None or n == 0:
+        return None
+    rows = n + sum(len(lst) + n for _, lst, _ in sub.values())
+    if rows * (m + n) > MAX_KKT_ENTRIES:
+        return None
+    wc, hc = w[None, None, :], hi[None, None, :]
+    table: dict[int, tuple[list[int], np.ndarray]] = {
+        0: ([], np.ascontiguousarray(np.concatenate([-A.T * w[None, :], (A.T @ A) * hi[None, :]], axis=1))),
+    }
+    by_size: dict[int, list[tuple[int, list[int], np.ndarray]]] = {}
+    for mask, (_, lst, P) in sub.items():
+        by_size.setdefault(len(lst), []).append((mask, lst, P))
+    for items in by_size.values():
+        P = np.stack([p for _, _, p in items])  # (C, k, m)
+        idx = np.array([lst for _, lst, _ in items], dtype=np.intp)  # (C, k)
+        AF = A.T[idx].transpose(0, 2, 1)  # (C, m, k)
+        Q = np.eye(m)[None] - AF @ P  # (C, m, m): projector on the complement of range(A_F)
+        AQ = A.T[None] @ Q  # (C, n, m)
+        Kz = np.concatenate([P * wc, -(P @ A) * hc], axis=2)
+        Kg = np.concatenate([-AQ * wc, (AQ @ A) * hc], axis=2)
+        K = np.ascontiguousarray(np.concatenate([Kz, Kg], axis=1))
+        for (mask, lst, _), Kc in zip(items, K, strict=True):
+            table[mask] = (lst, Kc)
+    return table
+
+
 def _positive_finite(values: ArrayLike | None, size: int, name: str, what: str) -> np.ndarray:
     """``values`` as a float vector of ``size`` positive finite entries (None: all ones).
 
@@ -300,6 +453,8 @@ class _Context:
         "facet_up", "facet_pinv", "fac_T", "fac_Q", "fac_q", "fac_simple", "f_tol", "G", "A_all",
         "groups_A", "groups_rows", "prefix_E", "g_scale", "loc_tiers", "sub_pinv", "A_all_T",
         "u_max_list", "facet_v", "facet_S", "facet_side", "inv_u_max_max", "tiers_partial", "fast",
+        "kkt", "kkt_x", "w_list", "g_diag", "result_src", "screen_first", "box_lo", "box_hi",
+        "facet_u0", "facet_side0", "facet_mask", "facet_upx", "screened",
     )
     # healthy thrusters and stuck-open forces
     active: np.ndarray  # (N,) bool
@@ -347,6 +502,19 @@ class _Context:
     A_all_T: np.ndarray
     u_max_list: list[float]
     sub_pinv: dict[int, tuple[np.ndarray, list[int], np.ndarray]] | None
+    kkt: dict[int, tuple[list[int], np.ndarray]] | None
+    kkt_x: np.ndarray  # (m + n_act,): [tau_h; 1 where the thruster sits at u_max]
+    w_list: list[float]
+    g_diag: list[float]
+    result_src: tuple[np.ndarray, np.ndarray, np.ndarray | None]
+    screen_first: bool  # healthy, tiered, fused tables, one group: allocate screens after tier 0
+    box_lo: list[float]  # (m,) bounding box of the attainable set, a little enlarged
+    box_hi: list[float]
+    facet_u0: list[list[float]]
+    facet_side0: list[list[float]]
+    facet_mask: list[int]
+    facet_upx: np.ndarray  # (F, n_act)
+    screened: int  # the violated facet the last point location's screen found, or -1
     groups_A: list[np.ndarray]
     groups_rows: list[np.ndarray]
     prefix_E: list[np.ndarray | None]
@@ -405,6 +573,7 @@ class ExactAllocator:
         m, n = self.B.shape
         self.axis_weights = w
         self._unit_weights = bool(np.all(w == 1.0))
+        self._weights = None if self._unit_weights else w
         self.cost = _positive_finite(cost, n, "cost", "weights")
         groups: list[list[int]] = []
         seen: set[int] = set()
@@ -592,12 +761,15 @@ class ExactAllocator:
             inv_hi = 1.0 / ctx.u_max_act
             ctx.cell_Ua = np.ascontiguousarray(
                 np.concatenate([U, -o[:, :, None]], axis=2) * inv_hi[None, :, None])
-            if ctx.full:
+            if not ctx.has_open:  # (stuck open: the demand needs its offset first)
                 tol_f = 1e-12  # ctx.tol_u as a fraction of full thrust
                 ctx.fast = (ctx.ya, ctx.cell_Ua, ctx.loc_tiers, ctx.u_max_act, -tol_f, 1.0 + tol_f)
         # ---- facets of the healthy zonotope (normals, support values, start points)
         fac = self._facets
         ctx.fac_T = None
+        ctx.facet_u0, ctx.facet_side0, ctx.facet_mask = [], [], []
+        ctx.facet_upx = np.zeros((0, n_act))
+        ctx.screened = -1
         if fac.idx.shape[0] and K:
             fsel = np.all(active[fac.idx], axis=1)
             N_ = fac.normal[fsel]
@@ -628,6 +800,14 @@ class ExactAllocator:
             q = np.einsum("fij,fj->fi", Q, v)
             q[:, m - 1 : 2 * m - 2] -= ctx.u_max_act[ctx.facet_idx_act]
             ctx.fac_Q, ctx.fac_q = np.ascontiguousarray(Q), np.ascontiguousarray(q)
+            # starts of the fused active set (_solve_kkt): the facet's vertex pattern with
+            # its spanning thrusters free (at 0, their pattern value)
+            side0 = ctx.facet_side.copy()
+            side0[np.arange(F)[:, None], ctx.facet_idx_act] = 0.0
+            ctx.facet_u0 = ctx.facet_up.tolist()
+            ctx.facet_side0 = side0.tolist()
+            ctx.facet_mask = [sum(1 << i for i in S) for S in ctx.facet_S]
+            ctx.facet_upx = up_f.astype(float)
         # ---- least-squares stage matrices on the healthy columns
         w = self.axis_weights
         A_all = w[:, None] * ctx.B_act
@@ -638,6 +818,10 @@ class ExactAllocator:
         ctx.A_all_T = np.ascontiguousarray(A_all.T)
         ctx.u_max_list = ctx.u_max_act.tolist()
         ctx.sub_pinv = _subset_pinv_table(A_all)
+        ctx.kkt = _kkt_table(A_all, w, ctx.u_max_act, ctx.sub_pinv)
+        ctx.kkt_x = np.zeros(m + n_act)
+        ctx.w_list = w.tolist()
+        ctx.g_diag = np.diag(ctx.G).tolist()
         ctx.groups_A, ctx.groups_rows, ctx.prefix_E = [], [], []
         prev: list[int] = []
         for g in self.axis_priorities:
@@ -646,6 +830,15 @@ class ExactAllocator:
             ctx.groups_A.append(w[rows_g, None] * ctx.B_act[rows_g])
             ctx.prefix_E.append(ctx.B_act[prev] if prev else None)
             prev = prev + rows_g
+        ctx.result_src = (self.B, ctx.sat_thr, self._weights)
+        # bounding box of the healthy attainable set (per axis: the sum of the negative,
+        # resp. positive, parts), enlarged by far more than the sums' rounding
+        Bu = ctx.B_act * ctx.u_max_act[None, :]
+        slack = 1e-9 * (np.abs(Bu).sum(axis=1) + 1.0)
+        ctx.box_lo = (np.minimum(Bu, 0.0).sum(axis=1) - slack).tolist()
+        ctx.box_hi = (np.maximum(Bu, 0.0).sum(axis=1) + slack).tolist()
+        ctx.screen_first = (ctx.fast is not None and ctx.tiers_partial and ctx.fac_T is not None
+                            and ctx.kkt is not None and len(ctx.groups_A) == 1)
         self._contexts[key] = ctx
         return ctx
 
@@ -664,7 +857,8 @@ class ExactAllocator:
         -------
         AllocationResult
             Thrusts minimising the (prioritised) weighted wrench error, and among those the
-            least total thrust; achieved and unallocated wrench; saturation flags.
+            least total thrust; achieved and unallocated wrench, saturation flags and the
+            weighted error derived from them at first access (same values).
 
         Raises
         ------
@@ -680,70 +874,96 @@ class ExactAllocator:
         the least-thrust point location at the achieved wrench.
         """
         tau = np.asarray(wrench, dtype=float)
-        if tau.shape != self._shape or not all(map(_isfinite, tau.tolist())):
+        if tau.shape != self._shape:
             self._bad_wrench()
+        tl = tau.tolist()
+        if not all(map(_isfinite, tl)):
+            self._bad_wrench()
+        # the result keeps the demand: our own array, else (the caller's array) its floats
+        dem = tl if tau is wrench else tau
         ctx = self._ctx
         stats = self.stats
         stats["calls"] += 1
         fast = ctx.fast
+        boxed = True
         if fast is not None:
             # the per-tick path, inlined: point location by the last tick's cell, then the
             # big cells first; a cell whose fractions are all in [0, 1] is optimal (_locate),
             # its thrusts as in _thrust (the bounds' test reuses lo, hi)
+            # (the bounds' test on a list: min/max of a few Python floats beat two numpy
+            # reductions; the values are the same)
             ya, Ua, tiers, u_max, lo_f, hi_f = fast
             ya[:-1] = tau
             v = None
-            if ctx.warm_ok:
+            # outside the attainable set's bounding box (a few Python comparisons): no
+            # cell can contain the demand, straight to the facets
+            boxed = not ctx.screen_first or (all(map(_le, ctx.box_lo, tl)) and all(map(_le, tl, ctx.box_hi)))
+            if boxed and ctx.warm_ok:
                 v = Ua[ctx.last_cell].dot(ya)
-                lo, hi = v[v.argmin()], v[v.argmax()]
+                vl = v.tolist()
+                lo, hi = min(vl), max(vl)
                 if lo >= lo_f and hi <= hi_f:
                     stats["warm_hits"] += 1
                 else:
                     ctx.warm_ok = False
                     v = None
-            if v is None:
-                for T in tiers:
-                    k = ya.dot(T).argmax()
-                    v = Ua[k].dot(ya)
-                    lo, hi = v[v.argmin()], v[v.argmax()]
-                    if lo >= lo_f and hi <= hi_f:
-                        ctx.warm_ok = k == ctx.last_cell
-                        ctx.last_cell = k
-                        break
+            if v is None and boxed:
+                # the first tier only: after a miss, _locate screens the facets (a demand
+                # outside the attainable set skips the bigger tiers) before the rest
+                k = ya.dot(tiers[0]).argmax()
+                v = Ua[k].dot(ya)
+                vl = v.tolist()
+                lo, hi = min(vl), max(vl)
+                if lo >= lo_f and hi <= hi_f:
+                    ctx.warm_ok = k == ctx.last_cell
+                    ctx.last_cell = k
                 else:
                     v = None
+            u_act = None
             if v is not None:
                 stats["cell_hits"] += 1
                 if not (lo >= 0.0 and hi <= 1.0):  # rounding-level excess only
                     np.clip(v, 0.0, 1.0, out=v)
-                u = v * u_max
-                achieved = self.B.dot(u)
-                unalloc = tau - achieved
-                err = math.hypot(*(unalloc if self._unit_weights else self.axis_weights * unalloc).tolist())
-                return AllocationResult(u, achieved, unalloc, u >= ctx.sat_thr, err)
-        # failed thrusters, or the big cells missed: the whole table, then the outside paths
-        tau_h = tau - ctx.open_wrench if ctx.has_open else tau
-        u_act = self._locate(ctx, tau_h, ctx.tol_u, True, ctx.tiers_partial, tiers=fast is None)
-        if u_act is None:
-            u_act = self._outside(ctx, tau_h)
+                u_act = v * u_max
+                if ctx.full:
+                    return AllocationResult._deferred(u_act, dem, ctx.result_src)
+            else:
+                fac_T = ctx.fac_T
+                if ctx.screen_first and fac_T is not None:
+                    # outside the attainable set (a violated facet, the most violated one
+                    # the start): straight to the fused active set
+                    Vf = ya.dot(fac_T)
+                    f = int(Vf.argmax())
+                    if Vf[f] > ctx.f_tol:
+                        u_act = self._solve_infeasible(ctx, tau, f)
+                        if ctx.full:
+                            return AllocationResult._deferred(u_act, dem, ctx.result_src)
         else:
-            stats["cell_hits"] += 1
+            u_act = None
+        if u_act is None:
+            # the stuck-open forces, or the first tier missed: the rest of the table, then
+            # the outside paths (rest: allocate tried the first tier, unless the box test
+            # skipped it)
+            tau_h = tau - ctx.open_wrench if ctx.has_open else tau
+            u_act = self._locate(ctx, tau_h, ctx.tol_u, True, ctx.tiers_partial and not ctx.screen_first,
+                                 tiers=fast is None or not boxed, rest=fast is not None)
+            if u_act is None:
+                u_act = self._outside(ctx, tau_h)
+            else:
+                stats["cell_hits"] += 1
         if ctx.full:
             u = u_act
         else:
             u = ctx.open_thrust.copy()
             u[ctx.act_idx] = u_act
-        achieved = self.B.dot(u)
-        unalloc = tau - achieved
-        err = math.hypot(*(unalloc if self._unit_weights else self.axis_weights * unalloc).tolist())
-        return AllocationResult(u, achieved, unalloc, u >= ctx.sat_thr, err)
+        return AllocationResult._deferred(u, dem, ctx.result_src)
 
     def _bad_wrench(self) -> None:
         m = self._shape[0]
         raise ValueError(f"wrench must be {m} finite values ({', '.join(axis_names(m))})")
 
     def _locate(self, ctx: _Context, y: np.ndarray, tol: float, track: bool, screen: bool = False,
-                tiers: bool = False) -> np.ndarray | None:
+                tiers: bool = False, rest: bool = False) -> np.ndarray | None:
         """Least-thrust solution of ``B u = y`` by point location in the cell table, or None.
 
         The optimal cell is the one whose dual vertex ``mu_k`` maximises the dual objective
@@ -753,12 +973,15 @@ class ExactAllocator:
         it; exact ties (bases sharing a degenerate dual vertex) are all tried. Returns the
         healthy thrusts (clipped into the bounds, violation at most ``tol`` N) or None when
         no cell contains ``y`` (then ``y`` is outside the attainable set, up to rounding).
-        With ``screen``, a demand that violates a facet of the attainable set is reported
-        None at once (the caller's outside path repeats that test). ``track`` records the
-        cell for the next tick's warm start. With ``tiers``, the volume-sorted prefixes of
-        the table (``loc_tiers``) are tried first (``allocate`` inlines that for a healthy
-        geometry).
+        With ``tiers``, the last tick's cell and the first volume-sorted prefix of the table
+        (``loc_tiers[0]``) are tried first (``allocate`` inlines that for a healthy
+        geometry); with ``tiers`` or ``rest`` the other prefixes are tried before the whole
+        table. With ``screen``, a demand that violates a facet of the attainable set is
+        reported None before the other prefixes, the most violated facet in
+        ``ctx.screened`` (else -1) for the caller's outside path. ``track`` records the
+        cell for the next tick's warm start.
         """
+        ctx.screened = -1
         if ctx.n_cells == 0:
             return None
         Ua = ctx.cell_Ua
@@ -768,19 +991,29 @@ class ExactAllocator:
         if tiers:
             if track and ctx.warm_ok:
                 v = Ua[ctx.last_cell].dot(ya)
-                if v[v.argmin()] >= -tol_f and v[v.argmax()] <= 1.0 + tol_f:
+                vl = v.tolist()
+                if min(vl) >= -tol_f and max(vl) <= 1.0 + tol_f:
                     self.stats["warm_hits"] += 1
                     return self._thrust(ctx, v)
                 ctx.warm_ok = False
-            for T in ctx.loc_tiers:
+        screened = not screen
+        if tiers or rest:
+            for i, T in enumerate(ctx.loc_tiers):
+                if i == 0 and not tiers:
+                    continue  # allocate tried it
+                if i == 1 and not screened:
+                    screened = True
+                    if self._screen(ctx, ya):
+                        return None
                 k = ya.dot(T).argmax()
                 v = Ua[k].dot(ya)
-                if v[v.argmin()] >= -tol_f and v[v.argmax()] <= 1.0 + tol_f:
+                vl = v.tolist()
+                if min(vl) >= -tol_f and max(vl) <= 1.0 + tol_f:
                     if track:
                         ctx.warm_ok = k == ctx.last_cell
                         ctx.last_cell = k
                     return self._thrust(ctx, v)
-        if screen and ctx.fac_T is not None and float(ya.dot(ctx.fac_T).max()) > ctx.f_tol:
+        if not screened and self._screen(ctx, ya):
             return None
         V = ya.dot(ctx.dual_T)
         k = int(V.argmax())
@@ -802,6 +1035,18 @@ class ExactAllocator:
         return self._thrust(ctx, v)
 
     @staticmethod
+    def _screen(ctx: _Context, ya: np.ndarray) -> bool:
+        """Tell whether ``ya = [y; 1]`` violates a facet of the attainable set (``ctx.screened``: the most violated)."""
+        if ctx.fac_T is None:
+            return False
+        Vf = ya.dot(ctx.fac_T)
+        f = int(Vf.argmax())
+        if Vf[f] > ctx.f_tol:
+            ctx.screened = f
+            return True
+        return False
+
+    @staticmethod
     def _thrust(ctx: _Context, v: np.ndarray) -> np.ndarray:
         """Thrusts (N) from fractions of full thrust, clipped into [0, u_max].
 
@@ -814,25 +1059,27 @@ class ExactAllocator:
         return u
 
     def _outside(self, ctx: _Context, tau_h: np.ndarray) -> np.ndarray:
-        """Demand outside the attainable set (or at its rim): facet region, else active set."""
-        facet = -1
-        if ctx.fac_T is not None:
+        """Demand outside the attainable set (or at its rim): facet region, else active set.
+
+        The most violated facet comes from the point location's screen (``ctx.screened``)
+        when it ran, else from one product here. With the fused tables (``ctx.kkt``) the
+        facet's projection region is the first iteration of :meth:`_solve_kkt`.
+        """
+        facet = ctx.screened
+        if facet < 0 and ctx.fac_T is not None:
             ya = ctx.ya
             ya[:-1] = tau_h
-            Vf = ya.dot(ctx.fac_T)
-            f = int(Vf.argmax())
-            if Vf[f] > ctx.f_tol:
-                facet = f
-                if len(ctx.groups_A) == 1 and ctx.fac_simple[f]:
-                    u = self._facet_solution(ctx, f, tau_h)
-                    if u is not None:
-                        return u
-            else:
+            if not self._screen(ctx, ya):
                 # inside every facet: a rounding edge of the point location
                 u = self._search_all(ctx, tau_h, 1e-12)
                 if u is not None:
                     self.stats["cell_hits"] += 1
                     return u
+            facet = ctx.screened
+        if facet >= 0 and ctx.kkt is None and len(ctx.groups_A) == 1 and ctx.fac_simple[facet]:
+            u = self._facet_solution(ctx, facet, tau_h)
+            if u is not None:
+                return u
         return self._solve_infeasible(ctx, tau_h, facet)
 
     def _facet_solution(self, ctx: _Context, f: int, y: np.ndarray) -> np.ndarray | None:
@@ -922,15 +1169,76 @@ class ExactAllocator:
         nz = int(zero.sum())
         return nz <= ctx.B_act.shape[0] and int(np.linalg.matrix_rank(ctx.B_act[:, zero])) == nz
 
+    def _solve_kkt(self, ctx: _Context, tau_h: np.ndarray, facet: int) -> tuple[np.ndarray, bool, bool]:
+        """Weighted bounded least squares by the fused active set (single priority group).
+
+        Starts at facet ``facet``'s vertex pattern with its spanning thrusters free (the
+        first iteration is then the facet's closed-form projection region), or at all
+        thrusters off (``facet < 0``), and runs :func:`_bvls_kkt`.
+
+        Returns
+        -------
+        (u, converged, unique)
+            Healthy thrusts (N), whether the KKT test passed, and whether the minimiser is
+            unique (the thrusters with a zero gradient, with the free ones, have independent
+            columns; otherwise the least-thrust stage must run).
+        """
+        kkt = ctx.kkt
+        assert kkt is not None
+        m = ctx.ya.shape[0] - 1
+        n_act = len(ctx.u_max_list)
+        x = ctx.kkt_x
+        x[:m] = tau_h
+        tl = tau_h.tolist()
+        b_scale = ctx.g_scale + max(map(abs, tl if self._unit_weights else map(_mul, ctx.w_list, tl)))
+        if facet >= 0 and ctx.facet_mask[facet] in kkt:
+            u = ctx.facet_u0[facet][:]
+            side = ctx.facet_side0[facet][:]
+            mask = ctx.facet_mask[facet]
+            x[m:] = ctx.facet_upx[facet]
+        else:
+            u, side, mask = [0.0] * n_act, [-1.0] * n_act, 0
+            x[m:] = 0.0
+        u, side, viol, mask, ok, its = _bvls_kkt(kkt, x, m, ctx.u_max_list, ctx.g_diag, u, side, mask,
+                                                 1e-11 * b_scale, 10 * n_act + 30, facet >= 0)
+        if its == 1 and ok and facet >= 0:
+            self.stats["facet_hits"] += 1
+        else:
+            self.stats["active_set_calls"] += 1
+            self.stats["active_set_iterations"] += its
+        if not ok:
+            return np.array(u), False, False
+        # converged: every multiplier test g_i * side_i is <= 1e-11 b_scale, the free ones
+        # exactly 0; a bound thruster with |g_i| <= 1e-9 b_scale has a zero gradient
+        g_zero = -1e-9 * b_scale
+        if sum(map(g_zero.__le__, viol)) == mask.bit_count():
+            return np.array(u), True, True
+        zero = mask
+        for i, v in enumerate(viol):
+            if v >= g_zero:
+                zero |= 1 << i
+        return np.array(u), True, zero in kkt
+
     def _solve_infeasible(self, ctx: _Context, tau_h: np.ndarray, facet: int) -> np.ndarray:
         """Demand outside the attainable set: staged least squares, then least thrust."""
-        self.stats["active_set_calls"] += 1
+        if len(ctx.groups_A) == 1 and ctx.kkt is not None:
+            u, ok, unique = self._solve_kkt(ctx, tau_h, facet)
+            if unique:
+                return u
         n_act = ctx.act_idx.shape[0]
         lo = np.zeros(n_act)
         hi = ctx.u_max_act
         w = self.axis_weights
-        ul, side, mask = self._start_point(ctx, tau_h, facet)
-        if len(ctx.groups_A) == 1:
+        if len(ctx.groups_A) == 1 and ctx.kkt is not None:
+            if not ok:
+                self.stats["not_converged"] += 1
+                u, ok, its = solve_bounded_lsq(ctx.A_all, w * tau_h, lo, hi, u)
+                self.stats["active_set_iterations"] += its
+                if not ok:
+                    self.stats["not_converged"] += 1
+        elif len(ctx.groups_A) == 1:
+            self.stats["active_set_calls"] += 1
+            ul, side, mask = self._start_point(ctx, tau_h, facet)
             b = w * tau_h
             b_scale = ctx.g_scale + float(np.abs(b).max())
             if ctx.sub_pinv is not None:
@@ -952,7 +1260,8 @@ class ExactAllocator:
                 if not ok:
                     self.stats["not_converged"] += 1
         else:
-            u = np.array(ul)
+            self.stats["active_set_calls"] += 1
+            u = np.array(self._start_point(ctx, tau_h, facet)[0])
             for A, rows, E in zip(ctx.groups_A, ctx.groups_rows, ctx.prefix_E, strict=True):
                 u, ok, its = solve_bounded_lsq(A, w[rows] * tau_h[rows], lo, hi, u, E=E)
                 self.stats["active_set_iterations"] += its
@@ -971,6 +1280,122 @@ class ExactAllocator:
         if not ok:
             self.stats["not_converged"] += 1
         return u
+
+
+def _bvls_kkt(
+    table: dict[int, tuple[list[int], np.ndarray]], x: np.ndarray, m: int, hi: list[float], gdiag: list[float],
+    u: list[float], side: list[float], mask: int, g_tol: float, max_iter: int, clip: bool,
+) -> tuple[list[float], list[float], list[float], int, bool, int]:
+    """Bounded least squares ``min ||A u - W tau||, 0 <= u <= hi``: one product per iteration.
+
+    The Lawson-Hanson iteration (Lawson & Hanson 1974, ch. 23; two-sided bounds as in
+    Stark & Parker 1995) on the fused matrices of :func:`_kkt_table`: for the free set
+    ``F`` (bit mask ``mask``) and the bound state coded in ``x = [tau; 1_U]``, one product
+    ``K_F x`` gives the subspace minimiser ``z`` of the free thrusters and the gradient
+    ``g`` at that point. Every thruster outside ``F`` sits exactly on a bound, so ``x``
+    describes the whole iterate but the free thrusters' current values (kept in ``u``, the
+    start of the step towards ``z``). The bookkeeping runs on Python floats.
+
+    Parameters
+    ----------
+    table : dict
+        :func:`_kkt_table` of the weighted problem.
+    x : numpy.ndarray, shape (m + n,)
+        ``[tau; 1 where the thruster is at its upper bound]``; modified in place.
+    m : int
+        Number of wrench axes.
+    hi : list of float, length n
+        Upper bounds (N).
+    gdiag : list of float, length n
+        Diagonal of ``A'A`` (a thruster's own curvature).
+    u : list of float, length n
+        Feasible start (every thruster outside ``F`` on the bound ``side`` names).
+    side : list of float, length n
+        -1 at the lower bound, +1 at the upper bound, 0 free.
+    mask : int
+        Bit mask of the free thrusters (independent columns).
+    g_tol : float
+        Multiplier tolerance of the optimality test.
+    max_iter : int
+        Iteration cap.
+    clip : bool
+        Make the first subspace minimiser feasible by clipping (a start point, as
+        :meth:`ExactAllocator._start_point` clips the facet coordinates) instead of a step.
+
+    Returns
+    -------
+    (u, side, viol, mask, converged, iterations)
+        Thrusts (N), bound state, multiplier tests ``g_i * side_i`` at ``u`` (when
+        converged; 0 for the free thrusters, ``g`` the gradient), free set, whether
+        the KKT test passed, iterations. Not converged also when a free set is missing from
+        the table (dependent columns through rounding) or the cap is reached.
+    """
+    it = 0
+    while True:
+        it += 1
+        ent = table.get(mask)
+        if ent is None or it > max_iter:
+            return u, side, [], mask, False, it
+        Fl, K = ent
+        out = K.dot(x).tolist()
+        nf = len(Fl)
+        alpha = 1.0
+        for j in range(nf):
+            i = Fl[j]
+            zj = out[j]
+            if zj < 0.0:
+                a_ = u[i] / (u[i] - zj)
+            elif zj > hi[i]:
+                a_ = (hi[i] - u[i]) / (zj - u[i])
+            else:
+                continue
+            if a_ < alpha:
+                alpha = a_
+        if alpha < 1.0:
+            # clip (start) or step to the first bound: thrusters reaching a bound leave F
+            thr = alpha * (1.0 + 1e-12) + 1e-300
+            for j in range(nf):
+                i = Fl[j]
+                zj, ui = out[j], u[i]
+                if zj < 0.0 and (clip or ui / (ui - zj) <= thr):
+                    u[i] = 0.0
+                    side[i] = -1.0
+                    mask &= ~(1 << i)
+                elif zj > hi[i] and (clip or (hi[i] - ui) / (zj - ui) <= thr):
+                    u[i] = hi[i]
+                    side[i] = 1.0
+                    mask &= ~(1 << i)
+                    x[m + i] = 1.0
+                else:
+                    u[i] = zj if clip else ui + alpha * (zj - ui)
+            clip = False
+            continue
+        clip = False
+        for j in range(nf):
+            u[Fl[j]] = out[j]
+        # bound multipliers: a thruster on a bound whose gradient points inwards is freed
+        viol = list(map(_mul, out[nf:], side))
+        top = max(viol)
+        if top <= g_tol:
+            return u, side, viol, mask, True, it
+        k = viol.index(top)
+        if top >= hi[k] * gdiag[k]:
+            # the thruster's own minimiser (the others held) lies beyond its other bound,
+            # -g_k / G_kk past it: move it there (a strict descent, like a step) instead of
+            # freeing it and stepping back onto that bound in the next iteration
+            if side[k] > 0.0:
+                u[k] = 0.0
+                side[k] = -1.0
+                x[m + k] = 0.0
+            else:
+                u[k] = hi[k]
+                side[k] = 1.0
+                x[m + k] = 1.0
+            continue
+        mask |= 1 << k
+        if side[k] > 0.0:
+            x[m + k] = 0.0
+        side[k] = 0.0
 
 
 def _bvls_table(

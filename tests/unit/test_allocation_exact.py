@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -417,3 +419,70 @@ def test_untabulated_active_set_matches_oracle(monkeypatch):
         e_ref = float(np.linalg.norm(B @ ref.x - tau))
         assert r.weighted_error <= e_ref * (1 + REL) + 1e-12 * (1 + float(np.linalg.norm(tau)))
     assert alloc.stats["active_set_calls"] > 100 and alloc.stats["not_converged"] == 0
+
+
+def test_untabulated_fused_active_set_matches_oracle(monkeypatch):
+    """Above MAX_KKT_ENTRIES the active set uses the per-subset pseudo-inverses: same answers."""
+    import controller.allocation.exact as exact
+
+    monkeypatch.setattr(exact, "MAX_KKT_ENTRIES", 0)
+    rng = np.random.default_rng(19)
+    B = rng.normal(size=(6, 12))
+    B[3:] *= 0.3
+    u_max = rng.uniform(0.5, 2.0, 12)
+    alloc = ExactAllocator(B, u_max)
+    assert alloc._ctx.kkt is None and alloc._ctx.sub_pinv is not None
+    inside = (rng.uniform(0, 1, (150, 12)) * u_max) @ B.T
+    for tau in np.r_[inside * 1.5, inside * 3.0]:
+        r = alloc.allocate(tau)
+        ref = lsq_linear(B, tau, bounds=(0, u_max), method="bvls", tol=1e-14)
+        e_ref = float(np.linalg.norm(B @ ref.x - tau))
+        assert r.weighted_error <= e_ref * (1 + REL) + 1e-12 * (1 + float(np.linalg.norm(tau)))
+    assert alloc.stats["active_set_calls"] > 100 and alloc.stats["not_converged"] == 0
+
+
+def test_fused_table_is_subspace_minimiser_and_gradient():
+    """K_F [tau; 1_U] = [pinv(A_F)(W tau - A_U hi_U); gradient there], for every tabulated F."""
+    from controller.allocation.exact import _kkt_table, _subset_pinv_table
+
+    rng = np.random.default_rng(5)
+    B = rng.normal(size=(3, 6))
+    w = rng.uniform(0.5, 2.0, 3)
+    hi = rng.uniform(0.5, 2.0, 6)
+    A = w[:, None] * B
+    table = _kkt_table(A, w, hi, _subset_pinv_table(A))
+    assert table is not None and 0 in table
+    for mask, (F, K) in table.items():
+        assert mask == sum(1 << i for i in F)
+        for _ in range(3):
+            tau = rng.normal(size=3) * 3.0
+            upper = rng.random(6) < 0.5
+            upper[F] = False
+            u = np.where(upper, hi, 0.0)
+            resid_fixed = w * tau - A @ u
+            z = np.linalg.lstsq(A[:, F], resid_fixed, rcond=None)[0] if F else np.zeros(0)
+            u[F] = z
+            g = A.T @ (A @ u - w * tau)
+            out = K @ np.r_[tau, upper.astype(float)]
+            np.testing.assert_allclose(out[: len(F)], z, atol=1e-10)
+            np.testing.assert_allclose(out[len(F):], g, atol=1e-10)
+
+
+def test_result_outputs_are_derived_at_first_access_with_the_same_bits():
+    """Deferred outputs equal computing them at once (bit for bit); the caller's array is not kept."""
+    B = effectiveness(RIG_POS, RIG_DIR)
+    alloc = ExactAllocator(B, np.ones(8), axis_weights=[1.0, 2.0, 0.5])
+    rng = np.random.default_rng(9)
+    for tau in rng.normal(size=(200, 3)) * np.array([1.0, 1.0, 0.3]) * 3.0:
+        demand = tau.copy()
+        r = alloc.allocate(demand)
+        demand[:] = np.nan  # the result keeps its own copy of the demand
+        u = r.thrust_n
+        achieved = B.dot(u)
+        unalloc = tau - achieved
+        assert r.achieved_wrench.tobytes() == achieved.tobytes()
+        assert r.unallocated_wrench.tobytes() == unalloc.tobytes()
+        assert r.saturated.tobytes() == (u >= 1.0 - 1e-12).tobytes()
+        assert r.weighted_error == math.hypot(*(np.array([1.0, 2.0, 0.5]) * unalloc).tolist())
+        assert r.achieved_wrench is r.achieved_wrench  # computed once, then kept
+    assert "weighted_error=" in repr(r)
