@@ -156,6 +156,45 @@ class BuiltRig:
         self.closers.clear()
 
 
+def host_reopen(bus_name: str, open_host: Callable[[], can.BusABC], *, emulated: bool,
+                ingress: Ingress | None) -> Callable[[], can.BusABC] | None:
+    """Return the controller port's ``reopen`` for CAN bus ``bus_name`` (SAFETY.md B07), or None.
+
+    A real adapter that was unplugged (a USB slcan or gs_usb) must be opened afresh once
+    it is back: python-can's bus object of the old device never recovers. On real hardware
+    this returns a callable that opens the bus again (tapped like the first one when the
+    run is recorded); :class:`hal.can.port.CanPort` calls it with backoff while the receive
+    path is dead. Emulated buses (the fault plan's ``unplug`` acts on the wrapper that
+    stays) and replays (the recorded inputs are the truth) get None: the port probes the
+    same bus.
+
+    Parameters
+    ----------
+    bus_name : str
+        The rig's bus name.
+    open_host : callable () -> can.BusABC
+        Opens the controller's node on the bus (what the build opened first).
+    emulated : bool
+        The rig emulates its devices (``emulation`` present).
+    ingress : Ingress or None
+        The run's record taps (None: not recorded).
+
+    Returns
+    -------
+    callable () -> can.BusABC, or None
+    """
+    if emulated or (ingress is not None and ingress.replaying):
+        return None
+    if ingress is None:
+        return open_host
+    tapped = ingress
+
+    def reopen() -> can.BusABC:
+        return tapped.can_bus(bus_name, open_host)
+
+    return reopen
+
+
 def build_rig(
     rig: RigCfg,
     rig_path: Path,
@@ -289,10 +328,11 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
                     return rig_faults.wrap_can(n, open_node(n, host=True))  # fault plans
 
                 host_bus = open_host() if ingress is None else ingress.can_bus(bus_name, open_host)
-            closers.append(host_bus.shutdown)
             logger = (can_loggers or {}).get(bus_name)
-            ports[bus_name] = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick,
-                                      on_frame_logged=logger)
+            port = CanPort(host_bus, max_rx_frames_per_tick=bus.max_rx_frames_per_tick, on_frame_logged=logger,
+                           reopen=host_reopen(bus_name, open_host, emulated=emu is not None, ingress=ingress))
+            ports[bus_name] = port
+            closers.append(lambda p=port: p.bus.shutdown())  # the bus in use at the end (a reopen swaps it)
             if emu is not None:  # check_rig: the interface is 'virtual'
                 dev_bus = open_node(bus_name)
                 closers.append(dev_bus.shutdown)

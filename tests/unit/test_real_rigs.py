@@ -10,6 +10,7 @@ same vehicle through a python-can USB adapter. Both keep the vehicle of
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import can
 import pytest
@@ -120,3 +121,29 @@ def test_bad_can_options_refused(tmp_path: Path, options: dict[str, object], key
         load_rig(p)
     msg = str(err.value)
     assert "\n" not in msg and "rig.yaml" in msg and "buses.can0" in msg and key in msg
+
+
+def test_real_can_port_reopens_a_fresh_bus_emulated_and_replay_probe(tmp_path: Path) -> None:
+    """B07 on real hardware: the port's ``reopen`` opens the adapter afresh (tapped when
+    recorded); emulated and replayed buses get none (the port probes the same bus)."""
+    from controller.record.ingress import Ingress
+    from controller.rig.build import host_reopen
+
+    opened: list[can.BusABC] = []
+
+    def open_host() -> can.BusABC:
+        bus = can.Bus(channel=f"reopen-{tmp_path.name}", interface="virtual")
+        opened.append(bus)
+        return bus
+
+    assert host_reopen("can0", open_host, emulated=True, ingress=None) is None
+    fresh = host_reopen("can0", open_host, emulated=False, ingress=None)
+    assert fresh is not None
+    a, b = fresh(), fresh()
+    assert a is not b and opened == [a, b]
+    class Replaying:
+        replaying = True
+
+    assert host_reopen("can0", open_host, emulated=False, ingress=cast(Ingress, Replaying())) is None
+    for bus in opened:
+        bus.shutdown()
