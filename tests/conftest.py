@@ -25,7 +25,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,3 +291,85 @@ def serve_run(tmp_path: Path, repo_root: Path) -> Callable[[Path], tuple[subproc
         raise AssertionError(f"no gateway line; exit {proc.wait()}")
 
     return start
+
+
+QIKI_CLI = [sys.executable, "-c", "import sys; from controller.cli import main; sys.exit(main())"]
+
+
+class EmulateProcess:
+    """A running ``qiki emulate rigs/virtual.yaml`` and ``rigs/bench_two_process.yaml`` pointed at it.
+
+    Attributes: ``dir`` (its ``--dir``), ``endpoints`` (``endpoints.json``), ``record``
+    (``emulator.jsonl``), ``rig`` (the controller's rig file, in ``tmp_path``).
+    """
+
+    def __init__(self, tmp_path: Path, repo_root: Path) -> None:
+        import json
+        import time
+
+        self.dir = tmp_path / "emu"
+        self.proc = subprocess.Popen([*QIKI_CLI, "emulate", "rigs/virtual.yaml", "--dir", str(self.dir),
+                                      "--modbus-port", "0"], cwd=repo_root, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        endpoints = self.dir / "endpoints.json"
+        deadline = time.monotonic() + 60.0
+        while not endpoints.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail(f"qiki emulate did not come up: {self.proc.communicate()[1].decode()[-800:]}")
+            time.sleep(0.05)  # polling for a condition, not timing anything
+        self.endpoints = json.loads(endpoints.read_text())
+        self.record = Path(self.endpoints["record"])
+        port = self.endpoints["buses"]["power"]["url"].rsplit(":", 1)[1]
+        text = (repo_root / "rigs" / "bench_two_process.yaml").read_text()
+        assert "/tmp/qiki-emulate/" in text and "127.0.0.1:15020" in text
+        self.rig = tmp_path / "bench_two_process.yaml"
+        self.rig.write_text(text.replace("/tmp/qiki-emulate/", f"{self.dir}/")
+                            .replace("127.0.0.1:15020", f"127.0.0.1:{port}"))
+
+    def rows(self) -> list[dict[str, object]]:
+        """The emulators' record so far (flushed every 0.1 s)."""
+        from controller.rig.far_end_record import read_record
+
+        return read_record(self.record) if self.record.exists() else []
+
+    def clock_s(self, monotonic_s: float) -> float:
+        """``time.monotonic()`` of this machine on the emulators' clock, s."""
+        start = next(r for r in self.rows() if r.get("kind") == "start")
+        return monotonic_s - float(start["monotonic_s_at_t0"])  # type: ignore[arg-type]
+
+    def wait_for(self, what: str, ok: Callable[[list[dict[str, object]]], bool],
+                 timeout_s: float = 20.0) -> list[dict[str, object]]:
+        """Poll the record until ``ok(rows)``; fail after ``timeout_s``."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            rows = self.rows()
+            if ok(rows):
+                return rows
+            time.sleep(0.05)  # polling for a condition, not timing anything
+        pytest.fail(f"the emulator's record never showed {what}")
+
+    def stop(self) -> str:
+        """SIGTERM, wait (bounded), return stderr; the record then has its ``end`` row."""
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err.decode()
+
+
+@pytest.fixture
+def emulator(tmp_path: Path, repo_root: Path) -> Iterator[EmulateProcess]:
+    """A ``qiki emulate`` in its own process for the test (stopped after it)."""
+    emu = EmulateProcess(tmp_path, repo_root)
+    try:
+        yield emu
+    finally:
+        emu.stop()

@@ -25,15 +25,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from controller.config import CanBusCfg, load_rig
-from controller.rig.far_end_record import judge_host_loss, read_record
+from controller.rig.far_end_record import judge_host_loss
 
 pytestmark = pytest.mark.realtime
+
+if TYPE_CHECKING:
+    from conftest import EmulateProcess as Emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 QIKI = [sys.executable, "-c", "import sys; from controller.cli import main; sys.exit(main())"]
@@ -51,54 +54,6 @@ timeout_s: 60.0
 
 #: One physics step of slack on each emulator-side time (the record's resolution, 1 kHz).
 STEP_S = 0.001
-
-
-class Emulator:
-    """A running ``qiki emulate`` and the controller rig pointed at it."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.dir = tmp_path / "emu"
-        self.proc = subprocess.Popen([*QIKI, "emulate", "rigs/virtual.yaml", "--dir", str(self.dir),
-                                      "--modbus-port", "0"], cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        endpoints = self.dir / "endpoints.json"
-        deadline = time.monotonic() + 30.0
-        while not endpoints.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                pytest.fail(f"qiki emulate did not come up: {self.proc.communicate()[1].decode()[-800:]}")
-            time.sleep(0.05)  # polling for a condition, not timing anything
-        self.endpoints = json.loads(endpoints.read_text())
-        self.record = Path(self.endpoints["record"])
-        port = self.endpoints["buses"]["power"]["url"].rsplit(":", 1)[1]
-        text = (ROOT / "rigs" / "bench_two_process.yaml").read_text()
-        assert "/tmp/qiki-emulate/" in text and "127.0.0.1:15020" in text
-        self.rig = tmp_path / "bench_two_process.yaml"
-        self.rig.write_text(text.replace("/tmp/qiki-emulate/", f"{self.dir}/")
-                            .replace("127.0.0.1:15020", f"127.0.0.1:{port}"))
-
-    def rows(self) -> list[dict[str, object]]:
-        return read_record(self.record) if self.record.exists() else []
-
-    def stop(self) -> str:
-        """SIGTERM, wait (bounded), return stderr; the record then has its ``end`` row."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return err.decode()
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[Emulator]:
-    emu = Emulator(tmp_path)
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 def _controller(emu: Emulator, tmp_path: Path, mission: Path | str) -> tuple[subprocess.Popen, Path]:

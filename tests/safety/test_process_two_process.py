@@ -28,14 +28,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from controller.rig.far_end_record import judge_host_loss, read_record
+from controller.rig.far_end_record import judge_host_loss
 
 pytestmark = pytest.mark.realtime
+
+if TYPE_CHECKING:
+    from conftest import EmulateProcess as Emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 QIKI = [sys.executable, "-c", "import sys; from controller.cli import main; sys.exit(main())"]
@@ -44,66 +47,6 @@ STEP_S = 0.001
 #: The valve board's command timeout and the MCU's heartbeat timeout on rigs/virtual.yaml, s.
 TIMEOUT_S = 0.2
 Row = dict[str, object]
-
-
-class Emulator:
-    """A running ``qiki emulate rigs/virtual.yaml`` and the bench rig pointed at it."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.dir = tmp_path / "emu"
-        self.proc = subprocess.Popen([*QIKI, "emulate", "rigs/virtual.yaml", "--dir", str(self.dir),
-                                      "--modbus-port", "0"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        endpoints = self.dir / "endpoints.json"
-        deadline = time.monotonic() + 60.0
-        while not endpoints.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                pytest.fail(f"qiki emulate did not come up: {self.proc.communicate()[1].decode()[-800:]}")
-            time.sleep(0.05)  # polling for a condition, not timing anything
-        self.endpoints = json.loads(endpoints.read_text())
-        self.record = Path(self.endpoints["record"])
-        port = self.endpoints["buses"]["power"]["url"].rsplit(":", 1)[1]
-        text = (ROOT / "rigs" / "bench_two_process.yaml").read_text()
-        self.rig = tmp_path / "bench_two_process.yaml"
-        self.rig.write_text(text.replace("/tmp/qiki-emulate/", f"{self.dir}/")
-                            .replace("127.0.0.1:15020", f"127.0.0.1:{port}"))
-
-    def rows(self) -> list[Row]:
-        return read_record(self.record) if self.record.exists() else []
-
-    def clock_s(self, monotonic_s: float) -> float:
-        """``time.monotonic()`` of this machine on the emulators' clock, s."""
-        start = next(r for r in self.rows() if r.get("kind") == "start")
-        return monotonic_s - float(start["monotonic_s_at_t0"])  # type: ignore[arg-type]
-
-    def wait_for(self, what: str, ok, timeout_s: float = 20.0) -> list[Row]:
-        """Poll the record (flushed every 0.1 s) until ``ok(rows)``; fail after ``timeout_s``."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            rows = self.rows()
-            if ok(rows):
-                return rows
-            time.sleep(0.05)  # polling for a condition, not timing anything
-        pytest.fail(f"the emulator's record never showed {what}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[Emulator]:
-    emu = Emulator(tmp_path)
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 def _run(emu: Emulator, runs: Path, *extra: str) -> subprocess.Popen:
