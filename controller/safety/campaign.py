@@ -481,7 +481,16 @@ def run_soak(kind: str, minutes: float, build: Builder, seed: int = 1) -> RunRes
     except Exception as exc:  # noqa: BLE001 - a crash is a result
         res.crashed = f"{type(exc).__name__}: {exc}"
         res.why = "crashed"
+    if kind in MUST_TRIP_SOAKS and not res.crashed:  # judged the other way round: it must trip
+        res.expect, res.false_trip = "trip", False
+        res.ok = res.tripped and res.unsafe_frames == 0
+        res.why = "" if res.ok else ("no trip: three lost VB_Status must trip" if not res.tripped
+                                     else f"{res.unsafe_frames} unsafe frames")
     return res
+
+
+#: Soaks whose fault must trip (``loss3``: three or four ``VB_Status`` lost in a row).
+MUST_TRIP_SOAKS: Final = frozenset({"loss3"})
 
 
 #: VB_Status period (50 Hz) and the staleness rule of the valve board driver: stale when

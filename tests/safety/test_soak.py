@@ -47,3 +47,9 @@ def test_three_lost_in_a_row_under_random_loss_is_an_expected_trip(monkeypatch):
     assert not res.false_trip and res.ok, res.why
     assert res.why.startswith("expected trip: 3 VB_Status lost in a row") or \
         res.why.startswith("expected trip: 4 VB_Status lost in a row"), res.why
+
+
+def test_loss3_soak_is_judged_as_a_must_trip():
+    """``loss3`` passes by tripping: no false trip reported, expect 'trip', ok."""
+    res = run_soak("loss3", 3.5 / 60.0, build_rig, seed=1)
+    assert res.tripped and res.ok and not res.false_trip and res.expect == "trip", res
