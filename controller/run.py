@@ -42,7 +42,7 @@ from controller.run_options import OPTIONS_NAME, RunOptions, check_options, prep
 from controller.service.notify import ServiceNotifier
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
-from controller.vehicle.telemetry import component_records, tick_record
+from controller.vehicle.telemetry import component_records, tick_row
 from hal.errors import DeviceUnavailableError, HalError, one_line
 from hal.snapshot import JsonValue, capture_all, restore_all
 
@@ -349,7 +349,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         notifier.on_tick(vehicle.state)
         recs = None
         if flight is not None and flight.cursor.recording:
-            flight.put("/tick", {**tick_record(vehicle), "ingress_crc32": flight.cursor.crc32})
+            flight.row("/tick", *tick_row(vehicle, flight.cursor.crc32))
             recs = component_records(vehicle)
             for topic, rec in recs:
                 flight.put(topic, rec)

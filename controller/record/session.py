@@ -30,7 +30,7 @@ from controller.record.flight_log import FlightLog
 from controller.record.flight_proc import ProcessRecorder, open_recorder
 from controller.record.ingress import Ingress
 from controller.record.replay_ports import ReplayInputs
-from controller.record.taps import IngressSink, Record, TickCursor
+from controller.record.taps import IngressSink, Record, TickCursor, row_writer
 from controller.record.triggered import RecordHeader, TriggeredLog
 
 if TYPE_CHECKING:
@@ -193,6 +193,16 @@ class FlightSession:
         """Write one record at the current tick's time (nothing once closed or not recording)."""
         if not self.closed and self.cursor.recording:
             self.log.put(topic, record)
+
+    def row(self, topic: str, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+        """Write the record ``row_record(keys, values)`` as :meth:`put` does, handed over as a row.
+
+        The sink builds the record (the flight log's writer process, off the tick:
+        :meth:`FlightLog.row <controller.record.flight_log.FlightLog.row>`); a sink
+        without ``row`` gets :meth:`put` of it (:func:`~controller.record.taps.row_writer`).
+        """
+        if not self.closed and self.cursor.recording:
+            row_writer(self.log)(topic, keys, values)
 
     def metadata(self, name: str, values: Mapping[str, str]) -> None:
         """Write one metadata record (the doctor's report); nothing in a replay or once closed."""

@@ -177,14 +177,14 @@ def test_an_error_outside_the_vehicle_barrier_leaves_zero_and_a_finished_record(
     import controller.run as run_mod
     from controller.record.reader import validate
 
-    real = run_mod.tick_record
+    real = run_mod.tick_row
 
-    def failing(vehicle):
+    def failing(vehicle, crc=None):
         if any(vehicle.valves.last_duty_pct):  # the first tick that commanded thrust
             raise RuntimeError("record phase blew up")
-        return real(vehicle)
+        return real(vehicle, crc)
 
-    monkeypatch.setattr(run_mod, "tick_record", failing)
+    monkeypatch.setattr(run_mod, "tick_row", failing)
     with pytest.raises(RuntimeError, match="record phase blew up"):
         run_main_job(run_opts())
     folder = next((Path(run_opts().runs_dir)).iterdir())
