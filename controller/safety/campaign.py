@@ -210,8 +210,11 @@ def _fly(sc: Scenario, res: RunResult, build_rig: Builder,
     data["emulation"]["faults"] = sc.entries(res.t_inject_s) if sc.entries is not None else []
     data["emulation"]["obstacles"] = [dict(o) for o in OBSTACLES]
     faults: list[tuple[float, str]] = []
+    kinds_after: set[str] = set()  # event kinds recorded at or after the injection
 
     def record(tick: int, time_s: float, kind: str, **fields: object) -> None:
+        if time_s >= res.t_inject_s - 1e-9:
+            kinds_after.add(kind)
         if kind == "fault" and fields.get("reason") is not None:
             faults.append((time_s, str(fields.get("reason"))))
         elif kind == "transition" and fields.get("target") in ("safe_mode", "estop"):
@@ -256,6 +259,8 @@ def _fly(sc: Scenario, res: RunResult, build_rig: Builder,
                 why = sc.check_after(v, res.expect)
                 if why and not res.why:
                     res.why, res.ok = why, False
+            if sc.needs_event and sc.needs_event not in kinds_after and not res.why:
+                res.why, res.ok = f"no {sc.needs_event!r} event recorded after the injection", False
             if inspect is not None:
                 inspect(built, faults, res)
         finally:

@@ -85,6 +85,9 @@ class Scenario:
         ``(vehicle, expect) -> str``: what the run must show beyond the bus, read from the
         vehicle once the run ended ("" when it holds, else why not; D12: the links
         reopened). None: nothing more.
+    needs_event : str
+        An event kind the controller must record after the injection ("" for none; B05:
+        the ``bus_error_passive`` warning).
     """
 
     id: str
@@ -97,6 +100,7 @@ class Scenario:
     run_after_s: float = 1.5
     not_emulated: str = ""
     check_after: Callable[[Vehicle, str], str] | None = None
+    needs_event: str = ""
 
 
 #: A fault that trips: in ``boot`` the vehicle must simply never thrust (POST cannot pass,
@@ -175,7 +179,8 @@ _ROWS: tuple[Scenario, ...] = (
              _one("can0", "bus_off"), _TRIP_ALL, _T),
     Scenario("B05", "error-passive", "warning; arming refused while passive",
              _one("can0", "error_passive"),
-             MappingProxyType({"boot": "no_arm", "idle": "no_arm", "armed": "no_trip", "active": "no_trip"})),
+             MappingProxyType({"boot": "no_arm", "idle": "no_arm", "armed": "no_trip", "active": "no_trip"}),
+             needs_event="bus_error_passive"),
     Scenario("B06", "sends refused for 5 ticks", "counted; safe after 3 consecutive failures",
              lambda t: [{"at_s": round(t, 6), "until_s": round(t + 5 * _T, 6), "target": "can0",
                          "fault": "send_refuse"}], _TRIP_AFTER_BOOT, 3 * _T + _T),

@@ -53,3 +53,17 @@ def test_id_once(sid):
     assert res.unsafe_frames == 0
     if res.safe_after_ticks is not None and res.expect == "trip":
         assert res.safe_after_ticks <= 2
+
+
+def test_a_missing_required_event_fails_the_run(monkeypatch):
+    """A row's ``needs_event`` (B05: the error-passive warning) is judged: its absence fails the run."""
+    import dataclasses
+    from types import MappingProxyType
+
+    from controller.safety import campaign, scenarios
+
+    table = dict(scenarios.SCENARIOS)
+    table["B05"] = dataclasses.replace(table["B05"], needs_event="no_such_event")
+    monkeypatch.setattr(campaign, "SCENARIOS", MappingProxyType(table))
+    res = campaign.run_one("B05", "armed", 1, build_rig)
+    assert not res.ok and "no_such_event" in res.why, res
