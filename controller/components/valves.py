@@ -9,7 +9,7 @@ period, minimum impulse bit, valve delays) or, without one, ``thrust / max`` in 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import can
@@ -54,8 +54,15 @@ class ValveBoardComponent(ComponentBase):
 
     def __init__(self, name: str, driver: ValveBoardDriver, port: CanPort, accepted_firmware: str,
                  thruster_valves: Sequence[int], n_valves: int, max_thrust_n: Sequence[float],
-                 modulator: ValveCommander | None = None) -> None:
+                 modulator: ValveCommander | None = None, clock: Callable[[], float] | None = None,
+                 max_command_age_s: float = 0.01) -> None:
         self.name = name
+        #: Real time only: the run clock (tapped, so a replay reads the same values), read
+        #: just before a command leaves (see :meth:`write`); None in lockstep.
+        self.clock = clock
+        self.max_command_age_s = max_command_age_s
+        #: Non-zero commands replaced by zero because they were older than ``max_command_age_s``.
+        self.stale_commands = 0
         self.driver = driver
         self.port = port
         self.accepted_firmware = accepted_firmware
@@ -149,7 +156,13 @@ class ValveBoardComponent(ComponentBase):
         return ("estop",) if self.foreign_command_s is not None and view.state != "estop" else ()
 
     def write(self, view: TickView, thrust_n: Sequence[float]) -> None:
-        """Send this tick's command: duties from ``thrust_n`` in ``allocate``, else zero."""
+        """Send this tick's command: duties from ``thrust_n`` in ``allocate``, else zero.
+
+        Real time: a command older than ``max_command_age_s`` (one control period) when it
+        is about to leave (the run clock read here, after the tick's work) is sent as zero
+        and counted (``stale_commands``): a process stopped mid-tick (SAFETY.md T03) must
+        not send the command it computed before the stop when it wakes.
+        """
         allow = view.outputs == "allocate"
         duty = [0.0] * self.n_valves
         per_thruster: list[float] | None
@@ -167,6 +180,12 @@ class ValveBoardComponent(ComponentBase):
         if per_thruster is not None:
             for i, v in enumerate(self.thruster_valves):
                 duty[v] = per_thruster[i]
+        if per_thruster is not None and self.clock is not None and \
+                self.clock() - view.now_s > self.max_command_age_s:
+            # T03: the process was stopped (SIGSTOP, a stall) between the tick's start and
+            # now: a command computed before the stall must not leave after it
+            duty = [0.0] * self.n_valves
+            self.stale_commands += 1
         self.last_duty_pct = duty
         if self.foreign_command_s is None:  # B09: our TX to the board stops for good
             self.port.send(self.driver.command_frame(duty), view.now_s)

@@ -432,7 +432,9 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
     og = rig.controller.output_guard
     guard = OutputGuard(max_thrust, og.max_thrust_rate_n_per_s, og.max_nonfinite_ticks)
     valve_board = ValveBoardComponent(vb_name, vb_driver, port, vb.accepted_firmware, valves, vb.n_valves,
-                                      max_thrust, modulator=checked.commander)
+                                      max_thrust, modulator=checked.commander,
+                                      clock=clock.now_s if realtime else None,  # T03: no stale command
+                                      max_command_age_s=1.0 / rig.controller.rate_hz)
     port.register(vb_driver.command_id, valve_board.on_foreign_command)
     vehicle = Vehicle(
         fsm=FsmEngine(fsm_model, now_s=0.0),
