@@ -373,3 +373,27 @@ def emulator(tmp_path: Path, repo_root: Path) -> Iterator[EmulateProcess]:
         yield emu
     finally:
         emu.stop()
+
+
+@pytest.fixture
+def repo_mtimes(repo_root: Path) -> Callable[[], dict[str, int]]:
+    """A function returning every file under the repository with its mtime (ns), caches and runs left out.
+
+    T04/T05 compare it before and after a killed run: nothing may be written outside the
+    runs folders.
+    """
+    skip = {".venv", ".git", "runs", ".pytest_cache", ".mypy_cache", ".ruff_cache", "__pycache__"}
+
+    def snapshot() -> dict[str, int]:
+        out = {}
+        for dirpath, dirnames, filenames in os.walk(repo_root):
+            dirnames[:] = [d for d in dirnames if d not in skip and not d.endswith(".egg-info")]
+            for f in filenames:
+                p = Path(dirpath) / f
+                try:
+                    out[str(p.relative_to(repo_root))] = p.stat().st_mtime_ns
+                except FileNotFoundError:
+                    pass
+        return out
+
+    return snapshot

@@ -69,20 +69,6 @@ def _folder_with(runs: Path, p: subprocess.Popen, needle: str, timeout_s: float 
     pytest.fail(f"{needle} never appeared")
 
 
-def _tree(root: Path) -> dict[str, int]:
-    skip = {".venv", ".git", "runs", ".pytest_cache", ".mypy_cache", ".ruff_cache", "__pycache__"}
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in skip and not d.endswith(".egg-info")]
-        for f in filenames:
-            p = Path(dirpath) / f
-            try:
-                out[str(p.relative_to(root))] = p.stat().st_mtime_ns
-            except FileNotFoundError:
-                pass
-    return out
-
-
 def _transitions(folder: Path) -> list[tuple[str, str, str]]:
     out = []
     for line in (folder / "events.jsonl").read_text().splitlines():
@@ -96,9 +82,9 @@ def _transitions(folder: Path) -> list[tuple[str, str, str]]:
 
 
 @pytest.mark.slow
-def test_t04_killed_then_restarted_lands_in_boot_then_idle_never_armed(tmp_path, repo_root):
+def test_t04_killed_then_restarted_lands_in_boot_then_idle_never_armed(tmp_path, repo_root, repo_mtimes):
     runs = tmp_path / "runs"
-    before = _tree(repo_root)
+    before = repo_mtimes()
     p = _start(runs, repo_root)
     first = _folder_with(runs, p, '"start_mission"')  # killed under thrust
     p.kill()
@@ -111,7 +97,7 @@ def test_t04_killed_then_restarted_lands_in_boot_then_idle_never_armed(tmp_path,
     assert trans and trans[0][0] == "boot" and trans[0][2] == "idle", trans
     assert all(to not in ("armed", "active") for _, _, to in trans), trans
     # nothing safety-related persisted: the run wrote only inside its runs folder
-    after = _tree(repo_root)
+    after = repo_mtimes()
     assert {k: v for k, v in after.items() if before.get(k) != v} == {}
 
 

@@ -91,20 +91,6 @@ def _events(runs: Path) -> list[Row]:
     return out
 
 
-def _tree(root: Path) -> dict[str, int]:
-    skip = {".venv", ".git", "runs", ".pytest_cache", ".mypy_cache", ".ruff_cache", "__pycache__"}
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in skip and not d.endswith(".egg-info")]
-        for f in filenames:
-            p = Path(dirpath) / f
-            try:
-                out[str(p.relative_to(root))] = p.stat().st_mtime_ns
-            except FileNotFoundError:
-                pass
-    return out
-
-
 def test_t03_sigstop_under_thrust_valve_board_closes_every_valve_within_200_ms(emulator: Emulator,
                                                                                tmp_path: Path) -> None:
     p, _ = _controller_under_thrust(emulator, tmp_path)
@@ -159,8 +145,8 @@ def _transitions(events: list[Row]) -> list[tuple[object, object, object]]:
 
 
 def test_t04_sigkill_under_thrust_restart_boots_to_idle_never_arms_never_commands_duty(
-        emulator: Emulator, tmp_path: Path, repo_root: Path) -> None:
-    before = _tree(repo_root)
+        emulator: Emulator, tmp_path: Path, repo_root: Path, repo_mtimes) -> None:
+    before = repo_mtimes()
     p, _ = _controller_under_thrust(emulator, tmp_path)
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=30)
@@ -193,5 +179,5 @@ def test_t04_sigkill_under_thrust_restart_boots_to_idle_never_arms_never_command
     assert not any(r.get("cmd_nonzero") or any(r["open"]) for r in from_restart), \
         [r for r in from_restart if r.get("cmd_nonzero")][:3]  # type: ignore[arg-type]
     # nothing safety-related persisted: every run wrote only inside its runs folder (in tmp_path)
-    after = _tree(repo_root)
+    after = repo_mtimes()
     assert {k: v for k, v in after.items() if before.get(k) != v} == {}
