@@ -65,7 +65,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from controller.record.flight_queue import IdleGate, RecordQueue
 from controller.record.flight_writer import (
@@ -119,7 +119,36 @@ class RecorderClosedError(RuntimeError):
     """A write or registration on a :class:`FlightRecorder` that was closed."""
 
 
-class FlightRecorder:
+_R = TypeVar("_R", bound="RecorderEnds")
+
+
+class RecorderEnds:
+    """What both recorders (:class:`FlightRecorder`, ``flight_proc.ProcessRecorder``) share at their ends.
+
+    A context manager that closes the recorder on exit (an exception included: the file is
+    finished, nothing recorded is lost), and the closed-state check of every write.
+    Subclasses set ``path`` and ``_closed`` and implement ``close``.
+    """
+
+    path: Path
+    _closed: bool
+
+    def close(self) -> RecordStats:
+        """Finish the file and return the final counters (see the subclasses)."""
+        raise NotImplementedError
+
+    def __enter__(self: _R) -> _R:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RecorderClosedError(f"{self.path}: recorder is closed")
+
+
+class FlightRecorder(RecorderEnds):
     """Writer of one MCAP flight record (see the module docstring for the guarantees).
 
     Parameters
@@ -423,17 +452,7 @@ class FlightRecorder:
         self._final.log_warnings(self.path)
         return self._final
 
-    def __enter__(self) -> FlightRecorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ internals
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RecorderClosedError(f"{self.path}: recorder is closed")
-
     def _control(self, what: str, fn: Callable[[], None]) -> None:
         item = ControlItem(what, fn)
         if self._queue is None:

@@ -70,7 +70,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from controller.record.flight import DROPOUT_SCHEMA, DROPOUT_TOPIC, FlightRecorder, RecorderClosedError
+from controller.record.flight import DROPOUT_SCHEMA, DROPOUT_TOPIC, FlightRecorder, RecorderClosedError, RecorderEnds
 from controller.record.flight_writer import (
     COMPRESSIONS,
     MAX_ERROR_TEXTS,
@@ -108,7 +108,7 @@ _pickle_dumps = pickle.dumps
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
-class ProcessRecorder:
+class ProcessRecorder(RecorderEnds):
     """A flight recorder whose MCAP writing runs in a child process (same file as :class:`FlightRecorder`).
 
     Parameters
@@ -358,17 +358,7 @@ class ProcessRecorder:
         self._final.log_warnings(self.path)
         return self._final
 
-    def __enter__(self) -> ProcessRecorder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ internals
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RecorderClosedError(f"{self.path}: recorder is closed")
-
     def _control(self, item: tuple[object, ...]) -> None:
         if self._items:
             self._pack_items()  # the messages before it, in order
