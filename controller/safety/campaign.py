@@ -450,6 +450,10 @@ SOAKS: Final = {
 }
 
 
+#: Soaks whose fault must trip (``loss3``: three or four ``VB_Status`` lost in a row).
+MUST_TRIP_SOAKS: Final = frozenset({"loss3"})
+
+
 def run_soak(kind: str, minutes: float, build: Builder, seed: int = 1) -> RunResult:
     """Fly the square mission then hold, ``minutes`` of simulated time, under the soak fault ``kind``.
 
@@ -467,8 +471,11 @@ def run_soak(kind: str, minutes: float, build: Builder, seed: int = 1) -> RunRes
     Returns
     -------
     RunResult
-        ``false_trip`` (and ``tripped``) tell whether the controller recorded a fault;
-        ``unsafe_frames`` counts non-zero frames before the mission start.
+        ``tripped`` tells whether the controller recorded a fault; ``false_trip`` whether
+        that trip was false (``loss``: a trip that three or more consecutive lost
+        ``VB_Status`` explain is expected, ``why`` says so; :data:`MUST_TRIP_SOAKS` must
+        trip, ``expect`` "trip"); ``unsafe_frames`` counts non-zero frames before the
+        mission start; ``ok`` is the verdict (``qiki safety soak`` exits 0 on it).
 
     Raises
     ------
@@ -493,9 +500,6 @@ def run_soak(kind: str, minutes: float, build: Builder, seed: int = 1) -> RunRes
                                      else f"{res.unsafe_frames} unsafe frames")
     return res
 
-
-#: Soaks whose fault must trip (``loss3``: three or four ``VB_Status`` lost in a row).
-MUST_TRIP_SOAKS: Final = frozenset({"loss3"})
 
 
 #: VB_Status period (50 Hz) and the staleness rule of the valve board driver: stale when

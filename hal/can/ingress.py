@@ -369,10 +369,21 @@ class IngressChecker:
         it judges such a stream fresh about half the time; this rate does not (SAFETY.md
         B02, used to refuse arming: :meth:`hal.devices.valve_board.ValveBoardDriver.status_rate_low`).
 
+        Parameters
+        ----------
+        name : str
+            Message name (a stream the checker watches).
+
         Returns
         -------
         float or None
-            The fraction; None before two frames or for a stream without a period.
+            The fraction (dimensionless); None before two frames or for a stream without a
+            period.
+
+        Raises
+        ------
+        HalError
+            For a message the checker does not watch.
         """
         st = self.stream(name)
         w = st.rx_window_ns
