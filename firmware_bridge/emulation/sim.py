@@ -186,10 +186,11 @@ class Simulation:
         seg_fr: list[float] = []
         seg_end = -inf  # no valid segment: compute one
         run_n = 0
-        active = True  # the first step of a call: look at every input
+        first = True  # the first step of a call: look at every input
+        gates_stale = False  # an extra stepped: the rail gates may read otherwise now
         while t_ns < end_ns:
             t = t_ns * 1e-9
-            if active or t >= wake_t:
+            if first or gates_stale or t >= wake_t:
                 if run_n:
                     world.run(run_n, dt_s, seg_fr)
                     run_n = 0
@@ -201,8 +202,8 @@ class Simulation:
                     plan_due = plan.next_due_s
                     if fired:  # a fault may change any emulator's due time
                         ex_dues = [getattr(e, "next_due_s", -inf) for e in extras]
-                wake = active or fired or t >= plan_due - early_s
-                recheck = wake
+                wake = first or fired or t >= plan_due - early_s
+                recheck = wake or gates_stale
                 if wake or t >= mcu_due or mcu.input_pending:
                     mcu.step(t)
                     mcu_due = mcu.next_due_s
@@ -219,7 +220,8 @@ class Simulation:
                         e.step(t)
                         ex_dues[k] = getattr(e, "next_due_s", -inf)
                         stepped_extra = True
-                active = stepped_extra and bool(self.rail_gates)  # the gates see it next step
+                first = False
+                gates_stale = stepped_extra and bool(self.rail_gates)  # the gates see it next step
                 wake_t = -inf if ex_always else min(plan_due - early_s, mcu_due, vb_due, *ex_dues)
             # the world's step over [t, t + dt): deferred while the open fractions stay the
             # same (flushed before any emulator acts, as emulators read the world)

@@ -41,6 +41,7 @@ from hal.can.lockstep import LockstepBus
 __all__ = ["ValveBoardEmulator"]
 
 _HISTORY_S = 1.0  # open intervals kept this long after they end
+_STATUS_MEMO_N = 4096  # sealed VB_Status payloads kept (a square mission sees ~100 keys)
 
 
 class ValveBoardEmulator:
@@ -139,6 +140,10 @@ class ValveBoardEmulator:
         self.frames_sent = 0
 
         self._boot_s: float | None = None
+        # VB_Status frames as the codec builds and seal() completes them (arbitration ID,
+        # extended, DLC, payload) by (status, alive counter): a pure function of the key
+        # (the codec and the node are fixed), so an entry never goes stale.
+        self._status_frames: dict[tuple[vb.ValveBoardStatus, int], tuple[int, bool, int, bytes]] = {}
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -514,10 +519,19 @@ class ValveBoardEmulator:
         self.frames_sent += 1
 
     def _send_status(self, now_s: float) -> None:
-        sig = vb.status_signals(self._status_value(now_s), self._status_counter)
-        msg = self._codec.encode(vb.STATUS, sig)
-        msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
-        msg.timestamp = now_s
+        status = self._status_value(now_s)
+        key = (status, self._status_counter)
+        frames = self._status_frames
+        frame = frames.get(key)
+        if frame is None:  # encoded by the DBC and sealed once per distinct (status, counter)
+            enc = self._codec.encode(vb.STATUS, vb.status_signals(status, self._status_counter))
+            frame = (enc.arbitration_id, enc.is_extended_id, enc.dlc, vb.seal(enc.arbitration_id, enc.data))
+            if len(frames) >= _STATUS_MEMO_N:
+                frames.clear()
+            frames[key] = frame
+        arb_id, extended, dlc, data = frame
+        msg = can.Message(arbitration_id=arb_id, is_extended_id=extended, is_fd=False, dlc=dlc,
+                          data=bytearray(data), timestamp=now_s)
         self._status_counter = vb.next_counter(self._status_counter)
         self._send(msg)
 
