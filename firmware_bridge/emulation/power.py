@@ -270,6 +270,17 @@ class RegisterBank:
                 q.name, (q, step, tuple((q.table, q.address + k * step) for k in range(q.registers))))
         # Per quantity name: the value last stored by set() and the words it wrote.
         self._written: dict[str, tuple[int | float, list[int] | list[bool]]] = {}
+        # Per table: the valid ranges merged where they touch or overlap (a fast answer
+        # for a read spanning several quantities; the ranges are fixed from here on).
+        self._merged: dict[str, list[tuple[int, int]]] = {}
+        for table, rs in self._ranges.items():
+            merged: list[tuple[int, int]] = []
+            for a, b in sorted(r for r in rs if r[0] < r[1]):
+                if merged and a <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+                else:
+                    merged.append((a, b))
+            self._merged[table] = merged
 
     def _step(self, table: str) -> int:
         return 1 if table in ("coil", "discrete") else self.profile.address_stride
@@ -293,13 +304,12 @@ class RegisterBank:
     def _span_valid(self, table: str, first: int, last: int) -> bool:
         """Whether every address ``first, first + step, ..., last`` of ``table`` is valid.
 
-        One range holding the whole span answers at once; otherwise every address is
-        checked (:meth:`_valid`), as a span may cross from one range into the next.
+        One merged range holding the whole span answers at once (every address in it is
+        in some range); otherwise every address is checked (:meth:`_valid`).
         """
         if table in ("holding", "input") and self.profile.address_stride == 2 and first % 2:
             return False  # a register step of 2 keeps the parity: every address is odd
-        ranges = self._ranges.get(table, [])
-        for a, b in ranges:
+        for a, b in self._merged.get(table, ()):
             if a <= first and last < b:
                 return True
         step = self._step(table)

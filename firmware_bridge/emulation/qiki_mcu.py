@@ -353,12 +353,14 @@ class McuEmulator:
         self._update_watchdog_now(now_s)
         self._update_outputs()
         self._send_status_if_changed()
-        if self._status.due(now_s):
+        # a schedule's due() is False, and changes nothing, before its next_due_s
+        status, imu, pose = self._status, self._imu, self._pose
+        if now_s >= status.next_due_s and status.due(now_s):
             self._send(self._status_msg())
-        if self._imu.due(now_s):
+        if now_s >= imu.next_due_s and imu.due(now_s):
             w = self.world
             self._send(Imu(self._t_ms(), float(w.yaw_rate_radps), float(w.ax_body_mps2), float(w.ay_body_mps2)))
-        if self._pose.due(now_s):
+        if now_s >= pose.next_due_s and pose.due(now_s):
             self._send(self._pose_msg())
 
     # ------------------------------------------------------------------ internals

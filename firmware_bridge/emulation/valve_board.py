@@ -392,7 +392,7 @@ class ValveBoardEmulator:
         if self._last_cmd_counter is not None and counter == self._last_cmd_counter:
             return self._reject("counter")
         raws = [raw[name] for name in vb.DUTY_SIGNALS]
-        if any(r > vb.DUTY_RAW_MAX for r in raws):
+        if max(raws) > vb.DUTY_RAW_MAX:
             return self._reject("range")
         if self._in_boot:
             return self._reject("boot")
