@@ -267,12 +267,6 @@ def _quiet_steps(t_ns: int, end_ns: int, dt_ns: int, dt_s: float, wake_t: float,
     int
         Number of consecutive quiet steps starting at ``t_ns`` (0 if that one is not).
     """
-    def quiet(u_ns: int) -> bool:
-        t = u_ns * 1e-9
-        return u_ns < end_ns and t < wake_t and t + dt_s <= seg_end
-
-    if not quiet(t_ns):
-        return 0
     lim = float(end_ns)
     w = wake_t * 1e9
     if w < lim:
@@ -280,12 +274,19 @@ def _quiet_steps(t_ns: int, end_ns: int, dt_ns: int, dt_s: float, wake_t: float,
     e = (seg_end - dt_s) * 1e9
     if e < lim:
         lim = e
-    k = max(1, int((lim - t_ns) / dt_ns) + 1)
-    while k > 1 and not quiet(t_ns + (k - 1) * dt_ns):
+    k = int((lim - t_ns) / dt_ns) + 1 if lim > t_ns else 0  # about the count
+    while k > 0:  # down to the last quiet step of the estimate (the test: see above)
+        u = t_ns + (k - 1) * dt_ns
+        t = u * 1e-9
+        if u < end_ns and t < wake_t and t + dt_s <= seg_end:
+            break
         k -= 1
-    while quiet(t_ns + k * dt_ns):
+    while True:  # up to the first step that is not quiet
+        u = t_ns + k * dt_ns
+        t = u * 1e-9
+        if not (u < end_ns and t < wake_t and t + dt_s <= seg_end):
+            return k
         k += 1
-    return k
 
 
 class RealtimeRunner:

@@ -272,6 +272,9 @@ class ValveBoardEmulator:
         out = []
         end_s = math.inf
         for ivs in self._intervals:
+            if not ivs or ivs[-1][1] <= t_s:  # closed, no later interval
+                out.append(0.0)
+                continue
             is_open = 0.0
             nxt = math.inf
             for start, end in reversed(ivs):
@@ -453,6 +456,9 @@ class ValveBoardEmulator:
         out = []
         for ivs in self._intervals:
             is_open = False
+            if not ivs or ivs[-1][1] <= now_s:  # every interval ended
+                out.append(is_open)
+                continue
             for start, end in reversed(ivs):
                 if start <= now_s < end:
                     is_open = True
