@@ -487,7 +487,11 @@ class ValveBoardEmulator:
         if span <= 0:
             return [0.0] * self.n_valves
         out = []
+        exact_zero = span == span  # 0.0 / span is 0.0 unless the window is NaN
         for ivs in self._intervals:
+            if exact_zero and (not ivs or ivs[-1][1] <= t0_s):  # every interval ended before
+                out.append(0.0)
+                continue
             total = 0.0
             for start, end in reversed(ivs):
                 if end <= t0_s:
