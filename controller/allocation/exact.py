@@ -35,12 +35,13 @@ volume and searched in prefixes (a few hundred cells first), and the whole table
 those miss. Bases sharing a degenerate dual vertex (exact ties) are all tried. The cell of
 the last tick is tried first while the demand stays in it (warm start).
 
-*Demands outside Z* are recognised by a violated facet (after the first point-location
-tier misses, or at once when the demand lies outside Z's axis-aligned bounding box, a few
-comparisons). Those whose weighted projection lies inside a facet ``f`` of Z have a closed
-form: ``tau = v_f + B_S t + s W^-2 n_f`` with ``0 <= t <= u_max`` and ``s >= 0`` is the KKT
-certificate; the facet is the most violated one (for a projection inside facet ``f``,
-``n_f`` is the unique maximiser of ``n' tau - support(n)``).
+*Demands outside Z* are recognised by weak LP duality (no point of Z has a cell dual value
+above the cost of every healthy thruster at full thrust: the point location's own product
+tells, and most outside demands need no cell certificate) or by a violated facet (after
+the first point-location tier misses). Those whose weighted projection lies inside a facet
+``f`` of Z have a closed form: ``tau = v_f + B_S t + s W^-2 n_f`` with ``0 <= t <= u_max``
+and ``s >= 0`` is the KKT certificate; the facet is the most violated one (for a
+projection inside facet ``f``, ``n_f`` is the unique maximiser of ``n' tau - support(n)``).
 
 *Every infeasible demand* goes through a primal active-set method for bound-constrained
 least squares (Lawson & Hanson 1974, ch. 23; Stark & Parker 1995, "Bounded-variable
