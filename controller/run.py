@@ -352,7 +352,10 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
             flight.row("/tick", *tick_row(vehicle, flight.cursor.crc32))
             recs = component_records(vehicle)
             for topic, rec in recs:
-                flight.put(topic, rec)
+                if isinstance(rec, tuple):  # a row (TelemetryRow): the recorder builds the record
+                    flight.row(topic, *rec)
+                else:
+                    flight.put(topic, rec)
         if desk is not None:
             desk.end_tick(vehicle, k, now_s)
             desk.observe(recs if recs is not None else component_records(vehicle), now_s)
