@@ -269,7 +269,7 @@ class Vehicle(SafeStop):
         if self.pending_events:
             events += self.pending_events
             self.pending_events = []
-        self._step_fsm(now_s, events)
+        self._step_fsm(now_s, events, view)  # still this tick's view: monitor and POST change no state
         self.demand_n = None
         if self.fsm.outputs == "allocate":
             step = self.control.step(self.view())
@@ -279,8 +279,14 @@ class Vehicle(SafeStop):
                 self.command("mission_complete")
             self.demand_n = step.demand_n
 
-    def _step_fsm(self, now_s: float, events: Sequence[str]) -> None:
-        view = self.view()
+    def _step_fsm(self, now_s: float, events: Sequence[str], view: TickView | None = None) -> None:
+        """Step the FSM with the tick's events; log, and run the transitions' actions.
+
+        ``view`` is the tick's current view when the caller has it (the guards see it),
+        else :meth:`view` builds it.
+        """
+        if view is None:
+            view = self.view()
 
         def evaluate(name: str) -> tuple[bool, str]:
             return GUARD_IMPLS[name](self, view)
