@@ -220,7 +220,7 @@ class FsmEngine:
         now_s = float(now_s)
         self._last_now_s = now_s
         try:
-            ordered = order_events(events)
+            ordered = order_events(events) if events else ()  # most ticks raise no event
         except KeyError as exc:
             raise ControllerError(f"unknown FSM event {exc.args[0]!r}") from None
 
