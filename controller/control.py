@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from firmware_bridge.protocols.frames import Pose2D, rotate_inverse, wrap_angle
-
 
 @dataclass(frozen=True, slots=True)
 class PoseGains:
@@ -57,10 +55,20 @@ def pose_pd_wrench(
     if dist > lim:
         ex *= lim / dist
         ey *= lim / dist
-    eyaw = wrap_angle(target[2] - pose[2])
-    eyaw = max(-gains.max_yaw_error_rad, min(gains.max_yaw_error_rad, eyaw))
-    fxw = gains.kp_n_per_m * ex - gains.kd_n_per_mps * velocity_world[0]
-    fyw = gains.kp_n_per_m * ey - gains.kd_n_per_mps * velocity_world[1]
+    eyaw = math.remainder(target[2] - pose[2], math.tau)  # frames.wrap_angle
+    ylim = gains.max_yaw_error_rad
+    # max(-ylim, min(ylim, eyaw)) without the two calls: the same picks, NaN included
+    eyaw = eyaw if eyaw < ylim else ylim
+    eyaw = eyaw if eyaw > -ylim else -ylim
+    kp, kd = gains.kp_n_per_m, gains.kd_n_per_mps
+    fxw = kp * ex - kd * velocity_world[0]
+    fyw = kp * ey - kd * velocity_world[1]
     mz = gains.kp_nm_per_rad * eyaw - gains.kd_nm_per_radps * velocity_world[2]
-    fx_body, fy_body = rotate_inverse(Pose2D(pose[0], pose[1], pose[2]), (fxw, fyw))
-    return (fx_body, fy_body, mz)
+    # frames.rotate_inverse(Pose2D(*pose), (fxw, fyw)) inline: Pose2D's cos and sin (NaN
+    # for a non-finite yaw), then the same products and sums
+    yaw = pose[2]
+    if math.isfinite(yaw):
+        c, s = math.cos(yaw), math.sin(yaw)
+    else:
+        c = s = math.nan
+    return (c * fxw + s * fyw, -s * fxw + c * fyw, mz)

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.config import MissionCfg
-from firmware_bridge.protocols.frames import wrap_angle
 from hal.snapshot import JsonValue, State, apply, capture
 
 
@@ -88,27 +87,27 @@ class MissionExecutor:
         speed_mps : float
             Current speed over ground (m/s).
         """
-        if self.complete:
-            last = self.targets[-1]
-            return MissionProgress(last, True, False)
-        target = self.targets[self.index]
+        targets = self.targets
+        n = len(targets)
+        index = self.index
+        if index >= n:  # complete
+            return MissionProgress(targets[-1], True, False)
+        target = targets[index]
         err = math.hypot(target[0] - pose[0], target[1] - pose[1])
         reached_now = False
         if self.reached_at_s is None:
-            yaw_err = abs(wrap_angle(target[2] - pose[2]))
-            if (
-                err <= self.mission.reach_tolerance_m
-                and speed_mps <= self.mission.reach_speed_mps
-                and yaw_err <= self._yaw_tol
-            ):
+            yaw_err = abs(math.remainder(target[2] - pose[2], math.tau))  # frames.wrap_angle
+            m = self.mission
+            if err <= m.reach_tolerance_m and speed_mps <= m.reach_speed_mps and yaw_err <= self._yaw_tol:
                 self.reached_at_s = now_s
                 self.waypoints_reached += 1
                 reached_now = True
         if self.reached_at_s is not None:
-            if self.holds_s[self.index] > 0.0:
+            hold_s = self.holds_s[index]
+            if hold_s > 0.0:
                 self.max_hold_error_m = max(self.max_hold_error_m, err)
-            if now_s - self.reached_at_s >= self.holds_s[self.index]:
-                self.index += 1
+            if now_s - self.reached_at_s >= hold_s:
+                index = self.index = index + 1
                 self.reached_at_s = None
-        done = self.complete
-        return MissionProgress(self.targets[min(self.index, len(self.targets) - 1)], done, reached_now)
+        done = index >= n
+        return MissionProgress(targets[n - 1 if done else index], done, reached_now)

@@ -153,10 +153,11 @@ def condition(key: str, reason: str | None) -> Condition:
     Condition
     """
     if reason is None:
-        c = _CLEAR.get(key)
-        if c is None:
+        try:
+            return _CLEAR[key]  # a subscript, not a .get() call: the common case is the hit
+        except KeyError:
             c = _CLEAR[key] = Condition(key, None)
-        return c
+            return c
     return Condition(key, reason)
 
 

@@ -119,6 +119,7 @@ class FsmEngine:
             for s in model.states
         }
         self._state = model.initial
+        self._outputs = model.states[model.initial].outputs  # kept with _state (read every tick)
         self._entered_at_s = float(now_s)
         self._last_now_s = float(now_s)
         self._fired: set[int] = set()
@@ -138,8 +139,12 @@ class FsmEngine:
 
     @property
     def outputs(self) -> str:
-        """``"zero"`` or ``"allocate"``: what the output guard lets through now."""
-        return self._model.states[self._state].outputs
+        """``"zero"`` or ``"allocate"``: what the output guard lets through now.
+
+        The current state's ``outputs``, kept beside the state whenever it changes (read
+        several times per tick).
+        """
+        return self._outputs
 
     @property
     def entered_at_s(self) -> float:
@@ -177,6 +182,7 @@ class FsmEngine:
         if st not in self._model.states:
             raise SnapshotError(f"FSM snapshot state {st!r} is not in the model")
         apply(self, state, self.SNAPSHOT_FIELDS)
+        self._outputs = self._model.states[self._state].outputs
 
     def step(self, now_s: float, events: Iterable[str], guard: GuardFn) -> list[Transition]:
         """Advance the machine by one tick. Per-tick function.
@@ -214,7 +220,7 @@ class FsmEngine:
         now_s = float(now_s)
         self._last_now_s = now_s
         try:
-            ordered = order_events(events)
+            ordered = order_events(events) if events else ()  # most ticks raise no event
         except KeyError as exc:
             raise ControllerError(f"unknown FSM event {exc.args[0]!r}") from None
 
@@ -290,6 +296,7 @@ class FsmEngine:
                               by_timeout=by_timeout)
         actions = m.states[source].exit + m.states[chosen.target].enter
         self._state = chosen.target
+        self._outputs = m.states[chosen.target].outputs
         self._entered_at_s = float(now_s)
         self._fired = set()
         return Transition(now_s, source, event, chosen.target, actions, by_timeout=by_timeout)

@@ -86,13 +86,14 @@ class OutputGuard:
             return self.last_n
         self.nonfinite_ticks = 0
         step = self.rate_n_per_s * max(dt_s, 0.0)
+        max_n, last_n = self.max_thrust_n, self.last_n
         out = []
         for i, v in enumerate(demand_n):
-            hi = self.max_thrust_n[i]
+            hi = max_n[i]
             c = hi if v > hi else (0.0 if v < 0.0 else v)
             if c != v:
                 self.clamped_total += 1
-            prev = self.last_n[i]
+            prev = last_n[i]
             if c > prev + step:
                 c = prev + step
                 self.rate_limited_total += 1

@@ -257,6 +257,11 @@ class Tracker:
         dt_s = 0.0 if self._time_s is None else now_s - self._time_s
         self._time_s = now_s
         self.scans += 1
+        if not dets and not self._meta:
+            # an empty scan and no track (most scans of a quiet sky): nothing to predict,
+            # associate, update, delete or initiate; the steps below would change nothing
+            self._snapshot = []
+            return []
 
         # 1. predict
         self._predict(dt_s)

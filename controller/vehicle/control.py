@@ -123,14 +123,17 @@ class PoseControl:
         un = getattr(result, "unallocated_wrench", None)
         if un is not None:
             if type(un) is np.ndarray and un.dtype == np.float64:
-                un = un.tolist()  # the same Python floats, summed in the same order below
-            self.unallocated_sq += float(sum(float(v) * float(v) for v in un))
-            self.last_achieved = (wrench[0] - float(un[0]), wrench[1] - float(un[1]), wrench[2] - float(un[2]))
+                u = un.tolist()  # Python floats already: the same products, summed in the same order
+                self.unallocated_sq += float(sum([v * v for v in u]))
+                self.last_achieved = (wrench[0] - u[0], wrench[1] - u[1], wrench[2] - u[2])
+            else:
+                self.unallocated_sq += float(sum(float(v) * float(v) for v in un))
+                self.last_achieved = (wrench[0] - float(un[0]), wrench[1] - float(un[1]), wrench[2] - float(un[2]))
         else:
             self.last_achieved = None
         sat = getattr(result, "saturated", None)
         if type(sat) is np.ndarray and sat.dtype == np.bool_:
-            self.last_saturated = bool(sat.any())
+            self.last_saturated = True in sat.tolist()  # Python bools; cheaper than ndarray.any() on (N,)
         else:
             self.last_saturated = sat is not None and any(bool(s) for s in sat)
         if self.last_saturated:
@@ -144,8 +147,9 @@ class PoseControl:
         Returns the fault reason when the remaining thrusters no longer span the wrench
         space; None while the re-planned allocation can go on.
         """
+        # no faulted valve (every healthy tick): no thruster can be newly failed
         newly = [i for i, v in enumerate(thruster_valves)
-                 if valve_fault_mask >> v & 1 and i not in self.failed_thrusters]
+                 if valve_fault_mask >> v & 1 and i not in self.failed_thrusters] if valve_fault_mask else None
         if newly:
             self.failed_thrusters.update(newly)
             self.failures_handled.append({"time_s": round(now_s, 6), "thrusters": sorted(newly)})

@@ -93,6 +93,10 @@ class Vehicle(SafeStop):
         self.last_refusal: tuple[str, str] | None = None
         self._guard_faulted = False
         self._view: TickView | None = None
+        #: Per CAN bus, the clear conditions of its three fault keys (bus-off, receive
+        #: path, sends), made once rather than formatted every tick (issue 16).
+        self._port_conds = [(name, port, condition(f"{name}_busoff", None), condition(f"{name}_rx", None),
+                             condition(f"{name}_send", None)) for name, port in self.can_ports.items()]
         view = self.view()
         for a in self.fsm.initial_actions:
             self._run_action(a, view)
@@ -116,17 +120,18 @@ class Vehicle(SafeStop):
     def view(self) -> TickView:
         """Return the frozen view of this tick that components get.
 
-        Called several times per tick: the last view is returned again while every field
-        is the very same object (``is``), otherwise a new one is built (issue 16: no
-        per-call allocation when nothing changed).
+        Called several times per tick: the last view is returned again while tick, time,
+        state and pose are the very same objects (``is``), otherwise a new one is built
+        (issue 16: no per-call allocation when nothing changed). The outputs mode is a
+        function of the state (the FSM model is fixed), so the same state object means
+        the same outputs.
         """
-        fsm = self.fsm
-        state, outputs, pose = fsm.state, fsm.outputs, self.mcu.pose
+        state, pose = self.fsm.state, self.mcu.pose
         v = self._view
-        if (v is not None and v.tick is self.tick_index and v.now_s is self.now_s and v.state is state
-                and v.outputs is outputs and v.pose is pose):
+        if (v is not None and v.state is state and v.pose is pose and v.now_s is self.now_s
+                and v.tick is self.tick_index):
             return v
-        v = self._view = TickView(self.tick_index, self.now_s, state, outputs, pose)
+        v = self._view = TickView(self.tick_index, self.now_s, state, self.fsm.outputs, pose)
         return v
 
     def command(self, event: str) -> None:
@@ -227,17 +232,21 @@ class Vehicle(SafeStop):
         if view.state != "boot":
             conds.append(condition("thrusters", self.control.thruster_failures(
                 view.now_s, self.valves.valve_fault_mask, self.valves.thruster_valves, self._log)))
-        for name, port in self.can_ports.items():
-            if port.bus_off and f"{name}_busoff" not in self.faults.active:
-                port.flush_tx()  # B04: no stale command may leave after recovery
-            conds.append(condition(f"{name}_busoff", f"CAN bus {name} bus-off" if port.bus_off else None))
+        active = self.faults.active
+        for name, port, busoff, rx_clear, send_clear in self._port_conds:
+            if port.bus_off:
+                if busoff.key not in active:
+                    port.flush_tx()  # B04: no stale command may leave after recovery
+                conds.append(Condition(busoff.key, f"CAN bus {name} bus-off"))
+            else:
+                conds.append(busoff)
             if port.entered_error_passive:  # B05: one warning per entry, arming refused meanwhile (rules.py)
                 self._log("bus_error_passive", bus=name, reason=f"CAN bus {name} is error-passive")
             rx = port.rx_fault  # B07: the receive path's heartbeat stopped on this tick's poll
-            conds.append(condition(f"{name}_rx", f"CAN bus {name}: {rx}" if rx is not None else None))
+            conds.append(rx_clear if rx is None else Condition(rx_clear.key, f"CAN bus {name}: {rx}"))
             n = port.consecutive_send_failures
-            conds.append(condition(f"{name}_send",
-                                   f"CAN bus {name}: {n} consecutive send failures" if n >= 3 else None))
+            conds.append(send_clear if n < 3 else
+                         Condition(send_clear.key, f"CAN bus {name}: {n} consecutive send failures"))
         if self.guard.fault_reason is not None and not self._guard_faulted:
             self._guard_faulted = True
             conds.append(Condition("output_guard", self.guard.fault_reason))
@@ -245,7 +254,6 @@ class Vehicle(SafeStop):
             n = self.overruns_last_second(view.now_s)
             conds.append(condition("lag",
                                    f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None))
-        active = self.faults.active
         for cond in conds:
             if cond.reason is None and cond.key not in active:
                 continue  # clearing an inactive condition changes nothing (FaultBook.set)
@@ -256,9 +264,12 @@ class Vehicle(SafeStop):
     def update(self, now_s: float, dt_s: float) -> None:
         """Update phase (per tick): monitor, POST, FSM step and actions, control."""
         view = self.view()
-        events = self._monitor(view) + post_step(self, view) + self.pending_events
-        self.pending_events = []
-        self._step_fsm(now_s, events)
+        events = self._monitor(view)
+        events += post_step(self, view)
+        if self.pending_events:
+            events += self.pending_events
+            self.pending_events = []
+        self._step_fsm(now_s, events, view)  # still this tick's view: monitor and POST change no state
         self.demand_n = None
         if self.fsm.outputs == "allocate":
             step = self.control.step(self.view())
@@ -268,8 +279,14 @@ class Vehicle(SafeStop):
                 self.command("mission_complete")
             self.demand_n = step.demand_n
 
-    def _step_fsm(self, now_s: float, events: Sequence[str]) -> None:
-        view = self.view()
+    def _step_fsm(self, now_s: float, events: Sequence[str], view: TickView | None = None) -> None:
+        """Step the FSM with the tick's events; log, and run the transitions' actions.
+
+        ``view`` is the tick's current view when the caller has it (the guards see it),
+        else :meth:`view` builds it.
+        """
+        if view is None:
+            view = self.view()
 
         def evaluate(name: str) -> tuple[bool, str]:
             return GUARD_IMPLS[name](self, view)
