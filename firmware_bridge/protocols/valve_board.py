@@ -353,6 +353,12 @@ def duty_pct_to_raw(duty_pct: float) -> int:
     int
         Raw value 0..50 (round half up to the nearest 2 %).
     """
+    if duty_pct.__class__ is float:
+        # the per-tick case, the same answers as the general rule below: NaN fails both
+        # comparisons, +inf is not finite, every float in (0, 100) quantises to 1..50
+        if 0.0 < duty_pct < 100.0:
+            return min(DUTY_RAW_MAX, math.floor(duty_pct / DUTY_STEP_PCT + 0.5))
+        return DUTY_RAW_MAX if duty_pct >= 100.0 and duty_pct != math.inf else 0
     if not isinstance(duty_pct, (int, float)) or not math.isfinite(duty_pct):
         return 0
     if duty_pct <= 0.0:
