@@ -86,3 +86,13 @@ def test_codec_compiled_at_first_use_answers_as_at_load():
     lazy.require({vb.HEARTBEAT: ()})  # a driver's messages are generated when it requires them
     assert lazy._compiled[vb.HEARTBEAT].ready
     assert lazy.not_compiled == eager.not_compiled == {}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(min_value=0, max_value=(1 << 29) - 1), st.binary(min_size=7, max_size=8))
+def test_command_checksum_positional_tables_equal_the_crc12_walk(arbitration_id, data):
+    from firmware_bridge.protocols.crc12 import crc12
+
+    expected = crc12(bytes((arbitration_id & 0xFF,)) + data[:6], data[6] & 0xF)
+    assert vb.command_checksum(arbitration_id, data) == expected
+    assert vb.command_checksum(arbitration_id, bytearray(data)) == expected
