@@ -607,6 +607,14 @@ class Ars408Driver:
         )
 
     # ------------------------------------------------------------------ egress
+    def ego_motion_due(self, now_s: float) -> bool:
+        """Tell whether :meth:`ego_motion_frames` would send at ``now_s`` (s). Per-tick.
+
+        Lets a caller skip working out the ego speed on the ticks between two sends.
+        """
+        nxt = self._next_ego_s
+        return nxt is None or not now_s < nxt  # the negation of ego_motion_frames' test
+
     def ego_motion_frames(self, now_s: float, speed_long_mps: float,
                           yaw_rate_radps: float) -> list[can.Message]:
         """SpeedInformation + YawRateInformation frames when due. Per-tick.
