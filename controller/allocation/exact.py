@@ -35,12 +35,13 @@ volume and searched in prefixes (a few hundred cells first), and the whole table
 those miss. Bases sharing a degenerate dual vertex (exact ties) are all tried. The cell of
 the last tick is tried first while the demand stays in it (warm start).
 
-*Demands outside Z* are recognised by a violated facet (after the first point-location
-tier misses, or at once when the demand lies outside Z's axis-aligned bounding box, a few
-comparisons). Those whose weighted projection lies inside a facet ``f`` of Z have a closed
-form: ``tau = v_f + B_S t + s W^-2 n_f`` with ``0 <= t <= u_max`` and ``s >= 0`` is the KKT
-certificate; the facet is the most violated one (for a projection inside facet ``f``,
-``n_f`` is the unique maximiser of ``n' tau - support(n)``).
+*Demands outside Z* are recognised by weak LP duality (no point of Z has a cell dual value
+above the cost of every healthy thruster at full thrust: the point location's own product
+tells, and most outside demands need no cell certificate) or by a violated facet (after
+the first point-location tier misses). Those whose weighted projection lies inside a facet
+``f`` of Z have a closed form: ``tau = v_f + B_S t + s W^-2 n_f`` with ``0 <= t <= u_max``
+and ``s >= 0`` is the KKT certificate; the facet is the most violated one (for a
+projection inside facet ``f``, ``n_f`` is the unique maximiser of ``n' tau - support(n)``).
 
 *Every infeasible demand* goes through a primal active-set method for bound-constrained
 least squares (Lawson & Hanson 1974, ch. 23; Stark & Parker 1995, "Bounded-variable
@@ -75,7 +76,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from operator import le as _le
 from operator import mul as _mul
 
 import numpy as np
@@ -453,8 +453,8 @@ class _Context:
         "facet_up", "facet_pinv", "fac_T", "fac_Q", "fac_q", "fac_simple", "f_tol", "G", "A_all",
         "groups_A", "groups_rows", "prefix_E", "g_scale", "loc_tiers", "sub_pinv", "A_all_T",
         "u_max_list", "facet_v", "facet_S", "facet_side", "inv_u_max_max", "tiers_partial", "fast",
-        "kkt", "kkt_x", "w_list", "g_diag", "result_src", "screen_first", "box_lo", "box_hi",
-        "facet_u0", "facet_side0", "facet_mask", "facet_upx", "screened",
+        "kkt", "kkt_x", "w_list", "g_diag", "result_src", "facet_u0", "facet_side0", "facet_mask",
+        "facet_upx", "over",
     )
     # healthy thrusters and stuck-open forces
     active: np.ndarray  # (N,) bool
@@ -482,7 +482,8 @@ class _Context:
     loc_tiers: list[np.ndarray]
     tiers_partial: bool
     cell_Ua: np.ndarray
-    fast: tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray, float, float] | None
+    over: float  # a dual value above it: the demand is outside the attainable set (_locate)
+    fast: tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray, np.ndarray, float, float, float] | None
     # facets of the healthy zonotope
     fac_T: np.ndarray | None
     facet_idx_act: np.ndarray
@@ -507,14 +508,10 @@ class _Context:
     w_list: list[float]
     g_diag: list[float]
     result_src: tuple[np.ndarray, np.ndarray, np.ndarray | None]
-    screen_first: bool  # healthy, tiered, fused tables, one group: allocate screens after tier 0
-    box_lo: list[float]  # (m,) bounding box of the attainable set, a little enlarged
-    box_hi: list[float]
     facet_u0: list[list[float]]
     facet_side0: list[list[float]]
     facet_mask: list[int]
     facet_upx: np.ndarray  # (F, n_act)
-    screened: int  # the violated facet the last point location's screen found, or -1
     groups_A: list[np.ndarray]
     groups_rows: list[np.ndarray]
     prefix_E: list[np.ndarray | None]
@@ -717,6 +714,11 @@ class ExactAllocator:
         idx, minv, up = cells.idx[sel], cells.minv[sel], cells.upper[sel]
         K = idx.shape[0]
         ctx.n_cells = K
+        # weak LP duality: every cell's dual value is at most the least total thrust cost of
+        # a demand inside the attainable set, so at most the cost of all healthy thrusters
+        # at full thrust (v_scale); a margin far above the products' rounding and the
+        # tie-broken reduced costs (|d| <= 1e-9) above it
+        ctx.over = ctx.v_scale + 1e-6 * (ctx.v_scale + float(ctx.u_max_act.sum()))
         ctx.loc_tiers = []
         ctx.tiers_partial = False
         ctx.fast = None
@@ -746,8 +748,9 @@ class ExactAllocator:
             ctx.dual_T = np.ascontiguousarray(np.vstack([mu.T, -h[None, :]]))
             # point-location tiers: the biggest cells first (any cell whose certificate
             # holds is optimal, so a hit in a tier needs no look at the rest)
-            # (a small table is one tier: all of it)
-            sizes = [c for c in (max(LOCATE_TIER_MIN, K // 10), max(4 * LOCATE_TIER_MIN, (2 * K) // 5)) if c < K]
+            # (a small table is one tier: all of it; a prefix of more than half the table
+            # costs about as much as the whole: none)
+            sizes = [c for c in (max(LOCATE_TIER_MIN, K // 10), max(4 * LOCATE_TIER_MIN, (2 * K) // 5)) if c <= K // 2]
             ctx.tiers_partial = bool(sizes)
             ctx.loc_tiers = [np.ascontiguousarray(ctx.dual_T[:, :c]) for c in sizes] or [ctx.dual_T]
             # affine map of every cell on the healthy thrusters, in fractions of full
@@ -763,13 +766,13 @@ class ExactAllocator:
                 np.concatenate([U, -o[:, :, None]], axis=2) * inv_hi[None, :, None])
             if not ctx.has_open:  # (stuck open: the demand needs its offset first)
                 tol_f = 1e-12  # ctx.tol_u as a fraction of full thrust
-                ctx.fast = (ctx.ya, ctx.cell_Ua, ctx.loc_tiers, ctx.u_max_act, -tol_f, 1.0 + tol_f)
+                ctx.fast = (ctx.ya[:-1], ctx.ya, list(ctx.cell_Ua), ctx.loc_tiers[0], ctx.u_max_act,
+                            -tol_f, 1.0 + tol_f, ctx.over)
         # ---- facets of the healthy zonotope (normals, support values, start points)
         fac = self._facets
         ctx.fac_T = None
         ctx.facet_u0, ctx.facet_side0, ctx.facet_mask = [], [], []
         ctx.facet_upx = np.zeros((0, n_act))
-        ctx.screened = -1
         if fac.idx.shape[0] and K:
             fsel = np.all(active[fac.idx], axis=1)
             N_ = fac.normal[fsel]
@@ -831,14 +834,6 @@ class ExactAllocator:
             ctx.prefix_E.append(ctx.B_act[prev] if prev else None)
             prev = prev + rows_g
         ctx.result_src = (self.B, ctx.sat_thr, self._weights)
-        # bounding box of the healthy attainable set (per axis: the sum of the negative,
-        # resp. positive, parts), enlarged by far more than the sums' rounding
-        Bu = ctx.B_act * ctx.u_max_act[None, :]
-        slack = 1e-9 * (np.abs(Bu).sum(axis=1) + 1.0)
-        ctx.box_lo = (np.minimum(Bu, 0.0).sum(axis=1) - slack).tolist()
-        ctx.box_hi = (np.maximum(Bu, 0.0).sum(axis=1) + slack).tolist()
-        ctx.screen_first = (ctx.fast is not None and ctx.tiers_partial and ctx.fac_T is not None
-                            and ctx.kkt is not None and len(ctx.groups_A) == 1)
         self._contexts[key] = ctx
         return ctx
 
@@ -885,21 +880,18 @@ class ExactAllocator:
         stats = self.stats
         stats["calls"] += 1
         fast = ctx.fast
-        boxed = True
+        u_act = None
         if fast is not None:
             # the per-tick path, inlined: point location by the last tick's cell, then the
-            # big cells first; a cell whose fractions are all in [0, 1] is optimal (_locate),
-            # its thrusts as in _thrust (the bounds' test reuses lo, hi)
+            # first tier (the biggest cells); a cell whose fractions are all in [0, 1] is
+            # optimal (_locate), its thrusts as in _thrust (the bounds' test reuses lo, hi)
             # (the bounds' test on a list: min/max of a few Python floats beat two numpy
             # reductions; the values are the same)
-            ya, Ua, tiers, u_max, lo_f, hi_f = fast
-            ya[:-1] = tau
+            y, ya, cells, tier, u_max, lo_f, hi_f, over = fast
+            y[...] = tau
             v = None
-            # outside the attainable set's bounding box (a few Python comparisons): no
-            # cell can contain the demand, straight to the facets
-            boxed = not ctx.screen_first or (all(map(_le, ctx.box_lo, tl)) and all(map(_le, tl, ctx.box_hi)))
-            if boxed and ctx.warm_ok:
-                v = Ua[ctx.last_cell].dot(ya)
+            if ctx.warm_ok:
+                v = cells[ctx.last_cell].dot(ya)
                 vl = v.tolist()
                 lo, hi = min(vl), max(vl)
                 if lo >= lo_f and hi <= hi_f:
@@ -907,46 +899,47 @@ class ExactAllocator:
                 else:
                     ctx.warm_ok = False
                     v = None
-            if v is None and boxed:
-                # the first tier only: after a miss, _locate screens the facets (a demand
-                # outside the attainable set skips the bigger tiers) before the rest
-                k = ya.dot(tiers[0]).argmax()
-                v = Ua[k].dot(ya)
-                vl = v.tolist()
-                lo, hi = min(vl), max(vl)
-                if lo >= lo_f and hi <= hi_f:
-                    ctx.warm_ok = k == ctx.last_cell
-                    ctx.last_cell = k
+            if v is None:
+                d = ya.dot(tier)
+                k = d.argmax()
+                if d[k] > over:
+                    # a dual value above any feasible demand's least cost: outside the
+                    # attainable set (no cell can hold it), straight to the outside path
+                    u_act = self._outside(ctx, tau, self._screen(ctx, ya))
                 else:
-                    v = None
-            u_act = None
+                    v = cells[k].dot(ya)
+                    vl = v.tolist()
+                    lo, hi = min(vl), max(vl)
+                    if lo >= lo_f and hi <= hi_f:
+                        ctx.warm_ok = k == ctx.last_cell
+                        ctx.last_cell = k
+                    else:
+                        v = None
             if v is not None:
                 stats["cell_hits"] += 1
                 if not (lo >= 0.0 and hi <= 1.0):  # rounding-level excess only
                     np.clip(v, 0.0, 1.0, out=v)
                 u_act = v * u_max
-                if ctx.full:
-                    return AllocationResult._deferred(u_act, dem, ctx.result_src)
-            else:
-                fac_T = ctx.fac_T
-                if ctx.screen_first and fac_T is not None:
-                    # outside the attainable set (a violated facet, the most violated one
-                    # the start): straight to the fused active set
-                    Vf = ya.dot(fac_T)
-                    f = int(Vf.argmax())
-                    if Vf[f] > ctx.f_tol:
-                        u_act = self._solve_infeasible(ctx, tau, f)
-                        if ctx.full:
-                            return AllocationResult._deferred(u_act, dem, ctx.result_src)
+            elif u_act is None:
+                # the first tier missed: a demand outside the attainable set (a violated
+                # facet) skips the bigger tiers; then the rest of the table, then the
+                # outside paths
+                if ctx.tiers_partial:
+                    facet = self._screen(ctx, ya)
+                    if facet >= 0:
+                        u_act = self._outside(ctx, tau, facet)
+                if u_act is None:
+                    u_act = self._locate(ctx, tau, ctx.tol_u, True, rest=True)
+                    if u_act is None:
+                        u_act = self._outside(ctx, tau)
+                    else:
+                        stats["cell_hits"] += 1
+            if ctx.full:
+                return AllocationResult._deferred(u_act, dem, ctx.result_src)
         else:
-            u_act = None
-        if u_act is None:
-            # the stuck-open forces, or the first tier missed: the rest of the table, then
-            # the outside paths (rest: allocate tried the first tier, unless the box test
-            # skipped it)
+            # the stuck-open forces: the demand needs their wrench subtracted first
             tau_h = tau - ctx.open_wrench if ctx.has_open else tau
-            u_act = self._locate(ctx, tau_h, ctx.tol_u, True, ctx.tiers_partial and not ctx.screen_first,
-                                 tiers=fast is None or not boxed, rest=fast is not None)
+            u_act = self._locate(ctx, tau_h, ctx.tol_u, True, tiers=True)
             if u_act is None:
                 u_act = self._outside(ctx, tau_h)
             else:
@@ -962,7 +955,7 @@ class ExactAllocator:
         m = self._shape[0]
         raise ValueError(f"wrench must be {m} finite values ({', '.join(axis_names(m))})")
 
-    def _locate(self, ctx: _Context, y: np.ndarray, tol: float, track: bool, screen: bool = False,
+    def _locate(self, ctx: _Context, y: np.ndarray, tol: float, track: bool,
                 tiers: bool = False, rest: bool = False) -> np.ndarray | None:
         """Least-thrust solution of ``B u = y`` by point location in the cell table, or None.
 
@@ -973,15 +966,13 @@ class ExactAllocator:
         it; exact ties (bases sharing a degenerate dual vertex) are all tried. Returns the
         healthy thrusts (clipped into the bounds, violation at most ``tol`` N) or None when
         no cell contains ``y`` (then ``y`` is outside the attainable set, up to rounding).
-        With ``tiers``, the last tick's cell and the first volume-sorted prefix of the table
-        (``loc_tiers[0]``) are tried first (``allocate`` inlines that for a healthy
-        geometry); with ``tiers`` or ``rest`` the other prefixes are tried before the whole
-        table. With ``screen``, a demand that violates a facet of the attainable set is
-        reported None before the other prefixes, the most violated facet in
-        ``ctx.screened`` (else -1) for the caller's outside path. ``track`` records the
-        cell for the next tick's warm start.
+        A dual value above ``ctx.over`` (weak duality: above the least cost of any demand
+        inside the attainable set) returns None at once. With ``tiers``, the last tick's
+        cell and the first volume-sorted prefix of the table (``loc_tiers[0]``) are tried
+        first (``allocate`` inlines that for the healthy thrusters without a stuck-open
+        one); with ``tiers`` or ``rest`` the other prefixes are tried before the whole
+        table. ``track`` records the cell for the next tick's warm start.
         """
-        ctx.screened = -1
         if ctx.n_cells == 0:
             return None
         Ua = ctx.cell_Ua
@@ -996,16 +987,15 @@ class ExactAllocator:
                     self.stats["warm_hits"] += 1
                     return self._thrust(ctx, v)
                 ctx.warm_ok = False
-        screened = not screen
-        if tiers or rest:
+        over = ctx.over
+        if (tiers or rest) and ctx.tiers_partial:
             for i, T in enumerate(ctx.loc_tiers):
                 if i == 0 and not tiers:
                     continue  # allocate tried it
-                if i == 1 and not screened:
-                    screened = True
-                    if self._screen(ctx, ya):
-                        return None
-                k = ya.dot(T).argmax()
+                d = ya.dot(T)
+                k = d.argmax()
+                if d[k] > over:
+                    return None
                 v = Ua[k].dot(ya)
                 vl = v.tolist()
                 if min(vl) >= -tol_f and max(vl) <= 1.0 + tol_f:
@@ -1013,13 +1003,13 @@ class ExactAllocator:
                         ctx.warm_ok = k == ctx.last_cell
                         ctx.last_cell = k
                     return self._thrust(ctx, v)
-        if not screened and self._screen(ctx, ya):
-            return None
         V = ya.dot(ctx.dual_T)
         k = int(V.argmax())
+        vk = float(V[k])
+        if vk > over:
+            return None
         v = Ua[k].dot(ya)
         if not (v[v.argmin()] >= -tol_f and v[v.argmax()] <= 1.0 + tol_f):
-            vk = float(V[k])
             cand = np.flatnonzero(V >= vk - 1e-9 * (abs(vk) + ctx.v_scale))
             if cand.shape[0] == 1 or cand.shape[0] > 64:
                 return None
@@ -1035,16 +1025,13 @@ class ExactAllocator:
         return self._thrust(ctx, v)
 
     @staticmethod
-    def _screen(ctx: _Context, ya: np.ndarray) -> bool:
-        """Tell whether ``ya = [y; 1]`` violates a facet of the attainable set (``ctx.screened``: the most violated)."""
+    def _screen(ctx: _Context, ya: np.ndarray) -> int:
+        """Most violated facet of the attainable set at ``ya = [y; 1]``, or -1 when none is violated."""
         if ctx.fac_T is None:
-            return False
+            return -1
         Vf = ya.dot(ctx.fac_T)
         f = int(Vf.argmax())
-        if Vf[f] > ctx.f_tol:
-            ctx.screened = f
-            return True
-        return False
+        return f if Vf[f] > ctx.f_tol else -1
 
     @staticmethod
     def _thrust(ctx: _Context, v: np.ndarray) -> np.ndarray:
@@ -1058,24 +1045,23 @@ class ExactAllocator:
         u: np.ndarray = v * ctx.u_max_act
         return u
 
-    def _outside(self, ctx: _Context, tau_h: np.ndarray) -> np.ndarray:
+    def _outside(self, ctx: _Context, tau_h: np.ndarray, facet: int | None = None) -> np.ndarray:
         """Demand outside the attainable set (or at its rim): facet region, else active set.
 
-        The most violated facet comes from the point location's screen (``ctx.screened``)
-        when it ran, else from one product here. With the fused tables (``ctx.kkt``) the
-        facet's projection region is the first iteration of :meth:`_solve_kkt`.
+        The most violated facet (``facet``: the caller's :meth:`_screen` at ``tau_h``, or
+        None to screen here) is the start. With the fused tables (``ctx.kkt``) the facet's
+        projection region is the first iteration of :meth:`_solve_kkt`.
         """
-        facet = ctx.screened
-        if facet < 0 and ctx.fac_T is not None:
+        if facet is None:
             ya = ctx.ya
             ya[:-1] = tau_h
-            if not self._screen(ctx, ya):
-                # inside every facet: a rounding edge of the point location
-                u = self._search_all(ctx, tau_h, 1e-12)
-                if u is not None:
-                    self.stats["cell_hits"] += 1
-                    return u
-            facet = ctx.screened
+            facet = self._screen(ctx, ya)
+        if facet < 0 and ctx.fac_T is not None:
+            # inside every facet: a rounding edge of the point location
+            u = self._search_all(ctx, tau_h, 1e-12)
+            if u is not None:
+                self.stats["cell_hits"] += 1
+                return u
         if facet >= 0 and ctx.kkt is None and len(ctx.groups_A) == 1 and ctx.fac_simple[facet]:
             u = self._facet_solution(ctx, facet, tau_h)
             if u is not None:

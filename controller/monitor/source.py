@@ -13,6 +13,7 @@ Listen-only, enforced twice
    interface       option passed to ``can.Bus``                   effect
    ==============  =============================================  ============================
    ``slcan``       ``listen_only=True``                           opens with ``L``, not ``O``
+   ``qiki_slcan``  ``listen_only=True``                           opens with ``L``, not ``O``
    ``pcan``        ``state=can.BusState.PASSIVE``                 ``PCAN_LISTEN_ONLY`` on
    ``kvaser``      ``driver_mode=False``                          ``canDRIVER_SILENT``
    ``vector``      ``listen_only=True``                           ``XL_OUTPUT_MODE_SILENT``
@@ -59,6 +60,7 @@ logger = logging.getLogger(__name__)
 #: python-can options that make an adapter listen-only (see the module docstring).
 LISTEN_ONLY_OPTIONS: Mapping[str, Mapping[str, object]] = {
     "slcan": {"listen_only": True},
+    "qiki_slcan": {"listen_only": True},
     "pcan": {"state": can.BusState.PASSIVE},
     "kvaser": {"driver_mode": False},
     "vector": {"listen_only": True},

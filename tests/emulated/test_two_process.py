@@ -98,11 +98,12 @@ def _check_went_safe(rows: list[dict[str, object]]) -> dict[str, object]:
 
 
 def test_bench_rig_points_at_the_emulator_and_checks(emulator: Emulator) -> None:
-    """The shipped bench rig emulates nothing and opens slcan / ptys / TCP; the endpoints file says where."""
+    """The shipped bench rig emulates nothing and opens slcan (QIKI's bulk-reading client,
+    hal/can/slcan_bus.py) / ptys / TCP; the endpoints file says where."""
     rig, _ = load_rig(ROOT / "rigs" / "bench_two_process.yaml")
     assert rig.emulation is None
     can0 = rig.buses["can0"]
-    assert isinstance(can0, CanBusCfg) and can0.interface == "slcan"
+    assert isinstance(can0, CanBusCfg) and can0.interface == "qiki_slcan"
     buses = emulator.endpoints["buses"]
     assert buses["can0"]["interface"] == "slcan" and buses["can0"]["channel"].startswith("/dev/pts/")
     assert os.readlink(buses["can0"]["link"]) == buses["can0"]["channel"]

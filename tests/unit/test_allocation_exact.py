@@ -486,3 +486,29 @@ def test_result_outputs_are_derived_at_first_access_with_the_same_bits():
         assert r.weighted_error == math.hypot(*(np.array([1.0, 2.0, 0.5]) * unalloc).tolist())
         assert r.achieved_wrench is r.achieved_wrench  # computed once, then kept
     assert "weighted_error=" in repr(r)
+
+
+@pytest.mark.parametrize("m, n", [(3, 8), (6, 12)])
+def test_weak_duality_outside_test_never_rejects_an_attainable_demand(m, n):
+    """No cell's dual value exceeds ``ctx.over`` inside the attainable set (vertices included).
+
+    ``allocate`` sends a demand whose first-tier dual value is above ``ctx.over`` straight to
+    the outside path; weak LP duality bounds every dual value by the least cost, at most the
+    cost of all healthy thrusters at full thrust. Above it the demand violates a facet.
+    """
+    rng = np.random.default_rng(71 + m)
+    for g in range(3):
+        B = rng.normal(size=(m, n))
+        u_max = rng.uniform(0.5, 2.0, n)
+        alloc = ExactAllocator(B, u_max, cost=rng.uniform(0.2, 5.0, n))
+        alloc.set_failures([int(rng.integers(n))] if g == 2 else [])
+        ctx = alloc._ctx
+        h = ctx.active
+        frac = rng.uniform(0, 1, (400, n))
+        frac[:100] = frac[:100] > 0.5  # vertices of the attainable set
+        inside = (frac[:, h] * u_max[h]) @ B[:, h].T
+        ya = np.c_[inside, np.ones(len(inside))]
+        assert (ya @ ctx.dual_T).max() <= ctx.over
+        outside = np.c_[inside * 3.0, np.ones(len(inside))]
+        for row in outside[(outside @ ctx.loc_tiers[0]).max(axis=1) > ctx.over]:
+            assert alloc._screen(ctx, row) >= 0

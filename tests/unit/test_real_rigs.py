@@ -74,11 +74,12 @@ def test_qiki_rig_check_cli(name: str, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_two_process_rig_slcan_options() -> None:
-    """The two-process bench rig opens slcan without python-can's 2 s sleep and 1 ms empty reads."""
+    """The two-process bench rig opens its slcan adapter with QIKI's bulk-reading interface
+    (hal/can/slcan_bus.py) and without the 2 s sleep after opening."""
     rig, path = load_rig(ROOT / "rigs" / "bench_two_process.yaml")
     can0 = check_rig(rig, path).cfg.buses["can0"]
-    assert isinstance(can0, CanBusCfg) and can0.interface == "slcan"
-    assert can0.options == {"sleep_after_open": 0, "timeout": 0}
+    assert isinstance(can0, CanBusCfg) and can0.interface == "qiki_slcan"
+    assert can0.options == {"sleep_after_open": 0}
 
 
 def test_can_options_reach_can_bus(monkeypatch: pytest.MonkeyPatch) -> None:
