@@ -32,7 +32,7 @@ Real time: paired windows inside ONE run
     alternating from pair to pair. The switch is :attr:`TickCursor.recording
     <controller.record.taps.TickCursor>`: while it is False every tap returns before it
     counts a call, folds the CRC or builds a record, and the tick builds no ``/tick`` and
-    no component record (``FlightSession.put`` drops ``/loop``), so an "off" window does
+    no component record (``FlightSession.row`` drops ``/loop``), so an "off" window does
     none of the recording work, not only none of the writing; what is left is the taps'
     indirection and one attribute test per port call. (Events are still recorded: they
     are rare, not per tick.) The bench sets the flag at each tick's start from the tick's

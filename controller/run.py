@@ -258,6 +258,10 @@ def _serve(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, s
         gateway.stop()
 
 
+#: The ``/loop`` record's layout (real time, one row per tick).
+_LOOP_KEYS = ("tick", "t_s", "period_error_s", "tick_duration_s", "overrun")
+
+
 def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, stop_req: StopRequest,
          loop_ref: dict[str, FixedRateLoop], console: Console | None,
          knobs: RealtimeKnobsReport, flight: FlightSession | None = None,
@@ -267,8 +271,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
     on_timing = None
     if flight is not None and opts.realtime:
         def on_timing(k: int, start_s: float, error_s: float, duration_s: float, overrun: bool) -> None:
-            flight.put("/loop", {"tick": k, "t_s": start_s, "period_error_s": error_s,
-                                 "tick_duration_s": duration_s, "overrun": overrun})
+            flight.row("/loop", _LOOP_KEYS, (k, start_s, error_s, duration_s, overrun))  # a row: no dict here
     schedule = SnapshotSchedule(built.cfg.record.snapshot_period_s) if flight is not None else None
 
     def after_tick(k: int) -> None:
@@ -352,7 +355,10 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
             flight.row("/tick", *tick_row(vehicle, flight.cursor.crc32))
             recs = component_records(vehicle)
             for topic, rec in recs:
-                flight.put(topic, rec)
+                if isinstance(rec, tuple):  # a row (TelemetryRow): the recorder builds the record
+                    flight.row(topic, *rec)
+                else:
+                    flight.put(topic, rec)
         if desk is not None:
             desk.end_tick(vehicle, k, now_s)
             desk.observe(recs if recs is not None else component_records(vehicle), now_s)

@@ -18,8 +18,29 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from controller.exit_codes import EXIT_OK, EXIT_STOPPED
+
+if TYPE_CHECKING:
+    from controller.record.replay import RecordedRun
+
+
+def _last_tick_s(run: RecordedRun) -> float:
+    """Return the run time (s) of the record's last ``/tick`` (0.0: none), decoding that message only.
+
+    Ticks are recorded in order, so the last ``/tick`` in the file is the latest.
+    """
+    import orjson
+
+    for topic, data in reversed(run.raw):
+        if topic == "/tick":
+            try:
+                t_s = orjson.loads(data).get("t_s")
+            except orjson.JSONDecodeError:  # what orjson refuses (an integer beyond 64 bits)
+                t_s = json.loads(data).get("t_s")
+            return float(t_s) if isinstance(t_s, (int, float)) else 0.0
+    return 0.0
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -30,8 +51,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = replay_run(run, allow_drift=args.allow_drift, until_s=args.until, from_s=args.from_s)
     wall_s = time.perf_counter() - t0
-    run_s = max((r["t_s"] for _t, r in run.decoded(lambda t: t == "/tick") if isinstance(r["t_s"], float)),
-                default=0.0)
+    run_s = _last_tick_s(run)
     if args.json:
         rp = result.resumed
         out = {"identical": result.report.identical, "ticks": result.ticks, "wall_s": round(wall_s, 3),

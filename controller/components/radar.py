@@ -414,6 +414,8 @@ class RadarSubsystem(ComponentBase):
     # ------------------------------------------------------------------ report
     def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
         """Return ``/radar/<band>/tracks`` for each band that completed a cycle this tick (:func:`cycle_tracks`)."""
+        if not self._cycle_bands:  # most ticks: no cycle completed
+            return {}
         bands, self._cycle_bands = self._cycle_bands, set()
         return {f"/radar/{band}/tracks": cycle_tracks(self.tracker, band, view.tick, view.now_s)
                 for band in sorted(bands)}

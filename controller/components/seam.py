@@ -20,6 +20,33 @@ from hal.snapshot import JsonValue, State
 #: FSM states in which the valve rail is (or is being) enabled.
 ARMING_STATES = frozenset({"armed", "active"})
 
+#: A flight-record message handed as a row: its layout (the keys, made once per channel,
+#: shared, never changed) and this tick's values, one JSON scalar per key (no bytes). The
+#: recorder builds the record ``dict(zip(keys, values))`` off the tick (the writer
+#: process; :func:`controller.record.flight_writer.row_record`).
+TelemetryRow = tuple[tuple[str, ...], tuple[object, ...]]
+#: What :meth:`Component.telemetry` returns: per topic a record, or a row.
+Telemetry = Mapping[str, Mapping[str, object] | TelemetryRow]
+
+
+def telemetry_record(message: Mapping[str, object] | TelemetryRow) -> Mapping[str, object]:
+    """Return a telemetry message as its record (a row as ``dict(zip(keys, values))``, a record as is).
+
+    Parameters
+    ----------
+    message : mapping or TelemetryRow
+        One value of :meth:`Component.telemetry`.
+
+    Returns
+    -------
+    mapping
+        The record the flight record holds for it.
+    """
+    if isinstance(message, tuple):
+        keys, values = message
+        return dict(zip(keys, values, strict=True))
+    return message
+
 
 @dataclass(frozen=True, slots=True)
 class PoseEstimate:
@@ -176,12 +203,15 @@ class Component(Protocol):
         None: it has no part in the rail; True/False: its own read-back.
         """
 
-    def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
+    def telemetry(self, view: TickView) -> Telemetry:
         """Return this tick's flight-record messages by topic (the record phase; {} for none).
 
         After write, per tick: e.g. the valve board's ``/valves`` duties, a radar cycle's
         ``/radar/<name>/tracks``, a new BMS sample's ``/power/bms``. Flat scalars where a
-        viewer plots them (docs/flight-record.md); no side effects.
+        viewer plots them (docs/flight-record.md); no side effects. A message is a record
+        (a mapping) or, for one sent every tick, a :data:`TelemetryRow` (keys made once,
+        a values tuple per tick: the tick builds no dict; :func:`telemetry_record` turns
+        it into the record).
         """
 
     def summary(self) -> Mapping[str, object]:
@@ -239,7 +269,7 @@ class ComponentBase:
         """No part in the valve rail."""
         return None
 
-    def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
+    def telemetry(self, view: TickView) -> Telemetry:
         """No flight-record messages."""
         return {}
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import can
 
-from controller.components.seam import ComponentBase, Condition, DevicePost, TickView, condition
+from controller.components.seam import ComponentBase, Condition, DevicePost, Telemetry, TickView, condition
 from hal.errors import one_line
 from hal.snapshot import JsonValue, State, apply, capture, part
 
@@ -27,6 +27,18 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 #: ``/valves`` keys ``duty_pct_<i>``, made once (the record phase runs every tick).
 _DUTY_KEYS = tuple(f"duty_pct_{i}" for i in range(64))
+#: ``/valves`` row layouts by valve count (:func:`_valves_keys`): fixed, made once per count.
+_VALVES_KEYS: dict[int, tuple[str, ...]] = {}
+
+
+def _valves_keys(n_valves: int) -> tuple[str, ...]:
+    """Return the ``/valves`` keys for ``n_valves`` valves: ``tick``, ``t_s``, ``duty_pct_0..n-1``."""
+    keys = _VALVES_KEYS.get(n_valves)
+    if keys is None:
+        duty = _DUTY_KEYS[:n_valves] if n_valves <= len(_DUTY_KEYS) else tuple(
+            f"duty_pct_{i}" for i in range(n_valves))
+        keys = _VALVES_KEYS[n_valves] = ("tick", "t_s", *duty)
+    return keys
 
 
 class ValveBoardComponent(ComponentBase):
@@ -191,13 +203,14 @@ class ValveBoardComponent(ComponentBase):
             self.port.send(self.driver.command_frame(duty), view.now_s)
             self.last_frame_zero = not any(duty)
 
-    def telemetry(self, view: TickView) -> Mapping[str, Mapping[str, object]]:
-        """Return ``/valves``: the duty per valve (% of the PWM period) of this tick's command."""
-        rec: dict[str, object] = {"tick": view.tick, "t_s": view.now_s}
+    def telemetry(self, view: TickView) -> Telemetry:
+        """Return ``/valves`` as a row: ``tick``, ``t_s``, ``duty_pct_<i>`` per valve (% of the PWM period).
+
+        The duty of this tick's command; the layout is made once per valve count
+        (:func:`_valves_keys`), the tick builds only the values tuple.
+        """
         duty = self.last_duty_pct
-        rec.update(zip(_DUTY_KEYS, duty, strict=False) if len(duty) <= len(_DUTY_KEYS)
-                   else ((f"duty_pct_{i}", d) for i, d in enumerate(duty)))
-        return {"/valves": rec}
+        return {"/valves": (_valves_keys(len(duty)), (view.tick, view.now_s, *duty))}
 
     def send_zero(self, now_s: float) -> bool:
         """Send one all-zero command now, best effort (exception barrier, forced stop).

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from controller.components.seam import ARMING_STATES
+from controller.components.seam import ARMING_STATES, TelemetryRow, telemetry_record
 from controller.console.protocol import ARM_HOLD_MS, REFUSAL_REASONS
 from controller.record.codes import code_for
 
@@ -214,7 +214,9 @@ class ConsoleDesk:
         #: The latest published telemetry (immutable; replaced, never changed).
         self.snapshot: Mapping[str, object] | None = None
         #: Latest component telemetry by topic: ``(record, run time it came)``.
-        self.latest: dict[str, tuple[Mapping[str, object], float]] = {}
+        #: A row (:data:`~controller.components.seam.TelemetryRow`) is read through
+        #: :func:`~controller.components.seam.telemetry_record`.
+        self.latest: dict[str, tuple[Mapping[str, object] | TelemetryRow, float]] = {}
         self.recording = put is not None
         #: ``clock()`` when the last snapshot was published: the gateway sends a few ms after
         #: it, in the idle part of the tick period, so its work does not meet a tick.
@@ -422,8 +424,8 @@ class ConsoleDesk:
             self._outcomes.clear()
 
     # ------------------------------------------------------------------ telemetry
-    def observe(self, records: Sequence[tuple[str, Mapping[str, object]]], now_s: float) -> None:
-        """Keep the latest component telemetry by topic (per tick; cheap)."""
+    def observe(self, records: Sequence[tuple[str, Mapping[str, object] | TelemetryRow]], now_s: float) -> None:
+        """Keep the latest component telemetry by topic (per tick; cheap: a row is kept as a row)."""
         for topic, rec in records:
             self.latest[topic] = (rec, now_s)
 
@@ -492,13 +494,14 @@ def build_telemetry(desk: ConsoleDesk, v: Vehicle, tick: int, now_s: float, loop
     power = None
     bms = desk.latest.get("/power/bms")
     if bms is not None:
-        rec, at_s = bms
+        rec, at_s = telemetry_record(bms[0]), bms[1]
         vals = {k: val for k, val in rec.items() if k not in ("tick", "t_s", "age_s")
                 and (val is None or isinstance(val, (int, float, str, bool)))}
         base = _f(rec.get("age_s")) or 0.0
         power = {"values": vals, "age_s": now_s - at_s + base}
-    for topic, (rec, at_s) in desk.latest.items():
+    for topic, (msg, at_s) in desk.latest.items():
         if topic.startswith("/power/") and topic != "/power/bms":
+            rec = telemetry_record(msg)
             if power is None:
                 power = {"values": {}, "age_s": now_s - at_s}
             pv = power["values"]
@@ -509,9 +512,10 @@ def build_telemetry(desk: ConsoleDesk, v: Vehicle, tick: int, now_s: float, loop
                     pv[f"{short}.{k}"] = val
     tracks: list[dict[str, object]] = []
     radar_at: float | None = None
-    for topic, (rec, at_s) in desk.latest.items():
+    for topic, (msg, at_s) in desk.latest.items():
         if topic.startswith("/radar/") and topic.endswith("/tracks"):
             radar_at = at_s if radar_at is None else max(radar_at, at_s)
+            rec = telemetry_record(msg)
             for t in rec.get("tracks", ()) or ():  # type: ignore[attr-defined]
                 tracks.append({"id": int(t["id"]), "x_m": float(t["x_m"]), "y_m": float(t["y_m"]),
                                "vx_mps": _f(t.get("vx_mps")), "vy_mps": _f(t.get("vy_mps"))})

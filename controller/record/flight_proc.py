@@ -108,6 +108,10 @@ _pickle_dumps = pickle.dumps
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
+#: No chunk open yet: every log time is at or after it (the first message takes the slow path).
+_NEVER_NS = -(1 << 63)
+
+
 class ProcessRecorder(RecorderEnds):
     """A flight recorder whose MCAP writing runs in a child process (same file as :class:`FlightRecorder`).
 
@@ -178,11 +182,17 @@ class ProcessRecorder(RecorderEnds):
         self._dead = False           # the pipe broke: nothing more is sent
         self._channels = ChannelTable(self.path)
         self._chunk_first_ns: int | None = None
+        # the fast path of write/write_row: a message goes straight into _items while
+        # fewer than _room wait and its log time is before _chunk_due_ns; anything else
+        # (the first message, a chunk due, a full queue, a dropout to report, closed)
+        # takes _hand. _room is 0 while a dropout waits to be reported or once closed.
+        self._chunk_due_ns = _NEVER_NS
+        self._room = self.queue_capacity
         self._newest_ns = 0
         self._closed = False
         self._final: RecordStats | None = None
         # caller-side counters (the child counts what it writes)
-        self._handed = 0
+        self._handed = 0             # messages handed over and no longer waiting (see _settle)
         self._errors = 0
         self._error_texts: list[str] = []
         self._error_kinds: set[str] = set()
@@ -228,6 +238,13 @@ class ProcessRecorder(RecorderEnds):
         RecorderClosedError
             After :meth:`close`.
         """
+        n = self._waiting_n
+        if n < self._room and log_time_ns < self._chunk_due_ns:  # the common case, inline (see __init__)
+            self._items.append((channel_id, log_time_ns, message))
+            self._waiting_n = n + 1
+            if log_time_ns > self._newest_ns:
+                self._newest_ns = log_time_ns
+            return
         self._hand(log_time_ns, (channel_id, log_time_ns, message))
 
     def write_row(self, channel_id: int, log_time_ns: int, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
@@ -241,10 +258,20 @@ class ProcessRecorder(RecorderEnds):
         RecorderClosedError
             After :meth:`close`.
         """
+        n = self._waiting_n
+        if n < self._room and log_time_ns < self._chunk_due_ns:  # as in write
+            self._items.append((channel_id, log_time_ns, keys, values))
+            self._waiting_n = n + 1
+            if log_time_ns > self._newest_ns:
+                self._newest_ns = log_time_ns
+            return
         self._hand(log_time_ns, (channel_id, log_time_ns, keys, values))
 
     def _hand(self, log_time_ns: int, item: _Item) -> None:
-        """Append one message item (drops, the dropout message and the chunk advance as :meth:`write` says)."""
+        """Append one message item: the slow path of :meth:`write` and :meth:`write_row`.
+
+        Drops, the dropout message and the chunk advance as :meth:`write` says.
+        """
         if self._closed:
             raise RecorderClosedError(f"{self.path}: write after close")
         if self._waiting_n >= self.queue_capacity:
@@ -255,20 +282,31 @@ class ProcessRecorder(RecorderEnds):
         first = self._chunk_first_ns
         if first is None:
             self._chunk_first_ns = log_time_ns
+            self._chunk_due_ns = log_time_ns + self._period_ns
         elif log_time_ns - first >= self._period_ns:
             # the writer closes the open chunk before this message: tell it now, so the
             # closed chunk reaches the file without waiting for the next one
             self._chunk_first_ns = log_time_ns
+            self._chunk_due_ns = log_time_ns + self._period_ns
             self._items.append((0, log_time_ns, None))
             if not self.realtime:
                 self._send(block=True)
         self._items.append(item)
-        self._handed += 1
-        n = self._waiting_n = self._waiting_n + 1
-        if n > self._high_water:
-            self._high_water = n
+        self._waiting_n += 1
         if log_time_ns > self._newest_ns:
             self._newest_ns = log_time_ns
+
+    def _settle(self) -> None:
+        """Count the messages waiting as handed over (they went to the pipe, or were lost with it).
+
+        The queue's high-water mark is taken here: the count waiting only grows between
+        two settles.
+        """
+        n = self._waiting_n
+        self._handed += n
+        if n > self._high_water:
+            self._high_water = n
+        self._waiting_n = 0
 
     def attach(self, name: str, data: bytes, media_type: str, *, log_time_ns: int | None = None) -> None:
         """Add an attachment (log time: ``log_time_ns``, default the newest log time handed so far)."""
@@ -311,10 +349,11 @@ class ProcessRecorder(RecorderEnds):
         """Counters so far (before :meth:`close`: the caller's side; ``messages_written`` = handed over)."""
         if self._final is not None:
             return self._final
-        return RecordStats(messages_written=self._handed, messages_dropped=self._dropped, errors=self._errors,
+        handed = self._handed + self._waiting_n
+        return RecordStats(messages_written=handed, messages_dropped=self._dropped, errors=self._errors,
                            error_texts=tuple(self._error_texts), nonfinite_replaced=self._nonfinite,
-                           queue_high_water=self._high_water,
-                           last_log_time_ns=self._newest_ns if self._handed else None)
+                           queue_high_water=max(self._high_water, self._waiting_n),
+                           last_log_time_ns=self._newest_ns if handed else None)
 
     def close(self, timeout_s: float | None = None) -> RecordStats:
         """Hand everything over, let the child finish the file, and return the final counters (idempotent).
@@ -327,6 +366,7 @@ class ProcessRecorder(RecorderEnds):
         if self._drop_first_ns is not None:
             self._queue_dropout()
         self._closed = True
+        self._room = 0  # every later write takes _hand, which refuses it
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._control(("close",))
         reply = self._reply(deadline) if self._send(block=True, deadline=deadline) else None
@@ -352,7 +392,7 @@ class ProcessRecorder(RecorderEnds):
             messages_written=num("messages_written"), messages_dropped=self._dropped, dropouts=num("dropouts"),
             chunk_flushes=num("chunk_flushes"), chunks=num("chunks"), errors=self._errors + num("errors"),
             error_texts=tuple(texts[:MAX_ERROR_TEXTS]), nonfinite_replaced=num("nonfinite_replaced", self._nonfinite),
-            queue_high_water=self._high_water,
+            queue_high_water=max(self._high_water, self._waiting_n),
             bytes=num("bytes", self.path.stat().st_size if self.path.exists() else 0),
             last_log_time_ns=last if isinstance(last, int) else None)
         self._final.log_warnings(self.path)
@@ -401,6 +441,7 @@ class ProcessRecorder(RecorderEnds):
         self._buf += payload
 
     def _drop(self, log_time_ns: int) -> None:
+        self._room = 0  # the next message takes _hand, which reports the dropout first
         self._dropped += 1
         if self._drop_first_ns is None:
             self._drop_first_ns = log_time_ns
@@ -412,6 +453,8 @@ class ProcessRecorder(RecorderEnds):
         first, last, count = self._drop_first_ns, self._drop_last_ns, self._drop_count
         self._drop_first_ns = None
         self._drop_count = 0
+        if not self._closed:
+            self._room = self.queue_capacity
         self._control(("dropout", self._dropout_channel, first, last, count))
 
     def _send(self, block: bool, deadline: float | None = None) -> bool:
@@ -426,7 +469,7 @@ class ProcessRecorder(RecorderEnds):
             self._buf = bytearray()
         if self._dead:
             self._pending.clear()
-            self._waiting_n = 0
+            self._settle()
             return False
         pending = self._pending
         while pending:
@@ -444,10 +487,10 @@ class ProcessRecorder(RecorderEnds):
                 self._dead = True
                 self._error("pipe", exc)
                 pending.clear()
-                self._waiting_n = 0
+                self._settle()
                 return False
             del pending[:n]
-        self._waiting_n = 0
+        self._settle()
         return True
 
     def _reply(self, deadline: float | None) -> dict[str, object] | None:

@@ -317,7 +317,12 @@ def row_record(keys: tuple[str, ...], values: tuple[object, ...]) -> dict[str, o
     ValueError
         ``keys`` and ``values`` differ in length.
     """
-    return {k: v.hex() if type(v) is bytes else v for k, v in zip(keys, values, strict=True)}
+    rec = dict(zip(keys, values, strict=True))
+    if bytes in map(type, values):  # a tap's frame or chunk; telemetry rows hold none
+        for k, v in zip(keys, values, strict=True):
+            if type(v) is bytes:
+                rec[k] = v.hex()
+    return rec
 
 
 def encode_message(message: JsonMessage, *, check_nonfinite: bool = True) -> tuple[bytes, bool]:

@@ -12,6 +12,7 @@ serial and clock counterparts). Values are recorded exactly: floats as ``{"f": x
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -23,9 +24,15 @@ from hal.modbus.poller import DeviceSnapshot, ModbusPoller, WriteTicket
 
 # --------------------------------------------------------------------------- encoding
 
+#: ``json.dumps(x, sort_keys=True)`` without building an encoder per call (the same
+#: text): a snapshot's bytes for the tick's ingress CRC.
+_SORTED_JSON = json.JSONEncoder(sort_keys=True).encode
+
 
 def encode_value(v: object) -> Field:
     """Return a Modbus value for JSON, exactly: floats as ``{"f": ...}``, maps as ``{"map": ...}``."""
+    if type(v) is float:  # the usual value, first (a float subclass takes the isinstance test below)
+        return {"f": v if math.isfinite(v) else repr(v)}  # enc_float inlined
     if isinstance(v, bool) or isinstance(v, int) or isinstance(v, str):
         return v
     if isinstance(v, float):
@@ -161,11 +168,13 @@ class TapPoller:
         key = self._snap_keys.get(device)
         if key is None:
             key = self._snap_keys[device] = f"snap/{device}"
-        n = c.call(key)
+        calls = c.live_calls  # c.call(key) inlined: read several times a tick
+        n = calls.get(key, 0)
+        calls[key] = n + 1
         if self._last.get(device) is not s:
             self._last[device] = s
             rec = snapshot_fields(s)
-            c.feed(json.dumps(rec, sort_keys=True).encode())
+            c.feed(_SORTED_JSON(rec).encode())
             self.sink.put(f"/in/modbus/{device}", {"tick": c.tick, "call": n, **rec})
         return s
 
@@ -322,7 +331,7 @@ class ReplayPoller:
             cache = (rec, snapshot_from(device, rec))
             self._cache[device] = cache
             fields = {k: v for k, v in rec.items() if k not in ("tick", "call")}
-            c.feed(json.dumps(fields, sort_keys=True).encode())
+            c.feed(_SORTED_JSON(fields).encode())
         return cache[1]
 
     def submit_write(self, device: str, quantity: str, value: object) -> ReplayTicket:

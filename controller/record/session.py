@@ -30,7 +30,7 @@ from controller.record.flight_log import FlightLog
 from controller.record.flight_proc import ProcessRecorder, open_recorder
 from controller.record.ingress import Ingress
 from controller.record.replay_ports import ReplayInputs
-from controller.record.taps import IngressSink, Record, TickCursor, row_writer
+from controller.record.taps import IngressSink, Record, RowSink, TickCursor, row_writer
 from controller.record.triggered import RecordHeader, TriggeredLog
 
 if TYPE_CHECKING:
@@ -161,6 +161,11 @@ class FlightSession:
     stats: dict[str, object] = field(default_factory=dict)
     #: Triggered mode (rig ``record.mode: triggered``): the sink that writes the event files.
     triggered: TriggeredLog | None = None
+    #: ``row`` of :attr:`log` (:func:`~controller.record.taps.row_writer`), looked up once.
+    _row: RowSink = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._row = row_writer(self.log)
 
     def event_sink(self, inner: Callable[..., None]) -> Callable[..., None]:
         """Wrap the run record's event sink: every event also goes to the flight record with its code.
@@ -202,7 +207,7 @@ class FlightSession:
         without ``row`` gets :meth:`put` of it (:func:`~controller.record.taps.row_writer`).
         """
         if not self.closed and self.cursor.recording:
-            row_writer(self.log)(topic, keys, values)
+            self._row(topic, keys, values)
 
     def metadata(self, name: str, values: Mapping[str, str]) -> None:
         """Write one metadata record (the doctor's report); nothing in a replay or once closed."""

@@ -186,6 +186,8 @@ class TapBus(can.BusABC):
         self._state_topic = f"/in/can/{name}/state"
         self._row = row_writer(sink)
         self._last_state: str | None = None
+        #: The state object read last (a ``can.BusState`` member): the same object, the same name.
+        self._last_state_obj: object = None
         self.channel_info = getattr(inner, "channel_info", name)
         self._is_shutdown = False
 
@@ -249,11 +251,17 @@ class TapBus(can.BusABC):
         except Exception as exc:  # noqa: BLE001 - replayed as 'cannot report'
             self._rec(self._state_topic, "state", {"state": None, **error_fields(exc)})
             self._last_state = None
+            self._last_state_obj = None
             raise
         if not self._cursor.recording:
             return st
+        calls = self._cursor.live_calls  # self._cursor.call("state") inlined: read every tick
+        n = calls.get("state", 0)
+        calls["state"] = n + 1
+        if st is self._last_state_obj:  # the state read last time: its name is recorded already
+            return st
+        self._last_state_obj = st
         name = st.name if isinstance(st, can.BusState) else None
-        n = self._cursor.call("state")
         if name != self._last_state:
             self._last_state = name
             self._sink.put(self._state_topic, {"tick": self._cursor.tick, "call": n, "state": name})
@@ -305,7 +313,9 @@ class TapLink:
         c = self._cursor
         if not c.recording:
             return self.inner.read(max_bytes)
-        n = c.call("rx")
+        calls = c.live_calls  # c.call("rx") inlined: read several times a tick
+        n = calls.get("rx", 0)
+        calls["rx"] = n + 1
         try:
             data = self.inner.read(max_bytes)
         except Exception as exc:

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
-from controller.components.seam import ARMING_STATES
+from controller.components.seam import ARMING_STATES, TelemetryRow
 
 if TYPE_CHECKING:
     from controller.record.taps import Record
@@ -124,11 +124,14 @@ def tick_record(v: Vehicle, ingress_crc32: int | None = None) -> Record:
     return cast("Record", dict(zip(keys, values, strict=True)))  # the values are Record's scalars
 
 
-def component_records(v: Vehicle) -> list[tuple[str, Mapping[str, object]]]:
-    """Return every component's flight-record messages of this tick, ``(topic, record)``.
+def component_records(v: Vehicle) -> list[tuple[str, Mapping[str, object] | TelemetryRow]]:
+    """Return every component's flight-record messages of this tick, ``(topic, record or row)``.
 
     The record phase of the tick (after write): each component's
-    :meth:`~controller.components.seam.Component.telemetry`, in tick order.
+    :meth:`~controller.components.seam.Component.telemetry`, in tick order. A message is
+    a record or a :data:`~controller.components.seam.TelemetryRow` (the run hands a row
+    to the recorder as one; :func:`~controller.components.seam.telemetry_record` gives
+    its record).
     """
     view = v.view()
     return [(topic, rec) for c in v.components for topic, rec in c.telemetry(view).items()]

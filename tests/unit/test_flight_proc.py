@@ -87,6 +87,27 @@ def test_real_time_drops_are_counted_and_recorded(tmp_path: Path) -> None:
     assert [(d["first_dropped_ns"], d["last_dropped_ns"], d["count"]) for d in drops] == [(5, 7, 3)]
 
 
+def test_rows_take_the_same_drop_path_and_the_counters_settle(tmp_path: Path) -> None:
+    # write_row's inline path (no chunk due, room left) and _hand's slow path count alike
+    p = tmp_path / "rows.mcap"
+    rec = ProcessRecorder(p, realtime=True, queue_capacity=4)
+    ch = rec.channel("/a", "s", SCHEMA)
+    for k in range(6):  # 4 wait, 2 are dropped
+        rec.write_row(ch, k, ("tick",), (k,))
+    st = rec.stats
+    assert st.messages_written == 4 and st.messages_dropped == 2 and st.queue_high_water == 4
+    rec.idle(0.005)  # handed to the pipe: the waiting count is settled
+    rec.write_row(ch, 100, ("tick",), (100,))  # the dropout is reported first, then this row
+    rec.write(ch, 101, {"tick": 101})
+    st = rec.close(10.0)
+    with pytest.raises(RecorderClosedError):
+        rec.write_row(ch, 102, ("tick",), (102,))  # after close, the inline path is shut too
+    assert st.messages_dropped == 2 and st.dropouts == 1 and st.queue_high_water == 4
+    assert [m["tick"] for m in FlightRecord(p).topic("/a")] == [0, 1, 2, 3, 100, 101]
+    drops = FlightRecord(p).topic("/record/dropouts")
+    assert [(d["first_dropped_ns"], d["last_dropped_ns"], d["count"]) for d in drops] == [(4, 5, 2)]
+
+
 def test_the_parent_gone_leaves_a_recoverable_file(tmp_path: Path) -> None:
     p = tmp_path / "run.mcap"
     rec = ProcessRecorder(p, realtime=False, chunk_period_s=0.05)
