@@ -6,9 +6,12 @@ one JSON object: per run the sim time, wall time and speed factor, plus their me
 --lr-replay``; ``--lr-replay default`` takes the log of ``bench/behaviour_digest.py``).
 ``--profile`` adds one run under cProfile and the split of its time: the emulated far
 end (``Simulation.advance``: emulators, world, their bus traffic) against the rest (the
-control tick, its record and logs), as fractions of the profiled run.
+control tick, its record and logs), as fractions of the profiled run. cProfile charges
+every Python call about the same overhead, which inflates call-heavy code; ``--split``
+adds one run without a profiler where only ``Simulation.advance`` is timed (two clock
+reads per tick), and gives the far end's fraction of that run's wall time.
 
-Usage: ``python bench/lockstep.py [--runs N] [--lr-replay LOG|default] [--profile]``.
+Usage: ``python bench/lockstep.py [--runs N] [--lr-replay LOG|default] [--profile] [--split]``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pstats
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,11 +57,38 @@ def _profile_split(tmp: str, lr_replay: str | None) -> dict[str, float]:
             "tick_fraction": round(tick / total, 3)}
 
 
+def _far_end_split(tmp: str, lr_replay: str | None) -> dict[str, float]:
+    """Far-end fraction of one unprofiled run: wall time inside ``Simulation.advance`` over the run's."""
+    from firmware_bridge.emulation.sim import Simulation
+
+    advance = Simulation.advance
+    spent = [0.0]
+    clock = time.perf_counter
+
+    def timed(self: Simulation, t0_s: float, t1_s: float) -> None:
+        c0 = clock()
+        try:
+            advance(self, t0_s, t1_s)
+        finally:
+            spent[0] += clock() - c0
+
+    Simulation.advance = timed  # type: ignore[method-assign]
+    try:
+        c0 = clock()
+        run_main_job(_options(0, tmp, lr_replay))
+        total = clock() - c0
+    finally:
+        Simulation.advance = advance  # type: ignore[method-assign]
+    return {"run_wall_s": round(total, 3), "far_end_wall_s": round(spent[0], 3),
+            "far_end_fraction": round(spent[0] / total, 3)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--lr-replay", default=None, help="ARS408 CAN log to replay ('default': the digest's log)")
     ap.add_argument("--profile", action="store_true", help="add the far-end/tick split of one profiled run")
+    ap.add_argument("--split", action="store_true", help="add the far-end fraction of one unprofiled run")
     args = ap.parse_args()
     lr = str(LR_LOG) if args.lr_replay == "default" else args.lr_replay
     runs = []
@@ -70,6 +101,8 @@ def main() -> None:
                          "max_hold_error_m": s["max_hold_error_m"]})
         if args.profile:
             out["profile"] = _profile_split(tmp, lr)
+        if args.split:
+            out["split"] = _far_end_split(tmp, lr)
     out["runs"] = runs
     out["median_sim_speed_factor"] = statistics.median(r["sim_speed_factor"] for r in runs)
     print(json.dumps(out, indent=2))

@@ -24,7 +24,7 @@ Per-transaction work is bounded (one register bank refresh).
 
 from __future__ import annotations
 
-import itertools
+import bisect
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,16 +59,22 @@ _LFP_OCV: tuple[tuple[float, float], ...] = (
 )
 
 
+#: Upper SoC end of each segment of :data:`_LFP_OCV` (segment i: points i and i + 1).
+_LFP_OCV_ENDS: tuple[float, ...] = tuple(s1 for s1, _ in _LFP_OCV[1:])
+
+
 def lfp_ocv_per_cell_v(soc: float) -> float:
     """Open-circuit voltage of one LiFePO4 cell (V) at state of charge ``soc`` (0..1).
 
-    Piecewise-linear interpolation of a typical LFP curve; clamps outside 0..1.
+    Piecewise-linear interpolation of a typical LFP curve; clamps outside 0..1. The
+    segment is the first whose upper end is >= the clamped SoC (found by bisection).
     """
     s = min(1.0, max(0.0, soc))
-    for (s0, v0), (s1, v1) in itertools.pairwise(_LFP_OCV):
-        if s <= s1:
-            return v0 + (v1 - v0) * (s - s0) / (s1 - s0)
-    return _LFP_OCV[-1][1]
+    i = bisect.bisect_left(_LFP_OCV_ENDS, s)
+    if i == len(_LFP_OCV_ENDS):  # unreachable: s <= 1.0, the last end
+        return _LFP_OCV[-1][1]
+    (s0, v0), (s1, v1) = _LFP_OCV[i], _LFP_OCV[i + 1]
+    return v0 + (v1 - v0) * (s - s0) / (s1 - s0)
 
 
 @dataclass
@@ -255,6 +261,26 @@ class RegisterBank:
                 self._cells[(q.table, q.address + k * step)] = False if q.is_bit else 0
             if ranges is None:
                 self._ranges.setdefault(q.table, []).append((q.address, q.address + q.registers * step))
+        # Per quantity name (the first of that name, as DeviceProfile.quantity finds it):
+        # the quantity and the keys of its cells, in register order (the profile is frozen).
+        self._slots: dict[str, tuple[Quantity, int, tuple[tuple[str, int], ...]]] = {}
+        for q in profile.quantities:
+            step = 1 if q.is_bit else stride
+            self._slots.setdefault(
+                q.name, (q, step, tuple((q.table, q.address + k * step) for k in range(q.registers))))
+        # Per quantity name: the value last stored by set() and the words it wrote.
+        self._written: dict[str, tuple[int | float, list[int] | list[bool]]] = {}
+        # Per table: the valid ranges merged where they touch or overlap (a fast answer
+        # for a read spanning several quantities; the ranges are fixed from here on).
+        self._merged: dict[str, list[tuple[int, int]]] = {}
+        for table, rs in self._ranges.items():
+            merged: list[tuple[int, int]] = []
+            for a, b in sorted(r for r in rs if r[0] < r[1]):
+                if merged and a <= merged[-1][1]:
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+                else:
+                    merged.append((a, b))
+            self._merged[table] = merged
 
     def _step(self, table: str) -> int:
         return 1 if table in ("coil", "discrete") else self.profile.address_stride
@@ -267,11 +293,27 @@ class RegisterBank:
     def read(self, table: str, address: int, count: int) -> list[int] | list[bool] | None:
         """Values of ``count`` registers/bits from ``address``, or None if any is illegal."""
         step = self._step(table)
-        addrs = [address + i * step for i in range(count)]
-        if not all(self._valid(table, a) for a in addrs):
+        addrs = range(address, address + count * step, step) if count > 0 else range(0)
+        if addrs and not self._span_valid(table, address, addrs[-1]):
             return None
         bit = table in ("coil", "discrete")
-        return [self._cells.get((table, a), False if bit else 0) for a in addrs]
+        cells = self._cells
+        default = False if bit else 0
+        return [cells.get((table, a), default) for a in addrs]
+
+    def _span_valid(self, table: str, first: int, last: int) -> bool:
+        """Whether every address ``first, first + step, ..., last`` of ``table`` is valid.
+
+        One merged range holding the whole span answers at once (every address in it is
+        in some range); otherwise every address is checked (:meth:`_valid`).
+        """
+        if table in ("holding", "input") and self.profile.address_stride == 2 and first % 2:
+            return False  # a register step of 2 keeps the parity: every address is odd
+        for a, b in self._merged.get(table, ()):
+            if a <= first and last < b:
+                return True
+        step = self._step(table)
+        return all(self._valid(table, x) for x in range(first, last + 1, step))
 
     def set(self, name: str, value: object) -> None:
         """Store a physical value (in the quantity's unit) into quantity ``name``.
@@ -283,12 +325,33 @@ class RegisterBank:
         ProtocolError
             Value out of the quantity's range (see :func:`modbus_profile.encode`).
         """
-        q = self.profile.quantity(name)
-        step = 1 if q.is_bit else self.profile.address_stride
-        current = self._cells.get((q.table, q.address), 0)
+        slot = self._slots.get(name)
+        if slot is None:
+            self.profile.quantity(name)  # raises the KeyError naming the known quantities
+            raise KeyError(name)  # pragma: no cover - quantity() found no such name
+        q, step, keys = slot
+        cells = self._cells
+        # Unchanged value, cells still holding what it wrote: encoding it again would write
+        # the same words (encode is a pure function of the quantity, the value and, for a
+        # u8, the current word, which is then the word written). Immutable scalars only;
+        # a float zero is always encoded (-0.0 == 0.0, but an f32 keeps the sign).
+        last = self._written.get(name)
+        if (last is not None and type(value) in (int, float, bool) and (value or type(value) is not float)
+                and type(last[0]) is type(value) and last[0] == value):
+            words = last[1]
+            for k, key in enumerate(keys):
+                if cells[key] != words[k]:
+                    break
+            else:
+                return
+        current = cells.get((q.table, q.address), 0)
         words = encode(q, value, current_word=int(current))  # type: ignore[arg-type]
         for k, w in enumerate(words):
-            self._cells[(q.table, q.address + k * step)] = w
+            cells[(q.table, q.address + k * step)] = w
+        if type(value) in (int, float, bool) and len(words) == len(keys):
+            self._written[name] = (value, words)  # type: ignore[assignment]
+        else:
+            self._written.pop(name, None)
 
     def get(self, name: str) -> object:
         """Decode quantity ``name`` from the bank (physical value, see :func:`modbus_profile.decode`).
@@ -519,8 +582,11 @@ class JkBmsEmulator(EmulatedModbusDevice):
 
     def alarm_word(self, now_s: float) -> int:
         """Alarm bits computed from the battery, OR the active ``alarm`` faults' bits."""
+        return self._alarm_word(self.world.battery.cell_voltages_v())
+
+    def _alarm_word(self, cells: list[float]) -> int:
+        """:meth:`alarm_word` from the cell voltages already computed (V, one per cell)."""
         b = self.world.battery
-        cells = b.cell_voltages_v()
         bits = 0
         if min(cells) < self.uv_v:
             bits |= 1 << 11
@@ -536,18 +602,19 @@ class JkBmsEmulator(EmulatedModbusDevice):
         """Write the present battery state into the live-data block."""
         b = self.world.battery
         cells = b.cell_voltages_v()
+        pack_v = b.terminal_voltage_v
         values: dict[str, object] = {
             "cell_voltage_average_v": sum(cells) / len(cells),
             "cell_voltage_spread_v": max(cells) - min(cells),
             "max_voltage_cell_index": cells.index(max(cells)),
             "min_voltage_cell_index": cells.index(min(cells)),
             "mos_temperature_c": b.temperature_c + 2.0,
-            "pack_voltage_v": b.terminal_voltage_v,
-            "pack_power_w": abs(b.terminal_voltage_v * b.current_a),
+            "pack_voltage_v": pack_v,
+            "pack_power_w": abs(pack_v * b.current_a),
             "pack_current_a": -b.current_a,
             "battery_temperature_1_c": b.temperature_c,
             "battery_temperature_2_c": b.temperature_c - 0.5,
-            "alarms": self.alarm_word(now_s),
+            "alarms": self._alarm_word(cells),
             "balance_current_a": 0.0,
             "balance_state": 0,
             "soc_pct": round(b.soc * 100.0),
@@ -560,9 +627,10 @@ class JkBmsEmulator(EmulatedModbusDevice):
         }
         for i, cell_v in enumerate(cells):
             values[f"cell_{i:02d}_voltage_v"] = cell_v
+        names, bank = self._names, self.bank
         for k, v in values.items():
-            if k in self._names:
-                self.bank.set(k, v)
+            if k in names:
+                bank.set(k, v)
 
 
 _PDU_COILS = {

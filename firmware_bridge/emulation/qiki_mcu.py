@@ -67,24 +67,26 @@ class WorldState(Protocol):
 class _Schedule:
     """Fixed-rate schedule anchored at a start time; skips missed slots (no bursts)."""
 
-    __slots__ = ("period_s", "t0_s", "k", "skipped")
+    __slots__ = ("period_s", "t0_s", "k", "skipped", "next_due_s")
 
     def __init__(self, rate_hz: float) -> None:
         self.period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
         self.t0_s = 0.0
         self.k = 0
         self.skipped = 0
+        #: Earliest time (s) at which :meth:`due` may say True (inf: disabled); kept by
+        #: :meth:`start` and :meth:`due`, the only writers of ``t0_s`` and ``k``.
+        self.next_due_s = self._next_due()
+
+    def _next_due(self) -> float:
+        if self.period_s <= 0.0:
+            return math.inf
+        return self.t0_s + self.k * self.period_s - _EPS_S - _EARLY_S
 
     def start(self, t0_s: float) -> None:
         self.t0_s = t0_s
         self.k = 0
-
-    @property
-    def next_due_s(self) -> float:
-        """Earliest time (s) at which :meth:`due` may say True (inf: disabled)."""
-        if self.period_s <= 0.0:
-            return math.inf
-        return self.t0_s + self.k * self.period_s - _EPS_S - _EARLY_S
+        self.next_due_s = self._next_due()
 
     def due(self, now_s: float) -> bool:
         if self.period_s <= 0.0:
@@ -96,6 +98,7 @@ class _Schedule:
         k_now = int((now_s + _EPS_S - self.t0_s) / self.period_s)
         self.skipped += max(0, k_now - self.k)
         self.k = k_now + 1
+        self.next_due_s = self._next_due()
         return True
 
 
@@ -350,12 +353,14 @@ class McuEmulator:
         self._update_watchdog_now(now_s)
         self._update_outputs()
         self._send_status_if_changed()
-        if self._status.due(now_s):
+        # a schedule's due() is False, and changes nothing, before its next_due_s
+        status, imu, pose = self._status, self._imu, self._pose
+        if now_s >= status.next_due_s and status.due(now_s):
             self._send(self._status_msg())
-        if self._imu.due(now_s):
+        if now_s >= imu.next_due_s and imu.due(now_s):
             w = self.world
             self._send(Imu(self._t_ms(), float(w.yaw_rate_radps), float(w.ax_body_mps2), float(w.ay_body_mps2)))
-        if self._pose.due(now_s):
+        if now_s >= pose.next_due_s and pose.due(now_s):
             self._send(self._pose_msg())
 
     # ------------------------------------------------------------------ internals

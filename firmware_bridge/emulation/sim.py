@@ -159,7 +159,8 @@ class Simulation:
           stepped one step before and at that step (a fault reads their last step time);
         * the MCU is stepped at its :attr:`~McuEmulator.next_due_s` or when bytes wait;
         * the rail is recomputed where it may have changed (first step of the call, a
-          fault, an MCU step, or the step after an extra emulator stepped: the rail
+          fault, an MCU step, or the step after an extra emulator stepped when the rail
+          gates, read right after the extras, differ from the valve board's rail: the
           gates read the extras' state, as the per-step loop does one step later);
         * the valve board is stepped at its ``next_due_s``, when a frame waits, or when
           the rail it sees changes;
@@ -168,7 +169,9 @@ class Simulation:
           edges these are constant and the steps are taken together (:meth:`World.run`).
 
         Inputs from outside arrive between calls (lockstep): they are looked for at the
-        first step of every call and at every step where something acted.
+        first step of every call and at every step where something acted. The quiet
+        steps between (nothing due, no valve edge) are counted in bulk
+        (:func:`_quiet_steps`), with the same tests as one by one.
         """
         dt_ns, dt_s = self.dt_ns, self.dt_s
         world, vb, mcu = self.world, self.valve_board, self.mcu
@@ -186,10 +189,11 @@ class Simulation:
         seg_fr: list[float] = []
         seg_end = -inf  # no valid segment: compute one
         run_n = 0
-        active = True  # the first step of a call: look at every input
+        first = True  # the first step of a call: look at every input
+        gates_stale = False  # an extra stepped: the rail gates may read otherwise now
         while t_ns < end_ns:
             t = t_ns * 1e-9
-            if active or t >= wake_t:
+            if first or gates_stale or t >= wake_t:
                 if run_n:
                     world.run(run_n, dt_s, seg_fr)
                     run_n = 0
@@ -201,8 +205,8 @@ class Simulation:
                     plan_due = plan.next_due_s
                     if fired:  # a fault may change any emulator's due time
                         ex_dues = [getattr(e, "next_due_s", -inf) for e in extras]
-                wake = active or fired or t >= plan_due - early_s
-                recheck = wake
+                wake = first or fired or t >= plan_due - early_s
+                recheck = wake or gates_stale
                 if wake or t >= mcu_due or mcu.input_pending:
                     mcu.step(t)
                     mcu_due = mcu.next_due_s
@@ -219,7 +223,12 @@ class Simulation:
                         e.step(t)
                         ex_dues[k] = getattr(e, "next_due_s", -inf)
                         stepped_extra = True
-                active = stepped_extra and bool(self.rail_gates)  # the gates see it next step
+                first = False
+                # The gates see an extra's step at the next step, as the per-step loop
+                # computes the rail there; read now (nothing else runs in between) only
+                # to know whether the valve board will see a change.
+                gates_stale = (stepped_extra and bool(self.rail_gates)
+                               and self._rail_powered() != vb.rail_powered)
                 wake_t = -inf if ex_always else min(plan_due - early_s, mcu_due, vb_due, *ex_dues)
             # the world's step over [t, t + dt): deferred while the open fractions stay the
             # same (flushed before any emulator acts, as emulators read the world)
@@ -235,9 +244,49 @@ class Simulation:
                 world.step(dt_s, vb.open_fractions(t, t1))
                 seg_end = -inf
             t_ns += dt_ns
+            if run_n and not gates_stale:  # the quiet steps ahead, counted at once
+                k = _quiet_steps(t_ns, end_ns, dt_ns, dt_s, wake_t, seg_end)
+                run_n += k
+                t_ns += k * dt_ns
             self.t_ns = t_ns
         if run_n:
             world.run(run_n, dt_s, seg_fr)
+
+
+def _quiet_steps(t_ns: int, end_ns: int, dt_ns: int, dt_s: float, wake_t: float, seg_end: float) -> int:
+    """Count the physics steps from ``t_ns`` on at which the event loop has nothing to do.
+
+    A step at ``u`` ns is quiet when it is before ``end_ns``, nothing is due
+    (``u * 1e-9 < wake_t``, s) and no valve edge falls in it (``u * 1e-9 + dt_s <=
+    seg_end``, s): exactly the tests of :meth:`Simulation._advance_events`, in the same
+    float arithmetic. Each test is monotone in ``u``, so the quiet steps are a prefix:
+    estimated from the bounds, then the estimate is corrected with the exact tests.
+
+    Returns
+    -------
+    int
+        Number of consecutive quiet steps starting at ``t_ns`` (0 if that one is not).
+    """
+    lim = float(end_ns)
+    w = wake_t * 1e9
+    if w < lim:
+        lim = w
+    e = (seg_end - dt_s) * 1e9
+    if e < lim:
+        lim = e
+    k = int((lim - t_ns) / dt_ns) + 1 if lim > t_ns else 0  # about the count
+    while k > 0:  # down to the last quiet step of the estimate (the test: see above)
+        u = t_ns + (k - 1) * dt_ns
+        t = u * 1e-9
+        if u < end_ns and t < wake_t and t + dt_s <= seg_end:
+            break
+        k -= 1
+    while True:  # up to the first step that is not quiet
+        u = t_ns + k * dt_ns
+        t = u * 1e-9
+        if not (u < end_ns and t < wake_t and t + dt_s <= seg_end):
+            return k
+        k += 1
 
 
 class RealtimeRunner:

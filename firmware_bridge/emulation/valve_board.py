@@ -41,6 +41,7 @@ from hal.can.lockstep import LockstepBus
 __all__ = ["ValveBoardEmulator"]
 
 _HISTORY_S = 1.0  # open intervals kept this long after they end
+_STATUS_MEMO_N = 4096  # sealed VB_Status payloads kept (a square mission sees ~100 keys)
 
 
 class ValveBoardEmulator:
@@ -139,6 +140,10 @@ class ValveBoardEmulator:
         self.frames_sent = 0
 
         self._boot_s: float | None = None
+        # VB_Status frames as the codec builds and seal() completes them (arbitration ID,
+        # extended, DLC, payload) by (status, alive counter): a pure function of the key
+        # (the codec and the node are fixed), so an entry never goes stale.
+        self._status_frames: dict[tuple[vb.ValveBoardStatus, int], tuple[int, bool, int, bytes]] = {}
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -267,6 +272,9 @@ class ValveBoardEmulator:
         out = []
         end_s = math.inf
         for ivs in self._intervals:
+            if not ivs or ivs[-1][1] <= t_s:  # closed, no later interval
+                out.append(0.0)
+                continue
             is_open = 0.0
             nxt = math.inf
             for start, end in reversed(ivs):
@@ -387,7 +395,7 @@ class ValveBoardEmulator:
         if self._last_cmd_counter is not None and counter == self._last_cmd_counter:
             return self._reject("counter")
         raws = [raw[name] for name in vb.DUTY_SIGNALS]
-        if any(r > vb.DUTY_RAW_MAX for r in raws):
+        if max(raws) > vb.DUTY_RAW_MAX:
             return self._reject("range")
         if self._in_boot:
             return self._reject("boot")
@@ -448,6 +456,9 @@ class ValveBoardEmulator:
         out = []
         for ivs in self._intervals:
             is_open = False
+            if not ivs or ivs[-1][1] <= now_s:  # every interval ended
+                out.append(is_open)
+                continue
             for start, end in reversed(ivs):
                 if start <= now_s < end:
                     is_open = True
@@ -476,7 +487,11 @@ class ValveBoardEmulator:
         if span <= 0:
             return [0.0] * self.n_valves
         out = []
+        exact_zero = span == span  # 0.0 / span is 0.0 unless the window is NaN
         for ivs in self._intervals:
+            if exact_zero and (not ivs or ivs[-1][1] <= t0_s):  # every interval ended before
+                out.append(0.0)
+                continue
             total = 0.0
             for start, end in reversed(ivs):
                 if end <= t0_s:
@@ -514,10 +529,19 @@ class ValveBoardEmulator:
         self.frames_sent += 1
 
     def _send_status(self, now_s: float) -> None:
-        sig = vb.status_signals(self._status_value(now_s), self._status_counter)
-        msg = self._codec.encode(vb.STATUS, sig)
-        msg.data = bytearray(vb.seal(msg.arbitration_id, msg.data))
-        msg.timestamp = now_s
+        status = self._status_value(now_s)
+        key = (status, self._status_counter)
+        frames = self._status_frames
+        frame = frames.get(key)
+        if frame is None:  # encoded by the DBC and sealed once per distinct (status, counter)
+            enc = self._codec.encode(vb.STATUS, vb.status_signals(status, self._status_counter))
+            frame = (enc.arbitration_id, enc.is_extended_id, enc.dlc, vb.seal(enc.arbitration_id, enc.data))
+            if len(frames) >= _STATUS_MEMO_N:
+                frames.clear()
+            frames[key] = frame
+        arb_id, extended, dlc, data = frame
+        msg = can.Message(arbitration_id=arb_id, is_extended_id=extended, is_fd=False, dlc=dlc,
+                          data=bytearray(data), timestamp=now_s)
         self._status_counter = vb.next_counter(self._status_counter)
         self._send(msg)
 

@@ -19,6 +19,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+_RUN_FORCES_N = 1024  # World.run force sums kept (one per valve pattern: 2**8 at most)
+
 
 @dataclass(frozen=True, slots=True)
 class ThrusterGeometry:
@@ -51,7 +53,7 @@ class World:
     __slots__ = (
         "mass_kg", "inertia_kgm2", "thrusters", "x_m", "y_m", "yaw_rad", "vx_mps", "vy_mps",
         "yaw_rate_radps", "ax_body_mps2", "ay_body_mps2", "time_s", "impulse_ns",
-        "_fx", "_fy", "_mz", "_drag",
+        "_fx", "_fy", "_mz", "_drag", "_run_forces",
     )
 
     def __init__(
@@ -78,6 +80,10 @@ class World:
         self._fy = [t.max_thrust_n * t.dir_y for t in self.thrusters]
         self._mz = [t.x_m * fy - t.y_m * fx for t, fx, fy in zip(self.thrusters, self._fx, self._fy, strict=True)]
         self._drag = float(linear_drag_n_per_mps)
+        # run()'s force sums and impulse increments per (dt_s, open fractions): a pure
+        # function of the key and the fixed thrusters, computed once per key.
+        self._run_forces: dict[tuple[float, tuple[float, ...]],
+                               tuple[float, float, float, tuple[tuple[int, float], ...]]] = {}
 
     def step(self, dt_s: float, open_fractions: Sequence[float]) -> None:
         """Advance the body by ``dt_s`` seconds (per physics step, 1 kHz or finer).
@@ -123,9 +129,11 @@ class World:
         The event-driven simulation's inner loop: between two valve edges (and between two
         emulator actions) the fractions do not change, so the per-step work is only the
         integration, with the force sums, the impulse increments and the torque term
-        computed once. When no valve is open, there is no drag and every rate is non-zero,
-        the rates cannot change (they gain an exact zero), so the steps before the last
-        only move the pose; the last step is a full one (it sets the IMU's specific force).
+        computed once (the sums and increments once per valve pattern and step length,
+        kept for the next run with the same). When no valve is open, there is no drag and
+        every rate is non-zero, the rates cannot change (they gain an exact zero), so the
+        steps before the last only move the pose; the last step is a full one (it sets the
+        IMU's specific force).
 
         Parameters
         ----------
@@ -138,16 +146,24 @@ class World:
         """
         if n_steps <= 0:
             return
-        fxb = fyb = mz = 0.0
-        fx, fy, m = self._fx, self._fy, self._mz
+        key = (dt_s, tuple(open_fractions))
+        forces = self._run_forces.get(key)
+        if forces is None:
+            fxb = fyb = mz = 0.0
+            fx, fy, m = self._fx, self._fy, self._mz
+            inc_list: list[tuple[int, float]] = []
+            for i, u in enumerate(open_fractions):
+                if u:
+                    fxb += fx[i] * u
+                    fyb += fy[i] * u
+                    mz += m[i] * u
+                    inc_list.append((i, self.thrusters[i].max_thrust_n * u * dt_s))
+            forces = (fxb, fyb, mz, tuple(inc_list))
+            if len(self._run_forces) >= _RUN_FORCES_N:
+                self._run_forces.clear()
+            self._run_forces[key] = forces
+        fxb, fyb, mz, incs = forces
         imp = self.impulse_ns
-        incs: list[tuple[int, float]] = []
-        for i, u in enumerate(open_fractions):
-            if u:
-                fxb += fx[i] * u
-                fyb += fy[i] * u
-                mz += m[i] * u
-                incs.append((i, self.thrusters[i].max_thrust_n * u * dt_s))
         drag = self._drag
         inv_m = 1.0 / self.mass_kg
         dr = mz / self.inertia_kgm2 * dt_s
