@@ -405,6 +405,8 @@ class RadarSubsystem(ComponentBase):
         lr = self.lr
         if lr is None or lr.driver is None or lr.port is None or self._pose is None:
             return
+        if not lr.driver.ego_motion_due(now_s):  # sent once per object-list cycle
+            return
         speed = speed_long_mps(self._vel[0], self._vel[1], self._pose[2])
         for msg in lr.driver.ego_motion_frames(now_s, speed, self._yaw_rate_radps):
             lr.port.send(msg, now_s)

@@ -92,7 +92,7 @@ def check_can_bus(rig: RigCfg, name: str, rig_path: Path, bus_name: str, bus: Ca
             raise ConfigError(name, f"buses.{bus_name}.dbc", f"DBC file {given!r} not found")
     sources: dict[str, str] = {}
     for path in dbc_paths:
-        one = DbcCodec([path])
+        one = DbcCodec([path], compile_now=False)  # checked and listed, never encodes
         check_dbc_signals(str(path), one)
         for msg_name in one.message_names:
             sources.setdefault(msg_name, str(path))

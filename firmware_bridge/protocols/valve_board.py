@@ -83,7 +83,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from firmware_bridge.errors import ProtocolError
@@ -253,8 +253,39 @@ def checksum_ok(arbitration_id: int, data: bytes | bytearray) -> bool:
 COMMAND_CHECKSUM_START_BIT = 52
 COMMAND_CHECKSUM_BITS = 12
 
-_CRC12_BYTES = _crc12.BYTE_TABLE
-_CRC12_NIBBLES = _crc12.NIBBLE_TABLE
+
+
+def _command_crc_tables() -> tuple[int, tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """Positional tables of the command CRC: ``(crc of the all-zero word, byte tables, nibble table)``.
+
+    The CRC of the fixed 60-bit word (data ID, bytes 0..5, counter nibble) is affine in
+    the word: the CRC of the all-zero word (init 0xFFF, xorout 0xFFF), XOR, per position,
+    the zero-init CRC of the word holding only that position's value. Each table is built
+    from its 8 (nibble: 4) single-bit entries by XOR (linearity);
+    ``tests/unit/test_lean_devices.py`` compares :func:`command_checksum` with
+    :func:`firmware_bridge.protocols.crc12.crc12`.
+    """
+    def table(n_values: int, word: Callable[[int], tuple[bytes, int]]) -> tuple[int, ...]:
+        out = [0] * n_values
+        bit = 1
+        while bit < n_values:
+            data, nibble = word(bit)
+            out[bit] = _crc12.crc12(data, nibble, init=0, xorout=0)
+            bit <<= 1
+        for v in range(1, n_values):
+            low = v & -v
+            if v != low:
+                out[v] = out[v ^ low] ^ out[low]
+        return tuple(out)
+
+    def at(pos: int) -> Callable[[int], tuple[bytes, int]]:
+        return lambda v: (bytes(pos) + bytes((v,)) + bytes(6 - pos), 0)
+
+    zero = _crc12.crc12(bytes(7), 0)
+    return zero, tuple(table(256, at(pos)) for pos in range(7)), table(16, lambda v: (bytes(7), v))
+
+
+_CMD_CRC_ZERO, _CMD_CRC_BYTES, _CMD_CRC_NIBBLE = _command_crc_tables()
 
 
 def command_checksum(arbitration_id: int, data: bytes | bytearray) -> int:
@@ -276,16 +307,15 @@ def command_checksum(arbitration_id: int, data: bytes | bytearray) -> int:
 
     Notes
     -----
-    The ``checksum_fn`` of ``VB_Command`` (:data:`CHECKSUM_FNS`). Per frame: the table walk
-    inlined. Hamming distance 5 over the 64 frame bits (module docstring, "Command checksum").
+    The ``checksum_fn`` of ``VB_Command`` (:data:`CHECKSUM_FNS`). Per frame: one lookup
+    per byte position in the positional tables of :func:`_command_crc_tables` (the same
+    CRC as the byte-wise table walk of :func:`~firmware_bridge.protocols.crc12.crc12`,
+    without its shifts). Hamming distance 5 over the 64 frame bits (module docstring,
+    "Command checksum").
     """
-    table = _CRC12_BYTES
-    crc = 0xFFF
-    crc = ((crc << 8) & 0xFFF) ^ table[((crc >> 4) ^ arbitration_id) & 0xFF]
-    for b in data[:6]:
-        crc = ((crc << 8) & 0xFFF) ^ table[((crc >> 4) ^ b) & 0xFF]
-    crc = ((crc << 4) & 0xFFF) ^ _CRC12_NIBBLES[((crc >> 8) ^ data[6]) & 0xF]
-    return crc ^ 0xFFF
+    t0, t1, t2, t3, t4, t5, t6 = _CMD_CRC_BYTES
+    return (_CMD_CRC_ZERO ^ t0[arbitration_id & 0xFF] ^ t1[data[0]] ^ t2[data[1]] ^ t3[data[2]]
+            ^ t4[data[3]] ^ t5[data[4]] ^ t6[data[5]] ^ _CMD_CRC_NIBBLE[data[6] & 0xF])
 
 
 def seal_command(arbitration_id: int, data: bytes | bytearray) -> bytes:
@@ -353,6 +383,12 @@ def duty_pct_to_raw(duty_pct: float) -> int:
     int
         Raw value 0..50 (round half up to the nearest 2 %).
     """
+    if duty_pct.__class__ is float:
+        # the per-tick case, the same answers as the general rule below: NaN fails both
+        # comparisons, +inf is not finite, every float in (0, 100) quantises to 1..50
+        if 0.0 < duty_pct < 100.0:
+            return min(DUTY_RAW_MAX, math.floor(duty_pct / DUTY_STEP_PCT + 0.5))
+        return DUTY_RAW_MAX if duty_pct >= 100.0 and duty_pct != math.inf else 0
     if not isinstance(duty_pct, (int, float)) or not math.isfinite(duty_pct):
         return 0
     if duty_pct <= 0.0:

@@ -35,9 +35,11 @@ Third-party databases
 
 Compiled codec (encoding and decoding cost)
 -------------------------------------------
-cantools stays the parser and the oracle; the hot path does not go through it. At load,
-every plain message gets two generated Python functions (:func:`_compile_message`, the
-source built from the parsed DBC and ``exec``-ed once):
+cantools stays the parser and the oracle; the hot path does not go through it. At the
+codec's load (or, with ``compile_now=False``, at its first encode or decode), every plain
+message gets two generated Python functions (:func:`_compile_message`, the source built
+from the parsed DBC and ``exec``-ed once per message, shared with the
+:meth:`DbcCodec.with_offset` copies):
 
 * ``unpack(data)``: one ``int.from_bytes`` per byte order, then a shift and a mask per
   signal (sign extension by ``(x ^ s) - s``), scale and offset inlined; the raw and
@@ -118,28 +120,102 @@ class Decoded:
         return f"Decoded({self.name!r}, 0x{self.frame_id:X}, {self.signals!r})"
 
 
+_Pack = Callable[[Mapping[str, Any]], bytes | None]
+_Unpack = Callable[[bytes | bytearray], tuple[dict[str, Any], dict[str, Any]]]
+
+
+class _Compiled:
+    """One message's generated functions, made at their first use (private).
+
+    Shared by a codec and its :meth:`DbcCodec.with_offset` copies (the functions do not
+    depend on the ID offset); :func:`_compile_message` runs once per message and codec
+    family: at load (``compile_now``, the default), else when a frame of the message is
+    first encoded or decoded, :meth:`DbcCodec.require` names it or
+    :attr:`DbcCodec.not_compiled` is read.
+    """
+
+    __slots__ = ("message", "source", "_result")
+
+    def __init__(self, message: CantoolsMessage, source: str) -> None:
+        self.message = message
+        self.source = source
+        self._result: tuple[_Pack | None, _Unpack | None, str | None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True once the functions are generated."""
+        return self._result is not None
+
+    def get(self) -> tuple[_Pack | None, _Unpack | None, str | None]:
+        """Return ``(pack, unpack, reason)`` of :func:`_compile_message`, generating them once."""
+        result = self._result
+        if result is None:
+            result = self._result = _compile_message(self.message)
+            if result[2] is not None:
+                logger.debug("%s: message %s not compiled (%s): encoded and decoded by cantools",
+                             self.source, self.message.name, result[2])
+        return result
+
+
 class _Entry:
-    """Per-message precomputed encode/decode plan (private).
+    """Per-message encode/decode plan (private).
 
     ``pack`` and ``unpack`` are the message's generated functions (see
-    :func:`_compile_message`); both None (``fallback`` True) when the message is not
-    compiled, ``reason`` then says why.
+    :func:`_compile_message`); both None when the message is not compiled (``fallback``
+    True, ``reason`` says why). Until the first call they are stand-ins that generate
+    the functions (:class:`_Compiled`), put them in place and answer as they would.
     """
 
     __slots__ = ("message", "name", "length", "is_extended", "frame_id", "pack", "unpack",
-                 "fallback", "reason")
+                 "_compiled")
 
-    def __init__(self, message: CantoolsMessage, frame_id: int,
-                 compiled: tuple[Callable[[Mapping[str, Any]], bytes | None] | None,
-                                 Callable[[bytes | bytearray], tuple[dict[str, Any], dict[str, Any]]] | None,
-                                 str | None]) -> None:
+    def __init__(self, message: CantoolsMessage, frame_id: int, compiled: _Compiled) -> None:
         self.message = message
         self.name = message.name
         self.length = message.length
         self.is_extended = bool(message.is_extended_frame)
         self.frame_id = frame_id
-        self.pack, self.unpack, self.reason = compiled
-        self.fallback = self.unpack is None
+        self._compiled = compiled
+        self.pack: _Pack | None = self._first_pack
+        self.unpack: _Unpack | None = self._first_unpack
+        if compiled.ready:
+            self._resolve()
+
+    def _resolve(self) -> None:
+        self.pack, self.unpack, _ = self._compiled.get()
+
+    def _first_pack(self, signals: Mapping[str, Any]) -> bytes | None:
+        self._resolve()
+        return None if self.pack is None else self.pack(signals)
+
+    def _first_unpack(self, data: bytes | bytearray) -> tuple[dict[str, Any], dict[str, Any]]:
+        self._resolve()
+        return _cantools_unpack(self.message, data) if self.unpack is None else self.unpack(data)
+
+    @property
+    def fallback(self) -> bool:
+        """True when the message is encoded and decoded through cantools (not compiled)."""
+        return self._compiled.get()[1] is None
+
+    @property
+    def reason(self) -> str | None:
+        """Why the message is not compiled, or None."""
+        return self._compiled.get()[2]
+
+
+def _cantools_unpack(message: CantoolsMessage, data: bytes | bytearray
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Raw and physical values of a payload of a message that is not compiled (cantools decodes)."""
+    raw: dict[str, Any] = message.decode_simple(
+        bytes(data), decode_choices=False, scaling=False, allow_excess=False)
+    phys: dict[str, Any] = {}
+    for sig in message.signals:
+        value = raw.get(sig.name)
+        if value is None:  # multiplexed signal not present in this frame
+            continue
+        scale, offset = sig.scale, sig.offset
+        phys[sig.name] = value if scale == 1 and offset == 0 else value * scale + offset
+    return raw, phys
 
 
 _BO_LINE = re.compile(r"[ \t]*BO_[ \t]+\S+[ \t]+([A-Za-z0-9_]+)")
@@ -441,6 +517,11 @@ class DbcCodec:
         Added to every DBC arbitration ID on encode and expected on decode (default 0).
         A device family with a node ID (valve board node n: offset n - 1) gets its own
         codec through :meth:`with_offset`.
+    compile_now : bool, optional
+        Generate every message's pack and unpack functions at load (default True: no
+        first-use cost in a tick). False generates a message's functions at its first
+        encode or decode, or when :meth:`require` names it: for a codec built only to
+        check or list a DBC (``controller/rig/check_can.py``'s per-file codecs).
 
     Raises
     ------
@@ -456,7 +537,8 @@ class DbcCodec:
     checks.
     """
 
-    def __init__(self, dbc_paths: Sequence[str | Path], *, id_offset: int = 0) -> None:
+    def __init__(self, dbc_paths: Sequence[str | Path], *, id_offset: int = 0,
+                 compile_now: bool = True) -> None:
         if isinstance(dbc_paths, (str, Path)):
             dbc_paths = [dbc_paths]
         self._paths = tuple(str(p) for p in dbc_paths)
@@ -484,11 +566,10 @@ class DbcCodec:
                 self._by_name[msg.name] = msg
                 self._source[msg.name] = path
         self.vendor_notes: tuple[str, ...] = tuple(notes)
-        self._compiled = {name: _compile_message(msg) for name, msg in self._by_name.items()}
-        for name, (_, _, reason) in self._compiled.items():
-            if reason is not None:
-                logger.debug("%s: message %s not compiled (%s): encoded and decoded by cantools",
-                             self._source[name], name, reason)
+        self._compiled = {name: _Compiled(msg, self._source[name]) for name, msg in self._by_name.items()}
+        if compile_now:  # a real-time tick must not pay for a message's first use
+            for compiled in self._compiled.values():
+                compiled.get()
         self._build_index()
 
     @staticmethod
@@ -558,7 +639,12 @@ class DbcCodec:
         Multiplexed and container messages and messages with a float signal are not
         compiled; every other message uses its generated pack/unpack functions.
         """
-        return {name: c[2] for name, c in self._compiled.items() if c[2] is not None}
+        out = {}
+        for name, compiled in self._compiled.items():
+            reason = compiled.get()[2]
+            if reason is not None:
+                out[name] = reason
+        return out
 
     @property
     def message_names(self) -> tuple[str, ...]:
@@ -626,6 +712,11 @@ class DbcCodec:
         ------
         BusConfigError
             One line naming the first missing message or signal and the DBC files.
+
+        Notes
+        -----
+        Also generates the named messages' pack and unpack functions (:class:`_Compiled`),
+        so a driver's first tick does not pay for them (real time).
         """
         files = ", ".join(self._paths)
         for msg_name, signal_names in spec.items():
@@ -638,6 +729,8 @@ class DbcCodec:
                     raise BusConfigError(
                         f"{self._source[msg_name]}: message {msg_name!r} lacks required "
                         f"signal {sig!r}")
+            # a driver's messages are generated now, at set-up, not in its first tick
+            self._compiled[msg_name].get()
 
     # ------------------------------------------------------------------ encode
     def encode(self, message_name: str, signals: Mapping[str, float | int | str]
@@ -759,14 +852,6 @@ class DbcCodec:
         unpack = entry.unpack
         if unpack is not None:
             fields, values = unpack(data)
-            return Decoded(entry.name, frame_id, values, fields)
-        raw: dict[str, Any] = entry.message.decode_simple(
-            bytes(data), decode_choices=False, scaling=False, allow_excess=False)
-        phys: dict[str, Any] = {}
-        for sig in entry.message.signals:
-            value = raw.get(sig.name)
-            if value is None:  # multiplexed signal not present in this frame
-                continue
-            scale, offset = sig.scale, sig.offset
-            phys[sig.name] = value if scale == 1 and offset == 0 else value * scale + offset
-        return Decoded(entry.name, frame_id, phys, raw)
+        else:
+            fields, values = _cantools_unpack(entry.message, data)
+        return Decoded(entry.name, frame_id, values, fields)

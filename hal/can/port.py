@@ -393,7 +393,9 @@ class CanPort:
             bus_state = BusState.ACTIVE
         if not isinstance(bus_state, BusState):
             bus_state = BusState.ACTIVE
-        new = max(bus_state, self._frame_state, key=_SEVERITY.__getitem__)
+        frame_state = self._frame_state
+        # the same member twice (the healthy case of every tick): max() would return it
+        new = bus_state if bus_state is frame_state else max(bus_state, frame_state, key=_SEVERITY.__getitem__)
         self._entered_passive = False
         if new is not self._state:
             if new is BusState.ERROR:

@@ -384,6 +384,9 @@ class Ars408Driver:
         self._needed_run = 1
         self._was_stale = False
         self.health: RadarHealth | None = None
+        #: :meth:`poll`'s faults and warnings of ``health``, judged once per RadarState
+        #: object (frozen; the config is frozen too): ``(health, faults, warnings)``.
+        self._health_verdict: tuple[RadarHealth | None, tuple[str, ...], tuple[str, ...]] = (None, (), ())
         self._last_state_s: float | None = None
         self.version: tuple[int, int, int] | None = None
         self._value_reject_in_cycle = False
@@ -574,11 +577,16 @@ class Ars408Driver:
             faults.append("state_stale")
         h = self.health
         if h is not None:
-            faults.extend(h.faults(cfg.sensor_id))
-            if h.motion_rx_state != 0:
-                warnings.append("motion_input_missing")
-            if h.send_quality_cfg != cfg.expect_quality or h.send_ext_info_cfg != cfg.expect_extended:
-                warnings.append("quality_config_mismatch")
+            verdict = self._health_verdict
+            if verdict[0] is not h:  # a new RadarState (about once a second)
+                h_warnings = []
+                if h.motion_rx_state != 0:
+                    h_warnings.append("motion_input_missing")
+                if h.send_quality_cfg != cfg.expect_quality or h.send_ext_info_cfg != cfg.expect_extended:
+                    h_warnings.append("quality_config_mismatch")
+                verdict = self._health_verdict = (h, h.faults(cfg.sensor_id), tuple(h_warnings))
+            faults.extend(verdict[1])
+            warnings.extend(verdict[2])
         if self._reject_streak >= cfg.reject_streak_limit:
             faults.append("values_rejected")
         if self._frozen_run >= cfg.frozen_cycles_limit:
@@ -599,6 +607,14 @@ class Ars408Driver:
         )
 
     # ------------------------------------------------------------------ egress
+    def ego_motion_due(self, now_s: float) -> bool:
+        """Tell whether :meth:`ego_motion_frames` would send at ``now_s`` (s). Per-tick.
+
+        Lets a caller skip working out the ego speed on the ticks between two sends.
+        """
+        nxt = self._next_ego_s
+        return nxt is None or not now_s < nxt  # the negation of ego_motion_frames' test
+
     def ego_motion_frames(self, now_s: float, speed_long_mps: float,
                           yaw_rate_radps: float) -> list[can.Message]:
         """SpeedInformation + YawRateInformation frames when due. Per-tick.

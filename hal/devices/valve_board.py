@@ -92,6 +92,11 @@ class ValveBoardDriver:
                     f"{vb.raw_to_duty_pct(duty_raw):g} % duty: {exc}") from exc
         self._require_command_checksum_layout(codec)
         self._command_id = self._codec.frame_id(vb.COMMAND)
+        self._command_extended = bool(self._codec.message(vb.COMMAND).is_extended_frame)
+        #: Shifts of the duty fields (one per fitted valve) and of the counter in the
+        #: command's little-endian 64-bit word when the DBC lets raw values be packed
+        #: directly (:meth:`_raw_command_layout`), else None (the codec packs).
+        self._raw_layout = self._raw_command_layout()
         self._status_id = self._codec.frame_id(vb.STATUS)
         self._heartbeat_id = self._codec.frame_id(vb.HEARTBEAT)
         self._counter = 0
@@ -117,6 +122,51 @@ class ValveBoardDriver:
                 f"{', '.join(codec.dbc_paths)}: {vb.COMMAND} checksum must be 12 bits at bit "
                 f"{vb.COMMAND_CHECKSUM_START_BIT} (CRC-12, issue 15){got}"
                 + (f": {why}" if data is None else ""))
+
+    def _raw_command_layout(self) -> tuple[tuple[int, ...], int] | None:
+        """Return the duty and counter shifts of ``VB_Command`` when raw packing is exact.
+
+        :meth:`command_frame` ORs the raw duties and the counter into one little-endian
+        integer instead of building a signal dict for :meth:`DbcCodec.encode`. That gives
+        the very bytes the codec gives when every duty field is a little-endian unsigned
+        field of at least 6 bits with scale :data:`vb.DUTY_STEP_PCT` and offset 0 (the codec
+        maps ``2 * raw`` % back to ``raw`` exactly), the counter one of at least 4 bits
+        with scale 1 and offset 0, the message holds no other signal, is 8 bytes long
+        (the checksum's 12 bits at bit 52 are checked by
+        :meth:`_require_command_checksum_layout`), and the DBC ranges admit 0..100 % and
+        0..15 (checked by the extreme encodes in ``__init__``). Checked once more here on
+        three frames against the codec.
+
+        Returns
+        -------
+        (tuple of int, int) or None
+            The shift of each fitted valve's duty field (``n_valves`` entries) and the
+            counter's shift; None when the DBC is laid out otherwise.
+        """
+        msg = self._codec.message(vb.COMMAND)
+        sigs = {s.name: s for s in msg.signals}
+        counter_name = vb.COUNTER_SIGNALS[vb.COMMAND]
+        if msg.length != 8 or set(sigs) != set(vb.REQUIRED_SIGNALS[vb.COMMAND]):
+            return None
+
+        def plain(name: str, scale: float, min_bits: int) -> bool:
+            s = sigs[name]
+            return (s.byte_order == "little_endian" and not s.is_signed and s.length >= min_bits
+                    and not getattr(s, "is_float", False) and s.scale == scale and s.offset == 0)
+
+        if not all(plain(n, vb.DUTY_STEP_PCT, 6) for n in vb.DUTY_SIGNALS) or not plain(counter_name, 1, 4):
+            return None
+        shifts = tuple(int(sigs[n].start) for n in vb.DUTY_SIGNALS[:self.n_valves])
+        counter_shift = int(sigs[counter_name].start)
+        for raws, counter in (([vb.DUTY_RAW_MAX] * vb.MAX_VALVES, vb.COUNTER_MODULO - 1),
+                              ([1, 2, 4, 8, 16, 32, 49, 50], 5), ([0] * vb.MAX_VALVES, 0)):
+            word = counter << counter_shift
+            for r, shift in zip(raws, shifts, strict=False):
+                word |= r << shift
+            frame = self._codec.encode(vb.COMMAND, vb.command_signals(raws[:self.n_valves], counter))
+            if word.to_bytes(8, "little") != bytes(frame.data):
+                return None
+        return shifts, counter_shift
 
     # ------------------------------------------------------------------ snapshot
     #: A snapshot's fields (issue 12 part 4): what the driver learnt from its bus; the rest is configuration.
@@ -294,9 +344,23 @@ class ValveBoardDriver:
         """
         if len(duty_pct) != self.n_valves:
             raise ValueError(f"expected {self.n_valves} duties, got {len(duty_pct)}")
-        raw = [vb.duty_pct_to_raw(d) for d in duty_pct]
-        msg = self._codec.encode(vb.COMMAND, vb.command_signals(raw, self._counter))
-        msg.data = bytearray(vb.seal_command(msg.arbitration_id, msg.data))
+        layout = self._raw_layout
+        if layout is None:
+            raw = [vb.duty_pct_to_raw(d) for d in duty_pct]
+            msg = self._codec.encode(vb.COMMAND, vb.command_signals(raw, self._counter))
+            msg.data = bytearray(vb.seal_command(msg.arbitration_id, msg.data))
+        else:
+            # the raw fields OR-ed straight into the payload (the codec's bytes, see
+            # _raw_command_layout), then the CRC-12 into bits 52..63 (seal_command's rule)
+            shifts, counter_shift = layout
+            to_raw = vb.duty_pct_to_raw
+            word = self._counter << counter_shift
+            for d, shift in zip(duty_pct, shifts, strict=True):
+                word |= to_raw(d) << shift
+            crc = vb.command_checksum(self._command_id, word.to_bytes(8, "little"))
+            msg = can.Message(arbitration_id=self._command_id, is_extended_id=self._command_extended,
+                              is_fd=False, dlc=8,
+                              data=bytearray((word | crc << vb.COMMAND_CHECKSUM_START_BIT).to_bytes(8, "little")))
         self._counter = vb.next_counter(self._counter)
         return msg
 
