@@ -9,7 +9,8 @@ written into the flight record restores the very same values:
 
 * floats are exact (JSON keeps a float's shortest repr, which round-trips); NaN and the
   infinities are tagged (``{"$f": "nan"}``), since JSON has no such numbers;
-* tuples, sets, ``Counter``, ``deque``, ``bytes``/``bytearray``, numpy arrays (dtype and
+* tuples, sets (members sorted by their encoded JSON, so the text does not depend on the
+  process's hash seed), ``Counter``, ``deque``, ``bytes``/``bytearray``, numpy arrays (dtype and
   shape kept) and numpy scalars, enums, dataclass instances and mapping proxies are tagged
   objects (``{"$t": [...]}``, ``{"$nd": ..., "dtype": ..., "shape": ...}``...), dicts
   with non-string keys are ``{"$d": [[key, value], ...]}``;
@@ -27,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import importlib
+import json
 import logging
 import math
 from collections import Counter, deque
@@ -91,6 +93,11 @@ def _float(x: float) -> JsonValue:
     return x if math.isfinite(x) else {"$f": repr(x)}
 
 
+def _order_key(encoded: JsonValue) -> str:
+    """Sort key of an encoded set member: its canonical JSON text."""
+    return json.dumps(encoded, sort_keys=True, separators=(",", ":"))
+
+
 def encode(v: object) -> JsonValue:
     """Return ``v`` as a JSON value that :func:`decode` turns back into an equal value.
 
@@ -121,7 +128,10 @@ def encode(v: object) -> JsonValue:
     if isinstance(v, MappingProxyType):
         return {"$mp": encode(dict(v))}
     if isinstance(v, (set, frozenset)):
-        return {"$fset" if isinstance(v, frozenset) else "$set": [encode(x) for x in v]}
+        # members in a fixed order: a set of strings iterates in hash order, which differs
+        # between processes (PYTHONHASHSEED), and a replay compares snapshots byte for byte
+        members = sorted((encode(x) for x in v), key=_order_key)
+        return {"$fset" if isinstance(v, frozenset) else "$set": members}
     if isinstance(v, deque):
         return {"$deque": [encode(x) for x in v], "maxlen": v.maxlen}
     if isinstance(v, bytearray):

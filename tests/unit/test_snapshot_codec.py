@@ -136,3 +136,20 @@ def test_pick_takes_the_newest_snapshot_at_or_before_t() -> None:
     assert p is not None and (p.tick, p.reason) == (500, "period")
     p = pick(msgs, 10.0)
     assert p is not None and p.tick == 1000
+
+
+def test_set_members_are_encoded_in_one_order_whatever_the_hash_seed() -> None:
+    """A replay runs in another process (another PYTHONHASHSEED) and compares snapshots byte
+    for byte: a set of strings must not be written in hash order."""
+    import subprocess
+    import sys
+
+    assert encode({"sr", "lr", "mcu"}) == {"$set": ["lr", "mcu", "sr"]}
+    assert encode(frozenset({3, 1, 2})) == {"$fset": [1, 2, 3]}
+    assert decode(encode({"sr", "lr"})) == {"sr", "lr"}
+    code = ("import json; from hal.snapshot import encode; "
+            "print(json.dumps(encode({'radar_lr', 'radar_sr', 'valves', 'mcu', 'bms', 'pdu'})))")
+    texts = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout for seed in ("0", "1", "9", "12345")}
+    assert len(texts) == 1 and json.loads(texts.pop())["$set"] == ["bms", "mcu", "pdu", "radar_lr", "radar_sr",
+                                                                   "valves"]
