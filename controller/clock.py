@@ -94,11 +94,14 @@ class MonotonicClock:
         took 3.09 s to reach tick 0, past ``post_timeout_s``).
     """
 
-    __slots__ = ("_t0_ns", "_frozen")
+    __slots__ = ("_t0_ns", "_frozen", "spin_s")
 
-    def __init__(self, frozen: bool = False) -> None:
+    def __init__(self, frozen: bool = False, spin_s: float = 0.0) -> None:
         self._t0_ns = time.monotonic_ns()
         self._frozen = bool(frozen)
+        #: :meth:`sleep_until` sleeps until this long (s) before the deadline, then
+        #: busy-waits on the clock (the rig's ``controller.realtime.spin_before_deadline_us``)
+        self.spin_s = max(0.0, float(spin_s))
 
     @property
     def started(self) -> bool:
@@ -127,9 +130,23 @@ class MonotonicClock:
         """Sleep until ``deadline_s`` (s on this clock); no-op if it has passed.
 
         One ``time.sleep``: it wakes late by the OS scheduler's latency, which the
-        real-time loop records as the tick's period error. On a frozen clock it sleeps
-        ``deadline_s`` of real time (the clock does not move meanwhile).
+        real-time loop records as the tick's period error. With :attr:`spin_s` > 0 it
+        sleeps until ``spin_s`` before the deadline and busy-waits on ``monotonic_ns``
+        from there (hybrid sleep-and-spin, as ``shared/bench/reference_tick.py``'s default
+        timing): the wake-up latency is hidden if it is below ``spin_s``, at the cost of up
+        to ``spin_s`` of CPU per call. On a frozen clock it sleeps ``deadline_s`` of real
+        time (the clock does not move meanwhile) and never spins.
         """
         remaining = deadline_s - self.now_s()
-        if remaining > 0:
+        if remaining <= 0:
+            return
+        spin = self.spin_s
+        if spin <= 0.0 or self._frozen:
             time.sleep(remaining)
+            return
+        if remaining > spin:
+            time.sleep(remaining - spin)
+        deadline_ns = self._t0_ns + int(deadline_s * 1e9)
+        now_ns = time.monotonic_ns
+        while now_ns() < deadline_ns:
+            pass

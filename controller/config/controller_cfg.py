@@ -68,15 +68,18 @@ class RealtimeKnobsCfg(Strict):
     priority (1..99, sched(7)); ``cpu_affinity`` pins the control thread to these CPU ids
     (1..64 distinct ids >= 0; whether they exist is checked on the machine, at start);
     ``mlockall`` locks current and future pages (mlockall(2)); ``gc_freeze`` runs a full
-    collection then moves every object to the permanent generation (``gc.freeze``). A
-    knob the OS refuses is reported in ``summary.json`` and the run goes on
-    (controller/rt_knobs.py, docs/realtime.md).
+    collection then moves every object to the permanent generation (``gc.freeze``);
+    ``spin_before_deadline_us`` makes the loop sleep until that long before each tick's
+    deadline and busy-wait from there (hides the OS wake-up latency below it, costs up to
+    that much CPU per tick; 0 = plain sleep). A knob the OS refuses is reported in
+    ``summary.json`` and the run goes on (controller/rt_knobs.py, docs/realtime.md).
     """
 
     sched_fifo_priority: Annotated[int, Field(ge=1, le=99)] | None = None
     cpu_affinity: list[Annotated[int, Field(ge=0, le=4095)]] | None = Field(default=None, min_length=1, max_length=64)
     mlockall: bool = False
     gc_freeze: bool = False
+    spin_before_deadline_us: Annotated[int, Field(ge=0, le=5000)] = 0
 
     @field_validator("cpu_affinity")
     @classmethod

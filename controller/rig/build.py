@@ -246,7 +246,8 @@ def build_rig(
     if checked is None:
         checked = check_rig(rig, rig_path, options=options)
     # frozen until the loop starts: the build's duration never eats the POST budget
-    io_clock: MonotonicClock | SimClock = MonotonicClock(frozen=True) if realtime else SimClock()
+    spin_s = checked.cfg.controller.realtime.spin_before_deadline_us * 1e-6  # only the loop sleeps on it
+    io_clock: MonotonicClock | SimClock = MonotonicClock(frozen=True, spin_s=spin_s) if realtime else SimClock()
     # the run clock the tick reads: recorded (or, in a replay, read back) in real time;
     # the emulators and the Modbus workers keep the untapped one
     clock = ingress.clock(io_clock, realtime) if ingress is not None else io_clock
