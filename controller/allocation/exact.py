@@ -1268,6 +1268,38 @@ class ExactAllocator:
         return u
 
 
+
+def _step_to_bound(u: list[float], hi: list[float], free: list[int], z: list[float]) -> float:
+    """Return the Lawson-Hanson step length towards the subspace minimiser (ratio test).
+
+    Parameters
+    ----------
+    u, hi : list of float, shape (n,)
+        Current thrusts and their upper bounds, N (the lower bounds are 0).
+    free : list of int, shape (f,)
+        Indices of the free thrusters.
+    z : list of float, shape (>= f,)
+        The subspace minimiser's thrusts of the free thrusters, N, in ``free``'s order.
+
+    Returns
+    -------
+    float
+        The largest ``alpha`` in (0, 1] with ``u + alpha (z - u)`` within ``[0, hi]`` on
+        the free thrusters; 1.0 when ``z`` is feasible (Lawson & Hanson 1974, ch. 23).
+    """
+    alpha = 1.0
+    for j, i in enumerate(free):
+        zj = z[j]
+        if zj < 0.0:
+            a_ = u[i] / (u[i] - zj)
+        elif zj > hi[i]:
+            a_ = (hi[i] - u[i]) / (zj - u[i])
+        else:
+            continue
+        if a_ < alpha:
+            alpha = a_
+    return alpha
+
 def _bvls_kkt(
     table: dict[int, tuple[list[int], np.ndarray]], x: np.ndarray, m: int, hi: list[float], gdiag: list[float],
     u: list[float], side: list[float], mask: int, g_tol: float, max_iter: int, clip: bool,
@@ -1325,18 +1357,7 @@ def _bvls_kkt(
         Fl, K = ent
         out = K.dot(x).tolist()
         nf = len(Fl)
-        alpha = 1.0
-        for j in range(nf):
-            i = Fl[j]
-            zj = out[j]
-            if zj < 0.0:
-                a_ = u[i] / (u[i] - zj)
-            elif zj > hi[i]:
-                a_ = (hi[i] - u[i]) / (zj - u[i])
-            else:
-                continue
-            if a_ < alpha:
-                alpha = a_
+        alpha = _step_to_bound(u, hi, Fl, out)
         if alpha < 1.0:
             # clip (start) or step to the first bound: thrusters reaching a bound leave F
             thr = alpha * (1.0 + 1e-12) + 1e-300
@@ -1435,17 +1456,7 @@ def _bvls_table(
             ufix = np.array(u)
             ufix[F] = 0.0
             z = P.dot(b - A.dot(ufix)).tolist()
-            alpha = 1.0
-            for j, i in enumerate(Fl):
-                zj = z[j]
-                if zj < 0.0:
-                    a_ = u[i] / (u[i] - zj)
-                elif zj > hi[i]:
-                    a_ = (hi[i] - u[i]) / (zj - u[i])
-                else:
-                    continue
-                if a_ < alpha:
-                    alpha = a_
+            alpha = _step_to_bound(u, hi, Fl, z)
             if alpha >= 1.0:
                 for j, i in enumerate(Fl):
                     u[i] = z[j]

@@ -401,37 +401,22 @@ def test_subset_table_matches_pinv_and_skips_dependent_columns():
     assert len(table) == 36
 
 
-def test_untabulated_active_set_matches_oracle(monkeypatch):
-    """Above MAX_SUBSETS the active set solves its normal equations: same answers."""
+@pytest.mark.parametrize("knob, seed", [("MAX_SUBSETS", 17), ("MAX_KKT_ENTRIES", 19)])
+def test_untabulated_active_set_matches_oracle(monkeypatch, knob, seed):
+    """Above MAX_SUBSETS the active set solves its normal equations, above MAX_KKT_ENTRIES it
+    uses the per-subset pseudo-inverses: same answers as BVLS either way."""
     import controller.allocation.exact as exact
 
-    monkeypatch.setattr(exact, "MAX_SUBSETS", 0)
-    rng = np.random.default_rng(17)
+    monkeypatch.setattr(exact, knob, 0)
+    rng = np.random.default_rng(seed)
     B = rng.normal(size=(6, 12))
     B[3:] *= 0.3
     u_max = rng.uniform(0.5, 2.0, 12)
     alloc = ExactAllocator(B, u_max)
-    assert alloc._ctx.sub_pinv is None
-    inside = (rng.uniform(0, 1, (150, 12)) * u_max) @ B.T
-    for tau in np.r_[inside * 1.5, inside * 3.0]:
-        r = alloc.allocate(tau)
-        ref = lsq_linear(B, tau, bounds=(0, u_max), method="bvls", tol=1e-14)
-        e_ref = float(np.linalg.norm(B @ ref.x - tau))
-        assert r.weighted_error <= e_ref * (1 + REL) + 1e-12 * (1 + float(np.linalg.norm(tau)))
-    assert alloc.stats["active_set_calls"] > 100 and alloc.stats["not_converged"] == 0
-
-
-def test_untabulated_fused_active_set_matches_oracle(monkeypatch):
-    """Above MAX_KKT_ENTRIES the active set uses the per-subset pseudo-inverses: same answers."""
-    import controller.allocation.exact as exact
-
-    monkeypatch.setattr(exact, "MAX_KKT_ENTRIES", 0)
-    rng = np.random.default_rng(19)
-    B = rng.normal(size=(6, 12))
-    B[3:] *= 0.3
-    u_max = rng.uniform(0.5, 2.0, 12)
-    alloc = ExactAllocator(B, u_max)
-    assert alloc._ctx.kkt is None and alloc._ctx.sub_pinv is not None
+    if knob == "MAX_SUBSETS":
+        assert alloc._ctx.sub_pinv is None
+    else:
+        assert alloc._ctx.kkt is None and alloc._ctx.sub_pinv is not None
     inside = (rng.uniform(0, 1, (150, 12)) * u_max) @ B.T
     for tau in np.r_[inside * 1.5, inside * 3.0]:
         r = alloc.allocate(tau)
