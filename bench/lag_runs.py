@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.tick import _loop_rows  # noqa: E402
-from bench.two_process_rt import MISSION, QIKI, _start_emulator, _stop, _summary_us, _write_rig  # noqa: E402
+from bench.two_process_rt import (  # noqa: E402
+    _start_controller,
+    _start_emulator,
+    _stop,
+    _summary_us,
+    _write_rig,
+    emit_json,
+)
 
 LAG_TEXT = "system lagging"
 
@@ -61,11 +67,7 @@ def one_run(folder: Path, seed: int, duration_s: float) -> dict[str, object]:
         emu, endpoints = _start_emulator(folder, True, seed)
         rig, _prio = _write_rig(folder, endpoints, True)
         summary_path = folder / "summary.json"
-        ctl = subprocess.Popen([*QIKI, "run", "--rig", str(rig), "--mission", MISSION, "--realtime",
-                                "--duration", str(duration_s), "--seed", str(seed), "--no-progress",
-                                "--runs-dir", str(folder / "runs"), "--summary-json", str(summary_path)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(folder / "run.err", "wb"),  # noqa: SIM115
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        ctl = _start_controller(folder, rig, duration_s, seed, summary_path)
         ctl.wait(timeout=duration_s + 90)
         out["exit_code"] = ctl.returncode
         s = json.loads(summary_path.read_text()) if summary_path.exists() else {}
@@ -107,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
            "target_lag_trips": 0, "cpus": os.cpu_count(), "loadavg_start": load_start,
            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
            "wall_s": round(time.monotonic() - started, 1), "runs": runs}
-    text = json.dumps(doc, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit_json(doc, args.out)
     return 0
 
 

@@ -48,13 +48,13 @@ import numpy as np  # noqa: E402
 
 from bench.two_process_rt import (  # noqa: E402
     INTERVAL_US,
-    MISSION,
-    QIKI,
+    _start_controller,
     _start_emulator,
     _stop,
     _summary_us,
     _write_rig,
     cyclictest_samples,
+    emit_json,
 )
 
 REFERENCE = ROOT.parent / "shared" / "bench" / "reference_tick.py"
@@ -99,11 +99,7 @@ def one_condition(folder: Path, name: str, knobs: bool, args: argparse.Namespace
         out["priority"] = prio if prio is not None else "SCHED_OTHER"
         summary_path = folder / "summary.json"
         t0 = time.monotonic()
-        ctl = subprocess.Popen([*QIKI, "run", "--rig", str(rig), "--mission", MISSION, "--realtime",
-                                "--duration", str(args.duration), "--seed", str(args.seed), "--no-progress",
-                                "--runs-dir", str(folder / "runs"), "--summary-json", str(summary_path)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(folder / "run.err", "wb"),  # noqa: SIM115
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        ctl = _start_controller(folder, rig, args.duration, args.seed, summary_path)
         time.sleep(args.ct_delay)  # the controller's build; then all measure the same stretch
         measure_s = max(args.duration - args.ct_delay - 1.0, 1.0)
         if tools["cyclictest"]:
@@ -195,10 +191,7 @@ def main(argv: list[str] | None = None) -> int:
            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
            "wall_s": round(time.monotonic() - started, 1),
            "conditions": {r["condition"]: r for r in results}}
-    text = json.dumps(doc, indent=1)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
+    emit_json(doc, args.out)
     return 0
 
 

@@ -170,6 +170,24 @@ def _start_emulator(folder: Path, knobs: bool, seed: int) -> tuple[subprocess.Po
     return proc, json.loads(endpoints.read_text())
 
 
+def _start_controller(folder: Path, rig: Path, duration_s: float, seed: int,
+                      summary_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``qiki run --realtime`` on ``rig`` flying the square for ``duration_s``; stderr to run.err."""
+    return subprocess.Popen([*QIKI, "run", "--rig", str(rig), "--mission", MISSION, "--realtime",
+                             "--duration", str(duration_s), "--seed", str(seed), "--no-progress",
+                             "--runs-dir", str(folder / "runs"), "--summary-json", str(summary_path)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(folder / "run.err", "wb"),  # noqa: SIM115
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def emit_json(doc: dict[str, object], out: str | None) -> None:
+    """Print a bench's JSON document and, with ``out``, also write it there."""
+    text = json.dumps(doc, indent=1)
+    if out:
+        Path(out).write_text(text + "\n")
+    print(text)
+
+
 def _write_rig(folder: Path, endpoints: dict, knobs: bool) -> tuple[Path, int | None]:
     port = endpoints["buses"]["power"]["url"].rsplit(":", 1)[1]
     text = RIG.read_text().replace("/tmp/qiki-emulate/", f"{endpoints['dir']}/").replace(
@@ -201,11 +219,7 @@ def one_condition(folder: Path, name: str, knobs: bool, stress: bool, args: argp
                                     "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         summary_path = folder / "summary.json"
         t0 = time.monotonic()
-        ctl = subprocess.Popen([*QIKI, "run", "--rig", str(rig), "--mission", MISSION, "--realtime",
-                                "--duration", str(args.duration), "--seed", str(args.seed), "--no-progress",
-                                "--runs-dir", str(folder / "runs"), "--summary-json", str(summary_path)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(folder / "run.err", "wb"),  # noqa: SIM115
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        ctl = _start_controller(folder, rig, args.duration, args.seed, summary_path)
         if tools["cyclictest"]:
             time.sleep(args.ct_delay)  # the controller's build; then both measure the same stretch
             policy = ["-p", str(prio)] if prio is not None else ["--policy=other", "-p", "0"]
