@@ -351,16 +351,15 @@ class ValveBoardDriver:
             msg.data = bytearray(vb.seal_command(msg.arbitration_id, msg.data))
         else:
             # the raw fields OR-ed straight into the payload (the codec's bytes, see
-            # _raw_command_layout), then the CRC-12 into bits 52..63 (seal_command's rule)
+            # _raw_command_layout), then sealed with the CRC-12 like the codec's path
             shifts, counter_shift = layout
             to_raw = vb.duty_pct_to_raw
             word = self._counter << counter_shift
             for d, shift in zip(duty_pct, shifts, strict=True):
                 word |= to_raw(d) << shift
-            crc = vb.command_checksum(self._command_id, word.to_bytes(8, "little"))
             msg = can.Message(arbitration_id=self._command_id, is_extended_id=self._command_extended,
                               is_fd=False, dlc=8,
-                              data=bytearray((word | crc << vb.COMMAND_CHECKSUM_START_BIT).to_bytes(8, "little")))
+                              data=bytearray(vb.seal_command(self._command_id, word.to_bytes(8, "little"))))
         self._counter = vb.next_counter(self._counter)
         return msg
 
