@@ -73,8 +73,14 @@ class ValveBoardComponent(ComponentBase):
         #: just before a command leaves (see :meth:`write`); None in lockstep.
         self.clock = clock
         self.max_command_age_s = max_command_age_s
-        #: Non-zero commands replaced by zero because they were older than ``max_command_age_s``.
+        #: Real time: the longest gap between two ticks' starts (s) after which the later
+        #: tick's command leaves as zero (3 control periods, the inputs' stale limit).
+        self.max_tick_gap_s = 3.0 * max_command_age_s
+        #: Non-zero commands replaced by zero because they were older than
+        #: ``max_command_age_s`` or their tick came more than ``max_tick_gap_s`` after the last.
         self.stale_commands = 0
+        #: The start of the tick that last wrote (s, run clock), None before the first.
+        self._last_write_s: float | None = None
         self.driver = driver
         self.port = port
         self.accepted_firmware = accepted_firmware
@@ -93,7 +99,7 @@ class ValveBoardComponent(ComponentBase):
     # ------------------------------------------------------------------ snapshot
     #: The component's own state in a snapshot (issue 12 part 4); the driver and the PWM
     #: carry of the valve commander are nested beside it, the CAN port is the vehicle's.
-    SNAPSHOT_FIELDS = ("foreign_command_s", "last_frame_zero", "last_duty_pct", "_was_allowed")
+    SNAPSHOT_FIELDS = ("foreign_command_s", "last_frame_zero", "last_duty_pct", "_was_allowed", "_last_write_s")
 
     def snapshot(self) -> State:
         """Return the B09 latch, the last command, the driver's and the valve commander's state."""
@@ -173,7 +179,10 @@ class ValveBoardComponent(ComponentBase):
         Real time: a command older than ``max_command_age_s`` (one control period) when it
         is about to leave (the run clock read here, after the tick's work) is sent as zero
         and counted (``stale_commands``): a process stopped mid-tick (SAFETY.md T03) must
-        not send the command it computed before the stop when it wakes.
+        not send the command it computed before the stop when it wakes. Likewise the
+        command of a tick that starts more than ``max_tick_gap_s`` after the previous
+        tick: a process stopped between ticks wakes to inputs that piled up while it
+        slept, and its first tick must not command thrust on them (SAFETY.md T03).
         """
         allow = view.outputs == "allocate"
         duty = [0.0] * self.n_valves
@@ -192,10 +201,13 @@ class ValveBoardComponent(ComponentBase):
         if per_thruster is not None:
             for i, v in enumerate(self.thruster_valves):
                 duty[v] = per_thruster[i]
-        if per_thruster is not None and self.clock is not None and \
-                self.clock() - view.now_s > self.max_command_age_s:
+        last_s, self._last_write_s = self._last_write_s, view.now_s
+        if per_thruster is not None and self.clock is not None and (
+                self.clock() - view.now_s > self.max_command_age_s
+                or (last_s is not None and view.now_s - last_s > self.max_tick_gap_s)):
             # T03: the process was stopped (SIGSTOP, a stall) between the tick's start and
-            # now: a command computed before the stall must not leave after it
+            # now, or between the last tick and this one: a command computed before the
+            # stall, or on what piled up during it, must not leave after it
             duty = [0.0] * self.n_valves
             self.stale_commands += 1
         self.last_duty_pct = duty

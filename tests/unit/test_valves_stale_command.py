@@ -48,3 +48,25 @@ def test_command_computed_before_a_stall_leaves_as_zero() -> None:
 def test_lockstep_has_no_clock_and_no_guard() -> None:
     duty, stale, wire = _duties(None)
     assert duty[0] == 50.0 and stale == 0 and wire[0] == 50
+
+
+def test_first_tick_after_a_stall_between_ticks_leaves_as_zero_then_commands_resume() -> None:
+    """A process stopped between ticks (SIGSTOP in its sleep) wakes 0.3 s later: that tick's
+    command leaves as zero; the next, one period on, as computed."""
+    channel = f"gap-{uuid.uuid4().hex[:8]}"
+    host = can.Bus(channel=channel, interface="virtual")
+    board = can.Bus(channel=channel, interface="virtual")
+    now = [1.0]
+    try:
+        comp = ValveBoardComponent("valves", ValveBoardDriver(DbcCodec([DBC])), CanPort(host), "1.x", [0], 8, [1.0],
+                                   clock=lambda: now[0], max_command_age_s=0.01)
+        duties = []
+        for tick, t in ((100, 1.0), (101, 1.01), (102, 1.31), (103, 1.32)):
+            now[0] = t + 0.002
+            comp.write(TickView(tick=tick, now_s=t, state="active", outputs="allocate", pose=None), [0.5])
+            duties.append(comp.last_duty_pct[0])
+        assert duties == [50.0, 50.0, 0.0, 50.0] and comp.stale_commands == 1
+        assert comp.max_tick_gap_s == 0.03
+    finally:
+        host.shutdown()
+        board.shutdown()
