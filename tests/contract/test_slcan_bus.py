@@ -221,3 +221,18 @@ def test_registered_as_python_can_interface_and_opened_by_the_rig_seam(adapter: 
     m = b2.recv(timeout=5.0)
     assert m is not None and _key(m) == _key(FRAMES[0])
     b2.shutdown()
+
+
+def test_a_poll_and_a_send_are_one_system_call_each(adapter: Adapter, bus: SlcanBus,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """VMIN = 1 on the port (hal.serial.link.empty_read_raises): an empty read is EAGAIN, not
+    0 bytes, so no ``select`` tells it from a hang-up; a send that fits is one ``os.write``."""
+    import termios
+
+    assert termios.tcgetattr(bus.fileno())[6][termios.VMIN] == 1
+    monkeypatch.setattr(select, "select", lambda *a: pytest.fail("select on a poll"))
+    monkeypatch.setattr(bus._port, "write", lambda *a: pytest.fail("pyserial write on a send"))
+    assert bus.recv(timeout=0) is None
+    bus.send(FRAMES[1])
+    monkeypatch.undo()
+    assert adapter.read_all() == encode_frame(FRAMES[1])
