@@ -46,6 +46,8 @@ from hal.serial.link import empty_read_raises
 __all__ = ["SlcanBus", "SLCAN_BITRATE_CODES"]
 
 logger = logging.getLogger(__name__)
+#: python-can's bus logger (``can.bus.LOG``): its receive line, as ``BusABC.recv`` writes it
+_CAN_LOG = logging.getLogger("can.bus")
 
 #: Lawicel ``S<n>`` codes by bit rate (bit/s), CAN232/CANUSB manual, command ``Sn``.
 SLCAN_BITRATE_CODES: dict[int, int] = {10_000: 0, 20_000: 1, 50_000: 2, 100_000: 3, 125_000: 4,
@@ -256,6 +258,44 @@ class SlcanBus(can.BusABC):
         if len(buf) > _MAX_LINE:  # no line end in sight: garbage, drop it
             self.bad_lines += 1
             buf.clear()
+
+    def recv(self, timeout: float | None = None) -> can.Message | None:
+        """Return the next received frame, waiting at most ``timeout`` s (None: forever).
+
+        ``recv(timeout=0)`` without filters, a control tick's drain (``hal.can.port``),
+        takes the frame straight from the buffer: python-can's ``BusABC.recv`` would
+        read the clock twice and check the (absent) filters per call. Anything else goes
+        through ``BusABC.recv``. Either way frames come in order and python-can's
+        receive log line (level 9, logger ``can.bus``) is written.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Longest wait, s; 0 never waits.
+
+        Returns
+        -------
+        can.Message or None
+            The frame, or None when none came in time.
+
+        Raises
+        ------
+        can.CanOperationError
+            The port failed (adapter unplugged, the pty's far end closed).
+        """
+        if timeout != 0 or self._filters is not None:
+            return super().recv(timeout)
+        frames = self._frames
+        if not frames:
+            if not self._fill():
+                return None
+            self._cut_lines()
+            if not frames:
+                return None
+        msg = frames.popleft()
+        if _CAN_LOG.isEnabledFor(self.RECV_LOGGING_LEVEL):
+            _CAN_LOG.log(self.RECV_LOGGING_LEVEL, "Received: %s", msg)
+        return msg
 
     def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
         """Return the next received frame, waiting at most ``timeout`` s (None: forever)."""

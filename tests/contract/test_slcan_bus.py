@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import select
+import time
 import tty
 from collections.abc import Iterator
 
@@ -236,3 +237,22 @@ def test_a_poll_and_a_send_are_one_system_call_each(adapter: Adapter, bus: Slcan
     bus.send(FRAMES[1])
     monkeypatch.undo()
     assert adapter.read_all() == encode_frame(FRAMES[1])
+
+
+def test_a_drain_without_filters_equals_busabc_recv_and_filters_still_apply(adapter: Adapter,
+                                                                           bus: SlcanBus) -> None:
+    """``recv(timeout=0)`` takes frames straight from the buffer only without filters."""
+    adapter.write(b"".join(encode_frame(m) for m in FRAMES))
+    first = bus.recv(timeout=5.0)  # BusABC.recv: waits for the kernel to deliver
+    assert first is not None
+    rest = []
+    deadline = time.monotonic() + 5.0
+    while len(rest) < len(FRAMES) - 1 and time.monotonic() < deadline:
+        m = bus.recv(timeout=0)  # the fast path
+        if m is not None:
+            rest.append(m)
+    assert [_key(m) for m in [first, *rest]] == [_key(m) for m in FRAMES]
+    assert bus.recv(timeout=0) is None
+    bus.set_filters([{"can_id": 0x7FF, "can_mask": 0x7FF, "extended": False}])
+    adapter.write(b"".join(encode_frame(m) for m in FRAMES))
+    assert [_key(m) for m in _take(bus, 1)] == [_key(FRAMES[1])]
