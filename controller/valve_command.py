@@ -90,13 +90,12 @@ class ValveCommander:
     def snapshot(self) -> State:
         """Return the PWM carry (issue 12 part 4): the latched duties, impulse totals, the modulator's debt."""
         mod = self.modulator
-        return {**capture(self, ("_duty_pct", "_commanded_done", "_delivered_done")),
-                "modulator": capture(mod, mod.SNAPSHOT_FIELDS)}
+        return {**capture(self, ("_duty_pct", "_commanded_done", "_delivered_done")), "modulator": mod.snapshot()}
 
     def restore(self, state: Mapping[str, JsonValue]) -> None:
         """Put back a :meth:`snapshot` of a commander built with the same parameters."""
         apply(self, state, ("_duty_pct", "_commanded_done", "_delivered_done"))
-        apply(self.modulator, part(state, "modulator"), self.modulator.SNAPSHOT_FIELDS)
+        self.modulator.restore(part(state, "modulator"))
 
     def duty_pct(self, thrust_n: Sequence[float], tick_index: int) -> list[float]:
         """Duty per thruster to send this tick (per tick).
@@ -123,11 +122,13 @@ class ValveCommander:
         """
         if tick_index % self.ticks_per_period == 0:
             mod = self.modulator
-            mod.latch(thrust_n)
-            steps = mod.duty_steps
-            if self.bias_steps:
-                steps = np.where(steps > 0, np.clip(steps + self.bias_steps, 0, mod.full_steps), 0)
-            self._duty_pct = [float(s) * mod.duty_step * 100.0 for s in steps]
+            steps = mod.latch_steps(thrust_n)
+            bias = self.bias_steps
+            if bias:  # non-zero pulses lengthened, within [0, full_steps]
+                full = mod.full_steps
+                steps = [(0 if s + bias < 0 else min(s + bias, full)) if s > 0 else 0 for s in steps]
+            ds = mod.duty_step
+            self._duty_pct = [float(s) * ds * 100.0 for s in steps]
         return self._duty_pct
 
     def reset(self) -> None:

@@ -26,9 +26,12 @@ multiple of) the PWM rate or accept this sample-and-hold. No I/O, no sleeping, n
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from hal.snapshot import JsonValue, SnapshotError, State, decode, encode
 
 __all__ = ["PwmModulator"]
 
@@ -58,10 +61,16 @@ class PwmModulator:
         guaranteed to stay within one minimum impulse bit of the commanded impulse).
     """
 
-    _owed_ns: np.ndarray  # (N,) N s
-    _commanded_ns: np.ndarray  # (N,) N s
-    _delivered_ns: np.ndarray  # (N,) N s
-    _duty_steps: np.ndarray  # (N,) int64 board steps
+    # The carry is kept in plain Python lists: N is about 8, where a numpy operation costs
+    # more than the arithmetic it does (issue 12, the lean tick). Element by element the
+    # operations are the IEEE float64 ones numpy did, in the same order.
+    _owed_ns: list[float]  # (N,) N s
+    _commanded_ns: list[float]  # (N,) N s
+    _delivered_ns: list[float]  # (N,) N s
+    _duty_steps: list[int]  # (N,) board steps
+    _max_n: list[float]  # (N,) max_thrust_n as Python floats
+    _full_ns: list[float]  # (N,) max_thrust_n * pwm_period_s, N s
+    _step_ns: list[float]  # (N,) impulse of one duty step, full_ns * duty_step, N s
 
     def __init__(
         self,
@@ -99,6 +108,11 @@ class PwmModulator:
                 f"duty step {self.duty_step * self.pwm_period_s:.6g} s is not below twice the minimum "
                 f"impulse bit {self.min_impulse_bit_s:.6g} s: impulse tracking within one bit is impossible"
             )
+        T, ds = self.pwm_period_s, self.duty_step
+        self._max_n = self.max_thrust_n.tolist()
+        self._full_ns = [m * T for m in self._max_n]
+        self._step_ns = [full * ds for full in self._full_ns]  # one rounding: = ds * full (commutative)
+        self._half_min_steps = 0.5 * self.min_steps
         self.reset()
 
     #: The carry a snapshot holds (issue 12 part 4): impulse owed, commanded, delivered, latched steps.
@@ -107,12 +121,113 @@ class PwmModulator:
     def reset(self) -> None:
         """Forget the carried error and the impulse totals (e.g. on disarm)."""
         n = self.n_valves
-        self._owed_ns = np.zeros(n)
-        self._commanded_ns = np.zeros(n)
-        self._delivered_ns = np.zeros(n)
-        self._duty_steps = np.zeros(n, dtype=np.int64)
+        self._owed_ns = [0.0] * n
+        self._commanded_ns = [0.0] * n
+        self._delivered_ns = [0.0] * n
+        self._duty_steps = [0] * n
+
+    def snapshot(self) -> State:
+        """Return the carry (:attr:`SNAPSHOT_FIELDS`) as numpy arrays, float64 and int64 (issue 12 part 4).
+
+        The encoding is the one of the arrays the modulator kept before its carry became
+        Python lists, so a snapshot reads the same either way.
+        """
+        return {"_owed_ns": encode(np.array(self._owed_ns, dtype=np.float64)),
+                "_commanded_ns": encode(np.array(self._commanded_ns, dtype=np.float64)),
+                "_delivered_ns": encode(np.array(self._delivered_ns, dtype=np.float64)),
+                "_duty_steps": encode(np.array(self._duty_steps, dtype=np.int64))}
+
+    def restore(self, state: Mapping[str, JsonValue]) -> None:
+        """Put back a :meth:`snapshot` of a modulator built with the same parameters.
+
+        Raises
+        ------
+        hal.snapshot.SnapshotError
+            When a field is missing or does not hold N values.
+        """
+        n = self.n_valves
+        values: dict[str, list[float]] = {}
+        for name in self.SNAPSHOT_FIELDS:
+            if name not in state:
+                raise SnapshotError(f"PwmModulator: snapshot lacks {name!r}")
+            v = np.asarray(decode(state[name])).reshape(-1)
+            if v.shape != (n,):
+                raise SnapshotError(f"PwmModulator: snapshot {name!r} holds {v.shape[0]} values, not {n}")
+            values[name] = v.tolist()
+        self._owed_ns = [float(x) for x in values["_owed_ns"]]
+        self._commanded_ns = [float(x) for x in values["_commanded_ns"]]
+        self._delivered_ns = [float(x) for x in values["_delivered_ns"]]
+        self._duty_steps = [int(x) for x in values["_duty_steps"]]
 
     # ------------------------------------------------------------------ per period
+
+    def _thrusts(self, thrust_n: ArrayLike) -> list[float]:
+        """Return ``thrust_n`` as N finite Python floats; ValueError otherwise (see :meth:`latch`)."""
+        n = self.n_valves
+        f: list[float] | None = None
+        if isinstance(thrust_n, (list, tuple)):
+            try:
+                f = [float(v) for v in thrust_n]
+            except (TypeError, ValueError):
+                f = None  # numpy's conversion decides (and words the error)
+        if f is None:
+            a = np.asarray(thrust_n, dtype=float)
+            if a.shape != (n,):
+                raise ValueError(f"thrust_n must be {n} finite thrusts in N")
+            f = a.tolist()
+        if len(f) != n or not all(map(math.isfinite, f)):
+            raise ValueError(f"thrust_n must be {n} finite thrusts in N")
+        return f
+
+    def latch_steps(self, thrust_n: ArrayLike) -> list[int]:
+        """Latch the PWM period starting now and return its duties in board steps (per period).
+
+        The work of :meth:`latch` in plain Python (N is small): clip each thrust to
+        ``[0, max_thrust_n]``, add the impulse owed, round the wanted duty to a whole step
+        (half to even, as ``numpy.rint``), between zero and the minimum pulse below the
+        minimum on-time, at most a full period; carry the rounding error forward.
+
+        Parameters
+        ----------
+        thrust_n : array_like, shape (N,)
+            Commanded thrust per valve for this period, N.
+
+        Returns
+        -------
+        list of int, length N
+            Duty per valve in board steps (``duty_step`` each): 0 or in
+            ``[min_steps, full_steps]``. A new list each call (the caller may keep it).
+
+        Raises
+        ------
+        ValueError
+            Wrong shape or a non-finite thrust.
+        """
+        f = self._thrusts(thrust_n)
+        T = self.pwm_period_s
+        min_steps, half_min, full_steps = self.min_steps, self._half_min_steps, self.full_steps
+        owed, com, dlv = self._owed_ns, self._commanded_ns, self._delivered_ns
+        max_n, step_ns = self._max_n, self._step_ns
+        steps: list[int] = []
+        for i, v in enumerate(f):
+            hi = max_n[i]
+            v = v if v >= 0.0 else 0.0  # numpy.maximum(f, 0.0): f unless below (finite here)
+            v = v if v <= hi else hi  # numpy.minimum(., max_thrust_n)
+            commanded = v * T
+            want_ns = owed[i] + commanded
+            want_steps = want_ns / step_ns[i]  # desired duty in steps (real)
+            if want_steps < min_steps:  # below the minimum on-time: 0 or the minimum pulse
+                s = min_steps if want_steps >= half_min else 0
+            else:
+                s = round(want_steps)  # half to even, as numpy.rint
+            s = 0 if s < 0 else (full_steps if s > full_steps else s)
+            delivered = s * step_ns[i]  # float(s) * (duty_step * full_ns), as numpy
+            owed[i] = want_ns - delivered
+            com[i] += commanded
+            dlv[i] += delivered
+            steps.append(s)
+        self._duty_steps = steps
+        return list(steps)
 
     def latch(self, thrust_n: ArrayLike) -> np.ndarray:
         """Compute the duties the board latches for the PWM period starting now (per period).
@@ -133,27 +248,8 @@ class PwmModulator:
         ValueError
             Wrong shape or a non-finite thrust.
         """
-        f = np.asarray(thrust_n, dtype=float)
-        if f.shape != (self.n_valves,) or not np.isfinite(f).all():
-            raise ValueError(f"thrust_n must be {self.n_valves} finite thrusts in N")
-        fmax = self.max_thrust_n
-        f = np.minimum(np.maximum(f, 0.0), fmax)
-        T = self.pwm_period_s
-        commanded = f * T
-        want_ns = self._owed_ns + commanded
-        full_ns = fmax * T
-        want_steps = want_ns / (full_ns * self.duty_step)  # desired duty in steps (real)
-        steps = np.rint(want_steps)
-        # below the minimum on-time: round between 0 and the minimum pulse
-        small = want_steps < self.min_steps
-        steps = np.where(small, np.where(want_steps >= 0.5 * self.min_steps, self.min_steps, 0), steps)
-        steps = np.clip(steps, 0, self.full_steps).astype(np.int64)
-        delivered = steps * (self.duty_step * full_ns)
-        self._owed_ns = want_ns - delivered
-        self._commanded_ns += commanded
-        self._delivered_ns += delivered
-        self._duty_steps = steps
-        return steps * self.duty_step
+        out: np.ndarray = np.array(self.latch_steps(thrust_n), dtype=np.int64) * self.duty_step
+        return out
 
     def duty(self, thrust_n: ArrayLike, period_start: bool) -> np.ndarray:
         """Per-tick convenience: latch at a period start, else repeat the latched duty.
@@ -177,32 +273,33 @@ class PwmModulator:
         """
         if period_start:
             return self.latch(thrust_n)
-        return self._duty_steps * self.duty_step
+        out: np.ndarray = np.array(self._duty_steps, dtype=np.int64) * self.duty_step
+        return out
 
     # ------------------------------------------------------------------ telemetry
 
     @property
     def duty_steps(self) -> np.ndarray:
         """Latched duty per valve in board steps (raw counts of ``duty_step``), shape (N,)."""
-        out: np.ndarray = self._duty_steps.copy()
+        out: np.ndarray = np.array(self._duty_steps, dtype=np.int64)
         return out
 
     @property
     def commanded_impulse_ns(self) -> np.ndarray:
         """Total commanded impulse per valve since reset, N s, shape (N,)."""
-        out: np.ndarray = self._commanded_ns.copy()
+        out: np.ndarray = np.array(self._commanded_ns, dtype=np.float64)
         return out
 
     @property
     def delivered_impulse_ns(self) -> np.ndarray:
         """Total impulse of the latched pulses per valve since reset, N s, shape (N,)."""
-        out: np.ndarray = self._delivered_ns.copy()
+        out: np.ndarray = np.array(self._delivered_ns, dtype=np.float64)
         return out
 
     @property
     def impulse_error_ns(self) -> np.ndarray:
         """Commanded minus delivered impulse per valve (carried forward), N s, shape (N,)."""
-        out: np.ndarray = self._commanded_ns - self._delivered_ns
+        out: np.ndarray = self.commanded_impulse_ns - self.delivered_impulse_ns
         return out
 
     @property

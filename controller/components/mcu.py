@@ -8,6 +8,7 @@ every tick, from the first (the MCU drops the rail when it stops, SAFETY.md T03)
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -29,6 +30,35 @@ if TYPE_CHECKING:
 
 #: Time (s) the MCU gets to confirm the valve rail on before a "rail dropped" fault.
 RAIL_CONFIRM_S = 0.1
+
+
+@functools.cache
+def _mcu_conditions(status_fresh: bool, pose_fresh: bool, rebooted: bool,
+                    rail: bool | None) -> tuple[Condition, ...]:
+    """Return the MCU's conditions for these verdicts (made once per combination: immutable).
+
+    Parameters
+    ----------
+    status_fresh, pose_fresh : bool
+        Status / pose fresh (B01-B03).
+    rebooted : bool
+        The MCU rebooted (D08).
+    rail : bool or None
+        The valve rail reads on (False: dropped); None when not judged.
+
+    Returns
+    -------
+    tuple of Condition
+        ``mcu_status``, ``mcu_pose``, ``mcu_reboot`` and, when judged, ``rail``.
+    """
+    out = (
+        condition("mcu_status", None if status_fresh else "MCU status stale"),
+        condition("mcu_pose", None if pose_fresh else "MCU pose stale"),
+        condition("mcu_reboot", "MCU rebooted" if rebooted else None),
+    )
+    if rail is None:
+        return out
+    return (*out, condition("rail", None if rail else "valve rail dropped by the MCU"))
 
 
 class McuComponent(ComponentBase):
@@ -107,16 +137,12 @@ class McuComponent(ComponentBase):
             return ()
         d = self.driver
         now_s = view.now_s
-        out = [
-            condition("mcu_status", None if d.status_fresh(now_s) else "MCU status stale"),
-            condition("mcu_pose", None if d.pose_fresh(now_s) else "MCU pose stale"),
-            condition("mcu_reboot", "MCU rebooted" if d.mcu_reboots else None),
-        ]
+        rail_on: bool | None = None
         if view.state in ARMING_STATES and self.rail_requested and now_s - self.rail_requested_at_s > RAIL_CONFIRM_S:
             status = d.status
             rail_on = bool(status is not None and status.rail_enabled)
-            out.append(condition("rail", None if rail_on else "valve rail dropped by the MCU"))
-        return out
+        # the conditions of a combination of verdicts are made once (_mcu_conditions)
+        return _mcu_conditions(d.status_fresh(now_s), d.pose_fresh(now_s), bool(d.mcu_reboots), rail_on)
 
     def arming_check(self, view: TickView) -> str | None:
         """Refuse arming unless a fresh status says the E-stop is released (O01, D09)."""

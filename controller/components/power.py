@@ -9,7 +9,9 @@ What it does, per phase of the tick (ARCHITECTURE.md 3):
 * **read**: lockstep -- step every poller at the tick's simulated time (synchronous
   polls on the memory backend); real time -- nothing touches the bus, the poller worker
   threads publish snapshots and the tick only reads them (SAFETY.md D10: the tick never
-  blocks on a silent device). New BMS samples feed the ``power`` summary.
+  blocks on a silent device). Each device's snapshot is read once, here; POST, arming,
+  the conditions and the safe stop judge that one for the rest of the tick (issue 16).
+  New BMS samples feed the ``power`` summary.
 * **POST** (:meth:`PowerSubsystem.post`, from :meth:`PowerSubsystem.post_report`): waits for one poll attempt of every
   device, then reports the BMS (present, profile fits, cell count as the rig says, no
   alarm) and the PDU (present, no fault flag, valve rail open) -- SAFETY.md D07, D11.
@@ -188,6 +190,19 @@ class PowerSubsystem(ComponentBase):
         self._tick = 0
         self._judged_snap: DeviceSnapshot | None = None
         self._judged_reason: str | None = None
+        #: The BMS snapshot read by this tick's :meth:`read` (None before the first read and
+        #: after :meth:`restore`: :meth:`_bms_snap` then asks the poller).
+        self._tick_bms_snap: DeviceSnapshot | None = None
+        # conditions: the keys (fixed by the devices present), the last reasons and the
+        # conditions made from them (returned again while the reasons do not change)
+        keys = [
+            ("battery", bms is not None),
+            ("pdu", pdu is not None),
+            ("valve_rail_relay", pdu is not None),
+        ]
+        self._cond_keys = tuple(key for key, present in keys if present)
+        self._tick_reasons: tuple[str | None, ...] | None = None
+        self._tick_conds: tuple[Condition, ...] = ()
 
     # ------------------------------------------------------------------ snapshot
     #: The component's own state in a snapshot (issue 12 part 4): the battery bookkeeping
@@ -207,15 +222,20 @@ class PowerSubsystem(ComponentBase):
     def restore(self, state: Mapping[str, JsonValue]) -> None:
         """Put back a :meth:`snapshot` (a pending relay write is resumed through the poller)."""
         apply(self, state, self.SNAPSHOT_FIELDS)
+        self._tick_bms_snap = None
         if self.pdu_unit is not None:
             self.pdu_unit.restore(part(state, "pdu_unit"))
 
     # ------------------------------------------------------------------ helpers
     def _bms_snap(self) -> DeviceSnapshot | None:
+        """Return this tick's BMS snapshot (read in :meth:`read`; from the poller before any read)."""
         if self.bms is None:
             return None
-        name, poller, _ = self.bms
-        return poller.snapshot(name)
+        snap = self._tick_bms_snap
+        if snap is None:
+            name, poller, _ = self.bms
+            snap = poller.snapshot(name)
+        return snap
 
     def _log(self, now_s: float, kind: str, **fields: object) -> None:
         self.record(self._tick, now_s, kind, **fields)
@@ -271,11 +291,12 @@ class PowerSubsystem(ComponentBase):
             for poller in self.pollers.values():
                 poller.align_to_grid(now_s, self.control_period_s)
             self._grid_aligned = True
-        snap = self._bms_snap()
-        if snap is not None:
+        if self.bms is not None:
+            name, poller, _ = self.bms
+            snap = self._tick_bms_snap = poller.snapshot(name)  # the tick's one read of it
             self._take_bms_sample(snap)
         if self.pdu_unit is not None:
-            self.pdu_unit.observe()
+            self.pdu_unit.observe()  # the tick's one read of the PDU snapshot
             if view.state == "boot":
                 self.pdu_unit.open_rail_found_closed(now_s)
 
@@ -288,8 +309,9 @@ class PowerSubsystem(ComponentBase):
         """POST verdict of the BMS and the PDU; None until each had one poll attempt."""
         out: dict[str, tuple[bool, str]] = {}
         if self.bms is not None:
-            name, poller, cells = self.bms
-            snap = poller.snapshot(name)
+            name, _, cells = self.bms
+            snap = self._bms_snap()
+            assert snap is not None  # a BMS is configured
             if snap.polls_ok + snap.polls_failed == 0:
                 return None
             rep = bms_post_report(snap, cells, now_s)
@@ -297,9 +319,9 @@ class PowerSubsystem(ComponentBase):
             ok_text = (f"BMS: ok, {d.get('cell_count')} cells, SoC {d.get('soc_pct', 0):.0f} %, "
                        f"{d.get('pack_voltage_v', 0):.2f} V" if rep.ok else "")
             out[name] = (rep.ok, ok_text or "; ".join(rep.reasons))
-        if self.pdu is not None:
-            name, pdu = self.pdu
-            snap = pdu.snapshot()
+        if self.pdu_unit is not None:
+            name = self.pdu_unit.name
+            snap = self.pdu_unit.tick_snapshot()
             if snap.polls_ok + snap.polls_failed == 0:
                 return None
             rep = pdu_post_report(snap, now_s)
@@ -352,14 +374,25 @@ class PowerSubsystem(ComponentBase):
         return None if self.pdu_unit is None else self.pdu_unit.rail_open_confirmed()
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
-        """Fault conditions (per tick), keys ``power.<key>``: battery (D10, low SoC, over-temperature), relay, PDU."""
-        name = self.name
-        return [condition(f"{name}.{key}", why) for key, why in self._monitor(view.now_s, view.state)]
+        """Fault conditions (per tick), keys ``power.<key>``: battery (D10, low SoC, over-temperature), relay, PDU.
 
-    def _monitor(self, now_s: float, state: str) -> list[tuple[str, str | None]]:
-        if state == "boot":
-            return []
-        out: list[tuple[str, str | None]] = []
+        None in ``boot``. The reasons are judged every tick; while they equal the last
+        tick's, the same conditions are returned (immutable; a clear one is
+        :func:`~controller.components.seam.condition`'s shared instance).
+        """
+        if view.state == "boot":
+            return ()
+        reasons = self._monitor(view.now_s, view.state)
+        if reasons != self._tick_reasons:
+            self._tick_reasons = reasons
+            name = self.name
+            self._tick_conds = tuple(condition(f"{name}.{key}", why)
+                                     for key, why in zip(self._cond_keys, reasons, strict=True))
+        return self._tick_conds
+
+    def _monitor(self, now_s: float, state: str) -> tuple[str | None, ...]:
+        """Reasons of the conditions (not in ``boot``), in the order of ``_cond_keys``."""
+        battery: tuple[str | None, ...] = ()
         snap = self._bms_snap()
         if snap is not None:
             if not snap.is_fresh(now_s):
@@ -373,11 +406,11 @@ class PowerSubsystem(ComponentBase):
                 why = self._judged_reason
             else:
                 why = None
-            out.append(("battery", why))
-        if self.pdu_unit is not None:
-            out.append(("pdu", self.pdu_unit.health(now_s)))
-            out.append(("valve_rail_relay", self.pdu_unit.rail_condition(now_s)))
-        return out
+            battery = (why,)
+        unit = self.pdu_unit
+        if unit is None:
+            return battery
+        return (*battery, unit.health(now_s), unit.rail_condition(now_s))
 
     def summary(self) -> dict[str, object]:
         """Return the ``power`` block of ``summary.json``.

@@ -3,6 +3,9 @@
 :class:`PduUnit` is what :class:`controller.components.power.PowerSubsystem` does with a
 QIKI PDU (SAFETY.md D10, D11, O01):
 
+* **the tick's snapshot** (:meth:`PduUnit.observe`, read phase): the PDU snapshot is read
+  from the poller once per tick; health, the relay checks and the safe stop judge that
+  one (issue 16: a recorded snapshot read is an input of the tick, taped per call);
 * **health** (:meth:`PduUnit.health`, per tick): stale or missing data, or a fault flag;
   judged once per new snapshot while the data is fresh (then it depends on the snapshot
   only), every tick otherwise (a stale reason names the data's age);
@@ -71,6 +74,9 @@ class PduUnit:
         self._judged_snap: DeviceSnapshot | None = None
         self._judged_reason: str | None = None
         self._seen: DeviceSnapshot | None = None
+        #: The snapshot read by this tick's :meth:`observe` (None before the first read,
+        #: and after :meth:`restore`: :meth:`tick_snapshot` then asks the poller).
+        self._tick_snap: DeviceSnapshot | None = None
         self._energy_first_wh: float | None = None
         self._energy_last_wh: float | None = None
 
@@ -101,6 +107,7 @@ class PduUnit:
             poller can: it reads the write and its outcome back from the record).
         """
         apply(self, state, self.SNAPSHOT_FIELDS)
+        self._tick_snap = None
         ops = state.get("relay_operations")
         self.pdu.relay_operations = ops if isinstance(ops, int) else 0
         self._ticket = None
@@ -111,6 +118,11 @@ class PduUnit:
             self._ticket = resume(self.pdu.device, RELAY_QUANTITIES["valve_rail"], self.rail_closed_requested)
 
     # ------------------------------------------------------------------ health, energy
+    def tick_snapshot(self) -> DeviceSnapshot:
+        """Return this tick's PDU snapshot (read by :meth:`observe`; from the poller before any read)."""
+        snap = self._tick_snap
+        return self.pdu.snapshot() if snap is None else snap
+
     def health(self, now_s: float) -> str | None:
         """Why the PDU is not healthy, or None (per tick; :func:`hal.devices.pdu.pdu_health`).
 
@@ -118,7 +130,7 @@ class PduUnit:
         is computed once per new snapshot. Stale or missing data: computed each call (the
         reason names the age at ``now_s``).
         """
-        snap = self.pdu.snapshot()
+        snap = self.tick_snapshot()
         if not snap.is_fresh(now_s):
             return pdu_health(snap, now_s)
         if snap is not self._judged_snap:
@@ -127,8 +139,13 @@ class PduUnit:
         return self._judged_reason
 
     def observe(self) -> None:
-        """Read phase (per tick): keep the first and last finite energy-counter sample."""
-        snap = self.pdu.snapshot()
+        """Read phase (per tick): read the tick's PDU snapshot; keep the first and last finite energy sample.
+
+        The snapshot is read from the poller here only, once per tick (after the lockstep
+        poll step); :meth:`health`, :meth:`rail_condition`, :meth:`rail_open_confirmed`
+        and :meth:`open_rail_found_closed` use it.
+        """
+        snap = self._tick_snap = self.pdu.snapshot()
         if snap is self._seen:
             return
         self._seen = snap
@@ -178,7 +195,7 @@ class PduUnit:
         """
         if self._ticket is not None or self.rail_closed_requested:
             return False
-        snap = self.pdu.snapshot()
+        snap = self.tick_snapshot()
         if not snap.is_fresh(now_s) or snap.values.get("valve_rail_enabled") is not True:
             return False
         self._log(now_s, "relay_found_closed", device=self.name, relay="valve_rail")
@@ -196,7 +213,7 @@ class PduUnit:
         """
         t = self._ticket
         if t is None:
-            return self.pdu.snapshot().values.get("valve_rail_enabled") in (False, 0)
+            return self.tick_snapshot().values.get("valve_rail_enabled") in (False, 0)
         return (not self.rail_closed_requested) and t.done.is_set() and bool(t.ok)
 
     def _failed(self, now_s: float, want: str, reason: str) -> None:
@@ -230,7 +247,7 @@ class PduUnit:
         else:
             return None
         # confirmed: a later fresh poll must agree (the relay can drop out on its own)
-        snap = self.pdu.snapshot()
+        snap = self.tick_snapshot()
         if snap.sample_time_s is not None and snap.sample_time_s >= self._confirmed_at_s and snap.is_fresh(now_s):
             actual = snap.values.get("valve_rail_enabled")
             if actual is not None and bool(actual) != self.rail_closed_requested:

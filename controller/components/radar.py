@@ -204,6 +204,10 @@ class RadarSubsystem(ComponentBase):
         self._pose: tuple[float, float, float] | None = None
         self._vel: tuple[float, float] = (0.0, 0.0)
         self._yaw_rate_radps = 0.0
+        # conditions: the last (key, reason) pairs and the conditions made from them
+        # (returned again while the pairs do not change; see conditions)
+        self._tick_pairs: list[tuple[str, str | None]] | None = None
+        self._tick_conds: tuple[Condition, ...] = ()
 
     # ------------------------------------------------------------------ snapshot
     #: The component's own state in a snapshot (issue 12 part 4): the last good pose it
@@ -349,7 +353,9 @@ class RadarSubsystem(ComponentBase):
     def conditions(self, view: TickView) -> Sequence[Condition]:
         """Fault conditions (per tick, outside ``boot``): B01 stale, D02, D03, keep-out/TTC.
 
-        Keys are ``radar.<key>``. Counts breach ticks for the summary.
+        Keys are ``radar.<key>``. Counts breach ticks for the summary. The reasons are
+        judged every tick; while they equal the last tick's, the same (immutable)
+        conditions are returned.
         """
         if view.state == "boot":
             return []
@@ -367,8 +373,11 @@ class RadarSubsystem(ComponentBase):
                 self.breaches.first_s = now_s
                 self.breaches.first_reason = reason
         out.append(("keep_out", reason))
-        name = self.name
-        return [condition(f"{name}.{key}", why) for key, why in out]
+        if out != self._tick_pairs:
+            self._tick_pairs = out
+            name = self.name
+            self._tick_conds = tuple(condition(f"{name}.{key}", why) for key, why in out)
+        return self._tick_conds
 
     def arming_check(self, view: TickView) -> str | None:
         """Refuse ``arm`` while a radar is stale or reports an error (SAFETY.md D02, O01)."""

@@ -161,6 +161,43 @@ def condition(key: str, reason: str | None) -> Condition:
     return Condition(key, reason)
 
 
+class ConditionSet:
+    """A component's fixed list of condition keys, answered as one tuple per set of reasons.
+
+    :meth:`of` returns the very same tuple object while the reasons are the same as on
+    the previous call (compared as one tuple, in C), so a quiet tick builds no
+    :class:`Condition`, and the manager skips a tuple it has already applied
+    (:meth:`controller.vehicle.Vehicle._monitor`, issue 12). Equal, condition by
+    condition, to ``tuple(condition(k, r) for k, r in zip(keys, reasons))``.
+
+    Parameters
+    ----------
+    keys : sequence of str
+        The fault book's keys, in the order :meth:`of` takes the reasons.
+    """
+
+    __slots__ = ("keys", "_reasons", "_conds")
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+        self._reasons: tuple[str | None, ...] | None = None
+        self._conds: tuple[Condition, ...] = ()
+
+    def of(self, reasons: tuple[str | None, ...]) -> tuple[Condition, ...]:
+        """Return the conditions for ``reasons`` (one per key; None: clear), per tick.
+
+        Raises
+        ------
+        ValueError
+            When there are not as many reasons as keys.
+        """
+        if reasons == self._reasons:
+            return self._conds
+        conds = tuple(condition(k, r) for k, r in zip(self.keys, reasons, strict=True))
+        self._reasons, self._conds = reasons, conds
+        return conds
+
+
 #: An FSM action's implementation in a component, called with the tick's view.
 ActionHandler = Callable[[TickView], None]
 
@@ -184,7 +221,12 @@ class Component(Protocol):
         """POST verdict per device (boot only), or None while still waiting for data."""
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
-        """Fault conditions of this tick (an empty sequence when there are none)."""
+        """Fault conditions of this tick (an empty sequence when there are none).
+
+        A component may return the very same tuple as on its previous call when its
+        conditions did not change (:class:`ConditionSet` does it): the manager then
+        skips applying it (a tuple is never changed in place; a list is always applied).
+        """
 
     def events(self, view: TickView) -> Sequence[str]:
         """Events to raise this tick regardless of conditions (the E-stop input)."""

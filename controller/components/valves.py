@@ -8,6 +8,7 @@ period, minimum impulse bit, valve delays) or, without one, ``thrust / max`` in 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -39,6 +40,37 @@ def _valves_keys(n_valves: int) -> tuple[str, ...]:
             f"duty_pct_{i}" for i in range(n_valves))
         keys = _VALVES_KEYS[n_valves] = ("tick", "t_s", *duty)
     return keys
+
+
+@functools.cache
+def _board_conditions(foreign: bool, boot: bool, status_fresh: bool, heartbeat_fresh: bool,
+                      rebooted: bool) -> tuple[Condition, ...]:
+    """Return the board's conditions for these verdicts (made once per combination: immutable).
+
+    Parameters
+    ----------
+    foreign : bool
+        Another node sends our command ID (B09).
+    boot : bool
+        The FSM is in ``boot`` (only B09 is judged then).
+    status_fresh, heartbeat_fresh : bool
+        ``VB_Status`` / ``VB_Heartbeat`` fresh (B01-B03).
+    rebooted : bool
+        The board rebooted (D08).
+
+    Returns
+    -------
+    tuple of Condition
+        In the order B09, ``vb_status``, ``vb_heartbeat``, ``vb_reboot``.
+    """
+    out: list[Condition] = []
+    if foreign:
+        out.append(Condition("b09", "another node sends our thruster command ID", event=None))
+    if not boot:
+        out.append(condition("vb_status", None if status_fresh else "valve board status stale"))
+        out.append(condition("vb_heartbeat", None if heartbeat_fresh else "valve board heartbeat lost"))
+        out.append(condition("vb_reboot", "valve board rebooted" if rebooted else None))
+    return tuple(out)
 
 
 class ValveBoardComponent(ComponentBase):
@@ -148,18 +180,16 @@ class ValveBoardComponent(ComponentBase):
         """Check B09, then outside ``boot`` the board's freshness and reboots.
 
         B09 (another node sends our command: E-stop), then outside ``boot`` the board's
-        status and heartbeat freshness (B01-B03) and a reboot (D08).
+        status and heartbeat freshness (B01-B03) and a reboot (D08). The verdicts are
+        judged every tick; the conditions for a combination of them are made once
+        (:func:`_board_conditions`).
         """
-        out = []
-        if self.foreign_command_s is not None:
-            out.append(Condition("b09", "another node sends our thruster command ID", event=None))
-        if view.state != "boot":
-            d = self.driver
-            now_s = view.now_s
-            out.append(condition("vb_status", None if d.status_fresh(now_s) else "valve board status stale"))
-            out.append(condition("vb_heartbeat", None if d.heartbeat_fresh(now_s) else "valve board heartbeat lost"))
-            out.append(condition("vb_reboot", "valve board rebooted" if d.rebooted else None))
-        return out
+        foreign = self.foreign_command_s is not None
+        if view.state == "boot":
+            return _board_conditions(foreign, True, True, True, False)
+        d = self.driver
+        now_s = view.now_s
+        return _board_conditions(foreign, False, d.status_fresh(now_s), d.heartbeat_fresh(now_s), d.rebooted)
 
     def arming_check(self, view: TickView) -> str | None:
         """Refuse ``arm`` while ``VB_Status`` arrives below its rate (SAFETY.md B02, O01).

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 RecordFn = Callable[..., None]
 """Event sink ``(tick, time_s, kind, **fields)`` (the run record)."""
 
+#: A component's conditions not seen quiet (:meth:`Vehicle._monitor`): no tuple, no version.
+_UNSEEN: tuple[Sequence[Condition] | None, int] = (None, -1)
+
 
 class Vehicle(SafeStop):
     """The per-tick manager of one vehicle's components.
@@ -93,6 +96,9 @@ class Vehicle(SafeStop):
         self.last_refusal: tuple[str, str] | None = None
         self._guard_faulted = False
         self._view: TickView | None = None
+        #: Per component, the conditions tuple it returned last and the fault book's version
+        #: when applying it changed nothing (see :meth:`_monitor`); not state.
+        self._seen_conditions: list[tuple[Sequence[Condition] | None, int]] = [_UNSEEN] * (len(self.components) + 1)
         #: Per CAN bus, the clear conditions of its three fault keys (bus-off, receive
         #: path, sends), made once rather than formatted every tick (issue 16).
         self._port_conds = [(name, port, condition(f"{name}_busoff", None), condition(f"{name}_rx", None),
@@ -202,6 +208,7 @@ class Vehicle(SafeStop):
             raise SnapshotError(f"snapshot of another vehicle: ports {sorted(ports)}, components {sorted(comps)}")
         apply(self, part(state, "vehicle"), self.SNAPSHOT_FIELDS)
         self._view = None  # the view cache (see view()) is not state
+        self._seen_conditions = [_UNSEEN] * (len(self.components) + 1)  # neither is the monitor's
         self.faults.restore(part(state, "faults"))
         self.fsm.restore(part(state, "fsm"))
         self.control.restore(part(state, "control"))
@@ -223,42 +230,68 @@ class Vehicle(SafeStop):
                 c.read(view)
 
     def _monitor(self, view: TickView) -> list[str]:
-        """Safety monitor (per tick): update the fault book, return the events to raise."""
+        """Safety monitor (per tick): update the fault book, return the events to raise.
+
+        Each component's conditions are applied to the fault book in turn, then the
+        vehicle's own (thrusters, CAN buses, output guard, lag). A component's conditions
+        are skipped when they are the very tuple it returned last tick, that tuple changed
+        nothing in the book last tick and nothing changed the book since (its
+        :attr:`~controller.vehicle.faults.FaultBook.version`): applying them again would
+        change nothing either (issue 12; :meth:`Component.conditions
+        <controller.components.seam.Component.conditions>`).
+        """
         events: list[str] = []
-        conds: list[Condition] = []
+        groups: list[Sequence[Condition]] = []
         for c in self.components:
-            events.extend(c.events(view))
-            conds.extend(c.conditions(view))
+            ev = c.events(view)
+            if ev:
+                events += ev
+            groups.append(c.conditions(view))
+        own: list[Condition] = []
         if view.state != "boot":
-            conds.append(condition("thrusters", self.control.thruster_failures(
+            own.append(condition("thrusters", self.control.thruster_failures(
                 view.now_s, self.valves.valve_fault_mask, self.valves.thruster_valves, self._log)))
-        active = self.faults.active
+        book = self.faults
+        active = book.active
         for name, port, busoff, rx_clear, send_clear in self._port_conds:
             if port.bus_off:
                 if busoff.key not in active:
                     port.flush_tx()  # B04: no stale command may leave after recovery
-                conds.append(Condition(busoff.key, f"CAN bus {name} bus-off"))
+                own.append(Condition(busoff.key, f"CAN bus {name} bus-off"))
             else:
-                conds.append(busoff)
+                own.append(busoff)
             if port.entered_error_passive:  # B05: one warning per entry, arming refused meanwhile (rules.py)
                 self._log("bus_error_passive", bus=name, reason=f"CAN bus {name} is error-passive")
             rx = port.rx_fault  # B07: the receive path's heartbeat stopped on this tick's poll
-            conds.append(rx_clear if rx is None else Condition(rx_clear.key, f"CAN bus {name}: {rx}"))
+            own.append(rx_clear if rx is None else Condition(rx_clear.key, f"CAN bus {name}: {rx}"))
             n = port.consecutive_send_failures
-            conds.append(send_clear if n < 3 else
-                         Condition(send_clear.key, f"CAN bus {name}: {n} consecutive send failures"))
+            own.append(send_clear if n < 3 else
+                       Condition(send_clear.key, f"CAN bus {name}: {n} consecutive send failures"))
         if self.guard.fault_reason is not None and not self._guard_faulted:
             self._guard_faulted = True
-            conds.append(Condition("output_guard", self.guard.fault_reason))
+            own.append(Condition("output_guard", self.guard.fault_reason))
         if self.overruns_last_second is not None:
             n = self.overruns_last_second(view.now_s)
-            conds.append(condition("lag",
-                                   f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None))
-        for cond in conds:
-            if cond.reason is None and cond.key not in active:
-                continue  # clearing an inactive condition changes nothing (FaultBook.set)
-            if self._condition(cond.key, cond.reason) and cond.event is not None:
-                events.append(cond.event)
+            own.append(condition("lag",
+                                 f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None))
+        groups.append(own)  # the vehicle's own: a list, always applied
+        seen = self._seen_conditions
+        if len(seen) != len(groups):  # a component joined after the build (the doctor's gate)
+            seen = self._seen_conditions = [_UNSEEN] * len(groups)
+        condition_set = self._condition
+        for i, group in enumerate(groups):
+            last, quiet_version = seen[i]
+            if group is last and book.version == quiet_version:
+                continue  # the same tuple on the same book: changes nothing again
+            before = book.version
+            for cond in group:
+                reason = cond.reason
+                if reason is None and cond.key not in active:
+                    continue  # clearing an inactive condition changes nothing (FaultBook.set)
+                if condition_set(cond.key, reason) and cond.event is not None:
+                    events.append(cond.event)
+            if type(group) is tuple:  # (a list may be changed in place: never skipped)
+                seen[i] = (group, before) if book.version == before else _UNSEEN
         return events
 
     def update(self, now_s: float, dt_s: float) -> None:
@@ -269,21 +302,23 @@ class Vehicle(SafeStop):
         if self.pending_events:
             events += self.pending_events
             self.pending_events = []
-        self._step_fsm(now_s, events, view)  # still this tick's view: monitor and POST change no state
+        if self._step_fsm(now_s, events, view):  # still this tick's view: monitor and POST change no state
+            view = self.view()  # a transition was taken: a new state, maybe a new pose (its actions)
         self.demand_n = None
         if self.fsm.outputs == "allocate":
-            step = self.control.step(self.view())
+            step = self.control.step(view)
             if step.waypoint_reached is not None:
                 self._log("waypoint_reached", index=step.waypoint_reached)
             if step.mission_complete:
                 self.command("mission_complete")
             self.demand_n = step.demand_n
 
-    def _step_fsm(self, now_s: float, events: Sequence[str], view: TickView | None = None) -> None:
+    def _step_fsm(self, now_s: float, events: Sequence[str], view: TickView | None = None) -> bool:
         """Step the FSM with the tick's events; log, and run the transitions' actions.
 
         ``view`` is the tick's current view when the caller has it (the guards see it),
-        else :meth:`view` builds it.
+        else :meth:`view` builds it. Returns True when a transition was taken (its
+        actions ran); False when none was (refusals only: no state changed).
         """
         if view is None:
             view = self.view()
@@ -291,11 +326,13 @@ class Vehicle(SafeStop):
         def evaluate(name: str) -> tuple[bool, str]:
             return GUARD_IMPLS[name](self, view)
 
+        taken = False
         for tr in self.fsm.step(now_s, events, evaluate):
             if tr.refused:
                 self._log("refused", event=tr.event, state=tr.source, reason=tr.reason)
                 self.last_refusal = (tr.event, tr.reason)
                 continue
+            taken = True
             self._log("transition", source=tr.source, event=tr.event, target=tr.target)
             self.transitions.append([round(tr.time_s, 6), tr.source, tr.event, tr.target])
             if tr.target == "idle":
@@ -303,6 +340,7 @@ class Vehicle(SafeStop):
             after = self.view()
             for a in tr.actions:
                 self._run_action(a, after)
+        return taken
 
     def write(self, now_s: float, dt_s: float) -> None:
         """Write phase (per tick): the output guard, then every component writes."""
