@@ -41,10 +41,13 @@ import can
 import serial
 
 from hal.can.slcan_pty import decode_frame, encode_frame
+from hal.serial.link import empty_read_raises
 
 __all__ = ["SlcanBus", "SLCAN_BITRATE_CODES"]
 
 logger = logging.getLogger(__name__)
+#: python-can's bus logger (``can.bus.LOG``): its receive line, as ``BusABC.recv`` writes it
+_CAN_LOG = logging.getLogger("can.bus")
 
 #: Lawicel ``S<n>`` codes by bit rate (bit/s), CAN232/CANUSB manual, command ``Sn``.
 SLCAN_BITRATE_CODES: dict[int, int] = {10_000: 0, 20_000: 1, 50_000: 2, 100_000: 3, 125_000: 4,
@@ -119,6 +122,9 @@ class SlcanBus(can.BusABC):
             self._port = serial.serial_for_url(channel, baudrate=int(tty_baudrate), rtscts=bool(rtscts),
                                                timeout=0, write_timeout=float(write_timeout))
             self._fd = self._port.fileno()
+            # one system call per read and per send (see _fill and send)
+            self._eof_is_gone = empty_read_raises(self._fd)
+            self._direct_write = not os.get_blocking(self._fd)
         except (serial.SerialException, OSError, AttributeError, ValueError) as exc:
             raise can.CanInitializationError(f"slcan {channel}: cannot open: {exc}") from exc
         self.channel_info = f"slcan on {channel}"
@@ -155,6 +161,12 @@ class SlcanBus(can.BusABC):
         timeout : float, optional
             Ignored: the port's ``write_timeout`` bounds a send.
 
+        Notes
+        -----
+        One non-blocking ``os.write`` of the line; only what the OS buffer did not take goes
+        through pyserial's ``write``, which waits for room up to ``write_timeout`` (pyserial's
+        ``write`` alone costs a ``select`` and a ``Timeout`` per call even when the line fits).
+
         Raises
         ------
         ValueError
@@ -164,22 +176,33 @@ class SlcanBus(can.BusABC):
         """
         line = encode_frame(msg)
         try:
-            self._port.write(line)
+            n = 0
+            if self._direct_write:
+                try:
+                    n = os.write(self._fd, line)
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+            if n < len(line):  # the OS buffer is full: pyserial's write waits, bounded
+                self._port.write(line[n:])
         except (serial.SerialException, OSError) as exc:
             raise can.CanOperationError(f"slcan {self._channel}: write failed: {exc}") from exc
 
     def _fill(self, ready: bool = False) -> bool:
         """Take what the kernel holds (one non-blocking read); False if nothing was there.
 
-        A raw tty opened non-blocking (VMIN = VTIME = 0) reads 0 bytes when empty. A
-        hung-up tty (adapter unplugged, pty's far end closed) also reads 0 bytes but is
-        always readable: so after an empty read, a zero-timeout ``select`` (skipped when
-        the caller's ``select`` just said ``ready``) and, if readable, a second read tell
-        the two apart; 0 bytes again means the device is gone (pyserial's rule in
-        ``serialposix.Serial.read``). An empty poll is thus two system calls.
+        The port is set up by :func:`hal.serial.link.empty_read_raises` (``VMIN = 1``): an
+        empty read fails with ``EAGAIN`` and 0 bytes means the device is gone, so an empty
+        poll is one system call. Where that setting was refused the tty keeps
+        ``VMIN = VTIME = 0``, on which an empty port and a hung-up one (adapter unplugged,
+        the pty's far end closed) both read 0 bytes: then, after an empty read, a
+        zero-timeout ``select`` (skipped when the caller's ``select`` just said ``ready``)
+        and, if readable, a second read tell the two apart; 0 bytes again means the device
+        is gone (pyserial's rule in ``serialposix.Serial.read``).
         """
         data = self._read()
         if not data:
+            if self._eof_is_gone:
+                return False  # EAGAIN: nothing yet (a hang-up raised in _read)
             if not ready and not select.select([self._fd], [], [], 0)[0]:
                 return False
             data = self._read()  # bytes that arrived since, or a hang-up
@@ -192,11 +215,14 @@ class SlcanBus(can.BusABC):
     def _read(self) -> bytes:
         """One non-blocking read of the port: its bytes, or b"" when it holds none."""
         try:
-            return os.read(self._fd, _READ_CHUNK)
-        except BlockingIOError:
+            data = os.read(self._fd, _READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
             return b""
         except OSError as exc:  # EIO: the adapter (or the pty's far end) went away
             raise can.CanOperationError(f"slcan {self._channel}: read failed: {exc}") from exc
+        if not data and self._eof_is_gone:
+            raise can.CanOperationError(f"slcan {self._channel}: read failed: end of file (device disconnected?)")
+        return data
 
     def _cut_lines(self) -> None:
         """Move every complete line of the buffer into the frame list (replies skipped)."""
@@ -232,6 +258,44 @@ class SlcanBus(can.BusABC):
         if len(buf) > _MAX_LINE:  # no line end in sight: garbage, drop it
             self.bad_lines += 1
             buf.clear()
+
+    def recv(self, timeout: float | None = None) -> can.Message | None:
+        """Return the next received frame, waiting at most ``timeout`` s (None: forever).
+
+        ``recv(timeout=0)`` without filters, a control tick's drain (``hal.can.port``),
+        takes the frame straight from the buffer: python-can's ``BusABC.recv`` would
+        read the clock twice and check the (absent) filters per call. Anything else goes
+        through ``BusABC.recv``. Either way frames come in order and python-can's
+        receive log line (level 9, logger ``can.bus``) is written.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Longest wait, s; 0 never waits.
+
+        Returns
+        -------
+        can.Message or None
+            The frame, or None when none came in time.
+
+        Raises
+        ------
+        can.CanOperationError
+            The port failed (adapter unplugged, the pty's far end closed).
+        """
+        if timeout != 0 or self._filters is not None:
+            return super().recv(timeout)
+        frames = self._frames
+        if not frames:
+            if not self._fill():
+                return None
+            self._cut_lines()
+            if not frames:
+                return None
+        msg = frames.popleft()
+        if _CAN_LOG.isEnabledFor(self.RECV_LOGGING_LEVEL):
+            _CAN_LOG.log(self.RECV_LOGGING_LEVEL, "Received: %s", msg)
+        return msg
 
     def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
         """Return the next received frame, waiting at most ``timeout`` s (None: forever)."""

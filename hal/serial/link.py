@@ -41,6 +41,8 @@ __all__ = [
     "PipeLink",
     "FdLink",
     "open_pty_pair",
+    "empty_read_raises",
+    "read_nonblocking",
 ]
 
 
@@ -135,7 +137,10 @@ class PySerialLink(_LinkState):
     Notes
     -----
     Opened with ``timeout=0`` so :meth:`read` returns what is buffered and never waits
-    (pyserial API docs, ``Serial.timeout``). ``socket://`` connects with pyserial's own
+    (pyserial API docs, ``Serial.timeout``). A port with a non-blocking descriptor (ttys,
+    ptys, ``socket://``) is then read with one ``os.read`` per call, not through
+    pyserial's ``select`` and ``Timeout``: :func:`empty_read_raises` sets a tty's ``VMIN``
+    to 1 so that an empty read and a hung-up device differ. ``socket://`` connects with pyserial's own
     5 s connection timeout (so ``reopen()`` of a socket URL can block that long), and its
     ``close()`` sleeps 0.3 s; a failure therefore drops the socket without calling it.
 
@@ -172,6 +177,7 @@ class PySerialLink(_LinkState):
         self._failed = False
         self._tx_queue = bytearray()
         self._fd: int | None = None
+        self._direct_read = False  # set by _open: one os.read per read (empty_read_raises)
         self._present = True  # fault knobs (simulate_unplug): the device is there
         self._pending_unplug = False
         self._ser = self._open()
@@ -188,6 +194,7 @@ class PySerialLink(_LinkState):
         except (serial.SerialException, OSError) as exc:
             raise DeviceUnavailableError(f"serial link {self.url}: cannot open: {one_line(exc)}") from exc
         self._fd = _nonblocking_fd(ser)
+        self._direct_read = self._fd is not None and empty_read_raises(self._fd)
         self._discard_queue()  # bytes queued for a port that was replaced
         return ser
 
@@ -255,7 +262,10 @@ class PySerialLink(_LinkState):
         try:
             if self._tx_queue:
                 self._drain()
-            data: bytes = self._ser.read(max_bytes)
+            if self._direct_read:
+                data = read_nonblocking(self._fd, max_bytes)  # type: ignore[arg-type]
+            else:
+                data = self._ser.read(max_bytes)
         except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
             raise self._fail("read", exc) from exc
         self.bytes_rx += len(data)
@@ -379,6 +389,79 @@ def _write_nonblocking(fd: int, data: bytes | bytearray | memoryview) -> int:
         return os.write(fd, data)
     except (BlockingIOError, InterruptedError):  # BlockingIOError is EAGAIN / EWOULDBLOCK
         return 0
+
+
+def empty_read_raises(fd: int) -> bool:
+    """Make a non-blocking read of ``fd`` tell "nothing yet" from "gone"; True if it does.
+
+    pyserial opens a tty with ``VMIN = VTIME = 0`` and waits in ``select`` before each
+    ``read`` (pyserial 3.5, ``serialposix.Serial.read``): on such a tty an empty read and a
+    hung-up device (USB adapter unplugged, the pty's far end closed) both read 0 bytes.
+    With ``VMIN = 1`` and ``VTIME = 0`` a non-blocking read of an empty tty fails with
+    ``EAGAIN`` instead, and 0 bytes means the device is gone (termios(3), non-canonical
+    mode; read(2), ``O_NONBLOCK``); a socket reads that way without any setting. A read is
+    then one system call, without pyserial's ``select`` and its Python ``Timeout``.
+
+    Parameters
+    ----------
+    fd : int
+        A non-blocking descriptor (a tty or pty slave opened by pyserial, a socket).
+
+    Returns
+    -------
+    bool
+        True for a socket, or a tty whose ``VMIN`` is 1 and ``VTIME`` 0 now; False when the
+        descriptor is neither or the setting was refused (read through pyserial then).
+    """
+    import stat
+    import termios
+
+    try:
+        if stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return True
+        if not os.isatty(fd):
+            return False
+        attrs = termios.tcgetattr(fd)
+        cc = attrs[6]
+        if cc[termios.VMIN] != 1 or cc[termios.VTIME] != 0:
+            cc[termios.VMIN], cc[termios.VTIME] = 1, 0
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            cc = termios.tcgetattr(fd)[6]
+    except (OSError, termios.error) as exc:
+        logger.debug("descriptor %d: reads stay with pyserial (%s)", fd, exc)
+        return False
+    return bool(cc[termios.VMIN] == 1 and cc[termios.VTIME] == 0)
+
+
+def read_nonblocking(fd: int, max_bytes: int) -> bytes:
+    """Read a descriptor prepared by :func:`empty_read_raises` once, without waiting.
+
+    Parameters
+    ----------
+    fd : int
+        A non-blocking descriptor for which :func:`empty_read_raises` returned True.
+    max_bytes : int
+        Most bytes to return.
+
+    Returns
+    -------
+    bytes
+        What the kernel held, up to ``max_bytes``; ``b""`` when nothing (``EAGAIN``,
+        ``EINTR``).
+
+    Raises
+    ------
+    OSError
+        The read failed (``EIO``: the device went away), or it read 0 bytes: end of
+        file, the device hung up or the peer closed.
+    """
+    try:
+        data = os.read(fd, max_bytes)
+    except (BlockingIOError, InterruptedError):
+        return b""
+    if not data:
+        raise OSError(errno.EIO, "end of file (device disconnected or peer closed)")
+    return data
 
 
 def _nonblocking_fd(ser: serial.SerialBase) -> int | None:

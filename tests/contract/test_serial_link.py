@@ -18,7 +18,7 @@ import time
 import pytest
 
 from hal.errors import BusConfigError, BusError
-from hal.serial.link import FdLink, PipeLink, PySerialLink, SerialLink, open_pty_pair
+from hal.serial.link import FdLink, PipeLink, PySerialLink, SerialLink, empty_read_raises, open_pty_pair
 
 ARRIVAL_DEADLINE_S = 5.0  # generous bound on kernel delivery; never asserted as a speed
 
@@ -300,3 +300,26 @@ def test_pyserial_without_a_descriptor_writes_through_and_queues_nothing():
         assert _read_exact(host, 4) == b"\x01\x02\x03\x04"
     finally:
         host.close()
+
+
+@pytest.mark.parametrize("make", [_make_pty, _make_socket], ids=["pty", "socket"])
+def test_pyserial_reads_with_one_os_read_not_pyserials_select(make, monkeypatch):
+    """A port with a descriptor is read with os.read alone (empty_read_raises: VMIN = 1)."""
+    host, peer, extra = make()
+    try:
+        assert empty_read_raises(host._fd)
+        monkeypatch.setattr(host._ser, "read", lambda *a: pytest.fail("pyserial's read used"))
+        assert host.read() == b""
+        _write_all(peer, b"abc")
+        assert _read_exact(host, 3) == b"abc"
+    finally:
+        for link in (host, peer, *extra):
+            link.close()
+
+
+def test_empty_read_raises_refuses_a_plain_file(tmp_path):
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        assert not empty_read_raises(fd)
+    finally:
+        os.close(fd)

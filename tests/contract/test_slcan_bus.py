@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import select
+import time
 import tty
 from collections.abc import Iterator
 
@@ -221,3 +222,37 @@ def test_registered_as_python_can_interface_and_opened_by_the_rig_seam(adapter: 
     m = b2.recv(timeout=5.0)
     assert m is not None and _key(m) == _key(FRAMES[0])
     b2.shutdown()
+
+
+def test_a_poll_and_a_send_are_one_system_call_each(adapter: Adapter, bus: SlcanBus,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """VMIN = 1 on the port (hal.serial.link.empty_read_raises): an empty read is EAGAIN, not
+    0 bytes, so no ``select`` tells it from a hang-up; a send that fits is one ``os.write``."""
+    import termios
+
+    assert termios.tcgetattr(bus.fileno())[6][termios.VMIN] == 1
+    monkeypatch.setattr(select, "select", lambda *a: pytest.fail("select on a poll"))
+    monkeypatch.setattr(bus._port, "write", lambda *a: pytest.fail("pyserial write on a send"))
+    assert bus.recv(timeout=0) is None
+    bus.send(FRAMES[1])
+    monkeypatch.undo()
+    assert adapter.read_all() == encode_frame(FRAMES[1])
+
+
+def test_a_drain_without_filters_equals_busabc_recv_and_filters_still_apply(adapter: Adapter,
+                                                                           bus: SlcanBus) -> None:
+    """``recv(timeout=0)`` takes frames straight from the buffer only without filters."""
+    adapter.write(b"".join(encode_frame(m) for m in FRAMES))
+    first = bus.recv(timeout=5.0)  # BusABC.recv: waits for the kernel to deliver
+    assert first is not None
+    rest = []
+    deadline = time.monotonic() + 5.0
+    while len(rest) < len(FRAMES) - 1 and time.monotonic() < deadline:
+        m = bus.recv(timeout=0)  # the fast path
+        if m is not None:
+            rest.append(m)
+    assert [_key(m) for m in [first, *rest]] == [_key(m) for m in FRAMES]
+    assert bus.recv(timeout=0) is None
+    bus.set_filters([{"can_id": 0x7FF, "can_mask": 0x7FF, "extended": False}])
+    adapter.write(b"".join(encode_frame(m) for m in FRAMES))
+    assert [_key(m) for m in _take(bus, 1)] == [_key(FRAMES[1])]
