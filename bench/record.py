@@ -50,13 +50,26 @@ Real time: paired windows inside ONE run
     a bootstrap 95 % interval over window pairs (whole windows resampled, so the ticks'
     correlation inside a window is kept; Kunsch 1989).
 
+Real time, where the extra time goes: per tick, the control thread's CPU time
+    (``time.thread_time_ns``) and context switches (``getrusage(RUSAGE_THREAD)``) around
+    the tick function, paired by window as the duration is: ``tick_cpu`` (the tick's own
+    work) and ``tick_wait`` (duration - CPU: the time the thread did not run inside the
+    tick -- the interpreter lock held by another thread, a blocking call, preemption),
+    each with ``p50_diff_us``, ``p99_diff_us`` and ``mean_diff`` (with - without).
+    ``--variant`` changes one thing for the whole run, to see whether the gap follows it:
+    ``discard`` (each batch pickled and dropped: the writer process gets nothing to do),
+    ``nopickle`` (dropped before pickling), ``noclock`` (no ``/in/clock`` tap), ``nice``
+    (writer process at nice 19), ``pin`` (writer on the last CPU, the control thread on the
+    others), ``thread`` (the in-process writer thread). Except ``base`` these record files
+    that are not complete; only the timing figures mean anything.
+
 Also reported: ``run.mcap`` bytes per second of run time and messages per tick (the
 lockstep runs with recording; the real-time run's, per recorded tick), messages per topic
 family.
 
 Prints one JSON object. Usage: ``python bench/record.py [--pairs N] [--duration S]
-[--rt-duration S] [--window S] [--guard S] [--rt-warmup S] [--no-fly] [--skip-lockstep]
-[--skip-realtime]`` (defaults: 6 pairs of 20 s lockstep runs, one 60 s real-time run with
+[--rt-duration S] [--window S] [--guard S] [--rt-warmup S] [--no-fly] [--variant V]
+[--skip-lockstep] [--skip-realtime]`` (defaults: 6 pairs of 20 s lockstep runs, one 60 s real-time run with
 1 s windows: about 2 minutes). The square mission lasts about 75 s: a longer real-time
 run needs ``--no-fly`` (idle, every bus still streaming). Run folders go to a temporary
 folder; nothing is left behind. Never part of the test run.
@@ -65,7 +78,11 @@ folder; nothing is left behind. Never part of the test run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import pickle
+import resource
 import sys
 import tempfile
 import time
@@ -290,6 +307,89 @@ def _timed_loop_run(cpu_s: list[float]) -> Callable[..., LoopStats]:
     return run
 
 
+class _TickCpu:
+    """Per tick of the control thread: CPU time (us) and context switches (voluntary, involuntary).
+
+    ``FixedRateLoop.run`` is wrapped so that its ``tick`` is timed with
+    ``time.thread_time_ns`` and ``getrusage(RUSAGE_THREAD)`` around it: the tick's own work
+    (CPU) apart from the time it did not run (wall - CPU: waiting for the interpreter lock
+    held by another thread, a blocking call, preemption by another process).
+    """
+
+    def __init__(self) -> None:
+        self.cpu_us: list[float] = []
+        self.vcsw_n: list[int] = []
+        self.ivcsw_n: list[int] = []
+
+    def patch(self) -> Any:
+        original = FixedRateLoop.run
+        me = self
+
+        def run(loop: FixedRateLoop, tick: Callable[[int, float, float], bool],
+                max_ticks: int | None = None) -> LoopStats:
+            who = resource.RUSAGE_THREAD
+            cpu, rus = time.thread_time_ns, resource.getrusage
+
+            def timed(k: int, now_s: float, dt_s: float) -> bool:
+                r0, c0 = rus(who), cpu()
+                try:
+                    return tick(k, now_s, dt_s)
+                finally:
+                    c1, r1 = cpu(), rus(who)
+                    me.cpu_us.append((c1 - c0) * 1e-3)
+                    me.vcsw_n.append(r1.ru_nvcsw - r0.ru_nvcsw)
+                    me.ivcsw_n.append(r1.ru_nivcsw - r0.ru_nivcsw)
+
+            return original(loop, timed, max_ticks)
+
+        return mock.patch.object(FixedRateLoop, "run", run)
+
+
+def _variant_patches(variant: str, stack: contextlib.ExitStack) -> None:
+    """Put the real-time half's ``--variant`` in place (see ``--help``); ``base`` changes nothing."""
+    from controller.record.flight_proc import ProcessRecorder
+    from controller.record.taps import TapClock
+
+    if variant == "base":
+        return
+    if variant == "thread":
+        stack.enter_context(mock.patch.dict(os.environ, {"QIKI_FLIGHT_WRITER": "thread"}))
+        return
+    if variant in ("discard", "nopickle"):
+        idle0 = ProcessRecorder.idle
+
+        def idle(self: ProcessRecorder, remaining_s: float) -> None:
+            items, self._items = self._items, []
+            if variant == "discard":
+                pickle.dumps(items, pickle.HIGHEST_PROTOCOL)  # the hand-over's work, then dropped
+            self._settle()
+            idle0(self, remaining_s)  # control records (channels...) still go
+
+        stack.enter_context(mock.patch.object(ProcessRecorder, "idle", idle))
+        return
+    if variant == "noclock":
+        stack.enter_context(mock.patch.object(TapClock, "now_s", lambda self: self.inner.now_s()))
+        stack.enter_context(mock.patch.object(TapClock, "now_ns", lambda self: self.inner.now_ns()))
+        return
+    if variant in ("nice", "pin"):
+        init0 = ProcessRecorder.__init__
+
+        def init(self: ProcessRecorder, *a: Any, **kw: Any) -> None:
+            init0(self, *a, **kw)
+            if variant == "nice":
+                os.setpriority(os.PRIO_PROCESS, self._proc.pid, 19)
+            else:  # the writer on the last CPU, the control thread (which opens the record) on the others
+                last = max(os.sched_getaffinity(0))
+                os.sched_setaffinity(self._proc.pid, {last})
+                rest = os.sched_getaffinity(0) - {last}
+                if rest:
+                    os.sched_setaffinity(0, rest)
+
+        stack.enter_context(mock.patch.object(ProcessRecorder, "__init__", init))
+        return
+    raise SystemExit(f"record: unknown --variant {variant!r}")
+
+
 def _lockstep_run(tmp: Path, record: bool, duration_s: float, seed: int, fly: bool) -> dict[str, Any]:
     opts = RunOptions(rig=str(RIG), mission=str(MISSION), duration_s=duration_s, seed=seed, runs_dir=str(tmp),
                       progress=False, record=record, arm=fly)
@@ -380,8 +480,13 @@ def realtime(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
                       runs_dir=str(tmp), progress=False, arm=args.fly, on_loop_stats=captured.append)
     # keep ticking in safe_mode (a stall on a loaded host can trip a staleness fault):
     # the run lasts --rt-duration and the windows keep pairing; the state is reported
-    with mock.patch.object(run_mod, "open_flight_record", _windowed_session(args.rt_warmup, args.window, cursors)), \
-            mock.patch.object(operator_mod, "LINGER_S", float("inf")):
+    tick_cpu = _TickCpu()
+    with contextlib.ExitStack() as stack:
+        _variant_patches(args.variant, stack)
+        stack.enter_context(mock.patch.object(run_mod, "open_flight_record",
+                                              _windowed_session(args.rt_warmup, args.window, cursors)))
+        stack.enter_context(mock.patch.object(operator_mod, "LINGER_S", float("inf")))
+        stack.enter_context(tick_cpu.patch())
         _, s, folder = run_main_job(opts)
     if not captured or not cursors:
         raise SystemExit(f"record: the real-time run did not finish its loop ({s.get('result')})")
@@ -395,15 +500,25 @@ def realtime(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         "fly": args.fly, "result": s["result"], "final_state": s["final_state"], "ticks": n,
         "overruns": s["loop"]["overruns"], "first_fault": (s.get("faults") or [None])[0],
         "safe_mode_at_s": next((t[0] for t in s.get("transitions", []) if t[3] == "safe_mode"), None),
-        "realtime_knobs": (s.get("realtime_knobs") or {}).get("effective"),
+        "realtime_knobs": (s.get("realtime_knobs") or {}).get("effective"), "variant": args.variant,
     }
-    for name, values in (("tick_duration", st.tick_durations_us), ("period_error", st.period_errors_us[:n])):
+    m = min(n, len(tick_cpu.cpu_us))
+    waits = [d - c for d, c in zip(st.tick_durations_us[:m], tick_cpu.cpu_us[:m], strict=True)]
+    series: list[tuple[str, Sequence[float]]] = [
+        ("tick_duration", st.tick_durations_us), ("period_error", st.period_errors_us[:n]),
+        ("tick_cpu", tick_cpu.cpu_us[:m]), ("tick_wait", waits),
+        ("tick_vcsw", [float(x) for x in tick_cpu.vcsw_n[:m]]),
+        ("tick_ivcsw", [float(x) for x in tick_cpu.ivcsw_n[:m]])]
+    for name, values in series:
+        if len(values) != n:
+            continue
         pairs = window_pairs(values, starts, labels, args.rt_warmup, args.window, args.guard, end_s)
         if not pairs:
             raise SystemExit("record: no whole window pair; lengthen --rt-duration or shorten --rt-warmup")
         pooled = {"with": [v for a, _ in pairs for v in a], "without": [v for _, b in pairs for v in b]}
         out[name] = {**paired_p99_diff(pairs, seed=args.seed),
-                     "pooled_us": {k: {"n": len(v), **percentiles(v, LEVELS)} for k, v in pooled.items()}}
+                     "pooled_us": {k: {"n": len(v), **percentiles(v, LEVELS)} for k, v in pooled.items()},
+                     "mean_diff": round(float(np.mean(pooled["with"]) - np.mean(pooled["without"])), 2)}
     rec = _record_stats(folder)
     recorded = sum(labels)
     out["tick_p99_with_us"] = out["tick_duration"]["p99_on_us"]
@@ -431,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="real time: windows start at S s of run time (boot, POST, arming), default 5")
     ap.add_argument("--no-fly", dest="fly", action="store_false",
                     help="never arm (idle; needed for real-time runs longer than the ~75 s mission)")
+    ap.add_argument("--variant", default="base",
+                    choices=("base", "discard", "nopickle", "noclock", "nice", "pin", "thread"),
+                    help="real time, diagnosis: base (as a run records); discard (the batches are pickled "
+                         "and dropped: no writer work); nopickle (dropped unpickled); noclock (no /in/clock tap); "
+                         "nice (writer process at nice 19); pin (writer on the last CPU, the control thread "
+                         "on the others); thread (the in-process writer thread)")
     ap.add_argument("--skip-lockstep", action="store_true")
     ap.add_argument("--skip-realtime", action="store_true")
     args = ap.parse_args(argv)

@@ -59,11 +59,11 @@ import os
 import queue
 import struct
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, SupportsFloat
 
 import orjson
 from mcap.data_stream import RecordBuilder
@@ -76,6 +76,7 @@ __all__ = [
     "MAX_ERROR_TEXTS",
     "MCAP_LIBRARY",
     "MCAP_PROFILE",
+    "NumberKeys",
     "STOP",
     "ControlItem",
     "IdleGateLike",
@@ -293,12 +294,72 @@ class ChannelTable:
         return data, schema_id, new_schema, channel_id
 
 
+def clean_number(x: SupportsFloat | None) -> float | None:
+    """Return a telemetry number for JSON: None for None, NaN or an infinity, else ``float(x)``.
+
+    Raises
+    ------
+    TypeError
+        ``x`` is not a real number (nor None).
+    """
+    if x is None:
+        return None
+    f = float(x)  # a real number by the row's layout
+    return f if math.isfinite(f) else None
+
+
+class NumberKeys(tuple[str, ...]):
+    """A row layout whose values at :attr:`numbers` are handed raw and cleaned by whoever builds the record.
+
+    The tick hands such a row's numbers as they are (a float, None, or a NaN on a fault);
+    :func:`row_record` -- in the writer process for ``run.mcap``, off the tick -- makes
+    each one :func:`clean_number` of it, so the record holds a float or None (JSON
+    ``null``), as if the tick had cleaned them. Made once per layout (``/tick``); pickled
+    with the batch (once per batch: the same object is memoised).
+
+    Parameters
+    ----------
+    keys : iterable of str
+        The record's keys, in order.
+    numbers : iterable of int
+        Indices of the values to clean.
+
+    Raises
+    ------
+    IndexError
+        An index outside the keys.
+    """
+
+    numbers: tuple[int, ...]
+
+    def __new__(cls, keys: Iterable[str], numbers: Iterable[int]) -> NumberKeys:
+        """Make the layout (see the class)."""
+        self = super().__new__(cls, keys)
+        self.numbers = tuple(numbers)
+        for i in self.numbers:
+            self[i]  # noqa: B018 - IndexError for an index outside the keys
+        return self
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (NumberKeys, (tuple(self), self.numbers))
+
+    def clean(self, values: tuple[object, ...]) -> tuple[object, ...]:
+        """Return ``values`` with each value at :attr:`numbers` as :func:`clean_number` of it."""
+        out = list(values)
+        for i in self.numbers:
+            x = out[i]
+            if x.__class__ is not float or x - x != 0.0:  # a plain finite float stays
+                out[i] = clean_number(x)  # type: ignore[arg-type]  # a number or None by the layout
+        return tuple(out)
+
+
 def row_record(keys: tuple[str, ...], values: tuple[object, ...]) -> dict[str, object]:
     """Return the record of a row: ``dict(zip(keys, values))``, bytes values as lowercase hex.
 
     A tap hands its record as a row (a fixed layout of keys and a tuple of values, see
     :class:`controller.record.taps.IngressSink`) so the tick builds no dict; whoever
-    writes it builds this record, the one the tap used to build itself.
+    writes it builds this record, the one the tap used to build itself. A
+    :class:`NumberKeys` layout's numbers are cleaned here (:meth:`NumberKeys.clean`).
 
     Parameters
     ----------
@@ -317,6 +378,8 @@ def row_record(keys: tuple[str, ...], values: tuple[object, ...]) -> dict[str, o
     ValueError
         ``keys`` and ``values`` differ in length.
     """
+    if keys.__class__ is NumberKeys:
+        values = keys.clean(values)
     rec = dict(zip(keys, values, strict=True))
     if bytes in map(type, values):  # a tap's frame or chunk; telemetry rows hold none
         for k, v in zip(keys, values, strict=True):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -27,6 +28,7 @@ from hal.modbus.poller import DeviceSnapshot, ModbusPoller, WriteTicket
 #: ``json.dumps(x, sort_keys=True)`` without building an encoder per call (the same
 #: text): a snapshot's bytes for the tick's ingress CRC.
 _SORTED_JSON = json.JSONEncoder(sort_keys=True).encode
+_crc32 = zlib.crc32
 
 
 def encode_value(v: object) -> Field:
@@ -145,8 +147,9 @@ class TapPoller:
         self.cursor = cursor
         self.sink = sink
         self._clock = clock if clock is not None else inner.clock
-        self._last: dict[str, DeviceSnapshot] = {}
-        self._snap_keys: dict[str, str] = {}  # call-counter keys, one string per device
+        self._calls = cursor.live_calls  # the same dict for the cursor's life
+        #: per device: its call-counter key and the snapshot the tick read last
+        self._seen: dict[str, tuple[str, DeviceSnapshot | None]] = {}
         self._seq = 0
 
     @property
@@ -162,19 +165,20 @@ class TapPoller:
     def snapshot(self, device: str) -> DeviceSnapshot:
         """Return the inner poller's snapshot; a new one is recorded."""
         s = self.inner.snapshot(device)
-        c = self.cursor
-        if not c.recording:
+        if not self.cursor.recording:
             return s
-        key = self._snap_keys.get(device)
-        if key is None:
-            key = self._snap_keys[device] = f"snap/{device}"
-        calls = c.live_calls  # c.call(key) inlined: read several times a tick
+        seen = self._seen.get(device)
+        if seen is None:
+            seen = self._seen[device] = (f"snap/{device}", None)
+        key, last = seen
+        calls = self._calls  # c.call(key) inlined: read several times a tick
         n = calls.get(key, 0)
         calls[key] = n + 1
-        if self._last.get(device) is not s:
-            self._last[device] = s
+        if last is not s:
+            self._seen[device] = (key, s)
+            c = self.cursor
             rec = snapshot_fields(s)
-            c.feed(_SORTED_JSON(rec).encode())
+            c.crc32 = _crc32(_SORTED_JSON(rec).encode(), c.crc32)  # c.feed inlined
             self.sink.put(f"/in/modbus/{device}", {"tick": c.tick, "call": n, **rec})
         return s
 

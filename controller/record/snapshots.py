@@ -78,9 +78,12 @@ class SnapshotSchedule:
             ``"fault"`` (a condition became active in this tick), ``"period"`` (the tick
             crossed a multiple of the period) or None.
         """
-        faults = frozenset(active_faults)
-        new = not faults <= self._faults
-        self._faults = faults
+        if not active_faults and not self._faults:  # the usual tick: no fault before, none now
+            new = False
+        else:
+            faults = frozenset(active_faults)
+            new = not faults <= self._faults
+            self._faults = faults
         crossed = math.floor(now_s / self.period_s) > math.floor(self._prev_s / self.period_s)
         self._prev_s = now_s
         if new:

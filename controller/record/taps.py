@@ -39,6 +39,9 @@ from hal.serial.link import SerialLink
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())
 
+_crc32 = zlib.crc32
+_get_ident = threading.get_ident
+
 #: JSON-safe scalar of a record field.
 Field = bool | int | float | str | None | list[object] | dict[str, object]
 Record = dict[str, Field]
@@ -122,7 +125,11 @@ class TickCursor:
 
     @property
     def live_calls(self) -> dict[str, int]:
-        """The call counters of this tick by key, live (the hottest taps count in it directly, as :meth:`call`)."""
+        """The call counters of this tick by key, live (the hottest taps count in it directly, as :meth:`call`).
+
+        The same dict object for the cursor's whole life (:meth:`begin` clears it,
+        :meth:`resume` fills it): a tap may keep it.
+        """
         return self._calls
 
     def calls(self) -> dict[str, int]:
@@ -180,6 +187,7 @@ class TapBus(can.BusABC):
         self._inner = inner
         self._name = name
         self._cursor = cursor
+        self._calls = cursor.live_calls  # the same dict for the cursor's life
         self._sink = sink
         self._rx_topic = f"/in/can/{name}"
         self._tx_topic = f"/out/can/{name}"
@@ -207,12 +215,12 @@ class TapBus(can.BusABC):
             raise
         if not c.recording:
             return msg
-        calls = c.live_calls  # c.call("rx") inlined: the controller drains a bus until recv says None
+        calls = self._calls  # c.call("rx") inlined: the controller drains a bus until recv says None
         n = calls.get("rx", 0)
         calls["rx"] = n + 1
         if msg is not None:
             data = bytes(msg.data)
-            c.feed(msg.arbitration_id.to_bytes(4, "little") + data)
+            c.crc32 = _crc32(msg.arbitration_id.to_bytes(4, "little") + data, c.crc32)  # c.feed inlined
             # the fields of frame_fields() as a row (no dict on the tick)
             self._row(self._rx_topic, CAN_RX_KEYS, (
                 c.tick, n, msg.arbitration_id, bool(msg.is_extended_id), bool(msg.is_remote_frame),
@@ -229,8 +237,11 @@ class TapBus(can.BusABC):
             raise
         c = self._cursor
         if c.recording:  # the fields of frame_fields() and ok, as a row
+            calls = self._calls  # c.call("tx") inlined
+            n = calls.get("tx", 0)
+            calls["tx"] = n + 1
             self._row(self._tx_topic, CAN_TX_KEYS, (
-                c.tick, c.call("tx"), msg.arbitration_id, bool(msg.is_extended_id), bool(msg.is_remote_frame),
+                c.tick, n, msg.arbitration_id, bool(msg.is_extended_id), bool(msg.is_remote_frame),
                 bool(msg.is_error_frame), bool(msg.is_fd), bool(msg.bitrate_switch),
                 bool(msg.error_state_indicator), msg.dlc, bytes(msg.data), True))
 
@@ -255,7 +266,7 @@ class TapBus(can.BusABC):
             raise
         if not self._cursor.recording:
             return st
-        calls = self._cursor.live_calls  # self._cursor.call("state") inlined: read every tick
+        calls = self._calls  # self._cursor.call("state") inlined: read every tick
         n = calls.get("state", 0)
         calls["state"] = n + 1
         if st is self._last_state_obj:  # the state read last time: its name is recorded already
@@ -298,6 +309,7 @@ class TapLink:
         self.inner = inner
         self.name = name
         self._cursor = cursor
+        self._calls = cursor.live_calls  # the same dict for the cursor's life
         self._sink = sink
         self._rx = f"/in/serial/{name}"
         self._tx = f"/out/serial/{name}"
@@ -313,7 +325,7 @@ class TapLink:
         c = self._cursor
         if not c.recording:
             return self.inner.read(max_bytes)
-        calls = c.live_calls  # c.call("rx") inlined: read several times a tick
+        calls = self._calls  # c.call("rx") inlined: read several times a tick
         n = calls.get("rx", 0)
         calls["rx"] = n + 1
         try:
@@ -323,7 +335,7 @@ class TapLink:
             raise
         if data:
             b = bytes(data)
-            c.feed(b)
+            c.crc32 = _crc32(b, c.crc32)  # c.feed inlined
             self._row(self._rx, SERIAL_RX_KEYS, (c.tick, n, b))
         return data
 
@@ -368,6 +380,7 @@ class TapClock:
     def __init__(self, inner: Clock, cursor: TickCursor, sink: IngressSink) -> None:
         self.inner = inner
         self._cursor = cursor
+        self._calls = cursor.live_calls  # the same dict for the cursor's life
         self._sink = sink
         self._main = threading.get_ident()
         self._row = row_writer(sink)
@@ -377,17 +390,23 @@ class TapClock:
     def now_s(self) -> float:
         """Return the inner clock's seconds; recorded in the control thread."""
         t = self.inner.now_s()
-        if self._cursor.recording and threading.get_ident() == self._main:
-            c = self._cursor
-            self._row("/in/clock", CLOCK_S_KEYS, (c.tick, c.call("clock"), t))
+        c = self._cursor
+        if c.recording and _get_ident() == self._main:
+            calls = self._calls  # c.call("clock") inlined: read a few times a tick
+            n = calls.get("clock", 0)
+            calls["clock"] = n + 1
+            self._row("/in/clock", CLOCK_S_KEYS, (c.tick, n, t))
         return t
 
     def now_ns(self) -> int:
         """Return the inner clock's nanoseconds; recorded in the control thread."""
         t = self.inner.now_ns()
-        if self._cursor.recording and threading.get_ident() == self._main:
-            c = self._cursor
-            self._row("/in/clock", CLOCK_NS_KEYS, (c.tick, c.call("clock"), t))
+        c = self._cursor
+        if c.recording and _get_ident() == self._main:
+            calls = self._calls  # c.call("clock") inlined
+            n = calls.get("clock", 0)
+            calls["clock"] = n + 1
+            self._row("/in/clock", CLOCK_NS_KEYS, (c.tick, n, t))
         return t
 
     def sleep_until(self, deadline_s: float) -> None:

@@ -8,19 +8,15 @@ counter-clockwise from x, rad); wrenches in the body frame (``fx_n``, ``fy_n``,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 from controller.components.seam import ARMING_STATES, TelemetryRow
+from controller.record.flight_writer import NumberKeys, row_record
 
 if TYPE_CHECKING:
     from controller.record.taps import Record
     from controller.vehicle.manager import Vehicle
-
-
-def _num(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 _NO_POSE: dict[str, None] = dict.fromkeys(("x_m", "y_m", "yaw_rad", "vx_mps", "vy_mps", "yaw_rate_radps"))
@@ -29,22 +25,33 @@ _WRENCH_KEYS = ("fx_n", "fy_n", "mz_nm")
 _ACHIEVED_KEYS = ("achieved_fx_n", "achieved_fy_n", "achieved_mz_nm")
 #: ``thrust_n_<i>`` keys, made once (not per tick).
 _THRUST_KEYS = tuple(f"thrust_n_{i}" for i in range(64))
+_NONE_6 = (None,) * 6
+_NONE_3 = (None,) * 3
 
 
 #: ``/tick`` row layouts by thruster count (:func:`tick_row`), made once per count.
-_TICK_KEYS: dict[tuple[int, bool], tuple[str, ...]] = {}
+_TICK_KEYS: dict[tuple[int, bool], NumberKeys] = {}
+#: Index of the first number (``x_m``) in a ``/tick`` row, and of the first thrust.
+_FIRST_NUMBER = 5
+_FIRST_THRUST = _FIRST_NUMBER + 15 + 5
 
 
-def _tick_keys(n_thrusters: int, with_crc: bool) -> tuple[str, ...]:
-    """Return the ``/tick`` keys for ``n_thrusters`` thrusters (and ``ingress_crc32`` last when ``with_crc``)."""
+def _tick_keys(n_thrusters: int, with_crc: bool) -> NumberKeys:
+    """Return the ``/tick`` layout for ``n_thrusters`` thrusters (and ``ingress_crc32`` last when ``with_crc``).
+
+    A :class:`~controller.record.flight_writer.NumberKeys`: the pose, setpoint, wrench,
+    achieved wrench and thrust values are cleaned by whoever builds the record.
+    """
     keys = _TICK_KEYS.get((n_thrusters, with_crc))
     if keys is None:
         thrust = _THRUST_KEYS[:n_thrusters] if n_thrusters <= len(_THRUST_KEYS) else tuple(
             f"thrust_n_{i}" for i in range(n_thrusters))
-        keys = ("tick", "t_s", "state", "armed", "outputs", *_NO_POSE, *_SETPOINT_KEYS, *_WRENCH_KEYS,
-                *_ACHIEVED_KEYS, "saturated", "clamped_total", "rate_limited_total", "faults_active",
-                "waypoints_reached", *thrust, *(("ingress_crc32",) if with_crc else ()))
-        _TICK_KEYS[(n_thrusters, with_crc)] = keys
+        names = ("tick", "t_s", "state", "armed", "outputs", *_NO_POSE, *_SETPOINT_KEYS, *_WRENCH_KEYS,
+                 *_ACHIEVED_KEYS, "saturated", "clamped_total", "rate_limited_total", "faults_active",
+                 "waypoints_reached", *thrust, *(("ingress_crc32",) if with_crc else ()))
+        assert names[_FIRST_NUMBER] == "x_m" and names[_FIRST_THRUST - 5] == "saturated"
+        numbers = (*range(_FIRST_NUMBER, _FIRST_NUMBER + 15), *range(_FIRST_THRUST, _FIRST_THRUST + n_thrusters))
+        keys = _TICK_KEYS[(n_thrusters, with_crc)] = NumberKeys(names, numbers)
     return keys
 
 
@@ -54,8 +61,11 @@ def tick_row(v: Vehicle, ingress_crc32: int | None = None) -> tuple[tuple[str, .
     The layout (``keys``) is made once per thruster count; per tick only the values tuple
     is built, so the tick builds no dict: the recorder builds the record
     (:func:`~controller.record.flight_writer.row_record`, the writer process in a
-    recorded run). ``dict(zip(keys, values))`` is :func:`tick_record` of the same
-    arguments, key order included.
+    recorded run). The numbers (pose, setpoint, wrenches, thrusts) are handed as they
+    are: the layout is a :class:`~controller.record.flight_writer.NumberKeys`, and
+    ``row_record`` makes each a float, or None when missing or not finite.
+    ``row_record(keys, values)`` is :func:`tick_record` of the same arguments, key order
+    included.
 
     Parameters
     ----------
@@ -66,36 +76,31 @@ def tick_row(v: Vehicle, ingress_crc32: int | None = None) -> tuple[tuple[str, .
 
     Returns
     -------
-    keys : tuple of str
+    keys : NumberKeys
         The fields of :func:`tick_record`, in its order (shared, not to be changed).
     values : tuple
-        One JSON scalar per key (a non-finite or missing number as None).
+        One value per key: JSON scalars, and the numbers raw (a float, None, NaN...).
     """
     p = v.mcu.pose
     allocating = v.demand_n is not None
     c = v.control
-    sp = c.last_setpoint if allocating else None
-    w = c.last_wrench if allocating else None
-    a = c.last_achieved if allocating else None
     m = v.mission
     g = v.guard
     state = v.state
-    nums: list[object] = ([p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps, p.yaw_rate_radps] if p
-                          else [None] * 6)
-    for xs in (sp, w, a):
-        if xs:
-            nums += (xs[0], xs[1], xs[2])
-        else:
-            nums += (None, None, None)
     thrust = g.last_n
-    # a plain finite float is taken as is, anything else goes through _num (None stays None)
-    num = [x if x.__class__ is float and x - x == 0.0 else _num(x) for x in nums]  # type: ignore[arg-type]
-    th = [x if x.__class__ is float and x - x == 0.0 else _num(x) for x in thrust]
-    values = (v.tick_index, v.now_s, state, state in ARMING_STATES, v.fsm.outputs, *num,
+    pose = ((p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps, p.yaw_rate_radps) if p
+            else _NONE_6)
+    sp = (allocating and c.last_setpoint) or _NONE_3
+    w = (allocating and c.last_wrench) or _NONE_3
+    a = (allocating and c.last_achieved) or _NONE_3
+    values = (v.tick_index, v.now_s, state, state in ARMING_STATES, v.fsm.outputs, *pose, sp[0], sp[1], sp[2],
+              w[0], w[1], w[2], a[0], a[1], a[2],
               bool(c.last_saturated) if allocating else False, g.clamped_total, g.rate_limited_total,
-              len(v.faults.active), m.waypoints_reached if m is not None else 0, *th,
+              len(v.faults.active), m.waypoints_reached if m is not None else 0, *thrust,
               *((ingress_crc32,) if ingress_crc32 is not None else ()))
-    return _tick_keys(len(th), ingress_crc32 is not None), values
+    keys = _TICK_KEYS.get((len(thrust), ingress_crc32 is not None)) or _tick_keys(len(thrust),
+                                                                                 ingress_crc32 is not None)
+    return keys, values
 
 
 def tick_record(v: Vehicle, ingress_crc32: int | None = None) -> Record:
@@ -120,8 +125,7 @@ def tick_record(v: Vehicle, ingress_crc32: int | None = None) -> Record:
         ``clamped_total``, ``rate_limited_total``, ``faults_active``,
         ``waypoints_reached``. The same as :func:`tick_row` as a dict.
     """
-    keys, values = tick_row(v, ingress_crc32)
-    return cast("Record", dict(zip(keys, values, strict=True)))  # the values are Record's scalars
+    return cast("Record", row_record(*tick_row(v, ingress_crc32)))  # the values are Record's scalars
 
 
 def component_records(v: Vehicle) -> list[tuple[str, Mapping[str, object] | TelemetryRow]]:

@@ -103,7 +103,7 @@ _SKIP_MODULES = ("firmware_bridge.emulation", "controller.rig", "can.", "hal.can
 _NOT_STATE = ("v.mcu._pose", "v.mcu._pose_msg", ".ya", ".fast", "v._view", ".rx_heartbeat_s",
               "driver._health_verdict",  # the ARS408 driver's verdict of its last RadarState object
               "._tick_",  # per-tick scratch and memos of derived values (a snapshot read, conditions)
-              "v._seen_conditions", "v.faults.version")  # the monitor's skip memo and its change count: reset by restore
+              "v._seen_conditions", "v.faults.version")  # the monitor's skip of unchanged conditions
 
 
 def _graph(o: object, path: str, out: dict[str, str], seen: set[int]) -> None:

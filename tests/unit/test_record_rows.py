@@ -31,3 +31,23 @@ def test_valves_row_has_the_old_record_layout() -> None:
 def test_telemetry_record_passes_a_record_through() -> None:
     rec = {"tick": 1, "t_s": 0.01}
     assert telemetry_record(rec) is rec
+
+
+def test_number_keys_clean_the_numbers_where_the_record_is_built() -> None:
+    import math
+    import pickle
+
+    import numpy as np
+
+    from controller.record.flight_writer import NumberKeys
+
+    keys = NumberKeys(("tick", "x_m", "y_m", "z_m", "w_m", "state"), (1, 2, 3, 4))
+    raw = (5, 1.5, math.nan, np.float64(2.25), None, "idle")
+    rec = row_record(keys, raw)
+    assert rec == {"tick": 5, "x_m": 1.5, "y_m": None, "z_m": 2.25, "w_m": None, "state": "idle"}
+    assert type(rec["z_m"]) is float and row_record(keys, (5, 3, math.inf, -0.0, 1.0, "a"))["x_m"] == 3.0
+    back = pickle.loads(pickle.dumps([keys, keys], pickle.HIGHEST_PROTOCOL))
+    assert back[0] is back[1] and type(back[0]) is NumberKeys and back[0].numbers == (1, 2, 3, 4)
+    assert back[0] == tuple(keys)
+    with pytest.raises(IndexError):
+        NumberKeys(("a",), (1,))
