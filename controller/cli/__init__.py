@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from controller.cli import console as console_cli
@@ -52,6 +52,33 @@ def _version() -> str:
         return version("qiki")
     except Exception:  # noqa: BLE001 - not installed as a distribution (a bare checkout)
         return "unknown"
+
+
+class _LazyVersionAction(argparse._VersionAction):
+    """``--version``: looks QIKI's version up only when asked (not on every start)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[object] | None, option_string: str | None = None) -> None:
+        self.version = f"qiki {_version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _verb_adders() -> dict[str, Callable[[argparse._SubParsersAction], None]]:
+    """Return the verbs of the device and tool modules, each with its module's ``add_parser``, in help order."""
+    return {"radar": radar.add_parser, "modbus": modbus.add_parser, "replay": replay.add_parser,
+            "runs": runs_cli.add_parser, "plot": plot_cli.add_parser, "monitor": monitor.add_parser,
+            "doctor": doctor_cli.add_parser, "install": install_cli.add_parser, "emulate": emulate.add_parser,
+            "console": console_cli.add_parser, "safety": safety_cli.add_parser}
+
+
+def _verb_of(argv: Sequence[str]) -> str | None:
+    """Return the module verb ``argv`` names (its first word not starting with ``-``), or None.
+
+    None (no verb, a ``run``/``rig``/``fsm``, or a word that is no verb, such as a
+    ``--log-level`` value) makes :func:`main` build every verb's parser.
+    """
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in _verb_adders() else None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -118,15 +145,25 @@ def _cmd_fsm_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``qiki``."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser of ``qiki``.
+
+    Parameters
+    ----------
+    only : str, optional
+        Of the module verbs (:func:`_verb_adders`), add this one only (:func:`main`, once
+        it knows the verb: the others' parsers import what their defaults come from, such
+        as the doctor and the console). Default: every verb.
+    """
     p = argparse.ArgumentParser(prog="qiki", description="QIKI hardware-in-the-loop controller stack",
                                 epilog=HELP_TEXT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"qiki {_version()}")
+    p.add_argument("--version", action=_LazyVersionAction, version="qiki")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                    help="log messages of this level and above on stderr (default: warning)")
     p.add_argument("--debug", action="store_true", help="same as --log-level debug")
-    sub = p.add_subparsers(dest="command", required=True)
+    # with one module verb only, the usage of an error still names every verb
+    every = None if only is None else "{" + ",".join(("run", "rig", "fsm", *_verb_adders())) + "}"
+    sub = p.add_subparsers(dest="command", required=True, metavar=every)
 
     r = sub.add_parser("run", help="run the main job: boot, POST, arm, fly the mission, disarm",
                        description="Run the main job: boot, POST, arm, fly the mission, disarm. SIGINT, "
@@ -170,17 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     fg.set_defaults(func=_cmd_fsm_graph)
     # The device verbs, each module with its add_parser(subparsers).
-    radar.add_parser(sub)
-    modbus.add_parser(sub)
-    replay.add_parser(sub)
-    runs_cli.add_parser(sub)
-    plot_cli.add_parser(sub)
-    monitor.add_parser(sub)
-    doctor_cli.add_parser(sub)
-    install_cli.add_parser(sub)
-    emulate.add_parser(sub)
-    console_cli.add_parser(sub)
-    safety_cli.add_parser(sub)
+    for verb, add in _verb_adders().items():
+        if only is None or verb == only:
+            add(sub)
     return p
 
 
@@ -205,8 +234,9 @@ def configure_logging(level_name: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qiki`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_verb_of(words))
+    args = parser.parse_args(words)
     configure_logging("debug" if args.debug else args.log_level)
     from hal.errors import DeviceUnavailableError
 

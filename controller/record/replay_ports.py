@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import can
+import orjson
 
 from controller.record.taps import (
     IngressSink,
@@ -34,6 +35,10 @@ _ERRORS: Mapping[str, type[Exception]] = MappingProxyType({
 })
 
 
+#: Topic prefixes of what a replay feeds back: inputs, and the outcome of each send.
+_INDEXED = ("/in/", "/out/")
+
+
 class ReplayDivergence(Exception):
     """The replayed controller asked for something the recorded one never did."""
 
@@ -43,21 +48,80 @@ def _raise(rec: Record) -> None:
     raise cls(str(rec.get("error", "")))
 
 
+class _Sticky:
+    """One sticky topic's records in ``(tick, call)`` order, and where the last look-up landed."""
+
+    __slots__ = ("keys", "recs", "i")
+
+    def __init__(self, table: Mapping[tuple[int, int], Record]) -> None:
+        self.keys = sorted(table)
+        self.recs = [table[k] for k in self.keys]
+        #: index of the last answer (-1: before the first record)
+        self.i = -1
+
+
 @dataclass
 class ReplayInputs:
-    """The recorded inputs of one run, indexed by topic and ``(tick, call)``."""
+    """The recorded inputs of one run, indexed by topic and ``(tick, call)``.
+
+    Built once before the replay starts (:meth:`from_records`, :meth:`from_json`); the
+    ports only look records up.
+    """
 
     by_topic: dict[str, dict[tuple[int, int], Record]] = field(default_factory=lambda: defaultdict(dict))
-    #: sticky topics (bus state): per topic the sorted keys, for "the last at or before"
-    _sticky: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    #: sticky topics (bus state, Modbus snapshots): per topic the sorted keys, for "the last at or before"
+    _sticky: dict[str, _Sticky] = field(default_factory=dict)
 
     @classmethod
     def from_records(cls, records: Iterable[tuple[str, Record]]) -> ReplayInputs:
         """Index ``(topic, record)`` pairs whose topic starts with ``/in/`` or ``/out/``."""
         out = cls()
+        by_topic = out.by_topic
         for topic, rec in records:
-            if topic.startswith(("/in/", "/out/")):
-                out.by_topic[topic][(int(rec["tick"]), int(rec["call"]))] = rec  # type: ignore[arg-type]
+            if topic.startswith(_INDEXED):
+                by_topic[topic][(int(rec["tick"]), int(rec["call"]))] = rec  # type: ignore[arg-type]
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Iterable[tuple[str, bytes]], loads: Callable[[bytes], Record]) -> ReplayInputs:
+        """Index the encoded messages of the ``/in/`` and ``/out/`` topics, decoding only those.
+
+        Parameters
+        ----------
+        raw : iterable of (topic, bytes)
+            Messages as a record holds them: one JSON object each, in file order.
+        loads : callable
+            Decodes one message (``bytes`` -> record); used when a topic's messages do not
+            decode as one JSON array.
+
+        Notes
+        -----
+        The same index as :meth:`from_records` over the decoded messages. Each topic's
+        messages are decoded together, as one JSON array (``orjson``: one call per topic
+        instead of one per message); a topic that ``orjson`` refuses that way (an
+        integer beyond 64 bits) is decoded message by message with ``loads``.
+        """
+        wanted: dict[str, list[bytes] | None] = {}  # per topic its messages, None: not indexed
+        for topic, data in raw:
+            if topic in wanted:
+                lst = wanted[topic]
+            else:
+                lst = wanted[topic] = [] if topic.startswith(_INDEXED) else None
+            if lst is not None:
+                lst.append(data)
+        out = cls()
+        for topic, datas in wanted.items():
+            if datas is None:
+                continue
+            try:
+                recs = orjson.loads(b"[" + b",".join(datas) + b"]")
+            except orjson.JSONDecodeError:
+                recs = None
+            if not isinstance(recs, list) or len(recs) != len(datas):  # not one object per message
+                recs = [loads(d) for d in datas]
+            table = out.by_topic[topic]
+            for rec in recs:
+                table[(int(rec["tick"]), int(rec["call"]))] = rec
         return out
 
     def at(self, topic: str, tick: int, call: int) -> Record | None:
@@ -66,15 +130,27 @@ class ReplayInputs:
         return None if d is None else d.get((tick, call))
 
     def last_at_or_before(self, topic: str, tick: int, call: int) -> Record | None:
-        """Return the newest record at or before ``(tick, call)`` (sticky values), or None."""
-        d = self.by_topic.get(topic)
-        if not d:
-            return None
-        keys = self._sticky.get(topic)
-        if keys is None:
-            keys = self._sticky[topic] = sorted(d)
-        i = bisect.bisect_right(keys, (tick, call)) - 1
-        return None if i < 0 else d[keys[i]]
+        """Return the newest record at or before ``(tick, call)`` (sticky values), or None.
+
+        The look-ups of a replay come in ``(tick, call)`` order, so each starts where the
+        last one of the topic landed (usually no search at all); an earlier key (a replay
+        from a snapshot seeks back) searches the records before it.
+        """
+        s = self._sticky.get(topic)
+        if s is None:
+            d = self.by_topic.get(topic)
+            if not d:
+                return None
+            s = self._sticky[topic] = _Sticky(d)
+        key = (tick, call)
+        keys = s.keys
+        i = s.i
+        if i + 1 < len(keys) and keys[i + 1] <= key:  # later than the last answer: forward
+            i = bisect.bisect_right(keys, key, i + 1) - 1
+        elif i >= 0 and keys[i] > key:  # earlier than the last answer: back
+            i = bisect.bisect_right(keys, key, 0, i) - 1
+        s.i = i
+        return None if i < 0 else s.recs[i]
 
     def topics(self, prefix: str) -> list[str]:
         """Topics starting with ``prefix``."""
@@ -103,13 +179,18 @@ class ReplayBus(can.BusABC):
         self._sink = sink
         self._rx = f"/in/can/{name}"
         self._tx = f"/out/can/{name}"
+        self._flush = f"/in/can/{name}/flush"
+        self._state = f"/in/can/{name}/state"
+        self._by_topic = inputs.by_topic
         self.channel_info = f"replay of {name}"
         self._is_shutdown = False
 
     def recv(self, timeout: float | None = None) -> can.Message | None:
         """Return the frame the recorded run received at this call, or None."""
         c = self._cursor
-        rec = self._inputs.at(self._rx, c.tick, c.call("rx"))
+        n = c.call("rx")
+        d = self._by_topic.get(self._rx)
+        rec = None if d is None else d.get((c.tick, n))
         if rec is None:
             return None
         if "error_type" in rec:
@@ -122,7 +203,8 @@ class ReplayBus(can.BusABC):
         """Record the frame; raise the recorded error if the recorded send failed here."""
         c = self._cursor
         n = c.call("tx")
-        rec = self._inputs.at(self._tx, c.tick, n)
+        d = self._by_topic.get(self._tx)
+        rec = None if d is None else d.get((c.tick, n))
         fields = frame_fields(msg)
         if rec is not None and rec.get("ok") is False:
             self._sink.put(self._tx, {"tick": c.tick, "call": n, **fields, "ok": False,
@@ -133,7 +215,7 @@ class ReplayBus(can.BusABC):
     def flush_tx_buffer(self) -> None:
         """Succeed or fail as the recorded flush did."""
         c = self._cursor
-        rec = self._inputs.at(f"/in/can/{self._name}/flush", c.tick, c.call("flush"))
+        rec = self._inputs.at(self._flush, c.tick, c.call("flush"))
         if rec is not None and rec.get("ok") is False:
             _raise(rec)
 
@@ -142,7 +224,7 @@ class ReplayBus(can.BusABC):
         """The bus state the recorded run read last at or before this call."""
         c = self._cursor
         n = c.call("state")
-        rec = self._inputs.last_at_or_before(f"/in/can/{self._name}/state", c.tick, n)
+        rec = self._inputs.last_at_or_before(self._state, c.tick, n)
         if rec is None or rec.get("state") is None:
             if rec is not None and "error_type" in rec and (int(rec["tick"]), int(rec["call"])) == (c.tick, n):  # type: ignore[arg-type]
                 _raise(rec)
@@ -168,6 +250,7 @@ class ReplayLink:
         self._sink = sink
         self._rx = f"/in/serial/{name}"
         self._tx = f"/out/serial/{name}"
+        self._by_topic = inputs.by_topic
         self._open = True
 
     @property
@@ -178,7 +261,9 @@ class ReplayLink:
     def read(self, max_bytes: int = 4096) -> bytes:
         """Return the bytes the recorded run read at this call (b"" when none)."""
         c = self._cursor
-        rec = self._inputs.at(self._rx, c.tick, c.call("rx"))
+        n = c.call("rx")
+        d = self._by_topic.get(self._rx)
+        rec = None if d is None else d.get((c.tick, n))
         if rec is None:
             return b""
         if "error_type" in rec:
@@ -192,7 +277,8 @@ class ReplayLink:
         """Record the bytes; return the recorded count accepted (or raise the recorded error)."""
         c = self._cursor
         n = c.call("tx")
-        rec = self._inputs.at(self._tx, c.tick, n)
+        d = self._by_topic.get(self._tx)
+        rec = None if d is None else d.get((c.tick, n))
         if rec is not None and "error_type" in rec:
             self._sink.put(self._tx, {"tick": c.tick, "call": n, "data": bytes(data).hex(),
                                       "error_type": rec["error_type"], "error": rec.get("error")})

@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING
 
 from controller.paths import checkout_data_root, resolve_data_path
 from controller.record.codes import code_for
-from controller.record.flight import FlightRecorder
 from controller.record.flight_log import FlightLog
-from controller.record.flight_proc import ProcessRecorder, open_recorder
 from controller.record.ingress import Ingress
 from controller.record.replay_ports import ReplayInputs
 from controller.record.taps import IngressSink, Record, RowSink, TickCursor, row_writer
-from controller.record.triggered import RecordHeader, TriggeredLog
 
 if TYPE_CHECKING:
     from controller.config import RigCfg
+    from controller.record.flight import FlightRecorder
+    from controller.record.flight_proc import ProcessRecorder
+    from controller.record.triggered import RecordHeader, TriggeredLog
 
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())
@@ -260,6 +260,8 @@ def record_header(rig: RigCfg, rig_path: Path, mission_path: str | None, options
     """
     import json
 
+    from controller.record.triggered import RecordHeader  # a replay writes no record: not imported there
+
     attachments = tuple(
         (name, p.read_bytes(), "application/yaml" if name.endswith((".yaml", ".yml")) else "text/plain")
         for name, p in referenced_files(rig, rig_path, mission_path).items())
@@ -304,6 +306,9 @@ def open_flight_record(folder: Path, *, realtime: bool, rig: RigCfg, rig_path: P
         Input recordings named by the options: their SHA-256 goes in the metadata, not
         the file (recordings can be large).
     """
+    from controller.record.flight_proc import open_recorder
+    from controller.record.triggered import TriggeredLog
+
     cfg = rig.record
     if cfg.mode == "off":
         return None

@@ -274,7 +274,6 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
            closers, ingress: Ingress | None, io_clock: MonotonicClock | SimClock) -> BuiltRig:
     """Body of :func:`build_rig` from a checked rig; everything it opens is in ``closers``."""
     from controller.fsm import FsmEngine
-    from firmware_bridge.emulation.sim import RealtimeRunner
     from hal.can.bus import open_can_bus
     from hal.can.lockstep import LockstepBus
     from hal.can.port import CanPort
@@ -390,6 +389,8 @@ def _build(checked: CheckedRig, mission, record, realtime, seed, can_loggers, lo
         world, sim, faults = core.world, core.sim, core.faults
         rig_faults.register(faults)
         if realtime:
+            from firmware_bridge.emulation.sim import RealtimeRunner
+
             runner = RealtimeRunner(sim, io_clock)
 
     # ---------------------------------------------------------------- component families
