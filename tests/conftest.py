@@ -11,7 +11,7 @@ is shown in the report header and the tests still run; the knobs are undone at t
 Tests marked ``hil`` (ARCHITECTURE.md 8) run only against real hardware: they are skipped
 unless ``QIKI_HIL_RIG=rigs/<name>.yaml`` is set (the ``hil_rig`` fixture gives that path).
 
-Shared fixtures: ``repo_root``, ``shared_data`` (``../shared/data/real``, skipped with the
+Shared fixtures: ``repo_root``, ``load_bench`` (a ``bench/<name>.py`` script as a module), ``shared_data`` (``../shared/data/real``, skipped with the
 reason when absent), ``rig_data``/``virtual_rig_data`` (a rig file parsed into a fresh
 dict), ``write_rig`` (a dict written as YAML without aliases, which the loader refuses),
 ``rig_with_faults`` (the virtual rig with an emulation fault plan) and ``fly`` (build a rig
@@ -20,6 +20,7 @@ in lockstep with the square mission, run it at 100 Hz with the operator script, 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -120,6 +122,21 @@ def hil_rig(repo_root: Path) -> Path:
 def repo_root() -> Path:
     """The checkout's root (the folder holding ``controller/``, ``rigs/``, ``tests/``)."""
     return REPO_ROOT
+
+
+def _load_bench(name: str) -> ModuleType:
+    """Import ``bench/<name>.py`` (not a package) as the module ``qiki_bench_<name>``."""
+    spec = importlib.util.spec_from_file_location(f"qiki_bench_{name}", REPO_ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="session")
+def load_bench() -> Callable[[str], ModuleType]:
+    """A loader of the scripts in ``bench/`` by name (``load_bench("tick")``), for their unit tests."""
+    return _load_bench
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ real IWR6843 capture (``../shared/data/real``; skipped with a reason when absent
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def fuzz(shared_data):
-    spec = importlib.util.spec_from_file_location("qiki_bench_fuzz_ingress", ROOT / "bench" / "fuzz_ingress.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def fuzz(shared_data, load_bench):
+    mod = load_bench("fuzz_ingress")
     for path in (mod.ARS408_LOG, mod.TI_CAPTURE):
         if not path.is_file():
             pytest.skip(f"real recording not found at {path}")

@@ -6,7 +6,6 @@ the figure are tested here; the runs themselves are measured, never asserted.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("qiki_bench_power_tick", ROOT / "bench" / "power_tick.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(load_bench):
+    return load_bench("power_tick")
 
 
 def test_silent_windows_alternate_and_cover_the_run(bench):

@@ -8,7 +8,6 @@ off, keeps the taps from recording anything while the port still works.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import can
@@ -21,11 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("qiki_bench_record", ROOT / "bench" / "record.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(load_bench):
+    return load_bench("record")
 
 
 def test_windows_alternate_order_from_pair_to_pair(bench):

@@ -7,7 +7,6 @@ run itself is measured, never asserted.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -20,11 +19,8 @@ RT_RECORD = ROOT / "tests" / "replay_corpus" / "realtime.mcap"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("qiki_bench_tick", ROOT / "bench" / "tick.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def bench(load_bench):
+    return load_bench("tick")
 
 
 @pytest.fixture(scope="module")

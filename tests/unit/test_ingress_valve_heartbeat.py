@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -58,11 +57,8 @@ def test_firmware_fields_are_six_bits(codec):
         codec.encode(vb.HEARTBEAT, vb.heartbeat_signals(hb, 0))
 
 
-def test_fuzz_valve_small_budget(codec):
-    spec = importlib.util.spec_from_file_location("qiki_bench_fuzz_valve", ROOT / "bench" / "fuzz_valve.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+def test_fuzz_valve_small_budget(codec, load_bench):
+    mod = load_bench("fuzz_valve")
     hb = mod.fuzz_heartbeats(codec, 2000, seed=3)
     cmd = mod.fuzz_commands(codec, 2000, seed=3)
     print(hb, cmd)
