@@ -929,27 +929,33 @@ class ExactAllocator:
                     if facet >= 0:
                         u_act = self._outside(ctx, tau, facet)
                 if u_act is None:
-                    u_act = self._locate(ctx, tau, ctx.tol_u, True, rest=True)
-                    if u_act is None:
-                        u_act = self._outside(ctx, tau)
-                    else:
-                        stats["cell_hits"] += 1
+                    u_act = self._cell_or_outside(ctx, tau, rest=True)
             if ctx.full:
                 return AllocationResult._deferred(u_act, dem, ctx.result_src)
         else:
             # the stuck-open forces: the demand needs their wrench subtracted first
             tau_h = tau - ctx.open_wrench if ctx.has_open else tau
-            u_act = self._locate(ctx, tau_h, ctx.tol_u, True, tiers=True)
-            if u_act is None:
-                u_act = self._outside(ctx, tau_h)
-            else:
-                stats["cell_hits"] += 1
+            u_act = self._cell_or_outside(ctx, tau_h, tiers=True)
         if ctx.full:
             u = u_act
         else:
             u = ctx.open_thrust.copy()
             u[ctx.act_idx] = u_act
         return AllocationResult._deferred(u, dem, ctx.result_src)
+
+    def _cell_or_outside(self, ctx: _Context, y: np.ndarray, *, tiers: bool = False,
+                         rest: bool = False) -> np.ndarray:
+        """Return the exact thrusts (N, shape (m,)) for the demand ``y`` (shape (n,)).
+
+        The cell search of :meth:`_locate` (``tiers``/``rest`` as there; a hit counted in
+        ``stats["cell_hits"]``), else the outside path (:meth:`_outside`: the demand is not
+        attainable, the bounded least-squares answer).
+        """
+        u = self._locate(ctx, y, ctx.tol_u, True, tiers=tiers, rest=rest)
+        if u is None:
+            return self._outside(ctx, y)
+        self.stats["cell_hits"] += 1
+        return u
 
     def _bad_wrench(self) -> None:
         m = self._shape[0]
