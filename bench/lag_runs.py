@@ -44,23 +44,9 @@ from bench.two_process_rt import (  # noqa: E402
 LAG_TEXT = "system lagging"
 
 
-def _faults_text(summary: dict[str, object]) -> list[str]:
-    """Every fault text of a run's summary (``faults`` entries and ``first_fault``)."""
-    out: list[str] = []
-    faults = summary.get("faults")
-    if isinstance(faults, list):
-        out += [json.dumps(f) if not isinstance(f, str) else f for f in faults]
-    elif isinstance(faults, dict):
-        out += [json.dumps(faults)]
-    first = summary.get("first_fault")
-    if first:
-        out.append(str(first))
-    return out
-
-
 def one_run(folder: Path, seed: int, duration_s: float) -> dict[str, object]:
     """One two-process real-time run with the knobs on; its result and timing figures."""
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)  # --keep may name a folder of an earlier bench
     out: dict[str, object] = {"seed": seed}
     emu = ctl = None
     try:
@@ -72,10 +58,11 @@ def one_run(folder: Path, seed: int, duration_s: float) -> dict[str, object]:
         out["exit_code"] = ctl.returncode
         s = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         out["result"], out["final_state"] = s.get("result"), s.get("final_state")
-        out["first_fault"] = s.get("first_fault")
+        faults = s.get("faults") or []  # summary.json: the latched faults, else the first fault
+        out["first_fault"] = faults[0] if faults else None
         loop = s.get("loop") if isinstance(s.get("loop"), dict) else {}
         out["ticks"], out["overruns"] = loop.get("ticks"), loop.get("overruns")  # type: ignore[union-attr]
-        out["lag_trip"] = any(LAG_TEXT in t for t in _faults_text(s))
+        out["lag_trip"] = any(LAG_TEXT in str(f) for f in faults)
         dur, err = _loop_rows(folder / "runs")
         out["tick_us"] = _summary_us(dur)
         out["period_error_us"] = _summary_us(err)

@@ -139,7 +139,7 @@ def one_condition(folder: Path, name: str, knobs: bool, args: argparse.Namespace
         out["exit_code"] = ctl.returncode
         s = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         out["result"], out["final_state"] = s.get("result"), s.get("final_state")
-        out["first_fault"] = s.get("first_fault")
+        out["first_fault"] = (s.get("faults") or [None])[0]  # summary.json has no first_fault key
         dur, err = _loop_rows(folder / "runs")
         out["tick_us"] = _summary_us(dur)
         out["period_error_us"] = _summary_us(err)
