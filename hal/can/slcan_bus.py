@@ -41,7 +41,7 @@ import can
 import serial
 
 from hal.can.slcan_pty import decode_frame, encode_frame
-from hal.serial.link import empty_read_raises
+from hal.serial.link import empty_read_raises, read_nonblocking, write_nonblocking
 
 __all__ = ["SlcanBus", "SLCAN_BITRATE_CODES"]
 
@@ -106,7 +106,8 @@ class SlcanBus(can.BusABC):
     ValueError
         A ``bitrate`` with no Lawicel code.
     can.CanInitializationError
-        The port cannot be opened or has no file descriptor.
+        The port cannot be opened or has no file descriptor, the adapter refused an
+        opening command, or ``can_filters`` were refused (the port is closed again).
     """
 
     def __init__(self, channel: str, tty_baudrate: int = 115200, bitrate: int | None = None,
@@ -133,16 +134,19 @@ class SlcanBus(can.BusABC):
         self._frames: deque[can.Message] = deque()
         self.bad_lines = 0
         self.replies = 0
-        self._closed = False
         if sleep_after_open > 0:
             time.sleep(float(sleep_after_open))  # the adapter's reset after the port opens
-        self._command(b"C")
-        if bitrate is not None:
-            self._command(b"S%d" % SLCAN_BITRATE_CODES[int(bitrate)])
-        elif btr:
-            self._command(b"s" + btr.encode("ascii"))
-        self._command(b"L" if listen_only else b"O")
-        super().__init__(channel, **kwargs)  # type: ignore[arg-type]
+        try:
+            self._command(b"C")
+            if bitrate is not None:
+                self._command(b"S%d" % SLCAN_BITRATE_CODES[int(bitrate)])
+            elif btr:
+                self._command(b"s" + btr.encode("ascii"))
+            self._command(b"L" if listen_only else b"O")
+            super().__init__(channel, **kwargs)  # type: ignore[arg-type]
+        except (can.CanError, ValueError, TypeError) as exc:  # a refused command, bad filters
+            self._close_port()
+            raise can.CanInitializationError(f"slcan {channel}: cannot open: {exc}") from exc
 
     def _command(self, line: bytes) -> None:
         r"""Write one command line (``\r`` added); the adapter's reply is skipped on receive."""
@@ -176,12 +180,7 @@ class SlcanBus(can.BusABC):
         """
         line = encode_frame(msg)
         try:
-            n = 0
-            if self._direct_write:
-                try:
-                    n = os.write(self._fd, line)
-                except (BlockingIOError, InterruptedError):
-                    n = 0
+            n = write_nonblocking(self._fd, line) if self._direct_write else 0
             if n < len(line):  # the OS buffer is full: pyserial's write waits, bounded
                 self._port.write(line[n:])
         except (serial.SerialException, OSError) as exc:
@@ -215,14 +214,13 @@ class SlcanBus(can.BusABC):
     def _read(self) -> bytes:
         """One non-blocking read of the port: its bytes, or b"" when it holds none."""
         try:
-            data = os.read(self._fd, _READ_CHUNK)
+            if self._eof_is_gone:  # EAGAIN: b""; 0 bytes (end of file): OSError
+                return read_nonblocking(self._fd, _READ_CHUNK)
+            return os.read(self._fd, _READ_CHUNK)  # VMIN = 0: b"" for empty and for gone alike
         except (BlockingIOError, InterruptedError):
             return b""
-        except OSError as exc:  # EIO: the adapter (or the pty's far end) went away
+        except OSError as exc:  # EIO or end of file: the adapter (or the pty's far end) went away
             raise can.CanOperationError(f"slcan {self._channel}: read failed: {exc}") from exc
-        if not data and self._eof_is_gone:
-            raise can.CanOperationError(f"slcan {self._channel}: read failed: end of file (device disconnected?)")
-        return data
 
     def _cut_lines(self) -> None:
         """Move every complete line of the buffer into the frame list (replies skipped)."""
@@ -327,16 +325,25 @@ class SlcanBus(can.BusABC):
         return int(self._fd)
 
     def shutdown(self) -> None:
-        """Close the channel (``C``) and the port; safe to call twice."""
-        if self._closed:
+        """Close the channel (``C``) and the port; safe to call twice, never raises.
+
+        A close command or port close the OS refuses (adapter already unplugged) is
+        logged at debug level.
+        """
+        if self._is_shutdown:  # BusABC's flag: set by its shutdown
             return
-        self._closed = True
         super().shutdown()
         try:
             self._port.write(b"C\r")
         except (serial.SerialException, OSError) as exc:
             logger.debug("slcan %s: close command not sent: %s", self._channel, exc)
-        self._port.close()
+        self._close_port()
+
+    def _close_port(self) -> None:
+        try:
+            self._port.close()
+        except (serial.SerialException, OSError) as exc:
+            logger.debug("slcan %s: port close failed: %s", self._channel, exc)
 
     @staticmethod
     def _detect_available_configs() -> list[can.typechecking.AutoDetectedConfig]:

@@ -42,6 +42,7 @@ __all__ = [
     "FdLink",
     "open_pty_pair",
     "empty_read_raises",
+    "write_nonblocking",
     "read_nonblocking",
 ]
 
@@ -218,7 +219,7 @@ class PySerialLink(_LinkState):
                 self.write_timeouts += 1  # expected timeout: a return value, not an exception
                 return 0
             return len(data) if n is None else int(n)
-        return _write_nonblocking(self._fd, data)
+        return write_nonblocking(self._fd, data)
 
     def _drain(self) -> None:
         q = self._tx_queue
@@ -375,10 +376,18 @@ class PySerialLink(_LinkState):
 
 
 
-def _write_nonblocking(fd: int, data: bytes | bytearray | memoryview) -> int:
+def write_nonblocking(fd: int, data: bytes | bytearray | memoryview) -> int:
     """Call ``os.write`` on a non-blocking descriptor; return the bytes the OS took.
 
-    0 when its buffer is full (``EAGAIN``) or the call was interrupted.
+    0 when its buffer is full (``EAGAIN``) or the call was interrupted (write(2),
+    ``O_NONBLOCK``).
+
+    Parameters
+    ----------
+    fd : int
+        A descriptor in non-blocking mode.
+    data : bytes-like
+        What to write.
 
     Raises
     ------
@@ -686,7 +695,7 @@ class FdLink(_LinkState):
         if not self._check_usable():
             return 0
         try:
-            n = _write_nonblocking(self.fd, data)
+            n = write_nonblocking(self.fd, data)
         except OSError as exc:
             raise self._fail("write", one_line(exc)) from exc
         self.bytes_tx += n

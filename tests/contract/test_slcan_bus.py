@@ -209,6 +209,8 @@ def test_a_vanished_adapter_is_an_operation_error(adapter: Adapter, bus: SlcanBu
 def test_fd_and_error_frames_are_refused(bus: SlcanBus) -> None:
     with pytest.raises(ValueError):
         bus.send(can.Message(arbitration_id=1, is_fd=True, data=bytes(12)))
+    with pytest.raises(ValueError):
+        bus.send(can.Message(arbitration_id=1, is_error_frame=True))
 
 
 def test_registered_as_python_can_interface_and_opened_by_the_rig_seam(adapter: Adapter) -> None:
