@@ -142,8 +142,9 @@ class PduUnit:
         """Read phase (per tick): read the tick's PDU snapshot; keep the first and last finite energy sample.
 
         The snapshot is read from the poller here only, once per tick (after the lockstep
-        poll step); :meth:`health`, :meth:`rail_condition`, :meth:`rail_open_confirmed`
-        and :meth:`open_rail_found_closed` use it.
+        poll step); :meth:`health`, :meth:`rail_condition` and
+        :meth:`open_rail_found_closed` use it (:meth:`rail_open_confirmed`, the safe
+        stop's, reads the poller itself).
         """
         snap = self._tick_snap = self.pdu.snapshot()
         if snap is self._seen:
@@ -212,8 +213,9 @@ class PduUnit:
             or no command was ever sent and the last PDU sample reads the relay open.
         """
         t = self._ticket
-        if t is None:
-            return self.tick_snapshot().values.get("valve_rail_enabled") in (False, 0)
+        if t is None:  # read from the poller, not the tick's copy: the safe stop decides on
+            # the newest sample even when a tick's read phase failed before :meth:`observe`
+            return self.pdu.snapshot().values.get("valve_rail_enabled") in (False, 0)
         return (not self.rail_closed_requested) and t.done.is_set() and bool(t.ok)
 
     def _failed(self, now_s: float, want: str, reason: str) -> None:
