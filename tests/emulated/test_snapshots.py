@@ -102,7 +102,8 @@ _SKIP_MODULES = ("firmware_bridge.emulation", "controller.rig", "can.", "hal.can
 #: before every read (a CAN port's receive heartbeat: rewritten by every poll).
 _NOT_STATE = ("v.mcu._pose", "v.mcu._pose_msg", ".ya", ".fast", "v._view", ".rx_heartbeat_s",
               "driver._health_verdict",  # the ARS408 driver's verdict of its last RadarState object
-              "._tick_",  # per-tick scratch and memos of derived values (a snapshot read, conditions)
+              # per-tick scratch and memos of derived values (the tick's snapshot reads, conditions, duties)
+              "._tick_bms_snap", "._tick_snap", "._tick_reasons", "._tick_conds", "._tick_pairs", "._tick_duty_memo",
               "v._seen_conditions", "v.faults.version")  # the monitor's skip of unchanged conditions
 
 
