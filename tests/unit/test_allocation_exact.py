@@ -495,5 +495,7 @@ def test_weak_duality_outside_test_never_rejects_an_attainable_demand(m, n):
         ya = np.c_[inside, np.ones(len(inside))]
         assert (ya @ ctx.dual_T).max() <= ctx.over
         outside = np.c_[inside * 3.0, np.ones(len(inside))]
-        for row in outside[(outside @ ctx.loc_tiers[0]).max(axis=1) > ctx.over]:
+        flagged = (outside @ ctx.loc_tiers[0]).max(axis=1) > ctx.over
+        assert flagged.any()  # else the check below would check nothing
+        for row in outside[flagged]:
             assert alloc._screen(ctx, row) >= 0
