@@ -924,12 +924,13 @@ class ExactAllocator:
                 # the first tier missed: a demand outside the attainable set (a violated
                 # facet) skips the bigger tiers; then the rest of the table, then the
                 # outside paths
+                facet = None
                 if ctx.tiers_partial:
                     facet = self._screen(ctx, ya)
                     if facet >= 0:
                         u_act = self._outside(ctx, tau, facet)
-                if u_act is None:
-                    u_act = self._cell_or_outside(ctx, tau, rest=True)
+                if u_act is None:  # screened once: no violated facet is handed on as -1
+                    u_act = self._cell_or_outside(ctx, tau, rest=True, facet=facet)
             if ctx.full:
                 return AllocationResult._deferred(u_act, dem, ctx.result_src)
         else:
@@ -944,16 +945,17 @@ class ExactAllocator:
         return AllocationResult._deferred(u, dem, ctx.result_src)
 
     def _cell_or_outside(self, ctx: _Context, y: np.ndarray, *, tiers: bool = False,
-                         rest: bool = False) -> np.ndarray:
+                         rest: bool = False, facet: int | None = None) -> np.ndarray:
         """Return the exact thrusts (N, shape (m,)) for the demand ``y`` (shape (n,)).
 
         The cell search of :meth:`_locate` (``tiers``/``rest`` as there; a hit counted in
         ``stats["cell_hits"]``), else the outside path (:meth:`_outside`: the demand is not
-        attainable, the bounded least-squares answer).
+        attainable, the bounded least-squares answer; ``facet`` as there: the caller's
+        screen of ``y``, or None to screen).
         """
         u = self._locate(ctx, y, ctx.tol_u, True, tiers=tiers, rest=rest)
         if u is None:
-            return self._outside(ctx, y)
+            return self._outside(ctx, y, facet)
         self.stats["cell_hits"] += 1
         return u
 
