@@ -66,9 +66,9 @@ from controller.components.seam import (
     ActionHandler,
     ComponentBase,
     Condition,
+    ConditionSet,
     DevicePost,
     TickView,
-    condition,
 )
 from controller.config import PowerCfg
 from hal.devices.bms import (
@@ -193,16 +193,14 @@ class PowerSubsystem(ComponentBase):
         #: The BMS snapshot read by this tick's :meth:`read` (None before the first read and
         #: after :meth:`restore`: :meth:`_bms_snap` then asks the poller).
         self._tick_bms_snap: DeviceSnapshot | None = None
-        # conditions: the keys (fixed by the devices present), the last reasons and the
-        # conditions made from them (returned again while the reasons do not change)
+        # conditions: the keys (fixed by the devices present); one tuple per set of reasons
         keys = [
             ("battery", bms is not None),
             ("pdu", pdu is not None),
             ("valve_rail_relay", pdu is not None),
         ]
         self._cond_keys = tuple(key for key, present in keys if present)
-        self._tick_reasons: tuple[str | None, ...] | None = None
-        self._tick_conds: tuple[Condition, ...] = ()
+        self._tick_conds = ConditionSet([f"{self.name}.{key}" for key in self._cond_keys])
 
     # ------------------------------------------------------------------ snapshot
     #: The component's own state in a snapshot (issue 12 part 4): the battery bookkeeping
@@ -377,18 +375,11 @@ class PowerSubsystem(ComponentBase):
         """Fault conditions (per tick), keys ``power.<key>``: battery (D10, low SoC, over-temperature), relay, PDU.
 
         None in ``boot``. The reasons are judged every tick; while they equal the last
-        tick's, the same conditions are returned (immutable; a clear one is
-        :func:`~controller.components.seam.condition`'s shared instance).
+        tick's, the very same tuple is returned (:class:`~controller.components.seam.ConditionSet`).
         """
         if view.state == "boot":
             return ()
-        reasons = self._monitor(view.now_s, view.state)
-        if reasons != self._tick_reasons:
-            self._tick_reasons = reasons
-            name = self.name
-            self._tick_conds = tuple(condition(f"{name}.{key}", why)
-                                     for key, why in zip(self._cond_keys, reasons, strict=True))
-        return self._tick_conds
+        return self._tick_conds.of(self._monitor(view.now_s, view.state))
 
     def _monitor(self, now_s: float, state: str) -> tuple[str | None, ...]:
         """Reasons of the conditions (not in ``boot``), in the order of ``_cond_keys``."""
