@@ -70,9 +70,7 @@ def lfp_ocv_per_cell_v(soc: float) -> float:
     segment is the first whose upper end is >= the clamped SoC (found by bisection).
     """
     s = min(1.0, max(0.0, soc))
-    i = bisect.bisect_left(_LFP_OCV_ENDS, s)
-    if i == len(_LFP_OCV_ENDS):  # unreachable: s <= 1.0, the last end
-        return _LFP_OCV[-1][1]
+    i = bisect.bisect_left(_LFP_OCV_ENDS, s)  # < len: s <= 1.0, the last end
     (s0, v0), (s1, v1) = _LFP_OCV[i], _LFP_OCV[i + 1]
     return v0 + (v1 - v0) * (s - s0) / (s1 - s0)
 
