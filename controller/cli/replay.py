@@ -32,14 +32,11 @@ def _last_tick_s(run: RecordedRun) -> float:
 
     Ticks are recorded in order, so the last ``/tick`` in the file is the latest.
     """
-    import orjson
+    from controller.record.replay import _loads
 
     for topic, data in reversed(run.raw):
         if topic == "/tick":
-            try:
-                t_s = orjson.loads(data).get("t_s")
-            except orjson.JSONDecodeError:  # what orjson refuses (an integer beyond 64 bits)
-                t_s = json.loads(data).get("t_s")
+            t_s = _loads(data).get("t_s")
             return float(t_s) if isinstance(t_s, (int, float)) else 0.0
     return 0.0
 
