@@ -181,7 +181,10 @@ class ReplayBus(can.BusABC):
         self._tx = f"/out/can/{name}"
         self._flush = f"/in/can/{name}/flush"
         self._state = f"/in/can/{name}/state"
-        self._by_topic = inputs.by_topic
+        # the recorded calls of each direction by (tick, call): the inputs are complete
+        # before the replay starts, so the tables are looked up once here
+        self._rx_calls = inputs.by_topic.get(self._rx) or {}
+        self._tx_calls = inputs.by_topic.get(self._tx) or {}
         self.channel_info = f"replay of {name}"
         self._is_shutdown = False
 
@@ -189,8 +192,7 @@ class ReplayBus(can.BusABC):
         """Return the frame the recorded run received at this call, or None."""
         c = self._cursor
         n = c.call("rx")
-        d = self._by_topic.get(self._rx)
-        rec = None if d is None else d.get((c.tick, n))
+        rec = self._rx_calls.get((c.tick, n))
         if rec is None:
             return None
         if "error_type" in rec:
@@ -203,8 +205,7 @@ class ReplayBus(can.BusABC):
         """Record the frame; raise the recorded error if the recorded send failed here."""
         c = self._cursor
         n = c.call("tx")
-        d = self._by_topic.get(self._tx)
-        rec = None if d is None else d.get((c.tick, n))
+        rec = self._tx_calls.get((c.tick, n))
         fields = frame_fields(msg)
         if rec is not None and rec.get("ok") is False:
             self._sink.put(self._tx, {"tick": c.tick, "call": n, **fields, "ok": False,
@@ -250,7 +251,8 @@ class ReplayLink:
         self._sink = sink
         self._rx = f"/in/serial/{name}"
         self._tx = f"/out/serial/{name}"
-        self._by_topic = inputs.by_topic
+        self._rx_calls = inputs.by_topic.get(self._rx) or {}  # as ReplayBus: complete before the replay
+        self._tx_calls = inputs.by_topic.get(self._tx) or {}
         self._open = True
 
     @property
@@ -262,8 +264,7 @@ class ReplayLink:
         """Return the bytes the recorded run read at this call (b"" when none)."""
         c = self._cursor
         n = c.call("rx")
-        d = self._by_topic.get(self._rx)
-        rec = None if d is None else d.get((c.tick, n))
+        rec = self._rx_calls.get((c.tick, n))
         if rec is None:
             return b""
         if "error_type" in rec:
@@ -277,8 +278,7 @@ class ReplayLink:
         """Record the bytes; return the recorded count accepted (or raise the recorded error)."""
         c = self._cursor
         n = c.call("tx")
-        d = self._by_topic.get(self._tx)
-        rec = None if d is None else d.get((c.tick, n))
+        rec = self._tx_calls.get((c.tick, n))
         if rec is not None and "error_type" in rec:
             self._sink.put(self._tx, {"tick": c.tick, "call": n, "data": bytes(data).hex(),
                                       "error_type": rec["error_type"], "error": rec.get("error")})
