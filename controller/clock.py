@@ -92,6 +92,10 @@ class MonotonicClock:
         the FSM's entry into ``boot``, the POST timeout) sees time 0, and the run clock
         starts with the first tick however long the build took (a loaded machine once
         took 3.09 s to reach tick 0, past ``post_timeout_s``).
+    spin_s : float, optional
+        Busy-wait margin (s) of :meth:`sleep_until` before each deadline; 0 (default)
+        sleeps only. Negative values count as 0; ignored while the clock is frozen. The
+        rig's ``controller.realtime.spin_before_deadline_us`` (docs/realtime.md).
     """
 
     __slots__ = ("_t0_ns", "_frozen", "spin_s")

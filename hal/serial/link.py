@@ -141,7 +141,9 @@ class PySerialLink(_LinkState):
     (pyserial API docs, ``Serial.timeout``). A port with a non-blocking descriptor (ttys,
     ptys, ``socket://``) is then read with one ``os.read`` per call, not through
     pyserial's ``select`` and ``Timeout``: :func:`empty_read_raises` sets a tty's ``VMIN``
-    to 1 so that an empty read and a hung-up device differ. ``socket://`` connects with pyserial's own
+    to 1 so that an empty read and a hung-up device differ (pyserial sets ``VMIN`` back to 0
+    whenever a port setting changes: the link sets none after :meth:`_open`, which runs
+    the check again on a reopen). ``socket://`` connects with pyserial's own
     5 s connection timeout (so ``reopen()`` of a socket URL can block that long), and its
     ``close()`` sleeps 0.3 s; a failure therefore drops the socket without calling it.
 
