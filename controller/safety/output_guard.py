@@ -87,35 +87,8 @@ class OutputGuard:
         self.nonfinite_ticks = 0
         step = self.rate_n_per_s * max(dt_s, 0.0)
         max_n, last_n = self.max_thrust_n, self.last_n
-        if len(demand_n) != n or len(last_n) != n:
-            self.last_n = out = self._by_index(demand_n, step)
-            return out
         out = []
-        clamped = limited = 0
-        for v, hi, prev in zip(demand_n, max_n, last_n, strict=True):
-            c = hi if v > hi else (0.0 if v < 0.0 else v)
-            if c != v:
-                clamped += 1
-            if c > prev + step:
-                c = prev + step
-                limited += 1
-            out.append(c)
-        if clamped:
-            self.clamped_total += clamped
-        if limited:
-            self.rate_limited_total += limited
-        self.last_n = out
-        return out
-
-    def _by_index(self, demand_n: Sequence[float], step: float) -> list[float]:
-        """Clamp and rate-limit thrust by thrust, index by index (a demand that is not (N,)).
-
-        The general form of :meth:`apply`'s loop: counters as they go, ``IndexError``
-        past the last thruster or the last output.
-        """
-        max_n, last_n = self.max_thrust_n, self.last_n
-        out = []
-        for i, v in enumerate(demand_n):
+        for i, v in enumerate(demand_n):  # IndexError past the last thruster or output
             hi = max_n[i]
             c = hi if v > hi else (0.0 if v < 0.0 else v)
             if c != v:
@@ -125,4 +98,5 @@ class OutputGuard:
                 c = prev + step
                 self.rate_limited_total += 1
             out.append(c)
+        self.last_n = out
         return out
