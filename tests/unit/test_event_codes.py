@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 CONTROLLER = REPO / "controller"
 #: a call that records an event: record(...), _log(...), .event(...), log(...) whose first string literal is the kind
 KIND_CALL = re.compile(r"\b(?:record|_log|event|log)\(([^\"()]*)\"([a-z_]+)\"")
-CONDITION = re.compile(r"\b[Cc]ondition\(\s*f?\"([^\"]+)\"")  # Condition(...) or seam.condition(...)
+# Condition(...), seam.condition(...) or seam.ConditionSet([f"...", ...]) (its keys)
+CONDITION = re.compile(r"\b(?:[Cc]ondition|ConditionSet)\(\s*\[?\s*f?\"([^\"]+)\"")
 CONDITION_CALL = re.compile(r"\b_condition\(\s*f?\"([^\"]+)\"")
 #: a (key, reason) tuple that a component turns into Condition(f"{self.name}.{key}", ...)
 KEY_TUPLE = re.compile(r"(?:append\(|\[|^\s*)\(\s*f?\"([^\"]+)\",", re.MULTILINE)
