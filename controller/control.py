@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from firmware_bridge.protocols.frames import wrap_angle, yaw_cos_sin
+
 
 @dataclass(frozen=True, slots=True)
 class PoseGains:
@@ -55,7 +57,7 @@ def pose_pd_wrench(
     if dist > lim:
         ex *= lim / dist
         ey *= lim / dist
-    eyaw = math.remainder(target[2] - pose[2], math.tau)  # frames.wrap_angle
+    eyaw = wrap_angle(target[2] - pose[2])
     ylim = gains.max_yaw_error_rad
     # max(-ylim, min(ylim, eyaw)) without the two calls: the same picks, NaN included
     eyaw = eyaw if eyaw < ylim else ylim
@@ -64,11 +66,7 @@ def pose_pd_wrench(
     fxw = kp * ex - kd * velocity_world[0]
     fyw = kp * ey - kd * velocity_world[1]
     mz = gains.kp_nm_per_rad * eyaw - gains.kd_nm_per_radps * velocity_world[2]
-    # frames.rotate_inverse(Pose2D(*pose), (fxw, fyw)) inline: Pose2D's cos and sin (NaN
-    # for a non-finite yaw), then the same products and sums
-    yaw = pose[2]
-    if math.isfinite(yaw):
-        c, s = math.cos(yaw), math.sin(yaw)
-    else:
-        c = s = math.nan
+    # frames.rotate_inverse(Pose2D(*pose), (fxw, fyw)) without building the Pose2D: its
+    # cos and sin (yaw_cos_sin), then the same products and sums
+    c, s = yaw_cos_sin(pose[2])
     return (c * fxw + s * fyw, -s * fxw + c * fyw, mz)

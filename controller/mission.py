@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.config import MissionCfg
+from firmware_bridge.protocols.frames import wrap_angle
 from hal.snapshot import JsonValue, State, apply, capture
 
 
@@ -96,7 +97,7 @@ class MissionExecutor:
         err = math.hypot(target[0] - pose[0], target[1] - pose[1])
         reached_now = False
         if self.reached_at_s is None:
-            yaw_err = abs(math.remainder(target[2] - pose[2], math.tau))  # frames.wrap_angle
+            yaw_err = abs(wrap_angle(target[2] - pose[2]))
             m = self.mission
             if err <= m.reach_tolerance_m and speed_mps <= m.reach_speed_mps and yaw_err <= self._yaw_tol:
                 self.reached_at_s = now_s

@@ -61,6 +61,7 @@ __all__ = [
     "rotate",
     "rotate_inverse",
     "wrap_angle",
+    "yaw_cos_sin",
 ]
 
 
@@ -94,10 +95,9 @@ class Pose2D:
     sin_yaw: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        yaw = self.yaw_rad
-        finite = math.isfinite(yaw)
-        object.__setattr__(self, "cos_yaw", math.cos(yaw) if finite else math.nan)
-        object.__setattr__(self, "sin_yaw", math.sin(yaw) if finite else math.nan)
+        c, s = yaw_cos_sin(self.yaw_rad)
+        object.__setattr__(self, "cos_yaw", c)
+        object.__setattr__(self, "sin_yaw", s)
 
     def __iter__(self) -> Iterator[float]:
         yield self.x_m
@@ -317,6 +317,18 @@ def rotate_inverse(pose: Pose2D, vector: tuple[float, float]) -> tuple[float, fl
     vx, vy = vector
     c, s = pose.cos_yaw, pose.sin_yaw
     return c * vx + s * vy, -s * vx + c * vy
+
+
+def yaw_cos_sin(yaw_rad: float) -> tuple[float, float]:
+    """Return ``(cos(yaw_rad), sin(yaw_rad))``, dimensionless; ``(nan, nan)`` for a non-finite yaw.
+
+    The rule every transform of this module uses (:attr:`Pose2D.cos_yaw`), for callers
+    that rotate by a bare yaw (rad) without building a :class:`Pose2D` (the pose
+    controller, per tick).
+    """
+    if math.isfinite(yaw_rad):
+        return math.cos(yaw_rad), math.sin(yaw_rad)
+    return math.nan, math.nan
 
 
 def wrap_angle(angle_rad: float) -> float:
