@@ -69,7 +69,6 @@ class PwmModulator:
     _delivered_ns: list[float]  # (N,) N s
     _duty_steps: list[int]  # (N,) board steps
     _max_n: list[float]  # (N,) max_thrust_n as Python floats
-    _full_ns: list[float]  # (N,) max_thrust_n * pwm_period_s, N s
     _step_ns: list[float]  # (N,) impulse of one duty step, full_ns * duty_step, N s
 
     def __init__(
@@ -110,8 +109,8 @@ class PwmModulator:
             )
         T, ds = self.pwm_period_s, self.duty_step
         self._max_n = self.max_thrust_n.tolist()
-        self._full_ns = [m * T for m in self._max_n]
-        self._step_ns = [full * ds for full in self._full_ns]  # one rounding: = ds * full (commutative)
+        full_ns = [m * T for m in self._max_n]  # (N,) max_thrust_n * pwm_period_s, N s
+        self._step_ns = [full * ds for full in full_ns]  # one rounding: = ds * full (commutative)
         self._half_min_steps = 0.5 * self.min_steps
         self.reset()
 
