@@ -34,10 +34,17 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings as hypothesis_settings
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# CI (.ci/run sets QIKI_HYPOTHESIS_PROFILE=ci) draws the same examples on every run, so a
+# landing never hangs on a lucky draw; a developer's run keeps exploring new ones (a
+# counter-example it finds becomes an explicit test, as in tests/unit/test_lean_devices.py)
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("QIKI_HYPOTHESIS_PROFILE", "default"))
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "real"
 HIL_ENV = "QIKI_HIL_RIG"
 

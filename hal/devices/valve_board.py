@@ -95,9 +95,10 @@ class ValveBoardDriver:
         self._command_extended = bool(self._codec.message(vb.COMMAND).is_extended_frame)
         #: The duties of the last raw-path command and their fields OR-ed into a word (no
         #: counter): a command repeats the last duties on most ticks (85 % of the default
-        #: job's), then only the counter and the CRC are new. Keyed on the values, so it
-        #: cannot go stale.
-        self._tick_duty_memo: tuple[tuple[object, ...], int] | None = None
+        #: job's), then only the counter and the CRC are new. Keyed on the values and
+        #: their types (``duty_pct_to_raw`` answers by type too: ``np.float32(1.0) ==
+        #: 1.0`` but gives raw 0), so it cannot go stale.
+        self._tick_duty_memo: tuple[tuple[object, ...], tuple[type, ...], int] | None = None
         #: Shifts of the duty fields (one per fitted valve) and of the counter in the
         #: command's little-endian 64-bit word when the DBC lets raw values be packed
         #: directly (:meth:`_raw_command_layout`), else None (the codec packs).
@@ -359,15 +360,16 @@ class ValveBoardDriver:
             # _raw_command_layout), then sealed with the CRC-12 like the codec's path
             shifts, counter_shift = layout
             duties = tuple(duty_pct)
+            types = tuple(map(type, duties))
             memo = self._tick_duty_memo
-            if memo is not None and memo[0] == duties:
-                fields = memo[1]
+            if memo is not None and memo[0] == duties and memo[1] == types:
+                fields = memo[2]
             else:
                 to_raw = vb.duty_pct_to_raw
                 fields = 0
                 for d, shift in zip(duties, shifts, strict=True):
                     fields |= to_raw(d) << shift
-                self._tick_duty_memo = (duties, fields)
+                self._tick_duty_memo = (duties, types, fields)
             word = fields | (self._counter << counter_shift)
             msg = can.Message(arbitration_id=self._command_id, is_extended_id=self._command_extended,
                               is_fd=False, dlc=8,

@@ -67,6 +67,16 @@ def test_command_frame_raw_path_bit_identical(frames):
         assert vb.command_checksum_ok(a.arbitration_id, a.data)
 
 
+def test_command_frame_memo_keyed_on_types_too():
+    # np.float32(1.0) == 1.0, but duty_pct_to_raw answers 0 for a type it does not take;
+    # a memo keyed on the values alone reused raw 1 (found by the test above in CI)
+    fast, slow = _drivers(2)
+    for duty in ([1.0, 50.0], [np.float32(1.0), 50.0], [1, 50.0], [True, 50.0], [1.0, 50.0],
+                 [1.0, np.int64(50)]):
+        a, b = fast.command_frame(duty), slow.command_frame(duty)
+        assert bytes(a.data) == bytes(b.data), duty
+
+
 def test_codec_compiled_at_first_use_answers_as_at_load():
     eager = DbcCodec([QIKI_DBC])
     lazy = DbcCodec([QIKI_DBC], compile_now=False)
