@@ -114,7 +114,7 @@ def as_pose(pose: PoseInput) -> Pose2D:
         except (TypeError, ValueError) as exc:
             raise TrackingError(f"pose must be (x_m, y_m, yaw_rad), got {pose!r}") from exc
         out = Pose2D(float(x_m), float(y_m), float(yaw_rad))
-    if not all(math.isfinite(v) for v in out):
+    if not (math.isfinite(out.x_m) and math.isfinite(out.y_m) and math.isfinite(out.yaw_rad)):
         raise TrackingError(f"pose has a non-finite component: {tuple(out)!r}")
     return out
 

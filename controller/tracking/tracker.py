@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,7 +52,27 @@ from controller.tracking.models import (
 from controller.tracking.tracks import Track, TrackerConfig, TrackMeta, max_eig_2x2, snapshot_tracks
 from hal.snapshot import JsonValue, State, apply, capture
 
-__all__ = ["TrackerConfig", "Track", "Tracker"]
+__all__ = ["ConfirmedHit", "TrackerConfig", "Track", "Tracker"]
+
+
+class ConfirmedHit(NamedTuple):
+    """A confirmed track its last covering scan detected, in plain floats (:meth:`Tracker.confirmed_hits`).
+
+    World frame, at the scan time ``time_s`` (s): position (m), velocity (m/s), the
+    velocity block of the covariance (``P[2, 2]``, ``P[2, 3]``, ``P[3, 3]``, (m/s)^2) and
+    the Doppler of the last detection (m/s, positive receding; None: not measured).
+    """
+
+    track_id: int
+    time_s: float
+    x_m: float
+    y_m: float
+    vx_mps: float
+    vy_mps: float
+    pvv_xx: float
+    pvv_xy: float
+    pvv_yy: float
+    range_rate_mps: float | None
 
 
 class Tracker:
@@ -88,6 +109,10 @@ class Tracker:
         self._time_s: float | None = None
         self._next_id = 1
         self._snapshot: list[Track] = []
+        # confirmed_hits: the rows and the snapshot list they were made from (held, so
+        # ``is`` can tell a new snapshot: every scan, reset and restore makes a new list)
+        self._hits_of: list[Track] | None = None
+        self._hits: tuple[ConfirmedHit, ...] = ()
         self.scans = 0
         self.rejected_detections = 0
         self.tracks_initiated = 0
@@ -117,6 +142,29 @@ class Tracker:
     def confirmed(self) -> list[Track]:
         """Snapshots of the confirmed live tracks after the last scan, in id order."""
         return [t for t in self._snapshot if t.confirmed]
+
+    def confirmed_hits(self) -> tuple[ConfirmedHit, ...]:
+        """Return the confirmed tracks with no miss after the last scan, as plain floats, in id order.
+
+        What the keep-out reads every tick (:meth:`controller.components.radar.RadarSubsystem.threats`):
+        made once per scan from the snapshots (the same values, ``float`` of the arrays'
+        entries) and handed out again until the next scan, reset or restore.
+
+        Returns
+        -------
+        tuple of ConfirmedHit
+        """
+        snap = self._snapshot
+        if snap is not self._hits_of:
+            rows = []
+            for t in snap:
+                if t.confirmed and not t.misses:
+                    x, y, vx, vy = t.state.tolist()
+                    p = t.covariance
+                    rows.append(ConfirmedHit(t.track_id, t.time_s, x, y, vx, vy, float(p[2, 2]), float(p[2, 3]),
+                                             float(p[3, 3]), t.range_rate_mps))
+            self._hits, self._hits_of = tuple(rows), snap
+        return self._hits
 
     @property
     def time_s(self) -> float | None:
