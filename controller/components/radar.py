@@ -75,8 +75,10 @@ from controller.tracking import (
     BAND_LR,
     BAND_SR,
     Detection,
+    Pose2D,
     Threat,
     Tracker,
+    as_pose,
     body_to_world,
     select_by_band,
     world_to_body_point,
@@ -247,7 +249,7 @@ class RadarSubsystem(ComponentBase):
         if self._pose is None:
             self.no_pose_scans += len(scans)
             return
-        pose, thr = self._pose, self.sr_threshold_m
+        pose, thr = as_pose(self._pose), self.sr_threshold_m  # one Pose2D (its cos/sin) for the scans
         self._cycle_bands.update(band for band, _ in scans)
         for band, dets in scans:
             if band == BAND_LR:
@@ -257,7 +259,7 @@ class RadarSubsystem(ComponentBase):
             self.tracker.step(now_s, body_to_world(body, pose), in_coverage=self._coverage(band, pose, thr))
 
     @staticmethod
-    def _coverage(band: str, pose: tuple[float, float, float], thr: float) -> Callable[[float, float], bool]:
+    def _coverage(band: str, pose: Pose2D, thr: float) -> Callable[[float, float], bool]:
         # An LR scan says nothing about the SR band and vice versa (no miss charged there).
         def covered(x_m: float, y_m: float) -> bool:
             bx, by = world_to_body_point(x_m, y_m, pose)

@@ -240,7 +240,13 @@ def vehicle_motion(vehicle_pose: PoseInput,
     TrackingError
         If the pose/velocity is malformed or not finite.
     """
-    x0, y0, _ = as_pose(vehicle_pose)
+    if type(vehicle_pose) is tuple and len(vehicle_pose) == 3:
+        # as as_pose checks a (x_m, y_m, yaw_rad) tuple, without building the Pose2D (per tick)
+        x0, y0, yaw = float(vehicle_pose[0]), float(vehicle_pose[1]), float(vehicle_pose[2])
+        if not (math.isfinite(x0) and math.isfinite(y0) and math.isfinite(yaw)):
+            raise TrackingError(f"pose has a non-finite component: {(x0, y0, yaw)!r}")
+    else:
+        x0, y0, _ = as_pose(vehicle_pose)
     try:
         vvx, vvy = (float(v) for v in vehicle_velocity_world)
     except (TypeError, ValueError) as exc:
