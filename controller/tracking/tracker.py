@@ -75,6 +75,18 @@ class ConfirmedHit(NamedTuple):
     range_rate_mps: float | None
 
 
+def _confirmed_hits(tracks: Sequence[Track]) -> tuple[ConfirmedHit, ...]:
+    """Return the rows of :meth:`Tracker.confirmed_hits` for a list of snapshots (per scan)."""
+    rows = []
+    for t in tracks:
+        if t.confirmed and not t.misses:
+            x, y, vx, vy = t.state.tolist()
+            p = t.covariance
+            rows.append(ConfirmedHit(t.track_id, t.time_s, x, y, vx, vy, float(p[2, 2]), float(p[2, 3]),
+                                     float(p[3, 3]), t.range_rate_mps))
+    return tuple(rows)
+
+
 class Tracker:
     """Scan-by-scan multi-target tracker in the world frame.
 
@@ -109,10 +121,7 @@ class Tracker:
         self._time_s: float | None = None
         self._next_id = 1
         self._snapshot: list[Track] = []
-        # confirmed_hits: the rows and the snapshot list they were made from (held, so
-        # ``is`` can tell a new snapshot: every scan, reset and restore makes a new list)
-        self._hits_of: list[Track] | None = None
-        self._hits: tuple[ConfirmedHit, ...] = ()
+        self._hits: tuple[ConfirmedHit, ...] = ()  # confirmed_hits of _snapshot, set with it
         self.scans = 0
         self.rejected_detections = 0
         self.tracks_initiated = 0
@@ -132,6 +141,7 @@ class Tracker:
     def restore(self, state: Mapping[str, JsonValue]) -> None:
         """Put back a :meth:`snapshot` of a tracker with the same configuration."""
         apply(self, state, self.SNAPSHOT_FIELDS)
+        self._hits = _confirmed_hits(self._snapshot)
 
     # ----------------------------------------------------------------- queries
     @property
@@ -147,23 +157,13 @@ class Tracker:
         """Return the confirmed tracks with no miss after the last scan, as plain floats, in id order.
 
         What the keep-out reads every tick (:meth:`controller.components.radar.RadarSubsystem.threats`):
-        made once per scan from the snapshots (the same values, ``float`` of the arrays'
-        entries) and handed out again until the next scan, reset or restore.
+        made from the snapshots (the same values, ``float`` of the arrays' entries)
+        whenever they are (every scan, reset and restore) and handed out until then.
 
         Returns
         -------
         tuple of ConfirmedHit
         """
-        snap = self._snapshot
-        if snap is not self._hits_of:
-            rows = []
-            for t in snap:
-                if t.confirmed and not t.misses:
-                    x, y, vx, vy = t.state.tolist()
-                    p = t.covariance
-                    rows.append(ConfirmedHit(t.track_id, t.time_s, x, y, vx, vy, float(p[2, 2]), float(p[2, 3]),
-                                             float(p[3, 3]), t.range_rate_mps))
-            self._hits, self._hits_of = tuple(rows), snap
         return self._hits
 
     @property
@@ -181,6 +181,7 @@ class Tracker:
         self._p = np.zeros((0, STATE_DIM, STATE_DIM))
         self._meta = []
         self._snapshot = []
+        self._hits = ()
         self._time_s = None
 
     # ------------------------------------------------------------------- roles
@@ -309,6 +310,7 @@ class Tracker:
             # an empty scan and no track (most scans of a quiet sky): nothing to predict,
             # associate, update, delete or initiate; the steps below would change nothing
             self._snapshot = []
+            self._hits = ()
             return []
 
         # 1. predict
@@ -373,6 +375,7 @@ class Tracker:
             self._initiate(now_s, [dets[j] for j in fresh], z[fresh], r[fresh])
 
         self._snapshot = snapshot_tracks(self._meta, self._x, self._p, now_s)
+        self._hits = _confirmed_hits(self._snapshot)
         return list(self._snapshot)
 
     def _confirm_or_condemn(self, meta: TrackMeta, keep: np.ndarray, i: int) -> None:
