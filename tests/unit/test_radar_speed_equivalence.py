@@ -156,3 +156,25 @@ def test_replay_feed_pass_equals_lazy_reading(tmp_path: Path, damaged: bool) -> 
                 assert feed.frames_skipped == counter[0]
     finally:
         bus.shutdown()
+
+
+# --------------------------------------------------------------------------- ingress range check
+def test_range_reason_equals_the_none_bound_rule() -> None:
+    """``not lo <= v <= hi`` with open bounds as -inf/inf is the old rule with None bounds."""
+    from types import SimpleNamespace
+
+    from hal.can.ingress import IngressChecker
+
+    def old(v: float, lo: float | None, hi: float | None) -> bool:
+        return (lo is not None and v < lo) or (hi is not None and v > hi) or v != v
+
+    values = [-math.inf, -1e300, -2.0, -1.0, -0.0, 0.0, 0.5, 1.0, 2.0, 1e300, math.inf, math.nan, 3, -3, True]
+    bounds = [None, -1.0, 0.0, 1.0, -math.inf, math.inf]
+    for lo in bounds:
+        for hi in bounds:
+            plan = SimpleNamespace(bounds=[("s", -math.inf if lo is None else lo, math.inf if hi is None else hi)],
+                                   choices=[])
+            for v in values:
+                got = IngressChecker._range_reason(plan, SimpleNamespace(signals={"s": v}, raw={}))  # type: ignore[arg-type]
+                assert (got == "range") == old(v, lo, hi), (v, lo, hi)
+            assert IngressChecker._range_reason(plan, SimpleNamespace(signals={}, raw={})) is None  # type: ignore[arg-type]
