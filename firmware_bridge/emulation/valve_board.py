@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 import can
 from can.interfaces.virtual import VirtualBus
@@ -42,6 +42,16 @@ __all__ = ["ValveBoardEmulator"]
 
 _HISTORY_S = 1.0  # open intervals kept this long after they end
 _STATUS_MEMO_N = 4096  # sealed VB_Status payloads kept (a square mission sees ~100 keys)
+_COMMAND_MEMO_N = 8192  # unpacked VB_Command payloads kept (a square mission: 7,564 commands, 2,252 distinct)
+
+
+class _CommandFields(NamedTuple):
+    """A VB_Command payload as the firmware reads it (:meth:`ValveBoardEmulator._command_fields`)."""
+
+    checksum_ok: bool  # CRC-12 right; the other fields are read only then
+    counter: int  # alive counter, raw
+    raw_max: int  # largest raw duty of the eight signals
+    duty: tuple[float, ...]  # per valve of the board, fraction 0..1
 
 
 class ValveBoardEmulator:
@@ -144,6 +154,10 @@ class ValveBoardEmulator:
         # extended, DLC, payload) by (status, alive counter): a pure function of the key
         # (the codec and the node are fixed), so an entry never goes stale.
         self._status_frames: dict[tuple[vb.ValveBoardStatus, int], tuple[int, bool, int, bytes]] = {}
+        # What the firmware's check and the DBC make of a VB_Command payload, by payload
+        # (:meth:`_command_fields`): a pure function of the 8 bytes (the ID, the codec and
+        # n_valves are fixed), so an entry never goes stale.
+        self._command_memo: dict[bytes, _CommandFields] = {}
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -381,26 +395,45 @@ class ValveBoardEmulator:
         """Return whether a command's 12-bit CRC (bits 52..63) is right: the firmware's check (issue 15)."""
         return vb.command_checksum_ok(arbitration_id, data)
 
+    def _command_fields(self, msg: can.Message) -> _CommandFields:
+        """Check and unpack an 8-byte VB_Command of the board's ID (the firmware's receive path).
+
+        Its CRC-12 (bits 52..63, issue 15), then the DBC's unpack (dbc/qiki.dbc is the only
+        statement of the bit layout): the alive counter, the largest raw duty and the
+        duties as fractions 0..1 of the board's valves.
+        """
+        if not self._checksum_ok(msg.arbitration_id, msg.data):
+            return _CommandFields(False, 0, 0, ())
+        decoded = self._codec.decode(msg)
+        assert decoded is not None  # the command's id is in the codec (it was looked up by it)
+        raw = decoded.raw
+        raws = [raw[name] for name in vb.DUTY_SIGNALS]
+        return _CommandFields(True, raw[vb.COUNTER_SIGNALS[vb.COMMAND]], max(raws),
+                              tuple([raws[i] * vb.DUTY_STEP_PCT / 100.0 for i in range(self.n_valves)]))
+
     def _accept_command(self, msg: can.Message, now_s: float) -> bool:
         data = msg.data
         if msg.dlc != 8 or len(data) != 8:
             return self._reject("dlc")
-        if not self._checksum_ok(msg.arbitration_id, data):
+        key = bytes(data)
+        memo = self._command_memo
+        fields = memo.get(key)
+        if fields is None:
+            fields = self._command_fields(msg)
+            if len(memo) >= _COMMAND_MEMO_N:
+                memo.clear()
+            memo[key] = fields
+        if not fields.checksum_ok:
             return self._reject("checksum")
-        # Unpacked by the DBC (dbc/qiki.dbc is the only statement of the bit layout).
-        decoded = self._codec.decode(msg)
-        assert decoded is not None  # the command's id is in the codec (it was looked up by it)
-        raw = decoded.raw
-        counter = raw[vb.COUNTER_SIGNALS[vb.COMMAND]]
+        counter = fields.counter
         if self._last_cmd_counter is not None and counter == self._last_cmd_counter:
             return self._reject("counter")
-        raws = [raw[name] for name in vb.DUTY_SIGNALS]
-        if max(raws) > vb.DUTY_RAW_MAX:
+        if fields.raw_max > vb.DUTY_RAW_MAX:
             return self._reject("range")
         if self._in_boot:
             return self._reject("boot")
         self._last_cmd_counter = counter
-        self._duty_cmd = [raws[i] * vb.DUTY_STEP_PCT / 100.0 for i in range(self.n_valves)]
+        self._duty_cmd = list(fields.duty)
         self._last_valid_cmd_s = now_s
         self._timed_out = False
         self.commands_accepted += 1
