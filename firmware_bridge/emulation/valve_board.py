@@ -45,6 +45,12 @@ _STATUS_MEMO_N = 4096  # sealed VB_Status payloads kept (a square mission sees ~
 _COMMAND_MEMO_N = 8192  # unpacked VB_Command payloads kept (a square mission: 7,564 commands, 2,252 distinct)
 
 
+#: :meth:`ValveBoardEmulator._status_key`: open mask, fault mask, rail voltage (V), command
+#: timeout, rail off, over temperature, board temperature (degC), n_valves, alive counter,
+#: the types of the two floats.
+_StatusKey = tuple[int, int, float, bool, bool, bool, float, int, int, type, type]
+
+
 class _CommandFields(NamedTuple):
     """A VB_Command payload as the firmware reads it (:meth:`ValveBoardEmulator._command_fields`)."""
 
@@ -150,10 +156,13 @@ class ValveBoardEmulator:
         self.frames_sent = 0
 
         self._boot_s: float | None = None
-        # VB_Status frames as the codec builds and seal() completes them (arbitration ID,
-        # extended, DLC, payload) by (status, alive counter): a pure function of the key
-        # (the codec and the node are fixed), so an entry never goes stale.
-        self._status_frames: dict[tuple[vb.ValveBoardStatus, int], tuple[int, bool, int, bytes]] = {}
+        # VB_Status frames as the codec builds and seal() completes them (the message and
+        # its payload) by status fields and alive counter (:meth:`_status_key`): a pure
+        # function of the key (the codec and the node are fixed), so an entry never goes stale.
+        self._status_frames: dict[_StatusKey, tuple[can.Message, bytes]] = {}
+        # A LockstepBus and python-can's virtual bus queue a copy of a sent message: a kept
+        # VB_Status message may be sent again (only its timestamp set); other buses get a new one.
+        self._bus_copies = type(bus) is LockstepBus or type(bus) is VirtualBus
         # What the firmware's check and the DBC make of a VB_Command payload, by payload
         # (:meth:`_command_fields`): a pure function of the 8 bytes (the ID, the codec and
         # n_valves are fixed), so an entry never goes stale.
@@ -561,20 +570,54 @@ class ValveBoardEmulator:
             return
         self.frames_sent += 1
 
+    def _status_key(self, now_s: float) -> _StatusKey:
+        """Return the fields of :meth:`_status_value` at ``now_s``, the counter, and the floats' types.
+
+        Everything the sealed VB_Status depends on (the codec and the node are fixed): the
+        frame memo's key. The types make it exact where equal values round differently
+        (:func:`~firmware_bridge.protocols.valve_board.status_signals` rounds the floats).
+        """
+        fault = 0
+        n = self.n_valves
+        for i in self.stuck_closed:
+            if 0 <= i < n:
+                fault |= 1 << i
+        open_mask = 0
+        for i, ivs in enumerate(self._intervals):  # valves_open(now_s) as a mask
+            if not ivs or ivs[-1][1] <= now_s:
+                continue
+            for start, end in reversed(ivs):
+                if start <= now_s < end:
+                    open_mask |= 1 << i
+                    break
+                if end <= now_s:
+                    break
+        rail = self.rail_powered
+        rail_v = self.rail_voltage_v if rail else 0.0
+        temp = self.board_temp_c
+        return (open_mask, fault, rail_v, self._timed_out, not rail, self.over_temp, temp, n,
+                self._status_counter, type(rail_v), type(temp))
+
     def _send_status(self, now_s: float) -> None:
-        status = self._status_value(now_s)
-        key = (status, self._status_counter)
+        key = self._status_key(now_s)
         frames = self._status_frames
         frame = frames.get(key)
-        if frame is None:  # encoded by the DBC and sealed once per distinct (status, counter)
+        if frame is None:  # encoded by the DBC and sealed once per distinct key
+            status = self._status_value(now_s)
             enc = self._codec.encode(vb.STATUS, vb.status_signals(status, self._status_counter))
-            frame = (enc.arbitration_id, enc.is_extended_id, enc.dlc, vb.seal(enc.arbitration_id, enc.data))
+            msg = can.Message(arbitration_id=enc.arbitration_id, is_extended_id=enc.is_extended_id,
+                              is_fd=False, dlc=enc.dlc, data=vb.seal(enc.arbitration_id, enc.data))
+            frame = (msg, bytes(msg.data))
             if len(frames) >= _STATUS_MEMO_N:
                 frames.clear()
             frames[key] = frame
-        arb_id, extended, dlc, data = frame
-        msg = can.Message(arbitration_id=arb_id, is_extended_id=extended, is_fd=False, dlc=dlc,
-                          data=bytearray(data), timestamp=now_s)
+        template, data = frame
+        if self._bus_copies:  # the bus sends a copy: the kept message is sent as it is
+            msg = template
+            msg.timestamp = now_s
+        else:
+            msg = can.Message(arbitration_id=template.arbitration_id, is_extended_id=template.is_extended_id,
+                              is_fd=False, dlc=template.dlc, data=bytearray(data), timestamp=now_s)
         self._status_counter = vb.next_counter(self._status_counter)
         self._send(msg)
 

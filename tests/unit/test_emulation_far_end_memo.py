@@ -1,8 +1,9 @@
-"""The valve board emulator's command memo changes nothing (issue 16 item 1, 2026-12-07b).
+"""The valve board emulator's memos change nothing (issue 16 item 1, 2026-12-07b).
 
-A board that looks every VB_Command payload up in its memo and a board that checks and
-unpacks every one afresh get the same frames (valid, repeated, bad CRC, out of range,
-repeated counter, during boot) and must end every step in the same state.
+A board that looks every VB_Command payload and every VB_Status up in its memos and a
+board that checks, unpacks and encodes every one afresh get the same frames (valid,
+repeated, bad CRC, out of range, repeated counter, during boot), must end every step in
+the same state and send the same frames.
 """
 
 from __future__ import annotations
@@ -47,16 +48,26 @@ def test_memoised_commands_give_the_same_board() -> None:
     codec = DbcCodec([QIKI_DBC])
     rng = random.Random(7)
     frames = _frames(codec, rng, 400)
-    buses = [can.Bus(interface="virtual", channel=f"memo-{uuid.uuid4()}") for _ in range(2)]
+    channels = [f"memo-{uuid.uuid4()}" for _ in range(2)]
+    buses = [can.Bus(interface="virtual", channel=ch) for ch in channels]
+    hosts = [can.Bus(interface="virtual", channel=ch) for ch in channels]
     try:
         boards = [ValveBoardEmulator(bus, codec, n_valves=6) for bus in buses]
         boards[1]._command_memo = _NoMemo()  # type: ignore[assignment]
+        boards[1]._status_frames = _NoMemo()  # type: ignore[assignment]
+        boards[1]._bus_copies = False  # a new VB_Status message per send
         t = 0.0
         for b in boards:
             b.step(t)
         for k, msg in enumerate(frames):
             t = 0.3 + 0.001 * k  # through the end of BOOT (0.5 s)
             for b in boards:
+                if k == 200:
+                    b.rail_powered = False  # a status of another key: rail off, no voltage
+                if k == 260:
+                    b.rail_powered = True
+                    b.stuck_closed.add(2)
+                    b.board_temp_c = 41.6
                 b._accept_command(msg, t)
                 b.step(t)
             a, f = boards
@@ -66,6 +77,10 @@ def test_memoised_commands_give_the_same_board() -> None:
         assert len(boards[0]._command_memo) <= 40
         assert set(boards[0].rx_rejects) >= {"checksum", "range", "boot"}
         assert boards[0].commands_accepted > 100
+        sent = [[(m.arbitration_id, bytes(m.data)) for m in iter(lambda h=h: h.recv(0.0), None)]
+                for h in hosts]
+        assert len(sent[0]) > 20 and sent[0] == sent[1]  # (the virtual bus stamps the wall clock)
+        assert len(boards[0]._status_frames) > 8  # several status keys and counters
     finally:
-        for bus in buses:
+        for bus in buses + hosts:
             bus.shutdown()
