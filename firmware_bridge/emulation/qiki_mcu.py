@@ -97,9 +97,10 @@ class _Schedule:
             return False
         # next slot strictly after now: late steps send once, never a burst
         k_now = int((now_s + _EPS_S - self.t0_s) / self.period_s)
-        self.skipped += max(0, k_now - self.k)
-        self.k = k_now + 1
-        self.next_due_s = self._next_due()
+        if k_now > self.k:
+            self.skipped += k_now - self.k
+        self.k = k = k_now + 1
+        self.next_due_s = self.t0_s + k * self.period_s - _EPS_S - _EARLY_S  # _next_due(), period > 0
         return True
 
 

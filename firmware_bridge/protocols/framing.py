@@ -194,8 +194,17 @@ def cobs_decode(encoded: bytes) -> bytes:
 def _cobs_unstuff(enc: bytes) -> bytes | None:
     """COBS-decode ``enc`` (known to hold no 0x00); None if a block code runs past the end."""
     n = len(enc)
-    out = bytearray()
     i = 0
+    if n < 255:  # no room for a 0xFF block (254 bytes after its code): a zero between blocks
+        parts = []
+        while i < n:
+            j = i + enc[i]
+            if j > n:
+                return None
+            parts.append(enc[i + 1 : j])
+            i = j
+        return b"\x00".join(parts)
+    out = bytearray()
     while i < n:
         code = enc[i]
         j = i + code

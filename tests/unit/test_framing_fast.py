@@ -88,3 +88,26 @@ def test_fast_encoders_raise_as_encode() -> None:
         with pytest.raises(OverflowError):  # struct's f32 range check, not wrapped by encode
             call()
     assert len(proto.encode_imu(0, 0, 0.0, 0.0, 0.0)) == 16 + 6  # payload + 6 (encode_frame)
+
+
+def _unstuff_reference(enc: bytes) -> bytes | None:
+    """The general COBS decode loop (block by block, 0xFF blocks without an implied zero)."""
+    out, i, n = bytearray(), 0, len(enc)
+    while i < n:
+        code = enc[i]
+        if i + code > n:
+            return None
+        out += enc[i + 1 : i + code]
+        i += code
+        if code != 0xFF and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300).map(lambda b: b.replace(b"\x00", b"\x01"))
+       | st.binary(max_size=300).map(cobs_encode))
+def test_cobs_unstuff_equals_the_general_loop(enc: bytes) -> None:
+    from firmware_bridge.protocols.framing import _cobs_unstuff
+
+    assert _cobs_unstuff(enc) == _unstuff_reference(enc)
