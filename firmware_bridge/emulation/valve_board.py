@@ -188,6 +188,10 @@ class ValveBoardEmulator:
         self._rail_was_powered = True
         self._stuck_applied: frozenset[int] = frozenset()
         self._next_due_s = -math.inf
+        # Changed by every change of the intervals (_latch, _cut, _prune, a new list here):
+        # open_segment's last answer holds while it is the same (and the list the same).
+        self._intervals_version = getattr(self, "_intervals_version", 0) + 1
+        self._segment: tuple[int, list[list[list[float]]], float, float, tuple[float, ...]] | None = None
 
     def _power_up(self, now_s: float) -> None:
         self._boot_s = now_s
@@ -292,9 +296,14 @@ class ValveBoardEmulator:
             ``[a, b]`` with ``t_s <= a < b <= end_s``, :meth:`open_fractions` returns
             exactly ``fractions`` (until the next :meth:`step` changes the intervals).
         """
+        intervals = self._intervals
+        seg = self._segment  # the last answer: the same for any t_s in [its t_s, its end_s)
+        if (seg is not None and seg[0] == self._intervals_version and seg[1] is intervals
+                and seg[2] <= t_s < seg[3]):
+            return list(seg[4]), seg[3]
         out = []
         end_s = math.inf
-        for ivs in self._intervals:
+        for ivs in intervals:
             if not ivs or ivs[-1][1] <= t_s:  # closed, no later interval
                 out.append(0.0)
                 continue
@@ -311,6 +320,7 @@ class ValveBoardEmulator:
             out.append(is_open)
             if nxt < end_s:
                 end_s = nxt
+        self._segment = (self._intervals_version, intervals, t_s, end_s, tuple(out))
         return out, end_s
 
     # ------------------------------------------------------------------ step
@@ -450,6 +460,7 @@ class ValveBoardEmulator:
 
     # ------------------------------------------------------------------ PWM model
     def _latch(self, t0: float) -> None:
+        self._intervals_version += 1
         P = self.pwm_period_s
         powered = self.rail_powered and not self._timed_out and not self._in_boot_at(t0)
         for i in range(self.n_valves):
@@ -476,6 +487,7 @@ class ValveBoardEmulator:
         return t < self._boot_end_s
 
     def _cut(self, i: int, t: float) -> None:
+        self._intervals_version += 1
         ivs = self._intervals[i]
         while ivs and ivs[-1][0] >= t:
             ivs.pop()
@@ -492,6 +504,7 @@ class ValveBoardEmulator:
         for ivs in self._intervals:
             while ivs and ivs[0][1] < horizon:
                 ivs.pop(0)
+                self._intervals_version += 1
 
     def valves_open(self, now_s: float) -> tuple[bool, ...]:
         """Per valve (0-based), whether it is physically open at ``now_s``."""

@@ -3,7 +3,7 @@
 A board that looks every VB_Command payload and every VB_Status up in its memos and a
 board that checks, unpacks and encodes every one afresh get the same frames (valid,
 repeated, bad CRC, out of range, repeated counter, during boot), must end every step in
-the same state and send the same frames.
+the same state and send the same frames; :meth:`open_segment` answers as computed afresh.
 """
 
 from __future__ import annotations
@@ -74,6 +74,10 @@ def test_memoised_commands_give_the_same_board() -> None:
             assert (a.rx_rejects, a.commands_accepted, a.duty_commanded, a.cmd_timeout) == \
                 (f.rx_rejects, f.commands_accepted, f.duty_commanded, f.cmd_timeout), k
             assert a.open_fractions(t - 0.001, t) == f.open_fractions(t - 0.001, t)
+            for u in (t, t + 0.0004, t + 0.0009):  # open_segment's last answer, reused or not
+                got = a.open_segment(u)
+                f._segment = None
+                assert got == f.open_segment(u), (k, u)
         assert len(boards[0]._command_memo) <= 40
         assert set(boards[0].rx_rejects) >= {"checksum", "range", "boot"}
         assert boards[0].commands_accepted > 100
