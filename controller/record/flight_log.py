@@ -308,3 +308,11 @@ class MemorySink:
     def row(self, topic: str, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
         """Append ``(topic, row_record(keys, values))``."""
         self.records.append((topic, row_record(keys, values)))
+
+    def appender(self, topic: str) -> RowAppender:
+        """Return ``append(keys, values)``: :meth:`row` of ``topic`` with the topic bound."""
+        records = self.records
+
+        def append(keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+            records.append((topic, row_record(keys, values)))
+        return append
