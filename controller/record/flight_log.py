@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from controller.record.flight_writer import row_record
-from controller.record.taps import TickCursor
+from controller.record.taps import RowAppender, TickCursor
 
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())
@@ -264,6 +264,32 @@ class FlightLog:
             ch = self._channel(topic)
         self.recorder.write_row(ch, self.cursor.now_ns, keys, values)
 
+    def appender(self, topic: str) -> RowAppender:
+        """Return ``append(keys, values)``: :meth:`row` of ``topic`` with the topic bound (a tap's, made once).
+
+        The channel is registered on the first call, as by :meth:`row` (so channels are
+        numbered in the order of their first message, as before). With a recorder that
+        has ``row_appender`` (the writer process's
+        :meth:`~controller.record.flight_proc.ProcessRecorder.row_appender`) the row goes
+        straight into its list: one Python call a row. The file holds the same bytes.
+        """
+        def channel() -> int:
+            ch = self._channels.get(topic)
+            return ch if ch is not None else self._channel(topic)
+        make = getattr(self.recorder, "row_appender", None)
+        if callable(make):
+            append: RowAppender = make(channel, self.cursor)
+            return append
+        write_row, cursor = self.recorder.write_row, self.cursor
+        ch = -1  # registered on the first row
+
+        def append_row(keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+            nonlocal ch
+            if ch < 0:
+                ch = channel()
+            write_row(ch, cursor.now_ns, keys, values)
+        return append_row
+
     def idle(self, remaining_s: float) -> None:
         """Real time: the control thread sleeps ``remaining_s`` (s) until the next tick (the writer's window)."""
         self.recorder.idle(remaining_s)
@@ -282,3 +308,11 @@ class MemorySink:
     def row(self, topic: str, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
         """Append ``(topic, row_record(keys, values))``."""
         self.records.append((topic, row_record(keys, values)))
+
+    def appender(self, topic: str) -> RowAppender:
+        """Return ``append(keys, values)``: :meth:`row` of ``topic`` with the topic bound."""
+        records = self.records
+
+        def append(keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+            records.append((topic, row_record(keys, values)))
+        return append

@@ -66,9 +66,9 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from controller.record.flight import DROPOUT_SCHEMA, DROPOUT_TOPIC, FlightRecorder, RecorderClosedError, RecorderEnds
 from controller.record.flight_writer import (
@@ -106,6 +106,20 @@ _Item = tuple[int, int, object] | tuple[int, int, object, object]
 
 _pickle_dumps = pickle.dumps
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+#: ``append(keys, values)`` of :meth:`ProcessRecorder.row_appender` (the same type as
+#: :data:`controller.record.taps.RowAppender`; not imported: the child does not import the taps).
+RowAppender = Callable[[tuple[str, ...], tuple[object, ...]], None]
+
+
+class _LogClock(Protocol):
+    """Gives the log time of the rows (the run's tick cursor)."""
+
+    @property
+    def now_ns(self) -> int:
+        """The current log time (ns)."""
+        ...
 
 
 #: No chunk open yet: every log time is at or after it (the first message takes the slow path).
@@ -266,6 +280,39 @@ class ProcessRecorder(RecorderEnds):
                 self._newest_ns = log_time_ns
             return
         self._hand(log_time_ns, (channel_id, log_time_ns, keys, values))
+
+    def row_appender(self, channel: Callable[[], int], clock: _LogClock) -> RowAppender:
+        """Return ``append(keys, values)``: :meth:`write_row` on one channel at ``clock.now_ns``, inlined.
+
+        For a tap that hands rows of one topic every tick: the common case of
+        :meth:`write_row` (no chunk due, room in the queue, nothing to report) runs in
+        the returned function itself, one Python call a row; the rest goes through
+        :meth:`_hand` as :meth:`write_row`'s does. The same messages, in the same order.
+
+        Parameters
+        ----------
+        channel : callable
+            Returns the channel id; called once, on the first row (the channel is
+            registered then, as on a first :meth:`write_row`).
+        clock : object with ``now_ns``
+            The log time of each row (ns; the run's :class:`~controller.record.taps.TickCursor`).
+        """
+        ch = -1  # registered on the first row
+
+        def append(keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+            nonlocal ch
+            if ch < 0:
+                ch = channel()
+            t = clock.now_ns
+            n = self._waiting_n
+            if n < self._room and t < self._chunk_due_ns:  # as in write_row
+                self._items.append((ch, t, keys, values))
+                self._waiting_n = n + 1
+                if t > self._newest_ns:
+                    self._newest_ns = t
+                return
+            self._hand(t, (ch, t, keys, values))
+        return append
 
     def _hand(self, log_time_ns: int, item: _Item) -> None:
         """Append one message item: the slow path of :meth:`write` and :meth:`write_row`.

@@ -318,6 +318,7 @@ class ReplayPoller:
         self._empty = {d: DeviceSnapshot(d) for d in devices}
         self._cache: dict[str, tuple[Record, DeviceSnapshot]] = {}
         self._keys: dict[str, tuple[str, str]] = {}  # per device: call-counter key, topic
+        self._calls = cursor.live_calls  # the same dict for the cursor's life (as the taps)
         self._seek_tick = -1
 
     def snapshot(self, device: str) -> DeviceSnapshot:
@@ -326,7 +327,9 @@ class ReplayPoller:
         keys = self._keys.get(device)
         if keys is None:
             keys = self._keys[device] = (f"snap/{device}", f"/in/modbus/{device}")
-        n = c.call(keys[0])
+        calls = self._calls  # c.call(keys[0]) inlined: read every tick
+        n = calls.get(keys[0], 0)
+        calls[keys[0]] = n + 1
         rec = self.inputs.last_at_or_before(keys[1], c.tick, n)
         if rec is None:
             return self._empty[device]

@@ -185,13 +185,16 @@ class ReplayBus(can.BusABC):
         # before the replay starts, so the tables are looked up once here
         self._rx_calls = inputs.by_topic.get(self._rx) or {}
         self._tx_calls = inputs.by_topic.get(self._tx) or {}
+        self._calls = cursor.live_calls  # the same dict for the cursor's life (as the taps)
         self.channel_info = f"replay of {name}"
         self._is_shutdown = False
 
     def recv(self, timeout: float | None = None) -> can.Message | None:
         """Return the frame the recorded run received at this call, or None."""
         c = self._cursor
-        n = c.call("rx")
+        calls = self._calls  # c.call("rx") inlined: the controller drains a bus until recv says None
+        n = calls.get("rx", 0)
+        calls["rx"] = n + 1
         rec = self._rx_calls.get((c.tick, n))
         if rec is None:
             return None
@@ -204,7 +207,9 @@ class ReplayBus(can.BusABC):
     def send(self, msg: can.Message, timeout: float | None = None) -> None:
         """Record the frame; raise the recorded error if the recorded send failed here."""
         c = self._cursor
-        n = c.call("tx")
+        calls = self._calls  # c.call("tx") inlined
+        n = calls.get("tx", 0)
+        calls["tx"] = n + 1
         rec = self._tx_calls.get((c.tick, n))
         fields = frame_fields(msg)
         if rec is not None and rec.get("ok") is False:
@@ -224,7 +229,9 @@ class ReplayBus(can.BusABC):
     def state(self) -> can.BusState:
         """The bus state the recorded run read last at or before this call."""
         c = self._cursor
-        n = c.call("state")
+        calls = self._calls  # c.call("state") inlined: read every tick
+        n = calls.get("state", 0)
+        calls["state"] = n + 1
         rec = self._inputs.last_at_or_before(self._state, c.tick, n)
         if rec is None or rec.get("state") is None:
             if rec is not None and "error_type" in rec and (int(rec["tick"]), int(rec["call"])) == (c.tick, n):  # type: ignore[arg-type]
@@ -253,6 +260,7 @@ class ReplayLink:
         self._tx = f"/out/serial/{name}"
         self._rx_calls = inputs.by_topic.get(self._rx) or {}  # as ReplayBus: complete before the replay
         self._tx_calls = inputs.by_topic.get(self._tx) or {}
+        self._calls = cursor.live_calls  # the same dict for the cursor's life (as the taps)
         self._open = True
 
     @property
@@ -263,7 +271,9 @@ class ReplayLink:
     def read(self, max_bytes: int = 4096) -> bytes:
         """Return the bytes the recorded run read at this call (b"" when none)."""
         c = self._cursor
-        n = c.call("rx")
+        calls = self._calls  # c.call("rx") inlined: read several times a tick
+        n = calls.get("rx", 0)
+        calls["rx"] = n + 1
         rec = self._rx_calls.get((c.tick, n))
         if rec is None:
             return b""

@@ -28,7 +28,7 @@ from controller.record.codes import code_for
 from controller.record.flight_log import FlightLog
 from controller.record.ingress import Ingress
 from controller.record.replay_ports import ReplayInputs
-from controller.record.taps import IngressSink, Record, RowSink, TickCursor, row_writer
+from controller.record.taps import IngressSink, Record, RowAppender, TickCursor, row_appender
 
 if TYPE_CHECKING:
     from controller.config import RigCfg
@@ -161,11 +161,8 @@ class FlightSession:
     stats: dict[str, object] = field(default_factory=dict)
     #: Triggered mode (rig ``record.mode: triggered``): the sink that writes the event files.
     triggered: TriggeredLog | None = None
-    #: ``row`` of :attr:`log` (:func:`~controller.record.taps.row_writer`), looked up once.
-    _row: RowSink = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._row = row_writer(self.log)
+    #: Per topic, ``append(keys, values)`` of :attr:`log` (:func:`~controller.record.taps.row_appender`), made once.
+    _appenders: dict[str, RowAppender] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def event_sink(self, inner: Callable[..., None]) -> Callable[..., None]:
         """Wrap the run record's event sink: every event also goes to the flight record with its code.
@@ -205,9 +202,15 @@ class FlightSession:
         The sink builds the record (the flight log's writer process, off the tick:
         :meth:`FlightLog.row <controller.record.flight_log.FlightLog.row>`); a sink
         without ``row`` gets :meth:`put` of it (:func:`~controller.record.taps.row_writer`).
+        Each topic's rows go through one appender made on its first row
+        (:func:`~controller.record.taps.row_appender`: the flight log's goes straight into
+        the writer's list).
         """
         if not self.closed and self.cursor.recording:
-            self._row(topic, keys, values)
+            append = self._appenders.get(topic)
+            if append is None:
+                append = self._appenders[topic] = row_appender(self.log, topic)
+            append(keys, values)
 
     def metadata(self, name: str, values: Mapping[str, str]) -> None:
         """Write one metadata record (the doctor's report); nothing in a replay or once closed."""

@@ -76,6 +76,30 @@ def row_writer(sink: IngressSink) -> RowSink:
     return put_row
 
 
+#: ``append(keys, values)``: hand one row of a topic bound beforehand (:func:`row_appender`).
+RowAppender = Callable[[tuple[str, ...], tuple[object, ...]], None]
+
+
+def row_appender(sink: IngressSink, topic: str) -> RowAppender:
+    """Return a callable that hands ``sink`` a row of ``topic``: ``append(keys, values)``.
+
+    ``sink.appender(topic)`` when the sink has one (the flight log: the row goes straight
+    into the writer's list, one Python call a row instead of two); otherwise the sink's
+    ``row`` (:func:`row_writer`) with ``topic`` bound. Either way the sink gets the same
+    rows in the same order as from ``row(topic, keys, values)``. Made once per tap and
+    topic, not per call.
+    """
+    make = getattr(sink, "appender", None)
+    if callable(make):
+        append: RowAppender = make(topic)
+        return append
+    row = row_writer(sink)
+
+    def put(keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+        row(topic, keys, values)
+    return put
+
+
 #: Row layouts of the taps (the fields of their records, in order).
 CAN_RX_KEYS = ("tick", "call", "id", "ext", "rtr", "err", "fd", "brs", "esi", "dlc", "data")
 CAN_TX_KEYS = (*CAN_RX_KEYS, "ok")
@@ -192,7 +216,8 @@ class TapBus(can.BusABC):
         self._rx_topic = f"/in/can/{name}"
         self._tx_topic = f"/out/can/{name}"
         self._state_topic = f"/in/can/{name}/state"
-        self._row = row_writer(sink)
+        self._rx_append = row_appender(sink, self._rx_topic)
+        self._tx_append = row_appender(sink, self._tx_topic)
         self._last_state: str | None = None
         #: The state object read last (a ``can.BusState`` member): the same object, the same name.
         self._last_state_obj: object = None
@@ -222,7 +247,7 @@ class TapBus(can.BusABC):
             data = bytes(msg.data)
             c.crc32 = _crc32(msg.arbitration_id.to_bytes(4, "little") + data, c.crc32)  # c.feed inlined
             # the fields of frame_fields() as a row (no dict on the tick)
-            self._row(self._rx_topic, CAN_RX_KEYS, (
+            self._rx_append(CAN_RX_KEYS, (
                 c.tick, n, msg.arbitration_id, bool(msg.is_extended_id), bool(msg.is_remote_frame),
                 bool(msg.is_error_frame), bool(msg.is_fd), bool(msg.bitrate_switch),
                 bool(msg.error_state_indicator), msg.dlc, data))
@@ -240,7 +265,7 @@ class TapBus(can.BusABC):
             calls = self._calls  # c.call("tx") inlined
             n = calls.get("tx", 0)
             calls["tx"] = n + 1
-            self._row(self._tx_topic, CAN_TX_KEYS, (
+            self._tx_append(CAN_TX_KEYS, (
                 c.tick, n, msg.arbitration_id, bool(msg.is_extended_id), bool(msg.is_remote_frame),
                 bool(msg.is_error_frame), bool(msg.is_fd), bool(msg.bitrate_switch),
                 bool(msg.error_state_indicator), msg.dlc, bytes(msg.data), True))
@@ -313,7 +338,8 @@ class TapLink:
         self._sink = sink
         self._rx = f"/in/serial/{name}"
         self._tx = f"/out/serial/{name}"
-        self._row = row_writer(sink)
+        self._rx_append = row_appender(sink, self._rx)
+        self._tx_append = row_appender(sink, self._tx)
 
     @property
     def is_open(self) -> bool:
@@ -336,7 +362,7 @@ class TapLink:
         if data:
             b = bytes(data)
             c.crc32 = _crc32(b, c.crc32)  # c.feed inlined
-            self._row(self._rx, SERIAL_RX_KEYS, (c.tick, n, b))
+            self._rx_append(SERIAL_RX_KEYS, (c.tick, n, b))
         return data
 
     def write(self, data: bytes) -> int:
@@ -350,7 +376,7 @@ class TapLink:
         except Exception as exc:
             self._sink.put(self._tx, {"tick": c.tick, "call": n, "data": bytes(data).hex(), **error_fields(exc)})
             raise
-        self._row(self._tx, SERIAL_TX_KEYS, (c.tick, n, bytes(data), accepted))
+        self._tx_append(SERIAL_TX_KEYS, (c.tick, n, bytes(data), accepted))
         return accepted
 
     def close(self) -> None:
@@ -383,7 +409,7 @@ class TapClock:
         self._calls = cursor.live_calls  # the same dict for the cursor's life
         self._sink = sink
         self._main = threading.get_ident()
-        self._row = row_writer(sink)
+        self._append = row_appender(sink, "/in/clock")
         #: The sink's ``idle(remaining_s)``, if it has one (the flight log's writer works then).
         self._idle: Callable[[float], None] | None = getattr(sink, "idle", None)
 
@@ -395,7 +421,7 @@ class TapClock:
             calls = self._calls  # c.call("clock") inlined: read a few times a tick
             n = calls.get("clock", 0)
             calls["clock"] = n + 1
-            self._row("/in/clock", CLOCK_S_KEYS, (c.tick, n, t))
+            self._append(CLOCK_S_KEYS, (c.tick, n, t))
         return t
 
     def now_ns(self) -> int:
@@ -406,7 +432,7 @@ class TapClock:
             calls = self._calls  # c.call("clock") inlined
             n = calls.get("clock", 0)
             calls["clock"] = n + 1
-            self._row("/in/clock", CLOCK_NS_KEYS, (c.tick, n, t))
+            self._append(CLOCK_NS_KEYS, (c.tick, n, t))
         return t
 
     def sleep_until(self, deadline_s: float) -> None:
