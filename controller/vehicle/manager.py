@@ -332,7 +332,8 @@ class Vehicle(SafeStop):
         """Update phase (per tick): monitor, POST, FSM step and actions, control."""
         view = self.view()
         events = self._monitor(view)
-        events += post_step(self, view)
+        if view.state == "boot":  # POST runs in boot only (post_step returns [] elsewhere)
+            events += post_step(self, view)
         if self.pending_events:
             events += self.pending_events
             self.pending_events = []
