@@ -340,7 +340,7 @@ class Vehicle(SafeStop):
         if self._step_fsm(now_s, events, view):  # still this tick's view: monitor and POST change no state
             view = self.view()  # a transition was taken: a new state, maybe a new pose (its actions)
         self.demand_n = None
-        if self.fsm.outputs == "allocate":
+        if view.outputs == "allocate":  # the view is the FSM's state now (renewed after a transition)
             step = self.control.step(view)
             if step.waypoint_reached is not None:
                 self._log("waypoint_reached", index=step.waypoint_reached)
@@ -379,9 +379,9 @@ class Vehicle(SafeStop):
 
     def write(self, now_s: float, dt_s: float) -> None:
         """Write phase (per tick): the output guard, then every component writes."""
-        allow = self.fsm.outputs == "allocate" and self.output_inhibit is None
-        thrust = self.guard.apply(self.demand_n if allow else None, allow, dt_s)
         v = self.view()
+        allow = v.outputs == "allocate" and self.output_inhibit is None
+        thrust = self.guard.apply(self.demand_n if allow else None, allow, dt_s)
         # allowed: the tick's view as it is (outputs is already "allocate"); else one saying "zero"
         view = v if allow else TickView(v.tick, v.now_s, v.state, "zero", v.pose)
         for c in self.components:
