@@ -35,6 +35,13 @@ class Allocator(Protocol):
         ...
 
 
+#: The native float64 and bool dtypes: an array's ``dtype is`` one of them selects the
+#: one-call ``tolist()`` paths of :meth:`PoseControl.step` (an identity test, about 3x
+#: cheaper than ``dtype == np.float64``); any other dtype takes the element-wise path,
+#: which gives the same Python values.
+_F64, _BOOL = np.dtype(np.float64), np.dtype(np.bool_)
+
+
 @dataclass(frozen=True, slots=True)
 class ControlStep:
     """One tick of control: the thrust demand (None: none) and what happened."""
@@ -117,12 +124,12 @@ class PoseControl:
         result = self.allocator.allocate(wrench)
         tn = result.thrust_n
         # float64 arrays: tolist() gives the same Python floats as float(v), in one call
-        thrust = tn.tolist() if type(tn) is np.ndarray and tn.dtype == np.float64 else [float(v) for v in tn]
+        thrust = tn.tolist() if type(tn) is np.ndarray and tn.dtype is _F64 else [float(v) for v in tn]
         self.alloc_ticks += 1
         self.last_setpoint, self.last_wrench = prog.setpoint, wrench
         un = getattr(result, "unallocated_wrench", None)
         if un is not None:
-            if type(un) is np.ndarray and un.dtype == np.float64:
+            if type(un) is np.ndarray and un.dtype is _F64:
                 u = un.tolist()  # Python floats already: the same products, summed in the same order
                 self.unallocated_sq += float(sum([v * v for v in u]))
                 self.last_achieved = (wrench[0] - u[0], wrench[1] - u[1], wrench[2] - u[2])
@@ -132,7 +139,7 @@ class PoseControl:
         else:
             self.last_achieved = None
         sat = getattr(result, "saturated", None)
-        if type(sat) is np.ndarray and sat.dtype == np.bool_:
+        if type(sat) is np.ndarray and sat.dtype is _BOOL:
             self.last_saturated = True in sat.tolist()  # Python bools; cheaper than ndarray.any() on (N,)
         else:
             self.last_saturated = sat is not None and any(bool(s) for s in sat)

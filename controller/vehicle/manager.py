@@ -103,6 +103,12 @@ class Vehicle(SafeStop):
         #: path, sends), made once rather than formatted every tick (issue 16).
         self._port_conds = [(name, port, condition(f"{name}_busoff", None), condition(f"{name}_rx", None),
                              condition(f"{name}_send", None)) for name, port in self.can_ports.items()]
+        #: The vehicle's own conditions when all are clear (:meth:`_own_conditions`), by
+        #: ``(not boot) + 2 * (lag judged)``: the same tuple objects every healthy tick.
+        ports_clear = tuple(c for _n, _p, *clear in self._port_conds for c in clear)
+        thrusters, lag = (condition("thrusters", None),), (condition("lag", None),)
+        self._own_clear: tuple[tuple[Condition, ...], ...] = (
+            ports_clear, thrusters + ports_clear, ports_clear + lag, thrusters + ports_clear + lag)
         view = self.view()
         for a in self.fsm.initial_actions:
             self._run_action(a, view)
@@ -247,34 +253,9 @@ class Vehicle(SafeStop):
             if ev:
                 events += ev
             groups.append(c.conditions(view))
-        own: list[Condition] = []
-        if view.state != "boot":
-            own.append(condition("thrusters", self.control.thruster_failures(
-                view.now_s, self.valves.valve_fault_mask, self.valves.thruster_valves, self._log)))
+        groups.append(self._own_conditions(view))  # a tuple when all clear (skippable), else a list
         book = self.faults
         active = book.active
-        for name, port, busoff, rx_clear, send_clear in self._port_conds:
-            if port.bus_off:
-                if busoff.key not in active:
-                    port.flush_tx()  # B04: no stale command may leave after recovery
-                own.append(Condition(busoff.key, f"CAN bus {name} bus-off"))
-            else:
-                own.append(busoff)
-            if port.entered_error_passive:  # B05: one warning per entry, arming refused meanwhile (rules.py)
-                self._log("bus_error_passive", bus=name, reason=f"CAN bus {name} is error-passive")
-            rx = port.rx_fault  # B07: the receive path's heartbeat stopped on this tick's poll
-            own.append(rx_clear if rx is None else Condition(rx_clear.key, f"CAN bus {name}: {rx}"))
-            n = port.consecutive_send_failures
-            own.append(send_clear if n < 3 else
-                       Condition(send_clear.key, f"CAN bus {name}: {n} consecutive send failures"))
-        if self.guard.fault_reason is not None and not self._guard_faulted:
-            self._guard_faulted = True
-            own.append(Condition("output_guard", self.guard.fault_reason))
-        if self.overruns_last_second is not None:
-            n = self.overruns_last_second(view.now_s)
-            own.append(condition("lag",
-                                 f"system lagging: {n} overruns in 1 s" if n > self.max_overruns_per_s else None))
-        groups.append(own)  # the vehicle's own: a list, always applied
         seen = self._seen_conditions
         if len(seen) != len(groups):  # a component joined after the build (the doctor's gate)
             seen = self._seen_conditions = [_UNSEEN] * len(groups)
@@ -294,18 +275,72 @@ class Vehicle(SafeStop):
                 seen[i] = (group, before) if book.version == before else _UNSEEN
         return events
 
+    def _own_conditions(self, view: TickView) -> Sequence[Condition]:
+        """Return the vehicle's own conditions of this tick (thrusters, CAN buses, guard, lag).
+
+        All clear (every healthy tick): one of two tuples made at the build (with or
+        without the ``thrusters`` condition, which is judged outside ``boot`` only), the
+        very same object every tick, so :meth:`_monitor` may skip it like a component's.
+        Otherwise a new list, in the same order, with the side effects of the check
+        (``flush_tx`` on a new bus-off, the error-passive warning) where they were.
+        """
+        boot = view.state == "boot"
+        thrusters = None if boot else self.control.thruster_failures(
+            view.now_s, self.valves.valve_fault_mask, self.valves.thruster_valves, self._log)
+        lag = None
+        overruns = self.overruns_last_second
+        if overruns is not None:
+            n = overruns(view.now_s)
+            if n > self.max_overruns_per_s:
+                lag = f"system lagging: {n} overruns in 1 s"
+        guard_new = self.guard.fault_reason is not None and not self._guard_faulted
+        healthy = thrusters is None and lag is None and not guard_new
+        if healthy:
+            for _name, port, _busoff, _rx, _send in self._port_conds:
+                if (port.bus_off or port.entered_error_passive or port.rx_fault is not None
+                        or port.consecutive_send_failures >= 3):
+                    healthy = False
+                    break
+            else:
+                return self._own_clear[(0 if boot else 1) + (0 if overruns is None else 2)]
+        own: list[Condition] = []
+        if not boot:
+            own.append(condition("thrusters", thrusters))
+        active = self.faults.active
+        for name, port, busoff, rx_clear, send_clear in self._port_conds:
+            if port.bus_off:
+                if busoff.key not in active:
+                    port.flush_tx()  # B04: no stale command may leave after recovery
+                own.append(Condition(busoff.key, f"CAN bus {name} bus-off"))
+            else:
+                own.append(busoff)
+            if port.entered_error_passive:  # B05: one warning per entry, arming refused meanwhile (rules.py)
+                self._log("bus_error_passive", bus=name, reason=f"CAN bus {name} is error-passive")
+            rx = port.rx_fault  # B07: the receive path's heartbeat stopped on this tick's poll
+            own.append(rx_clear if rx is None else Condition(rx_clear.key, f"CAN bus {name}: {rx}"))
+            n_fail = port.consecutive_send_failures
+            own.append(send_clear if n_fail < 3 else
+                       Condition(send_clear.key, f"CAN bus {name}: {n_fail} consecutive send failures"))
+        if guard_new:
+            self._guard_faulted = True
+            own.append(Condition("output_guard", self.guard.fault_reason))
+        if overruns is not None:
+            own.append(condition("lag", lag))
+        return own
+
     def update(self, now_s: float, dt_s: float) -> None:
         """Update phase (per tick): monitor, POST, FSM step and actions, control."""
         view = self.view()
         events = self._monitor(view)
-        events += post_step(self, view)
+        if view.state == "boot":  # POST runs in boot only (post_step returns [] elsewhere)
+            events += post_step(self, view)
         if self.pending_events:
             events += self.pending_events
             self.pending_events = []
         if self._step_fsm(now_s, events, view):  # still this tick's view: monitor and POST change no state
             view = self.view()  # a transition was taken: a new state, maybe a new pose (its actions)
         self.demand_n = None
-        if self.fsm.outputs == "allocate":
+        if view.outputs == "allocate":  # the view is the FSM's state now (renewed after a transition)
             step = self.control.step(view)
             if step.waypoint_reached is not None:
                 self._log("waypoint_reached", index=step.waypoint_reached)
@@ -344,9 +379,9 @@ class Vehicle(SafeStop):
 
     def write(self, now_s: float, dt_s: float) -> None:
         """Write phase (per tick): the output guard, then every component writes."""
-        allow = self.fsm.outputs == "allocate" and self.output_inhibit is None
-        thrust = self.guard.apply(self.demand_n if allow else None, allow, dt_s)
         v = self.view()
+        allow = v.outputs == "allocate" and self.output_inhibit is None
+        thrust = self.guard.apply(self.demand_n if allow else None, allow, dt_s)
         # allowed: the tick's view as it is (outputs is already "allocate"); else one saying "zero"
         view = v if allow else TickView(v.tick, v.now_s, v.state, "zero", v.pose)
         for c in self.components:

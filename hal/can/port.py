@@ -212,8 +212,15 @@ class CanPort:
         dispatched = 0
         read_budget = self._max_rx + self._max_drop
         n = 0
+        recv = bus.recv
         while n < read_budget:
-            msg = self._recv(bus, now_s)
+            try:
+                msg = recv(timeout=0.0)
+            except (can.CanError, OSError) as exc:
+                self._recv_failed(exc, now_s)
+                break
+            self._consecutive_rx_failures = 0
+            self.rx_heartbeat_s = now_s
             if msg is None:
                 break
             n += 1
@@ -251,24 +258,18 @@ class CanPort:
         self._update_state()
         return dispatched
 
-    def _recv(self, bus: can.BusABC, now_s: float) -> can.Message | None:
-        try:
-            msg = bus.recv(timeout=0.0)
-        except (can.CanError, OSError) as exc:
-            self._counts["rx_failures"] += 1
-            self._consecutive_rx_failures += 1
-            self.last_rx_error = exc
-            if self._rx_dead_reason is None:
-                self._rx_dead_reason = f"{type(exc).__name__}: {exc}"
-                self._rx_dead_since_s = now_s
-                self._rx_backoff_s = self._backoff0_s
-                self._rx_next_try_s = now_s + self._rx_backoff_s
-                _log.warning("CAN receive path dead at %.3f s: %s; retrying with backoff", now_s,
-                             self._rx_dead_reason)
-            return None
-        self._consecutive_rx_failures = 0
-        self.rx_heartbeat_s = now_s
-        return msg
+    def _recv_failed(self, exc: Exception, now_s: float) -> None:
+        """Count a ``recv`` that raised; the first one marks the receive path dead (B07)."""
+        self._counts["rx_failures"] += 1
+        self._consecutive_rx_failures += 1
+        self.last_rx_error = exc
+        if self._rx_dead_reason is None:
+            self._rx_dead_reason = f"{type(exc).__name__}: {exc}"
+            self._rx_dead_since_s = now_s
+            self._rx_backoff_s = self._backoff0_s
+            self._rx_next_try_s = now_s + self._rx_backoff_s
+            _log.warning("CAN receive path dead at %.3f s: %s; retrying with backoff", now_s,
+                         self._rx_dead_reason)
 
     def _retry_rx(self, now_s: float) -> bool:
         """While the receive path is dead: one attempt when the backoff is due. True if alive again."""

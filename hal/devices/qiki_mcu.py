@@ -233,6 +233,7 @@ class McuDriver:
                 return 0
         taken = 0
         budget = self.max_rx_bytes_per_poll
+        decode = proto.decode
         while budget > 0:
             try:
                 data = self.link.read(min(4096, budget))
@@ -244,12 +245,23 @@ class McuDriver:
             budget -= len(data)
             self._counters["bytes_rx"] += len(data)
             for frame in self._decoder.feed(data):
-                msg = proto.decode(frame)
+                msg = decode(frame)
                 if msg is None:
                     self._counters["unknown" if not proto.is_known_id(frame.msg_id) else "invalid"] += 1
                     continue
-                self._track_seq(frame.msg_id, frame.seq)
-                self._take(msg, now_s)
+                # _track_seq and _take inlined for the common case (the next sequence
+                # number, a POSE): the rare cases call them as before
+                msg_id, seq = frame.msg_id, frame.seq
+                rx_seq = self._rx_seq
+                last = rx_seq.get(msg_id)
+                if last is None or (seq - last - 1) & 0xFF:
+                    self._track_seq(msg_id, seq)
+                else:
+                    rx_seq[msg_id] = seq
+                if type(msg) is Pose:
+                    self.pose, self.pose_rx_s = msg, now_s
+                else:
+                    self._take(msg, now_s)
                 taken += 1
         return taken
 

@@ -129,7 +129,7 @@ def test_valve_commander_duties_match_the_numpy_path(periods, delays):
 
 
 # ---------------------------------------------------------------------- the monitor's quiet skip
-def _vehicle_rig(sensors: list[object]):  # a Vehicle with tiny fakes (as test_vehicle_manager.py)
+def _vehicle_rig(sensors: list[object], can_ports=None, overruns=None):  # a Vehicle with tiny fakes (as test_vehicle_manager.py)
     from pathlib import Path
 
     from controller.control import PoseGains
@@ -169,10 +169,11 @@ def _vehicle_rig(sensors: list[object]):  # a Vehicle with tiny fakes (as test_v
             return {"enable_valve_rail": lambda view: None, "disable_valve_rail": lambda view: None}
 
     records: list[tuple] = []
-    v = Vehicle(fsm=FsmEngine(model, now_s=0.0), can_ports={}, valves=Valves(), mcu=Mcu(),
+    v = Vehicle(fsm=FsmEngine(model, now_s=0.0), can_ports=can_ports or {}, valves=Valves(), mcu=Mcu(),
                 components=sensors, control=PoseControl(None, PoseGains(1.0, 1.0, 1.0, 1.0, 0.2, 0.5), None),
                 guard=OutputGuard([1.0, 1.0, 1.0], 1000.0),
-                record=lambda tick, t, kind, **f: records.append((tick, kind, sorted(f.items()))))
+                record=lambda tick, t, kind, **f: records.append((tick, kind, sorted(f.items()))),
+                overruns_last_second=overruns)
     return v, records
 
 
@@ -291,3 +292,86 @@ def test_output_guard_matches_the_index_loop(ticks):
             want = "IndexError"
         assert repr(got) == repr(want)
         assert new.snapshot() == ref.snapshot()
+
+
+# ---------------------------------------------------------------------- the vehicle's own conditions
+class _Port:
+    """A CAN port's health flags, set by a script (what the monitor reads of a CanPort)."""
+
+    def __init__(self) -> None:
+        self.bus_off, self.entered_error_passive = False, False
+        self.rx_fault: str | None = None
+        self.consecutive_send_failures = 0
+        self.flushes = 0
+
+    def poll(self, now_s: float) -> int:
+        return 0
+
+    def flush_tx(self) -> bool:
+        self.flushes += 1
+        return True
+
+
+def _own_as_a_list(v, view):  # the previous own-conditions code (a new list every tick), the oracle
+    from controller.components.seam import Condition, condition
+
+    own = []
+    if view.state != "boot":
+        own.append(condition("thrusters", v.control.thruster_failures(
+            view.now_s, v.valves.valve_fault_mask, v.valves.thruster_valves, v._log)))
+    active = v.faults.active
+    for name, port, busoff, rx_clear, send_clear in v._port_conds:
+        if port.bus_off:
+            if busoff.key not in active:
+                port.flush_tx()
+            own.append(Condition(busoff.key, f"CAN bus {name} bus-off"))
+        else:
+            own.append(busoff)
+        if port.entered_error_passive:
+            v._log("bus_error_passive", bus=name, reason=f"CAN bus {name} is error-passive")
+        rx = port.rx_fault
+        own.append(rx_clear if rx is None else Condition(rx_clear.key, f"CAN bus {name}: {rx}"))
+        n = port.consecutive_send_failures
+        own.append(send_clear if n < 3 else Condition(send_clear.key, f"CAN bus {name}: {n} consecutive send failures"))
+    if v.guard.fault_reason is not None and not v._guard_faulted:
+        v._guard_faulted = True
+        own.append(Condition("output_guard", v.guard.fault_reason))
+    if v.overruns_last_second is not None:
+        n = v.overruns_last_second(view.now_s)
+        own.append(condition("lag", f"system lagging: {n} overruns in 1 s" if n > v.max_overruns_per_s else None))
+    return own
+
+
+@settings(max_examples=30, deadline=None)
+@given(script=st.lists(st.tuples(st.integers(0, 1), st.sampled_from(["bus_off", "passive", "rx", "send", "lag"]),
+                                 st.booleans(), st.sampled_from([None, "fault", "reset"])), min_size=1, max_size=40))
+def test_own_conditions_tuple_matches_the_list_applied_every_tick(script):
+    # two CAN buses and the lag check, scripted; the vehicle's own conditions as the shared
+    # all-clear tuple (skipped on an unchanged book) against the previous list, applied every tick
+    runs = []
+    for oracle in (False, True):
+        ports = {"can0": _Port(), "can1": _Port()}
+        lag = [0]
+        v, records = _vehicle_rig([], ports, lambda now_s, lag=lag: lag[0])
+        if oracle:
+            v._own_conditions = lambda view, v=v: _own_as_a_list(v, view)
+        trace = []
+        for k, (bus, what, on, cmd) in enumerate(script):
+            p = ports[("can0", "can1")[bus]]
+            if what == "bus_off":
+                p.bus_off = on
+            elif what == "passive":
+                p.entered_error_passive = on
+            elif what == "rx":
+                p.rx_fault = "OSError: gone" if on else None
+            elif what == "send":
+                p.consecutive_send_failures = 3 if on else 0
+            else:
+                lag[0] = 9 if on else 0
+            if cmd is not None:
+                v.command(cmd)
+            v.tick(k, k * 0.01, 0.01)
+            trace.append((v.state, dict(v.faults.active), list(v.faults.latched), [q.flushes for q in ports.values()]))
+        runs.append((trace, records))
+    assert runs[0] == runs[1]
+
