@@ -66,9 +66,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
-
-import numpy as np
 
 from controller.components.radar_rows import cycle_tracks, speed_long_mps, track_rows, tracker_config
 from controller.components.radar_units import LrFeed, LrRadar, SrRadar
@@ -78,29 +75,19 @@ from controller.tracking import (
     BAND_LR,
     BAND_SR,
     Detection,
+    Pose2D,
     Threat,
     Tracker,
-    assess_threats,
+    as_pose,
     body_to_world,
     select_by_band,
     world_to_body_point,
 )
+from controller.tracking.threats import check_limits, relative_geometry, vehicle_motion
+from controller.tracking.tracker import ConfirmedHit
 from hal.snapshot import JsonValue, State, apply, capture, part
 
 __all__ = ["LrFeed", "LrRadar", "RadarSubsystem", "SrRadar", "speed_long_mps", "tracker_config"]
-
-
-class _TrackNow(NamedTuple):
-    """A confirmed track extrapolated to the tick time (what ``assess_threats`` reads)."""
-
-    track_id: int
-    confirmed: bool
-    x_m: float
-    y_m: float
-    vx_mps: float
-    vy_mps: float
-    pvv: np.ndarray  # 2x2 velocity covariance, (m/s)^2
-    range_rate_mps: float | None  # Doppler of the last hit, m/s, positive receding; None: not measured
 
 
 #: A TTC breach needs a closing speed this many standard deviations above zero.
@@ -262,7 +249,7 @@ class RadarSubsystem(ComponentBase):
         if self._pose is None:
             self.no_pose_scans += len(scans)
             return
-        pose, thr = self._pose, self.sr_threshold_m
+        pose, thr = as_pose(self._pose), self.sr_threshold_m  # one Pose2D (its cos/sin) for the scans
         self._cycle_bands.update(band for band, _ in scans)
         for band, dets in scans:
             if band == BAND_LR:
@@ -272,7 +259,7 @@ class RadarSubsystem(ComponentBase):
             self.tracker.step(now_s, body_to_world(body, pose), in_coverage=self._coverage(band, pose, thr))
 
     @staticmethod
-    def _coverage(band: str, pose: tuple[float, float, float], thr: float) -> Callable[[float, float], bool]:
+    def _coverage(band: str, pose: Pose2D, thr: float) -> Callable[[float, float], bool]:
         # An LR scan says nothing about the SR band and vice versa (no miss charged there).
         def covered(x_m: float, y_m: float) -> bool:
             bx, by = world_to_body_point(x_m, y_m, pose)
@@ -308,30 +295,44 @@ class RadarSubsystem(ComponentBase):
         """
         if self._pose is None:
             return []
-        now_tracks = []
-        for t in self.tracker.confirmed():
-            if t.misses:
-                continue
-            dt = max(0.0, now_s - t.time_s)
-            now_tracks.append(_TrackNow(t.track_id, True, t.x_m + t.vx_mps * dt, t.y_m + t.vy_mps * dt,
-                                        t.vx_mps, t.vy_mps, t.covariance[2:4, 2:4], t.range_rate_mps))
-        if not now_tracks:
+        hits = self.tracker.confirmed_hits()
+        if not hits:
             return []
-        assessed = assess_threats(now_tracks, self._pose, self._vel, self.cfg.keep_out_radius_m,
-                                  self.cfg.min_ttc_s, include_all=True)
-        by_id = {t.track_id: t for t in now_tracks}
-        assessed = [a for a in assessed if a.inside_keep_out or not a.ttc_breach
-                    or (self._closing_significant(a, by_id[a.track_id])
-                        and _doppler_confirms_closing(by_id[a.track_id].range_rate_mps))]
+        keep_out_m, min_ttc_s = self.cfg.keep_out_radius_m, self.cfg.min_ttc_s
+        check_limits(keep_out_m, min_ttc_s)
+        x0, y0, vvx, vvy = vehicle_motion(self._pose, self._vel)
+        rr = keep_out_m * keep_out_m
+        # (ttc_s, range_m, track_id, hit, x_m, y_m, geometry): sorted most urgent first,
+        # as assess_threats sorts (ids are unique, so the rest is never compared)
+        rows = []
+        for h in hits:
+            dt = max(0.0, now_s - h.time_s)
+            x_m = h.x_m + h.vx_mps * dt
+            y_m = h.y_m + h.vy_mps * dt
+            geo = relative_geometry(x_m - x0, y_m - y0, h.vx_mps - vvx, h.vy_mps - vvy, rr)
+            rows.append((geo[4], geo[0], h.track_id, h, x_m, y_m, geo))
+        rows.sort()
         c = self.closest
-        for a in assessed:
-            if a.range_m < c.range_m:
-                c.range_m, c.range_track, c.range_at_s = a.range_m, a.track_id, now_s
-            if a.ttc_s < c.ttc_s:
-                c.ttc_s, c.ttc_track, c.ttc_at_s = a.ttc_s, a.track_id, now_s
-        return [a for a in assessed if a.is_breach]
+        out: list[Threat] = []
+        for ttc_s, range_m, track_id, h, x_m, y_m, geo in rows:
+            inside = geo[5]
+            ttc_breach = ttc_s < min_ttc_s
+            if not (inside or not ttc_breach
+                    or (self._closing_significant(range_m, geo[1], x_m, y_m, h)
+                        and _doppler_confirms_closing(h.range_rate_mps))):
+                continue
+            if range_m < c.range_m:
+                c.range_m, c.range_track, c.range_at_s = range_m, track_id, now_s
+            if ttc_s < c.ttc_s:
+                c.ttc_s, c.ttc_track, c.ttc_at_s = ttc_s, track_id, now_s
+            if inside or ttc_breach:
+                out.append(Threat(track_id=int(track_id), range_m=range_m, closing_speed_mps=geo[1],
+                                  time_to_cpa_s=geo[2], cpa_distance_m=geo[3], ttc_s=ttc_s,
+                                  inside_keep_out=inside, ttc_breach=ttc_breach))
+        return out
 
-    def _closing_significant(self, threat: Threat, trk: _TrackNow) -> bool:
+    def _closing_significant(self, range_m: float, closing_speed_mps: float, x_m: float, y_m: float,
+                             trk: ConfirmedHit) -> bool:
         """Tell whether the track closes significantly against its velocity uncertainty.
 
         Is the track's closing speed more than ``TTC_CLOSING_SIGMAS`` standard
@@ -340,15 +341,15 @@ class RadarSubsystem(ComponentBase):
         A young track of a static object carries a velocity that is mostly noise (one-point
         initiation with a wide prior, Bar-Shalom et al. 2001 section 3.4 on track
         initiation); a TTC computed from it would trip on every static object near the
-        keep-out. ``sigma^2 = u^T P_v u`` with ``u`` the unit line of sight.
+        keep-out. ``sigma^2 = u^T P_v u`` with ``u`` the unit line of sight from the
+        vehicle to the track's position ``(x_m, y_m)`` (world, m) at ``range_m`` (m).
         """
-        if self._pose is None or threat.range_m <= 0.0:
+        if self._pose is None or range_m <= 0.0:
             return True
-        ux = (trk.x_m - self._pose[0]) / threat.range_m
-        uy = (trk.y_m - self._pose[1]) / threat.range_m
-        p = trk.pvv
-        var = ux * ux * p[0, 0] + 2.0 * ux * uy * p[0, 1] + uy * uy * p[1, 1]
-        return threat.closing_speed_mps > TTC_CLOSING_SIGMAS * math.sqrt(max(var, 0.0))
+        ux = (x_m - self._pose[0]) / range_m
+        uy = (y_m - self._pose[1]) / range_m
+        var = ux * ux * trk.pvv_xx + 2.0 * ux * uy * trk.pvv_xy + uy * uy * trk.pvv_yy
+        return closing_speed_mps > TTC_CLOSING_SIGMAS * math.sqrt(max(var, 0.0))
 
     def conditions(self, view: TickView) -> Sequence[Condition]:
         """Fault conditions (per tick, outside ``boot``): B01 stale, D02, D03, keep-out/TTC.

@@ -11,7 +11,7 @@ of a two-process rig (``qiki emulate``, :mod:`controller.rig.far_end`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +20,11 @@ from controller.errors import ConfigError
 from firmware_bridge.emulation.ars408 import Ars408ReplayEmulator
 from firmware_bridge.emulation.faults import FaultParams
 from firmware_bridge.protocols.frames import Mount, Pose2D, compose, rotate
-from hal.errors import HalError
+from hal.errors import BusConfigError, HalError
 
 if TYPE_CHECKING:
+    import can
+
     from hal.can.codec import DbcCodec
 
 __all__ = ["emulate"]
@@ -111,20 +113,47 @@ class _Ars408ReplayFeed:
         self.passes = 1
         self.frames_sent = 0
         self.frames_skipped = 0
+        self._kept, self._skipped_tail, self._error = self._read(path, self.rx_ids)
         self.emu = Ars408ReplayEmulator(bus, self._frames(), start_s=start_s)
         self._last_due_s = start_s
         self._period_s = 0.072
 
-    def _frames(self):
+    @staticmethod
+    def _read(path: Path, ids: frozenset[int]) -> tuple[list[tuple[int, can.Message]], int, BusConfigError | None]:
+        """Parse the log once for every pass: the kept frames, each with the frames skipped before it.
+
+        Returns ``(kept, skipped_after_the_last, error)``: ``error`` is the
+        :class:`BusConfigError` of a log damaged after its start (raised by :meth:`_frames`
+        where reading it would have raised, after the frames before the damage).
+        """
         from hal.can.replay import iter_can_log
 
-        ids = self.rx_ids
-        for m in iter_can_log(self.path):
-            if (m.is_error_frame or m.is_remote_frame or m.is_extended_id
-                    or (ids and m.arbitration_id not in ids)):
-                self.frames_skipped += 1
-                continue
+        kept: list[tuple[int, can.Message]] = []
+        skipped = 0
+        try:
+            for m in iter_can_log(path):
+                if (m.is_error_frame or m.is_remote_frame or m.is_extended_id
+                        or (ids and m.arbitration_id not in ids)):
+                    skipped += 1
+                    continue
+                kept.append((skipped, m))
+                skipped = 0
+        except BusConfigError as exc:
+            return kept, skipped, exc
+        return kept, skipped, None
+
+    def _frames(self) -> Iterator[can.Message]:
+        """One pass over the log's kept frames, in file order, with their recorded timestamps.
+
+        Counts the skipped frames (not the radar's) as a pass reaches them, as reading
+        the file lazily did.
+        """
+        for skipped, m in self._kept:
+            self.frames_skipped += skipped
             yield m
+        self.frames_skipped += self._skipped_tail
+        if self._error is not None:
+            raise self._error
 
     def step(self, t_s: float) -> None:
         for _ in range(1024):  # the emulator end never reads the bus: drop what queued up

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 import numpy as np
@@ -114,7 +114,7 @@ def as_pose(pose: PoseInput) -> Pose2D:
         except (TypeError, ValueError) as exc:
             raise TrackingError(f"pose must be (x_m, y_m, yaw_rad), got {pose!r}") from exc
         out = Pose2D(float(x_m), float(y_m), float(yaw_rad))
-    if not all(math.isfinite(v) for v in out):
+    if not (math.isfinite(out.x_m) and math.isfinite(out.y_m) and math.isfinite(out.yaw_rad)):
         raise TrackingError(f"pose has a non-finite component: {tuple(out)!r}")
     return out
 
@@ -208,14 +208,10 @@ def body_to_world(detections: Sequence[Detection], pose: PoseInput) -> list[Dete
     for det in detections:
         az = det.azimuth_rad
         x_m, y_m = apply(world, (det.x_m, det.y_m))
-        out.append(
-            replace(
-                det,
-                x_m=x_m,
-                y_m=y_m,
-                azimuth_rad=None if az is None else wrap_angle(az + yaw),
-            )
-        )
+        # every field of Detection, in order (dataclasses.replace, spelt out: per detection)
+        out.append(Detection(x_m, y_m, det.source, det.range_m, None if az is None else wrap_angle(az + yaw),
+                             det.range_std_m, det.azimuth_std_rad, det.object_id, det.rcs_dbsm,
+                             det.range_rate_mps))
     return out
 
 

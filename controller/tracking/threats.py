@@ -30,7 +30,8 @@ from typing import Protocol
 
 from controller.tracking.models import PoseInput, TrackingError, as_pose
 
-__all__ = ["AssessedTrack", "Threat", "assess_track", "assess_threats"]
+__all__ = ["AssessedTrack", "Threat", "assess_threats", "assess_track", "check_limits", "relative_geometry",
+           "vehicle_motion"]
 
 
 class AssessedTrack(Protocol):
@@ -104,7 +105,21 @@ class Threat:
         return self.inside_keep_out or self.ttc_breach
 
 
-def _check_limits(keep_out_radius_m: float, min_ttc_s: float) -> None:
+def check_limits(keep_out_radius_m: float, min_ttc_s: float) -> None:
+    """Refuse a keep-out radius that is not finite and >= 0, or a TTC limit that is not >= 0.
+
+    Parameters
+    ----------
+    keep_out_radius_m : float
+        Keep-out radius, metres.
+    min_ttc_s : float
+        Smallest acceptable time to collision, seconds (``inf`` allowed).
+
+    Raises
+    ------
+    TrackingError
+        If either limit is out of range or NaN.
+    """
     if not (math.isfinite(keep_out_radius_m) and keep_out_radius_m >= 0.0):
         raise TrackingError(f"keep_out_radius_m must be finite and >= 0, got {keep_out_radius_m!r}")
     if not (min_ttc_s >= 0.0):  # inf allowed (always breach when closing into the disc)
@@ -143,28 +158,11 @@ def assess_track(
     TrackingError
         If a limit is negative or NaN.
     """
-    _check_limits(keep_out_radius_m, min_ttc_s)
+    check_limits(keep_out_radius_m, min_ttc_s)
     px, py = float(rel_position_m[0]), float(rel_position_m[1])
     vx, vy = float(rel_velocity_mps[0]), float(rel_velocity_mps[1])
-    r2 = px * px + py * py
-    range_m = math.sqrt(r2)
-    pv = px * vx + py * vy
-    v2 = vx * vx + vy * vy
-    closing = -pv / range_m if range_m > 0.0 else 0.0
-    if v2 > 0.0 and pv < 0.0:
-        t_cpa = -pv / v2
-    else:
-        t_cpa = 0.0
-    cpa_distance_m = math.hypot(px + vx * t_cpa, py + vy * t_cpa)
-    rr = keep_out_radius_m * keep_out_radius_m
-    inside = r2 <= rr
-    if inside:
-        ttc = 0.0
-    elif v2 > 0.0 and pv < 0.0:
-        disc = pv * pv - v2 * (r2 - rr)
-        ttc = (-pv - math.sqrt(disc)) / v2 if disc >= 0.0 else math.inf
-    else:
-        ttc = math.inf
+    range_m, closing, t_cpa, cpa_distance_m, ttc, inside = relative_geometry(
+        px, py, vx, vy, keep_out_radius_m * keep_out_radius_m)
     return Threat(
         track_id=int(track_id),
         range_m=range_m,
@@ -175,6 +173,89 @@ def assess_track(
         inside_keep_out=inside,
         ttc_breach=ttc < min_ttc_s,
     )
+
+
+def relative_geometry(px: float, py: float, vx: float, vy: float,
+                      keep_out_radius_sq_m2: float) -> tuple[float, float, float, float, float, bool]:
+    """Range, closing speed, CPA and time to collision of one relative track (no checks).
+
+    The formulas of the module notes, shared by :func:`assess_track` and the per-tick
+    keep-out of :meth:`controller.components.radar.RadarSubsystem.threats` (which checks
+    its inputs once per tick, not once per track).
+
+    Parameters
+    ----------
+    px, py : float
+        ``p_target - p_vehicle``, metres (plain floats).
+    vx, vy : float
+        ``v_target - v_vehicle``, m/s.
+    keep_out_radius_sq_m2 : float
+        Square of the keep-out radius, m^2.
+
+    Returns
+    -------
+    (range_m, closing_speed_mps, time_to_cpa_s, cpa_distance_m, ttc_s, inside_keep_out)
+        As the fields of :class:`Threat` (m, m/s, s, m, s, bool).
+    """
+    r2 = px * px + py * py
+    range_m = math.sqrt(r2)
+    pv = px * vx + py * vy
+    v2 = vx * vx + vy * vy
+    closing = -pv / range_m if range_m > 0.0 else 0.0
+    if v2 > 0.0 and pv < 0.0:
+        t_cpa = -pv / v2
+    else:
+        t_cpa = 0.0
+    cpa_distance_m = math.hypot(px + vx * t_cpa, py + vy * t_cpa)
+    rr = keep_out_radius_sq_m2
+    inside = r2 <= rr
+    if inside:
+        ttc = 0.0
+    elif v2 > 0.0 and pv < 0.0:
+        disc = pv * pv - v2 * (r2 - rr)
+        ttc = (-pv - math.sqrt(disc)) / v2 if disc >= 0.0 else math.inf
+    else:
+        ttc = math.inf
+    return range_m, closing, t_cpa, cpa_distance_m, ttc, inside
+
+
+def vehicle_motion(vehicle_pose: PoseInput,
+                   vehicle_velocity_world: Sequence[float]) -> tuple[float, float, float, float]:
+    """Check and unpack the vehicle's position and velocity as :func:`assess_threats` reads them.
+
+    Parameters
+    ----------
+    vehicle_pose : PoseInput
+        Vehicle pose in the world frame (m, m, rad).
+    vehicle_velocity_world : (float, float)
+        Vehicle velocity in the world frame, m/s.
+
+    Returns
+    -------
+    (x_m, y_m, vx_mps, vy_mps)
+        Plain floats.
+
+    Raises
+    ------
+    TrackingError
+        If the pose/velocity is malformed or not finite.
+    """
+    if type(vehicle_pose) is tuple and len(vehicle_pose) == 3:
+        # as as_pose checks a (x_m, y_m, yaw_rad) tuple, without building the Pose2D (per tick)
+        x0, y0, yaw = float(vehicle_pose[0]), float(vehicle_pose[1]), float(vehicle_pose[2])
+        if not (math.isfinite(x0) and math.isfinite(y0) and math.isfinite(yaw)):
+            raise TrackingError(f"pose has a non-finite component: {(x0, y0, yaw)!r}")
+    else:
+        x0, y0, _ = as_pose(vehicle_pose)
+    try:
+        vvx, vvy = (float(v) for v in vehicle_velocity_world)
+    except (TypeError, ValueError) as exc:
+        raise TrackingError(
+            f"vehicle_velocity_world must be (vx_mps, vy_mps), got {vehicle_velocity_world!r}"
+        ) from exc
+    if not (math.isfinite(vvx) and math.isfinite(vvy)):
+        raise TrackingError(f"vehicle_velocity_world is not finite: {(vvx, vvy)!r}")
+    return x0, y0, vvx, vvy
 
 
 def assess_threats(
@@ -218,16 +299,8 @@ def assess_threats(
     TrackingError
         If the pose/velocity is malformed or not finite, or a limit is invalid.
     """
-    _check_limits(keep_out_radius_m, min_ttc_s)
-    x0, y0, _ = as_pose(vehicle_pose)
-    try:
-        vvx, vvy = (float(v) for v in vehicle_velocity_world)
-    except (TypeError, ValueError) as exc:
-        raise TrackingError(
-            f"vehicle_velocity_world must be (vx_mps, vy_mps), got {vehicle_velocity_world!r}"
-        ) from exc
-    if not (math.isfinite(vvx) and math.isfinite(vvy)):
-        raise TrackingError(f"vehicle_velocity_world is not finite: {(vvx, vvy)!r}")
+    check_limits(keep_out_radius_m, min_ttc_s)
+    x0, y0, vvx, vvy = vehicle_motion(vehicle_pose, vehicle_velocity_world)
     out: list[Threat] = []
     for trk in tracks:
         if not trk.confirmed:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,7 +52,39 @@ from controller.tracking.models import (
 from controller.tracking.tracks import Track, TrackerConfig, TrackMeta, max_eig_2x2, snapshot_tracks
 from hal.snapshot import JsonValue, State, apply, capture
 
-__all__ = ["TrackerConfig", "Track", "Tracker"]
+__all__ = ["ConfirmedHit", "TrackerConfig", "Track", "Tracker"]
+
+
+class ConfirmedHit(NamedTuple):
+    """A confirmed track its last covering scan detected, in plain floats (:meth:`Tracker.confirmed_hits`).
+
+    World frame, at the scan time ``time_s`` (s): position (m), velocity (m/s), the
+    velocity block of the covariance (``P[2, 2]``, ``P[2, 3]``, ``P[3, 3]``, (m/s)^2) and
+    the Doppler of the last detection (m/s, positive receding; None: not measured).
+    """
+
+    track_id: int
+    time_s: float
+    x_m: float
+    y_m: float
+    vx_mps: float
+    vy_mps: float
+    pvv_xx: float
+    pvv_xy: float
+    pvv_yy: float
+    range_rate_mps: float | None
+
+
+def _confirmed_hits(tracks: Sequence[Track]) -> tuple[ConfirmedHit, ...]:
+    """Return the rows of :meth:`Tracker.confirmed_hits` for a list of snapshots (per scan)."""
+    rows = []
+    for t in tracks:
+        if t.confirmed and not t.misses:
+            x, y, vx, vy = t.state.tolist()
+            p = t.covariance
+            rows.append(ConfirmedHit(t.track_id, t.time_s, x, y, vx, vy, float(p[2, 2]), float(p[2, 3]),
+                                     float(p[3, 3]), t.range_rate_mps))
+    return tuple(rows)
 
 
 class Tracker:
@@ -88,6 +121,7 @@ class Tracker:
         self._time_s: float | None = None
         self._next_id = 1
         self._snapshot: list[Track] = []
+        self._hits: tuple[ConfirmedHit, ...] = ()  # confirmed_hits of _snapshot, set with it
         self.scans = 0
         self.rejected_detections = 0
         self.tracks_initiated = 0
@@ -107,6 +141,7 @@ class Tracker:
     def restore(self, state: Mapping[str, JsonValue]) -> None:
         """Put back a :meth:`snapshot` of a tracker with the same configuration."""
         apply(self, state, self.SNAPSHOT_FIELDS)
+        self._hits = _confirmed_hits(self._snapshot)
 
     # ----------------------------------------------------------------- queries
     @property
@@ -117,6 +152,19 @@ class Tracker:
     def confirmed(self) -> list[Track]:
         """Snapshots of the confirmed live tracks after the last scan, in id order."""
         return [t for t in self._snapshot if t.confirmed]
+
+    def confirmed_hits(self) -> tuple[ConfirmedHit, ...]:
+        """Return the confirmed tracks with no miss after the last scan, as plain floats, in id order.
+
+        What the keep-out reads every tick (:meth:`controller.components.radar.RadarSubsystem.threats`):
+        made from the snapshots (the same values, ``float`` of the arrays' entries)
+        whenever they are (every scan, reset and restore) and handed out until then.
+
+        Returns
+        -------
+        tuple of ConfirmedHit
+        """
+        return self._hits
 
     @property
     def time_s(self) -> float | None:
@@ -133,6 +181,7 @@ class Tracker:
         self._p = np.zeros((0, STATE_DIM, STATE_DIM))
         self._meta = []
         self._snapshot = []
+        self._hits = ()
         self._time_s = None
 
     # ------------------------------------------------------------------- roles
@@ -261,6 +310,7 @@ class Tracker:
             # an empty scan and no track (most scans of a quiet sky): nothing to predict,
             # associate, update, delete or initiate; the steps below would change nothing
             self._snapshot = []
+            self._hits = ()
             return []
 
         # 1. predict
@@ -325,6 +375,7 @@ class Tracker:
             self._initiate(now_s, [dets[j] for j in fresh], z[fresh], r[fresh])
 
         self._snapshot = snapshot_tracks(self._meta, self._x, self._p, now_s)
+        self._hits = _confirmed_hits(self._snapshot)
         return list(self._snapshot)
 
     def _confirm_or_condemn(self, meta: TrackMeta, keep: np.ndarray, i: int) -> None:

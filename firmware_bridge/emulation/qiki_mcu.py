@@ -31,7 +31,6 @@ from firmware_bridge.protocols.qiki_mcu import (
     Hello,
     HelloRequest,
     HostHeartbeat,
-    Imu,
     McuMessage,
     McuStatus,
     Pose,
@@ -45,6 +44,8 @@ __all__ = ["McuEmulator", "WorldState"]
 
 _EPS_S = 1e-6  # tolerance on due times: SimClock ns -> float s rounding
 _EARLY_S = 1e-9  # next-due times are given this much early: a step then is a no-op, never a miss
+_ID_IMU = int(proto.MsgId.IMU)
+_ID_POSE = int(proto.MsgId.POSE)
 
 
 class WorldState(Protocol):
@@ -96,9 +97,10 @@ class _Schedule:
             return False
         # next slot strictly after now: late steps send once, never a burst
         k_now = int((now_s + _EPS_S - self.t0_s) / self.period_s)
-        self.skipped += max(0, k_now - self.k)
-        self.k = k_now + 1
-        self.next_due_s = self._next_due()
+        if k_now > self.k:
+            self.skipped += k_now - self.k
+        self.k = k = k_now + 1
+        self.next_due_s = self.t0_s + k * self.period_s - _EPS_S - _EARLY_S  # _next_due(), period > 0
         return True
 
 
@@ -357,11 +359,18 @@ class McuEmulator:
         status, imu, pose = self._status, self._imu, self._pose
         if now_s >= status.next_due_s and status.due(now_s):
             self._send(self._status_msg())
-        if now_s >= imu.next_due_s and imu.due(now_s):
+        # IMU and POSE: packed from the fields (proto.encode_imu/encode_pose), the same
+        # bytes as encoding the message objects; the seeded noise is drawn even when silent
+        if now_s >= imu.next_due_s and imu.due(now_s) and not self.silent:
             w = self.world
-            self._send(Imu(self._t_ms(), float(w.yaw_rate_radps), float(w.ax_body_mps2), float(w.ay_body_mps2)))
+            self._write(proto.encode_imu(self._next_seq(_ID_IMU), self._t_ms(), float(w.yaw_rate_radps),
+                                         float(w.ax_body_mps2), float(w.ay_body_mps2)))
         if now_s >= pose.next_due_s and pose.due(now_s):
-            self._send(self._pose_msg())
+            x, y, yaw = self._pose_xy_yaw()
+            if not self.silent:
+                w = self.world
+                self._write(proto.encode_pose(self._next_seq(_ID_POSE), self._t_ms(), x, y, yaw,
+                                              float(w.vx_mps), float(w.vy_mps), float(w.yaw_rate_radps)))
 
     # ------------------------------------------------------------------ internals
     def _t_ms(self) -> int:
@@ -376,7 +385,8 @@ class McuEmulator:
             self._t_ms(), self.estop_pressed, self.rail_enabled, self.watchdog_state, self.fault_flags & 0xFF
         )
 
-    def _pose_msg(self) -> Pose:
+    def _pose_xy_yaw(self) -> tuple[float, float, float]:
+        """Return the POSE's ``x_m, y_m`` (m) and ``yaw_rad`` (rad): the world's plus seeded noise."""
         w = self.world
         x, y, yaw = float(w.x_m), float(w.y_m), float(w.yaw_rad)
         if self.pose_noise_m > 0.0:
@@ -384,7 +394,20 @@ class McuEmulator:
             y += self._rng.gauss(0.0, self.pose_noise_m)
         if self.yaw_noise_rad > 0.0:
             yaw += self._rng.gauss(0.0, self.yaw_noise_rad)
+        return x, y, yaw
+
+    def _pose_msg(self) -> Pose:
+        w = self.world
+        x, y, yaw = self._pose_xy_yaw()
         return Pose(self._t_ms(), x, y, yaw, float(w.vx_mps), float(w.vy_mps), float(w.yaw_rate_radps))
+
+    def _next_seq(self, msg_id: int) -> int:
+        """Take the next sequence number of ``msg_id`` and count a frame sent (not silent)."""
+        seqs = self._seq
+        seq = seqs.get(msg_id, 0)
+        seqs[msg_id] = (seq + 1) & 0xFF
+        self.counters["frames_tx"] += 1
+        return seq
 
     def _update_outputs(self) -> None:
         self.rail_enabled = bool(
@@ -450,11 +473,7 @@ class McuEmulator:
             self._last_sent_status = (msg.estop_pressed, msg.rail_enabled, msg.watchdog_state, msg.fault_flags)
         if self.silent:
             return
-        msg_id = proto.MESSAGE_TYPES[type(msg)]
-        seq = self._seq.get(msg_id, 0)
-        self._seq[msg_id] = (seq + 1) & 0xFF
-        self.counters["frames_tx"] += 1
-        self._write(proto.encode(msg, seq))
+        self._write(proto.encode(msg, self._next_seq(proto.MESSAGE_TYPES[type(msg)])))
 
     def _write(self, data: bytes) -> None:
         try:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, NamedTuple
 
 import can
 from can.interfaces.virtual import VirtualBus
@@ -42,6 +42,22 @@ __all__ = ["ValveBoardEmulator"]
 
 _HISTORY_S = 1.0  # open intervals kept this long after they end
 _STATUS_MEMO_N = 4096  # sealed VB_Status payloads kept (a square mission sees ~100 keys)
+_COMMAND_MEMO_N = 8192  # unpacked VB_Command payloads kept (a square mission: 7,564 commands, 2,252 distinct)
+
+
+#: :meth:`ValveBoardEmulator._status_key`: open mask, fault mask, rail voltage (V), command
+#: timeout, rail off, over temperature, board temperature (degC), n_valves, alive counter,
+#: the types of the two floats.
+_StatusKey = tuple[int, int, float, bool, bool, bool, float, int, int, type, type]
+
+
+class _CommandFields(NamedTuple):
+    """A VB_Command payload as the firmware reads it (:meth:`ValveBoardEmulator._command_fields`)."""
+
+    checksum_ok: bool  # CRC-12 right; the other fields are read only then
+    counter: int  # alive counter, raw
+    raw_max: int  # largest raw duty of the eight signals
+    duty: tuple[float, ...]  # per valve of the board, fraction 0..1
 
 
 class ValveBoardEmulator:
@@ -140,10 +156,17 @@ class ValveBoardEmulator:
         self.frames_sent = 0
 
         self._boot_s: float | None = None
-        # VB_Status frames as the codec builds and seal() completes them (arbitration ID,
-        # extended, DLC, payload) by (status, alive counter): a pure function of the key
-        # (the codec and the node are fixed), so an entry never goes stale.
-        self._status_frames: dict[tuple[vb.ValveBoardStatus, int], tuple[int, bool, int, bytes]] = {}
+        # VB_Status frames as the codec builds and seal() completes them (the message and
+        # its payload) by status fields and alive counter (:meth:`_status_key`): a pure
+        # function of the key (the codec and the node are fixed), so an entry never goes stale.
+        self._status_frames: dict[_StatusKey, tuple[can.Message, bytes]] = {}
+        # A LockstepBus and python-can's virtual bus queue a copy of a sent message: a kept
+        # VB_Status message may be sent again (only its timestamp set); other buses get a new one.
+        self._bus_copies = type(bus) is LockstepBus or type(bus) is VirtualBus
+        # What the firmware's check and the DBC make of a VB_Command payload, by payload
+        # (:meth:`_command_fields`): a pure function of the 8 bytes (the ID, the codec and
+        # n_valves are fixed), so an entry never goes stale.
+        self._command_memo: dict[bytes, _CommandFields] = {}
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -165,6 +188,10 @@ class ValveBoardEmulator:
         self._rail_was_powered = True
         self._stuck_applied: frozenset[int] = frozenset()
         self._next_due_s = -math.inf
+        # Changed by every change of the intervals (_latch, _cut, _prune, a new list here):
+        # open_segment's last answer holds while it is the same (and the list the same).
+        self._intervals_version = getattr(self, "_intervals_version", 0) + 1
+        self._segment: tuple[int, list[list[list[float]]], float, float, tuple[float, ...]] | None = None
 
     def _power_up(self, now_s: float) -> None:
         self._boot_s = now_s
@@ -269,9 +296,14 @@ class ValveBoardEmulator:
             ``[a, b]`` with ``t_s <= a < b <= end_s``, :meth:`open_fractions` returns
             exactly ``fractions`` (until the next :meth:`step` changes the intervals).
         """
+        intervals = self._intervals
+        seg = self._segment  # the last answer: the same for any t_s in [its t_s, its end_s)
+        if (seg is not None and seg[0] == self._intervals_version and seg[1] is intervals
+                and seg[2] <= t_s < seg[3]):
+            return list(seg[4]), seg[3]
         out = []
         end_s = math.inf
-        for ivs in self._intervals:
+        for ivs in intervals:
             if not ivs or ivs[-1][1] <= t_s:  # closed, no later interval
                 out.append(0.0)
                 continue
@@ -288,6 +320,7 @@ class ValveBoardEmulator:
             out.append(is_open)
             if nxt < end_s:
                 end_s = nxt
+        self._segment = (self._intervals_version, intervals, t_s, end_s, tuple(out))
         return out, end_s
 
     # ------------------------------------------------------------------ step
@@ -381,26 +414,45 @@ class ValveBoardEmulator:
         """Return whether a command's 12-bit CRC (bits 52..63) is right: the firmware's check (issue 15)."""
         return vb.command_checksum_ok(arbitration_id, data)
 
+    def _command_fields(self, msg: can.Message) -> _CommandFields:
+        """Check and unpack an 8-byte VB_Command of the board's ID (the firmware's receive path).
+
+        Its CRC-12 (bits 52..63, issue 15), then the DBC's unpack (dbc/qiki.dbc is the only
+        statement of the bit layout): the alive counter, the largest raw duty and the
+        duties as fractions 0..1 of the board's valves.
+        """
+        if not self._checksum_ok(msg.arbitration_id, msg.data):
+            return _CommandFields(False, 0, 0, ())
+        decoded = self._codec.decode(msg)
+        assert decoded is not None  # the command's id is in the codec (it was looked up by it)
+        raw = decoded.raw
+        raws = [raw[name] for name in vb.DUTY_SIGNALS]
+        return _CommandFields(True, raw[vb.COUNTER_SIGNALS[vb.COMMAND]], max(raws),
+                              tuple([raws[i] * vb.DUTY_STEP_PCT / 100.0 for i in range(self.n_valves)]))
+
     def _accept_command(self, msg: can.Message, now_s: float) -> bool:
         data = msg.data
         if msg.dlc != 8 or len(data) != 8:
             return self._reject("dlc")
-        if not self._checksum_ok(msg.arbitration_id, data):
+        key = bytes(data)
+        memo = self._command_memo
+        fields = memo.get(key)
+        if fields is None:
+            fields = self._command_fields(msg)
+            if len(memo) >= _COMMAND_MEMO_N:
+                memo.clear()
+            memo[key] = fields
+        if not fields.checksum_ok:
             return self._reject("checksum")
-        # Unpacked by the DBC (dbc/qiki.dbc is the only statement of the bit layout).
-        decoded = self._codec.decode(msg)
-        assert decoded is not None  # the command's id is in the codec (it was looked up by it)
-        raw = decoded.raw
-        counter = raw[vb.COUNTER_SIGNALS[vb.COMMAND]]
+        counter = fields.counter
         if self._last_cmd_counter is not None and counter == self._last_cmd_counter:
             return self._reject("counter")
-        raws = [raw[name] for name in vb.DUTY_SIGNALS]
-        if max(raws) > vb.DUTY_RAW_MAX:
+        if fields.raw_max > vb.DUTY_RAW_MAX:
             return self._reject("range")
         if self._in_boot:
             return self._reject("boot")
         self._last_cmd_counter = counter
-        self._duty_cmd = [raws[i] * vb.DUTY_STEP_PCT / 100.0 for i in range(self.n_valves)]
+        self._duty_cmd = list(fields.duty)
         self._last_valid_cmd_s = now_s
         self._timed_out = False
         self.commands_accepted += 1
@@ -408,6 +460,7 @@ class ValveBoardEmulator:
 
     # ------------------------------------------------------------------ PWM model
     def _latch(self, t0: float) -> None:
+        self._intervals_version += 1
         P = self.pwm_period_s
         powered = self.rail_powered and not self._timed_out and not self._in_boot_at(t0)
         for i in range(self.n_valves):
@@ -434,6 +487,7 @@ class ValveBoardEmulator:
         return t < self._boot_end_s
 
     def _cut(self, i: int, t: float) -> None:
+        self._intervals_version += 1
         ivs = self._intervals[i]
         while ivs and ivs[-1][0] >= t:
             ivs.pop()
@@ -450,6 +504,7 @@ class ValveBoardEmulator:
         for ivs in self._intervals:
             while ivs and ivs[0][1] < horizon:
                 ivs.pop(0)
+                self._intervals_version += 1
 
     def valves_open(self, now_s: float) -> tuple[bool, ...]:
         """Per valve (0-based), whether it is physically open at ``now_s``."""
@@ -528,20 +583,54 @@ class ValveBoardEmulator:
             return
         self.frames_sent += 1
 
+    def _status_key(self, now_s: float) -> _StatusKey:
+        """Return the fields of :meth:`_status_value` at ``now_s``, the counter, and the floats' types.
+
+        Everything the sealed VB_Status depends on (the codec and the node are fixed): the
+        frame memo's key. The types make it exact where equal values round differently
+        (:func:`~firmware_bridge.protocols.valve_board.status_signals` rounds the floats).
+        """
+        fault = 0
+        n = self.n_valves
+        for i in self.stuck_closed:
+            if 0 <= i < n:
+                fault |= 1 << i
+        open_mask = 0
+        for i, ivs in enumerate(self._intervals):  # valves_open(now_s) as a mask
+            if not ivs or ivs[-1][1] <= now_s:
+                continue
+            for start, end in reversed(ivs):
+                if start <= now_s < end:
+                    open_mask |= 1 << i
+                    break
+                if end <= now_s:
+                    break
+        rail = self.rail_powered
+        rail_v = self.rail_voltage_v if rail else 0.0
+        temp = self.board_temp_c
+        return (open_mask, fault, rail_v, self._timed_out, not rail, self.over_temp, temp, n,
+                self._status_counter, type(rail_v), type(temp))
+
     def _send_status(self, now_s: float) -> None:
-        status = self._status_value(now_s)
-        key = (status, self._status_counter)
+        key = self._status_key(now_s)
         frames = self._status_frames
         frame = frames.get(key)
-        if frame is None:  # encoded by the DBC and sealed once per distinct (status, counter)
+        if frame is None:  # encoded by the DBC and sealed once per distinct key
+            status = self._status_value(now_s)
             enc = self._codec.encode(vb.STATUS, vb.status_signals(status, self._status_counter))
-            frame = (enc.arbitration_id, enc.is_extended_id, enc.dlc, vb.seal(enc.arbitration_id, enc.data))
+            msg = can.Message(arbitration_id=enc.arbitration_id, is_extended_id=enc.is_extended_id,
+                              is_fd=False, dlc=enc.dlc, data=vb.seal(enc.arbitration_id, enc.data))
+            frame = (msg, bytes(msg.data))
             if len(frames) >= _STATUS_MEMO_N:
                 frames.clear()
             frames[key] = frame
-        arb_id, extended, dlc, data = frame
-        msg = can.Message(arbitration_id=arb_id, is_extended_id=extended, is_fd=False, dlc=dlc,
-                          data=bytearray(data), timestamp=now_s)
+        template, data = frame
+        if self._bus_copies:  # the bus sends a copy: the kept message is sent as it is
+            msg = template
+            msg.timestamp = now_s
+        else:
+            msg = can.Message(arbitration_id=template.arbitration_id, is_extended_id=template.is_extended_id,
+                              is_fd=False, dlc=template.dlc, data=bytearray(data), timestamp=now_s)
         self._status_counter = vb.next_counter(self._status_counter)
         self._send(msg)
 

@@ -37,6 +37,7 @@ Nothing here does I/O: :func:`encode_frame` returns bytes to write and
 
 from __future__ import annotations
 
+import struct
 from binascii import crc_hqx
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -55,6 +56,7 @@ __all__ = [
     "crc16_ccitt_false",
     "decode_frame",
     "encode_frame",
+    "seal_body",
 ]
 
 DELIMITER = b"\x00"
@@ -68,6 +70,9 @@ MAX_WIRE_FRAME_LEN = MAX_PAYLOAD_LEN + 5
 _HEADER_LEN = 2
 _CRC_LEN = 2
 _MIN_DECODED_LEN = _HEADER_LEN + _CRC_LEN
+#: The one-byte ``bytes`` of every value 0..255 (a COBS block code), indexed by value.
+_BYTE = tuple(bytes((i,)) for i in range(256))
+_pack_crc_le = struct.Struct("<H").pack
 
 
 class RawFrame(NamedTuple):
@@ -130,14 +135,19 @@ def cobs_encode(data: bytes) -> bytes:
     -----
     Each zero-delimited piece of the input becomes blocks ``code || up to 254 bytes``,
     where ``code = len + 1`` and ``code == 0xFF`` means "254 bytes, no implied zero".
-    Splitting on zeros with :meth:`bytes.split` keeps the loop per block, not per byte.
+    Splitting on zeros with :meth:`bytes.split` keeps the loop per block, not per byte;
+    input shorter than 254 bytes (every QIKI frame) has no piece of 254 bytes or more and
+    is joined in one pass.
     """
+    data = bytes(data)
+    if len(data) < 254:  # one block per piece, none long: every QIKI frame
+        return b"".join([_BYTE[len(piece) + 1] + piece for piece in data.split(b"\x00")])
     out = bytearray()
-    pieces = bytes(data).split(b"\x00")
+    pieces = data.split(b"\x00")
     last = len(pieces) - 1
     for index, piece in enumerate(pieces):
         n = len(piece)
-        if n < 254:  # fast path: every piece of a QIKI frame
+        if n < 254:
             out.append(n + 1)
             out += piece
             continue
@@ -184,8 +194,17 @@ def cobs_decode(encoded: bytes) -> bytes:
 def _cobs_unstuff(enc: bytes) -> bytes | None:
     """COBS-decode ``enc`` (known to hold no 0x00); None if a block code runs past the end."""
     n = len(enc)
-    out = bytearray()
     i = 0
+    if n < 255:  # no room for a 0xFF block (254 bytes after its code): a zero between blocks
+        parts = []
+        while i < n:
+            j = i + enc[i]
+            if j > n:
+                return None
+            parts.append(enc[i + 1 : j])
+            i = j
+        return b"\x00".join(parts)
+    out = bytearray()
     while i < n:
         code = enc[i]
         j = i + code
@@ -236,9 +255,38 @@ def encode_frame(msg_id: int, seq: int, payload: bytes = b"") -> bytes:
         raise ProtocolError(f"msg_id {msg_id} out of range 0..255")
     if len(payload) > MAX_PAYLOAD_LEN:
         raise ProtocolError(f"payload of {len(payload)} B exceeds {MAX_PAYLOAD_LEN} B")
-    body = bytes((msg_id, seq & 0xFF)) + bytes(payload)
-    crc = crc_hqx(body, 0xFFFF)
-    return cobs_encode(body + bytes((crc & 0xFF, crc >> 8))) + DELIMITER
+    return seal_body(bytes((msg_id, seq & 0xFF)) + bytes(payload))
+
+
+def seal_body(body: bytes) -> bytes:
+    """Build the wire frame of a complete body: ``COBS(body | crc16_le) || 0x00``.
+
+    The last step of :func:`encode_frame`, for callers that pack header and payload in
+    one ``struct`` call (the MCU emulator's streams); same bytes as :func:`encode_frame`
+    of the body's parts.
+
+    Parameters
+    ----------
+    body : bytes
+        ``msg_id | seq | payload``: 2 to ``2 + MAX_PAYLOAD_LEN`` bytes (not checked here;
+        :func:`encode_frame` checks its arguments).
+
+    Returns
+    -------
+    bytes
+        ``len(body) + 4`` bytes, the last one the 0x00 delimiter.
+
+    Notes
+    -----
+    Per-tick function. CRC-16/CCITT-FALSE by :func:`binascii.crc_hqx` (module docstring),
+    appended little-endian; COBS as :func:`cobs_encode`.
+    """
+    data = body + _pack_crc_le(crc_hqx(body, 0xFFFF))
+    if len(data) < 254:
+        parts = [_BYTE[len(piece) + 1] + piece for piece in data.split(b"\x00")]
+        parts.append(DELIMITER)
+        return b"".join(parts)
+    return cobs_encode(data) + DELIMITER
 
 
 def decode_frame(encoded: bytes) -> RawFrame:

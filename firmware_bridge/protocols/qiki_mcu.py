@@ -60,7 +60,7 @@ import struct
 from dataclasses import dataclass
 
 from firmware_bridge.errors import ProtocolError
-from firmware_bridge.protocols.framing import RawFrame, encode_frame
+from firmware_bridge.protocols.framing import RawFrame, encode_frame, seal_body
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -78,6 +78,8 @@ __all__ = [
     "McuMessage",
     "MESSAGE_TYPES",
     "encode",
+    "encode_imu",
+    "encode_pose",
     "decode",
     "is_known_id",
 ]
@@ -299,6 +301,92 @@ def encode(msg: McuMessage, seq: int) -> bytes:
     if msg_id is None:
         raise ProtocolError(f"not a QIKI MCU message: {type(msg).__name__}")
     return encode_frame(msg_id, seq, _payload(msg))
+
+
+# Header and payload in one pack (the streams' fast path: encode_imu, encode_pose)
+_S_IMU_BODY = struct.Struct("<BBIfff")
+_S_POSE_BODY = struct.Struct("<BBIffffff")
+_ID_IMU = int(MsgId.IMU)
+_ID_POSE = int(MsgId.POSE)
+
+
+def encode_imu(seq: int, t_ms: int, yaw_rate_radps: float, accel_x_body_mps2: float,
+               accel_y_body_mps2: float) -> bytes:
+    """Encode an IMU message from its fields: ``encode(Imu(t_ms, ...), seq)`` without the object.
+
+    Parameters
+    ----------
+    seq : int
+        Sequence counter; taken modulo 256.
+    t_ms : int
+        MCU uptime (ms); taken modulo 2**32.
+    yaw_rate_radps : float
+        Body z rate (rad/s).
+    accel_x_body_mps2, accel_y_body_mps2 : float
+        Body-frame accelerations (m/s^2).
+
+    Returns
+    -------
+    bytes
+        The same frame as :func:`encode` of the :class:`Imu` (layout in the module docstring).
+
+    Raises
+    ------
+    ProtocolError
+        Where :func:`encode` raises it (a field of the wrong type). As there, a float
+        beyond the f32 range raises ``struct``'s OverflowError.
+
+    Notes
+    -----
+    Per-tick function (the MCU emulator's 100 Hz stream).
+    """
+    try:
+        body = _S_IMU_BODY.pack(_ID_IMU, seq & 0xFF, t_ms & 0xFFFFFFFF, yaw_rate_radps,
+                                accel_x_body_mps2, accel_y_body_mps2)
+    except (struct.error, ValueError, TypeError) as exc:
+        raise ProtocolError(f"cannot encode Imu: {exc}") from exc
+    return seal_body(body)
+
+
+def encode_pose(seq: int, t_ms: int, x_m: float, y_m: float, yaw_rad: float, vx_world_mps: float,
+                vy_world_mps: float, yaw_rate_radps: float) -> bytes:
+    """Encode a POSE message from its fields: ``encode(Pose(t_ms, ...), seq)`` without the object.
+
+    Parameters
+    ----------
+    seq : int
+        Sequence counter; taken modulo 256.
+    t_ms : int
+        MCU uptime (ms); taken modulo 2**32.
+    x_m, y_m : float
+        World position (m).
+    yaw_rad : float
+        Heading (rad).
+    vx_world_mps, vy_world_mps : float
+        World-frame velocity (m/s).
+    yaw_rate_radps : float
+        Yaw rate (rad/s).
+
+    Returns
+    -------
+    bytes
+        The same frame as :func:`encode` of the :class:`Pose`.
+
+    Raises
+    ------
+    ProtocolError
+        As :func:`encode_imu`.
+
+    Notes
+    -----
+    Per-tick function (the MCU emulator's 100 Hz stream).
+    """
+    try:
+        body = _S_POSE_BODY.pack(_ID_POSE, seq & 0xFF, t_ms & 0xFFFFFFFF, x_m, y_m, yaw_rad,
+                                 vx_world_mps, vy_world_mps, yaw_rate_radps)
+    except (struct.error, ValueError, TypeError) as exc:
+        raise ProtocolError(f"cannot encode Pose: {exc}") from exc
+    return seal_body(body)
 
 
 def is_known_id(msg_id: int) -> bool:

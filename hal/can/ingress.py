@@ -40,6 +40,7 @@ signal names; the ARS408 driver uses it with DLC/range/freshness only. No I/O, n
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -198,7 +199,7 @@ class _Plan:
     entry: _Entry
     frame_id: int
     stream: StreamState
-    bounds: list[tuple[str, float | None, float | None]]  # (signal, low, high), physical units
+    bounds: list[tuple[str, float, float]]  # (signal, low, high), physical units; -inf/inf: no bound
     choices: list[tuple[str, frozenset[int]]]  # (signal, the raw values the DBC names)
     counter_signal: str | None
     checksum_signal: str | None
@@ -289,8 +290,8 @@ class IngressChecker:
                     continue
                 tol = abs(sig.scale) * 1e-6 + 1e-12
                 plan.bounds.append((sig.name,
-                                    None if lo is None else lo - tol,
-                                    None if hi is None else hi + tol))
+                                    -math.inf if lo is None else lo - tol,
+                                    math.inf if hi is None else hi + tol))
         self._plans[frame_id] = plan
         self._streams[spec.message] = plan.stream
 
@@ -508,9 +509,8 @@ class IngressChecker:
         phys = decoded.signals
         for name, lo, hi in plan.bounds:
             v = phys.get(name)
-            if v is None:
-                continue
-            if (lo is not None and v < lo) or (hi is not None and v > hi) or v != v:
+            # False for NaN too; an absent bound is -inf/inf (even an infinite value passes it)
+            if v is not None and not lo <= v <= hi:
                 return "range"
         raw = decoded.raw
         for name, allowed in plan.choices:
