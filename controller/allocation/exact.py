@@ -454,7 +454,7 @@ class _Context:
         "groups_A", "groups_rows", "prefix_E", "g_scale", "loc_tiers", "sub_pinv", "A_all_T",
         "u_max_list", "facet_v", "facet_S", "facet_side", "inv_u_max_max", "tiers_partial", "fast",
         "kkt", "kkt_x", "w_list", "g_diag", "result_src", "facet_u0", "facet_side0", "facet_mask",
-        "facet_upx", "over",
+        "facet_upx", "over", "kkt_one",
     )
     # healthy thrusters and stuck-open forces
     active: np.ndarray  # (N,) bool
@@ -505,6 +505,7 @@ class _Context:
     sub_pinv: dict[int, tuple[np.ndarray, list[int], np.ndarray]] | None
     kkt: dict[int, tuple[list[int], np.ndarray]] | None
     kkt_x: np.ndarray  # (m + n_act,): [tau_h; 1 where the thruster sits at u_max]
+    kkt_one: bool  # the fused tables and a single priority group: _solve_kkt applies
     w_list: list[float]
     g_diag: list[float]
     result_src: tuple[np.ndarray, np.ndarray, np.ndarray | None]
@@ -833,6 +834,7 @@ class ExactAllocator:
             ctx.groups_A.append(w[rows_g, None] * ctx.B_act[rows_g])
             ctx.prefix_E.append(ctx.B_act[prev] if prev else None)
             prev = prev + rows_g
+        ctx.kkt_one = ctx.kkt is not None and len(ctx.groups_A) == 1
         ctx.result_src = (self.B, ctx.sat_thr, self._weights)
         self._contexts[key] = ctx
         return ctx
@@ -905,7 +907,12 @@ class ExactAllocator:
                 if d[k] > over:
                     # a dual value above any feasible demand's least cost: outside the
                     # attainable set (no cell can hold it), straight to the outside path
-                    u_act = self._outside(ctx, tau, self._screen(ctx, ya))
+                    # (the most violated facet starts the fused active set directly)
+                    f_out = self._screen(ctx, ya)
+                    if f_out >= 0 and ctx.kkt_one:
+                        u_act = self._solve_infeasible(ctx, tau, f_out)
+                    else:
+                        u_act = self._outside(ctx, tau, f_out)
                 else:
                     v = cells[k].dot(ya)
                     vl = v.tolist()
@@ -932,7 +939,13 @@ class ExactAllocator:
                 if u_act is None:  # screened once: no violated facet is handed on as -1
                     u_act = self._cell_or_outside(ctx, tau, rest=True, facet=facet)
             if ctx.full:
-                return AllocationResult._deferred(u_act, dem, ctx.result_src)
+                # AllocationResult._deferred, inlined (the per-tick path)
+                r = _new_object(AllocationResult)
+                r.thrust_n = u_act
+                r._achieved = r._unallocated = r._saturated = r._error = None
+                r._demand = dem
+                r._src = ctx.result_src
+                return r
         else:
             # the stuck-open forces: the demand needs their wrench subtracted first
             tau_h = tau - ctx.open_wrench if ctx.has_open else tau
@@ -1064,6 +1077,8 @@ class ExactAllocator:
             ya = ctx.ya
             ya[:-1] = tau_h
             facet = self._screen(ctx, ya)
+        if facet >= 0 and ctx.kkt_one:  # (the common case: the fused active set)
+            return self._solve_infeasible(ctx, tau_h, facet)
         if facet < 0 and ctx.fac_T is not None:
             # inside every facet: a rounding edge of the point location
             u = self._search_all(ctx, tau_h, 1e-12)
@@ -1179,43 +1194,46 @@ class ExactAllocator:
         """
         kkt = ctx.kkt
         assert kkt is not None
-        m = ctx.ya.shape[0] - 1
+        w = ctx.w_list
+        m = len(w)
         n_act = len(ctx.u_max_list)
         x = ctx.kkt_x
         x[:m] = tau_h
         tl = tau_h.tolist()
-        b_scale = ctx.g_scale + max(map(abs, tl if self._unit_weights else map(_mul, ctx.w_list, tl)))
-        if facet >= 0 and ctx.facet_mask[facet] in kkt:
+        b_scale = ctx.g_scale + max(map(abs, tl if self._unit_weights else map(_mul, w, tl)))
+        if facet >= 0 and (mask := ctx.facet_mask[facet]) in kkt:
             u = ctx.facet_u0[facet][:]
             side = ctx.facet_side0[facet][:]
-            mask = ctx.facet_mask[facet]
             x[m:] = ctx.facet_upx[facet]
         else:
             u, side, mask = [0.0] * n_act, [-1.0] * n_act, 0
             x[m:] = 0.0
         u, side, viol, mask, ok, its = _bvls_kkt(kkt, x, m, ctx.u_max_list, ctx.g_diag, u, side, mask,
                                                  1e-11 * b_scale, 10 * n_act + 30, facet >= 0)
+        stats = self.stats
         if its == 1 and ok and facet >= 0:
-            self.stats["facet_hits"] += 1
+            stats["facet_hits"] += 1
         else:
-            self.stats["active_set_calls"] += 1
-            self.stats["active_set_iterations"] += its
+            stats["active_set_calls"] += 1
+            stats["active_set_iterations"] += its
+        # (np.fromiter: the same float64 values as np.array(u), fewer instructions)
+        ua = np.fromiter(u, float, n_act)
         if not ok:
-            return np.array(u), False, False
+            return ua, False, False
         # converged: every multiplier test g_i * side_i is <= 1e-11 b_scale, the free ones
         # exactly 0; a bound thruster with |g_i| <= 1e-9 b_scale has a zero gradient
         g_zero = -1e-9 * b_scale
         if sum(map(g_zero.__le__, viol)) == mask.bit_count():
-            return np.array(u), True, True
+            return ua, True, True
         zero = mask
         for i, v in enumerate(viol):
             if v >= g_zero:
                 zero |= 1 << i
-        return np.array(u), True, zero in kkt
+        return ua, True, zero in kkt
 
     def _solve_infeasible(self, ctx: _Context, tau_h: np.ndarray, facet: int) -> np.ndarray:
         """Demand outside the attainable set: staged least squares, then least thrust."""
-        if len(ctx.groups_A) == 1 and ctx.kkt is not None:
+        if ctx.kkt_one:
             u, ok, unique = self._solve_kkt(ctx, tau_h, facet)
             if unique:
                 return u
@@ -1320,7 +1338,11 @@ def _bvls_kkt(
     ``K_F x`` gives the subspace minimiser ``z`` of the free thrusters and the gradient
     ``g`` at that point. Every thruster outside ``F`` sits exactly on a bound, so ``x``
     describes the whole iterate but the free thrusters' current values (kept in ``u``, the
-    start of the step towards ``z``). The bookkeeping runs on Python floats.
+    start of the step towards ``z``). The bookkeeping runs on Python floats, inlined (the
+    ratio test of :func:`_step_to_bound` included: no call per iteration).
+
+    The answer depends only on the final free set and bound pattern (the free thrusters are
+    ``K_F x`` of that set, the bound ones exactly 0 or ``hi``), not on the path to it.
 
     Parameters
     ----------
@@ -1356,38 +1378,73 @@ def _bvls_kkt(
         the KKT test passed, iterations. Not converged also when a free set is missing from
         the table (dependent columns through rounding) or the cap is reached.
     """
+    get = table.get
     it = 0
     while True:
         it += 1
-        ent = table.get(mask)
+        ent = get(mask)
         if ent is None or it > max_iter:
             return u, side, [], mask, False, it
         Fl, K = ent
         out = K.dot(x).tolist()
         nf = len(Fl)
-        alpha = _step_to_bound(u, hi, Fl, out)
-        if alpha < 1.0:
-            # clip (start) or step to the first bound: thrusters reaching a bound leave F
-            thr = alpha * (1.0 + 1e-12) + 1e-300
+        if clip:
+            # the start: clip the first subspace minimiser into the bounds; the thrusters
+            # clipped leave F (the same outcome as the step below with clip set)
+            clip = False
+            moved = False
             for j in range(nf):
                 i = Fl[j]
-                zj, ui = out[j], u[i]
-                if zj < 0.0 and (clip or ui / (ui - zj) <= thr):
+                zj = out[j]
+                if zj < 0.0:
                     u[i] = 0.0
                     side[i] = -1.0
                     mask &= ~(1 << i)
-                elif zj > hi[i] and (clip or (hi[i] - ui) / (zj - ui) <= thr):
+                    moved = True
+                elif zj > hi[i]:
                     u[i] = hi[i]
                     side[i] = 1.0
                     mask &= ~(1 << i)
                     x[m + i] = 1.0
+                    moved = True
                 else:
-                    u[i] = zj if clip else ui + alpha * (zj - ui)
-            clip = False
-            continue
-        clip = False
-        for j in range(nf):
-            u[Fl[j]] = out[j]
+                    u[i] = zj
+            if moved:
+                continue
+        else:
+            # ratio test (_step_to_bound, inlined): the largest step towards z in the bounds
+            alpha = 1.0
+            for j in range(nf):
+                i = Fl[j]
+                zj = out[j]
+                if zj < 0.0:
+                    a_ = u[i] / (u[i] - zj)
+                elif zj > hi[i]:
+                    a_ = (hi[i] - u[i]) / (zj - u[i])
+                else:
+                    continue
+                if a_ < alpha:
+                    alpha = a_
+            if alpha < 1.0:
+                # step to the first bound: thrusters reaching a bound leave F
+                thr = alpha * (1.0 + 1e-12) + 1e-300
+                for j in range(nf):
+                    i = Fl[j]
+                    zj, ui = out[j], u[i]
+                    if zj < 0.0 and ui / (ui - zj) <= thr:
+                        u[i] = 0.0
+                        side[i] = -1.0
+                        mask &= ~(1 << i)
+                    elif zj > hi[i] and (hi[i] - ui) / (zj - ui) <= thr:
+                        u[i] = hi[i]
+                        side[i] = 1.0
+                        mask &= ~(1 << i)
+                        x[m + i] = 1.0
+                    else:
+                        u[i] = ui + alpha * (zj - ui)
+                continue
+            for j in range(nf):
+                u[Fl[j]] = out[j]
         # bound multipliers: a thruster on a bound whose gradient points inwards is freed
         viol = list(map(_mul, out[nf:], side))
         top = max(viol)
