@@ -163,7 +163,9 @@ def test_far_end_of_the_virtual_rig_runs_and_records(tmp_path):
         far.close()
         rec.close(far)
     rows = read_record(tmp_path / "emulator.jsonl")
-    assert [r["kind"] for r in rows][:2] == ["start", "state"] and rows[-1]["kind"] == "end"
+    # a ``lag`` row (the emulator thread late on a loaded machine) may come anywhere
+    kinds = [r["kind"] for r in rows if r["kind"] != "lag"]
+    assert kinds[:2] == ["start", "state"] and rows[-1]["kind"] == "end"
     states = [r for r in rows if r["kind"] == "state"]
     assert all(not r["rail_enabled"] and not any(r["open"]) for r in states)  # type: ignore[arg-type]
     end = rows[-1]
