@@ -1388,44 +1388,39 @@ def _bvls_kkt(
         Fl, K = ent
         out = K.dot(x).tolist()
         nf = len(Fl)
-        if clip:
-            # the start: clip the first subspace minimiser into the bounds; the thrusters
-            # clipped leave F (the same outcome as the step below with clip set)
-            clip = False
-            moved = False
-            for j in range(nf):
-                i = Fl[j]
-                zj = out[j]
-                if zj < 0.0:
-                    u[i] = 0.0
-                    side[i] = -1.0
-                    mask &= ~(1 << i)
-                    moved = True
-                elif zj > hi[i]:
-                    u[i] = hi[i]
-                    side[i] = 1.0
-                    mask &= ~(1 << i)
-                    x[m + i] = 1.0
-                    moved = True
-                else:
-                    u[i] = zj
-            if moved:
+        # ratio test (_step_to_bound, inlined): the largest step towards z in the bounds
+        alpha = 1.0
+        for j in range(nf):
+            i = Fl[j]
+            zj = out[j]
+            if zj < 0.0:
+                a_ = u[i] / (u[i] - zj)
+            elif zj > hi[i]:
+                a_ = (hi[i] - u[i]) / (zj - u[i])
+            else:
                 continue
-        else:
-            # ratio test (_step_to_bound, inlined): the largest step towards z in the bounds
-            alpha = 1.0
-            for j in range(nf):
-                i = Fl[j]
-                zj = out[j]
-                if zj < 0.0:
-                    a_ = u[i] / (u[i] - zj)
-                elif zj > hi[i]:
-                    a_ = (hi[i] - u[i]) / (zj - u[i])
-                else:
-                    continue
-                if a_ < alpha:
-                    alpha = a_
-            if alpha < 1.0:
+            if a_ < alpha:
+                alpha = a_
+        if alpha < 1.0:
+            if clip:
+                # the start: clip the first subspace minimiser into the bounds; the
+                # thrusters clipped leave F (only when the step would stop short: a
+                # minimiser whose ratio rounds to 1.0 is taken as it is, as before)
+                for j in range(nf):
+                    i = Fl[j]
+                    zj = out[j]
+                    if zj < 0.0:
+                        u[i] = 0.0
+                        side[i] = -1.0
+                        mask &= ~(1 << i)
+                    elif zj > hi[i]:
+                        u[i] = hi[i]
+                        side[i] = 1.0
+                        mask &= ~(1 << i)
+                        x[m + i] = 1.0
+                    else:
+                        u[i] = zj
+            else:
                 # step to the first bound: thrusters reaching a bound leave F
                 thr = alpha * (1.0 + 1e-12) + 1e-300
                 for j in range(nf):
@@ -1442,9 +1437,11 @@ def _bvls_kkt(
                         x[m + i] = 1.0
                     else:
                         u[i] = ui + alpha * (zj - ui)
-                continue
-            for j in range(nf):
-                u[Fl[j]] = out[j]
+            clip = False
+            continue
+        clip = False
+        for j in range(nf):
+            u[Fl[j]] = out[j]
         # bound multipliers: a thruster on a bound whose gradient points inwards is freed
         viol = list(map(_mul, out[nf:], side))
         top = max(viol)

@@ -499,3 +499,23 @@ def test_weak_duality_outside_test_never_rejects_an_attainable_demand(m, n):
         assert flagged.any()  # else the check below would check nothing
         for row in outside[flagged]:
             assert alloc._screen(ctx, row) >= 0
+
+
+def test_bvls_kkt_start_clips_only_when_the_step_stops_short():
+    """A minimiser a hair below 0 whose ratio rounds to 1.0 is taken as it is (no clip).
+
+    The rule of the start before the ratio test was inlined (2026-12-07b review): clipping
+    whenever a coordinate is out of bounds gave another free set and path on such a case.
+    """
+    from controller.allocation import exact as ex
+
+    K = np.zeros((4, 3))
+    K[0, 0] = -1e-17  # u[0] = 1 -> ratio 1 / (1 + 1e-17) == 1.0 in binary64
+    K[1, 0] = 0.5
+    K2 = np.zeros((3, 3))
+    K2[0, 0] = 0.5
+    table = {0b11: ([0, 1], K), 0b10: ([1], K2)}
+    x = np.array([1.0, 0.0, 0.0])
+    u, side, viol, mask, converged, its = ex._bvls_kkt(
+        table, x, 1, [2.0, 2.0], [1.0, 1.0], [1.0, 1.0], [0.0, 0.0], 0b11, 1e-11, 50, True)
+    assert (u, mask, converged, its) == ([-1e-17, 0.5], 0b11, True, 1)
