@@ -278,9 +278,9 @@ class Vehicle(SafeStop):
     def _own_conditions(self, view: TickView) -> Sequence[Condition]:
         """Return the vehicle's own conditions of this tick (thrusters, CAN buses, guard, lag).
 
-        All clear (every healthy tick): one of two tuples made at the build (with or
-        without the ``thrusters`` condition, which is judged outside ``boot`` only), the
-        very same object every tick, so :meth:`_monitor` may skip it like a component's.
+        All clear (every healthy tick): one of four tuples made at the build (with or
+        without the ``thrusters`` condition, which is judged outside ``boot`` only, and
+        with or without ``lag``), the very same object every tick, so :meth:`_monitor` may skip it like a component's.
         Otherwise a new list, in the same order, with the side effects of the check
         (``flush_tx`` on a new bus-off, the error-passive warning) where they were.
         """

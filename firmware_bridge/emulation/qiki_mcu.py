@@ -33,7 +33,6 @@ from firmware_bridge.protocols.qiki_mcu import (
     HostHeartbeat,
     McuMessage,
     McuStatus,
-    Pose,
     RailRequest,
     WatchdogState,
 )
@@ -363,14 +362,14 @@ class McuEmulator:
         # bytes as encoding the message objects; the seeded noise is drawn even when silent
         if now_s >= imu.next_due_s and imu.due(now_s) and not self.silent:
             w = self.world
-            self._write(proto.encode_imu(self._next_seq(_ID_IMU), self._t_ms(), float(w.yaw_rate_radps),
-                                         float(w.ax_body_mps2), float(w.ay_body_mps2)))
+            t_ms, r, ax, ay = self._t_ms(), float(w.yaw_rate_radps), float(w.ax_body_mps2), float(w.ay_body_mps2)
+            self._write(proto.encode_imu(self._next_seq(_ID_IMU), t_ms, r, ax, ay))
         if now_s >= pose.next_due_s and pose.due(now_s):
             x, y, yaw = self._pose_xy_yaw()
             if not self.silent:
                 w = self.world
-                self._write(proto.encode_pose(self._next_seq(_ID_POSE), self._t_ms(), x, y, yaw,
-                                              float(w.vx_mps), float(w.vy_mps), float(w.yaw_rate_radps)))
+                t_ms, vx, vy, r = self._t_ms(), float(w.vx_mps), float(w.vy_mps), float(w.yaw_rate_radps)
+                self._write(proto.encode_pose(self._next_seq(_ID_POSE), t_ms, x, y, yaw, vx, vy, r))
 
     # ------------------------------------------------------------------ internals
     def _t_ms(self) -> int:
@@ -395,11 +394,6 @@ class McuEmulator:
         if self.yaw_noise_rad > 0.0:
             yaw += self._rng.gauss(0.0, self.yaw_noise_rad)
         return x, y, yaw
-
-    def _pose_msg(self) -> Pose:
-        w = self.world
-        x, y, yaw = self._pose_xy_yaw()
-        return Pose(self._t_ms(), x, y, yaw, float(w.vx_mps), float(w.vy_mps), float(w.yaw_rate_radps))
 
     def _next_seq(self, msg_id: int) -> int:
         """Take the next sequence number of ``msg_id`` and count a frame sent (not silent)."""

@@ -340,8 +340,9 @@ def encode_imu(seq: int, t_ms: int, yaw_rate_radps: float, accel_x_body_mps2: fl
     -----
     Per-tick function (the MCU emulator's 100 Hz stream).
     """
+    seq_byte = seq & 0xFF  # a non-int seq raises TypeError here, as in encode()
     try:
-        body = _S_IMU_BODY.pack(_ID_IMU, seq & 0xFF, t_ms & 0xFFFFFFFF, yaw_rate_radps,
+        body = _S_IMU_BODY.pack(_ID_IMU, seq_byte, t_ms & 0xFFFFFFFF, yaw_rate_radps,
                                 accel_x_body_mps2, accel_y_body_mps2)
     except (struct.error, ValueError, TypeError) as exc:
         raise ProtocolError(f"cannot encode Imu: {exc}") from exc
@@ -381,8 +382,9 @@ def encode_pose(seq: int, t_ms: int, x_m: float, y_m: float, yaw_rad: float, vx_
     -----
     Per-tick function (the MCU emulator's 100 Hz stream).
     """
+    seq_byte = seq & 0xFF  # a non-int seq raises TypeError here, as in encode()
     try:
-        body = _S_POSE_BODY.pack(_ID_POSE, seq & 0xFF, t_ms & 0xFFFFFFFF, x_m, y_m, yaw_rad,
+        body = _S_POSE_BODY.pack(_ID_POSE, seq_byte, t_ms & 0xFFFFFFFF, x_m, y_m, yaw_rad,
                                  vx_world_mps, vy_world_mps, yaw_rate_radps)
     except (struct.error, ValueError, TypeError) as exc:
         raise ProtocolError(f"cannot encode Pose: {exc}") from exc
