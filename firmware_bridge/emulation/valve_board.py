@@ -559,22 +559,6 @@ class ValveBoardEmulator:
         return out
 
     # ------------------------------------------------------------------ telemetry
-    def _status_value(self, now_s: float) -> vb.ValveBoardStatus:
-        fault = 0
-        for i in self.stuck_closed:
-            if 0 <= i < self.n_valves:
-                fault |= 1 << i
-        return vb.ValveBoardStatus(
-            valve_open_mask=vb.tuple_to_mask(self.valves_open(now_s)),
-            valve_fault_mask=fault,
-            rail_voltage_v=self.rail_voltage_v if self.rail_powered else 0.0,
-            cmd_timeout=self._timed_out,
-            rail_off=not self.rail_powered,
-            over_temp=self.over_temp,
-            board_temp_c=self.board_temp_c,
-            n_valves=self.n_valves,
-        )
-
     def _send(self, msg: can.Message) -> None:
         try:
             self._bus.send(msg, timeout=0.0)
@@ -584,10 +568,11 @@ class ValveBoardEmulator:
         self.frames_sent += 1
 
     def _status_key(self, now_s: float) -> _StatusKey:
-        """Return the fields of :meth:`_status_value` at ``now_s``, the counter, and the floats' types.
+        """Return the VB_Status fields at ``now_s`` (in ``ValveBoardStatus`` order), the counter, and the floats' types.
 
         Everything the sealed VB_Status depends on (the codec and the node are fixed): the
-        frame memo's key. The types make it exact where equal values round differently
+        frame memo's key, and the status itself is made from it (one place, so the key
+        cannot miss a field). The types make it exact where equal values round differently
         (:func:`~firmware_bridge.protocols.valve_board.status_signals` rounds the floats).
         """
         fault = 0
@@ -616,7 +601,7 @@ class ValveBoardEmulator:
         frames = self._status_frames
         frame = frames.get(key)
         if frame is None:  # encoded by the DBC and sealed once per distinct key
-            status = self._status_value(now_s)
+            status = vb.ValveBoardStatus(*key[:8])
             enc = self._codec.encode(vb.STATUS, vb.status_signals(status, self._status_counter))
             msg = can.Message(arbitration_id=enc.arbitration_id, is_extended_id=enc.is_extended_id,
                               is_fd=False, dlc=enc.dlc, data=vb.seal(enc.arbitration_id, enc.data))
