@@ -182,7 +182,8 @@ class Simulation:
         plan_due = plan.next_due_s if plan is not None else inf
         mcu_due = mcu.next_due_s
         vb_due = vb.next_due_s
-        ex_dues, ex_always = _extra_dues(extras)
+        ex_dues = [getattr(e, "next_due_s", -inf) for e in extras]
+        ex_always = any(not hasattr(e, "next_due_s") for e in extras)
         wake_t = -inf
         t_ns = self.t_ns
         seg_fr: list[float] = []
@@ -250,19 +251,6 @@ class Simulation:
             self.t_ns = t_ns
         if run_n:
             world.run(run_n, dt_s, seg_fr)
-
-
-def _extra_dues(extras: Sequence[Steppable]) -> tuple[list[float], bool]:
-    """Each extra emulator's ``next_due_s`` (s; ``-inf`` when it has none) and whether any has none."""
-    dues: list[float] = []
-    always = False
-    for e in extras:
-        due = getattr(e, "next_due_s", None)
-        if due is None:
-            always = True
-            due = -math.inf
-        dues.append(due)
-    return dues, always
 
 
 def _quiet_steps(t_ns: int, end_ns: int, dt_ns: int, dt_s: float, wake_t: float, seg_end: float) -> int:
