@@ -174,23 +174,28 @@ def test_rows_write_the_bytes_of_their_records(tmp_path: Path) -> None:
                                             bytes([k % 256] * 8), True)) for k in range(300)]
     rows += [("/in/serial/mcu", SERIAL_RX_KEYS, (k, 1, b"\x00\xff" * k)) for k in range(300)]
     files = {}
-    for how in ("put", "row", "thread"):
+    for how in ("put", "row", "thread", "appender", "thread-appender"):
         rec: FlightRecorder | ProcessRecorder = (FlightRecorder(tmp_path / f"{how}.mcap", realtime=False,
-                                                                chunk_period_s=0.05) if how == "thread" else
-                                                 ProcessRecorder(tmp_path / f"{how}.mcap", realtime=False,
-                                                                 chunk_period_s=0.05))
+                                                                chunk_period_s=0.05) if how.startswith("thread")
+                                                 else ProcessRecorder(tmp_path / f"{how}.mcap", realtime=False,
+                                                                      chunk_period_s=0.05))
         cur = TickCursor()
         log = FlightLog(rec, cur)
+        appenders = {}
         for i, (topic, keys, values) in enumerate(rows):
             cur.now_ns = i * 1_000_000
             if how == "put":
                 log.put(topic, row_record(keys, values))
+            elif how.endswith("appender"):  # a tap's per-topic appender (2026-12-07b)
+                if topic not in appenders:
+                    appenders[topic] = log.appender(topic)
+                appenders[topic](keys, values)
             else:
                 log.row(topic, keys, values)
         st = rec.close()
         assert st.errors == 0 and st.messages_written == len(rows)
         files[how] = (tmp_path / f"{how}.mcap").read_bytes()
-    assert files["row"] == files["put"] == files["thread"]
+    assert files["row"] == files["put"] == files["thread"] == files["appender"] == files["thread-appender"]
     assert validate(tmp_path / "row.mcap") == []
     got = FlightRecord(tmp_path / "row.mcap").topic("/in/serial/mcu")[2]
     assert got["data"] == "00ff00ff" and got["call"] == 1
@@ -204,5 +209,10 @@ def test_rows_write_the_bytes_of_their_records(tmp_path: Path) -> None:
 
     row_writer(PutOnly())(*rows[0])  # a sink without row(): the record is put
     assert mem.records == seen == [("/out/can/can0", row_record(rows[0][1], rows[0][2]))]
+    from controller.record.taps import row_appender
+    mem2 = MemorySink()
+    row_appender(mem2, rows[0][0])(rows[0][1], rows[0][2])
+    row_appender(PutOnly(), rows[0][0])(rows[0][1], rows[0][2])
+    assert mem2.records == mem.records and seen[-1] == seen[0] and len(seen) == 2
     with pytest.raises(ValueError):
         row_record(("a", "b"), (1,))
