@@ -88,15 +88,35 @@ def row_appender(sink: IngressSink, topic: str) -> RowAppender:
     ``row`` (:func:`row_writer`) with ``topic`` bound. Either way the sink gets the same
     rows in the same order as from ``row(topic, keys, values)``. Made once per tap and
     topic, not per call.
+
+    Parameters
+    ----------
+    sink : IngressSink
+        The flight log, a :class:`~controller.record.flight_log.MemorySink`, the
+        triggered log or any sink with ``put`` (and optionally ``row``/``appender``).
+    topic : str
+        The MCAP topic the rows go to (e.g. ``"/in/can/can0"``).
+
+    Returns
+    -------
+    RowAppender
+        ``append(keys, values)``: ``keys`` the row layout (e.g. :data:`CAN_RX_KEYS`),
+        ``values`` a tuple of the same length. A length mismatch raises ``ValueError``
+        where the sink turns the row into a record.
     """
     make = getattr(sink, "appender", None)
     if callable(make):
         append: RowAppender = make(topic)
         return append
-    row = row_writer(sink)
+    row = getattr(sink, "row", None)
+    if callable(row):
+        def put_row(keys: tuple[str, ...], values: tuple[object, ...]) -> None:
+            row(topic, keys, values)
+        return put_row
+    put_record = sink.put  # a sink with put() only (the triggered log): one call less a row
 
     def put(keys: tuple[str, ...], values: tuple[object, ...]) -> None:
-        row(topic, keys, values)
+        put_record(topic, row_record(keys, values))
     return put
 
 
