@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -84,7 +85,7 @@ def test_threats_equal_the_plain_computation(seed: int) -> None:
     targets = [(rng.uniform(-6, 6), rng.uniform(-6, 6), rng.uniform(-2, 2), rng.uniform(-2, 2)) for _ in range(5)]
     targets.append((2.0, 0.5, 0.0, 0.0))
     ref_closest = {k: v for k, v in asdict(radar.closest).items()}
-    n_breaches = 0
+    n_breaches = n_hits_restored = 0
     for k in range(400):
         now_s = 0.01 * k
         radar._pose = (float(rng.normal(0, 0.1)), float(rng.normal(0, 0.1)), float(rng.uniform(-3, 3)))
@@ -94,12 +95,24 @@ def test_threats_equal_the_plain_computation(seed: int) -> None:
                               range_rate_mps=None if j % 2 else float(rng.normal(-0.5, 0.5)))
                     for j, (x, y, vx, vy) in enumerate(targets) if rng.random() < 0.9]
             radar.tracker.step(now_s, dets)
+        if k == 200:  # the per-scan rows come back with a restore (a replay from a snapshot)
+            state = json.loads(json.dumps(radar.snapshot()))
+            hits = radar.tracker.confirmed_hits()
+            n_hits_restored = len(hits)
+            radar = RadarSubsystem(RadarCfg(keep_out_radius_m=1.0, min_ttc_s=3.0, confirm_m=2, confirm_n=3),
+                                   None, None, lambda *a, **k: None)
+            radar.restore(state)
+            assert radar.tracker.confirmed_hits() == hits
+            ref_closest = {k: v for k, v in asdict(radar.closest).items()}
+            radar._pose = (float(rng.normal(0, 0.1)), float(rng.normal(0, 0.1)), float(rng.uniform(-3, 3)))
+            radar._vel = (float(rng.normal(0, 0.3)), float(rng.normal(0, 0.3)))
         want = _reference_threats(radar, now_s, ref_closest)
         got = radar.threats(now_s)
         assert got == want  # frozen dataclasses: field by field, floats to the bit
         assert asdict(radar.closest) == ref_closest
         n_breaches += len(got)
     assert n_breaches > 0  # the scene did breach
+    assert n_hits_restored > 0  # the restore had confirmed tracks to bring back
 
 
 # --------------------------------------------------------------------------- replay feed
