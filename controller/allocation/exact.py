@@ -94,6 +94,7 @@ _BASIS_RCOND = 1e-9
 
 _isfinite = math.isfinite
 _new_object = object.__new__
+_F64 = np.dtype(np.float64)
 
 #: Largest number of column subsets (size <= m) whose pseudo-inverses are tabulated.
 MAX_SUBSETS = 20000
@@ -870,11 +871,13 @@ class ExactAllocator:
         attainable set, projection inside a facet); the warm-started active set followed by
         the least-thrust point location at the achieved wrench.
         """
-        tau = np.asarray(wrench, dtype=float)
+        tau = np.asarray(wrench, _F64)  # (the dtype object: no conversion of ``float``)
         if tau.shape != self._shape:
             self._bad_wrench()
         tl = tau.tolist()
-        if not all(map(_isfinite, tl)):
+        # (a finite sum has only finite terms; an infinite one may be an overflow: then
+        # each term is tested)
+        if not _isfinite(sum(tl)) and not all(map(_isfinite, tl)):
             self._bad_wrench()
         # the result keeps the demand: our own array, else (the caller's array) its floats
         dem = tl if tau is wrench else tau
@@ -894,8 +897,8 @@ class ExactAllocator:
             v = None
             if ctx.warm_ok:
                 v = cells[ctx.last_cell].dot(ya)
-                vl = v.tolist()
-                lo, hi = min(vl), max(vl)
+                vl = sorted(v.tolist())
+                lo, hi = vl[0], vl[-1]
                 if lo >= lo_f and hi <= hi_f:
                     stats["warm_hits"] += 1
                 else:
@@ -904,24 +907,27 @@ class ExactAllocator:
             if v is None:
                 d = ya.dot(tier)
                 k = d.argmax()
-                if d[k] > over:
-                    # a dual value above any feasible demand's least cost: outside the
-                    # attainable set (no cell can hold it), straight to the outside path
-                    # (the most violated facet starts the fused active set directly)
-                    f_out = self._screen(ctx, ya)
-                    if f_out >= 0 and ctx.kkt_one:
-                        u_act = self._solve_infeasible(ctx, tau, f_out)
-                    else:
-                        u_act = self._outside(ctx, tau, f_out)
+                # the best cell's fractions first: all in [0, 1] (up to lo_f, hi_f) is a
+                # feasible point whose cost is the cell's dual value, so d[k] <= over holds
+                # there (over's margin is far above the products' rounding) and only a
+                # miss needs the weak-duality test
+                v = cells[k].dot(ya)
+                vl = sorted(v.tolist())
+                lo, hi = vl[0], vl[-1]
+                if lo >= lo_f and hi <= hi_f:
+                    ctx.warm_ok = k == ctx.last_cell
+                    ctx.last_cell = k
                 else:
-                    v = cells[k].dot(ya)
-                    vl = v.tolist()
-                    lo, hi = min(vl), max(vl)
-                    if lo >= lo_f and hi <= hi_f:
-                        ctx.warm_ok = k == ctx.last_cell
-                        ctx.last_cell = k
-                    else:
-                        v = None
+                    v = None
+                    if d[k] > over:
+                        # a dual value above any feasible demand's least cost: outside the
+                        # attainable set (no cell can hold it), straight to the outside
+                        # path (the most violated facet starts the fused active set)
+                        f_out = self._screen(ctx, ya)
+                        if f_out >= 0 and ctx.kkt_one:
+                            u_act = self._solve_infeasible(ctx, tau, f_out)
+                        else:
+                            u_act = self._outside(ctx, tau, f_out)
             if v is not None:
                 stats["cell_hits"] += 1
                 if not (lo >= 0.0 and hi <= 1.0):  # rounding-level excess only

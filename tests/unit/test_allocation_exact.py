@@ -235,11 +235,21 @@ def test_warm_start_hits_on_a_smooth_trajectory():
     assert alloc.stats["warm_hits"] > 150
 
 
-@pytest.mark.parametrize("bad", [[1.0, 2.0], [np.nan, 0, 0], [0, np.inf, 0]])
+@pytest.mark.parametrize("bad", [[1.0, 2.0], [np.nan, 0, 0], [0, np.inf, 0], [np.inf, -np.inf, 0],
+                                 [1.7e308, 1.7e308, np.nan]])
 def test_bad_demand_raises(bad):
     alloc = ExactAllocator(effectiveness(RIG_POS, RIG_DIR), np.ones(8))
     with pytest.raises(ValueError):
         alloc.allocate(bad)
+
+
+def test_finite_demand_whose_sum_overflows_is_accepted():
+    # allocate's finiteness test sums the demand first: an overflowing sum of finite
+    # values must fall back to the per-value test, not reject the demand
+    alloc = ExactAllocator(effectiveness(RIG_POS, RIG_DIR), np.ones(8))
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = alloc.allocate([1.7e308, 1.7e308, 0.0])
+    assert r.thrust_n.shape == (8,)
 
 
 @pytest.mark.parametrize(
