@@ -477,14 +477,16 @@ class _Context:
     cells_hi: np.ndarray
     cells_idx_act: np.ndarray
     cells_up: np.ndarray
-    last_cell: int
+    last_cell: int | np.intp  # (allocate keeps argmax's numpy integer)
     warm_ok: bool
     dual_T: np.ndarray
     loc_tiers: list[np.ndarray]
     tiers_partial: bool
     cell_Ua: np.ndarray
     over: float  # a dual value above it: the demand is outside the attainable set (_locate)
-    fast: tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray, np.ndarray, float, float, float] | None
+    # (y view, ya, cell maps, first tier, u_max, bounds, over, product buffers (K0,), (n_act,))
+    fast: tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray, np.ndarray, float, float, float,
+                np.ndarray, np.ndarray] | None
     # facets of the healthy zonotope
     fac_T: np.ndarray | None
     facet_idx_act: np.ndarray
@@ -768,8 +770,10 @@ class ExactAllocator:
                 np.concatenate([U, -o[:, :, None]], axis=2) * inv_hi[None, :, None])
             if not ctx.has_open:  # (stuck open: the demand needs its offset first)
                 tol_f = 1e-12  # ctx.tol_u as a fraction of full thrust
+                # (the last two: output buffers of the two products, reused every call)
                 ctx.fast = (ctx.ya[:-1], ctx.ya, list(ctx.cell_Ua), ctx.loc_tiers[0], ctx.u_max_act,
-                            -tol_f, 1.0 + tol_f, ctx.over)
+                            -tol_f, 1.0 + tol_f, ctx.over, np.empty(ctx.loc_tiers[0].shape[1]),
+                            np.empty(n_act))
         # ---- facets of the healthy zonotope (normals, support values, start points)
         fac = self._facets
         ctx.fac_T = None
@@ -892,11 +896,11 @@ class ExactAllocator:
             # optimal (_locate), its thrusts as in _thrust (the bounds' test reuses lo, hi)
             # (the bounds' test on a list: min/max of a few Python floats beat two numpy
             # reductions; the values are the same)
-            y, ya, cells, tier, u_max, lo_f, hi_f, over = fast
+            y, ya, cells, tier, u_max, lo_f, hi_f, over, d_buf, v_buf = fast
             y[...] = tau
             v = None
             if ctx.warm_ok:
-                v = cells[ctx.last_cell].dot(ya)
+                v = cells[ctx.last_cell].dot(ya, v_buf)
                 vl = sorted(v.tolist())
                 lo, hi = vl[0], vl[-1]
                 if lo >= lo_f and hi <= hi_f:
@@ -905,13 +909,13 @@ class ExactAllocator:
                     ctx.warm_ok = False
                     v = None
             if v is None:
-                d = ya.dot(tier)
+                d = ya.dot(tier, d_buf)
                 k = d.argmax()
                 # the best cell's fractions first: all in [0, 1] (up to lo_f, hi_f) is a
                 # feasible point whose cost is the cell's dual value, so d[k] <= over holds
                 # there (over's margin is far above the products' rounding) and only a
                 # miss needs the weak-duality test
-                v = cells[k].dot(ya)
+                v = cells[k].dot(ya, v_buf)
                 vl = sorted(v.tolist())
                 lo, hi = vl[0], vl[-1]
                 if lo >= lo_f and hi <= hi_f:
@@ -961,7 +965,13 @@ class ExactAllocator:
         else:
             u = ctx.open_thrust.copy()
             u[ctx.act_idx] = u_act
-        return AllocationResult._deferred(u, dem, ctx.result_src)
+        # AllocationResult._deferred, inlined
+        r = _new_object(AllocationResult)
+        r.thrust_n = u
+        r._achieved = r._unallocated = r._saturated = r._error = None
+        r._demand = dem
+        r._src = ctx.result_src
+        return r
 
     def _cell_or_outside(self, ctx: _Context, y: np.ndarray, *, tiers: bool = False,
                          rest: bool = False, facet: int | None = None) -> np.ndarray:
