@@ -281,6 +281,7 @@ class McuDriver:
             self._counters["seq_anomalies"] += 1  # repeat, reorder or sender restart
 
     def _take(self, msg: McuMessage, now_s: float) -> None:
+        # keep in step with poll(): an in-order Pose is taken inline there (issue 16)
         if type(msg) is Pose:
             self.pose, self.pose_rx_s = msg, now_s
         elif type(msg) is Imu:

@@ -88,3 +88,32 @@ def test_memoised_commands_give_the_same_board() -> None:
     finally:
         for bus in buses + hosts:
             bus.shutdown()
+
+
+def test_status_memo_tells_equal_floats_of_other_types_apart() -> None:
+    """np.float32(0.015) == float(np.float32(0.015)), yet they round to other raw voltages.
+
+    The VB_Status memo's key holds the floats' types (2026-12-07b review): without them the
+    second status would be served the first one's frame.
+    """
+    import numpy as np
+
+    codec = DbcCodec([QIKI_DBC])
+    channels = [f"memo-st-{uuid.uuid4()}" for _ in range(2)]
+    buses = [can.Bus(interface="virtual", channel=ch) for ch in channels]
+    hosts = [can.Bus(interface="virtual", channel=ch) for ch in channels]
+    try:
+        boards = [ValveBoardEmulator(bus, codec, n_valves=6) for bus in buses]
+        boards[1]._status_frames = _NoMemo()  # type: ignore[assignment]
+        for value in (np.float32(0.015), float(np.float32(0.015)), np.float32(0.015)):
+            for b in boards:
+                b.rail_powered = True
+                b.rail_voltage_v = value  # type: ignore[assignment]
+                b._status_counter = 5  # the same counter: only the type differs in the key
+                b._send_status(1.0)
+        sent = [[bytes(m.data) for m in iter(lambda h=h: h.recv(0.0), None)] for h in hosts]
+        assert len(sent[0]) == 3 and sent[0] == sent[1]
+        assert sent[0][0] != sent[0][1] and sent[0][0] == sent[0][2]  # the types do round apart
+    finally:
+        for bus in buses + hosts:
+            bus.shutdown()
