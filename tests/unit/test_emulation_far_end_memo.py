@@ -8,8 +8,10 @@ the same state and send the same frames; :meth:`open_segment` answers as compute
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import can
@@ -44,10 +46,9 @@ def _frames(codec: DbcCodec, rng: random.Random, n: int) -> list[can.Message]:
     return [can.Message(arbitration_id=cmd_id, is_extended_id=False, data=rng.choice(pool)) for _ in range(n)]
 
 
-def test_memoised_commands_give_the_same_board() -> None:
-    codec = DbcCodec([QIKI_DBC])
-    rng = random.Random(7)
-    frames = _frames(codec, rng, 400)
+@contextlib.contextmanager
+def _board_and_fresh_board(codec: DbcCodec) -> Iterator[tuple[list[ValveBoardEmulator], list[can.BusABC]]]:
+    """Two boards on their own virtual buses, the second without memos; their hosts' buses."""
     channels = [f"memo-{uuid.uuid4()}" for _ in range(2)]
     buses = [can.Bus(interface="virtual", channel=ch) for ch in channels]
     hosts = [can.Bus(interface="virtual", channel=ch) for ch in channels]
@@ -56,6 +57,23 @@ def test_memoised_commands_give_the_same_board() -> None:
         boards[1]._command_memo = _NoMemo()  # type: ignore[assignment]
         boards[1]._status_frames = _NoMemo()  # type: ignore[assignment]
         boards[1]._bus_copies = False  # a new VB_Status message per send
+        yield boards, hosts
+    finally:
+        for bus in buses + hosts:
+            bus.shutdown()
+
+
+def _sent(hosts: list[can.BusABC]) -> list[list[tuple[int, bytes]]]:
+    """``(arbitration ID, payload)`` of each frame each host received so far (not the
+    timestamps: the virtual bus stamps the wall clock)."""
+    return [[(m.arbitration_id, bytes(m.data)) for m in iter(lambda h=h: h.recv(0.0), None)] for h in hosts]
+
+
+def test_memoised_commands_give_the_same_board() -> None:
+    codec = DbcCodec([QIKI_DBC])
+    rng = random.Random(7)
+    frames = _frames(codec, rng, 400)
+    with _board_and_fresh_board(codec) as (boards, hosts):
         t = 0.0
         for b in boards:
             b.step(t)
@@ -81,13 +99,9 @@ def test_memoised_commands_give_the_same_board() -> None:
         assert len(boards[0]._command_memo) <= 40
         assert set(boards[0].rx_rejects) >= {"checksum", "range", "boot"}
         assert boards[0].commands_accepted > 100
-        sent = [[(m.arbitration_id, bytes(m.data)) for m in iter(lambda h=h: h.recv(0.0), None)]
-                for h in hosts]
-        assert len(sent[0]) > 20 and sent[0] == sent[1]  # (the virtual bus stamps the wall clock)
+        sent = _sent(hosts)
+        assert len(sent[0]) > 20 and sent[0] == sent[1]
         assert len(boards[0]._status_frames) > 8  # several status keys and counters
-    finally:
-        for bus in buses + hosts:
-            bus.shutdown()
 
 
 def test_status_memo_tells_equal_floats_of_other_types_apart() -> None:
@@ -98,22 +112,13 @@ def test_status_memo_tells_equal_floats_of_other_types_apart() -> None:
     """
     import numpy as np
 
-    codec = DbcCodec([QIKI_DBC])
-    channels = [f"memo-st-{uuid.uuid4()}" for _ in range(2)]
-    buses = [can.Bus(interface="virtual", channel=ch) for ch in channels]
-    hosts = [can.Bus(interface="virtual", channel=ch) for ch in channels]
-    try:
-        boards = [ValveBoardEmulator(bus, codec, n_valves=6) for bus in buses]
-        boards[1]._status_frames = _NoMemo()  # type: ignore[assignment]
+    with _board_and_fresh_board(DbcCodec([QIKI_DBC])) as (boards, hosts):
         for value in (np.float32(0.015), float(np.float32(0.015)), np.float32(0.015)):
             for b in boards:
                 b.rail_powered = True
                 b.rail_voltage_v = value  # type: ignore[assignment]
                 b._status_counter = 5  # the same counter: only the type differs in the key
                 b._send_status(1.0)
-        sent = [[bytes(m.data) for m in iter(lambda h=h: h.recv(0.0), None)] for h in hosts]
+        sent = _sent(hosts)
         assert len(sent[0]) == 3 and sent[0] == sent[1]
         assert sent[0][0] != sent[0][1] and sent[0][0] == sent[0][2]  # the types do round apart
-    finally:
-        for bus in buses + hosts:
-            bus.shutdown()
