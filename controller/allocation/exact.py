@@ -163,7 +163,8 @@ class AllocationResult:
 
         ``demand``: the allocator's own float array of the demand, or its values as Python
         floats (never the caller's array); ``src`` is ``(B, saturation thresholds (N,),
-        axis weights or None for unit weights)``.
+        axis weights or None for unit weights)``. :meth:`ExactAllocator.allocate` makes
+        the same object inline on its healthy-rig path (a slot added here goes there too).
         """
         r = _new_object(cls)
         r.thrust_n = thrust_n
@@ -894,8 +895,8 @@ class ExactAllocator:
             # the per-tick path, inlined: point location by the last tick's cell, then the
             # first tier (the biggest cells); a cell whose fractions are all in [0, 1] is
             # optimal (_locate), its thrusts as in _thrust (the bounds' test reuses lo, hi)
-            # (the bounds' test on a list: min/max of a few Python floats beat two numpy
-            # reductions; the values are the same)
+            # (the bounds' test on a list: one sorted() of a few Python floats beats two
+            # numpy reductions, and min()/max(); the values are the same)
             y, ya, cells, tier, u_max, lo_f, hi_f, over, d_buf, v_buf = fast
             y[...] = tau
             v = None
@@ -949,7 +950,7 @@ class ExactAllocator:
                 if u_act is None:  # screened once: no violated facet is handed on as -1
                     u_act = self._cell_or_outside(ctx, tau, rest=True, facet=facet)
             if ctx.full:
-                # AllocationResult._deferred, inlined (the per-tick path)
+                # AllocationResult._deferred, inlined (the per-tick path; keep in step)
                 r = _new_object(AllocationResult)
                 r.thrust_n = u_act
                 r._achieved = r._unallocated = r._saturated = r._error = None
@@ -965,13 +966,7 @@ class ExactAllocator:
         else:
             u = ctx.open_thrust.copy()
             u[ctx.act_idx] = u_act
-        # AllocationResult._deferred, inlined
-        r = _new_object(AllocationResult)
-        r.thrust_n = u
-        r._achieved = r._unallocated = r._saturated = r._error = None
-        r._demand = dem
-        r._src = ctx.result_src
-        return r
+        return AllocationResult._deferred(u, dem, ctx.result_src)
 
     def _cell_or_outside(self, ctx: _Context, y: np.ndarray, *, tiers: bool = False,
                          rest: bool = False, facet: int | None = None) -> np.ndarray:
