@@ -1349,8 +1349,8 @@ def _bvls_kkt(
     ``K_F x`` gives the subspace minimiser ``z`` of the free thrusters and the gradient
     ``g`` at that point. Every thruster outside ``F`` sits exactly on a bound, so ``x``
     describes the whole iterate but the free thrusters' current values (kept in ``u``, the
-    start of the step towards ``z``). The bookkeeping runs on Python floats, inlined (the
-    ratio test of :func:`_step_to_bound` included: no call per iteration).
+    start of the step towards ``z``). The bookkeeping runs on Python floats, inlined but
+    for the ratio test (:func:`_step_to_bound`, shared with :func:`_bvls_table`).
 
     The answer depends only on the final free set and bound pattern (the free thrusters are
     ``K_F x`` of that set, the bound ones exactly 0 or ``hi``), not on the path to it.
@@ -1399,19 +1399,7 @@ def _bvls_kkt(
         Fl, K = ent
         out = K.dot(x).tolist()
         nf = len(Fl)
-        # ratio test (_step_to_bound, inlined): the largest step towards z in the bounds
-        alpha = 1.0
-        for j in range(nf):
-            i = Fl[j]
-            zj = out[j]
-            if zj < 0.0:
-                a_ = u[i] / (u[i] - zj)
-            elif zj > hi[i]:
-                a_ = (hi[i] - u[i]) / (zj - u[i])
-            else:
-                continue
-            if a_ < alpha:
-                alpha = a_
+        alpha = _step_to_bound(u, hi, Fl, out)  # the largest step towards z in the bounds
         if alpha < 1.0:
             if clip:
                 # the start: clip the first subspace minimiser into the bounds; the
