@@ -42,7 +42,8 @@ _encode_str = json.encoder.encode_basestring_ascii  # what json's C encoder writ
 def encode_value(v: object) -> Field:
     """Return a Modbus value for JSON, exactly: floats as ``{"f": ...}``, maps as ``{"map": ...}``.
 
-    Inlined for exact finite floats in :func:`values_fields` (the call is the cost there).
+    Inlined for exact finite floats, bools and ints in :func:`values_fields`, and for
+    bools in a map's values here (the call is the cost there).
     """
     if type(v) is float:  # the usual value, first (a float subclass takes the isinstance test below)
         return {"f": v if math.isfinite(v) else repr(v)}  # enc_float inlined
@@ -50,8 +51,9 @@ def encode_value(v: object) -> Field:
         return v
     if isinstance(v, float):
         return {"f": enc_float(v)}
-    if isinstance(v, Mapping):
-        return {"map": {str(k): encode_value(x) for k, x in v.items()}}
+    if isinstance(v, Mapping):  # flag maps: bools, written as they are without a call
+        return {"map": {k if type(k) is str else str(k): x if type(x) is bool else encode_value(x)
+                        for k, x in v.items()}}
     return {"repr": repr(v)}
 
 
@@ -60,9 +62,13 @@ def _failure(f: ModbusFailure | None) -> Field:
 
 
 def values_fields(s: DeviceSnapshot) -> dict[str, object]:
-    """Return ``{k: encode_value(v)}`` over a snapshot's values (its ``values`` field)."""
-    return {k: {"f": v} if type(v) is float and _isfinite(v) else encode_value(v)  # encode_value's first case
-            for k, v in s.values.items()}
+    """Return ``{k: encode_value(v)}`` over a snapshot's values (its ``values`` field).
+
+    :func:`encode_value`'s cases of an exact finite float, bool or int are written inline
+    (a snapshot holds tens of them: the call is the cost).
+    """
+    return {k: {"f": v} if type(v) is float and _isfinite(v) else v if type(v) is bool or type(v) is int
+            else encode_value(v) for k, v in s.values.items()}
 
 
 def counter_fields(s: DeviceSnapshot) -> Record:

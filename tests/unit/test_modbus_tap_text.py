@@ -79,6 +79,26 @@ def test_the_text_is_json_dumps_sorted(values: dict[str, object], st_s: float | 
     assert _text(w, s) == _expected(s)  # planned layouts, again
 
 
+def _encode_value_ref(v: object) -> object:
+    """encode_value as it was written before its cases were inlined (the record's reference)."""
+    if isinstance(v, bool) or isinstance(v, int) or isinstance(v, str):
+        return v
+    if isinstance(v, float):
+        return {"f": v if math.isfinite(v) else repr(v)}
+    if isinstance(v, Mapping):
+        return {"map": {str(k): _encode_value_ref(x) for k, x in v.items()}}
+    return {"repr": repr(v)}
+
+
+@given(values=st.dictionaries(_keys, _values, max_size=8))
+def test_the_record_s_values_are_encode_value_s(values: dict[str, object]) -> None:
+    """The record (insertion order and types: 1, 1.0 and True differ in JSON) is the reference's."""
+    s = _snapshot(values, 0.5, 1.5, {}, None, 1)
+    ref = {k: _encode_value_ref(v) for k, v in s.values.items()}
+    assert json.dumps(values_fields(s)) == json.dumps(ref)
+    assert json.dumps(snapshot_fields(s)["values"]) == json.dumps(ref)
+
+
 def test_a_planned_layout_takes_the_types_of_each_snapshot() -> None:
     """The same keys with other value types (1 and 1.0 and True compare equal) and signed zeros."""
     w = SortedText(max_plans_n=2)
