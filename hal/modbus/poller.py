@@ -25,14 +25,14 @@ import math
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.modbus_profile import DeviceProfile, Value, decode, decode_block, encode, plan_reads
 from hal.clock import Clock
-from hal.modbus.link import ModbusFailure, ModbusLink
+from hal.modbus.link import ModbusFailure, ModbusLink, frozen_replace
 
 
 @dataclass(frozen=True)
@@ -359,13 +359,13 @@ class ModbusPoller:
 
     def _count(self, st: _DeviceState, result: object, n_tx: int = 1) -> None:
         snap = st.snapshot
-        kinds = dict(snap.failures_by_kind)
-        last = snap.last_failure
         if isinstance(result, ModbusFailure):
+            kinds = dict(snap.failures_by_kind)
             kinds[result.kind] = kinds.get(result.kind, 0) + 1
-            last = result
-        st.snapshot = replace(snap, transactions=snap.transactions + n_tx,
-                              failures_by_kind=MappingProxyType(kinds), last_failure=last)
+            st.snapshot = frozen_replace(snap, transactions=snap.transactions + n_tx,
+                                         failures_by_kind=MappingProxyType(kinds), last_failure=result)
+        else:  # the failure counts and the last failure stay (the same immutable mapping)
+            st.snapshot = frozen_replace(snap, transactions=snap.transactions + n_tx)
 
     def _execute_write(self, t: WriteTicket) -> None:
         st = self._states[t.device]
@@ -409,8 +409,8 @@ class ModbusPoller:
                 failure = ModbusFailure("timeout", detail=f"{dev.name}: poll overran {dev.profile.poll_deadline_s} s")
                 kinds = dict(st.snapshot.failures_by_kind)
                 kinds["deadline"] = kinds.get("deadline", 0) + 1
-                st.snapshot = replace(st.snapshot, deadline_misses=st.snapshot.deadline_misses + 1,
-                                      failures_by_kind=MappingProxyType(kinds))
+                st.snapshot = frozen_replace(st.snapshot, deadline_misses=st.snapshot.deadline_misses + 1,
+                                             failures_by_kind=MappingProxyType(kinds))
                 break
             if block.table in ("coil", "discrete"):
                 res = dev.link.read_bits(block.table, block.address, block.count, dev.unit_id)
@@ -427,11 +427,11 @@ class ModbusPoller:
                 break
         snap = st.snapshot
         if failure is None:
-            st.snapshot = replace(snap, values=MappingProxyType(values), sample_time_s=self.clock.now_s(),
-                                  polls_ok=snap.polls_ok + 1, consecutive_failures=0)
+            st.snapshot = frozen_replace(snap, values=MappingProxyType(values), sample_time_s=self.clock.now_s(),
+                                         polls_ok=snap.polls_ok + 1, consecutive_failures=0)
         else:
-            st.snapshot = replace(snap, polls_failed=snap.polls_failed + 1,
-                                  consecutive_failures=snap.consecutive_failures + 1, last_failure=failure)
+            st.snapshot = frozen_replace(snap, polls_failed=snap.polls_failed + 1,
+                                         consecutive_failures=snap.consecutive_failures + 1, last_failure=failure)
 
     def _run_once(self, now_ns: int) -> float:
         """Commands, then due polls; returns the next due time (s)."""
