@@ -433,8 +433,8 @@ class ModbusPoller:
             st.snapshot = frozen_replace(snap, polls_failed=snap.polls_failed + 1,
                                          consecutive_failures=snap.consecutive_failures + 1, last_failure=failure)
 
-    def _run_once(self, now_ns: int) -> float:
-        """Commands, then due polls; returns the next due time (s)."""
+    def _run_once(self, now_ns: int) -> None:
+        """Commands, then due polls (the worker then asks :meth:`_next_due_s`; a lockstep step does not)."""
         with self._io_lock:
             while self._commands:
                 self._execute_write(self._commands.popleft())
@@ -445,6 +445,10 @@ class ModbusPoller:
                     if st.next_due_ns <= self.clock.now_ns():  # behind: skip, never burst
                         st.next_due_ns = self.clock.now_ns() + st.period_ns
                     st.next_due_ns = self._on_grid(st.next_due_ns)
+
+    def _next_due_s(self) -> float:
+        """Return the earliest next poll time of the devices (s): the worker's wake-up."""
+        with self._io_lock:
             return min(st.next_due_ns for st in self._states.values()) * 1e-9
 
     def step(self, now_s: float | None = None) -> None:
@@ -462,7 +466,8 @@ class ModbusPoller:
     def _worker(self) -> None:
         while not self._stop.is_set():
             try:
-                next_due = self._run_once(self.clock.now_ns())
+                self._run_once(self.clock.now_ns())
+                next_due = self._next_due_s()
             except Exception as exc:  # noqa: BLE001 - counted, never dies silently
                 self.worker_errors += 1
                 self.last_worker_error = f"{type(exc).__name__}: {exc}"
