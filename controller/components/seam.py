@@ -53,7 +53,7 @@ class PoseEstimate(NamedTuple):
 
     Immutable, built once per new pose message. A ``NamedTuple`` rather than a frozen
     dataclass: it is built every tick, and a frozen dataclass's ``__init__`` sets each
-    field through ``object.__setattr__`` (about 2.5x the cost, measured; issue 16). Read
+    field through ``object.__setattr__`` (about 2.4x the cost, timeit; issue 16). Read
     it by field name; it is not a flight-record row (it never reaches the recorder).
 
     Attributes
