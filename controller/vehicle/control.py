@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -42,9 +41,12 @@ class Allocator(Protocol):
 _F64, _BOOL = np.dtype(np.float64), np.dtype(np.bool_)
 
 
-@dataclass(frozen=True, slots=True)
-class ControlStep:
-    """One tick of control: the thrust demand (None: none) and what happened."""
+class ControlStep(NamedTuple):
+    """One tick of control: the thrust demand (None: none) and what happened.
+
+    A ``NamedTuple``: built every allocating tick, cheaper than a frozen dataclass
+    (see :class:`controller.components.seam.PoseEstimate`).
+    """
 
     demand_n: list[float] | None
     waypoint_reached: int | None = None

@@ -225,8 +225,14 @@ class Vehicle(SafeStop):
             c.restore(part(comps, c.name))
 
     # ------------------------------------------------------------------ the tick
-    def read(self, now_s: float) -> None:
-        """Read phase (per tick): drain the CAN ports, then every component reads."""
+    def read(self, now_s: float) -> TickView:
+        """Read phase (per tick): drain the CAN ports, then every component reads.
+
+        Returns the tick's view after the reads (the MCU's new pose in it), which
+        :meth:`update` may take as its view: no read changes the FSM state, and the pose
+        changes only in the MCU's read (:meth:`~controller.vehicle.safety.SafeStop.tick`
+        hands it on instead of asking :meth:`view` again).
+        """
         for port in self.can_ports.values():
             port.poll(now_s)
         self.mcu.read(self.view())
@@ -234,6 +240,7 @@ class Vehicle(SafeStop):
         for c in self.components:
             if c is not self.mcu:
                 c.read(view)
+        return view
 
     def _monitor(self, view: TickView) -> list[str]:
         """Safety monitor (per tick): update the fault book, return the events to raise.
@@ -328,9 +335,15 @@ class Vehicle(SafeStop):
             own.append(condition("lag", lag))
         return own
 
-    def update(self, now_s: float, dt_s: float) -> None:
-        """Update phase (per tick): monitor, POST, FSM step and actions, control."""
-        view = self.view()
+    def update(self, now_s: float, dt_s: float, view: TickView | None = None) -> TickView:
+        """Update phase (per tick): monitor, POST, FSM step and actions, control.
+
+        ``view`` is the view :meth:`read` returned (None: :meth:`view`). Returns the
+        tick's view after the update (a new one after a transition), which :meth:`write`
+        may take: control changes neither state nor pose.
+        """
+        if view is None:
+            view = self.view()
         events = self._monitor(view)
         if view.state == "boot":  # POST runs in boot only (post_step returns [] elsewhere)
             events += post_step(self, view)
@@ -347,6 +360,7 @@ class Vehicle(SafeStop):
             if step.mission_complete:
                 self.command("mission_complete")
             self.demand_n = step.demand_n
+        return view
 
     def _step_fsm(self, now_s: float, events: Sequence[str], view: TickView | None = None) -> bool:
         """Step the FSM with the tick's events; log, and run the transitions' actions.
@@ -377,9 +391,12 @@ class Vehicle(SafeStop):
                 self._run_action(a, after)
         return taken
 
-    def write(self, now_s: float, dt_s: float) -> None:
-        """Write phase (per tick): the output guard, then every component writes."""
-        v = self.view()
+    def write(self, now_s: float, dt_s: float, view: TickView | None = None) -> None:
+        """Write phase (per tick): the output guard, then every component writes.
+
+        ``view`` is the view :meth:`update` returned (None: :meth:`view`).
+        """
+        v = self.view() if view is None else view
         allow = v.outputs == "allocate" and self.output_inhibit is None
         thrust = self.guard.apply(self.demand_n if allow else None, allow, dt_s)
         # allowed: the tick's view as it is (outputs is already "allocate"); else one saying "zero"

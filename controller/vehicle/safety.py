@@ -108,9 +108,9 @@ class SafeStop:
         self.tick_index, self.now_s = k, now_s
         self.valves.last_frame_zero = False
         try:
-            self.read(now_s)
-            self.update(now_s, dt_s)
-            self.write(now_s, dt_s)
+            view = self.read(now_s)  # each phase hands the tick's view on (Vehicle.read, Vehicle.update)
+            view = self.update(now_s, dt_s, view)
+            self.write(now_s, dt_s, view)
         except Exception as exc:  # noqa: BLE001 - the barrier: every fault lands in safe_mode
             self.on_exception(exc, now_s)
         if self.shutdown_reason is not None and self.valves.last_frame_zero:

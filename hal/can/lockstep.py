@@ -93,6 +93,10 @@ class _Channel:
         self.lock = threading.Lock()
 
     def receivers(self, arbitration_id: int, extended: bool) -> tuple[LockstepBus, ...]:
+        """Return the nodes whose filters pass this ID, cached per ``(ID, extended)``.
+
+        :meth:`LockstepBus.send` reads the cache (``routes``) inline and calls this on a miss.
+        """
         key = (arbitration_id, extended)
         hit = self.routes.get(key)  # a dict read is atomic; the lock only on a miss
         if hit is None:
@@ -205,17 +209,31 @@ class LockstepBus(can.BusABC):
         frame = snapshot(msg)
         frame.channel = self.channel_id
         frame.is_rx = True
-        for node in self._channel.receivers(frame.arbitration_id, bool(frame.is_extended_id)):
+        ch = self._channel
+        key = (frame.arbitration_id, bool(frame.is_extended_id))
+        nodes = ch.routes.get(key)  # _Channel.receivers' hit inline (the call was the cost per frame)
+        if nodes is None:
+            nodes = ch.receivers(*key)
+        for node in nodes:
             if node is self:
                 if not self.receive_own_messages:
                     continue
                 own = snapshot(frame)
                 own.is_rx = False
                 node._put(own)
-            else:
-                node._put(frame)
+            elif node._open:  # _put inline (the call was the cost per frame), in its order
+                node._rx.append(frame)
+                node.frames_received += 1
+                if node._waiting:
+                    with node._cond:
+                        node._cond.notify_all()
 
     def _put(self, frame: can.Message) -> None:
+        """Queue ``frame`` on this node and wake a waiting ``recv``.
+
+        :meth:`send` does the same inline for the other nodes (the call was its cost
+        per frame, issue 16); keep the two in step.
+        """
         if not self._open:
             return
         self._rx.append(frame)

@@ -25,14 +25,14 @@ import math
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.protocols.modbus_profile import DeviceProfile, Value, decode, decode_block, encode, plan_reads
 from hal.clock import Clock
-from hal.modbus.link import ModbusFailure, ModbusLink
+from hal.modbus.link import ModbusFailure, ModbusLink, frozen_replace
 
 
 @dataclass(frozen=True)
@@ -359,13 +359,13 @@ class ModbusPoller:
 
     def _count(self, st: _DeviceState, result: object, n_tx: int = 1) -> None:
         snap = st.snapshot
-        kinds = dict(snap.failures_by_kind)
-        last = snap.last_failure
         if isinstance(result, ModbusFailure):
+            kinds = dict(snap.failures_by_kind)
             kinds[result.kind] = kinds.get(result.kind, 0) + 1
-            last = result
-        st.snapshot = replace(snap, transactions=snap.transactions + n_tx,
-                              failures_by_kind=MappingProxyType(kinds), last_failure=last)
+            st.snapshot = frozen_replace(snap, transactions=snap.transactions + n_tx,
+                                         failures_by_kind=MappingProxyType(kinds), last_failure=result)
+        else:  # the failure counts and the last failure stay (the same immutable mapping)
+            st.snapshot = frozen_replace(snap, transactions=snap.transactions + n_tx)
 
     def _execute_write(self, t: WriteTicket) -> None:
         st = self._states[t.device]
@@ -409,8 +409,8 @@ class ModbusPoller:
                 failure = ModbusFailure("timeout", detail=f"{dev.name}: poll overran {dev.profile.poll_deadline_s} s")
                 kinds = dict(st.snapshot.failures_by_kind)
                 kinds["deadline"] = kinds.get("deadline", 0) + 1
-                st.snapshot = replace(st.snapshot, deadline_misses=st.snapshot.deadline_misses + 1,
-                                      failures_by_kind=MappingProxyType(kinds))
+                st.snapshot = frozen_replace(st.snapshot, deadline_misses=st.snapshot.deadline_misses + 1,
+                                             failures_by_kind=MappingProxyType(kinds))
                 break
             if block.table in ("coil", "discrete"):
                 res = dev.link.read_bits(block.table, block.address, block.count, dev.unit_id)
@@ -427,14 +427,14 @@ class ModbusPoller:
                 break
         snap = st.snapshot
         if failure is None:
-            st.snapshot = replace(snap, values=MappingProxyType(values), sample_time_s=self.clock.now_s(),
-                                  polls_ok=snap.polls_ok + 1, consecutive_failures=0)
+            st.snapshot = frozen_replace(snap, values=MappingProxyType(values), sample_time_s=self.clock.now_s(),
+                                         polls_ok=snap.polls_ok + 1, consecutive_failures=0)
         else:
-            st.snapshot = replace(snap, polls_failed=snap.polls_failed + 1,
-                                  consecutive_failures=snap.consecutive_failures + 1, last_failure=failure)
+            st.snapshot = frozen_replace(snap, polls_failed=snap.polls_failed + 1,
+                                         consecutive_failures=snap.consecutive_failures + 1, last_failure=failure)
 
-    def _run_once(self, now_ns: int) -> float:
-        """Commands, then due polls; returns the next due time (s)."""
+    def _run_once(self, now_ns: int) -> None:
+        """Commands, then due polls (the worker then asks :meth:`_next_due_s`; a lockstep step does not)."""
         with self._io_lock:
             while self._commands:
                 self._execute_write(self._commands.popleft())
@@ -445,6 +445,10 @@ class ModbusPoller:
                     if st.next_due_ns <= self.clock.now_ns():  # behind: skip, never burst
                         st.next_due_ns = self.clock.now_ns() + st.period_ns
                     st.next_due_ns = self._on_grid(st.next_due_ns)
+
+    def _next_due_s(self) -> float:
+        """Return the earliest next poll time of the devices (s): the worker's wake-up."""
+        with self._io_lock:
             return min(st.next_due_ns for st in self._states.values()) * 1e-9
 
     def step(self, now_s: float | None = None) -> None:
@@ -462,7 +466,8 @@ class ModbusPoller:
     def _worker(self) -> None:
         while not self._stop.is_set():
             try:
-                next_due = self._run_once(self.clock.now_ns())
+                self._run_once(self.clock.now_ns())
+                next_due = self._next_due_s()
             except Exception as exc:  # noqa: BLE001 - counted, never dies silently
                 self.worker_errors += 1
                 self.last_worker_error = f"{type(exc).__name__}: {exc}"

@@ -100,7 +100,12 @@ class _LinkState:
     __slots__ = ()
 
     def _check_usable(self) -> bool:
-        """Return True if I/O may proceed; False if failed (quiet); raise if user-closed."""
+        """Return True if I/O may proceed; False if failed (quiet); raise if user-closed.
+
+        :meth:`PipeLink.read` and :meth:`PipeLink.write` call it only when a flag is set
+        (``_user_closed or _failed`` tested inline: the call was their cost on the lockstep
+        MCU line, issue 16).
+        """
         if self._user_closed:  # type: ignore[attr-defined]
             raise BusError(f"serial link {self.name}: used after close()")  # type: ignore[attr-defined]
         return not self._failed  # type: ignore[attr-defined]
@@ -232,7 +237,10 @@ class PySerialLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
-        """False after ``close()`` or after a failure was reported."""
+        """False after ``close()`` or after a failure was reported.
+
+        :meth:`write` tests the peer's flags inline (the same expression).
+        """
         return not self._user_closed and not self._failed and self._ser is not None
 
     def _discard_queue(self) -> None:
@@ -544,7 +552,10 @@ class PipeLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
-        """False after ``close()`` or after a failure was reported."""
+        """False after ``close()`` or after a failure was reported.
+
+        :meth:`write` tests the peer's flags inline (the same expression).
+        """
         return not self._user_closed and not self._failed
 
     def _raise_pending(self, what: str) -> None:
@@ -556,7 +567,7 @@ class PipeLink(_LinkState):
 
     def read(self, max_bytes: int = 4096) -> bytes:
         """Pop up to ``max_bytes`` received bytes; ``b""`` when none."""
-        if not self._check_usable():
+        if (self._user_closed or self._failed) and not self._check_usable():  # the helper raises after close()
             return b""
         if self._pending_failure:
             self._raise_pending("read")
@@ -570,14 +581,15 @@ class PipeLink(_LinkState):
 
     def write(self, data: bytes) -> int:
         """Append ``data`` to the peer's receive buffer; return the bytes accepted."""
-        if not self._check_usable():
+        if (self._user_closed or self._failed) and not self._check_usable():  # the helper raises after close()
             return 0
         if self._pending_failure:
             self._raise_pending("write")
         n = len(data)
         self.bytes_tx += n
         peer = self._peer
-        if peer is None or not peer.is_open or not peer._present:
+        # peer.is_open inline (a property call per write on the lockstep MCU line)
+        if peer is None or peer._user_closed or peer._failed or not peer._present:
             return n  # the line is driven, nobody listens: bytes are lost on the wire
         room = peer.capacity_bytes - len(peer._rx)
         if n > room:
@@ -669,7 +681,10 @@ class FdLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
-        """False after ``close()`` or after a failure was reported."""
+        """False after ``close()`` or after a failure was reported.
+
+        :meth:`write` tests the peer's flags inline (the same expression).
+        """
         return not self._user_closed and not self._failed
 
     def _fail(self, what: str, reason: str) -> BusError:
