@@ -72,6 +72,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -207,6 +208,7 @@ class ProcessRecorder(RecorderEnds):
         self._pickler = _batch_pickler(self._pickle_file)
         self._layout_ids: dict[int, int] = {}         # id(keys) -> the layout's number
         self._layouts: list[tuple[str, ...]] = []    # by number; keeps each one alive, so its id() stays its own
+        self._layout_lock = threading.Lock()          # numbers a layout once, even from two threads
         self._buf = bytearray()      # records not yet handed to the pipe
         self._pending = bytearray()  # real time: frames the pipe did not take yet
         self._waiting_n = 0          # messages in _buf and _pending
@@ -352,7 +354,8 @@ class ProcessRecorder(RecorderEnds):
         control record (the messages waiting are packed before it, so the order on the
         wire is the order of the calls); the child keeps the keys and builds the rows of
         that number with them. A layout must not change once used (a tuple cannot; a
-        ``NumberKeys``' ``numbers`` must not be reassigned).
+        ``NumberKeys``' ``numbers`` must not be reassigned). Registering takes a lock (a
+        row may come from another thread); finding a known layout does not.
 
         Returns
         -------
@@ -365,13 +368,18 @@ class ProcessRecorder(RecorderEnds):
         if n is not None:
             return n
         kind = keys.__class__
-        if (kind is not tuple and kind is not NumberKeys) or len(self._layouts) >= MAX_LAYOUTS \
-                or self._closed or not all(k.__class__ is str for k in keys):
+        if (kind is not tuple and kind is not NumberKeys) or not all(k.__class__ is str for k in keys):
             return keys
-        n = len(self._layouts)
-        self._control(("layout", n, keys))
-        self._layout_ids[id(keys)] = n
-        self._layouts.append(keys)
+        with self._layout_lock:
+            n = self._layout_ids.get(id(keys))
+            if n is not None:  # another thread registered it meanwhile
+                return n
+            if len(self._layouts) >= MAX_LAYOUTS or self._closed:
+                return keys
+            n = len(self._layouts)
+            self._control(("layout", n, keys))
+            self._layouts.append(keys)
+            self._layout_ids[id(keys)] = n  # last: another thread uses the number once the record is queued
         return n
 
     def _hand(self, log_time_ns: int, item: _Item) -> None:
