@@ -81,7 +81,6 @@ import argparse
 import contextlib
 import json
 import os
-import pickle
 import resource
 import sys
 import tempfile
@@ -360,8 +359,9 @@ def _variant_patches(variant: str, stack: contextlib.ExitStack) -> None:
 
         def idle(self: ProcessRecorder, remaining_s: float) -> None:
             items, self._items = self._items, []
-            if variant == "discard":
-                pickle.dumps(items, pickle.HIGHEST_PROTOCOL)  # the hand-over's work, then dropped
+            if variant == "discard":  # the hand-over's work (the recorder's pickler), then dropped
+                self._pickle_file.seek(0)
+                self._pickler.dump(items)
             self._settle()
             idle0(self, remaining_s)  # control records (channels...) still go
 

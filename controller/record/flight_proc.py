@@ -13,8 +13,12 @@ for up to ``sys.getswitchinterval()``, 5 ms) and, in lockstep, its work is the t
 work. The child runs on the other core and never takes the tick's lock.
 
 What the caller's thread does per message (:meth:`ProcessRecorder.write`): append the
-tuple ``(channel_id, log_time_ns, message)`` to a list -- no JSON, no packing. When the
-list is handed over, it is pickled in one ``pickle.dumps`` call into one batch
+tuple ``(channel_id, log_time_ns, message)`` to a list -- no JSON, no packing. A row
+(:meth:`ProcessRecorder.write_row`, :meth:`ProcessRecorder.row_appender`) carries its
+layout's number instead of its keys: each layout (a keys tuple, or a
+:class:`~controller.record.flight_writer.NumberKeys`) is sent to the child once, the
+first time it is used. When the list is handed over, it is pickled in one call (one
+:class:`pickle.Pickler` kept for the recorder's life, its memo off) into one batch
 record of a ``bytearray``; the child builds each message's JSON exactly as the
 in-process recorder does (:func:`~controller.record.flight_writer.encode_message`: a
 NaN or infinity as ``null``, counted), so the file is the same bytes. The buffer goes to
@@ -33,12 +37,14 @@ the child's standard input (a pipe):
 
 Wire format (parent to child): records ``<B op><I length><payload>``; op 3 a batch of
 messages (``pickle`` of a list of ``(channel, log time ns, message)``: message None is
-an advance; or ``(channel, log time ns, keys, values)``, a row the child turns into its
-record with :func:`~controller.record.flight_writer.row_record`; or ``(channel, log time
-ns, JSON bytes, replaced)``, a message the parent had to encode itself), op 2 a control tuple
-(pickled too: ``channel``, ``attach``, ``metadata``, ``advance``, ``dropout``, ``drain``,
-``close``). The child answers ``drain`` and ``close`` with one JSON line on its
-standard output (``close``: its counters, the chunk count and the file size).
+an advance; or ``(channel, log time ns, layout, values)``, a row the child turns into its
+record with :func:`~controller.record.flight_writer.row_record` -- ``layout`` the number
+of a layout sent before, or the keys themselves (a layout that is not registered: see
+:data:`MAX_LAYOUTS`); or ``(channel, log time ns, JSON bytes, replaced)``, a message the
+parent had to encode itself), op 2 a control tuple (pickled too: ``channel``,
+``layout``, ``attach``, ``metadata``, ``advance``, ``dropout``, ``drain``, ``close``).
+The child answers ``drain`` and ``close`` with one JSON line on its standard output
+(``close``: its counters, the chunk count and the file size).
 
 Crash safety: the file is opened by the parent (an error is raised at once) and handed
 to the child as a file descriptor. When the parent dies (SIGKILL), the child reads the
@@ -55,6 +61,7 @@ child cannot be started it does so too, with a warning.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import logging
 import math
@@ -65,6 +72,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -76,6 +84,7 @@ from controller.record.flight_writer import (
     MAX_ERROR_TEXTS,
     ChannelTable,
     JsonMessage,
+    NumberKeys,
     RecordStats,
     RecordWriter,
     encode_message,
@@ -94,14 +103,18 @@ _REC = struct.Struct("<BI")
 PIPE_BYTES = _MiB
 OP_CONTROL = 2
 #: A batch of messages: ``pickle`` of a list of ``(channel, log time ns, message)``
-#: (message None: an advance; bytes: JSON encoded by the parent, then ``replaced``).
+#: (message None: an advance; bytes: JSON encoded by the parent, then ``replaced``; an
+#: int or a keys tuple: a row's layout, then its values).
 OP_BATCH = 3
+#: Row layouts a recorder registers with the writer process, at most; a row of any
+#: further layout carries its keys (pickled once per batch, as all rows did before).
+MAX_LAYOUTS = 1024
 #: Environment variable that selects the writer of ``run.mcap`` (``process``, the default, or ``thread``).
 WRITER_ENV = "QIKI_FLIGHT_WRITER"
 
 #: A message item of a batch: ``(channel, log time ns, message)`` (message None: an
-#: advance), ``(channel, log time ns, keys, values)`` (a row), or ``(channel, log time
-#: ns, JSON bytes, replaced)`` (encoded by the parent).
+#: advance), ``(channel, log time ns, layout, values)`` (a row; the layout's number, or
+#: its keys), or ``(channel, log time ns, JSON bytes, replaced)`` (encoded by the parent).
 _Item = tuple[int, int, object] | tuple[int, int, object, object]
 
 _pickle_dumps = pickle.dumps
@@ -190,6 +203,12 @@ class ProcessRecorder(RecorderEnds):
         if realtime:
             os.set_blocking(self._fd, False)
         self._items: list[_Item] = []  # messages not yet pickled into _buf
+        # one pickler for every batch (memo off: a row's layout goes once, by number)
+        self._pickle_file = io.BytesIO()
+        self._pickler = _batch_pickler(self._pickle_file)
+        self._layout_ids: dict[int, int] = {}         # id(keys) -> the layout's number
+        self._layouts: list[tuple[str, ...]] = []    # by number; keeps each one alive, so its id() stays its own
+        self._layout_lock = threading.Lock()          # numbers a layout once, even from two threads
         self._buf = bytearray()      # records not yet handed to the pipe
         self._pending = bytearray()  # real time: frames the pipe did not take yet
         self._waiting_n = 0          # messages in _buf and _pending
@@ -265,21 +284,24 @@ class ProcessRecorder(RecorderEnds):
         """Hand the message :func:`~controller.record.flight_writer.row_record` ``(keys, values)`` over as a tuple.
 
         The child builds the record and encodes it: the same bytes as :meth:`write` of
-        that record, with no dict built on the caller's thread. Otherwise as :meth:`write`.
+        that record, with no dict built on the caller's thread. The row carries the
+        number of its layout (:meth:`_layout`: ``keys`` is sent to the child the first
+        time). Otherwise as :meth:`write`.
 
         Raises
         ------
         RecorderClosedError
             After :meth:`close`.
         """
+        layout = self._layout(keys)
         n = self._waiting_n
         if n < self._room and log_time_ns < self._chunk_due_ns:  # as in write
-            self._items.append((channel_id, log_time_ns, keys, values))
+            self._items.append((channel_id, log_time_ns, layout, values))
             self._waiting_n = n + 1
             if log_time_ns > self._newest_ns:
                 self._newest_ns = log_time_ns
             return
-        self._hand(log_time_ns, (channel_id, log_time_ns, keys, values))
+        self._hand(log_time_ns, (channel_id, log_time_ns, layout, values))
 
     def row_appender(self, channel: Callable[[], int], clock: _LogClock) -> RowAppender:
         """Return ``append(keys, values)``: :meth:`write_row` on one channel at ``clock.now_ns``, inlined.
@@ -288,6 +310,9 @@ class ProcessRecorder(RecorderEnds):
         :meth:`write_row` (no chunk due, room in the queue, nothing to report) runs in
         the returned function itself, one Python call a row; the rest goes through
         :meth:`_hand` as :meth:`write_row`'s does. The same messages, in the same order.
+        The appender keeps the layout of its previous row and its number: a row of the
+        same keys object costs one identity test; another layout is looked up
+        (:meth:`_layout`).
 
         Parameters
         ----------
@@ -298,21 +323,64 @@ class ProcessRecorder(RecorderEnds):
             The log time of each row (ns; the run's :class:`~controller.record.taps.TickCursor`).
         """
         ch = -1  # registered on the first row
+        bound: tuple[str, ...] | None = None  # the previous row's keys
+        layout: int | tuple[str, ...] = 0      # and their layout (see _layout)
 
         def append(keys: tuple[str, ...], values: tuple[object, ...]) -> None:
-            nonlocal ch
-            if ch < 0:
-                ch = channel()
+            nonlocal ch, bound, layout
+            if keys is not bound:  # the first row, or another layout
+                if ch < 0:
+                    ch = channel()
+                layout = self._layout(keys)
+                bound = keys
             t = clock.now_ns
             n = self._waiting_n
             if n < self._room and t < self._chunk_due_ns:  # as in write_row
-                self._items.append((ch, t, keys, values))
+                self._items.append((ch, t, layout, values))
                 self._waiting_n = n + 1
                 if t > self._newest_ns:
                     self._newest_ns = t
                 return
-            self._hand(t, (ch, t, keys, values))
+            self._hand(t, (ch, t, layout, values))
         return append
+
+    def _layout(self, keys: tuple[str, ...]) -> int | tuple[str, ...]:
+        """Return the number of the row layout ``keys``, registering it with the child the first time.
+
+        A layout is known by its identity (``id``; the recorder keeps every registered
+        one alive, so an id cannot be taken by another object): two equal keys tuples are
+        two layouts, and a :class:`~controller.record.flight_writer.NumberKeys` is never
+        confused with a plain tuple of the same keys. Its first use sends a ``layout``
+        control record (the messages waiting are packed before it, so the order on the
+        wire is the order of the calls); the child keeps the keys and builds the rows of
+        that number with them. A layout must not change once used (a tuple cannot; a
+        ``NumberKeys``' ``numbers`` must not be reassigned). Registering takes a lock (a
+        row may come from another thread); finding a known layout does not.
+
+        Returns
+        -------
+        int or tuple of str
+            The layout's number; or ``keys`` itself, which the row then carries, when it
+            is not a plain tuple of str or a ``NumberKeys`` (the child might not rebuild
+            it) or :data:`MAX_LAYOUTS` are registered already.
+        """
+        n = self._layout_ids.get(id(keys))
+        if n is not None:
+            return n
+        kind = keys.__class__
+        if (kind is not tuple and kind is not NumberKeys) or not all(k.__class__ is str for k in keys):
+            return keys
+        with self._layout_lock:
+            n = self._layout_ids.get(id(keys))
+            if n is not None:  # another thread registered it meanwhile
+                return n
+            if len(self._layouts) >= MAX_LAYOUTS or self._closed:
+                return keys
+            n = len(self._layouts)
+            self._control(("layout", n, keys))
+            self._layouts.append(keys)
+            self._layout_ids[id(keys)] = n  # last: another thread uses the number once the record is queued
+        return n
 
     def _hand(self, log_time_ns: int, item: _Item) -> None:
         """Append one message item: the slow path of :meth:`write` and :meth:`write_row`.
@@ -456,36 +524,54 @@ class ProcessRecorder(RecorderEnds):
     def _pack_items(self) -> None:
         """Append the messages waiting in :attr:`_items` to the buffer as one batch record.
 
-        One ``pickle.dumps`` for the whole list: the child gets the very values (types
+        One pickling for the whole list, by the recorder's own :class:`pickle.Pickler`
+        (:func:`_batch_pickler`: memo off): the child gets the very values (types
         included: a NumPy scalar stays one), so its JSON is the in-process recorder's.
-        (``marshal`` is slightly faster but turns any object with the buffer protocol, a
-        NumPy scalar among them, into bytes.) A batch holding something ``pickle``
-        refuses is packed item by item; a message that does not pickle is encoded here
-        (:func:`encode_message`, as the child would) and sent as its JSON; one that does
-        not encode either is counted as an error.
+        (``marshal`` costs about the same here and turns any object with the buffer
+        protocol, a NumPy scalar among them, into bytes.) A batch holding something the
+        pickler refuses (or a cycle, which it does not follow with its memo off) is
+        packed item by item with ``pickle.dumps``; a message that does not pickle is
+        encoded here (:func:`encode_message`, as the child would) and sent as its JSON;
+        one that does not encode either is counted as an error.
         """
         items, self._items = self._items, []
+        f = self._pickle_file
+        f.seek(0)
         try:
-            payload = _pickle_dumps(items, _PROTOCOL)
+            self._pickler.dump(items)
         except Exception:  # noqa: BLE001 - PicklingError, TypeError, AttributeError...: item by item
-            safe: list[_Item] = []
-            for item in items:
+            self._pickler = _batch_pickler(f)  # a fresh one: nothing of the failed call is kept
+            payload = self._pack_one_by_one(items)
+            self._buf += _REC.pack(OP_BATCH, len(payload))
+            self._buf += payload
+            return
+        n = f.tell()
+        self._buf += _REC.pack(OP_BATCH, n)
+        with f.getbuffer() as view:
+            self._buf += view[:n]
+
+    def _pack_one_by_one(self, items: list[_Item]) -> bytes:
+        """Return the batch of ``items`` pickled item by item (see :meth:`_pack_items`)."""
+        safe: list[_Item] = []
+        for item in items:
+            try:
+                _pickle_dumps(item, _PROTOCOL)
+            except Exception:  # noqa: BLE001 - see _pack_items
+                ch, t = item[0], item[1]
                 try:
-                    _pickle_dumps(item, _PROTOCOL)
-                except Exception:  # noqa: BLE001 - see above
-                    ch, t = item[0], item[1]
-                    try:
-                        message = item[2] if len(item) == 3 else row_record(item[2], item[3])  # type: ignore[arg-type]
-                        data, replaced = encode_message(message)  # type: ignore[arg-type]  # a message
-                    except Exception as exc:  # noqa: BLE001 - counted and reported by close()
-                        self._error(f"message on channel {ch}", exc)
-                        continue
-                    safe.append((ch, t, data, replaced))
-                else:
-                    safe.append(item)
-            payload = _pickle_dumps(safe, _PROTOCOL)
-        self._buf += _REC.pack(OP_BATCH, len(payload))
-        self._buf += payload
+                    if len(item) == 3:
+                        message = item[2]
+                    else:
+                        keys = self._layouts[item[2]] if item[2].__class__ is int else item[2]
+                        message = row_record(keys, item[3])  # type: ignore[arg-type]  # a row: keys, values
+                    data, replaced = encode_message(message)  # type: ignore[arg-type]  # a message
+                except Exception as exc:  # noqa: BLE001 - counted and reported by close()
+                    self._error(f"message on channel {ch}", exc)
+                    continue
+                safe.append((ch, t, data, replaced))
+            else:
+                safe.append(item)
+        return _pickle_dumps(safe, _PROTOCOL)
 
     def _drop(self, log_time_ns: int) -> None:
         self._room = 0  # the next message takes _hand, which reports the dropout first
@@ -572,6 +658,22 @@ class ProcessRecorder(RecorderEnds):
             log.error("%s: flight record: %s", self.path, text, exc_info=exc)
 
 
+def _batch_pickler(file: io.BytesIO) -> pickle.Pickler:
+    """Return the pickler of a recorder's batches: highest protocol, writing to ``file``, memo off.
+
+    With its memo off (``fast``) the pickler keeps no table of the objects it wrote:
+    about a tenth fewer instructions for a batch of rows (measured with callgrind on a
+    lockstep batch of about 290 messages), and a row's layout is not in the batch (it
+    goes once, by number: :meth:`ProcessRecorder._layout`). What the memo did otherwise
+    -- an object met twice is written once -- is not needed: the child builds the same
+    JSON from two copies. A cycle, which only the memo can write, makes the pickler
+    raise; the batch then goes item by item (:meth:`ProcessRecorder._pack_items`).
+    """
+    p = pickle.Pickler(file, _PROTOCOL)
+    p.fast = True
+    return p
+
+
 def _grow_pipe(fd: int) -> None:
     """Make the pipe ``fd`` hold :data:`PIPE_BYTES` (Linux ``F_SETPIPE_SZ``; else, or refused, left as it is).
 
@@ -621,8 +723,12 @@ def open_recorder(path: Path, *, realtime: bool) -> ProcessRecorder | FlightReco
 # --------------------------------------------------------------------------- the child
 
 
-def _serve_batch(w: RecordWriter, payload: bytes) -> None:
-    """Write the messages of one batch record (see :meth:`ProcessRecorder._pack_items`)."""
+def _serve_batch(w: RecordWriter, payload: bytes, layouts: Sequence[tuple[str, ...]]) -> None:
+    """Write the messages of one batch record (see :meth:`ProcessRecorder._pack_items`).
+
+    A row's layout is a number into ``layouts`` (the ``layout`` control records so far)
+    or the keys themselves.
+    """
     try:
         items = pickle.loads(payload)  # noqa: S301 - our own parent's pipe
     except Exception as exc:  # noqa: BLE001 - a class the child cannot import: counted, the batch is lost
@@ -639,9 +745,9 @@ def _serve_batch(w: RecordWriter, payload: bytes) -> None:
         elif len(item) == 4:
             if type(message) is bytes:  # encoded by the parent (it did not pickle)
                 put_encoded(ch, t, message, bool(item[3]))
-            else:  # a row: (keys, values)
+            else:  # a row: (layout, values)
                 try:
-                    rec = row_record(message, item[3])
+                    rec = row_record(layouts[message] if message.__class__ is int else message, item[3])
                 except Exception as exc:  # noqa: BLE001 - counted and reported at close
                     w.error(f"message on channel {ch}", exc)
                     continue
@@ -654,6 +760,7 @@ def _serve(w: RecordWriter, inp: IO[bytes], out: IO[bytes]) -> bool:
     """Handle the parent's records until ``close`` (True) or the end of the input (False)."""
     read = inp.read
     rec_unpack = _REC.unpack
+    layouts: list[tuple[str, ...]] = []  # the row layouts, by number
     while True:
         head = read(5)
         if len(head) < 5:
@@ -663,7 +770,7 @@ def _serve(w: RecordWriter, inp: IO[bytes], out: IO[bytes]) -> bool:
         if len(payload) < n:
             return False
         if op == OP_BATCH:
-            _serve_batch(w, payload)
+            _serve_batch(w, payload, layouts)
             continue
         item = pickle.loads(payload)  # noqa: S301 - our own parent's pipe
         what = str(item[0])
@@ -681,6 +788,11 @@ def _serve(w: RecordWriter, inp: IO[bytes], out: IO[bytes]) -> bool:
                     assert got == schema_id, (got, schema_id)
                 got_c = w.mcap.register_channel(topic=topic, message_encoding="json", schema_id=schema_id)
                 assert got_c == channel_id, (got_c, channel_id)
+            elif what == "layout":
+                _, number, keys = item
+                if number != len(layouts):
+                    raise ValueError(f"layout {number} after {len(layouts)} layouts")
+                layouts.append(keys)
             elif what == "attach":
                 _, name, media_type, t, blob = item
                 w.mcap.add_attachment(create_time=t, log_time=t, name=name, media_type=media_type, data=blob)

@@ -314,8 +314,9 @@ class NumberKeys(tuple[str, ...]):
     The tick hands such a row's numbers as they are (a float, None, or a NaN on a fault);
     :func:`row_record` -- in the writer process for ``run.mcap``, off the tick -- makes
     each one :func:`clean_number` of it, so the record holds a float or None (JSON
-    ``null``), as if the tick had cleaned them. Made once per layout (``/tick``); pickled
-    with the batch (once per batch: the same object is memoised).
+    ``null``), as if the tick had cleaned them. Made once per layout (``/tick``); sent to
+    the writer process once, then named by a number
+    (:meth:`controller.record.flight_proc.ProcessRecorder.row_appender`).
 
     Parameters
     ----------
