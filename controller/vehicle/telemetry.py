@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, cast
 
-from controller.components.seam import ARMING_STATES, Telemetry, TelemetryRow, TickView
+from controller.components.seam import ARMING_STATES, ComponentBase, Telemetry, TelemetryRow, TickView
 from controller.record.flight_writer import NumberKeys, row_record
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ _ACHIEVED_KEYS = ("achieved_fx_n", "achieved_fy_n", "achieved_mz_nm")
 _THRUST_KEYS = tuple(f"thrust_n_{i}" for i in range(64))
 _NONE_6 = (None,) * 6
 _NONE_3 = (None,) * 3
+#: :meth:`ComponentBase.telemetry <controller.components.seam.ComponentBase.telemetry>`: no messages, ever.
+_NO_TELEMETRY = ComponentBase.telemetry
 
 
 #: ``/tick`` row layouts by thruster count (:func:`tick_row`), made once per count.
@@ -155,7 +157,8 @@ class TickTelemetry:
 
     Made once per run (``controller.run``), it holds what every tick would otherwise look
     up again: each component's bound ``telemetry`` method (a vehicle's components are fixed
-    when it is built), the session's appender of ``/tick`` and of each row topic
+    when it is built; one that keeps :class:`~controller.components.seam.ComponentBase`'s,
+    which never has a message, is not asked), the session's appender of ``/tick`` and of each row topic
     (:meth:`FlightSession.appender <controller.record.session.FlightSession.appender>`, the
     ones :meth:`~controller.record.session.FlightSession.row` uses). Per tick,
     :meth:`record` takes one :meth:`Vehicle.view <controller.vehicle.manager.Vehicle.view>`
@@ -178,7 +181,9 @@ class TickTelemetry:
     def __init__(self, vehicle: Vehicle, session: FlightSession) -> None:
         self._vehicle = vehicle
         self._session = session
-        self._telemetry: tuple[Callable[[TickView], Telemetry], ...] = tuple(c.telemetry for c in vehicle.components)
+        # ComponentBase's telemetry is always {}: a component that keeps it is not asked
+        self._telemetry: tuple[Callable[[TickView], Telemetry], ...] = tuple(
+            c.telemetry for c in vehicle.components if getattr(c.telemetry, "__func__", None) is not _NO_TELEMETRY)
         self._append_tick = session.appender("/tick")
         self._appenders: dict[str, RowAppender] = {}
 
