@@ -20,7 +20,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ from controller.run_options import OPTIONS_NAME, RunOptions, check_options, prep
 from controller.service.notify import ServiceNotifier
 from controller.stop import ForcedStop, StopBeforeStart, StopRequest
 from controller.vehicle import Vehicle
-from controller.vehicle.telemetry import component_records, tick_row
+from controller.vehicle.telemetry import TickTelemetry, component_records
 from hal.errors import DeviceUnavailableError, HalError, one_line
 from hal.snapshot import JsonValue, capture_all, restore_all
 
@@ -52,6 +52,7 @@ __all__ = ["LINGER_S", "SAFE_STATES", "WALL_CLOCK_KEYS", "OperatorScript", "RunO
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from controller.components.seam import TelemetryRow
     from controller.console.desk import ConsoleDesk
 
 log = logging.getLogger(__name__)
@@ -310,6 +311,7 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         live.start()
 
     last_tick: list[float] = [0, 0.0]
+    phase = TickTelemetry(vehicle, flight) if flight is not None else None  # the tick's record phase
     notifier = ServiceNotifier()  # systemd: READY after POST, WATCHDOG per tick (no-op outside systemd)
     if opts.resume is not None:
         # a replay from a snapshot: the state after its tick, then the loop goes on from there
@@ -351,15 +353,13 @@ def _fly(opts: RunOptions, built: BuiltRig, record: RunRecord, folder: Path, sto
         vehicle.tick(k, now_s, dt_s)
         if notifier.enabled:  # on_tick does nothing outside systemd: no call, no state read
             notifier.on_tick(vehicle.state)
-        recs = None
-        if flight is not None and flight.cursor.recording:
-            flight.row("/tick", *tick_row(vehicle, flight.cursor.crc32))
-            recs = component_records(vehicle)
-            for topic, rec in recs:
-                if isinstance(rec, tuple):  # a row (TelemetryRow): the recorder builds the record
-                    flight.row(topic, *rec)
-                else:
-                    flight.put(topic, rec)
+        recs: list[tuple[str, Mapping[str, object] | TelemetryRow]] | None = None
+        if phase is not None and flight is not None and flight.cursor.recording:
+            if desk is None:
+                phase.record(flight.cursor.crc32)
+            else:
+                recs = []
+                phase.record(flight.cursor.crc32, recs)
         if desk is not None:
             desk.end_tick(vehicle, k, now_s)
             desk.observe(recs if recs is not None else component_records(vehicle), now_s)

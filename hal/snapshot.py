@@ -50,6 +50,8 @@ JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "Jso
 State = dict[str, JsonValue]
 """One object's snapshot: field name -> encoded value."""
 
+_isfinite = math.isfinite
+
 #: Packages whose dataclasses and enums a snapshot may name (and a restore may import).
 _TRUSTED = ("controller.", "hal.", "firmware_bridge.", "can.")
 
@@ -90,6 +92,11 @@ def _class(name: object) -> type:
 
 
 def _float(x: float) -> JsonValue:
+    """Return a float as a JSON value: itself when finite, else tagged (``{"$f": "nan"}``).
+
+    :func:`encode` has inline copies for a plain float (its commonest value) and for a
+    float array's elements: the call was a large share of a snapshot's cost.
+    """
     return x if math.isfinite(x) else {"$f": repr(x)}
 
 
@@ -106,7 +113,24 @@ def encode(v: object) -> JsonValue:
     SnapshotError
         For a value of a type with no encoding (an object that is not plain data: it
         must offer its own ``snapshot()``).
+
+    Notes
+    -----
+    The plain JSON types, tuples and string-keyed dicts are told by their exact type
+    first (most of a snapshot's values; the same encoding as the checks below give
+    them), everything else by the ``isinstance`` checks in their order.
     """
+    t = type(v)
+    if t is float:  # inline copy of _float: the commonest value
+        return v if _isfinite(v) else {"$f": repr(v)}  # type: ignore[arg-type, return-value]
+    if t is int or t is str or t is bool or v is None:
+        return v  # type: ignore[return-value]
+    if t is list:
+        return [encode(x) for x in v]  # type: ignore[attr-defined]
+    if t is dict:
+        return _encode_dict(v)  # type: ignore[arg-type]
+    if t is tuple:
+        return {"$t": [encode(x) for x in v]}  # type: ignore[attr-defined]
     if v is None or isinstance(v, (bool, str)):
         return v
     if isinstance(v, enum.Enum):  # before int: IntEnum members are ints
@@ -122,9 +146,7 @@ def encode(v: object) -> JsonValue:
     if isinstance(v, Counter):
         return {"$counter": [[encode(k), encode(x)] for k, x in v.items()]}
     if isinstance(v, dict):
-        if all(isinstance(k, str) and not k.startswith("$") for k in v):
-            return {k: encode(x) for k, x in v.items()}
-        return {"$d": [[encode(k), encode(x)] for k, x in v.items()]}
+        return _encode_dict(v)
     if isinstance(v, MappingProxyType):
         return {"$mp": encode(dict(v))}
     if isinstance(v, (set, frozenset)):
@@ -141,7 +163,9 @@ def encode(v: object) -> JsonValue:
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in "biuf":
             raise SnapshotError(f"numpy array of dtype {v.dtype} has no snapshot encoding")
-        flat = [_float(float(x)) if v.dtype.kind == "f" else int(x) for x in v.reshape(-1).tolist()]
+        items = v.reshape(-1).tolist()
+        flat: list[JsonValue] = ([x if _isfinite(x) else {"$f": repr(x)} for x in map(float, items)]  # as _float
+                                 if v.dtype.kind == "f" else [int(x) for x in items])
         return {"$nd": flat, "dtype": v.dtype.str, "shape": list(v.shape)}
     if isinstance(v, np.generic):
         kind = v.dtype.kind
@@ -163,6 +187,14 @@ def encode(v: object) -> JsonValue:
         return int(v)
     raise SnapshotError(f"a {type(v).__module__}.{type(v).__qualname__} has no snapshot encoding "
                         "(plain data only; an object gives its own snapshot())")
+
+
+def _encode_dict(v: dict[object, object]) -> JsonValue:
+    """Encode a dict: an object when every key is a string not starting with ``$``, else ``{"$d": pairs}``."""
+    for k in v:
+        if not isinstance(k, str) or k.startswith("$"):
+            return {"$d": [[encode(k), encode(x)] for k, x in v.items()]}
+    return {k: encode(x) for k, x in v.items()}  # type: ignore[misc]  # every key is a str
 
 
 def _items(v: JsonValue) -> list[JsonValue]:

@@ -209,8 +209,22 @@ class FlightSession:
         if not self.closed and self.cursor.recording:
             append = self._appenders.get(topic)
             if append is None:
-                append = self._appenders[topic] = row_appender(self.log, topic)
+                append = self.appender(topic)
             append(keys, values)
+
+    def appender(self, topic: str) -> RowAppender:
+        """Return ``append(keys, values)`` of ``topic``: the one :meth:`row` uses, made on first use.
+
+        It hands the row to :attr:`log` without :meth:`row`'s tests (closed, recording):
+        for a caller that made them once per tick
+        (:class:`~controller.vehicle.telemetry.TickTelemetry`). The same rows, in the
+        same order, as through :meth:`row`; making it has no effect on the record (the
+        channel is registered on the first row).
+        """
+        append = self._appenders.get(topic)
+        if append is None:
+            append = self._appenders[topic] = row_appender(self.log, topic)
+        return append
 
     def metadata(self, name: str, values: Mapping[str, str]) -> None:
         """Write one metadata record (the doctor's report); nothing in a replay or once closed."""

@@ -59,7 +59,9 @@ class SnapshotSchedule:
         if not period_s > 0:
             raise ValueError("snapshot period must be > 0 s")
         self.period_s = float(period_s)
-        self._prev_s = 0.0
+        #: ``floor(t / period_s)`` of the last tick's start ``t`` (0 before the first): the
+        #: period it started in, so a tick computes one division.
+        self._prev_period = 0
         self._faults: frozenset[str] = frozenset()
 
     def due(self, now_s: float, active_faults: Iterable[str]) -> str | None:
@@ -84,15 +86,16 @@ class SnapshotSchedule:
             faults = frozenset(active_faults)
             new = not faults <= self._faults
             self._faults = faults
-        crossed = math.floor(now_s / self.period_s) > math.floor(self._prev_s / self.period_s)
-        self._prev_s = now_s
+        period = math.floor(now_s / self.period_s)
+        crossed = period > self._prev_period
+        self._prev_period = period
         if new:
             return "fault"
         return "period" if crossed else None
 
     def resume(self, now_s: float, active_faults: Iterable[str]) -> None:
         """Go on after a snapshot taken after the tick at ``now_s`` (a replay from it)."""
-        self._prev_s = now_s
+        self._prev_period = math.floor(now_s / self.period_s)
         self._faults = frozenset(active_faults)
 
 

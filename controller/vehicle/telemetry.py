@@ -8,14 +8,15 @@ counter-clockwise from x, rad); wrenches in the body frame (``fx_n``, ``fy_n``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, cast
 
-from controller.components.seam import ARMING_STATES, TelemetryRow
+from controller.components.seam import ARMING_STATES, ComponentBase, Telemetry, TelemetryRow, TickView
 from controller.record.flight_writer import NumberKeys, row_record
 
 if TYPE_CHECKING:
-    from controller.record.taps import Record
+    from controller.record.session import FlightSession
+    from controller.record.taps import Record, RowAppender
     from controller.vehicle.manager import Vehicle
 
 
@@ -27,6 +28,8 @@ _ACHIEVED_KEYS = ("achieved_fx_n", "achieved_fy_n", "achieved_mz_nm")
 _THRUST_KEYS = tuple(f"thrust_n_{i}" for i in range(64))
 _NONE_6 = (None,) * 6
 _NONE_3 = (None,) * 3
+#: :meth:`ComponentBase.telemetry <controller.components.seam.ComponentBase.telemetry>`: no messages, ever.
+_NO_TELEMETRY = ComponentBase.telemetry
 
 
 #: ``/tick`` row layouts by thruster count (:func:`tick_row`), made once per count.
@@ -55,7 +58,8 @@ def _tick_keys(n_thrusters: int, with_crc: bool) -> NumberKeys:
     return keys
 
 
-def tick_row(v: Vehicle, ingress_crc32: int | None = None) -> tuple[tuple[str, ...], tuple[object, ...]]:
+def tick_row(v: Vehicle, ingress_crc32: int | None = None,
+             view: TickView | None = None) -> tuple[tuple[str, ...], tuple[object, ...]]:
     """Return the ``/tick`` record of the tick the vehicle just ran as a row ``(keys, values)``.
 
     The layout (``keys``) is made once per thruster count; per tick only the values tuple
@@ -73,6 +77,11 @@ def tick_row(v: Vehicle, ingress_crc32: int | None = None) -> tuple[tuple[str, .
         After :meth:`Vehicle.tick`.
     ingress_crc32 : int or None, optional
         As :func:`tick_record`.
+    view : TickView or None, optional
+        ``v.view()`` of this very moment, when the caller has it (:class:`TickTelemetry`
+        hands the one it gives the components); None: ``v.view()`` is taken here. The
+        tick, time, state, outputs and pose are read from it (the view holds the very
+        objects the vehicle does).
 
     Returns
     -------
@@ -81,19 +90,21 @@ def tick_row(v: Vehicle, ingress_crc32: int | None = None) -> tuple[tuple[str, .
     values : tuple
         One value per key: JSON scalars, and the numbers raw (a float, None, NaN...).
     """
-    p = v.mcu.pose
+    if view is None:
+        view = v.view()
+    p = view.pose
     allocating = v.demand_n is not None
     c = v.control
-    m = v.mission
+    m = c.mission  # Vehicle.mission, without the property call
     g = v.guard
-    state = v.state
+    state = view.state
     thrust = g.last_n
     pose = ((p.x_m, p.y_m, p.yaw_rad, p.vx_world_mps, p.vy_world_mps, p.yaw_rate_radps) if p
             else _NONE_6)
     sp = (allocating and c.last_setpoint) or _NONE_3
     w = (allocating and c.last_wrench) or _NONE_3
     a = (allocating and c.last_achieved) or _NONE_3
-    values = (v.tick_index, v.now_s, state, state in ARMING_STATES, v.fsm.outputs, *pose, sp[0], sp[1], sp[2],
+    values = (view.tick, view.now_s, state, state in ARMING_STATES, view.outputs, *pose, sp[0], sp[1], sp[2],
               w[0], w[1], w[2], a[0], a[1], a[2],
               bool(c.last_saturated) if allocating else False, g.clamped_total, g.rate_limited_total,
               len(v.faults.active), m.waypoints_reached if m is not None else 0, *thrust,
@@ -139,3 +150,78 @@ def component_records(v: Vehicle) -> list[tuple[str, Mapping[str, object] | Tele
     """
     view = v.view()
     return [(topic, rec) for c in v.components for topic, rec in c.telemetry(view).items()]
+
+
+class TickTelemetry:
+    """The record phase of a recorded run: ``/tick`` and every component's messages, handed to the session.
+
+    Made once per run (``controller.run``), it holds what every tick would otherwise look
+    up again: each component's bound ``telemetry`` method (a vehicle's components are fixed
+    when it is built; one that keeps :class:`~controller.components.seam.ComponentBase`'s,
+    which never has a message, is not asked), the session's appender of ``/tick`` and of each row topic
+    (:meth:`FlightSession.appender <controller.record.session.FlightSession.appender>`, the
+    ones :meth:`~controller.record.session.FlightSession.row` uses). Per tick,
+    :meth:`record` takes one :meth:`Vehicle.view <controller.vehicle.manager.Vehicle.view>`
+    for ``/tick`` (:func:`tick_row`) and the components alike, and skips a component's
+    empty answer without iterating it. The messages, their order and their contents are
+    those of :func:`tick_row` then :func:`component_records`, handed as
+    ``FlightSession.row`` (a :data:`~controller.components.seam.TelemetryRow`) or
+    ``FlightSession.put`` (a record) would.
+
+    Parameters
+    ----------
+    vehicle : Vehicle
+        The run's vehicle.
+    session : FlightSession
+        The run's open flight record.
+    """
+
+    __slots__ = ("_vehicle", "_session", "_telemetry", "_append_tick", "_appenders")
+
+    def __init__(self, vehicle: Vehicle, session: FlightSession) -> None:
+        self._vehicle = vehicle
+        self._session = session
+        # ComponentBase's telemetry is always {}: a component that keeps it is not asked
+        self._telemetry: tuple[Callable[[TickView], Telemetry], ...] = tuple(
+            c.telemetry for c in vehicle.components if getattr(c.telemetry, "__func__", None) is not _NO_TELEMETRY)
+        self._append_tick = session.appender("/tick")
+        self._appenders: dict[str, RowAppender] = {}
+
+    def record(self, ingress_crc32: int,
+               out: list[tuple[str, Mapping[str, object] | TelemetryRow]] | None = None) -> None:
+        """Hand this tick's ``/tick`` row and the components' messages to the session (after write).
+
+        Call it only while the session records (``session.cursor.recording``), as the
+        run does; once the session is closed nothing is handed (as ``row``/``put``).
+
+        Parameters
+        ----------
+        ingress_crc32 : int
+            The tick's ingress CRC-32 (``session.cursor.crc32``), ``/tick``'s last field.
+        out : list or None, optional
+            When given, each component message is also appended to it as
+            ``(topic, record or row)``: :func:`component_records` of this tick (the
+            console desk reads them).
+        """
+        v = self._vehicle
+        session = self._session
+        view = v.view()
+        live = not session.closed
+        if live:
+            self._append_tick(*tick_row(v, ingress_crc32, view))
+        for telemetry in self._telemetry:
+            messages = telemetry(view)
+            if not messages:  # most components, most ticks
+                continue
+            for topic, rec in messages.items():
+                if out is not None:
+                    out.append((topic, rec))
+                if not live:
+                    continue
+                if isinstance(rec, tuple):  # a row (TelemetryRow): the recorder builds the record
+                    append = self._appenders.get(topic)
+                    if append is None:
+                        append = self._appenders[topic] = session.appender(topic)
+                    append(*rec)
+                else:
+                    session.put(topic, rec)

@@ -174,17 +174,17 @@ def test_duration_that_cuts_the_mission_short_is_incomplete(run_opts):
 def test_an_error_outside_the_vehicle_barrier_leaves_zero_and_a_finished_record(run_opts, monkeypatch):
     """An exception in the run's record phase (after the vehicle's tick) propagates, but the last
     valve command on the bus is zero and run.mcap is finished."""
-    import controller.run as run_mod
+    import controller.vehicle.telemetry as telemetry_mod
     from controller.record.reader import validate
 
-    real = run_mod.tick_row
+    real = telemetry_mod.tick_row
 
-    def failing(vehicle, crc=None):
+    def failing(vehicle, crc=None, view=None):
         if any(vehicle.valves.last_duty_pct):  # the first tick that commanded thrust
             raise RuntimeError("record phase blew up")
-        return real(vehicle, crc)
+        return real(vehicle, crc, view)
 
-    monkeypatch.setattr(run_mod, "tick_row", failing)
+    monkeypatch.setattr(telemetry_mod, "tick_row", failing)
     with pytest.raises(RuntimeError, match="record phase blew up"):
         run_main_job(run_opts())
     folder = next((Path(run_opts().runs_dir)).iterdir())

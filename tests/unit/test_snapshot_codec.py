@@ -153,3 +153,19 @@ def test_set_members_are_encoded_in_one_order_whatever_the_hash_seed() -> None:
                             env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout for seed in ("0", "1", "9", "12345")}
     assert len(texts) == 1 and json.loads(texts.pop())["$set"] == ["bms", "mcu", "pdu", "radar_lr", "radar_sr",
                                                                    "valves"]
+
+
+class _Text(str):
+    """A str subclass: not a plain str, encoded as the isinstance checks say."""
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    # the exact-type fast path and the isinstance checks agree on what each value becomes
+    (1.5, 1.5), (math.inf, {"$f": "inf"}), (True, True), (_Text("s"), "s"),
+    ({"a": (1, 2)}, {"a": {"$t": [1, 2]}}), ({"$a": 1}, {"$d": [["$a", 1]]}), ({1: 2}, {"$d": [[1, 2]]}),
+    ({_Text("k"): 1}, {"k": 1}), (Counter({"a": 2}), {"$counter": [["a", 2]]}),
+    (np.array([1.0, math.nan], dtype=np.float32), {"$nd": [1.0, {"$f": "nan"}], "dtype": "<f4", "shape": [2]}),
+    (np.array([True, False]), {"$nd": [1, 0], "dtype": "|b1", "shape": [2]}),
+])
+def test_encode_gives_each_type_its_encoding(value: object, expected: object) -> None:
+    assert json.dumps(encode(value)) == json.dumps(expected)
