@@ -380,6 +380,13 @@ class IngressChecker:
         """Rejected frames by reason (a copy), e.g. ``{"checksum": 2}``."""
         return dict(self._rejects)
 
+    def reject_items(self) -> tuple[tuple[str, int], ...]:
+        """Rejected frames by reason as ``(reason, count)`` pairs, in :attr:`rejects`'s order. Per-tick.
+
+        Lets a caller tell whether a count changed without copying the counter into a dict.
+        """
+        return tuple(self._rejects.items())
+
     def stream(self, name: str) -> StreamState:
         """Return the live :class:`StreamState` of message ``name``.
 
