@@ -16,7 +16,10 @@ A received frame becomes data only after these checks, in this order (SAFETY.md)
    stale, the next frame resynchronises the counter without a penalty (AUTOSAR E2E
    Profile 1 behaviour after a timeout).
 5. ``range`` / ``enum`` -- a physical value outside the DBC ``[min|max]``, or a raw value
-   of a signal with a VAL_ table that the table does not list (D03).
+   of a signal with a VAL_ table that the table does not list (D03). A test that no raw
+   value of the signal's field can fail (bounds spanning the whole field, a table naming
+   every raw value; proved at build on the codec's own decode, see ``_field_within``)
+   is not run per frame: its answer is always "pass".
 
 Freshness (B01-B03) is judged from the receipt time of *accepted* frames on the caller's
 monotonic clock (``now_s``), never ``msg.timestamp``: a stream is stale once no frame was
