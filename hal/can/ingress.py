@@ -227,6 +227,8 @@ def _field_within(entry: _Entry, sig: Signal, low: float, high: float) -> bool:
     if entry.unpack is None or sig.is_float or sig.multiplexer_ids or sig.is_multiplexer:
         return False
     n = int(sig.length)
+    if n < 1:
+        return False
     extremes = (-(1 << (n - 1)), (1 << (n - 1)) - 1) if sig.is_signed else (0, (1 << n) - 1)
     raw = {s.name: 0 for s in entry.message.signals}
     for r in extremes:
@@ -253,7 +255,7 @@ def _field_named(entry: _Entry, sig: Signal, allowed: frozenset[int]) -> bool:
     holds all of them the per-frame enum test can never reject. False for a message
     without a compiled ``unpack``, a float signal or a field above 16 bits.
     """
-    if entry.unpack is None or sig.is_float or sig.length > 16:
+    if entry.unpack is None or sig.is_float or not 1 <= sig.length <= 16:
         return False
     n = int(sig.length)
     lo, hi = (-(1 << (n - 1)), (1 << (n - 1)) - 1) if sig.is_signed else (0, (1 << n) - 1)
