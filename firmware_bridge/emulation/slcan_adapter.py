@@ -51,10 +51,10 @@ class _CanableAdapter(SlcanPtyAdapter):
     replies (``\r`` to ``O``, ``C``, ``S6``...; ``\a`` to a refused line) are kept.
     """
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> int:
         if data in (b"z\r", b"Z\r"):
-            return
-        super()._write(data)
+            return 0
+        return super()._write(data)
 
 
 #: Frames written to the host in one pty write at most (a burst of the ARS408's list).
@@ -157,6 +157,7 @@ class SlcanBridge:
         return {"path": self.path, "host_open": a.is_open, "bitrate_code": a.bitrate_code,
                 "to_host": self.to_host_n, "written_to_host": a.frames_sent, "dropped_host_closed": a.frames_dropped,
                 "dropped_host_not_reading": self.dropped_host_not_reading_n,
+                "dropped_host_stalled": a.frames_dropped_host_stalled,
                 "from_host": self.from_host_n, "host_frames_refused": a.host_frames_refused}
 
     def close(self) -> None:

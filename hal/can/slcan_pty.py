@@ -47,6 +47,7 @@ import argparse
 import gc
 import logging
 import os
+import select
 import sys
 import threading
 import time
@@ -65,6 +66,9 @@ _OK = b"\r"
 _BELL = b"\a"
 #: Longest command line accepted from the host (an extended frame with 8 bytes is 27).
 _MAX_LINE = 64
+#: Bytes that end a line towards the host: every frame and reply ends with ``\r``; the
+#: refusal is the single byte BEL.
+_LINE_ENDS = (ord("\r"), ord("\a"))
 
 
 def encode_frame(msg: can.Message) -> bytes:
@@ -128,7 +132,7 @@ def decode_frame(line: bytes) -> can.Message | None:
 
 
 class SlcanPtyAdapter:
-    """An slcan adapter emulated on a pty: the host opens :attr:`path` with python-can.
+    r"""An slcan adapter emulated on a pty: the host opens :attr:`path` with python-can.
 
     Parameters
     ----------
@@ -138,6 +142,14 @@ class SlcanPtyAdapter:
         (:meth:`take_host_frames`; the oldest are dropped when it is full).
     host_queue_len : int, optional
         Capacity of the default host-frame queue (default 4096).
+    write_timeout_s : float, optional
+        Longest wait, in seconds, for room in the pty towards the host on one write
+        (default 0.5 s). A host that stops reading (stopped, killed, hung) fills the
+        pty; the write then gives up after this time instead of holding the caller
+        (the emulator's bridge thread, the reader thread's replies) forever. The lines
+        not written are dropped and counted (``frames_dropped_host_stalled``); a line cut
+        in the middle is finished first on the next write, so the host never sees a
+        torn line (Lawicel framing, one ``\r`` per line).
 
     Attributes
     ----------
@@ -152,6 +164,10 @@ class SlcanPtyAdapter:
     frames_sent, frames_dropped, host_frames, host_frames_refused : int
         Frames written to the host, not written (channel closed), received from the host,
         and refused (sent by the host while closed or listen-only).
+    frames_dropped_host_stalled : int
+        Frames not written because the host left no room for ``write_timeout_s``.
+    write_timeouts : int
+        Writes that gave up after ``write_timeout_s``.
 
     Notes
     -----
@@ -161,9 +177,15 @@ class SlcanPtyAdapter:
     """
 
     def __init__(self, on_host_frame: Callable[[can.Message], None] | None = None, *,
-                 host_queue_len: int = 4096) -> None:
+                 host_queue_len: int = 4096, write_timeout_s: float = 0.5) -> None:
+        if not write_timeout_s > 0.0:
+            raise ValueError(f"write_timeout_s must be > 0, got {write_timeout_s!r}")
+        self.write_timeout_s = float(write_timeout_s)
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
+        # writes must be able to give up (write_timeout_s); reads wait in select()
+        os.set_blocking(self._master, False)
+        self._pending = b""  # the rest of a line cut by a write timeout
         self.path = os.ttyname(self._slave)
         self._on_host_frame = on_host_frame
         self._host_queue: deque[can.Message] = deque(maxlen=max(1, int(host_queue_len)))
@@ -174,6 +196,8 @@ class SlcanPtyAdapter:
         self.bitrate_code: str | None = None
         self.frames_sent = 0
         self.frames_dropped = 0
+        self.frames_dropped_host_stalled = 0
+        self.write_timeouts = 0
         self.host_frames = 0
         self.host_frames_refused = 0
         self._closed = False
@@ -188,7 +212,9 @@ class SlcanPtyAdapter:
         -------
         bool
             True when written; False (counted in ``frames_dropped``) while the host has
-            the channel closed, or when the frame cannot be written on slcan.
+            the channel closed, or when the frame cannot be written on slcan; False
+            (counted in ``frames_dropped_host_stalled``) when the host left no room for
+            ``write_timeout_s``.
         """
         if not self.is_open or self._closed:
             self.frames_dropped += 1
@@ -198,12 +224,18 @@ class SlcanPtyAdapter:
         except ValueError:
             self.frames_dropped += 1
             return False
-        self._write(line)
+        if self._write(line):
+            self.frames_dropped_host_stalled += 1
+            return False
         self.frames_sent += 1
         return True
 
     def send_many(self, msgs: Iterable[can.Message]) -> int:
-        """Send several frames in one write; return how many were written."""
+        """Send several frames in one write; return how many were written.
+
+        Frames the host left no room for within ``write_timeout_s`` are dropped and
+        counted in ``frames_dropped_host_stalled``.
+        """
         if not self.is_open or self._closed:
             n = sum(1 for _ in msgs)
             self.frames_dropped += n
@@ -214,10 +246,12 @@ class SlcanPtyAdapter:
                 lines.append(encode_frame(msg))
             except ValueError:
                 self.frames_dropped += 1
-        if lines:
-            self._write(b"".join(lines))
-            self.frames_sent += len(lines)
-        return len(lines)
+        if not lines:
+            return 0
+        dropped = self._write(b"".join(lines))
+        self.frames_dropped_host_stalled += dropped
+        self.frames_sent += len(lines) - dropped
+        return len(lines) - dropped
 
     def wait_open(self, timeout_s: float | None = None) -> bool:
         """Block until the host opens the channel (``O`` or ``L``); False on timeout."""
@@ -251,25 +285,62 @@ class SlcanPtyAdapter:
         self.close()
 
     # ------------------------------------------------------------------ internals
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> int:
+        """Write ``data`` (whole lines) to the host; return how many lines were dropped.
+
+        Waits at most ``write_timeout_s`` for room in all. On a timeout a line already
+        begun is finished first by the next write (kept in ``_pending``) and the lines
+        after it are dropped: the host's stream stays whole lines.
+        """
         with self._write_lock:
-            view = memoryview(data)
+            mid_line = bool(self._pending)  # the host has the start of the pending line
+            full = self._pending + data if mid_line else data
+            self._pending = b""
+            view = memoryview(full)
+            deadline = time.monotonic() + self.write_timeout_s
             while view:
                 try:
                     n = os.write(self._master, view)
                 except BlockingIOError:
-                    time.sleep(0.001)
+                    left_s = deadline - time.monotonic()
+                    if left_s <= 0.0:
+                        return self._give_up(full, len(full) - len(view), mid_line)
+                    try:
+                        select.select([], [self._master], [], left_s)
+                    except (OSError, ValueError):
+                        return 0  # closed under us
                     continue
                 except OSError:
-                    return  # closed under us
+                    return 0  # closed under us
+                if n:
+                    mid_line = full[len(full) - len(view) + n - 1] not in _LINE_ENDS
                 view = view[n:]
+            return 0
+
+    def _give_up(self, full: bytes, written: int, mid_line: bool) -> int:
+        """Drop what was not written of ``full`` but the rest of a begun line; return lines dropped."""
+        rest = full[written:]
+        cut = 0
+        if mid_line:  # finish the line the host has begun, on the next write
+            cut = next((i for i, b in enumerate(rest) if b in _LINE_ENDS), len(rest) - 1) + 1
+            self._pending = rest[:cut]
+        self.write_timeouts += 1
+        if self.write_timeouts == 1:
+            logger.warning("slcan pty %s: the host read nothing for %.3f s; dropping what it has no room for",
+                           self.path, self.write_timeout_s)
+        return sum(1 for b in rest[cut:] if b in _LINE_ENDS)
 
     def _read_loop(self) -> None:
         buf = bytearray()
         while not self._closed:
             try:
+                ready, _, _ = select.select([self._master], [], [], 0.2)
+                if not ready:
+                    continue
                 chunk = os.read(self._master, 4096)
-            except OSError:
+            except BlockingIOError:
+                continue
+            except (OSError, ValueError):
                 # EIO while no process has the slave open is impossible here (we hold it);
                 # any error means the adapter is being closed
                 return

@@ -1,0 +1,83 @@
+"""The emulated slcan adapter never blocks on a host that stopped reading (hal/can/slcan_pty.py).
+
+A pty towards a host that reads nothing fills up; each write then gives up after the
+adapter's ``write_timeout_s``, drops the whole lines it has no room for (counted), and
+finishes a line it had begun on the next write, so what the host finally reads is whole
+Lawicel lines, in order.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+import can
+import pytest
+
+from hal.can.slcan_pty import SlcanPtyAdapter, decode_frame
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a POSIX pty")
+
+
+def _drain(fd: int) -> bytes:
+    """Read everything the host side can read now, waiting briefly for the kernel's flip buffer."""
+    out = bytearray()
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            return bytes(out)
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return bytes(out)
+        out.extend(chunk)
+
+
+def _frame(i: int) -> can.Message:
+    return can.Message(arbitration_id=i & 0x7FF, is_extended_id=False, data=i.to_bytes(8, "big"))
+
+
+def test_a_host_that_reads_nothing_costs_each_write_at_most_the_timeout_and_loses_no_framing() -> None:
+    with SlcanPtyAdapter(write_timeout_s=0.02) as adapter:
+        host = os.open(adapter.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            os.write(host, b"O\r")
+            assert adapter.wait_open(5.0)
+            sent_ids: list[int] = []
+            i = 0
+            # ~24 bytes a frame: the pty holds tens of kB, so it fills well before 400 batches
+            for _ in range(400):
+                batch = [_frame(i + k) for k in range(64)]
+                i += 64
+                n = adapter.send_many(batch)
+                if n < len(batch):
+                    break
+                sent_ids.extend(range(i - 64, i))
+            else:
+                pytest.fail("the pty never filled: the host side reads on its own?")
+            assert adapter.write_timeouts >= 1
+            assert adapter.frames_dropped_host_stalled >= 1
+            stalled = adapter.frames_dropped_host_stalled
+            total_sent = adapter.frames_sent
+            text = _drain(host)
+            # the host reads again: the begun line is finished before the next frame
+            assert adapter.send(_frame(0x7FF))
+            text += _drain(host)
+        finally:
+            os.close(host)
+    lines = [ln for ln in text.split(b"\r") if ln]
+    frames = [decode_frame(ln) for ln in lines]
+    assert all(f is not None for f in frames), [ln for ln, f in zip(lines, frames, strict=True) if f is None][:3]
+    payloads = [int.from_bytes(f.data, "big") for f in frames if f is not None]
+    # every frame counted as sent reached the host whole and in order; the dropped ones did not
+    assert len(payloads) == total_sent + 1
+    assert payloads == sorted(payloads[:-1]) + [0x7FF]
+    assert payloads[: len(sent_ids)] == sent_ids
+    assert stalled + total_sent == i
+
+
+def test_write_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="write_timeout_s"):
+        SlcanPtyAdapter(write_timeout_s=0.0)
