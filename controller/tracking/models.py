@@ -105,6 +105,8 @@ def as_pose(pose: PoseInput) -> Pose2D:
     """
     if isinstance(pose, Pose2D):
         out = pose
+    elif type(pose) is tuple and len(pose) == 3:  # the plain tuple first: no attribute probes
+        out = Pose2D(float(pose[0]), float(pose[1]), float(pose[2]))
     elif hasattr(pose, "x_m") and hasattr(pose, "y_m") and hasattr(pose, "yaw_rad"):
         fields = cast(PoseLike, pose)
         out = Pose2D(float(fields.x_m), float(fields.y_m), float(fields.yaw_rad))

@@ -16,7 +16,10 @@ A received frame becomes data only after these checks, in this order (SAFETY.md)
    stale, the next frame resynchronises the counter without a penalty (AUTOSAR E2E
    Profile 1 behaviour after a timeout).
 5. ``range`` / ``enum`` -- a physical value outside the DBC ``[min|max]``, or a raw value
-   of a signal with a VAL_ table that the table does not list (D03).
+   of a signal with a VAL_ table that the table does not list (D03). A test that no raw
+   value of the signal's field can fail (bounds spanning the whole field, a table naming
+   every raw value; proved at build on the codec's own decode, see ``_field_within``)
+   is not run per frame: its answer is always "pass".
 
 Freshness (B01-B03) is judged from the receipt time of *accepted* frames on the caller's
 monotonic clock (``now_s``), never ``msg.timestamp``: a stream is stale once no frame was
@@ -46,6 +49,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import can
+from cantools.database.can import Signal
 
 from hal.can.codec import DbcCodec, Decoded, _Entry
 from hal.errors import BusConfigError, HalError
@@ -192,14 +196,81 @@ class StreamState:
         self.rx_window_ns: deque[int] = deque(maxlen=RATE_WINDOW_GAPS + 1)
 
 
+def _field_within(entry: _Entry, sig: Signal, low: float, high: float) -> bool:
+    """Tell whether every raw value of ``sig``'s field decodes to a physical value in ``[low, high]``.
+
+    Then the per-frame range test of that signal can never reject, and the checker skips
+    it (the DBC's ``[min|max]`` of most ARS408 and QIKI signals spans the whole field).
+    Proved on the codec's own compiled ``unpack`` (the function every frame goes
+    through): the field's two extreme raw values (``0`` and ``2**n - 1``, or
+    ``-2**(n-1)`` and ``2**(n-1) - 1`` signed) are packed by cantools (``scaling=False``,
+    every other signal 0) and decoded; the decode of a field is ``raw``, or ``raw``
+    through a multiplication, a division and an addition by constants, each rounded
+    monotonically, so every other raw value lands between the two extremes' values.
+
+    Parameters
+    ----------
+    entry : _Entry
+        The message's decode plan.
+    sig : cantools.database.can.Signal
+        One of its signals.
+    low, high : float
+        The bounds the per-frame test uses (physical units; +-inf: open).
+
+    Returns
+    -------
+    bool
+        False (keep the per-frame test) for a message without a compiled ``unpack``
+        (multiplexed, container, float signals: cantools decodes them), a float signal, a
+        decode that does not give an ``int`` or ``float``, or an extreme outside the bounds.
+    """
+    if entry.unpack is None or sig.is_float or sig.multiplexer_ids or sig.is_multiplexer:
+        return False
+    n = int(sig.length)
+    if n < 1:
+        return False
+    extremes = (-(1 << (n - 1)), (1 << (n - 1)) - 1) if sig.is_signed else (0, (1 << n) - 1)
+    raw = {s.name: 0 for s in entry.message.signals}
+    for r in extremes:
+        raw[sig.name] = r
+        try:
+            data = entry.message.encode(raw, scaling=False, strict=False)
+            unpack = entry.unpack  # the stand-in may have put the generated function in place
+            if unpack is None:
+                return False
+            fields, values = unpack(data)
+        except Exception:  # noqa: BLE001 - anything odd: keep the per-frame test
+            return False
+        v = values.get(sig.name)
+        if fields.get(sig.name) != r or not isinstance(v, (int, float)) or type(v) is bool or not low <= v <= high:
+            return False
+    return True
+
+
+def _field_named(entry: _Entry, sig: Signal, allowed: frozenset[int]) -> bool:
+    """Tell whether the VAL_ table of ``sig`` names every raw value its field can hold.
+
+    The compiled ``unpack`` extracts a field with a shift and a mask (sign-extended when
+    signed), so its raw value is one of the field's ``2**n`` values; when ``allowed``
+    holds all of them the per-frame enum test can never reject. False for a message
+    without a compiled ``unpack``, a float signal or a field above 16 bits.
+    """
+    if entry.unpack is None or sig.is_float or not 1 <= sig.length <= 16:
+        return False
+    n = int(sig.length)
+    lo, hi = (-(1 << (n - 1)), (1 << (n - 1)) - 1) if sig.is_signed else (0, (1 << n) - 1)
+    return all(r in allowed for r in range(lo, hi + 1))
+
+
 class _Plan:
-    __slots__ = ("spec", "entry", "frame_id", "stream", "bounds", "choices",
+    __slots__ = ("spec", "entry", "frame_id", "stream", "bounds", "bounds_proved", "choices",
                  "counter_signal", "checksum_signal", "checksum_fn", "modulo")
     spec: IngressSpec
     entry: _Entry
     frame_id: int
     stream: StreamState
     bounds: list[tuple[str, float, float]]  # (signal, low, high), physical units; -inf/inf: no bound
+    bounds_proved: list[tuple[str, str]]  # (signal, "range" or "enum"): passed by every raw value, not run
     choices: list[tuple[str, frozenset[int]]]  # (signal, the raw values the DBC names)
     counter_signal: str | None
     checksum_signal: str | None
@@ -280,18 +351,26 @@ class IngressChecker:
         plan.checksum_fn = spec.checksum_fn
         plan.modulo = int(spec.counter_modulo)
         plan.bounds = []
+        plan.bounds_proved = []
         plan.choices = []
         if spec.check_range:
             for sig in entry.message.signals:
                 if sig.choices:
-                    plan.choices.append((sig.name, frozenset(int(k) for k in sig.choices)))
+                    allowed = frozenset(int(k) for k in sig.choices)
+                    if _field_named(entry, sig, allowed):
+                        plan.bounds_proved.append((sig.name, "enum"))
+                    else:
+                        plan.choices.append((sig.name, allowed))
                 lo, hi = sig.minimum, sig.maximum
                 if lo is None and hi is None:
                     continue
                 tol = abs(sig.scale) * 1e-6 + 1e-12
-                plan.bounds.append((sig.name,
-                                    -math.inf if lo is None else lo - tol,
-                                    math.inf if hi is None else hi + tol))
+                low = -math.inf if lo is None else lo - tol
+                high = math.inf if hi is None else hi + tol
+                if _field_within(entry, sig, low, high):
+                    plan.bounds_proved.append((sig.name, "range"))
+                else:
+                    plan.bounds.append((sig.name, low, high))
         self._plans[frame_id] = plan
         self._streams[spec.message] = plan.stream
 
@@ -305,6 +384,13 @@ class IngressChecker:
     def rejects(self) -> dict[str, int]:
         """Rejected frames by reason (a copy), e.g. ``{"checksum": 2}``."""
         return dict(self._rejects)
+
+    def reject_items(self) -> tuple[tuple[str, int], ...]:
+        """Rejected frames by reason as ``(reason, count)`` pairs, in :attr:`rejects`'s order. Per-tick.
+
+        Lets a caller tell whether a count changed without copying the counter into a dict.
+        """
+        return tuple(self._rejects.items())
 
     def stream(self, name: str) -> StreamState:
         """Return the live :class:`StreamState` of message ``name``.

@@ -191,3 +191,76 @@ def test_range_reason_equals_the_none_bound_rule() -> None:
                 got = IngressChecker._range_reason(plan, SimpleNamespace(signals={"s": v}, raw={}))  # type: ignore[arg-type]
                 assert (got == "range") == old(v, lo, hi), (v, lo, hi)
             assert IngressChecker._range_reason(plan, SimpleNamespace(signals={}, raw={})) is None  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- ARS408 driver poll
+def test_new_status_is_the_dataclass_built_by_its_init() -> None:
+    """``_new_status`` (the inline ``__init__``) builds what ``Ars408Status(...)`` builds."""
+    import dataclasses
+    import pickle
+
+    from hal.devices.ars408 import Ars408Status, _new_status
+
+    values = (1.5, True, False, ("stale",), ("motion_input_missing",), None, 0.07, 12, 11, 3, 1,
+              {"dlc": 2}, (1, 2, 3), {"implausible_range": 1})
+    names = [f.name for f in dataclasses.fields(Ars408Status)]
+    assert len(names) == len(values)  # a new field must be added to _new_status too
+    a, b = _new_status(*values), Ars408Status(*values)
+    assert type(a) is Ars408Status and a == b and repr(a) == repr(b)
+    assert list(vars(a).items()) == list(vars(b).items())
+    assert pickle.loads(pickle.dumps(a)) == b and dataclasses.replace(a, fresh=False) == dataclasses.replace(b, fresh=False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.fresh = False  # type: ignore[misc]
+
+
+def test_poll_rejects_equal_a_fresh_merge_every_tick() -> None:
+    """The memoised merge of the reject counters equals merging them afresh, order included."""
+    import random
+
+    from firmware_bridge.protocols import ars408 as P
+    from hal.can.codec import DbcCodec
+    from hal.devices.ars408 import Ars408Config, Ars408Driver
+
+    codec = DbcCodec([Path(__file__).resolve().parents[2] / "dbc" / "ars408.dbc"])
+    drv = Ars408Driver(codec, Ars408Config())
+    rng = random.Random(7)
+    ids = [codec.frame_id(n) for n in (P.MSG_OBJ_STATUS, P.MSG_OBJ_GENERAL, P.MSG_OBJ_QUALITY,
+                                       P.MSG_OBJ_EXTENDED, P.MSG_RADAR_STATE)] + [0x123, 0x300]
+    for k in range(400):
+        for _ in range(rng.choice((0, 0, 1, 3))):
+            n = rng.choice((8, 8, 8, 7))
+            msg = can.Message(arbitration_id=rng.choice(ids), data=bytes(rng.getrandbits(8) for _ in range(n)),
+                              is_extended_id=False, is_error_frame=rng.random() < 0.05)
+            drv.on_frame(msg, 0.01 * k)
+        st = drv.poll(0.01 * k)
+        want = dict(drv._rejects)
+        for part_ in (drv.ingress.rejects, drv.assembler.rejects):
+            for r, v in part_.items():
+                want[r] = want.get(r, 0) + v
+        assert list(st.rejects.items()) == list(want.items()), k
+        st.rejects["scribbled"] = 99  # a reader changing its copy changes no later status
+
+
+def test_as_pose_of_a_tuple_equals_the_general_path() -> None:
+    """The plain-tuple path of ``as_pose`` gives what the sequence path gives (values, types, errors)."""
+    from controller.tracking.models import TrackingError, as_pose
+
+    class Seq(tuple):  # type: ignore[type-arg]  # a tuple subclass takes the general path
+        pass
+
+    cases = [(1.0, 2.0, 0.5), (1, -2, 3), (np.float32(0.1), np.float64(2.0), np.int64(1)), (0.0, -0.0, -1e-300),
+             (math.nan, 0.0, 0.0), (0.0, math.inf, 0.0), (0.0, 0.0, -math.inf)]
+    for c in cases:
+        try:
+            want = as_pose(Seq(c))
+        except TrackingError as exc:
+            with pytest.raises(TrackingError, match="non-finite"):
+                as_pose(c)
+            assert "non-finite" in str(exc)
+            continue
+        got = as_pose(c)
+        assert [float(v).hex() for v in (got.x_m, got.y_m, got.yaw_rad)] == \
+            [float(v).hex() for v in (want.x_m, want.y_m, want.yaw_rad)]
+        assert type(got.x_m) is float and got == want
+    with pytest.raises(TrackingError):
+        as_pose((1.0, 2.0))
