@@ -81,10 +81,12 @@ class SlcanBridge:
         The pty slave path (``/dev/pts/N``): the host's ``slcan`` channel.
     adapter : SlcanPtyAdapter
         The emulated adapter (counters: ``frames_sent``, ``frames_dropped``,
-        ``host_frames``, ``host_frames_refused``; ``is_open``, ``bitrate_code``).
+        ``frames_dropped_host_stalled``, ``host_frames``, ``host_frames_refused``;
+        ``is_open``, ``bitrate_code``).
     to_host_n, from_host_n : int
-        Frames forwarded to the host (written or dropped by the adapter while closed) and
-        from the host onto the virtual bus.
+        Frames forwarded to the host (written, dropped by the adapter while closed or
+        while the host left no room for its write timeout, or dropped here for the
+        host's backlog) and from the host onto the virtual bus.
     dropped_host_not_reading_n : int
         Frames dropped because the host left more than :data:`HOST_BACKLOG_MAX_BYTES`
         unread (it is dead or stopped); counted, never blocking.

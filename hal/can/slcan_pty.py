@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import math
 import os
 import select
 import sys
@@ -183,8 +184,13 @@ class SlcanPtyAdapter:
         self.write_timeout_s = float(write_timeout_s)
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
-        # writes must be able to give up (write_timeout_s); reads wait in select()
+        # writes must be able to give up (write_timeout_s); reads wait in poll() (not
+        # select(): a descriptor number above 1023 is beyond select's reach)
         os.set_blocking(self._master, False)
+        self._poll_in = select.poll()
+        self._poll_in.register(self._master, select.POLLIN)
+        self._poll_out = select.poll()
+        self._poll_out.register(self._master, select.POLLOUT)
         self._pending = b""  # the rest of a line cut by a write timeout
         self.path = os.ttyname(self._slave)
         self._on_host_frame = on_host_frame
@@ -266,17 +272,23 @@ class SlcanPtyAdapter:
         return out
 
     def close(self) -> None:
-        """Close both ends of the pty (the host then sees its port fail)."""
+        """Close both ends of the pty (the host then sees its port fail).
+
+        The reader thread is stopped first and the descriptors are closed under the write
+        lock, so no write or read can reach a descriptor number reused after the close.
+        """
         if self._closed:
             return
         self._closed = True
         self.is_open = False
-        for fd in (self._slave, self._master):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._thread.join(timeout=1.0)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=1.0)  # it sees _closed within one poll (0.2 s)
+        with self._write_lock:
+            for fd in (self._slave, self._master):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def __enter__(self) -> SlcanPtyAdapter:
         return self
@@ -293,6 +305,8 @@ class SlcanPtyAdapter:
         after it are dropped: the host's stream stays whole lines.
         """
         with self._write_lock:
+            if self._closed:  # the descriptors are (being) closed: nothing is written
+                return sum(1 for b in data if b in _LINE_ENDS)
             mid_line = bool(self._pending)  # the host has the start of the pending line
             full = self._pending + data if mid_line else data
             self._pending = b""
@@ -305,13 +319,10 @@ class SlcanPtyAdapter:
                     left_s = deadline - time.monotonic()
                     if left_s <= 0.0:
                         return self._give_up(full, len(full) - len(view), mid_line)
-                    try:
-                        select.select([], [self._master], [], left_s)
-                    except (OSError, ValueError):
-                        return 0  # closed under us
+                    self._poll_out.poll(max(1, math.ceil(left_s * 1000.0)))
                     continue
-                except OSError:
-                    return 0  # closed under us
+                except OSError:  # the pty failed: what is left is not written
+                    return sum(1 for b in bytes(view) if b in _LINE_ENDS)
                 if n:
                     mid_line = full[len(full) - len(view) + n - 1] not in _LINE_ENDS
                 view = view[n:]
@@ -334,15 +345,14 @@ class SlcanPtyAdapter:
         buf = bytearray()
         while not self._closed:
             try:
-                ready, _, _ = select.select([self._master], [], [], 0.2)
-                if not ready:
+                if not self._poll_in.poll(200):
                     continue
                 chunk = os.read(self._master, 4096)
             except BlockingIOError:
                 continue
-            except (OSError, ValueError):
+            except OSError:
                 # EIO while no process has the slave open is impossible here (we hold it);
-                # any error means the adapter is being closed
+                # an error means the pty failed: the reader stops
                 return
             if not chunk:
                 return

@@ -22,9 +22,10 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a POSI
 def _drain(fd: int) -> bytes:
     """Read everything the host side can read now, waiting briefly for the kernel's flip buffer."""
     out = bytearray()
+    poller = select.poll()  # not select(): the descriptor may be numbered above 1023
+    poller.register(fd, select.POLLIN)
     while True:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if not ready:
+        if not poller.poll(200):
             return bytes(out)
         try:
             chunk = os.read(fd, 65536)
@@ -81,3 +82,29 @@ def test_a_host_that_reads_nothing_costs_each_write_at_most_the_timeout_and_lose
 def test_write_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="write_timeout_s"):
         SlcanPtyAdapter(write_timeout_s=0.0)
+
+
+def test_the_adapter_serves_a_host_when_its_descriptors_are_numbered_above_1023() -> None:
+    """select() cannot watch a descriptor >= 1024 (FD_SETSIZE); the adapter must still work."""
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"RLIMIT_NOFILE {soft} < 1200: cannot push descriptors above 1023")
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with SlcanPtyAdapter(write_timeout_s=0.5) as adapter:
+            assert adapter._master >= 1024  # noqa: SLF001 - the point of the test
+            host = os.open(adapter.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            try:
+                os.write(host, b"O\r")
+                assert adapter.wait_open(5.0)
+                assert adapter.send(_frame(0x123))
+                text = _drain(host)
+            finally:
+                os.close(host)
+    finally:
+        for fd in fillers:
+            os.close(fd)
+    frames = [decode_frame(ln) for ln in text.split(b"\r") if ln]
+    assert [f.arbitration_id for f in frames if f is not None] == [0x123]
