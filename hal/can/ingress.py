@@ -388,7 +388,7 @@ class IngressChecker:
     def reject_items(self) -> tuple[tuple[str, int], ...]:
         """Rejected frames by reason as ``(reason, count)`` pairs, in :attr:`rejects`'s order. Per-tick.
 
-        Lets a caller tell whether a count changed without copying the counter into a dict.
+        Lets a caller read the counts without copying the counter into a dict.
         """
         return tuple(self._rejects.items())
 

@@ -422,9 +422,6 @@ class Ars408Driver:
         self._last_counter: int | None = None
         self._frozen_run = 0
         self._implausible: dict[str, int] = {}
-        #: :meth:`poll`'s last merge of the reject counters: ``(their items, merged)``
-        #: (per-tick scratch, not state).
-        self._tick_rejects: tuple[tuple[tuple[tuple[str, int], ...], ...], dict[str, int]] | None = None
         self._handlers: tuple[Callable[[Mapping[str, float], float], ObjectCycle | None], ...] = (
             self.assembler.on_status, self.assembler.on_general,
             self.assembler.on_quality, self.assembler.on_extended,
@@ -620,20 +617,11 @@ class Ars408Driver:
             faults.append("values_rejected")
         if self._frozen_run >= cfg.frozen_cycles_limit:
             faults.append("counter_frozen")
-        # The merged reject counts, merged again only when a count changed: the memo is
-        # keyed on the three counters' (key, count) items, order included, so the merged
-        # dict is the one merging them now would give (its key order too).
-        key = (tuple(self._rejects.items()), self.ingress.reject_items(), tuple(self.assembler.rejects.items()))
-        memo = self._tick_rejects
-        if memo is not None and memo[0] == key:
-            rejects = dict(memo[1])
-        else:
-            rejects = dict(self._rejects)
-            for k, v in key[1]:
-                rejects[k] = rejects.get(k, 0) + v
-            for k, v in key[2]:
-                rejects[k] = rejects.get(k, 0) + v
-            self._tick_rejects = (key, dict(rejects))  # a copy of its own: a status's reader may change its dict
+        rejects = dict(self._rejects)
+        for k, v in self.ingress.reject_items():  # the checker's counts without a dict copy
+            rejects[k] = rejects.get(k, 0) + v
+        for k, v in self.assembler.rejects.items():
+            rejects[k] = rejects.get(k, 0) + v
         return _new_status(
             now_s, fresh, stale, tuple(faults), tuple(warnings), h,
             None if self._last_cycle_s is None else now_s - self._last_cycle_s,

@@ -103,7 +103,7 @@ _SKIP_MODULES = ("firmware_bridge.emulation", "controller.rig", "can.", "hal.can
 _NOT_STATE = ("v.mcu._pose", "v.mcu._pose_msg", ".ya", ".fast", "v._view", ".rx_heartbeat_s",
               "driver._health_verdict",  # the ARS408 driver's verdict of its last RadarState object
               # per-tick scratch and memos of derived values (the tick's snapshot reads, conditions, duties)
-              "._tick_bms_snap", "._tick_snap", "._tick_conds", "._tick_pairs", "._tick_duty_memo", "._tick_rejects",
+              "._tick_bms_snap", "._tick_snap", "._tick_conds", "._tick_pairs", "._tick_duty_memo",
               "v._seen_conditions", "v.faults.version")  # the monitor's skip of unchanged conditions
 
 

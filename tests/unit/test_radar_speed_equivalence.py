@@ -214,7 +214,7 @@ def test_new_status_is_the_dataclass_built_by_its_init() -> None:
 
 
 def test_poll_rejects_equal_a_fresh_merge_every_tick() -> None:
-    """The memoised merge of the reject counters equals merging them afresh, order included."""
+    """The merge of the reject counters equals merging their dict copies, order included."""
     import random
 
     from firmware_bridge.protocols import ars408 as P
