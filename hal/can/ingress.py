@@ -224,7 +224,9 @@ def _field_within(entry: _Entry, sig: Signal, low: float, high: float) -> bool:
         (multiplexed, container, float signals: cantools decodes them), a float signal, a
         decode that does not give an ``int`` or ``float``, or an extreme outside the bounds.
     """
-    if entry.unpack is None or sig.is_float or sig.multiplexer_ids or sig.is_multiplexer:
+    # entry.fallback, not entry.unpack: with compile_now=False the entry may still hold its
+    # stand-in (not None) for a message cantools decodes; fallback reads the compiled result
+    if entry.fallback or sig.is_float or sig.multiplexer_ids or sig.is_multiplexer:
         return False
     n = int(sig.length)
     if n < 1:
@@ -255,7 +257,7 @@ def _field_named(entry: _Entry, sig: Signal, allowed: frozenset[int]) -> bool:
     holds all of them the per-frame enum test can never reject. False for a message
     without a compiled ``unpack``, a float signal or a field above 16 bits.
     """
-    if entry.unpack is None or sig.is_float or not 1 <= sig.length <= 16:
+    if entry.fallback or sig.is_float or not 1 <= sig.length <= 16:  # fallback: see _field_within
         return False
     n = int(sig.length)
     lo, hi = (-(1 << (n - 1)), (1 << (n - 1)) - 1) if sig.is_signed else (0, (1 << n) - 1)
