@@ -3,9 +3,10 @@
 The checker drops, at build time, the per-frame range test of a signal whose whole raw
 field decodes inside its DBC bounds, and the enum test of a field whose VAL_ table names
 every raw value. Held here to the full checker (every test kept) on random payloads of
-every message of ``dbc/*.dbc``, of a synthetic DBC with narrow bounds and partial tables,
-and of the vendor ARS408 database; and every proved field is decoded over its raw values
-(all of them up to 10 bits, random ones above).
+every message of ``dbc/*.dbc``, of a synthetic DBC with narrow bounds, partial tables, a
+negative scale and messages cantools decodes (multiplexed, float; that DBC also with a
+codec built with ``compile_now=False``), and of the vendor ARS408 database; and every
+proved field is decoded over its raw values (all of them up to 10 bits, random ones above).
 """
 
 from __future__ import annotations
@@ -42,8 +43,29 @@ BO_ 200 Narrow: 8 A
  SG_ Enum3 : 50|3@1+ (1,0) [0|7] "" B
  SG_ Open : 53|11@1+ (1,0) [0|0] "" B
 
+BO_ 201 NegScale: 2 A
+ SG_ Neg255 : 0|8@1+ (-1,0) [-255|0] "" B
+ SG_ Neg254 : 8|8@1+ (-1,0) [-254|0] "" B
+
+BO_ 202 Muxed: 4 A
+ SG_ Mux M : 0|2@1+ (1,0) [0|3] "" B
+ SG_ MuxA m0 : 8|8@1+ (1,0) [0|255] "" B
+ SG_ MuxB m1 : 8|8@1+ (1,0) [0|127] "" B
+ SG_ Plain : 16|8@1+ (1,0) [0|255] "" B
+ SG_ Flag : 24|1@1+ (1,0) [0|1] "" B
+
+BO_ 203 Floaty: 8 A
+ SG_ F32 : 0|32@1- (1,0) [-1000|1000] "" B
+ SG_ Other : 32|8@1+ (1,0) [0|255] "" B
+ SG_ Flag2 : 40|1@1+ (1,0) [0|1] "" B
+
 VAL_ 200 Enum2 0 "a" 1 "b" 2 "c" 3 "d" ;
 VAL_ 200 Enum3 0 "a" 1 "b" 2 "c" ;
+VAL_ 202 Mux 0 "a" 1 "b" 2 "c" 3 "d" ;
+VAL_ 202 Flag 0 "off" 1 "on" ;
+VAL_ 203 Flag2 0 "off" 1 "on" ;
+
+SIG_VALTYPE_ 203 F32 : 1;
 '''
 
 
@@ -52,6 +74,8 @@ def _codecs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, DbcCode
     syn = tmp_path_factory.mktemp("dbc") / "narrow.dbc"
     syn.write_text(SYNTHETIC)
     out.append(("narrow.dbc", DbcCodec([syn])))
+    # the same DBC compiled lazily: the checker's proofs must not see the codec's stand-ins
+    out.append(("narrow.dbc lazy", DbcCodec([syn], compile_now=False)))
     vendor = REAL_CAN / "ARS408_id0.dbc"
     if vendor.is_file():
         out.append((vendor.name, DbcCodec([vendor])))
@@ -86,6 +110,29 @@ def test_the_synthetic_dbc_keeps_what_can_fail(pairs) -> None:
     assert [name for name, _ in plan.choices] == ["Enum3"]  # a 3-bit field, 3 names
     assert plan.bounds_proved == [("Full8", "range"), ("S9", "range"), ("Scaled", "range"),
                                   ("Enum2", "enum"), ("Enum2", "range"), ("Enum3", "range")]
+
+
+@pytest.mark.parametrize("label", ["narrow.dbc", "narrow.dbc lazy"])
+def test_the_synthetic_dbc_proves_only_what_is_provable(pairs, label) -> None:
+    """A negative scale is proved like any other; cantools-decoded messages keep every test.
+
+    The multiplexed and float messages are decoded by cantools (``not_compiled``), so
+    nothing is proved on them, whether the codec compiled at load or lazily.
+    """
+    _, codec, fast, full = next(p for p in pairs if p[0] == label)
+    assert set(codec.not_compiled) == {"Muxed", "Floaty"}
+    neg = fast._plans[codec.frame_id("NegScale")]
+    assert neg.bounds_proved == [("Neg255", "range")]
+    assert [name for name, _, _ in neg.bounds] == ["Neg254"]
+    for name in ("Muxed", "Floaty"):
+        fid = codec.frame_id(name)
+        plan, full_plan = fast._plans[fid], full._plans[fid]
+        assert plan.bounds_proved == [], name
+        assert plan.bounds == full_plan.bounds and plan.choices == full_plan.choices, name
+    assert [n for n, _, _ in fast._plans[codec.frame_id("Muxed")].bounds] == ["Mux", "MuxA", "MuxB", "Plain", "Flag"]
+    assert [n for n, _ in fast._plans[codec.frame_id("Muxed")].choices] == ["Mux", "Flag"]
+    assert [n for n, _, _ in fast._plans[codec.frame_id("Floaty")].bounds] == ["F32", "Other", "Flag2"]
+    assert [n for n, _ in fast._plans[codec.frame_id("Floaty")].choices] == ["Flag2"]
 
 
 def test_the_radar_driver_messages_need_no_range_test(pairs) -> None:
