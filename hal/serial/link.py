@@ -237,10 +237,7 @@ class PySerialLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
-        """False after ``close()`` or after a failure was reported.
-
-        :meth:`write` tests the peer's flags inline (the same expression).
-        """
+        """False after ``close()`` or after a failure was reported."""
         return not self._user_closed and not self._failed and self._ser is not None
 
     def _discard_queue(self) -> None:
@@ -681,10 +678,7 @@ class FdLink(_LinkState):
 
     @property
     def is_open(self) -> bool:
-        """False after ``close()`` or after a failure was reported.
-
-        :meth:`write` tests the peer's flags inline (the same expression).
-        """
+        """False after ``close()`` or after a failure was reported."""
         return not self._user_closed and not self._failed
 
     def _fail(self, what: str, reason: str) -> BusError:
