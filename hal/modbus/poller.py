@@ -252,7 +252,7 @@ class ModbusPoller:
     Parameters
     ----------
     devices : sequence of PolledDevice
-        Devices, unique names.
+        Devices, at least one, unique names.
     clock : hal.clock.Clock
         Time source: a SimClock in lockstep (with :meth:`step`), MonotonicClock in real
         time (with :meth:`start`).
@@ -260,11 +260,14 @@ class ModbusPoller:
     Raises
     ------
     ValueError
-        Duplicate device names.
+        No device (the worker's wake-up and :meth:`step` need one), or duplicate device
+        names.
     """
 
     def __init__(self, devices: Sequence[PolledDevice], clock: Clock) -> None:
         names = [d.name for d in devices]
+        if not names:
+            raise ValueError("a ModbusPoller needs at least one device")
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate device names in {names}")
         self.clock = clock

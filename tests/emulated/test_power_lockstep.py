@@ -321,3 +321,9 @@ def test_realtime_subsystem_aligns_polls_to_its_first_tick(bench):
 def test_align_to_grid_refuses_a_bad_period(bench):
     with pytest.raises(ValueError):
         bench.poller.align_to_grid(0.0, 0.0)
+
+
+def test_a_poller_without_devices_is_refused() -> None:
+    """An empty device list is refused at construction (a poller needs one to schedule)."""
+    with pytest.raises(ValueError, match="at least one device"):
+        ModbusPoller([], SimClock())
