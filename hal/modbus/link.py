@@ -73,18 +73,28 @@ def frozen_replace(obj: _Frozen, **changes: object) -> _Frozen:
     obj : frozen dataclass instance
         The instance to copy (its ``__dict__`` holds every field).
     **changes
-        Field names and their new values; the caller passes only field names
+        Field names and their new values
         (``tests/unit/test_modbus_frozen_replace.py`` compares with ``dataclasses.replace``).
 
     Returns
     -------
     same type as ``obj``
         A new instance, equal to ``dataclasses.replace(obj, **changes)``.
+
+    Raises
+    ------
+    TypeError
+        A name in ``changes`` is not a field of ``obj`` (as ``dataclasses.replace``
+        raises; found by the instance dict's size, which every field fills).
     """
     new: _Frozen = _new_object(type(obj))
     d = new.__dict__
-    d.update(obj.__dict__)
+    old = obj.__dict__
+    d.update(old)
     d.update(changes)
+    if len(d) != len(old):  # a name that is no field added a key (timeit: ~0.04 us a call)
+        unknown = sorted(changes.keys() - old.keys())
+        raise TypeError(f"{type(obj).__name__} has no field {', '.join(map(repr, unknown))}")
     return new
 
 

@@ -42,3 +42,18 @@ def test_only_init_fields_no_post_init() -> None:
         assert not hasattr(cls, "__post_init__")
         assert all(f.init for f in dataclasses.fields(cls))
         assert "__slots__" not in vars(cls)
+
+
+@pytest.mark.parametrize("obj, changes", [
+    (_SNAP, {"polls_fialed": 2}),
+    (_SNAP, {"polls_ok": 5, "sample_time": 1.5}),
+    (LinkStats(), {"request": 1}),
+])
+def test_a_misspelled_field_raises_like_dataclasses_replace(obj: object, changes: dict[str, object]) -> None:
+    before = dict(vars(obj))
+    with pytest.raises(TypeError):
+        dataclasses.replace(obj, **changes)  # type: ignore[type-var]
+    bad = next(k for k in changes if k not in before)
+    with pytest.raises(TypeError, match=bad):
+        frozen_replace(obj, **changes)
+    assert vars(obj) == before  # the original is untouched
