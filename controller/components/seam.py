@@ -51,9 +51,11 @@ def telemetry_record(message: Mapping[str, object] | TelemetryRow) -> Mapping[st
 class PoseEstimate(NamedTuple):
     """The vehicle's pose and velocity estimate (world frame), as the MCU reports it.
 
-    Immutable, built once per new pose message. A ``NamedTuple`` rather than a frozen
-    dataclass: it is built every tick, and a frozen dataclass's ``__init__`` sets each
-    field through ``object.__setattr__`` (about 2.4x the cost, timeit; issue 16). Read
+    Immutable, built once per new pose message (:attr:`McuComponent.pose
+    <controller.components.mcu.McuComponent.pose>`), up to once a tick as the MCU
+    reports. A ``NamedTuple`` rather than a frozen dataclass: a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__`` (about 2.4x the cost,
+    timeit; issue 16). Read
     it by field name; it is not a flight-record row (it never reaches the recorder).
 
     Attributes

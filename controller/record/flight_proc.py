@@ -17,8 +17,9 @@ tuple ``(channel_id, log_time_ns, message)`` to a list -- no JSON, no packing. A
 (:meth:`ProcessRecorder.write_row`, :meth:`ProcessRecorder.row_appender`) carries its
 layout's number instead of its keys: each layout (a keys tuple, or a
 :class:`~controller.record.flight_writer.NumberKeys`) is sent to the child once, the
-first time it is used. When the list is handed over, it is pickled in one call (one
-:class:`pickle.Pickler` kept for the recorder's life, its memo off) into one batch
+first time it is used. When the list is handed over, it is pickled in one call (the
+recorder's own :class:`pickle.Pickler`, its memo off, replaced by a fresh one after a
+call that failed) into one batch
 record of a ``bytearray``; the child builds each message's JSON exactly as the
 in-process recorder does (:func:`~controller.record.flight_writer.encode_message`: a
 NaN or infinity as ``null``, counted), so the file is the same bytes. The buffer goes to
@@ -209,6 +210,10 @@ class ProcessRecorder(RecorderEnds):
         self._layout_ids: dict[int, int] = {}         # id(keys) -> the layout's number
         self._layouts: list[tuple[str, ...]] = []    # by number; keeps each one alive, so its id() stays its own
         self._layout_lock = threading.Lock()          # numbers a layout once, even from two threads
+        # the pickler, its BytesIO, _buf and _pending are one state: packing and handing
+        # over take this lock (a control record may come from another thread -- a first
+        # channel of the emulator's fault events -- while the control thread is in idle)
+        self._pack_lock = threading.Lock()
         self._buf = bytearray()      # records not yet handed to the pipe
         self._pending = bytearray()  # real time: frames the pipe did not take yet
         self._waiting_n = 0          # messages in _buf and _pending
@@ -355,7 +360,9 @@ class ProcessRecorder(RecorderEnds):
         wire is the order of the calls); the child keeps the keys and builds the rows of
         that number with them. A layout must not change once used (a tuple cannot; a
         ``NumberKeys``' ``numbers`` must not be reassigned). Registering takes a lock (a
-        row may come from another thread); finding a known layout does not.
+        row may come from another thread), and queuing its control record takes the
+        recorder's packing lock (see :meth:`_control`); finding a known layout takes
+        neither.
 
         Returns
         -------
@@ -515,11 +522,13 @@ class ProcessRecorder(RecorderEnds):
 
     # ------------------------------------------------------------------ internals
     def _control(self, item: tuple[object, ...]) -> None:
-        if self._items:
-            self._pack_items()  # the messages before it, in order
+        """Queue one control record after the messages waiting (any thread: under the packing lock)."""
         payload = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-        self._buf += _REC.pack(OP_CONTROL, len(payload))
-        self._buf += payload
+        with self._pack_lock:
+            if self._items:
+                self._pack_items()  # the messages before it, in order
+            self._buf += _REC.pack(OP_CONTROL, len(payload))
+            self._buf += payload
 
     def _pack_items(self) -> None:
         """Append the messages waiting in :attr:`_items` to the buffer as one batch record.
@@ -533,8 +542,14 @@ class ProcessRecorder(RecorderEnds):
         packed item by item with ``pickle.dumps``; a message that does not pickle is
         encoded here (:func:`encode_message`, as the child would) and sent as its JSON;
         one that does not encode either is counted as an error.
+
+        The caller holds the packing lock (:meth:`_control`, :meth:`_send`). The list
+        :attr:`_items` is kept, its packed head deleted: a message another thread
+        appends meanwhile (without the lock) stays in it for the next batch.
         """
-        items, self._items = self._items, []
+        waiting = self._items
+        items = waiting[:]
+        del waiting[:len(items)]
         f = self._pickle_file
         f.seek(0)
         try:
@@ -591,7 +606,16 @@ class ProcessRecorder(RecorderEnds):
         self._control(("dropout", self._dropout_channel, first, last, count))
 
     def _send(self, block: bool, deadline: float | None = None) -> bool:
-        """Hand the buffer to the pipe; True when all of it went (``block``: wait, up to ``deadline``)."""
+        """Hand the buffer to the pipe; True when all of it went (``block``: wait, up to ``deadline``).
+
+        Runs under the packing lock (see :meth:`_control`): another thread's control
+        record waits until the buffer is handed over.
+        """
+        with self._pack_lock:
+            return self._send_locked(block, deadline)
+
+    def _send_locked(self, block: bool, deadline: float | None) -> bool:
+        """:meth:`_send`, the packing lock held."""
         if self._items:
             self._pack_items()
         if self._buf:

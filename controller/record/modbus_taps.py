@@ -134,8 +134,10 @@ class SortedText:
     with their types, and the type of each value) is planned once: the keys sorted, each
     key's text written, the constant text between the values kept. A snapshot then costs
     one ``repr`` per number (exact ``float`` and ``int``: their ``repr`` is json's text)
-    in C (``map``), ``true``/``false`` per bool, and json's own encoder only for what is
-    rare (strings, ``None``, other types, maps whose keys are not all ``str``).
+    in C (``map``), ``true``/``false`` per bool, an exact ``str`` by
+    ``json.encoder.encode_basestring_ascii`` (what json's encoder writes for it),
+    ``None`` as a constant, and json's own encoder only for what is rare (other types,
+    maps whose keys are not all ``str``).
 
     The plans are keyed on the keys, their types and the values' types (never on a
     value), so nothing a plan says can go stale; at most ``max_plans_n`` are kept (then
@@ -145,6 +147,9 @@ class SortedText:
     ----------
     max_plans_n : int
         Plans kept (a device has one or two layouts: its values and its counters).
+    max_reprs_n : int
+        Float texts memoised by value (exact, finite, non-zero floats); the memo starts
+        again when it holds this many.
 
     Notes
     -----

