@@ -1337,6 +1337,59 @@ def _step_to_bound(u: list[float], hi: list[float], free: list[int], z: list[flo
             alpha = a_
     return alpha
 
+
+def _step_leaving_bounds(u: list[float], hi: list[float], free: list[int], z: list[float], alpha: float,
+                         side: list[float] | np.ndarray, mask: int, x: np.ndarray | None = None, m: int = 0) -> int:
+    """Step the free thrusters towards ``z`` by ``alpha``; those reaching a bound leave the free set.
+
+    Lawson & Hanson 1974, ch. 23 (the step of the primal active-set method): ``u_i += alpha
+    (z_i - u_i)`` on the free thrusters, except those whose own ratio is within
+    ``alpha (1 + 1e-12)``: they are set exactly on their bound (0 or ``hi_i``), their
+    ``side`` to -1 or +1 and their bit cleared from ``mask``.
+
+    Parameters
+    ----------
+    u, hi : list of float, shape (n,)
+        Current thrusts (modified in place) and their upper bounds, N.
+    free : list of int, shape (f,)
+        Indices of the free thrusters.
+    z : list of float, shape (>= f,)
+        The subspace minimiser's thrusts of the free thrusters, N, in ``free``'s order.
+    alpha : float
+        The step, :func:`_step_to_bound`'s answer (< 1).
+    side : list of float or numpy.ndarray, shape (n,)
+        -1 at the lower bound, +1 at the upper bound, 0 free; modified in place.
+    mask : int
+        Bit mask of the free thrusters.
+    x : numpy.ndarray, shape (m + n,), optional
+        :func:`_bvls_kkt`'s ``[tau; 1 at u_max]``: a thruster reaching ``hi`` sets its
+        entry ``x[m + i]`` to 1.
+    m : int, optional
+        Wrench rows in ``x``.
+
+    Returns
+    -------
+    int
+        The free set's new bit mask.
+    """
+    thr = alpha * (1.0 + 1e-12) + 1e-300
+    for j, i in enumerate(free):
+        zj, ui = z[j], u[i]
+        if zj < 0.0 and ui / (ui - zj) <= thr:
+            u[i] = 0.0
+            side[i] = -1.0
+            mask &= ~(1 << i)
+        elif zj > hi[i] and (hi[i] - ui) / (zj - ui) <= thr:
+            u[i] = hi[i]
+            side[i] = 1.0
+            mask &= ~(1 << i)
+            if x is not None:
+                x[m + i] = 1.0
+        else:
+            u[i] = ui + alpha * (zj - ui)
+    return mask
+
+
 def _bvls_kkt(
     table: dict[int, tuple[list[int], np.ndarray]], x: np.ndarray, m: int, hi: list[float], gdiag: list[float],
     u: list[float], side: list[float], mask: int, g_tol: float, max_iter: int, clip: bool,
@@ -1349,8 +1402,9 @@ def _bvls_kkt(
     ``K_F x`` gives the subspace minimiser ``z`` of the free thrusters and the gradient
     ``g`` at that point. Every thruster outside ``F`` sits exactly on a bound, so ``x``
     describes the whole iterate but the free thrusters' current values (kept in ``u``, the
-    start of the step towards ``z``). The bookkeeping runs on Python floats, inlined but
-    for the ratio test (:func:`_step_to_bound`, shared with :func:`_bvls_table`).
+    start of the step towards ``z``). The bookkeeping runs on Python floats; the ratio test
+    and the step (:func:`_step_to_bound`, :func:`_step_leaving_bounds`) are shared with
+    :func:`_bvls_table`.
 
     The answer depends only on the final free set and bound pattern (the free thrusters are
     ``K_F x`` of that set, the bound ones exactly 0 or ``hi``), not on the path to it.
@@ -1420,22 +1474,7 @@ def _bvls_kkt(
                     else:
                         u[i] = zj
             else:
-                # step to the first bound: thrusters reaching a bound leave F
-                thr = alpha * (1.0 + 1e-12) + 1e-300
-                for j in range(nf):
-                    i = Fl[j]
-                    zj, ui = out[j], u[i]
-                    if zj < 0.0 and ui / (ui - zj) <= thr:
-                        u[i] = 0.0
-                        side[i] = -1.0
-                        mask &= ~(1 << i)
-                    elif zj > hi[i] and (hi[i] - ui) / (zj - ui) <= thr:
-                        u[i] = hi[i]
-                        side[i] = 1.0
-                        mask &= ~(1 << i)
-                        x[m + i] = 1.0
-                    else:
-                        u[i] = ui + alpha * (zj - ui)
+                mask = _step_leaving_bounds(u, hi, Fl, out, alpha, side, mask, x, m)
             clip = False
             continue
         clip = False
@@ -1522,20 +1561,7 @@ def _bvls_table(
                 for j, i in enumerate(Fl):
                     u[i] = z[j]
                 break
-            # step to the first bound: every thruster reaching its bound leaves the free set
-            thr = alpha * (1.0 + 1e-12) + 1e-300
-            for j, i in enumerate(Fl):
-                zj, ui = z[j], u[i]
-                if zj < 0.0 and ui / (ui - zj) <= thr:
-                    u[i] = 0.0
-                    side[i] = -1.0
-                    mask &= ~(1 << i)
-                elif zj > hi[i] and (hi[i] - ui) / (zj - ui) <= thr:
-                    u[i] = hi[i]
-                    side[i] = 1.0
-                    mask &= ~(1 << i)
-                else:
-                    u[i] = ui + alpha * (zj - ui)
+            mask = _step_leaving_bounds(u, hi, Fl, z, alpha, side, mask)
         un = np.array(u)
         # bound multipliers: a thruster on a bound whose gradient points inwards is freed
         g = AT.dot(A.dot(un) - b)
