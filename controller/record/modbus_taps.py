@@ -11,6 +11,7 @@ serial and clock counterparts). Values are recorded exactly: floats as ``{"f": x
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -102,6 +103,7 @@ _NONFINITE = frozenset(_NONFINITE_BARE)
 _Slots = tuple[tuple[int, int], ...]
 
 
+@dataclasses.dataclass(slots=True)
 class _Plan:
     """How to write one layout of a map: keys in order, and the type of each value.
 
@@ -111,17 +113,13 @@ class _Plan:
     ``repr`` is not their text are listed by kind.
     """
 
-    __slots__ = ("keys", "order", "parts", "floats", "ints", "bools", "others")
-
-    def __init__(self, keys: tuple[object, ...], order: Callable[[tuple[object, ...]], tuple[object, ...]] | None,
-                 parts: list[str], floats: _Slots, ints: _Slots, bools: _Slots, others: _Slots) -> None:
-        self.keys = keys
-        self.order = order
-        self.parts = parts
-        self.floats = floats
-        self.ints = ints
-        self.bools = bools
-        self.others = others
+    keys: tuple[object, ...]
+    order: Callable[[tuple[object, ...]], tuple[object, ...]] | None
+    parts: list[str]
+    floats: _Slots
+    ints: _Slots
+    bools: _Slots
+    others: _Slots
 
 
 class SortedText:
