@@ -201,8 +201,7 @@ class FlightSession:
 
         The sink builds the record (the flight log's writer process, off the tick:
         :meth:`FlightLog.row <controller.record.flight_log.FlightLog.row>`); a sink
-        without ``row`` gets :meth:`put` of it (:func:`~controller.record.taps.row_writer`).
-        Each topic's rows go through one appender made on its first row
+        without ``row`` gets :meth:`put` of it. Each topic's rows go through one appender made on its first row
         (:func:`~controller.record.taps.row_appender`: the flight log's goes straight into
         the writer's list).
         """

@@ -61,21 +61,6 @@ class IngressSink(Protocol):
         """Store one record of ``topic`` (``record`` holds ``tick`` and ``call``)."""
 
 
-#: ``row(topic, keys, values)`` of a sink (see :class:`IngressSink`).
-RowSink = Callable[[str, tuple[str, ...], tuple[object, ...]], None]
-
-
-def row_writer(sink: IngressSink) -> RowSink:
-    """Return ``sink.row``, or one that puts :func:`~controller.record.flight_writer.row_record` (a sink without it)."""
-    row = getattr(sink, "row", None)
-    if callable(row):
-        return row
-
-    def put_row(topic: str, keys: tuple[str, ...], values: tuple[object, ...]) -> None:
-        sink.put(topic, row_record(keys, values))
-    return put_row
-
-
 #: ``append(keys, values)``: hand one row of a topic bound beforehand (:func:`row_appender`).
 RowAppender = Callable[[tuple[str, ...], tuple[object, ...]], None]
 
@@ -85,7 +70,8 @@ def row_appender(sink: IngressSink, topic: str) -> RowAppender:
 
     ``sink.appender(topic)`` when the sink has one (the flight log: the row goes straight
     into the writer's list, one Python call a row instead of two); otherwise the sink's
-    ``row`` (:func:`row_writer`) with ``topic`` bound. Either way the sink gets the same
+    ``row`` with ``topic`` bound, or (a sink with ``put`` only) ``put`` of
+    :func:`~controller.record.flight_writer.row_record`. Either way the sink gets the same
     rows in the same order as from ``row(topic, keys, values)``. Made once per tap and
     topic, not per call.
 
