@@ -67,13 +67,40 @@ def values_fields(s: DeviceSnapshot) -> dict[str, object]:
 
     :func:`encode_value`'s cases of an exact finite float, bool or int are written inline
     (a snapshot holds tens of them: the call is the cost).
+
+    Parameters
+    ----------
+    s : DeviceSnapshot
+        A Modbus device snapshot (:class:`hal.modbus.poller.DeviceSnapshot`); its values
+        are in the units of the device profile (V, A, %, degC...).
+
+    Returns
+    -------
+    dict
+        Quantity name -> JSON-ready value, in ``s.values``' order: a float as
+        ``{"f": x}`` (``{"f": "nan"}``-style text when not finite), a map as
+        ``{"map": ...}``, a bool, int or str as it is, anything else as ``{"repr": ...}``.
     """
     return {k: {"f": v} if type(v) is float and _isfinite(v) else v if type(v) is bool or type(v) is int
             else encode_value(v) for k, v in s.values.items()}
 
 
 def counter_fields(s: DeviceSnapshot) -> Record:
-    """Return every field of a snapshot but ``values``, in :func:`snapshot_fields`' order."""
+    """Return every field of a snapshot but ``values``, in :func:`snapshot_fields`' order.
+
+    Parameters
+    ----------
+    s : DeviceSnapshot
+        A Modbus device snapshot.
+
+    Returns
+    -------
+    dict
+        ``sample_time_s`` (run clock, s; None before the first poll) and
+        ``stale_after_s`` (s) as exact floats (:func:`enc_float`), the poll and
+        transaction counters, ``failures_by_kind`` and ``last_failure`` (None or its
+        kind, exception code and detail).
+    """
     return {
         "sample_time_s": None if s.sample_time_s is None else enc_float(s.sample_time_s),
         "stale_after_s": enc_float(s.stale_after_s), "stale_after_polls": s.stale_after_polls,
@@ -86,7 +113,20 @@ def counter_fields(s: DeviceSnapshot) -> Record:
 def snapshot_fields(s: DeviceSnapshot) -> Record:
     """Return every field of a Modbus device snapshot, floats exact (see :func:`enc_float`).
 
-    ``values`` first (:func:`values_fields`), then :func:`counter_fields`.
+    ``values`` first (:func:`values_fields`), then :func:`counter_fields`: the record of
+    ``/in/modbus/<device>`` (with the tick and call added) and, as
+    ``json.dumps(..., sort_keys=True)`` text, what the tick's ingress CRC is folded from.
+
+    Parameters
+    ----------
+    s : DeviceSnapshot
+        A Modbus device snapshot.
+
+    Returns
+    -------
+    dict
+        ``{"values": values_fields(s), **counter_fields(s)}``; :func:`snapshot_from`
+        rebuilds the snapshot from it.
     """
     return {"values": values_fields(s), **counter_fields(s)}
 

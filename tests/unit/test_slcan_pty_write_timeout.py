@@ -40,7 +40,7 @@ def _frame(i: int) -> can.Message:
     return can.Message(arbitration_id=i & 0x7FF, is_extended_id=False, data=i.to_bytes(8, "big"))
 
 
-def test_a_host_that_reads_nothing_costs_each_write_at_most_the_timeout_and_loses_no_framing() -> None:
+def test_a_host_that_reads_nothing_gets_whole_lines_in_order_and_the_rest_is_counted_dropped() -> None:
     with SlcanPtyAdapter(write_timeout_s=0.02) as adapter:
         host = os.open(adapter.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         try:
