@@ -149,7 +149,9 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                     realtime=opts.realtime,
                     seed=opts.seed,
                     can_loggers=loggers,
-                    loop_overruns=overruns,
+                    # lockstep: the loop never overruns (a SimClock tick takes no time): no
+                    # per-tick call that always answers 0; the fault plan's injected ones remain
+                    loop_overruns=overruns if opts.realtime else None,
                     options=replay,
                     checked=checked,
                     ingress=flight.ingress() if flight is not None else None,

@@ -118,6 +118,10 @@ class ValveBoardComponent(ComponentBase):
         self.accepted_firmware = accepted_firmware
         self.thruster_valves = list(thruster_valves)
         self.n_valves = n_valves
+        #: Valves 0..n_valves-1 in order: when ``thruster_valves`` equals it (thruster i on
+        #: valve i) and a duty comes for every valve, :meth:`write` copies the duties in one
+        #: call instead of placing them one by one (compared every tick: never stale).
+        self._valve_order = list(range(n_valves))
         self.max_thrust_n = list(max_thrust_n)
         self.modulator = modulator
         #: Run time our own command ID was first heard from the bus (SAFETY.md B09).
@@ -215,26 +219,29 @@ class ValveBoardComponent(ComponentBase):
         slept, and its first tick must not command thrust on them (SAFETY.md T03).
         """
         allow = view.outputs == "allocate"
-        duty = [0.0] * self.n_valves
-        per_thruster: list[float] | None
-        if allow and self.modulator is not None:
-            per_thruster = self.modulator.duty_pct(thrust_n, view.tick)
-        elif allow:
-            # strict=False: thrust_n comes from the caller (the output guard), its length is
-            # not fixed by this class; keep the historical truncating behaviour
-            per_thruster = [100.0 * t / m for t, m in zip(thrust_n, self.max_thrust_n, strict=False)]
+        mod = self.modulator
+        if allow:
+            per_thruster = mod.duty_pct(thrust_n, view.tick) if mod is not None else [
+                # strict=False: thrust_n comes from the caller (the output guard), its length
+                # is not fixed by this class; keep the historical truncating behaviour
+                100.0 * t / m for t, m in zip(thrust_n, self.max_thrust_n, strict=False)]
+            tv, n = self.thruster_valves, self.n_valves
+            if len(per_thruster) == n == len(tv) and tv == self._valve_order:
+                duty = list(per_thruster)  # thruster i on valve i, every valve: what the loop gives
+            else:
+                duty = [0.0] * self.n_valves
+                for i, v in enumerate(tv):
+                    duty[v] = per_thruster[i]
         else:
-            per_thruster = None
-            if self.modulator is not None and self._was_allowed:
-                self.modulator.reset()
+            duty = [0.0] * self.n_valves
+            if mod is not None and self._was_allowed:
+                mod.reset()
         self._was_allowed = allow
-        if per_thruster is not None:
-            for i, v in enumerate(self.thruster_valves):
-                duty[v] = per_thruster[i]
-        last_s, self._last_write_s = self._last_write_s, view.now_s
-        if per_thruster is not None and self.clock is not None and (
-                self.clock() - view.now_s > self.max_command_age_s
-                or (last_s is not None and view.now_s - last_s > self.max_tick_gap_s)):
+        now_s = view.now_s
+        last_s, self._last_write_s = self._last_write_s, now_s
+        if allow and self.clock is not None and (
+                self.clock() - now_s > self.max_command_age_s
+                or (last_s is not None and now_s - last_s > self.max_tick_gap_s)):
             # T03: the process was stopped (SIGSTOP, a stall) between the tick's start and
             # now, or between the last tick and this one: a command computed before the
             # stall, or on what piled up during it, must not leave after it
@@ -242,7 +249,7 @@ class ValveBoardComponent(ComponentBase):
             self.stale_commands += 1
         self.last_duty_pct = duty
         if self.foreign_command_s is None:  # B09: our TX to the board stops for good
-            self.port.send(self.driver.command_frame(duty), view.now_s)
+            self.port.send(self.driver.command_frame(duty), now_s)
             self.last_frame_zero = not any(duty)
 
     def telemetry(self, view: TickView) -> Telemetry:

@@ -219,6 +219,11 @@ class FsmEngine:
             raise ControllerError(f"FSM tick time went backwards: {now_s!r} < {self._last_now_s!r}")
         now_s = float(now_s)
         self._last_now_s = now_s
+        if not events and not self._timeouts[self._state]:
+            # most ticks raise no event in a state without timeouts (all but ``boot``): no
+            # transition, nothing ignored; the general path below would say the same
+            self.ignored_last_step = ()
+            return []
         try:
             ordered = order_events(events) if events else ()  # most ticks raise no event
         except KeyError as exc:

@@ -87,7 +87,7 @@ class OutputGuard:
         self.nonfinite_ticks = 0
         step = self.rate_n_per_s * max(dt_s, 0.0)
         max_n, last_n = self.max_thrust_n, self.last_n
-        out = []
+        out = [0.0] * len(demand_n)  # filled by index: no append call per thruster
         for i, v in enumerate(demand_n):  # IndexError past the last thruster or output
             hi = max_n[i]
             c = hi if v > hi else (0.0 if v < 0.0 else v)
@@ -97,6 +97,6 @@ class OutputGuard:
             if c > prev + step:
                 c = prev + step
                 self.rate_limited_total += 1
-            out.append(c)
+            out[i] = c
         self.last_n = out
         return out

@@ -235,10 +235,18 @@ class Vehicle(SafeStop):
         """
         for port in self.can_ports.values():
             port.poll(now_s)
-        self.mcu.read(self.view())
-        view = self.view()
+        # the tick's views built here, not through view(): a new tick and time mean a new
+        # view, so view()'s identity checks could only miss (issue 16); it is kept as
+        # the tick's view, so view() returns it while state and pose stay the same objects
+        mcu, fsm = self.mcu, self.fsm
+        state, pose = fsm.state, mcu.pose
+        view = self._view = TickView(self.tick_index, self.now_s, state, fsm.outputs, pose)
+        mcu.read(view)
+        after = mcu.pose
+        if after is not pose:  # the MCU's read took a new pose message
+            view = self._view = TickView(view.tick, view.now_s, state, view.outputs, after)
         for c in self.components:
-            if c is not self.mcu:
+            if c is not mcu:
                 c.read(view)
         return view
 
