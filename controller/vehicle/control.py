@@ -154,7 +154,9 @@ class PoseControl:
         """Mark thrusters on faulted valves failed and re-plan (SAFETY.md D06).
 
         Returns the fault reason when the remaining thrusters no longer span the wrench
-        space; None while the re-planned allocation can go on.
+        space; None while the re-planned allocation can go on. With no valve fault bit
+        set and no thruster failed it does nothing and returns None
+        (:meth:`controller.vehicle.Vehicle._own_conditions` skips the call then).
         """
         # no faulted valve (every healthy tick): no thruster can be newly failed
         newly = [i for i, v in enumerate(thruster_valves)

@@ -300,8 +300,12 @@ class Vehicle(SafeStop):
         (``flush_tx`` on a new bus-off, the error-passive warning) where they were.
         """
         boot = view.state == "boot"
-        thrusters = None if boot else self.control.thruster_failures(
-            view.now_s, self.valves.valve_fault_mask, self.valves.thruster_valves, self._log)
+        control = self.control
+        mask = 0 if boot else self.valves.valve_fault_mask
+        # no faulted valve and no failed thruster (every healthy tick): thruster_failures
+        # would mark none and answer None (its docstring), so it is not called
+        thrusters = None if boot or not (mask or control.failed_thrusters) else control.thruster_failures(
+            view.now_s, mask, self.valves.thruster_valves, self._log)
         lag = None
         overruns = self.overruns_last_second
         if overruns is not None:
