@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from controller.config import MissionCfg
 from firmware_bridge.protocols.frames import wrap_angle
 from hal.snapshot import JsonValue, State, apply, capture
 
 
-class MissionProgress(NamedTuple):
-    """What the executor reports after one tick.
-
-    A ``NamedTuple`` (built every allocating tick): its ``__new__`` is about half the cost
-    of a dataclass ``__init__`` (issue 16, as :class:`controller.components.seam.TickView`).
-    """
+@dataclass(slots=True)
+class MissionProgress:
+    """What the executor reports after one tick."""
 
     setpoint: tuple[float, float, float]
     complete: bool

@@ -225,6 +225,7 @@ class ValveBoardComponent(ComponentBase):
                 # strict=False: thrust_n comes from the caller (the output guard), its length
                 # is not fixed by this class; keep the historical truncating behaviour
                 100.0 * t / m for t, m in zip(thrust_n, self.max_thrust_n, strict=False)]
+            self._was_allowed = True  # (before the placing below, which may raise)
             tv, n = self.thruster_valves, self.n_valves
             if len(per_thruster) == n == len(tv) and tv == self._valve_order:
                 duty = list(per_thruster)  # thruster i on valve i, every valve: what the loop gives
@@ -236,7 +237,7 @@ class ValveBoardComponent(ComponentBase):
             duty = [0.0] * self.n_valves
             if mod is not None and self._was_allowed:
                 mod.reset()
-        self._was_allowed = allow
+            self._was_allowed = False
         now_s = view.now_s
         last_s, self._last_write_s = self._last_write_s, now_s
         if allow and self.clock is not None and (

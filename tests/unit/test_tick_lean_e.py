@@ -20,7 +20,6 @@ from controller.components.seam import TickView
 from controller.components.valves import ValveBoardComponent
 from controller.errors import ControllerError
 from controller.fsm import FsmEngine, load_fsm
-from controller.mission import MissionProgress
 from controller.vehicle import PoseEstimate
 
 from .test_vehicle_manager import Rig
@@ -131,8 +130,3 @@ def test_valve_duties_changed_mapping_after_build_is_honoured():
     assert comp.last_duty_pct == [30.0, 20.0, 10.0]
     comp.write(TickView(2, 0.02, "idle", "zero", None), [0.1, 0.2, 0.3])
     assert comp.last_duty_pct == [0.0, 0.0, 0.0]
-
-
-def test_mission_progress_reads_by_name():
-    p = MissionProgress((1.0, 2.0, 0.0), False, True)
-    assert (p.setpoint, p.complete, p.reached_now) == ((1.0, 2.0, 0.0), False, True)
