@@ -372,9 +372,10 @@ class ValveBoardEmulator:
                 self._send_status(now_s)
             if now_s >= self._next_hb_s:
                 self._send_heartbeat(now_s)
-        self._next_status_s = self._advance_slot(self._next_status_s, vb.STATUS_PERIOD_S,
-                                                 now_s)
-        self._next_hb_s = self._advance_slot(self._next_hb_s, vb.HEARTBEAT_PERIOD_S, now_s)
+        if now_s >= self._next_status_s:  # else _advance_slot returns the slot as it is
+            self._next_status_s = self._advance_slot(self._next_status_s, vb.STATUS_PERIOD_S, now_s)
+        if now_s >= self._next_hb_s:
+            self._next_hb_s = self._advance_slot(self._next_hb_s, vb.HEARTBEAT_PERIOD_S, now_s)
         due = min(self._next_pwm_s, self._next_status_s, self._next_hb_s)
         if not self._timed_out:
             assert self._last_valid_cmd_s is not None  # not timed out: a valid command was seen
