@@ -574,7 +574,7 @@ class EmulatedModbusDevice:
             else:
                 self.refresh(now)
             reply = self._serve(request)
-            if reply.kind != "values":
+            if reply.kind != "values" or not kinds:  # no reply fault: the served reply as it is
                 return reply
             for kind in ("wrong_unit", "corrupt"):
                 if kind in kinds:
