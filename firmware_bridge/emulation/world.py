@@ -23,8 +23,9 @@ _RUN_FORCES_N = 1024  # World.run force sums kept (one per valve pattern: 2**8 a
 #: tau / 2 (exactly pi as a float). ``math.remainder(x, math.tau)`` returns ``x`` itself
 #: for every ``x`` with ``abs(x) <= _HALF_TURN`` (the nearest multiple of tau is 0, ties
 #: to even; CPython's ``m_remainder`` then gives ``copysign(1.0, x) * abs(x)``, signed
-#: zero included), so :meth:`World.run` calls it only outside that range (NaN and inf
-#: still go through it).
+#: zero included) and for a NaN (returned as it is), so :meth:`World.run` calls it only
+#: above or below that range (an infinite yaw still raises there). Two plain float
+#: comparisons: a chained ``-a <= x <= a`` was slower than the call it saved.
 _HALF_TURN = math.tau / 2
 
 
@@ -177,7 +178,7 @@ class World:
         vx, vy, r = self.vx_mps, self.vy_mps, self.yaw_rate_radps
         time_s = self.time_s
         cos, sin, rem, tau = math.cos, math.sin, math.remainder, math.tau
-        half_turn = _HALF_TURN
+        half_turn, neg_half_turn = _HALF_TURN, -_HALF_TURN
         n = n_steps
         r_kept = math.isfinite(r) and (r != 0.0 or math.copysign(1.0, r) > 0.0)
         if (not incs and drag == 0.0 and r_kept and vx != 0.0 and vy != 0.0
@@ -188,7 +189,7 @@ class World:
                 x += vxdt
                 y += vydt
                 yaw += rdt
-                if not -half_turn <= yaw <= half_turn:  # else remainder(yaw, tau) is yaw itself
+                if yaw > half_turn or yaw < neg_half_turn:  # else remainder(yaw, tau) is yaw (NaN too)
                     yaw = rem(yaw, tau)
                 time_s += dt_s
             n = 1
@@ -206,7 +207,7 @@ class World:
             x += vx * dt_s
             y += vy * dt_s
             yaw += r * dt_s
-            if not -half_turn <= yaw <= half_turn:  # else remainder(yaw, tau) is yaw itself
+            if yaw > half_turn or yaw < neg_half_turn:  # else remainder(yaw, tau) is yaw (NaN too)
                 yaw = rem(yaw, tau)
             time_s += dt_s
         self.x_m, self.y_m, self.yaw_rad = x, y, yaw

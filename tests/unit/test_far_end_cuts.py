@@ -158,3 +158,12 @@ def test_mcu_shared_stream_schedule_sends_the_same_bytes() -> None:
             data += host.read(1 << 16)
         out.append(bytes(data))
     assert out[0] == out[1] and len(out[0]) > 10_000
+
+
+def test_remainder_of_nan_is_the_nan_itself() -> None:
+    nan = float("nan")
+    assert math.isnan(math.remainder(nan, math.tau))
+    w = World(15.0, 0.35, GEO, (0.0, 0.0, 0.0))
+    w.yaw_rate_radps = nan
+    w.run(5, 0.001, [0.0, 0.0])
+    assert math.isnan(w.yaw_rad)
