@@ -6,15 +6,19 @@
   refreshes everything at every request; ``RegisterBank.set_many`` stores as ``set``
   one by one;
 * the MCU emulator's IMU and POSE share one schedule at equal rates: the same bytes as
-  two schedules.
+  two schedules;
+* the valve board skips its pruning pass while nothing can have ended before its horizon:
+  the same intervals, versions and frames as pruning at every step.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import uuid
 from pathlib import Path
 
+import can
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,9 +26,12 @@ from controller.clock import SimClock
 from controller.yamlio import load_model
 from firmware_bridge.emulation.power import JkBmsEmulator, PowerWorld, QikiPduEmulator, RegisterBank
 from firmware_bridge.emulation.qiki_mcu import McuEmulator, _Schedule
+from firmware_bridge.emulation.valve_board import ValveBoardEmulator
 from firmware_bridge.emulation.world import ThrusterGeometry, World
 from firmware_bridge.protocols import qiki_mcu as proto
+from firmware_bridge.protocols import valve_board as vb
 from firmware_bridge.protocols.modbus_profile import DeviceProfile, ModbusReply, ModbusRequest
+from hal.can.codec import DbcCodec
 from hal.serial.link import PipeLink
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,3 +174,50 @@ def test_remainder_of_nan_is_the_nan_itself() -> None:
     w.yaw_rate_radps = nan
     w.run(5, 0.001, [0.0, 0.0])
     assert math.isnan(w.yaw_rad)
+
+
+def test_valve_board_prune_skip_is_pruning_every_step() -> None:
+    codec = DbcCodec([ROOT / "dbc" / "qiki.dbc"])
+    cmd_id = codec.frame_id(vb.COMMAND)
+    rng = random.Random(21)
+    channels = [f"prune-{uuid.uuid4()}" for _ in range(2)]
+    buses = [can.Bus(interface="virtual", channel=ch) for ch in channels]
+    hosts = [can.Bus(interface="virtual", channel=ch) for ch in channels]
+    try:
+        boards = [ValveBoardEmulator(bus, codec) for bus in buses]
+        prunes = [0]
+        prune = boards[0]._prune
+
+        def counted(now_s: float) -> None:
+            prunes[0] += 1
+            prune(now_s)
+
+        boards[0]._prune = counted  # type: ignore[method-assign]
+        sent: list[list[tuple[int, bytes]]] = [[], []]
+        for k in range(4000):  # 4 s at 1 kHz: intervals leave the 1 s history all along
+            t = k * 0.001
+            if k % 10 == 0 and k < 3000:
+                raw = [rng.choice((0, 0, 5, 20, 50)) for _ in range(8)]
+                msg = codec.encode(vb.COMMAND, vb.command_signals(raw, (k // 10) % vb.COUNTER_MODULO))
+                data = vb.seal_command(cmd_id, msg.data)
+                for host in hosts:
+                    host.send(can.Message(arbitration_id=cmd_id, is_extended_id=False, data=data))
+            if k == 1700:
+                for b in boards:
+                    b.rail_powered = False  # cuts: interval ends move
+            if k == 1900:
+                for b in boards:
+                    b.rail_powered = True
+            boards[1]._pruned = None  # the per-step pruning of before
+            for b in boards:
+                b.step(t)
+            a, f = boards
+            assert a._intervals == f._intervals and a._intervals_version == f._intervals_version, k
+            for i, host in enumerate(hosts):
+                sent[i] += [(m.arbitration_id, bytes(m.data)) for m in iter(lambda h=host: h.recv(0.0), None)]
+        assert sent[0] == sent[1] and len(sent[0]) > 100
+        assert 0 < prunes[0] < 1500  # skipped at most steps (a latch every 50 ms, the steps after a cut)
+        assert all(not ivs or ivs[0][1] >= 4.0 - 1.0 - 0.06 for ivs in boards[0]._intervals)
+    finally:
+        for bus in buses + hosts:
+            bus.shutdown()
