@@ -218,7 +218,11 @@ def _cobs_unstuff(enc: bytes) -> bytes | None:
 
 
 def _checked_frame(decoded: bytes) -> RawFrame | None:
-    """Split a decoded frame of >= 4 bytes into header and payload; None on a CRC mismatch."""
+    """Split a decoded frame of >= 4 bytes into header and payload; None on a CRC mismatch.
+
+    :meth:`FrameDecoder.feed` does the same inline per frame (the call was its cost, issue
+    16); keep the two in step.
+    """
     body = decoded[:-2]
     if crc_hqx(body, 0xFFFF) != (decoded[-2] | (decoded[-1] << 8)):
         return None
@@ -410,72 +414,63 @@ class FrameDecoder:
         Per-tick function; never raises for any input bytes.
         """
         frames: list[RawFrame] = []
-        data = bytes(data)
-        n = len(data)
-        start = 0
-        buf = self._buf
         stats = self.stats
         limit = self.max_frame_len
-        while start < n:
-            z = data.find(0, start)
-            if z < 0:
-                # No delimiter in the rest of the chunk: keep (bounded) or discard.
-                rest = n - start
-                if self._discarding:
-                    stats.bytes_dropped += rest
-                elif len(buf) + rest > limit:
-                    stats.too_long += 1
-                    stats.bytes_dropped += len(buf) + rest
-                    buf.clear()
-                    self._discarding = True
-                else:
-                    buf += data[start:]
-                break
+        buf = self._buf
+        # One C split finds every delimiter: each piece but the last ended at a 0x00.
+        pieces = bytes(data).split(b"\x00")
+        tail = pieces.pop()
+        if pieces:
+            # The first delimited piece ends a discarded run, or the frame the buffer holds.
+            first = pieces[0]
             if self._discarding:
-                stats.bytes_dropped += z - start
+                stats.bytes_dropped += len(first)
                 self._discarding = False
-                start = z + 1
-                continue
-            if buf:
-                if len(buf) + (z - start) > limit:
+                pieces[0] = b""
+            elif buf:
+                if len(buf) + len(first) > limit:
                     stats.too_long += 1
-                    stats.bytes_dropped += len(buf) + (z - start)
-                    buf.clear()
-                    start = z + 1
-                    continue
-                buf += data[start:z]
-                enc = bytes(buf)
+                    stats.bytes_dropped += len(buf) + len(first)
+                    pieces[0] = b""
+                else:
+                    buf += first
+                    pieces[0] = bytes(buf)
                 buf.clear()
-            else:
-                enc = data[start:z]
-                if len(enc) > limit:
+            for enc in pieces:
+                n = len(enc)
+                if not n:
+                    continue  # an empty frame (consecutive 0x00): ignored
+                if n > limit:
                     stats.too_long += 1
-                    stats.bytes_dropped += len(enc)
-                    start = z + 1
+                    stats.bytes_dropped += n
                     continue
-            start = z + 1
-            if enc:
-                frame = self._decode_one(enc)
-                if frame is not None:
-                    frames.append(frame)
+                decoded = _cobs_unstuff(enc)  # enc holds no 0x00: it was split on the delimiter
+                if decoded is None:
+                    stats.cobs_errors += 1
+                    stats.bytes_dropped += n
+                    continue
+                if len(decoded) < _MIN_DECODED_LEN:
+                    stats.runts += 1
+                    stats.bytes_dropped += n
+                    continue
+                # _checked_frame inline (the call was a cost per frame, issue 16)
+                body = decoded[:-2]
+                if crc_hqx(body, 0xFFFF) != (decoded[-2] | (decoded[-1] << 8)):
+                    stats.crc_errors += 1
+                    stats.bytes_dropped += n
+                    continue
+                stats.frames_ok += 1
+                frames.append(RawFrame(body[0], body[1], body[2:]))
+        if tail:
+            # No delimiter in the rest of the chunk: keep (bounded) or discard.
+            rest = len(tail)
+            if self._discarding:
+                stats.bytes_dropped += rest
+            elif len(buf) + rest > limit:
+                stats.too_long += 1
+                stats.bytes_dropped += len(buf) + rest
+                buf.clear()
+                self._discarding = True
+            else:
+                buf += tail
         return frames
-
-    def _decode_one(self, enc: bytes) -> RawFrame | None:
-        """Decode one delimiter-free encoded frame, counting any failure."""
-        stats = self.stats
-        decoded = _cobs_unstuff(enc)  # enc holds no 0x00: it was split on the delimiter
-        if decoded is None:
-            stats.cobs_errors += 1
-            stats.bytes_dropped += len(enc)
-            return None
-        if len(decoded) < _MIN_DECODED_LEN:
-            stats.runts += 1
-            stats.bytes_dropped += len(enc)
-            return None
-        frame = _checked_frame(decoded)
-        if frame is None:
-            stats.crc_errors += 1
-            stats.bytes_dropped += len(enc)
-            return None
-        stats.frames_ok += 1
-        return frame

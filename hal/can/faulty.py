@@ -27,12 +27,16 @@ from collections.abc import Callable
 from typing import Final
 
 import can
+import can.bus
 from can import BusState
 
 __all__ = ["ANY_ID", "MAX_QUEUED_FRAMES", "FaultyBus"]
 
 _log = logging.getLogger(__name__)
 _log.addHandler(logging.NullHandler())
+
+#: python-can's own logger of ``BusABC.recv`` (``can.bus``), where :meth:`FaultyBus.recv` logs too.
+_CAN_LOG = can.bus.LOG
 
 #: Frames an injected flood or a late-delivery buffer may hold at most (bounded memory).
 MAX_QUEUED_FRAMES: Final = 200_000
@@ -186,6 +190,38 @@ class FaultyBus(can.BusABC):
         self._floods.pop(kind, None)
 
     # ------------------------------------------------------------------ python-can
+    def recv(self, timeout: float | None = None) -> can.Message | None:
+        """Return the next frame (faults applied), or None when none is there within ``timeout``.
+
+        python-can's ``BusABC.recv`` contract. A non-blocking call (``timeout`` <= 0, every
+        ``CanPort.poll`` read) on a bus without software filters (a ``FaultyBus`` is built
+        without any) goes to :meth:`_recv_internal` once, with no ``BusABC.recv`` layer
+        (its clock reads and filter loop were the cost per frame, issue 16); it returns
+        what that layer would: the frame, else None, and logs a received frame at
+        ``RECV_LOGGING_LEVEL`` on python-can's logger when that level is enabled. Any
+        other call (a wait, filters set) is ``BusABC.recv``.
+
+        Parameters
+        ----------
+        timeout : float or None
+            Seconds to wait (<= 0: do not wait; None: until a frame arrives).
+
+        Returns
+        -------
+        can.Message or None
+
+        Raises
+        ------
+        can.CanOperationError
+            An injected unplugged adapter or dead receive path (B07), or the inner bus's.
+        """
+        if timeout is None or timeout > 0 or self._filters is not None:
+            return super().recv(timeout)
+        msg = self._recv_internal(timeout)[0]
+        if msg is not None and _CAN_LOG.isEnabledFor(self.RECV_LOGGING_LEVEL):
+            _CAN_LOG.log(self.RECV_LOGGING_LEVEL, "Received: %s", msg)
+        return msg
+
     def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
         if self.unplugged:
             raise can.CanOperationError("adapter unplugged (injected)")

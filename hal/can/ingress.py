@@ -80,6 +80,8 @@ def to_ns(t_s: float) -> int:
     int
         ``round(t_s * 1e9)``, ns. Loop times are multiples of the tick period, far coarser
         than 1 ns, so rounding removes the float error of sums and differences of them.
+        :func:`gap_exceeds` and ``IngressChecker._accept`` (per frame) compute it inline:
+        keep them in step.
     """
     return round(t_s * 1e9)
 
@@ -266,7 +268,7 @@ def _field_named(entry: _Entry, sig: Signal, allowed: frozenset[int]) -> bool:
 
 class _Plan:
     __slots__ = ("spec", "entry", "frame_id", "stream", "bounds", "bounds_proved", "choices",
-                 "counter_signal", "checksum_signal", "checksum_fn", "modulo")
+                 "counter_signal", "checksum_signal", "checksum_fn", "modulo", "rhythm_ns")
     spec: IngressSpec
     entry: _Entry
     frame_id: int
@@ -278,6 +280,8 @@ class _Plan:
     checksum_signal: str | None
     checksum_fn: ChecksumFn | None
     modulo: int
+    # regular streams: (period, shortest and longest regular gap), integer ns, decided at build
+    rhythm_ns: tuple[int, int, int] | None
 
 
 class IngressChecker:
@@ -352,6 +356,11 @@ class IngressChecker:
         plan.checksum_signal = spec.checksum_signal
         plan.checksum_fn = spec.checksum_fn
         plan.modulo = int(spec.counter_modulo)
+        plan.rhythm_ns = None
+        if spec.regular and period_s:
+            period_ns = to_ns(period_s)
+            plan.rhythm_ns = (period_ns, round(period_ns * (1.0 - self._tolerance)),
+                              round(period_ns * (1.0 + self._tolerance)))
         plan.bounds = []
         plan.bounds_proved = []
         plan.choices = []
@@ -610,19 +619,17 @@ class IngressChecker:
     def _accept(self, plan: _Plan, st: StreamState, now_s: float) -> None:
         last = st.last_rx_s
         st.accepted += 1
-        period = st.period_s
-        if plan.spec.regular and period:
-            now_ns = to_ns(now_s)
+        rhythm = plan.rhythm_ns  # a regular stream's gap bounds, computed once at build
+        if rhythm is not None:
+            now_ns = round(now_s * 1e9)  # to_ns inlined (per frame)
             st.rx_window_ns.append(now_ns)
             if last is not None:
-                gap_ns = now_ns - to_ns(last)
-                period_ns = to_ns(period)
+                gap_ns = now_ns - round(last * 1e9)
                 if st.stale_after_ns is not None and gap_ns > st.stale_after_ns:
                     st.recovering = True
                     st.good_gaps = 0
                     st.irregular_score += 1
-                elif not (round(period_ns * (1.0 - self._tolerance)) <= gap_ns
-                          <= round(period_ns * (1.0 + self._tolerance))):
+                elif not rhythm[1] <= gap_ns <= rhythm[2]:
                     # late (half rate, gaps) or early (burst, buffering)
                     st.good_gaps = 0
                     st.irregular_score += 1

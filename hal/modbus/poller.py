@@ -159,10 +159,40 @@ class WriteTicket:
     reason: str = ""
 
 
+#: One block's last decode: the reply's values, their types, ``decode_block``'s result.
+_BlockDecode = tuple[list[int] | list[bool], list[type], dict[str, Value]]
+
+
+def _block_values(st: _DeviceState, index: int, reply: list[int] | list[bool]) -> dict[str, Value]:
+    """Return ``decode_block(st.blocks[index], reply)``, decoded again only when the reply changed.
+
+    A block whose reply holds the same values of the same types as the last one decodes
+    to the same values (``decode_block`` is a function of the block, fixed per run, and
+    of the reply's values and their types: a float or a numpy integer equal to an int is
+    refused where the int is taken), so the last result is returned (about half of a
+    lockstep run's blocks, issue 16). The result is the poller's own: the caller copies
+    what it hands on (:meth:`ModbusPoller._poll` copies the bitfields' dicts).
+
+    Raises
+    ------
+    ProtocolError
+        As :func:`decode_block` (nothing is remembered then).
+    """
+    types = list(map(type, reply))
+    last = st.decoded[index]
+    if last is None or last[0] != reply or last[1] != types:
+        last = st.decoded[index] = (list(reply), types, decode_block(st.blocks[index], reply))
+    return last[2]
+
+
 class _DeviceState:
     def __init__(self, dev: PolledDevice, first_due_ns: int) -> None:
         self.dev = dev
         self.blocks = plan_reads(dev.profile, list(dev.quantities) if dev.quantities is not None else None)
+        # per block: the quantities decoded to a dict (bitfields), and the last decode (_block_values)
+        self.bitfields = [tuple(q.name for q, _ in b.members if not q.is_bit and q.data_type == "bitfield")
+                          for b in self.blocks]
+        self.decoded: list[_BlockDecode | None] = [None] * len(self.blocks)
         # integer nanoseconds: periods never drift against the SimClock
         self.next_due_ns = first_due_ns
         self.period_ns = int(round(dev.profile.poll_period_s * 1e9))
@@ -407,7 +437,7 @@ class ModbusPoller:
         t0 = self.clock.now_s()
         values: dict[str, Value] = {}
         failure: ModbusFailure | None = None
-        for block in st.blocks:
+        for index, block in enumerate(st.blocks):
             if self.clock.now_s() - t0 > dev.profile.poll_deadline_s:
                 failure = ModbusFailure("timeout", detail=f"{dev.name}: poll overran {dev.profile.poll_deadline_s} s")
                 kinds = dict(st.snapshot.failures_by_kind)
@@ -424,10 +454,14 @@ class ModbusPoller:
                 failure = res
                 break
             try:
-                values.update(decode_block(block, res))
+                values.update(_block_values(st, index, res))
             except ProtocolError as exc:
                 failure = ModbusFailure("corrupt", detail=f"{dev.name}: {exc}")
                 break
+            for name in st.bitfields[index]:  # each snapshot its own dicts, as a fresh decode gives
+                v = values[name]
+                if type(v) is dict:
+                    values[name] = dict(v)
         snap = st.snapshot
         if failure is None:
             st.snapshot = frozen_replace(snap, values=MappingProxyType(values), sample_time_s=self.clock.now_s(),
