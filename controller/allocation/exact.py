@@ -456,7 +456,7 @@ class _Context:
         "groups_A", "groups_rows", "prefix_E", "g_scale", "loc_tiers", "sub_pinv", "A_all_T",
         "u_max_list", "facet_v", "facet_S", "facet_side", "inv_u_max_max", "tiers_partial", "fast",
         "kkt", "kkt_x", "w_list", "g_diag", "result_src", "facet_u0", "facet_side0", "facet_mask",
-        "facet_upx", "over", "kkt_one",
+        "facet_upx", "over", "kkt_one", "fac_buf",
     )
     # healthy thrusters and stuck-open forces
     active: np.ndarray  # (N,) bool
@@ -490,6 +490,7 @@ class _Context:
                 np.ndarray, np.ndarray] | None
     # facets of the healthy zonotope
     fac_T: np.ndarray | None
+    fac_buf: np.ndarray  # (F,): _screen's product, written in place every call
     facet_idx_act: np.ndarray
     facet_up: np.ndarray
     facet_pinv: np.ndarray
@@ -778,6 +779,7 @@ class ExactAllocator:
         # ---- facets of the healthy zonotope (normals, support values, start points)
         fac = self._facets
         ctx.fac_T = None
+        ctx.fac_buf = np.empty(0)
         ctx.facet_u0, ctx.facet_side0, ctx.facet_mask = [], [], []
         ctx.facet_upx = np.zeros((0, n_act))
         if fac.idx.shape[0] and K:
@@ -796,6 +798,7 @@ class ExactAllocator:
             ctx.facet_pinv = fac.pinv_w[fsel]
             # scaled normals and support values, augmented: facet f violated when > 0
             ctx.fac_T = np.ascontiguousarray(np.vstack([(N_ / scale[:, None]).T, -(h / scale)[None, :]]))
+            ctx.fac_buf = np.empty(F)
             # simple facet: no other healthy thruster in its plane (unique minimiser there)
             col = np.linalg.norm(ctx.B_act, axis=0)
             ctx.fac_simple = ~np.any((np.abs(s) <= 1e-9 * col[None, :]) & ~inplane, axis=1)
@@ -1061,7 +1064,7 @@ class ExactAllocator:
         """Most violated facet of the attainable set at ``ya = [y; 1]``, or -1 when none is violated."""
         if ctx.fac_T is None:
             return -1
-        Vf = ya.dot(ctx.fac_T)
+        Vf = ya.dot(ctx.fac_T, ctx.fac_buf)  # (the same cblas call as without ``out``)
         f = int(Vf.argmax())
         return f if Vf[f] > ctx.f_tol else -1
 
