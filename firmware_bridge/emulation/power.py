@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Protocol
@@ -47,6 +47,7 @@ from firmware_bridge.protocols.modbus_profile import (
 #: ``every`` parameter of the reply faults: affect one request in ``every`` (1 = all; 3 =
 #: the 3rd, 6th...: intermittent noise).
 _EVERY = FaultParam(int, 1, 1, 1_000_000, "affect one request in every (1: all)")
+_READ_NAMES_N = 4096  # read ranges whose quantities are kept per device (a poller reads a few)
 
 
 # --------------------------------------------------------------------------- physics
@@ -316,6 +317,8 @@ class RegisterBank:
     def set(self, name: str, value: object) -> None:
         """Store a physical value (in the quantity's unit) into quantity ``name``.
 
+        One item of :meth:`set_many` (the same checks and errors).
+
         Raises
         ------
         KeyError
@@ -323,33 +326,56 @@ class RegisterBank:
         ProtocolError
             Value out of the quantity's range (see :func:`modbus_profile.encode`).
         """
-        slot = self._slots.get(name)
-        if slot is None:
-            self.profile.quantity(name)  # raises the KeyError naming the known quantities
-            raise KeyError(name)  # pragma: no cover - quantity() found no such name
-        q, step, keys = slot
-        cells = self._cells
-        # Unchanged value, cells still holding what it wrote: encoding it again would write
-        # the same words (encode is a pure function of the quantity, the value and, for a
-        # u8, the current word, which is then the word written). Immutable scalars only;
-        # a float zero is always encoded (-0.0 == 0.0, but an f32 keeps the sign).
-        last = self._written.get(name)
-        if (last is not None and type(value) in (int, float, bool) and (value or type(value) is not float)
-                and type(last[0]) is type(value) and last[0] == value):
-            words = last[1]
-            for k, key in enumerate(keys):
-                if cells[key] != words[k]:
-                    break
+        self.set_many(((name, value),))
+
+    def set_many(self, items: Iterable[tuple[str, object]]) -> None:
+        """Store physical values into quantities, in order: ``set(name, value)`` for each item.
+
+        One call for a whole refresh (the emulators' per-request update writes 11 to 28
+        quantities; a call per value was most of its cost).
+
+        Parameters
+        ----------
+        items : iterable of (str, object)
+            Quantity name and value (in the quantity's unit), stored one after the other.
+
+        Raises
+        ------
+        KeyError
+            No quantity of an item's name in the profile (the items before it are stored).
+        ProtocolError
+            A value out of its quantity's range (see :func:`modbus_profile.encode`; the
+            items before it are stored).
+        """
+        slots, cells, written = self._slots, self._cells, self._written
+        for name, value in items:
+            slot = slots.get(name)
+            if slot is None:
+                self.profile.quantity(name)  # raises the KeyError naming the known quantities
+                raise KeyError(name)  # pragma: no cover - quantity() found no such name
+            q, step, keys = slot
+            # Unchanged value, cells still holding what it wrote: encoding it again would
+            # write the same words (encode is a pure function of the quantity, the value
+            # and, for a u8, the current word, which is then the word written). Immutable
+            # scalars only; a float zero is always encoded (-0.0 == 0.0, but an f32 keeps
+            # the sign).
+            last = written.get(name)
+            if (last is not None and type(value) in (int, float, bool) and (value or type(value) is not float)
+                    and type(last[0]) is type(value) and last[0] == value):
+                words = last[1]
+                for k, key in enumerate(keys):
+                    if cells[key] != words[k]:
+                        break
+                else:
+                    continue
+            current = cells.get((q.table, q.address), 0)
+            words = encode(q, value, current_word=int(current))  # type: ignore[arg-type]
+            for k, w in enumerate(words):
+                cells[(q.table, q.address + k * step)] = w
+            if type(value) in (int, float, bool) and len(words) == len(keys):
+                written[name] = (value, words)  # type: ignore[assignment]
             else:
-                return
-        current = cells.get((q.table, q.address), 0)
-        words = encode(q, value, current_word=int(current))  # type: ignore[arg-type]
-        for k, w in enumerate(words):
-            cells[(q.table, q.address + k * step)] = w
-        if type(value) in (int, float, bool) and len(words) == len(keys):
-            self._written[name] = (value, words)  # type: ignore[assignment]
-        else:
-            self._written.pop(name, None)
+                written.pop(name, None)
 
     def get(self, name: str) -> object:
         """Decode quantity ``name`` from the bank (physical value, see :func:`modbus_profile.decode`).
@@ -425,6 +451,9 @@ class EmulatedModbusDevice:
         self._active: list[tuple[str, FaultParams]] = []
         self.bank = RegisterBank(profile, ranges)
         self._names = frozenset(profile.names)
+        # Per read range (table, address, count): the quantities it touches (the profile
+        # and the bank's layout are fixed, so an entry never goes stale).
+        self._read_names: dict[tuple[str, int, int], frozenset[str]] = {}
         self.requests_seen = 0
         self._lock = threading.Lock()
 
@@ -472,8 +501,48 @@ class EmulatedModbusDevice:
                 bits |= int(p["alarm_bits"])
         return bits
 
-    def refresh(self, now_s: float) -> None:
-        """Update the register bank from the world (subclasses)."""
+    def refresh(self, now_s: float, names: Container[str] | None = None) -> None:
+        """Update the register bank from the world (subclasses).
+
+        Parameters
+        ----------
+        now_s : float
+            Time of the request, s.
+        names : container of str, optional
+            Update only these quantities (None: every quantity the device refreshes).
+        """
+
+    def names_read(self, table: str, address: int, count: int) -> frozenset[str]:
+        """Return the names of the quantities with a register or bit among those a read covers.
+
+        Parameters
+        ----------
+        table : str
+            ``coil``, ``discrete``, ``holding`` or ``input``.
+        address : int
+            First address of the read (the profile's address units).
+        count : int
+            Registers or bits read (addresses ``address + k * step``, ``k < count``; the
+            step is the profile's ``address_stride`` for registers, 1 for bits).
+
+        Returns
+        -------
+        frozenset of str
+            What :meth:`respond` refreshes before serving that read: the reply is made of
+            these quantities' cells only (computed once per range: the profile is fixed).
+        """
+        key = (table, address, count)
+        names = self._read_names.get(key)
+        if names is None:
+            bit = table in ("coil", "discrete")
+            step = 1 if bit else self.profile.address_stride
+            end = address + max(count, 0) * step
+            names = frozenset(q.name for q in self.profile.quantities
+                              if q.table == table and q.address < end and address < q.address + q.registers * step)
+            if len(self._read_names) >= _READ_NAMES_N:
+                self._read_names.clear()
+            self._read_names[key] = names
+        return names
 
     def handle_write(self, q: Quantity, value: int | bool) -> int:
         """Apply a write to a writable quantity; return 0 or a Modbus exception code."""
@@ -495,9 +564,17 @@ class EmulatedModbusDevice:
             if "exception" in kinds:
                 return ModbusReply("exception", exception_code=int(kinds["exception"]["exception_code"]))
             delay = float(kinds["slow"]["delay_s"]) if "slow" in kinds else 0.0
-            self.refresh(now)
+            # A read's reply is made of the cells it covers: only the quantities there are
+            # refreshed (the others are refreshed when a read covers them, from the world
+            # as it is then); a write refreshes everything first, as a read never waits.
+            if request.function == "read":
+                names = self.names_read(request.table, request.address, request.count)
+                if names:
+                    self.refresh(now, names)
+            else:
+                self.refresh(now)
             reply = self._serve(request)
-            if reply.kind != "values":
+            if reply.kind != "values" or not kinds:  # no reply fault: the served reply as it is
                 return reply
             for kind in ("wrong_unit", "corrupt"):
                 if kind in kinds:
@@ -596,8 +673,8 @@ class JkBmsEmulator(EmulatedModbusDevice):
             bits |= 1 << 21
         return bits | self.alarm_bits()
 
-    def refresh(self, now_s: float) -> None:
-        """Write the present battery state into the live-data block."""
+    def refresh(self, now_s: float, names: Container[str] | None = None) -> None:
+        """Write the present battery state into the live-data block (only ``names``, if given)."""
         b = self.world.battery
         cells = b.cell_voltages_v()
         pack_v = b.terminal_voltage_v
@@ -625,10 +702,8 @@ class JkBmsEmulator(EmulatedModbusDevice):
         }
         for i, cell_v in enumerate(cells):
             values[f"cell_{i:02d}_voltage_v"] = cell_v
-        names, bank = self._names, self.bank
-        for k, v in values.items():
-            if k in names:
-                bank.set(k, v)
+        wanted = self._names if names is None else names
+        self.bank.set_many([(k, v) for k, v in values.items() if k in wanted])
 
 
 _PDU_COILS = {
@@ -665,8 +740,8 @@ class QikiPduEmulator(EmulatedModbusDevice):
         self.bank.set(q.name, bool(value))
         return 0
 
-    def refresh(self, now_s: float) -> None:
-        """Report relay states and rail measurements."""
+    def refresh(self, now_s: float, names: Container[str] | None = None) -> None:
+        """Report relay states and rail measurements (only ``names``, if given)."""
         w = self.world
         bus_v = w.battery.terminal_voltage_v
         amps = w.rail_currents_a()
@@ -685,6 +760,5 @@ class QikiPduEmulator(EmulatedModbusDevice):
         }
         for coil, relay in _PDU_COILS.items():
             values[coil] = w.relay(relay)
-        for k, v in values.items():
-            if k in self._names:
-                self.bank.set(k, v)
+        wanted = self._names if names is None else names
+        self.bank.set_many([(k, v) for k, v in values.items() if k in wanted])

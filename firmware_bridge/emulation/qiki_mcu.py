@@ -193,7 +193,9 @@ class McuEmulator:
         self._rng = random.Random(seed)
         self._garbage_rng = random.Random(seed)  # only the serial_garbage fault draws from it
         self._imu = _Schedule(imu_rate_hz)
-        self._pose = _Schedule(pose_rate_hz)
+        # IMU and POSE at the same rate share one schedule: two would say the same at
+        # every step (same start, period and slot count), and it is asked once per step
+        self._pose = self._imu if float(pose_rate_hz) == float(imu_rate_hz) else _Schedule(pose_rate_hz)
         self._status = _Schedule(status_rate_hz)
         self._decoder = FrameDecoder()
         self._seq: dict[int, int] = {}
@@ -358,17 +360,22 @@ class McuEmulator:
         status, imu, pose = self._status, self._imu, self._pose
         if now_s >= status.next_due_s and status.due(now_s):
             self._send(self._status_msg())
+        imu_due = now_s >= imu.next_due_s and imu.due(now_s)
+        pose_due = imu_due if pose is imu else now_s >= pose.next_due_s and pose.due(now_s)
+        if not (imu_due or pose_due):
+            return
         # IMU and POSE: packed from the fields (proto.encode_imu/encode_pose), the same
-        # bytes as encoding the message objects; the seeded noise is drawn even when silent
-        if now_s >= imu.next_due_s and imu.due(now_s) and not self.silent:
-            w = self.world
-            t_ms, r, ax, ay = self._t_ms(), float(w.yaw_rate_radps), float(w.ax_body_mps2), float(w.ay_body_mps2)
+        # bytes as encoding the message objects; one uptime for both (the same now_s);
+        # the seeded noise is drawn even when silent
+        t_ms = self._t_ms()
+        w = self.world
+        if imu_due and not self.silent:
+            r, ax, ay = float(w.yaw_rate_radps), float(w.ax_body_mps2), float(w.ay_body_mps2)
             self._write(proto.encode_imu(self._next_seq(_ID_IMU), t_ms, r, ax, ay))
-        if now_s >= pose.next_due_s and pose.due(now_s):
+        if pose_due:
             x, y, yaw = self._pose_xy_yaw()
             if not self.silent:
-                w = self.world
-                t_ms, vx, vy, r = self._t_ms(), float(w.vx_mps), float(w.vy_mps), float(w.yaw_rate_radps)
+                vx, vy, r = float(w.vx_mps), float(w.vy_mps), float(w.yaw_rate_radps)
                 self._write(proto.encode_pose(self._next_seq(_ID_POSE), t_ms, x, y, yaw, vx, vy, r))
 
     # ------------------------------------------------------------------ internals
@@ -408,11 +415,10 @@ class McuEmulator:
             self.rail_requested and not self.estop_pressed and self.watchdog_state == WatchdogState.OK
         )
 
-    def _status_key(self) -> tuple[bool, bool, WatchdogState, int]:
-        return (self.estop_pressed, self.rail_enabled, self.watchdog_state, self.fault_flags & 0xFF)
-
     def _send_status_if_changed(self) -> None:
-        if self._status_key() != self._last_sent_status:
+        """Send MCU_STATUS when its fields (E-stop, rail, watchdog, fault flags) differ from the last sent."""
+        key = (self.estop_pressed, self.rail_enabled, self.watchdog_state, self.fault_flags & 0xFF)
+        if key != self._last_sent_status:
             self._send(self._status_msg())
 
     def _receive(self, now_s: float) -> None:

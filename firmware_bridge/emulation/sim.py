@@ -182,8 +182,15 @@ class Simulation:
         plan_due = plan.next_due_s if plan is not None else inf
         mcu_due = mcu.next_due_s
         vb_due = vb.next_due_s
-        ex_dues = [getattr(e, "next_due_s", -inf) for e in extras]
-        ex_always = any(not hasattr(e, "next_due_s") for e in extras)
+        # each extra's due time read once (-inf: it has none, and is stepped at every step)
+        ex_dues: list[float] = []
+        ex_always = False
+        for e in extras:
+            due = getattr(e, "next_due_s", None)
+            if due is None:
+                ex_always = True
+                due = -inf
+            ex_dues.append(due)
         wake_t = -inf
         t_ns = self.t_ns
         seg_fr: list[float] = []

@@ -192,6 +192,10 @@ class ValveBoardEmulator:
         # open_segment's last answer holds while it is the same (and the list the same).
         self._intervals_version = getattr(self, "_intervals_version", 0) + 1
         self._segment: tuple[int, list[list[list[float]]], float, float, tuple[float, ...]] | None = None
+        # After a _prune: (_intervals_version, the list, earliest end of a first interval,
+        # inf if none). While version and list are the same, no interval's end has moved:
+        # a step whose horizon is not past that end would prune nothing.
+        self._pruned: tuple[int, list[list[list[float]]], float] | None = None
 
     def _power_up(self, now_s: float) -> None:
         self._boot_s = now_s
@@ -372,15 +376,19 @@ class ValveBoardEmulator:
                 self._send_status(now_s)
             if now_s >= self._next_hb_s:
                 self._send_heartbeat(now_s)
-        self._next_status_s = self._advance_slot(self._next_status_s, vb.STATUS_PERIOD_S,
-                                                 now_s)
-        self._next_hb_s = self._advance_slot(self._next_hb_s, vb.HEARTBEAT_PERIOD_S, now_s)
+        if now_s >= self._next_status_s:  # else _advance_slot returns the slot as it is
+            self._next_status_s = self._advance_slot(self._next_status_s, vb.STATUS_PERIOD_S, now_s)
+        if now_s >= self._next_hb_s:
+            self._next_hb_s = self._advance_slot(self._next_hb_s, vb.HEARTBEAT_PERIOD_S, now_s)
         due = min(self._next_pwm_s, self._next_status_s, self._next_hb_s)
         if not self._timed_out:
             assert self._last_valid_cmd_s is not None  # not timed out: a valid command was seen
             due = min(due, self._last_valid_cmd_s + self.command_timeout_s)
         self._next_due_s = due
-        self._prune(now_s)
+        pruned = self._pruned
+        if (pruned is None or pruned[0] != self._intervals_version or pruned[1] is not self._intervals
+                or now_s - _HISTORY_S > pruned[2]):
+            self._prune(now_s)
 
     @staticmethod
     def _advance_slot(slot_s: float, period_s: float, now_s: float) -> float:
@@ -500,11 +508,17 @@ class ValveBoardEmulator:
             self._cut(i, t)
 
     def _prune(self, now_s: float) -> None:
+        """Drop the intervals that ended before ``now_s - _HISTORY_S`` (s); note what is left (:attr:`_pruned`)."""
         horizon = now_s - _HISTORY_S
-        for ivs in self._intervals:
+        intervals = self._intervals
+        oldest_end = math.inf
+        for ivs in intervals:
             while ivs and ivs[0][1] < horizon:
                 ivs.pop(0)
                 self._intervals_version += 1
+            if ivs and ivs[0][1] < oldest_end:
+                oldest_end = ivs[0][1]
+        self._pruned = (self._intervals_version, intervals, oldest_end)
 
     def valves_open(self, now_s: float) -> tuple[bool, ...]:
         """Per valve (0-based), whether it is physically open at ``now_s``."""

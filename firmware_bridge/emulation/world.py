@@ -20,6 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 _RUN_FORCES_N = 1024  # World.run force sums kept (one per valve pattern: 2**8 at most)
+#: tau / 2 (exactly pi as a float). ``math.remainder(x, math.tau)`` returns ``x`` itself
+#: for every ``x`` with ``abs(x) <= _HALF_TURN`` (the nearest multiple of tau is 0, ties
+#: to even; CPython's ``m_remainder`` then gives ``copysign(1.0, x) * abs(x)``, signed
+#: zero included) and for a NaN (returned as it is), so :meth:`World.run` calls it only
+#: above or below that range (an infinite yaw still raises there). Two plain float
+#: comparisons: a chained ``-a <= x <= a`` was slower than the call it saved.
+_HALF_TURN = math.tau / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +178,7 @@ class World:
         vx, vy, r = self.vx_mps, self.vy_mps, self.yaw_rate_radps
         time_s = self.time_s
         cos, sin, rem, tau = math.cos, math.sin, math.remainder, math.tau
+        half_turn, neg_half_turn = _HALF_TURN, -_HALF_TURN
         n = n_steps
         r_kept = math.isfinite(r) and (r != 0.0 or math.copysign(1.0, r) > 0.0)
         if (not incs and drag == 0.0 and r_kept and vx != 0.0 and vy != 0.0
@@ -180,7 +188,9 @@ class World:
             for _ in range(n - 1):
                 x += vxdt
                 y += vydt
-                yaw = rem(yaw + rdt, tau)
+                yaw += rdt
+                if yaw > half_turn or yaw < neg_half_turn:  # else remainder(yaw, tau) is yaw (NaN too)
+                    yaw = rem(yaw, tau)
                 time_s += dt_s
             n = 1
         c = s = fxw = fyw = 0.0
@@ -196,7 +206,9 @@ class World:
             r += dr
             x += vx * dt_s
             y += vy * dt_s
-            yaw = rem(yaw + r * dt_s, tau)
+            yaw += r * dt_s
+            if yaw > half_turn or yaw < neg_half_turn:  # else remainder(yaw, tau) is yaw (NaN too)
+                yaw = rem(yaw, tau)
             time_s += dt_s
         self.x_m, self.y_m, self.yaw_rad = x, y, yaw
         self.vx_mps, self.vy_mps, self.yaw_rate_radps = vx, vy, r
