@@ -23,7 +23,19 @@ Lockstep: interleaved runs
     ``cpu_speed_ratio``, the same median
     ratio from CPU times: on a shared machine the wall time also counts the time the
     process waited for a CPU, which the CPU time leaves out (the verdict keeps the
-    wall-time ratio, the issue's definition).
+    wall-time ratio, the issue's definition). Per run also the loop thread's user and
+    system CPU time and context switches (``getrusage(RUSAGE_THREAD)`` around the loop:
+    ``loop_rusage``; medians per tick in ``loop_rusage_per_tick``).
+
+Lockstep, where the extra CPU goes: ``--lockstep-variant``
+    ``discard`` or ``pertick`` adds a third run to each pair, recorded with one thing
+    changed, the order rotating from triplet to triplet: ``discard`` pickles every batch
+    with the recorder's pickler and drops it (the writer process still gets its control
+    records and ``close``, but writes no message: no JSON, no zstd, almost nothing in the
+    pipe); ``pertick`` pickles the waiting messages at every tick's start instead of
+    every 0.5 s (each tick's rows freed by the next tick). Reported as
+    ``variant_<name>``: its speed and CPU ratios against the run without recording of
+    the same triplet, and ``cpu_variant_over_base`` (its loop CPU over the recorded run's).
 
 Real time: paired windows inside ONE run
     One real-time run (``--rt-duration`` s). From ``--rt-warmup`` s on (boot, POST and
@@ -69,10 +81,11 @@ family.
 
 Prints one JSON object. Usage: ``python bench/record.py [--pairs N] [--duration S]
 [--rt-duration S] [--window S] [--guard S] [--rt-warmup S] [--no-fly] [--variant V]
-[--skip-lockstep] [--skip-realtime]`` (defaults: 6 pairs of 20 s lockstep runs, one 60 s real-time run with
-1 s windows: about 2 minutes). The square mission lasts about 75 s: a longer real-time
-run needs ``--no-fly`` (idle, every bus still streaming). Run folders go to a temporary
-folder; nothing is left behind. Never part of the test run.
+[--lockstep-variant V] [--skip-lockstep] [--skip-realtime]`` (defaults: 6 pairs of 20 s
+lockstep runs, one 60 s real-time run with 1 s windows: about 2 minutes). The square
+mission lasts about 75 s: a longer real-time run needs ``--no-fly`` (idle, every bus
+still streaming). Run folders go to a temporary folder; nothing is left behind. Never
+part of the test run.
 """
 
 from __future__ import annotations
@@ -292,16 +305,27 @@ def _record_stats(folder: Path) -> dict[str, Any]:
             "messages_by_family": dict(sorted(families.items()))}
 
 
-def _timed_loop_run(cpu_s: list[float]) -> Callable[..., LoopStats]:
-    """``FixedRateLoop.run`` that appends the calling thread's CPU time of the loop (s) to ``cpu_s``."""
+def _timed_loop_run(cpu_s: list[float], usage: list[dict[str, float]] | None = None) -> Callable[..., LoopStats]:
+    """``FixedRateLoop.run`` that appends the calling thread's CPU time of the loop (s) to ``cpu_s``.
+
+    With ``usage``, also the loop thread's user and system CPU time (s) and its voluntary
+    and involuntary context switches (``getrusage(RUSAGE_THREAD)`` around the loop): the
+    system time is the kernel's share (the pipe writes to the writer process among it).
+    """
     original = FixedRateLoop.run
 
     def run(self: FixedRateLoop, tick: Callable[[int, float, float], bool], max_ticks: int | None = None) -> LoopStats:
+        r0 = resource.getrusage(resource.RUSAGE_THREAD)
         c0 = time.thread_time()
         try:
             return original(self, tick, max_ticks)
         finally:
             cpu_s.append(time.thread_time() - c0)
+            r1 = resource.getrusage(resource.RUSAGE_THREAD)
+            if usage is not None:
+                usage.append({"user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
+                              "vcsw_n": float(r1.ru_nvcsw - r0.ru_nvcsw),
+                              "ivcsw_n": float(r1.ru_nivcsw - r0.ru_nivcsw)})
 
     return run
 
@@ -390,52 +414,146 @@ def _variant_patches(variant: str, stack: contextlib.ExitStack) -> None:
     raise SystemExit(f"record: unknown --variant {variant!r}")
 
 
-def _lockstep_run(tmp: Path, record: bool, duration_s: float, seed: int, fly: bool) -> dict[str, Any]:
+def _lockstep_discard(stack: contextlib.ExitStack) -> None:
+    """Lockstep ``--lockstep-variant discard``: every batch is pickled as a run does, then dropped.
+
+    ``ProcessRecorder._pack_items`` is replaced by one that pickles the waiting messages
+    with the recorder's own pickler and appends nothing to the buffer: the control
+    records (channels, layouts, attachments, metadata, ``close``) still reach the writer
+    process, which answers ``close`` as usual, but it writes no message (no JSON, no zstd)
+    and the pipe carries almost nothing. The tick's work is unchanged; what the child and
+    the pipe cost the loop thread is what ``base`` minus ``discard`` shows. The file it
+    leaves holds no message.
+    """
+    from controller.record.flight_proc import ProcessRecorder
+
+    def pack_items(self: ProcessRecorder) -> None:
+        waiting = self._items
+        items = waiting[:]
+        del waiting[:len(items)]
+        self._pickle_file.seek(0)
+        self._pickler.dump(items)
+
+    stack.enter_context(mock.patch.object(ProcessRecorder, "_pack_items", pack_items))
+
+
+def _lockstep_pertick(stack: contextlib.ExitStack) -> None:
+    """Lockstep ``--lockstep-variant pertick``: the waiting messages are pickled at every tick's start.
+
+    The same pickling (the recorder's own pickler, memo off) on about six messages a tick
+    instead of about 300 every 0.5 s of run time: a tick's rows are freed by the next
+    tick instead of living up to 50 ticks, so the allocator hands the next tick the
+    memory it freed (warm in the caches) rather than memory untouched since the last
+    batch. The bytes go to the pipe when a chunk is due, as in a run; the file is the
+    same. Compared with ``base``, it tells whether the batch lists' allocation pattern
+    costs CPU time per instruction.
+    """
+    from controller.record.flight_proc import ProcessRecorder
+
+    begin0 = session_mod.FlightSession.begin_tick
+
+    def begin_tick(self: session_mod.FlightSession, tick: int, now_s: float) -> None:
+        rec = self.recorder
+        if isinstance(rec, ProcessRecorder) and rec._items:
+            with rec._pack_lock:
+                rec._pack_items()
+        begin0(self, tick, now_s)
+
+    stack.enter_context(mock.patch.object(session_mod.FlightSession, "begin_tick", begin_tick))
+
+
+def _lockstep_run(tmp: Path, record: bool, duration_s: float, seed: int, fly: bool,
+                  variant: str = "base") -> dict[str, Any]:
     opts = RunOptions(rig=str(RIG), mission=str(MISSION), duration_s=duration_s, seed=seed, runs_dir=str(tmp),
                       progress=False, record=record, arm=fly)
     cpu_s: list[float] = []
+    usage: list[dict[str, float]] = []
     t0 = time.perf_counter()
-    with mock.patch.object(FixedRateLoop, "run", _timed_loop_run(cpu_s)):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(FixedRateLoop, "run", _timed_loop_run(cpu_s, usage)))
+        if record and variant == "discard":
+            _lockstep_discard(stack)
+        elif record and variant == "pertick":
+            _lockstep_pertick(stack)
         _, s, folder = run_main_job(opts)
     wall = time.perf_counter() - t0
-    out: dict[str, Any] = {"record": record, "job_wall_s": round(wall, 4), "loop_wall_s": s["loop"]["wall_time_s"],
+    out: dict[str, Any] = {"record": record, "variant": variant if record else None, "job_wall_s": round(wall, 4),
+                           "loop_wall_s": s["loop"]["wall_time_s"],
                            "loop_cpu_s": round(cpu_s[-1], 4) if cpu_s else None,
                            "sim_time_s": s["sim_time_s"], "ticks": s["loop"]["ticks"], "result": s["result"]}
-    if record:
+    if usage:
+        out["loop_rusage"] = {k: round(v, 4) for k, v in usage[-1].items()}
+    if record and variant == "base":
         out["mcap"] = _record_stats(folder)
     return out
 
 
+def _usage_medians(runs: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Median per tick of the loop thread's user and system CPU time (us) and context switches of ``runs``."""
+    out: dict[str, float] = {}
+    for key, name, scale in (("user_s", "user_us", 1e6), ("sys_s", "sys_us", 1e6), ("vcsw_n", "vcsw_n", 1.0),
+                             ("ivcsw_n", "ivcsw_n", 1.0)):
+        vals = [r["loop_rusage"][key] * scale / r["ticks"] for r in runs if "loop_rusage" in r and r["ticks"]]
+        if vals:
+            out[name] = round(float(np.median(vals)), 3)
+    return out
+
+
 def lockstep(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The lockstep half: interleaved pairs of runs with and without the record."""
+    """The lockstep half: interleaved pairs of runs with and without the record.
+
+    With ``--lockstep-variant discard`` each pair becomes a triplet (with, without, with
+    the batches discarded: :func:`_lockstep_discard`), the order rotating from triplet to
+    triplet; the pairs of the verdict are the with/without runs of each triplet.
+    """
+    variants = ["base"] + ([args.lockstep_variant] if args.lockstep_variant != "base" else [])
     for rec in (True, False):  # warm-up (imports, caches), discarded
         _lockstep_run(tmp, rec, args.duration, args.seed, args.fly)
     runs = []
     loop_pairs, job_pairs, cpu_pairs = [], [], []
+    extra: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {v: [] for v in variants[1:]}
+    conds: list[tuple[bool, str]] = [(True, "base"), (False, "base")] + [(True, v) for v in variants[1:]]
     for i in range(args.pairs):
-        order = (True, False) if i % 2 == 0 else (False, True)
-        pair = {rec: _lockstep_run(tmp, rec, args.duration, args.seed, args.fly) for rec in order}
-        runs += [pair[rec] for rec in order]
-        loop_pairs.append((pair[True]["loop_wall_s"], pair[False]["loop_wall_s"]))
-        job_pairs.append((pair[True]["job_wall_s"], pair[False]["job_wall_s"]))
-        cpu_pairs.append((pair[True]["loop_cpu_s"], pair[False]["loop_cpu_s"]))
-    on = [r for r in runs if r["record"]]
-    size = [r["mcap"]["bytes"] / r["sim_time_s"] for r in on]
-    msgs = [r["mcap"]["messages"] / r["ticks"] for r in on]
+        k = i % len(conds)
+        order = conds[k:] + conds[:k] if len(conds) > 2 else (conds if i % 2 == 0 else conds[::-1])
+        got = {c: _lockstep_run(tmp, c[0], args.duration, args.seed, args.fly, c[1]) for c in order}
+        runs += [got[c] for c in order]
+        on, off = got[(True, "base")], got[(False, "base")]
+        loop_pairs.append((on["loop_wall_s"], off["loop_wall_s"]))
+        job_pairs.append((on["job_wall_s"], off["job_wall_s"]))
+        cpu_pairs.append((on["loop_cpu_s"], off["loop_cpu_s"]))
+        for v in variants[1:]:
+            extra[v].append((got[(True, v)], off))
+    on_runs = [r for r in runs if r["record"] and r["variant"] == "base"]
+    size = [r["mcap"]["bytes"] / r["sim_time_s"] for r in on_runs]
+    msgs = [r["mcap"]["messages"] / r["ticks"] for r in on_runs]
     loop_ratio = median_ratio(loop_pairs, seed=args.seed)
-    return {
+    out: dict[str, Any] = {
         "duration_s": args.duration, "pairs": args.pairs, "seed": args.seed,
         "runs": [{k: v for k, v in r.items() if k != "mcap"} for r in runs],
         "speed_ratio": loop_ratio["median"], "speed_ratio_ci95": loop_ratio.get("ci95"),
         "speed_ratio_per_pair": loop_ratio["ratios"],
         "job_speed_ratio": median_ratio(job_pairs, seed=args.seed),
         "cpu_speed_ratio": median_ratio(cpu_pairs, seed=args.seed),
-        "median_speed_x": {"with": round(float(np.median([r["sim_time_s"] / r["loop_wall_s"] for r in on])), 2),
+        "median_speed_x": {"with": round(float(np.median([r["sim_time_s"] / r["loop_wall_s"] for r in on_runs])), 2),
                            "without": round(float(np.median([r["sim_time_s"] / r["loop_wall_s"]
                                                              for r in runs if not r["record"]])), 2)},
+        "loop_rusage_per_tick": {"with": _usage_medians(on_runs),
+                                 "without": _usage_medians([r for r in runs if not r["record"]])},
         "mcap_bytes_per_s": round(float(np.median(size))), "messages_per_tick": round(float(np.median(msgs)), 2),
-        "mcap": on[-1]["mcap"],
+        "mcap": on_runs[-1]["mcap"],
     }
+    for v, pairs in extra.items():
+        out[f"variant_{v}"] = {
+            "speed_ratio": median_ratio([(a["loop_wall_s"], b["loop_wall_s"]) for a, b in pairs], seed=args.seed),
+            "cpu_speed_ratio": median_ratio([(a["loop_cpu_s"], b["loop_cpu_s"]) for a, b in pairs], seed=args.seed),
+            "loop_rusage_per_tick": _usage_medians([a for a, _ in pairs]),
+            # loop CPU with the variant / with base, same triplets: < 1 when the variant's loop uses less
+            "cpu_variant_over_base": median_ratio(
+                [(b, a["loop_cpu_s"]) for (a, _), b in zip(pairs, [c[0] for c in cpu_pairs], strict=True)],
+                seed=args.seed),
+        }
+    return out
 
 
 class _WindowCursor(TickCursor):
@@ -552,6 +670,10 @@ def main(argv: list[str] | None = None) -> int:
                          "and dropped: no writer work); nopickle (dropped unpickled); noclock (no /in/clock tap); "
                          "nice (writer process at nice 19); pin (writer on the last CPU, the control thread "
                          "on the others); thread (the in-process writer thread)")
+    ap.add_argument("--lockstep-variant", default="base", choices=("base", "discard", "pertick"),
+                    help="lockstep, diagnosis: a third run in each pair; discard: its batches pickled and "
+                         "dropped (the writer process writes no message; control records and close still go); "
+                         "pertick: the messages pickled at every tick's start instead of every 0.5 s")
     ap.add_argument("--skip-lockstep", action="store_true")
     ap.add_argument("--skip-realtime", action="store_true")
     args = ap.parse_args(argv)
