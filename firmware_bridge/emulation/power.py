@@ -530,6 +530,13 @@ class EmulatedModbusDevice:
         frozenset of str
             What :meth:`respond` refreshes before serving that read: the reply is made of
             these quantities' cells only (computed once per range: the profile is fixed).
+
+        Notes
+        -----
+        Same replies as refreshing every quantity while every value encodes. A world value
+        out of its register's range (``ProtocolError`` from the refresh) now fails only the
+        reads that cover that quantity, where a full refresh failed every request to the
+        device; the quantities a failed refresh had not reached keep their older cells.
         """
         key = (table, address, count)
         names = self._read_names.get(key)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from firmware_bridge.emulation.faults import FaultPlan
 from firmware_bridge.emulation.world import World
@@ -22,6 +22,9 @@ from firmware_bridge.emulation.world import World
 if TYPE_CHECKING:
     from firmware_bridge.emulation.qiki_mcu import McuEmulator
     from firmware_bridge.emulation.valve_board import ValveBoardEmulator
+
+
+_NO_DUE: object = object()  # an extra without next_due_s (stepped at every step)
 
 
 class Steppable(Protocol):
@@ -186,11 +189,11 @@ class Simulation:
         ex_dues: list[float] = []
         ex_always = False
         for e in extras:
-            due = getattr(e, "next_due_s", None)
-            if due is None:
+            due = getattr(e, "next_due_s", _NO_DUE)
+            if due is _NO_DUE:  # no attribute at all (a None due time fails below, as before)
                 ex_always = True
                 due = -inf
-            ex_dues.append(due)
+            ex_dues.append(cast(float, due))
         wake_t = -inf
         t_ns = self.t_ns
         seg_fr: list[float] = []

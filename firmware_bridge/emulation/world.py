@@ -149,7 +149,10 @@ class World:
         dt_s : float
             Step length (s), > 0.
         open_fractions : sequence of float, shape (N,)
-            Fraction of every step during which each valve was physically open, in [0, 1].
+            Fraction of every step during which each valve was physically open, in [0, 1],
+            as Python floats (the simulation passes lists): the yaw is wrapped with
+            ``math.remainder`` only when it leaves [-pi, pi], so inside it ``yaw_rad`` keeps
+            the type of the sums (a numpy scalar from numpy fractions; :meth:`step` gives a float).
         """
         if n_steps <= 0:
             return

@@ -224,8 +224,11 @@ def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[_SlotSet, ...]:
     Raises
     ------
     TypeError
-        ``names`` are not the dataclass's fields in order (a field added to the class, not the builder).
+        ``names`` are not the dataclass's fields in order (a field added to the class, not the builder),
+        or the class has a ``__post_init__`` (the slot builder would skip it).
     """
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} has a __post_init__: build it through its __init__")
     if tuple(f.name for f in fields(cls)) != names:
         raise TypeError(f"{cls.__name__}: fields {[f.name for f in fields(cls)]}, builder has {list(names)}")
     return tuple(getattr(cls, n).__set__ for n in names)

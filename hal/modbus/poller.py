@@ -180,7 +180,7 @@ def _block_values(st: _DeviceState, index: int, reply: list[int] | list[bool]) -
     """
     types = list(map(type, reply))
     last = st.decoded[index]
-    if last is None or last[0] != reply or last[1] != types:
+    if last is None or last[1] != types or last[0] != reply:  # types first: list == list cannot raise
         last = st.decoded[index] = (list(reply), types, decode_block(st.blocks[index], reply))
     return last[2]
 

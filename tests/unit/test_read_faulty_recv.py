@@ -84,6 +84,9 @@ def test_recv_with_filters_or_a_wait_keeps_python_cans_path(caplog: pytest.LogCa
         tx.send(can.Message(arbitration_id=0x200, data=b"\x02", is_extended_id=False))
         assert _key(rx.recv(timeout=0.01)) == _key(can.Message(arbitration_id=0x200, data=b"\x02", timestamp=0.0,
                                                                   is_extended_id=False))
+        # a non-blocking read on a filtered bus keeps the filter (the fast path is for no filters only)
+        tx.send(can.Message(arbitration_id=0x100, data=b"\x04", is_extended_id=False))
+        assert rx.recv(timeout=0) is None
         rx.set_filters(None)
         tx.send(can.Message(arbitration_id=0x100, data=b"\x03", is_extended_id=False))
         with caplog.at_level(FaultyBus.RECV_LOGGING_LEVEL, logger="can.bus"):
