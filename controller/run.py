@@ -150,8 +150,10 @@ def run_main_job(opts: RunOptions, console: Console | None = None,
                     seed=opts.seed,
                     can_loggers=loggers,
                     # lockstep: the loop never overruns (a SimClock tick takes no time): no
-                    # per-tick call that always answers 0; the fault plan's injected ones remain
-                    loop_overruns=overruns if opts.realtime else None,
+                    # per-tick call that always answers 0; the fault plan's injected ones remain.
+                    # A replay keeps the callable: one resumed inside an injected overrun
+                    # window clears `lag` as the callable's 0 tells it (the rig has no fault plan)
+                    loop_overruns=overruns if opts.realtime or opts.replay is not None else None,
                     options=replay,
                     checked=checked,
                     ingress=flight.ingress() if flight is not None else None,

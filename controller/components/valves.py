@@ -228,7 +228,9 @@ class ValveBoardComponent(ComponentBase):
             self._was_allowed = True  # (before the placing below, which may raise)
             tv, n = self.thruster_valves, self.n_valves
             if len(per_thruster) == n == len(tv) and tv == self._valve_order:
-                duty = list(per_thruster)  # thruster i on valve i, every valve: what the loop gives
+                # thruster i on valve i, every valve: what the loop gives (a copy: the
+                # commander's list is its own; valve indices are ints, config/rig.py checks)
+                duty = list(per_thruster)
             else:
                 duty = [0.0] * self.n_valves
                 for i, v in enumerate(tv):

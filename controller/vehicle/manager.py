@@ -136,7 +136,9 @@ class Vehicle(SafeStop):
         state and pose are the very same objects (``is``), otherwise a new one is built
         (issue 16: no per-call allocation when nothing changed). The outputs mode is a
         function of the state (the FSM model is fixed), so the same state object means
-        the same outputs.
+        the same outputs. :meth:`read` builds the tick's views itself (the same
+        construction, inline: a new tick always misses this cache) and leaves the last one
+        here for the later calls.
         """
         state, pose = self.fsm.state, self.mcu.pose
         v = self._view

@@ -130,3 +130,24 @@ def test_valve_duties_changed_mapping_after_build_is_honoured():
     assert comp.last_duty_pct == [30.0, 20.0, 10.0]
     comp.write(TickView(2, 0.02, "idle", "zero", None), [0.1, 0.2, 0.3])
     assert comp.last_duty_pct == [0.0, 0.0, 0.0]
+
+
+class _OwnListCommander:
+    """A modulator that, like ValveCommander, returns its own latched list (not to be kept)."""
+
+    def __init__(self) -> None:
+        self.duty = [0.0, 0.0, 0.0]
+
+    def duty_pct(self, thrust_n: Sequence[float], tick: int) -> list[float]:
+        self.duty[:] = [100.0 * t for t in thrust_n]
+        return self.duty
+
+
+def test_valve_duties_copy_the_modulators_list():
+    mod = _OwnListCommander()
+    comp = ValveBoardComponent("vb", _Driver(), _Port(), ">=0", [0, 1, 2], 3, [1.0, 1.0, 1.0],  # type: ignore[arg-type]
+                               modulator=mod)  # type: ignore[arg-type]
+    comp.write(TickView(0, 0.0, "active", "allocate", None), [0.1, 0.2, 0.3])
+    assert comp.last_duty_pct == [10.0, 20.0, 30.0] and comp.last_duty_pct is not mod.duty
+    mod.duty[0] = 99.0  # the commander's next latch must not rewrite what was sent
+    assert comp.last_duty_pct[0] == 10.0
