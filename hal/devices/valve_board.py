@@ -362,7 +362,7 @@ class ValveBoardDriver:
             duties = tuple(duty_pct)
             types = tuple(map(type, duties))
             memo = self._tick_duty_memo
-            if memo is not None and memo[0] == duties and memo[1] == types:
+            if memo is not None and memo[1] == types and memo[0] == duties:  # types first: no cross-type cast
                 fields = memo[2]
             else:
                 to_raw = vb.duty_pct_to_raw
