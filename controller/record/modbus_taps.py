@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import operator
 import zlib
@@ -28,8 +27,6 @@ from hal.modbus.poller import DeviceSnapshot, ModbusPoller, WriteTicket
 
 # --------------------------------------------------------------------------- encoding
 
-_log = logging.getLogger(__name__)
-_log.addHandler(logging.NullHandler())
 
 #: ``json.dumps(x, sort_keys=True)`` without building an encoder per call (the same
 #: text): the generic writer of :class:`SortedText`, and the replay's.
