@@ -280,8 +280,8 @@ class _Plan:
     checksum_signal: str | None
     checksum_fn: ChecksumFn | None
     modulo: int
-    # regular streams: (period, shortest and longest regular gap), integer ns, decided at build
-    rhythm_ns: tuple[int, int, int] | None
+    # regular streams: the shortest and longest regular gap, integer ns, decided at build
+    rhythm_ns: tuple[int, int] | None
 
 
 class IngressChecker:
@@ -359,8 +359,7 @@ class IngressChecker:
         plan.rhythm_ns = None
         if spec.regular and period_s:
             period_ns = to_ns(period_s)
-            plan.rhythm_ns = (period_ns, round(period_ns * (1.0 - self._tolerance)),
-                              round(period_ns * (1.0 + self._tolerance)))
+            plan.rhythm_ns = (round(period_ns * (1.0 - self._tolerance)), round(period_ns * (1.0 + self._tolerance)))
         plan.bounds = []
         plan.bounds_proved = []
         plan.choices = []
@@ -629,7 +628,7 @@ class IngressChecker:
                     st.recovering = True
                     st.good_gaps = 0
                     st.irregular_score += 1
-                elif not rhythm[1] <= gap_ns <= rhythm[2]:
+                elif not rhythm[0] <= gap_ns <= rhythm[1]:
                     # late (half rate, gaps) or early (burst, buffering)
                     st.good_gaps = 0
                     st.irregular_score += 1
